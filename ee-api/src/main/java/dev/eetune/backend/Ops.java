@@ -1,0 +1,347 @@
+package dev.eetune.backend;
+
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Tensor;
+
+/**
+ * The validated op set of a backend. Every method checks devices, dtypes and shapes in Java and throws
+ * {@link IllegalArgumentException} naming the op and the shapes before the native call; a native failure becomes an
+ * {@link IllegalStateException} carrying the library's message. Tensors of rank > 2 are read as
+ * [product of leading dims, last dim] ("rows x cols").
+ */
+public final class Ops {
+    private final Backend backend;
+    private final Kernels k;
+
+    Ops(Backend backend) {
+        this.backend = backend;
+        this.k = backend.kernels();
+    }
+
+    // ---- memory and elementwise ----------------------------------------------------------------------------
+
+    public void copy(Tensor dst, Tensor src) {
+        mine("copy", dst, src);
+        if (dst.byteSize() != src.byteSize()) fail("copy", "sizes differ", dst, src);
+        check("copy", k.ee_copy(dst.address(), src.address(), src.byteSize(), 0));
+    }
+
+    public void zero(Tensor t) {
+        mine("zero", t);
+        check("zero", k.ee_fill_bytes(t.address(), 0, t.byteSize()));
+    }
+
+    /** dst = src converted to dst's dtype (F32/BF16/F16). */
+    public void cast(Tensor dst, Tensor src) {
+        mine("cast", dst, src);
+        if (!dst.dtype().isFloat() || !src.dtype().isFloat()) fail("cast", "float dtypes only", dst, src);
+        if (dst.size() != src.size()) fail("cast", "sizes differ", dst, src);
+        check("cast", k.ee_cast(dst.address(), dst.dtype().code(), src.address(), src.dtype().code(), src.size()));
+    }
+
+    /** out = a + b (elementwise; out may be a or b). */
+    public void add(Tensor out, Tensor a, Tensor b) {
+        f32("add", out, a, b);
+        sameSize("add", out, a, b);
+        check("add", k.ee_add(out.address(), a.address(), b.address(), out.size()));
+    }
+
+    /** out = a + alpha * b. */
+    public void axpby(Tensor out, Tensor a, float alpha, Tensor b) {
+        f32("axpby", out, a, b);
+        sameSize("axpby", out, a, b);
+        check("axpby", k.ee_axpby(out.address(), a.address(), alpha, b.address(), out.size()));
+    }
+
+    /** x[r, :] += bias. */
+    public void addBias(Tensor x, Tensor bias) {
+        f32("addBias", x, bias);
+        if (bias.size() != cols(x)) fail("addBias", "bias length must equal the last dim of x", x, bias);
+        check("addBias", k.ee_add_bias(x.address(), bias.address(), rows(x), cols(x)));
+    }
+
+    public void scale(Tensor x, float s) {
+        f32("scale", x);
+        check("scale", k.ee_scale(x.address(), s, x.size()));
+    }
+
+    /** Sum of squares, accumulated in double. */
+    public double sumSquares(Tensor x) {
+        f32("sumSquares", x);
+        return k.ee_sum_squares(x.address(), x.size());
+    }
+
+    // ---- embedding -----------------------------------------------------------------------------------------
+
+    /** out[r] = table[ids[r]]; table [vocab, dim] in any float dtype, out [n, dim] F32. */
+    public void embedding(Tensor out, Tensor table, Tensor ids) {
+        mine("embedding", out, table, ids);
+        f32("embedding", out);
+        i32("embedding", ids);
+        if (!table.dtype().isFloat() || table.rank() != 2) fail("embedding", "table must be a float [vocab, dim] matrix", table);
+        if (rows(out) != ids.size() || cols(out) != table.dim(1)) fail("embedding", "out must be [ids, dim]", out, table, ids);
+        check("embedding", k.ee_embedding_fwd(out.address(), table.address(), table.dtype().code(), ids.address(), (int) ids.size(), table.dim(1)));
+    }
+
+    /** dtable[ids[r]] += dout[r]. */
+    public void embeddingBackward(Tensor dtable, Tensor dout, Tensor ids) {
+        f32("embeddingBackward", dtable, dout);
+        i32("embeddingBackward", ids);
+        if (dtable.rank() != 2 || rows(dout) != ids.size() || cols(dout) != dtable.dim(1)) fail("embeddingBackward", "shapes disagree", dtable, dout, ids);
+        check("embeddingBackward", k.ee_embedding_bwd(dtable.address(), dout.address(), ids.address(), (int) ids.size(), dtable.dim(1)));
+    }
+
+    // ---- RMSNorm -------------------------------------------------------------------------------------------
+
+    /** out = x / rms(x) * w per row; invRms (may be null) receives 1/rms per row. */
+    public void rmsnorm(Tensor out, Tensor invRms, Tensor x, Tensor w, float eps) {
+        f32("rmsnorm", out, x, w);
+        sameSize("rmsnorm", out, x);
+        if (w.size() != cols(x)) fail("rmsnorm", "weight length must equal the last dim of x", x, w);
+        if (invRms != null) {
+            f32("rmsnorm", invRms);
+            if (invRms.size() != rows(x)) fail("rmsnorm", "invRms needs one value per row", x, invRms);
+        }
+        check("rmsnorm", k.ee_rmsnorm_fwd(out.address(), addr(invRms), x.address(), w.address(), rows(x), cols(x), eps));
+    }
+
+    /** dx (may be null) = d/dx; dw (may be null) += d/dw. */
+    public void rmsnormBackward(Tensor dx, Tensor dw, Tensor dout, Tensor x, Tensor w, Tensor invRms) {
+        f32("rmsnormBackward", dout, x, w, invRms);
+        sameSize("rmsnormBackward", dout, x);
+        if (dx != null) { f32("rmsnormBackward", dx); sameSize("rmsnormBackward", dx, x); }
+        if (dw != null) { f32("rmsnormBackward", dw); sameSize("rmsnormBackward", dw, w); }
+        if (w.size() != cols(x) || invRms.size() != rows(x)) fail("rmsnormBackward", "shapes disagree", x, w, invRms);
+        check("rmsnormBackward", k.ee_rmsnorm_bwd(addr(dx), addr(dw), dout.address(), x.address(), w.address(), invRms.address(), rows(x), cols(x)));
+    }
+
+    // ---- GEMM ----------------------------------------------------------------------------------------------
+
+    /**
+     * c = alpha * op(a) * op(b) + beta * c with a, c F32 matrices and b F32/BF16/F16. beta = 0 ignores c's contents.
+     */
+    public void gemm(boolean transA, boolean transB, float alpha, Tensor a, Tensor b, float beta, Tensor c) {
+        mine("gemm", a, b, c);
+        f32("gemm", a, c);
+        if (!b.dtype().isFloat()) fail("gemm", "b must be F32, BF16 or F16", b);
+        int ar = rows(a), ac = cols(a), br = rows(b), bc = cols(b);
+        int m = transA ? ac : ar, ka = transA ? ar : ac;
+        int kb = transB ? bc : br, n = transB ? br : bc;
+        if (ka != kb || rows(c) != m || cols(c) != n) {
+            throw new IllegalArgumentException("gemm: op(a) " + m + "x" + ka + " times op(b) " + kb + "x" + n + " into c " + c.shape()
+                + " (a " + a.shape() + (transA ? "^T" : "") + ", b " + b.shape() + (transB ? "^T" : "") + ")");
+        }
+        check("gemm", k.ee_gemm(transA ? 1 : 0, transB ? 1 : 0, m, n, ka, alpha, a.address(), ac, b.address(), b.dtype().code(), bc, beta, c.address(), cols(c)));
+    }
+
+    /** y = x w^T: a linear layer with weight w [out, in]. */
+    public void linear(Tensor y, Tensor x, Tensor w) { gemm(false, true, 1f, x, w, 0f, y); }
+
+    // ---- RoPE and attention --------------------------------------------------------------------------------
+
+    /** Rotates x [rows, nHeads * headDim] in place; row r at position pos[r]; inverse = the backward. */
+    public void rope(Tensor x, Tensor pos, Tensor invFreq, int nHeads, int headDim, boolean interleaved, boolean inverse) {
+        f32("rope", x, invFreq);
+        i32("rope", pos);
+        if (headDim % 2 != 0 || cols(x) != nHeads * headDim || pos.size() != rows(x) || invFreq.size() != headDim / 2) {
+            throw new IllegalArgumentException("rope: x " + x.shape() + ", pos " + pos.shape() + ", invFreq " + invFreq.shape()
+                + " do not fit " + nHeads + " heads of (even) size " + headDim);
+        }
+        check("rope", k.ee_rope(x.address(), pos.address(), invFreq.address(), rows(x), nHeads, headDim, interleaved ? 1 : 0, inverse ? 1 : 0));
+    }
+
+    /**
+     * Causal GQA attention of packed rows against a cache [nSeq, maxLen, nKv * headDim]; row r is sequence
+     * rowSeq[r] at position rowPos[r] and attends to positions 0..rowPos[r]. lse (may be null): [rows, nHeads].
+     */
+    public void attention(Tensor out, Tensor lse, Tensor q, Tensor kCache, Tensor vCache, Tensor rowSeq, Tensor rowPos,
+                          int nHeads, int nKvHeads, int headDim, float scale) {
+        f32("attention", out, q, kCache, vCache);
+        i32("attention", rowSeq, rowPos);
+        int rows = rows(q);
+        if (nKvHeads <= 0 || nHeads % nKvHeads != 0) throw new IllegalArgumentException("attention: " + nHeads + " query heads are not a multiple of " + nKvHeads + " KV heads");
+        if (cols(q) != nHeads * headDim || !out.shape().equals(q.shape()) || rowSeq.size() != rows || rowPos.size() != rows) {
+            fail("attention", "q/out must be [rows, heads*headDim] with one seq and pos per row", out, q, rowSeq, rowPos);
+        }
+        if (kCache.rank() != 3 || !kCache.shape().equals(vCache.shape()) || kCache.dim(2) != nKvHeads * headDim) {
+            fail("attention", "caches must be [nSeq, maxLen, kvHeads*headDim]", kCache, vCache);
+        }
+        if (lse != null) { f32("attention", lse); if (lse.size() != (long) rows * nHeads) fail("attention", "lse must be [rows, heads]", lse); }
+        int[] seq = rowSeq.toIntArray(), pos = rowPos.toIntArray();
+        for (int r = 0; r < rows; r++) {
+            if (seq[r] < 0 || seq[r] >= kCache.dim(0) || pos[r] < 0 || pos[r] >= kCache.dim(1)) {
+                throw new IllegalArgumentException("attention: row " + r + " (seq " + seq[r] + ", pos " + pos[r] + ") is outside the cache " + kCache.shape());
+            }
+        }
+        check("attention", k.ee_attention_fwd(out.address(), addr(lse), q.address(), kCache.address(), vCache.address(),
+            rowSeq.address(), rowPos.address(), rows, nHeads, nKvHeads, headDim, kCache.dim(1), scale));
+    }
+
+    /** Backward of causal attention over dense batches [batch, seq, ...]: writes dq, accumulates dk and dv. */
+    public void attentionBackward(Tensor dq, Tensor dk, Tensor dv, Tensor dout, Tensor out, Tensor lse, Tensor q, Tensor kk, Tensor v,
+                                  int batch, int seq, int nHeads, int nKvHeads, int headDim, float scale) {
+        f32("attentionBackward", dq, dk, dv, dout, out, lse, q, kk, v);
+        long rows = (long) batch * seq;
+        if (nKvHeads <= 0 || nHeads % nKvHeads != 0 || q.size() != rows * nHeads * headDim || kk.size() != rows * nKvHeads * headDim
+            || v.size() != kk.size() || dq.size() != q.size() || dout.size() != q.size() || out.size() != q.size()
+            || dk.size() != kk.size() || dv.size() != kk.size() || lse.size() != rows * nHeads) {
+            fail("attentionBackward", "shapes do not fit batch " + batch + " x seq " + seq + ", heads " + nHeads + "/" + nKvHeads + " of " + headDim, q, kk, v, lse);
+        }
+        check("attentionBackward", k.ee_attention_bwd(dq.address(), dk.address(), dv.address(), dout.address(), out.address(), lse.address(),
+            q.address(), kk.address(), v.address(), batch, seq, nHeads, nKvHeads, headDim, scale));
+    }
+
+    /** cache[rowSeq[r], rowPos[r], :] = src[r, :]. */
+    public void kvWrite(Tensor cache, Tensor src, Tensor rowSeq, Tensor rowPos) {
+        f32("kvWrite", cache, src);
+        i32("kvWrite", rowSeq, rowPos);
+        if (cache.rank() != 3 || cols(src) != cache.dim(2) || rowSeq.size() != rows(src) || rowPos.size() != rows(src)) {
+            fail("kvWrite", "src [rows, width] into cache [nSeq, maxLen, width]", cache, src, rowSeq, rowPos);
+        }
+        int[] seq = rowSeq.toIntArray(), pos = rowPos.toIntArray();
+        for (int r = 0; r < seq.length; r++) {
+            if (seq[r] < 0 || seq[r] >= cache.dim(0) || pos[r] < 0 || pos[r] >= cache.dim(1)) {
+                throw new IllegalArgumentException("kvWrite: row " + r + " (seq " + seq[r] + ", pos " + pos[r] + ") is outside the cache " + cache.shape());
+            }
+        }
+        check("kvWrite", k.ee_kv_write(cache.address(), src.address(), rowSeq.address(), rowPos.address(), rows(src), cols(src), cache.dim(1)));
+    }
+
+    /** dst[r] = src[idx[r]]. */
+    public void gatherRows(Tensor dst, Tensor src, Tensor idx) {
+        f32("gatherRows", dst, src);
+        i32("gatherRows", idx);
+        if (cols(dst) != cols(src) || rows(dst) != idx.size()) fail("gatherRows", "dst must be [idx, width of src]", dst, src, idx);
+        for (int i : idx.toIntArray()) if (i < 0 || i >= rows(src)) throw new IllegalArgumentException("gatherRows: index " + i + " outside src " + src.shape());
+        check("gatherRows", k.ee_gather_rows(dst.address(), src.address(), idx.address(), rows(dst), cols(dst)));
+    }
+
+    // ---- SwiGLU --------------------------------------------------------------------------------------------
+
+    /** out = silu(gate) * up. */
+    public void swiglu(Tensor out, Tensor gate, Tensor up) {
+        f32("swiglu", out, gate, up);
+        sameSize("swiglu", out, gate, up);
+        check("swiglu", k.ee_swiglu_fwd(out.address(), gate.address(), up.address(), out.size()));
+    }
+
+    public void swigluBackward(Tensor dgate, Tensor dup, Tensor dout, Tensor gate, Tensor up) {
+        f32("swigluBackward", dgate, dup, dout, gate, up);
+        sameSize("swigluBackward", dgate, dup, dout, gate, up);
+        check("swigluBackward", k.ee_swiglu_bwd(dgate.address(), dup.address(), dout.address(), gate.address(), up.address(), dout.size()));
+    }
+
+    // ---- softmax, argmax, sampling ---------------------------------------------------------------------------
+
+    public void softmax(Tensor out, Tensor x, float temperature) {
+        f32("softmax", out, x);
+        sameSize("softmax", out, x);
+        positive("softmax", temperature);
+        check("softmax", k.ee_softmax(out.address(), x.address(), rows(x), cols(x), temperature));
+    }
+
+    /** idx[r] = argmax of logits[r]; maxProb (may be null) = max softmax probability at this temperature. */
+    public void argmax(Tensor idx, Tensor maxProb, Tensor logits, float temperature) {
+        f32("argmax", logits);
+        i32("argmax", idx);
+        positive("argmax", temperature);
+        if (idx.size() != rows(logits)) fail("argmax", "one index per row", idx, logits);
+        if (maxProb != null) { f32("argmax", maxProb); if (maxProb.size() != rows(logits)) fail("argmax", "one max-prob per row", maxProb, logits); }
+        check("argmax", k.ee_argmax(idx.address(), addr(maxProb), logits.address(), rows(logits), cols(logits), temperature));
+    }
+
+    /** Top-p sampling with caller-supplied uniforms in [0, 1), one per row. */
+    public void sampleTopP(Tensor out, Tensor logits, Tensor uniforms, float temperature, float topP) {
+        f32("sampleTopP", logits, uniforms);
+        i32("sampleTopP", out);
+        positive("sampleTopP", temperature);
+        if (!(topP > 0)) throw new IllegalArgumentException("sampleTopP: top_p must be > 0, got " + topP);
+        if (out.size() != rows(logits) || uniforms.size() != rows(logits)) fail("sampleTopP", "one output and one uniform per row", out, logits, uniforms);
+        check("sampleTopP", k.ee_sample_top_p(out.address(), logits.address(), uniforms.address(), rows(logits), cols(logits), temperature, topP));
+    }
+
+    // ---- fused linear + cross-entropy --------------------------------------------------------------------------
+
+    /**
+     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< 0 =
+     * ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
+     * null, F32 [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
+     */
+    public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,
+                                   Tensor targets, Tensor gradWeight, int chunk, float temperature) {
+        f32("linearCrossEntropy", loss, x);
+        i32("linearCrossEntropy", targets);
+        mine("linearCrossEntropy", w);
+        positive("linearCrossEntropy", temperature);
+        int rows = rows(x), dim = cols(x);
+        if (w.rank() != 2 || w.dim(1) != dim || !w.dtype().isFloat()) fail("linearCrossEntropy", "w must be a float [vocab, dim] matrix", x, w);
+        if (loss.size() != rows || targets.size() != rows) fail("linearCrossEntropy", "loss and targets need one value per row", x, loss, targets);
+        if (gradWeight != null) { f32("linearCrossEntropy", gradWeight); if (gradWeight.size() != rows) fail("linearCrossEntropy", "gradWeight needs one value per row", x, gradWeight); }
+        if (dx != null) { f32("linearCrossEntropy", dx); sameSize("linearCrossEntropy", dx, x); }
+        if (dw != null) { f32("linearCrossEntropy", dw); if (dw.size() != w.size()) fail("linearCrossEntropy", "dw must match w", dw, w); }
+        if (argmax != null) { i32("linearCrossEntropy", argmax); if (argmax.size() != rows) fail("linearCrossEntropy", "argmax needs one value per row", argmax); }
+        if (maxProb != null) { f32("linearCrossEntropy", maxProb); if (maxProb.size() != rows) fail("linearCrossEntropy", "maxProb needs one value per row", maxProb); }
+        if (chunk <= 0) throw new IllegalArgumentException("linearCrossEntropy: chunk must be > 0, got " + chunk);
+        int vocab = w.dim(0);
+        for (int t : targets.toIntArray()) if (t >= vocab) throw new IllegalArgumentException("linearCrossEntropy: target " + t + " outside the vocabulary of " + vocab);
+        check("linearCrossEntropy", k.ee_linear_cross_entropy(loss.address(), addr(dx), addr(dw), addr(argmax), addr(maxProb), x.address(), w.address(),
+            w.dtype().code(), targets.address(), addr(gradWeight), rows, dim, vocab, chunk, temperature));
+    }
+
+    // ---- optimizer -------------------------------------------------------------------------------------------
+
+    /** One AdamW step (see the native header for the exact update). */
+    public void adamw(Tensor p, Tensor g, Tensor m, Tensor v, float lr, float beta1, float beta2, float eps, float weightDecay,
+                      float bias1, float bias2, float gradScale) {
+        f32("adamw", p, g, m, v);
+        sameSize("adamw", p, g, m, v);
+        check("adamw", k.ee_adamw(p.address(), g.address(), m.address(), v.address(), p.size(), lr, beta1, beta2, eps, weightDecay, bias1, bias2, gradScale));
+    }
+
+    // ---- validation helpers ------------------------------------------------------------------------------------
+
+    /** Rows of a tensor read as a matrix: the product of all but the last dimension. */
+    public static int rows(Tensor t) {
+        long n = 1;
+        for (int i = 0; i < t.rank() - 1; i++) n *= t.dim(i);
+        return Math.toIntExact(n);
+    }
+
+    /** The last dimension (1 for a scalar). */
+    public static int cols(Tensor t) { return t.rank() == 0 ? 1 : t.dim(t.rank() - 1); }
+
+    private static long addr(Tensor t) { return t == null ? 0 : t.address(); }
+
+    private void mine(String op, Tensor... ts) {
+        for (Tensor t : ts) {
+            if (t.backend() != backend) throw new IllegalArgumentException(op + ": tensor " + t.dtype() + t.shape() + " is on " + t.backend().name() + ", not " + backend.name());
+        }
+    }
+
+    private void f32(String op, Tensor... ts) { typed(op, DType.F32, ts); }
+
+    private void i32(String op, Tensor... ts) { typed(op, DType.I32, ts); }
+
+    private void typed(String op, DType dt, Tensor... ts) {
+        mine(op, ts);
+        for (Tensor t : ts) if (t.dtype() != dt) throw new IllegalArgumentException(op + ": expected " + dt + ", got " + t.dtype() + t.shape());
+    }
+
+    private static void sameSize(String op, Tensor... ts) {
+        for (Tensor t : ts) if (t.size() != ts[0].size()) fail(op, "element counts differ", ts);
+    }
+
+    private static void positive(String op, float temperature) {
+        if (!(temperature > 0) || Float.isInfinite(temperature)) throw new IllegalArgumentException(op + ": temperature must be positive and finite, got " + temperature);
+    }
+
+    private static void fail(String op, String why, Tensor... ts) {
+        StringBuilder sb = new StringBuilder(op).append(": ").append(why).append(" (");
+        for (int i = 0; i < ts.length; i++) sb.append(i > 0 ? ", " : "").append(ts[i].dtype()).append(ts[i].shape());
+        throw new IllegalArgumentException(sb.append(')').toString());
+    }
+
+    private void check(String op, int rc) {
+        if (rc != 0) throw new IllegalStateException(op + " failed in the " + backend.name() + " backend: " + backend.lastError());
+    }
+}

@@ -1,0 +1,48 @@
+package dev.eetune.model;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+
+/**
+ * Preallocated keys and values: per layer [sequences, maxLen, kvHeads * headDim]. Positions are written by passes;
+ * truncating a sequence is just forgetting positions (slots past a sequence's length are garbage).
+ */
+public final class KvCache implements AutoCloseable {
+    private final Scope scope;
+    private final Tensor[] keys;
+    private final Tensor[] values;
+    private final int sequences;
+    private final int maxLen;
+
+    public KvCache(LlamaConfig c, Backend backend, int sequences, int maxLen) {
+        if (sequences <= 0 || maxLen <= 0) throw new IllegalArgumentException("KvCache: sequences " + sequences + " and maxLen " + maxLen + " must be > 0");
+        this.scope = Scope.of(backend);
+        this.sequences = sequences;
+        this.maxLen = maxLen;
+        int kvDim = c.nKvHeads() * c.headDim();
+        keys = new Tensor[c.nLayers()];
+        values = new Tensor[c.nLayers()];
+        for (int l = 0; l < c.nLayers(); l++) {
+            keys[l] = scope.allocate(DType.F32, sequences, maxLen, kvDim);
+            values[l] = scope.allocate(DType.F32, sequences, maxLen, kvDim);
+        }
+    }
+
+    public int sequences() { return sequences; }
+
+    public int maxLen() { return maxLen; }
+
+    public int layers() { return keys.length; }
+
+    public Tensor keys(int layer) { return keys[layer]; }
+
+    public Tensor values(int layer) { return values[layer]; }
+
+    @Override
+    public void close() { scope.close(); }
+
+    @Override
+    public String toString() { return "KvCache[" + keys.length + " layers, " + sequences + " x " + maxLen + "]"; }
+}

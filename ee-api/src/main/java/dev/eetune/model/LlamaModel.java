@@ -1,0 +1,128 @@
+package dev.eetune.model;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Ops;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * A Llama-family decoder (Llama 2/3, TinyLlama, Mistral, Qwen2, llama2.c) on a backend. There is ONE layer loop,
+ * {@link #layers}, parameterised by the packed rows it runs and the layer range, so prefill, decode, early-exit
+ * recomputation, speculative verification and tuning all share it.
+ */
+public final class LlamaModel implements AutoCloseable {
+    private final LlamaConfig config;
+    private final LlamaWeights weights;
+    private final Backend backend;
+    private final Scope scope;
+    private final Tensor invFreq;
+    private final float attnScale;
+
+    /** Takes ownership of {@code scope}, which holds the weights (and any mapped files). */
+    public LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope) {
+        config.validate();
+        this.config = config;
+        this.weights = weights;
+        this.backend = backend;
+        this.scope = scope;
+        this.invFreq = scope.of(config.ropeInverseFrequencies(), config.headDim() / 2);
+        this.attnScale = (float) (1.0 / Math.sqrt(config.headDim()));
+    }
+
+    /**
+     * Loads a checkpoint: a Hugging Face directory (config.json + safetensors) or a llama2.c {@code .bin} file.
+     * Weights are memory-mapped, never read through the Java heap.
+     */
+    public static LlamaModel load(Path path, Backend backend) {
+        if (Files.isDirectory(path)) return HfCheckpointLoader.load(path, backend);
+        if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".safetensors")) return HfCheckpointLoader.load(path.getParent(), backend);
+        if (Files.isRegularFile(path)) return Llama2cLoader.load(path, backend);
+        throw new IllegalArgumentException("no model at " + path + " (expected a Hugging Face directory or a llama2.c .bin file)");
+    }
+
+    public LlamaConfig config() { return config; }
+
+    public LlamaWeights weights() { return weights; }
+
+    public Backend backend() { return backend; }
+
+    public Workspace newWorkspace() { return new Workspace(config, backend); }
+
+    /** x[r] = embedding of rows' tokens. */
+    public void embed(Tensor x, Workspace.Rows rows) {
+        backend.ops().embedding(x, weights.tokenEmbedding(), rows.tokens());
+    }
+
+    /** Called inside the layer loop; see {@link #layers}. */
+    public interface LayerTap {
+        /** After layer {@code layer}'s attention residual add: {@code residual} is h + attn(h), read it now. */
+        default void afterAttention(int layer, Tensor residual) {}
+
+        /** After layer {@code layer} (0-based): {@code hidden} is its output; returning false stops the loop. */
+        default boolean afterLayer(int layer, Tensor hidden) { return true; }
+    }
+
+    /**
+     * Runs layers [from, to) (0-based) over packed rows: the residual stream {@code x} [rows, dim] is updated in place
+     * and each row's K/V are written to the cache at (seq, pos) before attention, so a row attends to its sequence's
+     * cached positions 0..pos. Returns the index after the last layer run (to, or earlier if the tap stopped).
+     */
+    public int layers(Tensor x, Workspace.Rows rows, KvCache cache, int from, int to, Workspace ws, LayerTap tap) {
+        if (from < 0 || to > config.nLayers() || from > to) throw new IllegalArgumentException("layers [" + from + ", " + to + ") outside 0.." + config.nLayers());
+        Ops ops = backend.ops();
+        int n = rows.count();
+        ws.ensure(n);
+        Tensor xb = ws.xb(n), q = ws.q(n), k = ws.k(n), v = ws.v(n), att = ws.att(n), gate = ws.gate(n), up = ws.up(n);
+        int hd = config.headDim();
+        for (int l = from; l < to; l++) {
+            LayerWeights w = weights.layers().get(l);
+            ops.rmsnorm(xb, null, x, w.attnNorm(), config.normEps());
+            ops.linear(q, xb, w.wq());
+            ops.linear(k, xb, w.wk());
+            ops.linear(v, xb, w.wv());
+            if (w.bq() != null) {
+                ops.addBias(q, w.bq());
+                ops.addBias(k, w.bk());
+                ops.addBias(v, w.bv());
+            }
+            ops.rope(q, rows.pos(), invFreq, config.nHeads(), hd, config.ropeInterleaved(), false);
+            ops.rope(k, rows.pos(), invFreq, config.nKvHeads(), hd, config.ropeInterleaved(), false);
+            ops.kvWrite(cache.keys(l), k, rows.seq(), rows.pos());
+            ops.kvWrite(cache.values(l), v, rows.seq(), rows.pos());
+            ops.attention(att, null, q, cache.keys(l), cache.values(l), rows.seq(), rows.pos(), config.nHeads(), config.nKvHeads(), hd, attnScale);
+            ops.gemm(false, true, 1f, att, w.wo(), 1f, x); // x += att Wo^T
+            if (tap != null) tap.afterAttention(l, x);
+            ops.rmsnorm(xb, null, x, w.ffnNorm(), config.normEps());
+            ops.linear(gate, xb, w.wGate());
+            ops.linear(up, xb, w.wUp());
+            ops.swiglu(gate, gate, up);
+            ops.gemm(false, true, 1f, gate, w.wDown(), 1f, x); // x += mlp
+            if (tap != null && !tap.afterLayer(l, x)) return l + 1;
+        }
+        return to;
+    }
+
+    /** logits [rows, vocab] = lmHead(finalNorm(hidden)); {@code normed} [rows, dim] is scratch. */
+    public void logits(Tensor logits, Tensor hidden, Tensor normed) {
+        Ops ops = backend.ops();
+        ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
+        ops.linear(logits, normed, weights.lmHead());
+    }
+
+    /** The RoPE inverse frequencies [headDim / 2]. */
+    public Tensor ropeInverseFrequencies() { return invFreq; }
+
+    public float attentionScale() { return attnScale; }
+
+    @Override
+    public void close() { scope.close(); }
+
+    @Override
+    public String toString() {
+        return "LlamaModel[" + config.architecture() + ", dim " + config.dim() + ", " + config.nLayers() + " layers, " + config.nHeads() + "/" + config.nKvHeads()
+            + " heads, vocab " + config.vocabSize() + ", " + weights.tokenEmbedding().dtype() + ", " + backend.name() + "]";
+    }
+}

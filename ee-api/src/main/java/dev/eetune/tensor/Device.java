@@ -1,0 +1,11 @@
+package dev.eetune.tensor;
+
+/** Where a tensor's memory lives: {@code cpu} (host) or e.g. {@code cuda:0}. */
+public record Device(String type, int index) {
+    public static final Device CPU = new Device("cpu", 0);
+
+    public boolean isHost() { return type.equals("cpu"); }
+
+    @Override
+    public String toString() { return isHost() ? type : type + ":" + index; }
+}

@@ -1,0 +1,23 @@
+package dev.eetune.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code ee} command line. */
+@Command(name = "ee", mixinStandardHelpOptions = true, version = "eetune 0.1.0",
+    description = "Early-exit LLMs on the JVM: load, tune exit heads, generate, evaluate, benchmark.",
+    subcommands = {GenerateCommand.class, InspectCommand.class, CommandLine.HelpCommand.class})
+public final class Main {
+    public static void main(String[] args) {
+        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "info");
+        System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            // a user error (bad file, bad value) is one clear line, not a stack trace
+            cmd.getErr().println("ee " + cmd.getCommandName() + ": " + (ex.getMessage() == null ? ex.toString() : ex.getMessage()));
+            if (System.getenv("EE_DEBUG") != null) ex.printStackTrace(cmd.getErr());
+            return 1;
+        });
+        System.exit(cl.execute(args));
+    }
+}

@@ -1,0 +1,47 @@
+package dev.eetune.cli;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Backends;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tokenizer.Tokenizer;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** Options shared by commands that load a model. */
+final class ModelOptions {
+    @Option(names = "--model", required = true, description = "A Hugging Face directory (config.json + safetensors) or a llama2.c .bin file.")
+    Path model;
+
+    @Option(names = "--tokenizer", description = "tokenizer.json or llama2.c tokenizer.bin (default: found beside the model).")
+    Path tokenizer;
+
+    @Option(names = "--backend", defaultValue = "cpu", description = "Backend name (default: ${DEFAULT-VALUE}).")
+    String backend;
+
+    @Option(names = "--threads", defaultValue = "0", description = "Worker threads (0 = all cores).")
+    int threads;
+
+    Backend backend() {
+        Backend b = Backends.get(backend);
+        if (threads > 0) b.kernels().ee_set_num_threads(threads);
+        return b;
+    }
+
+    LlamaModel loadModel() {
+        if (!Files.exists(model)) throw new IllegalArgumentException("--model " + model + ": no such file or directory");
+        return LlamaModel.load(model, backend());
+    }
+
+    /** The tokenizer given, or the one beside the model: tokenizer.json, tokenizer.bin, or llama2.c's tok{vocab}.bin. */
+    Tokenizer loadTokenizer(int vocabSize) {
+        if (tokenizer != null) return Tokenizer.load(tokenizer);
+        Path dir = Files.isDirectory(model) ? model : model.toAbsolutePath().getParent();
+        for (String name : new String[] {"tokenizer.json", "tokenizer.bin", "tok" + vocabSize + ".bin"}) {
+            Path p = dir.resolve(name);
+            if (Files.isRegularFile(p)) return Tokenizer.load(p);
+        }
+        throw new IllegalArgumentException("no tokenizer found beside " + model + " (looked for tokenizer.json, tokenizer.bin, tok" + vocabSize + ".bin in " + dir + "); pass --tokenizer");
+    }
+}

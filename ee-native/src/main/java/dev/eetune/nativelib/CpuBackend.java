@@ -1,0 +1,28 @@
+package dev.eetune.nativelib;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.HostMemory;
+import dev.eetune.backend.Kernels;
+import dev.eetune.tensor.Device;
+
+/** The native CPU backend (libeecpu). */
+public final class CpuBackend extends Backend {
+    private final Binding binding;
+
+    CpuBackend(Kernels kernels, HostMemory host, Binding binding) {
+        super(kernels, host);
+        this.binding = binding;
+    }
+
+    @Override
+    public String name() { return "cpu"; }
+
+    @Override
+    public Device device() { return Device.CPU; }
+
+    @Override
+    public String binding() { return binding.label(); }
+
+    /** Sets the number of threads of the kernels and of OpenBLAS (<= 0: the default); returns the number in use. */
+    public int setThreads(int n) { return kernels().ee_set_num_threads(n); }
+}

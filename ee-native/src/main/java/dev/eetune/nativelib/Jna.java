@@ -1,0 +1,22 @@
+package dev.eetune.nativelib;
+
+import com.sun.jna.NativeLibrary;
+import com.sun.jna.Pointer;
+import dev.eetune.backend.HostMemory;
+import dev.eetune.backend.Kernels;
+
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+
+/** The JNA binding (direct mapping; JDK 17+). */
+final class Jna {
+    private Jna() {}
+
+    static Kernels bindCpu(Path library) { return CpuJna.bind(NativeLibrary.getInstance(library.toString())); }
+
+    static OpenBlas bindOpenBlas(Path library) { return OpenBlasJna.bind(NativeLibrary.getInstance(library.toString())); }
+
+    static HostMemory hostMemory() {
+        return (address, bytes) -> new Pointer(address).getByteBuffer(0, bytes).order(ByteOrder.nativeOrder());
+    }
+}

@@ -1,0 +1,320 @@
+package dev.eetune.nativelib;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Ops;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Random;
+
+import static dev.eetune.nativelib.Bindings.randn;
+import static dev.eetune.nativelib.Bindings.relError;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** Every inference kernel vs the double-precision {@link Reference}, on fresh random inputs, through each binding. */
+class KernelTest {
+    static final double F32_TOL = 1e-5;
+    static final int[][] SIZES = {{1, 1}, {3, 8}, {17, 64}, {67, 130}, {5, 1000}};
+
+    static List<Binding> bindings() { return Bindings.available(); }
+
+    private static Backend backend(Binding b) { return CpuLibrary.backend(b); }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void rmsnorm(Binding binding) {
+        Random r = Bindings.random("rmsnorm");
+        Backend be = backend(binding);
+        for (int[] s : SIZES) {
+            int rows = s[0], dim = s[1];
+            try (Scope sc = Scope.of(be)) {
+                float[] x = randn(r, rows * dim), w = randn(r, dim);
+                Tensor out = sc.allocate(DType.F32, rows, dim), inv = sc.allocate(DType.F32, rows);
+                be.ops().rmsnorm(out, inv, sc.of(x, rows, dim), sc.of(w, dim), 1e-5f);
+                double[] refInv = new double[rows];
+                assertThat(relError(out.toFloatArray(), Reference.rmsnorm(x, w, rows, dim, 1e-5, refInv))).as("rmsnorm %s", Arrays.toString(s)).isLessThan(F32_TOL);
+                assertThat(relError(inv.toFloatArray(), refInv)).isLessThan(F32_TOL);
+            }
+        }
+    }
+
+    static final int[][] GEMM_SIZES = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {67, 129, 31}, {8, 300, 97}, {130, 70, 257}};
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void gemmAllTransposesDtypesAndPaths(Binding binding) {
+        Random r = Bindings.random("gemm");
+        Backend be = backend(binding);
+        try {
+            for (int path : new int[] {0, 2}) {
+                assertThat(be.kernels().ee_set_gemm_path(path)).isZero();
+                for (DType bt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+                    for (int[] s : GEMM_SIZES) {
+                        for (int t = 0; t < 4; t++) {
+                            boolean ta = (t & 1) != 0, tb = (t & 2) != 0;
+                            checkGemm(be, r, s[0], s[1], s[2], ta, tb, bt, path);
+                        }
+                    }
+                }
+            }
+        } finally {
+            be.kernels().ee_set_gemm_path(0);
+        }
+    }
+
+    private static void checkGemm(Backend be, Random r, int m, int n, int k, boolean ta, boolean tb, DType bt, int path) {
+        try (Scope sc = Scope.of(be)) {
+            float[] a = randn(r, m * k), b = randn(r, k * n), c = randn(r, m * n);
+            Tensor ta_ = sc.of(a, ta ? k : m, ta ? m : k);
+            Tensor tb_ = sc.of(bt, b, tb ? n : k, tb ? k : n);
+            float[] bq = tb_.toFloatArray(); // the reference sees B as rounded to its dtype
+            for (float beta : new float[] {0f, 0.5f}) {
+                Tensor tc = sc.of(c, m, n);
+                if (beta == 0) tc.copyFrom(nans(m * n));
+                be.ops().gemm(ta, tb, 1.25f, ta_, tb_, beta, tc);
+                double[] ref = Reference.gemm(ta, tb, m, n, k, 1.25, a, bq, beta, c);
+                assertThat(relError(tc.toFloatArray(), ref)).as("gemm m=%d n=%d k=%d ta=%s tb=%s b=%s beta=%s path=%d", m, n, k, ta, tb, bt, beta, path)
+                    .isLessThan(F32_TOL);
+            }
+        }
+    }
+
+    private static float[] nans(int n) {
+        float[] a = new float[n];
+        Arrays.fill(a, Float.NaN);
+        return a;
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void ropeBothConventionsAndInverse(Binding binding) {
+        Random r = Bindings.random("rope");
+        Backend be = backend(binding);
+        for (int[] s : new int[][] {{1, 1, 2}, {3, 2, 8}, {17, 6, 64}, {9, 5, 18}}) {
+            int rows = s[0], heads = s[1], hd = s[2];
+            float[] inv = new float[hd / 2];
+            double theta = r.nextBoolean() ? 10000 : 500000;
+            for (int i = 0; i < hd / 2; i++) inv[i] = (float) (1 / Math.pow(theta, 2.0 * i / hd));
+            int[] pos = new int[rows];
+            for (int i = 0; i < rows; i++) pos[i] = r.nextInt(4096);
+            for (boolean interleaved : new boolean[] {true, false}) {
+                for (boolean inverse : new boolean[] {false, true}) {
+                    try (Scope sc = Scope.of(be)) {
+                        float[] x = randn(r, rows * heads * hd);
+                        Tensor t = sc.of(x, rows, heads * hd);
+                        be.ops().rope(t, sc.of(pos, rows), sc.of(inv, hd / 2), heads, hd, interleaved, inverse);
+                        assertThat(relError(t.toFloatArray(), Reference.rope(x, pos, inv, rows, heads, hd, interleaved, inverse)))
+                            .as("rope %s interleaved=%s inverse=%s", Arrays.toString(s), interleaved, inverse).isLessThan(F32_TOL);
+                    }
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void attentionOverKvCache(Binding binding) {
+        Random r = Bindings.random("attention");
+        Backend be = backend(binding);
+        for (int[] s : new int[][] {{1, 1, 1, 4, 1}, {3, 4, 2, 8, 2}, {9, 8, 4, 16, 3}, {20, 6, 3, 10, 2}, {33, 4, 4, 64, 1}}) {
+            int rows = s[0], heads = s[1], kvHeads = s[2], hd = s[3], nSeq = s[4], maxLen = 40;
+            int[] seq = new int[rows], pos = new int[rows];
+            for (int i = 0; i < rows; i++) {
+                seq[i] = r.nextInt(nSeq);
+                pos[i] = r.nextInt(maxLen);
+            }
+            try (Scope sc = Scope.of(be)) {
+                float[] q = randn(r, rows * heads * hd), kc = randn(r, nSeq * maxLen * kvHeads * hd), vc = randn(r, nSeq * maxLen * kvHeads * hd);
+                Tensor out = sc.allocate(DType.F32, rows, heads * hd), lse = sc.allocate(DType.F32, rows, heads);
+                float scale = (float) (1 / Math.sqrt(hd));
+                be.ops().attention(out, lse, sc.of(q, rows, heads * hd), sc.of(kc, nSeq, maxLen, kvHeads * hd), sc.of(vc, nSeq, maxLen, kvHeads * hd),
+                    sc.of(seq, rows), sc.of(pos, rows), heads, kvHeads, hd, scale);
+                double[] refLse = new double[rows * heads];
+                double[] ref = Reference.attention(q, kc, vc, seq, pos, rows, heads, kvHeads, hd, maxLen, scale, refLse);
+                assertThat(relError(out.toFloatArray(), ref)).as("attention %s", Arrays.toString(s)).isLessThan(F32_TOL);
+                assertThat(relError(lse.toFloatArray(), refLse)).as("lse %s", Arrays.toString(s)).isLessThan(F32_TOL);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void embeddingSwigluResidualAndFriends(Binding binding) {
+        Random r = Bindings.random("elementwise");
+        Backend be = backend(binding);
+        Ops ops = be.ops();
+        for (int[] s : SIZES) {
+            int rows = s[0], dim = s[1], vocab = 50;
+            try (Scope sc = Scope.of(be)) {
+                float[] table = randn(r, vocab * dim);
+                int[] ids = new int[rows];
+                for (int i = 0; i < rows; i++) ids[i] = r.nextInt(vocab);
+                for (DType dt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+                    Tensor tt = sc.of(dt, table, vocab, dim);
+                    float[] tq = tt.toFloatArray();
+                    Tensor out = sc.allocate(DType.F32, rows, dim);
+                    ops.embedding(out, tt, sc.of(ids, rows));
+                    double[] ref = new double[rows * dim];
+                    for (int i = 0; i < rows; i++) for (int j = 0; j < dim; j++) ref[i * dim + j] = tq[ids[i] * dim + j];
+                    assertThat(relError(out.toFloatArray(), ref)).as("embedding %s", dt).isZero();
+                }
+                float[] a = randn(r, rows * dim), b = randn(r, rows * dim), bias = randn(r, dim);
+                Tensor ta = sc.of(a, rows, dim), tb = sc.of(b, rows, dim), out = sc.allocate(DType.F32, rows, dim);
+                double[] ref = new double[rows * dim];
+                ops.swiglu(out, ta, tb);
+                for (int i = 0; i < ref.length; i++) ref[i] = Reference.silu(a[i]) * b[i];
+                assertThat(relError(out.toFloatArray(), ref)).as("swiglu").isLessThan(F32_TOL);
+                ops.axpby(out, ta, -0.75f, tb);
+                for (int i = 0; i < ref.length; i++) ref[i] = a[i] - 0.75 * b[i];
+                assertThat(relError(out.toFloatArray(), ref)).as("axpby").isLessThan(F32_TOL);
+                ops.add(out, ta, tb);
+                for (int i = 0; i < ref.length; i++) ref[i] = (double) a[i] + b[i];
+                assertThat(relError(out.toFloatArray(), ref)).as("add").isLessThan(F32_TOL);
+                ops.addBias(out, sc.of(bias, dim));
+                for (int i = 0; i < ref.length; i++) ref[i] += bias[i % dim];
+                assertThat(relError(out.toFloatArray(), ref)).as("addBias").isLessThan(F32_TOL);
+                ops.scale(out, 3f);
+                for (int i = 0; i < ref.length; i++) ref[i] *= 3;
+                assertThat(relError(out.toFloatArray(), ref)).as("scale").isLessThan(F32_TOL);
+                double ss = 0;
+                for (float v : a) ss += (double) v * v;
+                assertThat(Math.abs(ops.sumSquares(ta) - ss) / ss).as("sumSquares").isLessThan(1e-9);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void castsMatchJavaConversions(Binding binding) {
+        Random r = Bindings.random("cast");
+        Backend be = backend(binding);
+        try (Scope sc = Scope.of(be)) {
+            int n = 1001;
+            float[] x = randn(r, n);
+            x[0] = 65504f; x[1] = 1e-7f; x[2] = -0f; x[3] = Float.POSITIVE_INFINITY; x[4] = 3.3895314e38f; x[5] = 70000f; x[6] = 6e-8f;
+            Tensor src = sc.of(x, n);
+            for (DType dt : new DType[] {DType.BF16, DType.F16}) {
+                Tensor half = sc.allocate(dt, n), back = sc.allocate(DType.F32, n);
+                be.ops().cast(half, src);
+                be.ops().cast(back, half);
+                float[] viaJava = sc.of(dt, x, n).toFloatArray();
+                assertThat(back.toFloatArray()).as("cast f32 -> %s -> f32 vs Java rounding", dt).containsExactly(viaJava);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void softmaxArgmaxAndTopP(Binding binding) {
+        Random r = Bindings.random("softmax");
+        Backend be = backend(binding);
+        Ops ops = be.ops();
+        for (int[] s : new int[][] {{1, 1}, {3, 7}, {9, 512}, {4, 32000}}) {
+            int rows = s[0], n = s[1];
+            try (Scope sc = Scope.of(be)) {
+                float[] x = randn(r, rows * n);
+                for (int i = 0; i < x.length; i++) x[i] *= 3;
+                Tensor tx = sc.of(x, rows, n), out = sc.allocate(DType.F32, rows, n);
+                float temp = 0.7f;
+                ops.softmax(out, tx, temp);
+                double[] ref = new double[rows * n];
+                for (int i = 0; i < rows; i++) System.arraycopy(Reference.softmaxRow(x, i * n, n, temp), 0, ref, i * n, n);
+                assertThat(relError(out.toFloatArray(), ref)).as("softmax").isLessThan(F32_TOL);
+
+                Tensor idx = sc.allocate(DType.I32, rows), mp = sc.allocate(DType.F32, rows);
+                ops.argmax(idx, mp, tx, temp);
+                int[] got = idx.toIntArray();
+                double[] refMax = new double[rows];
+                for (int i = 0; i < rows; i++) {
+                    int best = 0;
+                    for (int j = 1; j < n; j++) if (x[i * n + j] > x[i * n + best]) best = j;
+                    assertThat(got[i]).isEqualTo(best);
+                    refMax[i] = ref[i * n + best];
+                }
+                assertThat(relError(mp.toFloatArray(), refMax)).as("max prob").isLessThan(F32_TOL);
+
+                float[] u = new float[rows];
+                for (int i = 0; i < rows; i++) u[i] = r.nextFloat();
+                for (float topP : new float[] {0.5f, 0.9f, 1f}) {
+                    Tensor pick = sc.allocate(DType.I32, rows);
+                    ops.sampleTopP(pick, tx, sc.of(u, rows), temp, topP);
+                    int[] p = pick.toIntArray();
+                    for (int i = 0; i < rows; i++) {
+                        assertThat(p[i]).as("top-p %s row %d", topP, i).isEqualTo(topPReference(Arrays.copyOfRange(ref, i * n, i * n + n), topP, u[i]));
+                    }
+                }
+            }
+        }
+    }
+
+    /** The header's top-p rule in double: sort by probability (ties: lower index), keep the nucleus, walk the CDF. */
+    private static int topPReference(double[] p, float topP, float u) {
+        Integer[] order = new Integer[p.length];
+        for (int i = 0; i < p.length; i++) order[i] = i;
+        Arrays.sort(order, (a, b) -> p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b));
+        double kept = 0;
+        int count = 0;
+        while (count < p.length) {
+            kept += p[order[count++]];
+            if (topP < 1 && kept >= topP) break;
+        }
+        double target = u * kept, cum = 0;
+        for (int i = 0; i < count; i++) {
+            cum += p[order[i]];
+            if (cum > target) return order[i];
+        }
+        return order[count - 1];
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void kvWriteAndGatherRows(Binding binding) {
+        Random r = Bindings.random("kv");
+        Backend be = backend(binding);
+        try (Scope sc = Scope.of(be)) {
+            int rows = 7, width = 12, nSeq = 3, maxLen = 5;
+            Tensor cache = sc.zeros(DType.F32, nSeq, maxLen, width);
+            float[] src = randn(r, rows * width);
+            int[] seq = {0, 1, 2, 0, 1, 2, 2}, pos = {0, 4, 1, 3, 0, 4, 2};
+            be.ops().kvWrite(cache, sc.of(src, rows, width), sc.of(seq, rows), sc.of(pos, rows));
+            float[] c = cache.toFloatArray();
+            for (int i = 0; i < rows; i++) {
+                for (int j = 0; j < width; j++) assertThat(c[(seq[i] * maxLen + pos[i]) * width + j]).isEqualTo(src[i * width + j]);
+            }
+            int[] idx = {6, 0, 0, 3};
+            Tensor g = sc.allocate(DType.F32, idx.length, width);
+            be.ops().gatherRows(g, sc.of(src, rows, width), sc.of(idx, idx.length));
+            float[] gv = g.toFloatArray();
+            for (int i = 0; i < idx.length; i++) {
+                assertThat(Arrays.copyOfRange(gv, i * width, i * width + width)).containsExactly(Arrays.copyOfRange(src, idx[i] * width, idx[i] * width + width));
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void badShapesAreRejectedInJavaWithTheOpAndShapes(Binding binding) {
+        Backend be = backend(binding);
+        try (Scope sc = Scope.of(be)) {
+            Tensor a = sc.zeros(DType.F32, 3, 4), b = sc.zeros(DType.F32, 5, 4), c = sc.zeros(DType.F32, 3, 3);
+            assertThatThrownBy(() -> be.ops().gemm(false, true, 1, a, b, 0, c)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("gemm").hasMessageContaining("[3, 4]").hasMessageContaining("[5, 4]");
+            assertThatThrownBy(() -> be.ops().rmsnorm(a, null, a, sc.zeros(DType.F32, 3), 1e-5f)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("rmsnorm");
+            assertThatThrownBy(() -> be.ops().embedding(a, b, sc.zeros(DType.F32, 3))).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("embedding").hasMessageContaining("I32");
+            Tensor cache = sc.zeros(DType.F32, 1, 4, 4);
+            assertThatThrownBy(() -> be.ops().kvWrite(cache, sc.zeros(DType.F32, 1, 4), sc.of(new int[] {0}, 1), sc.of(new int[] {4}, 1)))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("outside the cache");
+            Tensor closed = sc.zeros(DType.F32, 2);
+            closed.close();
+            assertThatThrownBy(() -> be.ops().scale(closed, 2f)).isInstanceOf(IllegalStateException.class).hasMessageContaining("closed");
+        }
+    }
+}

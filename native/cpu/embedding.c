@@ -1,0 +1,51 @@
+/* Token embedding lookup and its scatter-add backward. */
+#include "internal.h"
+
+static int negative_id(const int32_t* ids, int32_t n) {
+    for (int32_t r = 0; r < n; r++)
+        if (ids[r] < 0) return r;
+    return -1;
+}
+
+static void lookup_row(float* out, const void* table, int32_t dtype, size_t offset, int32_t dim) {
+    switch (dtype) {
+    case EE_BF16:
+        for (int32_t j = 0; j < dim; j++) out[j] = ee_load_f32(table, EE_BF16, offset + j);
+        break;
+    case EE_F16:
+        for (int32_t j = 0; j < dim; j++) out[j] = ee_load_f32(table, EE_F16, offset + j);
+        break;
+    default: memcpy(out, (const float*)table + offset, (size_t)dim * sizeof(float));
+    }
+}
+
+EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim) {
+    if (!ee_is_float_dtype(table_dtype)) return ee_fail("ee_embedding_fwd: unsupported table dtype %d", table_dtype);
+    if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_fwd: negative size") : 0;
+    if (!out || !table || !ids) return ee_fail("ee_embedding_fwd: null pointer");
+    int bad = negative_id(ids, n);
+    if (bad >= 0) return ee_fail("ee_embedding_fwd: ids[%d] = %d is negative", bad, ids[bad]);
+    EE_PARALLEL_FOR(ee_threads_for((double)n * dim), r, n, lookup_row(out + r * dim, table, table_dtype, (size_t)ids[r] * dim, dim));
+    return 0;
+}
+
+#define COLUMN_BLOCK 64
+
+static void scatter_columns(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim, int32_t j0) {
+    const int32_t j1 = ee_min(j0 + COLUMN_BLOCK, dim);
+    for (int32_t r = 0; r < n; r++) {
+        float* d = dtable + (size_t)ids[r] * dim;
+        const float* g = dout + (size_t)r * dim;
+        for (int32_t j = j0; j < j1; j++) d[j] += g[j];
+    }
+}
+
+/* Threads own disjoint column ranges, so repeated ids need no atomics and the sum order is fixed. */
+EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim) {
+    if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_bwd: negative size") : 0;
+    if (!dtable || !dout || !ids) return ee_fail("ee_embedding_bwd: null pointer");
+    int bad = negative_id(ids, n);
+    if (bad >= 0) return ee_fail("ee_embedding_bwd: ids[%d] = %d is negative", bad, ids[bad]);
+    EE_PARALLEL_FOR(ee_threads_for((double)n * dim), blk, ee_ceil_div(dim, COLUMN_BLOCK), scatter_columns(dtable, dout, ids, n, dim, blk * COLUMN_BLOCK));
+    return 0;
+}

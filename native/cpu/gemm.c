@@ -1,0 +1,83 @@
+/*
+ * GEMM entry point and path choice: OpenBLAS sgemm when it was found at run time, the packed fallback of
+ * gemm_kernel.c otherwise, and the decode path of gemm_small.c for a few rows against a transposed weight.
+ */
+#include "internal.h"
+
+static _Atomic int gemm_path; /* 0 = automatic, 1 = BLAS, 2 = fallback */
+
+EE_API int32_t ee_set_gemm_path(int32_t path) {
+    if (path < 0 || path > 2) return ee_fail("ee_set_gemm_path: unknown path %d", path);
+    if (path == 1 && !ee_cpu_get()->sgemm) return ee_fail("ee_set_gemm_path: OpenBLAS is not loaded");
+    gemm_path = path;
+    return 0;
+}
+
+/* Columns of op(B) and depth converted per sgemm call when B is bf16/f16: bounded scratch, never a full f32 copy. */
+#define BLAS_PANEL_N 256
+#define BLAS_PANEL_K 4096
+
+static int gemm_blas(const ee_gemm_args* g) {
+    const ee_cpu* cpu = ee_cpu_get();
+    const int ta = g->trans_a ? EE_CBLAS_TRANS : EE_CBLAS_NO_TRANS, tb = g->trans_b ? EE_CBLAS_TRANS : EE_CBLAS_NO_TRANS;
+    if (g->b_dtype == EE_F32) {
+        cpu->sgemm(EE_CBLAS_ROW_MAJOR, ta, tb, g->m, g->n, g->k, g->alpha, g->a, g->lda, g->b, g->ldb, g->beta, g->c, g->ldc);
+        return 0;
+    }
+    const int kb_max = ee_min(g->k, BLAS_PANEL_K), nb_max = ee_min(g->n, BLAS_PANEL_N);
+    float* panel = ee_scratch(EE_SCRATCH_BLAS_B, (size_t)kb_max * nb_max * sizeof(float));
+    if (!panel) return ee_fail("ee_gemm: out of memory for a %d x %d conversion panel", kb_max, nb_max);
+    for (int j0 = 0; j0 < g->n; j0 += nb_max) {
+        const int nb = ee_min(nb_max, g->n - j0);
+        for (int p0 = 0; p0 < g->k; p0 += kb_max) {
+            const int kb = ee_min(kb_max, g->k - p0);
+            /* the panel keeps B's orientation: nb x kb rows of the weight when transposed, kb x nb otherwise */
+            const int rows = g->trans_b ? nb : kb, cols = g->trans_b ? kb : nb;
+            const size_t origin = g->trans_b ? (size_t)j0 * g->ldb + p0 : (size_t)p0 * g->ldb + j0;
+            for (int r = 0; r < rows; r++) {
+                const size_t src = origin + (size_t)r * g->ldb;
+                float* dst = panel + (size_t)r * cols;
+                if (g->b_dtype == EE_BF16)
+                    for (int j = 0; j < cols; j++) dst[j] = ee_load_f32(g->b, EE_BF16, src + j);
+                else
+                    for (int j = 0; j < cols; j++) dst[j] = ee_load_f32(g->b, EE_F16, src + j);
+            }
+            const float* a = g->a + (g->trans_a ? (size_t)p0 * g->lda : (size_t)p0);
+            cpu->sgemm(EE_CBLAS_ROW_MAJOR, ta, tb, g->m, nb, kb, g->alpha, a, g->lda, panel, cols, p0 == 0 ? g->beta : 1.0f, g->c + j0, g->ldc);
+        }
+    }
+    return 0;
+}
+
+int ee_gemm_run(const ee_gemm_args* g) {
+    const int path = gemm_path;
+    if (path != 1 && g->trans_b && g->m <= EE_GEMM_SMALL_M) return ee_gemm_small(g);
+    if (path == 2 || !ee_cpu_get()->sgemm) return ee_gemm_blocked(g);
+    return gemm_blas(g);
+}
+
+/* C = beta C, where beta = 0 writes zeros whatever C held (NaN included). */
+static void scale_c(float* c, int ldc, int m, int n, float beta) {
+#pragma omp parallel for num_threads(ee_threads_for((double)m * n)) schedule(static)
+    for (int i = 0; i < m; i++) {
+        float* ci = c + (size_t)i * ldc;
+        if (beta == 0.0f)
+            memset(ci, 0, (size_t)n * sizeof(float));
+        else
+            for (int j = 0; j < n; j++) ci[j] *= beta;
+    }
+}
+
+EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {
+    if (m < 0 || n < 0 || k < 0) return ee_fail("ee_gemm: negative size %d x %d x %d", m, n, k);
+    if (!ee_is_float_dtype(b_dtype)) return ee_fail("ee_gemm: unsupported B dtype %d", b_dtype);
+    if (m == 0 || n == 0) return 0;
+    if (!c) return ee_fail("ee_gemm: C is null");
+    if (k == 0 || alpha == 0.0f) { /* BLAS semantics: op(A) op(B) is not evaluated */
+        if (beta != 1.0f) scale_c(c, ldc, m, n, beta);
+        return 0;
+    }
+    if (!a || !b) return ee_fail("ee_gemm: A or B is null");
+    const ee_gemm_args g = {trans_a != 0, trans_b != 0, m, n, k, alpha, beta, a, lda, b, b_dtype, ldb, c, ldc};
+    return ee_gemm_run(&g);
+}

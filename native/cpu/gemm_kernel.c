@@ -1,0 +1,214 @@
+/*
+ * The portable GEMM: a BLIS-style cache-blocked loop nest around register-tile micro-kernels.
+ *
+ * op(A) is packed MC_ROWS x kc at a time into strips of MR rows (shared by all threads); each thread packs its own
+ * kc x nb block of op(B) (converting bf16/f16 to f32 on the way) into strips of NR columns sized for L2. The
+ * micro-kernel then keeps one MR x kc strip of A in L1 and sweeps the B strips, accumulating an MR x NR tile of C in
+ * registers. Work is split into (B block, row range) tasks so every thread gets an equal share whatever the shape.
+ *
+ * Kernels: AVX-512 12x32 (24 zmm accumulators), AVX2/FMA 6x16 (12 ymm), and a plain C 4x8 tile that the compiler
+ * vectorises for the x86-64 baseline.
+ */
+#include <immintrin.h>
+#include <omp.h>
+
+#include "internal.h"
+
+/* c = alpha * acc + beta * c for the valid mr x nr corner of the tile; beta = 0 never reads c. */
+typedef void (*ukernel_fn)(int kc, const float* a, const float* b, float* c, int ldc, float alpha, float beta, int mr, int nr);
+
+typedef struct {
+    int mr, nr; /* register tile */
+    int kc;     /* depth of a packed panel: an MR x kc strip of A stays in L1 */
+    int nb;     /* columns of a thread's packed B block: kc x nb stays in L2 */
+    ukernel_fn fn;
+} ukernel;
+
+/* Rows of A packed at once (kc x 3072 floats, 4.5 MiB at kc = 384). */
+#define MC_ROWS 3072
+
+/* ---- micro-kernels --------------------------------------------------------------------------------------------- */
+
+#define PORT_MR 4
+#define PORT_NR 8
+
+static void ukernel_portable(int kc, const float* a, const float* b, float* c, int ldc, float alpha, float beta, int mr, int nr) {
+    float acc[PORT_MR][PORT_NR] = {{0}};
+    for (int p = 0; p < kc; p++, a += PORT_MR, b += PORT_NR)
+        for (int i = 0; i < PORT_MR; i++)
+            for (int j = 0; j < PORT_NR; j++) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < mr; i++) {
+        float* ci = c + (size_t)i * ldc;
+        for (int j = 0; j < nr; j++) ci[j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+EE_AVX2 static void ukernel_avx2_6x16(int kc, const float* a, const float* b, float* c, int ldc, float alpha, float beta, int mr, int nr) {
+    __m256 acc[6][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int p = 0; p < kc; p++, a += 6, b += 16) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), iota), m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), iota);
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+    for (int i = 0; i < 6; i++) {
+        if (i >= mr) break;
+        float* ci = c + (size_t)i * ldc;
+        __m256 r0 = _mm256_mul_ps(va, acc[i][0]), r1 = _mm256_mul_ps(va, acc[i][1]);
+        if (nr == 16) {
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci), r0);
+                r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(ci + 8), r1);
+            }
+            _mm256_storeu_ps(ci, r0);
+            _mm256_storeu_ps(ci + 8, r1);
+        } else {
+            if (beta != 0.0f) {
+                r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci, m0), r0);
+                r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(ci + 8, m1), r1);
+            }
+            _mm256_maskstore_ps(ci, m0, r0);
+            _mm256_maskstore_ps(ci + 8, m1, r1);
+        }
+    }
+}
+
+EE_AVX512 static void ukernel_avx512_12x32(int kc, const float* a, const float* b, float* c, int ldc, float alpha, float beta, int mr, int nr) {
+    __m512 acc[12][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++, a += 12, b += 32) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) {
+        if (i >= mr) break;
+        float* ci = c + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+static const ukernel kernel_portable = {PORT_MR, PORT_NR, 256, 128, ukernel_portable};
+static const ukernel kernel_avx2 = {6, 16, 256, 192, ukernel_avx2_6x16};
+static const ukernel kernel_avx512 = {12, 32, 384, 480, ukernel_avx512_12x32};
+
+/* ---- packing ----------------------------------------------------------------------------------------------------- */
+
+/* Rows [i0, i0 + rows) x depth [p0, p0 + kc) of op(A) as kc columns of MR values; rows past the edge are zero. */
+static void pack_a_strip(float* dst, const ee_gemm_args* g, int i0, int rows, int p0, int kc, int mr) {
+    if (!g->trans_a) {
+        for (int i = 0; i < mr; i++) {
+            const float* src = g->a + (size_t)(i0 + i) * g->lda + p0;
+            for (int p = 0; p < kc; p++) dst[(size_t)p * mr + i] = i < rows ? src[p] : 0.0f;
+        }
+    } else {
+        for (int p = 0; p < kc; p++) {
+            const float* src = g->a + (size_t)(p0 + p) * g->lda + i0;
+            for (int i = 0; i < mr; i++) dst[(size_t)p * mr + i] = i < rows ? src[i] : 0.0f;
+        }
+    }
+}
+
+/* Columns [j0, j0 + cols) x depth [p0, p0 + kc) of op(B) in f32 as kc rows of NR values; columns past the edge are
+ * zero. Inlined per dtype so the conversion folds into the copy loop. */
+EE_INLINE void pack_b_strip_as(float* dst, const ee_gemm_args* g, const int dtype, int j0, int cols, int p0, int kc, int nr) {
+    const size_t ldb = (size_t)g->ldb;
+    if (!g->trans_b) {
+        for (int p = 0; p < kc; p++) {
+            const size_t src = (size_t)(p0 + p) * ldb + j0;
+            float* d = dst + (size_t)p * nr;
+            for (int j = 0; j < nr; j++) d[j] = j < cols ? ee_load_f32(g->b, dtype, src + j) : 0.0f;
+        }
+    } else {
+        for (int j = 0; j < nr; j++) {
+            const size_t src = (size_t)(j0 + j) * ldb + p0;
+            for (int p = 0; p < kc; p++) dst[(size_t)p * nr + j] = j < cols ? ee_load_f32(g->b, dtype, src + p) : 0.0f;
+        }
+    }
+}
+
+static void pack_b_strip(float* dst, const ee_gemm_args* g, int j0, int cols, int p0, int kc, int nr) {
+    switch (g->b_dtype) {
+    case EE_BF16: pack_b_strip_as(dst, g, EE_BF16, j0, cols, p0, kc, nr); break;
+    case EE_F16: pack_b_strip_as(dst, g, EE_F16, j0, cols, p0, kc, nr); break;
+    default: pack_b_strip_as(dst, g, EE_F32, j0, cols, p0, kc, nr);
+    }
+}
+
+/* ---- the loop nest ------------------------------------------------------------------------------------------------ */
+
+int ee_gemm_blocked(const ee_gemm_args* g) {
+    const ee_cpu* cpu = ee_cpu_get();
+    const ukernel* uk = cpu->avx512 ? &kernel_avx512 : cpu->avx2 ? &kernel_avx2 : &kernel_portable;
+    const int MR = uk->mr, NR = uk->nr, m = g->m, n = g->n, k = g->k;
+    const int nt = ee_threads_for(2.0 * m * n * k);
+    const int kc_max = ee_min(uk->kc, k), mc_max = ee_min(MC_ROWS, ee_ceil_div(m, MR) * MR);
+    /* B blocks of about uk->nb columns; each is split into nt row ranges, one task per (block, range) */
+    const int b_strips = ee_ceil_div(n, NR), n_blocks = ee_ceil_div(b_strips, uk->nb / NR);
+    const int block_strips = ee_ceil_div(b_strips, n_blocks), parts = nt, tasks = n_blocks * parts;
+    const size_t b_block = (size_t)kc_max * block_strips * NR;
+    float* a_pack = ee_scratch(EE_SCRATCH_GEMM_A, (size_t)mc_max * kc_max * sizeof(float));
+    float* b_pack = ee_scratch(EE_SCRATCH_GEMM_B, nt * b_block * sizeof(float));
+    if (!a_pack || !b_pack) return ee_fail("ee_gemm: out of memory for packing buffers");
+
+    for (int i0 = 0; i0 < m; i0 += MC_ROWS) {
+        const int mc = ee_min(MC_ROWS, m - i0), a_strips = ee_ceil_div(mc, MR);
+        float* c = g->c + (size_t)i0 * g->ldc;
+        for (int p0 = 0; p0 < k; p0 += kc_max) {
+            const int kc = ee_min(kc_max, k - p0);
+            const float beta = p0 == 0 ? g->beta : 1.0f; /* later depth panels add to the first one's result */
+#pragma omp parallel num_threads(nt)
+            {
+#pragma omp for schedule(static)
+                for (int s = 0; s < a_strips; s++)
+                    pack_a_strip(a_pack + (size_t)s * MR * kc, g, i0 + s * MR, ee_min(MR, mc - s * MR), p0, kc, MR);
+                float* b_own = b_pack + (size_t)omp_get_thread_num() * b_block;
+                int packed = -1; /* the B block this thread holds: consecutive tasks share it */
+#pragma omp for schedule(static)
+                for (int t = 0; t < tasks; t++) {
+                    const int blk = t / parts, part = t % parts;
+                    const int s0 = blk * b_strips / n_blocks, s1 = (blk + 1) * b_strips / n_blocks;
+                    const int r0 = part * a_strips / parts, r1 = (part + 1) * a_strips / parts;
+                    if (r0 == r1) continue;
+                    if (packed != blk) {
+                        for (int s = s0; s < s1; s++)
+                            pack_b_strip(b_own + (size_t)(s - s0) * kc * NR, g, s * NR, ee_min(NR, n - s * NR), p0, kc, NR);
+                        packed = blk;
+                    }
+                    for (int r = r0; r < r1; r++) {
+                        const float* a_strip = a_pack + (size_t)r * MR * kc;
+                        float* c_row = c + (size_t)r * MR * g->ldc;
+                        const int rows = ee_min(MR, mc - r * MR);
+                        for (int s = s0; s < s1; s++)
+                            uk->fn(kc, a_strip, b_own + (size_t)(s - s0) * kc * NR, c_row + (size_t)s * NR, g->ldc, g->alpha, beta, rows, ee_min(NR, n - s * NR));
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}

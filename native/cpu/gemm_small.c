@@ -1,0 +1,142 @@
+/*
+ * Decode-time GEMM: a few rows (m <= EE_GEMM_SMALL_M) against a transposed weight, C[i][j] = alpha A_i . W_j + beta
+ * C[i][j] with W = B stored n x k (bf16, f16 or f32). This is bandwidth bound: each weight row is streamed from
+ * memory once, converted in registers and dotted with all rows of A (which stay in L1). Parallel over n. No packing,
+ * so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight for a handful of rows.
+ */
+#include <immintrin.h>
+#include <omp.h>
+
+#include "internal.h"
+
+#define TILE_N 3 /* weight rows per register tile */
+#define TILE_M 3 /* rows of A per register tile: 9 accumulators + 3 weight vectors + 1 A vector fit 16 ymm */
+
+/* ---- AVX2 ------------------------------------------------------------------------------------------------------ */
+
+EE_INLINE EE_AVX2 __m256 load8(const void* w, const int dtype, size_t i) {
+    switch (dtype) {
+    case EE_BF16: {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+    }
+    case EE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+    default: return _mm256_loadu_ps((const float*)w + i);
+    }
+}
+
+EE_INLINE EE_AVX2 float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* dots[i][j] = A_i . W_j for i < mi, j < nj (compile-time constants once inlined, so acc lives in registers). */
+EE_INLINE EE_AVX2 void dot_tile(const int mi, const int nj, const int dtype, const float* a, size_t lda, const void* w, size_t ldw, size_t w0, int k, float dots[TILE_M][TILE_N]) {
+    __m256 acc[TILE_M][TILE_N];
+    for (int i = 0; i < mi; i++)
+        for (int j = 0; j < nj; j++) acc[i][j] = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= k; p += 8) {
+        __m256 wv[TILE_N];
+        for (int j = 0; j < nj; j++) wv[j] = load8(w, dtype, w0 + j * ldw + p);
+        for (int i = 0; i < mi; i++) {
+            __m256 av = _mm256_loadu_ps(a + i * lda + p);
+            for (int j = 0; j < nj; j++) acc[i][j] = _mm256_fmadd_ps(av, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < mi; i++)
+        for (int j = 0; j < nj; j++) {
+            float s = hsum8(acc[i][j]);
+            for (int q = p; q < k; q++) s += a[i * lda + q] * ee_load_f32(w, dtype, w0 + j * ldw + q);
+            dots[i][j] = s;
+        }
+}
+
+EE_INLINE EE_AVX2 void weight_rows_avx2(const ee_gemm_args* g, const int dtype, const float* a, size_t lda, int j0, int nj) {
+    for (int i0 = 0; i0 < g->m; i0 += TILE_M) {
+        const int mi = ee_min(TILE_M, g->m - i0);
+        const float* ai = a + i0 * lda;
+        float dots[TILE_M][TILE_N];
+        const size_t w0 = (size_t)j0 * g->ldb;
+        if (nj == TILE_N) {
+            if (mi == 3) dot_tile(3, TILE_N, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
+            else if (mi == 2) dot_tile(2, TILE_N, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
+            else dot_tile(1, TILE_N, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
+        } else {
+            for (int j = 0; j < nj; j++) { /* the last one or two weight rows, one at a time */
+                float one[TILE_M][TILE_N];
+                const size_t wj = w0 + (size_t)j * g->ldb;
+                if (mi == 3) dot_tile(3, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
+                else if (mi == 2) dot_tile(2, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
+                else dot_tile(1, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
+                for (int i = 0; i < mi; i++) dots[i][j] = one[i][0];
+            }
+        }
+        for (int i = 0; i < mi; i++) {
+            float* ci = g->c + (size_t)(i0 + i) * g->ldc + j0;
+            for (int j = 0; j < nj; j++) ci[j] = g->beta == 0.0f ? g->alpha * dots[i][j] : g->alpha * dots[i][j] + g->beta * ci[j];
+        }
+    }
+}
+
+EE_AVX2 static void weight_rows_avx2_any(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj) {
+    switch (g->b_dtype) {
+    case EE_BF16: weight_rows_avx2(g, EE_BF16, a, lda, j0, nj); break;
+    case EE_F16: weight_rows_avx2(g, EE_F16, a, lda, j0, nj); break;
+    default: weight_rows_avx2(g, EE_F32, a, lda, j0, nj);
+    }
+}
+
+/* ---- portable ------------------------------------------------------------------------------------------------------- */
+
+/* One weight row at a time, converted to f32 in `row` (k floats) when it is not f32 already. */
+static void weight_rows_portable(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj, float* row) {
+    for (int j = j0; j < j0 + nj; j++) {
+        const size_t w0 = (size_t)j * g->ldb;
+        const float* wj = (const float*)g->b + w0;
+        if (g->b_dtype != EE_F32) {
+            for (int p = 0; p < g->k; p++) row[p] = ee_load_f32(g->b, g->b_dtype, w0 + p);
+            wj = row;
+        }
+        for (int i = 0; i < g->m; i++) {
+            const float* ai = a + i * lda;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int p = 0; p < g->k; p++) s += ai[p] * wj[p];
+            float* cij = g->c + (size_t)i * g->ldc + j;
+            *cij = g->beta == 0.0f ? g->alpha * s : g->alpha * s + g->beta * *cij;
+        }
+    }
+}
+
+int ee_gemm_small(const ee_gemm_args* g) {
+    const int avx2 = ee_cpu_get()->avx2, nt = ee_threads_for(2.0 * g->m * g->n * g->k);
+    const int m = g->m, k = g->k;
+    /* A as m contiguous rows (a copy only when it is transposed), then one conversion row per thread if needed */
+    const size_t a_floats = g->trans_a ? (size_t)m * k : 0, row_floats = avx2 || g->b_dtype == EE_F32 ? 0 : (size_t)k;
+    float* scratch = 0;
+    if (a_floats + row_floats) {
+        scratch = ee_scratch(EE_SCRATCH_GEMM_SMALL, (a_floats + nt * row_floats) * sizeof(float));
+        if (!scratch) return ee_fail("ee_gemm: out of memory");
+    }
+    const float* a = g->a;
+    size_t lda = (size_t)g->lda;
+    if (g->trans_a) {
+        for (int i = 0; i < m; i++)
+            for (int p = 0; p < k; p++) scratch[(size_t)i * k + p] = g->a[(size_t)p * g->lda + i];
+        a = scratch;
+        lda = (size_t)k;
+    }
+    const int tiles = ee_ceil_div(g->n, TILE_N);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        const int j0 = t * TILE_N, nj = ee_min(TILE_N, g->n - j0);
+        if (avx2)
+            weight_rows_avx2_any(g, a, lda, j0, nj);
+        else
+            weight_rows_portable(g, a, lda, j0, nj, scratch + a_floats + omp_get_thread_num() * row_floats);
+    }
+    return 0;
+}

@@ -1,0 +1,257 @@
+/*
+ * Smoke test of libeecpu: a few kernels against straightforward double-precision loops (the thorough suite is in
+ * Java). Exits non-zero on the first failure. Run it also with EETUNE_NO_AVX2=1 for the portable kernels.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eetune/eetune.h"
+
+static int failures;
+
+static void check(const char* what, const float* got, const double* want, size_t n, double tol) {
+    double err = 0.0, scale = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(got[i])) err = INFINITY;
+        err = fmax(err, fabs(got[i] - want[i]));
+        scale = fmax(scale, fabs(want[i]));
+    }
+    if (!(err / scale <= tol)) {
+        printf("FAIL %s: relative error %.3g > %.3g\n", what, err / scale, tol);
+        failures++;
+    }
+}
+
+static float* randn(size_t n, unsigned* seed) {
+    float* x = malloc(n * sizeof(float) + 1);
+    for (size_t i = 0; i < n; i++) {
+        *seed = *seed * 1664525u + 1013904223u;
+        x[i] = (float)((*seed >> 8) / 16777216.0 * 2.0 - 1.0);
+    }
+    return x;
+}
+
+static double b_value(const void* b, int dtype, size_t i) {
+    float f;
+    if (dtype == EE_F32) return ((const float*)b)[i];
+    ee_cast(&f, EE_F32, (const uint16_t*)b + i, dtype, 1);
+    return f;
+}
+
+static void test_gemm(unsigned* seed) {
+    const int sizes[][3] = {{1, 1, 1}, {3, 17, 5}, {8, 67, 129}, {17, 3, 67}, {67, 129, 17}, {129, 67, 300}, {13, 40, 0}};
+    const int paths[] = {0, 2, 1};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int pi = 0; pi < 3; pi++) {
+            if (paths[pi] == 1 && !(ee_features() & 2)) continue;
+            ee_set_gemm_path(paths[pi]);
+            for (int dtype = EE_F32; dtype <= EE_F16; dtype++)
+                for (int ta = 0; ta < 2; ta++)
+                    for (int tb = 0; tb < 2; tb++)
+                        for (int beta_case = 0; beta_case < 2; beta_case++) {
+                            const int m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+                            const int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 3;
+                            float* a = randn((size_t)(ta ? k : m) * lda, seed);
+                            float* b32 = randn((size_t)(tb ? n : k) * ldb, seed);
+                            float* c = randn((size_t)m * ldc, seed);
+                            void* b = b32;
+                            uint16_t* b16 = malloc((size_t)(tb ? n : k) * ldb * 2 + 2);
+                            if (dtype != EE_F32) {
+                                ee_cast(b16, dtype, b32, EE_F32, (int64_t)(tb ? n : k) * ldb);
+                                b = b16;
+                            }
+                            const float alpha = 0.75f, beta = beta_case ? 0.5f : 0.0f;
+                            double* want = malloc((size_t)m * n * sizeof(double) + 1);
+                            float* got = malloc((size_t)m * n * sizeof(float) + 1);
+                            for (int i = 0; i < m; i++)
+                                for (int j = 0; j < n; j++) {
+                                    double acc = 0.0;
+                                    for (int p = 0; p < k; p++)
+                                        acc += (double)(ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+                                               b_value(b, dtype, tb ? (size_t)j * ldb + p : (size_t)p * ldb + j);
+                                    want[(size_t)i * n + j] = alpha * acc + (beta_case ? beta * c[(size_t)i * ldc + j] : 0.0);
+                                }
+                            if (!beta_case) /* beta = 0 must ignore C, NaN included */
+                                for (int i = 0; i < m; i++) c[(size_t)i * ldc] = NAN;
+                            if (ee_gemm(ta, tb, m, n, k, alpha, a, lda, b, dtype, ldb, beta, c, ldc) != 0) {
+                                printf("FAIL gemm returned an error: %s\n", ee_last_error());
+                                failures++;
+                            }
+                            for (int i = 0; i < m; i++) memcpy(got + (size_t)i * n, c + (size_t)i * ldc, (size_t)n * sizeof(float));
+                            char what[128];
+                            snprintf(what, sizeof what, "gemm path %d %dx%dx%d ta %d tb %d dtype %d beta %g", paths[pi], m, n, k, ta, tb, dtype, beta);
+                            check(what, got, want, (size_t)m * n, 1e-5);
+                            free(a), free(b32), free(b16), free(c), free(want), free(got);
+                        }
+        }
+    ee_set_gemm_path(0);
+}
+
+/* round to nearest even at the ties of each format, overflow, subnormals */
+static void test_cast(void) {
+    const float bf_in[] = {1.0f + 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-9f, 1.0f + 3 * 0x1p-8f, 65504.0f, 0x1p-133f, -2.5f};
+    const uint16_t bf_want[] = {0x3f80, 0x3f81, 0x3f82, 0x4780, 0x0001, 0xc020};
+    const float h_in[] = {1.0f + 0x1p-11f, 1.0f + 0x1p-11f + 0x1p-12f, 1.0f + 3 * 0x1p-11f, 65504.0f, 65520.0f, 0x1p-25f, 3 * 0x1p-25f, -2.5f};
+    const uint16_t h_want[] = {0x3c00, 0x3c01, 0x3c02, 0x7bff, 0x7c00, 0x0000, 0x0002, 0xc100};
+    uint16_t out[8];
+    float back[8];
+    ee_cast(out, EE_BF16, bf_in, EE_F32, 6);
+    for (int i = 0; i < 6; i++)
+        if (out[i] != bf_want[i]) printf("FAIL bf16 cast of %a: %04x, want %04x\n", bf_in[i], out[i], bf_want[i]), failures++;
+    ee_cast(out, EE_F16, h_in, EE_F32, 8);
+    for (int i = 0; i < 8; i++)
+        if (out[i] != h_want[i]) printf("FAIL f16 cast of %a: %04x, want %04x\n", h_in[i], out[i], h_want[i]), failures++;
+    ee_cast(back, EE_F32, out, EE_F16, 8);
+    if (back[3] != 65504.0f || back[6] != 0x1p-23f || !isinf(back[4])) printf("FAIL f16 -> f32\n"), failures++;
+}
+
+static void test_rmsnorm(unsigned* seed) {
+    const int rows = 5, dim = 67;
+    float *x = randn(rows * dim, seed), *w = randn(dim, seed), *g = randn(rows * dim, seed);
+    float out[5 * 67], inv[5], dx[5 * 67], dw[67] = {0};
+    double want[5 * 67], wdx[5 * 67], wdw[67] = {0};
+    ee_rmsnorm_fwd(out, inv, x, w, rows, dim, 1e-5f);
+    ee_rmsnorm_bwd(dx, dw, g, x, w, inv, rows, dim);
+    for (int r = 0; r < rows; r++) {
+        double ss = 0, dot = 0;
+        for (int j = 0; j < dim; j++) ss += (double)x[r * dim + j] * x[r * dim + j];
+        double iv = 1.0 / sqrt(ss / dim + 1e-5);
+        for (int j = 0; j < dim; j++) {
+            want[r * dim + j] = x[r * dim + j] * iv * w[j];
+            dot += (double)g[r * dim + j] * w[j] * x[r * dim + j];
+            wdw[j] += (double)g[r * dim + j] * x[r * dim + j] * iv;
+        }
+        for (int j = 0; j < dim; j++) wdx[r * dim + j] = iv * g[r * dim + j] * w[j] - x[r * dim + j] * iv * iv * iv * dot / dim;
+    }
+    check("rmsnorm fwd", out, want, rows * dim, 1e-5);
+    check("rmsnorm bwd dx", dx, wdx, rows * dim, 1e-5);
+    check("rmsnorm bwd dw", dw, wdw, dim, 1e-5);
+    free(x), free(w), free(g);
+}
+
+/* dense causal attention: forward through the cache kernel (one sequence per batch row), backward vs the formulas */
+static void test_attention(unsigned* seed) {
+    const int B = 2, T = 17, H = 4, KVH = 2, D = 8, rows = B * T, G = H / KVH;
+    const float scale = 0.35f;
+    float *q = randn(rows * H * D, seed), *k = randn(rows * KVH * D, seed), *v = randn(rows * KVH * D, seed), *g = randn(rows * H * D, seed);
+    float *out = calloc(rows * H * D, 4), *lse = calloc(rows * H, 4), *dq = calloc(rows * H * D, 4), *dk = calloc(rows * KVH * D, 4), *dv = calloc(rows * KVH * D, 4);
+    double *wout = calloc(rows * H * D, 8), *wdq = calloc(rows * H * D, 8), *wdk = calloc(rows * KVH * D, 8), *wdv = calloc(rows * KVH * D, 8);
+    int32_t seq[2 * 17], pos[2 * 17];
+    for (int r = 0; r < rows; r++) seq[r] = r / T, pos[r] = r % T;
+    ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, H, KVH, D, T, scale);
+    ee_attention_bwd(dq, dk, dv, g, out, lse, q, k, v, B, T, H, KVH, D, scale);
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < H; h++) {
+            const int b = r / T, t = r % T, kvh = h / G;
+            double p[17], mx = -INFINITY, sum = 0, dp[17], dsum = 0;
+            const float* qh = q + (r * H + h) * D;
+            for (int j = 0; j <= t; j++) {
+                const float* kj = k + ((b * T + j) * KVH + kvh) * D;
+                double s = 0;
+                for (int i = 0; i < D; i++) s += (double)qh[i] * kj[i];
+                p[j] = s * scale;
+                mx = fmax(mx, p[j]);
+            }
+            for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
+            for (int j = 0; j <= t; j++) {
+                p[j] /= sum;
+                const float* vj = v + ((b * T + j) * KVH + kvh) * D;
+                dp[j] = 0;
+                for (int i = 0; i < D; i++) {
+                    wout[(r * H + h) * D + i] += p[j] * vj[i];
+                    dp[j] += (double)g[(r * H + h) * D + i] * vj[i];
+                }
+                dsum += p[j] * dp[j];
+            }
+            for (int j = 0; j <= t; j++) {
+                const double ds = p[j] * (dp[j] - dsum);
+                const int kv = ((b * T + j) * KVH + kvh) * D;
+                for (int i = 0; i < D; i++) {
+                    wdq[(r * H + h) * D + i] += scale * ds * k[kv + i];
+                    wdk[kv + i] += scale * ds * qh[i];
+                    wdv[kv + i] += p[j] * g[(r * H + h) * D + i];
+                }
+            }
+        }
+    check("attention fwd", out, wout, rows * H * D, 1e-5);
+    check("attention bwd dq", dq, wdq, rows * H * D, 1e-5);
+    check("attention bwd dk", dk, wdk, rows * KVH * D, 1e-5);
+    check("attention bwd dv", dv, wdv, rows * KVH * D, 1e-5);
+    free(q), free(k), free(v), free(g), free(out), free(lse), free(dq), free(dk), free(dv), free(wout), free(wdq), free(wdk), free(wdv);
+}
+
+static void test_cross_entropy(unsigned* seed) {
+    const int rows = 11, dim = 17, vocab = 67, chunk = 16;
+    const float temperature = 1.5f;
+    float *x = randn(rows * dim, seed), *w32 = randn(vocab * dim, seed), *gw = randn(rows, seed);
+    uint16_t w[67 * 17];
+    ee_cast(w, EE_BF16, w32, EE_F32, vocab * dim);
+    int32_t targets[11], arg[11];
+    for (int r = 0; r < rows; r++) targets[r] = r == 3 ? -1 : (r * 13) % vocab;
+    float loss[11], prob[11], dx[11 * 17], dw[67 * 17] = {0};
+    double wloss[11], wdx[11 * 17] = {0}, wdw[67 * 17] = {0}, wprob[11];
+    if (ee_linear_cross_entropy(loss, dx, dw, arg, prob, x, w, EE_BF16, targets, gw, rows, dim, vocab, chunk, temperature))
+        printf("FAIL linear_cross_entropy: %s\n", ee_last_error()), failures++;
+    for (int r = 0; r < rows; r++) {
+        double z[67], mx = -INFINITY, sum = 0;
+        int best = 0;
+        for (int j = 0; j < vocab; j++) {
+            z[j] = 0;
+            for (int i = 0; i < dim; i++) z[j] += (double)x[r * dim + i] * b_value(w, EE_BF16, j * dim + i);
+            z[j] /= temperature;
+            if (z[j] > mx) mx = z[j], best = j;
+        }
+        for (int j = 0; j < vocab; j++) sum += exp(z[j] - mx);
+        const double lse = mx + log(sum);
+        wloss[r] = targets[r] < 0 ? 0 : lse - z[targets[r]];
+        wprob[r] = 1 / sum;
+        if (arg[r] != best) printf("FAIL cross-entropy argmax row %d: %d, want %d\n", r, arg[r], best), failures++;
+        if (targets[r] < 0) continue;
+        for (int j = 0; j < vocab; j++) {
+            const double d = gw[r] / temperature * (exp(z[j] - lse) - (j == targets[r]));
+            for (int i = 0; i < dim; i++) {
+                wdx[r * dim + i] += d * b_value(w, EE_BF16, j * dim + i);
+                wdw[j * dim + i] += d * x[r * dim + i];
+            }
+        }
+    }
+    check("cross-entropy loss", loss, wloss, rows, 1e-5);
+    check("cross-entropy max prob", prob, wprob, rows, 1e-5);
+    check("cross-entropy dx", dx, wdx, rows * dim, 1e-5);
+    check("cross-entropy dw", dw, wdw, vocab * dim, 1e-5);
+    free(x), free(w32), free(gw);
+}
+
+static void test_sampling(void) {
+    const float logits[] = {1.0f, 3.0f, 3.0f, 0.5f, 2.0f};
+    int32_t idx;
+    float p;
+    ee_argmax(&idx, &p, logits, 1, 5, 1.0f);
+    double sum = 0;
+    for (int j = 0; j < 5; j++) sum += exp(logits[j] - 3.0);
+    if (idx != 1 || fabs(p - 1 / sum) > 1e-6) printf("FAIL argmax: %d %g\n", idx, p), failures++;
+    /* sorted order 1, 2, 4, 0, 3; u = 0 picks the first, u just below 1 with top_p 0.5 stays in the nucleus {1, 2} */
+    const float u[] = {0.0f, 0.999f, 0.6f};
+    const int32_t want[] = {1, 2, 2};
+    for (int i = 0; i < 3; i++) {
+        ee_sample_top_p(&idx, logits, &u[i], 1, 5, 1.0f, i == 1 ? 0.5f : 1.0f);
+        if (idx != want[i]) printf("FAIL top-p sample %d: %d, want %d\n", i, idx, want[i]), failures++;
+    }
+}
+
+int main(void) {
+    unsigned seed = 42;
+    if (ee_abi_version() != EE_ABI_VERSION) printf("FAIL abi version\n"), failures++;
+    printf("features %d, threads %d\n", ee_features(), ee_set_num_threads(0));
+    test_cast();
+    test_gemm(&seed);
+    test_rmsnorm(&seed);
+    test_attention(&seed);
+    test_cross_entropy(&seed);
+    test_sampling();
+    if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
+    printf(failures ? "%d failures\n" : "all passed\n", failures);
+    return failures != 0;
+}

@@ -1,0 +1,193 @@
+/*
+ * eetune — the one C ABI shared by the CPU backend (libeecpu) and the CUDA backend (libeecuda).
+ *
+ * This header is the single declaration the Java bindings are generated from (see native/bindgen/BindGen.java).
+ * Rules the generator relies on:
+ *   - every exported function is declared on ONE line as `EE_API <ret> <name>(<params>);`
+ *   - types are scalars (int32_t, int64_t, float, double, void) or pointers (any `T*`, passed as a 64-bit address);
+ *   - the doc comment right above a declaration is copied into the generated Java interface.
+ *
+ * Conventions shared by every kernel:
+ *   - all tensors are row-major and contiguous; "rows x n" means rows*n elements, row r starts at r*n;
+ *   - pointers are host addresses on the CPU backend and device addresses on the CUDA backend;
+ *   - shapes are validated in Java before any call (the C side trusts them);
+ *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3;
+ *   - "accumulate" means the kernel adds into the output (callers zero it first when they need a fresh result);
+ *   - functions returning int32_t return 0 on success and non-zero on failure, with ee_last_error() describing it.
+ */
+#ifndef EETUNE_H
+#define EETUNE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define EE_API __declspec(dllexport)
+#else
+#define EE_API __attribute__((visibility("default")))
+#endif
+
+#define EE_F32 0
+#define EE_BF16 1
+#define EE_F16 2
+#define EE_I32 3
+
+#define EE_ABI_VERSION 1
+
+/* ---- library information ------------------------------------------------------------------------------------ */
+
+/** ABI version of this library (EE_ABI_VERSION); Java refuses a library whose version differs. */
+EE_API int32_t ee_abi_version(void);
+/** Does nothing and returns x + 1; used to measure the cost of one native call. */
+EE_API int32_t ee_noop(int32_t x);
+/** Address of a NUL-terminated UTF-8 message describing the last failure on this thread ("" if none). */
+EE_API const char* ee_last_error(void);
+/** Bit mask of what this library can use: 1 = AVX2+FMA kernels, 2 = OpenBLAS loaded, 4 = AVX-512, 8 = a CUDA device. */
+EE_API int32_t ee_features(void);
+/** Number of usable devices: 1 for the CPU library, the CUDA device count for the CUDA library (0 = none). */
+EE_API int32_t ee_device_count(void);
+/** Sets the number of worker threads (<= 0: the library default); returns the number now in use. */
+EE_API int32_t ee_set_num_threads(int32_t n);
+/** Chooses the GEMM path: 0 = automatic (BLAS when loaded), 1 = BLAS (fails if not loaded), 2 = portable fallback. */
+EE_API int32_t ee_set_gemm_path(int32_t path);
+/** Blocks until all queued work is done (no-op on the CPU). */
+EE_API int32_t ee_synchronize(void);
+
+/* ---- memory -------------------------------------------------------------------------------------------------- */
+
+/** Allocates bytes (64-byte aligned, contents undefined); returns 0 on failure. */
+EE_API void* ee_alloc(int64_t bytes);
+/** Frees memory from ee_alloc (0 is ignored). */
+EE_API void ee_free(void* ptr);
+/** Copies bytes; direction: 0 = same device, 1 = host to device, 2 = device to host (the CPU library ignores it). */
+EE_API int32_t ee_copy(void* dst, const void* src, int64_t bytes, int32_t direction);
+/** Sets bytes to value (low 8 bits). */
+EE_API int32_t ee_fill_bytes(void* dst, int32_t value, int64_t bytes);
+/** Maps a file read-only; path is NUL-terminated UTF-8; writes its size to size_out; returns 0 on failure. */
+EE_API void* ee_map_file(const char* path, int64_t* size_out);
+/** Unmaps a mapping made by ee_map_file. */
+EE_API int32_t ee_unmap_file(void* addr, int64_t size);
+
+/* ---- elementwise ---------------------------------------------------------------------------------------------- */
+
+/** dst[i] = (dst_dtype) src[i] for n elements; dtypes EE_F32/EE_BF16/EE_F16 (bf16/f16 rounding: nearest even). */
+EE_API int32_t ee_cast(void* dst, int32_t dst_dtype, const void* src, int32_t src_dtype, int64_t n);
+/** out[i] = a[i] + b[i]; out may alias a or b. */
+EE_API int32_t ee_add(float* out, const float* a, const float* b, int64_t n);
+/** out[i] = a[i] + alpha * b[i]; out may alias a or b. */
+EE_API int32_t ee_axpby(float* out, const float* a, float alpha, const float* b, int64_t n);
+/** x[r][j] += bias[j] for rows x n. */
+EE_API int32_t ee_add_bias(float* x, const float* bias, int32_t rows, int32_t n);
+/** x[i] *= s. */
+EE_API int32_t ee_scale(float* x, float s, int64_t n);
+/** Returns sum of x[i]^2 accumulated in double. */
+EE_API double ee_sum_squares(const float* x, int64_t n);
+
+/* ---- embedding ------------------------------------------------------------------------------------------------ */
+
+/** out[r][:] = (float) table[ids[r]][:] for r < n; table is vocab x dim in table_dtype. */
+EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim);
+/** Scatter-add backward: dtable[ids[r]][:] += dout[r][:] (f32 table gradient); repeated ids accumulate. */
+EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim);
+
+/* ---- RMSNorm -------------------------------------------------------------------------------------------------- */
+
+/** out[r] = x[r] * inv_rms[r] * w, inv_rms[r] = 1/sqrt(mean(x[r]^2) + eps); inv_rms may be 0 (not stored). out may alias x. */
+EE_API int32_t ee_rmsnorm_fwd(float* out, float* inv_rms, const float* x, const float* w, int32_t rows, int32_t dim, float eps);
+/** Backward of ee_rmsnorm_fwd: writes dx (may be 0 = skip), accumulates dw (may be 0 = skip); needs inv_rms from the forward. */
+EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* inv_rms, int32_t rows, int32_t dim);
+
+/* ---- GEMM ----------------------------------------------------------------------------------------------------- */
+
+/**
+ * C = alpha * op(A) * op(B) + beta * C with op(X) = X or X^T (trans flags 0/1), BLAS semantics, row-major.
+ * op(A) is M x K, op(B) is K x N, C is M x N. A and C are f32; B is in b_dtype (EE_F32, EE_BF16 or EE_F16) so that
+ * bf16 weights are used without a converted copy. A linear layer y = x W^T with W [out][in] is
+ * ee_gemm(0, 1, rows, out, in, 1, x, in, W, dtype, in, 0, y, out). beta = 0 ignores C's old contents (even NaN).
+ */
+EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc);
+
+/* ---- RoPE ----------------------------------------------------------------------------------------------------- */
+
+/**
+ * Rotates x in place: x is rows x (n_heads * head_dim); row r is at position pos[r]. For pair i < head_dim/2 the
+ * angle is pos[r] * inv_freq[i]. interleaved = 1 pairs (x[2i], x[2i+1]) (llama2.c); interleaved = 0 pairs
+ * (x[i], x[i + head_dim/2]) (Hugging Face rotate-half). inverse = 1 rotates by the negative angle (the backward).
+ */
+EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int32_t rows, int32_t n_heads, int32_t head_dim, int32_t interleaved, int32_t inverse);
+
+/* ---- attention ------------------------------------------------------------------------------------------------ */
+
+/**
+ * Causal grouped-query attention of packed rows against a KV cache.
+ * q, out: rows x (n_heads * head_dim). k_cache, v_cache: n_seq x max_len x (n_kv_heads * head_dim), row (s, p) at
+ * (s * max_len + p) * n_kv_heads * head_dim. Row r belongs to sequence row_seq[r] at position row_pos[r] and
+ * attends to that sequence's positions 0..row_pos[r] (their K/V must already be in the cache). Query head h uses KV
+ * head h / (n_heads / n_kv_heads). Scores are scaled by `scale`; softmax in fp32. lse (may be 0) receives
+ * rows x n_heads log-sum-exp values of the scaled scores, for the backward.
+ */
+EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t max_len, float scale);
+/**
+ * Backward of ee_attention_fwd for dense batches: q/out/dout are (batch * seq) x (n_heads * head_dim), k/v are
+ * (batch * seq) x (n_kv_heads * head_dim), row (b, t) attends to (b, 0..t). Writes dq; accumulates dk and dv.
+ * lse comes from the forward.
+ */
+EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q, const float* k, const float* v, int32_t batch, int32_t seq, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, float scale);
+/** Writes rows x width values into a cache laid out n_seq x max_len x width at (row_seq[r], row_pos[r]). */
+EE_API int32_t ee_kv_write(float* cache, const float* src, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t width, int32_t max_len);
+/** dst[r][:] = src[idx[r]][:] for rows x width (gathers rows, e.g. to compact an active set). */
+EE_API int32_t ee_gather_rows(float* dst, const float* src, const int32_t* idx, int32_t rows, int32_t width);
+
+/* ---- SwiGLU --------------------------------------------------------------------------------------------------- */
+
+/** out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). out may alias gate or up. */
+EE_API int32_t ee_swiglu_fwd(float* out, const float* gate, const float* up, int64_t n);
+/** Backward of ee_swiglu_fwd: writes dgate and dup (either may alias dout). */
+EE_API int32_t ee_swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
+
+/* ---- softmax, argmax, sampling --------------------------------------------------------------------------------- */
+
+/** out[r] = softmax(x[r] / temperature) over n columns, in fp32 with max subtraction; out may alias x. */
+EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, float temperature);
+/**
+ * For each row of logits (rows x n): idx[r] = argmax (lowest index on ties), max_prob[r] = max softmax probability
+ * of logits / temperature (may be 0 = skip), computed as 1 / sum(exp((x - max) / temperature)).
+ */
+EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int32_t rows, int32_t n, float temperature);
+/**
+ * Top-p (nucleus) sampling: for each row, p = softmax(logits / temperature); keep the smallest set of highest
+ * probabilities whose sum reaches top_p (ties broken by lower index first), renormalise, and pick the token whose
+ * cumulative probability (in that sorted order) first exceeds uniforms[r] * kept mass. top_p >= 1 keeps all.
+ */
+EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* uniforms, int32_t rows, int32_t n, float temperature, float top_p);
+
+/* ---- fused linear + cross-entropy -------------------------------------------------------------------------------- */
+
+/**
+ * Cross-entropy of logits = x W^T / temperature without materialising rows x vocab logits: the vocabulary is walked
+ * in chunks of `chunk` columns (online log-sum-exp), and a second walk forms the gradient of each chunk.
+ * x: rows x dim (f32); w: vocab x dim in w_dtype; targets[r] in [0, vocab) or < 0 = ignored row.
+ * loss[r] = logsumexp(logits[r]) - logits[r][targets[r]] (0 for ignored rows).
+ * Gradient of sum_r grad_weight[r] * loss[r] (grad_weight may be 0 = no backward):
+ *   dx (may be 0) is written, dw (f32, vocab x dim, may be 0) is accumulated.
+ * argmax_out (may be 0): argmax of logits per row; max_prob_out (may be 0): max softmax probability per row.
+ */
+EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_t* argmax_out, float* max_prob_out, const float* x, const void* w, int32_t w_dtype, const int32_t* targets, const float* grad_weight, int32_t rows, int32_t dim, int32_t vocab, int32_t chunk, float temperature);
+
+/* ---- optimizer ------------------------------------------------------------------------------------------------- */
+
+/**
+ * One AdamW step on n parameters: g' = g * grad_scale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+ * p -= lr * (m / bias1 / (sqrt(v / bias2) + eps) + weight_decay * p), with bias1 = 1 - b1^t, bias2 = 1 - b2^t
+ * passed in by the caller.
+ */
+EE_API int32_t ee_adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bias1, float bias2, float grad_scale);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EETUNE_H */
