@@ -89,7 +89,7 @@ public final class Tensor implements AutoCloseable {
     /** Copies host values in (F32, or BF16/F16 with rounding to nearest even). */
     public Tensor copyFrom(float[] values) {
         checkCount(values.length);
-        ByteBuffer buf = ByteBuffer.allocateDirect((int) byteSize()).order(ByteOrder.nativeOrder());
+        ByteBuffer buf = ByteBuffer.allocate((int) byteSize()).order(ByteOrder.nativeOrder());
         switch (dtype) {
             case F32: buf.asFloatBuffer().put(values); break;
             case BF16: for (float v : values) buf.putShort(DType.floatToBf16(v)); break;
@@ -104,7 +104,7 @@ public final class Tensor implements AutoCloseable {
     public Tensor copyFrom(int[] values) {
         if (dtype != DType.I32) throw new IllegalArgumentException("copyFrom(int[]) into an " + dtype + " tensor");
         checkCount(values.length);
-        ByteBuffer buf = ByteBuffer.allocateDirect((int) byteSize()).order(ByteOrder.nativeOrder());
+        ByteBuffer buf = ByteBuffer.allocate((int) byteSize()).order(ByteOrder.nativeOrder());
         buf.asIntBuffer().put(values);
         backend().write(address(), buf);
         return this;
@@ -141,7 +141,7 @@ public final class Tensor implements AutoCloseable {
 
     private ByteBuffer readAll() {
         if (byteSize() > Integer.MAX_VALUE) throw new IllegalStateException("tensor of " + byteSize() + " bytes is too large for a host array");
-        ByteBuffer buf = ByteBuffer.allocateDirect((int) byteSize()).order(ByteOrder.nativeOrder());
+        ByteBuffer buf = ByteBuffer.allocate((int) byteSize()).order(ByteOrder.nativeOrder());
         backend().read(address(), buf);
         buf.clear();
         return buf;

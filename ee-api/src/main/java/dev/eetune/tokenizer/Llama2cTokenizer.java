@@ -104,11 +104,12 @@ public final class Llama2cTokenizer implements Tokenizer {
      * each UTF-8 character as its piece, else its bytes as byte pieces; then repeatedly the adjacent pair whose
      * concatenation is a piece with the highest score is merged (the leftmost such pair on ties).
      *
-     * <p>Encoding a text in parts: for {@code t = t0 + t1 + ... + tk} where every part after the first starts with
-     * a space, {@code encode(t)} equals {@code encode(t0, true, true)} followed by {@code encode(ti, false, false)}
-     * for each later part, provided no piece holds a space after its first byte (true of SentencePiece vocabularies
-     * split by whitespace, like stories260K's tok512). No merged piece can then cross a part boundary, and merges
-     * inside one part do not depend on the others. Encoding is O(n log n), so splitting is never needed for speed.
+     * <p>Encoding a text in parts: for {@code t = t0 + t1 + ... + tk} with {@code t0} non-empty and every later
+     * part starting with a space, {@code encode(t)} equals {@code encode(t0, true, true)} followed by
+     * {@code encode(ti, false, false)} for each later part, provided no piece holds a space after its first byte
+     * (true of SentencePiece vocabularies split by whitespace, like stories260K's tok512). No merged piece can then
+     * cross a part boundary, and merges inside one part do not depend on the others. Encoding is O(n log n), so
+     * splitting is never needed for speed.
      */
     public int[] encode(String text, boolean bos, boolean dummyPrefix) {
         byte[] utf8 = text.getBytes(StandardCharsets.UTF_8);
