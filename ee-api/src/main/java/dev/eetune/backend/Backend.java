@@ -15,6 +15,9 @@ public abstract class Backend implements AutoCloseable {
     private final Kernels kernels;
     private final HostMemory host;
     private final Ops ops;
+    private final java.util.concurrent.ConcurrentHashMap<Long, Long> sizes = new java.util.concurrent.ConcurrentHashMap<>();
+    private final java.util.concurrent.atomic.AtomicLong live = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong peak = new java.util.concurrent.atomic.AtomicLong();
 
     protected Backend(Kernels kernels, HostMemory host) {
         this.kernels = kernels;
@@ -41,10 +44,25 @@ public abstract class Backend implements AutoCloseable {
     public long allocate(long bytes) {
         long address = kernels.ee_alloc(bytes);
         if (address == 0) throw new OutOfMemoryError(name() + ": cannot allocate " + bytes + " bytes: " + lastError());
+        sizes.put(address, bytes);
+        long now = live.addAndGet(bytes);
+        peak.accumulateAndGet(now, Math::max);
         return address;
     }
 
-    public void free(long address) { kernels.ee_free(address); }
+    public void free(long address) {
+        Long bytes = sizes.remove(address);
+        if (bytes != null) live.addAndGet(-bytes);
+        kernels.ee_free(address);
+    }
+
+    /** Bytes currently allocated through {@link #allocate} (mapped files not included). */
+    public long liveBytes() { return live.get(); }
+
+    /** The most bytes allocated at once since the last {@link #resetPeak()}. */
+    public long peakBytes() { return peak.get(); }
+
+    public void resetPeak() { peak.set(live.get()); }
 
     /** Copies {@code src}'s remaining bytes to backend memory at {@code dst}. */
     public void write(long dst, ByteBuffer src) {

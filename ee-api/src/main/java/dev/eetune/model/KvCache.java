@@ -17,6 +17,18 @@ public final class KvCache implements AutoCloseable {
     private final int maxLen;
 
     public KvCache(LlamaConfig c, Backend backend, int sequences, int maxLen) {
+        this(c, backend, sequences, maxLen, false);
+    }
+
+    /**
+     * One K and one V buffer shared by every layer: for passes that cover whole sequences from position 0 and never
+     * read an earlier layer's cache again (tuning and evaluation), so memory does not grow with depth.
+     */
+    public static KvCache scratch(LlamaConfig c, Backend backend, int sequences, int maxLen) {
+        return new KvCache(c, backend, sequences, maxLen, true);
+    }
+
+    private KvCache(LlamaConfig c, Backend backend, int sequences, int maxLen, boolean shared) {
         if (sequences <= 0 || maxLen <= 0) throw new IllegalArgumentException("KvCache: sequences " + sequences + " and maxLen " + maxLen + " must be > 0");
         this.scope = Scope.of(backend);
         this.sequences = sequences;
@@ -25,8 +37,8 @@ public final class KvCache implements AutoCloseable {
         keys = new Tensor[c.nLayers()];
         values = new Tensor[c.nLayers()];
         for (int l = 0; l < c.nLayers(); l++) {
-            keys[l] = scope.allocate(DType.F32, sequences, maxLen, kvDim);
-            values[l] = scope.allocate(DType.F32, sequences, maxLen, kvDim);
+            keys[l] = shared && l > 0 ? keys[0] : scope.allocate(DType.F32, sequences, maxLen, kvDim);
+            values[l] = shared && l > 0 ? values[0] : scope.allocate(DType.F32, sequences, maxLen, kvDim);
         }
     }
 

@@ -43,6 +43,40 @@ public final class LlamaModel implements AutoCloseable {
         throw new IllegalArgumentException("no model at " + path + " (expected a Hugging Face directory or a llama2.c .bin file)");
     }
 
+    /**
+     * A model with freshly initialised F32 weights: matrices N(0, std) (the residual output projections wo and
+     * down scaled by 1/sqrt(2 * layers), as in GPT-2), norms 1, biases 0. For pretraining and synthetic benchmarks.
+     */
+    public static LlamaModel random(LlamaConfig c, Backend backend, long seed, float std) {
+        java.util.Random r = new java.util.Random(seed);
+        Scope s = Scope.of(backend);
+        int d = c.dim(), qd = c.nHeads() * c.headDim(), kd = c.nKvHeads() * c.headDim(), f = c.hiddenDim();
+        float resid = (float) (std / Math.sqrt(2.0 * c.nLayers()));
+        Tensor emb = gaussian(s, r, std, c.vocabSize(), d);
+        java.util.List<LayerWeights> layers = new java.util.ArrayList<>();
+        for (int l = 0; l < c.nLayers(); l++) {
+            layers.add(new LayerWeights(ones(s, d), gaussian(s, r, std, qd, d), gaussian(s, r, std, kd, d), gaussian(s, r, std, kd, d), gaussian(s, r, resid, d, qd),
+                c.qkvBias() ? s.zeros(dev.eetune.tensor.DType.F32, qd) : null, c.qkvBias() ? s.zeros(dev.eetune.tensor.DType.F32, kd) : null,
+                c.qkvBias() ? s.zeros(dev.eetune.tensor.DType.F32, kd) : null,
+                ones(s, d), gaussian(s, r, std, f, d), gaussian(s, r, resid, d, f), gaussian(s, r, std, f, d)));
+        }
+        Tensor head = c.tiedEmbeddings() ? emb : gaussian(s, r, std, c.vocabSize(), d);
+        return new LlamaModel(c, new LlamaWeights(emb, layers, ones(s, d), head), backend, s);
+    }
+
+    private static Tensor gaussian(Scope s, java.util.Random r, float std, int... dims) {
+        Tensor t = s.allocate(dev.eetune.tensor.DType.F32, dims);
+        float[] v = new float[Math.toIntExact(t.size())];
+        for (int i = 0; i < v.length; i++) v[i] = (float) (r.nextGaussian() * std);
+        return t.copyFrom(v);
+    }
+
+    private static Tensor ones(Scope s, int n) {
+        float[] v = new float[n];
+        java.util.Arrays.fill(v, 1f);
+        return s.of(v, n);
+    }
+
     public LlamaConfig config() { return config; }
 
     public LlamaWeights weights() { return weights; }

@@ -1,0 +1,125 @@
+package dev.eetune.eval;
+
+import dev.eetune.backend.Ops;
+import dev.eetune.data.Batch;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.model.KvCache;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * Per-exit validation metrics: mean cross-entropy, perplexity, top-1 accuracy against the targets and top-1
+ * agreement with the full model's (final layer's) prediction, over unmasked tokens.
+ */
+public final class ExitEvaluator {
+    private ExitEvaluator() {}
+
+    public record ExitMetrics(int layer, String architecture, double loss, double accuracy, double agreement) {
+        public double perplexity() { return Math.exp(loss); }
+    }
+
+    /** Metrics of every exit plus the final layer (listed last, agreement 1). */
+    public record Report(List<ExitMetrics> exits, long tokens) {
+        public ExitMetrics finalLayer() { return exits.get(exits.size() - 1); }
+
+        public String toTable() {
+            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-6s %-10s %9s %10s %9s %10s%n", "exit", "arch", "val loss", "perplexity", "accuracy", "agreement"));
+            for (ExitMetrics m : exits) {
+                sb.append(String.format(Locale.ROOT, "%-6d %-10s %9.4f %10.2f %8.2f%% %9.2f%%%n", m.layer(), m.architecture(), m.loss(), m.perplexity(),
+                    100 * m.accuracy(), 100 * m.agreement()));
+            }
+            return sb.append(String.format(Locale.ROOT, "(%d tokens)", tokens)).toString();
+        }
+    }
+
+    public static Report evaluate(EarlyExitModel model, Iterable<Batch> batches, int vocabChunk) {
+        LlamaModel bb = model.backbone();
+        Ops ops = bb.backend().ops();
+        List<ExitHead> heads = model.heads();
+        int n = heads.size();
+        double[] lossSum = new double[n + 1];
+        long[] correct = new long[n + 1], agree = new long[n + 1];
+        long tokens = 0;
+        try (Scope scope = Scope.of(bb.backend()); Workspace ws = bb.newWorkspace()) {
+            KvCache kv = null;
+            int cachedBatch = -1, cachedSeq = -1;
+            for (Batch b : batches) {
+                int rows = b.batchSize() * b.seqLen();
+                if (b.batchSize() != cachedBatch || b.seqLen() != cachedSeq) {
+                    if (kv != null) kv.close();
+                    kv = KvCache.scratch(bb.config(), bb.backend(), b.batchSize(), b.seqLen());
+                    cachedBatch = b.batchSize();
+                    cachedSeq = b.seqLen();
+                }
+                try (Scope s = scope.child()) {
+                    int[] seq = new int[rows], pos = new int[rows];
+                    for (int r = 0; r < rows; r++) {
+                        seq[r] = r / b.seqLen();
+                        pos[r] = r % b.seqLen();
+                    }
+                    Workspace.Rows rr = ws.rows(b.inputs(), seq, pos);
+                    Tensor targets = s.of(b.targets(), rows), loss = s.allocate(DType.F32, rows);
+                    Tensor resid = s.allocate(DType.F32, rows, bb.config().dim());
+                    int[][] argmax = new int[n + 1][];
+                    float[][] losses = new float[n + 1][];
+                    Tensor x = ws.x(rows);
+                    bb.embed(x, rr);
+                    bb.layers(x, rr, kv, 0, bb.config().nLayers(), ws, new LlamaModel.LayerTap() {
+                        @Override
+                        public void afterAttention(int layer, Tensor residual) {
+                            ExitHead h = model.head(layer + 1);
+                            if (h != null && h.architecture() == ExitArchitecture.MLP) resid.copyFrom(residual);
+                        }
+
+                        @Override
+                        public boolean afterLayer(int layer, Tensor hidden) {
+                            ExitHead h = model.head(layer + 1);
+                            if (h == null) return true;
+                            int i = heads.indexOf(h);
+                            try (Scope hs = s.child()) {
+                                ExitHead.Forward f = h.forward(hs, new ExitHead.Input(hidden, resid, rr.seq(), rr.pos(), b.batchSize(), b.seqLen()));
+                                Tensor am = hs.allocate(DType.I32, rows);
+                                ops.linearCrossEntropy(loss, null, null, am, null, f.z(), h.lmHead().value(), targets, null, vocabChunk, h.temperature());
+                                argmax[i] = am.toIntArray();
+                                losses[i] = loss.toFloatArray();
+                            }
+                            return true;
+                        }
+                    });
+                    Tensor normed = s.allocate(DType.F32, rows, bb.config().dim()), am = s.allocate(DType.I32, rows);
+                    ops.rmsnorm(normed, null, x, bb.weights().finalNorm(), bb.config().normEps());
+                    ops.linearCrossEntropy(loss, null, null, am, null, normed, bb.weights().lmHead(), targets, null, vocabChunk, 1f);
+                    argmax[n] = am.toIntArray();
+                    losses[n] = loss.toFloatArray();
+                    int[] t = b.targets();
+                    for (int r = 0; r < rows; r++) {
+                        if (t[r] < 0) continue;
+                        tokens++;
+                        for (int i = 0; i <= n; i++) {
+                            lossSum[i] += losses[i][r];
+                            if (argmax[i][r] == t[r]) correct[i]++;
+                            if (argmax[i][r] == argmax[n][r]) agree[i]++;
+                        }
+                    }
+                }
+            }
+            if (kv != null) kv.close();
+        }
+        if (tokens == 0) throw new IllegalArgumentException("no evaluation tokens (empty or fully masked data)");
+        List<ExitMetrics> out = new ArrayList<>();
+        for (int i = 0; i <= n; i++) {
+            out.add(new ExitMetrics(i < n ? heads.get(i).layer() : bb.config().nLayers(), i < n ? heads.get(i).architecture().label() : "final",
+                lossSum[i] / tokens, (double) correct[i] / tokens, (double) agree[i] / tokens));
+        }
+        return new Report(out, tokens);
+    }
+}

@@ -1,0 +1,166 @@
+package dev.eetune.exit;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.eetune.model.LlamaConfig;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.io.SafetensorsHeader;
+import dev.eetune.nn.Parameter;
+import dev.eetune.nn.ParameterSet;
+import dev.eetune.nn.TensorFiles;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Tensor;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+/**
+ * A frozen backbone with early-exit heads. The heads (only) are saved as safetensors with a JSON metadata block
+ * naming the backbone shape, exit layers, architectures, init, temperature and dtype, so a tuned set can be shared
+ * and re-attached to the same backbone.
+ */
+public final class EarlyExitModel implements AutoCloseable {
+    static final String METADATA_KEY = "eetune";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private final LlamaModel backbone;
+    private final List<ExitHead> heads;
+    private final ParameterSet params;
+
+    private EarlyExitModel(LlamaModel backbone, List<ExitHead> heads, ParameterSet params) {
+        this.backbone = backbone;
+        this.heads = List.copyOf(heads);
+        this.params = params;
+    }
+
+    /** Attaches new heads (sorted by layer; one per layer) to {@code backbone}; the backbone is not owned. */
+    public static EarlyExitModel attach(LlamaModel backbone, List<ExitSpec> specs, long seed) {
+        return attach(backbone, specs, seed, 1f);
+    }
+
+    public static EarlyExitModel attach(LlamaModel backbone, List<ExitSpec> specs, long seed, float temperature) {
+        List<ExitSpec> sorted = new ArrayList<>(specs);
+        sorted.sort(Comparator.comparingInt(ExitSpec::layer));
+        for (int i = 1; i < sorted.size(); i++) {
+            if (sorted.get(i).layer() == sorted.get(i - 1).layer()) throw new IllegalArgumentException("two exits after layer " + sorted.get(i).layer());
+        }
+        ParameterSet ps = new ParameterSet(backbone.backend());
+        try {
+            Random r = new Random(seed);
+            List<ExitHead> heads = new ArrayList<>();
+            for (ExitSpec s : sorted) heads.add(ExitHead.create(s, backbone, ps, r, temperature));
+            return new EarlyExitModel(backbone, heads, ps);
+        } catch (RuntimeException e) {
+            ps.close();
+            throw e;
+        }
+    }
+
+    public LlamaModel backbone() { return backbone; }
+
+    /** Heads in layer order. */
+    public List<ExitHead> heads() { return heads; }
+
+    public ParameterSet parameterSet() { return params; }
+
+    public List<Parameter> parameters() { return params.parameters(); }
+
+    /** The deepest exit layer (1-based), 0 without heads. */
+    public int lastExitLayer() { return heads.isEmpty() ? 0 : heads.get(heads.size() - 1).layer(); }
+
+    /** The head after layer L, or null. */
+    public ExitHead head(int layer) {
+        for (ExitHead h : heads) if (h.layer() == layer) return h;
+        return null;
+    }
+
+    /** Writes the heads' parameters (as {@code dtype}) and metadata to one safetensors file, atomically. */
+    public void save(Path file, DType dtype) {
+        TensorFiles.write(file, valuesByName(), dtype, Map.of(METADATA_KEY, metadata(dtype).toString(), "format", "pt"));
+    }
+
+    /** Parameter values by name, in parameter order. */
+    public Map<String, Tensor> valuesByName() {
+        Map<String, Tensor> m = new LinkedHashMap<>();
+        for (Parameter p : params.parameters()) m.put(p.name(), p.value());
+        return m;
+    }
+
+    private ObjectNode metadata(DType dtype) {
+        LlamaConfig c = backbone.config();
+        ObjectNode m = JSON.createObjectNode();
+        m.put("format", "eetune-exit-heads").put("version", 1).put("dtype", dtype.name());
+        m.putObject("backbone").put("architecture", c.architecture()).put("dim", c.dim()).put("layers", c.nLayers())
+            .put("heads", c.nHeads()).put("kv_heads", c.nKvHeads()).put("hidden", c.hiddenDim()).put("vocab", c.vocabSize());
+        ArrayNode exits = m.putArray("exits");
+        for (ExitHead h : heads) {
+            exits.addObject().put("layer", h.layer()).put("architecture", h.architecture().label()).put("init", h.spec().init().label())
+                .put("temperature", h.temperature());
+        }
+        return m;
+    }
+
+    /** Re-attaches heads saved by {@link #save} to {@code backbone}, checking that the backbone has the same shape. */
+    public static EarlyExitModel load(LlamaModel backbone, Path file) {
+        SafetensorsHeader header = SafetensorsHeader.read(file);
+        String meta = header.metadata().get(METADATA_KEY);
+        if (meta == null) throw new IllegalArgumentException(file + ": no '" + METADATA_KEY + "' metadata: not an eetune exit-head file");
+        JsonNode m;
+        try {
+            m = JSON.readTree(meta);
+        } catch (IOException e) {
+            throw new IllegalArgumentException(file + ": metadata '" + METADATA_KEY + "' is not valid JSON: " + e.getMessage());
+        }
+        LlamaConfig c = backbone.config();
+        JsonNode b = m.path("backbone");
+        int[][] checks = {{b.path("dim").asInt(-1), c.dim()}, {b.path("layers").asInt(-1), c.nLayers()}, {b.path("vocab").asInt(-1), c.vocabSize()},
+            {b.path("hidden").asInt(-1), c.hiddenDim()}, {b.path("heads").asInt(-1), c.nHeads()}, {b.path("kv_heads").asInt(-1), c.nKvHeads()}};
+        String[] names = {"dim", "layers", "vocab", "hidden", "heads", "kv_heads"};
+        for (int i = 0; i < checks.length; i++) {
+            if (checks[i][0] != checks[i][1]) {
+                throw new IllegalArgumentException(file + ": these heads were tuned for a backbone with " + names[i] + " = " + checks[i][0] + ", this backbone has " + checks[i][1]);
+            }
+        }
+        List<ExitSpec> specs = new ArrayList<>();
+        float temperature = 1f;
+        for (JsonNode e : m.path("exits")) {
+            specs.add(new ExitSpec(e.path("layer").asInt(), ExitArchitecture.parse(e.path("architecture").asText()), ExitInit.parse(e.path("init").asText("copy"))));
+            temperature = (float) e.path("temperature").asDouble(1.0);
+        }
+        if (specs.isEmpty()) throw new IllegalArgumentException(file + ": metadata lists no exits");
+        EarlyExitModel model = attach(backbone, specs.stream().map(s -> new ExitSpec(s.layer(), s.architecture(), ExitInit.COPY)).toList(), 0, temperature);
+        try {
+            TensorFiles.readInto(file, model.valuesByName());
+        } catch (RuntimeException e) {
+            model.close();
+            throw e;
+        }
+        // restore the recorded init labels
+        List<ExitSpec> recorded = new ArrayList<>(specs);
+        recorded.sort(Comparator.comparingInt(ExitSpec::layer));
+        return model.withSpecs(recorded);
+    }
+
+    private EarlyExitModel withSpecs(List<ExitSpec> specs) {
+        List<ExitHead> hs = new ArrayList<>();
+        for (int i = 0; i < heads.size(); i++) hs.add(heads.get(i).withSpec(specs.get(i)));
+        return new EarlyExitModel(backbone, hs, params);
+    }
+
+    /** Closes the heads (not the backbone). */
+    @Override
+    public void close() { params.close(); }
+
+    @Override
+    public String toString() {
+        return "EarlyExitModel[" + backbone + ", exits " + heads.stream().map(h -> h.spec().toString()).toList() + ", " + params.count() + " head parameters]";
+    }
+}

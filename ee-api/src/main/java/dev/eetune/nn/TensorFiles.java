@@ -1,0 +1,45 @@
+package dev.eetune.nn;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.MappedFile;
+import dev.eetune.model.io.SafetensorsHeader;
+import dev.eetune.model.io.SafetensorsWriter;
+import dev.eetune.model.io.TensorEntry;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Tensor;
+
+import java.nio.file.Path;
+import java.util.Map;
+
+/** Named tensors to and from safetensors files (heads, optimizer state), written atomically. */
+public final class TensorFiles {
+    private TensorFiles() {}
+
+    /** Writes {@code tensors} (stored as {@code dtype}) with {@code metadata}. */
+    public static void write(Path file, Map<String, Tensor> tensors, DType dtype, Map<String, String> metadata) {
+        SafetensorsWriter w = new SafetensorsWriter();
+        tensors.forEach((name, t) -> {
+            if (t.dtype() == dtype && t.device().isHost()) w.put(name, dtype, t.shape(), t.backend().host().view(t.address(), t.byteSize()));
+            else w.put(name, t.toFloatArray(), t.shape(), dtype);
+        });
+        metadata.forEach(w::metadata);
+        w.write(file);
+    }
+
+    /** Fills each tensor of {@code into} from the same-named tensor in {@code file} (shapes must match; dtypes convert). */
+    public static void readInto(Path file, Map<String, Tensor> into) {
+        SafetensorsHeader header = SafetensorsHeader.read(file);
+        if (into.isEmpty()) return;
+        Backend be = into.values().iterator().next().backend();
+        try (MappedFile mapped = be.map(file)) {
+            into.forEach((name, dst) -> {
+                if (!header.contains(name)) throw new IllegalArgumentException(file + ": tensor '" + name + "' is missing");
+                TensorEntry t = header.tensor(name);
+                if (!t.shape().equals(dst.shape())) throw new IllegalArgumentException(file + ": tensor '" + name + "' has shape " + t.shape() + ", expected " + dst.shape());
+                Tensor stored = Tensor.wrap(be, mapped.address(t.fileOffset(), t.byteLength()), t.dtype(), t.shape(), null);
+                if (t.dtype() == dst.dtype()) dst.copyFrom(stored);
+                else be.ops().cast(dst, stored);
+            });
+        }
+    }
+}

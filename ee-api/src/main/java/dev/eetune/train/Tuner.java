@@ -1,0 +1,183 @@
+package dev.eetune.train;
+
+import dev.eetune.backend.Ops;
+import dev.eetune.data.Batch;
+import dev.eetune.data.BatchLoader;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.model.KvCache;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * EE-Tuning: tunes only the exit heads of a frozen backbone. Each micro-batch runs the backbone forward without
+ * keeping activations, one layer at a time up to the last exit (a single K/V scratch buffer serves every layer), and
+ * runs each head's forward and backward as soon as its layer's hidden state exists. Loss = Σ_i w_i · masked-mean
+ * CE_i, through the fused chunked linear + cross-entropy kernel (logits are never materialised).
+ */
+public final class Tuner implements AutoCloseable {
+    private final EarlyExitModel model;
+    private final LlamaModel backbone;
+    private final TunerConfig cfg;
+    private final BatchLoader data;
+    private final AdamW opt;
+    private final List<TuningListener> listeners;
+    private final Workspace ws;
+    private final KvCache kv;
+    private final Scope scope;
+    private final Tensor targets, gradWeight, loss, attnResidual;
+    private final int[] seqIds, posIds;
+    private final int rows;
+    private int step;
+
+    public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
+        if (model.heads().isEmpty()) throw new IllegalArgumentException("no exit heads to tune");
+        if (data.batchSize() != cfg.batchSize()) throw new IllegalArgumentException("data batch size " + data.batchSize() + " differs from the tuner's " + cfg.batchSize());
+        this.model = model;
+        this.backbone = model.backbone();
+        this.cfg = cfg;
+        this.data = data;
+        this.opt = opt;
+        this.listeners = List.copyOf(listeners);
+        this.rows = cfg.batchSize() * cfg.seqLen();
+        if (cfg.seqLen() > backbone.config().maxSeqLen()) throw new IllegalArgumentException("seq-len " + cfg.seqLen() + " exceeds the model's context of " + backbone.config().maxSeqLen());
+        this.ws = backbone.newWorkspace();
+        this.kv = KvCache.scratch(backbone.config(), backbone.backend(), cfg.batchSize(), cfg.seqLen());
+        this.scope = Scope.of(backbone.backend());
+        seqIds = new int[rows];
+        posIds = new int[rows];
+        for (int r = 0; r < rows; r++) {
+            seqIds[r] = r / cfg.seqLen();
+            posIds[r] = r % cfg.seqLen();
+        }
+        targets = scope.allocate(DType.I32, rows);
+        gradWeight = scope.allocate(DType.F32, rows);
+        loss = scope.allocate(DType.F32, rows);
+        attnResidual = scope.allocate(DType.F32, rows, backbone.config().dim());
+    }
+
+    public int step() { return step; }
+
+    public AdamW optimizer() { return opt; }
+
+    public BatchLoader data() { return data; }
+
+    /** Trains until {@code cfg.steps()} (checkpointing as configured). */
+    public void run() { runUntil(cfg.steps()); }
+
+    /** Trains until the step counter reaches {@code lastStep}. */
+    public void runUntil(int lastStep) {
+        while (step < Math.min(lastStep, cfg.steps())) {
+            StepReport r = trainStep();
+            for (TuningListener l : listeners) l.onStep(r);
+            boolean end = step == cfg.steps();
+            if (cfg.checkpointDir() != null && (end || (cfg.checkpointEvery() > 0 && step % cfg.checkpointEvery() == 0))) checkpoint(cfg.checkpointDir());
+        }
+    }
+
+    /** Writes a checkpoint under {@code root}; returns its folder. */
+    public Path checkpoint(Path root) {
+        Path dir = Checkpoint.write(root, model, opt, new Checkpoint.State(step, data.position(), data.seed()));
+        for (TuningListener l : listeners) l.onCheckpoint(step, dir);
+        return dir;
+    }
+
+    /** Continues from a checkpoint folder (or the latest under a root): heads, moments, step and data position. */
+    public void resume(Path checkpoint) {
+        Path dir = Checkpoint.latest(checkpoint);
+        if (dir == null) throw new IllegalArgumentException("no checkpoint in " + checkpoint);
+        Checkpoint.State s = Checkpoint.restore(dir, model, opt);
+        if (s.dataSeed() != data.seed()) throw new IllegalArgumentException(dir + " was written with data seed " + s.dataSeed() + ", this run uses " + data.seed());
+        data.seek(s.position());
+        step = s.step();
+    }
+
+    /** One optimizer step over {@code microBatches} micro-batches. */
+    public StepReport trainStep() {
+        long t0 = System.nanoTime();
+        List<ExitHead> heads = model.heads();
+        double[] lossSum = new double[heads.size()];
+        long[] counted = new long[heads.size()];
+        model.parameterSet().zeroGrad();
+        for (int m = 0; m < cfg.microBatches(); m++) {
+            Batch b = data.next();
+            microBatch(b, lossSum, counted);
+        }
+        double[] losses = new double[heads.size()];
+        boolean finite = true;
+        for (int i = 0; i < losses.length; i++) {
+            losses[i] = counted[i] == 0 ? Double.NaN : lossSum[i] / counted[i];
+            finite &= Double.isFinite(losses[i]);
+        }
+        double norm = opt.gradNorm();
+        finite &= Double.isFinite(norm);
+        float lr = cfg.lr().at(step);
+        if (finite) opt.step(lr, norm > cfg.clipNorm() ? (float) (cfg.clipNorm() / norm) : 1f);
+        step++;
+        return new StepReport(step, losses, lr, norm, (long) rows * cfg.microBatches(), (System.nanoTime() - t0) / 1e9, !finite);
+    }
+
+    /** Forward the backbone layer by layer; each head does its forward and backward as soon as its layer is done. */
+    private void microBatch(Batch b, double[] lossSum, long[] counted) {
+        Ops ops = backbone.backend().ops();
+        Workspace.Rows r = ws.rows(b.inputs(), seqIds, posIds);
+        targets.copyFrom(b.targets());
+        int valid = 0;
+        for (int t : b.targets()) if (t >= 0) valid++;
+        if (valid == 0) return;
+        float[] gw = new float[rows];
+        Tensor x = ws.x(rows);
+        backbone.embed(x, r);
+        List<ExitHead> heads = model.heads();
+        int finalValid = valid;
+        backbone.layers(x, r, kv, 0, model.lastExitLayer(), ws, new LlamaModel.LayerTap() {
+            @Override
+            public void afterAttention(int layer, Tensor residual) {
+                ExitHead h = model.head(layer + 1);
+                if (h != null && h.architecture() == ExitArchitecture.MLP) attnResidual.copyFrom(residual);
+            }
+
+            @Override
+            public boolean afterLayer(int layer, Tensor hidden) {
+                ExitHead h = model.head(layer + 1);
+                if (h == null) return true;
+                int i = heads.indexOf(h);
+                try (Scope s = scope.child()) {
+                    ExitHead.Forward f = h.forward(s, new ExitHead.Input(hidden, attnResidual, r.seq(), r.pos(), cfg.batchSize(), cfg.seqLen()));
+                    double w = cfg.exitWeight(i, step) / finalValid / cfg.microBatches();
+                    float[] conf = null;
+                    if (cfg.confidenceWeighting()) { // EE-LLM's dynamic weighting: CE x detached max-prob of the exit
+                        Tensor mp = s.allocate(DType.F32, rows);
+                        ops.linearCrossEntropy(loss, null, null, null, mp, f.z(), h.lmHead().value(), targets, null, cfg.vocabChunk(), h.temperature());
+                        conf = mp.toFloatArray();
+                    }
+                    int[] tg = b.targets();
+                    for (int k = 0; k < rows; k++) gw[k] = tg[k] < 0 ? 0f : (float) (w * (conf == null ? 1.0 : conf[k]));
+                    gradWeight.copyFrom(gw);
+                    Tensor dz = h.architecture() == ExitArchitecture.EMBEDDING ? null : s.allocate(DType.F32, rows, backbone.config().dim());
+                    ops.linearCrossEntropy(loss, dz, h.lmHead().grad(), null, null, f.z(), h.lmHead().value(), targets, gradWeight, cfg.vocabChunk(), h.temperature());
+                    if (dz != null) h.backward(s, f, dz);
+                    float[] l = loss.toFloatArray();
+                    for (int k = 0; k < rows; k++) if (tg[k] >= 0) lossSum[i] += l[k];
+                    counted[i] += finalValid;
+                }
+                return true;
+            }
+        });
+    }
+
+    @Override
+    public void close() {
+        scope.close();
+        kv.close();
+        ws.close();
+    }
+}

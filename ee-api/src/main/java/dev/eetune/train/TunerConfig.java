@@ -1,0 +1,40 @@
+package dev.eetune.train;
+
+import java.nio.file.Path;
+
+/**
+ * Settings of an EE-Tuning run. Loss = Σ_i w_i · masked-mean CE_i; {@code exitWeights} null means 1 for every exit.
+ * Exit weights ramp from 0 over {@code weightWarmupSteps} (linear or cosine); {@code confidenceWeighting} multiplies
+ * each token's CE by the exit's detached max probability (EE-LLM's dynamic weighting). Checkpoints go to
+ * {@code checkpointDir} every {@code checkpointEvery} steps (0 = only at the end) when the directory is set.
+ */
+public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches, LrSchedule lr, float weightDecay, float clipNorm,
+                          double[] exitWeights, int weightWarmupSteps, boolean cosineWeightWarmup, boolean confidenceWeighting,
+                          int vocabChunk, int checkpointEvery, Path checkpointDir, int logEvery) {
+    public TunerConfig {
+        if (steps < 1 || batchSize < 1 || seqLen < 1 || microBatches < 1) {
+            throw new IllegalArgumentException("steps " + steps + ", batch " + batchSize + ", seq-len " + seqLen + ", micro-batches " + microBatches + " must all be >= 1");
+        }
+        if (!(clipNorm > 0)) throw new IllegalArgumentException("clip norm must be > 0, got " + clipNorm);
+        if (vocabChunk < 1) throw new IllegalArgumentException("vocab chunk must be >= 1, got " + vocabChunk);
+    }
+
+    /** EE-Tuning-like defaults: AdamW lr with 5% warm-up and cosine decay to 10%, clip 1.0, no weight decay. */
+    public static TunerConfig defaults(int steps, int batchSize, int seqLen, float lr) {
+        return new TunerConfig(steps, batchSize, seqLen, 1, LrSchedule.cosine(lr, Math.max(1, steps / 20), steps, lr / 10), 0f, 1f,
+            null, 0, false, false, 4096, 0, null, 10);
+    }
+
+    public TunerConfig withCheckpoints(Path dir, int every) {
+        return new TunerConfig(steps, batchSize, seqLen, microBatches, lr, weightDecay, clipNorm, exitWeights, weightWarmupSteps, cosineWeightWarmup,
+            confidenceWeighting, vocabChunk, every, dir, logEvery);
+    }
+
+    /** Exit i's weight at {@code step}. */
+    public double exitWeight(int i, int step) {
+        double w = exitWeights == null ? 1.0 : exitWeights[i];
+        if (weightWarmupSteps <= 0 || step >= weightWarmupSteps) return w;
+        double p = (step + 1.0) / weightWarmupSteps;
+        return w * (cosineWeightWarmup ? 0.5 * (1 - Math.cos(Math.PI * p)) : p);
+    }
+}

@@ -1,0 +1,128 @@
+package dev.eetune.cli;
+
+import dev.eetune.data.BatchLoader;
+import dev.eetune.data.PackedSequences;
+import dev.eetune.eval.ExitEvaluator;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitInit;
+import dev.eetune.exit.ExitSpec;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tensor.DType;
+import dev.eetune.tokenizer.Tokenizer;
+import dev.eetune.train.AdamW;
+import dev.eetune.train.LrSchedule;
+import dev.eetune.train.StepReport;
+import dev.eetune.train.Tuner;
+import dev.eetune.train.TunerConfig;
+import dev.eetune.train.TuningListener;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+/** {@code ee tune}: EE-Tuning of exit heads on a frozen backbone, with checkpoints, resume and a final evaluation. */
+@Command(name = "tune", mixinStandardHelpOptions = true, description = "Tune early-exit heads with the backbone frozen.")
+final class TuneCommand implements Callable<Integer> {
+    @Mixin ModelOptions model;
+    @Mixin DataOptions dataOpts;
+
+    @Option(names = "--exits", required = true, split = ",", description = "Exit layers, 1-based (an exit after layer L), e.g. 2,4.")
+    List<Integer> exits;
+
+    @Option(names = "--arch", defaultValue = "mlp", description = "embedding | norm | mlp | layer (default: ${DEFAULT-VALUE}).")
+    String arch;
+
+    @Option(names = "--init", defaultValue = "copy", description = "copy | random (default: ${DEFAULT-VALUE}).")
+    String init;
+
+    @Option(names = "--steps", defaultValue = "300") int steps;
+    @Option(names = "--seq-len", defaultValue = "256") int seqLen;
+    @Option(names = "--batch", defaultValue = "4") int batch;
+    @Option(names = "--micro-batches", defaultValue = "1", description = "Gradient accumulation steps.") int microBatches;
+    @Option(names = "--lr", defaultValue = "1e-3") float lr;
+    @Option(names = "--min-lr", description = "LR floor (default: lr / 10).") Float minLr;
+    @Option(names = "--warmup", description = "LR warm-up steps (default: steps / 20).") Integer warmup;
+    @Option(names = "--decay", defaultValue = "cosine", description = "cosine | linear | constant.") String decay;
+    @Option(names = "--weight-decay", defaultValue = "0") float weightDecay;
+    @Option(names = "--clip", defaultValue = "1.0") float clip;
+    @Option(names = "--exit-weights", split = ",", description = "Loss weight per exit (default: all 1).") List<Double> exitWeights;
+    @Option(names = "--weight-warmup", defaultValue = "0", description = "Steps over which exit weights ramp up from 0.") int weightWarmup;
+    @Option(names = "--confidence-weighting", description = "Weight each token's CE by the exit's detached max probability (EE-LLM).") boolean confidence;
+    @Option(names = "--temperature", defaultValue = "1.0", description = "Exit temperature.") float temperature;
+    @Option(names = "--seed", defaultValue = "1234") long seed;
+    @Option(names = "--out", defaultValue = "ee-heads", description = "Output folder: heads.safetensors, checkpoints/, eval.txt.") Path out;
+    @Option(names = "--resume", description = "Checkpoint folder (or a checkpoints root) to continue from.") Path resume;
+    @Option(names = "--checkpoint-every", defaultValue = "100") int checkpointEvery;
+    @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
+    @Option(names = "--quiet", description = "No progress lines.") boolean quiet;
+
+    @Override
+    public Integer call() throws IOException {
+        ExitArchitecture a = ExitArchitecture.parse(arch);
+        ExitInit in = ExitInit.parse(init);
+        Files.createDirectories(out);
+        try (LlamaModel backbone = model.loadModel()) {
+            Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+            PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"));
+            List<ExitSpec> specs = new ArrayList<>();
+            for (int l : exits) specs.add(new ExitSpec(l, a, in));
+            try (EarlyExitModel ee = EarlyExitModel.attach(backbone, specs, seed, temperature);
+                 AdamW opt = AdamW.withDefaults(ee.parameters(), weightDecay)) {
+                System.err.println(ee);
+                LrSchedule schedule = new LrSchedule(lr, warmup != null ? warmup : Math.max(1, steps / 20), steps, LrSchedule.Decay.parse(decay), minLr != null ? minLr : lr / 10);
+                TunerConfig cfg = new TunerConfig(steps, batch, seqLen, microBatches, schedule, weightDecay, clip,
+                    exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence,
+                    4096, checkpointEvery, out.resolve("checkpoints"), 10);
+                BatchLoader train = new BatchLoader(windows.train(), batch, seed);
+                BatchLoader val = new BatchLoader(windows.validation(), batch, seed);
+                ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
+                List<TuningListener> listeners = quiet ? List.of() : List.of(new Progress(steps));
+                try (Tuner tuner = new Tuner(ee, cfg, train, opt, listeners)) {
+                    if (resume != null) {
+                        tuner.resume(resume);
+                        System.err.println("resumed at step " + tuner.step());
+                    }
+                    tuner.run();
+                }
+                ee.save(out.resolve("heads.safetensors"), DType.F32);
+                ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
+                String table = "before tuning (" + init + " init):\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
+                Files.writeString(out.resolve("eval.txt"), table);
+                System.out.println(table);
+                System.out.println("heads written to " + out.resolve("heads.safetensors"));
+            }
+        }
+        return 0;
+    }
+
+    /** One progress line every few seconds: step, loss per exit, tokens/s, ETA. */
+    static final class Progress implements TuningListener {
+        private final int total;
+        private final long start = System.nanoTime();
+        private long lastPrint;
+        private long tokens;
+
+        Progress(int total) { this.total = total; }
+
+        @Override
+        public void onStep(StepReport r) {
+            tokens += r.tokens();
+            long now = System.nanoTime();
+            if (now - lastPrint < 2_000_000_000L && r.step() != total && r.step() != 1 && !r.skipped()) return;
+            lastPrint = now;
+            double elapsed = (now - start) / 1e9, tps = tokens / elapsed;
+            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "step %d/%d%s loss", r.step(), total, r.skipped() ? " (skipped: non-finite loss)" : ""));
+            for (double l : r.exitLosses()) sb.append(String.format(Locale.ROOT, " %.3f", l));
+            sb.append(String.format(Locale.ROOT, " | lr %.2e | %.0f tok/s | ETA %.0fs", r.lr(), tps, (total - r.step()) * elapsed / r.step()));
+            System.err.println(sb);
+        }
+    }
+}
