@@ -38,9 +38,10 @@ public final class Tuner implements AutoCloseable {
     private final int rows;
     private int step;
 
+    /** {@code data} may be null when batches are fed through {@link #accumulateGradients} by the caller. */
     public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
         if (model.heads().isEmpty()) throw new IllegalArgumentException("no exit heads to tune");
-        if (data.batchSize() != cfg.batchSize()) throw new IllegalArgumentException("data batch size " + data.batchSize() + " differs from the tuner's " + cfg.batchSize());
+        if (data != null && data.batchSize() != cfg.batchSize()) throw new IllegalArgumentException("data batch size " + data.batchSize() + " differs from the tuner's " + cfg.batchSize());
         this.model = model;
         this.backbone = model.backbone();
         this.cfg = cfg;
@@ -85,6 +86,7 @@ public final class Tuner implements AutoCloseable {
 
     /** Writes a checkpoint under {@code root}; returns its folder. */
     public Path checkpoint(Path root) {
+        requireData();
         Path dir = Checkpoint.write(root, model, opt, new Checkpoint.State(step, data.position(), data.seed()));
         for (TuningListener l : listeners) l.onCheckpoint(step, dir);
         return dir;
@@ -92,6 +94,7 @@ public final class Tuner implements AutoCloseable {
 
     /** Continues from a checkpoint folder (or the latest under a root): heads, moments, step and data position. */
     public void resume(Path checkpoint) {
+        requireData();
         Path dir = Checkpoint.latest(checkpoint);
         if (dir == null) throw new IllegalArgumentException("no checkpoint in " + checkpoint);
         Checkpoint.State s = Checkpoint.restore(dir, model, opt);
@@ -107,10 +110,8 @@ public final class Tuner implements AutoCloseable {
         double[] lossSum = new double[heads.size()];
         long[] counted = new long[heads.size()];
         model.parameterSet().zeroGrad();
-        for (int m = 0; m < cfg.microBatches(); m++) {
-            Batch b = data.next();
-            microBatch(b, lossSum, counted);
-        }
+        requireData();
+        for (int m = 0; m < cfg.microBatches(); m++) accumulateGradients(data.next(), lossSum, counted);
         double[] losses = new double[heads.size()];
         boolean finite = true;
         for (int i = 0; i < losses.length; i++) {
@@ -125,8 +126,15 @@ public final class Tuner implements AutoCloseable {
         return new StepReport(step, losses, lr, norm, (long) rows * cfg.microBatches(), (System.nanoTime() - t0) / 1e9, !finite);
     }
 
-    /** Forward the backbone layer by layer; each head does its forward and backward as soon as its layer is done. */
-    private void microBatch(Batch b, double[] lossSum, long[] counted) {
+    /**
+     * One micro-batch: forward the backbone layer by layer; each head does its forward and backward as soon as its
+     * layer is done. Adds to the heads' gradients (scaled for a mean over unmasked tokens and micro-batches) and to
+     * the per-exit loss sums and token counts.
+     */
+    public void accumulateGradients(Batch b, double[] lossSum, long[] counted) {
+        if (b.batchSize() != cfg.batchSize() || b.seqLen() != cfg.seqLen()) {
+            throw new IllegalArgumentException("batch " + b.batchSize() + " x " + b.seqLen() + " does not match the tuner's " + cfg.batchSize() + " x " + cfg.seqLen());
+        }
         Ops ops = backbone.backend().ops();
         Workspace.Rows r = ws.rows(b.inputs(), seqIds, posIds);
         targets.copyFrom(b.targets());
@@ -172,6 +180,10 @@ public final class Tuner implements AutoCloseable {
                 return true;
             }
         });
+    }
+
+    private void requireData() {
+        if (data == null) throw new IllegalStateException("this tuner has no data loader (feed batches with accumulateGradients)");
     }
 
     @Override

@@ -3,16 +3,16 @@ package dev.eetune.model;
 import dev.eetune.backend.Backend;
 
 /** Test fixture: small Llama-family models with random weights, in memory or written as HF checkpoints. */
-final class RandomModels {
+public final class RandomModels {
     private RandomModels() {}
 
-    static LlamaConfig config(int dim, int layers, int heads, int kvHeads, int hidden, int vocab, boolean tied, boolean qkvBias, RopeScaling scaling) {
+    public static LlamaConfig config(int dim, int layers, int heads, int kvHeads, int hidden, int vocab, boolean tied, boolean qkvBias, RopeScaling scaling) {
         return new LlamaConfig(dim, hidden, layers, heads, kvHeads, dim / heads, vocab, 128, 1e-5f, scaling == null ? 10000f : 500000f, scaling,
             tied, qkvBias, false, qkvBias ? LlamaConfig.QWEN2 : LlamaConfig.LLAMA);
     }
 
     /** A model with N(0, 0.3) matrices (large enough for non-trivial attention and logits). */
-    static LlamaModel random(LlamaConfig c, Backend backend, long seed) {
+    public static LlamaModel random(LlamaConfig c, Backend backend, long seed) {
         LlamaModel m = LlamaModel.random(c, backend, seed, 0.3f);
         java.util.Random r = new java.util.Random(seed + 1);
         for (LayerWeights l : m.weights().layers()) { // non-zero biases, so the bias path is really exercised

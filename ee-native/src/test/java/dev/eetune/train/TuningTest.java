@@ -1,0 +1,171 @@
+package dev.eetune.train;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Backends;
+import dev.eetune.data.Batch;
+import dev.eetune.data.BatchLoader;
+import dev.eetune.data.Corpus;
+import dev.eetune.data.PackedSequences;
+import dev.eetune.data.TokenFile;
+import dev.eetune.eval.ExitEvaluator;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.ExitInit;
+import dev.eetune.exit.ExitSpec;
+import dev.eetune.model.KvCache;
+import dev.eetune.model.LlamaConfig;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.RandomModels;
+import dev.eetune.model.Workspace;
+import dev.eetune.nn.Parameter;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+import dev.eetune.testing.TestData;
+import dev.eetune.tokenizer.Tokenizer;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** EE-Tuning on the real stories260K model and TinyStories text. */
+class TuningTest {
+    static final Backend CPU = Backends.cpu();
+    static final int SEQ = 64, BATCH = 2;
+
+    @TempDir
+    static Path tmp;
+    static PackedSequences.Split windows;
+
+    @BeforeAll
+    static void data() {
+        Tokenizer tok = Tokenizer.load(TestData.stories260KTokenizer());
+        TokenFile tokens = TokenFile.openOrBuild(Corpus.open(TestData.tinyStoriesValid(), null), tok, tmp.resolve("valid.tokens"));
+        windows = PackedSequences.of(tokens, SEQ, true).split(0.1);
+    }
+
+    static List<ExitSpec> specs(ExitArchitecture a, int... layers) {
+        List<ExitSpec> out = new ArrayList<>();
+        for (int l : layers) out.add(new ExitSpec(l, a, ExitInit.COPY));
+        return out;
+    }
+
+    @Test
+    void normExitAfterTheLastLayerWithCopyInitReproducesTheModelsLogits() {
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
+             EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 5), 0);
+             Scope s = Scope.of(CPU); Workspace ws = m.newWorkspace(); KvCache kv = new KvCache(m.config(), CPU, 1, 16)) {
+            int[] tokens = {1, 403, 407, 261, 378, 290, 300}, pos = {0, 1, 2, 3, 4, 5, 6};
+            int n = tokens.length, v = m.config().vocabSize();
+            Workspace.Rows rows = ws.rows(tokens, new int[n], pos);
+            Tensor x = ws.x(n), exitLogits = s.allocate(DType.F32, n, v), modelLogits = s.allocate(DType.F32, n, v);
+            m.embed(x, rows);
+            m.layers(x, rows, kv, 0, 5, ws, null);
+            ExitHead h = ee.head(5);
+            ExitHead.Forward f = h.forward(s, new ExitHead.Input(x, null, rows.seq(), rows.pos(), 1, n));
+            CPU.ops().linear(exitLogits, f.z(), h.lmHead().value());
+            m.logits(modelLogits, x, s.allocate(DType.F32, n, m.config().dim()));
+            assertThat(exitLogits.toFloatArray()).containsExactly(modelLogits.toFloatArray());
+        }
+    }
+
+    @Test
+    void savedHeadsReattachExactlyAndRefuseAnotherBackbone() {
+        Path file = tmp.resolve("heads.safetensors");
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU)) {
+            float[][] before;
+            try (EarlyExitModel ee = EarlyExitModel.attach(m, List.of(new ExitSpec(2, ExitArchitecture.MLP, ExitInit.RANDOM), new ExitSpec(4, ExitArchitecture.LAYER, ExitInit.COPY)), 3)) {
+                ee.save(file, DType.F32);
+                before = ee.parameters().stream().map(p -> p.value().toFloatArray()).toArray(float[][]::new);
+            }
+            try (EarlyExitModel back = EarlyExitModel.load(m, file)) {
+                assertThat(back.heads()).extracting(h -> h.spec().toString()).containsExactly("mlp@2(random)", "layer@4(copy)");
+                List<Parameter> ps = back.parameters();
+                for (int i = 0; i < ps.size(); i++) assertThat(ps.get(i).value().toFloatArray()).as(ps.get(i).name()).containsExactly(before[i]);
+            }
+        }
+        LlamaConfig other = RandomModels.config(32, 5, 4, 2, 48, 512, true, false, null);
+        try (LlamaModel o = RandomModels.random(other, CPU, 1)) {
+            assertThatThrownBy(() -> EarlyExitModel.load(o, file)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(file.toString()).hasMessageContaining("dim = 64");
+        }
+    }
+
+    /** N steps straight == k steps, checkpoint, new objects, resume, N - k steps: bit-identical heads. */
+    @Test
+    void resumeIsExact() {
+        int n = 6, k = 3;
+        float[][] straight = train(n, 0, null);
+        Path ckpt = tmp.resolve("ckpt");
+        train(k, 0, ckpt);
+        float[][] resumed = train(n, k, ckpt);
+        for (int i = 0; i < straight.length; i++) assertThat(resumed[i]).containsExactly(straight[i]);
+    }
+
+    /** Trains exits 2 (mlp) and 4 (layer) until step {@code until}; from a checkpoint when {@code from} > 0. */
+    private static float[][] train(int until, int from, Path ckpt) {
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
+             EarlyExitModel ee = EarlyExitModel.attach(m, List.of(new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY), new ExitSpec(4, ExitArchitecture.LAYER, ExitInit.COPY)), 5);
+             AdamW opt = AdamW.withDefaults(ee.parameters(), 0.01f)) {
+            TunerConfig cfg = TunerConfig.defaults(6, BATCH, SEQ, 2e-3f);
+            try (Tuner t = new Tuner(ee, cfg, new BatchLoader(windows.train(), BATCH, 42), opt, List.of())) {
+                if (from > 0) {
+                    t.resume(ckpt);
+                    assertThat(t.step()).isEqualTo(from);
+                }
+                t.runUntil(until);
+                if (ckpt != null && from == 0) t.checkpoint(ckpt);
+            }
+            return ee.parameters().stream().map(p -> p.value().toFloatArray()).toArray(float[][]::new);
+        }
+    }
+
+    @Test
+    void peakMemoryOfAStepDoesNotGrowWithLayersAfterTheLastExit() {
+        long[] peaks = new long[2];
+        int[] depths = {3, 9};
+        for (int i = 0; i < 2; i++) {
+            LlamaConfig c = RandomModels.config(32, depths[i], 4, 2, 48, 97, false, false, null);
+            try (LlamaModel m = RandomModels.random(c, CPU, 7)) {
+                long base = CPU.liveBytes();
+                CPU.resetPeak();
+                try (EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 2), 1);
+                     AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
+                     Tuner t = new Tuner(ee, TunerConfig.defaults(1, 2, 32, 1e-3f), null, opt, List.of())) {
+                    int[] in = new int[64], tg = new int[64];
+                    for (int j = 0; j < 64; j++) { in[j] = j % 97; tg[j] = (j * 7) % 97; }
+                    t.accumulateGradients(new Batch(in, tg, 2, 32), new double[1], new long[1]);
+                    peaks[i] = CPU.peakBytes() - base;
+                }
+            }
+        }
+        assertThat(peaks[0]).isPositive();
+        assertThat(peaks[1]).as("peak bytes with %d layers vs %d", depths[1], depths[0]).isEqualTo(peaks[0]);
+    }
+
+    @Test
+    void tuningLowersTheValidationLossOfEveryExit() {
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
+             EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 1, 2, 3, 4), 0);
+             AdamW opt = AdamW.withDefaults(ee.parameters(), 0f)) {
+            BatchLoader val = new BatchLoader(windows.validation(), 4, 1);
+            ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(4), 512);
+            try (Tuner t = new Tuner(ee, TunerConfig.defaults(25, 4, SEQ, 2e-3f), new BatchLoader(windows.train(), 4, 9), opt, List.of())) {
+                t.run();
+            }
+            ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(4), 512);
+            for (int i = 0; i < 4; i++) {
+                assertThat(after.exits().get(i).loss()).as("exit %d: %s -> %s", i + 1, before.exits().get(i).loss(), after.exits().get(i).loss())
+                    .isLessThan(before.exits().get(i).loss());
+            }
+            assertThat(after.finalLayer().loss()).isEqualTo(before.finalLayer().loss()); // the backbone is frozen
+        }
+    }
+}
