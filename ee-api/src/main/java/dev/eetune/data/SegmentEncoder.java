@@ -33,6 +33,7 @@ final class SegmentEncoder {
     private final int bos, eos;
     /** Whether {@code tokenizer.encode} adds BOS / EOS around the text. */
     private final boolean addsBos, addsEos;
+    private final String fingerprint;
 
     private SegmentEncoder(Tokenizer tokenizer) {
         this.tokenizer = tokenizer;
@@ -42,6 +43,7 @@ final class SegmentEncoder {
         int[] probe = tokenizer.encode("a");
         this.addsBos = probe.length > 0 && probe[0] == bos;
         this.addsEos = eos >= 0 && probe.length > 1 && probe[probe.length - 1] == eos;
+        this.fingerprint = computeFingerprint();
     }
 
     static SegmentEncoder of(Tokenizer tokenizer) { return new SegmentEncoder(tokenizer); }
@@ -67,7 +69,9 @@ final class SegmentEncoder {
      * Identifies the tokenizer by what it does rather than where it was loaded from: its class, special ids, the
      * text of every token, this encoder's rule and the encoding of a probe text.
      */
-    String fingerprint() {
+    String fingerprint() { return fingerprint; }
+
+    private String computeFingerprint() {
         MessageDigest sha = Sha256.digest();
         for (int id = 0; id < tokenizer.vocabSize(); id++) {
             String piece;
@@ -83,7 +87,7 @@ final class SegmentEncoder {
             try {
                 for (int id : encode(new Segment(PROBE, start))) sha.update((id + ",").getBytes(StandardCharsets.US_ASCII));
             } catch (RuntimeException e) { // a vocabulary without some of the probe's characters: that is telling too
-                sha.update(String.valueOf(e.getMessage()).getBytes(StandardCharsets.UTF_8));
+                sha.update(e.getClass().getName().getBytes(StandardCharsets.UTF_8));
             }
         }
         return tokenizer.getClass().getSimpleName() + " vocab=" + tokenizer.vocabSize() + " bos=" + bos + " eos=" + eos + " rule=" + RULE

@@ -22,6 +22,8 @@ import java.util.Objects;
  * (file sizes and modification times) are those it was built from, and rebuilds it otherwise. The file is mapped in
  * chunks of at most 1 GiB, so files beyond 2 GiB work. Instances are immutable and thread-safe; the mapping lives
  * until the instance is garbage-collected.
+ *
+ * <p>Keep the cache file out of a directory corpus: it would be read as part of the corpus.
  */
 public final class TokenFile {
     private static final Logger LOG = LoggerFactory.getLogger(TokenFile.class);

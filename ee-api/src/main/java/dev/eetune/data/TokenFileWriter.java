@@ -23,6 +23,7 @@ import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 
@@ -33,6 +34,7 @@ import java.util.stream.Stream;
  *
  * <p>The file is written beside the target under a temporary name and renamed onto it only when complete, so a
  * failure (or a crash) never leaves a partial file under the target name, and an old cache survives a failed rebuild.
+ * Two processes building the same file at once each rename a complete file into place.
  */
 final class TokenFileWriter {
     private static final Logger LOG = LoggerFactory.getLogger(TokenFileWriter.class);
@@ -48,13 +50,13 @@ final class TokenFileWriter {
     static void write(Corpus corpus, String stamp, SegmentEncoder encoder, Path target, int threads) {
         if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
         Path dir = target.toAbsolutePath().getParent();
-        Path tmp;
         try {
             Files.createDirectories(dir);
-            tmp = Files.createTempFile(dir, target.getFileName() + ".", ".tmp");
         } catch (IOException e) {
-            throw new UncheckedIOException("cannot create a temporary file beside " + target, e);
+            throw new UncheckedIOException("cannot create the directory of " + target, e);
         }
+        // not Files.createTempFile: its owner-only permissions would stick to the cache
+        Path tmp = dir.resolve(target.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".tmp");
         ExecutorService pool = Executors.newFixedThreadPool(threads, task -> {
             Thread t = new Thread(task, "eetune-tokenize-" + THREAD_IDS.incrementAndGet());
             t.setDaemon(true);
@@ -63,7 +65,8 @@ final class TokenFileWriter {
         boolean moved = false;
         try {
             TokenFileHeader header = new TokenFileHeader(encoder.vocabSize(), encoder.bos(), 0, 0, encoder.fingerprint(), stamp);
-            try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.WRITE); Stream<Segment> segments = corpus.segments()) {
+            try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+                 Stream<Segment> segments = corpus.segments()) {
                 Sink sink = new Sink(out, header, encoder);
                 ProgressLog progress = new ProgressLog(LOG, "tokenizing " + corpus + " into " + target);
                 Deque<Future<Encoded>> inFlight = new ArrayDeque<>();

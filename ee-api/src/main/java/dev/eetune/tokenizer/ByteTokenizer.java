@@ -8,6 +8,8 @@ import java.nio.charset.StandardCharsets;
  */
 public final class ByteTokenizer implements Tokenizer {
     public static final int BOS = 256, EOS = 257, VOCAB_SIZE = 258;
+    /** A file of this name beside a model says its tokenizer is this byte-level one (see {@link Tokenizer#load}). */
+    public static final String MARKER_FILE = "tokenizer.bytes";
 
     @Override
     public int[] encode(String text) {

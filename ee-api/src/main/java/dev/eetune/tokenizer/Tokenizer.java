@@ -33,17 +33,20 @@ public interface Tokenizer {
 
     /**
      * Loads the tokenizer at {@code path}: a Hugging Face {@code tokenizer.json}, a llama2.c {@code tokenizer.bin},
-     * or a directory holding one of them (tokenizer.json is preferred).
+     * or a directory holding one of them (tokenizer.json is preferred); a file named {@value ByteTokenizer#MARKER_FILE}
+     * (written beside byte-level models) means {@link ByteTokenizer}.
      */
     static Tokenizer load(Path path) {
         if (Files.isDirectory(path)) {
             Path json = path.resolve("tokenizer.json"), bin = path.resolve("tokenizer.bin");
             if (Files.isRegularFile(json)) return HfTokenizer.load(json);
             if (Files.isRegularFile(bin)) return Llama2cTokenizer.load(bin);
+            if (Files.isRegularFile(path.resolve(ByteTokenizer.MARKER_FILE))) return new ByteTokenizer();
             throw new IllegalArgumentException("no tokenizer in directory " + path + ": expected tokenizer.json (Hugging Face) or tokenizer.bin (llama2.c)"
                 + (Files.isRegularFile(path.resolve("tokenizer.model")) ? "; tokenizer.model (SentencePiece protobuf) is not supported, use the model's tokenizer.json" : ""));
         }
         if (!Files.isRegularFile(path)) throw new IllegalArgumentException("no tokenizer at " + path + ": not a file or directory");
+        if (path.getFileName().toString().equals(ByteTokenizer.MARKER_FILE)) return new ByteTokenizer();
         if (path.getFileName().toString().endsWith(".json")) return HfTokenizer.load(path);
         if (path.getFileName().toString().endsWith(".model")) {
             throw new IllegalArgumentException(path + ": SentencePiece .model files are not supported; use the model's tokenizer.json or a llama2.c tokenizer.bin");

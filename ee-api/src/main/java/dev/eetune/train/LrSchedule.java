@@ -26,8 +26,19 @@ public record LrSchedule(float peak, int warmupSteps, int totalSteps, Decay deca
     /** The learning rate of step {@code step} (0-based). */
     public float at(int step) {
         if (step < warmupSteps) return peak * (step + 1) / warmupSteps;
-        if (decay == Decay.CONSTANT || totalSteps <= warmupSteps) return peak;
-        double progress = Math.min(1.0, (double) (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
+        if (totalSteps <= warmupSteps) return peak;
+        return decayed((double) (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
+    }
+
+    /** For time-budgeted runs: warm-up by step, then decay by the fraction of the budget used (0..1). */
+    public float at(int step, double budgetFraction) {
+        if (step < warmupSteps) return peak * (step + 1) / warmupSteps;
+        return decayed(budgetFraction);
+    }
+
+    private float decayed(double fraction) {
+        if (decay == Decay.CONSTANT) return peak;
+        double progress = Math.min(1.0, Math.max(0.0, fraction));
         double shape = decay == Decay.COSINE ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
         return (float) (floor + (peak - floor) * shape);
     }

@@ -32,4 +32,11 @@ public final class TestData {
     public static Path tinyStoriesTrain() { return require("tinystories/tinystories_train_first2MiB.txt"); }
 
     public static Path tinyStoriesValid() { return require("tinystories/tinystories_valid_head.txt"); }
+
+    /** The running JDK's sources (lib/src.zip; some JDK packages leave it out); skips the calling test when missing. */
+    public static Path jdkSourcesZip() {
+        Path f = Path.of(System.getProperty("java.home"), "lib", "src.zip");
+        Assumptions.assumeTrue(Files.isRegularFile(f), "the JDK at " + System.getProperty("java.home") + " has no lib/src.zip");
+        return f;
+    }
 }

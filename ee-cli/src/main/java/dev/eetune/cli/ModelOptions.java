@@ -3,6 +3,7 @@ package dev.eetune.cli;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
 import dev.eetune.model.LlamaModel;
+import dev.eetune.tokenizer.ByteTokenizer;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.Option;
 
@@ -14,7 +15,7 @@ final class ModelOptions {
     @Option(names = "--model", required = true, description = "A Hugging Face directory (config.json + safetensors) or a llama2.c .bin file.")
     Path model;
 
-    @Option(names = "--tokenizer", description = "tokenizer.json or llama2.c tokenizer.bin (default: found beside the model).")
+    @Option(names = "--tokenizer", description = "tokenizer.json, llama2.c tokenizer.bin, or 'byte' (default: found beside the model).")
     Path tokenizer;
 
     @Option(names = "--backend", defaultValue = "cpu", description = "Backend name (default: ${DEFAULT-VALUE}).")
@@ -36,9 +37,9 @@ final class ModelOptions {
 
     /** The tokenizer given, or the one beside the model: tokenizer.json, tokenizer.bin, or llama2.c's tok{vocab}.bin. */
     Tokenizer loadTokenizer(int vocabSize) {
-        if (tokenizer != null) return Tokenizer.load(tokenizer);
+        if (tokenizer != null) return tokenizer.toString().equals("byte") ? new ByteTokenizer() : Tokenizer.load(tokenizer);
         Path dir = Files.isDirectory(model) ? model : model.toAbsolutePath().getParent();
-        for (String name : new String[] {"tokenizer.json", "tokenizer.bin", "tok" + vocabSize + ".bin"}) {
+        for (String name : new String[] {"tokenizer.json", "tokenizer.bin", "tok" + vocabSize + ".bin", ByteTokenizer.MARKER_FILE}) {
             Path p = dir.resolve(name);
             if (Files.isRegularFile(p)) return Tokenizer.load(p);
         }

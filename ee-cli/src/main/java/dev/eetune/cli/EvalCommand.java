@@ -1,0 +1,51 @@
+package dev.eetune.cli;
+
+import dev.eetune.data.BatchLoader;
+import dev.eetune.data.PackedSequences;
+import dev.eetune.eval.ExitEvaluator;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tokenizer.Tokenizer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+/** {@code ee eval}: per-exit loss, perplexity, accuracy and agreement with the final layer on a corpus. */
+@Command(name = "eval", mixinStandardHelpOptions = true, description = "Evaluate tuned exit heads on a corpus.")
+final class EvalCommand implements Callable<Integer> {
+    @Mixin ModelOptions model;
+
+    @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote.")
+    Path heads;
+
+    @Option(names = "--data", required = true, description = "Evaluation corpus (all of it is used, up to --batches).")
+    Path data;
+
+    @Option(names = "--glob") String glob;
+    @Option(names = "--seq-len", defaultValue = "256") int seqLen;
+    @Option(names = "--batch", defaultValue = "4") int batch;
+    @Option(names = "--batches", defaultValue = "32", description = "At most this many batches (default: ${DEFAULT-VALUE}).") int batches;
+    @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
+
+    static Path headsFile(Path p) {
+        Path f = Files.isDirectory(p) ? p.resolve("heads.safetensors") : p;
+        if (!Files.isRegularFile(f)) throw new IllegalArgumentException("--heads " + p + ": no heads.safetensors there");
+        return f;
+    }
+
+    @Override
+    public Integer call() {
+        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, headsFile(heads))) {
+            Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+            PackedSequences windows = PackedSequences.of(DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache()), seqLen, true);
+            ExitEvaluator.Report r = ExitEvaluator.evaluate(ee, new BatchLoader(windows, batch, 0).evaluationBatches(batches), 4096);
+            System.out.println(ee);
+            System.out.println(r.toTable());
+        }
+        return 0;
+    }
+}
