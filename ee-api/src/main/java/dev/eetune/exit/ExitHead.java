@@ -166,6 +166,33 @@ public final class ExitHead {
         else if (spec.architecture() == ExitArchitecture.LAYER) block.backward(s, f.block(), dpre, null);
     }
 
+    /**
+     * Decoding: the LM head's input for some rows. {@code hidden} is layer L's output (for LAYER, the output of the
+     * head's own layer, which the caller runs over all rows so its K/V cache stays exact); {@code residual} is layer
+     * L's attention residual (MLP only). Temporaries live in {@code s}.
+     */
+    public Tensor inferenceInput(Scope s, Tensor hidden, Tensor residual) {
+        Ops ops = s.backend().ops();
+        int rows = Ops.rows(hidden), d = config.dim();
+        switch (spec.architecture()) {
+            case EMBEDDING:
+                return hidden;
+            case MLP: {
+                Tensor xn = s.allocate(DType.F32, rows, d), pre = s.allocate(DType.F32, rows, d), z = s.allocate(DType.F32, rows, d);
+                ops.rmsnorm(xn, null, residual, ffnNormOfLayer, config.normEps());
+                mlp.forward(s, xn, pre);
+                ops.add(pre, pre, residual);
+                ops.rmsnorm(z, null, pre, norm.value(), config.normEps());
+                return z;
+            }
+            default: {
+                Tensor z = s.allocate(DType.F32, rows, d);
+                ops.rmsnorm(z, null, hidden, norm.value(), config.normEps());
+                return z;
+            }
+        }
+    }
+
     /** The exit's layer weights for inference (LAYER architecture), else null. */
     public LayerWeights layerWeights() { return block == null ? null : block.weights(); }
 

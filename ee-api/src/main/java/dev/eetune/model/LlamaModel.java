@@ -106,37 +106,47 @@ public final class LlamaModel implements AutoCloseable {
      */
     public int layers(Tensor x, Workspace.Rows rows, KvCache cache, int from, int to, Workspace ws, LayerTap tap) {
         if (from < 0 || to > config.nLayers() || from > to) throw new IllegalArgumentException("layers [" + from + ", " + to + ") outside 0.." + config.nLayers());
-        Ops ops = backend.ops();
-        int n = rows.count();
-        ws.ensure(n);
-        Tensor xb = ws.xb(n), q = ws.q(n), k = ws.k(n), v = ws.v(n), att = ws.att(n), gate = ws.gate(n), up = ws.up(n);
-        int hd = config.headDim();
         for (int l = from; l < to; l++) {
-            LayerWeights w = weights.layers().get(l);
-            ops.rmsnorm(xb, null, x, w.attnNorm(), config.normEps());
-            ops.linear(q, xb, w.wq());
-            ops.linear(k, xb, w.wk());
-            ops.linear(v, xb, w.wv());
-            if (w.bq() != null) {
-                ops.addBias(q, w.bq());
-                ops.addBias(k, w.bk());
-                ops.addBias(v, w.bv());
-            }
-            ops.rope(q, rows.pos(), invFreq, config.nHeads(), hd, config.ropeInterleaved(), false);
-            ops.rope(k, rows.pos(), invFreq, config.nKvHeads(), hd, config.ropeInterleaved(), false);
-            ops.kvWrite(cache.keys(l), k, rows.seq(), rows.pos());
-            ops.kvWrite(cache.values(l), v, rows.seq(), rows.pos());
-            ops.attention(att, null, q, cache.keys(l), cache.values(l), rows.seq(), rows.pos(), config.nHeads(), config.nKvHeads(), hd, attnScale);
-            ops.gemm(false, true, 1f, att, w.wo(), 1f, x); // x += att Wo^T
-            if (tap != null) tap.afterAttention(l, x);
-            ops.rmsnorm(xb, null, x, w.ffnNorm(), config.normEps());
-            ops.linear(gate, xb, w.wGate());
-            ops.linear(up, xb, w.wUp());
-            ops.swiglu(gate, gate, up);
-            ops.gemm(false, true, 1f, gate, w.wDown(), 1f, x); // x += mlp
+            layer(weights.layers().get(l), cache.keys(l), cache.values(l), x, rows, ws, tap, l);
             if (tap != null && !tap.afterLayer(l, x)) return l + 1;
         }
         return to;
+    }
+
+    /**
+     * One layer with the given weights (the backbone's, or an exit head's own) over packed rows, writing their K/V
+     * into {@code keys}/{@code values} [sequences, maxLen, kvDim] first. {@code x} [rows, dim] is updated in place.
+     */
+    public void layer(LayerWeights w, Tensor keys, Tensor values, Tensor x, Workspace.Rows rows, Workspace ws) {
+        layer(w, keys, values, x, rows, ws, null, -1);
+    }
+
+    private void layer(LayerWeights w, Tensor keys, Tensor values, Tensor x, Workspace.Rows rows, Workspace ws, LayerTap tap, int index) {
+        Ops ops = backend.ops();
+        int n = rows.count(), hd = config.headDim();
+        ws.ensure(n);
+        Tensor xb = ws.xb(n), q = ws.q(n), k = ws.k(n), v = ws.v(n), att = ws.att(n), gate = ws.gate(n), up = ws.up(n);
+        ops.rmsnorm(xb, null, x, w.attnNorm(), config.normEps());
+        ops.linear(q, xb, w.wq());
+        ops.linear(k, xb, w.wk());
+        ops.linear(v, xb, w.wv());
+        if (w.bq() != null) {
+            ops.addBias(q, w.bq());
+            ops.addBias(k, w.bk());
+            ops.addBias(v, w.bv());
+        }
+        ops.rope(q, rows.pos(), invFreq, config.nHeads(), hd, config.ropeInterleaved(), false);
+        ops.rope(k, rows.pos(), invFreq, config.nKvHeads(), hd, config.ropeInterleaved(), false);
+        ops.kvWrite(keys, k, rows.seq(), rows.pos());
+        ops.kvWrite(values, v, rows.seq(), rows.pos());
+        ops.attention(att, null, q, keys, values, rows.seq(), rows.pos(), config.nHeads(), config.nKvHeads(), hd, attnScale);
+        ops.gemm(false, true, 1f, att, w.wo(), 1f, x); // x += att Wo^T
+        if (tap != null) tap.afterAttention(index, x);
+        ops.rmsnorm(xb, null, x, w.ffnNorm(), config.normEps());
+        ops.linear(gate, xb, w.wGate());
+        ops.linear(up, xb, w.wUp());
+        ops.swiglu(gate, gate, up);
+        ops.gemm(false, true, 1f, gate, w.wDown(), 1f, x); // x += mlp
     }
 
     /** logits [rows, vocab] = lmHead(finalNorm(hidden)); {@code normed} [rows, dim] is scratch. */

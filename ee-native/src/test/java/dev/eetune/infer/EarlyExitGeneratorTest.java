@@ -1,0 +1,207 @@
+package dev.eetune.infer;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Backends;
+import dev.eetune.backend.Ops;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.ExitInit;
+import dev.eetune.exit.ExitSpec;
+import dev.eetune.model.KvCache;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+import dev.eetune.testing.TestData;
+import dev.eetune.tokenizer.Tokenizer;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** Early-exit decoding on stories260K: exact KV caches (INFERENCE.md P1-P4), batch independence, τ = 1. */
+class EarlyExitGeneratorTest {
+    static final Backend CPU = Backends.cpu();
+    static final String[] PROMPTS = {"Once upon a time", "The dog", "Lily and Tom went to the park. They", "One day", "Ben had a big red", "She was very",
+        "The sun was", "Mom said"};
+    static LlamaModel model;
+    static EarlyExitModel heads;
+    static Tokenizer tok;
+    static List<int[]> prompts = new ArrayList<>();
+
+    @BeforeAll
+    static void setUp() {
+        model = LlamaModel.load(TestData.stories260K(), CPU);
+        tok = Tokenizer.load(TestData.stories260KTokenizer());
+        // copy-initialised heads: the logit lens of layers 2 (mlp), 3 (layer) and 4 (norm) already fires at low thresholds
+        heads = EarlyExitModel.attach(model, List.of(new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY), new ExitSpec(3, ExitArchitecture.LAYER, ExitInit.COPY),
+            new ExitSpec(4, ExitArchitecture.NORM, ExitInit.COPY)), 0);
+        for (String p : PROMPTS) prompts.add(tok.encode(p));
+    }
+
+    @AfterAll
+    static void tearDown() {
+        heads.close();
+        model.close();
+    }
+
+    static GenerationConfig greedy(int n) { return GenerationConfig.greedy(n, Set.of()); }
+
+    static List<int[]> generate(EarlyExitPolicy policy, List<int[]> ps, int n, boolean poison, EarlyExitGenerator.Stats[] stats) {
+        try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, ps.size(), 128)) {
+            g.poisonSkippedKv(poison);
+            List<int[]> out = g.generate(ps, greedy(n), null).stream().map(GenerationResult::tokens).toList();
+            if (stats != null) stats[0] = g.lastStats();
+            return out;
+        }
+    }
+
+    @Test
+    void thresholdOneReproducesTheFullModelTokenForTokenForABatchOfEight() {
+        List<int[]> full;
+        try (Generator g = new Generator(model, 8, 128)) {
+            full = g.generate(prompts, greedy(40), null).stream().map(GenerationResult::tokens).toList();
+        }
+        EarlyExitGenerator.Stats[] st = new EarlyExitGenerator.Stats[1];
+        List<int[]> ee = generate(EarlyExitPolicy.global(1f, 2, 3, 4).evaluatingDisabledHeads(), prompts, 40, false, st);
+        for (int i = 0; i < full.size(); i++) assertThat(ee.get(i)).as(PROMPTS[i]).containsExactly(full.get(i));
+        assertThat(st[0].headEvaluations()).isPositive(); // the heads ran, and never fired
+        assertThat(st[0].exitCounts()[model.config().nLayers()]).isEqualTo(8 * 40);
+    }
+
+    @Test
+    void kvCacheEqualsAFreshFullPrefillForSeveralThresholdsAndBatchSizes() {
+        // copy-initialised heads fire a lot at low thresholds, leaving little complete; deeper exits leave more to compare
+        EarlyExitPolicy[] policies = {EarlyExitPolicy.global(0.9f, 2, 3, 4), EarlyExitPolicy.global(0.6f, 3, 4), EarlyExitPolicy.global(0.3f, 4)};
+        for (EarlyExitPolicy policy : policies) {
+            float tau = policy.threshold(4);
+            int compared = 0;
+            for (int batch : new int[] {1, 3, 8}) {
+                List<int[]> ps = prompts.subList(0, batch);
+                try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, batch, 128)) {
+                    List<GenerationResult> res = g.generate(ps, greedy(30), null);
+                    EarlyExitGenerator.Stats st = g.lastStats();
+                    assertThat(st.generatedTokens() - st.exitCounts()[5]).as("exits fired at tau %s", tau).isPositive();
+                    int[] complete = g.completeLengths();
+                    for (int s = 0; s < batch; s++) {
+                        if (complete[s] == 0) continue; // everything still pending (the last passes exited early)
+                        compared += complete[s];
+                        assertCacheMatchesFreshPrefill(g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), "tau " + tau + " batch " + batch + " seq " + s);
+                    }
+                }
+            }
+            System.out.println("tau " + tau + ": compared " + compared + " complete positions");
+            assertThat(compared).as("positions compared at tau %s", tau).isGreaterThan(20);
+        }
+    }
+
+    private static void assertCacheMatchesFreshPrefill(KvCache cache, int seq, int[] tokens, String what) {
+        int n = tokens.length, kv = model.config().nKvHeads() * model.config().headDim();
+        try (Workspace ws = model.newWorkspace(); KvCache fresh = new KvCache(model.config(), CPU, 1, n)) {
+            int[] pos = new int[n];
+            for (int i = 0; i < n; i++) pos[i] = i;
+            Workspace.Rows rows = ws.rows(tokens, new int[n], pos);
+            model.embed(ws.x(n), rows);
+            model.layers(ws.x(n), rows, fresh, 0, model.config().nLayers(), ws, null);
+            for (int l = 0; l < model.config().nLayers(); l++) {
+                for (Tensor[] pair : new Tensor[][] {{cache.keys(l), fresh.keys(l)}, {cache.values(l), fresh.values(l)}}) {
+                    float[] got = pair[0].get(seq).slice(0, n).toFloatArray(), want = pair[1].get(0).slice(0, n).toFloatArray();
+                    double max = 0, err = 0;
+                    for (int i = 0; i < want.length; i++) {
+                        max = Math.max(max, Math.abs(want[i]));
+                        err = Math.max(err, Math.abs(got[i] - want[i]));
+                    }
+                    assertThat(err).as("%s layer %d: K/V of %d complete positions vs a full prefill (%d x %d)", what, l, n, n, kv).isLessThanOrEqualTo(1e-5 * max);
+                }
+            }
+        }
+    }
+
+    @Test
+    void poisoningSkippedSlotsChangesNothing() {
+        for (float tau : new float[] {0.8f, 0.4f}) {
+            List<int[]> clean = generate(EarlyExitPolicy.global(tau, 2, 3, 4), prompts, 30, false, null);
+            List<int[]> poisoned = generate(EarlyExitPolicy.global(tau, 2, 3, 4), prompts, 30, true, null);
+            for (int i = 0; i < clean.size(); i++) assertThat(poisoned.get(i)).as("tau %s prompt %d", tau, i).containsExactly(clean.get(i));
+        }
+    }
+
+    @Test
+    void eachSequenceAloneEqualsTheSameSequenceInABatch() {
+        List<int[]> batch = generate(EarlyExitPolicy.global(0.5f, 2, 3, 4), prompts, 30, false, null);
+        for (int i = 0; i < prompts.size(); i++) {
+            List<int[]> alone = generate(EarlyExitPolicy.global(0.5f, 2, 3, 4), List.of(prompts.get(i)), 30, false, null);
+            assertThat(alone.get(0)).as(PROMPTS[i]).containsExactly(batch.get(i));
+        }
+    }
+
+    /** P2: a stateless oracle (full prefill of the whole prefix each step, heads scanned in layer order). */
+    @Test
+    void greedyStreamEqualsAStatelessOracle() {
+        float tau = 0.5f;
+        int steps = 25;
+        int[] prompt = prompts.get(0);
+        int[] fast = generate(EarlyExitPolicy.global(tau, 2, 3, 4), List.of(prompt), steps, false, null).get(0);
+        int[] seq = Arrays.copyOf(prompt, prompt.length + steps);
+        int len = prompt.length;
+        for (int step = 0; step < steps; step++) seq[len] = oracleNext(Arrays.copyOf(seq, len), tau, len++);
+        assertThat(fast).containsExactly(seq);
+    }
+
+    private static int oracleNext(int[] prefix, float tau, int n) {
+        Ops ops = CPU.ops();
+        try (Scope s = Scope.of(CPU); Workspace ws = model.newWorkspace(); KvCache kv = new KvCache(model.config(), CPU, 1, n);
+             KvCache headKv = KvCache.scratch(model.config(), CPU, 1, n)) {
+            int[] pos = new int[n];
+            for (int i = 0; i < n; i++) pos[i] = i;
+            Workspace.Rows rows = ws.rows(prefix, new int[n], pos);
+            Tensor x = ws.x(n), resid = s.allocate(DType.F32, n, model.config().dim());
+            model.embed(x, rows);
+            int[] answer = {-1};
+            Tensor idx = s.of(new int[] {n - 1}, 1);
+            model.layers(x, rows, kv, 0, model.config().nLayers(), ws, new LlamaModel.LayerTap() {
+                @Override
+                public void afterAttention(int layer, Tensor residual) { resid.copyFrom(residual); }
+
+                @Override
+                public boolean afterLayer(int layer, Tensor hidden) {
+                    ExitHead h = heads.head(layer + 1);
+                    if (h == null) return true;
+                    Tensor src = hidden;
+                    if (h.architecture() == ExitArchitecture.LAYER) {
+                        src = s.allocate(DType.F32, n, model.config().dim());
+                        src.copyFrom(hidden);
+                        model.layer(h.layerWeights(), headKv.keys(0), headKv.values(0), src, rows, ws);
+                    }
+                    Tensor last = s.allocate(DType.F32, 1, model.config().dim()), lastR = s.allocate(DType.F32, 1, model.config().dim());
+                    ops.gatherRows(last, src, idx);
+                    ops.gatherRows(lastR, resid, idx);
+                    Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize());
+                    ops.linear(logits, h.inferenceInput(s, last, lastR), h.lmHead().value());
+                    Tensor am = s.allocate(DType.I32, 1), mp = s.allocate(DType.F32, 1);
+                    ops.argmax(am, mp, logits, h.temperature());
+                    if (mp.toFloatArray()[0] >= tau) {
+                        answer[0] = am.toIntArray()[0];
+                        return false;
+                    }
+                    return true;
+                }
+            });
+            if (answer[0] >= 0) return answer[0];
+            Tensor last = s.allocate(DType.F32, 1, model.config().dim()), logits = s.allocate(DType.F32, 1, model.config().vocabSize());
+            ops.gatherRows(last, x, idx);
+            model.logits(logits, last, s.allocate(DType.F32, 1, model.config().dim()));
+            Tensor am = s.allocate(DType.I32, 1);
+            ops.argmax(am, null, logits, 1f);
+            return am.toIntArray()[0];
+        }
+    }
+}
