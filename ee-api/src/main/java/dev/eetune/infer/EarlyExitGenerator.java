@@ -54,7 +54,8 @@ public final class EarlyExitGenerator implements AutoCloseable {
 
     /**
      * What the last {@link #generate} call did: tokens emitted per exit layer (index = layer, the last index = the
-     * final layer), rows x layers computed (recomputation included), head evaluations, and timing.
+     * final layer), rows x layers computed by the decode passes (after the prefill; recomputation included), head
+     * evaluations, and timing.
      */
     public record Stats(int sequences, int promptTokens, int generatedTokens, long[] exitCounts, long rowLayers, long headEvaluations,
                         double prefillSeconds, double decodeSeconds) {
@@ -73,8 +74,8 @@ public final class EarlyExitGenerator implements AutoCloseable {
             return n == 0 ? 0 : s / n;
         }
 
-        /** Layers actually run per generated token, recomputation and prompt rows included. */
-        public double layersPerToken() { return generatedTokens == 0 ? 0 : (double) rowLayers / generatedTokens; }
+        /** Layers run per token decoded after the first (recomputed rows and heads' own layers included; prefill not). */
+        public double layersPerToken() { return generatedTokens <= sequences ? 0 : (double) rowLayers / (generatedTokens - sequences); }
 
         @Override
         public String toString() {
@@ -152,7 +153,9 @@ public final class EarlyExitGenerator implements AutoCloseable {
             List<Integer> live = new ArrayList<>();
             for (int s = 0; s < b; s++) if (done[s] == 0) live.add(s);
             if (live.isEmpty()) break;
+            long before = counters.rowLayers;
             Map<Integer, Integer> emitted = pass(live, seqs, len, fed, cfg, counters);
+            if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
             for (int s : live) {
                 int tok = emitted.get(s);
                 seqs[s][len[s]++] = tok;

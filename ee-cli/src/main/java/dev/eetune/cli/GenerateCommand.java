@@ -2,7 +2,11 @@ package dev.eetune.cli;
 
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.infer.GenerationResult;
-import dev.eetune.infer.Generator;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.infer.EarlyExitGenerator;
+import dev.eetune.infer.EarlyExitPolicy;
+import dev.eetune.infer.SelfSpeculativeDecoder;
+import dev.eetune.infer.TokenListener;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
@@ -11,6 +15,7 @@ import picocli.CommandLine.Option;
 
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -38,6 +43,27 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "Sampling seed (default: ${DEFAULT-VALUE}).")
     long seed;
 
+    @Option(names = "--heads", description = "Tuned exit heads (heads.safetensors or the `ee tune --out` folder).")
+    Path heads;
+
+    @Option(names = "--threshold", defaultValue = "0.8", description = "Exit when a head's max probability reaches this (>= 1: never; default: ${DEFAULT-VALUE}).")
+    float threshold;
+
+    @Option(names = "--exits", split = ",", description = "Active exit layers (default: every head).")
+    List<Integer> exits;
+
+    @Option(names = "--speculative", description = "Lossless self-speculative decoding with an exit head as drafter.")
+    boolean speculative;
+
+    @Option(names = "--draft-exit", description = "Drafting exit layer (default: the shallowest head).")
+    Integer draftExit;
+
+    @Option(names = "--draft-len", defaultValue = "4", description = "Drafts per round (default: ${DEFAULT-VALUE}).")
+    int draftLen;
+
+    @Option(names = "--adaptive", description = "Adapt the draft length per sequence.")
+    boolean adaptive;
+
     @Override
     public Integer call() {
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
@@ -51,17 +77,35 @@ final class GenerateCommand implements Callable<Integer> {
             if (budget < maxTokens) System.err.printf(Locale.ROOT, "note: --max-tokens %d cut to %d by the model's context of %d%n", maxTokens, budget, model.config().maxSeqLen());
             GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.eos() >= 0 ? Set.of(tok.eos()) : Set.of());
             boolean stream = ids.size() == 1;
-            try (Generator gen = new Generator(model, ids.size(), maxLen)) {
+            if ((speculative || exits != null) && heads == null) throw new IllegalArgumentException("--speculative and --exits need --heads");
+            try (EarlyExitModel ee = heads == null ? null : EarlyExitModel.load(model, EvalCommand.headsFile(heads))) {
                 int[] prev = new int[ids.size()];
                 for (int i = 0; i < ids.size(); i++) prev[i] = ids.get(i)[ids.get(i).length - 1];
                 if (stream) out.print(tok.decode(ids.get(0)));
-                List<GenerationResult> results = gen.generate(ids, cfg, stream ? (s, t) -> {
+                TokenListener listener = stream ? (s, t) -> {
                     if (t != tok.eos()) out.print(tok.decodeToken(prev[s], t));
                     prev[s] = t;
-                } : null);
+                } : null;
+                List<GenerationResult> results;
+                String stats;
+                if (speculative) {
+                    int e = draftExit != null ? draftExit : ee.heads().get(0).layer();
+                    try (SelfSpeculativeDecoder d = new SelfSpeculativeDecoder(ee, e, draftLen, adaptive, 0f, ids.size(), maxLen)) {
+                        results = d.generate(ids, cfg, listener);
+                        stats = "self-speculative, drafting with exit " + e + ": " + d.lastStats();
+                    }
+                } else {
+                    int[] layers = exits != null ? exits.stream().mapToInt(Integer::intValue).toArray()
+                        : ee == null ? new int[0] : ee.heads().stream().mapToInt(h -> h.layer()).toArray();
+                    EarlyExitPolicy policy = ee == null ? EarlyExitPolicy.none() : EarlyExitPolicy.global(threshold, layers);
+                    try (EarlyExitGenerator g = new EarlyExitGenerator(model, ee, policy, ids.size(), maxLen)) {
+                        results = g.generate(ids, cfg, listener);
+                        stats = (ee == null ? "" : "early exit at threshold " + threshold + ": ") + g.lastStats();
+                    }
+                }
                 if (stream) out.println();
                 else for (GenerationResult r : results) out.println(tok.decode(r.tokens()));
-                System.err.println(model + "\n" + gen.lastStats());
+                System.err.println(model + "\n" + stats);
             }
         }
         return 0;

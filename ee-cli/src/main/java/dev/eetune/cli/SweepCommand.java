@@ -1,0 +1,76 @@
+package dev.eetune.cli;
+
+import dev.eetune.data.Corpus;
+import dev.eetune.eval.ThresholdSweep;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tokenizer.Tokenizer;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.Callable;
+import java.util.stream.Stream;
+
+/** {@code ee sweep}: speed and quality of early-exit and self-speculative decoding over confidence thresholds. */
+@Command(name = "sweep", mixinStandardHelpOptions = true, description = "Measure early-exit speed / quality over thresholds.")
+final class SweepCommand implements Callable<Integer> {
+    @Mixin ModelOptions model;
+
+    @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote.") Path heads;
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Source source;
+
+    static final class Source {
+        @Option(names = "--prompts", description = "A file with one prompt per line.") Path prompts;
+        @Option(names = "--data", description = "A corpus: prompts are the first --prompt-tokens tokens of its first documents.") Path data;
+    }
+
+    @Option(names = "--prompt-count", defaultValue = "8", description = "Prompts taken from --data (default: ${DEFAULT-VALUE}).") int promptCount;
+    @Option(names = "--prompt-tokens", defaultValue = "16", description = "Tokens per prompt taken from --data (default: ${DEFAULT-VALUE}).") int promptTokens;
+    @Option(names = "--thresholds", split = ",", defaultValue = "1.0,0.9,0.8,0.6,0.4,0.2") List<Float> thresholds;
+    @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per prompt.") int maxTokens;
+    @Option(names = "--batch", defaultValue = "1") int batch;
+    @Option(names = "--repeats", defaultValue = "5", description = "Timed runs per setting (median reported).") int repeats;
+    @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
+    @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
+    @Option(names = "--csv") Path csv;
+    @Option(names = "--json") Path json;
+
+    @Override
+    public Integer call() throws IOException {
+        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
+            Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+            List<int[]> prompts = new ArrayList<>();
+            if (source.prompts != null) {
+                for (String line : Files.readAllLines(source.prompts, StandardCharsets.UTF_8)) if (!line.isBlank()) prompts.add(tok.encode(line.strip()));
+            } else {
+                try (Stream<String> docs = Corpus.open(source.data, null).documents()) {
+                    docs.limit(promptCount).forEach(d -> {
+                        int[] ids = tok.encode(d);
+                        prompts.add(Arrays.copyOf(ids, Math.min(ids.length, promptTokens)));
+                    });
+                }
+            }
+            if (prompts.isEmpty()) throw new IllegalArgumentException("no prompts found");
+            float[] taus = new float[thresholds.size()];
+            for (int i = 0; i < taus.length; i++) taus[i] = thresholds.get(i);
+            System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " repeats");
+            ThresholdSweep.Result r = ThresholdSweep.run(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
+                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray()));
+            System.out.println(r.toTable());
+            if (csv != null) Files.writeString(csv, r.toCsv());
+            if (json != null) Files.writeString(json, r.toJson());
+        }
+        return 0;
+    }
+}
