@@ -11,6 +11,11 @@ public final class Main {
     public static void main(String[] args) {
         if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "info");
         System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
+        System.exit(run(args));
+    }
+
+    /** Runs one command; returns its exit code (0 = success). Used by {@link #main} and by tests. */
+    public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             // a user error (bad file, bad value) is one clear line, not a stack trace
@@ -18,6 +23,6 @@ public final class Main {
             if (System.getenv("EE_DEBUG") != null) ex.printStackTrace(cmd.getErr());
             return 1;
         });
-        System.exit(cl.execute(args));
+        return cl.execute(args);
     }
 }

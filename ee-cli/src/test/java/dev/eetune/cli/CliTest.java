@@ -1,0 +1,100 @@
+package dev.eetune.cli;
+
+import dev.eetune.testing.TestData;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** The `ee` commands end to end on the real stories260K model and TinyStories text. */
+class CliTest {
+    @TempDir
+    Path tmp;
+
+    /** Runs `ee args...`; returns {exit code, stdout, stderr}. */
+    static String[] ee(String... args) {
+        PrintStream out = System.out, err = System.err;
+        ByteArrayOutputStream o = new ByteArrayOutputStream(), e = new ByteArrayOutputStream();
+        try {
+            System.setOut(new PrintStream(o, true, StandardCharsets.UTF_8));
+            System.setErr(new PrintStream(e, true, StandardCharsets.UTF_8));
+            int code = Main.run(args);
+            return new String[] {Integer.toString(code), o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8)};
+        } finally {
+            System.setOut(out);
+            System.setErr(err);
+        }
+    }
+
+    @Test
+    void generateFromBosPrintsTheReferenceStoryAndTiming() {
+        String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "", "--max-tokens", "60");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).startsWith("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.");
+        assertThat(r[2]).contains("tok/s").contains("time to first token");
+    }
+
+    @Test
+    void inspectDescribesTheCheckpoint() {
+        String[] r = ee("inspect", "--model", TestData.stories260K().toString());
+        assertThat(r[0]).isEqualTo("0");
+        assertThat(r[1]).contains("dim 64, hidden 172, layers 5, heads 8 (kv 4").contains("260,032");
+    }
+
+    @Test
+    void badInputIsOneClearLineNotAStackTrace() throws IOException {
+        String[] r = ee("generate", "--model", tmp.resolve("nope.bin").toString(), "--prompt", "x");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("nope.bin").doesNotContain("\tat ");
+        Path junk = Files.writeString(tmp.resolve("junk.bin"), "not a model");
+        r = ee("inspect", "--model", junk.toString());
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("junk.bin").doesNotContain("\tat ");
+    }
+
+    @Test
+    void tuneThenEvalSweepAndGenerateWithTheHeads() {
+        Path out = tmp.resolve("heads");
+        String model = TestData.stories260K().toString(), data = TestData.tinyStoriesTrain().toString();
+        String[] r = ee("tune", "--model", model, "--data", data, "--exits", "2,4", "--arch", "norm", "--steps", "4", "--batch", "2", "--seq-len", "32",
+            "--out", out.toString(), "--eval-batches", "2", "--checkpoint-every", "2");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("before tuning").contains("after 4 steps").contains("agreement");
+        assertThat(out.resolve("heads.safetensors")).exists();
+        assertThat(out.resolve("checkpoints/latest")).exists();
+        r = ee("eval", "--model", model, "--heads", out.toString(), "--data", TestData.tinyStoriesValid().toString(), "--batches", "2", "--seq-len", "32",
+            "--cache-dir", tmp.resolve("cache").toString());
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("perplexity").contains("final");
+        r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", data, "--prompt-count", "2", "--max-tokens", "8", "--repeats", "1",
+            "--thresholds", "1.0,0.5", "--draft-exits", "4", "--csv", tmp.resolve("s.csv").toString(), "--json", tmp.resolve("s.json").toString());
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("early-exit").contains("speculative@4");
+        assertThat(tmp.resolve("s.csv")).exists();
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "20", "--heads", out.toString(), "--speculative", "--draft-exit", "4");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).startsWith("Once upon a time, there was a little girl named Lily."); // lossless: the full model's greedy text
+    }
+
+    @Test
+    void pretrainWritesACheckpointEveryCommandLoads() throws IOException {
+        Path corpus = Files.writeString(tmp.resolve("corpus.txt"), "public class A { int x = 1; }\n".repeat(400));
+        Path out = tmp.resolve("byte-model");
+        String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--dim", "32", "--layers", "2", "--heads", "2", "--seq-len", "32",
+            "--batch", "4", "--steps", "5", "--out", out.toString(), "--val-fraction", "0.1");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("final validation loss");
+        assertThat(out.resolve("config.json")).exists();
+        assertThat(out.resolve("loss_curve.csv")).exists();
+        r = ee("generate", "--model", out.toString(), "--prompt", "public", "--max-tokens", "8");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).startsWith("public");
+    }
+}
