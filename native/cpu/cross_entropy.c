@@ -15,7 +15,6 @@ typedef struct {
     double sum;    /* sum of exp(logit - max) over the columns seen so far */
     float max;     /* running max logit */
     float target;  /* logit of the target column */
-    float lse;     /* log-sum-exp, once walk 1 is done */
     int32_t arg;   /* column of the max (first one on ties) */
 } row_state;
 
@@ -26,18 +25,25 @@ static int chunk_logits(float* logits, const float* x, const void* w, int32_t w_
 }
 
 static void online_update(row_state* st, const float* z, int c0, int cs, int32_t target) {
-    int best = 0;
-    for (int j = 1; j < cs; j++)
-        if (z[j] > z[best]) best = j;
+    const int best = (int)ee_row_argmax(z, cs);
     if (z[best] > st->max) { /* strict, so an earlier chunk keeps a tie */
         st->sum *= exp((double)st->max - z[best]);
         st->max = z[best];
         st->arg = c0 + best;
     }
-    double s = 0.0;
-    for (int j = 0; j < cs; j++) s += expf(z[j] - st->max);
-    st->sum += s;
+    st->sum += ee_row_exp(0, z, cs, st->max, 1.0f, 1.0f);
     if (target >= c0 && target < c0 + cs) st->target = z[target - c0];
+}
+
+/* z = scale * (softmax - onehot(target)) in place of the logits z; ignored rows (target < 0) get zeros.
+ * softmax = exp(z - max) / sum: shifting by the max (not a rounded log-sum-exp) keeps full precision. */
+static void dlogits_row(float* z, const row_state* st, float scale, int c0, int cs, int32_t target) {
+    if (target < 0) {
+        memset(z, 0, (size_t)cs * sizeof(float));
+        return;
+    }
+    ee_row_exp(z, z, cs, st->max, 1.0f, (float)(scale / st->sum));
+    if (target >= c0 && target < c0 + cs) z[target - c0] -= scale;
 }
 
 EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_t* argmax_out, float* max_prob_out, const float* x, const void* w, int32_t w_dtype, const int32_t* targets, const float* grad_weight, int32_t rows, int32_t dim, int32_t vocab, int32_t chunk, float temperature) {
@@ -53,7 +59,7 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
     const float inv_t = 1.0f / temperature;
     const size_t w_row = (size_t)dim * ee_dtype_size(w_dtype);
 
-    float* logits = malloc((size_t)rows * chunk * sizeof(float));
+    float* logits = ee_alloc_host((size_t)rows * chunk * sizeof(float));
     row_state* st = malloc((size_t)rows * sizeof(row_state));
     if (!logits || !st) {
         free(logits);
@@ -61,20 +67,19 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
         return ee_fail("ee_linear_cross_entropy: out of memory for %d x %d logits", rows, chunk);
     }
     int rc = 0;
-    for (int32_t r = 0; r < rows; r++) st[r] = (row_state){0.0, -INFINITY, 0.0f, 0.0f, 0};
+    for (int32_t r = 0; r < rows; r++) st[r] = (row_state){0.0, -INFINITY, 0.0f, 0};
 
     /* walk 1: loss, argmax and max probability */
     for (int c = 0; c < n_chunks; c++) {
         const int c0 = c * chunk, cs = ee_min(chunk, vocab - c0);
         rc = chunk_logits(logits, x, w, w_dtype, rows, dim, c0, cs, inv_t);
         if (rc) break;
-#pragma omp parallel for num_threads(ee_threads_for(20.0 * rows * cs)) schedule(static)
-        for (int32_t r = 0; r < rows; r++) online_update(&st[r], logits + (size_t)r * cs, c0, cs, targets[r]);
+        EE_PARALLEL_FOR(ee_threads_for(20.0 * rows * cs), r, rows, online_update(&st[r], logits + r * cs, c0, cs, targets[r]));
     }
     if (rc) goto done;
     for (int32_t r = 0; r < rows; r++) {
-        st[r].lse = (float)(st[r].max + log(st[r].sum));
-        loss[r] = targets[r] < 0 ? 0.0f : st[r].lse - st[r].target;
+        /* logsumexp - target = (max - target) + log(sum), in double: a confident row's loss is a small difference */
+        loss[r] = targets[r] < 0 ? 0.0f : (float)(((double)st[r].max - st[r].target) + log(st[r].sum));
         if (argmax_out) argmax_out[r] = st[r].arg;
         if (max_prob_out) max_prob_out[r] = (float)(1.0 / st[r].sum);
     }
@@ -84,18 +89,7 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
     for (int c = n_chunks - 1; c >= 0; c--) {
         const int c0 = c * chunk, cs = ee_min(chunk, vocab - c0);
         if (c != n_chunks - 1 && (rc = chunk_logits(logits, x, w, w_dtype, rows, dim, c0, cs, inv_t))) break;
-#pragma omp parallel for num_threads(ee_threads_for(20.0 * rows * cs)) schedule(static)
-        for (int32_t r = 0; r < rows; r++) {
-            float* z = logits + (size_t)r * cs;
-            const int32_t t = targets[r];
-            if (t < 0) { /* ignored rows contribute nothing */
-                memset(z, 0, (size_t)cs * sizeof(float));
-                continue;
-            }
-            const float scale = grad_weight[r] * inv_t, lse = st[r].lse;
-            for (int j = 0; j < cs; j++) z[j] = scale * expf(z[j] - lse);
-            if (t >= c0 && t < c0 + cs) z[t - c0] -= scale;
-        }
+        EE_PARALLEL_FOR(ee_threads_for(20.0 * rows * cs), r, rows, dlogits_row(logits + r * cs, &st[r], grad_weight[r] * inv_t, c0, cs, targets[r]));
         const void* w_chunk = (const char*)w + (size_t)c0 * w_row;
         if (dx) {
             const ee_gemm_args g = {0, 0, rows, dim, cs, 1.0f, c == n_chunks - 1 ? 0.0f : 1.0f, logits, cs, w_chunk, w_dtype, dim, dx, dim};

@@ -57,15 +57,11 @@ int ee_gemm_run(const ee_gemm_args* g) {
 }
 
 /* C = beta C, where beta = 0 writes zeros whatever C held (NaN included). */
-static void scale_c(float* c, int ldc, int m, int n, float beta) {
-#pragma omp parallel for num_threads(ee_threads_for((double)m * n)) schedule(static)
-    for (int i = 0; i < m; i++) {
-        float* ci = c + (size_t)i * ldc;
-        if (beta == 0.0f)
-            memset(ci, 0, (size_t)n * sizeof(float));
-        else
-            for (int j = 0; j < n; j++) ci[j] *= beta;
-    }
+static void scale_row(float* c, int n, float beta) {
+    if (beta == 0.0f)
+        memset(c, 0, (size_t)n * sizeof(float));
+    else
+        for (int j = 0; j < n; j++) c[j] *= beta;
 }
 
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {
@@ -74,7 +70,7 @@ EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, i
     if (m == 0 || n == 0) return 0;
     if (!c) return ee_fail("ee_gemm: C is null");
     if (k == 0 || alpha == 0.0f) { /* BLAS semantics: op(A) op(B) is not evaluated */
-        if (beta != 1.0f) scale_c(c, ldc, m, n, beta);
+        if (beta != 1.0f) EE_PARALLEL_FOR(ee_threads_for((double)m * n), i, m, scale_row(c + i * ldc, n, beta));
         return 0;
     }
     if (!a || !b) return ee_fail("ee_gemm: A or B is null");

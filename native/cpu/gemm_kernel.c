@@ -118,95 +118,161 @@ static const ukernel kernel_avx512 = {12, 32, 384, 480, ukernel_avx512_12x32};
 
 /* ---- packing ----------------------------------------------------------------------------------------------------- */
 
-/* Rows [i0, i0 + rows) x depth [p0, p0 + kc) of op(A) as kc columns of MR values; rows past the edge are zero. */
+/* Both operands are packed with two moves, inlined per dtype so that the conversion folds into them:
+ * pack_copy for runs that are contiguous in memory, pack_transpose for runs that are strided. */
+
+/* dst[p * w + i] = src[origin + p * ld + i] for i < cnt, zero up to w, p < kc */
+EE_INLINE void pack_copy(float* dst, int w, const void* src, const int dtype, size_t origin, size_t ld, int cnt, int kc) {
+    for (int p = 0; p < kc; p++) {
+        float* d = dst + (size_t)p * w;
+        const size_t s = origin + (size_t)p * ld;
+        for (int i = 0; i < cnt; i++) d[i] = ee_load_f32(src, dtype, s + i);
+        for (int i = cnt; i < w; i++) d[i] = 0.0f;
+    }
+}
+
+/* four consecutive elements as f32 (SSE2, the x86-64 baseline) */
+EE_INLINE __m128 load4(const void* src, const int dtype, size_t i) {
+    if (dtype == EE_BF16) return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i*)((const uint16_t*)src + i))));
+    return _mm_loadu_ps((const float*)src + i);
+}
+
+/* dst[p * w + i] = src[origin + i * ld + p] for i < cnt, zero up to w, p < kc: 4 x 4 blocks through registers */
+EE_INLINE void pack_transpose(float* dst, int w, const void* src, const int dtype, size_t origin, size_t ld, int cnt, int kc) {
+    int i = 0;
+    for (; dtype != EE_F16 && i + 4 <= cnt; i += 4) {
+        const size_t row = origin + (size_t)i * ld;
+        int p = 0;
+        for (; p + 4 <= kc; p += 4) {
+            __m128 r0 = load4(src, dtype, row + p), r1 = load4(src, dtype, row + ld + p);
+            __m128 r2 = load4(src, dtype, row + 2 * ld + p), r3 = load4(src, dtype, row + 3 * ld + p);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float* d = dst + (size_t)p * w + i;
+            _mm_storeu_ps(d, r0);
+            _mm_storeu_ps(d + w, r1);
+            _mm_storeu_ps(d + 2 * w, r2);
+            _mm_storeu_ps(d + 3 * w, r3);
+        }
+        for (; p < kc; p++)
+            for (int q = 0; q < 4; q++) dst[(size_t)p * w + i + q] = ee_load_f32(src, dtype, row + q * ld + p);
+    }
+    for (; i < cnt; i++)
+        for (int p = 0; p < kc; p++) dst[(size_t)p * w + i] = ee_load_f32(src, dtype, origin + (size_t)i * ld + p);
+    for (; i < w; i++)
+        for (int p = 0; p < kc; p++) dst[(size_t)p * w + i] = 0.0f;
+}
+
+/* Rows [i0, i0 + rows) x depth [p0, p0 + kc) of op(A) as kc columns of MR values; rows past the edge are zero.
+ * A transposed A is packed one depth row at a time instead (see panel). */
 static void pack_a_strip(float* dst, const ee_gemm_args* g, int i0, int rows, int p0, int kc, int mr) {
-    if (!g->trans_a) {
-        for (int i = 0; i < mr; i++) {
-            const float* src = g->a + (size_t)(i0 + i) * g->lda + p0;
-            for (int p = 0; p < kc; p++) dst[(size_t)p * mr + i] = i < rows ? src[p] : 0.0f;
-        }
-    } else {
-        for (int p = 0; p < kc; p++) {
-            const float* src = g->a + (size_t)(p0 + p) * g->lda + i0;
-            for (int i = 0; i < mr; i++) dst[(size_t)p * mr + i] = i < rows ? src[i] : 0.0f;
-        }
-    }
+    const size_t lda = (size_t)g->lda;
+    if (!g->trans_a)
+        pack_transpose(dst, mr, g->a, EE_F32, (size_t)i0 * lda + p0, lda, rows, kc);
+    else
+        pack_copy(dst, mr, g->a, EE_F32, (size_t)p0 * lda + i0, lda, rows, kc);
 }
 
-/* Columns [j0, j0 + cols) x depth [p0, p0 + kc) of op(B) in f32 as kc rows of NR values; columns past the edge are
- * zero. Inlined per dtype so the conversion folds into the copy loop. */
-EE_INLINE void pack_b_strip_as(float* dst, const ee_gemm_args* g, const int dtype, int j0, int cols, int p0, int kc, int nr) {
-    const size_t ldb = (size_t)g->ldb;
+/* Strips [s0, s1) of NR columns x depth [p0, p0 + kc) of op(B) in f32, each as kc rows of NR values; columns past
+ * the edge are zero. Untransposed, each row of B is walked once for all strips, which matters for TLB misses when
+ * rows are far apart. */
+EE_INLINE void pack_b_block_as(float* dst, const ee_gemm_args* g, const int dtype, int s0, int s1, int p0, int kc, int nr) {
+    const size_t ldb = (size_t)g->ldb, strip = (size_t)kc * nr;
     if (!g->trans_b) {
-        for (int p = 0; p < kc; p++) {
-            const size_t src = (size_t)(p0 + p) * ldb + j0;
-            float* d = dst + (size_t)p * nr;
-            for (int j = 0; j < nr; j++) d[j] = j < cols ? ee_load_f32(g->b, dtype, src + j) : 0.0f;
-        }
+        for (int p = 0; p < kc; p++)
+            for (int s = s0; s < s1; s++)
+                pack_copy(dst + (s - s0) * strip + (size_t)p * nr, nr, g->b, dtype, (size_t)(p0 + p) * ldb + (size_t)s * nr, ldb, ee_min(nr, g->n - s * nr), 1);
     } else {
-        for (int j = 0; j < nr; j++) {
-            const size_t src = (size_t)(j0 + j) * ldb + p0;
-            for (int p = 0; p < kc; p++) dst[(size_t)p * nr + j] = j < cols ? ee_load_f32(g->b, dtype, src + p) : 0.0f;
-        }
+        for (int s = s0; s < s1; s++)
+            pack_transpose(dst + (s - s0) * strip, nr, g->b, dtype, (size_t)s * nr * ldb + p0, ldb, ee_min(nr, g->n - s * nr), kc);
     }
 }
 
-static void pack_b_strip(float* dst, const ee_gemm_args* g, int j0, int cols, int p0, int kc, int nr) {
+static void pack_b_block(float* dst, const ee_gemm_args* g, int s0, int s1, int p0, int kc, int nr) {
     switch (g->b_dtype) {
-    case EE_BF16: pack_b_strip_as(dst, g, EE_BF16, j0, cols, p0, kc, nr); break;
-    case EE_F16: pack_b_strip_as(dst, g, EE_F16, j0, cols, p0, kc, nr); break;
-    default: pack_b_strip_as(dst, g, EE_F32, j0, cols, p0, kc, nr);
+    case EE_BF16: pack_b_block_as(dst, g, EE_BF16, s0, s1, p0, kc, nr); break;
+    case EE_F16: pack_b_block_as(dst, g, EE_F16, s0, s1, p0, kc, nr); break;
+    default: pack_b_block_as(dst, g, EE_F32, s0, s1, p0, kc, nr);
     }
 }
 
 /* ---- the loop nest ------------------------------------------------------------------------------------------------ */
 
+/* One depth panel p0..p0+kc of rows i0..i0+mc of C: the work of one parallel region. */
+typedef struct {
+    const ee_gemm_args* g;
+    const ukernel* uk;
+    int i0, mc, p0, kc;
+    float beta;
+    float *a_pack, *b_pack; /* shared A panel; nt B blocks of b_block floats */
+    size_t b_block;
+    int n_blocks, parts;    /* B blocks of about uk->nb columns, each split into `parts` row ranges */
+} panel_job;
+
+/* Thread tid of nth (0 of 1 when called alone). Work is split by hand rather than with `omp for`, which would bind
+ * to a caller's enclosing parallel region when called alone. */
+static void panel(const panel_job* job, int tid, int nth) {
+    const ee_gemm_args* g = job->g;
+    const int MR = job->uk->mr, NR = job->uk->nr, n = g->n, kc = job->kc, mc = job->mc;
+    const int a_strips = ee_ceil_div(mc, MR), b_strips = ee_ceil_div(n, NR), tasks = job->n_blocks * job->parts;
+    float* c = g->c + (size_t)job->i0 * g->ldc;
+    if (!g->trans_a) {
+        for (int s = tid * a_strips / nth; s < (tid + 1) * a_strips / nth; s++)
+            pack_a_strip(job->a_pack + (size_t)s * MR * kc, g, job->i0 + s * MR, ee_min(MR, mc - s * MR), job->p0, kc, MR);
+    } else { /* a row of A^T at a time for all strips: one pass over memory, and few TLB misses when lda is large */
+        for (int p = tid * kc / nth; p < (tid + 1) * kc / nth; p++)
+            for (int s = 0; s < a_strips; s++)
+                pack_a_strip(job->a_pack + (size_t)s * MR * kc + (size_t)p * MR, g, job->i0 + s * MR, ee_min(MR, mc - s * MR), job->p0 + p, 1, MR);
+    }
+    if (nth > 1) {
+#pragma omp barrier
+    }
+    float* b_own = job->b_pack + (size_t)tid * job->b_block;
+    int packed = -1; /* the B block this thread holds: consecutive tasks share it */
+    for (int t = tid * tasks / nth; t < (tid + 1) * tasks / nth; t++) {
+        const int blk = t / job->parts, part = t % job->parts;
+        const int s0 = blk * b_strips / job->n_blocks, s1 = (blk + 1) * b_strips / job->n_blocks;
+        const int r0 = part * a_strips / job->parts, r1 = (part + 1) * a_strips / job->parts;
+        if (r0 == r1) continue;
+        if (packed != blk) {
+            pack_b_block(b_own, g, s0, s1, job->p0, kc, NR);
+            packed = blk;
+        }
+        for (int r = r0; r < r1; r++) {
+            const float* a_strip = job->a_pack + (size_t)r * MR * kc;
+            float* c_row = c + (size_t)r * MR * g->ldc;
+            const int rows = ee_min(MR, mc - r * MR);
+            for (int s = s0; s < s1; s++)
+                job->uk->fn(kc, a_strip, b_own + (size_t)(s - s0) * kc * NR, c_row + (size_t)s * NR, g->ldc, g->alpha, job->beta, rows, ee_min(NR, n - s * NR));
+        }
+    }
+}
+
 int ee_gemm_blocked(const ee_gemm_args* g) {
     const ee_cpu* cpu = ee_cpu_get();
     const ukernel* uk = cpu->avx512 ? &kernel_avx512 : cpu->avx2 ? &kernel_avx2 : &kernel_portable;
     const int MR = uk->mr, NR = uk->nr, m = g->m, n = g->n, k = g->k;
-    const int nt = ee_threads_for(2.0 * m * n * k);
+    const int nt = ee_threads_for(EE_GEMM_WORK(m, n, k));
     const int kc_max = ee_min(uk->kc, k), mc_max = ee_min(MC_ROWS, ee_ceil_div(m, MR) * MR);
-    /* B blocks of about uk->nb columns; each is split into nt row ranges, one task per (block, range) */
-    const int b_strips = ee_ceil_div(n, NR), n_blocks = ee_ceil_div(b_strips, uk->nb / NR);
-    const int block_strips = ee_ceil_div(b_strips, n_blocks), parts = nt, tasks = n_blocks * parts;
-    const size_t b_block = (size_t)kc_max * block_strips * NR;
+    /* B blocks of at most uk->nb columns, each split into nt row ranges (one task per block and range), so all
+     * threads get equal work whatever the shape; with a multiple of nt blocks, each thread packs only its own. */
+    const int b_strips = ee_ceil_div(n, NR), min_blocks = ee_ceil_div(b_strips, uk->nb / NR);
+    const int n_blocks = min_blocks == 1 ? 1 : ee_min(ee_ceil_div(min_blocks, nt) * nt, b_strips);
+    const size_t b_block = (size_t)kc_max * ee_ceil_div(b_strips, n_blocks) * NR;
     float* a_pack = ee_scratch(EE_SCRATCH_GEMM_A, (size_t)mc_max * kc_max * sizeof(float));
     float* b_pack = ee_scratch(EE_SCRATCH_GEMM_B, nt * b_block * sizeof(float));
     if (!a_pack || !b_pack) return ee_fail("ee_gemm: out of memory for packing buffers");
 
     for (int i0 = 0; i0 < m; i0 += MC_ROWS) {
-        const int mc = ee_min(MC_ROWS, m - i0), a_strips = ee_ceil_div(mc, MR);
-        float* c = g->c + (size_t)i0 * g->ldc;
+        const int mc = ee_min(MC_ROWS, m - i0);
         for (int p0 = 0; p0 < k; p0 += kc_max) {
             const int kc = ee_min(kc_max, k - p0);
             const float beta = p0 == 0 ? g->beta : 1.0f; /* later depth panels add to the first one's result */
+            const panel_job job = {g, uk, i0, mc, p0, kc, beta, a_pack, b_pack, b_block, n_blocks, nt};
+            if (nt == 1) {
+                panel(&job, 0, 1);
+            } else {
 #pragma omp parallel num_threads(nt)
-            {
-#pragma omp for schedule(static)
-                for (int s = 0; s < a_strips; s++)
-                    pack_a_strip(a_pack + (size_t)s * MR * kc, g, i0 + s * MR, ee_min(MR, mc - s * MR), p0, kc, MR);
-                float* b_own = b_pack + (size_t)omp_get_thread_num() * b_block;
-                int packed = -1; /* the B block this thread holds: consecutive tasks share it */
-#pragma omp for schedule(static)
-                for (int t = 0; t < tasks; t++) {
-                    const int blk = t / parts, part = t % parts;
-                    const int s0 = blk * b_strips / n_blocks, s1 = (blk + 1) * b_strips / n_blocks;
-                    const int r0 = part * a_strips / parts, r1 = (part + 1) * a_strips / parts;
-                    if (r0 == r1) continue;
-                    if (packed != blk) {
-                        for (int s = s0; s < s1; s++)
-                            pack_b_strip(b_own + (size_t)(s - s0) * kc * NR, g, s * NR, ee_min(NR, n - s * NR), p0, kc, NR);
-                        packed = blk;
-                    }
-                    for (int r = r0; r < r1; r++) {
-                        const float* a_strip = a_pack + (size_t)r * MR * kc;
-                        float* c_row = c + (size_t)r * MR * g->ldc;
-                        const int rows = ee_min(MR, mc - r * MR);
-                        for (int s = s0; s < s1; s++)
-                            uk->fn(kc, a_strip, b_own + (size_t)(s - s0) * kc * NR, c_row + (size_t)s * NR, g->ldc, g->alpha, beta, rows, ee_min(NR, n - s * NR));
-                    }
-                }
+                panel(&job, omp_get_thread_num(), omp_get_num_threads());
             }
         }
     }

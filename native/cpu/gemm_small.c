@@ -5,12 +5,11 @@
  * so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight for a handful of rows.
  */
 #include <immintrin.h>
-#include <omp.h>
 
 #include "internal.h"
 
-#define TILE_N 3 /* weight rows per register tile */
-#define TILE_M 3 /* rows of A per register tile: 9 accumulators + 3 weight vectors + 1 A vector fit 16 ymm */
+#define TILE_N 3 /* weight rows per AVX2 register tile */
+#define TILE_M 3 /* rows of A per AVX2 register tile: 9 accumulators + 3 weight vectors + 1 A vector fit 16 ymm */
 
 /* ---- AVX2 ------------------------------------------------------------------------------------------------------ */
 
@@ -89,54 +88,132 @@ EE_AVX2 static void weight_rows_avx2_any(const ee_gemm_args* g, const float* a, 
     }
 }
 
+/* ---- AVX-512: the same scheme with 16 lanes, a 4 x 4 tile (16 of the 32 zmm) and masked loads for the tail ---- */
+
+#define TILE512 4
+
+/* count (<= 16) elements from w + i as f32, zero past count; a short 16-bit tail goes through a zeroed copy because
+ * masked 16-bit loads need AVX512BW */
+EE_INLINE EE_AVX512 __m512 load16(const void* w, const int dtype, size_t i, int count) {
+    if (dtype == EE_F32) return _mm512_maskz_loadu_ps((__mmask16)((1u << count) - 1), (const float*)w + i);
+    __m256i h;
+    if (count == 16) {
+        h = _mm256_loadu_si256((const __m256i*)((const uint16_t*)w + i));
+    } else {
+        uint16_t tail[16] = {0};
+        memcpy(tail, (const uint16_t*)w + i, (size_t)count * sizeof(uint16_t));
+        h = _mm256_loadu_si256((const __m256i*)tail);
+    }
+    if (dtype == EE_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+EE_INLINE EE_AVX512 void dot_tile512(const int mi, const int nj, const int dtype, const float* a, size_t lda, const void* w, size_t ldw, size_t w0, int k, float dots[TILE512][TILE512]) {
+    __m512 acc[TILE512][TILE512];
+    for (int i = 0; i < mi; i++)
+        for (int j = 0; j < nj; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int p = 0; p < k; p += 16) {
+        const int count = ee_min(16, k - p);
+        __m512 wv[TILE512];
+        for (int j = 0; j < nj; j++) wv[j] = load16(w, dtype, w0 + j * ldw + p, count);
+        for (int i = 0; i < mi; i++) {
+            __m512 av = load16(a, EE_F32, i * lda + p, count);
+            for (int j = 0; j < nj; j++) acc[i][j] = _mm512_fmadd_ps(av, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < mi; i++)
+        for (int j = 0; j < nj; j++) dots[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+EE_INLINE EE_AVX512 void weight_rows_avx512(const ee_gemm_args* g, const int dtype, const float* a, size_t lda, int j0, int nj) {
+    for (int i0 = 0; i0 < g->m; i0 += TILE512) {
+        const int mi = ee_min(TILE512, g->m - i0);
+        const float* ai = a + i0 * lda;
+        float dots[TILE512][TILE512];
+        const size_t w0 = (size_t)j0 * g->ldb;
+        if (nj == TILE512) {
+            switch (mi) {
+            case 4: dot_tile512(4, TILE512, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots); break;
+            case 3: dot_tile512(3, TILE512, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots); break;
+            case 2: dot_tile512(2, TILE512, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots); break;
+            default: dot_tile512(1, TILE512, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
+            }
+        } else {
+            for (int j = 0; j < nj; j++) { /* the last weight rows, one at a time */
+                float one[TILE512][TILE512];
+                const size_t wj = w0 + (size_t)j * g->ldb;
+                switch (mi) {
+                case 4: dot_tile512(4, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one); break;
+                case 3: dot_tile512(3, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one); break;
+                case 2: dot_tile512(2, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one); break;
+                default: dot_tile512(1, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
+                }
+                for (int i = 0; i < mi; i++) dots[i][j] = one[i][0];
+            }
+        }
+        for (int i = 0; i < mi; i++) {
+            float* ci = g->c + (size_t)(i0 + i) * g->ldc + j0;
+            for (int j = 0; j < nj; j++) ci[j] = g->beta == 0.0f ? g->alpha * dots[i][j] : g->alpha * dots[i][j] + g->beta * ci[j];
+        }
+    }
+}
+
+EE_AVX512 static void weight_rows_avx512_any(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj) {
+    switch (g->b_dtype) {
+    case EE_BF16: weight_rows_avx512(g, EE_BF16, a, lda, j0, nj); break;
+    case EE_F16: weight_rows_avx512(g, EE_F16, a, lda, j0, nj); break;
+    default: weight_rows_avx512(g, EE_F32, a, lda, j0, nj);
+    }
+}
+
 /* ---- portable ------------------------------------------------------------------------------------------------------- */
 
-/* One weight row at a time, converted to f32 in `row` (k floats) when it is not f32 already. */
-static void weight_rows_portable(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj, float* row) {
+/* One weight row at a time, converted to f32 a stack chunk at a time. */
+#define PORTABLE_CHUNK 256
+
+static void weight_rows_portable(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj) {
+    float w[PORTABLE_CHUNK];
     for (int j = j0; j < j0 + nj; j++) {
-        const size_t w0 = (size_t)j * g->ldb;
-        const float* wj = (const float*)g->b + w0;
-        if (g->b_dtype != EE_F32) {
-            for (int p = 0; p < g->k; p++) row[p] = ee_load_f32(g->b, g->b_dtype, w0 + p);
-            wj = row;
+        float dots[EE_GEMM_SMALL_M] = {0};
+        for (int p0 = 0; p0 < g->k; p0 += PORTABLE_CHUNK) {
+            const int len = ee_min(PORTABLE_CHUNK, g->k - p0);
+            for (int p = 0; p < len; p++) w[p] = ee_load_f32(g->b, g->b_dtype, (size_t)j * g->ldb + p0 + p);
+            for (int i = 0; i < g->m; i++) {
+                const float* ai = a + i * lda + p0;
+                float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+                for (int p = 0; p < len; p++) s += ai[p] * w[p];
+                dots[i] += s;
+            }
         }
         for (int i = 0; i < g->m; i++) {
-            const float* ai = a + i * lda;
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int p = 0; p < g->k; p++) s += ai[p] * wj[p];
             float* cij = g->c + (size_t)i * g->ldc + j;
-            *cij = g->beta == 0.0f ? g->alpha * s : g->alpha * s + g->beta * *cij;
+            *cij = g->beta == 0.0f ? g->alpha * dots[i] : g->alpha * dots[i] + g->beta * *cij;
         }
     }
 }
 
 int ee_gemm_small(const ee_gemm_args* g) {
-    const int avx2 = ee_cpu_get()->avx2, nt = ee_threads_for(2.0 * g->m * g->n * g->k);
-    const int m = g->m, k = g->k;
-    /* A as m contiguous rows (a copy only when it is transposed), then one conversion row per thread if needed */
-    const size_t a_floats = g->trans_a ? (size_t)m * k : 0, row_floats = avx2 || g->b_dtype == EE_F32 ? 0 : (size_t)k;
-    float* scratch = 0;
-    if (a_floats + row_floats) {
-        scratch = ee_scratch(EE_SCRATCH_GEMM_SMALL, (a_floats + nt * row_floats) * sizeof(float));
-        if (!scratch) return ee_fail("ee_gemm: out of memory");
-    }
+    const ee_cpu* cpu = ee_cpu_get();
     const float* a = g->a;
     size_t lda = (size_t)g->lda;
-    if (g->trans_a) {
-        for (int i = 0; i < m; i++)
-            for (int p = 0; p < k; p++) scratch[(size_t)i * k + p] = g->a[(size_t)p * g->lda + i];
-        a = scratch;
-        lda = (size_t)k;
+    if (g->trans_a) { /* A as m contiguous rows */
+        float* rows = ee_scratch(EE_SCRATCH_GEMM_SMALL, (size_t)g->m * g->k * sizeof(float));
+        if (!rows) return ee_fail("ee_gemm: out of memory");
+        for (int i = 0; i < g->m; i++)
+            for (int p = 0; p < g->k; p++) rows[(size_t)i * g->k + p] = g->a[(size_t)p * g->lda + i];
+        a = rows;
+        lda = (size_t)g->k;
     }
-    const int tiles = ee_ceil_div(g->n, TILE_N);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int t = 0; t < tiles; t++) {
-        const int j0 = t * TILE_N, nj = ee_min(TILE_N, g->n - j0);
-        if (avx2)
+    const int tile = cpu->avx512 ? TILE512 : TILE_N, tiles = ee_ceil_div(g->n, tile);
+    EE_PARALLEL_FOR(ee_threads_for(EE_GEMM_WORK(g->m, g->n, g->k)), t, tiles, {
+        const int j0 = (int)t * tile, nj = ee_min(tile, g->n - j0);
+        if (cpu->avx512)
+            weight_rows_avx512_any(g, a, lda, j0, nj);
+        else if (cpu->avx2)
             weight_rows_avx2_any(g, a, lda, j0, nj);
         else
-            weight_rows_portable(g, a, lda, j0, nj, scratch + a_floats + omp_get_thread_num() * row_floats);
-    }
+            weight_rows_portable(g, a, lda, j0, nj);
+    });
     return 0;
 }

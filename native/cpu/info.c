@@ -119,10 +119,9 @@ void* ee_scratch(int slot, size_t bytes) {
     if (s->bytes[slot] < bytes) {
         free(s->ptr[slot]);
         s->bytes[slot] = 0;
-        size_t rounded = (bytes + 63) & ~(size_t)63;
-        s->ptr[slot] = aligned_alloc(64, rounded);
+        s->ptr[slot] = ee_alloc_host(bytes);
         if (!s->ptr[slot]) return 0;
-        s->bytes[slot] = rounded;
+        s->bytes[slot] = bytes;
     }
     return s->ptr[slot];
 }

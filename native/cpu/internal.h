@@ -35,25 +35,34 @@ typedef struct {
 const ee_cpu* ee_cpu_get(void);
 /* Number of worker threads for a loop doing about `work` scalar operations: 1 when forking would cost more. */
 int ee_threads_for(double work);
+/* The same for a GEMM of m*n*k multiply-adds, which vectorise about 16 to one operation. */
+#define EE_GEMM_WORK(m, n, k) ((double)(m) * (n) * (k) / 16.0)
 
 /*
- * EE_PARALLEL_FOR(nt, i, n, statement): runs the statement for int64_t i in [0, n), statically split over nt OpenMP
- * threads, or as a plain loop when nt == 1 -- even a one-thread OpenMP region allocates a team (about 0.5 us, more
- * than a small kernel costs).
+ * EE_PARALLEL_FOR(nt, i, n, statement): runs the statement for int64_t i in [0, n), statically split over nt (at
+ * most n) OpenMP threads, or as a plain loop when that is 1 -- even a one-thread OpenMP region allocates a team
+ * (about 0.5 us, more than a small kernel costs). EE_PARALLEL_FOR_DYNAMIC hands out iterations one at a time.
  */
-#define EE_PARALLEL_FOR(nt, i, n, ...)                                        \
-    do {                                                                      \
-        const int ee_nt_ = (nt);                                              \
-        const int64_t ee_n_ = (n);                                            \
-        if (ee_nt_ > 1) {                                                     \
-            _Pragma("omp parallel for num_threads(ee_nt_) schedule(static)") \
-            for (int64_t i = 0; i < ee_n_; i++) { __VA_ARGS__; }              \
-        } else {                                                              \
-            for (int64_t i = 0; i < ee_n_; i++) { __VA_ARGS__; }              \
-        }                                                                     \
+#define EE_PARALLEL_FOR_SCHEDULE(kind, nt, i, n, ...)                                    \
+    do {                                                                                 \
+        const int64_t ee_n_ = (n);                                                       \
+        const int ee_want_ = (nt), ee_nt_ = ee_n_ < ee_want_ ? (int)ee_n_ : ee_want_;    \
+        if (ee_nt_ > 1) {                                                                \
+            _Pragma(EE_STRINGIFY(omp parallel for num_threads(ee_nt_) schedule(kind)))   \
+            for (int64_t i = 0; i < ee_n_; i++) { __VA_ARGS__; }                         \
+        } else {                                                                         \
+            for (int64_t i = 0; i < ee_n_; i++) { __VA_ARGS__; }                         \
+        }                                                                                \
     } while (0)
+#define EE_STRINGIFY(x) #x
+#define EE_PARALLEL_FOR(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(static, nt, i, n, __VA_ARGS__)
+#define EE_PARALLEL_FOR_DYNAMIC(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(dynamic, nt, i, n, __VA_ARGS__)
+
 /* Records a printf-style message as this thread's last error and returns 1 (the failure code). */
 int ee_fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* 64-byte aligned memory (huge-page backed when large) released with free(); 0 if out of memory (memory.c). */
+void* ee_alloc_host(size_t bytes);
 
 /* Per-thread reusable 64-byte aligned buffers, grown on demand and freed at thread exit; 0 if out of memory.
  * Only called outside parallel regions; one slot per user so nested users never share a buffer. */
@@ -107,6 +116,16 @@ EE_INLINE float ee_load_f32(const void* p, int dtype, size_t i) {
 EE_INLINE size_t ee_dtype_size(int dtype) { return dtype == EE_BF16 || dtype == EE_F16 ? 2 : 4; }
 EE_INLINE int ee_is_float_dtype(int dtype) { return dtype == EE_F32 || dtype == EE_BF16 || dtype == EE_F16; }
 
+/* ---- vectorised row reductions (exp.c) --------------------------------------------------------------------------- */
+
+/* max of x[0..n), n >= 1 */
+float ee_row_max(const float* x, int64_t n);
+/* first index of the max of x[0..n), n >= 1 */
+int64_t ee_row_argmax(const float* x, int64_t n);
+/* returns sum_j e_j in double with e_j = exp((x[j] - shift) * mul); writes y[j] = scale * e_j unless y is 0 (y may
+ * be x). Arguments are expected to be <= 0, as they are after subtracting a max or a log-sum-exp. */
+double ee_row_exp(float* y, const float* x, int64_t n, float shift, float mul, float scale);
+
 /* ---- GEMM (gemm.c, gemm_kernel.c, gemm_small.c) --------------------------------------------------------------- */
 
 /* One C = alpha op(A) op(B) + beta C problem, as in ee_gemm; m, n, k > 0 and alpha != 0 by the time it runs. */
@@ -131,6 +150,5 @@ int ee_gemm_small(const ee_gemm_args* g);
 
 EE_INLINE int ee_ceil_div(int a, int b) { return (a + b - 1) / b; }
 EE_INLINE int ee_min(int a, int b) { return a < b ? a : b; }
-EE_INLINE int ee_max(int a, int b) { return a > b ? a : b; }
 
 #endif /* EE_CPU_INTERNAL_H */

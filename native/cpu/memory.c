@@ -8,14 +8,25 @@
 
 #include "internal.h"
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* Buffers of 4 MiB and more are 2 MiB aligned and asked for transparent huge pages: GEMM packing walks large
+ * matrices with strides of kilobytes, and TLB misses then cost as much as the copy. */
+void* ee_alloc_host(size_t bytes) {
+    const size_t align = bytes >= 2 * HUGE_PAGE ? HUGE_PAGE : 64;
+    /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a unique pointer so 0 means failure */
+    const size_t rounded = bytes ? (bytes + align - 1) & ~(align - 1) : align;
+    void* p = aligned_alloc(align, rounded);
+    if (p && align == HUGE_PAGE) madvise(p, rounded, MADV_HUGEPAGE); /* a hint: failure is harmless */
+    return p;
+}
+
 EE_API void* ee_alloc(int64_t bytes) {
     if (bytes < 0) {
         ee_fail("ee_alloc: negative size %lld", (long long)bytes);
         return 0;
     }
-    /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a unique pointer so 0 means failure */
-    size_t rounded = ((size_t)bytes + 63) & ~(size_t)63;
-    void* p = aligned_alloc(64, rounded ? rounded : 64);
+    void* p = ee_alloc_host((size_t)bytes);
     if (!p) ee_fail("ee_alloc: out of memory allocating %lld bytes", (long long)bytes);
     return p;
 }

@@ -7,28 +7,29 @@
  * The angle pos * inv_freq and its sine/cosine are evaluated in double: in f32 the product alone is off by up to
  * pos * 2^-24 radians, a visible error at long positions. One sin/cos pair serves every head of the row.
  */
+static void rope_row(float* x, int32_t pos, const float* inv_freq, int32_t n_heads, int32_t head_dim, int32_t interleaved, int32_t inverse) {
+    const int32_t half = head_dim / 2;
+    /* interleaved pairs (2i, 2i+1); rotate-half pairs (i, i + half) */
+    const int32_t stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
+    for (int32_t i = 0; i < half; i++) {
+        const double angle = (double)pos * inv_freq[i];
+        const float c = (float)cos(angle), s = (float)(inverse ? -sin(angle) : sin(angle));
+        for (int32_t h = 0; h < n_heads; h++) {
+            float* p = x + h * head_dim + i * stride;
+            const float x0 = p[0], x1 = p[partner];
+            p[0] = x0 * c - x1 * s;
+            p[partner] = x0 * s + x1 * c;
+        }
+    }
+}
+
 EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int32_t rows, int32_t n_heads, int32_t head_dim, int32_t interleaved, int32_t inverse) {
     if (rows < 0 || n_heads < 0 || head_dim < 0) return ee_fail("ee_rope: negative size");
     if (head_dim % 2) return ee_fail("ee_rope: head_dim %d is odd", head_dim);
     if (rows == 0 || n_heads == 0 || head_dim == 0) return 0;
     if (!x || !pos || !inv_freq) return ee_fail("ee_rope: null pointer");
     const int32_t half = head_dim / 2, width = n_heads * head_dim;
-    /* interleaved pairs (2i, 2i+1); rotate-half pairs (i, i + half) */
-    const int32_t stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
-    const double sign = inverse ? -1.0 : 1.0;
-#pragma omp parallel for num_threads(ee_threads_for(20.0 * rows * half + 6.0 * rows * width)) schedule(static)
-    for (int32_t r = 0; r < rows; r++) {
-        float* xr = x + (size_t)r * width;
-        for (int32_t i = 0; i < half; i++) {
-            double angle = (double)pos[r] * inv_freq[i];
-            float c = (float)cos(angle), s = (float)(sign * sin(angle));
-            for (int32_t h = 0; h < n_heads; h++) {
-                float* p = xr + h * head_dim + i * stride;
-                float x0 = p[0], x1 = p[partner];
-                p[0] = x0 * c - x1 * s;
-                p[partner] = x0 * s + x1 * c;
-            }
-        }
-    }
+    EE_PARALLEL_FOR(ee_threads_for(20.0 * rows * half + 6.0 * rows * width), r, rows,
+                    rope_row(x + r * width, pos[r], inv_freq, n_heads, head_dim, interleaved, inverse));
     return 0;
 }

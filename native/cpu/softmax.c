@@ -1,6 +1,5 @@
 /* Row softmax, greedy decoding (argmax with its probability) and top-p sampling. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -11,26 +10,24 @@ static int check_rows(const char* fn, int32_t rows, int32_t n, float temperature
     return 0;
 }
 
+static void softmax_row(float* out, const float* x, int32_t n, float inv_t) {
+    const double sum = ee_row_exp(out, x, n, ee_row_max(x, n), inv_t, 1.0f);
+    const float inv_sum = (float)(1.0 / sum);
+    for (int32_t j = 0; j < n; j++) out[j] *= inv_sum;
+}
+
 EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, float temperature) {
     if (check_rows("ee_softmax", rows, n, temperature)) return 1;
     if (rows == 0 || n == 0) return 0;
     if (!out || !x) return ee_fail("ee_softmax: null pointer");
-    const float inv_t = 1.0f / temperature;
-#pragma omp parallel for num_threads(ee_threads_for(20.0 * rows * n)) schedule(static)
-    for (int32_t r = 0; r < rows; r++) {
-        const float* xr = x + (size_t)r * n;
-        float* o = out + (size_t)r * n;
-        float mx = xr[0];
-        for (int32_t j = 1; j < n; j++) mx = xr[j] > mx ? xr[j] : mx;
-        double sum = 0.0;
-        for (int32_t j = 0; j < n; j++) {
-            o[j] = expf((xr[j] - mx) * inv_t);
-            sum += o[j];
-        }
-        float inv_sum = (float)(1.0 / sum);
-        for (int32_t j = 0; j < n; j++) o[j] *= inv_sum;
-    }
+    EE_PARALLEL_FOR(ee_threads_for(20.0 * rows * n), r, rows, softmax_row(out + r * n, x + r * n, n, 1.0f / temperature));
     return 0;
+}
+
+static void argmax_row(int32_t* idx, float* max_prob, const float* x, int32_t n, float inv_t) {
+    const int32_t best = (int32_t)ee_row_argmax(x, n); /* the lowest index wins ties */
+    *idx = best;
+    if (max_prob) *max_prob = (float)(1.0 / ee_row_exp(0, x, n, x[best], inv_t, 1.0f));
 }
 
 EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int32_t rows, int32_t n, float temperature) {
@@ -38,55 +35,47 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
     if (rows == 0) return 0;
     if (n == 0) return ee_fail("ee_argmax: empty rows");
     if (!idx || !logits) return ee_fail("ee_argmax: null pointer");
-    const float inv_t = 1.0f / temperature;
-#pragma omp parallel for num_threads(ee_threads_for((max_prob ? 20.0 : 1.0) * rows * n)) schedule(static)
-    for (int32_t r = 0; r < rows; r++) {
-        const float* xr = logits + (size_t)r * n;
-        int32_t best = 0;
-        for (int32_t j = 1; j < n; j++)
-            if (xr[j] > xr[best]) best = j; /* strict: the lowest index wins ties */
-        idx[r] = best;
-        if (max_prob) {
-            double sum = 0.0;
-            for (int32_t j = 0; j < n; j++) sum += expf((xr[j] - xr[best]) * inv_t);
-            max_prob[r] = (float)(1.0 / sum);
-        }
-    }
+    EE_PARALLEL_FOR(ee_threads_for((max_prob ? 20.0 : 1.0) * rows * n), r, rows,
+                    argmax_row(idx + r, max_prob ? max_prob + r : 0, logits + r * n, n, 1.0f / temperature));
     return 0;
 }
 
 /*
- * Sort key of one token: probability descending, then index ascending. Non-negative floats order like their bits,
- * so ~bits in the high half sorts larger probabilities first and the index in the low half breaks ties.
+ * Candidates are sorted as 64-bit keys: ~bits(p) in the high half (non-negative floats order like their bits, so
+ * larger probabilities come first) and the index in the low half. Keys are built in index order and the LSD radix
+ * sort on the high half is stable, so ties keep the lower index first. Returns keys or tmp, whichever ends sorted.
  */
-static int cmp_u64(const void* a, const void* b) {
-    uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
-    return (x > y) - (x < y);
+static uint64_t* sort_by_probability(uint64_t* keys, uint64_t* tmp, int32_t n) {
+    for (int shift = 32; shift < 64; shift += 8) {
+        int32_t start[257] = {0};
+        for (int32_t i = 0; i < n; i++) start[((keys[i] >> shift) & 255) + 1]++;
+        if (start[((keys[0] >> shift) & 255) + 1] == n) continue; /* one digit value: nothing moves */
+        for (int d = 0; d < 256; d++) start[d + 1] += start[d];
+        for (int32_t i = 0; i < n; i++) tmp[start[(keys[i] >> shift) & 255]++] = keys[i];
+        uint64_t* t = keys;
+        keys = tmp;
+        tmp = t;
+    }
+    return keys;
 }
 
-static int32_t sample_row(uint64_t* keys, float* probs, const float* xr, int32_t n, float inv_t, float top_p, float u) {
-    float mx = xr[0];
-    for (int32_t j = 1; j < n; j++) mx = xr[j] > mx ? xr[j] : mx;
-    double sum = 0.0;
-    for (int32_t j = 0; j < n; j++) {
-        probs[j] = expf((xr[j] - mx) * inv_t);
-        sum += probs[j];
-    }
-    float inv_sum = (float)(1.0 / sum);
-    for (int32_t j = 0; j < n; j++) probs[j] *= inv_sum;
-    /* A token with p < (1 - top_p) / (n - 1) can never be in the nucleus (everything after it in sorted order sums
-     * to less than 1 - top_p), so only the candidates above that cutoff need sorting (llama2.c's trick). */
-    float cutoff = top_p < 1.0f && n > 1 ? (1.0f - top_p) / (float)(n - 1) : 0.0f;
+/* keys, tmp and probs: n elements of scratch each */
+static int32_t sample_row(uint64_t* keys, uint64_t* tmp, float* probs, const float* x, int32_t n, float inv_t, float top_p, float u) {
+    softmax_row(probs, x, n, inv_t);
+    /* A token with p < (1 - top_p) / (n - 1) can never be in the nucleus unless it is the first in sorted order
+     * (everything from it on sums to less than 1 - top_p), so only candidates above that cutoff, which is capped at
+     * the max probability, need sorting (llama2.c's trick). */
+    float cutoff = top_p < 1.0f && n > 1 ? fminf((1.0f - top_p) / (float)(n - 1), ee_row_max(probs, n)) : 0.0f;
     int32_t count = 0;
     for (int32_t j = 0; j < n; j++)
         if (probs[j] >= cutoff) keys[count++] = (uint64_t)(~ee_f32_bits(probs[j])) << 32 | (uint32_t)j;
-    qsort(keys, (size_t)count, sizeof *keys, cmp_u64);
+    keys = sort_by_probability(keys, tmp, count);
     /* the nucleus: the shortest sorted prefix whose mass reaches top_p */
     int32_t kept = count;
     double mass = 0.0;
     for (int32_t i = 0; i < count; i++) {
         mass += probs[(uint32_t)keys[i]];
-        if (mass >= top_p) {
+        if (mass >= top_p && top_p < 1.0f) { /* top_p >= 1 keeps all, whatever the rounding of the sum */
             kept = i + 1;
             break;
         }
@@ -104,20 +93,13 @@ EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* u
     if (rows == 0) return 0;
     if (n == 0) return ee_fail("ee_sample_top_p: empty rows");
     if (!out || !logits || !uniforms) return ee_fail("ee_sample_top_p: null pointer");
-    int nt = ee_threads_for(40.0 * rows * n);
-    nt = ee_min(nt, rows);
-    /* per-thread sort keys and probabilities */
-    char* buf = malloc((size_t)nt * n * (sizeof(uint64_t) + sizeof(float)));
-    if (!buf) return ee_fail("ee_sample_top_p: out of memory");
-#pragma omp parallel num_threads(nt)
-    {
-        int t = omp_get_thread_num();
-        uint64_t* keys = (uint64_t*)buf + (size_t)t * n;
-        float* probs = (float*)((uint64_t*)buf + (size_t)nt * n) + (size_t)t * n;
-#pragma omp for schedule(static)
-        for (int32_t r = 0; r < rows; r++)
-            out[r] = sample_row(keys, probs, logits + (size_t)r * n, n, 1.0f / temperature, top_p, uniforms[r]);
-    }
-    free(buf);
+    /* two key buffers and the probabilities for each row (rows are few: this is decoding) */
+    uint64_t* keys = malloc((size_t)rows * n * (2 * sizeof(uint64_t) + sizeof(float)));
+    if (!keys) return ee_fail("ee_sample_top_p: out of memory");
+    uint64_t* tmp = keys + (size_t)rows * n;
+    float* probs = (float*)(tmp + (size_t)rows * n);
+    EE_PARALLEL_FOR(ee_threads_for(40.0 * rows * n), r, rows,
+                    out[r] = sample_row(keys + r * n, tmp + r * n, probs + r * n, logits + r * n, n, 1.0f / temperature, top_p, uniforms[r]));
+    free(keys);
     return 0;
 }

@@ -1,0 +1,136 @@
+/*
+ * Vectorised row reductions around exp, shared by softmax, sampling, attention and the fused cross-entropy (where
+ * the exponentials of rows x vocab logits would otherwise cost more than the GEMMs). exp is the Cephes expf
+ * polynomial (about 1 ulp, for arguments up to 88); the portable path uses libm's expf. Arguments below -87.3
+ * give 0. Sums of exponentials are accumulated in double.
+ */
+#include <immintrin.h>
+#include <math.h>
+
+#include "internal.h"
+
+/* ---- portable -------------------------------------------------------------------------------------------------- */
+
+static float max_scalar(const float* x, int64_t n) {
+    float m = x[0];
+    for (int64_t j = 1; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+static double exp_scalar(float* y, const float* x, int64_t n, float shift, float mul, float scale) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        const float e = expf((x[j] - shift) * mul);
+        sum += e;
+        if (y) y[j] = scale * e;
+    }
+    return sum;
+}
+
+/* ---- AVX2 ---------------------------------------------------------------------------------------------------------- */
+
+/* exp(x) = 2^n e^r with n = round(x log2 e), r = x - n ln 2 (in two parts), e^r by a degree-6 polynomial. */
+EE_INLINE EE_AVX2 __m256 exp8(__m256 x) {
+    const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_NGE_UQ); /* and NaN: 0 */
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.3762626647949f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+}
+
+EE_INLINE EE_AVX2 __m256i tail_mask8(int64_t left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+EE_AVX2 static float max_avx2(const float* x, int64_t n) {
+    __m256 m = _mm256_set1_ps(x[0]);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + j));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; j < n; j++) r = x[j] > r ? x[j] : r;
+    return r;
+}
+
+EE_AVX2 static double exp_avx2(float* y, const float* x, int64_t n, float shift, float mul, float scale) {
+    const __m256 vshift = _mm256_set1_ps(shift), vmul = _mm256_set1_ps(mul), vscale = _mm256_set1_ps(scale);
+    __m256d sum = _mm256_setzero_pd();
+    for (int64_t j = 0; j < n; j += 8) {
+        const __m256i mask = tail_mask8(n - j);
+        const __m256 e = _mm256_and_ps(_mm256_castsi256_ps(mask), exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(x + j, mask), vshift), vmul)));
+        sum = _mm256_add_pd(sum, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1))));
+        if (y) _mm256_maskstore_ps(y + j, mask, _mm256_mul_ps(vscale, e));
+    }
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(sum), _mm256_extractf128_pd(sum, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* ---- AVX-512 ------------------------------------------------------------------------------------------------------ */
+
+EE_INLINE EE_AVX512 __m512 exp16(__m512 x) {
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_GE_OQ);
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.3762626647949f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i pow2n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(keep, p, _mm512_castsi512_ps(pow2n)); /* below -87.3 (and NaN): 0 */
+}
+
+EE_AVX512 static float max_avx512(const float* x, int64_t n) {
+    __m512 m = _mm512_set1_ps(x[0]);
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 mask = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        m = _mm512_mask_max_ps(m, mask, m, _mm512_maskz_loadu_ps(mask, x + j));
+    }
+    return _mm512_reduce_max_ps(m);
+}
+
+EE_AVX512 static double exp_avx512(float* y, const float* x, int64_t n, float shift, float mul, float scale) {
+    const __m512 vshift = _mm512_set1_ps(shift), vmul = _mm512_set1_ps(mul), vscale = _mm512_set1_ps(scale);
+    __m512d sum = _mm512_setzero_pd();
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 mask = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __m512 e = _mm512_maskz_mov_ps(mask, exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + j), vshift), vmul)));
+        sum = _mm512_add_pd(sum, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(e)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)))));
+        if (y) _mm512_mask_storeu_ps(y + j, mask, _mm512_mul_ps(vscale, e));
+    }
+    return _mm512_reduce_add_pd(sum);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------------------------------- */
+
+float ee_row_max(const float* x, int64_t n) {
+    const ee_cpu* cpu = ee_cpu_get();
+    return cpu->avx512 ? max_avx512(x, n) : cpu->avx2 ? max_avx2(x, n) : max_scalar(x, n);
+}
+
+double ee_row_exp(float* y, const float* x, int64_t n, float shift, float mul, float scale) {
+    const ee_cpu* cpu = ee_cpu_get();
+    return cpu->avx512 ? exp_avx512(y, x, n, shift, mul, scale) : cpu->avx2 ? exp_avx2(y, x, n, shift, mul, scale) : exp_scalar(y, x, n, shift, mul, scale);
+}
+
+int64_t ee_row_argmax(const float* x, int64_t n) {
+    const float m = ee_row_max(x, n);
+    for (int64_t j = 0; j < n; j++)
+        if (x[j] == m) return j;
+    return 0; /* only NaNs */
+}
