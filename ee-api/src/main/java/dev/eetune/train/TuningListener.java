@@ -7,4 +7,12 @@ public interface TuningListener {
     default void onStep(StepReport report) {}
 
     default void onCheckpoint(int step, Path dir) {}
+
+    /** A listener that hands every step report to {@code action} (e.g. {@code System.out::println}). */
+    static TuningListener onEachStep(java.util.function.Consumer<StepReport> action) {
+        return new TuningListener() {
+            @Override
+            public void onStep(StepReport report) { action.accept(report); }
+        };
+    }
 }

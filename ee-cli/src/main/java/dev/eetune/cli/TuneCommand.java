@@ -109,19 +109,21 @@ final class TuneCommand implements Callable<Integer> {
         private final long start = System.nanoTime();
         private long lastPrint;
         private long tokens;
+        private int first = -1;
 
         Progress(int total) { this.total = total; }
 
         @Override
         public void onStep(StepReport r) {
             tokens += r.tokens();
+            if (first < 0) first = r.step() - 1; // a resumed run starts mid-way
             long now = System.nanoTime();
             if (now - lastPrint < 2_000_000_000L && r.step() != total && r.step() != 1 && !r.skipped()) return;
             lastPrint = now;
             double elapsed = (now - start) / 1e9, tps = tokens / elapsed;
             StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "step %d/%d%s loss", r.step(), total, r.skipped() ? " (skipped: non-finite loss)" : ""));
             for (double l : r.exitLosses()) sb.append(String.format(Locale.ROOT, " %.3f", l));
-            sb.append(String.format(Locale.ROOT, " | lr %.2e | %.0f tok/s | ETA %.0fs", r.lr(), tps, (total - r.step()) * elapsed / r.step()));
+            sb.append(String.format(Locale.ROOT, " | lr %.2e | %.0f tok/s | ETA %.0fs", r.lr(), tps, (total - r.step()) * elapsed / (r.step() - first)));
             System.err.println(sb);
         }
     }
