@@ -11,11 +11,26 @@ import dev.eetune.tensor.Tensor;
  */
 public final class Ops {
     private final Backend backend;
-    private final Kernels k;
+    private volatile Kernels k;
+    private KernelProfile profile;
 
     Ops(Backend backend) {
         this.backend = backend;
         this.k = backend.kernels();
+    }
+
+    /** Starts timing every kernel call made through these ops until the returned profile is closed. */
+    public synchronized KernelProfile profile() {
+        if (profile != null) throw new IllegalStateException("a kernel profile is already open on " + backend.name());
+        profile = new KernelProfile(this);
+        k = profile.wrap(backend.kernels());
+        return profile;
+    }
+
+    synchronized void stopProfiling(KernelProfile p) {
+        if (profile != p) return;
+        profile = null;
+        k = backend.kernels();
     }
 
     // ---- memory and elementwise ----------------------------------------------------------------------------

@@ -151,6 +151,39 @@ class TuningTest {
     }
 
     @Test
+    void microBatchesWeightWarmupAndConfidenceWeightingTrainAndANonFiniteStepIsSkipped() {
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
+             EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 2, 4), 0);
+             AdamW opt = AdamW.withDefaults(ee.parameters(), 0.01f)) {
+            TunerConfig cfg = new TunerConfig(8, 2, SEQ, 2, LrSchedule.cosine(2e-3f, 2, 8, 2e-4f), 0.01f, 1f, new double[] {0.5, 1.0}, 4, true, true,
+                100, 0, null, 1);
+            List<StepReport> reports = new ArrayList<>();
+            try (Tuner t = new Tuner(ee, cfg, new BatchLoader(windows.train(), 2, 3), opt, List.of(TuningListener.onEachStep(reports::add)))) {
+                t.runUntil(6);
+                assertThat(reports).hasSize(6).allSatisfy(r -> {
+                    assertThat(r.skipped()).isFalse();
+                    assertThat(r.tokens()).isEqualTo(2L * 2 * SEQ); // two micro-batches of 2 x SEQ
+                    for (double l : r.exitLosses()) assertThat(l).isFinite();
+                });
+                assertThat(cfg.exitWeight(0, 0)).isLessThan(cfg.exitWeight(0, 3)); // warm-up ramps the weights
+                assertThat(reports.get(5).exitLosses()[0]).isLessThan(reports.get(0).exitLosses()[0]);
+                // poison one head parameter: the step must be reported as skipped and change nothing
+                Parameter p = ee.parameters().get(0);
+                float[] v = p.value().toFloatArray();
+                v[0] = Float.NaN;
+                p.value().copyFrom(v);
+                float[][] before = ee.parameters().stream().map(q -> q.value().toFloatArray()).toArray(float[][]::new);
+                StepReport r = t.trainStep();
+                assertThat(r.skipped()).isTrue();
+                for (int i = 0; i < before.length; i++) {
+                    float[] after = ee.parameters().get(i).value().toFloatArray();
+                    assertThat(after).as(ee.parameters().get(i).name()).usingElementComparator((a, b) -> Float.compare(a, b)).containsExactly(before[i]);
+                }
+            }
+        }
+    }
+
+    @Test
     void tuningLowersTheValidationLossOfEveryExit() {
         try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
              EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 1, 2, 3, 4), 0);
