@@ -45,9 +45,11 @@ public final class EarlyExitGenerator implements AutoCloseable {
     private final Workspace ws;
     private final Scope scope;
     private Tensor xa, xb, resid;
+    private Tensor states;     // [maxBatch * maxLen, dim]: the kept layer-L outputs of pending rows (made on the first exit)
+    private final int[][] doneLayers; // [sequence][position]: layers a pending row has been through (0: none)
     private Scope buffers;
     private int capacity;
-    private final Tensor lastIdx, chosen, maxProb, uniforms;
+    private final Tensor chosen, maxProb, uniforms;
     private boolean poisonSkippedKv;
     private Stats stats = Stats.EMPTY;
     private int[] complete = new int[0];
@@ -99,6 +101,7 @@ public final class EarlyExitGenerator implements AutoCloseable {
         this.maxBatch = maxBatch;
         this.maxLen = maxLen;
         this.cache = new KvCache(config, model.backend(), maxBatch, maxLen);
+        this.doneLayers = new int[maxBatch][maxLen];
         if (exits != null) {
             for (ExitHead h : exits.heads()) {
                 if (h.architecture() == ExitArchitecture.LAYER && policy.evaluates(h.layer())) {
@@ -108,7 +111,6 @@ public final class EarlyExitGenerator implements AutoCloseable {
         }
         this.ws = model.newWorkspace();
         this.scope = Scope.of(model.backend());
-        lastIdx = scope.allocate(DType.I32, maxBatch);
         chosen = scope.allocate(DType.I32, maxBatch);
         maxProb = scope.allocate(DType.F32, maxBatch);
         uniforms = scope.allocate(DType.F32, maxBatch);
@@ -146,6 +148,7 @@ public final class EarlyExitGenerator implements AutoCloseable {
             promptTokens += p.length;
             if (cfg.maxNewTokens() == 0) done[s] = 2;
         }
+        for (int[] d : doneLayers) Arrays.fill(d, 0);
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
         int generated = 0;
@@ -186,103 +189,150 @@ public final class EarlyExitGenerator implements AutoCloseable {
         Counters(int layers) { exits = new long[layers + 1]; }
     }
 
-    /** One pass over the pending + newest rows of every live sequence; returns each sequence's next token. */
+    /**
+     * One pass; returns each live sequence's next token. Rows join the pass at the layer where they stopped: the
+     * newest token at layer 1, a pending row that exited after layer L (whose K/V are exact in layers 1..L and whose
+     * layer-L output is kept, LayerSkip's "exit query cache") at layer L+1. So every row goes through every layer
+     * exactly once over its lifetime, and a row at layer l always finds K/V of all earlier positions at layer l:
+     * complete ones in the cache, pending ones because they joined this pass at or before l.
+     */
     private Map<Integer, Integer> pass(List<Integer> live, int[][] seqs, int[] len, int[] fed, GenerationConfig cfg, Counters counters) {
         Ops ops = model.backend().ops();
         List<Integer> active = new ArrayList<>(live);
-        int rowsTotal = 0;
-        for (int s : active) rowsTotal += len[s] - fed[s];
-        ensure(rowsTotal);
-        Tensor x = xa, spare = xb;
-        Workspace.Rows rows = loadRows(active, seqs, len, fed);
-        model.embed(x.slice(0, rows.count()), rows);
+        int maxRows = 0;
+        for (int s : active) maxRows += len[s] - fed[s];
+        ensure(maxRows);
         Map<Integer, Integer> out = new HashMap<>();
-        int from = 0;
-        List<ExitHead> heads = exits == null ? List.of() : exits.heads();
+        // rows in flight: x[0..n) with their sequence and position: the newest rows first (in active order), then
+        // rows that start at layer 1 too (prompt rows: pending, but never through any layer)
+        List<int[]> rows = new ArrayList<>(); // {seq, pos}
+        for (int s : active) rows.add(new int[] {s, len[s] - 1});
+        for (int s : active) for (int p = fed[s]; p < len[s] - 1; p++) if (doneLayers[s][p] == 0) rows.add(new int[] {s, p});
+        int[] tokens0 = new int[rows.size()];
+        for (int r = 0; r < tokens0.length; r++) tokens0[r] = seqs[rows.get(r)[0]][rows.get(r)[1]];
+        Tensor x = xa, spare = xb;
+        model.embed(x.slice(0, rows.size()), ws.rows(tokens0, column(rows, 0), column(rows, 1)));
         try (Scope step = scope.child()) {
-            for (ExitHead h : heads) {
-                int layer = h.layer();
-                if (!policy.evaluates(layer)) continue;
-                int n = rows.count();
+            for (int l = 0; l < config.nLayers(); l++) {
+                join(rows, x, active, fed, len, l);
+                int n = rows.size();
                 Tensor xs = x.slice(0, n);
-                boolean needResidual = h.architecture() == ExitArchitecture.MLP;
-                if (layer - 1 > from) model.layers(xs, rows, cache, from, layer - 1, ws, null);
-                model.layers(xs, rows, cache, layer - 1, layer, ws, !needResidual ? null : new LlamaModel.LayerTap() {
+                Workspace.Rows wr = ws.rows(new int[n], column(rows, 0), column(rows, 1));
+                ExitHead h = exits == null ? null : exits.head(l + 1);
+                boolean evaluate = h != null && policy.evaluates(l + 1);
+                boolean needResidual = evaluate && h.architecture() == ExitArchitecture.MLP;
+                model.layers(xs, wr, cache, l, l + 1, ws, !needResidual ? null : new LlamaModel.LayerTap() {
                     @Override
-                    public void afterAttention(int l, Tensor residual) { resid.slice(0, n).copyFrom(residual); }
+                    public void afterAttention(int layer, Tensor residual) { resid.slice(0, n).copyFrom(residual); }
                 });
-                counters.rowLayers += (long) n * (layer - from);
-                from = layer;
-                // the head judges each active sequence's newest row
-                int[] last = lastRows(active, len, fed);
-                Tensor idx = lastIdx.slice(0, last.length).copyFrom(last);
+                counters.rowLayers += n;
+                if (!evaluate) continue;
+                // the head judges each active sequence's newest row (rows 0..active-1 are the newest, in order)
+                int m = active.size();
                 Tensor hidden = xs;
-                if (h.architecture() == ExitArchitecture.LAYER) { // its own layer runs on every row, keeping its cache exact
+                if (h.architecture() == ExitArchitecture.LAYER) { // its own layer runs on every row here, keeping its cache exact
                     hidden = step.allocate(DType.F32, n, config.dim());
                     hidden.copyFrom(xs);
-                    KvCache hc = headCaches.get(layer);
-                    model.layer(h.layerWeights(), hc.keys(0), hc.values(0), hidden, rows, ws);
+                    KvCache hc = headCaches.get(l + 1);
+                    model.layer(h.layerWeights(), hc.keys(0), hc.values(0), hidden, wr, ws);
                     counters.rowLayers += n;
                 }
-                Tensor lastHidden = step.allocate(DType.F32, last.length, config.dim());
-                ops.gatherRows(lastHidden, hidden, idx);
-                Tensor lastResid = null;
-                if (needResidual) {
-                    lastResid = step.allocate(DType.F32, last.length, config.dim());
-                    ops.gatherRows(lastResid, resid.slice(0, n), idx);
-                }
-                Tensor z = h.inferenceInput(step, lastHidden, lastResid);
-                Tensor logits = step.allocate(DType.F32, last.length, config.vocabSize());
+                Tensor z = h.inferenceInput(step, hidden.slice(0, m), needResidual ? resid.slice(0, m) : null);
+                Tensor logits = step.allocate(DType.F32, m, config.vocabSize());
                 ops.linear(logits, z, h.lmHead().value());
-                counters.headEvals += last.length;
-                if (!policy.canExit(layer)) continue;
-                Tensor mp = maxProb.slice(0, last.length), am = chosen.slice(0, last.length);
+                counters.headEvals += m;
+                if (!policy.canExit(l + 1)) continue;
+                Tensor mp = maxProb.slice(0, m), am = chosen.slice(0, m);
                 ops.argmax(am, mp, logits, h.temperature());
                 float[] p = mp.toFloatArray();
-                float tau = policy.threshold(layer);
-                List<Integer> fired = new ArrayList<>();
-                for (int i = 0; i < p.length; i++) if (p[i] >= tau) fired.add(i);
-                if (fired.isEmpty()) continue;
+                float tau = policy.threshold(l + 1);
+                boolean any = false;
+                for (float v : p) any |= v >= tau;
+                if (!any) continue;
                 int[] tokens = choose(logits, active, len, cfg);
                 List<Integer> keep = new ArrayList<>();
-                for (int i = 0; i < active.size(); i++) {
+                for (int i = 0; i < m; i++) {
                     int s = active.get(i);
-                    if (fired.contains(i)) {
+                    if (p[i] >= tau) {
                         out.put(s, tokens[i]);
-                        counters.exits[layer]++;
-                        if (poisonSkippedKv) poison(s, fed[s], len[s], layer);
+                        counters.exits[l + 1]++;
                     } else {
                         keep.add(s);
                     }
                 }
-                if (keep.isEmpty()) return out;
-                // compact: keep only the rows of sequences still in the pass
-                int[] keepRows = rowsOf(keep, active, len, fed);
-                ops.gatherRows(spare.slice(0, keepRows.length), xs, step.of(keepRows, keepRows.length));
+                // exited sequences leave: their rows keep their layer-(l+1) states and wait for a deeper pass
+                ensureStates();
+                List<int[]> kept = new ArrayList<>();
+                List<Integer> keptIdx = new ArrayList<>(), storedIdx = new ArrayList<>(), storedSlot = new ArrayList<>();
+                for (int r = 0; r < n; r++) {
+                    int[] row = rows.get(r);
+                    if (keep.contains(row[0])) {
+                        kept.add(row);
+                        keptIdx.add(r);
+                    } else {
+                        storedIdx.add(r);
+                        storedSlot.add(slot(row[0], row[1]));
+                        doneLayers[row[0]][row[1]] = l + 1;
+                    }
+                }
+                storeStates(step, xs, storedIdx, storedSlot);
+                if (poisonSkippedKv) for (int r : storedIdx) poison(rows.get(r)[0], rows.get(r)[1], l + 1);
+                if (kept.isEmpty()) return out;
+                ops.gatherRows(spare.slice(0, kept.size()), xs, step.of(keptIdx.stream().mapToInt(Integer::intValue).toArray(), kept.size()));
                 Tensor t = x;
                 x = spare;
                 spare = t;
+                rows = kept;
                 active = keep;
-                rows = loadRows(active, seqs, len, fed);
             }
-            int n = rows.count();
-            Tensor xs = x.slice(0, n);
-            model.layers(xs, rows, cache, from, config.nLayers(), ws, null);
-            counters.rowLayers += (long) n * (config.nLayers() - from);
-            int[] last = lastRows(active, len, fed);
-            Tensor idx = lastIdx.slice(0, last.length).copyFrom(last);
-            Tensor lastHidden = step.allocate(DType.F32, last.length, config.dim()), normed = step.allocate(DType.F32, last.length, config.dim());
-            Tensor logits = step.allocate(DType.F32, last.length, config.vocabSize());
-            ops.gatherRows(lastHidden, xs, idx);
-            model.logits(logits, lastHidden, normed);
+            // whoever reached the last layer: every one of its rows is now complete
+            int m = active.size();
+            Tensor normed = step.allocate(DType.F32, m, config.dim()), logits = step.allocate(DType.F32, m, config.vocabSize());
+            model.logits(logits, x.slice(0, m), normed);
             int[] tokens = choose(logits, active, len, cfg);
-            for (int i = 0; i < active.size(); i++) {
+            for (int i = 0; i < m; i++) {
                 int s = active.get(i);
                 out.put(s, tokens[i]);
                 counters.exits[config.nLayers()]++;
-                fed[s] = len[s]; // every fed row now has K/V in every layer
+                fed[s] = len[s];
             }
         }
+        return out;
+    }
+
+    /** Adds to the rows in flight the pending rows (of active sequences) that stopped after layer {@code layer}. */
+    private void join(List<int[]> rows, Tensor x, List<Integer> active, int[] fed, int[] len, int layer) {
+        if (layer == 0 || states == null) return; // layer 0: rows come from embeddings
+        List<Integer> slots = new ArrayList<>();
+        for (int s : active) {
+            for (int p = fed[s]; p < len[s] - 1; p++) {
+                if (doneLayers[s][p] == layer) {
+                    rows.add(new int[] {s, p});
+                    slots.add(slot(s, p));
+                }
+            }
+        }
+        if (slots.isEmpty()) return;
+        int n = rows.size(), k = slots.size();
+        try (Scope s = scope.child()) {
+            model.backend().ops().gatherRows(x.slice(n - k, n), states, s.of(slots.stream().mapToInt(Integer::intValue).toArray(), k));
+        }
+    }
+
+    private void ensureStates() {
+        if (states == null) states = scope.allocate(DType.F32, maxBatch * maxLen, config.dim());
+    }
+
+    /** Saves rows {@code idx} of x into state slots. */
+    private void storeStates(Scope step, Tensor x, List<Integer> idx, List<Integer> slots) {
+        for (int i = 0; i < idx.size(); i++) states.slice(slots.get(i), slots.get(i) + 1).copyFrom(x.slice(idx.get(i), idx.get(i) + 1));
+    }
+
+    private int slot(int s, int p) { return s * maxLen + p; }
+
+    private static int[] column(List<int[]> rows, int c) {
+        int[] out = new int[rows.size()];
+        for (int i = 0; i < out.length; i++) out[i] = rows.get(i)[c];
         return out;
     }
 
@@ -301,57 +351,14 @@ public final class EarlyExitGenerator implements AutoCloseable {
         return out.toIntArray();
     }
 
-    private Workspace.Rows loadRows(List<Integer> active, int[][] seqs, int[] len, int[] fed) {
-        int n = 0;
-        for (int s : active) n += len[s] - fed[s];
-        int[] tok = new int[n], seq = new int[n], pos = new int[n];
-        int r = 0;
-        for (int s : active) {
-            for (int p = fed[s]; p < len[s]; p++, r++) {
-                tok[r] = seqs[s][p];
-                seq[r] = s;
-                pos[r] = p;
-            }
-        }
-        return ws.rows(tok, seq, pos);
-    }
-
-    /** Index of each active sequence's newest row in the packed rows. */
-    private static int[] lastRows(List<Integer> active, int[] len, int[] fed) {
-        int[] last = new int[active.size()];
-        int r = 0;
-        for (int i = 0; i < active.size(); i++) {
-            int s = active.get(i);
-            r += len[s] - fed[s];
-            last[i] = r - 1;
-        }
-        return last;
-    }
-
-    /** Packed-row indices (in {@code active}'s layout) of the sequences in {@code keep}. */
-    private static int[] rowsOf(List<Integer> keep, List<Integer> active, int[] len, int[] fed) {
-        List<Integer> idx = new ArrayList<>();
-        int r = 0;
-        for (int s : active) {
-            int n = len[s] - fed[s];
-            if (keep.contains(s)) for (int k = 0; k < n; k++) idx.add(r + k);
-            r += n;
-        }
-        return idx.stream().mapToInt(Integer::intValue).toArray();
-    }
-
-    private void poison(int s, int from, int to, int exitLayer) {
-        int n = to - from, kvDim = config.nKvHeads() * config.headDim();
-        try (Scope p = scope.child()) {
-            float[] nan = new float[n * kvDim];
+    /** Test hook: NaN into the cache slots of (s, p) in the layers it has not reached (from {@code fromLayer}). */
+    private void poison(int s, int p, int fromLayer) {
+        int kvDim = config.nKvHeads() * config.headDim();
+        try (Scope sc = scope.child()) {
+            float[] nan = new float[kvDim];
             Arrays.fill(nan, Float.NaN);
-            int[] seq = new int[n], pos = new int[n];
-            for (int i = 0; i < n; i++) {
-                seq[i] = s;
-                pos[i] = from + i;
-            }
-            Tensor src = p.of(nan, n, kvDim), seqT = p.of(seq, n), posT = p.of(pos, n);
-            for (int l = exitLayer; l < config.nLayers(); l++) {
+            Tensor src = sc.of(nan, 1, kvDim), seqT = sc.of(new int[] {s}, 1), posT = sc.of(new int[] {p}, 1);
+            for (int l = fromLayer; l < config.nLayers(); l++) {
                 model.backend().ops().kvWrite(cache.keys(l), src, seqT, posT);
                 model.backend().ops().kvWrite(cache.values(l), src, seqT, posT);
             }
