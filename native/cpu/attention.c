@@ -1,6 +1,14 @@
 /*
  * Causal grouped-query attention: the forward against a KV cache (packed rows of any sequences and positions), the
  * backward for dense batches (recomputing probabilities from the forward's log-sum-exp), and the cache row moves.
+ *
+ * The fast path puts up to 16 "query slots" -- (row, head) pairs of one sequence whose heads share one KV head -- in
+ * the 16 lanes of a vector: Q and dO are transposed once per slot block to head_dim x 16, so that the scores of a
+ * key for all slots are head_dim broadcast-FMAs (K rows are read once for all of them), the softmax, causal mask and
+ * log-sum-exp run lane-wise, and O^T += V^T P^T is again broadcast-FMAs. Keys go in blocks of KB with an online
+ * softmax (forward) or the forward's log-sum-exp (backward). The code is written once with GCC vector extensions
+ * (16 floats) and instantiated for the baseline, AVX2 and AVX-512 with register tiles sized for each. Blocks with
+ * few slots (decode: one row per sequence) and head_dim > DMAX use the per-(row, head) path below.
  */
 #include <math.h>
 
@@ -53,30 +61,6 @@ static void attend_base(ATTEND_ARGS) { attend(out, lse, q, k, v, kv_width, n_key
 EE_AVX2 static void attend_avx2(ATTEND_ARGS) { attend(out, lse, q, k, v, kv_width, n_keys, D, scale); }
 EE_AVX512 static void attend_avx512(ATTEND_ARGS) { attend(out, lse, q, k, v, kv_width, n_keys, D, scale); }
 
-EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t max_len, float scale) {
-    if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || max_len <= 0 || n_heads % n_kv_heads)
-        return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, max_len %d)", n_heads, n_kv_heads, head_dim, max_len);
-    if (rows == 0) return 0;
-    if (!out || !q || !k_cache || !v_cache || !row_seq || !row_pos) return ee_fail("ee_attention_fwd: null pointer");
-    const int32_t group = n_heads / n_kv_heads, D = head_dim;
-    const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)n_kv_heads * D;
-    const ee_cpu* cpu = ee_cpu_get();
-    void (*attend_any)(ATTEND_ARGS) = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
-    double keys = 0.0;
-    for (int32_t r = 0; r < rows; r++) {
-        if (row_seq[r] < 0 || row_pos[r] < 0 || row_pos[r] >= max_len)
-            return ee_fail("ee_attention_fwd: row %d has sequence %d, position %d (max_len %d)", r, row_seq[r], row_pos[r], max_len);
-        keys += row_pos[r] + 1;
-    }
-    /* later positions attend to more keys: dynamic scheduling balances the causal triangle */
-    EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(4.0 * keys * n_heads * D), i, (int64_t)rows * n_heads, {
-        const int64_t r = i / n_heads, h = i % n_heads;
-        const size_t kv = (size_t)row_seq[r] * max_len * kv_width + (size_t)(h / group) * D;
-        attend_any(out + r * q_width + h * D, lse ? lse + i : 0, q + r * q_width + h * D, k_cache + kv, v_cache + kv, kv_width, row_pos[r] + 1, D, scale);
-    });
-    return 0;
-}
-
 /*
  * FlashAttention-style backward of one query head of one sequence (rows q_width apart, its kv head's rows kv_width
  * apart). With P = exp(scale q.k - lse) and D = dout.out for a query row: dS = P * (dout.v - D);
@@ -107,7 +91,321 @@ static void attend_bwd_base(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
 EE_AVX2 static void attend_bwd_avx2(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
 EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
 
-/* One (batch, kv head) pair per task: the task owns its dk/dv slices and the dq rows of the heads sharing them. */
+
+/* ---- slot-vector path ---------------------------------------------------------------------------------------- */
+
+#define LANES 16     /* query slots per block: the lanes of one v16 */
+#define DMAX 128     /* largest head_dim of the slot path (stack buffers are DMAX x 16 floats) */
+#define KB 64        /* keys per block */
+#define MIN_SLOTS 6  /* fewer slots than this in a forward block: the per-(row, head) path is faster */
+
+/* only inside always-inline functions, so the vector ABI warning does not apply */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+
+EE_INLINE v16 vsel(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b & ~m)); }
+EE_INLINE v16 vmax(v16 a, v16 b) { return vsel(a > b, a, b); }
+EE_INLINE v16 vsplat(float x) { return (v16){0} + x; }
+
+/* exp as in exp.c (Cephes polynomial, about 1 ulp); arguments below -87.3 (and -inf) give 0. Round to nearest by
+ * the 1.5 * 2^23 trick, exact for the clamped range. */
+EE_INLINE v16 vexp(v16 x) {
+    const v16i under = ~(x >= -87.33654f);
+    x = vmax(x, vsplat(-87.33654f));
+    x = vsel(x > 88.3762626647949f, vsplat(88.3762626647949f), x);
+    const v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    v16 r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    v16 p = vsplat(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + (r + 1.0f);
+    const v16i pow2n = (__builtin_convertvector(n, v16i) + 127) << 23;
+    return (v16)((v16i)(p * (v16)pow2n) & ~under);
+}
+
+/* st[j] = sum_d k[j][d] qt[d] for j < nb (k rows ldk apart): kt keys per register tile */
+EE_INLINE void slot_scores(v16* st, const float* k, size_t ldk, int nb, const v16* qt, int D, const int kt) {
+    int j = 0;
+    for (; j + kt <= nb; j += kt) {
+        v16 acc[8];
+        const float* kj = k + (size_t)j * ldk;
+#pragma GCC unroll 8
+        for (int kk = 0; kk < kt; kk++) acc[kk] = (v16){0};
+        for (int d = 0; d < D; d++) {
+            const v16 qd = qt[d];
+#pragma GCC unroll 8
+            for (int kk = 0; kk < kt; kk++) acc[kk] += kj[kk * ldk + d] * qd;
+        }
+#pragma GCC unroll 8
+        for (int kk = 0; kk < kt; kk++) st[j + kk] = acc[kk];
+    }
+    for (; j < nb; j++) {
+        const float* kj = k + (size_t)j * ldk;
+        v16 a = (v16){0}; /* the same sum order as the tiles: a lane's result does not depend on the block */
+        for (int d = 0; d < D; d++) a += kj[d] * qt[d];
+        st[j] = a;
+    }
+}
+
+/* ot[d] += sum_j v[j][d] pt[j] for d < D, j < nb (v rows ldv apart): dt head dims per register tile */
+EE_INLINE void slot_accum(v16* ot, const v16* pt, const float* v, size_t ldv, int nb, int D, const int dt) {
+    int d = 0;
+    for (; d + dt <= D; d += dt) {
+        v16 acc[8];
+#pragma GCC unroll 8
+        for (int dd = 0; dd < dt; dd++) acc[dd] = ot[d + dd];
+        for (int j = 0; j < nb; j++) {
+            const v16 p = pt[j];
+            const float* vj = v + (size_t)j * ldv + d;
+#pragma GCC unroll 8
+            for (int dd = 0; dd < dt; dd++) acc[dd] += vj[dd] * p;
+        }
+#pragma GCC unroll 8
+        for (int dd = 0; dd < dt; dd++) ot[d + dd] = acc[dd];
+    }
+    for (; d < D; d++) {
+        v16 a = ot[d];
+        for (int j = 0; j < nb; j++) a += v[(size_t)j * ldv + d] * pt[j];
+        ot[d] = a;
+    }
+}
+
+EE_INLINE void add_row16(float* dst, v16 a, int w) {
+    if (w == LANES) {
+        *(v16u*)dst = *(const v16u*)dst + a;
+    } else {
+        for (int l = 0; l < w; l++) dst[l] += a[l];
+    }
+}
+
+/* dst[j][d] += sum_{s < ns} wt[j][s] rows[s][d] for j < nb, d < D (dst rows ldd apart; rows[s] holds DMAX / 16
+ * vectors, zero past D): kt keys per register tile */
+EE_INLINE void slot_rows(float* dst, size_t ldd, const v16* wt, const v16* rows, int ns, int nb, int D, const int kt) {
+    for (int c = 0; c * LANES < D; c++) {
+        const int w = ee_min(LANES, D - c * LANES);
+        int j = 0;
+        for (; j + kt <= nb; j += kt) {
+            v16 acc[8];
+#pragma GCC unroll 8
+            for (int kk = 0; kk < kt; kk++) acc[kk] = (v16){0};
+            for (int s = 0; s < ns; s++) {
+                const v16 r = rows[s * (DMAX / LANES) + c];
+#pragma GCC unroll 8
+                for (int kk = 0; kk < kt; kk++) acc[kk] += wt[j + kk][s] * r;
+            }
+#pragma GCC unroll 8
+            for (int kk = 0; kk < kt; kk++) add_row16(dst + (size_t)(j + kk) * ldd + c * LANES, acc[kk], w);
+        }
+        for (; j < nb; j++) {
+            v16 a = (v16){0};
+            for (int s = 0; s < ns; s++) a += wt[j][s] * rows[s * (DMAX / LANES) + c];
+            add_row16(dst + (size_t)j * ldd + c * LANES, a, w);
+        }
+    }
+}
+
+/* scores of keys past a slot's last position become -inf (exp gives 0) */
+EE_INLINE void slot_mask(v16* st, int j0, int nb, v16i lim) {
+    const v16 ninf = vsplat(-INFINITY);
+    for (int j = 0; j < nb; j++) st[j] = vsel((v16i){0} + (j0 + j) > lim, ninf, st[j]);
+}
+
+/*
+ * Forward of one slot block: rows r (q, out rows q_width apart from the block's first row; positions pos[r]) times
+ * heads h0 .. h0 + nh - 1, slot s = r * nh + (h - h0); k, v: the sequence's cache at the KV head, rows kv_width apart.
+ */
+EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* pos, int nr, int h0, int nh, size_t q_width, int32_t n_heads, const float* k, const float* v, size_t kv_width, int D, float scale, const int kt, const int dt) {
+    v16 qt[DMAX], ot[DMAX], st[KB];
+    v16i lim = (v16i){0};
+    const int ns = nr * nh;
+    int min_lim = pos[0], max_lim = pos[0];
+    for (int r = 0; r < nr; r++) min_lim = pos[r] < min_lim ? pos[r] : min_lim, max_lim = pos[r] > max_lim ? pos[r] : max_lim;
+    for (int d = 0; d < D; d++) qt[d] = (v16){0}, ot[d] = (v16){0};
+    for (int s = 0; s < LANES; s++) {
+        if (s < ns) {
+            const float* qs = q + (size_t)(s / nh) * q_width + (size_t)(h0 + s % nh) * D;
+            for (int d = 0; d < D; d++) qt[d][s] = scale * qs[d];
+            lim[s] = pos[s / nh];
+        } else {
+            lim[s] = max_lim; /* padding: zero scores, never written */
+        }
+    }
+    v16 m = vsplat(-INFINITY), l = (v16){0};
+    for (int j0 = 0; j0 <= max_lim; j0 += KB) {
+        const int nb = ee_min(KB, max_lim + 1 - j0);
+        slot_scores(st, k + (size_t)j0 * kv_width, kv_width, nb, qt, D, kt);
+        if (j0 + nb - 1 > min_lim) slot_mask(st, j0, nb, lim);
+        v16 bm = st[0];
+        for (int j = 1; j < nb; j++) bm = vmax(bm, st[j]);
+        const v16 mn = vmax(m, bm), corr = vexp(m - mn); /* 0 on the first block */
+        v16 sum = (v16){0};
+        for (int j = 0; j < nb; j++) sum += st[j] = vexp(st[j] - mn);
+        l = l * corr + sum;
+        if (j0) for (int d = 0; d < D; d++) ot[d] *= corr;
+        slot_accum(ot, st, v + (size_t)j0 * kv_width, kv_width, nb, D, dt);
+        m = mn;
+    }
+    const v16 inv = 1.0f / l;
+    for (int s = 0; s < ns; s++) {
+        const size_t o = (size_t)(s / nh) * q_width + (size_t)(h0 + s % nh) * D;
+        for (int d = 0; d < D; d++) out[o + d] = ot[d][s] * inv[s];
+        if (lse) lse[(size_t)(s / nh) * n_heads + h0 + s % nh] = m[s] + logf(l[s]);
+    }
+}
+
+typedef struct {
+    float *out, *lse;
+    const float *q, *k_cache, *v_cache;
+    const int32_t *row_seq, *row_pos;
+    int32_t rows, n_heads, n_kv_heads, D, max_len, rows_per_item, head_chunks, heads_per_chunk;
+    float scale;
+} fwd_ctx;
+
+/* item = (chunk of rows_per_item rows, KV head, chunk of its query heads); the rows split where the sequence changes */
+EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int dt) {
+    const int group = c->n_heads / c->n_kv_heads, D = c->D;
+    const int hc = (int)(item % c->head_chunks), kvh = (int)(item / c->head_chunks % c->n_kv_heads);
+    const int r_begin = (int)(item / c->head_chunks / c->n_kv_heads) * c->rows_per_item, r_end = ee_min(c->rows, r_begin + c->rows_per_item);
+    const int h0 = kvh * group + hc * c->heads_per_chunk, nh = ee_min(c->heads_per_chunk, (kvh + 1) * group - h0);
+    const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
+    for (int r0 = r_begin, r1; r0 < r_end; r0 = r1) {
+        for (r1 = r0 + 1; r1 < r_end && c->row_seq[r1] == c->row_seq[r0];) r1++;
+        const size_t kv = (size_t)c->row_seq[r0] * c->max_len * kv_width + (size_t)kvh * D;
+        if ((r1 - r0) * nh >= MIN_SLOTS && D <= DMAX) {
+            fwd_block(c->out + r0 * q_width, c->lse ? c->lse + (size_t)r0 * c->n_heads : 0, c->q + r0 * q_width, c->row_pos + r0, r1 - r0, h0, nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, D, c->scale, kt, dt);
+        } else {
+            for (int r = r0; r < r1; r++)
+                for (int h = h0; h < h0 + nh; h++)
+                    attend(c->out + r * q_width + h * D, c->lse ? c->lse + (size_t)r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, D, c->scale);
+        }
+    }
+}
+
+static void fwd_item_base(const fwd_ctx* c, int64_t item) { fwd_item(c, item, 2, 2); }
+EE_AVX2 static void fwd_item_avx2(const fwd_ctx* c, int64_t item) { fwd_item(c, item, 4, 4); }
+EE_AVX512 static void fwd_item_avx512(const fwd_ctx* c, int64_t item) { fwd_item(c, item, 8, 8); }
+
+/* heads of a group per slot block (<= LANES, near-equal chunks) and rows per block */
+static void slot_shape(int group, int* head_chunks, int* heads_per_chunk, int* rows_per_block) {
+    *head_chunks = (group + LANES - 1) / LANES;
+    *heads_per_chunk = (group + *head_chunks - 1) / *head_chunks;
+    *rows_per_block = LANES / *heads_per_chunk;
+}
+
+EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t max_len, float scale) {
+    if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || max_len <= 0 || n_heads % n_kv_heads)
+        return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, max_len %d)", n_heads, n_kv_heads, head_dim, max_len);
+    if (rows == 0) return 0;
+    if (!out || !q || !k_cache || !v_cache || !row_seq || !row_pos) return ee_fail("ee_attention_fwd: null pointer");
+    double keys = 0.0;
+    int32_t runs = 0; /* maximal groups of consecutive rows of one sequence */
+    for (int32_t r = 0; r < rows; r++) {
+        if (row_seq[r] < 0 || row_pos[r] < 0 || row_pos[r] >= max_len)
+            return ee_fail("ee_attention_fwd: row %d has sequence %d, position %d (max_len %d)", r, row_seq[r], row_pos[r], max_len);
+        keys += row_pos[r] + 1;
+        runs += r == 0 || row_seq[r] != row_seq[r - 1];
+    }
+    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale};
+    slot_shape(n_heads / n_kv_heads, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_item);
+    const ee_cpu* cpu = ee_cpu_get();
+    if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
+        /* decode-like (about one row per sequence): one (row, head) per task, the heads of a row after another, so
+         * that a sequence's cache rows are used while they are in cache */
+        const int32_t group = n_heads / n_kv_heads, D = head_dim;
+        const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)n_kv_heads * D;
+        void (*attend_any)(ATTEND_ARGS) = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
+        EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(4.0 * keys * n_heads * D), i, (int64_t)rows * n_heads, {
+            const int64_t r = i / n_heads, h = i % n_heads;
+            const size_t kv = (size_t)row_seq[r] * max_len * kv_width + (size_t)(h / group) * D;
+            attend_any(out + r * q_width + h * D, lse ? lse + i : 0, q + r * q_width + h * D, k_cache + kv, v_cache + kv, kv_width, row_pos[r] + 1, D, scale);
+        });
+        return 0;
+    }
+    void (*item_any)(const fwd_ctx*, int64_t) = cpu->avx512 ? fwd_item_avx512 : cpu->avx2 ? fwd_item_avx2 : fwd_item_base;
+    const int64_t items = (int64_t)ee_ceil_div(rows, c.rows_per_item) * n_kv_heads * c.head_chunks;
+    /* later positions attend to more keys: dynamic scheduling balances the causal triangle */
+    EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(4.0 * keys * n_heads * head_dim), i, items, item_any(&c, i));
+    return 0;
+}
+
+/*
+ * Backward of one slot block (rows t0 .. t0 + nr - 1 of one sequence, heads h0 .. h0 + nh - 1 of one KV head; all
+ * pointers at the sequence's first row and the KV head). P = exp(s - lse) with s = scale q.k, Dv = dout.out:
+ * dS = P (dout.v - Dv); dq = scale dS K (written), dk += scale dS^T Q, dv += P^T dout.
+ */
+EE_INLINE void bwd_block(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q, const float* k, const float* v, int t0, int nr, int h0, int nh, size_t q_width, size_t kv_width, int32_t n_heads, int D, float scale, const int kt, const int dt) {
+    v16 qt[DMAX], gt[DMAX], dqt[DMAX], qr[LANES * DMAX / LANES], gr[LANES * DMAX / LANES], pt[KB], dst[KB];
+    v16 lsev = vsplat(INFINITY), dvec = (v16){0};
+    v16i lim = (v16i){0};
+    const int ns = nr * nh, max_lim = t0 + nr - 1;
+    for (int d = 0; d < D; d++) qt[d] = gt[d] = dqt[d] = (v16){0};
+    for (int s = 0; s < ns; s++) {
+        const size_t o = (size_t)(t0 + s / nh) * q_width + (size_t)(h0 + s % nh) * D;
+        float* qs = (float*)(qr + s * (DMAX / LANES));
+        float* gs = (float*)(gr + s * (DMAX / LANES));
+        float dsum = 0.0f;
+        for (int d = 0; d < D; d++) {
+            qt[d][s] = qs[d] = scale * q[o + d];
+            gt[d][s] = gs[d] = dout[o + d];
+            dsum += dout[o + d] * out[o + d];
+        }
+        for (int d = D; d < ee_ceil_div(D, LANES) * LANES; d++) qs[d] = gs[d] = 0.0f;
+        dvec[s] = dsum;
+        lsev[s] = lse[(size_t)(t0 + s / nh) * n_heads + h0 + s % nh];
+        lim[s] = t0 + s / nh;
+    }
+    for (int s = ns; s < LANES; s++) lim[s] = max_lim; /* padding: lse = inf gives P = 0 */
+    for (int j0 = 0; j0 <= max_lim; j0 += KB) {
+        const int nb = ee_min(KB, max_lim + 1 - j0);
+        const float *kj = k + (size_t)j0 * kv_width, *vj = v + (size_t)j0 * kv_width;
+        slot_scores(pt, kj, kv_width, nb, qt, D, kt);
+        slot_scores(dst, vj, kv_width, nb, gt, D, kt);
+        if (j0 + nb - 1 > t0) slot_mask(pt, j0, nb, lim);
+        for (int j = 0; j < nb; j++) {
+            const v16 p = vexp(pt[j] - lsev);
+            pt[j] = p;
+            dst[j] = p * (dst[j] - dvec);
+        }
+        slot_accum(dqt, dst, kj, kv_width, nb, D, dt);
+        slot_rows(dk + (size_t)j0 * kv_width, kv_width, dst, qr, ns, nb, D, kt);
+        slot_rows(dv + (size_t)j0 * kv_width, kv_width, pt, gr, ns, nb, D, kt);
+    }
+    for (int s = 0; s < ns; s++) {
+        float* dqs = dq + (size_t)(t0 + s / nh) * q_width + (size_t)(h0 + s % nh) * D;
+        for (int d = 0; d < D; d++) dqs[d] = scale * dqt[d][s];
+    }
+}
+
+typedef struct {
+    float *dq, *dk, *dv;
+    const float *dout, *out, *lse, *q, *k, *v;
+    int32_t seq, n_heads, n_kv_heads, D, rows_per_block, head_chunks, heads_per_chunk;
+    float scale;
+} bwd_ctx;
+
+/* task = (batch, KV head): it owns the dk/dv rows of that KV head and the dq rows of the heads sharing it */
+EE_INLINE void bwd_task(const bwd_ctx* c, int64_t task, const int kt, const int dt) {
+    const int group = c->n_heads / c->n_kv_heads, D = c->D;
+    const int64_t b = task / c->n_kv_heads, kvh = task % c->n_kv_heads;
+    const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
+    const size_t qo = (size_t)b * c->seq * q_width, kv = (size_t)b * c->seq * kv_width + (size_t)kvh * D;
+    for (int hc = 0; hc < c->head_chunks; hc++) {
+        const int h0 = (int)kvh * group + hc * c->heads_per_chunk, nh = ee_min(c->heads_per_chunk, (int)(kvh + 1) * group - h0);
+        for (int t0 = 0; t0 < c->seq; t0 += c->rows_per_block)
+            bwd_block(c->dq + qo, c->dk + kv, c->dv + kv, c->dout + qo, c->out + qo, c->lse + (size_t)b * c->seq * c->n_heads, c->q + qo, c->k + kv, c->v + kv, t0, ee_min(c->rows_per_block, c->seq - t0), h0, nh, q_width, kv_width, c->n_heads, D, c->scale, kt, dt);
+    }
+}
+
+static void bwd_task_base(const bwd_ctx* c, int64_t task) { bwd_task(c, task, 2, 2); }
+EE_AVX2 static void bwd_task_avx2(const bwd_ctx* c, int64_t task) { bwd_task(c, task, 4, 4); }
+EE_AVX512 static void bwd_task_avx512(const bwd_ctx* c, int64_t task) { bwd_task(c, task, 8, 8); }
+
 EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q, const float* k, const float* v, int32_t batch, int32_t seq, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, float scale) {
     if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
         return ee_fail("ee_attention_bwd: bad shape (heads %d, kv heads %d, head_dim %d)", n_heads, n_kv_heads, head_dim);
@@ -116,8 +414,15 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
     const int32_t group = n_heads / n_kv_heads, D = head_dim;
     const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)n_kv_heads * D;
     const ee_cpu* cpu = ee_cpu_get();
-    void (*attend_bwd_any)(ATTEND_BWD_ARGS) = cpu->avx512 ? attend_bwd_avx512 : cpu->avx2 ? attend_bwd_avx2 : attend_bwd_base;
     const double work = 10.0 * batch * n_heads * D * 0.5 * seq * (seq + 1.0);
+    if (D <= DMAX) {
+        bwd_ctx c = {dq, dk, dv, dout, out, lse, q, k, v, seq, n_heads, n_kv_heads, D, 0, 0, 0, scale};
+        slot_shape(group, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_block);
+        void (*task_any)(const bwd_ctx*, int64_t) = cpu->avx512 ? bwd_task_avx512 : cpu->avx2 ? bwd_task_avx2 : bwd_task_base;
+        EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(work), task, (int64_t)batch * n_kv_heads, task_any(&c, task));
+        return 0;
+    }
+    void (*attend_bwd_any)(ATTEND_BWD_ARGS) = cpu->avx512 ? attend_bwd_avx512 : cpu->avx2 ? attend_bwd_avx2 : attend_bwd_base;
     EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(work), task, (int64_t)batch * n_kv_heads, {
         const int64_t b = task / n_kv_heads, kvh = task % n_kv_heads;
         const size_t kv = (size_t)b * seq * kv_width + (size_t)kvh * D;

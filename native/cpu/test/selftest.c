@@ -131,38 +131,49 @@ static void test_rmsnorm(unsigned* seed) {
     free(x), free(w), free(g);
 }
 
+/* reference forward of one (row, head) against a cache laid out n_seq x max_len x (KVH * D): writes out (D) and
+ * the probabilities p (pos + 1) */
+static void attention_ref(double* out, double* p, const float* qh, const float* k, const float* v, int seq, int pos, int max_len, int KVH, int kvh, int D, float scale) {
+    double mx = -INFINITY, sum = 0;
+    for (int j = 0; j <= pos; j++) {
+        const float* kj = k + ((size_t)(seq * max_len + j) * KVH + kvh) * D;
+        double s = 0;
+        for (int i = 0; i < D; i++) s += (double)qh[i] * kj[i];
+        p[j] = s * scale;
+        mx = fmax(mx, p[j]);
+    }
+    for (int j = 0; j <= pos; j++) sum += (p[j] = exp(p[j] - mx));
+    for (int i = 0; i < D; i++) out[i] = 0;
+    for (int j = 0; j <= pos; j++) {
+        p[j] /= sum;
+        const float* vj = v + ((size_t)(seq * max_len + j) * KVH + kvh) * D;
+        for (int i = 0; i < D; i++) out[i] += p[j] * vj[i];
+    }
+}
+
 /* dense causal attention: forward through the cache kernel (one sequence per batch row), backward vs the formulas */
-static void test_attention(unsigned* seed) {
-    const int B = 2, T = 17, H = 4, KVH = 2, D = 8, rows = B * T, G = H / KVH;
+static void test_attention(unsigned* seed, int B, int T, int H, int KVH, int D) {
+    const int rows = B * T, G = H / KVH;
     const float scale = 0.35f;
+    char what[96];
     float *q = randn(rows * H * D, seed), *k = randn(rows * KVH * D, seed), *v = randn(rows * KVH * D, seed), *g = randn(rows * H * D, seed);
     float *out = calloc(rows * H * D, 4), *lse = calloc(rows * H, 4), *dq = calloc(rows * H * D, 4), *dk = calloc(rows * KVH * D, 4), *dv = calloc(rows * KVH * D, 4);
     double *wout = calloc(rows * H * D, 8), *wdq = calloc(rows * H * D, 8), *wdk = calloc(rows * KVH * D, 8), *wdv = calloc(rows * KVH * D, 8);
-    int32_t seq[2 * 17], pos[2 * 17];
+    double *p = calloc(T, 8), *dp = calloc(T, 8);
+    int32_t *seq = calloc(rows, 4), *pos = calloc(rows, 4);
     for (int r = 0; r < rows; r++) seq[r] = r / T, pos[r] = r % T;
     ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, H, KVH, D, T, scale);
     ee_attention_bwd(dq, dk, dv, g, out, lse, q, k, v, B, T, H, KVH, D, scale);
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < H; h++) {
             const int b = r / T, t = r % T, kvh = h / G;
-            double p[17], mx = -INFINITY, sum = 0, dp[17], dsum = 0;
             const float* qh = q + (r * H + h) * D;
+            double dsum = 0;
+            attention_ref(wout + (r * H + h) * D, p, qh, k, v, b, t, T, KVH, kvh, D, scale);
             for (int j = 0; j <= t; j++) {
-                const float* kj = k + ((b * T + j) * KVH + kvh) * D;
-                double s = 0;
-                for (int i = 0; i < D; i++) s += (double)qh[i] * kj[i];
-                p[j] = s * scale;
-                mx = fmax(mx, p[j]);
-            }
-            for (int j = 0; j <= t; j++) sum += (p[j] = exp(p[j] - mx));
-            for (int j = 0; j <= t; j++) {
-                p[j] /= sum;
                 const float* vj = v + ((b * T + j) * KVH + kvh) * D;
                 dp[j] = 0;
-                for (int i = 0; i < D; i++) {
-                    wout[(r * H + h) * D + i] += p[j] * vj[i];
-                    dp[j] += (double)g[(r * H + h) * D + i] * vj[i];
-                }
+                for (int i = 0; i < D; i++) dp[j] += (double)g[(r * H + h) * D + i] * vj[i];
                 dsum += p[j] * dp[j];
             }
             for (int j = 0; j <= t; j++) {
@@ -175,11 +186,52 @@ static void test_attention(unsigned* seed) {
                 }
             }
         }
-    check("attention fwd", out, wout, rows * H * D, 1e-5);
-    check("attention bwd dq", dq, wdq, rows * H * D, 1e-5);
-    check("attention bwd dk", dk, wdk, rows * KVH * D, 1e-5);
-    check("attention bwd dv", dv, wdv, rows * KVH * D, 1e-5);
+    snprintf(what, sizeof what, "attention B%d T%d H%d KV%d D%d", B, T, H, KVH, D);
+    char* end = what + strlen(what);
+    strcpy(end, " fwd"), check(what, out, wout, rows * H * D, 1e-5);
+    strcpy(end, " bwd dq"), check(what, dq, wdq, rows * H * D, 1e-5);
+    strcpy(end, " bwd dk"), check(what, dk, wdk, rows * KVH * D, 1e-5);
+    strcpy(end, " bwd dv"), check(what, dv, wdv, rows * KVH * D, 1e-5);
     free(q), free(k), free(v), free(g), free(out), free(lse), free(dq), free(dk), free(dv), free(wout), free(wdq), free(wdk), free(wdv);
+    free(p), free(dp), free(seq), free(pos);
+}
+
+/* packed rows of several sequences at scattered positions (runs, single rows, a repeated sequence out of order) */
+static void test_attention_packed(unsigned* seed) {
+    enum { NSEQ = 3, MAXLEN = 100, H = 6, KVH = 2, D = 20, ROWS = 30 + 1 + 1 + 8 + 2 + 20 };
+    const float scale = 0.3f;
+    int32_t seq[ROWS], pos[ROWS];
+    int r = 0;
+    for (int i = 0; i < 30; i++) seq[r] = 2, pos[r++] = 10 + i;
+    seq[r] = 0, pos[r++] = 99;
+    seq[r] = 1, pos[r++] = 0;
+    for (int i = 0; i < 8; i++) seq[r] = 1, pos[r++] = 5 + i;
+    seq[r] = 0, pos[r++] = 50;
+    seq[r] = 0, pos[r++] = 3;
+    for (int i = 0; i < 20; i++) seq[r] = i % 3, pos[r++] = 70 + i;
+    float *q = randn(ROWS * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
+    float *out = calloc(ROWS * H * D, 4), *lse = calloc(ROWS * H, 4);
+    double *wout = calloc(ROWS * H * D, 8), wlse[ROWS * H], glse[ROWS * H], p[MAXLEN];
+    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, MAXLEN, scale)) printf("FAIL attention packed: %s\n", ee_last_error()), failures++;
+    for (r = 0; r < ROWS; r++)
+        for (int h = 0; h < H; h++) {
+            attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);
+            double mx = -INFINITY, sum = 0, s[MAXLEN];
+            for (int j = 0; j <= pos[r]; j++) {
+                s[j] = 0;
+                for (int i = 0; i < D; i++) s[j] += (double)q[(r * H + h) * D + i] * k[((seq[r] * MAXLEN + j) * KVH + h / (H / KVH)) * D + i];
+                mx = fmax(mx, s[j] *= scale);
+            }
+            for (int j = 0; j <= pos[r]; j++) sum += exp(s[j] - mx);
+            wlse[r * H + h] = mx + log(sum);
+            glse[r * H + h] = lse[r * H + h] - wlse[r * H + h] + 1.0; /* absolute error of lse, checked around 1 */
+            wlse[r * H + h] = 1.0;
+        }
+    float flse[ROWS * H];
+    for (int i = 0; i < ROWS * H; i++) flse[i] = (float)glse[i];
+    check("attention packed fwd", out, wout, ROWS * H * D, 1e-5);
+    check("attention packed lse", flse, wlse, ROWS * H, 1e-5);
+    free(q), free(k), free(v), free(out), free(lse), free(wout);
 }
 
 static void test_cross_entropy(unsigned* seed) {
@@ -248,7 +300,12 @@ int main(void) {
     test_cast();
     test_gemm(&seed);
     test_rmsnorm(&seed);
-    test_attention(&seed);
+    test_attention(&seed, 2, 17, 4, 2, 8);
+    test_attention(&seed, 2, 150, 3, 1, 36);  /* several key blocks, head_dim not a multiple of 16, group 3 */
+    test_attention(&seed, 1, 70, 20, 1, 16);  /* a group wider than 16 lanes */
+    test_attention(&seed, 2, 40, 4, 4, 48);
+    test_attention(&seed, 2, 9, 2, 2, 130);   /* head_dim past the slot path */
+    test_attention_packed(&seed);
     test_cross_entropy(&seed);
     test_sampling();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
