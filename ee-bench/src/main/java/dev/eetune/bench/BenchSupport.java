@@ -1,0 +1,77 @@
+package dev.eetune.bench;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Kernels;
+import dev.eetune.tensor.Tensor;
+
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * Shared helpers of the benchmarks: thread count, GEMM path, data folder, and order statistics.
+ *
+ * <p>System properties (pass them to {@code java} before {@code -jar}; JMH forks inherit the host JVM's arguments):
+ * <ul>
+ *   <li>{@code -Deetune.bench.threads=N}: worker threads of libeecpu and OpenBLAS (default: all cores);</li>
+ *   <li>{@code -Deetune.data=DIR}: the shared data folder holding {@code stories260K/stories260K.bin}
+ *       (default {@code ../shared/data}, relative to the working directory);</li>
+ *   <li>{@code -Deetune.bench.bwMiB=N}: size of the bandwidth probe buffer of {@link DecodeBenchmark} (default 256).</li>
+ * </ul>
+ */
+final class BenchSupport {
+    /** cblas constants. */
+    static final int CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
+    /** ee_set_gemm_path codes. */
+    static final int GEMM_AUTO = 0, GEMM_BLAS = 1, GEMM_FALLBACK = 2;
+    /** JVM flags every fork gets (forks are started with -cp, so the jar manifest's Enable-Native-Access does not apply). */
+    static final String NATIVE_ACCESS = "--enable-native-access=ALL-UNNAMED";
+
+    private BenchSupport() {}
+
+    static int threads() {
+        return Integer.getInteger("eetune.bench.threads", Runtime.getRuntime().availableProcessors());
+    }
+
+    /** Sets libeecpu's threads (which also sets OpenBLAS's, the same loaded library) and its GEMM path. */
+    static void configure(Backend backend, int gemmPath) {
+        Kernels k = backend.kernels();
+        int t = threads();
+        int now = k.ee_set_num_threads(t);
+        if (now != t) throw new IllegalStateException("ee_set_num_threads(" + t + ") left " + now + " threads");
+        if (k.ee_set_gemm_path(gemmPath) != 0) throw new IllegalStateException("ee_set_gemm_path(" + gemmPath + "): " + backend.lastError());
+    }
+
+    static Path dataDir() {
+        String p = System.getProperty("eetune.data");
+        return (p == null || p.isBlank() ? Path.of("..", "shared", "data") : Path.of(p)).toAbsolutePath().normalize();
+    }
+
+    /** Fills a F32 tensor with uniform values in [-1, 1). */
+    static Tensor randomFill(Tensor t, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] v = new float[Math.toIntExact(t.size())];
+        for (int i = 0; i < v.length; i++) v[i] = (float) (r.nextDouble() * 2 - 1);
+        return t.copyFrom(v);
+    }
+
+    /** Median, min and max of some values. */
+    record Spread(double median, double min, double max, int n) {
+        static Spread of(List<Double> values) {
+            double[] v = values.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+            if (v.length == 0) return new Spread(Double.NaN, Double.NaN, Double.NaN, 0);
+            double med = v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+            return new Spread(med, v[0], v[v.length - 1], v.length);
+        }
+
+        static Spread of(double... values) { return of(Arrays.stream(values).boxed().toList()); }
+
+        /** "median (min..max)" with a given format for each number. */
+        String format(String fmt) {
+            if (n == 0) return "n/a";
+            return String.format(Locale.ROOT, fmt + " (" + fmt + ".." + fmt + ")", median, min, max);
+        }
+    }
+}

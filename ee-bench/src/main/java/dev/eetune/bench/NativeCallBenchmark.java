@@ -1,0 +1,68 @@
+package dev.eetune.bench;
+
+import dev.eetune.backend.Kernels;
+import dev.eetune.nativelib.Binding;
+import dev.eetune.nativelib.CpuLibrary;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.CompilerControl;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.Warmup;
+
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Cost of one trivial native call, {@code ee_noop(x)} (returns x + 1), through the two bindings of libeecpu in one
+ * JVM: Panama FFM ({@code CpuLibrary.backend(Binding.FFM).kernels()}, a downcall method handle) and JNA direct
+ * mapping ({@code CpuLibrary.backend(Binding.JNA).kernels()}). {@code javaBaseline} is the same work as a
+ * non-inlined Java method: the floor of the measurement. Both native calls go through the {@link Kernels} interface,
+ * as every op does. Score: ns per call.
+ *
+ * <pre>
+ *   java -jar ee-bench/target/ee-bench.jar NativeCall                  # ~30 s
+ *   java -jar ee-bench/target/ee-bench.jar NativeCall -f 3 -i 10       # tighter error bars
+ * </pre>
+ * FFM needs JDK 22+ (on JDK 17 the ffm benchmark fails with the reason; jna still runs).
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.NANOSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = BenchSupport.NATIVE_ACCESS)
+@State(Scope.Thread)
+public class NativeCallBenchmark {
+    private Kernels ffm, jna;
+    private int x = 41;
+
+    @Setup
+    public void setup() {
+        jna = CpuLibrary.backend(Binding.JNA).kernels();
+        try {
+            ffm = CpuLibrary.backend(Binding.FFM).kernels();
+        } catch (RuntimeException | LinkageError e) {
+            System.out.println("# FFM binding unavailable: " + e.getMessage());
+        }
+        if (jna.ee_noop(1) != 2 || (ffm != null && ffm.ee_noop(1) != 2)) throw new IllegalStateException("ee_noop(1) != 2");
+    }
+
+    @Benchmark
+    public int ffm() {
+        if (ffm == null) throw new IllegalStateException("the FFM binding is unavailable in this JVM (needs JDK 22+)");
+        return ffm.ee_noop(x);
+    }
+
+    @Benchmark
+    public int jna() { return jna.ee_noop(x); }
+
+    @Benchmark
+    public int javaBaseline() { return noop(x); }
+
+    @CompilerControl(CompilerControl.Mode.DONT_INLINE)
+    private static int noop(int x) { return x + 1; }
+}
