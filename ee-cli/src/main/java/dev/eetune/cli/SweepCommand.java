@@ -1,6 +1,6 @@
 package dev.eetune.cli;
 
-import dev.eetune.data.Corpus;
+import dev.eetune.data.TokenFile;
 import dev.eetune.eval.ThresholdSweep;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.model.LlamaModel;
@@ -18,7 +18,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.Callable;
-import java.util.stream.Stream;
 
 /** {@code ee sweep}: speed and quality of early-exit and self-speculative decoding over confidence thresholds. */
 @Command(name = "sweep", mixinStandardHelpOptions = true, description = "Measure early-exit speed / quality over thresholds.")
@@ -32,8 +31,11 @@ final class SweepCommand implements Callable<Integer> {
 
     static final class Source {
         @Option(names = "--prompts", description = "A file with one prompt per line.") Path prompts;
-        @Option(names = "--data", description = "A corpus: prompts are the first --prompt-tokens tokens of its first documents.") Path data;
+        @Option(names = "--data", description = "A corpus: prompts are BOS + --prompt-tokens tokens from evenly spaced places in its last 2%.") Path data;
     }
+
+    @Option(names = "--glob", description = "Files to read from a directory or zip corpus.") String glob;
+    @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
 
     @Option(names = "--prompt-count", defaultValue = "8", description = "Prompts taken from --data (default: ${DEFAULT-VALUE}).") int promptCount;
     @Option(names = "--prompt-tokens", defaultValue = "16", description = "Tokens per prompt taken from --data (default: ${DEFAULT-VALUE}).") int promptTokens;
@@ -53,12 +55,16 @@ final class SweepCommand implements Callable<Integer> {
             List<int[]> prompts = new ArrayList<>();
             if (source.prompts != null) {
                 for (String line : Files.readAllLines(source.prompts, StandardCharsets.UTF_8)) if (!line.isBlank()) prompts.add(tok.encode(line.strip()));
-            } else {
-                try (Stream<String> docs = Corpus.open(source.data, null).documents()) {
-                    docs.limit(promptCount).forEach(d -> {
-                        int[] ids = tok.encode(d);
-                        prompts.add(Arrays.copyOf(ids, Math.min(ids.length, promptTokens)));
-                    });
+            } else { // held-out text, not document openings (which are often boilerplate such as licence headers)
+                TokenFile tokens = DataOptions.tokens(source.data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache());
+                long span = tokens.size() / 50, start = tokens.size() - span;
+                for (int i = 0; i < promptCount; i++) {
+                    int[] window = new int[promptTokens];
+                    tokens.read(start + i * (span - promptTokens) / Math.max(1, promptCount), window);
+                    int[] prompt = new int[promptTokens + 1];
+                    prompt[0] = tok.bos();
+                    System.arraycopy(window, 0, prompt, 1, promptTokens);
+                    prompts.add(prompt);
                 }
             }
             if (prompts.isEmpty()) throw new IllegalArgumentException("no prompts found");
