@@ -55,7 +55,7 @@ public final class MappedFile implements AutoCloseable {
 
     /** A read-only view of a byte range (for headers). */
     public ByteBuffer bytes(long offset, int length) {
-        return backend.host().view(address(offset, length), length).order(ByteOrder.LITTLE_ENDIAN).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+        return backend.host().view(address(offset, length), length).asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
     }
 
     @Override

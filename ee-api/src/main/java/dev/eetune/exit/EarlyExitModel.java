@@ -136,23 +136,14 @@ public final class EarlyExitModel implements AutoCloseable {
             temperature = (float) e.path("temperature").asDouble(1.0);
         }
         if (specs.isEmpty()) throw new IllegalArgumentException(file + ": metadata lists no exits");
-        EarlyExitModel model = attach(backbone, specs.stream().map(s -> new ExitSpec(s.layer(), s.architecture(), ExitInit.COPY)).toList(), 0, temperature);
+        EarlyExitModel model = attach(backbone, specs, 0, temperature); // the initial values are then overwritten
         try {
             TensorFiles.readInto(file, model.valuesByName());
         } catch (RuntimeException e) {
             model.close();
             throw e;
         }
-        // restore the recorded init labels
-        List<ExitSpec> recorded = new ArrayList<>(specs);
-        recorded.sort(Comparator.comparingInt(ExitSpec::layer));
-        return model.withSpecs(recorded);
-    }
-
-    private EarlyExitModel withSpecs(List<ExitSpec> specs) {
-        List<ExitHead> hs = new ArrayList<>();
-        for (int i = 0; i < heads.size(); i++) hs.add(heads.get(i).withSpec(specs.get(i)));
-        return new EarlyExitModel(backbone, hs, params);
+        return model;
     }
 
     /** Closes the heads (not the backbone). */

@@ -88,12 +88,6 @@ public final class ExitHead {
 
     public ExitSpec spec() { return spec; }
 
-    /** The same head with another spec label (same layer and architecture; used to restore the recorded init). */
-    ExitHead withSpec(ExitSpec s) {
-        if (s.layer() != spec.layer() || s.architecture() != spec.architecture()) throw new IllegalArgumentException(s + " does not describe " + spec);
-        return new ExitHead(s, config, ffnNormOfLayer, norm, lmHead, mlp, block, temperature);
-    }
-
     /** 1-based backbone layer this head sits after. */
     public int layer() { return spec.layer(); }
 
