@@ -1,0 +1,27 @@
+package dev.eetune.cuda;
+
+import com.sun.jna.Native;
+import com.sun.jna.NativeLibrary;
+import com.sun.jna.Pointer;
+import dev.eetune.backend.HostMemory;
+import dev.eetune.backend.Kernels;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+
+/** The JNA binding of libeecuda (generated {@link CudaJna}; JDK 17+). */
+final class JnaCuda {
+    private JnaCuda() {}
+
+    static Kernels bind(Path library) { return CudaJna.bind(NativeLibrary.getInstance(library.toString())); }
+
+    static HostMemory hostMemory() {
+        return (address, bytes) -> new Pointer(address).getByteBuffer(0, bytes).order(ByteOrder.nativeOrder());
+    }
+
+    /** Native address of a direct buffer's current position. */
+    static long address(ByteBuffer direct) {
+        return Pointer.nativeValue(Native.getDirectBufferPointer(direct)) + direct.position();
+    }
+}

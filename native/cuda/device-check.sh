@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# The GPU check of libeecuda, in one go on a machine with an NVIDIA GPU (sized for ~8 minutes on one H200):
+#   1. builds libeecuda, libeecpu (the reference) and the native driver eecuda_check (CMake, all cores)
+#   2. eecuda_check check     : every kernel vs libeecpu on fresh random inputs, outputs poisoned first
+#   3. eecuda_check bench     : one table of timings (GEMM TFLOP/s, decode GEMM GB/s, attention, fused CE, copy, launch)
+#   4. compute-sanitizer memcheck, racecheck and synccheck on eecuda_check sanitize (every kernel once, small shapes)
+#   5. the Java GPU tests (ee-cuda, @Tag("gpu")) when a JDK 22+ and an offline Maven repository are there
+# and prints one PASS/FAIL line per step, then the timing table. Exit status 0 only if every step that ran passed.
+#
+#   usage: native/cuda/device-check.sh [BUILD_DIR]
+#   env:   OUT (logs are copied there), EE_SEED (repeat a check), EE_SKIP_JAVA=1, EE_SKIP_SANITIZER=1,
+#          JAVA_HOME / EE_JAVA_HOME (a JDK 22+), EE_M2 (an offline Maven repository), EETUNE_CUBLAS (a libcublas path)
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+build=${1:-/tmp/eecuda-device}
+logs=$build/logs
+mkdir -p "$logs"
+start=$(date +%s)
+results=()
+status=0
+note() { printf '%s\n' "$*"; }
+record() { # record PASS|FAIL|SKIP "what" "detail"
+  results+=("$(printf '%-4s %-34s %s' "$1" "$2" "$3")")
+  [ "$1" = FAIL ] && status=1
+  printf '%-4s %-34s %s\n' "$1" "$2" "$3"
+}
+elapsed() { echo "$(( $(date +%s) - start ))s"; }
+
+note "== eetune device check: $(date -u +%FT%TZ) on $(hostname)"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader 2>&1 | sed 's/^/   gpu: /'
+else
+  note "   (no nvidia-smi)"
+fi
+
+# ---- cuBLAS: the system toolkit or the Python wheels (nvidia-cublas) ----------------------------------------------
+if [ -z "${EETUNE_CUBLAS:-}" ]; then
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
+           $(python3 -c 'import site,sys; print(" ".join(site.getsitepackages()))' 2>/dev/null | tr ' ' '\n' | sed 's|$|/nvidia/cu13/lib|;p;s|cu13/lib|cublas/lib|'); do
+    for f in "$d"/libcublas.so.13 "$d"/libcublas.so.12; do
+      if [ -f "$f" ]; then export EETUNE_CUBLAS=$f; break 2; fi
+    done
+  done
+fi
+if [ -n "${EETUNE_CUBLAS:-}" ]; then
+  export LD_LIBRARY_PATH="$(dirname "$EETUNE_CUBLAS")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" # libcublasLt beside it
+  note "   cuBLAS: $EETUNE_CUBLAS"
+else
+  note "   cuBLAS: not found (GEMMs use the fallback kernel; the cuBLAS checks below will say so)"
+fi
+
+# ---- 1. build --------------------------------------------------------------------------------------------------------
+nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -z "$nvcc" ]; then
+  record FAIL "build" "nvcc not found"
+  exit 1
+fi
+if cmake -S "$repo/native" -B "$build/cmake" -DCMAKE_BUILD_TYPE=Release -DEE_BUILD_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" >"$logs/build.log" 2>&1 &&
+   cmake --build "$build/cmake" --target eecuda eecuda_check -j "$(nproc)" >>"$logs/build.log" 2>&1; then
+  record PASS "build libeecuda + eecuda_check" "$(elapsed)"
+else
+  tail -30 "$logs/build.log"
+  record FAIL "build libeecuda + eecuda_check" "see $logs/build.log"
+  exit 1
+fi
+cuda_lib=$build/cmake/libeecuda.so
+check=$build/cmake/eecuda_check
+cpu_lib=""
+if cmake --build "$build/cmake" --target eecpu -j "$(nproc)" >"$logs/build-cpu.log" 2>&1; then
+  cpu_lib=$build/cmake/libeecpu.so
+  record PASS "build libeecpu (reference)" "$(elapsed)"
+else
+  record FAIL "build libeecpu (reference)" "kernels will run without a reference; see $logs/build-cpu.log"
+fi
+
+# ---- 2. correctness against the CPU library ---------------------------------------------------------------------------
+run_step() { # run_step NAME TIMEOUT LOG command...
+  local name=$1 limit=$2 log=$3
+  shift 3
+  timeout "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  local summary
+  summary=$(grep -E '^(PASS|FAIL) eecuda_check|ERROR SUMMARY|RACECHECK SUMMARY' "$log" | tail -1)
+  if [ $rc -eq 0 ]; then
+    record PASS "$name" "${summary:-ok} ($(elapsed))"
+  elif [ $rc -eq 124 ]; then
+    record FAIL "$name" "timed out after ${limit}s ($log)"
+  else
+    grep -E '^FAIL|=========' "$log" | head -25
+    record FAIL "$name" "rc $rc: ${summary:-see $log}"
+  fi
+}
+run_step "kernels vs libeecpu (check)" 180 "$logs/check.log" "$check" check "$cuda_lib" $cpu_lib
+grep -E "^NOTE" "$logs/check.log" | head -5
+grep -E 'gemm bf16 NT 37x53x129 beta 0.0 path 0|linear_ce loss bf16 40x256' "$logs/check.log" | sed 's/^/   /'
+
+# ---- 3. timings ------------------------------------------------------------------------------------------------------
+run_step "benchmarks" 150 "$logs/bench.log" "$check" bench "$cuda_lib"
+
+# ---- 4. compute-sanitizer ------------------------------------------------------------------------------------------
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ "${EE_SKIP_SANITIZER:-0}" = 1 ]; then
+  record SKIP "compute-sanitizer" "EE_SKIP_SANITIZER=1"
+elif [ -z "$sanitizer" ]; then
+  record SKIP "compute-sanitizer" "not installed"
+else
+  run_step "sanitizer memcheck" 120 "$logs/memcheck.log" "$sanitizer" --tool memcheck --error-exitcode 3 "$check" sanitize "$cuda_lib" $cpu_lib
+  run_step "sanitizer racecheck" 120 "$logs/racecheck.log" "$sanitizer" --tool racecheck --racecheck-report analysis --error-exitcode 3 "$check" sanitize "$cuda_lib"
+  run_step "sanitizer synccheck" 90 "$logs/synccheck.log" "$sanitizer" --tool synccheck --error-exitcode 3 "$check" sanitize "$cuda_lib"
+fi
+
+# ---- 5. the Java GPU tests --------------------------------------------------------------------------------------------
+java_home=""
+for j in "${EE_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/*25* /usr/lib/jvm/*-2[2-9]* /opt/*jdk*25* ; do
+  if [ -n "$j" ] && [ -x "$j/bin/java" ]; then java_home=$j; break; fi
+done
+m2=${EE_M2:-$HOME/.m2/repository}
+if [ "${EE_SKIP_JAVA:-0}" = 1 ]; then
+  record SKIP "java gpu tests" "EE_SKIP_JAVA=1"
+elif [ -z "$java_home" ]; then
+  record SKIP "java gpu tests" "no JDK 22+ here (set EE_JAVA_HOME); the native check above covers the kernels"
+elif [ ! -d "$m2" ] || [ ! -d "$HOME/.m2/wrapper" -a -z "$(command -v mvn || true)" ]; then
+  record SKIP "java gpu tests" "no offline Maven repository ($m2) or Maven; carry one with EE_M2"
+else
+  mvn_cmd="$repo/mvnw"
+  [ -d "$HOME/.m2/wrapper" ] || mvn_cmd=mvn
+  (cd "$repo" && JAVA_HOME=$java_home EETUNE_NATIVE_PATH="$build/cmake" timeout 300 "$mvn_cmd" -o -B -Dmaven.repo.local="$m2" \
+     -pl ee-cuda -am verify -Dit.test='Cuda*Test' -Dtest='Cuda*Test' -Dfailsafe.failIfNoSpecifiedTests=false -Dsurefire.failIfNoSpecifiedTests=false \
+     -DskipTests=false >"$logs/java.log" 2>&1)
+  rc=$?
+  summary=$(grep -E 'Tests run:.*Skipped' "$logs/java.log" | tail -1 | sed 's/^\[[A-Z]*\] //')
+  if [ $rc -eq 0 ] && ! grep -q "CudaKernelsTest.*Skipped: [1-9]" "$logs/java.log"; then
+    record PASS "java gpu tests" "$summary ($(elapsed))"
+  else
+    grep -E 'FAIL|ERROR|Tests run' "$logs/java.log" | head -20
+    record FAIL "java gpu tests" "rc $rc: $summary"
+  fi
+fi
+
+# ---- summary ---------------------------------------------------------------------------------------------------------
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+  tar -czf "$OUT/device-check-logs.tar.gz" -C "$build" logs 2>/dev/null
+fi
+note ""
+note "== results ($(elapsed) in all)"
+for r in "${results[@]}"; do note "$r"; done
+sed -n '/^benchmark/,$p' "$logs/bench.log" | grep -v '^PASS eecuda_check'
+if [ $status -eq 0 ]; then note "PASS device-check"; else note "FAIL device-check"; fi
+exit $status

@@ -1,0 +1,113 @@
+/* RMSNorm forward and backward (row statistics in double, like the CPU library) and rotary position embedding. */
+#include "common.cuh"
+
+#define THREADS 256
+
+/* One block per row: inv = 1 / sqrt(mean(x^2) + eps); out = x * inv * w (out may alias x: the sum is taken first). */
+__global__ void rmsnorm_fwd_kernel(float* out, float* inv_rms, const float* x, const float* w, int dim, float eps) {
+    __shared__ double shared[32];
+    const float* xr = x + (int64_t)blockIdx.x * dim;
+    float* o = out + (int64_t)blockIdx.x * dim;
+    double ss = 0.0;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) ss += (double)xr[j] * xr[j];
+    ss = ee_block_sum(ss, shared);
+    float inv = (float)(1.0 / sqrt(ss / dim + eps));
+    if (inv_rms && threadIdx.x == 0) inv_rms[blockIdx.x] = inv;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) o[j] = xr[j] * inv * w[j];
+}
+
+EE_API int32_t ee_rmsnorm_fwd(float* out, float* inv_rms, const float* x, const float* w, int32_t rows, int32_t dim, float eps) {
+    if (rows <= 0 || dim <= 0) return rows < 0 || dim < 0 ? ee_fail("ee_rmsnorm_fwd: negative size") : 0;
+    if (!out || !x || !w) return ee_fail("ee_rmsnorm_fwd: null pointer");
+    rmsnorm_fwd_kernel<<<rows, THREADS>>>(out, inv_rms, x, w, dim, eps);
+    return ee_launched("ee_rmsnorm_fwd");
+}
+
+/* dw partials: block (column tile, row chunk) sums dout * x * inv over its rows in row order. */
+#define DW_ROWS 256
+
+__global__ void rmsnorm_dw_partial_kernel(float* partial, const float* dout, const float* x, const float* inv_rms, int rows, int dim) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= dim) return;
+    int r0 = blockIdx.y * DW_ROWS, r1 = min(r0 + DW_ROWS, rows);
+    float s = 0.0f;
+    for (int r = r0; r < r1; r++) s += dout[(int64_t)r * dim + j] * x[(int64_t)r * dim + j] * inv_rms[r];
+    partial[(int64_t)blockIdx.y * dim + j] = s;
+}
+
+/* dw[j] += the chunk partials, added in chunk order (deterministic). */
+__global__ void rmsnorm_dw_sum_kernel(float* dw, const float* partial, int chunks, int dim) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= dim) return;
+    float s = 0.0f;
+    for (int c = 0; c < chunks; c++) s += partial[(int64_t)c * dim + j];
+    dw[j] += s;
+}
+
+/* With g = dout * w: dx = inv * (g - x * inv^2 * mean(g * x)). dx may alias dout: each element is read by the thread
+ * that writes it, after the block-wide dot product. */
+__global__ void rmsnorm_dx_kernel(float* dx, const float* dout, const float* x, const float* w, const float* inv_rms, int dim) {
+    __shared__ double shared[32];
+    const int64_t off = (int64_t)blockIdx.x * dim;
+    const float *g = dout + off, *xr = x + off;
+    float* d = dx + off;
+    const float inv = inv_rms[blockIdx.x];
+    double dot = 0.0;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) dot += (double)g[j] * w[j] * xr[j];
+    dot = ee_block_sum(dot, shared);
+    float c = (float)(dot / dim) * inv * inv;
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) d[j] = inv * (g[j] * w[j] - xr[j] * c);
+}
+
+EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* inv_rms, int32_t rows, int32_t dim) {
+    if (rows <= 0 || dim <= 0) return rows < 0 || dim < 0 ? ee_fail("ee_rmsnorm_bwd: negative size") : 0;
+    if (!dout || !x || !w || !inv_rms) return ee_fail("ee_rmsnorm_bwd: null pointer");
+    if (dw) { /* first, so that dx may alias dout */
+        ee_op_lock lock;
+        int chunks = (rows + DW_ROWS - 1) / DW_ROWS;
+        float* partial = (float*)ee_scratch(EE_SCRATCH_REDUCE, (size_t)chunks * dim * sizeof(float));
+        if (!partial) return 1;
+        dim3 grid((dim + THREADS - 1) / THREADS, chunks);
+        rmsnorm_dw_partial_kernel<<<grid, THREADS>>>(partial, dout, x, inv_rms, rows, dim);
+        rmsnorm_dw_sum_kernel<<<(dim + THREADS - 1) / THREADS, THREADS>>>(dw, partial, chunks, dim);
+        if (ee_launched("ee_rmsnorm_bwd (dw)")) return 1;
+    }
+    if (dx) {
+        rmsnorm_dx_kernel<<<rows, THREADS>>>(dx, dout, x, w, inv_rms, dim);
+        if (ee_launched("ee_rmsnorm_bwd (dx)")) return 1;
+    }
+    return 0;
+}
+
+/* ---- RoPE ------------------------------------------------------------------------------------------------------- */
+
+/* One thread per (row, pair i): the angle and its sine/cosine in double (as the CPU library), applied to every head. */
+__global__ void rope_kernel(float* x, const int32_t* pos, const float* inv_freq, int64_t rows, int n_heads, int head_dim, int interleaved, double sign) {
+    const int half = head_dim / 2, stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
+    const int64_t width = (int64_t)n_heads * head_dim, total = rows * half;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = t / half;
+        int i = (int)(t - r * half);
+        double angle = (double)pos[r] * inv_freq[i];
+        double sn, cs;
+        sincos(angle, &sn, &cs);
+        float c = (float)cs, s = (float)(sign * sn);
+        float* xr = x + r * width + (int64_t)i * stride;
+        for (int h = 0; h < n_heads; h++) {
+            float* p = xr + (int64_t)h * head_dim;
+            float x0 = p[0], x1 = p[partner];
+            p[0] = x0 * c - x1 * s;
+            p[partner] = x0 * s + x1 * c;
+        }
+    }
+}
+
+EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int32_t rows, int32_t n_heads, int32_t head_dim, int32_t interleaved, int32_t inverse) {
+    if (rows < 0 || n_heads < 0 || head_dim < 0) return ee_fail("ee_rope: negative size");
+    if (head_dim % 2) return ee_fail("ee_rope: head_dim %d is odd", head_dim);
+    if (rows == 0 || n_heads == 0 || head_dim == 0) return 0;
+    if (!x || !pos || !inv_freq) return ee_fail("ee_rope: null pointer");
+    int64_t total = (int64_t)rows * (head_dim / 2);
+    rope_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(x, pos, inv_freq, rows, n_heads, head_dim, interleaved, inverse ? -1.0 : 1.0);
+    return ee_launched("ee_rope");
+}

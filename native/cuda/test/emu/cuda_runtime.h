@@ -1,0 +1,102 @@
+/*
+ * A CPU emulation of the small part of CUDA that libeecuda uses, to run its kernels' LOGIC on a machine without a GPU
+ * (see native/cuda/test/emulate.sh). It proves indexing, reductions, tiling and synchronisation logic against the
+ * CPU library; it says nothing about speed, real memory-model races or GPU-only failures.
+ *
+ * "Device" memory is host memory. A launch runs the blocks one after another; the threads of a block are fibers
+ * (ucontext) on one OS thread, switched at __syncthreads and at warp shuffles, so `__shared__` can be a static
+ * variable shared by the running block. Exited threads leave the barriers, like on the GPU.
+ */
+#ifndef EE_EMU_CUDA_RUNTIME_H
+#define EE_EMU_CUDA_RUNTIME_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <functional>
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+typedef struct ee_emu_stream* cudaStream_t;
+
+enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100 };
+typedef cudaError_t cudaError;
+enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__
+
+/* ---- the scheduler (emu.cpp) ---------------------------------------------------------------------------------- */
+
+struct ee_emu_thread {
+    dim3 tid;
+    int lane, warp;
+};
+
+ee_emu_thread* ee_emu_current(void);
+extern dim3 ee_emu_grid, ee_emu_block, ee_emu_block_idx;
+void ee_emu_syncthreads(void);
+void ee_emu_syncwarp(void);
+void ee_emu_warp_exchange(uint64_t* value, int src_lane); /* all lanes of the warp: publish *value, read src_lane's */
+void ee_emu_launch(dim3 grid, dim3 block, std::function<void()> body);
+
+#define threadIdx (ee_emu_current()->tid)
+#define blockIdx (ee_emu_block_idx)
+#define blockDim (ee_emu_block)
+#define gridDim (ee_emu_grid)
+#define __shared__ static
+#define __syncthreads() ee_emu_syncthreads()
+#define __syncwarp(...) ee_emu_syncwarp()
+
+template <typename T>
+inline T __shfl_xor_sync(unsigned, T v, int offset) {
+    static_assert(sizeof(T) <= 8, "shuffle of at most 8 bytes");
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof(T));
+    ee_emu_warp_exchange(&bits, ee_emu_current()->lane ^ offset);
+    T out;
+    memcpy(&out, &bits, sizeof(T));
+    return out;
+}
+
+template <typename T>
+inline T __ldg(const T* p) { return *p; }
+
+inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
+inline int atomicOr(int* p, int v) { int old = *p; *p = old | v; return old; }
+
+template <typename A, typename B>
+inline auto min(A a, B b) -> decltype(a + b) { return a < b ? a : b; }
+template <typename A, typename B>
+inline auto max(A a, B b) -> decltype(a + b) { return a > b ? a : b; }
+
+/* ---- the runtime API -------------------------------------------------------------------------------------------- */
+
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device);
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaMalloc(void** p, size_t bytes);
+template <typename T>
+inline cudaError_t cudaMalloc(T** p, size_t bytes) { return cudaMalloc((void**)p, bytes); }
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = 0);
+cudaError_t cudaMemset(void* dst, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = 0);
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs libeecuda's kernels on the CPU, in an emulation of the CUDA execution model (test/emu), against libeecpu:
+# a check of the kernels' logic (indexing, tiling, reductions, barriers) on a machine without a GPU. It cannot see
+# GPU-only problems (speed, real races, the memory model, cuBLAS), which native/cuda/device-check.sh covers.
+#   usage: native/cuda/test/emulate.sh [BUILD_DIR] [sanitize|check]   (needs g++, python3, cmake for libeecpu)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+native=$(cd "$here/../.." && pwd)
+build=${1:-/tmp/eecuda-emu}
+mode=${2:-sanitize}
+mkdir -p "$build/src"
+for f in "$native"/cuda/*.cu; do
+  python3 "$here/emu/transform.py" "$f" "$build/src/$(basename "${f%.cu}").cpp"
+done
+cp "$native"/cuda/*.cuh "$native"/cuda/*.h "$build/src/"
+g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$native/include" -I"$build/src" \
+  -o "$build/libeecuda_emu.so" "$build"/src/*.cpp "$here/emu/emu.cpp" -ldl -lpthread
+g++ -std=c++17 -O1 -g -x c++ -I"$native/include" -o "$build/eecuda_check" "$here/sanitize_driver.cu" -ldl
+if [ ! -f "$build/cpu/libeecpu.so" ]; then
+  cmake -S "$native" -B "$build/cpu" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$build/cpu" --target eecpu -j1 >/dev/null
+fi
+g++ -std=c++17 -O2 -fPIC -shared -o "$build/libcublas_fake.so" "$here/emu/fake_cublas.cpp"
+echo "== emulated kernels, fallback GEMM kernel (EETUNE_CUBLAS=none)"
+EETUNE_CUBLAS=none "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"
+echo "== emulated kernels, GEMMs through a reference cuBLAS (checks the row-major mapping and the 16-bit casts)"
+EETUNE_CUBLAS="$build/libcublas_fake.so" "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"
+echo "== emulated kernels on 100 'multiprocessors' (small grids take the split-K attention path)"
+EE_EMU_SMS=100 EETUNE_CUBLAS=none "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"

@@ -1,0 +1,764 @@
+/*
+ * eecuda_check: the native device check of libeecuda, needing no JDK.
+ *
+ *   eecuda_check check    CUDA_LIB [CPU_LIB]   every kernel on fresh random inputs (odd sizes), outputs poisoned with
+ *                                              NaN first, compared with libeecpu (the reference) when given
+ *   eecuda_check sanitize CUDA_LIB [CPU_LIB]   the same on small shapes: run it under compute-sanitizer
+ *   eecuda_check bench    CUDA_LIB             one table of timings (GEMM, decode GEMM bandwidth, attention, fused
+ *                                              cross-entropy, copy bandwidth, launch cost)
+ *
+ * Both libraries export the same ee_* names, so each is dlopen'ed with RTLD_LOCAL and called through its own table.
+ * Host code only (it calls the kernels through the ABI); timings synchronise with ee_synchronize around batches.
+ * Prints one PASS/FAIL line per check and exits non-zero when any check failed.
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eetune/eetune.h"
+
+#define EE_FUNCS(X)                                                                                                 \
+    X(ee_abi_version) X(ee_noop) X(ee_last_error) X(ee_features) X(ee_device_count) X(ee_set_gemm_path)             \
+    X(ee_synchronize) X(ee_alloc) X(ee_free) X(ee_copy) X(ee_fill_bytes) X(ee_cast) X(ee_add) X(ee_axpby)            \
+    X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
+    X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
+    X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
+    X(ee_linear_cross_entropy) X(ee_adamw)
+
+struct Api {
+#define DECL(f) decltype(&::f) f;
+    EE_FUNCS(DECL)
+#undef DECL
+    const char* name;
+    bool ok;
+};
+
+static bool load(Api& api, const char* path, const char* name) {
+    api.name = name;
+    api.ok = false;
+    void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        printf("cannot load %s: %s\n", path, dlerror());
+        return false;
+    }
+#define LOAD(f)                                                    \
+    api.f = (decltype(api.f))dlsym(h, #f);                         \
+    if (!api.f) {                                                  \
+        printf("%s lacks %s\n", path, #f);                         \
+        return false;                                              \
+    }
+    EE_FUNCS(LOAD)
+#undef LOAD
+    api.ok = true;
+    return true;
+}
+
+static Api gpu, cpu;
+static bool have_cpu;
+static int failures, passes;
+static std::mt19937_64 rng;
+
+static void die_if(int rc, const Api& api, const char* what) {
+    if (rc) {
+        printf("FAIL %s: %s returned %d: %s\n", what, api.name, rc, api.ee_last_error());
+        failures++;
+    }
+}
+
+/* ---- buffers on one backend ---------------------------------------------------------------------------------- */
+
+struct Buf {
+    const Api* api;
+    void* p;
+    size_t bytes;
+};
+
+static Buf make(const Api& api, size_t bytes) {
+    void* p = api.ee_alloc((int64_t)bytes);
+    if (!p) {
+        printf("FAIL alloc %zu bytes on %s: %s\n", bytes, api.name, api.ee_last_error());
+        exit(2);
+    }
+    return Buf{&api, p, bytes};
+}
+
+template <typename T>
+static Buf upload(const Api& api, const std::vector<T>& v) {
+    Buf b = make(api, v.size() * sizeof(T) + 1);
+    if (!v.empty()) die_if(api.ee_copy(b.p, v.data(), (int64_t)(v.size() * sizeof(T)), 1), api, "upload");
+    return b;
+}
+
+template <typename T>
+static std::vector<T> download(const Buf& b, size_t n) {
+    std::vector<T> v(n);
+    if (n) die_if(b.api->ee_copy(v.data(), b.p, (int64_t)(n * sizeof(T)), 2), *b.api, "download");
+    return v;
+}
+
+static void poison(const Buf& b) { b.api->ee_fill_bytes(b.p, 0xff, (int64_t)b.bytes); } /* f32 NaN, i32 -1 */
+static void release(Buf& b) {
+    b.api->ee_free(b.p);
+    b.p = 0;
+}
+
+/* A pair of buffers with the same contents on the reference and on the GPU. */
+struct Pair {
+    Buf c, g;
+    size_t bytes;
+};
+
+template <typename T>
+static Pair pair_of(const std::vector<T>& v) {
+    Pair p;
+    p.g = upload(gpu, v);
+    p.c = have_cpu ? upload(cpu, v) : Buf{&cpu, 0, 0};
+    p.bytes = v.size() * sizeof(T);
+    return p;
+}
+
+static Pair pair_out(size_t bytes) {
+    Pair p;
+    p.g = make(gpu, bytes);
+    p.c = have_cpu ? make(cpu, bytes) : Buf{&cpu, 0, 0};
+    p.bytes = bytes;
+    poison(p.g);
+    if (have_cpu) poison(p.c);
+    return p;
+}
+
+static void free_pair(Pair& p) {
+    release(p.g);
+    if (have_cpu) release(p.c);
+}
+
+static std::vector<float> randn(size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+static std::vector<float> uniform(size_t n, float lo, float hi) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+static std::vector<int32_t> randint(size_t n, int lo, int hi) {
+    std::uniform_int_distribution<int> d(lo, hi - 1);
+    std::vector<int32_t> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static std::vector<uint16_t> bf16_of(const std::vector<float>& v) {
+    std::vector<uint16_t> o(v.size());
+    for (size_t i = 0; i < v.size(); i++) o[i] = to_bf16(v[i]);
+    return o;
+}
+
+/* ---- comparison ------------------------------------------------------------------------------------------------ */
+
+/* ||got - ref|| / ||ref|| (ref norm floored), NaN anywhere fails. */
+static void expect_close(const char* what, const std::vector<float>& got, const std::vector<float>& ref, double tol) {
+    double num = 0, den = 0, maxabs = 0;
+    size_t nan_at = (size_t)-1;
+    for (size_t i = 0; i < ref.size(); i++) {
+        if (std::isnan(got[i]) != std::isnan(ref[i]) && nan_at == (size_t)-1) nan_at = i;
+        if (std::isnan(got[i]) || std::isnan(ref[i])) continue;
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        maxabs = std::max(maxabs, fabs(d));
+    }
+    double rel = sqrt(num) / std::max(sqrt(den), 1e-30);
+    bool ok = nan_at == (size_t)-1 && rel <= tol;
+    if (ok) passes++;
+    else failures++;
+    if (nan_at != (size_t)-1)
+        printf("FAIL %-44s NaN mismatch at %zu (got %g, ref %g)\n", what, nan_at, got[nan_at], ref[nan_at]);
+    else
+        printf("%s %-44s rel %.2e (tol %.0e) max|d| %.2e n=%zu\n", ok ? "PASS" : "FAIL", what, rel, tol, maxabs, ref.size());
+}
+
+template <typename T>
+static void expect_equal(const char* what, const std::vector<T>& got, const std::vector<T>& ref) {
+    size_t bad = 0, first = (size_t)-1;
+    for (size_t i = 0; i < ref.size(); i++)
+        if (memcmp(&got[i], &ref[i], sizeof(T)) != 0) {
+            if (first == (size_t)-1) first = i;
+            bad++;
+        }
+    if (bad == 0) {
+        passes++;
+        printf("PASS %-44s exact n=%zu\n", what, ref.size());
+    } else {
+        failures++;
+        printf("FAIL %-44s %zu of %zu differ (first at %zu)\n", what, bad, ref.size(), first);
+    }
+}
+
+/* Without the CPU library only "ran, wrote everything, no NaN" is checked. */
+static void expect_finite(const char* what, const std::vector<float>& got) {
+    size_t bad = 0;
+    for (float f : got) bad += !std::isfinite(f);
+    if (bad == 0) passes++;
+    else failures++;
+    printf("%s %-44s %s\n", bad ? "FAIL" : "PASS", what, bad ? "non-finite outputs (no CPU reference)" : "finite (no CPU reference)");
+}
+
+static void compare(const char* what, const Pair& p, size_t n, double tol) {
+    std::vector<float> g = download<float>(p.g, n);
+    if (!have_cpu) return expect_finite(what, g);
+    expect_close(what, g, download<float>(p.c, n), tol);
+}
+
+template <typename T>
+static void compare_exact(const char* what, const Pair& p, size_t n) {
+    std::vector<T> g = download<T>(p.g, n);
+    if (!have_cpu) {
+        passes++;
+        printf("PASS %-44s ran (no CPU reference)\n", what);
+        return;
+    }
+    expect_equal(what, g, download<T>(p.c, n));
+}
+
+/* Runs the same call on both backends: F(api, which) with which 0 = cpu, 1 = gpu. */
+template <typename F>
+static void both(const char* what, F f) {
+    die_if(f(gpu, 1), gpu, what);
+    if (have_cpu) die_if(f(cpu, 0), cpu, what);
+    int rc = gpu.ee_synchronize();
+    if (rc) {
+        printf("FAIL %s: ee_synchronize: %s\n", what, gpu.ee_last_error());
+        failures++;
+    }
+}
+
+#define P(pair) ((w) ? (pair).g.p : (pair).c.p)
+
+/* ---- the checks --------------------------------------------------------------------------------------------------- */
+
+static void check_elementwise(int n) {
+    char name[96];
+    Pair a = pair_of(randn(n)), b = pair_of(randn(n)), out = pair_out(n * 4);
+    both("add", [&](const Api& api, int w) { return api.ee_add((float*)P(out), (float*)P(a), (float*)P(b), n); });
+    snprintf(name, sizeof name, "add n=%d", n);
+    compare(name, out, n, 1e-7);
+    poison(out.g);
+    if (have_cpu) poison(out.c);
+    both("axpby", [&](const Api& api, int w) { return api.ee_axpby((float*)P(out), (float*)P(a), -0.7f, (float*)P(b), n); });
+    snprintf(name, sizeof name, "axpby n=%d", n);
+    compare(name, out, n, 1e-6);
+    both("scale", [&](const Api& api, int w) { return api.ee_scale((float*)P(out), 1.3f, n); });
+    snprintf(name, sizeof name, "scale n=%d", n);
+    compare(name, out, n, 1e-7);
+    int cols = std::min(n, 37), rows = n / cols; /* rows * cols <= n */
+    Pair bias = pair_of(randn(cols));
+    both("add_bias", [&](const Api& api, int w) { return api.ee_add_bias((float*)P(out), (float*)P(bias), rows, cols); });
+    snprintf(name, sizeof name, "add_bias %dx%d", rows, cols);
+    compare(name, out, (size_t)rows * cols, 1e-6);
+    double sg = gpu.ee_sum_squares((float*)a.g.p, n), sc = have_cpu ? cpu.ee_sum_squares((float*)a.c.p, n) : sg;
+    bool ok = std::isfinite(sg) && fabs(sg - sc) <= 1e-12 * fabs(sc);
+    ok ? passes++ : failures++;
+    printf("%s %-44s gpu %.15g cpu %.15g\n", ok ? "PASS" : "FAIL", ("sum_squares n=" + std::to_string(n)).c_str(), sg, sc);
+    /* swiglu */
+    Pair dgate = pair_out(n * 4), dup = pair_out(n * 4);
+    both("swiglu_fwd", [&](const Api& api, int w) { return api.ee_swiglu_fwd((float*)P(out), (float*)P(a), (float*)P(b), n); });
+    snprintf(name, sizeof name, "swiglu_fwd n=%d", n);
+    compare(name, out, n, 1e-6);
+    both("swiglu_bwd", [&](const Api& api, int w) { return api.ee_swiglu_bwd((float*)P(dgate), (float*)P(dup), (float*)P(out), (float*)P(a), (float*)P(b), n); });
+    snprintf(name, sizeof name, "swiglu_bwd dgate n=%d", n);
+    compare(name, dgate, n, 1e-6);
+    snprintf(name, sizeof name, "swiglu_bwd dup n=%d", n);
+    compare(name, dup, n, 1e-6);
+    /* adamw: p, m, v updated in place from the same start */
+    std::vector<float> p0 = randn(n), g0 = randn(n), m0 = randn(n, 0.1f), v0 = uniform(n, 0.0f, 0.1f);
+    Pair p = pair_of(p0), g = pair_of(g0), m = pair_of(m0), v = pair_of(v0);
+    both("adamw", [&](const Api& api, int w) {
+        return api.ee_adamw((float*)P(p), (float*)P(g), (float*)P(m), (float*)P(v), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.19f, 0.0975f, 0.5f);
+    });
+    snprintf(name, sizeof name, "adamw p n=%d", n);
+    compare(name, p, n, 1e-6);
+    snprintf(name, sizeof name, "adamw m n=%d", n);
+    compare(name, m, n, 1e-6);
+    snprintf(name, sizeof name, "adamw v n=%d", n);
+    compare(name, v, n, 1e-6);
+    for (Pair* q : {&a, &b, &out, &bias, &dgate, &dup, &p, &g, &m, &v}) free_pair(*q);
+}
+
+static void check_casts(int n) {
+    char name[96];
+    std::vector<float> src = randn(n, 100.0f);
+    src[0] = NAN;
+    if (n > 3) {
+        src[1] = INFINITY;
+        src[2] = 1e-8f;  /* f16 subnormal */
+        src[3] = 70000.f; /* f16 overflow */
+    }
+    Pair s = pair_of(src), h = pair_out(n * 2), f = pair_out(n * 4);
+    for (int dt : {EE_BF16, EE_F16}) {
+        both("cast", [&](const Api& api, int w) { return api.ee_cast(P(h), dt, P(s), EE_F32, n); });
+        snprintf(name, sizeof name, "cast f32->%s n=%d", dt == EE_BF16 ? "bf16" : "f16", n);
+        compare_exact<uint16_t>(name, h, n);
+        both("cast", [&](const Api& api, int w) { return api.ee_cast(P(f), EE_F32, P(h), dt, n); });
+        snprintf(name, sizeof name, "cast %s->f32 n=%d", dt == EE_BF16 ? "bf16" : "f16", n);
+        compare_exact<uint32_t>(name, f, n);
+    }
+    free_pair(s), free_pair(h), free_pair(f);
+}
+
+static void check_embedding(int vocab, int dim, int n) {
+    char name[96];
+    std::vector<float> table = randn((size_t)vocab * dim);
+    Pair t32 = pair_of(table), t16 = pair_of(bf16_of(table)), ids = pair_of(randint(n, 0, vocab)), out = pair_out((size_t)n * dim * 4);
+    both("embedding_fwd", [&](const Api& api, int w) { return api.ee_embedding_fwd((float*)P(out), P(t16), EE_BF16, (int32_t*)P(ids), n, dim); });
+    snprintf(name, sizeof name, "embedding_fwd bf16 %d ids x %d", n, dim);
+    compare_exact<uint32_t>(name, out, (size_t)n * dim);
+    both("embedding_fwd", [&](const Api& api, int w) { return api.ee_embedding_fwd((float*)P(out), P(t32), EE_F32, (int32_t*)P(ids), n, dim); });
+    snprintf(name, sizeof name, "embedding_fwd f32 %d ids x %d", n, dim);
+    compare_exact<uint32_t>(name, out, (size_t)n * dim);
+    /* backward with many repeated ids, into a non-zero gradient */
+    Pair rep = pair_of(randint(n, 0, std::max(1, vocab / 8))), dtable = pair_of(randn((size_t)vocab * dim)), dout = pair_of(randn((size_t)n * dim));
+    both("embedding_bwd", [&](const Api& api, int w) { return api.ee_embedding_bwd((float*)P(dtable), (float*)P(dout), (int32_t*)P(rep), n, dim); });
+    snprintf(name, sizeof name, "embedding_bwd %d ids x %d", n, dim);
+    compare(name, dtable, (size_t)vocab * dim, 1e-6);
+    for (Pair* q : {&t32, &t16, &ids, &out, &rep, &dtable, &dout}) free_pair(*q);
+}
+
+static void check_rmsnorm(int rows, int dim) {
+    char name[96];
+    Pair x = pair_of(randn((size_t)rows * dim, 3.0f)), wt = pair_of(randn(dim)), out = pair_out((size_t)rows * dim * 4), inv = pair_out(rows * 4);
+    both("rmsnorm_fwd", [&](const Api& api, int w) { return api.ee_rmsnorm_fwd((float*)P(out), (float*)P(inv), (float*)P(x), (float*)P(wt), rows, dim, 1e-5f); });
+    snprintf(name, sizeof name, "rmsnorm_fwd %dx%d", rows, dim);
+    compare(name, out, (size_t)rows * dim, 1e-6);
+    snprintf(name, sizeof name, "rmsnorm_fwd inv_rms %d", rows);
+    compare(name, inv, rows, 1e-6);
+    Pair dout = pair_of(randn((size_t)rows * dim)), dx = pair_out((size_t)rows * dim * 4), dw = pair_of(randn(dim));
+    both("rmsnorm_bwd", [&](const Api& api, int w) {
+        return api.ee_rmsnorm_bwd((float*)P(dx), (float*)P(dw), (float*)P(dout), (float*)P(x), (float*)P(wt), (float*)P(inv), rows, dim);
+    });
+    snprintf(name, sizeof name, "rmsnorm_bwd dx %dx%d", rows, dim);
+    compare(name, dx, (size_t)rows * dim, 1e-5);
+    snprintf(name, sizeof name, "rmsnorm_bwd dw %d", dim);
+    compare(name, dw, dim, 1e-5);
+    for (Pair* q : {&x, &wt, &out, &inv, &dout, &dx, &dw}) free_pair(*q);
+}
+
+static void check_gemm(int m, int n, int k, int path) {
+    char name[128];
+    for (int dt : {EE_F32, EE_BF16, EE_F16}) {
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2; /* padded leading dimensions */
+                int arows = ta ? k : m, brows = tb ? n : k;
+                std::vector<float> bv = randn((size_t)brows * ldb);
+                Pair a = pair_of(randn((size_t)arows * lda));
+                Pair b = dt == EE_F32 ? pair_of(bv) : dt == EE_BF16 ? pair_of(bf16_of(bv)) : Pair{};
+                if (dt == EE_F16) { /* f16 bits through the library's own cast */
+                    b = pair_out((size_t)brows * ldb * 2);
+                    Pair tmp = pair_of(bv);
+                    both("cast", [&](const Api& api, int w) { return api.ee_cast(P(b), EE_F16, P(tmp), EE_F32, (int64_t)brows * ldb); });
+                    free_pair(tmp);
+                }
+                for (float beta : {0.0f, 0.5f}) {
+                    Pair c = beta == 0.0f ? pair_out((size_t)m * ldc * 4) : pair_of(randn((size_t)m * ldc));
+                    both("gemm", [&](const Api& api, int w) {
+                        api.ee_set_gemm_path(w ? path : 0);
+                        return api.ee_gemm(ta, tb, m, n, k, 0.75f, (float*)P(a), lda, P(b), dt, ldb, beta, (float*)P(c), ldc);
+                    });
+                    /* compare only the m x n entries (the padding columns keep their old contents) */
+                    std::vector<float> g = download<float>(c.g, (size_t)m * ldc), r = have_cpu ? download<float>(c.c, (size_t)m * ldc) : g;
+                    std::vector<float> gs, rs;
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            gs.push_back(g[(size_t)i * ldc + j]);
+                            rs.push_back(r[(size_t)i * ldc + j]);
+                        }
+                    /* cuBLAS rounds f32 A to B's 16-bit dtype: a bf16-sized error is expected there */
+                    double tol = path == 2 || dt == EE_F32 ? 1e-5 : dt == EE_BF16 ? 1e-2 : 2e-3;
+                    snprintf(name, sizeof name, "gemm %s %s%s %dx%dx%d beta %.1f path %d", dt == EE_F32 ? "f32" : dt == EE_BF16 ? "bf16" : "f16",
+                             ta ? "T" : "N", tb ? "T" : "N", m, n, k, beta, path);
+                    if (have_cpu) expect_close(name, gs, rs, tol);
+                    else expect_finite(name, gs);
+                    free_pair(c);
+                }
+                free_pair(a);
+                free_pair(b);
+            }
+        }
+    }
+    gpu.ee_set_gemm_path(0);
+}
+
+static void check_rope(int rows, int heads, int dim) {
+    char name[96];
+    std::vector<float> inv(dim / 2);
+    for (int i = 0; i < dim / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / dim);
+    Pair invf = pair_of(inv), pos = pair_of(randint(rows, 0, 8192));
+    for (int il = 0; il < 2; il++)
+        for (int invs = 0; invs < 2; invs++) {
+            Pair x = pair_of(randn((size_t)rows * heads * dim));
+            both("rope", [&](const Api& api, int w) { return api.ee_rope((float*)P(x), (int32_t*)P(pos), (float*)P(invf), rows, heads, dim, il, invs); });
+            snprintf(name, sizeof name, "rope %s%s %dx%dx%d", il ? "interleaved" : "rotate-half", invs ? " inverse" : "", rows, heads, dim);
+            compare(name, x, (size_t)rows * heads * dim, 1e-6);
+            free_pair(x);
+        }
+    free_pair(invf), free_pair(pos);
+}
+
+static void check_attention(int n_seq, int max_len, int rows, int heads, int kv, int dim) {
+    char name[128];
+    const int kvw = kv * dim;
+    Pair kc = pair_of(randn((size_t)n_seq * max_len * kvw)), vc = pair_of(randn((size_t)n_seq * max_len * kvw));
+    std::vector<int32_t> seq = randint(rows, 0, n_seq), pos = randint(rows, 0, max_len);
+    if (rows > 1) pos[rows - 1] = max_len - 1, pos[0] = 0;
+    Pair s = pair_of(seq), p = pair_of(pos), q = pair_of(randn((size_t)rows * heads * dim)), out = pair_out((size_t)rows * heads * dim * 4), lse = pair_out((size_t)rows * heads * 4);
+    const float scale = 1.0f / sqrtf((float)dim);
+    both("attention_fwd", [&](const Api& api, int w) {
+        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(kc), (float*)P(vc), (int32_t*)P(s), (int32_t*)P(p), rows, heads, kv, dim, max_len, scale);
+    });
+    snprintf(name, sizeof name, "attention_fwd out rows %d heads %d/%d d %d len %d", rows, heads, kv, dim, max_len);
+    compare(name, out, (size_t)rows * heads * dim, 1e-5);
+    snprintf(name, sizeof name, "attention_fwd lse rows %d heads %d/%d", rows, heads, kv);
+    compare(name, lse, (size_t)rows * heads, 1e-5);
+    /* kv_write and gather_rows on the same shapes */
+    Pair src = pair_of(randn((size_t)rows * kvw));
+    std::vector<int32_t> uniq_pos(rows);
+    for (int r = 0; r < rows; r++) uniq_pos[r] = r % max_len, seq[r] = (r / max_len) % n_seq; /* distinct cells */
+    Pair us = pair_of(seq), up = pair_of(uniq_pos);
+    both("kv_write", [&](const Api& api, int w) { return api.ee_kv_write((float*)P(kc), (float*)P(src), (int32_t*)P(us), (int32_t*)P(up), rows, kvw, max_len); });
+    snprintf(name, sizeof name, "kv_write %d rows x %d", rows, kvw);
+    compare_exact<uint32_t>(name, kc, (size_t)n_seq * max_len * kvw);
+    std::vector<int32_t> idx(rows);
+    for (int r = 0; r < rows; r++) idx[r] = std::min(rows - 1, r + (int)(rng() % 3)); /* in-place compaction: idx[r] >= r */
+    Pair ix = pair_of(idx);
+    both("gather_rows", [&](const Api& api, int w) { return api.ee_gather_rows((float*)P(src), (float*)P(src), (int32_t*)P(ix), rows, kvw); });
+    snprintf(name, sizeof name, "gather_rows in place %d x %d", rows, kvw);
+    compare_exact<uint32_t>(name, src, (size_t)rows * kvw);
+    for (Pair* x : {&kc, &vc, &s, &p, &q, &out, &lse, &src, &us, &up, &ix}) free_pair(*x);
+}
+
+static void check_attention_bwd(int batch, int seq, int heads, int kv, int dim) {
+    char name[128];
+    const int rows = batch * seq, kvw = kv * dim;
+    const float scale = 1.0f / sqrtf((float)dim);
+    Pair q = pair_of(randn((size_t)rows * heads * dim)), k = pair_of(randn((size_t)rows * kvw)), v = pair_of(randn((size_t)rows * kvw));
+    /* the forward through the cache layout: n_seq = batch, max_len = seq, row (b, t) */
+    std::vector<int32_t> sq(rows), ps(rows);
+    for (int r = 0; r < rows; r++) sq[r] = r / seq, ps[r] = r % seq;
+    Pair s = pair_of(sq), p = pair_of(ps), out = pair_out((size_t)rows * heads * dim * 4), lse = pair_out((size_t)rows * heads * 4);
+    both("attention_fwd (for bwd)", [&](const Api& api, int w) {
+        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(k), (float*)P(v), (int32_t*)P(s), (int32_t*)P(p), rows, heads, kv, dim, seq, scale);
+    });
+    /* the reference's forward feeds both backward passes, so only the backward differs */
+    if (have_cpu) {
+        gpu.ee_copy(out.g.p, download<float>(out.c, (size_t)rows * heads * dim).data(), (int64_t)rows * heads * dim * 4, 1);
+        gpu.ee_copy(lse.g.p, download<float>(lse.c, (size_t)rows * heads).data(), (int64_t)rows * heads * 4, 1);
+    }
+    Pair dout = pair_of(randn((size_t)rows * heads * dim)), dq = pair_out((size_t)rows * heads * dim * 4), dk = pair_of(randn((size_t)rows * kvw)), dv = pair_of(randn((size_t)rows * kvw));
+    both("attention_bwd", [&](const Api& api, int w) {
+        return api.ee_attention_bwd((float*)P(dq), (float*)P(dk), (float*)P(dv), (float*)P(dout), (float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(k), (float*)P(v),
+                                    batch, seq, heads, kv, dim, scale);
+    });
+    snprintf(name, sizeof name, "attention_bwd dq b %d t %d heads %d/%d d %d", batch, seq, heads, kv, dim);
+    compare(name, dq, (size_t)rows * heads * dim, 1e-4);
+    snprintf(name, sizeof name, "attention_bwd dk b %d t %d heads %d/%d d %d", batch, seq, heads, kv, dim);
+    compare(name, dk, (size_t)rows * kvw, 1e-4);
+    snprintf(name, sizeof name, "attention_bwd dv b %d t %d heads %d/%d d %d", batch, seq, heads, kv, dim);
+    compare(name, dv, (size_t)rows * kvw, 1e-4);
+    for (Pair* x : {&q, &k, &v, &s, &p, &out, &lse, &dout, &dq, &dk, &dv}) free_pair(*x);
+}
+
+static void check_softmax(int rows, int n) {
+    char name[96];
+    Pair x = pair_of(randn((size_t)rows * n, 3.0f)), out = pair_out((size_t)rows * n * 4), idx = pair_out(rows * 4), mp = pair_out(rows * 4);
+    both("softmax", [&](const Api& api, int w) { return api.ee_softmax((float*)P(out), (float*)P(x), rows, n, 0.8f); });
+    snprintf(name, sizeof name, "softmax %dx%d", rows, n);
+    compare(name, out, (size_t)rows * n, 1e-5);
+    both("argmax", [&](const Api& api, int w) { return api.ee_argmax((int32_t*)P(idx), (float*)P(mp), (float*)P(x), rows, n, 0.8f); });
+    snprintf(name, sizeof name, "argmax idx %dx%d", rows, n);
+    compare_exact<int32_t>(name, idx, rows);
+    snprintf(name, sizeof name, "argmax max_prob %dx%d", rows, n);
+    compare(name, mp, rows, 1e-5);
+    Pair u = pair_of(uniform(rows, 0.0f, 1.0f));
+    for (float top_p : {0.9f, 0.5f, 1.0f}) {
+        both("sample_top_p", [&](const Api& api, int w) { return api.ee_sample_top_p((int32_t*)P(idx), (float*)P(x), (float*)P(u), rows, n, 0.8f, top_p); });
+        snprintf(name, sizeof name, "sample_top_p p=%.1f %dx%d", top_p, rows, n);
+        compare_exact<int32_t>(name, idx, rows);
+    }
+    for (Pair* q : {&x, &out, &idx, &mp, &u}) free_pair(*q);
+}
+
+static void check_cross_entropy(int rows, int dim, int vocab, int chunk, int w_dtype, int path) {
+    char name[128];
+    std::vector<float> wv = randn((size_t)vocab * dim, 0.05f);
+    Pair x = pair_of(randn((size_t)rows * dim)), wt = w_dtype == EE_F32 ? pair_of(wv) : pair_of(bf16_of(wv));
+    std::vector<int32_t> tg = randint(rows, 0, vocab);
+    tg[0] = -1; /* ignored row */
+    Pair t = pair_of(tg), gw = pair_of(uniform(rows, 0.1f, 1.0f)), loss = pair_out(rows * 4), dx = pair_out((size_t)rows * dim * 4),
+         dw = pair_of(randn((size_t)vocab * dim, 0.01f)), am = pair_out(rows * 4), mp = pair_out(rows * 4);
+    both("linear_cross_entropy", [&](const Api& api, int w) {
+        api.ee_set_gemm_path(w ? path : 0);
+        int rc = api.ee_linear_cross_entropy((float*)P(loss), (float*)P(dx), (float*)P(dw), (int32_t*)P(am), (float*)P(mp), (float*)P(x), P(wt), w_dtype,
+                                             (int32_t*)P(t), (float*)P(gw), rows, dim, vocab, chunk, 0.7f);
+        api.ee_set_gemm_path(0);
+        return rc;
+    });
+    const char* dt = w_dtype == EE_F32 ? "f32" : "bf16";
+    bool exact = w_dtype == EE_F32 || path == 2;
+    snprintf(name, sizeof name, "linear_ce loss %s %dx%d V %d chunk %d path %d", dt, rows, dim, vocab, chunk, path);
+    compare(name, loss, rows, exact ? 1e-5 : 1e-2);
+    snprintf(name, sizeof name, "linear_ce dx %s path %d", dt, path);
+    compare(name, dx, (size_t)rows * dim, exact ? 1e-4 : 2e-2);
+    snprintf(name, sizeof name, "linear_ce dw %s path %d", dt, path);
+    compare(name, dw, (size_t)vocab * dim, exact ? 1e-4 : 2e-2);
+    snprintf(name, sizeof name, "linear_ce max_prob %s path %d", dt, path);
+    compare(name, mp, rows, exact ? 1e-5 : 1e-2);
+    if (exact) {
+        snprintf(name, sizeof name, "linear_ce argmax %s path %d", dt, path);
+        compare_exact<int32_t>(name, am, rows);
+    }
+    for (Pair* q : {&x, &wt, &t, &gw, &loss, &dx, &dw, &am, &mp}) free_pair(*q);
+}
+
+static void run_checks(bool small) {
+    if (small) { /* each kernel once, small shapes: for compute-sanitizer */
+        check_casts(1001);
+        check_elementwise(1003);
+        check_embedding(50, 33, 17);
+        check_rmsnorm(5, 67);
+        check_gemm(13, 21, 35, 0);
+        check_gemm(13, 21, 35, 2);
+        check_rope(5, 3, 16);
+        check_attention(2, 70, 9, 8, 2, 32);
+        check_attention_bwd(2, 19, 4, 2, 32);
+        check_softmax(3, 301);
+        check_cross_entropy(9, 48, 301, 64, EE_BF16, 0);
+        check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);
+        return;
+    }
+    for (int n : {1, 7, 4097, 1000003}) check_elementwise(n);
+    for (int n : {1, 4099, 100001}) check_casts(n);
+    check_embedding(1000, 129, 300);
+    check_embedding(32000, 64, 2049);
+    for (int rows : {1, 7, 130}) check_rmsnorm(rows, rows == 130 ? 4096 : 1000);
+    check_rmsnorm(1030, 64); /* more than one dw chunk */
+    check_gemm(37, 53, 129, 0);
+    check_gemm(37, 53, 129, 2);
+    check_gemm(1, 300, 257, 0);
+    check_gemm(130, 70, 1, 0);
+    check_rope(7, 5, 64);
+    check_rope(33, 4, 128);
+    check_attention(3, 200, 40, 8, 2, 64);
+    check_attention(2, 300, 17, 32, 8, 128);
+    check_attention(1, 90, 5, 6, 6, 80);   /* no grouping, head_dim not a multiple of 32 */
+    check_attention(1, 64, 4, 16, 1, 256); /* MQA, several head blocks */
+    check_attention_bwd(2, 37, 8, 2, 64);
+    check_attention_bwd(1, 70, 4, 4, 128);
+    check_attention_bwd(1, 20, 32, 4, 64);
+    check_softmax(4, 32000);
+    check_softmax(7, 1001);
+    check_softmax(2, 128256);
+    check_cross_entropy(33, 64, 1001, 256, EE_F32, 0);
+    check_cross_entropy(33, 64, 1001, 256, EE_BF16, 2);
+    check_cross_entropy(40, 256, 32001, 4096, EE_BF16, 0);
+    check_cross_entropy(17, 128, 500, 0, EE_F32, 0); /* chunk 0: whole vocabulary */
+}
+
+/* ---- bench ---------------------------------------------------------------------------------------------------- */
+
+static double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+/* Median over `samples` of the mean time of `batch` calls between synchronisations. */
+template <typename F>
+static double time_it(F f, int batch, int samples = 7) {
+    f();
+    gpu.ee_synchronize();
+    std::vector<double> t;
+    for (int s = 0; s < samples; s++) {
+        double t0 = now_s();
+        for (int i = 0; i < batch; i++) f();
+        if (gpu.ee_synchronize()) printf("FAIL bench: %s\n", gpu.ee_last_error()), failures++;
+        t.push_back((now_s() - t0) / batch);
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+struct Row {
+    std::string what;
+    double ms;
+    std::string rate;
+};
+
+static void run_bench() {
+    std::vector<Row> rows;
+    char rate[128];
+    auto dev = [&](size_t bytes) { return make(gpu, bytes); };
+    auto fill = [&](Buf& b, size_t n_floats, float scale) { std::vector<float> h = randn(n_floats, scale); gpu.ee_copy(b.p, h.data(), (int64_t)n_floats * 4, 1); };
+    auto fill16 = [&](Buf& b, size_t n) { Buf t = dev(n * 4); fill(t, n, 0.05f); gpu.ee_cast(b.p, EE_BF16, t.p, EE_F32, (int64_t)n); gpu.ee_synchronize(); release(t); };
+
+    /* copy bandwidth: 2 GiB device to device */
+    {
+        size_t bytes = (size_t)2 << 30;
+        Buf a = dev(bytes), b = dev(bytes);
+        gpu.ee_fill_bytes(a.p, 0x3c, (int64_t)bytes);
+        double t = time_it([&] { gpu.ee_copy(b.p, a.p, (int64_t)bytes, 0); }, 3);
+        snprintf(rate, sizeof rate, "%.0f GB/s (read+write; HBM peak ~4800)", 2.0 * bytes / t / 1e9);
+        rows.push_back({"copy D2D 2 GiB", t * 1e3, rate});
+        release(a), release(b);
+    }
+    /* launch cost */
+    {
+        Buf a = dev(256);
+        double t = time_it([&] { gpu.ee_scale((float*)a.p, 1.0f, 1); }, 2000);
+        snprintf(rate, sizeof rate, "%.1f us per call (ee_scale of 1 element)", t * 1e6);
+        rows.push_back({"launch + call", t * 1e3, rate});
+        release(a);
+    }
+    /* GEMMs: y[m x n] = x[m x k] W^T, W [n x k] bf16 (x is f32 per the ABI, rounded to bf16 in scratch) */
+    struct G { const char* what; int m, n, k, dt; };
+    for (G g : {G{"gemm bf16 4096^3", 4096, 4096, 4096, EE_BF16}, G{"gemm bf16 7B MLP 8192x11008x4096", 8192, 11008, 4096, EE_BF16},
+                G{"gemm bf16 7B down 8192x4096x11008", 8192, 4096, 11008, EE_BF16}, G{"gemm f32 4096^3 (fp32, no TF32)", 4096, 4096, 4096, EE_F32}}) {
+        Buf x = dev((size_t)g.m * g.k * 4), w = dev((size_t)g.n * g.k * (g.dt == EE_F32 ? 4 : 2)), y = dev((size_t)g.m * g.n * 4);
+        fill(x, (size_t)g.m * g.k, 1.0f);
+        if (g.dt == EE_F32) fill(w, (size_t)g.n * g.k, 0.05f);
+        else fill16(w, (size_t)g.n * g.k);
+        double t = time_it([&] { gpu.ee_gemm(0, 1, g.m, g.n, g.k, 1.0f, (float*)x.p, g.k, w.p, g.dt, g.k, 0.0f, (float*)y.p, g.n); }, 5);
+        snprintf(rate, sizeof rate, "%.0f TFLOP/s", 2.0 * g.m * g.n * g.k / t / 1e12);
+        rows.push_back({g.what, t * 1e3, rate});
+        release(x), release(w), release(y);
+    }
+    /* the fallback kernel, for scale */
+    {
+        int n = 2048;
+        Buf x = dev((size_t)n * n * 4), w = dev((size_t)n * n * 2), y = dev((size_t)n * n * 4);
+        fill(x, (size_t)n * n, 1.0f);
+        fill16(w, (size_t)n * n);
+        gpu.ee_set_gemm_path(2);
+        double t = time_it([&] { gpu.ee_gemm(0, 1, n, n, n, 1.0f, (float*)x.p, n, w.p, EE_BF16, n, 0.0f, (float*)y.p, n); }, 3);
+        gpu.ee_set_gemm_path(0);
+        snprintf(rate, sizeof rate, "%.1f TFLOP/s (fp32 SIMT)", 2.0 * n * n * n / t / 1e12);
+        rows.push_back({"gemm fallback kernel 2048^3 bf16 B", t * 1e3, rate});
+        release(x), release(w), release(y);
+    }
+    /* decode-like GEMMs: m tokens against 4 rotating 11008 x 4096 bf16 weights (90 MB each: beyond L2) */
+    for (int m : {1, 8, 64}) {
+        const int n = 11008, k = 4096, sets = 4;
+        std::vector<Buf> ws;
+        for (int s = 0; s < sets; s++) {
+            ws.push_back(dev((size_t)n * k * 2));
+            fill16(ws.back(), (size_t)n * k);
+        }
+        Buf x = dev((size_t)m * k * 4), y = dev((size_t)m * n * 4);
+        fill(x, (size_t)m * k, 1.0f);
+        int it = 0;
+        double t = time_it([&] { gpu.ee_gemm(0, 1, m, n, k, 1.0f, (float*)x.p, k, ws[it++ % sets].p, EE_BF16, k, 0.0f, (float*)y.p, n); }, 40);
+        snprintf(rate, sizeof rate, "%.0f GB/s of weights (%.0f%% of 4800)", (double)n * k * 2 / t / 1e9, (double)n * k * 2 / t / 4.8e12 * 100);
+        rows.push_back({"decode gemm m=" + std::to_string(m) + " 11008x4096 bf16", t * 1e3, rate});
+        for (auto& b : ws) release(b);
+        release(x), release(y);
+    }
+    /* attention: prefill (one sequence, 2048 rows, causal) and decode (8 sequences at position 4095) */
+    {
+        const int heads = 32, kv = 8, d = 128, T = 2048;
+        Buf kc = dev((size_t)T * kv * d * 4), vc = dev((size_t)T * kv * d * 4), q = dev((size_t)T * heads * d * 4), o = dev((size_t)T * heads * d * 4), lse = dev((size_t)T * heads * 4);
+        fill(kc, (size_t)T * kv * d, 1.0f), fill(vc, (size_t)T * kv * d, 1.0f), fill(q, (size_t)T * heads * d, 1.0f);
+        std::vector<int32_t> s(T, 0), p(T);
+        for (int i = 0; i < T; i++) p[i] = i;
+        Buf sb = upload(gpu, s), pb = upload(gpu, p);
+        double t = time_it([&] { gpu.ee_attention_fwd((float*)o.p, (float*)lse.p, (float*)q.p, (float*)kc.p, (float*)vc.p, (int32_t*)sb.p, (int32_t*)pb.p, T, heads, kv, d, T, 0.088f); }, 3);
+        double flops = 4.0 * d * heads * (double)T * (T + 1) / 2;
+        snprintf(rate, sizeof rate, "%.1f TFLOP/s (fp32, causal, GQA 32/8, d 128)", flops / t / 1e12);
+        rows.push_back({"attention prefill T=2048", t * 1e3, rate});
+        release(kc), release(vc), release(q), release(o), release(lse), release(sb), release(pb);
+    }
+    {
+        const int heads = 32, kv = 8, d = 128, L = 4096, B = 8;
+        Buf kc = dev((size_t)B * L * kv * d * 4), vc = dev((size_t)B * L * kv * d * 4), q = dev((size_t)B * heads * d * 4), o = dev((size_t)B * heads * d * 4);
+        fill(kc, (size_t)B * L * kv * d, 1.0f), fill(vc, (size_t)B * L * kv * d, 1.0f), fill(q, (size_t)B * heads * d, 1.0f);
+        std::vector<int32_t> s(B), p(B, L - 1);
+        for (int i = 0; i < B; i++) s[i] = i;
+        Buf sb = upload(gpu, s), pb = upload(gpu, p);
+        double t = time_it([&] { gpu.ee_attention_fwd((float*)o.p, 0, (float*)q.p, (float*)kc.p, (float*)vc.p, (int32_t*)sb.p, (int32_t*)pb.p, B, heads, kv, d, L, 0.088f); }, 10);
+        double bytes = 2.0 * B * L * kv * d * 4;
+        snprintf(rate, sizeof rate, "%.0f GB/s of f32 K/V (%.0f%% of 4800)", bytes / t / 1e9, bytes / t / 4.8e12 * 100);
+        rows.push_back({"attention decode 8 seqs x 4096", t * 1e3, rate});
+        release(kc), release(vc), release(q), release(o), release(sb), release(pb);
+    }
+    /* fused linear + cross-entropy with backward: 4 GEMMs of rows x V x dim */
+    for (int V : {32000, 128256}) {
+        const int R = 4096, d = 4096, chunk = 8192;
+        Buf x = dev((size_t)R * d * 4), w = dev((size_t)V * d * 2), dx = dev((size_t)R * d * 4), dw = dev((size_t)V * d * 4), loss = dev(R * 4), gw = dev(R * 4);
+        fill(x, (size_t)R * d, 1.0f);
+        fill16(w, (size_t)V * d);
+        std::vector<float> g(R, 1.0f / R);
+        gpu.ee_copy(gw.p, g.data(), R * 4, 1);
+        Buf tg = upload(gpu, randint(R, 0, V));
+        gpu.ee_fill_bytes(dw.p, 0, (int64_t)V * d * 4);
+        double t = time_it([&] { gpu.ee_linear_cross_entropy((float*)loss.p, (float*)dx.p, (float*)dw.p, 0, 0, (float*)x.p, w.p, EE_BF16, (int32_t*)tg.p, (float*)gw.p, R, d, V, chunk, 1.0f); }, 2, 3);
+        snprintf(rate, sizeof rate, "%.0f TFLOP/s (8 R V d FLOPs: fwd, recompute, dx, dw)", 8.0 * R * V * d / t / 1e12);
+        rows.push_back({"fused CE fwd+bwd R=4096 d=4096 V=" + std::to_string(V), t * 1e3, rate});
+        release(x), release(w), release(dx), release(dw), release(loss), release(gw), release(tg);
+    }
+
+    printf("\n%-44s %10s  %s\n", "benchmark", "ms", "rate");
+    printf("%-44s %10s  %s\n", "--------------------------------------------", "----------", "----");
+    for (auto& r : rows) printf("%-44s %10.3f  %s\n", r.what.c_str(), r.ms, r.rate.c_str());
+}
+
+int main(int argc, char** argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s check|sanitize|bench CUDA_LIB [CPU_LIB]\n", argv[0]);
+        return 2;
+    }
+    std::string mode = argv[1];
+    setvbuf(stdout, 0, _IOLBF, 0);
+    if (!load(gpu, argv[2], "libeecuda")) return 2;
+    int devices = gpu.ee_device_count();
+    if (devices <= 0) {
+        printf("FAIL no CUDA device: %s\n", gpu.ee_last_error());
+        return 1;
+    }
+    if (argc > 3 && mode != "bench") {
+        have_cpu = load(cpu, argv[3], "libeecpu");
+        if (!have_cpu) printf("NOTE the CPU reference %s did not load: checking only that kernels run and write finite values\n", argv[3]);
+    }
+    uint64_t seed = (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
+    if (getenv("EE_SEED")) seed = strtoull(getenv("EE_SEED"), 0, 10);
+    rng.seed(seed);
+    printf("libeecuda: abi %d, %d device(s), features %d; seed %llu; reference: %s\n", gpu.ee_abi_version(), devices, gpu.ee_features(),
+           (unsigned long long)seed, have_cpu ? "libeecpu" : "none");
+    if (mode == "check") run_checks(false);
+    else if (mode == "sanitize") run_checks(true);
+    else if (mode == "bench") run_bench();
+    else {
+        fprintf(stderr, "unknown mode %s\n", mode.c_str());
+        return 2;
+    }
+    int rc = gpu.ee_synchronize();
+    if (rc) printf("FAIL final ee_synchronize: %s\n", gpu.ee_last_error()), failures++;
+    if (mode != "bench") printf("%s eecuda_check %s: %d passed, %d failed\n", failures ? "FAIL" : "PASS", mode.c_str(), passes, failures);
+    else printf("%s eecuda_check bench\n", failures ? "FAIL" : "PASS");
+    return failures ? 1 : 0;
+}
