@@ -44,6 +44,20 @@ final class BenchSupport {
         if (k.ee_set_gemm_path(gemmPath) != 0) throw new IllegalStateException("ee_set_gemm_path(" + gemmPath + "): " + backend.lastError());
     }
 
+    /**
+     * OpenBLAS's {@code cblas_sasum} (float sum of |x|, AVX-512/AVX2 kernels, threaded by OpenBLAS) bound through JNA,
+     * for the read-bandwidth probe; null when OpenBLAS is not found (same places as {@code CpuLibrary.openBlas}).
+     */
+    static com.sun.jna.Function sasum() {
+        String env = System.getenv("EETUNE_BLAS");
+        for (String c : new String[] {env, "/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "/usr/lib64/libopenblas.so.0", "/usr/lib/libopenblas.so.0"}) {
+            if (c != null && java.nio.file.Files.isRegularFile(Path.of(c))) {
+                return com.sun.jna.NativeLibrary.getInstance(c).getFunction("cblas_sasum");
+            }
+        }
+        return null;
+    }
+
     static Path dataDir() {
         String p = System.getProperty("eetune.data");
         return (p == null || p.isBlank() ? Path.of("..", "shared", "data") : Path.of(p)).toAbsolutePath().normalize();

@@ -39,6 +39,10 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.SplittableRandom;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
@@ -58,18 +62,24 @@ import java.util.stream.Stream;
  * The JMH score is milliseconds per whole {@code generate} call (one call per iteration: single-shot). The secondary
  * results ({@link Split}, one value per iteration) split it: {@code decodeTokS} = decode tokens/s over all sequences,
  * prefill excluded ({@code Generator.Stats.decodeTokensPerSecond()}); {@code ttftMs} = prefill time (time to first
- * token); {@code bwGBs} = memory bandwidth measured right before that call (the best of 3 {@code Ops.sumSquares}
- * sweeps over a {@code -Deetune.bench.bwMiB} = 256 MiB F32 buffer, 4 bytes read per element); {@code rooflineTokS} =
- * batch x bandwidth / weight bytes read per decode step (every matrix, norm and the classifier once, plus one embedding
- * row per token); {@code roofRatio} = decodeTokS / rooflineTokS. Because a 15M model's weights (61 MB f32, 31 MB bf16)
- * can stay in a large last-level cache, the same probe is also run over a buffer exactly the size of the weights
- * ({@code bwWsGBs}, read again and again like decode reads the weights) and {@code roofRatioWs} is decode tok/s over
- * that roofline: the 256 MiB figure is the TARGETS roofline, the weights-sized one says whether decode could be
- * faster still on this cache. The trial's tear-down prints medians and spreads.
+ * token); {@code bwGBs} = memory bandwidth measured right before that call over a {@code -Deetune.bench.bwMiB} = 256
+ * MiB F32 buffer, the largest of three probes (best of 3 sweeps each): (1) read: OpenBLAS {@code cblas_sasum} over the
+ * buffer (AVX-512/AVX2, OpenBLAS's threads; bound through JNA; skipped when OpenBLAS is missing); (2) STREAM-style copy:
+ * one {@code Ops.copy} (memmove) slice per thread, bytes read + written; (3) {@code Ops.sumSquares}, 4 bytes read per
+ * element, also reported alone as {@code bwSumSqGBs}. On the 2-core Xeon dev machines sumSquares is compute-bound (the
+ * libeecpu build of it is SSE2 with a double-precision reduction: about 5 GB/s per core) and reads about 40% of the
+ * bandwidth that sasum and copy agree on, so it must not set the roofline alone. {@code rooflineTokS} = batch x bandwidth
+ * / weight bytes read per decode step (every matrix, norm and the classifier once, plus one embedding row per token);
+ * {@code roofRatio} = decodeTokS / rooflineTokS (the TARGETS figure). Because a 15M model's weights (61 MB f32, 31 MB
+ * bf16) may partly stay in a large last-level cache between steps, the read probe is also run over a buffer the size
+ * of the weights, swept again and again like decode sweeps the weights ({@code bwWsGBs}), and {@code roofRatioWs} is
+ * decode tok/s over that roofline. The trial's tear-down prints medians and spreads. Note: JMH's final table sums
+ * these per-iteration counters over the iterations (AuxCounters EVENTS are summed), so divide those secondary scores by
+ * Cnt; the per-iteration lines, the tear-down line and {@link DecodeReport} are per call.
  * {@link DecodeReport} runs this benchmark and adds the batch-8 / batch-1 speed-up.
  *
  * <pre>
- *   java -jar ee-bench/target/ee-bench.jar Decode                                   # ~2 minutes
+ *   java -jar ee-bench/target/ee-bench.jar Decode                                   # ~1 minute on a quiet machine
  *   java -jar ee-bench/target/ee-bench.jar Decode -p model=synthetic15M-f32 -p batch=1
  *   java -Deetune.data=/work/shared/data -jar ee-bench/target/ee-bench.jar Decode
  *   java -cp ee-bench/target/ee-bench.jar dev.eetune.bench.DecodeReport             # summary table
@@ -102,8 +112,10 @@ public class DecodeBenchmark {
     private Path tmpDir;
     private long weightBytes;
     private dev.eetune.tensor.Scope probeScope;
-    private Tensor probe, probeWs;
-    private double bandwidth, bandwidthWs; // bytes/s, measured before the current iteration
+    private Tensor probe, probeDst, probeWs, probeWsDst;
+    private ExecutorService probeThreads;
+    private com.sun.jna.Function sasum;
+    private double bandwidth, bandwidthWs, bandwidthSumSq; // bytes/s, measured before the current iteration
     private boolean measuring;
     private final List<double[]> measured = new ArrayList<>(); // decodeTokS, ttftMs, bwGBs, roofRatio, bwWsGBs, roofRatioWs
 
@@ -111,10 +123,10 @@ public class DecodeBenchmark {
     @State(Scope.Thread)
     @AuxCounters(AuxCounters.Type.EVENTS)
     public static class Split {
-        public double decodeTokS, ttftMs, bwGBs, rooflineTokS, roofRatio, bwWsGBs, roofRatioWs;
+        public double decodeTokS, ttftMs, bwGBs, rooflineTokS, roofRatio, bwWsGBs, roofRatioWs, bwSumSqGBs;
 
         @Setup(Level.Iteration)
-        public void reset() { decodeTokS = ttftMs = bwGBs = rooflineTokS = roofRatio = bwWsGBs = roofRatioWs = 0; }
+        public void reset() { decodeTokS = ttftMs = bwGBs = rooflineTokS = roofRatio = bwWsGBs = roofRatioWs = bwSumSqGBs = 0; }
     }
 
     /** The 15M synthetic config (stories15M's shape, Hugging Face rotate-half RoPE so it can be written as a checkpoint). */
@@ -163,7 +175,16 @@ public class DecodeBenchmark {
         probeScope = dev.eetune.tensor.Scope.of(backend);
         long elems = Long.getLong("eetune.bench.bwMiB", 256L) * (1L << 20) / 4;
         probe = probeScope.zeros(DType.F32, Math.toIntExact(elems)); // zeros: pages touched before timing
+        probeDst = probeScope.zeros(DType.F32, Math.toIntExact(elems));
         probeWs = probeScope.zeros(DType.F32, Math.toIntExact((weightBytes + 3) / 4));
+        probeWsDst = probeScope.zeros(DType.F32, Math.toIntExact((weightBytes + 3) / 4));
+        sasum = BenchSupport.sasum();
+        if (sasum == null) System.out.println("# OpenBLAS not found: the read-bandwidth probe (cblas_sasum) is skipped");
+        probeThreads = Executors.newFixedThreadPool(BenchSupport.threads(), task -> {
+            Thread t = new Thread(task, "bandwidth-probe");
+            t.setDaemon(true);
+            return t;
+        });
         System.out.printf(Locale.ROOT, "# decode %s batch=%d: %s, weights read per step %.2f MB, %d threads, %s%n", model, batch, c.dim() + "d x "
             + c.nLayers() + " layers, vocab " + c.vocabSize() + ", matrices " + llama.weights().layers().get(0).wq().dtype(), weightBytes / 1e6,
             BenchSupport.threads(), backend.describe());
@@ -172,8 +193,10 @@ public class DecodeBenchmark {
     @Setup(Level.Iteration)
     public void beforeIteration(IterationParams ip) {
         measuring = ip.getType() == IterationType.MEASUREMENT;
-        bandwidth = bandwidth(backend, probe);
-        bandwidthWs = bandwidth(backend, probeWs);
+        bandwidthSumSq = sumSquaresBandwidth(backend, probe);
+        double read = sasum == null ? 0 : readBandwidth(sasum, probe);
+        bandwidth = Math.max(read, Math.max(bandwidthSumSq, copyBandwidth(backend, probeThreads, BenchSupport.threads(), probeDst, probe)));
+        bandwidthWs = sasum != null ? readBandwidth(sasum, probeWs) : copyBandwidth(backend, probeThreads, BenchSupport.threads(), probeWsDst, probeWs);
     }
 
     @Benchmark
@@ -186,6 +209,7 @@ public class DecodeBenchmark {
         split.rooflineTokS = batch * bandwidth / weightBytes;
         split.roofRatio = split.decodeTokS / split.rooflineTokS;
         split.bwWsGBs = bandwidthWs / 1e9;
+        split.bwSumSqGBs = bandwidthSumSq / 1e9;
         split.roofRatioWs = split.decodeTokS / (batch * bandwidthWs / weightBytes);
         if (measuring) measured.add(new double[] {split.decodeTokS, split.ttftMs, split.bwGBs, split.roofRatio, split.bwWsGBs, split.roofRatioWs});
         return out;
@@ -202,6 +226,7 @@ public class DecodeBenchmark {
         }
         if (generator != null) generator.close();
         if (llama != null) llama.close();
+        if (probeThreads != null) probeThreads.shutdownNow();
         if (probeScope != null) probeScope.close();
         if (tmpDir != null) {
             try (Stream<Path> s = Files.walk(tmpDir)) {
@@ -226,8 +251,49 @@ public class DecodeBenchmark {
         return bytes;
     }
 
-    /** Read bandwidth in bytes/s: the best of 3 sum-of-squares sweeps (after one untimed) over an F32 buffer. */
-    static double bandwidth(Backend backend, Tensor buf) {
+    /**
+     * STREAM-copy bandwidth in bytes/s (bytes read + bytes written): {@code threads} Java threads each {@code Ops.copy}
+     * (memmove) a slice of src into dst; the best of 3 (after one untimed).
+     */
+    static double copyBandwidth(Backend backend, ExecutorService pool, int threads, Tensor dst, Tensor src) {
+        int n = Math.toIntExact(src.size());
+        double best = Double.MAX_VALUE;
+        for (int rep = 0; rep < 4; rep++) {
+            List<Future<?>> fs = new ArrayList<>();
+            long t0 = System.nanoTime();
+            for (int k = 0; k < threads; k++) {
+                int lo = (int) ((long) n * k / threads), hi = (int) ((long) n * (k + 1) / threads);
+                fs.add(pool.submit(() -> backend.ops().copy(dst.slice(lo, hi), src.slice(lo, hi))));
+            }
+            try {
+                for (Future<?> f : fs) f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IllegalStateException(e);
+            } catch (ExecutionException e) {
+                throw new IllegalStateException("bandwidth probe failed", e.getCause());
+            }
+            if (rep > 0) best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+        }
+        return 2.0 * src.byteSize() / best;
+    }
+
+    /** Read bandwidth in bytes/s: OpenBLAS {@code cblas_sasum} over the buffer (its own threads); best of 3 after one untimed. */
+    static double readBandwidth(com.sun.jna.Function sasum, Tensor buf) {
+        Object[] args = {Math.toIntExact(buf.size()), new com.sun.jna.Pointer(buf.address()), 1};
+        double best = Double.MAX_VALUE;
+        float sink = sasum.invokeFloat(args);
+        for (int i = 0; i < 3; i++) {
+            long t0 = System.nanoTime();
+            sink += sasum.invokeFloat(args);
+            best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+        }
+        if (Float.isNaN(sink)) throw new IllegalStateException("read-bandwidth probe returned NaN");
+        return buf.byteSize() / best;
+    }
+
+    /** Read bandwidth in bytes/s as {@code Ops.sumSquares} sees it: the best of 3 sweeps (after one untimed). */
+    static double sumSquaresBandwidth(Backend backend, Tensor buf) {
         double best = Double.MAX_VALUE, sink = backend.ops().sumSquares(buf);
         for (int i = 0; i < 3; i++) {
             long t0 = System.nanoTime();

@@ -71,15 +71,15 @@ public final class DecodeReport {
         StringBuilder sb = new StringBuilder();
         sb.append(String.format(Locale.ROOT, "Greedy KV-cached decode, prompts of %d tokens, %d new tokens, %d threads; median (min..max) over iterations%n",
             DecodeBenchmark.PROMPT_LEN, newTokens, BenchSupport.threads()));
-        String head = String.format(Locale.ROOT, "%-18s | %5s | %-24s | %-22s | %-24s | %-20s | %-20s | %-20s | %-20s%n", "model", "batch",
-            "decode tok/s", "TTFT ms", "whole call ms", "bw 256MiB GB/s", "decode/roofline", "bw weights-size GB/s", "decode/ws-roofline");
+        String head = String.format(Locale.ROOT, "%-18s | %5s | %-24s | %-22s | %-24s | %-20s | %-20s | %-20s | %-20s | %-20s%n", "model", "batch",
+            "decode tok/s", "TTFT ms", "whole call ms", "bw 256MiB GB/s", "decode/roofline", "bw weights-size GB/s", "decode/ws-roofline", "sumSquares GB/s");
         sb.append(head).append("-".repeat(head.length() - 1)).append('\n');
         for (var me : all.entrySet()) {
             for (var be : me.getValue().entrySet()) {
                 Map<String, List<Double>> m = be.getValue();
-                sb.append(String.format(Locale.ROOT, "%-18s | %5d | %-24s | %-22s | %-24s | %-20s | %-20s | %-20s | %-20s%n", me.getKey(), be.getKey(),
+                sb.append(String.format(Locale.ROOT, "%-18s | %5d | %-24s | %-22s | %-24s | %-20s | %-20s | %-20s | %-20s | %-20s%n", me.getKey(), be.getKey(),
                     s(m, "decodeTokS", "%.1f"), s(m, "ttftMs", "%.2f"), s(m, "wholeMs", "%.1f"), s(m, "bwGBs", "%.2f"), s(m, "roofRatio", "%.3f"),
-                    s(m, "bwWsGBs", "%.1f"), s(m, "roofRatioWs", "%.3f")));
+                    s(m, "bwWsGBs", "%.1f"), s(m, "roofRatioWs", "%.3f"), s(m, "bwSumSqGBs", "%.2f")));
             }
         }
         sb.append('\n');

@@ -41,7 +41,8 @@ import java.util.concurrent.TimeUnit;
  *   java -jar ee-bench/target/ee-bench.jar Gemm -p size=1024                    # one size
  *   java -cp ee-bench/target/ee-bench.jar dev.eetune.bench.GemmReport           # GFLOP/s table with ratios
  * </pre>
- * Default: 1 fork, 2 x 1 s warm-up, 5 x 1 s measurement per (size, path): about 1.5 minutes in all.
+ * Default: 1 fork, 2 x 1 s warm-up, 5 x 1 s measurement per (size, path): about 1.5 minutes in all (GemmReport, with
+ * two rounds: about 2.5 minutes).
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)

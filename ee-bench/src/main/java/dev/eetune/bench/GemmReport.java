@@ -12,6 +12,7 @@ import org.openjdk.jmh.runner.options.OptionsBuilder;
 
 import java.util.ArrayList;
 import java.util.Collection;
+import java.util.Collections;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -19,12 +20,15 @@ import java.util.TreeMap;
 
 /**
  * Runs {@link GemmBenchmark} through JMH and prints GFLOP/s per (size, path) and the ratios to direct OpenBLAS, each
- * as median (min..max) over the measurement iterations. Sizes run one after the other, each with its three paths back to
- * back (plain JMH would run every size of one path first), so a ratio compares runs minutes apart at most. Ratios are of medians; "ratio lo..hi" is the worst and best
+ * as median (min..max) over the measurement iterations of all rounds. Each (size, path) is its own JMH run (its own
+ * fork); sizes run one after the other, and within a size the paths run back to back in {@code -Deetune.bench.rounds}
+ * rounds (default 2), the order reversed every other round (default, fallback, openblas, openblas, fallback, default),
+ * so a slow drift of the machine's load hits every path alike. Plain JMH would run every size of one path first. Ratios are of medians; "ratio lo..hi" is the worst and best
  * pairing of iteration extremes (path min / openblas max .. path max / openblas min).
  *
  * <pre>
- *   java -cp ee-bench/target/ee-bench.jar dev.eetune.bench.GemmReport                 # defaults of GemmBenchmark
+ *   java -cp ee-bench/target/ee-bench.jar dev.eetune.bench.GemmReport                 # ~3 minutes
+ *   java -Deetune.bench.rounds=1 -cp ee-bench/target/ee-bench.jar dev.eetune.bench.GemmReport
  *   java -cp ee-bench/target/ee-bench.jar dev.eetune.bench.GemmReport -wi 3 -i 10 -p size=1024
  * </pre>
  * Any JMH command-line option is accepted (they override the benchmark's annotations). Java 25 prints a warning for
@@ -36,10 +40,19 @@ public final class GemmReport {
     public static void main(String[] args) throws RunnerException, CommandLineOptionException {
         CommandLineOptions cmd = new CommandLineOptions(args);
         Collection<String> sizes = cmd.getParameter("size").orElse(List.of("256", "1024", "2048"));
+        List<String> paths = new ArrayList<>(cmd.getParameter("path").orElse(List.of(GemmBenchmark.DEFAULT, GemmBenchmark.FALLBACK, GemmBenchmark.OPENBLAS)));
+        int rounds = Integer.getInteger("eetune.bench.rounds", 2);
         List<RunResult> results = new ArrayList<>();
-        for (String size : sizes) { // one JMH run per size, so the three paths of a size run back to back
-            Options opts = new OptionsBuilder().parent(cmd).include(GemmBenchmark.class.getName() + ".gemm").param("size", size).build();
-            results.addAll(new Runner(opts).run());
+        for (String size : sizes) {
+            for (int round = 0; round < rounds; round++) { // paths of a size back to back, order reversed every other round
+                List<String> order = new ArrayList<>(paths);
+                if (round % 2 == 1) Collections.reverse(order);
+                for (String path : order) {
+                    Options opts = new OptionsBuilder().parent(cmd).include(GemmBenchmark.class.getName() + ".gemm")
+                        .param("size", size).param("path", path).build();
+                    results.addAll(new Runner(opts).run());
+                }
+            }
         }
         System.out.println();
         System.out.println(table(results));

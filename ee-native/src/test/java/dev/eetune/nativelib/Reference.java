@@ -37,22 +37,7 @@ final class Reference {
     }
 
     static double[] rope(float[] x, int[] pos, float[] invFreq, int rows, int heads, int hd, boolean interleaved, boolean inverse) {
-        double[] out = new double[x.length];
-        for (int i = 0; i < x.length; i++) out[i] = x[i];
-        for (int r = 0; r < rows; r++) {
-            for (int h = 0; h < heads; h++) {
-                int base = r * heads * hd + h * hd;
-                for (int i = 0; i < hd / 2; i++) {
-                    double ang = (double) pos[r] * invFreq[i] * (inverse ? -1 : 1);
-                    double c = Math.cos(ang), s = Math.sin(ang);
-                    int a = interleaved ? base + 2 * i : base + i, b = interleaved ? base + 2 * i + 1 : base + i + hd / 2;
-                    double x0 = x[a], x1 = x[b];
-                    out[a] = x0 * c - x1 * s;
-                    out[b] = x0 * s + x1 * c;
-                }
-            }
-        }
-        return out;
+        return rope(toDouble(x), pos, invFreq, rows, heads, hd, interleaved, inverse);
     }
 
     /** Attention of packed rows against caches [nSeq][maxLen][kvHeads*hd]; lseOut [rows*heads] may be null. */
@@ -98,22 +83,7 @@ final class Reference {
 
     /** Per-row cross-entropy of x W^T / T (w [vocab][dim]); targets < 0 give 0. */
     static double[] crossEntropy(float[] x, float[] w, int[] targets, int rows, int dim, int vocab, double temperature) {
-        double[] loss = new double[rows];
-        for (int r = 0; r < rows; r++) {
-            if (targets[r] < 0) continue;
-            double[] logits = new double[vocab];
-            double max = Double.NEGATIVE_INFINITY;
-            for (int v = 0; v < vocab; v++) {
-                double s = 0;
-                for (int d = 0; d < dim; d++) s += (double) x[r * dim + d] * w[v * dim + d];
-                logits[v] = s / temperature;
-                max = Math.max(max, logits[v]);
-            }
-            double sum = 0;
-            for (double l : logits) sum += Math.exp(l - max);
-            loss[r] = max + Math.log(sum) - logits[targets[r]];
-        }
-        return loss;
+        return crossEntropy(toDouble(x), toDouble(w), targets, rows, dim, vocab, temperature);
     }
 
     // ---- double-input forwards and numerical gradients, for the backward kernels ----------------------------------
