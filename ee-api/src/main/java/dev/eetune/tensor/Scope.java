@@ -72,8 +72,11 @@ public final class Scope implements AutoCloseable {
                 if (first == null) first = new IllegalStateException("closing a scope resource failed", e);
             }
         }
+        if (parent != null) parent.forget(this); // a long-lived parent must not accumulate closed children
         if (first != null) throw first;
     }
+
+    private synchronized void forget(AutoCloseable resource) { owned.removeFirstOccurrence(resource); }
 
     private synchronized AutoCloseable pollOwned() { return owned.poll(); }
 

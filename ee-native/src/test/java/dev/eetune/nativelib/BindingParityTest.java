@@ -83,6 +83,14 @@ class BindingParityTest {
             outlived = t;
         }
         assertThat(outlived.toString()).endsWith("(closed)");
+        try (Scope root = Scope.of(be)) { // closed children leave their parent: long-lived scopes do not grow
+            for (int i = 0; i < 1000; i++) {
+                try (Scope c = root.child()) {
+                    c.allocate(DType.F32, 4);
+                }
+            }
+            assertThat(root.toString()).contains("0 resources");
+        }
         assertThatThrownBy(outlived::toFloatArray).isInstanceOf(IllegalStateException.class).hasMessageContaining("closed");
     }
 }
