@@ -2,7 +2,6 @@ package dev.eetune.eval;
 
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
-import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
@@ -219,14 +218,8 @@ public final class ThresholdSweep {
                         ExitHead h = ee.head(layer + 1);
                         if (h == null) return true;
                         int hi = heads.indexOf(h);
-                        Tensor src = hidden;
-                        if (h.architecture() == ExitArchitecture.LAYER) {
-                            src = s.allocate(DType.F32, n, c.dim());
-                            src.copyFrom(hidden);
-                            m.layer(h.layerWeights(), headKv.keys(0), headKv.values(0), src, rows, ws);
-                        }
-                        Tensor logits = s.allocate(DType.F32, n, c.vocabSize()), am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
-                        ops.linear(logits, h.inferenceInput(s, src, resid), h.lmHead().value());
+                        Tensor logits = h.decodeLogits(s, m, hidden, resid, rows, headKv, ws, n);
+                        Tensor am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
                         ops.argmax(am, mp, logits, h.temperature());
                         int[] a = am.toIntArray();
                         float[] p = mp.toFloatArray();

@@ -1,9 +1,11 @@
 package dev.eetune.exit;
 
 import dev.eetune.backend.Ops;
+import dev.eetune.model.KvCache;
 import dev.eetune.model.LayerWeights;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
 import dev.eetune.nn.Parameter;
 import dev.eetune.nn.ParameterSet;
 import dev.eetune.nn.SwiGluMlp;
@@ -162,10 +164,9 @@ public final class ExitHead {
 
     /**
      * Decoding: the LM head's input for some rows. {@code hidden} is layer L's output (for LAYER, the output of the
-     * head's own layer, which the caller runs over all rows so its K/V cache stays exact); {@code residual} is layer
-     * L's attention residual (MLP only). Temporaries live in {@code s}.
+     * head's own layer, see {@link #decodeLogits}); {@code residual} is layer L's attention residual (MLP only).
      */
-    public Tensor inferenceInput(Scope s, Tensor hidden, Tensor residual) {
+    private Tensor inferenceInput(Scope s, Tensor hidden, Tensor residual) {
         Ops ops = s.backend().ops();
         int rows = Ops.rows(hidden), d = config.dim();
         switch (spec.architecture()) {
@@ -185,6 +186,25 @@ public final class ExitHead {
                 return z;
             }
         }
+    }
+
+    /**
+     * Decoding: the head's logits [firstRows, vocab] for rows 0..firstRows-1 of a pass. {@code hidden} [rows, dim] is
+     * layer L's output for every row of the pass, {@code residual} its attention residual (MLP only, else null). A
+     * LAYER head first runs its own layer over every row, writing their K/V into {@code ownCache} so that cache stays
+     * exact. Temporaries live in {@code s}.
+     */
+    public Tensor decodeLogits(Scope s, LlamaModel model, Tensor hidden, Tensor residual, Workspace.Rows rows, KvCache ownCache, Workspace ws, int firstRows) {
+        Tensor src = hidden;
+        if (spec.architecture() == ExitArchitecture.LAYER) {
+            src = s.allocate(DType.F32, Ops.rows(hidden), config.dim());
+            src.copyFrom(hidden);
+            model.layer(block.weights(), ownCache.keys(0), ownCache.values(0), src, rows, ws);
+        }
+        Tensor z = inferenceInput(s, src.slice(0, firstRows), residual == null ? null : residual.slice(0, firstRows));
+        Tensor logits = s.allocate(DType.F32, firstRows, config.vocabSize());
+        s.backend().ops().linear(logits, z, lmHead.value());
+        return logits;
     }
 
     /** The exit's layer weights for inference (LAYER architecture), else null. */

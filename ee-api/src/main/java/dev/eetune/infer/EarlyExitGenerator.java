@@ -229,17 +229,8 @@ public final class EarlyExitGenerator implements AutoCloseable {
                 if (!evaluate) continue;
                 // the head judges each active sequence's newest row (rows 0..active-1 are the newest, in order)
                 int m = active.size();
-                Tensor hidden = xs;
-                if (h.architecture() == ExitArchitecture.LAYER) { // its own layer runs on every row here, keeping its cache exact
-                    hidden = step.allocate(DType.F32, n, config.dim());
-                    hidden.copyFrom(xs);
-                    KvCache hc = headCaches.get(l + 1);
-                    model.layer(h.layerWeights(), hc.keys(0), hc.values(0), hidden, wr, ws);
-                    counters.rowLayers += n;
-                }
-                Tensor z = h.inferenceInput(step, hidden.slice(0, m), needResidual ? resid.slice(0, m) : null);
-                Tensor logits = step.allocate(DType.F32, m, config.vocabSize());
-                ops.linear(logits, z, h.lmHead().value());
+                if (h.architecture() == ExitArchitecture.LAYER) counters.rowLayers += n; // its own layer, over every row
+                Tensor logits = h.decodeLogits(step, model, xs, needResidual ? resid.slice(0, n) : null, wr, headCaches.get(l + 1), ws, m);
                 counters.headEvals += m;
                 if (!policy.canExit(l + 1)) continue;
                 Tensor mp = maxProb.slice(0, m), am = chosen.slice(0, m);

@@ -240,14 +240,7 @@ public final class SelfSpeculativeDecoder implements AutoCloseable {
                 public void afterAttention(int layer, Tensor residual) { resid.copyFrom(residual); }
             });
             scatterStates(x, slot);
-            Tensor hidden = x;
-            if (headCache != null) {
-                hidden = s.allocate(DType.F32, m, config.dim());
-                hidden.copyFrom(x);
-                model.layer(drafter.layerWeights(), headCache.keys(0), headCache.values(0), hidden, rows, ws);
-            }
-            Tensor logits = s.allocate(DType.F32, m, config.vocabSize());
-            ops.linear(logits, drafter.inferenceInput(s, hidden, resid), drafter.lmHead().value());
+            Tensor logits = drafter.decodeLogits(s, model, x, mlp ? resid : null, rows, headCache, ws, m);
             return split(logits.toFloatArray(), m);
         }
     }

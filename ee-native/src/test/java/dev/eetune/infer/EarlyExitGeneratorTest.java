@@ -175,17 +175,10 @@ class EarlyExitGeneratorTest {
                 public boolean afterLayer(int layer, Tensor hidden) {
                     ExitHead h = heads.head(layer + 1);
                     if (h == null) return true;
-                    Tensor src = hidden;
-                    if (h.architecture() == ExitArchitecture.LAYER) {
-                        src = s.allocate(DType.F32, n, model.config().dim());
-                        src.copyFrom(hidden);
-                        model.layer(h.layerWeights(), headKv.keys(0), headKv.values(0), src, rows, ws);
-                    }
-                    Tensor last = s.allocate(DType.F32, 1, model.config().dim()), lastR = s.allocate(DType.F32, 1, model.config().dim());
-                    ops.gatherRows(last, src, idx);
-                    ops.gatherRows(lastR, resid, idx);
+                    // all rows through the head (a LAYER head needs every row for its own cache), then the last one
+                    Tensor all = h.decodeLogits(s, model, hidden, resid, rows, headKv, ws, n);
                     Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize());
-                    ops.linear(logits, h.inferenceInput(s, last, lastR), h.lmHead().value());
+                    ops.gatherRows(logits, all, idx);
                     Tensor am = s.allocate(DType.I32, 1), mp = s.allocate(DType.F32, 1);
                     ops.argmax(am, mp, logits, h.temperature());
                     if (mp.toFloatArray()[0] >= tau) {
