@@ -3,9 +3,8 @@ package dev.eetune.eval;
 import dev.eetune.backend.Ops;
 import dev.eetune.data.Batch;
 import dev.eetune.exit.EarlyExitModel;
-import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitHead;
-import dev.eetune.model.KvCache;
+import dev.eetune.exit.Pass;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
@@ -50,50 +49,24 @@ public final class ExitEvaluator {
         long[] correct = new long[n + 1], agree = new long[n + 1];
         long tokens = 0;
         try (Scope scope = Scope.of(bb.backend()); Workspace ws = bb.newWorkspace()) {
-            KvCache kv = null;
-            int cachedBatch = -1, cachedSeq = -1;
             for (Batch b : batches) {
                 int rows = b.batchSize() * b.seqLen();
-                if (b.batchSize() != cachedBatch || b.seqLen() != cachedSeq) {
-                    if (kv != null) kv.close();
-                    kv = KvCache.scratch(bb.config(), bb.backend(), b.batchSize(), b.seqLen());
-                    cachedBatch = b.batchSize();
-                    cachedSeq = b.seqLen();
-                }
                 try (Scope s = scope.child()) {
-                    int[] seq = new int[rows], pos = new int[rows];
-                    for (int r = 0; r < rows; r++) {
-                        seq[r] = r / b.seqLen();
-                        pos[r] = r % b.seqLen();
-                    }
-                    Workspace.Rows rr = ws.rows(b.inputs(), seq, pos);
+                    Workspace.Rows rr = ws.denseRows(b.inputs(), b.batchSize(), b.seqLen());
                     Tensor targets = s.of(b.targets(), rows), loss = s.allocate(DType.F32, rows);
-                    Tensor resid = s.allocate(DType.F32, rows, bb.config().dim());
                     int[][] argmax = new int[n + 1][];
                     float[][] losses = new float[n + 1][];
                     Tensor x = ws.x(rows);
                     bb.embed(x, rr);
-                    bb.layers(x, rr, kv, 0, bb.config().nLayers(), ws, new LlamaModel.LayerTap() {
-                        @Override
-                        public void afterAttention(int layer, Tensor residual) {
-                            ExitHead h = model.head(layer + 1);
-                            if (h != null && h.architecture() == ExitArchitecture.MLP) resid.copyFrom(residual);
+                    model.run(new Pass(x, rr), null, 0, bb.config().nLayers(), ws, (h, in, pass) -> {
+                        int i = heads.indexOf(h);
+                        try (Scope hs = s.child()) {
+                            Tensor am = hs.allocate(DType.I32, rows);
+                            ops.linearCrossEntropy(loss, null, null, am, null, h.forward(hs, in).z(), h.lmHead().value(), targets, null, vocabChunk, h.temperature());
+                            argmax[i] = am.toIntArray();
+                            losses[i] = loss.toFloatArray();
                         }
-
-                        @Override
-                        public boolean afterLayer(int layer, Tensor hidden) {
-                            ExitHead h = model.head(layer + 1);
-                            if (h == null) return true;
-                            int i = heads.indexOf(h);
-                            try (Scope hs = s.child()) {
-                                ExitHead.Forward f = h.forward(hs, new ExitHead.Input(hidden, resid, rr.seq(), rr.pos(), b.batchSize(), b.seqLen()));
-                                Tensor am = hs.allocate(DType.I32, rows);
-                                ops.linearCrossEntropy(loss, null, null, am, null, f.z(), h.lmHead().value(), targets, null, vocabChunk, h.temperature());
-                                argmax[i] = am.toIntArray();
-                                losses[i] = loss.toFloatArray();
-                            }
-                            return true;
-                        }
+                        return pass;
                     });
                     Tensor normed = s.allocate(DType.F32, rows, bb.config().dim()), am = s.allocate(DType.I32, rows);
                     ops.rmsnorm(normed, null, x, bb.weights().finalNorm(), bb.config().normEps());
@@ -112,7 +85,6 @@ public final class ExitEvaluator {
                     }
                 }
             }
-            if (kv != null) kv.close();
         }
         if (tokens == 0) throw new IllegalArgumentException("no evaluation tokens (empty or fully masked data)");
         List<ExitMetrics> out = new ArrayList<>();

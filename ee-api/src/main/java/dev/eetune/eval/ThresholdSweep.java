@@ -3,12 +3,12 @@ package dev.eetune.eval;
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.Pass;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.infer.GenerationResult;
 import dev.eetune.infer.SelfSpeculativeDecoder;
-import dev.eetune.model.KvCache;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
@@ -202,33 +202,22 @@ public final class ThresholdSweep {
             int[] seq = full.get(pi);
             int n = seq.length - 1, p0 = prompts.get(pi).length - 1, gen = seq.length - prompts.get(pi).length;
             int at = offset;
-            try (Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace(); KvCache kv = new KvCache(c, m.backend(), 1, n);
-                 KvCache headKv = KvCache.scratch(c, m.backend(), 1, n)) {
-                int[] pos = new int[n];
-                for (int i = 0; i < n; i++) pos[i] = i;
-                Workspace.Rows rows = ws.rows(Arrays.copyOf(seq, n), new int[n], pos);
-                Tensor x = ws.x(n), resid = s.allocate(DType.F32, n, c.dim());
+            try (Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
+                Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);
+                Tensor x = ws.x(n);
                 m.embed(x, rows);
-                m.layers(x, rows, kv, 0, c.nLayers(), ws, new LlamaModel.LayerTap() {
-                    @Override
-                    public void afterAttention(int layer, Tensor residual) { resid.copyFrom(residual); }
-
-                    @Override
-                    public boolean afterLayer(int layer, Tensor hidden) {
-                        ExitHead h = ee.head(layer + 1);
-                        if (h == null) return true;
-                        int hi = heads.indexOf(h);
-                        Tensor logits = h.decodeLogits(s, m, hidden, resid, rows, headKv, ws, n);
-                        Tensor am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
-                        ops.argmax(am, mp, logits, h.temperature());
-                        int[] a = am.toIntArray();
-                        float[] p = mp.toFloatArray();
-                        for (int g = 0; g < gen; g++) { // row p0 + g predicts token p0 + g + 1, the g-th generated one
-                            out[2 * hi][at + g] = p[p0 + g];
-                            out[2 * hi + 1][at + g] = a[p0 + g] == seq[p0 + g + 1] ? 1 : 0;
-                        }
-                        return true;
+                ee.run(new Pass(x, rows), null, 0, c.nLayers(), ws, (h, in, pass) -> {
+                    int hi = heads.indexOf(h);
+                    Tensor logits = h.decodeLogits(s, in, n);
+                    Tensor am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
+                    ops.argmax(am, mp, logits, h.temperature());
+                    int[] a = am.toIntArray();
+                    float[] p = mp.toFloatArray();
+                    for (int g = 0; g < gen; g++) { // row p0 + g predicts token p0 + g + 1, the g-th generated one
+                        out[2 * hi][at + g] = p[p0 + g];
+                        out[2 * hi + 1][at + g] = a[p0 + g] == seq[p0 + g + 1] ? 1 : 0;
                     }
+                    return pass;
                 });
             }
             offset += gen;
@@ -285,16 +274,13 @@ public final class ThresholdSweep {
             int[] seq = outputs.get(i);
             int n = seq.length - 1, p0 = prompts.get(i).length - 1;
             if (n <= p0) continue;
-            try (Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace(); KvCache kv = KvCache.scratch(c, m.backend(), 1, n)) {
-                int[] pos = new int[n], targets = new int[n];
-                for (int j = 0; j < n; j++) {
-                    pos[j] = j;
-                    targets[j] = j >= p0 ? seq[j + 1] : -1;
-                }
-                Workspace.Rows rows = ws.rows(Arrays.copyOf(seq, n), new int[n], pos);
+            try (Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
+                int[] targets = new int[n];
+                for (int j = 0; j < n; j++) targets[j] = j >= p0 ? seq[j + 1] : -1;
+                Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);
                 Tensor x = ws.x(n), normed = s.allocate(DType.F32, n, c.dim()), loss = s.allocate(DType.F32, n);
                 m.embed(x, rows);
-                m.layers(x, rows, kv, 0, c.nLayers(), ws, null);
+                m.layers(x, rows, null, 0, c.nLayers(), ws);
                 ops.rmsnorm(normed, null, x, m.weights().finalNorm(), c.normEps());
                 ops.linearCrossEntropy(loss, null, null, null, null, normed, m.weights().lmHead(), s.of(targets, n), null, 4096, 1f);
                 for (float l : loss.toFloatArray()) nll += l;

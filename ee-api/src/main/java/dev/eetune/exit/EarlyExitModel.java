@@ -4,8 +4,10 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.eetune.model.KvCache;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
 import dev.eetune.model.io.SafetensorsHeader;
 import dev.eetune.nn.Parameter;
 import dev.eetune.nn.ParameterSet;
@@ -33,13 +35,19 @@ public final class EarlyExitModel implements AutoCloseable {
 
     private final LlamaModel backbone;
     private final List<ExitHead> heads;
+    private final ExitHead[] byLayer; // index = exit layer (1-based)
     private final ParameterSet params;
 
     private EarlyExitModel(LlamaModel backbone, List<ExitHead> heads, ParameterSet params) {
         this.backbone = backbone;
         this.heads = List.copyOf(heads);
+        this.byLayer = new ExitHead[backbone.config().nLayers() + 1];
+        for (ExitHead h : heads) byLayer[h.layer()] = h;
         this.params = params;
     }
+
+    /** The backbone with no heads: {@link #run} is then the plain layer loop. */
+    public static EarlyExitModel withoutExits(LlamaModel backbone) { return attach(backbone, List.of(), 0); }
 
     /** Attaches new heads (sorted by layer; one per layer) to {@code backbone}; the backbone is not owned. */
     public static EarlyExitModel attach(LlamaModel backbone, List<ExitSpec> specs, long seed) {
@@ -77,9 +85,30 @@ public final class EarlyExitModel implements AutoCloseable {
     public int lastExitLayer() { return heads.isEmpty() ? 0 : heads.get(heads.size() - 1).layer(); }
 
     /** The head after layer L, or null. */
-    public ExitHead head(int layer) {
-        for (ExitHead h : heads) if (h.layer() == layer) return h;
-        return null;
+    public ExitHead head(int layer) { return layer >= 1 && layer < byLayer.length ? byLayer[layer] : null; }
+
+    /**
+     * The one layer loop with exit taps: runs backbone layers from+1 .. to (1-based) over the pass, the residual
+     * stream updated in place and K/V written to {@code cache} (null: dense rows, no cache). Before each layer the
+     * visitor may change the pass; after layer L, when a head sits there and the visitor visits it, the visitor gets
+     * the head's input (with the layer's attention residual when the head reads it) and returns the pass to go on
+     * with, or null to stop. Returns the last layer run.
+     */
+    public int run(Pass pass, KvCache cache, int from, int to, Workspace ws, ExitVisitor visitor) {
+        int n = backbone.config().nLayers();
+        if (from < 0 || to > n || from > to) throw new IllegalArgumentException("layers " + (from + 1) + ".." + to + " outside 1.." + n);
+        for (int layer = from + 1; layer <= to; layer++) {
+            pass = visitor.beforeLayer(layer, pass);
+            ExitHead h = byLayer[layer];
+            boolean visit = h != null && visitor.visits(h);
+            Tensor residual = visit && h.readsAttentionResidual() ? ws.residual(pass.rowCount()) : null;
+            backbone.layer(layer - 1, pass.x(), pass.rows(), cache, ws, residual);
+            if (visit) {
+                pass = visitor.atExit(h, new ExitInput(pass.x(), residual, pass.rows(), visitor.ownCache(h), ws), pass);
+                if (pass == null) return layer;
+            }
+        }
+        return to;
     }
 
     /** Writes the heads' parameters (as {@code dtype}) and metadata to one safetensors file, atomically. */

@@ -8,16 +8,17 @@ import java.util.List;
  * KV-cached decoding of a batch of prompts with the full model: {@link EarlyExitGenerator} without exits (one
  * decoding loop for both). Greedy, or temperature + top-p sampling; each sequence stops on its own.
  */
-public final class Generator implements AutoCloseable {
+public final class Generator implements Decoder {
     private final EarlyExitGenerator engine;
 
     public Generator(LlamaModel model, int maxBatch, int maxLen) {
         this.engine = new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), maxBatch, maxLen);
     }
 
+    @Override
     public LlamaModel model() { return engine.model(); }
 
-    /** Generates for each prompt (token ids, non-empty); results in prompt order. */
+    @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         return engine.generate(prompts, cfg, listener);
     }

@@ -2,8 +2,10 @@ package dev.eetune.infer;
 
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
-import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.ExitInput;
+import dev.eetune.exit.ExitVisitor;
+import dev.eetune.exit.Pass;
 import dev.eetune.model.KvCache;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
@@ -12,22 +14,25 @@ import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 
 /**
- * Lossless self-speculative decoding with an exit head as the drafter (INFERENCE.md §3). Each round, every live
- * sequence drafts up to k tokens through layers 1..E and head E (saving each row's layer-E hidden state), then one
- * verification pass runs layers E+1..N over [x_n, d_1..d_k] from those saved states; the longest prefix agreeing with
- * the full model is accepted plus the full model's next token. Greedy output equals full-model greedy decoding token
- * for token; with sampling, drafts are accepted with probability min(1, p/q) and a rejection draws from the residual,
- * so the output follows the full model's distribution. Sequences in a batch draft and accept independently.
+ * Lossless self-speculative decoding with an exit head as the drafter (docs/self-speculation.md). Each round, every
+ * live sequence drafts up to k tokens through layers 1..E and head E (saving each row's layer-E hidden state), then
+ * one verification pass runs layers E+1..N over [x_n, d_1..d_k] from those saved states; the longest prefix agreeing
+ * with the full model is accepted plus the full model's next token. Greedy output equals full-model greedy decoding
+ * token for token; with sampling, drafts are accepted with probability min(1, p/q) and a rejection draws from the
+ * residual, so the output follows the full model's distribution. Sequences in a batch draft and accept independently.
+ * Probabilities are computed natively: greedy rounds copy only token ids (and the drafter's max probability) to the
+ * host; sampling rounds copy the softmax rows that the accept / residual rule needs.
  */
-public final class SelfSpeculativeDecoder implements AutoCloseable {
+public final class SelfSpeculativeDecoder implements Decoder {
     private final LlamaModel model;
     private final LlamaConfig config;
+    private final EarlyExitModel exits;
     private final ExitHead drafter;
     private final int exit, maxBatch, maxLen, maxDraft, initialDraft;
     private final boolean adaptive;
@@ -37,6 +42,7 @@ public final class SelfSpeculativeDecoder implements AutoCloseable {
     private final Scope scope;
     private final Tensor states; // [maxBatch * (maxDraft + 1), dim]: layer-E hidden state of each drafted row
     private Stats stats = new Stats(0, 0, 0, 0, 0, 0);
+    private static final GenerationConfig GREEDY = GenerationConfig.greedy(0, Set.of());
 
     /** Rounds, drafted and accepted tokens, emitted tokens and timing of the last call. */
     public record Stats(long rounds, long drafted, long accepted, long generated, double prefillSeconds, double decodeSeconds) {
@@ -60,55 +66,49 @@ public final class SelfSpeculativeDecoder implements AutoCloseable {
      * @param confidenceStop stop drafting when the drafter's max probability falls below this (0 = never)
      */
     public SelfSpeculativeDecoder(EarlyExitModel exits, int draftExit, int draftLength, boolean adaptive, float confidenceStop, int maxBatch, int maxLen) {
+        this.exits = exits;
         this.model = exits.backbone();
         this.config = model.config();
         this.drafter = exits.head(draftExit);
         if (drafter == null) throw new IllegalArgumentException("no exit head after layer " + draftExit + " to draft with; heads: " + exits.heads());
         if (draftLength < 1) throw new IllegalArgumentException("draft length must be >= 1, got " + draftLength);
+        if (maxBatch < 1 || maxLen < 1) throw new IllegalArgumentException("maxBatch " + maxBatch + " and maxLen " + maxLen + " must be >= 1");
         if (maxLen > config.maxSeqLen()) throw new IllegalArgumentException("maxLen " + maxLen + " exceeds the model's context of " + config.maxSeqLen());
+        this.maxDraft = adaptive ? 2 * draftLength : draftLength;
         this.exit = draftExit;
         this.maxBatch = maxBatch;
         this.maxLen = maxLen;
         this.adaptive = adaptive;
-        this.maxDraft = adaptive ? 2 * draftLength : draftLength;
         this.initialDraft = draftLength;
         this.confidenceStop = confidenceStop;
-        this.cache = new KvCache(config, model.backend(), maxBatch, maxLen + maxDraft + 1);
-        this.headCache = drafter.architecture() == ExitArchitecture.LAYER ? KvCache.scratch(config, model.backend(), maxBatch, maxLen + maxDraft + 1) : null;
+        // drafts never pass the token budget, so every position stays below maxLen
+        this.cache = new KvCache(config, model.backend(), maxBatch, maxLen);
+        this.headCache = drafter.hasOwnCache() ? KvCache.scratch(config, model.backend(), maxBatch, maxLen) : null;
         this.ws = model.newWorkspace();
         this.scope = Scope.of(model.backend());
         this.states = scope.allocate(DType.F32, maxBatch * (maxDraft + 1), config.dim());
     }
 
+    @Override
+    public LlamaModel model() { return model; }
+
     public Stats lastStats() { return stats; }
 
+    @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
-        int b = prompts.size();
-        if (b == 0 || b > maxBatch) throw new IllegalArgumentException(b + " prompts for a decoder of batch " + maxBatch);
-        int[][] seqs = new int[b][];
-        int[] len = new int[b], k = new int[b], done = new int[b], promptLen = new int[b];
-        for (int s = 0; s < b; s++) {
-            int[] p = prompts.get(s);
-            if (p.length == 0) throw new IllegalArgumentException("prompt " + s + " is empty (start with BOS)");
-            for (int t : p) if (t < 0 || t >= config.vocabSize()) throw new IllegalArgumentException("prompt " + s + " has token " + t + " outside the vocabulary of " + config.vocabSize());
-            if (p.length + cfg.maxNewTokens() > maxLen) throw new IllegalArgumentException("prompt " + s + " (" + p.length + " tokens) + " + cfg.maxNewTokens() + " new tokens exceeds maxLen " + maxLen);
-            seqs[s] = Arrays.copyOf(p, p.length + cfg.maxNewTokens() + maxDraft + 1);
-            len[s] = p.length;
-            promptLen[s] = p.length;
-            k[s] = initialDraft;
-            if (cfg.maxNewTokens() == 0) done[s] = 2;
-        }
+        DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
+        int[] k = new int[batch.size()];
+        Arrays.fill(k, initialDraft);
         long t0 = System.nanoTime();
         prefill(prompts);
         long t1 = System.nanoTime();
-        long rounds = 0, drafted = 0, accepted = 0, generated = 0;
+        long rounds = 0, drafted = 0, accepted = 0;
         try (Scope round = scope.child()) {
             while (true) {
-                List<Integer> live = new ArrayList<>();
-                for (int s = 0; s < b; s++) if (done[s] == 0) live.add(s);
-                if (live.isEmpty()) break;
+                int[] live = batch.live();
+                if (live.length == 0) break;
                 rounds++;
-                int n = live.size();
+                int n = live.length;
                 // 1. draft: one row per drafting sequence per step, through layers 1..E and the exit head
                 int[][] drafts = new int[n][];
                 float[][][] q = new float[n][][];
@@ -116,85 +116,101 @@ public final class SelfSpeculativeDecoder implements AutoCloseable {
                 boolean[] drafting = new boolean[n];
                 int budgetMax = 0;
                 for (int i = 0; i < n; i++) {
-                    int s = live.get(i);
-                    // a round emits up to drafts + 1 tokens: never draft past the token budget
-                    int budget = Math.min(k[s], Math.max(0, cfg.maxNewTokens() - (len[s] - promptLen[s]) - 1));
+                    int s = live[i];
+                    int budget = Math.min(k[s], Math.max(0, batch.budget(s) - 1)); // a round emits up to drafts + 1 tokens
                     drafts[i] = new int[budget];
                     q[i] = new float[budget][];
                     drafting[i] = budget > 0;
                     budgetMax = Math.max(budgetMax, budget);
                 }
                 for (int j = 0; j < budgetMax; j++) {
-                    List<Integer> rowsOf = new ArrayList<>();
-                    for (int i = 0; i < n; i++) if (drafting[i] && count[i] == j && j < drafts[i].length) rowsOf.add(i);
-                    if (rowsOf.isEmpty()) break;
-                    int m = rowsOf.size();
+                    int[] rowsOf = new int[n];
+                    int m = 0;
+                    for (int i = 0; i < n; i++) if (drafting[i] && count[i] == j) rowsOf[m++] = i;
+                    if (m == 0) break;
                     int[] tok = new int[m], seq = new int[m], pos = new int[m], slot = new int[m];
                     for (int r = 0; r < m; r++) {
-                        int i = rowsOf.get(r), s = live.get(i);
-                        tok[r] = j == 0 ? seqs[s][len[s] - 1] : drafts[i][j - 1];
+                        int i = rowsOf[r], s = live[i];
+                        tok[r] = j == 0 ? batch.token(s, batch.length(s) - 1) : drafts[i][j - 1];
                         seq[r] = s;
-                        pos[r] = len[s] - 1 + j;
+                        pos[r] = batch.length(s) - 1 + j;
                         slot[r] = s * (maxDraft + 1) + j;
                     }
-                    float[][] logits = draftStep(round, tok, seq, pos, slot);
+                    Predictions d = draftStep(round, tok, seq, pos, slot, cfg);
                     for (int r = 0; r < m; r++) {
-                        int i = rowsOf.get(r), s = live.get(i);
-                        float[] dist = cfg.isGreedy() ? null : SpeculativeSampling.process(logits[r], cfg.temperature(), cfg.topP());
-                        int d = cfg.isGreedy() ? argmax(logits[r]) : SpeculativeSampling.draw(dist, CounterRng.uniform(cfg.seed(), s, pos[r] + 1, 3));
-                        q[i][j] = cfg.isGreedy() ? null : dist;
-                        drafts[i][j] = d;
+                        int i = rowsOf[r], s = live[i];
+                        int token = cfg.isGreedy() ? d.argmax[r] : SpeculativeSampling.draw(d.dist[r], CounterRng.uniform(cfg.seed(), s, pos[r] + 1, 3));
+                        q[i][j] = cfg.isGreedy() ? null : d.dist[r];
+                        drafts[i][j] = token;
                         count[i] = j + 1;
                         drafted++;
-                        boolean confident = confidenceStop <= 0 || maxProb(logits[r], drafter.temperature()) >= confidenceStop;
-                        if (count[i] >= drafts[i].length || cfg.stopTokens().contains(d) || !confident) drafting[i] = false;
+                        boolean confident = confidenceStop <= 0 || d.maxProb[r] >= confidenceStop;
+                        if (count[i] >= drafts[i].length || cfg.stopTokens().contains(token) || !confident) drafting[i] = false;
                     }
                 }
                 // 2. verify: [x_n, d_1..d_k] through layers E+1..N from the saved layer-E states (d_k first runs 1..E)
-                float[][][] p = verify(round, live, seqs, len, drafts, count);
+                Predictions p = verify(round, live, batch, drafts, count, cfg);
                 // 3. accept the longest agreeing prefix, then the full model's token
+                int at = 0;
                 for (int i = 0; i < n; i++) {
-                    int s = live.get(i), c = count[i];
-                    int[] emit = new int[c + 1];
-                    int e = 0, acc = 0;
-                    for (int j = 0; j <= c; j++) {
-                        float[] target = cfg.isGreedy() ? null : SpeculativeSampling.process(p[i][j], cfg.temperature(), cfg.topP());
-                        int position = len[s] + j;
+                    int s = live[i], c = count[i];
+                    int acc = 0;
+                    for (int j = 0; j <= c && batch.running(s); j++, at++) {
+                        int position = batch.length(s);
                         if (j < c) {
                             int d = drafts[i][j];
-                            boolean ok = cfg.isGreedy() ? d == argmax(p[i][j])
-                                : SpeculativeSampling.accept(target, q[i][j], d, CounterRng.uniform(cfg.seed(), s, position, 1));
+                            boolean ok = cfg.isGreedy() ? d == p.argmax[at]
+                                : SpeculativeSampling.accept(p.dist[at], q[i][j], d, CounterRng.uniform(cfg.seed(), s, position, 1));
                             if (ok) {
-                                emit[e++] = d;
                                 acc++;
+                                batch.emit(s, d);
                                 continue;
                             }
-                            emit[e++] = cfg.isGreedy() ? argmax(p[i][j]) : SpeculativeSampling.residual(target, q[i][j], CounterRng.uniform(cfg.seed(), s, position, 2));
+                            batch.emit(s, cfg.isGreedy() ? p.argmax[at] : SpeculativeSampling.residual(p.dist[at], q[i][j], CounterRng.uniform(cfg.seed(), s, position, 2)));
                         } else {
-                            emit[e++] = cfg.isGreedy() ? argmax(p[i][j]) : SpeculativeSampling.draw(target, CounterRng.uniform(cfg.seed(), s, position, 0));
+                            batch.emit(s, cfg.isGreedy() ? p.argmax[at] : SpeculativeSampling.draw(p.dist[at], CounterRng.uniform(cfg.seed(), s, position, 0)));
                         }
                         break;
                     }
+                    at = rowStart(count, i + 1);
                     accepted += acc;
                     if (adaptive) k[s] = acc == c ? Math.min(maxDraft, k[s] + 2) : Math.max(1, k[s] - 1);
-                    for (int t = 0; t < e && done[s] == 0; t++) {
-                        seqs[s][len[s]++] = emit[t];
-                        generated++;
-                        if (listener != null) listener.onToken(s, emit[t]);
-                        if (cfg.stopTokens().contains(emit[t])) done[s] = 1;
-                        else if (len[s] - promptLen[s] >= cfg.maxNewTokens()) done[s] = 2;
-                    }
                 }
             }
         }
         long t2 = System.nanoTime();
-        stats = new Stats(rounds, drafted, accepted, generated, (t1 - t0) / 1e9, (t2 - t1) / 1e9);
-        List<GenerationResult> out = new ArrayList<>();
-        for (int s = 0; s < b; s++) {
-            out.add(new GenerationResult(Arrays.copyOf(seqs[s], len[s]), prompts.get(s).length,
-                done[s] == 1 ? GenerationResult.StopReason.STOP_TOKEN : GenerationResult.StopReason.MAX_TOKENS));
+        stats = new Stats(rounds, drafted, accepted, batch.generatedTokens(), (t1 - t0) / 1e9, (t2 - t1) / 1e9);
+        return batch.results();
+    }
+
+    /** Index of live sequence i's first verification row. */
+    private static int rowStart(int[] count, int i) {
+        int r = 0;
+        for (int j = 0; j < i; j++) r += count[j] + 1;
+        return r;
+    }
+
+    /**
+     * What the host needs from a batch of logits rows: greedy, the argmax ids (and the max probabilities, at the
+     * drafter's temperature, for the confidence stop); sampling, the top-p distributions.
+     */
+    private record Predictions(int[] argmax, float[] maxProb, float[][] dist) {}
+
+    private Predictions predictions(Scope s, Tensor logits, float maxProbTemperature, boolean needMaxProb, GenerationConfig cfg) {
+        Ops ops = model.backend().ops();
+        int rows = Ops.rows(logits);
+        Tensor am = s.allocate(DType.I32, rows), mp = needMaxProb ? s.allocate(DType.F32, rows) : null;
+        ops.argmax(am, mp, logits, maxProbTemperature);
+        float[][] dist = null;
+        if (!cfg.isGreedy()) {
+            Tensor probs = s.allocate(DType.F32, rows, config.vocabSize());
+            ops.softmax(probs, logits, cfg.temperature());
+            float[] flat = probs.toFloatArray();
+            int v = config.vocabSize();
+            dist = new float[rows][];
+            for (int r = 0; r < rows; r++) dist[r] = SpeculativeSampling.nucleus(Arrays.copyOfRange(flat, r * v, r * v + v), cfg.topP());
         }
-        return out;
+        return new Predictions(cfg.isGreedy() ? am.toIntArray() : null, mp == null ? null : mp.toFloatArray(), dist);
     }
 
     /** Prompt positions 0..P-2 through every layer (and the drafter's own layer): the newest token is fed by the first draft. */
@@ -215,34 +231,46 @@ public final class SelfSpeculativeDecoder implements AutoCloseable {
             Workspace.Rows rows = ws.rows(tok, seq, pos);
             Tensor x = s.allocate(DType.F32, total, config.dim());
             model.embed(x, rows);
-            model.layers(x, rows, cache, 0, exit, ws, null);
-            if (headCache != null) {
-                Tensor h = s.allocate(DType.F32, total, config.dim());
-                h.copyFrom(x);
-                model.layer(drafter.layerWeights(), headCache.keys(0), headCache.values(0), h, rows, ws);
-            }
-            model.layers(x, rows, cache, exit, config.nLayers(), ws, null);
+            exits.run(new Pass(x, rows), cache, 0, config.nLayers(), ws, new DrafterVisitor() {
+                @Override
+                public boolean visits(ExitHead head) { return head == drafter && drafter.hasOwnCache(); }
+
+                @Override
+                public Pass atExit(ExitHead head, ExitInput in, Pass pass) {
+                    head.decodeInput(s, in, 1); // fills the drafter's own cache; the head's output is not needed
+                    return pass;
+                }
+            });
         }
     }
 
-    /** Rows through layers 1..E; saves each row's layer-E state in {@code slot}; returns the drafter's logits per row. */
-    private float[][] draftStep(Scope round, int[] tok, int[] seq, int[] pos, int[] slot) {
-        Ops ops = model.backend().ops();
+    /** Rows through layers 1..E; saves each row's layer-E state in {@code slot}; returns the drafter's predictions per row. */
+    private Predictions draftStep(Scope round, int[] tok, int[] seq, int[] pos, int[] slot, GenerationConfig cfg) {
         int m = tok.length;
         try (Scope s = round.child()) {
             Workspace.Rows rows = ws.rows(tok, seq, pos);
-            Tensor x = s.allocate(DType.F32, m, config.dim()), resid = s.allocate(DType.F32, m, config.dim());
+            Tensor x = s.allocate(DType.F32, m, config.dim());
             model.embed(x, rows);
-            boolean mlp = drafter.architecture() == ExitArchitecture.MLP;
-            if (exit > 1) model.layers(x, rows, cache, 0, exit - 1, ws, null);
-            model.layers(x, rows, cache, exit - 1, exit, ws, !mlp ? null : new LlamaModel.LayerTap() {
+            Tensor[] logits = new Tensor[1];
+            exits.run(new Pass(x, rows), cache, 0, exit, ws, new DrafterVisitor() {
                 @Override
-                public void afterAttention(int layer, Tensor residual) { resid.copyFrom(residual); }
+                public Pass atExit(ExitHead head, ExitInput in, Pass pass) {
+                    scatterStates(in.hidden(), slot);
+                    logits[0] = head.decodeLogits(s, in, m);
+                    return null; // layer E was the last one to run
+                }
             });
-            scatterStates(x, slot);
-            Tensor logits = drafter.decodeLogits(s, model, x, mlp ? resid : null, rows, headCache, ws, m);
-            return split(logits.toFloatArray(), m);
+            return predictions(s, logits[0], drafter.temperature(), confidenceStop > 0, cfg);
         }
+    }
+
+    /** Visits only the drafter, giving it its own cache. */
+    private abstract class DrafterVisitor implements ExitVisitor {
+        @Override
+        public boolean visits(ExitHead head) { return head == drafter; }
+
+        @Override
+        public KvCache.Layer ownCache(ExitHead head) { return headCache == null ? null : headCache.layer(0); }
     }
 
     /** Copies row r of x into state slot {@code slot[r]}. */
@@ -250,76 +278,48 @@ public final class SelfSpeculativeDecoder implements AutoCloseable {
         for (int r = 0; r < slot.length; r++) states.slice(slot[r], slot[r] + 1).copyFrom(x.slice(r, r + 1));
     }
 
-    /** The verification pass; returns per live sequence the full model's logits after each of its rows. */
-    private float[][][] verify(Scope round, List<Integer> live, int[][] seqs, int[] len, int[][] drafts, int[] count) {
-        Ops ops = model.backend().ops();
-        int n = live.size();
+    /** The verification pass; returns the full model's predictions after each row, sequence by sequence. */
+    private Predictions verify(Scope round, int[] live, DecodingBatch batch, int[][] drafts, int[] count, GenerationConfig cfg) {
+        int n = live.length;
         try (Scope s = round.child()) {
             // each sequence's last row (d_k, or x_n when it drafted nothing) has not been fed yet: layers 1..E first
-            {
-                int[] tok = new int[n], seq = new int[n], pos = new int[n], slot = new int[n];
-                for (int i = 0; i < n; i++) {
-                    int sq = live.get(i);
-                    tok[i] = count[i] > 0 ? drafts[i][count[i] - 1] : seqs[sq][len[sq] - 1];
-                    seq[i] = sq;
-                    pos[i] = len[sq] - 1 + count[i];
-                    slot[i] = sq * (maxDraft + 1) + count[i];
-                }
+            // (a drafter with its own layer needs that row's K/V too, so it goes through a draft step)
+            int[] tok = new int[n], seq = new int[n], pos = new int[n], slot = new int[n];
+            for (int i = 0; i < n; i++) {
+                int sq = live[i];
+                tok[i] = count[i] > 0 ? drafts[i][count[i] - 1] : batch.token(sq, batch.length(sq) - 1);
+                seq[i] = sq;
+                pos[i] = batch.length(sq) - 1 + count[i];
+                slot[i] = sq * (maxDraft + 1) + count[i];
+            }
+            if (drafter.hasOwnCache()) {
+                draftStep(s, tok, seq, pos, slot, GREEDY);
+            } else {
                 Workspace.Rows rows = ws.rows(tok, seq, pos);
                 Tensor x = s.allocate(DType.F32, n, config.dim());
                 model.embed(x, rows);
-                model.layers(x, rows, cache, 0, exit, ws, null);
+                model.layers(x, rows, cache, 0, exit, ws);
                 scatterStates(x, slot);
             }
-            int total = 0;
-            for (int i = 0; i < n; i++) total += count[i] + 1;
-            int[] tok = new int[total], seq = new int[total], pos = new int[total], idx = new int[total];
+            int total = rowStart(count, n);
+            int[] vseq = new int[total], vpos = new int[total], idx = new int[total];
             int r = 0;
             for (int i = 0; i < n; i++) {
-                int sq = live.get(i);
+                int sq = live[i];
                 for (int j = 0; j <= count[i]; j++, r++) {
-                    tok[r] = j == 0 ? seqs[sq][len[sq] - 1] : drafts[i][j - 1];
-                    seq[r] = sq;
-                    pos[r] = len[sq] - 1 + j;
+                    vseq[r] = sq;
+                    vpos[r] = batch.length(sq) - 1 + j;
                     idx[r] = sq * (maxDraft + 1) + j;
                 }
             }
-            Workspace.Rows rows = ws.rows(tok, seq, pos);
+            Workspace.Rows rows = ws.rows(vseq, vpos);
             Tensor x = s.allocate(DType.F32, total, config.dim());
-            ops.gatherRows(x, states, s.of(idx, total));
-            model.layers(x, rows, cache, exit, config.nLayers(), ws, null);
+            model.backend().ops().gatherRows(x, states, s.of(idx, total));
+            model.layers(x, rows, cache, exit, config.nLayers(), ws);
             Tensor logits = s.allocate(DType.F32, total, config.vocabSize());
             model.logits(logits, x, s.allocate(DType.F32, total, config.dim()));
-            float[][] all = split(logits.toFloatArray(), total);
-            float[][][] out = new float[n][][];
-            r = 0;
-            for (int i = 0; i < n; i++) {
-                out[i] = Arrays.copyOfRange(all, r, r + count[i] + 1);
-                r += count[i] + 1;
-            }
-            return out;
+            return predictions(s, logits, 1f, false, cfg);
         }
-    }
-
-    private float[][] split(float[] flat, int rows) {
-        int v = config.vocabSize();
-        float[][] out = new float[rows][];
-        for (int r = 0; r < rows; r++) out[r] = Arrays.copyOfRange(flat, r * v, r * v + v);
-        return out;
-    }
-
-    /** Lowest index of the largest value (the kernels' tie rule). */
-    static int argmax(float[] a) {
-        int best = 0;
-        for (int i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
-        return best;
-    }
-
-    private static float maxProb(float[] logits, float temperature) {
-        double max = Double.NEGATIVE_INFINITY, sum = 0;
-        for (float l : logits) max = Math.max(max, l / (double) temperature);
-        for (float l : logits) sum += Math.exp(l / (double) temperature - max);
-        return (float) (1 / sum);
     }
 
     @Override

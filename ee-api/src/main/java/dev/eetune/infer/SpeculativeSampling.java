@@ -4,38 +4,31 @@ import java.util.Arrays;
 
 /**
  * The sampling side of lossless speculative decoding (Leviathan et al. 2023; Chen et al. 2023), on host-side fp32
- * distributions: processing logits into the distribution actually sampled (temperature, top-p), drawing from it,
- * and the accept / residual rule that makes drafted tokens follow the target distribution exactly.
+ * distributions (softmax computed natively, copied only when sampling): the top-p nucleus actually sampled, drawing
+ * from it, and the accept / residual rule that makes drafted tokens follow the target distribution exactly.
  */
 public final class SpeculativeSampling {
     private SpeculativeSampling() {}
 
     /**
-     * softmax(logits / temperature) restricted to the top-p nucleus (highest probabilities first, ties by lower id)
-     * and renormalised: the same distribution {@code ee_sample_top_p} samples from.
+     * A softmax distribution (computed natively at the sampling temperature) restricted to the top-p nucleus (highest
+     * probabilities first, ties by lower id) and renormalised: the same distribution {@code ee_sample_top_p} samples
+     * from. {@code probs} is overwritten.
      */
-    public static float[] process(float[] logits, float temperature, float topP) {
-        int n = logits.length;
-        double max = Double.NEGATIVE_INFINITY;
-        for (float l : logits) max = Math.max(max, l / (double) temperature);
-        double[] p = new double[n];
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += p[i] = Math.exp(logits[i] / (double) temperature - max);
-        float[] out = new float[n];
-        if (topP >= 1f) {
-            for (int i = 0; i < n; i++) out[i] = (float) (p[i] / sum);
-            return out;
-        }
+    public static float[] nucleus(float[] probs, float topP) {
+        int n = probs.length;
+        if (topP >= 1f) return probs;
         Integer[] order = new Integer[n];
         for (int i = 0; i < n; i++) order[i] = i;
-        Arrays.sort(order, (a, b) -> p[a] != p[b] ? Double.compare(p[b], p[a]) : Integer.compare(a, b));
+        Arrays.sort(order, (a, b) -> probs[a] != probs[b] ? Float.compare(probs[b], probs[a]) : Integer.compare(a, b));
         double kept = 0;
         int count = 0;
         while (count < n) {
-            kept += p[order[count++]] / sum;
+            kept += probs[order[count++]];
             if (kept >= topP) break;
         }
-        for (int i = 0; i < count; i++) out[order[i]] = (float) (p[order[i]] / sum / kept);
+        float[] out = new float[n];
+        for (int i = 0; i < count; i++) out[order[i]] = (float) (probs[order[i]] / kept);
         return out;
     }
 
@@ -70,10 +63,4 @@ public final class SpeculativeSampling {
         return mass > 0 ? draw(r, u) : draw(p, u);
     }
 
-    /** One-hot distribution at {@code token} (a greedy draft's q). */
-    public static float[] oneHot(int n, int token) {
-        float[] q = new float[n];
-        q[token] = 1f;
-        return q;
-    }
 }

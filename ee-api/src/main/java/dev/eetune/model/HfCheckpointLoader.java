@@ -51,8 +51,8 @@ final class HfCheckpointLoader {
                     c.qkvBias() ? w.vector(p + "self_attn.v_proj.bias", kvDim) : null,
                     w.vector(p + "post_attention_layernorm.weight", c.dim()),
                     w.matrix(p + "mlp.gate_proj.weight", c.hiddenDim(), c.dim()),
-                    w.matrix(p + "mlp.down_proj.weight", c.dim(), c.hiddenDim()),
-                    w.matrix(p + "mlp.up_proj.weight", c.hiddenDim(), c.dim())));
+                    w.matrix(p + "mlp.up_proj.weight", c.hiddenDim(), c.dim()),
+                    w.matrix(p + "mlp.down_proj.weight", c.dim(), c.hiddenDim())));
             }
             Tensor norm = w.vector("model.norm.weight", c.dim());
             Tensor head;

@@ -44,8 +44,8 @@ public final class HfCheckpointWriter {
             }
             put(st, p + "post_attention_layernorm.weight", lw.ffnNorm(), dtype, 0);
             put(st, p + "mlp.gate_proj.weight", lw.wGate(), dtype, 0);
-            put(st, p + "mlp.down_proj.weight", lw.wDown(), dtype, 0);
             put(st, p + "mlp.up_proj.weight", lw.wUp(), dtype, 0);
+            put(st, p + "mlp.down_proj.weight", lw.wDown(), dtype, 0);
         }
         put(st, "model.norm.weight", w.finalNorm(), dtype, 0);
         if (!c.tiedEmbeddings()) put(st, "lm_head.weight", w.lmHead(), dtype, 0);

@@ -11,8 +11,7 @@ import dev.eetune.tensor.Tensor;
  */
 public final class KvCache implements AutoCloseable {
     private final Scope scope;
-    private final Tensor[] keys;
-    private final Tensor[] values;
+    private final Layer[] layers;
     private final int sequences;
     private final int maxLen;
 
@@ -34,27 +33,35 @@ public final class KvCache implements AutoCloseable {
         this.sequences = sequences;
         this.maxLen = maxLen;
         int kvDim = c.nKvHeads() * c.headDim();
-        keys = new Tensor[c.nLayers()];
-        values = new Tensor[c.nLayers()];
+        layers = new Layer[c.nLayers()];
         for (int l = 0; l < c.nLayers(); l++) {
-            keys[l] = shared && l > 0 ? keys[0] : scope.allocate(DType.F32, sequences, maxLen, kvDim);
-            values[l] = shared && l > 0 ? values[0] : scope.allocate(DType.F32, sequences, maxLen, kvDim);
+            layers[l] = shared && l > 0 ? layers[0] : new Layer(scope.allocate(DType.F32, sequences, maxLen, kvDim), scope.allocate(DType.F32, sequences, maxLen, kvDim));
         }
+    }
+
+    /** One layer's keys and values, each [sequences, maxLen, kvHeads * headDim]. */
+    public record Layer(Tensor keys, Tensor values) {
+        public int sequences() { return keys.dim(0); }
+
+        public int maxLen() { return keys.dim(1); }
     }
 
     public int sequences() { return sequences; }
 
     public int maxLen() { return maxLen; }
 
-    public int layers() { return keys.length; }
+    public int layers() { return layers.length; }
 
-    public Tensor keys(int layer) { return keys[layer]; }
+    /** Layer {@code index}'s cache (0-based). */
+    public Layer layer(int index) { return layers[index]; }
 
-    public Tensor values(int layer) { return values[layer]; }
+    public Tensor keys(int layer) { return layers[layer].keys(); }
+
+    public Tensor values(int layer) { return layers[layer].values(); }
 
     @Override
     public void close() { scope.close(); }
 
     @Override
-    public String toString() { return "KvCache[" + keys.length + " layers, " + sequences + " x " + maxLen + "]"; }
+    public String toString() { return "KvCache[" + layers.length + " layers, " + sequences + " x " + maxLen + "]"; }
 }

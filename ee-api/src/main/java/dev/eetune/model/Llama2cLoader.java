@@ -66,7 +66,7 @@ final class Llama2cLoader {
             Tensor cls = shared ? emb : c.next(vocab, dim);
             List<LayerWeights> lw = new ArrayList<>();
             for (int l = 0; l < layers; l++) {
-                lw.add(new LayerWeights(attnNorm[l], wq[l], wk[l], wv[l], wo[l], null, null, null, ffnNorm[l], w1[l], w2[l], w3[l]));
+                lw.add(new LayerWeights(attnNorm[l], wq[l], wk[l], wv[l], wo[l], null, null, null, ffnNorm[l], w1[l], w3[l], w2[l]));
             }
             return new LlamaModel(config, new LlamaWeights(emb, lw, finalNorm, cls), backend, scope);
         } catch (RuntimeException e) {

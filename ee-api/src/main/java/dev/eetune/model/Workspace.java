@@ -14,7 +14,7 @@ public final class Workspace implements AutoCloseable {
     private final Backend backend;
     private Scope scope;
     private int capacity;
-    private Tensor x, xb, q, k, v, att, gate, up, tokens, seq, pos;
+    private Tensor x, residual, xb, q, k, v, att, gate, up, tokens, seq, pos;
 
     public Workspace(LlamaConfig config, Backend backend) {
         this.c = config;
@@ -31,6 +31,7 @@ public final class Workspace implements AutoCloseable {
         scope = Scope.of(backend);
         int qDim = c.nHeads() * c.headDim(), kvDim = c.nKvHeads() * c.headDim();
         x = scope.allocate(DType.F32, cap, c.dim());
+        residual = scope.allocate(DType.F32, cap, c.dim());
         xb = scope.allocate(DType.F32, cap, c.dim());
         q = scope.allocate(DType.F32, cap, qDim);
         k = scope.allocate(DType.F32, cap, kvDim);
@@ -48,30 +49,85 @@ public final class Workspace implements AutoCloseable {
     /** The residual stream [rows, dim]. */
     public Tensor x(int rows) { return x.slice(0, rows); }
 
-    Tensor xb(int rows) { return xb.slice(0, rows); }
+    /** A buffer [rows, dim] for a layer's attention residual, read by exit heads that replace the layer's MLP. */
+    public Tensor residual(int rows) {
+        ensure(rows);
+        return residual.slice(0, rows);
+    }
 
-    Tensor q(int rows) { return q.slice(0, rows); }
+    /**
+     * Scratch for one layer over {@code rows} rows whose input is {@code x}; the attention residual goes to
+     * {@code residual} when it is not null (to be read after the layer), else x is updated in place.
+     */
+    public LayerActivations activations(int rows, Tensor x, Tensor residual) {
+        ensure(rows);
+        Tensor n = xb.slice(0, rows), g = gate.slice(0, rows);
+        return new LayerActivations(n, null, q.slice(0, rows), k.slice(0, rows), v.slice(0, rows), att.slice(0, rows), null,
+            residual == null ? x : residual, n, null, g, up.slice(0, rows), g);
+    }
 
-    Tensor k(int rows) { return k.slice(0, rows); }
-
-    Tensor v(int rows) { return v.slice(0, rows); }
-
-    Tensor att(int rows) { return att.slice(0, rows); }
-
-    Tensor gate(int rows) { return gate.slice(0, rows); }
-
-    Tensor up(int rows) { return up.slice(0, rows); }
-
-    /** Loads a batch's row description (token, sequence, position per row) and returns it as tensors. */
+    /**
+     * Loads a pass's row description (token, sequence, position per row), checked here once on the host: tokens in
+     * the vocabulary, sequence ids >= 0, positions in 0 .. maxSeqLen-1. Kernels get the checked rows.
+     */
     public Rows rows(int[] tokenIds, int[] seqIds, int[] positions) {
         int n = tokenIds.length;
         if (seqIds.length != n || positions.length != n) throw new IllegalArgumentException("rows: " + n + " tokens, " + seqIds.length + " seq ids, " + positions.length + " positions");
-        ensure(n);
-        return new Rows(n, tokens.slice(0, n).copyFrom(tokenIds), seq.slice(0, n).copyFrom(seqIds), pos.slice(0, n).copyFrom(positions));
+        for (int r = 0; r < n; r++) {
+            if (tokenIds[r] < 0 || tokenIds[r] >= c.vocabSize()) throw new IllegalArgumentException("row " + r + ": token " + tokenIds[r] + " outside the vocabulary of " + c.vocabSize());
+        }
+        Rows rows = rows(seqIds, positions);
+        return new Rows(n, tokens.slice(0, n).copyFrom(tokenIds), rows.seq(), rows.pos(), 0, 0, rows.sequenceBound(), rows.positionBound());
     }
 
-    /** Packed rows of a pass: row r is token {@code tokens[r]} of sequence {@code seq[r]} at position {@code pos[r]}. */
-    public record Rows(int count, Tensor tokens, Tensor seq, Tensor pos) {}
+    /** Rows without tokens (for passes whose residual stream is already loaded), checked as in {@link #rows(int[], int[], int[])}. */
+    public Rows rows(int[] seqIds, int[] positions) {
+        int n = seqIds.length;
+        if (positions.length != n) throw new IllegalArgumentException("rows: " + n + " seq ids, " + positions.length + " positions");
+        int seqBound = 0, posBound = 0;
+        for (int r = 0; r < n; r++) {
+            if (seqIds[r] < 0) throw new IllegalArgumentException("row " + r + ": sequence id " + seqIds[r] + " < 0");
+            if (positions[r] < 0 || positions[r] >= c.maxSeqLen()) throw new IllegalArgumentException("row " + r + ": position " + positions[r] + " outside the model's context of " + c.maxSeqLen());
+            seqBound = Math.max(seqBound, seqIds[r] + 1);
+            posBound = Math.max(posBound, positions[r] + 1);
+        }
+        ensure(n);
+        return new Rows(n, null, seq.slice(0, n).copyFrom(seqIds), pos.slice(0, n).copyFrom(positions), 0, 0, seqBound, posBound);
+    }
+
+    /**
+     * Dense rows: {@code batch} sequences of {@code seqLen} tokens from position 0, batch-major (row r is sequence
+     * r / seqLen at position r % seqLen). A layer over dense rows attends to the rows' own keys and values, no cache.
+     */
+    public Rows denseRows(int[] tokenIds, int batch, int seqLen) {
+        int n = batch * seqLen;
+        if (tokenIds.length != n) throw new IllegalArgumentException("dense rows: " + tokenIds.length + " tokens for " + batch + " x " + seqLen);
+        int[] s = new int[n], p = new int[n];
+        for (int r = 0; r < n; r++) {
+            s[r] = r / seqLen;
+            p[r] = r % seqLen;
+        }
+        Rows loaded = rows(tokenIds, s, p);
+        return new Rows(n, loaded.tokens(), loaded.seq(), loaded.pos(), batch, seqLen, batch, seqLen);
+    }
+
+    /**
+     * Packed rows of a pass: row r is token {@code tokens[r]} (null when not loaded) of sequence {@code seq[r]} at
+     * position {@code pos[r]}. {@code batch x seqLen} is the dense shape (0 x 0 for packed rows). The bounds (largest
+     * sequence id and position, plus one) were computed on the host, so a cache can be checked against them without
+     * reading the tensors back.
+     */
+    public record Rows(int count, Tensor tokens, Tensor seq, Tensor pos, int batch, int seqLen, int sequenceBound, int positionBound) {
+        public boolean isDense() { return batch > 0; }
+
+        /** Throws unless every row fits {@code cache} [sequences, maxLen, ...]. */
+        public void checkFits(KvCache.Layer cache) {
+            if (sequenceBound > cache.sequences() || positionBound > cache.maxLen()) {
+                throw new IllegalArgumentException("rows reach sequence " + (sequenceBound - 1) + ", position " + (positionBound - 1) + ", outside the cache of "
+                    + cache.sequences() + " sequences x " + cache.maxLen() + " positions");
+            }
+        }
+    }
 
     @Override
     public void close() {

@@ -3,13 +3,14 @@ package dev.eetune.train;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Ops;
 import dev.eetune.data.Batch;
+import dev.eetune.model.DecoderLayer;
 import dev.eetune.model.LayerWeights;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.LlamaWeights;
+import dev.eetune.model.Workspace;
 import dev.eetune.nn.Parameter;
 import dev.eetune.nn.ParameterSet;
-import dev.eetune.nn.SwiGluMlp;
 import dev.eetune.nn.TransformerBlock;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
@@ -35,6 +36,7 @@ public final class Pretrainer implements AutoCloseable {
     private final Parameter[] exitNorms, exitHeads;
     private final double exitWeight;
     private final LlamaModel view;
+    private final Workspace ws;
 
     /**
      * A fresh model: matrices N(0, std) (residual projections scaled by 1/sqrt(2 layers)), norms 1. Exits (1-based
@@ -46,18 +48,11 @@ public final class Pretrainer implements AutoCloseable {
         this.backend = backend;
         this.ps = new ParameterSet(backend);
         Random r = new Random(seed);
-        int d = c.dim(), qd = c.nHeads() * c.headDim(), kd = c.nKvHeads() * c.headDim(), f = c.hiddenDim();
+        int d = c.dim();
         float resid = (float) (std / Math.sqrt(2.0 * c.nLayers()));
         embedding = ps.gaussian("model.embed_tokens.weight", r, std, c.vocabSize(), d);
-        List<Parameter[]> layerParams = new ArrayList<>();
-        for (int l = 0; l < c.nLayers(); l++) {
-            String p = "model.layers." + l + ".";
-            layerParams.add(new Parameter[] {ps.constant(p + "input_layernorm.weight", 1f, d), ps.gaussian(p + "self_attn.q_proj.weight", r, std, qd, d),
-                ps.gaussian(p + "self_attn.k_proj.weight", r, std, kd, d), ps.gaussian(p + "self_attn.v_proj.weight", r, std, kd, d),
-                ps.gaussian(p + "self_attn.o_proj.weight", r, resid, d, qd), ps.constant(p + "post_attention_layernorm.weight", 1f, d),
-                ps.gaussian(p + "mlp.gate_proj.weight", r, std, f, d), ps.gaussian(p + "mlp.up_proj.weight", r, std, f, d),
-                ps.gaussian(p + "mlp.down_proj.weight", r, resid, d, f)});
-        }
+        DecoderLayer layer = new DecoderLayer(c, ps.scope().of(c.ropeInverseFrequencies(), c.headDim() / 2));
+        for (int l = 0; l < c.nLayers(); l++) blocks.add(TransformerBlock.random(layer, ps, "model.layers." + l + ".", r, std, resid));
         finalNorm = ps.constant("model.norm.weight", 1f, d);
         lmHead = ps.gaussian("lm_head.weight", r, std, c.vocabSize(), d);
         this.exitLayers = exitLayers.clone();
@@ -69,17 +64,11 @@ public final class Pretrainer implements AutoCloseable {
             exitNorms[i] = ps.constant("exits." + exitLayers[i] + ".norm.weight", 1f, d);
             exitHeads[i] = ps.gaussian("exits." + exitLayers[i] + ".lm_head.weight", r, std, c.vocabSize(), d);
         }
-        List<LayerWeights> lw = new ArrayList<>();
-        for (Parameter[] p : layerParams) {
-            lw.add(new LayerWeights(p[0].value(), p[1].value(), p[2].value(), p[3].value(), p[4].value(), null, null, null, p[5].value(),
-                p[6].value(), p[8].value(), p[7].value()));
-        }
         LlamaConfig untied = new LlamaConfig(c.dim(), c.hiddenDim(), c.nLayers(), c.nHeads(), c.nKvHeads(), c.headDim(), c.vocabSize(), c.maxSeqLen(),
             c.normEps(), c.ropeTheta(), c.ropeScaling(), false, false, c.ropeInterleaved(), c.architecture());
+        List<LayerWeights> lw = blocks.stream().map(TransformerBlock::weights).toList();
         view = new LlamaModel(untied, new LlamaWeights(embedding.value(), lw, finalNorm.value(), lmHead.value()), backend, Scope.of(backend));
-        for (Parameter[] p : layerParams) {
-            blocks.add(new TransformerBlock(c, p[0], p[1], p[2], p[3], p[4], null, null, null, p[5], new SwiGluMlp(p[6], p[7], p[8]), view.ropeInverseFrequencies()));
-        }
+        ws = view.newWorkspace();
     }
 
     /** The model being trained, as an inference model over the same tensors (without the exit heads). */
@@ -101,13 +90,9 @@ public final class Pretrainer implements AutoCloseable {
         for (int t : b.targets()) if (t >= 0) valid++;
         double[] out = new double[1 + exitLayers.length];
         if (valid == 0) return out;
-        int[] seq = new int[rows], pos = new int[rows];
-        for (int r = 0; r < rows; r++) {
-            seq[r] = r / b.seqLen();
-            pos[r] = r % b.seqLen();
-        }
+        Workspace.Rows rr = ws.denseRows(b.inputs(), b.batchSize(), b.seqLen());
         try (Scope s = Scope.of(backend)) {
-            Tensor ids = s.of(b.inputs(), rows), targets = s.of(b.targets(), rows), seqT = s.of(seq, rows), posT = s.of(pos, rows);
+            Tensor targets = s.of(b.targets(), rows);
             float[] gw = new float[rows];
             for (int r = 0; r < rows; r++) gw[r] = b.targets()[r] < 0 ? 0f : (float) (scale / valid);
             Tensor gradWeight = s.of(gw, rows), exitGradWeight = s.of(scaled(gw, exitWeight), rows), loss = s.allocate(DType.F32, rows);
@@ -115,10 +100,10 @@ public final class Pretrainer implements AutoCloseable {
             Tensor[] exitDx = new Tensor[c.nLayers() + 1];
             TransformerBlock.Saved[] saved = new TransformerBlock.Saved[c.nLayers()];
             xs[0] = s.allocate(DType.F32, rows, d);
-            ops.embedding(xs[0], embedding.value(), ids);
+            ops.embedding(xs[0], embedding.value(), rr.tokens());
             for (int l = 0; l < c.nLayers(); l++) {
                 xs[l + 1] = s.allocate(DType.F32, rows, d);
-                saved[l] = blocks.get(l).forward(s, xs[l], xs[l + 1], seqT, posT, b.batchSize(), b.seqLen());
+                saved[l] = blocks.get(l).forward(s, xs[l], xs[l + 1], rr);
                 for (int i = 0; i < exitLayers.length; i++) {
                     if (exitLayers[i] != l + 1) continue; // an exit's loss gradient w.r.t. its layer's output, computed now
                     exitDx[l + 1] = s.allocate(DType.F32, rows, d);
@@ -133,7 +118,7 @@ public final class Pretrainer implements AutoCloseable {
                 blocks.get(l).backward(s, saved[l], dx, dprev);
                 dx = dprev;
             }
-            ops.embeddingBackward(embedding.grad(), dx, ids);
+            ops.embeddingBackward(embedding.grad(), dx, rr.tokens());
         }
         return out;
     }
@@ -183,6 +168,7 @@ public final class Pretrainer implements AutoCloseable {
 
     @Override
     public void close() {
+        ws.close();
         view.close();
         ps.close();
     }

@@ -4,9 +4,8 @@ import dev.eetune.backend.Ops;
 import dev.eetune.data.Batch;
 import dev.eetune.data.BatchLoader;
 import dev.eetune.exit.EarlyExitModel;
-import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitHead;
-import dev.eetune.model.KvCache;
+import dev.eetune.exit.Pass;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
@@ -19,8 +18,8 @@ import java.util.List;
 
 /**
  * EE-Tuning: tunes only the exit heads of a frozen backbone. Each micro-batch runs the backbone forward without
- * keeping activations, one layer at a time up to the last exit (a single K/V scratch buffer serves every layer), and
- * runs each head's forward and backward as soon as its layer's hidden state exists. Loss = Σ_i w_i · masked-mean
+ * keeping activations, one layer at a time up to the last exit (dense rows: attention reads the layer's own K/V, no
+ * cache), and runs each head's forward and backward as soon as its layer's hidden state exists. Loss = Σ_i w_i · masked-mean
  * CE_i, through the fused chunked linear + cross-entropy kernel (logits are never materialised).
  */
 public final class Tuner implements AutoCloseable {
@@ -31,10 +30,8 @@ public final class Tuner implements AutoCloseable {
     private final AdamW opt;
     private final List<TuningListener> listeners;
     private final Workspace ws;
-    private final KvCache kv;
     private final Scope scope;
-    private final Tensor targets, gradWeight, loss, attnResidual;
-    private final int[] seqIds, posIds;
+    private final Tensor targets, gradWeight, loss;
     private final int rows;
     private int step;
 
@@ -51,18 +48,10 @@ public final class Tuner implements AutoCloseable {
         this.rows = cfg.batchSize() * cfg.seqLen();
         if (cfg.seqLen() > backbone.config().maxSeqLen()) throw new IllegalArgumentException("seq-len " + cfg.seqLen() + " exceeds the model's context of " + backbone.config().maxSeqLen());
         this.ws = backbone.newWorkspace();
-        this.kv = KvCache.scratch(backbone.config(), backbone.backend(), cfg.batchSize(), cfg.seqLen());
         this.scope = Scope.of(backbone.backend());
-        seqIds = new int[rows];
-        posIds = new int[rows];
-        for (int r = 0; r < rows; r++) {
-            seqIds[r] = r / cfg.seqLen();
-            posIds[r] = r % cfg.seqLen();
-        }
         targets = scope.allocate(DType.I32, rows);
         gradWeight = scope.allocate(DType.F32, rows);
         loss = scope.allocate(DType.F32, rows);
-        attnResidual = scope.allocate(DType.F32, rows, backbone.config().dim());
     }
 
     public int step() { return step; }
@@ -135,50 +124,39 @@ public final class Tuner implements AutoCloseable {
         if (b.batchSize() != cfg.batchSize() || b.seqLen() != cfg.seqLen()) {
             throw new IllegalArgumentException("batch " + b.batchSize() + " x " + b.seqLen() + " does not match the tuner's " + cfg.batchSize() + " x " + cfg.seqLen());
         }
-        Ops ops = backbone.backend().ops();
-        Workspace.Rows r = ws.rows(b.inputs(), seqIds, posIds);
-        targets.copyFrom(b.targets());
+        int[] tg = b.targets();
         int valid = 0;
-        for (int t : b.targets()) if (t >= 0) valid++;
+        for (int t : tg) if (t >= 0) valid++;
         if (valid == 0) return;
-        float[] gw = new float[rows];
+        Ops ops = backbone.backend().ops();
+        Workspace.Rows r = ws.denseRows(b.inputs(), cfg.batchSize(), cfg.seqLen());
+        targets.copyFrom(tg);
         Tensor x = ws.x(rows);
         backbone.embed(x, r);
         List<ExitHead> heads = model.heads();
+        float[] gw = new float[rows];
         int finalValid = valid;
-        backbone.layers(x, r, kv, 0, model.lastExitLayer(), ws, new LlamaModel.LayerTap() {
-            @Override
-            public void afterAttention(int layer, Tensor residual) {
-                ExitHead h = model.head(layer + 1);
-                if (h != null && h.architecture() == ExitArchitecture.MLP) attnResidual.copyFrom(residual);
-            }
-
-            @Override
-            public boolean afterLayer(int layer, Tensor hidden) {
-                ExitHead h = model.head(layer + 1);
-                if (h == null) return true;
-                int i = heads.indexOf(h);
-                try (Scope s = scope.child()) {
-                    ExitHead.Forward f = h.forward(s, new ExitHead.Input(hidden, attnResidual, r.seq(), r.pos(), cfg.batchSize(), cfg.seqLen()));
-                    double w = cfg.exitWeight(i, step) / finalValid / cfg.microBatches();
-                    float[] conf = null;
-                    if (cfg.confidenceWeighting()) { // EE-LLM's dynamic weighting: CE x detached max-prob of the exit
-                        Tensor mp = s.allocate(DType.F32, rows);
-                        ops.linearCrossEntropy(loss, null, null, null, mp, f.z(), h.lmHead().value(), targets, null, cfg.vocabChunk(), h.temperature());
-                        conf = mp.toFloatArray();
-                    }
-                    int[] tg = b.targets();
-                    for (int k = 0; k < rows; k++) gw[k] = tg[k] < 0 ? 0f : (float) (w * (conf == null ? 1.0 : conf[k]));
-                    gradWeight.copyFrom(gw);
-                    Tensor dz = h.architecture() == ExitArchitecture.EMBEDDING ? null : s.allocate(DType.F32, rows, backbone.config().dim());
-                    ops.linearCrossEntropy(loss, dz, h.lmHead().grad(), null, null, f.z(), h.lmHead().value(), targets, gradWeight, cfg.vocabChunk(), h.temperature());
-                    if (dz != null) h.backward(s, f, dz);
-                    float[] l = loss.toFloatArray();
-                    for (int k = 0; k < rows; k++) if (tg[k] >= 0) lossSum[i] += l[k];
-                    counted[i] += finalValid;
+        model.run(new Pass(x, r), null, 0, model.lastExitLayer(), ws, (h, in, pass) -> {
+            int i = heads.indexOf(h);
+            try (Scope s = scope.child()) {
+                ExitHead.Forward f = h.forward(s, in);
+                double w = cfg.exitWeight(i, step) / finalValid / cfg.microBatches();
+                float[] conf = null;
+                if (cfg.confidenceWeighting()) { // EE-LLM's dynamic weighting: CE x detached max-prob of the exit
+                    Tensor mp = s.allocate(DType.F32, rows);
+                    ops.linearCrossEntropy(loss, null, null, null, mp, f.z(), h.lmHead().value(), targets, null, cfg.vocabChunk(), h.temperature());
+                    conf = mp.toFloatArray();
                 }
-                return true;
+                for (int k = 0; k < rows; k++) gw[k] = tg[k] < 0 ? 0f : (float) (w * (conf == null ? 1.0 : conf[k]));
+                gradWeight.copyFrom(gw);
+                Tensor dz = f.backward() == null ? null : s.allocate(DType.F32, rows, backbone.config().dim());
+                ops.linearCrossEntropy(loss, dz, h.lmHead().grad(), null, null, f.z(), h.lmHead().value(), targets, gradWeight, cfg.vocabChunk(), h.temperature());
+                if (dz != null) f.backward().accumulate(s, dz);
+                float[] l = loss.toFloatArray();
+                for (int k = 0; k < rows; k++) if (tg[k] >= 0) lossSum[i] += l[k];
+                counted[i] += finalValid;
             }
+            return pass;
         });
     }
 
@@ -189,7 +167,6 @@ public final class Tuner implements AutoCloseable {
     @Override
     public void close() {
         scope.close();
-        kv.close();
         ws.close();
     }
 }

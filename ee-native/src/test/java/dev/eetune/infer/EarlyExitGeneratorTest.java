@@ -6,6 +6,9 @@ import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.ExitInput;
+import dev.eetune.exit.ExitVisitor;
+import dev.eetune.exit.Pass;
 import dev.eetune.exit.ExitInit;
 import dev.eetune.exit.ExitSpec;
 import dev.eetune.model.KvCache;
@@ -27,7 +30,7 @@ import java.util.Set;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-/** Early-exit decoding on stories260K: exact KV caches (INFERENCE.md P1-P4), batch independence, τ = 1. */
+/** Early-exit decoding on stories260K: exact KV caches (docs/exact-kv-recomputation.md, properties P1-P4), batch independence, τ = 1. */
 class EarlyExitGeneratorTest {
     static final Backend CPU = Backends.cpu();
     static final String[] PROMPTS = {"Once upon a time", "The dog", "Lily and Tom went to the park. They", "One day", "Ben had a big red", "She was very",
@@ -110,7 +113,7 @@ class EarlyExitGeneratorTest {
             for (int i = 0; i < n; i++) pos[i] = i;
             Workspace.Rows rows = ws.rows(tokens, new int[n], pos);
             model.embed(ws.x(n), rows);
-            model.layers(ws.x(n), rows, fresh, 0, model.config().nLayers(), ws, null);
+            model.layers(ws.x(n), rows, fresh, 0, model.config().nLayers(), ws);
             for (int l = 0; l < model.config().nLayers(); l++) {
                 for (Tensor[] pair : new Tensor[][] {{cache.keys(l), fresh.keys(l)}, {cache.values(l), fresh.values(l)}}) {
                     float[] got = pair[0].get(seq).slice(0, n).toFloatArray(), want = pair[1].get(0).slice(0, n).toFloatArray();
@@ -163,29 +166,27 @@ class EarlyExitGeneratorTest {
             int[] pos = new int[n];
             for (int i = 0; i < n; i++) pos[i] = i;
             Workspace.Rows rows = ws.rows(prefix, new int[n], pos);
-            Tensor x = ws.x(n), resid = s.allocate(DType.F32, n, model.config().dim());
+            Tensor x = ws.x(n);
             model.embed(x, rows);
             int[] answer = {-1};
             Tensor idx = s.of(new int[] {n - 1}, 1);
-            model.layers(x, rows, kv, 0, model.config().nLayers(), ws, new LlamaModel.LayerTap() {
+            heads.run(new Pass(x, rows), kv, 0, model.config().nLayers(), ws, new ExitVisitor() {
                 @Override
-                public void afterAttention(int layer, Tensor residual) { resid.copyFrom(residual); }
+                public KvCache.Layer ownCache(ExitHead head) { return headKv.layer(0); }
 
                 @Override
-                public boolean afterLayer(int layer, Tensor hidden) {
-                    ExitHead h = heads.head(layer + 1);
-                    if (h == null) return true;
+                public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
                     // all rows through the head (a LAYER head needs every row for its own cache), then the last one
-                    Tensor all = h.decodeLogits(s, model, hidden, resid, rows, headKv, ws, n);
+                    Tensor all = h.decodeLogits(s, in, n);
                     Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize());
                     ops.gatherRows(logits, all, idx);
                     Tensor am = s.allocate(DType.I32, 1), mp = s.allocate(DType.F32, 1);
                     ops.argmax(am, mp, logits, h.temperature());
                     if (mp.toFloatArray()[0] >= tau) {
                         answer[0] = am.toIntArray()[0];
-                        return false;
+                        return null;
                     }
-                    return true;
+                    return pass;
                 }
             });
             if (answer[0] >= 0) return answer[0];

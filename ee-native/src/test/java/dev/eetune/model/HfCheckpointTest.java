@@ -99,7 +99,7 @@ class HfCheckpointTest {
             Workspace.Rows rows = ws.rows(tokens, new int[n], pos);
             Tensor x = ws.x(n);
             m.embed(x, rows);
-            m.layers(x, rows, cache, 0, m.config().nLayers(), ws, null);
+            m.layers(x, rows, cache, 0, m.config().nLayers(), ws);
             Tensor logits = s.allocate(DType.F32, n, m.config().vocabSize());
             m.logits(logits, x, s.allocate(DType.F32, n, m.config().dim()));
             return logits.toFloatArray();
@@ -123,7 +123,7 @@ class HfCheckpointTest {
                 Workspace.Rows rows = ws.rows(tok, seq, pos);
                 Tensor x = ws.x(count);
                 m.embed(x, rows);
-                m.layers(x, rows, cache, 0, m.config().nLayers(), ws, null);
+                m.layers(x, rows, cache, 0, m.config().nLayers(), ws);
                 m.logits(logits.slice(0, count), x, normed.slice(0, count));
                 System.arraycopy(logits.slice(0, count).toFloatArray(), 0, out, start * v, count * v);
                 start += count;

@@ -60,15 +60,12 @@ class Stories260KTest {
             model.embed(x, rows);
             List<Integer> lens = new ArrayList<>();
             Tensor normed = s.allocate(DType.F32, n, model.config().dim()), logits = s.allocate(DType.F32, n, v), idx = s.allocate(DType.I32, n);
-            model.layers(x, rows, cache, 0, model.config().nLayers(), ws, new LlamaModel.LayerTap() {
-                @Override
-                public boolean afterLayer(int layer, Tensor hidden) { // the logit lens of every layer at the last position
-                    model.logits(logits, hidden, normed);
-                    model.backend().ops().argmax(idx, null, logits, 1f);
-                    lens.add(idx.toIntArray()[n - 1]);
-                    return true;
-                }
-            });
+            for (int l = 0; l < model.config().nLayers(); l++) { // the logit lens of every layer at the last position
+                model.layer(l, x, rows, cache, ws, null);
+                model.logits(logits, x, normed);
+                model.backend().ops().argmax(idx, null, logits, 1f);
+                lens.add(idx.toIntArray()[n - 1]);
+            }
             model.logits(logits, x, normed);
             float[] all = logits.toFloatArray();
             JsonNode expected = ref.get("logits_last_position");

@@ -1,0 +1,21 @@
+package dev.eetune.exit;
+
+import dev.eetune.model.KvCache;
+
+/**
+ * What a driver does inside {@link EarlyExitModel#run}: at each exit whose head it visits it gets the head's input;
+ * between layers it may let rows join or leave the pass. Layers are numbered 1..N (exit L sits after layer L).
+ */
+public interface ExitVisitor {
+    /** Before layer {@code layer} runs: returns the pass to run it on (e.g. with rows joining). */
+    default Pass beforeLayer(int layer, Pass pass) { return pass; }
+
+    /** Whether {@code head} runs in this pass (default: every head). */
+    default boolean visits(ExitHead head) { return true; }
+
+    /** The K/V cache of a head's own layer (LAYER heads while decoding), or null. */
+    default KvCache.Layer ownCache(ExitHead head) { return null; }
+
+    /** At the exit after {@code head.layer()}: returns the pass to continue with (e.g. fewer rows), or null to stop. */
+    Pass atExit(ExitHead head, ExitInput in, Pass pass);
+}

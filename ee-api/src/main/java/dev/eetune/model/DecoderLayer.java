@@ -1,0 +1,81 @@
+package dev.eetune.model;
+
+import dev.eetune.backend.Ops;
+import dev.eetune.tensor.Tensor;
+
+/**
+ * The one forward of a Llama decoder layer, for every caller: prefill, decode, early-exit passes, speculative
+ * verification, tuning (frozen backbone) and training (activations kept for {@code TransformerBlock.backward}).
+ * Which buffers it writes is the caller's choice ({@link LayerActivations}); the arithmetic is the same.
+ */
+public final class DecoderLayer {
+    private final LlamaConfig c;
+    private final Tensor invFreq;
+    private final float scale;
+
+    /** {@code invFreq} [headDim / 2]: the model's RoPE inverse frequencies. */
+    public DecoderLayer(LlamaConfig config, Tensor invFreq) {
+        this.c = config;
+        this.invFreq = invFreq;
+        this.scale = (float) (1.0 / Math.sqrt(config.headDim()));
+    }
+
+    public LlamaConfig config() { return c; }
+
+    /** The RoPE inverse frequencies [headDim / 2]. */
+    public Tensor ropeInverseFrequencies() { return invFreq; }
+
+    public float attentionScale() { return scale; }
+
+    /**
+     * out [rows, dim] = layer(x) over packed rows (out may be x). With a cache, each row's K/V are written at (seq, pos)
+     * first and the row attends to its sequence's cached positions 0..pos; with {@code cache} null the rows must be
+     * dense ({@link Workspace#denseRows}) and attend to their own keys and values. {@code a.residual()} is left holding
+     * x + attn(x).
+     */
+    public void forward(LayerWeights w, Tensor x, Tensor out, Workspace.Rows rows, KvCache.Layer cache, LayerActivations a) {
+        Ops ops = x.backend().ops();
+        int hd = c.headDim(), kd = c.nKvHeads() * hd;
+        ops.rmsnorm(a.xn1(), a.inv1(), x, w.attnNorm(), c.normEps());
+        ops.linear(a.q(), a.xn1(), w.wq());
+        ops.linear(a.k(), a.xn1(), w.wk());
+        ops.linear(a.v(), a.xn1(), w.wv());
+        if (w.bq() != null) {
+            ops.addBias(a.q(), w.bq());
+            ops.addBias(a.k(), w.bk());
+            ops.addBias(a.v(), w.bv());
+        }
+        ops.rope(a.q(), rows.pos(), invFreq, c.nHeads(), hd, c.ropeInterleaved(), false);
+        ops.rope(a.k(), rows.pos(), invFreq, c.nKvHeads(), hd, c.ropeInterleaved(), false);
+        Tensor keys, values;
+        if (cache != null) {
+            rows.checkFits(cache);
+            ops.kvWrite(cache.keys(), a.k(), rows.seq(), rows.pos());
+            ops.kvWrite(cache.values(), a.v(), rows.seq(), rows.pos());
+            keys = cache.keys();
+            values = cache.values();
+        } else {
+            if (!rows.isDense()) throw new IllegalArgumentException("a layer without a KV cache needs dense rows (batch x seqLen), got " + rows.count() + " packed rows");
+            keys = a.k().reshape(rows.batch(), rows.seqLen(), kd); // dense rows are already the cache layout
+            values = a.v().reshape(rows.batch(), rows.seqLen(), kd);
+        }
+        ops.attention(a.att(), a.lse(), a.q(), keys, values, rows.seq(), rows.pos(), c.nHeads(), c.nKvHeads(), hd, scale);
+        if (a.residual() != x) a.residual().copyFrom(x);
+        ops.gemm(false, true, 1f, a.att(), w.wo(), 1f, a.residual()); // residual += att Wo^T
+        feedForward(w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), a.residual(), out, a);
+    }
+
+    /**
+     * out = h + down(silu(gate n) * up n), n = rmsnorm(h, norm): the layer's second half, and an MLP exit head's
+     * (with the backbone's norm and the head's own projections). out may be h.
+     */
+    public void feedForward(Tensor norm, Tensor wGate, Tensor wUp, Tensor wDown, Tensor h, Tensor out, LayerActivations a) {
+        Ops ops = h.backend().ops();
+        ops.rmsnorm(a.xn2(), a.inv2(), h, norm, c.normEps());
+        ops.linear(a.gate(), a.xn2(), wGate);
+        ops.linear(a.up(), a.xn2(), wUp);
+        ops.swiglu(a.act(), a.gate(), a.up());
+        if (out != h) out.copyFrom(h);
+        ops.gemm(false, true, 1f, a.act(), wDown, 1f, out); // out += act Wdown^T
+    }
+}
