@@ -3,7 +3,7 @@ package dev.eetune.bench;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
 import dev.eetune.backend.KernelProfile;
-import dev.eetune.data.Batch;
+import dev.eetune.data.batch.Batch;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitInit;
