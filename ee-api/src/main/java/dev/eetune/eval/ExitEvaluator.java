@@ -1,7 +1,7 @@
 package dev.eetune.eval;
 
 import dev.eetune.backend.Ops;
-import dev.eetune.data.Batch;
+import dev.eetune.data.batch.Batch;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;

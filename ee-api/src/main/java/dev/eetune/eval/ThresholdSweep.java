@@ -23,7 +23,7 @@ import java.util.Locale;
 import java.util.Set;
 
 /**
- * The speed / quality trade-off of early exits over thresholds (INFERENCE.md §4), on fixed prompts with greedy
+ * The speed / quality trade-off of early exits over thresholds (docs/sweep-metrics.md), on fixed prompts with greedy
  * decoding: for each threshold, wall-clock decode tokens/s and speed-up over the full model on the same backend
  * (median of repeats), mean exit layer, share of tokens per exit, layers run per token, teacher-forced agreement
  * (along the full model's own greedy continuation) and free-running quality (exact-match share and prefix length

@@ -131,7 +131,7 @@ public final class EarlyExitGenerator implements Decoder {
     /** Per sequence of the last call: positions below this have K/V in every layer. */
     public int[] completeLengths() { return complete.clone(); }
 
-    /** Test hook: after each exit, fill the skipped layers' cache slots of the exited rows with NaN (property P4). */
+    /** Test hook: after each exit, fill the skipped layers' cache slots of the exited rows with NaN (P4 in docs/exact-kv-recomputation.md §6). */
     public void poisonSkippedKv(boolean on) { this.poisonSkippedKv = on; }
 
     @Override

@@ -3,7 +3,7 @@ package dev.eetune.train;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import dev.eetune.data.DataPosition;
+import dev.eetune.data.batch.DataPosition;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.nn.TensorFiles;
 import dev.eetune.tensor.DType;

@@ -2,7 +2,7 @@ package dev.eetune.train;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Ops;
-import dev.eetune.data.Batch;
+import dev.eetune.data.batch.Batch;
 import dev.eetune.model.DecoderLayer;
 import dev.eetune.model.LayerWeights;
 import dev.eetune.model.LlamaConfig;
@@ -148,7 +148,7 @@ public final class Pretrainer implements AutoCloseable {
      * One optimizer step over {@code microBatches} batches with global-norm clipping; a non-finite loss or gradient
      * skips the update. Losses in the report: the final layer's, then each exit's.
      */
-    public StepReport trainStep(dev.eetune.data.BatchLoader data, AdamW opt, int step, float lr, float clip, int microBatches, int vocabChunk) {
+    public StepReport trainStep(dev.eetune.data.batch.BatchLoader data, AdamW opt, int step, float lr, float clip, int microBatches, int vocabChunk) {
         long t0 = System.nanoTime();
         zeroGrad();
         double[] losses = new double[1 + exitLayers.length];

@@ -1,8 +1,8 @@
 package dev.eetune.train;
 
 import dev.eetune.backend.Ops;
-import dev.eetune.data.Batch;
-import dev.eetune.data.BatchLoader;
+import dev.eetune.data.batch.Batch;
+import dev.eetune.data.batch.BatchLoader;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;

@@ -70,10 +70,11 @@ import java.util.stream.Stream;
  * libeecpu build of it is SSE2 with a double-precision reduction: about 5 GB/s per core) and reads about 40% of the
  * bandwidth that sasum and copy agree on, so it must not set the roofline alone. {@code rooflineTokS} = batch x bandwidth
  * / weight bytes read per decode step (every matrix, norm and the classifier once, plus one embedding row per token);
- * {@code roofRatio} = decodeTokS / rooflineTokS (the TARGETS figure). Because a 15M model's weights (61 MB f32, 31 MB
- * bf16) may partly stay in a large last-level cache between steps, the read probe is also run over a buffer the size
- * of the weights, swept again and again like decode sweeps the weights ({@code bwWsGBs}), and {@code roofRatioWs} is
- * decode tok/s over that roofline. The trial's tear-down prints medians and spreads. Note: JMH's final table sums
+ * {@code roofRatio} = decodeTokS / rooflineTokS (the docs/benchmarks.md figure). Because a 15M model's weights
+ * (61 MB f32, 31 MB bf16) may partly stay in a large last-level cache between steps, the read probe is also run over a
+ * buffer the size of the weights, swept again and again like decode sweeps the weights ({@code bwWsGBs}), and
+ * {@code roofRatioWs} is decode tok/s over that roofline. The trial's tear-down prints medians and spreads. Note:
+ * JMH's final table sums
  * these per-iteration counters over the iterations (AuxCounters EVENTS are summed), so divide those secondary scores by
  * Cnt; the per-iteration lines, the tear-down line and {@link DecodeReport} are per call.
  * {@link DecodeReport} runs this benchmark and adds the batch-8 / batch-1 speed-up.

@@ -21,8 +21,8 @@ import java.util.Map;
 /**
  * Runs {@link DecodeBenchmark} through JMH and prints, per (model, batch), median (min..max) over the measurement
  * iterations of: decode tokens/s (prefill excluded), time to first token, the whole call, the bandwidth of the
- * 256 MiB probe and decode / its roofline (the TARGETS figure), the bandwidth of a weights-sized probe and decode / its
- * roofline (see {@link DecodeBenchmark}); and
+ * 256 MiB probe and decode / its roofline (the docs/benchmarks.md figure), the bandwidth of a weights-sized probe and
+ * decode / its roofline (see {@link DecodeBenchmark}); and
  * per model the batch-8 / batch-1 decode speed-up (ratio of medians, with the extreme pairings as the spread). Models
  * run one after the other, each with its batch sizes back to back. A model that cannot be set up (stories260K missing)
  * is reported by JMH and left out of the table.

@@ -3,7 +3,7 @@ package dev.eetune.bench;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
 import dev.eetune.backend.KernelProfile;
-import dev.eetune.data.Batch;
+import dev.eetune.data.batch.Batch;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitInit;
@@ -32,7 +32,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
- * One EE-Tuning step (TARGETS.md): the 15M config (dim 288, 6 layers, 6 heads, ffn 768, vocab 32000), {@code mlp}
+ * One EE-Tuning step (docs/benchmarks.md): the 15M config (dim 288, 6 layers, 6 heads, ffn 768, vocab 32000), {@code mlp}
  * exits after layers 2 and 4 (copy init), seq 256 x batch 8 = 2048 tokens: backbone forward to layer 4, both heads'
  * forward and backward (fused CE), AdamW. Score: ms per step; tokens/s = 2048 / that. At tear-down, two more steps
  * run under a {@link KernelProfile} and the share of time per kernel (GEMM, fused CE, attention...) is printed with

@@ -1,8 +1,8 @@
 package dev.eetune.cli;
 
-import dev.eetune.data.Corpus;
-import dev.eetune.data.PackedSequences;
-import dev.eetune.data.TokenFile;
+import dev.eetune.data.batch.PackedSequences;
+import dev.eetune.data.corpus.Corpus;
+import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.Option;
 

@@ -2,9 +2,9 @@ package dev.eetune.cli;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
-import dev.eetune.data.BatchLoader;
-import dev.eetune.data.PackedSequences;
-import dev.eetune.data.TokenFile;
+import dev.eetune.data.batch.BatchLoader;
+import dev.eetune.data.batch.PackedSequences;
+import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.eval.ExitEvaluator;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.model.HfCheckpointWriter;

@@ -1,6 +1,6 @@
 package dev.eetune.cli;
 
-import dev.eetune.data.TokenFile;
+import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.eval.ThresholdSweep;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.model.LlamaModel;

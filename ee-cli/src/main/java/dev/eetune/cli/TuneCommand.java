@@ -1,7 +1,7 @@
 package dev.eetune.cli;
 
-import dev.eetune.data.BatchLoader;
-import dev.eetune.data.PackedSequences;
+import dev.eetune.data.batch.BatchLoader;
+import dev.eetune.data.batch.PackedSequences;
 import dev.eetune.eval.ExitEvaluator;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;

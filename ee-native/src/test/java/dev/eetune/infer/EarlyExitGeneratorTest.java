@@ -30,7 +30,7 @@ import java.util.Set;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-/** Early-exit decoding on stories260K: exact KV caches (docs/exact-kv-recomputation.md, properties P1-P4), batch independence, τ = 1. */
+/** Early-exit decoding on stories260K: exact KV caches (P1-P4 of docs/exact-kv-recomputation.md §6), batch independence, τ = 1. */
 class EarlyExitGeneratorTest {
     static final Backend CPU = Backends.cpu();
     static final String[] PROMPTS = {"Once upon a time", "The dog", "Lily and Tom went to the park. They", "One day", "Ben had a big red", "She was very",

@@ -78,7 +78,7 @@ class SelfSpeculativeDecoderTest {
         }
     }
 
-    /** INFERENCE.md's check: p = (.5, .3, .2), q = (.8, .1, .1) gives P = p through accept / residual. */
+    /** The check of docs/self-speculation.md §3: p = (.5, .3, .2), q = (.8, .1, .1) gives P = p through accept / residual. */
     @Test
     void acceptResidualRuleReproducesTheTargetDistribution() {
         float[] p = {0.5f, 0.3f, 0.2f}, q = {0.8f, 0.1f, 0.1f};

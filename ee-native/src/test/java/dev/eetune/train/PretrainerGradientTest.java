@@ -2,7 +2,7 @@ package dev.eetune.train;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
-import dev.eetune.data.Batch;
+import dev.eetune.data.batch.Batch;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.RandomModels;
 import dev.eetune.model.ReferenceLlama;
