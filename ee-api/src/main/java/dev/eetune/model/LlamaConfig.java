@@ -1,12 +1,13 @@
 package dev.eetune.model;
 
+import dev.eetune.model.io.JsonFiles;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.eetune.model.io.JsonFiles;
 
-import java.io.IOException;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
@@ -80,13 +81,7 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
      * Both the classic {@code rope_theta}/{@code rope_scaling} and transformers 5's {@code rope_parameters} are read.
      */
     public static LlamaConfig fromHfConfig(Path configJson) {
-        JsonNode c;
-        try {
-            c = new ObjectMapper().readTree(configJson.toFile());
-        } catch (IOException e) {
-            throw new IllegalArgumentException("cannot parse model config " + configJson + ": " + e.getMessage(), e);
-        }
-        if (c == null || !c.isObject()) throw new IllegalArgumentException(configJson + ": not a JSON object");
+        JsonNode c = JsonFiles.readObject(configJson, "model config");
         Fields f = new Fields(configJson.toString(), c);
         JsonNode archs = c.path("architectures");
         if (!archs.isArray() || archs.isEmpty() || !archs.get(0).isTextual()) {
@@ -205,31 +200,35 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
 
     /** Typed access to a config object's fields, with errors naming the file and field. */
     private record Fields(String where, JsonNode node) {
-        int requiredInt(String name) {
-            JsonNode v = node.path(name);
-            if (v.isMissingNode() || v.isNull()) throw new IllegalArgumentException(where + ": field '" + name + "' is missing");
-            return intValue(name, v);
-        }
+        int requiredInt(String name) { return intValue(name, required(name)); }
 
         int optionalInt(String name, int fallback) {
+            JsonNode v = optional(name);
+            return v == null ? fallback : intValue(name, v);
+        }
+
+        float requiredFloat(String name) { return floatValue(name, required(name)); }
+
+        float optionalFloat(String name, float fallback) {
+            JsonNode v = optional(name);
+            return v == null ? fallback : floatValue(name, v);
+        }
+
+        private JsonNode required(String name) {
+            JsonNode v = optional(name);
+            if (v == null) throw new IllegalArgumentException(where + ": field '" + name + "' is missing");
+            return v;
+        }
+
+        /** The field, or null when it is absent or JSON null. */
+        private JsonNode optional(String name) {
             JsonNode v = node.path(name);
-            return v.isMissingNode() || v.isNull() ? fallback : intValue(name, v);
+            return v.isMissingNode() || v.isNull() ? null : v;
         }
 
         private int intValue(String name, JsonNode v) {
             if (!v.isIntegralNumber() || !v.canConvertToInt()) throw new IllegalArgumentException(where + ": field '" + name + "' must be an integer, got " + v);
             return v.asInt();
-        }
-
-        float requiredFloat(String name) {
-            JsonNode v = node.path(name);
-            if (v.isMissingNode() || v.isNull()) throw new IllegalArgumentException(where + ": field '" + name + "' is missing");
-            return floatValue(name, v);
-        }
-
-        float optionalFloat(String name, float fallback) {
-            JsonNode v = node.path(name);
-            return v.isMissingNode() || v.isNull() ? fallback : floatValue(name, v);
         }
 
         private float floatValue(String name, JsonNode v) {

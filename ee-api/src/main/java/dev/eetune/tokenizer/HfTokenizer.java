@@ -3,9 +3,9 @@ package dev.eetune.tokenizer;
 import ai.djl.engine.EngineException;
 import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.IntNode;
 import com.fasterxml.jackson.databind.node.MissingNode;
+import dev.eetune.model.io.JsonFiles;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -58,13 +58,12 @@ public final class HfTokenizer implements Tokenizer, AutoCloseable {
 
     /** Loads {@code tokenizer.json} (and reads {@code tokenizer_config.json} beside it if present). */
     public static HfTokenizer load(Path tokenizerJson) {
-        ObjectMapper json = new ObjectMapper();
-        JsonNode root = readJson(json, tokenizerJson);
+        JsonNode root = JsonFiles.readObject(tokenizerJson, "tokenizer");
         if (!root.path("model").isObject()) throw new IllegalArgumentException(tokenizerJson + ": no \"model\" object; not a Hugging Face tokenizer.json");
         Vocabulary vocab = Vocabulary.of(tokenizerJson, root);
 
         Path configFile = tokenizerJson.resolveSibling("tokenizer_config.json");
-        JsonNode config = Files.isRegularFile(configFile) ? readJson(json, configFile) : json.createObjectNode();
+        JsonNode config = Files.isRegularFile(configFile) ? JsonFiles.readObject(configFile, "tokenizer config") : MissingNode.getInstance();
         JsonNode template = template(root.path("post_processor"));
         int bos = specialId(vocab, config, configFile, "bos_token", template, true, BOS_NAMES);
         int eos = specialId(vocab, config, configFile, "eos_token", template, false, EOS_NAMES);
@@ -140,14 +139,6 @@ public final class HfTokenizer implements Tokenizer, AutoCloseable {
 
     @Override
     public String toString() { return "HfTokenizer[" + file + ", " + vocabSize + " tokens, bos " + bos + ", eos " + eos + "]"; }
-
-    private static JsonNode readJson(ObjectMapper json, Path file) {
-        try {
-            return json.readTree(file.toFile());
-        } catch (IOException e) {
-            throw new IllegalArgumentException("cannot parse " + file + " as JSON: " + e.getMessage(), e);
-        }
-    }
 
     /** The TemplateProcessing post-processor (possibly inside a Sequence), or a missing node. */
     private static JsonNode template(JsonNode processor) {

@@ -13,7 +13,6 @@ import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 
 /**

@@ -148,11 +148,7 @@ public final class SafetensorsHeader {
     public boolean contains(String name) { return tensors.containsKey(name); }
 
     /** The tensor called {@code name}; fails naming the file when there is none. */
-    public TensorEntry tensor(String name) {
-        TensorEntry e = tensors.get(name);
-        if (e == null) throw new IllegalArgumentException(file + ": no tensor '" + name + "'");
-        return e;
-    }
+    public TensorEntry tensor(String name) { return TensorEntry.find(tensors, name, file); }
 
     @Override
     public String toString() { return "SafetensorsHeader[" + file + ", " + tensors.size() + " tensors]"; }

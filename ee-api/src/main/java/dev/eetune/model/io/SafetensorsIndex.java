@@ -1,9 +1,7 @@
 package dev.eetune.model.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 
-import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -55,13 +53,7 @@ public final class SafetensorsIndex {
     }
 
     private static SafetensorsIndex fromIndex(Path index) {
-        JsonNode root;
-        try {
-            root = new ObjectMapper().readTree(index.toFile());
-        } catch (IOException e) {
-            throw new IllegalArgumentException("cannot parse safetensors index " + index + ": " + e.getMessage(), e);
-        }
-        JsonNode weightMap = root == null ? null : root.get("weight_map");
+        JsonNode weightMap = JsonFiles.readObject(index, "safetensors index").get("weight_map");
         if (weightMap == null || !weightMap.isObject() || weightMap.isEmpty()) throw new IllegalArgumentException(index + ": no weight_map object (name -> shard file)");
         Map<String, String> shardOf = new TreeMap<>();
         for (Map.Entry<String, JsonNode> e : weightMap.properties()) {
@@ -101,11 +93,7 @@ public final class SafetensorsIndex {
     public boolean contains(String name) { return tensors.containsKey(name); }
 
     /** The tensor called {@code name}; fails naming the checkpoint when there is none. */
-    public TensorEntry tensor(String name) {
-        TensorEntry e = tensors.get(name);
-        if (e == null) throw new IllegalArgumentException(source + ": no tensor '" + name + "'");
-        return e;
-    }
+    public TensorEntry tensor(String name) { return TensorEntry.find(tensors, name, source); }
 
     @Override
     public String toString() { return "SafetensorsIndex[" + source + ", " + shards.size() + " files, " + tensors.size() + " tensors]"; }
