@@ -13,6 +13,7 @@ import dev.eetune.nn.Parameter;
 import dev.eetune.nn.ParameterSet;
 import dev.eetune.nn.TensorFiles;
 import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
 import java.io.IOException;
@@ -28,6 +29,10 @@ import java.util.Random;
  * A frozen backbone with early-exit heads. The heads (only) are saved as safetensors with a JSON metadata block
  * naming the backbone shape, exit layers, architectures, init, temperature and dtype, so a tuned set can be shared
  * and re-attached to the same backbone.
+ *
+ * <p>Thread-safety: like the backbone, read-only while decoding, shared by any number of threads (each with its own
+ * decoder); decoders hold a {@link #use() lease} per call, so closing the heads waits for running calls. Tuning writes
+ * the heads' parameters: while a {@link dev.eetune.train.Tuner} runs, no other thread uses these heads.
  */
 public final class EarlyExitModel implements AutoCloseable {
     static final String METADATA_KEY = "eetune";
@@ -60,7 +65,7 @@ public final class EarlyExitModel implements AutoCloseable {
         for (int i = 1; i < sorted.size(); i++) {
             if (sorted.get(i).layer() == sorted.get(i - 1).layer()) throw new IllegalArgumentException("two exits after layer " + sorted.get(i).layer());
         }
-        ParameterSet ps = new ParameterSet(backbone.backend());
+        ParameterSet ps = new ParameterSet(backbone.backend(), "exit heads");
         try {
             Random r = new Random(seed);
             List<ExitHead> heads = new ArrayList<>();
@@ -175,7 +180,25 @@ public final class EarlyExitModel implements AutoCloseable {
         return model;
     }
 
-    /** Closes the heads (not the backbone). */
+    /**
+     * Keeps the backbone and these heads open for one call that runs on them (a decoder's generate, a tuning step):
+     * closing either waits until the lease is closed. Fails if either is closed.
+     */
+    public Scope.Lease use() {
+        Scope.Lease b = backbone.use();
+        try {
+            Scope.Lease h = params.scope().use();
+            return () -> {
+                h.close();
+                b.close();
+            };
+        } catch (RuntimeException e) {
+            b.close();
+            throw e;
+        }
+    }
+
+    /** Closes the heads (not the backbone), after the calls holding a {@link #use() lease} end. */
     @Override
     public void close() { params.close(); }
 

@@ -30,7 +30,7 @@ final class HfCheckpointLoader {
         if (!Files.isRegularFile(configFile)) throw new IllegalArgumentException("no config.json in " + dir + " (a Hugging Face checkpoint directory needs one)");
         LlamaConfig c = LlamaConfig.fromHfConfig(configFile).validate();
         SafetensorsIndex index = SafetensorsIndex.open(dir);
-        Scope scope = Scope.of(backend);
+        Scope scope = Scope.of(backend, "model " + dir);
         try {
             Map<Path, MappedFile> maps = new HashMap<>();
             for (SafetensorsHeader shard : index.shards()) maps.put(shard.file(), scope.track(backend.map(shard.file())));
@@ -79,7 +79,7 @@ final class HfCheckpointLoader {
         }
 
         Tensor view(TensorEntry e) {
-            return Tensor.wrap(backend, maps.get(e.file()).address(e.fileOffset(), e.byteLength()), e.dtype(), e.shape(), null);
+            return scope.wrap(maps.get(e.file()).address(e.fileOffset(), e.byteLength()), e.dtype(), e.shape());
         }
 
         Tensor matrix(String name, int rows, int cols) { return view(entry(name, rows, cols)); }

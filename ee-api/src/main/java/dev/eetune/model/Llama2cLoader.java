@@ -23,7 +23,7 @@ final class Llama2cLoader {
     private Llama2cLoader() {}
 
     static LlamaModel load(Path file, Backend backend) {
-        Scope scope = Scope.of(backend);
+        Scope scope = Scope.of(backend, "model " + file);
         try {
             MappedFile mf = scope.track(backend.map(file));
             if (mf.size() < HEADER_BYTES) throw new IllegalArgumentException(file + ": " + mf.size() + " bytes is too short for a llama2.c checkpoint header");
@@ -50,7 +50,7 @@ final class Llama2cLoader {
                 throw new IllegalArgumentException(file + ": " + mf.size() + " bytes, but a llama2.c checkpoint with this header (dim " + dim + ", hidden " + hidden
                     + ", layers " + layers + ", heads " + heads + "/" + kvHeads + ", vocab " + vocab + (shared ? "" : " unshared") + ", seq_len " + seqLen + ") has " + expected);
             }
-            Cursor c = new Cursor(mf, backend, HEADER_BYTES);
+            Cursor c = new Cursor(mf, scope, HEADER_BYTES);
             Tensor emb = c.next(vocab, dim);
             Tensor[] attnNorm = c.perLayer(layers, dim);
             Tensor[] wq = c.perLayer(layers, dim, dim);
@@ -78,19 +78,19 @@ final class Llama2cLoader {
     /** Walks the file's f32 arrays in order, handing out views. */
     private static final class Cursor {
         private final MappedFile file;
-        private final Backend backend;
+        private final Scope scope;
         private long offset;
 
-        Cursor(MappedFile file, Backend backend, long offset) {
+        Cursor(MappedFile file, Scope scope, long offset) {
             this.file = file;
-            this.backend = backend;
+            this.scope = scope;
             this.offset = offset;
         }
 
         Tensor next(int... dims) {
             Shape s = Shape.of(dims);
             long bytes = s.size() * 4;
-            Tensor t = Tensor.wrap(backend, file.address(offset, bytes), DType.F32, s, null);
+            Tensor t = scope.wrap(file.address(offset, bytes), DType.F32, s);
             offset += bytes;
             return t;
         }

@@ -15,6 +15,12 @@ import java.util.Random;
  * A Llama-family decoder (Llama 2/3, TinyLlama, Mistral, Qwen2, llama2.c) on a backend. Every layer runs through
  * the one {@link DecoderLayer} forward, parameterised by the rows it runs (packed with a KV cache, or dense), so
  * prefill, decode, early-exit passes, speculative verification and tuning all share it.
+ *
+ * <p>Thread-safety: read-only after loading, shared by any number of threads, each with its own decoder, tuner,
+ * workspace and cache. Those hold a {@link #use() lease} per call, so {@link #close()} from another thread waits for
+ * the calls running on the model to end (later calls fail with an {@link IllegalStateException}); its weights are
+ * never unmapped under a running kernel. Code calling {@link #layers}, {@link #embed} or {@link #logits} itself while
+ * another thread may close the model takes the lease too.
  */
 public final class LlamaModel implements AutoCloseable {
     private final LlamaConfig config;
@@ -50,7 +56,7 @@ public final class LlamaModel implements AutoCloseable {
      */
     public static LlamaModel random(LlamaConfig c, Backend backend, long seed, float std) {
         Random r = new Random(seed);
-        Scope s = Scope.of(backend);
+        Scope s = Scope.of(backend, "random model");
         Tensor emb = LayerWeights.gaussian(s, r, std, c.vocabSize(), c.dim());
         List<LayerWeights> layers = new ArrayList<>();
         for (int l = 0; l < c.nLayers(); l++) layers.add(LayerWeights.random(c, s, r, std, (float) (std / Math.sqrt(2.0 * c.nLayers()))));
@@ -100,6 +106,10 @@ public final class LlamaModel implements AutoCloseable {
         ops.linear(logits, normed, weights.lmHead());
     }
 
+    /** Keeps the model open for one call that runs on it, until the lease is closed; see {@link Scope#use()}. */
+    public Scope.Lease use() { return scope.use(); }
+
+    /** Unmaps and frees the weights, after the calls that hold a {@link #use() lease} end. */
     @Override
     public void close() { scope.close(); }
 

@@ -10,12 +10,18 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Random;
 
-/** Creates and owns parameters (values and gradients) in one scope. */
+/**
+ * Creates and owns parameters (values and gradients) in one scope. Thread-safety: creating parameters is one thread
+ * at a time; reading them, as many threads as like while nobody trains.
+ */
 public final class ParameterSet implements AutoCloseable {
     private final Scope scope;
     private final List<Parameter> all = new ArrayList<>();
 
-    public ParameterSet(Backend backend) { this.scope = Scope.of(backend); }
+    public ParameterSet(Backend backend) { this(backend, "parameters"); }
+
+    /** Parameters in a scope called {@code name} (which errors about its closed tensors show). */
+    public ParameterSet(Backend backend, String name) { this.scope = Scope.of(backend, name); }
 
     public Scope scope() { return scope; }
 

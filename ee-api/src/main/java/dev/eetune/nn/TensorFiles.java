@@ -6,6 +6,7 @@ import dev.eetune.model.io.SafetensorsHeader;
 import dev.eetune.model.io.SafetensorsWriter;
 import dev.eetune.model.io.TensorEntry;
 import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
 import java.nio.file.Path;
@@ -31,12 +32,13 @@ public final class TensorFiles {
         SafetensorsHeader header = SafetensorsHeader.read(file);
         if (into.isEmpty()) return;
         Backend be = into.values().iterator().next().backend();
-        try (MappedFile mapped = be.map(file)) {
+        try (Scope scope = Scope.of(be, file.toString())) {
+            MappedFile mapped = scope.track(be.map(file));
             into.forEach((name, dst) -> {
                 if (!header.contains(name)) throw new IllegalArgumentException(file + ": tensor '" + name + "' is missing");
                 TensorEntry t = header.tensor(name);
                 if (!t.shape().equals(dst.shape())) throw new IllegalArgumentException(file + ": tensor '" + name + "' has shape " + t.shape() + ", expected " + dst.shape());
-                Tensor stored = Tensor.wrap(be, mapped.address(t.fileOffset(), t.byteLength()), t.dtype(), t.shape(), null);
+                Tensor stored = scope.wrap(mapped.address(t.fileOffset(), t.byteLength()), t.dtype(), t.shape());
                 if (t.dtype() == dst.dtype()) dst.copyFrom(stored);
                 else be.ops().cast(dst, stored);
             });

@@ -8,9 +8,14 @@ import java.util.Arrays;
 import java.util.Locale;
 
 /**
- * A row-major, contiguous tensor in backend memory (host or device), owned by a {@link Scope}.
- * Views ({@link #reshape}, {@link #slice}) share the memory and are valid while the owner is open.
+ * A row-major, contiguous tensor in backend memory (host or device), owned by a {@link Scope}: made by
+ * {@link Scope#allocate} or, over a mapped file's memory, {@link Scope#wrap}. Views ({@link #reshape}, {@link #slice})
+ * share the memory and are valid while the owner is open; after that every use throws before reaching native code,
+ * since every native call takes its arguments through {@link #address()}.
  * Host access is explicit and bulk: {@link #toFloatArray()}, {@link #copyFrom(float[])}.
+ *
+ * <p>Thread-safety: not synchronized. Many threads may read a tensor nobody writes (model weights) while they hold a
+ * lease on its scope ({@link Scope#use()}); a tensor that is written is used by one thread at a time.
  */
 public final class Tensor implements AutoCloseable {
     private final Storage storage;
@@ -28,14 +33,6 @@ public final class Tensor implements AutoCloseable {
         this.dtype = dtype;
         this.shape = shape;
         this.owner = owner;
-    }
-
-    /**
-     * Wraps memory owned by someone else (a mapped file, a caller's buffer) as a tensor; close runs {@code release}
-     * (may be null) once.
-     */
-    public static Tensor wrap(Backend backend, long address, DType dtype, Shape shape, Runnable release) {
-        return new Tensor(new Storage(backend, address, shape.size() * dtype.bytes(), release), 0, dtype, shape, true);
     }
 
     public Backend backend() { return storage.backend; }
@@ -57,9 +54,9 @@ public final class Tensor implements AutoCloseable {
 
     public boolean isClosed() { return storage.isReleased(); }
 
-    /** The backend address of element 0; fails if the memory was released. */
+    /** The backend address of element 0; fails if the memory was released (the one check before native code). */
     public long address() {
-        if (storage.isReleased()) throw new IllegalStateException("tensor " + dtype + shape + " was closed (its scope or owner was closed)");
+        if (storage.isReleased()) throw new IllegalStateException("tensor " + dtype + shape + " of " + storage.owner + " was used after it was closed (by closing " + storage.owner + " or the tensor)");
         return storage.address + offset;
     }
 

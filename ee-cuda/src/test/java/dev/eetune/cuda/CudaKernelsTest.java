@@ -197,10 +197,11 @@ class CudaKernelsTest {
         b.asFloatBuffer().put(v);
         Path f = dir.resolve("weights.bin");
         Files.write(f, b.array());
-        try (MappedFile m = gpu.map(f)) {
+        try (Scope mapping = Scope.of(gpu)) {
+            MappedFile m = mapping.track(gpu.map(f));
             assertThat(m.size()).isEqualTo(4016);
             assertThat(m.bytes(0, 16).getLong(0)).isEqualTo(0x1234_5678_9abc_def0L); // a host copy of device bytes
-            Tensor t = Tensor.wrap(gpu, m.address(16, 4000), DType.F32, Shape.of(10, 100), null); // as the loaders do
+            Tensor t = mapping.wrap(m.address(16, 4000), DType.F32, Shape.of(10, 100)); // as the loaders do
             same("mapped file", t.toFloatArray(), v);
             Tensor sum = scopes[1].allocate(DType.F32, 10, 100);
             ops(1).add(sum, t, t); // kernels read it
