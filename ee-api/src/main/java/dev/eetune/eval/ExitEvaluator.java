@@ -17,7 +17,8 @@ import java.util.Locale;
 
 /**
  * Per-exit validation metrics: mean cross-entropy, perplexity, top-1 accuracy against the targets and top-1
- * agreement with the full model's (final layer's) prediction, over unmasked tokens.
+ * agreement with the full model's (final layer's) prediction, over unmasked tokens. Thread-safe: each call has its
+ * own workspace and holds a lease on the model ({@link EarlyExitModel#use()}).
  */
 public final class ExitEvaluator {
     private ExitEvaluator() {}
@@ -48,7 +49,7 @@ public final class ExitEvaluator {
         double[] lossSum = new double[n + 1];
         long[] correct = new long[n + 1], agree = new long[n + 1];
         long tokens = 0;
-        try (Scope scope = Scope.of(bb.backend()); Workspace ws = bb.newWorkspace()) {
+        try (Scope.Lease use = model.use(); Scope scope = Scope.of(bb.backend()); Workspace ws = bb.newWorkspace()) {
             for (Batch b : batches) {
                 int rows = b.batchSize() * b.seqLen();
                 try (Scope s = scope.child()) {

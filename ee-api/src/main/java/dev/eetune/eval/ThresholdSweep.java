@@ -28,7 +28,8 @@ import java.util.Set;
  * (median of repeats), mean exit layer, share of tokens per exit, layers run per token, teacher-forced agreement
  * (along the full model's own greedy continuation) and free-running quality (exact-match share and prefix length
  * against full greedy output, the full model's perplexity of the generated text); and the same for self-speculative
- * decoding (acceptance rate, speed-up, whether the output equals full greedy).
+ * decoding (acceptance rate, speed-up, whether the output equals full greedy). Thread-safe: each call makes its own
+ * decoders and workspaces, which hold leases on the model while they run (timings are then shared with the others).
  */
 public final class ThresholdSweep {
     private ThresholdSweep() {}
@@ -202,7 +203,7 @@ public final class ThresholdSweep {
             int[] seq = full.get(pi);
             int n = seq.length - 1, p0 = prompts.get(pi).length - 1, gen = seq.length - prompts.get(pi).length;
             int at = offset;
-            try (Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
+            try (Scope.Lease use = ee.use(); Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
                 Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);
                 Tensor x = ws.x(n);
                 m.embed(x, rows);
@@ -274,7 +275,7 @@ public final class ThresholdSweep {
             int[] seq = outputs.get(i);
             int n = seq.length - 1, p0 = prompts.get(i).length - 1;
             if (n <= p0) continue;
-            try (Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
+            try (Scope.Lease use = m.use(); Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
                 int[] targets = new int[n];
                 for (int j = 0; j < n; j++) targets[j] = j >= p0 ? seq[j + 1] : -1;
                 Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);

@@ -12,6 +12,7 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.SingleThreadGuard;
 import dev.eetune.tensor.Tensor;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -33,6 +34,10 @@ import java.util.Map;
  * pass (its rows keep their layer-L states and rejoin a later pass at layer L+1), the others continue. Sequences that
  * reach the last layer become complete. The cache therefore always equals the full model's, and with no confident
  * exit this is plain decoding.
+ *
+ * <p>Thread-safety: one thread at a time (it owns its caches and buffers); a call from a second thread while one runs
+ * throws a {@link java.util.ConcurrentModificationException}. Many threads decode with one model and one set of heads,
+ * each with its own decoder. Each call holds a lease on the model and heads ({@link EarlyExitModel#use()}).
  */
 public final class EarlyExitGenerator implements Decoder {
     private static final Logger log = LoggerFactory.getLogger(EarlyExitGenerator.class);
@@ -47,6 +52,7 @@ public final class EarlyExitGenerator implements Decoder {
     private final Map<Integer, KvCache> headCaches = new HashMap<>(); // own K/V of heads with their own layer, by exit layer
     private final Workspace ws;
     private final Scope scope;
+    private final SingleThreadGuard guard;
     private Tensor xa, xb;
     private Tensor states;     // [maxBatch * maxLen, dim]: the kept layer-L outputs of pending rows (made on the first exit)
     private final int[][] doneLayers; // [sequence][position]: layers a pending row has been through (0: none)
@@ -91,6 +97,12 @@ public final class EarlyExitGenerator implements Decoder {
 
     /** Early-exit decoding with {@code exits}' heads under {@code policy}; {@code exits} null means the full model. */
     public EarlyExitGenerator(LlamaModel model, EarlyExitModel exits, EarlyExitPolicy policy, int maxBatch, int maxLen) {
+        this(model, exits, policy, maxBatch, maxLen, EarlyExitGenerator.class);
+    }
+
+    /** {@code type}: the decoder the user holds (this one, or a {@link Generator} around it), named when misused. */
+    EarlyExitGenerator(LlamaModel model, EarlyExitModel exits, EarlyExitPolicy policy, int maxBatch, int maxLen, Class<? extends Decoder> type) {
+        this.guard = new SingleThreadGuard(type);
         this.model = model;
         this.config = model.config();
         if (exits != null && exits.backbone() != model) throw new IllegalArgumentException("the exit heads belong to another backbone");
@@ -136,28 +148,30 @@ public final class EarlyExitGenerator implements Decoder {
 
     @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
-        DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
-        int[] fed = new int[batch.size()];
-        for (int[] d : doneLayers) Arrays.fill(d, 0);
-        Counters counters = new Counters(config.nLayers());
-        long t0 = System.nanoTime(), tFirst = 0;
-        int[] next = new int[batch.size()];
-        while (true) {
-            int[] live = batch.live();
-            if (live.length == 0) break;
-            long before = counters.rowLayers;
-            pass(live, batch, fed, cfg, counters, next);
-            if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
-            for (int s : live) batch.emit(s, next[s]);
-            if (tFirst == 0) tFirst = System.nanoTime();
+        try (Scope.Lease call = guard.enter(); Scope.Lease use = exits.use()) {
+            DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
+            int[] fed = new int[batch.size()];
+            for (int[] d : doneLayers) Arrays.fill(d, 0);
+            Counters counters = new Counters(config.nLayers());
+            long t0 = System.nanoTime(), tFirst = 0;
+            int[] next = new int[batch.size()];
+            while (true) {
+                int[] live = batch.live();
+                if (live.length == 0) break;
+                long before = counters.rowLayers;
+                pass(live, batch, fed, cfg, counters, next);
+                if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
+                for (int s : live) batch.emit(s, next[s]);
+                if (tFirst == 0) tFirst = System.nanoTime();
+            }
+            long t1 = System.nanoTime();
+            long first = tFirst == 0 ? t1 : tFirst;
+            stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
+                (first - t0) / 1e9, (t1 - first) / 1e9);
+            complete = fed;
+            log.debug("generate: {}", stats);
+            return batch.results();
         }
-        long t1 = System.nanoTime();
-        long first = tFirst == 0 ? t1 : tFirst;
-        stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
-            (first - t0) / 1e9, (t1 - first) / 1e9);
-        complete = fed;
-        log.debug("generate: {}", stats);
-        return batch.results();
     }
 
     private static final class Counters {
@@ -373,10 +387,12 @@ public final class EarlyExitGenerator implements Decoder {
 
     @Override
     public void close() {
-        scope.close();
-        ws.close();
-        cache.close();
-        headCaches.values().forEach(KvCache::close);
-        if (ownsExits) exits.close();
+        try (Scope.Lease call = guard.enter()) {
+            scope.close();
+            ws.close();
+            cache.close();
+            headCaches.values().forEach(KvCache::close);
+            if (ownsExits) exits.close();
+        }
     }
 }

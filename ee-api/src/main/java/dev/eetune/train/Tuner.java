@@ -10,6 +10,7 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.SingleThreadGuard;
 import dev.eetune.tensor.Tensor;
 
 import java.nio.file.Path;
@@ -20,6 +21,10 @@ import java.util.List;
  * keeping activations, one layer at a time up to the last exit (dense rows: attention reads the layer's own K/V, no
  * cache), and runs each head's forward and backward as soon as its layer's hidden state exists. Loss = Σ_i w_i · masked-mean
  * CE_i, through the fused chunked linear + cross-entropy kernel (logits are never materialised).
+ *
+ * <p>Thread-safety: one thread at a time, checked (a call from a second thread while one runs throws a
+ * {@link java.util.ConcurrentModificationException}); each call holds a lease on the backbone and heads
+ * ({@link EarlyExitModel#use()}), so closing them waits for the step to end.
  */
 public final class Tuner implements AutoCloseable {
     private final EarlyExitModel model;
@@ -30,6 +35,7 @@ public final class Tuner implements AutoCloseable {
     private final List<TuningListener> listeners;
     private final Workspace ws;
     private final Scope scope;
+    private final SingleThreadGuard guard = new SingleThreadGuard(Tuner.class);
     private final Tensor targets, gradWeight, loss;
     private final int rows;
     private int step;
@@ -64,6 +70,12 @@ public final class Tuner implements AutoCloseable {
 
     /** Trains until the step counter reaches {@code lastStep}. */
     public void runUntil(int lastStep) {
+        try (Scope.Lease call = guard.enter()) {
+            trainUntil(lastStep);
+        }
+    }
+
+    private void trainUntil(int lastStep) {
         while (step < Math.min(lastStep, cfg.steps())) {
             StepReport r = trainStep();
             for (TuningListener l : listeners) l.onStep(r);
@@ -74,6 +86,12 @@ public final class Tuner implements AutoCloseable {
 
     /** Writes a checkpoint under {@code root}; returns its folder. */
     public Path checkpoint(Path root) {
+        try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
+            return writeCheckpoint(root);
+        }
+    }
+
+    private Path writeCheckpoint(Path root) {
         requireData();
         Path dir = Checkpoint.write(root, model, opt, new Checkpoint.State(step, data.position(), data.seed()));
         for (TuningListener l : listeners) l.onCheckpoint(step, dir);
@@ -82,6 +100,12 @@ public final class Tuner implements AutoCloseable {
 
     /** Continues from a checkpoint folder (or the latest under a root): heads, moments, step and data position. */
     public void resume(Path checkpoint) {
+        try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
+            restore(checkpoint);
+        }
+    }
+
+    private void restore(Path checkpoint) {
         requireData();
         Path dir = Checkpoint.latest(checkpoint);
         if (dir == null) throw new IllegalArgumentException("no checkpoint in " + checkpoint);
@@ -93,13 +117,19 @@ public final class Tuner implements AutoCloseable {
 
     /** One optimizer step over {@code microBatches} micro-batches. */
     public StepReport trainStep() {
+        try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
+            return runStep();
+        }
+    }
+
+    private StepReport runStep() {
         long t0 = System.nanoTime();
         List<ExitHead> heads = model.heads();
         double[] lossSum = new double[heads.size()];
         long[] counted = new long[heads.size()];
         model.parameterSet().zeroGrad();
         requireData();
-        for (int m = 0; m < cfg.microBatches(); m++) accumulateGradients(data.next(), lossSum, counted);
+        for (int m = 0; m < cfg.microBatches(); m++) accumulate(data.next(), lossSum, counted);
         double[] losses = new double[heads.size()];
         boolean finite = true;
         for (int i = 0; i < losses.length; i++) {
@@ -120,6 +150,12 @@ public final class Tuner implements AutoCloseable {
      * the per-exit loss sums and token counts.
      */
     public void accumulateGradients(Batch b, double[] lossSum, long[] counted) {
+        try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
+            accumulate(b, lossSum, counted);
+        }
+    }
+
+    private void accumulate(Batch b, double[] lossSum, long[] counted) {
         if (b.batchSize() != cfg.batchSize() || b.seqLen() != cfg.seqLen()) {
             throw new IllegalArgumentException("batch " + b.batchSize() + " x " + b.seqLen() + " does not match the tuner's " + cfg.batchSize() + " x " + cfg.seqLen());
         }
@@ -165,7 +201,9 @@ public final class Tuner implements AutoCloseable {
 
     @Override
     public void close() {
-        scope.close();
-        ws.close();
+        try (Scope.Lease call = guard.enter()) {
+            scope.close();
+            ws.close();
+        }
     }
 }
