@@ -6,7 +6,10 @@ import dev.eetune.tensor.Tensor;
 
 import java.util.List;
 
-/** EE-LLM's "embedding" exit: the LM head straight on layer L's output, z = h. */
+/**
+ * EE-LLM's "embedding" exit: the LM head straight on layer L's output, z = h.
+ * Thread-safety: as every head, read-only while decoding (shared by the decoding threads); written only by a tuner.
+ */
 public record EmbeddingExit(ExitSpec spec, Parameter lmHead, float temperature) implements ExitHead {
     @Override
     public List<Parameter> parameters() { return List.of(lmHead); }

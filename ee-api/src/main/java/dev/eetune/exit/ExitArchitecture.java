@@ -2,7 +2,10 @@ package dev.eetune.exit;
 
 import java.util.Locale;
 
-/** What an exit head computes on top of layer L (EE-LLM / EE-Tuning architectures). */
+/**
+ * What an exit head computes on top of layer L (EE-LLM / EE-Tuning architectures).
+ * Immutable: thread-safe.
+ */
 public enum ExitArchitecture {
     /** The LM head alone, on layer L's output. */
     EMBEDDING,

@@ -17,6 +17,8 @@ import java.util.Random;
  * backward and decode side by side. Forward and backward touch only the head's parameters; the backbone stays frozen.
  * Callers ask a head what it reads ({@link #readsAttentionResidual()}, {@link #hasOwnCache()}) instead of switching
  * on the architecture.
+ * Thread-safety: read-only while decoding, shared by any number of decoding threads (each call writes only buffers of
+ * the caller's scope and workspace); only a tuner writes a head's parameters, and then no other thread uses it.
  */
 public sealed interface ExitHead permits EmbeddingExit, NormExit, MlpExit, LayerExit {
     ExitSpec spec();

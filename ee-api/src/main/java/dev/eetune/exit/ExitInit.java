@@ -5,6 +5,7 @@ import java.util.Locale;
 /**
  * How exit heads start: {@code COPY} (LM head, final norm, layer L's MLP, the last layer: every exit starts as the
  * "logit lens" of its layer) or {@code RANDOM} (N(0, 0.02), norms at 1).
+ * Immutable: thread-safe.
  */
 public enum ExitInit {
     COPY,

@@ -5,6 +5,7 @@ import dev.eetune.model.KvCache;
 /**
  * What a driver does inside {@link EarlyExitModel#run}: at each exit whose head it visits it gets the head's input;
  * between layers it may let rows join or leave the pass. Layers are numbered 1..N (exit L sits after layer L).
+ * Thread-safety: called on the thread running the pass.
  */
 public interface ExitVisitor {
     /** Before layer {@code layer} runs: returns the pass to run it on (e.g. with rows joining). */

@@ -17,6 +17,7 @@ import java.util.Random;
  * A layer exit: a whole transformer layer of the head's own (a copy of the backbone's last layer, or random) on layer
  * L's output, then norm and LM head. Its attention needs the K/V of earlier positions at its own layer, so decoders
  * keep a cache for it ({@link #hasOwnCache()}).
+ * Thread-safety: as {@link ExitHead}.
  */
 public record LayerExit(ExitSpec spec, DecoderLayer decoderLayer, TransformerBlock block, Parameter norm, Parameter lmHead, float temperature) implements ExitHead {
 

@@ -17,6 +17,7 @@ import java.util.Random;
 /**
  * An MLP exit: the head's own MLP replaces layer L's, z = rmsnorm(r + mlp(ffnNorm_L(r))) with r = layer L's attention
  * residual and ffnNorm_L the backbone's frozen post-attention norm; then the head's LM head.
+ * Thread-safety: as {@link ExitHead}.
  */
 public record MlpExit(ExitSpec spec, DecoderLayer decoderLayer, Tensor ffnNormOfLayer, SwiGluMlp mlp, Parameter norm, Parameter lmHead, float temperature)
     implements ExitHead {

@@ -8,7 +8,10 @@ import dev.eetune.tensor.Tensor;
 
 import java.util.List;
 
-/** A norm exit: z = rmsnorm(h) with the head's own norm weight, then its LM head. */
+/**
+ * A norm exit: z = rmsnorm(h) with the head's own norm weight, then its LM head.
+ * Thread-safety: as {@link ExitHead}.
+ */
 public record NormExit(ExitSpec spec, LlamaConfig config, Parameter norm, Parameter lmHead, float temperature) implements ExitHead {
     @Override
     public List<Parameter> parameters() { return List.of(norm, lmHead); }

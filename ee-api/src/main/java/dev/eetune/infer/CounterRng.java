@@ -3,6 +3,7 @@ package dev.eetune.infer;
 /**
  * Counter-based random numbers: a uniform in [0, 1) that is a pure function of (seed, sequence, position, purpose),
  * so results do not depend on batch composition or on how decoding rounds fall.
+ * Stateless: thread-safe.
  */
 public final class CounterRng {
     private CounterRng() {}

@@ -9,6 +9,7 @@ import java.util.TreeMap;
  * p_max ≥ τ emits its token. τ ≥ 1 disables an exit (EE-LLM's log-space test can still fire at "τ = 1" when the
  * probability rounds to 1; here it never does). {@code evaluateDisabled} runs disabled heads anyway (to measure their
  * overhead), without ever exiting.
+ * Immutable: thread-safe.
  */
 public record EarlyExitPolicy(Map<Integer, Float> thresholds, boolean evaluateDisabled) {
     public EarlyExitPolicy {

@@ -6,6 +6,7 @@ import java.util.Set;
  * How to generate: {@code temperature} 0 = greedy; otherwise softmax(logits / T) restricted to the top-p nucleus,
  * sampled with a counter-based RNG keyed by (seed, sequence, position) so a sequence's output does not depend on the
  * rest of the batch. Generation of a sequence stops at a stop token or after {@code maxNewTokens}.
+ * Immutable: thread-safe.
  */
 public record GenerationConfig(int maxNewTokens, float temperature, float topP, long seed, Set<Integer> stopTokens) {
     public GenerationConfig {

@@ -6,6 +6,7 @@ import java.util.Arrays;
  * The sampling side of lossless speculative decoding (Leviathan et al. 2023; Chen et al. 2023), on host-side fp32
  * distributions (softmax computed natively, copied only when sampling): the top-p nucleus actually sampled, drawing
  * from it, and the accept / residual rule that makes drafted tokens follow the target distribution exactly.
+ * Stateless: thread-safe.
  */
 public final class SpeculativeSampling {
     private SpeculativeSampling() {}

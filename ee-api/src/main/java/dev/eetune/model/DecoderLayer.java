@@ -7,6 +7,7 @@ import dev.eetune.tensor.Tensor;
  * The one forward of a Llama decoder layer, for every caller: prefill, decode, early-exit passes, speculative
  * verification, tuning (frozen backbone) and training (activations kept for {@code TransformerBlock.backward}).
  * Which buffers it writes is the caller's choice ({@link LayerActivations}); the arithmetic is the same.
+ * Thread-safety: holds only read-only tensors (shared by the model's threads); the buffers it writes are the caller's.
  */
 public final class DecoderLayer {
     private final LlamaConfig c;

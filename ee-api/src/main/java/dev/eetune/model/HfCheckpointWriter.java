@@ -15,6 +15,7 @@ import java.nio.file.StandardCopyOption;
  * Writes a model as a Hugging Face checkpoint (config.json + model.safetensors) that {@link LlamaModel#load} and
  * transformers read. A llama2.c model (interleaved RoPE pairs) is converted to rotate-half by permuting the rows of
  * each head of wq and wk, which leaves every q·k product, and so the logits, unchanged.
+ * Thread-safety: its static methods may run on any thread while no thread writes the model.
  */
 public final class HfCheckpointWriter {
     private HfCheckpointWriter() {}

@@ -7,7 +7,8 @@ import dev.eetune.tensor.Tensor;
 
 /**
  * Preallocated keys and values: per layer [sequences, maxLen, kvHeads * headDim]. Positions are written by passes;
- * truncating a sequence is just forgetting positions (slots past a sequence's length are garbage).
+ * truncating a sequence is just forgetting positions (slots past a sequence's length are garbage). Thread-safety: one
+ * thread at a time (each decoder owns its caches).
  */
 public final class KvCache implements AutoCloseable {
     private final Scope scope;

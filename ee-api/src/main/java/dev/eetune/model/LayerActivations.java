@@ -9,6 +9,7 @@ import dev.eetune.tensor.Tensor;
  * ({@link Workspace#activations}: the two norm outputs share a buffer, the SwiGLU product overwrites the gate, no
  * 1/rms or log-sum-exp is kept); training passes fresh buffers ({@link #allocate}) and keeps them for the backward.
  * {@code residual} receives x + attn(x); it may be the layer's input itself (updated in place).
+ * Thread-safety: buffers of one pass, used by the thread running it.
  */
 public record LayerActivations(Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor lse,
                                Tensor residual, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act) {

@@ -13,6 +13,7 @@ import java.util.Random;
  * One transformer layer's weights, in one order everywhere: attention (norm, q, k, v, o, optional q/k/v biases), then
  * the MLP (norm, gate, up, down). Projections are [out, in] (as nn.Linear.weight), in F32, BF16 or F16; norms and
  * biases are F32. Biases are null unless the architecture has them (Qwen2's q/k/v).
+ * Thread-safety: read-only weights, shared like their model.
  */
 public record LayerWeights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo,
                            Tensor bq, Tensor bk, Tensor bv,

@@ -13,7 +13,7 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The shape of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, llama2.c).
+ * The shape of a Llama-family decoder (Llama 2/3, Mistral, Qwen2, llama2.c). Immutable: thread-safe.
  *
  * @param dim              hidden size (residual stream width)
  * @param hiddenDim        feed-forward inner size

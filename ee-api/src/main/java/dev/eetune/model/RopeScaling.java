@@ -4,6 +4,7 @@ package dev.eetune.model;
  * RoPE frequency scaling for long contexts, as Hugging Face's {@code rope_scaling}: {@code "linear"} divides every
  * frequency by {@code factor}; {@code "llama3"} (Llama 3.1+) divides only the low frequencies, leaves the high ones
  * and interpolates smoothly in between. The other fields are used by llama3 only (0 for linear).
+ * Immutable: thread-safe.
  */
 public record RopeScaling(String type, float factor, float lowFreqFactor, float highFreqFactor, int originalMaxPositionEmbeddings) {
     public static final String LLAMA3 = "llama3";

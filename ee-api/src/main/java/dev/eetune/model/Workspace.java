@@ -7,7 +7,8 @@ import dev.eetune.tensor.Tensor;
 
 /**
  * Scratch activations for forward passes of up to {@link #capacity()} packed rows, reused across passes so decoding
- * does not allocate per token. Grows on demand. Not thread-safe: one per generator or tuner.
+ * does not allocate per token. Grows on demand. Thread-safety: one thread at a time (one workspace per decoder,
+ * tuner or evaluation call).
  */
 public final class Workspace implements AutoCloseable {
     private final LlamaConfig c;

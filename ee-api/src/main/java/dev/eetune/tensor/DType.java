@@ -2,7 +2,10 @@ package dev.eetune.tensor;
 
 import java.util.Locale;
 
-/** Element types; {@link #code()} is the dtype code of the native ABI (EE_F32 ...). */
+/**
+ * Element types; {@link #code()} is the dtype code of the native ABI (EE_F32 ...).
+ * Immutable: thread-safe.
+ */
 public enum DType {
     F32(4, 0),
     BF16(2, 1),

@@ -2,7 +2,10 @@ package dev.eetune.tensor;
 
 import java.util.Arrays;
 
-/** An immutable, row-major tensor shape. */
+/**
+ * An immutable, row-major tensor shape.
+ * Thread-safe.
+ */
 public final class Shape {
     private final int[] dims;
     private final long size;
