@@ -149,29 +149,33 @@ public final class EarlyExitGenerator implements Decoder {
     @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         try (Scope.Lease call = guard.enter(); Scope.Lease use = exits.use()) {
-            DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
-            int[] fed = new int[batch.size()];
-            for (int[] d : doneLayers) Arrays.fill(d, 0);
-            Counters counters = new Counters(config.nLayers());
-            long t0 = System.nanoTime(), tFirst = 0;
-            int[] next = new int[batch.size()];
-            while (true) {
-                int[] live = batch.live();
-                if (live.length == 0) break;
-                long before = counters.rowLayers;
-                pass(live, batch, fed, cfg, counters, next);
-                if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
-                for (int s : live) batch.emit(s, next[s]);
-                if (tFirst == 0) tFirst = System.nanoTime();
-            }
-            long t1 = System.nanoTime();
-            long first = tFirst == 0 ? t1 : tFirst;
-            stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
-                (first - t0) / 1e9, (t1 - first) / 1e9);
-            complete = fed;
-            log.debug("generate: {}", stats);
-            return batch.results();
+            return decode(prompts, cfg, listener);
         }
+    }
+
+    private List<GenerationResult> decode(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
+        DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
+        int[] fed = new int[batch.size()];
+        for (int[] d : doneLayers) Arrays.fill(d, 0);
+        Counters counters = new Counters(config.nLayers());
+        long t0 = System.nanoTime(), tFirst = 0;
+        int[] next = new int[batch.size()];
+        while (true) {
+            int[] live = batch.live();
+            if (live.length == 0) break;
+            long before = counters.rowLayers;
+            pass(live, batch, fed, cfg, counters, next);
+            if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
+            for (int s : live) batch.emit(s, next[s]);
+            if (tFirst == 0) tFirst = System.nanoTime();
+        }
+        long t1 = System.nanoTime();
+        long first = tFirst == 0 ? t1 : tFirst;
+        stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
+            (first - t0) / 1e9, (t1 - first) / 1e9);
+        complete = fed;
+        log.debug("generate: {}", stats);
+        return batch.results();
     }
 
     private static final class Counters {

@@ -103,92 +103,96 @@ public final class SelfSpeculativeDecoder implements Decoder {
     @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         try (Scope.Lease call = guard.enter(); Scope.Lease use = exits.use()) {
-            DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
-            int[] k = new int[batch.size()];
-            Arrays.fill(k, initialDraft);
-            long t0 = System.nanoTime();
-            prefill(prompts);
-            long t1 = System.nanoTime();
-            long rounds = 0, drafted = 0, accepted = 0;
-            try (Scope round = scope.child()) {
-                while (true) {
-                    int[] live = batch.live();
-                    if (live.length == 0) break;
-                    rounds++;
-                    int n = live.length;
-                    // 1. draft: one row per drafting sequence per step, through layers 1..E and the exit head
-                    int[][] drafts = new int[n][];
-                    float[][][] q = new float[n][][];
-                    int[] count = new int[n];
-                    boolean[] drafting = new boolean[n];
-                    int budgetMax = 0;
-                    for (int i = 0; i < n; i++) {
-                        int s = live[i];
-                        int budget = Math.min(k[s], Math.max(0, batch.budget(s) - 1)); // a round emits up to drafts + 1 tokens
-                        drafts[i] = new int[budget];
-                        q[i] = new float[budget][];
-                        drafting[i] = budget > 0;
-                        budgetMax = Math.max(budgetMax, budget);
+            return decode(prompts, cfg, listener);
+        }
+    }
+
+    private List<GenerationResult> decode(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
+        DecodingBatch batch = new DecodingBatch(prompts, cfg, listener, maxBatch, maxLen, config.vocabSize());
+        int[] k = new int[batch.size()];
+        Arrays.fill(k, initialDraft);
+        long t0 = System.nanoTime();
+        prefill(prompts);
+        long t1 = System.nanoTime();
+        long rounds = 0, drafted = 0, accepted = 0;
+        try (Scope round = scope.child()) {
+            while (true) {
+                int[] live = batch.live();
+                if (live.length == 0) break;
+                rounds++;
+                int n = live.length;
+                // 1. draft: one row per drafting sequence per step, through layers 1..E and the exit head
+                int[][] drafts = new int[n][];
+                float[][][] q = new float[n][][];
+                int[] count = new int[n];
+                boolean[] drafting = new boolean[n];
+                int budgetMax = 0;
+                for (int i = 0; i < n; i++) {
+                    int s = live[i];
+                    int budget = Math.min(k[s], Math.max(0, batch.budget(s) - 1)); // a round emits up to drafts + 1 tokens
+                    drafts[i] = new int[budget];
+                    q[i] = new float[budget][];
+                    drafting[i] = budget > 0;
+                    budgetMax = Math.max(budgetMax, budget);
+                }
+                for (int j = 0; j < budgetMax; j++) {
+                    int[] rowsOf = new int[n];
+                    int m = 0;
+                    for (int i = 0; i < n; i++) if (drafting[i] && count[i] == j) rowsOf[m++] = i;
+                    if (m == 0) break;
+                    int[] tok = new int[m], seq = new int[m], pos = new int[m], slot = new int[m];
+                    for (int r = 0; r < m; r++) {
+                        int i = rowsOf[r], s = live[i];
+                        tok[r] = j == 0 ? batch.token(s, batch.length(s) - 1) : drafts[i][j - 1];
+                        seq[r] = s;
+                        pos[r] = batch.length(s) - 1 + j;
+                        slot[r] = s * (maxDraft + 1) + j;
                     }
-                    for (int j = 0; j < budgetMax; j++) {
-                        int[] rowsOf = new int[n];
-                        int m = 0;
-                        for (int i = 0; i < n; i++) if (drafting[i] && count[i] == j) rowsOf[m++] = i;
-                        if (m == 0) break;
-                        int[] tok = new int[m], seq = new int[m], pos = new int[m], slot = new int[m];
-                        for (int r = 0; r < m; r++) {
-                            int i = rowsOf[r], s = live[i];
-                            tok[r] = j == 0 ? batch.token(s, batch.length(s) - 1) : drafts[i][j - 1];
-                            seq[r] = s;
-                            pos[r] = batch.length(s) - 1 + j;
-                            slot[r] = s * (maxDraft + 1) + j;
-                        }
-                        Predictions d = draftStep(round, tok, seq, pos, slot, cfg);
-                        for (int r = 0; r < m; r++) {
-                            int i = rowsOf[r], s = live[i];
-                            int token = cfg.isGreedy() ? d.argmax[r] : SpeculativeSampling.draw(d.dist[r], CounterRng.uniform(cfg.seed(), s, pos[r] + 1, 3));
-                            q[i][j] = cfg.isGreedy() ? null : d.dist[r];
-                            drafts[i][j] = token;
-                            count[i] = j + 1;
-                            drafted++;
-                            boolean confident = confidenceStop <= 0 || d.maxProb[r] >= confidenceStop;
-                            if (count[i] >= drafts[i].length || cfg.stopTokens().contains(token) || !confident) drafting[i] = false;
-                        }
-                    }
-                    // 2. verify: [x_n, d_1..d_k] through layers E+1..N from the saved layer-E states (d_k first runs 1..E)
-                    Predictions p = verify(round, live, batch, drafts, count, cfg);
-                    // 3. accept the longest agreeing prefix, then the full model's token
-                    int at = 0;
-                    for (int i = 0; i < n; i++) {
-                        int s = live[i], c = count[i];
-                        int acc = 0;
-                        for (int j = 0; j <= c && batch.running(s); j++, at++) {
-                            int position = batch.length(s);
-                            if (j < c) {
-                                int d = drafts[i][j];
-                                boolean ok = cfg.isGreedy() ? d == p.argmax[at]
-                                    : SpeculativeSampling.accept(p.dist[at], q[i][j], d, CounterRng.uniform(cfg.seed(), s, position, 1));
-                                if (ok) {
-                                    acc++;
-                                    batch.emit(s, d);
-                                    continue;
-                                }
-                                batch.emit(s, cfg.isGreedy() ? p.argmax[at] : SpeculativeSampling.residual(p.dist[at], q[i][j], CounterRng.uniform(cfg.seed(), s, position, 2)));
-                            } else {
-                                batch.emit(s, cfg.isGreedy() ? p.argmax[at] : SpeculativeSampling.draw(p.dist[at], CounterRng.uniform(cfg.seed(), s, position, 0)));
-                            }
-                            break;
-                        }
-                        at = rowStart(count, i + 1);
-                        accepted += acc;
-                        if (adaptive) k[s] = acc == c ? Math.min(maxDraft, k[s] + 2) : Math.max(1, k[s] - 1);
+                    Predictions d = draftStep(round, tok, seq, pos, slot, cfg);
+                    for (int r = 0; r < m; r++) {
+                        int i = rowsOf[r], s = live[i];
+                        int token = cfg.isGreedy() ? d.argmax[r] : SpeculativeSampling.draw(d.dist[r], CounterRng.uniform(cfg.seed(), s, pos[r] + 1, 3));
+                        q[i][j] = cfg.isGreedy() ? null : d.dist[r];
+                        drafts[i][j] = token;
+                        count[i] = j + 1;
+                        drafted++;
+                        boolean confident = confidenceStop <= 0 || d.maxProb[r] >= confidenceStop;
+                        if (count[i] >= drafts[i].length || cfg.stopTokens().contains(token) || !confident) drafting[i] = false;
                     }
                 }
+                // 2. verify: [x_n, d_1..d_k] through layers E+1..N from the saved layer-E states (d_k first runs 1..E)
+                Predictions p = verify(round, live, batch, drafts, count, cfg);
+                // 3. accept the longest agreeing prefix, then the full model's token
+                int at = 0;
+                for (int i = 0; i < n; i++) {
+                    int s = live[i], c = count[i];
+                    int acc = 0;
+                    for (int j = 0; j <= c && batch.running(s); j++, at++) {
+                        int position = batch.length(s);
+                        if (j < c) {
+                            int d = drafts[i][j];
+                            boolean ok = cfg.isGreedy() ? d == p.argmax[at]
+                                : SpeculativeSampling.accept(p.dist[at], q[i][j], d, CounterRng.uniform(cfg.seed(), s, position, 1));
+                            if (ok) {
+                                acc++;
+                                batch.emit(s, d);
+                                continue;
+                            }
+                            batch.emit(s, cfg.isGreedy() ? p.argmax[at] : SpeculativeSampling.residual(p.dist[at], q[i][j], CounterRng.uniform(cfg.seed(), s, position, 2)));
+                        } else {
+                            batch.emit(s, cfg.isGreedy() ? p.argmax[at] : SpeculativeSampling.draw(p.dist[at], CounterRng.uniform(cfg.seed(), s, position, 0)));
+                        }
+                        break;
+                    }
+                    at = rowStart(count, i + 1);
+                    accepted += acc;
+                    if (adaptive) k[s] = acc == c ? Math.min(maxDraft, k[s] + 2) : Math.max(1, k[s] - 1);
+                }
             }
-            long t2 = System.nanoTime();
-            stats = new Stats(rounds, drafted, accepted, batch.generatedTokens(), (t1 - t0) / 1e9, (t2 - t1) / 1e9);
-            return batch.results();
         }
+        long t2 = System.nanoTime();
+        stats = new Stats(rounds, drafted, accepted, batch.generatedTokens(), (t1 - t0) / 1e9, (t2 - t1) / 1e9);
+        return batch.results();
     }
 
     /** Index of live sequence i's first verification row. */

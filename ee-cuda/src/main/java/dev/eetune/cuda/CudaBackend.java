@@ -81,7 +81,7 @@ public final class CudaBackend extends Backend {
 
     /**
      * "Maps" a file for the GPU: it is mapped on the host, copied whole into device memory and unmapped again, so the
-     * returned {@link MappedFile}'s addresses are device addresses that kernels (and {@code Tensor.wrap}) can use.
+     * returned {@link MappedFile}'s addresses are device addresses that kernels (and {@code Scope.wrap}) can use.
      * Closing it frees the device copy; {@link MappedFile#bytes} reads host copies.
      */
     @Override
