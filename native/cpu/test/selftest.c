@@ -162,7 +162,7 @@ static void test_attention(unsigned* seed, int B, int T, int H, int KVH, int D) 
     double *p = calloc(T, 8), *dp = calloc(T, 8);
     int32_t *seq = calloc(rows, 4), *pos = calloc(rows, 4);
     for (int r = 0; r < rows; r++) seq[r] = r / T, pos[r] = r % T;
-    ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, H, KVH, D, T, scale);
+    ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, H, KVH, D, B, T, scale);
     ee_attention_bwd(dq, dk, dv, g, out, lse, q, k, v, B, T, H, KVH, D, scale);
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < H; h++) {
@@ -212,7 +212,7 @@ static void test_attention_packed(unsigned* seed) {
     float *q = randn(ROWS * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
     float *out = calloc(ROWS * H * D, 4), *lse = calloc(ROWS * H, 4);
     double *wout = calloc(ROWS * H * D, 8), wlse[ROWS * H], glse[ROWS * H], p[MAXLEN];
-    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, MAXLEN, scale)) printf("FAIL attention packed: %s\n", ee_last_error()), failures++;
+    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention packed: %s\n", ee_last_error()), failures++;
     for (r = 0; r < ROWS; r++)
         for (int h = 0; h < H; h++) {
             attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);

@@ -33,9 +33,8 @@ class CudaBackendProviderTest {
             Backend b = p.create();
             assertThat(b.name()).isEqualTo("cuda");
             assertThat(b.device().toString()).isEqualTo("cuda:0");
-            assertThat(b.kernels().ee_device_count()).isPositive();
-            assertThat(b.kernels().ee_features() & 8).isEqualTo(8);
-            assertThat(b.kernels().ee_noop(41)).isEqualTo(42);
+            assertThat(b.features()).contains(Backend.Feature.CUDA);
+            assertThat(b.noopCall().applyAsInt(41)).isEqualTo(42);
             assertThat(Backends.best().name()).isEqualTo("cuda");
         }
     }

@@ -1,5 +1,6 @@
 package dev.eetune.nativelib;
 
+import dev.eetune.backend.spi.Binding;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Ops;
 import dev.eetune.tensor.DType;
