@@ -30,6 +30,20 @@ static int heads_per_block(int group, int head_dim) {
     return g < 1 ? 1 : g;
 }
 
+/* The head layout of the forward and backward grids: each KV head's group of query heads in n_sub blocks of gsub
+ * heads. 1 (recorded) when n_kv_heads * n_sub blocks do not fit the grid's y dimension. */
+template <typename Args>
+static int set_heads(Args& a, const char* what, int n_heads, int n_kv_heads, int head_dim, float scale) {
+    a.n_heads = n_heads;
+    a.n_kv_heads = n_kv_heads;
+    a.head_dim = head_dim;
+    a.group = n_heads / n_kv_heads;
+    a.gsub = heads_per_block(a.group, head_dim);
+    a.n_sub = (a.group + a.gsub - 1) / a.gsub;
+    a.scale = scale;
+    return (int64_t)n_kv_heads * a.n_sub > 65535 ? ee_fail("%s: too many heads (%d)", what, n_heads) : 0;
+}
+
 struct attn_fwd_args {
     float* out;
     float* lse;
@@ -208,18 +222,11 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     a.v_cache = v_cache;
     a.row_seq = row_seq;
     a.row_pos = row_pos;
-    a.n_heads = n_heads;
-    a.n_kv_heads = n_kv_heads;
-    a.head_dim = head_dim;
     a.n_seq = n_seq;
     a.max_len = max_len;
-    a.group = n_heads / n_kv_heads;
-    a.gsub = heads_per_block(a.group, head_dim);
-    a.n_sub = (a.group + a.gsub - 1) / a.gsub;
-    a.scale = scale;
     a.err = ee_index_error_record();
     a.part_ml = a.part_acc = 0;
-    if ((int64_t)n_kv_heads * a.n_sub > 65535) return ee_fail("ee_attention_fwd: too many heads (%d)", n_heads);
+    if (set_heads(a, "ee_attention_fwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
     choose_splits((int64_t)rows * n_kv_heads * a.n_sub, max_len, &a.splits, &a.chunk);
     if (a.splits == 1) {
         attention_fwd_kernel<<<dim3(rows, n_kv_heads * a.n_sub, 1), THREADS>>>(a);
@@ -425,14 +432,7 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
     a.k = k;
     a.v = v;
     a.seq = seq;
-    a.n_heads = n_heads;
-    a.n_kv_heads = n_kv_heads;
-    a.head_dim = head_dim;
-    a.group = n_heads / n_kv_heads;
-    a.gsub = heads_per_block(a.group, head_dim);
-    a.n_sub = (a.group + a.gsub - 1) / a.gsub;
-    a.scale = scale;
-    if ((int64_t)n_kv_heads * a.n_sub > 65535) return ee_fail("ee_attention_bwd: too many heads (%d)", n_heads);
+    if (set_heads(a, "ee_attention_bwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
     attention_dq_kernel<<<dim3(rows, n_kv_heads * a.n_sub), THREADS>>>(a);
     if (ee_launched("ee_attention_bwd (dq)")) return 1;
     attention_dkv_kernel<<<dim3(rows, n_kv_heads), THREADS>>>(a);

@@ -293,6 +293,22 @@ static void test_sampling(void) {
     }
 }
 
+static void expect_index_error(int rc, const char* want) {
+    if (!rc) printf("FAIL index error not reported: %s\n", want), failures++;
+    else if (strcmp(ee_last_error(), want) != 0) printf("FAIL index error: '%s', want '%s'\n", ee_last_error(), want), failures++;
+}
+
+/* impossible indices fail the call with the kernel, row, value and bound, and nothing is written */
+static void test_index_errors(void) {
+    float cache[2 * 3 * 4] = {0}, src[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, dst[2 * 4];
+    const int32_t seq[2] = {1, 2}, pos[2] = {0, 1}, idx[2] = {0, -4};
+    expect_index_error(ee_kv_write(cache, src, seq, pos, 2, 4, 2, 3), "ee_kv_write: row 1 has seq 2, outside the cache's 2 sequences");
+    expect_index_error(ee_gather_rows(dst, src, idx, 2, 4, 2), "ee_gather_rows: row 1 has index -4, outside src's 2 rows");
+    expect_index_error(ee_embedding_fwd(dst, src, EE_F32, seq, 2, 4, 2), "ee_embedding_fwd: row 1 has id 2, outside the table's 2 rows");
+    for (int i = 0; i < 2 * 3 * 4; i++)
+        if (cache[i] != 0) printf("FAIL kv_write wrote cell %d before failing\n", i), failures++;
+}
+
 int main(void) {
     unsigned seed = 42;
     if (ee_abi_version() != EE_ABI_VERSION) printf("FAIL abi version\n"), failures++;
@@ -308,6 +324,7 @@ int main(void) {
     test_attention_packed(&seed);
     test_cross_entropy(&seed);
     test_sampling();
+    test_index_errors();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
     printf(failures ? "%d failures\n" : "all passed\n", failures);
     return failures != 0;

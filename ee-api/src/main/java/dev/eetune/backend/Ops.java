@@ -173,7 +173,8 @@ public final class Ops {
 
     /**
      * Causal GQA attention of packed rows against a cache [nSeq, maxLen, nKv * headDim]; row r is sequence
-     * rowSeq[r] at position rowPos[r] and attends to positions 0..rowPos[r]. lse (may be null): [rows, nHeads].
+     * rowSeq[r] (in [0, nSeq)) at position rowPos[r] (in [0, maxLen)) and attends to positions 0..rowPos[r].
+     * lse (may be null): [rows, nHeads].
      */
     public void attention(Tensor out, Tensor lse, Tensor q, Tensor kCache, Tensor vCache, Tensor rowSeq, Tensor rowPos,
                           int nHeads, int nKvHeads, int headDim, float scale) {
@@ -206,7 +207,7 @@ public final class Ops {
             q.address(), kk.address(), v.address(), batch, seq, nHeads, nKvHeads, headDim, scale));
     }
 
-    /** cache[rowSeq[r], rowPos[r], :] = src[r, :]. */
+    /** cache[rowSeq[r], rowPos[r], :] = src[r, :], with the cache [nSeq, maxLen, width]. */
     public void kvWrite(Tensor cache, Tensor src, Tensor rowSeq, Tensor rowPos) {
         f32("kvWrite", cache, src);
         i32("kvWrite", rowSeq, rowPos);
@@ -216,7 +217,7 @@ public final class Ops {
         check("kvWrite", k.ee_kv_write(cache.address(), src.address(), rowSeq.address(), rowPos.address(), rows(src), cols(src), cache.dim(0), cache.dim(1)));
     }
 
-    /** dst[r] = src[idx[r]]. */
+    /** dst[r] = src[idx[r]], idx in [0, rows of src). */
     public void gatherRows(Tensor dst, Tensor src, Tensor idx) {
         f32("gatherRows", dst, src);
         i32("gatherRows", idx);
@@ -271,8 +272,8 @@ public final class Ops {
     // ---- fused linear + cross-entropy --------------------------------------------------------------------------
 
     /**
-     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< 0 =
-     * ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
+     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< vocab;
+     * < 0 = ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
      * null, F32 [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
      */
     public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,

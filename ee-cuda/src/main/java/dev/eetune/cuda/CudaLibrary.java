@@ -7,18 +7,15 @@ import dev.eetune.backend.spi.NativeBackendLoader;
 
 import java.nio.file.Path;
 
-/** libeecuda, loaded once on first use through the selected {@link Binding}; usable only where it sees a CUDA device. */
+/**
+ * libeecuda, loaded once on first use through the selected {@link Binding}; usable only where it sees a CUDA device
+ * ({@link CudaBackendProvider#unavailableReason()} says why not: library not found, no driver, no device).
+ */
 public final class CudaLibrary {
     static final NativeBackendLoader<CudaBackend> LOADER = new NativeBackendLoader<>(CudaLibrary.class, "eecuda",
         "build it on a machine with nvcc: native/cuda/build.sh", FfmCuda.unavailableReason(), CudaLibrary::create);
 
     private CudaLibrary() {}
-
-    /** Null when the CUDA backend can run here; else why not (library not found, no driver, no device). */
-    public static String unavailableReason() { return LOADER.unavailableReason(); }
-
-    /** The CUDA backend (throws with the reason when unavailable). */
-    public static CudaBackend backend() { return LOADER.backend(); }
 
     private static CudaBackend create(Path lib, Binding binding) {
         Kernels k = binding == Binding.FFM ? FfmCuda.bind(lib) : JnaCuda.bind(lib);

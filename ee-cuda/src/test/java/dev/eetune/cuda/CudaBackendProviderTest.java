@@ -41,7 +41,7 @@ class CudaBackendProviderTest {
 
     @Test
     void libraryReasonNamesTheProblem() {
-        String reason = CudaLibrary.unavailableReason();
+        String reason = CudaLibrary.LOADER.unavailableReason();
         if (reason == null) return; // a GPU machine: covered by CudaKernelsTest
         boolean libraryMissing = reason.startsWith("libeecuda not found");
         boolean noDevice = reason.startsWith("no CUDA device: ");

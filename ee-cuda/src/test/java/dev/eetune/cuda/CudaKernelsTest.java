@@ -45,7 +45,7 @@ class CudaKernelsTest {
 
     @BeforeAll
     static void requireGpu() {
-        if (CudaLibrary.unavailableReason() != null) return; // every test skips with the reason (see open())
+        if (CudaLibrary.LOADER.unavailableReason() != null) return; // every test skips with the reason (see open())
         gpu = (CudaBackend) Backends.get("cuda");
         cpu = Backends.cpu();
         seed = Long.getLong("eetune.seed", System.nanoTime());
@@ -54,7 +54,7 @@ class CudaKernelsTest {
 
     @BeforeEach
     void open() {
-        String why = CudaLibrary.unavailableReason();
+        String why = CudaLibrary.LOADER.unavailableReason();
         Assumptions.assumeTrue(why == null, why);
         rnd = new Random(seed);
         scopes = new Scope[] {Scope.of(cpu), Scope.of(gpu)};

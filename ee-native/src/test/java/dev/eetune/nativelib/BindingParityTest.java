@@ -1,9 +1,9 @@
 package dev.eetune.nativelib;
 
-import dev.eetune.backend.spi.Binding;
-import dev.eetune.backend.spi.NativeLibraryLoader;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
+import dev.eetune.backend.spi.Binding;
+import dev.eetune.backend.spi.NativeLibraryLoader;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
