@@ -298,16 +298,16 @@ static void slot_shape(int group, int* head_chunks, int* heads_per_chunk, int* r
     *rows_per_block = LANES / *heads_per_chunk;
 }
 
-EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t max_len, float scale) {
-    if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || max_len <= 0 || n_heads % n_kv_heads)
-        return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, max_len %d)", n_heads, n_kv_heads, head_dim, max_len);
+EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_seq, int32_t max_len, float scale) {
+    if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_seq <= 0 || max_len <= 0 || n_heads % n_kv_heads)
+        return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, n_seq %d, max_len %d)", n_heads, n_kv_heads, head_dim, n_seq, max_len);
     if (rows == 0) return 0;
     if (!out || !q || !k_cache || !v_cache || !row_seq || !row_pos) return ee_fail("ee_attention_fwd: null pointer");
     double keys = 0.0;
     int32_t runs = 0; /* maximal groups of consecutive rows of one sequence */
     for (int32_t r = 0; r < rows; r++) {
-        if (row_seq[r] < 0 || row_pos[r] < 0 || row_pos[r] >= max_len)
-            return ee_fail("ee_attention_fwd: row %d has sequence %d, position %d (max_len %d)", r, row_seq[r], row_pos[r], max_len);
+        if (row_seq[r] < 0 || row_seq[r] >= n_seq) return ee_fail_index(EE_BAD_ATTENTION_SEQ, r, row_seq[r], n_seq, "");
+        if (row_pos[r] < 0 || row_pos[r] >= max_len) return ee_fail_index(EE_BAD_ATTENTION_POS, r, row_pos[r], max_len, "");
         keys += row_pos[r] + 1;
         runs += r == 0 || row_seq[r] != row_seq[r - 1];
     }
@@ -431,29 +431,5 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
             attend_bwd_any(dq + qo, dk + kv, dv + kv, dout + qo, out + qo, lse + (size_t)b * seq * n_heads + h, q + qo, k + kv, v + kv, seq, q_width, kv_width, n_heads, D, scale);
         }
     });
-    return 0;
-}
-
-EE_API int32_t ee_kv_write(float* cache, const float* src, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t width, int32_t max_len) {
-    if (rows < 0 || width < 0 || max_len <= 0) return ee_fail("ee_kv_write: bad shape");
-    if (rows == 0 || width == 0) return 0;
-    if (!cache || !src || !row_seq || !row_pos) return ee_fail("ee_kv_write: null pointer");
-    for (int32_t r = 0; r < rows; r++)
-        if (row_seq[r] < 0 || row_pos[r] < 0 || row_pos[r] >= max_len)
-            return ee_fail("ee_kv_write: row %d has sequence %d, position %d (max_len %d)", r, row_seq[r], row_pos[r], max_len);
-    for (int32_t r = 0; r < rows; r++)
-        memcpy(cache + ((size_t)row_seq[r] * max_len + row_pos[r]) * width, src + (size_t)r * width, (size_t)width * sizeof(float));
-    return 0;
-}
-
-/* memmove: compacting in place (dst == src, idx[r] >= r) is a natural use. */
-EE_API int32_t ee_gather_rows(float* dst, const float* src, const int32_t* idx, int32_t rows, int32_t width) {
-    if (rows < 0 || width < 0) return ee_fail("ee_gather_rows: negative size");
-    if (rows == 0 || width == 0) return 0;
-    if (!dst || !src || !idx) return ee_fail("ee_gather_rows: null pointer");
-    for (int32_t r = 0; r < rows; r++)
-        if (idx[r] < 0) return ee_fail("ee_gather_rows: idx[%d] = %d is negative", r, idx[r]);
-    for (int32_t r = 0; r < rows; r++)
-        memmove(dst + (size_t)r * width, src + (size_t)idx[r] * width, (size_t)width * sizeof(float));
     return 0;
 }

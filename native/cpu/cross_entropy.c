@@ -53,7 +53,7 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
     if (rows == 0) return 0;
     if (!loss || !x || !w || !targets) return ee_fail("ee_linear_cross_entropy: null pointer");
     for (int32_t r = 0; r < rows; r++)
-        if (targets[r] >= vocab) return ee_fail("ee_linear_cross_entropy: targets[%d] = %d >= vocab %d", r, targets[r], vocab);
+        if (targets[r] >= vocab) return ee_fail_index(EE_BAD_TARGET, r, targets[r], vocab, "");
     if (chunk <= 0 || chunk > vocab) chunk = vocab;
     const int n_chunks = ee_ceil_div(vocab, chunk);
     const float inv_t = 1.0f / temperature;

@@ -5,11 +5,8 @@
 #include "internal.h"
 
 EE_API int32_t ee_cast(void* dst, int32_t dst_dtype, const void* src, int32_t src_dtype, int64_t n) {
-    if (!ee_is_float_dtype(dst_dtype) || !ee_is_float_dtype(src_dtype))
-        return ee_fail("ee_cast: unsupported dtypes %d -> %d", src_dtype, dst_dtype);
-    if (n < 0) return ee_fail("ee_cast: negative count");
+    if (ee_cast_check(dst, dst_dtype, src, src_dtype, n)) return 1;
     if (n == 0) return 0;
-    if (!dst || !src) return ee_fail("ee_cast: null pointer");
     if (dst_dtype == src_dtype) {
         memmove(dst, src, (size_t)n * ee_dtype_size(src_dtype));
         return 0;
@@ -27,9 +24,9 @@ EE_API int32_t ee_cast(void* dst, int32_t dst_dtype, const void* src, int32_t sr
     /* to bf16 or f16, from f32 or from the other 16-bit type through an exact f32 */
     uint16_t* d = dst;
     if (dst_dtype == EE_BF16)
-        EE_PARALLEL_FOR(nt, i, n, d[i] = ee_f32_to_bf16(ee_load_f32(src, src_dtype, (size_t)i)));
+        EE_PARALLEL_FOR(nt, i, n, d[i] = ee_f32_to_bf16(ee_load_f32(src, src_dtype, i)));
     else
-        EE_PARALLEL_FOR(nt, i, n, d[i] = ee_f32_to_f16(ee_load_f32(src, src_dtype, (size_t)i)));
+        EE_PARALLEL_FOR(nt, i, n, d[i] = ee_f32_to_f16(ee_load_f32(src, src_dtype, i)));
     return 0;
 }
 

@@ -1,10 +1,11 @@
 /* Token embedding lookup and its scatter-add backward. */
 #include "internal.h"
 
-static int negative_id(const int32_t* ids, int32_t n) {
+/* 1 after recording the first id outside [0, vocab), else 0. */
+static int check_ids(int kind, const int32_t* ids, int32_t n, int32_t vocab) {
     for (int32_t r = 0; r < n; r++)
-        if (ids[r] < 0) return r;
-    return -1;
+        if (ids[r] < 0 || ids[r] >= vocab) return ee_fail_index(kind, r, ids[r], vocab, "");
+    return 0;
 }
 
 static void lookup_row(float* out, const void* table, int32_t dtype, size_t offset, int32_t dim) {
@@ -19,12 +20,11 @@ static void lookup_row(float* out, const void* table, int32_t dtype, size_t offs
     }
 }
 
-EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim) {
+EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab) {
     if (!ee_is_float_dtype(table_dtype)) return ee_fail("ee_embedding_fwd: unsupported table dtype %d", table_dtype);
     if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_fwd: negative size") : 0;
     if (!out || !table || !ids) return ee_fail("ee_embedding_fwd: null pointer");
-    int bad = negative_id(ids, n);
-    if (bad >= 0) return ee_fail("ee_embedding_fwd: ids[%d] = %d is negative", bad, ids[bad]);
+    if (check_ids(EE_BAD_EMBEDDING_FWD_ID, ids, n, vocab)) return 1;
     EE_PARALLEL_FOR(ee_threads_for((double)n * dim), r, n, lookup_row(out + r * dim, table, table_dtype, (size_t)ids[r] * dim, dim));
     return 0;
 }
@@ -41,11 +41,10 @@ static void scatter_columns(float* dtable, const float* dout, const int32_t* ids
 }
 
 /* Threads own disjoint column ranges, so repeated ids need no atomics and the sum order is fixed. */
-EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim) {
+EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab) {
     if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_bwd: negative size") : 0;
     if (!dtable || !dout || !ids) return ee_fail("ee_embedding_bwd: null pointer");
-    int bad = negative_id(ids, n);
-    if (bad >= 0) return ee_fail("ee_embedding_bwd: ids[%d] = %d is negative", bad, ids[bad]);
+    if (check_ids(EE_BAD_EMBEDDING_BWD_ID, ids, n, vocab)) return 1;
     EE_PARALLEL_FOR(ee_threads_for((double)n * dim), blk, ee_ceil_div(dim, COLUMN_BLOCK), scatter_columns(dtable, dout, ids, n, dim, blk * COLUMN_BLOCK));
     return 0;
 }

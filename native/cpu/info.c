@@ -1,29 +1,13 @@
 /*
  * Library information and the process-wide runtime: CPU feature detection, the optional OpenBLAS found with dlopen,
- * the worker thread count, the thread-local last error and per-thread scratch buffers.
+ * the worker thread count and per-thread scratch buffers (the last error is in common/error.c).
  */
 #include <dlfcn.h>
 #include <omp.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
-
-/* ---- errors ---------------------------------------------------------------------------------------------------- */
-
-static _Thread_local char last_error[512];
-
-int ee_fail(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-    return 1;
-}
-
-EE_API const char* ee_last_error(void) { return last_error; }
 
 /* ---- CPU features and BLAS --------------------------------------------------------------------------------------- */
 

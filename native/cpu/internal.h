@@ -9,7 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "eetune/eetune.h"
+#include "common.h"
+#include "dtype.h"
 
 /* Code compiled for these targets is only called after the run-time check in info.c said the CPU has them. */
 #define EE_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -58,9 +59,6 @@ int ee_threads_for(double work);
 #define EE_PARALLEL_FOR(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(static, nt, i, n, __VA_ARGS__)
 #define EE_PARALLEL_FOR_DYNAMIC(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(dynamic, nt, i, n, __VA_ARGS__)
 
-/* Records a printf-style message as this thread's last error and returns 1 (the failure code). */
-int ee_fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-
 /* 64-byte aligned memory (huge-page backed when large) released with free(); 0 if out of memory (memory.c). */
 void* ee_alloc_host(size_t bytes);
 
@@ -68,53 +66,6 @@ void* ee_alloc_host(size_t bytes);
  * Only called outside parallel regions; one slot per user so nested users never share a buffer. */
 enum { EE_SCRATCH_GEMM_A, EE_SCRATCH_GEMM_B, EE_SCRATCH_GEMM_SMALL, EE_SCRATCH_BLAS_B, EE_SCRATCH_SLOTS };
 void* ee_scratch(int slot, size_t bytes);
-
-/* ---- dtype conversion ---------------------------------------------------------------------------------------- */
-
-EE_INLINE float ee_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-EE_INLINE uint32_t ee_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-
-EE_INLINE float ee_bf16_to_f32(uint16_t h) { return ee_bits_f32((uint32_t)h << 16); }
-
-EE_INLINE uint16_t ee_f32_to_bf16(float f) {
-    uint32_t u = ee_f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays a (quiet) NaN */
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);                 /* round to nearest even */
-}
-
-EE_INLINE float ee_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    if (exp == 0) { /* zero or subnormal: mant * 2^-24 is exact in f32 */
-        float v = (float)mant * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    if (exp == 31) return ee_bits_f32(sign | 0x7f800000u | (mant << 13));
-    return ee_bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-/* Round to nearest even, overflow to infinity (after F. Giesen's float_to_half_fast3_rtne). */
-EE_INLINE uint16_t ee_f32_to_f16(float f) {
-    uint32_t u = ee_f32_bits(f), sign = (u >> 16) & 0x8000;
-    u &= 0x7fffffffu;
-    if (u >= 0x47800000u) return (uint16_t)(sign | (u > 0x7f800000u ? 0x7e00 : 0x7c00)); /* >= 65536, inf, NaN */
-    if (u < 0x38800000u) { /* f16 subnormal or zero: adding 0.5 puts the rounded bits at the bottom of the mantissa */
-        return (uint16_t)(sign | (ee_f32_bits(ee_bits_f32(u) + 0.5f) - 0x3f000000u));
-    }
-    u += ((uint32_t)(15 - 127) << 23) + 0xfff + ((u >> 13) & 1); /* rebias; a mantissa carry rounds up the exponent */
-    return (uint16_t)(sign | (u >> 13));
-}
-
-/* Element i of an array of dtype EE_F32 / EE_BF16 / EE_F16 as f32. Inlined with a constant dtype, the switch folds. */
-EE_INLINE float ee_load_f32(const void* p, int dtype, size_t i) {
-    switch (dtype) {
-    case EE_BF16: return ee_bf16_to_f32(((const uint16_t*)p)[i]);
-    case EE_F16: return ee_f16_to_f32(((const uint16_t*)p)[i]);
-    default: return ((const float*)p)[i];
-    }
-}
-
-EE_INLINE size_t ee_dtype_size(int dtype) { return dtype == EE_BF16 || dtype == EE_F16 ? 2 : 4; }
-EE_INLINE int ee_is_float_dtype(int dtype) { return dtype == EE_F32 || dtype == EE_BF16 || dtype == EE_F16; }
 
 /* ---- vectorised row reductions (exp.c) --------------------------------------------------------------------------- */
 

@@ -1,10 +1,6 @@
-/* Host memory: aligned allocation, copies, fills and read-only file mappings (model weights). */
-#include <errno.h>
-#include <fcntl.h>
+/* Host memory: aligned allocation, copies and fills (file mappings are in common/map_file.c). */
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -47,44 +43,5 @@ EE_API int32_t ee_fill_bytes(void* dst, int32_t value, int64_t bytes) {
     if (bytes == 0) return 0;
     if (!dst) return ee_fail("ee_fill_bytes: null pointer");
     memset(dst, value & 0xff, (size_t)bytes);
-    return 0;
-}
-
-EE_API void* ee_map_file(const char* path, int64_t* size_out) {
-    if (!path || !size_out) {
-        ee_fail("ee_map_file: null argument");
-        return 0;
-    }
-    *size_out = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        ee_fail("ee_map_file: cannot open %s: %s", path, strerror(errno));
-        return 0;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        ee_fail("ee_map_file: cannot stat %s: %s", path, strerror(errno));
-        close(fd);
-        return 0;
-    }
-    if (st.st_size == 0) { /* mmap rejects length 0 */
-        ee_fail("ee_map_file: cannot map %s: the file is empty", path);
-        close(fd);
-        return 0;
-    }
-    void* p = mmap(0, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd); /* the mapping keeps the file alive */
-    if (p == MAP_FAILED) {
-        ee_fail("ee_map_file: cannot map %s: %s", path, strerror(err));
-        return 0;
-    }
-    *size_out = (int64_t)st.st_size;
-    return p;
-}
-
-EE_API int32_t ee_unmap_file(void* addr, int64_t size) {
-    if (!addr) return ee_fail("ee_unmap_file: null address");
-    if (munmap(addr, (size_t)size) != 0) return ee_fail("ee_unmap_file: munmap failed: %s", strerror(errno));
     return 0;
 }

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "rope.h"
 
 /*
  * The angle pos * inv_freq and its sine/cosine are evaluated in double: in f32 the product alone is off by up to
@@ -14,12 +15,7 @@ static void rope_row(float* x, int32_t pos, const float* inv_freq, int32_t n_hea
     for (int32_t i = 0; i < half; i++) {
         const double angle = (double)pos * inv_freq[i];
         const float c = (float)cos(angle), s = (float)(inverse ? -sin(angle) : sin(angle));
-        for (int32_t h = 0; h < n_heads; h++) {
-            float* p = x + h * head_dim + i * stride;
-            const float x0 = p[0], x1 = p[partner];
-            p[0] = x0 * c - x1 * s;
-            p[partner] = x0 * s + x1 * c;
-        }
+        ee_rotate_heads(x + i * stride, n_heads, head_dim, partner, c, s);
     }
 }
 

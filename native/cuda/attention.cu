@@ -30,6 +30,20 @@ static int heads_per_block(int group, int head_dim) {
     return g < 1 ? 1 : g;
 }
 
+/* The head layout of the forward and backward grids: each KV head's group of query heads in n_sub blocks of gsub
+ * heads. 1 (recorded) when n_kv_heads * n_sub blocks do not fit the grid's y dimension. */
+template <typename Args>
+static int set_heads(Args& a, const char* what, int n_heads, int n_kv_heads, int head_dim, float scale) {
+    a.n_heads = n_heads;
+    a.n_kv_heads = n_kv_heads;
+    a.head_dim = head_dim;
+    a.group = n_heads / n_kv_heads;
+    a.gsub = heads_per_block(a.group, head_dim);
+    a.n_sub = (a.group + a.gsub - 1) / a.gsub;
+    a.scale = scale;
+    return (int64_t)n_kv_heads * a.n_sub > 65535 ? ee_fail("%s: too many heads (%d)", what, n_heads) : 0;
+}
+
 struct attn_fwd_args {
     float* out;
     float* lse;
@@ -38,12 +52,12 @@ struct attn_fwd_args {
     const float* v_cache;
     const int32_t* row_seq;
     const int32_t* row_pos;
-    int n_heads, n_kv_heads, head_dim, max_len, group, gsub, n_sub;
+    int n_heads, n_kv_heads, head_dim, n_seq, max_len, group, gsub, n_sub;
     int splits, chunk;  /* splits > 1: block z owns keys [z * chunk, (z + 1) * chunk) and writes a partial result */
     float* part_ml;     /* [row][head][split][2]: running max and sum of exp */
     float* part_acc;    /* [row][head][split][head_dim]: unnormalised output */
     float scale;
-    int* err;
+    ee_index_error* err;
 };
 
 __global__ void __launch_bounds__(THREADS) attention_fwd_kernel(attn_fwd_args a) {
@@ -59,7 +73,7 @@ __global__ void __launch_bounds__(THREADS) attention_fwd_kernel(attn_fwd_args a)
     float* out = a.out + r * q_width + (int64_t)h0 * D;
     /* partial results of head h0 + g of this row and split */
     const int64_t part0 = (r * a.n_heads + h0) * a.splits + split;
-    if (seq < 0 || pos < 0 || pos >= a.max_len) { /* outside the cache: NaN output, reported by ee_synchronize */
+    if (seq < 0 || seq >= a.n_seq || pos < 0 || pos >= a.max_len) { /* outside the cache: NaN output, recorded */
         if (a.splits == 1) {
             for (int i = threadIdx.x; i < hn * D; i += THREADS) out[i] = NAN;
             if (a.lse && threadIdx.x < hn) a.lse[r * a.n_heads + h0 + threadIdx.x] = NAN;
@@ -68,7 +82,10 @@ __global__ void __launch_bounds__(THREADS) attention_fwd_kernel(attn_fwd_args a)
             if (threadIdx.x < hn) a.part_ml[2 * (part0 + (int64_t)threadIdx.x * a.splits)] = NAN;
             if (threadIdx.x < hn) a.part_ml[2 * (part0 + (int64_t)threadIdx.x * a.splits) + 1] = NAN;
         }
-        if (a.err && threadIdx.x == 0 && blockIdx.y == 0 && split == 0) atomicOr(a.err, EE_DERR_ATTENTION_ROW);
+        if (threadIdx.x == 0 && blockIdx.y == 0 && split == 0) {
+            if (seq < 0 || seq >= a.n_seq) ee_report_index(a.err, EE_BAD_ATTENTION_SEQ, r, seq, a.n_seq);
+            else ee_report_index(a.err, EE_BAD_ATTENTION_POS, r, pos, a.max_len);
+        }
         return;
     }
     const float* qr = a.q + r * q_width + (int64_t)h0 * D;
@@ -191,9 +208,9 @@ static void choose_splits(int64_t base_blocks, int max_len, int* splits, int* ch
     *splits = (max_len + c - 1) / c;
 }
 
-EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t max_len, float scale) {
-    if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || max_len <= 0 || n_heads % n_kv_heads)
-        return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, max_len %d)", n_heads, n_kv_heads, head_dim, max_len);
+EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_seq, int32_t max_len, float scale) {
+    if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_seq <= 0 || max_len <= 0 || n_heads % n_kv_heads)
+        return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, n_seq %d, max_len %d)", n_heads, n_kv_heads, head_dim, n_seq, max_len);
     if (head_dim > MAX_QD) return ee_fail("ee_attention_fwd: head_dim %d is above the CUDA kernel's limit of %d", head_dim, MAX_QD);
     if (rows == 0) return 0;
     if (!out || !q || !k_cache || !v_cache || !row_seq || !row_pos) return ee_fail("ee_attention_fwd: null pointer");
@@ -205,17 +222,11 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     a.v_cache = v_cache;
     a.row_seq = row_seq;
     a.row_pos = row_pos;
-    a.n_heads = n_heads;
-    a.n_kv_heads = n_kv_heads;
-    a.head_dim = head_dim;
+    a.n_seq = n_seq;
     a.max_len = max_len;
-    a.group = n_heads / n_kv_heads;
-    a.gsub = heads_per_block(a.group, head_dim);
-    a.n_sub = (a.group + a.gsub - 1) / a.gsub;
-    a.scale = scale;
-    a.err = ee_device_error_word();
+    a.err = ee_index_error_record();
     a.part_ml = a.part_acc = 0;
-    if ((int64_t)n_kv_heads * a.n_sub > 65535) return ee_fail("ee_attention_fwd: too many heads (%d)", n_heads);
+    if (set_heads(a, "ee_attention_fwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
     choose_splits((int64_t)rows * n_kv_heads * a.n_sub, max_len, &a.splits, &a.chunk);
     if (a.splits == 1) {
         attention_fwd_kernel<<<dim3(rows, n_kv_heads * a.n_sub, 1), THREADS>>>(a);
@@ -421,14 +432,7 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
     a.k = k;
     a.v = v;
     a.seq = seq;
-    a.n_heads = n_heads;
-    a.n_kv_heads = n_kv_heads;
-    a.head_dim = head_dim;
-    a.group = n_heads / n_kv_heads;
-    a.gsub = heads_per_block(a.group, head_dim);
-    a.n_sub = (a.group + a.gsub - 1) / a.gsub;
-    a.scale = scale;
-    if ((int64_t)n_kv_heads * a.n_sub > 65535) return ee_fail("ee_attention_bwd: too many heads (%d)", n_heads);
+    if (set_heads(a, "ee_attention_bwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
     attention_dq_kernel<<<dim3(rows, n_kv_heads * a.n_sub), THREADS>>>(a);
     if (ee_launched("ee_attention_bwd (dq)")) return 1;
     attention_dkv_kernel<<<dim3(rows, n_kv_heads), THREADS>>>(a);

@@ -16,28 +16,36 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "eetune/eetune.h"
+#include "common.h"
+#include "dtype.h"
 
-/* ---- errors (runtime.cu) ------------------------------------------------------------------------------------- */
+/* ---- errors (runtime.cu; ee_fail and ee_fail_index are in common/) ------------------------------------------ */
 
-/* Records a printf-style message as this thread's last error and returns 1 (the failure code). */
-int ee_fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ee_fail("<what>: <cuda error name>: <cuda error string>") and returns 1. */
 int ee_cuda_fail(cudaError_t e, const char* what);
 /* After a launch: 0, or the launch error recorded with ee_cuda_fail. */
 int ee_launched(const char* what);
 
-/* Errors that kernels find (bad ids or positions) cannot be returned by the call that issued them: kernels set a bit
- * in a device word instead (and write NaN where they could not compute), and ee_synchronize reports and clears it. */
-enum {
-    EE_DERR_EMBEDDING_ID = 1,
-    EE_DERR_ATTENTION_ROW = 2,
-    EE_DERR_KV_ROW = 4,
-    EE_DERR_GATHER_INDEX = 8,
-    EE_DERR_TARGET = 16,
-};
-/* The device error word (allocated on first use; 0 if that failed, and kernels then skip the report). */
-int* ee_device_error_word(void);
+/* The first impossible index (kinds from common.h) a kernel met since the last check. A kernel cannot fail the call
+ * that launched it, so it records the index here and writes NaN (or nothing) where it could not compute; the next
+ * synchronizing call (ee_synchronize, ee_copy to the host) reports it through ee_fail_index and clears it. */
+typedef struct {
+    int kind, value, bound;
+    long long row;
+} ee_index_error;
+/* The record in device memory (allocated on first use; 0 if that failed, and kernels then skip the report). */
+ee_index_error* ee_index_error_record(void);
+/* Call after the device is idle: 0, or 1 with the recorded index error (reported by `where`) as the last error. */
+int ee_collect_index_error(const char* where);
+
+/* Claims the record for the first report; later reports leave it as it is. */
+__device__ __forceinline__ void ee_report_index(ee_index_error* e, int kind, int64_t row, int value, int bound) {
+    if (e && atomicCAS(&e->kind, EE_INDEX_OK, kind) == EE_INDEX_OK) {
+        e->row = row;
+        e->value = value;
+        e->bound = bound;
+    }
+}
 
 /* ---- scratch and locking (runtime.cu) -------------------------------------------------------------------------- */
 
@@ -100,52 +108,18 @@ static inline unsigned ee_grid_for(int64_t n, int threads) {
     return (unsigned)(want < cap ? want : cap);
 }
 
-static inline int ee_is_float_dtype(int d) { return d == EE_F32 || d == EE_BF16 || d == EE_F16; }
-static inline size_t ee_dtype_size(int d) { return d == EE_BF16 || d == EE_F16 ? 2 : 4; }
-
 /* ---- device helpers --------------------------------------------------------------------------------------------- */
 
 #define EE_FULL_MASK 0xffffffffu
 
-/* bf16 / f16 conversions, bit-identical to the CPU library's (native/cpu/internal.h). */
-__device__ __forceinline__ float ee_bf16_to_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
-
-__device__ __forceinline__ uint16_t ee_f32_to_bf16(float f) {
-    uint32_t u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays a (quiet) NaN */
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);                 /* round to nearest even */
-}
-
-__device__ __forceinline__ float ee_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-    if (exp == 0) {
-        float v = (float)mant * 0x1p-24f;
-        return sign ? -v : v;
+/* Grid-stride loop over the rows x width elements of a row-major matrix: f(i, r, j) for element i = r * width + j. */
+template <typename F>
+__device__ __forceinline__ void ee_for_row_elements(int64_t rows, int width, F f) {
+    const int64_t total = rows * width;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / width;
+        f(i, r, (int)(i - r * width));
     }
-    if (exp == 31) return __uint_as_float(sign | 0x7f800000u | (mant << 13));
-    return __uint_as_float(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-__device__ __forceinline__ uint16_t ee_f32_to_f16(float f) {
-    uint32_t u = __float_as_uint(f), sign = (u >> 16) & 0x8000;
-    u &= 0x7fffffffu;
-    if (u >= 0x47800000u) return (uint16_t)(sign | (u > 0x7f800000u ? 0x7e00 : 0x7c00));
-    if (u < 0x38800000u) return (uint16_t)(sign | (__float_as_uint(__uint_as_float(u) + 0.5f) - 0x3f000000u));
-    u += ((uint32_t)(15 - 127) << 23) + 0xfff + ((u >> 13) & 1);
-    return (uint16_t)(sign | (u >> 13));
-}
-
-/* Element i of an f32 / bf16 / f16 array as f32. */
-__device__ __forceinline__ float ee_load(const void* p, int dtype, int64_t i) {
-    if (dtype == EE_BF16) return ee_bf16_to_f32(((const uint16_t*)p)[i]);
-    if (dtype == EE_F16) return ee_f16_to_f32(((const uint16_t*)p)[i]);
-    return ((const float*)p)[i];
-}
-
-__device__ __forceinline__ void ee_store(void* p, int dtype, int64_t i, float v) {
-    if (dtype == EE_BF16) ((uint16_t*)p)[i] = ee_f32_to_bf16(v);
-    else if (dtype == EE_F16) ((uint16_t*)p)[i] = ee_f32_to_f16(v);
-    else ((float*)p)[i] = v;
 }
 
 template <typename T>

@@ -57,13 +57,13 @@ __global__ void ce_stats_kernel(ce_rows s, const float* logits, int ld, int cc, 
     }
 }
 
-__global__ void ce_finish_kernel(ce_rows s, float* loss, int32_t* argmax_out, float* max_prob_out, const int32_t* targets, int rows, int vocab, int* err) {
+__global__ void ce_finish_kernel(ce_rows s, float* loss, int32_t* argmax_out, float* max_prob_out, const int32_t* targets, int rows, int vocab, ee_index_error* err) {
     int r = blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     float lse = s.max[r] + (float)log(s.sum[r]);
     s.lse[r] = lse;
     int t = targets[r];
-    if (t >= vocab && err) atomicOr(err, EE_DERR_TARGET);
+    if (t >= vocab) ee_report_index(err, EE_BAD_TARGET, r, t, vocab);
     loss[r] = t < 0 ? 0.0f : t < vocab ? lse - s.zt[r] : NAN;
     if (argmax_out) argmax_out[r] = s.idx[r] == 0x7fffffff ? 0 : s.idx[r];
     if (max_prob_out) max_prob_out[r] = (float)(1.0 / s.sum[r]);
@@ -82,7 +82,7 @@ __global__ void ce_grad_kernel(float* logits, void* g16, int g16_dtype, int ld, 
             float p = expf(logits[at] - s.lse[r]);
             g = grad_weight[r] * (p - (v0 + j == t ? 1.0f : 0.0f)) * inv_t;
         }
-        if (g16) ee_store(g16, g16_dtype, at, g);
+        if (g16) ee_store_f32(g16, g16_dtype, at, g);
         else logits[at] = g;
     }
 }
@@ -135,7 +135,7 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
         ce_stats_kernel<<<rows, THREADS>>>(s, logits, ld, cc, v0, targets);
         if (ee_launched("ee_linear_cross_entropy (statistics)")) return 1;
     }
-    ce_finish_kernel<<<(rows + THREADS - 1) / THREADS, THREADS>>>(s, loss, argmax_out, max_prob_out, targets, rows, vocab, ee_device_error_word());
+    ce_finish_kernel<<<(rows + THREADS - 1) / THREADS, THREADS>>>(s, loss, argmax_out, max_prob_out, targets, rows, vocab, ee_index_error_record());
     if (ee_launched("ee_linear_cross_entropy (loss)")) return 1;
     if (!backward) return 0;
 

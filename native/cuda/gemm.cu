@@ -115,14 +115,14 @@ __global__ void __launch_bounds__(256) gemm_tiled_kernel(ee_gemm_args g) {
             int i = g.trans_a ? e % TM : e / TK, kk = g.trans_a ? e / TM : e % TK;
             int r = row0 + i, kc = k0 + kk;
             float v = 0.0f;
-            if (r < g.m && kc < g.k) v = ee_load(g.a, g.a_dtype, g.trans_a ? (int64_t)kc * g.lda + r : (int64_t)r * g.lda + kc);
+            if (r < g.m && kc < g.k) v = ee_load_f32(g.a, g.a_dtype, g.trans_a ? (int64_t)kc * g.lda + r : (int64_t)r * g.lda + kc);
             as[kk][i] = v;
             int j = g.trans_b ? e / TK : e % TN;
             kk = g.trans_b ? e % TK : e / TN;
             int c = col0 + j;
             kc = k0 + kk;
             v = 0.0f;
-            if (c < g.n && kc < g.k) v = ee_load(g.b, g.b_dtype, g.trans_b ? (int64_t)c * g.ldb + kc : (int64_t)kc * g.ldb + c);
+            if (c < g.n && kc < g.k) v = ee_load_f32(g.b, g.b_dtype, g.trans_b ? (int64_t)c * g.ldb + kc : (int64_t)kc * g.ldb + c);
             bs[kk][j] = v;
         }
         __syncthreads();

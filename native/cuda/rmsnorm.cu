@@ -1,4 +1,4 @@
-/* RMSNorm forward and backward (row statistics in double, like the CPU library) and rotary position embedding. */
+/* RMSNorm forward and backward (row statistics in double, like the CPU library: cpu/rmsnorm.c). */
 #include "common.cuh"
 
 #define THREADS 256
@@ -77,37 +77,4 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
         if (ee_launched("ee_rmsnorm_bwd (dx)")) return 1;
     }
     return 0;
-}
-
-/* ---- RoPE ------------------------------------------------------------------------------------------------------- */
-
-/* One thread per (row, pair i): the angle and its sine/cosine in double (as the CPU library), applied to every head. */
-__global__ void rope_kernel(float* x, const int32_t* pos, const float* inv_freq, int64_t rows, int n_heads, int head_dim, int interleaved, double sign) {
-    const int half = head_dim / 2, stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
-    const int64_t width = (int64_t)n_heads * head_dim, total = rows * half;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t r = t / half;
-        int i = (int)(t - r * half);
-        double angle = (double)pos[r] * inv_freq[i];
-        double sn, cs;
-        sincos(angle, &sn, &cs);
-        float c = (float)cs, s = (float)(sign * sn);
-        float* xr = x + r * width + (int64_t)i * stride;
-        for (int h = 0; h < n_heads; h++) {
-            float* p = xr + (int64_t)h * head_dim;
-            float x0 = p[0], x1 = p[partner];
-            p[0] = x0 * c - x1 * s;
-            p[partner] = x0 * s + x1 * c;
-        }
-    }
-}
-
-EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int32_t rows, int32_t n_heads, int32_t head_dim, int32_t interleaved, int32_t inverse) {
-    if (rows < 0 || n_heads < 0 || head_dim < 0) return ee_fail("ee_rope: negative size");
-    if (head_dim % 2) return ee_fail("ee_rope: head_dim %d is odd", head_dim);
-    if (rows == 0 || n_heads == 0 || head_dim == 0) return 0;
-    if (!x || !pos || !inv_freq) return ee_fail("ee_rope: null pointer");
-    int64_t total = (int64_t)rows * (head_dim / 2);
-    rope_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(x, pos, inv_freq, rows, n_heads, head_dim, interleaved, inverse ? -1.0 : 1.0);
-    return ee_launched("ee_rope");
 }

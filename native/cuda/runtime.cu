@@ -1,32 +1,17 @@
 /*
- * Library information and the process-wide runtime of libeecuda: the thread-local last error, device discovery
- * (never fatal without a GPU or driver), device memory, copies, host file mappings, scratch buffers and the op lock.
+ * Library information and the process-wide runtime of libeecuda: CUDA errors and the kernels' index error record,
+ * device discovery (never fatal without a GPU or driver), device memory, copies, scratch buffers and the op lock.
+ * The last error and file mappings are shared with the CPU library (common/).
  */
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <mutex>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common.cuh"
 
 /* ---- errors ---------------------------------------------------------------------------------------------------- */
-
-static thread_local char last_error[1024];
-
-int ee_fail(const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
-    va_end(ap);
-    return 1;
-}
 
 int ee_cuda_fail(cudaError_t e, const char* what) {
     return ee_fail("%s: %s: %s", what, cudaGetErrorName(e), cudaGetErrorString(e));
@@ -37,7 +22,32 @@ int ee_launched(const char* what) {
     return e == cudaSuccess ? 0 : ee_cuda_fail(e, what);
 }
 
-EE_API const char* ee_last_error(void) { return last_error; }
+static pthread_once_t record_once = PTHREAD_ONCE_INIT;
+static ee_index_error* index_record;
+
+static void record_init(void) {
+    ee_index_error* p = 0;
+    if (cudaMalloc(&p, sizeof *p) == cudaSuccess && cudaMemset(p, 0, sizeof *p) == cudaSuccess) index_record = p;
+    else cudaGetLastError();
+}
+
+ee_index_error* ee_index_error_record(void) {
+    pthread_once(&record_once, record_init);
+    return index_record;
+}
+
+int ee_collect_index_error(const char* where) {
+    ee_index_error* record = ee_index_error_record();
+    if (!record) return 0;
+    ee_index_error e;
+    cudaError_t c = cudaMemcpy(&e, record, sizeof e, cudaMemcpyDeviceToHost);
+    if (c != cudaSuccess) return ee_cuda_fail(c, "reading the kernels' index error record");
+    if (e.kind == EE_INDEX_OK) return 0;
+    cudaMemset(record, 0, sizeof e);
+    char note[160];
+    snprintf(note, sizeof note, " (found by a CUDA kernel, reported by %s; rows it could not compute hold NaN)", where);
+    return ee_fail_index(e.kind, e.row, e.value, e.bound, note);
+}
 
 /* ---- devices ------------------------------------------------------------------------------------------------- */
 
@@ -101,33 +111,7 @@ EE_API int32_t ee_set_num_threads(int32_t n) {
 EE_API int32_t ee_synchronize(void) {
     cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) return ee_cuda_fail(e, "ee_synchronize");
-    int* word = ee_device_error_word();
-    if (!word) return 0;
-    int flags = 0;
-    e = cudaMemcpy(&flags, word, sizeof flags, cudaMemcpyDeviceToHost);
-    if (e != cudaSuccess) return ee_cuda_fail(e, "ee_synchronize: reading the device error word");
-    if (flags == 0) return 0;
-    cudaMemset(word, 0, sizeof(int));
-    return ee_fail("ee_synchronize: kernels reported bad input since the last check (their outputs hold NaN):%s%s%s%s%s",
-                   flags & EE_DERR_EMBEDDING_ID ? " embedding id out of range;" : "",
-                   flags & EE_DERR_ATTENTION_ROW ? " attention row outside the cache;" : "",
-                   flags & EE_DERR_KV_ROW ? " kv_write row outside the cache;" : "",
-                   flags & EE_DERR_GATHER_INDEX ? " gather_rows index negative;" : "",
-                   flags & EE_DERR_TARGET ? " cross-entropy target outside the vocabulary;" : "");
-}
-
-static pthread_once_t word_once = PTHREAD_ONCE_INIT;
-static int* error_word;
-
-static void error_word_init(void) {
-    int* p = 0;
-    if (cudaMalloc(&p, sizeof(int)) == cudaSuccess && cudaMemset(p, 0, sizeof(int)) == cudaSuccess) error_word = p;
-    else cudaGetLastError();
-}
-
-int* ee_device_error_word(void) {
-    pthread_once(&word_once, error_word_init);
-    return error_word;
+    return ee_collect_index_error("ee_synchronize");
 }
 
 /* ---- memory -------------------------------------------------------------------------------------------------- */
@@ -168,7 +152,8 @@ EE_API int32_t ee_copy(void* dst, const void* src, int64_t bytes, int32_t direct
         static const char* names[] = {"ee_copy (device to device)", "ee_copy (host to device)", "ee_copy (device to host)"};
         return ee_cuda_fail(e, names[direction]);
     }
-    return 0;
+    /* a copy to the host waited for every kernel before it: the moment to report what they found */
+    return direction == 2 ? ee_collect_index_error("ee_copy (device to host)") : 0;
 }
 
 EE_API int32_t ee_fill_bytes(void* dst, int32_t value, int64_t bytes) {
@@ -177,46 +162,6 @@ EE_API int32_t ee_fill_bytes(void* dst, int32_t value, int64_t bytes) {
     if (!dst) return ee_fail("ee_fill_bytes: null pointer");
     cudaError_t e = cudaMemsetAsync(dst, value & 0xff, (size_t)bytes, 0);
     return e == cudaSuccess ? 0 : ee_cuda_fail(e, "ee_fill_bytes");
-}
-
-/* Host mappings, as in the CPU library: the pointer is HOST memory; callers copy what they need to the device. */
-EE_API void* ee_map_file(const char* path, int64_t* size_out) {
-    if (!path || !size_out) {
-        ee_fail("ee_map_file: null argument");
-        return 0;
-    }
-    *size_out = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        ee_fail("ee_map_file: cannot open %s: %s", path, strerror(errno));
-        return 0;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        ee_fail("ee_map_file: cannot stat %s: %s", path, strerror(errno));
-        close(fd);
-        return 0;
-    }
-    if (st.st_size == 0) {
-        ee_fail("ee_map_file: cannot map %s: the file is empty", path);
-        close(fd);
-        return 0;
-    }
-    void* p = mmap(0, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int err = errno;
-    close(fd);
-    if (p == MAP_FAILED) {
-        ee_fail("ee_map_file: cannot map %s: %s", path, strerror(err));
-        return 0;
-    }
-    *size_out = (int64_t)st.st_size;
-    return p;
-}
-
-EE_API int32_t ee_unmap_file(void* addr, int64_t size) {
-    if (!addr) return ee_fail("ee_unmap_file: null address");
-    if (munmap(addr, (size_t)size) != 0) return ee_fail("ee_unmap_file: munmap failed: %s", strerror(errno));
-    return 0;
 }
 
 /* ---- scratch and the op lock --------------------------------------------------------------------------------- */

@@ -18,22 +18,26 @@ __device__ float row_max(const float* x, int n, float* shared) {
     return ee_block_max(m, shared);
 }
 
-/* out = softmax(x / T); out may alias x (each element is read and written by one thread, after the max). */
-__global__ void softmax_kernel(float* out, const float* x, int n, float inv_t) {
-    __shared__ float fshared[32];
-    __shared__ double dshared[32];
-    const float* xr = x + (int64_t)blockIdx.x * n;
-    float* o = out + (int64_t)blockIdx.x * n;
-    const float mx = row_max(xr, n, fshared);
+/* p = softmax(x * inv_t) of one row, by the whole block; p may alias x (each element is read and written by one
+ * thread, after the max). */
+__device__ void row_softmax(float* p, const float* x, int n, float inv_t, float* fshared, double* dshared) {
+    const float mx = row_max(x, n, fshared);
     double sum = 0.0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float e = expf((xr[j] - mx) * inv_t);
-        o[j] = e;
+        float e = expf((x[j] - mx) * inv_t);
+        p[j] = e;
         sum += e;
     }
     sum = ee_block_sum(sum, dshared);
     const float inv_sum = (float)(1.0 / sum);
-    for (int j = threadIdx.x; j < n; j += blockDim.x) o[j] *= inv_sum;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) p[j] *= inv_sum;
+}
+
+/* out = softmax(x / T); out may alias x. */
+__global__ void softmax_kernel(float* out, const float* x, int n, float inv_t) {
+    __shared__ float fshared[32];
+    __shared__ double dshared[32];
+    row_softmax(out + (int64_t)blockIdx.x * n, x + (int64_t)blockIdx.x * n, n, inv_t, fshared, dshared);
 }
 
 EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, float temperature) {
@@ -139,18 +143,8 @@ __global__ void __launch_bounds__(SAMPLE_THREADS) sample_top_p_kernel(int32_t* o
     __shared__ float fshared[32];
     __shared__ double dshared[32];
     __shared__ int ishared[SAMPLE_THREADS];
-    const float* xr = logits + (int64_t)blockIdx.x * n;
     float* p = probs + (int64_t)blockIdx.x * n;
-    const float mx = row_max(xr, n, fshared);
-    double sum = 0.0;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float e = expf((xr[j] - mx) * inv_t);
-        p[j] = e;
-        sum += e;
-    }
-    sum = ee_block_sum(sum, dshared);
-    const float inv_sum = (float)(1.0 / sum);
-    for (int j = threadIdx.x; j < n; j += blockDim.x) p[j] *= inv_sum;
+    row_softmax(p, logits + (int64_t)blockIdx.x * n, n, inv_t, fshared, dshared);
     __syncthreads();
     const uint32_t TOP = 0x7f800001u; /* above every finite probability: M(TOP) = 0 */
 

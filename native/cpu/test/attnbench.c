@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
         const int reps = (int)(2e8 / flops) + 1;
         for (int trial = 0; trial < 7; trial++) {
             double t = now();
-            for (int i = 0; i < reps; i++) ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, s->heads, s->kv, s->hd, max_len, scale);
+            for (int i = 0; i < reps; i++) ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, s->heads, s->kv, s->hd, n_seq, max_len, scale);
             t = (now() - t) / reps;
             best_f = t < best_f ? t : best_f;
             if (dense) {

@@ -162,7 +162,7 @@ static void test_attention(unsigned* seed, int B, int T, int H, int KVH, int D) 
     double *p = calloc(T, 8), *dp = calloc(T, 8);
     int32_t *seq = calloc(rows, 4), *pos = calloc(rows, 4);
     for (int r = 0; r < rows; r++) seq[r] = r / T, pos[r] = r % T;
-    ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, H, KVH, D, T, scale);
+    ee_attention_fwd(out, lse, q, k, v, seq, pos, rows, H, KVH, D, B, T, scale);
     ee_attention_bwd(dq, dk, dv, g, out, lse, q, k, v, B, T, H, KVH, D, scale);
     for (int r = 0; r < rows; r++)
         for (int h = 0; h < H; h++) {
@@ -212,7 +212,7 @@ static void test_attention_packed(unsigned* seed) {
     float *q = randn(ROWS * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
     float *out = calloc(ROWS * H * D, 4), *lse = calloc(ROWS * H, 4);
     double *wout = calloc(ROWS * H * D, 8), wlse[ROWS * H], glse[ROWS * H], p[MAXLEN];
-    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, MAXLEN, scale)) printf("FAIL attention packed: %s\n", ee_last_error()), failures++;
+    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention packed: %s\n", ee_last_error()), failures++;
     for (r = 0; r < ROWS; r++)
         for (int h = 0; h < H; h++) {
             attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);
@@ -293,6 +293,22 @@ static void test_sampling(void) {
     }
 }
 
+static void expect_index_error(int rc, const char* want) {
+    if (!rc) printf("FAIL index error not reported: %s\n", want), failures++;
+    else if (strcmp(ee_last_error(), want) != 0) printf("FAIL index error: '%s', want '%s'\n", ee_last_error(), want), failures++;
+}
+
+/* impossible indices fail the call with the kernel, row, value and bound, and nothing is written */
+static void test_index_errors(void) {
+    float cache[2 * 3 * 4] = {0}, src[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, dst[2 * 4];
+    const int32_t seq[2] = {1, 2}, pos[2] = {0, 1}, idx[2] = {0, -4};
+    expect_index_error(ee_kv_write(cache, src, seq, pos, 2, 4, 2, 3), "ee_kv_write: row 1 has seq 2, outside the cache's 2 sequences");
+    expect_index_error(ee_gather_rows(dst, src, idx, 2, 4, 2), "ee_gather_rows: row 1 has index -4, outside src's 2 rows");
+    expect_index_error(ee_embedding_fwd(dst, src, EE_F32, seq, 2, 4, 2), "ee_embedding_fwd: row 1 has id 2, outside the table's 2 rows");
+    for (int i = 0; i < 2 * 3 * 4; i++)
+        if (cache[i] != 0) printf("FAIL kv_write wrote cell %d before failing\n", i), failures++;
+}
+
 int main(void) {
     unsigned seed = 42;
     if (ee_abi_version() != EE_ABI_VERSION) printf("FAIL abi version\n"), failures++;
@@ -308,6 +324,7 @@ int main(void) {
     test_attention_packed(&seed);
     test_cross_entropy(&seed);
     test_sampling();
+    test_index_errors();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
     printf(failures ? "%d failures\n" : "all passed\n", failures);
     return failures != 0;

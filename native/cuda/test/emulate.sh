@@ -13,8 +13,12 @@ for f in "$native"/cuda/*.cu; do
   python3 "$here/emu/transform.py" "$f" "$build/src/$(basename "${f%.cu}").cpp"
 done
 cp "$native"/cuda/*.cuh "$native"/cuda/*.h "$build/src/"
-g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$native/include" -I"$build/src" \
-  -o "$build/libeecuda_emu.so" "$build"/src/*.cpp "$here/emu/emu.cpp" -ldl -lpthread
+mkdir -p "$build/common"
+for f in "$native"/common/*.c; do # shared with libeecpu, plain C as in the real build
+  gcc -std=gnu11 -O1 -g -fPIC -c -I"$native/include" -o "$build/common/$(basename "${f%.c}").o" "$f"
+done
+g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$native/include" -I"$native/common" -I"$build/src" \
+  -o "$build/libeecuda_emu.so" "$build"/src/*.cpp "$build"/common/*.o "$here/emu/emu.cpp" -ldl -lpthread
 g++ -std=c++17 -O1 -g -x c++ -I"$native/include" -o "$build/eecuda_check" "$here/sanitize_driver.cu" -ldl
 if [ ! -f "$build/cpu/libeecpu.so" ]; then
   cmake -S "$native" -B "$build/cpu" -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -331,15 +331,15 @@ static void check_embedding(int vocab, int dim, int n) {
     char name[96];
     std::vector<float> table = randn((size_t)vocab * dim);
     Pair t32 = pair_of(table), t16 = pair_of(bf16_of(table)), ids = pair_of(randint(n, 0, vocab)), out = pair_out((size_t)n * dim * 4);
-    both("embedding_fwd", [&](const Api& api, int w) { return api.ee_embedding_fwd((float*)P(out), P(t16), EE_BF16, (int32_t*)P(ids), n, dim); });
+    both("embedding_fwd", [&](const Api& api, int w) { return api.ee_embedding_fwd((float*)P(out), P(t16), EE_BF16, (int32_t*)P(ids), n, dim, vocab); });
     snprintf(name, sizeof name, "embedding_fwd bf16 %d ids x %d", n, dim);
     compare_exact<uint32_t>(name, out, (size_t)n * dim);
-    both("embedding_fwd", [&](const Api& api, int w) { return api.ee_embedding_fwd((float*)P(out), P(t32), EE_F32, (int32_t*)P(ids), n, dim); });
+    both("embedding_fwd", [&](const Api& api, int w) { return api.ee_embedding_fwd((float*)P(out), P(t32), EE_F32, (int32_t*)P(ids), n, dim, vocab); });
     snprintf(name, sizeof name, "embedding_fwd f32 %d ids x %d", n, dim);
     compare_exact<uint32_t>(name, out, (size_t)n * dim);
     /* backward with many repeated ids, into a non-zero gradient */
     Pair rep = pair_of(randint(n, 0, std::max(1, vocab / 8))), dtable = pair_of(randn((size_t)vocab * dim)), dout = pair_of(randn((size_t)n * dim));
-    both("embedding_bwd", [&](const Api& api, int w) { return api.ee_embedding_bwd((float*)P(dtable), (float*)P(dout), (int32_t*)P(rep), n, dim); });
+    both("embedding_bwd", [&](const Api& api, int w) { return api.ee_embedding_bwd((float*)P(dtable), (float*)P(dout), (int32_t*)P(rep), n, dim, vocab); });
     snprintf(name, sizeof name, "embedding_bwd %d ids x %d", n, dim);
     compare(name, dtable, (size_t)vocab * dim, 1e-6);
     for (Pair* q : {&t32, &t16, &ids, &out, &rep, &dtable, &dout}) free_pair(*q);
@@ -435,7 +435,7 @@ static void check_attention(int n_seq, int max_len, int rows, int heads, int kv,
     Pair s = pair_of(seq), p = pair_of(pos), q = pair_of(randn((size_t)rows * heads * dim)), out = pair_out((size_t)rows * heads * dim * 4), lse = pair_out((size_t)rows * heads * 4);
     const float scale = 1.0f / sqrtf((float)dim);
     both("attention_fwd", [&](const Api& api, int w) {
-        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(kc), (float*)P(vc), (int32_t*)P(s), (int32_t*)P(p), rows, heads, kv, dim, max_len, scale);
+        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(kc), (float*)P(vc), (int32_t*)P(s), (int32_t*)P(p), rows, heads, kv, dim, n_seq, max_len, scale);
     });
     snprintf(name, sizeof name, "attention_fwd out rows %d heads %d/%d d %d len %d", rows, heads, kv, dim, max_len);
     compare(name, out, (size_t)rows * heads * dim, 1e-5);
@@ -446,13 +446,13 @@ static void check_attention(int n_seq, int max_len, int rows, int heads, int kv,
     std::vector<int32_t> uniq_pos(rows);
     for (int r = 0; r < rows; r++) uniq_pos[r] = r % max_len, seq[r] = (r / max_len) % n_seq; /* distinct cells */
     Pair us = pair_of(seq), up = pair_of(uniq_pos);
-    both("kv_write", [&](const Api& api, int w) { return api.ee_kv_write((float*)P(kc), (float*)P(src), (int32_t*)P(us), (int32_t*)P(up), rows, kvw, max_len); });
+    both("kv_write", [&](const Api& api, int w) { return api.ee_kv_write((float*)P(kc), (float*)P(src), (int32_t*)P(us), (int32_t*)P(up), rows, kvw, n_seq, max_len); });
     snprintf(name, sizeof name, "kv_write %d rows x %d", rows, kvw);
     compare_exact<uint32_t>(name, kc, (size_t)n_seq * max_len * kvw);
     std::vector<int32_t> idx(rows);
     for (int r = 0; r < rows; r++) idx[r] = std::min(rows - 1, r + (int)(rng() % 3)); /* in-place compaction: idx[r] >= r */
     Pair ix = pair_of(idx);
-    both("gather_rows", [&](const Api& api, int w) { return api.ee_gather_rows((float*)P(src), (float*)P(src), (int32_t*)P(ix), rows, kvw); });
+    both("gather_rows", [&](const Api& api, int w) { return api.ee_gather_rows((float*)P(src), (float*)P(src), (int32_t*)P(ix), rows, kvw, rows); });
     snprintf(name, sizeof name, "gather_rows in place %d x %d", rows, kvw);
     compare_exact<uint32_t>(name, src, (size_t)rows * kvw);
     for (Pair* x : {&kc, &vc, &s, &p, &q, &out, &lse, &src, &us, &up, &ix}) free_pair(*x);
@@ -468,7 +468,7 @@ static void check_attention_bwd(int batch, int seq, int heads, int kv, int dim) 
     for (int r = 0; r < rows; r++) sq[r] = r / seq, ps[r] = r % seq;
     Pair s = pair_of(sq), p = pair_of(ps), out = pair_out((size_t)rows * heads * dim * 4), lse = pair_out((size_t)rows * heads * 4);
     both("attention_fwd (for bwd)", [&](const Api& api, int w) {
-        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(k), (float*)P(v), (int32_t*)P(s), (int32_t*)P(p), rows, heads, kv, dim, seq, scale);
+        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(q), (float*)P(k), (float*)P(v), (int32_t*)P(s), (int32_t*)P(p), rows, heads, kv, dim, batch, seq, scale);
     });
     /* the reference's forward feeds both backward passes, so only the backward differs */
     if (have_cpu) {
@@ -541,7 +541,52 @@ static void check_cross_entropy(int rows, int dim, int vocab, int chunk, int w_d
     for (Pair* q : {&x, &wt, &t, &gw, &loss, &dx, &dw, &am, &mp}) free_pair(*q);
 }
 
+/* An impossible index: the reference fails the call itself; the CUDA library launches it and fails the next
+ * synchronizing call (`sync`: ee_synchronize or a copy to the host) with the same message, then is clean again. */
+template <typename F, typename S>
+static void expect_index_error(const char* what, const char* want, F f, S sync) {
+    bool ok = true;
+    if (f(gpu, 1)) printf("FAIL %-44s launch: %s\n", what, gpu.ee_last_error()), ok = false;
+    std::string got = sync() ? gpu.ee_last_error() : "(no error)";
+    if (got.rfind(want, 0) != 0) printf("FAIL %-44s libeecuda reported '%s', want '%s...'\n", what, got.c_str(), want), ok = false;
+    if (gpu.ee_synchronize()) printf("FAIL %-44s the error was reported twice: %s\n", what, gpu.ee_last_error()), ok = false;
+    if (have_cpu) {
+        std::string ref = f(cpu, 0) ? cpu.ee_last_error() : "(no error)";
+        if (ref != want) printf("FAIL %-44s libeecpu reported '%s', want '%s'\n", what, ref.c_str(), want), ok = false;
+    }
+    if (ok) printf("PASS %-44s %s\n", what, want), passes++;
+    else failures++;
+}
+
+static void check_index_errors() {
+    const int width = 8, n_seq = 2, max_len = 4, rows = 3;
+    Pair cache = pair_out((size_t)n_seq * max_len * width * 4), src = pair_of(randn((size_t)rows * width)), out = pair_out((size_t)rows * width * 4);
+    Pair good = pair_of(std::vector<int32_t>{0, 1, 1}), bad_seq = pair_of(std::vector<int32_t>{0, 1, 7}), bad_pos = pair_of(std::vector<int32_t>{0, -2, 1});
+    Pair lse = pair_out(rows * 4), tg = pair_of(std::vector<int32_t>{1, 9, -1});
+    auto sync = [] { return gpu.ee_synchronize(); };
+    expect_index_error("index error: kv_write seq", "ee_kv_write: row 2 has seq 7, outside the cache's 2 sequences", [&](const Api& api, int w) {
+        return api.ee_kv_write((float*)P(cache), (float*)P(src), (int32_t*)P(bad_seq), (int32_t*)P(good), rows, width, n_seq, max_len);
+    }, sync);
+    expect_index_error("index error: kv_write pos", "ee_kv_write: row 1 has pos -2, outside the cache's 4 positions", [&](const Api& api, int w) {
+        return api.ee_kv_write((float*)P(cache), (float*)P(src), (int32_t*)P(good), (int32_t*)P(bad_pos), rows, width, n_seq, max_len);
+    }, sync);
+    expect_index_error("index error: attention seq", "ee_attention_fwd: row 2 has seq 7, outside the cache's 2 sequences", [&](const Api& api, int w) {
+        return api.ee_attention_fwd((float*)P(out), (float*)P(lse), (float*)P(src), (float*)P(cache), (float*)P(cache), (int32_t*)P(bad_seq), (int32_t*)P(good), rows, 1, 1, width, n_seq, max_len, 0.5f);
+    }, sync);
+    expect_index_error("index error: gather_rows (copy reports)", "ee_gather_rows: row 2 has index 7, outside src's 3 rows", [&](const Api& api, int w) {
+        return api.ee_gather_rows((float*)P(out), (float*)P(src), (int32_t*)P(bad_seq), rows, width, rows);
+    }, [&] { float v; return gpu.ee_copy(&v, out.g.p, 4, 2); });
+    expect_index_error("index error: embedding id", "ee_embedding_fwd: row 2 has id 7, outside the table's 3 rows", [&](const Api& api, int w) {
+        return api.ee_embedding_fwd((float*)P(out), P(src), EE_F32, (int32_t*)P(bad_seq), rows, width, rows);
+    }, sync);
+    expect_index_error("index error: cross-entropy target", "ee_linear_cross_entropy: row 1 has target 9, outside the vocabulary of 3", [&](const Api& api, int w) {
+        return api.ee_linear_cross_entropy((float*)P(lse), 0, 0, 0, 0, (float*)P(src), P(src), EE_F32, (int32_t*)P(tg), 0, rows, width, rows, 0, 1.0f);
+    }, sync);
+    for (Pair* q : {&cache, &src, &out, &good, &bad_seq, &bad_pos, &lse, &tg}) free_pair(*q);
+}
+
 static void run_checks(bool small) {
+    check_index_errors();
     if (small) { /* each kernel once, small shapes: for compute-sanitizer */
         check_casts(1001);
         check_elementwise(1003);
@@ -687,7 +732,7 @@ static void run_bench() {
         std::vector<int32_t> s(T, 0), p(T);
         for (int i = 0; i < T; i++) p[i] = i;
         Buf sb = upload(gpu, s), pb = upload(gpu, p);
-        double t = time_it([&] { gpu.ee_attention_fwd((float*)o.p, (float*)lse.p, (float*)q.p, (float*)kc.p, (float*)vc.p, (int32_t*)sb.p, (int32_t*)pb.p, T, heads, kv, d, T, 0.088f); }, 3);
+        double t = time_it([&] { gpu.ee_attention_fwd((float*)o.p, (float*)lse.p, (float*)q.p, (float*)kc.p, (float*)vc.p, (int32_t*)sb.p, (int32_t*)pb.p, T, heads, kv, d, 1, T, 0.088f); }, 3);
         double flops = 4.0 * d * heads * (double)T * (T + 1) / 2;
         snprintf(rate, sizeof rate, "%.1f TFLOP/s (fp32, causal, GQA 32/8, d 128)", flops / t / 1e12);
         rows.push_back({"attention prefill T=2048", t * 1e3, rate});
@@ -700,7 +745,7 @@ static void run_bench() {
         std::vector<int32_t> s(B), p(B, L - 1);
         for (int i = 0; i < B; i++) s[i] = i;
         Buf sb = upload(gpu, s), pb = upload(gpu, p);
-        double t = time_it([&] { gpu.ee_attention_fwd((float*)o.p, 0, (float*)q.p, (float*)kc.p, (float*)vc.p, (int32_t*)sb.p, (int32_t*)pb.p, B, heads, kv, d, L, 0.088f); }, 10);
+        double t = time_it([&] { gpu.ee_attention_fwd((float*)o.p, 0, (float*)q.p, (float*)kc.p, (float*)vc.p, (int32_t*)sb.p, (int32_t*)pb.p, B, heads, kv, d, B, L, 0.088f); }, 10);
         double bytes = 2.0 * B * L * kv * d * 4;
         snprintf(rate, sizeof rate, "%.0f GB/s of f32 K/V (%.0f%% of 4800)", bytes / t / 1e9, bytes / t / 4.8e12 * 100);
         rows.push_back({"attention decode 8 seqs x 4096", t * 1e3, rate});

@@ -10,10 +10,18 @@
  * Conventions shared by every kernel:
  *   - all tensors are row-major and contiguous; "rows x n" means rows*n elements, row r starts at r*n;
  *   - pointers are host addresses on the CPU backend and device addresses on the CUDA backend;
- *   - shapes are validated in Java before any call (the C side trusts them);
+ *   - shapes and dtypes are validated in Java before any call (the C side trusts them); indices (positions,
+ *     sequence ids, row indices, token ids, targets) are data in device memory and are checked by the kernels, which
+ *     report an impossible one as "<kernel>: row <r> has <index> <value>, outside <bound>", e.g.
+ *     "ee_kv_write: row 3 has seq 7, outside the cache's 2 sequences" (the CPU kernels then write nothing; the CUDA
+ *     kernels skip or write NaN to the rows they could not compute);
  *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3;
  *   - "accumulate" means the kernel adds into the output (callers zero it first when they need a fresh result);
  *   - functions returning int32_t return 0 on success and non-zero on failure, with ee_last_error() describing it.
+ *     The CPU library finds every failure in the call that has it. CUDA kernels run asynchronously and cannot fail
+ *     the call that launched them: a kernel that meets an impossible index records the first such error in device
+ *     memory, and the next synchronizing call (ee_synchronize, or ee_copy to the host) returns non-zero with that
+ *     message (plus where it was reported) and clears the record.
  */
 #ifndef EETUNE_H
 #define EETUNE_H
@@ -35,7 +43,7 @@ extern "C" {
 #define EE_F16 2
 #define EE_I32 3
 
-#define EE_ABI_VERSION 1
+#define EE_ABI_VERSION 2
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -88,10 +96,10 @@ EE_API double ee_sum_squares(const float* x, int64_t n);
 
 /* ---- embedding ------------------------------------------------------------------------------------------------ */
 
-/** out[r][:] = (float) table[ids[r]][:] for r < n; table is vocab x dim in table_dtype. */
-EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim);
-/** Scatter-add backward: dtable[ids[r]][:] += dout[r][:] (f32 table gradient); repeated ids accumulate. */
-EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim);
+/** out[r][:] = (float) table[ids[r]][:] for r < n; table is vocab x dim in table_dtype; ids[r] in [0, vocab). */
+EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab);
+/** Scatter-add backward: dtable[ids[r]][:] += dout[r][:] (f32 vocab x dim table gradient); repeated ids accumulate. */
+EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab);
 
 /* ---- RMSNorm -------------------------------------------------------------------------------------------------- */
 
@@ -124,12 +132,13 @@ EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int3
 /**
  * Causal grouped-query attention of packed rows against a KV cache.
  * q, out: rows x (n_heads * head_dim). k_cache, v_cache: n_seq x max_len x (n_kv_heads * head_dim), row (s, p) at
- * (s * max_len + p) * n_kv_heads * head_dim. Row r belongs to sequence row_seq[r] at position row_pos[r] and
+ * (s * max_len + p) * n_kv_heads * head_dim. Row r belongs to sequence row_seq[r] (in [0, n_seq)) at position
+ * row_pos[r] (in [0, max_len)) and
  * attends to that sequence's positions 0..row_pos[r] (their K/V must already be in the cache). Query head h uses KV
  * head h / (n_heads / n_kv_heads). Scores are scaled by `scale`; softmax in fp32. lse (may be 0) receives
  * rows x n_heads log-sum-exp values of the scaled scores, for the backward.
  */
-EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t max_len, float scale);
+EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_seq, int32_t max_len, float scale);
 /**
  * Backward of ee_attention_fwd for dense batches: q/out/dout are (batch * seq) x (n_heads * head_dim), k/v are
  * (batch * seq) x (n_kv_heads * head_dim), row (b, t) attends to (b, 0..t). Writes dq; accumulates dk and dv.
@@ -137,9 +146,9 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
  */
 EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q, const float* k, const float* v, int32_t batch, int32_t seq, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, float scale);
 /** Writes rows x width values into a cache laid out n_seq x max_len x width at (row_seq[r], row_pos[r]). */
-EE_API int32_t ee_kv_write(float* cache, const float* src, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t width, int32_t max_len);
-/** dst[r][:] = src[idx[r]][:] for rows x width (gathers rows, e.g. to compact an active set). */
-EE_API int32_t ee_gather_rows(float* dst, const float* src, const int32_t* idx, int32_t rows, int32_t width);
+EE_API int32_t ee_kv_write(float* cache, const float* src, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t width, int32_t n_seq, int32_t max_len);
+/** dst[r][:] = src[idx[r]][:] for rows x width, idx[r] in [0, src_rows) (gathers rows, e.g. to compact an active set). */
+EE_API int32_t ee_gather_rows(float* dst, const float* src, const int32_t* idx, int32_t rows, int32_t width, int32_t src_rows);
 
 /* ---- SwiGLU --------------------------------------------------------------------------------------------------- */
 

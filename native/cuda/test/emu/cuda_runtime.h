@@ -75,7 +75,11 @@ inline T __ldg(const T* p) { return *p; }
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 inline float atomicAdd(float* p, float v) { float old = *p; *p = old + v; return old; }
-inline int atomicOr(int* p, int v) { int old = *p; *p = old | v; return old; }
+inline int atomicCAS(int* p, int compare, int v) {
+    int old = *p;
+    if (old == compare) *p = v;
+    return old;
+}
 
 template <typename A, typename B>
 inline auto min(A a, B b) -> decltype(a + b) { return a < b ? a : b; }

@@ -5,11 +5,15 @@ import dev.eetune.tensor.Device;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
+import java.util.EnumSet;
+import java.util.Set;
+import java.util.function.IntUnaryOperator;
 
 /**
  * A compute backend: memory plus the kernels of the one native ABI ({@link Kernels}). Implementations come from
  * {@link BackendProvider}s found by {@link Backends}. The library computes only through {@link #ops()}, which
- * validates shapes and dtypes in Java before any native call.
+ * validates shapes and dtypes in Java before any native call; settings (threads, GEMM path) are methods here. The
+ * raw ABI ({@link #kernels()}) is internal: for this package and for backend implementations.
  */
 public abstract class Backend implements AutoCloseable {
     private final Kernels kernels;
@@ -19,7 +23,32 @@ public abstract class Backend implements AutoCloseable {
     private final java.util.concurrent.atomic.AtomicLong live = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong peak = new java.util.concurrent.atomic.AtomicLong();
 
+    /** Which GEMM implementation the ops use (ee_set_gemm_path; declared in the order of its codes 0, 1, 2). */
+    public enum GemmPath {
+        /** BLAS (OpenBLAS on the CPU, cuBLAS on CUDA) when the library found it, else the built-in kernel. */
+        AUTO,
+        /** BLAS only: setting it fails when the library found none. */
+        BLAS,
+        /** The built-in kernel (exact f32 inputs on both backends). */
+        FALLBACK
+    }
+
+    /** What the native library can use (the bits of ee_features). */
+    public enum Feature {
+        AVX2(1), OPENBLAS(2), AVX512(4), CUDA(8);
+
+        private final int bit;
+
+        Feature(int bit) { this.bit = bit; }
+    }
+
+    /** Refuses kernels of another ABI version (the library's ee_abi_version vs the header this code was generated from). */
     protected Backend(Kernels kernels, HostMemory host) {
+        int abi = kernels.ee_abi_version();
+        if (abi != Kernels.EE_ABI_VERSION) {
+            throw new IllegalStateException("the native library has ABI version " + abi + " but this eetune needs " + Kernels.EE_ABI_VERSION
+                + " (a stale -Deetune.native.path?)");
+        }
         this.kernels = kernels;
         this.host = host;
         this.ops = new Ops(this);
@@ -33,7 +62,8 @@ public abstract class Backend implements AutoCloseable {
     /** Which binding calls the native library (e.g. {@code ffm}, {@code jna}). */
     public abstract String binding();
 
-    public final Kernels kernels() { return kernels; }
+    /** The raw native ABI, unchecked: for {@link Ops}, {@link MappedFile}, {@link KernelProfile} and backend implementations. */
+    protected final Kernels kernels() { return kernels; }
 
     public final HostMemory host() { return host; }
 
@@ -82,13 +112,46 @@ public abstract class Backend implements AutoCloseable {
     /** The native library's description of its last failure on this thread. */
     public String lastError() { return host.string(kernels.ee_last_error()); }
 
+    /**
+     * Sets the number of worker threads of the kernels (on the CPU also OpenBLAS's; {@code <= 0}: the library
+     * default); returns the number now in use (always 1 on CUDA, whose kernels use no host threads).
+     */
+    public int setThreads(int n) { return kernels.ee_set_num_threads(n); }
+
+    /** Chooses the GEMM implementation; throws when this library cannot use it (BLAS without a BLAS found). */
+    public void setGemmPath(GemmPath path) {
+        if (kernels.ee_set_gemm_path(path.ordinal()) != 0) throw new IllegalStateException(name() + ": GEMM path " + path + ": " + lastError());
+    }
+
+    /** What the native library can use here. */
+    public Set<Feature> features() {
+        int bits = kernels.ee_features();
+        Set<Feature> out = EnumSet.noneOf(Feature.class);
+        for (Feature f : Feature.values()) if ((bits & f.bit) != 0) out.add(f);
+        return out;
+    }
+
+    /**
+     * Waits for all queued work (nothing to wait for on the CPU) and throws what kernels found since the last check:
+     * on CUDA, where kernels run asynchronously, that is where an impossible index (see {@link Ops}) is reported.
+     */
+    public void synchronize() {
+        if (kernels.ee_synchronize() != 0) throw new IllegalStateException(name() + " synchronize failed: " + lastError());
+    }
+
+    /**
+     * ee_noop (returns x + 1) through this backend's binding: one native call that does nothing, so that a benchmark
+     * can measure what a call costs through each binding without reaching the raw ABI.
+     */
+    public final IntUnaryOperator noopCall() { return kernels::ee_noop; }
+
     /** One short line: backend, device, binding and the native library's features. */
     public String describe() {
-        int f = kernels.ee_features();
+        Set<Feature> f = features();
         StringBuilder sb = new StringBuilder(name()).append(" (").append(device()).append(", ").append(binding());
-        if ((f & 1) != 0) sb.append(", avx2");
-        if ((f & 4) != 0) sb.append(", avx512");
-        if ((f & 2) != 0) sb.append(", openblas");
+        if (f.contains(Feature.AVX2)) sb.append(", avx2");
+        if (f.contains(Feature.AVX512)) sb.append(", avx512");
+        if (f.contains(Feature.OPENBLAS)) sb.append(", openblas");
         return sb.append(')').toString();
     }
 

@@ -8,6 +8,12 @@ import dev.eetune.tensor.Tensor;
  * {@link IllegalArgumentException} naming the op and the shapes before the native call; a native failure becomes an
  * {@link IllegalStateException} carrying the library's message. Tensors of rank > 2 are read as
  * [product of leading dims, last dim] ("rows x cols").
+ *
+ * <p>No method reads tensor contents back to the host: indices (token ids, sequence ids, positions, row indices,
+ * targets) are checked by the kernels, which fail with a message naming the kernel, row, value and bound, e.g.
+ * {@code ee_kv_write: row 3 has seq 7, outside the cache's 2 sequences}. The CPU backend fails the op's own call;
+ * the CUDA backend, whose kernels run asynchronously, fails its next synchronizing call (a read to the host or
+ * {@code synchronize()}).
  */
 public final class Ops {
     private final Backend backend;
@@ -88,22 +94,22 @@ public final class Ops {
 
     // ---- embedding -----------------------------------------------------------------------------------------
 
-    /** out[r] = table[ids[r]]; table [vocab, dim] in any float dtype, out [n, dim] F32. */
+    /** out[r] = table[ids[r]]; table [vocab, dim] in any float dtype, out [n, dim] F32; ids in [0, vocab). */
     public void embedding(Tensor out, Tensor table, Tensor ids) {
         mine("embedding", out, table, ids);
         f32("embedding", out);
         i32("embedding", ids);
         if (!table.dtype().isFloat() || table.rank() != 2) fail("embedding", "table must be a float [vocab, dim] matrix", table);
         if (rows(out) != ids.size() || cols(out) != table.dim(1)) fail("embedding", "out must be [ids, dim]", out, table, ids);
-        check("embedding", k.ee_embedding_fwd(out.address(), table.address(), table.dtype().code(), ids.address(), (int) ids.size(), table.dim(1)));
+        check("embedding", k.ee_embedding_fwd(out.address(), table.address(), table.dtype().code(), ids.address(), (int) ids.size(), table.dim(1), table.dim(0)));
     }
 
-    /** dtable[ids[r]] += dout[r]. */
+    /** dtable[ids[r]] += dout[r]; ids in [0, vocab). */
     public void embeddingBackward(Tensor dtable, Tensor dout, Tensor ids) {
         f32("embeddingBackward", dtable, dout);
         i32("embeddingBackward", ids);
         if (dtable.rank() != 2 || rows(dout) != ids.size() || cols(dout) != dtable.dim(1)) fail("embeddingBackward", "shapes disagree", dtable, dout, ids);
-        check("embeddingBackward", k.ee_embedding_bwd(dtable.address(), dout.address(), ids.address(), (int) ids.size(), dtable.dim(1)));
+        check("embeddingBackward", k.ee_embedding_bwd(dtable.address(), dout.address(), ids.address(), (int) ids.size(), dtable.dim(1), dtable.dim(0)));
     }
 
     // ---- RMSNorm -------------------------------------------------------------------------------------------
@@ -167,7 +173,8 @@ public final class Ops {
 
     /**
      * Causal GQA attention of packed rows against a cache [nSeq, maxLen, nKv * headDim]; row r is sequence
-     * rowSeq[r] at position rowPos[r] and attends to positions 0..rowPos[r]. lse (may be null): [rows, nHeads].
+     * rowSeq[r] (in [0, nSeq)) at position rowPos[r] (in [0, maxLen)) and attends to positions 0..rowPos[r].
+     * lse (may be null): [rows, nHeads].
      */
     public void attention(Tensor out, Tensor lse, Tensor q, Tensor kCache, Tensor vCache, Tensor rowSeq, Tensor rowPos,
                           int nHeads, int nKvHeads, int headDim, float scale) {
@@ -182,14 +189,8 @@ public final class Ops {
             fail("attention", "caches must be [nSeq, maxLen, kvHeads*headDim]", kCache, vCache);
         }
         if (lse != null) { f32("attention", lse); if (lse.size() != (long) rows * nHeads) fail("attention", "lse must be [rows, heads]", lse); }
-        int[] seq = rowSeq.toIntArray(), pos = rowPos.toIntArray();
-        for (int r = 0; r < rows; r++) {
-            if (seq[r] < 0 || seq[r] >= kCache.dim(0) || pos[r] < 0 || pos[r] >= kCache.dim(1)) {
-                throw new IllegalArgumentException("attention: row " + r + " (seq " + seq[r] + ", pos " + pos[r] + ") is outside the cache " + kCache.shape());
-            }
-        }
         check("attention", k.ee_attention_fwd(out.address(), addr(lse), q.address(), kCache.address(), vCache.address(),
-            rowSeq.address(), rowPos.address(), rows, nHeads, nKvHeads, headDim, kCache.dim(1), scale));
+            rowSeq.address(), rowPos.address(), rows, nHeads, nKvHeads, headDim, kCache.dim(0), kCache.dim(1), scale));
     }
 
     /** Backward of causal attention over dense batches [batch, seq, ...]: writes dq, accumulates dk and dv. */
@@ -206,29 +207,22 @@ public final class Ops {
             q.address(), kk.address(), v.address(), batch, seq, nHeads, nKvHeads, headDim, scale));
     }
 
-    /** cache[rowSeq[r], rowPos[r], :] = src[r, :]. */
+    /** cache[rowSeq[r], rowPos[r], :] = src[r, :], with the cache [nSeq, maxLen, width]. */
     public void kvWrite(Tensor cache, Tensor src, Tensor rowSeq, Tensor rowPos) {
         f32("kvWrite", cache, src);
         i32("kvWrite", rowSeq, rowPos);
         if (cache.rank() != 3 || cols(src) != cache.dim(2) || rowSeq.size() != rows(src) || rowPos.size() != rows(src)) {
             fail("kvWrite", "src [rows, width] into cache [nSeq, maxLen, width]", cache, src, rowSeq, rowPos);
         }
-        int[] seq = rowSeq.toIntArray(), pos = rowPos.toIntArray();
-        for (int r = 0; r < seq.length; r++) {
-            if (seq[r] < 0 || seq[r] >= cache.dim(0) || pos[r] < 0 || pos[r] >= cache.dim(1)) {
-                throw new IllegalArgumentException("kvWrite: row " + r + " (seq " + seq[r] + ", pos " + pos[r] + ") is outside the cache " + cache.shape());
-            }
-        }
-        check("kvWrite", k.ee_kv_write(cache.address(), src.address(), rowSeq.address(), rowPos.address(), rows(src), cols(src), cache.dim(1)));
+        check("kvWrite", k.ee_kv_write(cache.address(), src.address(), rowSeq.address(), rowPos.address(), rows(src), cols(src), cache.dim(0), cache.dim(1)));
     }
 
-    /** dst[r] = src[idx[r]]. */
+    /** dst[r] = src[idx[r]], idx in [0, rows of src). */
     public void gatherRows(Tensor dst, Tensor src, Tensor idx) {
         f32("gatherRows", dst, src);
         i32("gatherRows", idx);
         if (cols(dst) != cols(src) || rows(dst) != idx.size()) fail("gatherRows", "dst must be [idx, width of src]", dst, src, idx);
-        for (int i : idx.toIntArray()) if (i < 0 || i >= rows(src)) throw new IllegalArgumentException("gatherRows: index " + i + " outside src " + src.shape());
-        check("gatherRows", k.ee_gather_rows(dst.address(), src.address(), idx.address(), rows(dst), cols(dst)));
+        check("gatherRows", k.ee_gather_rows(dst.address(), src.address(), idx.address(), rows(dst), cols(dst), rows(src)));
     }
 
     // ---- SwiGLU --------------------------------------------------------------------------------------------
@@ -278,8 +272,8 @@ public final class Ops {
     // ---- fused linear + cross-entropy --------------------------------------------------------------------------
 
     /**
-     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< 0 =
-     * ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
+     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< vocab;
+     * < 0 = ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
      * null, F32 [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
      */
     public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,
@@ -297,10 +291,8 @@ public final class Ops {
         if (argmax != null) { i32("linearCrossEntropy", argmax); if (argmax.size() != rows) fail("linearCrossEntropy", "argmax needs one value per row", argmax); }
         if (maxProb != null) { f32("linearCrossEntropy", maxProb); if (maxProb.size() != rows) fail("linearCrossEntropy", "maxProb needs one value per row", maxProb); }
         if (chunk <= 0) throw new IllegalArgumentException("linearCrossEntropy: chunk must be > 0, got " + chunk);
-        int vocab = w.dim(0);
-        for (int t : targets.toIntArray()) if (t >= vocab) throw new IllegalArgumentException("linearCrossEntropy: target " + t + " outside the vocabulary of " + vocab);
         check("linearCrossEntropy", k.ee_linear_cross_entropy(loss.address(), addr(dx), addr(dw), addr(argmax), addr(maxProb), x.address(), w.address(),
-            w.dtype().code(), targets.address(), addr(gradWeight), rows, dim, vocab, chunk, temperature));
+            w.dtype().code(), targets.address(), addr(gradWeight), rows, dim, w.dim(0), chunk, temperature));
     }
 
     // ---- optimizer -------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 package dev.eetune.bench;
 
 import dev.eetune.backend.Backend;
-import dev.eetune.backend.Kernels;
 import dev.eetune.tensor.Tensor;
 
 import java.nio.file.Path;
@@ -24,8 +23,6 @@ import java.util.SplittableRandom;
 final class BenchSupport {
     /** cblas constants. */
     static final int CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112;
-    /** ee_set_gemm_path codes. */
-    static final int GEMM_AUTO = 0, GEMM_BLAS = 1, GEMM_FALLBACK = 2;
     /** JVM flags every fork gets (forks are started with -cp, so the jar manifest's Enable-Native-Access does not apply). */
     static final String NATIVE_ACCESS = "--enable-native-access=ALL-UNNAMED";
 
@@ -36,12 +33,11 @@ final class BenchSupport {
     }
 
     /** Sets libeecpu's threads (which also sets OpenBLAS's, the same loaded library) and its GEMM path. */
-    static void configure(Backend backend, int gemmPath) {
-        Kernels k = backend.kernels();
+    static void configure(Backend backend, Backend.GemmPath gemmPath) {
         int t = threads();
-        int now = k.ee_set_num_threads(t);
-        if (now != t) throw new IllegalStateException("ee_set_num_threads(" + t + ") left " + now + " threads");
-        if (k.ee_set_gemm_path(gemmPath) != 0) throw new IllegalStateException("ee_set_gemm_path(" + gemmPath + "): " + backend.lastError());
+        int now = backend.setThreads(t);
+        if (now != t) throw new IllegalStateException("setThreads(" + t + ") left " + now + " threads");
+        backend.setGemmPath(gemmPath);
     }
 
     /**

@@ -137,7 +137,7 @@ public class DecodeBenchmark {
     @Setup(Level.Trial)
     public void setup() throws IOException {
         backend = Backends.cpu();
-        BenchSupport.configure(backend, BenchSupport.GEMM_AUTO);
+        BenchSupport.configure(backend, Backend.GemmPath.AUTO);
         if (batch < 1 || batch > MAX_BATCH_PROMPTS) throw new IllegalArgumentException("batch must be 1.." + MAX_BATCH_PROMPTS + ", got " + batch);
         switch (model) {
             case STORIES260K -> {

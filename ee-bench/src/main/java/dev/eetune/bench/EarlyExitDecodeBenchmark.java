@@ -63,7 +63,7 @@ public class EarlyExitDecodeBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         backend = Backends.cpu();
-        BenchSupport.configure(backend, BenchSupport.GEMM_AUTO);
+        BenchSupport.configure(backend, Backend.GemmPath.AUTO);
         model = LlamaModel.random(TuningStepBenchmark.CONFIG, backend, 7, 0.02f);
         ee = EarlyExitModel.attach(model, List.of(new ExitSpec(2, ExitArchitecture.NORM, ExitInit.COPY), new ExitSpec(4, ExitArchitecture.NORM, ExitInit.COPY)), 1, 0.1f);
         EarlyExitPolicy policy = threshold.equals("full") ? EarlyExitPolicy.none()

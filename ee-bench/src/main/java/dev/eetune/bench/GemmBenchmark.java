@@ -2,7 +2,7 @@ package dev.eetune.bench;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Ops;
-import dev.eetune.nativelib.Binding;
+import dev.eetune.backend.spi.Binding;
 import dev.eetune.nativelib.CpuLibrary;
 import dev.eetune.nativelib.OpenBlas;
 import dev.eetune.tensor.DType;
@@ -27,8 +27,8 @@ import java.util.concurrent.TimeUnit;
  * f32 square GEMM, C[n,n] = A[n,n] B[n,n]^T (the layout of a linear layer, y = x W^T), through three paths on the same
  * memory:
  * <ul>
- *   <li>{@code default}: {@link Ops#gemm} with {@code ee_set_gemm_path(0)} (automatic: OpenBLAS when loaded);</li>
- *   <li>{@code fallback}: {@link Ops#gemm} with {@code ee_set_gemm_path(2)} (the portable packed kernel of libeecpu);</li>
+ *   <li>{@code default}: {@link Ops#gemm} with {@code GemmPath.AUTO} (automatic: OpenBLAS when loaded);</li>
+ *   <li>{@code fallback}: {@link Ops#gemm} with {@code GemmPath.FALLBACK} (the portable packed kernel of libeecpu);</li>
  *   <li>{@code openblas-direct}: {@code cblas_sgemm} called from Java through the generated OpenBLAS binding
  *       ({@link CpuLibrary#openBlas}), no eetune code in between: the baseline.</li>
  * </ul>
@@ -73,8 +73,8 @@ public class GemmBenchmark {
         ops = backend.ops();
         direct = OPENBLAS.equals(path);
         switch (path) {
-            case DEFAULT, OPENBLAS -> BenchSupport.configure(backend, BenchSupport.GEMM_AUTO);
-            case FALLBACK -> BenchSupport.configure(backend, BenchSupport.GEMM_FALLBACK);
+            case DEFAULT, OPENBLAS -> BenchSupport.configure(backend, Backend.GemmPath.AUTO);
+            case FALLBACK -> BenchSupport.configure(backend, Backend.GemmPath.FALLBACK);
             default -> throw new IllegalArgumentException("unknown path '" + path + "' (expected " + DEFAULT + ", " + FALLBACK + " or " + OPENBLAS + ")");
         }
         blas = CpuLibrary.openBlas(Binding.valueOf(backend.binding().toUpperCase(java.util.Locale.ROOT)));
@@ -86,7 +86,7 @@ public class GemmBenchmark {
         pa = a.address();
         pb = b.address();
         pc = c.address();
-        if ((backend.kernels().ee_features() & 2) == 0 && !FALLBACK.equals(path)) {
+        if (!backend.features().contains(Backend.Feature.OPENBLAS) && !FALLBACK.equals(path)) {
             System.out.println("# note: libeecpu did not load OpenBLAS, so path 'default' is the fallback kernel");
         }
         System.out.printf("# gemm %s n=%d threads=%d backend=%s%n", path, size, BenchSupport.threads(), backend.describe());
@@ -104,7 +104,7 @@ public class GemmBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() {
-        backend.kernels().ee_set_gemm_path(BenchSupport.GEMM_AUTO);
+        backend.setGemmPath(Backend.GemmPath.AUTO);
         scope.close();
     }
 

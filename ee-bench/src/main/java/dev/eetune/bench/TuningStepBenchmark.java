@@ -60,7 +60,7 @@ public class TuningStepBenchmark {
     @Setup(Level.Trial)
     public void setUp() {
         backend = Backends.cpu();
-        BenchSupport.configure(backend, BenchSupport.GEMM_AUTO);
+        BenchSupport.configure(backend, Backend.GemmPath.AUTO);
         model = LlamaModel.random(CONFIG, backend, 7, 0.02f);
         ee = EarlyExitModel.attach(model, List.of(new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY), new ExitSpec(4, ExitArchitecture.MLP, ExitInit.COPY)), 1);
         opt = AdamW.withDefaults(ee.parameters(), 0f);

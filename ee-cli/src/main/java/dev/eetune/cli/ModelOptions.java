@@ -26,7 +26,7 @@ final class ModelOptions {
 
     Backend backend() {
         Backend b = Backends.get(backend);
-        if (threads > 0) b.kernels().ee_set_num_threads(threads);
+        if (threads > 0) b.setThreads(threads);
         return b;
     }
 

@@ -69,7 +69,7 @@ final class PretrainCommand implements Callable<Integer> {
         if (byteLevel == (tokenizer != null)) throw new IllegalArgumentException("give exactly one of --tokenizer PATH and --byte-level");
         Tokenizer tok = byteLevel ? new ByteTokenizer() : Tokenizer.load(tokenizer);
         Backend backend = Backends.cpu();
-        if (threads > 0) backend.kernels().ee_set_num_threads(threads);
+        if (threads > 0) backend.setThreads(threads);
         Files.createDirectories(out);
         TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"));
         PackedSequences.Split windows = PackedSequences.of(tokens, seqLen, true).split(valFraction);

@@ -4,7 +4,7 @@ import dev.eetune.backend.Backend;
 import dev.eetune.backend.HostMemory;
 import dev.eetune.backend.Kernels;
 import dev.eetune.backend.MappedFile;
-import dev.eetune.nativelib.Binding;
+import dev.eetune.backend.spi.Binding;
 import dev.eetune.tensor.Device;
 
 import java.lang.ref.Reference;
@@ -91,12 +91,6 @@ public final class CudaBackend extends Backend {
     public void copyFromHost(long deviceDst, long hostSrc, long bytes) {
         check(kernels().ee_copy(deviceDst, hostSrc, bytes, 1), "copyFromHost");
     }
-
-    /** Waits for all queued GPU work; reports errors that kernels raised since the last check. */
-    public void synchronize() { check(kernels().ee_synchronize(), "synchronize"); }
-
-    /** GEMM path: 0 = automatic (cuBLAS when found, else the fallback kernel), 1 = cuBLAS only, 2 = fallback kernel only. */
-    public void setGemmPath(int path) { check(kernels().ee_set_gemm_path(path), "setGemmPath(" + path + ")"); }
 
     @Override
     public String describe() { return "cuda (" + device() + ", " + binding() + ", " + library.getFileName() + ")"; }

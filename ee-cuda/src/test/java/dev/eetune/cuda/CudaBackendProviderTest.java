@@ -33,16 +33,15 @@ class CudaBackendProviderTest {
             Backend b = p.create();
             assertThat(b.name()).isEqualTo("cuda");
             assertThat(b.device().toString()).isEqualTo("cuda:0");
-            assertThat(b.kernels().ee_device_count()).isPositive();
-            assertThat(b.kernels().ee_features() & 8).isEqualTo(8);
-            assertThat(b.kernels().ee_noop(41)).isEqualTo(42);
+            assertThat(b.features()).contains(Backend.Feature.CUDA);
+            assertThat(b.noopCall().applyAsInt(41)).isEqualTo(42);
             assertThat(Backends.best().name()).isEqualTo("cuda");
         }
     }
 
     @Test
     void libraryReasonNamesTheProblem() {
-        String reason = CudaLibrary.unavailableReason();
+        String reason = CudaLibrary.LOADER.unavailableReason();
         if (reason == null) return; // a GPU machine: covered by CudaKernelsTest
         boolean libraryMissing = reason.startsWith("libeecuda not found");
         boolean noDevice = reason.startsWith("no CUDA device: ");

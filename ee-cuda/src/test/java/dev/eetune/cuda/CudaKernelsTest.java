@@ -20,10 +20,14 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.Random;
 import java.util.function.IntConsumer;
 
+import static dev.eetune.backend.Backend.GemmPath.AUTO;
+import static dev.eetune.backend.Backend.GemmPath.FALLBACK;
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * Every CUDA kernel against the CPU backend on fresh random inputs (the seed is printed; -Deetune.seed=N repeats a
@@ -41,7 +45,7 @@ class CudaKernelsTest {
 
     @BeforeAll
     static void requireGpu() {
-        if (CudaLibrary.unavailableReason() != null) return; // every test skips with the reason (see open())
+        if (CudaLibrary.LOADER.unavailableReason() != null) return; // every test skips with the reason (see open())
         gpu = (CudaBackend) Backends.get("cuda");
         cpu = Backends.cpu();
         seed = Long.getLong("eetune.seed", System.nanoTime());
@@ -50,18 +54,18 @@ class CudaKernelsTest {
 
     @BeforeEach
     void open() {
-        String why = CudaLibrary.unavailableReason();
-        Assumptions.assumeTrue(why == null, why != null && why.startsWith("no CUDA device") ? why : "no CUDA device: " + why);
+        String why = CudaLibrary.LOADER.unavailableReason();
+        Assumptions.assumeTrue(why == null, why);
         rnd = new Random(seed);
         scopes = new Scope[] {Scope.of(cpu), Scope.of(gpu)};
-        gpu.setGemmPath(0);
+        gpu.setGemmPath(AUTO);
     }
 
     @AfterEach
     void close() {
         if (scopes == null) return;
         try {
-            gpu.setGemmPath(0);
+            gpu.setGemmPath(AUTO);
             gpu.synchronize(); // kernel-side errors surface here
         } finally {
             scopes[1].close();
@@ -115,8 +119,11 @@ class CudaKernelsTest {
     }
 
     private static void poison(Tensor[] t) {
-        assertThat(cpu.kernels().ee_fill_bytes(t[0].address(), 0xff, t[0].byteSize())).isZero();
-        assertThat(gpu.kernels().ee_fill_bytes(t[1].address(), 0xff, t[1].byteSize())).isZero();
+        for (Tensor x : t) {
+            byte[] ff = new byte[Math.toIntExact(x.byteSize())];
+            Arrays.fill(ff, (byte) -1);
+            x.backend().write(x.address(), ByteBuffer.wrap(ff));
+        }
     }
 
     /** ||gpu - cpu|| / ||cpu|| <= tol; a NaN (an unwritten element) anywhere fails. */
@@ -342,7 +349,7 @@ class CudaKernelsTest {
     @Test
     void gemm() {
         int[][] shapes = {{1, 1, 1}, {7, 5, 3}, {37, 53, 129}, {128, 256, 64}, {3, 1000, 257}, {130, 70, 1}};
-        for (int path : new int[] {0, 2}) {
+        for (Backend.GemmPath path : new Backend.GemmPath[] {AUTO, FALLBACK}) {
             gpu.setGemmPath(path);
             for (int[] sh : shapes) {
                 int m = sh[0], n = sh[1], k = sh[2];
@@ -351,7 +358,7 @@ class CudaKernelsTest {
                         boolean ta = (t & 1) != 0, tb = (t & 2) != 0;
                         Tensor[] a = ta ? of(randn(k * m, 1f), k, m) : of(randn(m * k, 1f), m, k);
                         Tensor[] b = tb ? of(dt, randn(n * k, 1f), n, k) : of(dt, randn(k * n, 1f), k, n);
-                        double tol = path == 2 || dt == DType.F32 ? 1e-5 : dt == DType.BF16 ? 1e-2 : 2e-3;
+                        double tol = path == FALLBACK || dt == DType.F32 ? 1e-5 : dt == DType.BF16 ? 1e-2 : 2e-3;
                         String what = "gemm path " + path + " " + dt + " " + (ta ? "T" : "N") + (tb ? "T" : "N") + " " + m + "x" + n + "x" + k;
                         Tensor[] c = poisoned(DType.F32, m, n);
                         both(s -> ops(s).gemm(ta, tb, 0.75f, a[s], b[s], 0f, c[s])); // beta 0 ignores the NaN in c
@@ -400,6 +407,33 @@ class CudaKernelsTest {
             both(s -> ops(s).gatherRows(dst[s], src[s], ix[s]));
             exact("gatherRows " + rows, dst);
         }
+    }
+
+    /** CUDA kernels cannot fail their launch: an impossible index fails the next synchronizing call, once. */
+    @Test
+    void impossibleIndicesFailTheNextSynchronizingCall() {
+        Scope sc = scopes[1];
+        Ops g = gpu.ops();
+        Tensor cache = sc.zeros(DType.F32, 2, 5, 4), src = sc.of(randn(12, 1f), 3, 4), posOk = sc.of(new int[] {0, 1, 2}, 3);
+        Tensor badSeq = sc.of(new int[] {0, 1, 7}, 3);
+        g.kvWrite(cache, src, badSeq, posOk);
+        assertThatThrownBy(gpu::synchronize).isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("ee_kv_write: row 2 has seq 7, outside the cache's 2 sequences");
+        gpu.synchronize(); // reported once, then clear
+        Tensor dst = sc.allocate(DType.F32, 3, 4);
+        g.gatherRows(dst, src, sc.of(new int[] {0, 3, 1}, 3));
+        assertThatThrownBy(dst::toFloatArray).isInstanceOf(IllegalStateException.class) // a copy to the host reports too
+            .hasMessageContaining("ee_gather_rows: row 1 has index 3, outside src's 3 rows");
+        g.attention(sc.allocate(DType.F32, 3, 8), null, sc.zeros(DType.F32, 3, 8), cache, cache, sc.of(new int[] {0, 1, 1}, 3), sc.of(new int[] {0, 9, 2}, 3), 2, 1, 4, 0.5f);
+        assertThatThrownBy(gpu::synchronize).isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("ee_attention_fwd: row 1 has pos 9, outside the cache's 5 positions");
+        Tensor table = sc.zeros(DType.F32, 10, 4);
+        g.embedding(sc.allocate(DType.F32, 2, 4), table, sc.of(new int[] {3, 10}, 2));
+        assertThatThrownBy(gpu::synchronize).isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("ee_embedding_fwd: row 1 has id 10, outside the table's 10 rows");
+        g.linearCrossEntropy(sc.allocate(DType.F32, 3), null, null, null, null, src, table, sc.of(new int[] {-1, 4, 12}, 3), null, 4, 1f);
+        assertThatThrownBy(gpu::synchronize).isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("ee_linear_cross_entropy: row 2 has target 12, outside the vocabulary of 10");
     }
 
     @Test
@@ -458,10 +492,11 @@ class CudaKernelsTest {
     void linearCrossEntropy() {
         // rows, dim, vocab, chunk, weight dtype, GEMM path
         Object[][] cases = {
-            {9, 48, 301, 64, DType.F32, 0}, {33, 64, 1001, 256, DType.F32, 0}, {33, 64, 1001, 256, DType.BF16, 2},
-            {9, 48, 301, 64, DType.BF16, 0}, {40, 256, 32001, 4096, DType.BF16, 0}, {17, 128, 500, 600, DType.F32, 0}}; // the last: one chunk covers the vocabulary
+            {9, 48, 301, 64, DType.F32, AUTO}, {33, 64, 1001, 256, DType.F32, AUTO}, {33, 64, 1001, 256, DType.BF16, FALLBACK},
+            {9, 48, 301, 64, DType.BF16, AUTO}, {40, 256, 32001, 4096, DType.BF16, AUTO}, {17, 128, 500, 600, DType.F32, AUTO}}; // the last: one chunk covers the vocabulary
         for (Object[] c : cases) {
-            int rows = (int) c[0], dim = (int) c[1], vocab = (int) c[2], chunk = (int) c[3], path = (int) c[5];
+            int rows = (int) c[0], dim = (int) c[1], vocab = (int) c[2], chunk = (int) c[3];
+            Backend.GemmPath path = (Backend.GemmPath) c[5];
             DType dt = (DType) c[4];
             gpu.setGemmPath(path);
             int[] tg = randint(rows, 0, vocab);
@@ -470,7 +505,7 @@ class CudaKernelsTest {
             Tensor[] gw = of(uniform(rows, 0.1f, 1f), rows), loss = poisoned(DType.F32, rows), dx = poisoned(DType.F32, rows, dim);
             Tensor[] dw = of(randn(vocab * dim, 0.01f), vocab, dim), am = poisoned(DType.I32, rows), mp = poisoned(DType.F32, rows);
             both(s -> ops(s).linearCrossEntropy(loss[s], dx[s], dw[s], am[s], mp[s], x[s], w[s], targets[s], gw[s], chunk, 0.7f));
-            boolean fp32 = dt == DType.F32 || path == 2;
+            boolean fp32 = dt == DType.F32 || path == FALLBACK;
             String what = "linearCrossEntropy " + dt + " path " + path + " " + rows + "x" + dim + " V " + vocab + " chunk " + chunk;
             close(what + " loss", loss, fp32 ? 1e-5 : 1e-2);
             close(what + " dx", dx, fp32 ? 1e-4 : 2e-2);

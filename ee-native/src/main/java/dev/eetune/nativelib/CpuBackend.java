@@ -3,6 +3,7 @@ package dev.eetune.nativelib;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.HostMemory;
 import dev.eetune.backend.Kernels;
+import dev.eetune.backend.spi.Binding;
 import dev.eetune.tensor.Device;
 
 /** The native CPU backend (libeecpu). */
@@ -22,7 +23,4 @@ public final class CpuBackend extends Backend {
 
     @Override
     public String binding() { return binding.label(); }
-
-    /** Sets the number of threads of the kernels and of OpenBLAS (<= 0: the default); returns the number in use. */
-    public int setThreads(int n) { return kernels().ee_set_num_threads(n); }
 }

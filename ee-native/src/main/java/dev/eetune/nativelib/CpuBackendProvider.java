@@ -1,19 +1,8 @@
 package dev.eetune.nativelib;
 
-import dev.eetune.backend.Backend;
-import dev.eetune.backend.BackendProvider;
+import dev.eetune.backend.spi.NativeBackendProvider;
 
 /** Registers the CPU backend with {@link dev.eetune.backend.Backends}. */
-public final class CpuBackendProvider implements BackendProvider {
-    @Override
-    public String name() { return "cpu"; }
-
-    @Override
-    public int priority() { return 10; }
-
-    @Override
-    public String unavailableReason() { return CpuLibrary.unavailableReason(); }
-
-    @Override
-    public Backend create() { return CpuLibrary.backend(); }
+public final class CpuBackendProvider extends NativeBackendProvider {
+    public CpuBackendProvider() { super("cpu", 10, CpuLibrary.LOADER); }
 }

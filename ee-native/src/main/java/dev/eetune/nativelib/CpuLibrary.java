@@ -1,64 +1,29 @@
 package dev.eetune.nativelib;
 
-import dev.eetune.backend.HostMemory;
-import dev.eetune.backend.Kernels;
+import dev.eetune.backend.spi.Binding;
+import dev.eetune.backend.spi.NativeBackendLoader;
 
 import java.nio.file.Path;
 
-/**
- * libeecpu, loaded once on first use through the selected {@link Binding}. Failures are remembered and reported,
- * never thrown from a static initializer.
- */
+/** libeecpu, loaded once on first use through the selected {@link Binding}; and OpenBLAS bound directly (benchmarks). */
 public final class CpuLibrary {
-    /** The ABI version this Java code was generated for (EE_ABI_VERSION in eetune.h). */
-    static final int ABI_VERSION = 1;
-
-    private static CpuBackend backend;
-    private static String failure;
-    private static boolean tried;
+    static final NativeBackendLoader<CpuBackend> LOADER = new NativeBackendLoader<>(CpuLibrary.class, "eecpu",
+        "build it with native/build.sh, or ./mvnw package", Ffm.unavailableReason(), CpuLibrary::create);
 
     private CpuLibrary() {}
 
     /** Null when the CPU backend can run; else why not. */
-    public static synchronized String unavailableReason() {
-        load();
-        return failure;
-    }
+    public static String unavailableReason() { return LOADER.unavailableReason(); }
 
     /** The CPU backend with the selected binding (throws with the reason when unavailable). */
-    public static synchronized CpuBackend backend() {
-        load();
-        if (backend == null) throw new IllegalStateException("the CPU backend is unavailable: " + failure);
-        return backend;
-    }
+    public static CpuBackend backend() { return LOADER.backend(); }
 
-    /** Binds the library through a specific binding (to compare FFM and JNA in one JVM). */
-    public static synchronized CpuBackend backend(Binding binding) {
-        CpuBackend selected = backend();
-        if (binding.label().equals(selected.binding())) return selected;
-        Path lib = NativeLibraryLoader.load("eecpu");
-        return create(lib, binding);
-    }
-
-    private static void load() {
-        if (tried) return;
-        tried = true;
-        try {
-            Binding binding = Binding.selected();
-            backend = create(NativeLibraryLoader.load("eecpu"), binding);
-        } catch (Throwable t) { // report, never crash: a missing library is a reason, not an error here
-            failure = t.getClass().getSimpleName() + ": " + t.getMessage();
-        }
-    }
+    /** The CPU backend through a specific binding (to compare FFM and JNA in one JVM). */
+    public static CpuBackend backend(Binding binding) { return LOADER.backend(binding); }
 
     private static CpuBackend create(Path lib, Binding binding) {
-        Kernels k = binding == Binding.FFM ? Ffm.bindCpu(lib) : Jna.bindCpu(lib);
-        HostMemory host = binding == Binding.FFM ? Ffm.hostMemory() : Jna.hostMemory();
-        int abi = k.ee_abi_version();
-        if (abi != ABI_VERSION) {
-            throw new IllegalStateException(lib + " has ABI version " + abi + " but this eetune needs " + ABI_VERSION + " (a stale -Deetune.native.path?)");
-        }
-        return new CpuBackend(k, host, binding);
+        return binding == Binding.FFM ? new CpuBackend(Ffm.bindCpu(lib), Ffm.hostMemory(), binding)
+            : new CpuBackend(Jna.bindCpu(lib), Jna.hostMemory(), binding);
     }
 
     /** OpenBLAS bound directly (the benchmark's baseline); throws when OpenBLAS cannot be found. */

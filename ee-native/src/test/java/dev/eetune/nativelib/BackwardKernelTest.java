@@ -2,6 +2,7 @@ package dev.eetune.nativelib;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Ops;
+import dev.eetune.backend.spi.Binding;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;

@@ -2,6 +2,8 @@ package dev.eetune.nativelib;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
+import dev.eetune.backend.spi.Binding;
+import dev.eetune.backend.spi.NativeLibraryLoader;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
@@ -27,7 +29,7 @@ class BindingParityTest {
         for (int i = 0; i < bindings.size(); i++) {
             Backend be = CpuLibrary.backend(bindings.get(i));
             assertThat(be.binding()).isEqualTo(bindings.get(i).label());
-            assertThat(be.kernels().ee_noop(41)).isEqualTo(42);
+            assertThat(be.noopCall().applyAsInt(41)).isEqualTo(42);
             try (Scope sc = Scope.of(be)) {
                 Tensor c = sc.allocate(DType.F32, 37, 29), n = sc.allocate(DType.F32, 37, 53);
                 be.ops().gemm(false, true, 1f, sc.of(a, 37, 53), sc.of(b, 29, 53), 0f, c);
@@ -56,14 +58,14 @@ class BindingParityTest {
         String old = System.getProperty("eetune.native.path");
         try {
             System.setProperty("eetune.native.path", Path.of("target/no-such-dir").toAbsolutePath().toString());
-            assertThatThrownBy(() -> NativeLibraryLoader.load("eenosuchlib")).isInstanceOf(UnsatisfiedLinkError.class)
+            assertThatThrownBy(() -> NativeLibraryLoader.load(CpuLibrary.class, "eenosuchlib")).isInstanceOf(UnsatisfiedLinkError.class)
                 .hasMessageContaining("libeenosuchlib.so").hasMessageContaining("eetune.native.path").hasMessageContaining("no such file");
             System.clearProperty("eetune.native.path");
-            assertThatThrownBy(() -> NativeLibraryLoader.load("eenosuchlib")).isInstanceOf(UnsatisfiedLinkError.class)
+            assertThatThrownBy(() -> NativeLibraryLoader.load(CpuLibrary.class, "eenosuchlib")).isInstanceOf(UnsatisfiedLinkError.class)
                 .hasMessageContaining("jar resource native/linux-x86_64/libeenosuchlib.so: not packaged");
             Path notElf = Path.of("pom.xml").toAbsolutePath();
             System.setProperty("eetune.native.path", notElf.toString());
-            assertThatThrownBy(() -> NativeLibraryLoader.load("eecpu")).isInstanceOf(UnsatisfiedLinkError.class)
+            assertThatThrownBy(() -> NativeLibraryLoader.load(CpuLibrary.class, "eecpu")).isInstanceOf(UnsatisfiedLinkError.class)
                 .hasMessageContaining(notElf.toString()).hasMessageContaining("ELF"); // the OS loader's own words
         } finally {
             if (old == null) System.clearProperty("eetune.native.path");

@@ -1,5 +1,7 @@
 package dev.eetune.nativelib;
 
+import dev.eetune.backend.spi.Binding;
+
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;

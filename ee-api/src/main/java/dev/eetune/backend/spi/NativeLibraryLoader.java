@@ -1,4 +1,4 @@
-package dev.eetune.nativelib;
+package dev.eetune.backend.spi;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -13,9 +13,9 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * Finds and loads a native library of ours: {@code -Deetune.native.path}, then {@code EETUNE_NATIVE_PATH} (a
- * directory holding the library, or the library file), then the copy packaged in the jar under
- * {@code native/<os>-<arch>/}. A failure lists every place tried with the OS loader's error text; an explicitly
+ * Finds and loads a native library of ours (libeecpu, libeecuda): {@code -Deetune.native.path}, then
+ * {@code EETUNE_NATIVE_PATH} (a directory holding the library, or the library file), then the copy packaged in the
+ * backend's jar under {@code native/<os>-<arch>/}. A failure lists every place tried with the OS loader's error text; an explicitly
  * configured path that fails is an error (the packaged copy is not used behind the user's back).
  */
 public final class NativeLibraryLoader {
@@ -30,8 +30,12 @@ public final class NativeLibraryLoader {
         return o + "-" + a;
     }
 
-    /** Loads lib{@code name} into the JVM (so its symbols resolve) and returns the file it came from. */
-    public static Path load(String name) {
+    /**
+     * Loads lib{@code name} into the JVM (so its symbols resolve) and returns the file it came from.
+     *
+     * @param owner a class of the backend module whose jar packages the library
+     */
+    public static Path load(Class<?> owner, String name) {
         String file = System.mapLibraryName(name);
         List<String> tried = new ArrayList<>();
         for (String[] source : new String[][] {
@@ -46,7 +50,7 @@ public final class NativeLibraryLoader {
             throw new UnsatisfiedLinkError("cannot load native library " + file + " from " + source[0] + "; tried:\n  - " + String.join("\n  - ", tried));
         }
         String resource = "native/" + platform() + "/" + file;
-        try (InputStream in = NativeLibraryLoader.class.getClassLoader().getResourceAsStream(resource)) {
+        try (InputStream in = owner.getClassLoader().getResourceAsStream(resource)) {
             if (in == null) {
                 tried.add("jar resource " + resource + ": not packaged (this jar has no native library for " + platform() + ")");
             } else {

@@ -1,4 +1,4 @@
-package dev.eetune.nativelib;
+package dev.eetune.backend.spi;
 
 import java.util.Locale;
 
@@ -7,15 +7,19 @@ public enum Binding {
     FFM,
     JNA;
 
-    /** {@code -Deetune.binding=ffm|jna|auto} (default auto: FFM when this JVM has it, else JNA). */
-    public static Binding selected() {
+    /**
+     * {@code -Deetune.binding=ffm|jna|auto} (default auto: FFM when the backend's jar can use it in this JVM, else JNA).
+     *
+     * @param ffmUnavailableReason null when the calling backend's FFM provider runs in this JVM; else why not
+     */
+    public static Binding selected(String ffmUnavailableReason) {
         String s = System.getProperty("eetune.binding", "auto").trim().toLowerCase(Locale.ROOT);
         switch (s) {
             case "ffm":
-                if (Ffm.unavailableReason() != null) throw new IllegalStateException("-Deetune.binding=ffm, but " + Ffm.unavailableReason());
+                if (ffmUnavailableReason != null) throw new IllegalStateException("-Deetune.binding=ffm, but " + ffmUnavailableReason);
                 return FFM;
             case "jna": return JNA;
-            case "auto": case "": return Ffm.unavailableReason() == null ? FFM : JNA;
+            case "auto": case "": return ffmUnavailableReason == null ? FFM : JNA;
             default: throw new IllegalArgumentException("-Deetune.binding=" + s + ": expected ffm, jna or auto");
         }
     }
