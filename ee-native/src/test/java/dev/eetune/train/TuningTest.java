@@ -157,7 +157,7 @@ class TuningTest {
              EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 2, 4), 0);
              AdamW opt = AdamW.withDefaults(ee.parameters(), 0.01f)) {
             TunerConfig cfg = new TunerConfig(8, 2, SEQ, 2, LrSchedule.cosine(2e-3f, 2, 8, 2e-4f), 0.01f, 1f, new double[] {0.5, 1.0}, 4, true, true,
-                100, 0, null, 1);
+                100, 0, null, 1, TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS, 0);
             List<StepReport> reports = new ArrayList<>();
             try (Tuner t = new Tuner(ee, cfg, new BatchLoader(windows.train(), 2, 3), opt, List.of(TuningListener.onEachStep(reports::add)))) {
                 t.runUntil(6);
