@@ -1,11 +1,8 @@
 package dev.eetune.train;
 
 import dev.eetune.backend.Backend;
-import dev.eetune.backend.Backends;
 import dev.eetune.data.batch.BatchLoader;
 import dev.eetune.data.batch.PackedSequences;
-import dev.eetune.data.corpus.Corpus;
-import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitSpec;
@@ -14,16 +11,17 @@ import dev.eetune.nn.TensorFiles;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Tensor;
 import dev.eetune.testing.TestData;
-import dev.eetune.tokenizer.Tokenizer;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 
 import static dev.eetune.train.TuningTest.specs;
@@ -32,7 +30,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Diverging runs, checks on resume, checkpoint retention (issue 9), on the real stories260K model and TinyStories text. */
 class TuningReliabilityTest {
-    static final Backend CPU = Backends.cpu();
+    static final Backend CPU = TuningTest.CPU;
     static final int SEQ = 32, BATCH = 2;
 
     @TempDir
@@ -40,11 +38,7 @@ class TuningReliabilityTest {
     static PackedSequences.Split windows;
 
     @BeforeAll
-    static void data() {
-        Tokenizer tok = Tokenizer.load(TestData.stories260KTokenizer());
-        TokenFile tokens = TokenFile.openOrBuild(Corpus.open(TestData.tinyStoriesTrain(), null), tok, tmp.resolve("train.tokens"));
-        windows = PackedSequences.of(tokens, SEQ, true).split(0.1);
-    }
+    static void data() { windows = TuningTest.windows(TestData.tinyStoriesTrain(), tmp.resolve("train.tokens"), SEQ); }
 
     /** {@code steps} steps at a constant {@code lr}, checkpointing every step under {@code dir}. */
     static TunerConfig everyStep(int steps, float lr, Path dir, int maxNonFinite, int keepLast) {
@@ -66,14 +60,12 @@ class TuningReliabilityTest {
     void aDivergingRunStopsNamingTheStepAndExitsAndItsLatestCheckpointIsTheLastGoodOne() throws Exception {
         Path root = tmp.resolve("diverge");
         try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU)) {
-            try (EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 2, 4), 0);
-                 AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
-                 Tuner t = new Tuner(ee, everyStep(50, 1e30f, root, 3, 0), new BatchLoader(windows.train(), BATCH, 1), opt, List.of())) {
+            withTuner(m, specs(ExitArchitecture.MLP, 2, 4), everyStep(50, 1e30f, root, 3, 0), new BatchLoader(windows.train(), BATCH, 1), t -> {
                 assertThatThrownBy(t::run).isInstanceOf(IllegalStateException.class)
                     .hasMessageContaining("tuning diverged: 3 steps in a row").hasMessageContaining("at step " + t.step() + ": exit 2: loss NaN")
                     .hasMessageContaining("the latest checkpoint is " + root.resolve(String.format("step-%07d", t.step() - 3)));
                 assertThat(t.step()).isLessThan(50);
-            }
+            });
             int latest = load(m, Checkpoint.latest(root));
             try (var dirs = Files.list(root)) {
                 for (Path d : dirs.filter(d -> d.getFileName().toString().matches("step-\\d{7}")).toList()) {
@@ -88,20 +80,14 @@ class TuningReliabilityTest {
         Path root = tmp.resolve("keep");
         try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU)) {
             Files.createDirectories(root.resolve("step-0000001.tmp-123"));
-            try (EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 2, 4), 0);
-                 AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
-                 Tuner t = new Tuner(ee, everyStep(5, 1e-3f, root, 3, 2), new BatchLoader(windows.train(), BATCH, 1), opt, List.of())) {
-                t.run();
-            }
+            withTuner(m, specs(ExitArchitecture.MLP, 2, 4), everyStep(5, 1e-3f, root, 3, 2), new BatchLoader(windows.train(), BATCH, 1), Tuner::run);
             assertThat(names(root)).containsExactly("latest", "step-0000004", "step-0000005");
             Files.createDirectories(root.resolve("step-0000006.tmp-456"));
-            try (EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 2, 4), 0);
-                 AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
-                 Tuner t = new Tuner(ee, everyStep(8, 1e-3f, root, 3, 1), new BatchLoader(windows.train(), BATCH, 1), opt, List.of())) {
+            withTuner(m, specs(ExitArchitecture.MLP, 2, 4), everyStep(8, 1e-3f, root, 3, 1), new BatchLoader(windows.train(), BATCH, 1), t -> {
                 t.resume(root.resolve("step-0000004"));
                 assertThat(names(root)).doesNotContain("step-0000006.tmp-456");
                 t.run();
-            }
+            });
             assertThat(names(root)).containsExactly("latest", "step-0000004", "step-0000008");
         }
     }
@@ -110,11 +96,7 @@ class TuningReliabilityTest {
     void resumeChecksTheCheckpointAgainstItselfAndTheRunAndSaysWhatDiffers() throws IOException {
         Path good = tmp.resolve("checked/step-0000002");
         try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU)) {
-            try (EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 2, 4), 0);
-                 AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
-                 Tuner t = new Tuner(ee, everyStep(2, 1e-3f, good.getParent(), 3, 0), new BatchLoader(windows.train(), BATCH, 1), opt, List.of())) {
-                t.run();
-            }
+            withTuner(m, specs(ExitArchitecture.MLP, 2, 4), everyStep(2, 1e-3f, good.getParent(), 3, 0), new BatchLoader(windows.train(), BATCH, 1), Tuner::run);
             List<ExitSpec> mlp = specs(ExitArchitecture.MLP, 2, 4);
             BatchLoader data = new BatchLoader(windows.train(), BATCH, 1);
             assertResumeFails(m, editState(good, "negative", j -> j.replace("\"step\" : 2", "\"step\" : -1")), mlp, 6, data, "state.json: field 'step' is -1, must be in [0, ");
@@ -167,17 +149,27 @@ class TuningReliabilityTest {
     }
 
     static void assertResumeFails(LlamaModel m, Path dir, List<ExitSpec> exits, int steps, BatchLoader data, String... expected) {
-        try (EarlyExitModel ee = EarlyExitModel.attach(m, exits, 0);
-             AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
-             Tuner t = new Tuner(ee, everyStep(steps, 1e-3f, null, 3, 0), data, opt, List.of())) {
+        withTuner(m, exits, everyStep(steps, 1e-3f, null, 3, 0), data, t -> {
             var thrown = assertThatThrownBy(() -> t.resume(dir)).isInstanceOf(IllegalArgumentException.class);
             for (String e : expected) thrown.hasMessageContaining(e);
+        });
+    }
+
+    /** Runs {@code body} with a new tuner of new heads {@code exits} on {@code m}. */
+    static void withTuner(LlamaModel m, List<ExitSpec> exits, TunerConfig cfg, BatchLoader data, Consumer<Tuner> body) {
+        try (EarlyExitModel ee = EarlyExitModel.attach(m, exits, 0);
+             AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
+             Tuner t = new Tuner(ee, cfg, data, opt, List.of())) {
+            body.accept(t);
         }
     }
 
-    static List<String> names(Path dir) throws IOException {
+    /** The names in {@code dir}, sorted. */
+    static List<String> names(Path dir) {
         try (var list = Files.list(dir)) {
             return list.map(p -> p.getFileName().toString()).sorted().toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
     }
 }

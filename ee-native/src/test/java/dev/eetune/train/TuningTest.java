@@ -46,10 +46,12 @@ class TuningTest {
     static PackedSequences.Split windows;
 
     @BeforeAll
-    static void data() {
-        Tokenizer tok = Tokenizer.load(TestData.stories260KTokenizer());
-        TokenFile tokens = TokenFile.openOrBuild(Corpus.open(TestData.tinyStoriesValid(), null), tok, tmp.resolve("valid.tokens"));
-        windows = PackedSequences.of(tokens, SEQ, true).split(0.1);
+    static void data() { windows = windows(TestData.tinyStoriesValid(), tmp.resolve("valid.tokens"), SEQ); }
+
+    /** The windows of {@code corpus} tokenized with stories260K's tokenizer (cached in {@code tokens}), 10% held out. */
+    static PackedSequences.Split windows(Path corpus, Path tokens, int seqLen) {
+        TokenFile file = TokenFile.openOrBuild(Corpus.open(corpus, null), Tokenizer.load(TestData.stories260KTokenizer()), tokens);
+        return PackedSequences.of(file, seqLen, true).split(0.1);
     }
 
     static List<ExitSpec> specs(ExitArchitecture a, int... layers) {
