@@ -107,7 +107,7 @@ public final class Checkpoint {
             TensorFiles.write(tmp.resolve("optimizer.safetensors"), moments, DType.F32, Map.of("adamw_steps", Integer.toString(opt.steps())));
             Files.writeString(tmp.resolve("state.json"), toJson(state), StandardCharsets.UTF_8);
             Path dir = root.resolve(name);
-            if (Files.exists(dir)) deleteTree(moveAside(dir)); // a step written again after resuming from an older checkpoint
+            if (Files.exists(dir)) deleteTree(moveAside(dir)); // written again: a crash came before `latest` moved on, or a resume from an older one
             Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
             Path latestTmp = Files.createTempFile(root, "latest", ".tmp");
             Files.writeString(latestTmp, name, StandardCharsets.UTF_8);
