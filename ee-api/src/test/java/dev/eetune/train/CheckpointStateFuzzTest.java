@@ -70,6 +70,17 @@ class CheckpointStateFuzzTest {
     }
 
     @Test
+    void theLatestPointerNamesOnlyACompleteStepFolderOfItsRoot() throws IOException {
+        Path dir = write(VALID), pointer = tmp.resolve("latest");
+        Files.writeString(pointer, "step-0000010\n");
+        assertThat(Checkpoint.latest(tmp)).isEqualTo(dir);
+        for (String name : new String[] {"", "../step-0000010", "/etc", "step-0000010/..", "step-0000010/../../x", "step-10", "step-0000011"}) {
+            Files.writeString(pointer, name);
+            assertThatThrownBy(() -> Checkpoint.latest(tmp)).as(name).isInstanceOf(IllegalArgumentException.class).hasMessageStartingWith(pointer + " names ");
+        }
+    }
+
+    @Test
     void everyHandMadeAndMutatedFileReadsWithinRangeOrFailsNamingTheFile() throws IOException {
         Random r = new Random(SEED);
         Map<String, Integer> outcomes = new TreeMap<>();
