@@ -50,10 +50,13 @@ public final class AdamW implements AutoCloseable {
     }
 
     /** The global L2 norm of all gradients. */
-    public double gradNorm() {
+    public double gradNorm() { return Math.sqrt(gradSumSquares(params)); }
+
+    /** The sum of squares of the gradients of {@code params} (accumulated in double: finite iff every value is). */
+    public static double gradSumSquares(List<Parameter> params) {
         double ss = 0;
         for (Parameter p : params) ss += p.grad().backend().ops().sumSquares(p.grad());
-        return Math.sqrt(ss);
+        return ss;
     }
 
     /** First and second moments by parameter name (for checkpoints). */

@@ -39,6 +39,10 @@ public final class Tuner implements AutoCloseable {
     private final Tensor targets, gradWeight, loss;
     private final int rows;
     private int step;
+    /** Skipped steps in a row. */
+    private int nonFiniteSteps;
+    private Path resumedFrom, lastCheckpoint;
+    private Checkpoint.Data dataStamp;
 
     /** {@code data} may be null when batches are fed through {@link #accumulateGradients} by the caller. */
     public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
@@ -51,7 +55,7 @@ public final class Tuner implements AutoCloseable {
         this.opt = opt;
         this.listeners = List.copyOf(listeners);
         this.rows = cfg.batchSize() * cfg.seqLen();
-        if (cfg.seqLen() > backbone.config().maxSeqLen()) throw new IllegalArgumentException("seq-len " + cfg.seqLen() + " exceeds the model's context of " + backbone.config().maxSeqLen());
+        cfg.requireFits(backbone.config());
         this.ws = backbone.newWorkspace();
         this.scope = Scope.of(backbone.backend());
         targets = scope.allocate(DType.I32, rows);
@@ -65,10 +69,17 @@ public final class Tuner implements AutoCloseable {
 
     public BatchLoader data() { return data; }
 
-    /** Trains until {@code cfg.steps()} (checkpointing as configured). */
+    /** Trains until {@code cfg.steps()} (checkpointing as configured); see {@link #runUntil}. */
     public void run() { runUntil(cfg.steps()); }
 
-    /** Trains until the step counter reaches {@code lastStep}. */
+    /**
+     * Trains until the step counter reaches {@code lastStep}. Checkpoints are written as configured, but not right
+     * after a skipped step nor while a head or moment is non-finite: while a run may be diverging, the latest stays
+     * the one after the last good step (the final checkpoint is always attempted; {@link Checkpoint#write} refuses a
+     * non-finite state).
+     *
+     * @throws IllegalStateException after {@code cfg.maxNonFiniteSteps()} consecutive non-finite steps (see {@link #trainStep})
+     */
     public void runUntil(int lastStep) {
         try (Scope.Lease call = guard.enter()) {
             trainUntil(lastStep);
@@ -79,12 +90,12 @@ public final class Tuner implements AutoCloseable {
         while (step < Math.min(lastStep, cfg.steps())) {
             StepReport r = trainStep();
             for (TuningListener l : listeners) l.onStep(r);
-            boolean end = step == cfg.steps();
-            if (cfg.checkpointDir() != null && (end || (cfg.checkpointEvery() > 0 && step % cfg.checkpointEvery() == 0))) checkpoint(cfg.checkpointDir());
+            boolean end = step == cfg.steps(), due = cfg.checkpointEvery() > 0 && step % cfg.checkpointEvery() == 0;
+            if (cfg.checkpointDir() != null && (end || (due && !r.skipped() && Checkpoint.firstBadValue(model, opt) == null))) checkpoint(cfg.checkpointDir());
         }
     }
 
-    /** Writes a checkpoint under {@code root}; returns its folder. */
+    /** Writes a checkpoint under {@code root} (keeping {@code cfg.keepLast()} and the one resumed from); returns its folder. */
     public Path checkpoint(Path root) {
         try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
             return writeCheckpoint(root);
@@ -93,12 +104,18 @@ public final class Tuner implements AutoCloseable {
 
     private Path writeCheckpoint(Path root) {
         requireData();
-        Path dir = Checkpoint.write(root, model, opt, new Checkpoint.State(step, data.position(), data.seed()));
+        Checkpoint.State state = new Checkpoint.State(step, opt.steps(), data.position(), dataStamp(), Checkpoint.exits(model));
+        Path dir = Checkpoint.write(root, model, opt, state, cfg.keepLast(), resumedFrom);
+        lastCheckpoint = dir;
         for (TuningListener l : listeners) l.onCheckpoint(step, dir);
         return dir;
     }
 
-    /** Continues from a checkpoint folder (or the latest under a root): heads, moments, step and data position. */
+    /**
+     * Continues from a checkpoint folder (or the latest under a root): heads, moments, step and data position. Deletes
+     * what interrupted writes left in the checkpoint's root, then checks the checkpoint against this run (exits, data,
+     * a step within {@code cfg.steps()}) before loading anything; errors say which file and field differ and how.
+     */
     public void resume(Path checkpoint) {
         try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
             restore(checkpoint);
@@ -109,13 +126,28 @@ public final class Tuner implements AutoCloseable {
         requireData();
         Path dir = Checkpoint.latest(checkpoint);
         if (dir == null) throw new IllegalArgumentException("no checkpoint in " + checkpoint);
-        Checkpoint.State s = Checkpoint.restore(dir, model, opt);
-        if (s.dataSeed() != data.seed()) throw new IllegalArgumentException(dir + " was written with data seed " + s.dataSeed() + ", this run uses " + data.seed());
+        Path root = Checkpoint.rootOf(dir);
+        if (root != null) Checkpoint.deleteStale(root);
+        Checkpoint.State s = Checkpoint.readState(dir);
+        Path file = dir.resolve("state.json");
+        if (s.step() > cfg.steps()) throw new IllegalArgumentException(file + ": field 'step' is " + s.step() + ", beyond this run's " + cfg.steps() + " steps");
+        String differs = s.data().difference(file, dataStamp());
+        if (differs != null) throw new IllegalArgumentException(differs);
+        Checkpoint.restore(dir, s, model, opt);
         data.seek(s.position());
         step = s.step();
+        nonFiniteSteps = 0;
+        resumedFrom = dir;
+        lastCheckpoint = dir;
     }
 
-    /** One optimizer step over {@code microBatches} micro-batches. */
+    /**
+     * One optimizer step over {@code microBatches} micro-batches. A step whose loss or gradient is not finite for some
+     * exit is skipped (reported, nothing updated).
+     *
+     * @throws IllegalStateException when this makes {@code cfg.maxNonFiniteSteps()} skipped steps in a row: the run has
+     *     diverged; the message names the step, the exits and their losses and gradient norms, and the latest checkpoint
+     */
     public StepReport trainStep() {
         try (Scope.Lease call = guard.enter(); Scope.Lease use = model.use()) {
             return runStep();
@@ -131,17 +163,35 @@ public final class Tuner implements AutoCloseable {
         requireData();
         for (int m = 0; m < cfg.microBatches(); m++) accumulate(data.next(), lossSum, counted);
         double[] losses = new double[heads.size()];
-        boolean finite = true;
+        double sumSquares = 0;
+        StringBuilder nonFinite = new StringBuilder();
         for (int i = 0; i < losses.length; i++) {
             losses[i] = counted[i] == 0 ? Double.NaN : lossSum[i] / counted[i];
-            finite &= Double.isFinite(losses[i]);
+            double g = AdamW.gradSumSquares(heads.get(i).parameters());
+            sumSquares += g;
+            if (!Double.isFinite(losses[i]) || !Double.isFinite(g)) {
+                nonFinite.append(nonFinite.length() == 0 ? "" : "; ").append("exit ").append(heads.get(i).layer()).append(": loss ").append(losses[i])
+                    .append(", gradient norm ").append(Math.sqrt(g));
+            }
         }
-        double norm = opt.gradNorm();
-        finite &= Double.isFinite(norm);
+        double norm = Math.sqrt(sumSquares);
         float lr = cfg.lr().at(step);
-        if (finite) opt.step(lr, norm > cfg.clipNorm() ? (float) (cfg.clipNorm() / norm) : 1f);
+        boolean skipped = nonFinite.length() > 0;
+        if (!skipped) opt.step(lr, norm > cfg.clipNorm() ? (float) (cfg.clipNorm() / norm) : 1f);
         step++;
-        return new StepReport(step, losses, lr, norm, (long) rows * cfg.microBatches(), (System.nanoTime() - t0) / 1e9, !finite);
+        nonFiniteSteps = skipped ? nonFiniteSteps + 1 : 0;
+        if (nonFiniteSteps >= cfg.maxNonFiniteSteps()) {
+            throw new IllegalStateException("tuning diverged: " + nonFiniteSteps + " steps in a row (" + (step - nonFiniteSteps + 1) + " to " + step
+                + ", the limit) had a non-finite loss or gradient; at step " + step + ": " + nonFinite + "; "
+                + (lastCheckpoint == null ? "no checkpoint was written" : "the latest checkpoint is " + lastCheckpoint) + " (lower the learning rate?)");
+        }
+        return new StepReport(step, losses, lr, norm, (long) rows * cfg.microBatches(), (System.nanoTime() - t0) / 1e9, skipped);
+    }
+
+    /** The fingerprint of the training data, computed once (it hashes every token). */
+    private Checkpoint.Data dataStamp() {
+        if (dataStamp == null) dataStamp = Checkpoint.Data.of(data);
+        return dataStamp;
     }
 
     /**

@@ -21,7 +21,7 @@ final class ModelOptions {
     @Option(names = "--backend", defaultValue = "cpu", description = "Backend name (default: ${DEFAULT-VALUE}).")
     String backend;
 
-    @Option(names = "--threads", defaultValue = "0", description = "Worker threads (0 = all cores).")
+    @Option(names = "--threads", defaultValue = "0", converter = ThreadCount.class, description = "Worker threads (0 = all cores).")
     int threads;
 
     Backend backend() {

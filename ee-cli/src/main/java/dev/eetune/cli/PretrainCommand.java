@@ -53,7 +53,7 @@ final class PretrainCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1") long seed;
     @Option(names = "--val-fraction", defaultValue = "0.02") double valFraction;
     @Option(names = "--eval-every", defaultValue = "30", description = "Seconds between validation evaluations.") int evalEvery;
-    @Option(names = "--threads", defaultValue = "0") int threads;
+    @Option(names = "--threads", defaultValue = "0", converter = ThreadCount.class) int threads;
     @Option(names = "--out", required = true) Path out;
 
     @ArgGroup(exclusive = true, multiplicity = "1")

@@ -60,44 +60,54 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1234") long seed;
     @Option(names = "--out", defaultValue = "ee-heads", description = "Output folder: heads.safetensors, checkpoints/, eval.txt.") Path out;
     @Option(names = "--resume", description = "Checkpoint folder (or a checkpoints root) to continue from.") Path resume;
-    @Option(names = "--checkpoint-every", defaultValue = "100") int checkpointEvery;
+    @Option(names = "--checkpoint-every", defaultValue = "100", description = "Steps between checkpoints (0 = only at the end).") int checkpointEvery;
+    @Option(names = "--keep-last", defaultValue = "" + TunerConfig.DEFAULT_KEEP_LAST,
+        description = "Checkpoints to keep, newest first (0 = all; default: ${DEFAULT-VALUE}); the one resumed from is never deleted.") int keepLast;
+    @Option(names = "--max-nonfinite-steps", defaultValue = "" + TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS,
+        description = "Stop with an error after this many consecutive steps with a non-finite loss or gradient (default: ${DEFAULT-VALUE}).") int maxNonFiniteSteps;
     @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
     @Option(names = "--quiet", description = "No progress lines.") boolean quiet;
 
+    /**
+     * Everything that can be checked without the data (options, --out, the model's context and layers) is checked
+     * before tokenizing, and the checkpoint to resume from before evaluating: a bad argument fails in seconds.
+     */
     @Override
     public Integer call() throws IOException {
         ExitArchitecture a = ExitArchitecture.parse(arch);
         ExitInit in = ExitInit.parse(init);
-        Files.createDirectories(out);
+        List<ExitSpec> specs = new ArrayList<>();
+        for (int l : exits) specs.add(new ExitSpec(l, a, in));
+        LrSchedule schedule = new LrSchedule(lr, warmup != null ? warmup : Math.max(1, steps / 20), steps, LrSchedule.Decay.parse(decay), minLr != null ? minLr : lr / 10);
+        TunerConfig cfg = new TunerConfig(steps, batch, seqLen, microBatches, schedule, weightDecay, clip,
+            exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence,
+            4096, checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
+        OutputDir.create(out, "--out");
         try (LlamaModel backbone = model.loadModel()) {
-            Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
-            PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"));
-            List<ExitSpec> specs = new ArrayList<>();
-            for (int l : exits) specs.add(new ExitSpec(l, a, in));
+            cfg.requireFits(backbone.config());
             try (EarlyExitModel ee = EarlyExitModel.attach(backbone, specs, seed, temperature);
                  AdamW opt = AdamW.withDefaults(ee.parameters(), weightDecay)) {
+                Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+                PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"));
                 System.err.println(ee);
-                LrSchedule schedule = new LrSchedule(lr, warmup != null ? warmup : Math.max(1, steps / 20), steps, LrSchedule.Decay.parse(decay), minLr != null ? minLr : lr / 10);
-                TunerConfig cfg = new TunerConfig(steps, batch, seqLen, microBatches, schedule, weightDecay, clip,
-                    exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence,
-                    4096, checkpointEvery, out.resolve("checkpoints"), 10);
                 BatchLoader train = new BatchLoader(windows.train(), batch, seed);
                 BatchLoader val = new BatchLoader(windows.validation(), batch, seed);
-                ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
                 List<TuningListener> listeners = quiet ? List.of() : List.of(new Progress(steps));
                 try (Tuner tuner = new Tuner(ee, cfg, train, opt, listeners)) {
                     if (resume != null) {
                         tuner.resume(resume);
                         System.err.println("resumed at step " + tuner.step());
                     }
+                    String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
+                    ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
                     tuner.run();
+                    ee.save(out.resolve("heads.safetensors"), DType.F32);
+                    ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
+                    String table = start + ":\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
+                    Files.writeString(out.resolve("eval.txt"), table);
+                    System.out.println(table);
+                    System.out.println("heads written to " + out.resolve("heads.safetensors"));
                 }
-                ee.save(out.resolve("heads.safetensors"), DType.F32);
-                ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
-                String table = "before tuning (" + init + " init):\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
-                Files.writeString(out.resolve("eval.txt"), table);
-                System.out.println(table);
-                System.out.println("heads written to " + out.resolve("heads.safetensors"));
             }
         }
         return 0;

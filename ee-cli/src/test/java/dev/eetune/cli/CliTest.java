@@ -10,6 +10,8 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -81,6 +83,77 @@ class CliTest {
         r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "20", "--heads", out.toString(), "--speculative", "--draft-exit", "4");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).startsWith("Once upon a time, there was a little girl named Lily."); // lossless: the full model's greedy text
+    }
+
+    /**
+     * `ee tune` on stories260K, small and quick (norm exits at 2 and 4, batch 2 x 32 tokens, unless {@code more} says
+     * otherwise), with the token cache in tmp/cache.
+     */
+    String[] tune(Path out, String... more) {
+        List<String> args = new ArrayList<>(List.of("tune", "--model", TestData.stories260K().toString(), "--exits", "2,4", "--batch", "2", "--eval-batches", "1",
+            "--quiet", "--out", out.toString(), "--cache-dir", tmp.resolve("cache").toString()));
+        args.addAll(List.of(more));
+        String[][] defaults = {{"--arch", "norm"}, {"--seq-len", "32"}, {"--data", TestData.tinyStoriesTrain().toString()}};
+        for (String[] d : defaults) if (!args.contains(d[0])) args.addAll(List.of(d));
+        return ee(args.toArray(String[]::new));
+    }
+
+    @Test
+    void tuneRefusesBadArgumentsBeforeAnyWorkSayingWhy() throws IOException {
+        Path out = tmp.resolve("out");
+        String[] r = tune(out, "--seq-len", "100000");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("ee tune: seq-len 100000 exceeds the model's context of 512");
+        assertThat(tmp.resolve("cache")).as("refused before tokenizing").doesNotExist();
+        Path file = Files.writeString(tmp.resolve("a-file"), "x");
+        r = tune(file);
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("ee tune: --out " + file + ": " + file + " exists and is not a directory");
+        r = tune(file.resolve("out"));
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("ee tune: --out " + file.resolve("out") + ": cannot create " + file.resolve("out") + ": Not a directory");
+        for (String threads : new String[] {"-1", "2147483647", "many"}) {
+            r = tune(out, "--threads", threads);
+            assertThat(r[0]).as(threads).isEqualTo("2");
+            assertThat(r[2]).as(threads).contains("Invalid value for option '--threads'").contains(threads);
+        }
+        assertThat(tmp.resolve("cache")).doesNotExist();
+    }
+
+    @Test
+    void aDivergingTuneFailsNamingTheStepAndExitsAndTheLastGoodCheckpointStaysLatest() throws IOException {
+        Path out = tmp.resolve("diverged");
+        String[] r = tune(out, "--steps", "40", "--lr", "1e30", "--warmup", "0", "--decay", "constant", "--checkpoint-every", "1", "--max-nonfinite-steps", "2");
+        assertThat(r[0]).as(r[2]).isEqualTo("1");
+        assertThat(r[2]).contains("ee tune: tuning diverged: 2 steps in a row").contains(": exit 2: loss NaN")
+            .contains("the latest checkpoint is " + out.resolve("checkpoints").resolve(Files.readString(out.resolve("checkpoints/latest")).trim()));
+        assertThat(out.resolve("heads.safetensors")).doesNotExist();
+    }
+
+    @Test
+    void resumeSaysHowTheCheckpointDiffersFromTheCommandLine() throws IOException {
+        Path out = tmp.resolve("resumed");
+        String[] r = tune(out, "--steps", "4", "--checkpoint-every", "2");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        String ckpt = out.resolve("checkpoints").toString(), state = out.resolve("checkpoints/step-0000004/state.json").toString();
+        r = tune(out, "--steps", "3", "--resume", ckpt);
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("ee tune: " + state + ": field 'step' is 4, beyond this run's 3 steps");
+        assertThat(r[1]).doesNotContain("after");
+        r = tune(out, "--steps", "6", "--arch", "mlp", "--resume", ckpt);
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains(state + ": written for exits [norm@2(copy) T=1.0, norm@4(copy) T=1.0], this run has exits [mlp@2(copy) T=1.0, mlp@4(copy) T=1.0]");
+        r = tune(out, "--steps", "6", "--data", TestData.require("tinyshakespeare/input.txt").toString(), "--resume", ckpt);
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains(state + ": written for other training data: data.windows ");
+        Files.createDirectories(out.resolve("checkpoints/step-0000005.tmp-123")); // left by a crash
+        r = tune(out, "--steps", "6", "--checkpoint-every", "1", "--keep-last", "1", "--resume", out.resolve("checkpoints/step-0000002").toString());
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[2]).contains("resumed at step 2");
+        assertThat(r[1]).contains("at step 2 (resumed)").contains("after 6 steps");
+        try (var names = Files.list(out.resolve("checkpoints"))) { // the newest and the one resumed from; no leftovers
+            assertThat(names.map(f -> f.getFileName().toString()).sorted()).containsExactly("latest", "step-0000002", "step-0000006");
+        }
     }
 
     @Test

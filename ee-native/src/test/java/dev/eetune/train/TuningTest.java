@@ -46,10 +46,12 @@ class TuningTest {
     static PackedSequences.Split windows;
 
     @BeforeAll
-    static void data() {
-        Tokenizer tok = Tokenizer.load(TestData.stories260KTokenizer());
-        TokenFile tokens = TokenFile.openOrBuild(Corpus.open(TestData.tinyStoriesValid(), null), tok, tmp.resolve("valid.tokens"));
-        windows = PackedSequences.of(tokens, SEQ, true).split(0.1);
+    static void data() { windows = windows(TestData.tinyStoriesValid(), tmp.resolve("valid.tokens"), SEQ); }
+
+    /** The windows of {@code corpus} tokenized with stories260K's tokenizer (cached in {@code tokens}), 10% held out. */
+    static PackedSequences.Split windows(Path corpus, Path tokens, int seqLen) {
+        TokenFile file = TokenFile.openOrBuild(Corpus.open(corpus, null), Tokenizer.load(TestData.stories260KTokenizer()), tokens);
+        return PackedSequences.of(file, seqLen, true).split(0.1);
     }
 
     static List<ExitSpec> specs(ExitArchitecture a, int... layers) {
@@ -157,7 +159,7 @@ class TuningTest {
              EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 2, 4), 0);
              AdamW opt = AdamW.withDefaults(ee.parameters(), 0.01f)) {
             TunerConfig cfg = new TunerConfig(8, 2, SEQ, 2, LrSchedule.cosine(2e-3f, 2, 8, 2e-4f), 0.01f, 1f, new double[] {0.5, 1.0}, 4, true, true,
-                100, 0, null, 1);
+                100, 0, null, 1, TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS, 0);
             List<StepReport> reports = new ArrayList<>();
             try (Tuner t = new Tuner(ee, cfg, new BatchLoader(windows.train(), 2, 3), opt, List.of(TuningListener.onEachStep(reports::add)))) {
                 t.runUntil(6);

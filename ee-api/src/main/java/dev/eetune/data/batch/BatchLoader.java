@@ -63,6 +63,9 @@ public final class BatchLoader {
 
     public int batchSize() { return batchSize; }
 
+    /** The windows this loader draws from. */
+    public PackedSequences data() { return data; }
+
     public long seed() { return seed; }
 
     /**

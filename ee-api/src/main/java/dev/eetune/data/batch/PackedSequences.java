@@ -1,7 +1,12 @@
 package dev.eetune.data.batch;
 
+import dev.eetune.data.Sha256;
 import dev.eetune.data.tokens.TokenFile;
 
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.security.MessageDigest;
+import java.util.HexFormat;
 import java.util.Objects;
 
 /**
@@ -82,6 +87,26 @@ public final class PackedSequences {
         long heldOut = Math.min(count - 1, Math.max(1, Math.round(count * heldOutFraction)));
         return new Split(new PackedSequences(tokens, seqLen, maskBosTargets, first, count - heldOut),
             new PackedSequences(tokens, seqLen, maskBosTargets, first + count - heldOut, heldOut));
+    }
+
+    /**
+     * A SHA-256 (hex) of what the windows hold: the sequence length, the masking and every token of the view. Reads
+     * all tokens; checkpoints record it so that a resume on other data is refused.
+     */
+    public String sha256() {
+        MessageDigest md = Sha256.digest();
+        md.update(ByteBuffer.allocate(9).putInt(seqLen).putInt(tokens.bos()).put((byte) (maskBosTargets ? 1 : 0)).array());
+        long from = start(0), end = start(count - 1) + seqLen + 1;
+        int[] buf = new int[1 << 16];
+        ByteBuffer bytes = ByteBuffer.allocate(buf.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+        for (long i = from; i < end; i += buf.length) {
+            int n = (int) Math.min(buf.length, end - i);
+            tokens.read(i, buf, 0, n);
+            bytes.clear();
+            bytes.asIntBuffer().put(buf, 0, n);
+            md.update(bytes.array(), 0, n * 4);
+        }
+        return HexFormat.of().formatHex(md.digest());
     }
 
     /** Training and validation windows, disjoint. */
