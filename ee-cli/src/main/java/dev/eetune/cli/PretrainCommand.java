@@ -70,7 +70,7 @@ final class PretrainCommand implements Callable<Integer> {
         Tokenizer tok = byteLevel ? new ByteTokenizer() : Tokenizer.load(tokenizer);
         Backend backend = Backends.cpu();
         if (threads > 0) backend.setThreads(threads);
-        Files.createDirectories(out);
+        OutputDir.create(out, "--out");
         TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"));
         PackedSequences.Split windows = PackedSequences.of(tokens, seqLen, true).split(valFraction);
         int h = hidden != null ? hidden : (int) (Math.ceil(8.0 * dim / 3 / 32) * 32);
