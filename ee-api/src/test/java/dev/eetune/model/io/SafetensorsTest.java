@@ -212,6 +212,66 @@ class SafetensorsTest {
             .hasMessageContaining(empty.toString()).hasMessageContaining(SafetensorsIndex.SINGLE_FILE);
     }
 
+    @Test
+    void overlappingTensorsAreRefusedNamingBoth() throws IOException {
+        Path overlap = raw("overlap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
+        assertThatThrownBy(() -> SafetensorsHeader.read(overlap)).isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining(overlap.toString()).hasMessageContaining("'b'").hasMessageContaining("[4, 12]").hasMessageContaining("overlaps tensor 'a'");
+        // the same bytes under two names, and a small tensor inside a big one that does not start first
+        Path alias = raw("alias", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+        assertThatThrownBy(() -> SafetensorsHeader.read(alias)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlaps");
+        Path inside = raw("inside", "{\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+            + "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 16);
+        assertThatThrownBy(() -> SafetensorsHeader.read(inside)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlaps");
+        // empty tensors take no bytes, so they overlap nothing
+        Path empty = raw("empty", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[4,4]}}", 8);
+        assertThat(SafetensorsHeader.read(empty).tensors()).hasSize(2);
+    }
+
+    @Test
+    void forgedShapesAreRefused() throws IOException {
+        Path overflow = raw("overflow", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[0,4]}}", 4);
+        assertThatThrownBy(() -> SafetensorsHeader.read(overflow)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("'w'").hasMessageContaining("too many elements");
+        // elements x 4 bytes overflows a long although the element count does not
+        Path bytes = raw("bytes", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2],\"data_offsets\":[0,4]}}", 4);
+        assertThatThrownBy(() -> SafetensorsHeader.read(bytes)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("too many elements");
+        Path rank = raw("rank", "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + "1,".repeat(40) + "1],\"data_offsets\":[0,4]}}", 4);
+        assertThatThrownBy(() -> SafetensorsHeader.read(rank)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("rank 41");
+    }
+
+    @Test
+    void shardNamesMustStayInTheModelFolder() throws IOException {
+        Path outside = Files.createDirectories(dir.resolve("x"));
+        new SafetensorsWriter().put("w", new float[1000], Shape.of(1000), DType.F32).write(outside.resolve("shard.safetensors"));
+        String outsideSize = Long.toString(Files.size(outside.resolve("shard.safetensors")));
+        Path ckpt = Files.createDirectories(dir.resolve("model"));
+        for (String name : new String[] {"../x/shard.safetensors", outside.resolve("shard.safetensors").toString(), "..", "sub/../../x/shard.safetensors", ""}) {
+            Files.writeString(ckpt.resolve(SafetensorsIndex.INDEX_FILE), "{\"weight_map\": {\"w\": " + new ObjectMapper().writeValueAsString(name) + "}}");
+            assertThatThrownBy(() -> SafetensorsIndex.open(ckpt)).as(name).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(SafetensorsIndex.INDEX_FILE).hasMessageContaining("not a file name in the model folder").hasMessageNotContaining(outsideSize);
+        }
+        // a link in the folder that leads out, whether its target exists or not: refused, saying nothing about the target
+        Files.createSymbolicLink(ckpt.resolve("evil.safetensors"), outside.resolve("shard.safetensors"));
+        Files.createSymbolicLink(ckpt.resolve("dangling.safetensors"), outside.resolve("none.safetensors"));
+        for (String name : new String[] {"evil.safetensors", "dangling.safetensors"}) {
+            Files.writeString(ckpt.resolve(SafetensorsIndex.INDEX_FILE), "{\"weight_map\": {\"w\": \"" + name + "\"}}");
+            assertThatThrownBy(() -> SafetensorsIndex.open(ckpt)).as(name).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(name).hasMessageContaining("leads outside the model folder")
+                .hasMessageNotContaining(outsideSize).hasMessageNotContaining(outside.toString());
+        }
+    }
+
+    @Test
+    void theHubCacheLayoutOfLinksIntoBlobsIsAccepted() throws IOException {
+        // models--org--name/snapshots/<rev>/{index, shard} -> ../../blobs/<hash>
+        Path blobs = Files.createDirectories(dir.resolve("hub/blobs")), snapshot = Files.createDirectories(dir.resolve("hub/snapshots/rev"));
+        new SafetensorsWriter().put("w", new float[] {1, 2}, Shape.of(2), DType.F32).write(blobs.resolve("b1"));
+        Files.writeString(blobs.resolve("b2"), "{\"weight_map\": {\"w\": \"model-00001-of-00001.safetensors\"}}");
+        Files.createSymbolicLink(snapshot.resolve("model-00001-of-00001.safetensors"), Path.of("../../blobs/b1"));
+        Files.createSymbolicLink(snapshot.resolve(SafetensorsIndex.INDEX_FILE), Path.of("../../blobs/b2"));
+        assertThat(SafetensorsIndex.open(snapshot).tensor("w").shape()).isEqualTo(Shape.of(2));
+    }
+
     /** A file with the given header JSON and {@code dataBytes} zero bytes of data. */
     private Path raw(String name, String headerJson, int dataBytes) throws IOException {
         byte[] h = headerJson.getBytes(StandardCharsets.UTF_8);
