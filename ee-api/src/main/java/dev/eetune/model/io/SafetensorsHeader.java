@@ -140,7 +140,8 @@ public final class SafetensorsHeader {
         }
         long begin = offsets.get(0).asLong(), end = offsets.get(1).asLong();
         long dataBytes = fileSize - dataOffset;
-        if (begin < 0 || end < begin || end > dataBytes) {
+        if (begin < 0 || end < begin) throw new IllegalArgumentException(where + " has data_offsets [" + begin + ", " + end + "], which is not a range (0 <= begin <= end)");
+        if (end > dataBytes) {
             throw new IllegalArgumentException(where + " has data_offsets [" + begin + ", " + end + "] outside the " + dataBytes + " data bytes of the file");
         }
         if (end - begin != expected) {

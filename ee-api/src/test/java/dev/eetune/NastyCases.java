@@ -1,0 +1,44 @@
+package dev.eetune;
+
+import org.junit.jupiter.params.provider.Arguments;
+
+import java.io.IOException;
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+
+/**
+ * The table of a nasty-file corpus's README.md ({@code | `file` | parser | what it forges | `expected message` |}),
+ * as test arguments (file, parser, forges, expected, path); every file of the folder must have its line, except the files under outside/, which cases try to reach.
+ */
+public final class NastyCases {
+    private NastyCases() {}
+
+    public static List<Arguments> read(Class<?> test, Set<String> parsers) throws IOException, URISyntaxException {
+        Path dir = Path.of(test.getResource("/nasty/README.md").toURI()).getParent();
+        List<Arguments> out = new ArrayList<>();
+        List<String> listed = new ArrayList<>();
+        for (String line : Files.readAllLines(dir.resolve("README.md"))) {
+            if (!line.startsWith("| `")) continue;
+            String[] cells = line.split("\\|");
+            String file = strip(cells[1]), parser = cells[2].strip(), forges = cells[3].strip(), expected = strip(cells[4]);
+            if (!parsers.contains(parser)) throw new IllegalStateException("README.md: unknown parser '" + parser + "' for " + file);
+            Path path = dir.resolve(file);
+            if (!Files.isRegularFile(path)) throw new IllegalStateException("README.md lists " + file + ", which is not in " + dir);
+            listed.add(file);
+            out.add(Arguments.of(file, parser, forges, expected, path));
+        }
+        try (var files = Files.walk(dir)) { // a case without its line would silently not run
+            for (Path f : files.filter(Files::isRegularFile).toList()) {
+                String rel = dir.relativize(f).toString();
+                if (!rel.equals("README.md") && !listed.contains(rel) && !rel.startsWith("outside/")) throw new IllegalStateException("nasty/" + rel + " has no line in README.md");
+            }
+        }
+        return out;
+    }
+
+    private static String strip(String cell) { return cell.strip().replaceAll("^`|`$", ""); }
+}
