@@ -12,13 +12,15 @@ import java.util.Set;
 
 /**
  * The table of a nasty-file corpus's README.md ({@code | `file` | parser | what it forges | `expected message` |}),
- * as test arguments (file, parser, forges, expected, path); every file of the folder must have its line, except the files under outside/, which cases try to reach.
+ * as test arguments (file, parser, forges, expected, path). Every file of the folder must have its line (else it would
+ * silently not run), except those under {@code outside/}, which cases try to reach.
  */
 public final class NastyCases {
     private NastyCases() {}
 
-    public static List<Arguments> read(Class<?> test, Set<String> parsers) throws IOException, URISyntaxException {
-        Path dir = Path.of(test.getResource("/nasty/README.md").toURI()).getParent();
+    /** The cases of the corpus in the test resource folder {@code folder} of {@code test}'s module. */
+    public static List<Arguments> read(Class<?> test, String folder, Set<String> parsers) throws IOException, URISyntaxException {
+        Path dir = Path.of(test.getResource("/" + folder + "/README.md").toURI()).getParent();
         List<Arguments> out = new ArrayList<>();
         List<String> listed = new ArrayList<>();
         for (String line : Files.readAllLines(dir.resolve("README.md"))) {
@@ -31,10 +33,10 @@ public final class NastyCases {
             listed.add(file);
             out.add(Arguments.of(file, parser, forges, expected, path));
         }
-        try (var files = Files.walk(dir)) { // a case without its line would silently not run
+        try (var files = Files.walk(dir)) {
             for (Path f : files.filter(Files::isRegularFile).toList()) {
                 String rel = dir.relativize(f).toString();
-                if (!rel.equals("README.md") && !listed.contains(rel) && !rel.startsWith("outside/")) throw new IllegalStateException("nasty/" + rel + " has no line in README.md");
+                if (!rel.equals("README.md") && !listed.contains(rel) && !rel.startsWith("outside/")) throw new IllegalStateException(folder + "/" + rel + " has no line in " + folder + "/README.md");
             }
         }
         return out;

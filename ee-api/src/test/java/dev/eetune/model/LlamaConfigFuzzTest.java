@@ -30,7 +30,7 @@ class LlamaConfigFuzzTest {
         List<Fuzzer.Mutation> mutations = new ArrayList<>(Fuzzer.bytes(0));
         for (int i = 0; i < 8; i++) mutations.add(Fuzzer.json());
         Path file = dir.resolve("config.json");
-        Fuzzer.Report r = Fuzzer.run("config.json", seeds, mutations, 6_000, file, file, f -> {
+        Fuzzer.Report r = Fuzzer.run("config.json", seeds, mutations, 4_000, file, file, f -> {
             LlamaConfig c = LlamaConfig.fromHfConfig(f);
             assertThat(c.validate()).isEqualTo(c);
             assertThat(c.parameterCount()).isPositive(); // no overflow in the sizes' products

@@ -76,7 +76,7 @@ public final class Fuzzer {
         long seed = seed() ^ name.hashCode();
         Random r = new Random(seed);
         int n = (int) Math.max(1, executions * Double.parseDouble(System.getProperty("eetune.fuzz.scale", "1")));
-        long budgetNanos = TimeUnit.SECONDS.toNanos(Long.getLong("eetune.fuzz.seconds", 20L));
+        long budgetNanos = TimeUnit.SECONDS.toNanos(Long.getLong("eetune.fuzz.seconds", 15L));
         List<String> failures = new ArrayList<>();
         int done = 0, accepted = 0, refused = 0;
         long t0 = System.nanoTime();

@@ -23,7 +23,7 @@ class TokenFileFuzzTest {
         Path text = Files.writeString(dir.resolve("wide.txt"), "wide tokens\n\nhere");
         Path wide = TokenFile.openOrBuild(Corpus.open(text, null), new TestTokenizers.Wide(), dir.resolve("wide.tokens"), 1).path();
         Path file = dir.resolve("fuzz.tokens");
-        Fuzzer.Report r = Fuzzer.run("token-file", List.of(Files.readAllBytes(narrow), Files.readAllBytes(wide)), Fuzzer.bytes(64), 6_000, file, file, f -> {
+        Fuzzer.Report r = Fuzzer.run("token-file", List.of(Files.readAllBytes(narrow), Files.readAllBytes(wide)), Fuzzer.bytes(64), 4_000, file, file, f -> {
             TokenFile t = TokenFile.open(f, 64); // small chunks: chunk boundaries are crossed too
             long n = t.size();
             assertThat(n).isEqualTo((Files.size(f) - (Files.size(f) - n * (t.vocabSize() <= 1 << 16 ? 2 : 4))) / (t.vocabSize() <= 1 << 16 ? 2 : 4));
