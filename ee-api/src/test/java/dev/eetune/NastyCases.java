@@ -1,5 +1,6 @@
 package dev.eetune;
 
+import dev.eetune.testing.Fuzzer;
 import org.junit.jupiter.params.provider.Arguments;
 
 import java.io.IOException;
@@ -9,6 +10,8 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /**
  * The table of a nasty-file corpus's README.md ({@code | `file` | parser | what it forges | `expected message` |}),
@@ -40,6 +43,12 @@ public final class NastyCases {
             }
         }
         return out;
+    }
+
+    /** {@code parser} refuses {@code path} (which forges {@code forges}) with a message naming it and containing {@code expected}. */
+    public static void assertRefused(Fuzzer.Target parser, Path path, String forges, String expected) {
+        assertThatThrownBy(() -> parser.parse(path)).as(forges).isInstanceOf(IllegalArgumentException.class)
+            .hasMessageContaining(path.toString()).hasMessageContaining(expected);
     }
 
     private static String strip(String cell) { return cell.strip().replaceAll("^`|`$", ""); }

@@ -127,35 +127,24 @@ class SafetensorsTest {
         Path huge = Files.write(dir.resolve("huge.safetensors"), ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(1L << 40).array());
         assertThatThrownBy(() -> SafetensorsHeader.read(huge)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(huge.toString()).hasMessageContaining("header length");
 
-        Path notJson = raw("notjson", "{\"w\": [1, 2", 0);
-        assertThatThrownBy(() -> SafetensorsHeader.read(notJson)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(notJson.toString()).hasMessageContaining("JSON");
+        refused("notjson", "{\"w\": [1, 2", 0, "JSON");
 
-        Path dup = raw("dup", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(dup)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("w");
+        refused("dup", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w");
 
-        Path badMeta = raw("meta", "{\"__metadata__\":{\"n\":3}}", 0);
-        assertThatThrownBy(() -> SafetensorsHeader.read(badMeta)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("__metadata__").hasMessageContaining("'n'");
+        refused("meta", "{\"__metadata__\":{\"n\":3}}", 0, "__metadata__", "'n'");
     }
 
     @Test
     void entriesAreValidatedAgainstDtypeShapeAndFileSize() throws IOException {
-        Path i64 = raw("i64", "{\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16);
-        assertThatThrownBy(() -> SafetensorsHeader.read(i64)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining(i64.toString()).hasMessageContaining("'position_ids'").hasMessageContaining("'I64'").hasMessageContaining("not supported");
+        refused("i64", "{\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16, "'position_ids'", "'I64'", "not supported");
 
-        Path outside = raw("outside", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
-        assertThatThrownBy(() -> SafetensorsHeader.read(outside)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining(outside.toString()).hasMessageContaining("'w'").hasMessageContaining("[0, 16]").hasMessageContaining("outside");
+        refused("outside", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "'w'", "[0, 16]", "outside");
 
-        Path reversed = raw("reversed", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8);
-        assertThatThrownBy(() -> SafetensorsHeader.read(reversed)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("'w'");
+        refused("reversed", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, "'w'", "not a range");
 
-        Path wrongSize = raw("size", "{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 16);
-        assertThatThrownBy(() -> SafetensorsHeader.read(wrongSize)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining("'w'").hasMessageContaining("16 bytes").hasMessageContaining("needs 12");
+        refused("size", "{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 16, "'w'", "16 bytes", "needs 12");
 
-        Path negative = raw("neg", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(negative)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("shape");
+        refused("neg", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "shape");
 
         Path ok = raw("ok", "{\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[4,8]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8);
         SafetensorsHeader h = SafetensorsHeader.read(ok);
@@ -214,15 +203,11 @@ class SafetensorsTest {
 
     @Test
     void overlappingTensorsAreRefusedNamingBoth() throws IOException {
-        Path overlap = raw("overlap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
-        assertThatThrownBy(() -> SafetensorsHeader.read(overlap)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining(overlap.toString()).hasMessageContaining("'b'").hasMessageContaining("[4, 12]").hasMessageContaining("overlaps tensor 'a'");
+        refused("overlap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "'b'", "[4, 12]", "overlaps tensor 'a'");
         // the same bytes under two names, and a small tensor inside a big one that does not start first
-        Path alias = raw("alias", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
-        assertThatThrownBy(() -> SafetensorsHeader.read(alias)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlaps");
-        Path inside = raw("inside", "{\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-            + "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 16);
-        assertThatThrownBy(() -> SafetensorsHeader.read(inside)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlaps");
+        refused("alias", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "overlaps");
+        refused("inside", "{\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+            + "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 16, "overlaps");
         // empty tensors take no bytes, so they overlap nothing
         Path empty = raw("empty", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[4,4]}}", 8);
         assertThat(SafetensorsHeader.read(empty).tensors()).hasSize(2);
@@ -230,13 +215,10 @@ class SafetensorsTest {
 
     @Test
     void forgedShapesAreRefused() throws IOException {
-        Path overflow = raw("overflow", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(overflow)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("'w'").hasMessageContaining("too many elements");
+        refused("overflow", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[0,4]}}", 4, "'w'", "too many elements");
         // elements x 4 bytes overflows a long although the element count does not
-        Path bytes = raw("bytes", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(bytes)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("too many elements");
-        Path rank = raw("rank", "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + "1,".repeat(40) + "1],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(rank)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("rank 41");
+        refused("bytes", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2],\"data_offsets\":[0,4]}}", 4, "too many elements");
+        refused("rank", "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + "1,".repeat(40) + "1],\"data_offsets\":[0,4]}}", 4, "rank 41");
     }
 
     @Test
@@ -270,6 +252,13 @@ class SafetensorsTest {
         Files.createSymbolicLink(snapshot.resolve("model-00001-of-00001.safetensors"), Path.of("../../blobs/b1"));
         Files.createSymbolicLink(snapshot.resolve(SafetensorsIndex.INDEX_FILE), Path.of("../../blobs/b2"));
         assertThat(SafetensorsIndex.open(snapshot).tensor("w").shape()).isEqualTo(Shape.of(2));
+    }
+
+    /** The file {@link #raw} writes is refused with a message naming it and containing {@code parts}. */
+    private void refused(String name, String headerJson, int dataBytes, String... parts) throws IOException {
+        Path file = raw(name, headerJson, dataBytes);
+        var thrown = assertThatThrownBy(() -> SafetensorsHeader.read(file)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(file.toString());
+        for (String p : parts) thrown.hasMessageContaining(p);
     }
 
     /** A file with the given header JSON and {@code dataBytes} zero bytes of data. */
