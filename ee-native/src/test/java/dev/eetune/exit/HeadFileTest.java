@@ -158,7 +158,7 @@ class HeadFileTest {
             seeds.add(Files.readAllBytes(seed));
         }
         List<Fuzzer.Mutation> mutations = new ArrayList<>(Fuzzer.bytes(8));
-        for (int i = 0; i < 8; i++) mutations.add(Fuzzer.safetensorsHeader(HeadFileFuzzTest::edit));
+        for (int i = 0; i < 8; i++) mutations.add(Fuzzer.safetensorsHeader(HeadFileTest::edit));
         Path file = dir.resolve("heads.safetensors");
         Fuzzer.Report r = Fuzzer.run("head-file", seeds, mutations, 2_500, file, file, f -> {
             try (EarlyExitModel ee = EarlyExitModel.load(model, f)) {
