@@ -152,7 +152,9 @@ public final class HfTokenizer implements Tokenizer, AutoCloseable {
         if (!"TemplateProcessing".equals(processor.path("type").asText())) return;
         JsonNode specials = processor.path("special_tokens");
         for (String part : new String[] {"single", "pair"}) {
-            for (JsonNode piece : processor.path(part)) {
+            JsonNode pieces = processor.path(part);
+            if (!pieces.isMissingNode() && !pieces.isArray()) throw new IllegalArgumentException(file + ": post_processor template '" + part + "' must be an array, got " + pieces);
+            for (JsonNode piece : pieces) {
                 if (!piece.has("SpecialToken")) continue;
                 String name = piece.path("SpecialToken").path("id").asText();
                 JsonNode special = specials.path(name), ids = special.path("ids");
