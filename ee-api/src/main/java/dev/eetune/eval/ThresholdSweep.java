@@ -235,7 +235,7 @@ public final class ThresholdSweep {
             double v = 1;
             if (tau < 1f) {
                 for (int h = 0; h < layers.length; h++) {
-                    if (teacher[2 * h][i] >= tau) {
+                    if (EarlyExitPolicy.confident(teacher[2 * h][i], tau)) {
                         v = teacher[2 * h + 1][i];
                         break;
                     }

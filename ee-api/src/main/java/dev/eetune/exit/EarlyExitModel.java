@@ -8,7 +8,9 @@ import dev.eetune.model.KvCache;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
+import dev.eetune.model.io.JsonFields;
 import dev.eetune.model.io.SafetensorsHeader;
+import dev.eetune.model.io.TensorEntry;
 import dev.eetune.nn.Parameter;
 import dev.eetune.nn.ParameterSet;
 import dev.eetune.nn.TensorFiles;
@@ -24,6 +26,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.Set;
+import java.util.TreeSet;
 
 /**
  * A frozen backbone with early-exit heads. The heads (only) are saved as safetensors with a JSON metadata block
@@ -36,6 +40,8 @@ import java.util.Random;
  */
 public final class EarlyExitModel implements AutoCloseable {
     static final String METADATA_KEY = "eetune";
+    static final String FORMAT = "eetune-exit-heads";
+    static final int VERSION = 1;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final LlamaModel backbone;
@@ -131,7 +137,7 @@ public final class EarlyExitModel implements AutoCloseable {
     private ObjectNode metadata(DType dtype) {
         LlamaConfig c = backbone.config();
         ObjectNode m = JSON.createObjectNode();
-        m.put("format", "eetune-exit-heads").put("version", 1).put("dtype", dtype.name());
+        m.put("format", FORMAT).put("version", VERSION).put("dtype", dtype.name());
         m.putObject("backbone").put("architecture", c.architecture()).put("dim", c.dim()).put("layers", c.nLayers())
             .put("heads", c.nHeads()).put("kv_heads", c.nKvHeads()).put("hidden", c.hiddenDim()).put("vocab", c.vocabSize());
         ArrayNode exits = m.putArray("exits");
@@ -142,7 +148,11 @@ public final class EarlyExitModel implements AutoCloseable {
         return m;
     }
 
-    /** Re-attaches heads saved by {@link #save} to {@code backbone}, checking that the backbone has the same shape. */
+    /**
+     * Re-attaches heads saved by {@link #save} to {@code backbone}. Everything in the file is checked first: the
+     * metadata (format, version, dtype, the backbone's shape, each exit's layer, architecture, init and temperature),
+     * that the tensors are exactly those of the listed exits, in the metadata's dtype, and that every value is finite.
+     */
     public static EarlyExitModel load(LlamaModel backbone, Path file) {
         SafetensorsHeader header = SafetensorsHeader.read(file);
         String meta = header.metadata().get(METADATA_KEY);
@@ -151,33 +161,82 @@ public final class EarlyExitModel implements AutoCloseable {
         try {
             m = JSON.readTree(meta);
         } catch (IOException e) {
-            throw new IllegalArgumentException(file + ": metadata '" + METADATA_KEY + "' is not valid JSON: " + e.getMessage());
+            throw new IllegalArgumentException(file + ": metadata '" + METADATA_KEY + "' is not valid JSON: " + e.getMessage(), e);
         }
+        if (m == null || !m.isObject()) throw new IllegalArgumentException(file + ": metadata '" + METADATA_KEY + "' is not a JSON object");
+        JsonFields f = new JsonFields(file + ": metadata '" + METADATA_KEY + "'", m);
+        String format = f.requiredText("format");
+        if (!format.equals(FORMAT)) throw new IllegalArgumentException(f.where() + ": format '" + format + "', expected '" + FORMAT + "'");
+        int version = f.requiredInt("version");
+        if (version != VERSION) throw new IllegalArgumentException(f.where() + ": version " + version + ", but this build reads version " + VERSION);
+        DType dtype = storedDtype(f);
+
         LlamaConfig c = backbone.config();
-        JsonNode b = m.path("backbone");
-        int[][] checks = {{b.path("dim").asInt(-1), c.dim()}, {b.path("layers").asInt(-1), c.nLayers()}, {b.path("vocab").asInt(-1), c.vocabSize()},
-            {b.path("hidden").asInt(-1), c.hiddenDim()}, {b.path("heads").asInt(-1), c.nHeads()}, {b.path("kv_heads").asInt(-1), c.nKvHeads()}};
+        JsonFields b = f.requiredObject("backbone");
         String[] names = {"dim", "layers", "vocab", "hidden", "heads", "kv_heads"};
-        for (int i = 0; i < checks.length; i++) {
-            if (checks[i][0] != checks[i][1]) {
-                throw new IllegalArgumentException(file + ": these heads were tuned for a backbone with " + names[i] + " = " + checks[i][0] + ", this backbone has " + checks[i][1]);
+        int[] actual = {c.dim(), c.nLayers(), c.vocabSize(), c.hiddenDim(), c.nHeads(), c.nKvHeads()};
+        for (int i = 0; i < names.length; i++) {
+            int tuned = b.requiredInt(names[i]);
+            if (tuned != actual[i]) {
+                throw new IllegalArgumentException(file + ": these heads were tuned for a backbone with " + names[i] + " = " + tuned + ", this backbone has " + actual[i]);
             }
         }
+
+        JsonNode exits = f.requiredArray("exits");
+        if (exits.isEmpty()) throw new IllegalArgumentException(f.where() + ": lists no exits");
         List<ExitSpec> specs = new ArrayList<>();
-        float temperature = 1f;
-        for (JsonNode e : m.path("exits")) {
-            specs.add(new ExitSpec(e.path("layer").asInt(), ExitArchitecture.parse(e.path("architecture").asText()), ExitInit.parse(e.path("init").asText("copy"))));
-            temperature = (float) e.path("temperature").asDouble(1.0);
+        Set<Integer> layers = new TreeSet<>();
+        float temperature = Float.NaN;
+        for (int i = 0; i < exits.size(); i++) {
+            if (!exits.get(i).isObject()) throw new IllegalArgumentException(f.where() + ": exits[" + i + "] must be an object, got " + exits.get(i));
+            JsonFields e = new JsonFields(f.where() + ": exits[" + i + "]", exits.get(i));
+            int layer = e.requiredInt("layer");
+            if (layer < 1 || layer > c.nLayers()) throw new IllegalArgumentException(e.where() + ": layer " + layer + " is outside this backbone's layers 1.." + c.nLayers());
+            float t = e.requiredFloat("temperature");
+            if (!(t > 0) || Float.isInfinite(t)) throw new IllegalArgumentException(e.where() + ": temperature must be positive and finite, got " + t);
+            // one temperature applies to every head of a set (it is chosen once, when tuning)
+            if (i > 0 && t != temperature) throw new IllegalArgumentException(e.where() + ": temperature " + t + " differs from the other exits' " + temperature);
+            temperature = t;
+            if (!layers.add(layer)) throw new IllegalArgumentException(e.where() + ": a second exit after layer " + layer);
+            String arch = e.requiredText("architecture"), init = e.requiredText("init");
+            try {
+                specs.add(new ExitSpec(layer, ExitArchitecture.parse(arch), ExitInit.parse(init)));
+            } catch (IllegalArgumentException x) {
+                throw new IllegalArgumentException(e.where() + ": " + x.getMessage(), x);
+            }
         }
-        if (specs.isEmpty()) throw new IllegalArgumentException(file + ": metadata lists no exits");
         EarlyExitModel model = attach(backbone, specs, 0, temperature); // the initial values are then overwritten
         try {
+            checkTensors(file, header, dtype, model.valuesByName().keySet());
             TensorFiles.readInto(file, model.valuesByName());
+            return model;
         } catch (RuntimeException e) {
             model.close();
             throw e;
         }
-        return model;
+    }
+
+    private static DType storedDtype(JsonFields f) {
+        String name = f.requiredText("dtype");
+        DType dtype;
+        try {
+            dtype = DType.parse(name);
+        } catch (IllegalArgumentException e) {
+            dtype = null;
+        }
+        if (dtype == null || !dtype.isFloat()) throw new IllegalArgumentException(f.where() + ": dtype '" + name + "' is not a float type (F32, BF16 or F16)");
+        return dtype;
+    }
+
+    /** The file's tensors must be exactly the heads' parameters (missing or extra ones are named), stored as {@code dtype}. */
+    private static void checkTensors(Path file, SafetensorsHeader header, DType dtype, Set<String> expected) {
+        Set<String> missing = new TreeSet<>(expected), extra = new TreeSet<>();
+        for (TensorEntry t : header.tensors()) {
+            if (!missing.remove(t.name())) extra.add(t.name());
+            else if (t.dtype() != dtype) throw new IllegalArgumentException(file + ": tensor '" + t.name() + "' is stored as " + t.dtype() + ", but the metadata says " + dtype);
+        }
+        if (!missing.isEmpty()) throw new IllegalArgumentException(file + ": the exits the metadata lists need tensors the file lacks: " + missing);
+        if (!extra.isEmpty()) throw new IllegalArgumentException(file + ": tensors that belong to no exit the metadata lists: " + extra);
     }
 
     /**

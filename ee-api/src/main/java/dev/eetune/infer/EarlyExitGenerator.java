@@ -297,14 +297,14 @@ public final class EarlyExitGenerator implements Decoder {
             float[] p = mp.toFloatArray();
             float tau = policy.threshold(layer);
             boolean any = false;
-            for (float v : p) any |= v >= tau; // NaN never passes
+            for (float v : p) any |= EarlyExitPolicy.confident(v, tau);
             if (!any) return pass;
             int[] tokens = choose(logits, active, batch, cfg);
             boolean[] leaves = new boolean[batch.size()];
             int kept = 0;
             for (int i = 0; i < m; i++) {
                 int s = active[i];
-                if (p[i] >= tau) {
+                if (EarlyExitPolicy.confident(p[i], tau)) {
                     next[s] = tokens[i];
                     counters.exits[layer]++;
                     leaves[s] = true;

@@ -42,4 +42,11 @@ public record EarlyExitPolicy(Map<Integer, Float> thresholds, boolean evaluateDi
     public boolean evaluates(int layer) { return canExit(layer) || (evaluateDisabled && thresholds.containsKey(layer)); }
 
     public float threshold(int layer) { return thresholds.getOrDefault(layer, 1f); }
+
+    /**
+     * Whether a head's max probability {@code maxProb} reaches {@code tau}. Only a probability can: the argmax
+     * kernel reports NaN, or a value above 1, for logits that are not all finite (a broken head), and such a head
+     * must never exit, whatever the threshold.
+     */
+    public static boolean confident(double maxProb, float tau) { return maxProb >= tau && maxProb <= 1; }
 }

@@ -39,10 +39,10 @@ final class Llama2cLoader {
                     throw new IllegalArgumentException(file + ": header field " + names[f[1]] + " = " + f[0] + " is not a plausible llama2.c value (is this a llama2.c .bin?)");
                 }
             }
-            if (dim % heads != 0) throw new IllegalArgumentException(file + ": dim " + dim + " is not divisible by n_heads " + heads);
             int headDim = dim / heads, kvDim = kvHeads * headDim;
+            // validated before the sizes below are multiplied: its bounds keep the products far from overflowing
             LlamaConfig config = new LlamaConfig(dim, hidden, layers, heads, kvHeads, headDim, vocab, seqLen, 1e-5f, 10000f, null,
-                shared, false, true, "llama2.c");
+                shared, false, true, "llama2.c").validate(file);
 
             long expected = HEADER_BYTES + 4L * ((long) vocab * dim + layers * (2L * dim + (long) dim * dim * 2 + 2L * dim * kvDim + 3L * dim * hidden)
                 + dim + (long) seqLen * headDim + (shared ? 0 : (long) vocab * dim));

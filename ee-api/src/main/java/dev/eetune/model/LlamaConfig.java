@@ -1,11 +1,11 @@
 package dev.eetune.model;
 
-import dev.eetune.model.io.JsonFiles;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.eetune.model.io.JsonFields;
 import dev.eetune.model.io.JsonFiles;
 
 import java.nio.file.Path;
@@ -34,13 +34,22 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
     public static final String QWEN2 = "Qwen2ForCausalLM";
     private static final Map<String, String> MODEL_TYPES = Map.of(LLAMA, "llama", MISTRAL, "mistral", QWEN2, "qwen2");
     private static final List<String> SUPPORTED = List.of(LLAMA, MISTRAL, QWEN2);
+    private static final String[] SIZE_NAMES = {"dim (hidden_size)", "hiddenDim (intermediate_size)", "nLayers (num_hidden_layers)", "nHeads (num_attention_heads)",
+        "nKvHeads (num_key_value_heads)", "headDim (head_dim)", "vocabSize (vocab_size)", "maxSeqLen (max_position_embeddings)"};
+    /**
+     * Upper bounds far above every released model (the largest have dim 16384, hidden 53248, 126 layers, 128 heads,
+     * head size 256, vocabularies of 256K and contexts of 10M), so a forged config fails here, not in an allocation
+     * or an int overflow of a product of sizes.
+     */
+    private static final int[] SIZE_LIMITS = {1 << 20, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 14, 1 << 24, 1 << 24};
 
     /** Checks the sizes fit together; returns this. */
     public LlamaConfig validate() {
-        int[] positive = {dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, maxSeqLen};
-        String[] names = {"dim", "hiddenDim", "nLayers", "nHeads", "nKvHeads", "headDim", "vocabSize", "maxSeqLen"};
-        for (int i = 0; i < positive.length; i++) {
-            if (positive[i] <= 0) throw new IllegalArgumentException(this + ": " + names[i] + " must be > 0, got " + positive[i]);
+        int[] sizes = {dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, maxSeqLen};
+        for (int i = 0; i < sizes.length; i++) {
+            if (sizes[i] <= 0 || sizes[i] > SIZE_LIMITS[i]) {
+                throw new IllegalArgumentException(this + ": " + SIZE_NAMES[i] + " must be in 1.." + SIZE_LIMITS[i] + ", got " + sizes[i]);
+            }
         }
         if (dim % nHeads != 0) throw new IllegalArgumentException(this + ": dim " + dim + " is not divisible by nHeads " + nHeads);
         if (nHeads % nKvHeads != 0) throw new IllegalArgumentException(this + ": nHeads " + nHeads + " is not a multiple of nKvHeads " + nKvHeads);
@@ -49,6 +58,15 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
         if (!(ropeTheta > 0) || Float.isInfinite(ropeTheta)) throw new IllegalArgumentException(this + ": ropeTheta must be > 0 and finite, got " + ropeTheta);
         if (architecture == null || architecture.isBlank()) throw new IllegalArgumentException(this + ": architecture must be named");
         return this;
+    }
+
+    /** {@link #validate()}, its errors naming {@code source}, the file this config was read from. */
+    public LlamaConfig validate(Path source) {
+        try {
+            return validate();
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(source + ": " + e.getMessage(), e);
+        }
     }
 
     /**
@@ -82,7 +100,7 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
      */
     public static LlamaConfig fromHfConfig(Path configJson) {
         JsonNode c = JsonFiles.readObject(configJson, "model config");
-        Fields f = new Fields(configJson.toString(), c);
+        JsonFields f = new JsonFields(configJson.toString(), c);
         JsonNode archs = c.path("architectures");
         if (!archs.isArray() || archs.isEmpty() || !archs.get(0).isTextual()) {
             throw new IllegalArgumentException(configJson + ": field 'architectures' is missing; expected one of " + SUPPORTED);
@@ -92,9 +110,9 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
 
         String act = c.path("hidden_act").asText("silu");
         if (!act.equals("silu")) throw new IllegalArgumentException(configJson + ": hidden_act '" + act + "' is not supported (only silu)");
-        if (c.path("attention_bias").asBoolean(false)) throw new IllegalArgumentException(configJson + ": attention_bias true (biases on q, k, v and o) is not supported");
-        if (c.path("mlp_bias").asBoolean(false)) throw new IllegalArgumentException(configJson + ": mlp_bias true is not supported");
-        if (arch.equals(QWEN2) && c.path("use_sliding_window").asBoolean(false)) {
+        if (f.optionalBoolean("attention_bias", false)) throw new IllegalArgumentException(configJson + ": attention_bias true (biases on q, k, v and o) is not supported");
+        if (f.optionalBoolean("mlp_bias", false)) throw new IllegalArgumentException(configJson + ": mlp_bias true is not supported");
+        if (arch.equals(QWEN2) && f.optionalBoolean("use_sliding_window", false)) {
             throw new IllegalArgumentException(configJson + ": use_sliding_window true is not supported");
         }
 
@@ -108,25 +126,21 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
         float ropeTheta;
         RopeScaling scaling;
         if (ropeParameters.isObject()) {
-            ropeTheta = new Fields(configJson + ": rope_parameters", ropeParameters).optionalFloat("rope_theta", 10000f);
+            ropeTheta = new JsonFields(configJson + ": rope_parameters", ropeParameters).optionalFloat("rope_theta", 10000f);
             scaling = ropeScaling(configJson + ": rope_parameters", ropeParameters);
         } else {
             ropeTheta = f.optionalFloat("rope_theta", 10000f);
             scaling = ropeScaling(configJson + ": rope_scaling", c.path("rope_scaling"));
         }
-        try {
-            return new LlamaConfig(dim, hidden, layers, heads, kvHeads, headDim, vocab, maxSeqLen, eps, ropeTheta, scaling,
-                c.path("tie_word_embeddings").asBoolean(false), arch.equals(QWEN2), false, arch).validate();
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(configJson + ": " + e.getMessage(), e);
-        }
+        return new LlamaConfig(dim, hidden, layers, heads, kvHeads, headDim, vocab, maxSeqLen, eps, ropeTheta, scaling,
+            f.optionalBoolean("tie_word_embeddings", false), arch.equals(QWEN2), false, arch).validate(configJson);
     }
 
     private static RopeScaling ropeScaling(String where, JsonNode s) {
         if (s.isMissingNode() || s.isNull()) return null;
         if (!s.isObject()) throw new IllegalArgumentException(where + " must be an object or null, got " + s);
         String type = s.has("rope_type") ? s.path("rope_type").asText() : s.path("type").asText("default");
-        Fields f = new Fields(where, s);
+        JsonFields f = new JsonFields(where, s);
         float factor;
         switch (type) {
             case "default":
@@ -195,45 +209,6 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
             return json.writeValueAsString(c);
         } catch (JsonProcessingException e) {
             throw new IllegalStateException("cannot serialise " + this, e);
-        }
-    }
-
-    /** Typed access to a config object's fields, with errors naming the file and field. */
-    private record Fields(String where, JsonNode node) {
-        int requiredInt(String name) { return intValue(name, required(name)); }
-
-        int optionalInt(String name, int fallback) {
-            JsonNode v = optional(name);
-            return v == null ? fallback : intValue(name, v);
-        }
-
-        float requiredFloat(String name) { return floatValue(name, required(name)); }
-
-        float optionalFloat(String name, float fallback) {
-            JsonNode v = optional(name);
-            return v == null ? fallback : floatValue(name, v);
-        }
-
-        private JsonNode required(String name) {
-            JsonNode v = optional(name);
-            if (v == null) throw new IllegalArgumentException(where + ": field '" + name + "' is missing");
-            return v;
-        }
-
-        /** The field, or null when it is absent or JSON null. */
-        private JsonNode optional(String name) {
-            JsonNode v = node.path(name);
-            return v.isMissingNode() || v.isNull() ? null : v;
-        }
-
-        private int intValue(String name, JsonNode v) {
-            if (!v.isIntegralNumber() || !v.canConvertToInt()) throw new IllegalArgumentException(where + ": field '" + name + "' must be an integer, got " + v);
-            return v.asInt();
-        }
-
-        private float floatValue(String name, JsonNode v) {
-            if (!v.isNumber()) throw new IllegalArgumentException(where + ": field '" + name + "' must be a number, got " + v);
-            return (float) v.asDouble();
         }
     }
 }

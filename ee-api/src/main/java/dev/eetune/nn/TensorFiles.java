@@ -27,7 +27,11 @@ public final class TensorFiles {
         w.write(file);
     }
 
-    /** Fills each tensor of {@code into} from the same-named tensor in {@code file} (shapes must match; dtypes convert). */
+    /**
+     * Fills each tensor of {@code into} from the same-named tensor in {@code file} (shapes must match; dtypes convert).
+     * A NaN or infinity in a float tensor is refused, naming the tensor and the first such element: no trained
+     * weight or optimizer state is ever non-finite, and one would silently poison every result computed from it.
+     */
     public static void readInto(Path file, Map<String, Tensor> into) {
         SafetensorsHeader header = SafetensorsHeader.read(file);
         if (into.isEmpty()) return;
@@ -41,6 +45,12 @@ public final class TensorFiles {
                 Tensor stored = scope.wrap(mapped.address(t.fileOffset(), t.byteLength()), t.dtype(), t.shape());
                 if (t.dtype() == dst.dtype()) dst.copyFrom(stored);
                 else be.ops().cast(dst, stored);
+                if (dst.dtype() == DType.F32 && !Double.isFinite(be.ops().sumSquares(dst))) { // squares of floats cannot overflow a double sum
+                    float[] v = dst.toFloatArray();
+                    int i = 0;
+                    while (Float.isFinite(v[i])) i++;
+                    throw new IllegalArgumentException(file + ": tensor '" + name + "' holds a non-finite value (" + v[i] + " at element " + i + ")");
+                }
             });
         }
     }

@@ -61,6 +61,8 @@ public final class HfTokenizer implements Tokenizer, AutoCloseable {
         JsonNode root = JsonFiles.readObject(tokenizerJson, "tokenizer");
         if (!root.path("model").isObject()) throw new IllegalArgumentException(tokenizerJson + ": no \"model\" object; not a Hugging Face tokenizer.json");
         Vocabulary vocab = Vocabulary.of(tokenizerJson, root);
+        checkTemplates(tokenizerJson, root.path("post_processor"), vocab);
+        checkMerges(tokenizerJson, root.path("model"));
 
         Path configFile = tokenizerJson.resolveSibling("tokenizer_config.json");
         JsonNode config = Files.isRegularFile(configFile) ? JsonFiles.readObject(configFile, "tokenizer config") : MissingNode.getInstance();
@@ -139,6 +141,44 @@ public final class HfTokenizer implements Tokenizer, AutoCloseable {
 
     @Override
     public String toString() { return "HfTokenizer[" + file + ", " + vocabSize + " tokens, bos " + bos + ", eos " + eos + "]"; }
+
+    /**
+     * Every special token a TemplateProcessing post-processor (possibly inside a Sequence) puts around the text must
+     * be defined by it with ids of the vocabulary, one token per id: the tokenizers library panics on an undefined
+     * one when encoding, which aborts the JVM.
+     */
+    private static void checkTemplates(Path file, JsonNode processor, Vocabulary vocab) {
+        for (JsonNode p : processor.path("processors")) checkTemplates(file, p, vocab);
+        if (!"TemplateProcessing".equals(processor.path("type").asText())) return;
+        JsonNode specials = processor.path("special_tokens");
+        for (String part : new String[] {"single", "pair"}) {
+            JsonNode pieces = processor.path(part);
+            if (!pieces.isMissingNode() && !pieces.isArray()) throw new IllegalArgumentException(file + ": post_processor template '" + part + "' must be an array, got " + pieces);
+            for (JsonNode piece : pieces) {
+                if (!piece.has("SpecialToken")) continue;
+                String name = piece.path("SpecialToken").path("id").asText();
+                JsonNode special = specials.path(name), ids = special.path("ids");
+                boolean ok = ids.isArray() && special.path("tokens").isArray() && special.path("tokens").size() == ids.size();
+                for (JsonNode id : ids) ok &= id.canConvertToInt() && id.asInt() >= 0 && id.asInt() < vocab.size();
+                if (!ok) throw new IllegalArgumentException(file + ": post_processor template '" + part + "' uses special token '" + name + "', which its special_tokens do not define with ids of the vocabulary: " + special);
+            }
+        }
+    }
+
+    /**
+     * With a {@code continuing_subword_prefix}, the second token of every BPE merge must start with it: the tokenizers
+     * library cuts the prefix off it unchecked, and panics (aborting the JVM) on a shorter token.
+     */
+    private static void checkMerges(Path file, JsonNode model) {
+        JsonNode prefix = model.path("continuing_subword_prefix");
+        if (!"BPE".equals(model.path("type").asText()) || !prefix.isTextual() || prefix.asText().isEmpty()) return;
+        for (JsonNode merge : model.path("merges")) {
+            String second = merge.isArray() ? merge.path(1).asText() : merge.asText().substring(merge.asText().indexOf(' ') + 1);
+            if (!second.startsWith(prefix.asText())) {
+                throw new IllegalArgumentException(file + ": BPE merge " + merge + " does not continue with the continuing_subword_prefix '" + prefix.asText() + "'");
+            }
+        }
+    }
 
     /** The TemplateProcessing post-processor (possibly inside a Sequence), or a missing node. */
     private static JsonNode template(JsonNode processor) {

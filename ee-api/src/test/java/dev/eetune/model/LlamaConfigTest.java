@@ -159,6 +159,15 @@ class LlamaConfigTest {
         Path badKv = write(LLAMA_32_1B.replace("\"num_key_value_heads\": 8", "\"num_key_value_heads\": 5"));
         assertThatThrownBy(() -> LlamaConfig.fromHfConfig(badKv)).hasMessageContaining(badKv.toString()).hasMessageContaining("nKvHeads 5");
 
+        // absurd sizes fail here, not when a cache or buffer is sized from them
+        Path huge = write(LLAMA_32_1B.replace("\"max_position_embeddings\": 131072", "\"max_position_embeddings\": 2147483647"));
+        assertThatThrownBy(() -> LlamaConfig.fromHfConfig(huge)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(huge.toString())
+            .hasMessageContaining("max_position_embeddings").hasMessageContaining("2147483647");
+        Path layers = write(LLAMA_32_1B.replace("\"num_hidden_layers\": 16", "\"num_hidden_layers\": 1000000"));
+        assertThatThrownBy(() -> LlamaConfig.fromHfConfig(layers)).hasMessageContaining("num_hidden_layers").hasMessageContaining("1000000");
+        Path tied = write(LLAMA_32_1B.replace("\"tie_word_embeddings\": true", "\"tie_word_embeddings\": \"yes\""));
+        assertThatThrownBy(() -> LlamaConfig.fromHfConfig(tied)).hasMessageContaining("tie_word_embeddings").hasMessageContaining("\"yes\"");
+
         Path notJson = Files.writeString(dir.resolve("broken.json"), "{");
         assertThatThrownBy(() -> LlamaConfig.fromHfConfig(notJson)).hasMessageContaining(notJson.toString());
     }

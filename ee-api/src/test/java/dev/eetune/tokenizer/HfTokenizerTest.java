@@ -128,7 +128,7 @@ class HfTokenizerTest {
     private static int id(String piece) { return LLAMA_VOCAB.get(piece); }
 
     /** Like Llama 2's tokenizer.json: ▁ for spaces, BPE with byte fallback, "<s> $A" template. */
-    private static ObjectNode llamaStyle() {
+    static ObjectNode llamaStyle() {
         ObjectNode root = JSON.createObjectNode().put("version", "1.0").putNull("truncation").putNull("padding");
         ArrayNode added = root.putArray("added_tokens");
         for (String s : List.of("<unk>", "<s>", "</s>")) added.add(addedToken(LLAMA_VOCAB.get(s), s));

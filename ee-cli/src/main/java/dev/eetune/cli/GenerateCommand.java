@@ -72,7 +72,8 @@ final class GenerateCommand implements Callable<Integer> {
             List<int[]> ids = new ArrayList<>();
             for (String p : prompts) ids.add(tok.encode(p));
             int longest = ids.stream().mapToInt(a -> a.length).max().orElse(1);
-            int maxLen = Math.min(model.config().maxSeqLen(), longest + maxTokens);
+            // the caches hold what this run needs, never the whole context (in long: --max-tokens may be huge)
+            int maxLen = (int) Math.min(model.config().maxSeqLen(), (long) longest + maxTokens);
             int budget = Math.max(0, maxLen - longest);
             if (budget < maxTokens) System.err.printf(Locale.ROOT, "note: --max-tokens %d cut to %d by the model's context of %d%n", maxTokens, budget, model.config().maxSeqLen());
             GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.eos() >= 0 ? Set.of(tok.eos()) : Set.of());

@@ -44,6 +44,13 @@ class CliTest {
     }
 
     @Test
+    void hugeMaxTokensAreCutToTheContextNotOverflowed() {
+        String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "2147483647");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[2]).contains("--max-tokens 2147483647 cut to 507 by the model's context of 512");
+    }
+
+    @Test
     void inspectDescribesTheCheckpoint() {
         String[] r = ee("inspect", "--model", TestData.stories260K().toString());
         assertThat(r[0]).isEqualTo("0");

@@ -11,6 +11,9 @@ public final class RandomModels {
             tied, qkvBias, false, qkvBias ? LlamaConfig.QWEN2 : LlamaConfig.LLAMA);
     }
 
+    /** The backbone of the head-file tests and of the nasty head files: dim 32, 3 layers, 4 heads (2 KV), hidden 48, vocabulary 64. */
+    public static LlamaModel headBackbone(Backend backend) { return random(config(32, 3, 4, 2, 48, 64, false, false, null), backend, 7); }
+
     /** A model with N(0, 0.3) matrices (large enough for non-trivial attention and logits). */
     public static LlamaModel random(LlamaConfig c, Backend backend, long seed) {
         LlamaModel m = LlamaModel.random(c, backend, seed, 0.3f);

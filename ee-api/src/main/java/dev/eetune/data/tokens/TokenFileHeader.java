@@ -70,10 +70,12 @@ record TokenFileHeader(int vocabSize, int bos, long tokenCount, long documentCou
             TokenFileHeader h = new TokenFileHeader(vocabSize, bos, tokens, documents, string(file, rest), string(file, rest));
             if (tokenBytes != h.tokenBytes()) throw corrupt(file, tokenBytes + " bytes per token for a vocabulary of " + vocabSize);
             if (h.length() != length) throw corrupt(file, "header length " + length + " does not fit its fields");
-            long expected = length + tokens * tokenBytes;
-            if (tokens < 0 || in.size() != expected) {
-                throw corrupt(file, "it holds " + in.size() + " bytes, but its header promises " + tokens + " tokens, " + expected + " bytes (truncated?)");
+            // bounded first, so that a forged count cannot wrap the product around to the file's size
+            if (tokens < 0 || tokens > Long.MAX_VALUE / 8 || in.size() != length + tokens * tokenBytes) {
+                throw corrupt(file, "it holds " + in.size() + " bytes, but its header promises " + tokens + " tokens of " + tokenBytes + " bytes after a "
+                    + length + "-byte header (truncated?)");
             }
+            if (documents < 0 || documents > tokens) throw corrupt(file, "document count " + documents + " for " + tokens + " tokens (each document starts with BOS)");
             return h;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read token file " + file, e);

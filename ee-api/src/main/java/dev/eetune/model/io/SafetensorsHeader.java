@@ -27,6 +27,8 @@ import java.util.Map;
 public final class SafetensorsHeader {
     /** The safetensors library refuses headers over 100 MB; so do we, rather than allocate whatever a corrupt file says. */
     private static final long MAX_HEADER_BYTES = 100_000_000L;
+    /** Far above any model's tensors; stops a forged shape of millions of dimensions from costing memory and time. */
+    private static final int MAX_RANK = 16;
     private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
 
     private final Path file;
@@ -89,9 +91,21 @@ public final class SafetensorsHeader {
         }
         entries.sort(Comparator.comparingLong(TensorEntry::fileOffset).thenComparing(TensorEntry::name));
         Map<String, TensorEntry> tensors = new LinkedHashMap<>();
-        for (TensorEntry e : entries) tensors.put(e.name(), e);
+        TensorEntry last = null; // the entry reaching furthest so far: two tensors sharing bytes would alias each other
+        for (TensorEntry e : entries) {
+            if (last != null && e.byteLength() > 0 && e.fileOffset() < end(last)) {
+                throw new IllegalArgumentException(file + ": tensor '" + e.name() + "' at data_offsets " + range(e, dataOffset) + " overlaps tensor '"
+                    + last.name() + "' at " + range(last, dataOffset));
+            }
+            if (last == null || end(e) > end(last)) last = e;
+            tensors.put(e.name(), e);
+        }
         return new SafetensorsHeader(file, dataOffset, Map.copyOf(metadata), tensors);
     }
+
+    private static long end(TensorEntry e) { return e.fileOffset() + e.byteLength(); }
+
+    private static String range(TensorEntry e, long dataOffset) { return "[" + (e.fileOffset() - dataOffset) + ", " + (end(e) - dataOffset) + "]"; }
 
     private static TensorEntry entry(Path file, long fileSize, long dataOffset, String name, JsonNode v) {
         String where = file + ": tensor '" + name + "'";
@@ -105,6 +119,7 @@ public final class SafetensorsHeader {
             throw new IllegalArgumentException(where + " has dtype '" + dtypeNode.asText() + "', which is not supported (supported: F32, BF16, F16, I32)", e);
         }
         if (!shapeNode.isArray()) throw new IllegalArgumentException(where + " has no shape array");
+        if (shapeNode.size() > MAX_RANK) throw new IllegalArgumentException(where + " has a shape of rank " + shapeNode.size() + " (at most " + MAX_RANK + " supported)");
         int[] dims = new int[shapeNode.size()];
         for (int i = 0; i < dims.length; i++) {
             JsonNode d = shapeNode.get(i);
@@ -125,7 +140,8 @@ public final class SafetensorsHeader {
         }
         long begin = offsets.get(0).asLong(), end = offsets.get(1).asLong();
         long dataBytes = fileSize - dataOffset;
-        if (begin < 0 || end < begin || end > dataBytes) {
+        if (begin < 0 || end < begin) throw new IllegalArgumentException(where + " has data_offsets [" + begin + ", " + end + "], which is not a range (0 <= begin <= end)");
+        if (end > dataBytes) {
             throw new IllegalArgumentException(where + " has data_offsets [" + begin + ", " + end + "] outside the " + dataBytes + " data bytes of the file");
         }
         if (end - begin != expected) {

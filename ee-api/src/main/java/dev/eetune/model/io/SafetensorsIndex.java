@@ -2,7 +2,10 @@ package dev.eetune.model.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -63,9 +66,7 @@ public final class SafetensorsIndex {
         List<SafetensorsHeader> shards = new ArrayList<>();
         Map<String, TensorEntry> tensors = new TreeMap<>();
         for (String shardName : new TreeSet<>(shardOf.values())) {
-            Path shard = index.resolveSibling(shardName);
-            if (!Files.isRegularFile(shard)) throw new IllegalArgumentException(index + ": shard " + shardName + " is missing (expected at " + shard + ")");
-            SafetensorsHeader h = SafetensorsHeader.read(shard);
+            SafetensorsHeader h = SafetensorsHeader.read(shardInFolder(index, shardName));
             shards.add(h);
             for (TensorEntry e : h.tensors()) {
                 TensorEntry other = tensors.put(e.name(), e);
@@ -79,6 +80,36 @@ public final class SafetensorsIndex {
             }
         }
         return new SafetensorsIndex(index, shards, tensors);
+    }
+
+    /**
+     * The shard {@code name} of {@code index}: a plain file name (no folders, no {@code ..}, not absolute) naming a
+     * regular file whose real path lies in the index's folder, or in the folder the index itself really lies in (the
+     * Hugging Face hub cache links every file of a snapshot to {@code ../../blobs/}). Checked before anything is read,
+     * and a name that leads outside is refused without saying anything about what is there.
+     */
+    private static Path shardInFolder(Path index, String name) {
+        Path folder = index.toAbsolutePath().getParent(), named;
+        try {
+            named = Path.of(name);
+        } catch (InvalidPathException e) {
+            named = null;
+        }
+        if (named == null || name.isEmpty() || named.isAbsolute() || named.getNameCount() != 1 || name.equals("..") || name.equals(".")) {
+            throw new IllegalArgumentException(index + ": weight_map names shard '" + name + "', which is not a file name in the model folder (shards must lie beside the index)");
+        }
+        Path shard = folder.resolve(named);
+        if (!Files.exists(shard, LinkOption.NOFOLLOW_LINKS)) throw new IllegalArgumentException(index + ": shard " + name + " is missing (expected at " + shard + ")");
+        Path real;
+        try {
+            real = shard.toRealPath();
+            if (!real.getParent().equals(folder.toRealPath()) && !real.getParent().equals(index.toRealPath().getParent())) real = null;
+        } catch (IOException e) {
+            real = null; // a dangling link: what it points to is none of our business
+        }
+        if (real == null) throw new IllegalArgumentException(index + ": shard " + name + " is a link that leads outside the model folder; refusing to read it");
+        if (!Files.isRegularFile(real)) throw new IllegalArgumentException(index + ": shard " + name + " is not a regular file");
+        return shard;
     }
 
     /** The file the checkpoint was opened from (the index, or the single safetensors file). */

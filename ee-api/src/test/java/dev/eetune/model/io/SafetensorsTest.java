@@ -127,35 +127,24 @@ class SafetensorsTest {
         Path huge = Files.write(dir.resolve("huge.safetensors"), ByteBuffer.allocate(16).order(ByteOrder.LITTLE_ENDIAN).putLong(1L << 40).array());
         assertThatThrownBy(() -> SafetensorsHeader.read(huge)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(huge.toString()).hasMessageContaining("header length");
 
-        Path notJson = raw("notjson", "{\"w\": [1, 2", 0);
-        assertThatThrownBy(() -> SafetensorsHeader.read(notJson)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(notJson.toString()).hasMessageContaining("JSON");
+        refused("notjson", "{\"w\": [1, 2", 0, "JSON");
 
-        Path dup = raw("dup", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(dup)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("w");
+        refused("dup", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w");
 
-        Path badMeta = raw("meta", "{\"__metadata__\":{\"n\":3}}", 0);
-        assertThatThrownBy(() -> SafetensorsHeader.read(badMeta)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("__metadata__").hasMessageContaining("'n'");
+        refused("meta", "{\"__metadata__\":{\"n\":3}}", 0, "__metadata__", "'n'");
     }
 
     @Test
     void entriesAreValidatedAgainstDtypeShapeAndFileSize() throws IOException {
-        Path i64 = raw("i64", "{\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16);
-        assertThatThrownBy(() -> SafetensorsHeader.read(i64)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining(i64.toString()).hasMessageContaining("'position_ids'").hasMessageContaining("'I64'").hasMessageContaining("not supported");
+        refused("i64", "{\"position_ids\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]}}", 16, "'position_ids'", "'I64'", "not supported");
 
-        Path outside = raw("outside", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
-        assertThatThrownBy(() -> SafetensorsHeader.read(outside)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining(outside.toString()).hasMessageContaining("'w'").hasMessageContaining("[0, 16]").hasMessageContaining("outside");
+        refused("outside", "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "'w'", "[0, 16]", "outside");
 
-        Path reversed = raw("reversed", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8);
-        assertThatThrownBy(() -> SafetensorsHeader.read(reversed)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("'w'");
+        refused("reversed", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, "'w'", "not a range");
 
-        Path wrongSize = raw("size", "{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 16);
-        assertThatThrownBy(() -> SafetensorsHeader.read(wrongSize)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining("'w'").hasMessageContaining("16 bytes").hasMessageContaining("needs 12");
+        refused("size", "{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,16]}}", 16, "'w'", "16 bytes", "needs 12");
 
-        Path negative = raw("neg", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4);
-        assertThatThrownBy(() -> SafetensorsHeader.read(negative)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("shape");
+        refused("neg", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "shape");
 
         Path ok = raw("ok", "{\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[4,8]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8);
         SafetensorsHeader h = SafetensorsHeader.read(ok);
@@ -210,6 +199,66 @@ class SafetensorsTest {
         Path empty = Files.createDirectories(dir.resolve("empty"));
         assertThatThrownBy(() -> SafetensorsIndex.open(empty)).isInstanceOf(IllegalArgumentException.class)
             .hasMessageContaining(empty.toString()).hasMessageContaining(SafetensorsIndex.SINGLE_FILE);
+    }
+
+    @Test
+    void overlappingTensorsAreRefusedNamingBoth() throws IOException {
+        refused("overlap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "'b'", "[4, 12]", "overlaps tensor 'a'");
+        // the same bytes under two names, and a small tensor inside a big one that does not start first
+        refused("alias", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "overlaps");
+        refused("inside", "{\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+            + "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 16, "overlaps");
+        // empty tensors take no bytes, so they overlap nothing
+        Path empty = raw("empty", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[4,4]}}", 8);
+        assertThat(SafetensorsHeader.read(empty).tensors()).hasSize(2);
+    }
+
+    @Test
+    void forgedShapesAreRefused() throws IOException {
+        refused("overflow", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2147483647],\"data_offsets\":[0,4]}}", 4, "'w'", "too many elements");
+        // elements x 4 bytes overflows a long although the element count does not
+        refused("bytes", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483647,2147483647,2],\"data_offsets\":[0,4]}}", 4, "too many elements");
+        refused("rank", "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + "1,".repeat(40) + "1],\"data_offsets\":[0,4]}}", 4, "rank 41");
+    }
+
+    @Test
+    void shardNamesMustStayInTheModelFolder() throws IOException {
+        Path outside = Files.createDirectories(dir.resolve("x"));
+        new SafetensorsWriter().put("w", new float[1000], Shape.of(1000), DType.F32).write(outside.resolve("shard.safetensors"));
+        String outsideSize = Long.toString(Files.size(outside.resolve("shard.safetensors")));
+        Path ckpt = Files.createDirectories(dir.resolve("model"));
+        for (String name : new String[] {"../x/shard.safetensors", outside.resolve("shard.safetensors").toString(), "..", "sub/../../x/shard.safetensors", ""}) {
+            Files.writeString(ckpt.resolve(SafetensorsIndex.INDEX_FILE), "{\"weight_map\": {\"w\": " + new ObjectMapper().writeValueAsString(name) + "}}");
+            assertThatThrownBy(() -> SafetensorsIndex.open(ckpt)).as(name).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(SafetensorsIndex.INDEX_FILE).hasMessageContaining("not a file name in the model folder").hasMessageNotContaining(outsideSize);
+        }
+        // a link in the folder that leads out, whether its target exists or not: refused, saying nothing about the target
+        Files.createSymbolicLink(ckpt.resolve("evil.safetensors"), outside.resolve("shard.safetensors"));
+        Files.createSymbolicLink(ckpt.resolve("dangling.safetensors"), outside.resolve("none.safetensors"));
+        for (String name : new String[] {"evil.safetensors", "dangling.safetensors"}) {
+            Files.writeString(ckpt.resolve(SafetensorsIndex.INDEX_FILE), "{\"weight_map\": {\"w\": \"" + name + "\"}}");
+            assertThatThrownBy(() -> SafetensorsIndex.open(ckpt)).as(name).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining(name).hasMessageContaining("leads outside the model folder")
+                .hasMessageNotContaining(outsideSize).hasMessageNotContaining(outside.toString());
+        }
+    }
+
+    @Test
+    void theHubCacheLayoutOfLinksIntoBlobsIsAccepted() throws IOException {
+        // models--org--name/snapshots/<rev>/{index, shard} -> ../../blobs/<hash>
+        Path blobs = Files.createDirectories(dir.resolve("hub/blobs")), snapshot = Files.createDirectories(dir.resolve("hub/snapshots/rev"));
+        new SafetensorsWriter().put("w", new float[] {1, 2}, Shape.of(2), DType.F32).write(blobs.resolve("b1"));
+        Files.writeString(blobs.resolve("b2"), "{\"weight_map\": {\"w\": \"model-00001-of-00001.safetensors\"}}");
+        Files.createSymbolicLink(snapshot.resolve("model-00001-of-00001.safetensors"), Path.of("../../blobs/b1"));
+        Files.createSymbolicLink(snapshot.resolve(SafetensorsIndex.INDEX_FILE), Path.of("../../blobs/b2"));
+        assertThat(SafetensorsIndex.open(snapshot).tensor("w").shape()).isEqualTo(Shape.of(2));
+    }
+
+    /** The file {@link #raw} writes is refused with a message naming it and containing {@code parts}. */
+    private void refused(String name, String headerJson, int dataBytes, String... parts) throws IOException {
+        Path file = raw(name, headerJson, dataBytes);
+        var thrown = assertThatThrownBy(() -> SafetensorsHeader.read(file)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(file.toString());
+        for (String p : parts) thrown.hasMessageContaining(p);
     }
 
     /** A file with the given header JSON and {@code dataBytes} zero bytes of data. */
