@@ -24,10 +24,19 @@ EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, f
     return 0;
 }
 
+static int row_has_nan(const float* x, int32_t n) {
+    int nan = 0;
+    for (int32_t j = 0; j < n; j++) nan |= x[j] != x[j];
+    return nan;
+}
+
 static void argmax_row(int32_t* idx, float* max_prob, const float* x, int32_t n, float inv_t) {
     const int32_t best = (int32_t)ee_row_argmax(x, n); /* the lowest index wins ties */
     *idx = best;
-    if (max_prob) *max_prob = (float)(1.0 / ee_row_exp(0, x, n, x[best], inv_t, 1.0f));
+    if (!max_prob) return;
+    /* a row with a NaN or an infinite maximum has no probability: NaN (as on the GPU), never a confident 1 or inf;
+     * the vector exp maps NaN to 0, so the sum alone cannot tell */
+    *max_prob = !isfinite(x[best]) || row_has_nan(x, n) ? NAN : (float)(1.0 / ee_row_exp(0, x, n, x[best], inv_t, 1.0f));
 }
 
 EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int32_t rows, int32_t n, float temperature) {

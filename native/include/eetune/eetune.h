@@ -163,7 +163,8 @@ EE_API int32_t ee_swiglu_bwd(float* dgate, float* dup, const float* dout, const 
 EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, float temperature);
 /**
  * For each row of logits (rows x n): idx[r] = argmax (lowest index on ties), max_prob[r] = max softmax probability
- * of logits / temperature (may be 0 = skip), computed as 1 / sum(exp((x - max) / temperature)).
+ * of logits / temperature (may be 0 = skip), computed as 1 / sum(exp((x - max) / temperature)). A row holding a NaN,
+ * or whose maximum is infinite, has no probability: max_prob = NaN (so it never passes a confidence threshold).
  */
 EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int32_t rows, int32_t n, float temperature);
 /**

@@ -224,6 +224,29 @@ class KernelTest {
         }
     }
 
+    /** A row with a NaN (anywhere, on the vector path too) or an infinite maximum has no confidence: NaN, never 1 or inf. */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void argmaxGivesNoConfidenceForNonFiniteRows(Binding binding) {
+        Backend be = backend(binding);
+        int n = 64;
+        float[][] rows = new float[5][n];
+        for (float[] row : rows) for (int j = 0; j < n; j++) row[j] = 0.01f * j;
+        rows[0][17] = Float.NaN;                 // one NaN among finite logits
+        Arrays.fill(rows[1], Float.NaN);         // all NaN
+        rows[2][3] = Float.POSITIVE_INFINITY;    // an infinite maximum
+        Arrays.fill(rows[3], Float.NEGATIVE_INFINITY);
+        float[] flat = new float[rows.length * n];
+        for (int i = 0; i < rows.length; i++) System.arraycopy(rows[i], 0, flat, i * n, n);
+        try (Scope sc = Scope.of(be)) {
+            Tensor idx = sc.allocate(DType.I32, rows.length), mp = sc.allocate(DType.F32, rows.length);
+            be.ops().argmax(idx, mp, sc.of(flat, rows.length, n), 1f);
+            float[] p = mp.toFloatArray();
+            for (int i = 0; i < 4; i++) assertThat(p[i]).as("row %d", i).isNaN();
+            assertThat(p[4]).as("the finite row").isBetween(0f, 1f);
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("bindings")
     void softmaxArgmaxAndTopP(Binding binding) {
