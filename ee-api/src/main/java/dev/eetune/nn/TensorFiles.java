@@ -45,13 +45,21 @@ public final class TensorFiles {
                 Tensor stored = scope.wrap(mapped.address(t.fileOffset(), t.byteLength()), t.dtype(), t.shape());
                 if (t.dtype() == dst.dtype()) dst.copyFrom(stored);
                 else be.ops().cast(dst, stored);
-                if (dst.dtype() == DType.F32 && !Double.isFinite(be.ops().sumSquares(dst))) { // squares of floats cannot overflow a double sum
-                    float[] v = dst.toFloatArray();
-                    int i = 0;
-                    while (Float.isFinite(v[i])) i++;
-                    throw new IllegalArgumentException(file + ": tensor '" + name + "' holds a non-finite value (" + v[i] + " at element " + i + ")");
-                }
+                String bad = firstNonFinite(name, dst);
+                if (bad != null) throw new IllegalArgumentException(file + ": " + bad);
             });
         }
+    }
+
+    /**
+     * "tensor 'NAME' holds a non-finite value (NaN at element i)" for the first NaN or infinity of an F32 tensor, or
+     * null: one native sum of squares (squares of floats cannot overflow a double sum), a host read only when it fails.
+     */
+    public static String firstNonFinite(String name, Tensor t) {
+        if (t.dtype() != DType.F32 || Double.isFinite(t.backend().ops().sumSquares(t))) return null;
+        float[] v = t.toFloatArray();
+        int i = 0;
+        while (Float.isFinite(v[i])) i++;
+        return "tensor '" + name + "' holds a non-finite value (" + v[i] + " at element " + i + ")";
     }
 }

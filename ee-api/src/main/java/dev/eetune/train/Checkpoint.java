@@ -257,19 +257,21 @@ public final class Checkpoint {
         return bad == null ? null : "optimizer " + bad;
     }
 
-    /** "tensor 'v.x' holds -1.0 at element 3 (...)" for the first bad value of {@code tensors} (second moments "v.*" must be >= 0), or null. */
+    /** The first non-finite value of {@code tensors}, or the first negative second moment ("v.*"), described; or null. */
     private static String firstBadValue(Map<String, Tensor> tensors) {
         for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+            String bad = TensorFiles.firstNonFinite(e.getKey(), e.getValue());
+            if (bad != null) return bad;
+        }
+        for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+            if (!e.getKey().startsWith("v.")) continue;
             Tensor t = e.getValue();
-            boolean nonNegative = e.getKey().startsWith("v.");
             long rowSize = t.size() / Math.max(1, t.dim(0));
             int perChunk = (int) Math.max(1, CHECK_CHUNK / Math.max(1, rowSize));
             for (int r = 0; r < t.dim(0); r += perChunk) {
                 float[] v = t.slice(r, Math.min(t.dim(0), r + perChunk)).toFloatArray();
                 for (int i = 0; i < v.length; i++) {
-                    if (!Float.isFinite(v[i]) || (nonNegative && v[i] < 0)) {
-                        return "tensor '" + e.getKey() + "' holds " + v[i] + " at element " + (r * rowSize + i) + (nonNegative ? " (a second moment: must be finite and >= 0)" : " (must be finite)");
-                    }
+                    if (v[i] < 0) return "tensor '" + e.getKey() + "' holds " + v[i] + " at element " + (r * rowSize + i) + " (a second moment: must be >= 0)";
                 }
             }
         }

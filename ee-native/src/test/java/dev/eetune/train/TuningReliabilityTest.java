@@ -112,7 +112,7 @@ class TuningReliabilityTest {
             editMoments(m, editState(good, "negative-v", j -> j), "2", new float[] {-1f});
             assertResumeFails(m, tmp.resolve("negative-v/step-0000002"), mlp, 6, data, "optimizer.safetensors: tensor 'v.exits.2.", "holds -1.0 at element 0 (a second moment");
             editMoments(m, editState(good, "nan-v", j -> j), "2", new float[] {Float.NaN});
-            assertResumeFails(m, tmp.resolve("nan-v/step-0000002"), mlp, 6, data, "optimizer.safetensors: tensor 'v.exits.2.", "holds NaN at element 0");
+            assertResumeFails(m, tmp.resolve("nan-v/step-0000002"), mlp, 6, data, "optimizer.safetensors: tensor 'v.exits.2.", "holds a non-finite value (NaN at element 0)");
             assertResumeFails(m, good, specs(ExitArchitecture.NORM, 2, 4), 6, data,
                 "state.json: written for exits [mlp@2(copy) T=1.0, mlp@4(copy) T=1.0], this run has exits [norm@2(copy) T=1.0, norm@4(copy) T=1.0]");
             assertResumeFails(m, good, specs(ExitArchitecture.MLP, 2), 6, data, "this run has exits [mlp@2(copy) T=1.0]");
