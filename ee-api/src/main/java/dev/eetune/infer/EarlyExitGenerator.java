@@ -12,7 +12,6 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
-import dev.eetune.tensor.SingleThreadGuard;
 import dev.eetune.tensor.Tensor;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -52,7 +51,7 @@ public final class EarlyExitGenerator implements Decoder {
     private final Map<Integer, KvCache> headCaches = new HashMap<>(); // own K/V of heads with their own layer, by exit layer
     private final Workspace ws;
     private final Scope scope;
-    private final SingleThreadGuard guard;
+    private final DecoderCalls calls;
     private Tensor xa, xb;
     private Tensor states;     // [maxBatch * maxLen, dim]: the kept layer-L outputs of pending rows (made on the first exit)
     private final int[][] doneLayers; // [sequence][position]: layers a pending row has been through (0: none)
@@ -102,7 +101,6 @@ public final class EarlyExitGenerator implements Decoder {
 
     /** {@code type}: the decoder the user holds (this one, or a {@link Generator} around it), named when misused. */
     EarlyExitGenerator(LlamaModel model, EarlyExitModel exits, EarlyExitPolicy policy, int maxBatch, int maxLen, Class<? extends Decoder> type) {
-        this.guard = new SingleThreadGuard(type);
         this.model = model;
         this.config = model.config();
         if (exits != null && exits.backbone() != model) throw new IllegalArgumentException("the exit heads belong to another backbone");
@@ -113,6 +111,7 @@ public final class EarlyExitGenerator implements Decoder {
         if (maxBatch < 1 || maxLen < 1) throw new IllegalArgumentException("maxBatch " + maxBatch + " and maxLen " + maxLen + " must be >= 1");
         this.ownsExits = exits == null;
         this.exits = exits == null ? EarlyExitModel.withoutExits(model) : exits;
+        this.calls = new DecoderCalls(type, this.exits);
         this.policy = policy;
         this.maxBatch = maxBatch;
         this.maxLen = maxLen;
@@ -148,9 +147,7 @@ public final class EarlyExitGenerator implements Decoder {
 
     @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
-        try (Scope.Lease call = guard.enter(); Scope.Lease use = exits.use()) {
-            return decode(prompts, cfg, listener);
-        }
+        return calls.call(() -> decode(prompts, cfg, listener));
     }
 
     private List<GenerationResult> decode(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
@@ -391,12 +388,12 @@ public final class EarlyExitGenerator implements Decoder {
 
     @Override
     public void close() {
-        try (Scope.Lease call = guard.enter()) {
+        calls.close(() -> {
             scope.close();
             ws.close();
             cache.close();
             headCaches.values().forEach(KvCache::close);
             if (ownsExits) exits.close();
-        }
+        });
     }
 }

@@ -12,7 +12,6 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
-import dev.eetune.tensor.SingleThreadGuard;
 import dev.eetune.tensor.Tensor;
 
 import java.util.Arrays;
@@ -45,7 +44,7 @@ public final class SelfSpeculativeDecoder implements Decoder {
     private final KvCache cache, headCache;
     private final Workspace ws;
     private final Scope scope;
-    private final SingleThreadGuard guard = new SingleThreadGuard(SelfSpeculativeDecoder.class);
+    private final DecoderCalls calls;
     private final Tensor states; // [maxBatch * (maxDraft + 1), dim]: layer-E hidden state of each drafted row
     private Stats stats = new Stats(0, 0, 0, 0, 0, 0);
     private static final GenerationConfig GREEDY = GenerationConfig.greedy(0, Set.of());
@@ -73,6 +72,7 @@ public final class SelfSpeculativeDecoder implements Decoder {
      */
     public SelfSpeculativeDecoder(EarlyExitModel exits, int draftExit, int draftLength, boolean adaptive, float confidenceStop, int maxBatch, int maxLen) {
         this.exits = exits;
+        this.calls = new DecoderCalls(SelfSpeculativeDecoder.class, exits);
         this.model = exits.backbone();
         this.config = model.config();
         this.drafter = exits.head(draftExit);
@@ -102,9 +102,7 @@ public final class SelfSpeculativeDecoder implements Decoder {
 
     @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
-        try (Scope.Lease call = guard.enter(); Scope.Lease use = exits.use()) {
-            return decode(prompts, cfg, listener);
-        }
+        return calls.call(() -> decode(prompts, cfg, listener));
     }
 
     private List<GenerationResult> decode(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
@@ -336,11 +334,11 @@ public final class SelfSpeculativeDecoder implements Decoder {
 
     @Override
     public void close() {
-        try (Scope.Lease call = guard.enter()) {
+        calls.close(() -> {
             scope.close();
             ws.close();
             cache.close();
             if (headCache != null) headCache.close();
-        }
+        });
     }
 }
