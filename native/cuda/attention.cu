@@ -44,6 +44,18 @@ static int set_heads(Args& a, const char* what, int n_heads, int n_kv_heads, int
     return (int64_t)n_kv_heads * a.n_sub > 65535 ? ee_fail("%s: too many heads (%d)", what, n_heads) : 0;
 }
 
+/* The outputs a thread owns in a block's heads x head_dim values: element threadIdx.x + i * THREADS is head my_g[i],
+ * dimension my_d[i]; their accumulators start at 0. */
+__device__ __forceinline__ void thread_outputs(int* my_g, int* my_d, float* acc, int D) {
+#pragma unroll
+    for (int i = 0; i < MAX_ACC; i++) {
+        int idx = threadIdx.x + i * THREADS;
+        my_g[i] = idx / D;
+        my_d[i] = idx % D;
+        acc[i] = 0.0f;
+    }
+}
+
 struct attn_fwd_args {
     float* out;
     float* lse;
@@ -96,13 +108,7 @@ __global__ void __launch_bounds__(THREADS) attention_fwd_kernel(attn_fwd_args a)
     }
     int my_g[MAX_ACC], my_d[MAX_ACC];
     float acc[MAX_ACC];
-#pragma unroll
-    for (int i = 0; i < MAX_ACC; i++) {
-        int idx = threadIdx.x + i * THREADS;
-        my_g[i] = idx / D;
-        my_d[i] = idx % D;
-        acc[i] = 0.0f;
-    }
+    thread_outputs(my_g, my_d, acc, D);
     const int64_t base = (int64_t)seq * a.max_len * kv_width + (int64_t)kh * D;
     const float* kb = a.k_cache + base;
     const float* vb = a.v_cache + base;
@@ -297,13 +303,7 @@ __global__ void __launch_bounds__(THREADS) attention_dq_kernel(attn_bwd_args a) 
     }
     int my_g[MAX_ACC], my_d[MAX_ACC];
     float acc[MAX_ACC];
-#pragma unroll
-    for (int i = 0; i < MAX_ACC; i++) {
-        int idx = threadIdx.x + i * THREADS;
-        my_g[i] = idx / D;
-        my_d[i] = idx % D;
-        acc[i] = 0.0f;
-    }
+    thread_outputs(my_g, my_d, acc, D);
     const float* kb = a.k + kv_row0 * kv_width + (int64_t)kh * D;
     const float* vb = a.v + kv_row0 * kv_width + (int64_t)kh * D;
     __syncthreads();
