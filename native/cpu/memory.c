@@ -1,6 +1,9 @@
 /* Host memory: aligned allocation, copies and fills (file mappings are in common/map_file.c). */
 #include <stdlib.h>
 #include <sys/mman.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "internal.h"
 
@@ -14,6 +17,11 @@ void* ee_alloc_host(size_t bytes) {
     const size_t rounded = bytes ? (bytes + align - 1) & ~(align - 1) : align;
     void* p = aligned_alloc(align, rounded);
     if (p && align == HUGE_PAGE) madvise(p, rounded, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#ifdef __SANITIZE_ADDRESS__
+    /* ASan builds (EE_SANITIZE): the rounding slack is poisoned, so a kernel reading or writing even one element past
+     * a buffer is reported instead of landing in bytes that happen to be ours */
+    if (p) ASAN_POISON_MEMORY_REGION((char*)p + bytes, rounded - bytes);
+#endif
     return p;
 }
 

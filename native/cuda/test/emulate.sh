@@ -3,6 +3,7 @@
 # a check of the kernels' logic (indexing, tiling, reductions, barriers) on a machine without a GPU. It cannot see
 # GPU-only problems (speed, real races, the memory model, cuBLAS), which native/cuda/device-check.sh covers.
 #   usage: native/cuda/test/emulate.sh [BUILD_DIR] [sanitize|check]   (needs g++, python3, cmake for libeecpu)
+# A libeecpu.so already in BUILD_DIR/cpu is used as the reference instead of building one (CI: .ci/native-checks.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 native=$(cd "$here/../.." && pwd)
@@ -22,7 +23,7 @@ g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$nativ
 g++ -std=c++17 -O1 -g -x c++ -I"$native/include" -o "$build/eecuda_check" "$here/sanitize_driver.cu" -ldl
 if [ ! -f "$build/cpu/libeecpu.so" ]; then
   cmake -S "$native" -B "$build/cpu" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build/cpu" --target eecpu -j1 >/dev/null
+  cmake --build "$build/cpu" --target eecpu -j "$(nproc)" >/dev/null
 fi
 g++ -std=c++17 -O2 -fPIC -shared -o "$build/libcublas_fake.so" "$here/emu/fake_cublas.cpp"
 echo "== emulated kernels, fallback GEMM kernel (EETUNE_CUBLAS=none)"

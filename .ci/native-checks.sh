@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# CI, native part (called from .ci/run before the Maven runs; also runs alone):
+#   1. libeecpu built with AddressSanitizer + UBSan (-DEE_SANITIZE=ON): the C self-test (SIMD and portable paths), then
+#      ee-native's KernelTest and BackwardKernelTest against it (FFM and JNA on JDK 22+, JNA on 17);
+#   2. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes, small shapes).
+# Fails on any sanitizer report or emulation FAIL. usage: .ci/native-checks.sh [JAVA_HOME] (default: the javac on PATH)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$PWD/target/native-checks
+java_home=${1:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}
+
+need=()
+command -v g++ >/dev/null || need+=(g++)
+command -v python3 >/dev/null || need+=(python3)
+# the sanitizer runtimes of Debian 12's gcc 12 (normally pulled in with gcc)
+[ -e "$(gcc -print-file-name=libasan.so)" ] || need+=(libasan8)
+[ -e "$(gcc -print-file-name=libubsan.so)" ] || need+=(libubsan1)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "native-checks: installing ${need[*]}"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
+fi
+
+step() {
+  local name=$1 t0=$SECONDS
+  shift
+  echo "native-checks: $name"
+  "$@"
+  echo "native-checks: $name: $((SECONDS - t0)) s"
+}
+
+rm -rf "$work"
+mkdir -p "$work/reports"
+# Every report ends its process with exit code 1 (ASan always; UBSan through -fno-sanitize-recover=all, see
+# native/CMakeLists.txt). ASan reports also go to files (pid-suffixed): inside a test JVM one is otherwise buried in
+# failsafe's stream dumps, and any file here fails the step even if some runner swallowed the exit code. UBSan ignores
+# log_path in this combined build; failsafe shows its reports (stderr of the crashed JVM).
+export ASAN_OPTIONS="log_path=$work/reports/asan"
+export UBSAN_OPTIONS=print_stacktrace=1
+no_reports() {
+  if compgen -G "$work/reports/*" >/dev/null; then
+    cat "$work"/reports/*
+    echo "native-checks: FAIL: sanitizer report(s) above" >&2
+    return 1
+  fi
+}
+
+sanitized_build() {
+  cmake -S native -B "$work/asan" -DEE_SANITIZE=ON >/dev/null
+  cmake --build "$work/asan" -j "$(nproc)" --target eecpu eecpu_selftest >/dev/null
+}
+
+selftest() {
+  ctest --test-dir "$work/asan" --output-on-failure
+  no_reports
+}
+
+# The forked test JVM runs through a java wrapper (failsafe's -Djvm wants a path ending in bin/java; the release file
+# tells it the JDK version) that preloads the ASan runtime, which must come before the JVM's own libraries.
+java_tests() {
+  local jdk=$work/asan-jdk
+  mkdir -p "$jdk/bin"
+  ln -s "$java_home/release" "$jdk/release"
+  # detect_leaks=0: the JVM never frees much of what it allocates, and LeakSanitizer crashes on its memory layout.
+  # handle_segv/sigbus/sigfpe=0: the JVM raises these on purpose (implicit null checks, safepoint polls, division by
+  # zero, truncated mapped files) and handles them itself; ASan must leave them to it.
+  cat >"$jdk/bin/java" <<EOF
+#!/bin/sh
+export LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+export ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0:handle_segv=0:handle_sigbus=0:handle_sigfpe=0
+export EETUNE_NATIVE_PATH=$work/asan
+echo >>$work/jvm-started
+exec $java_home/bin/java "\$@"
+EOF
+  chmod +x "$jdk/bin/java"
+  # -Dtest=NONE: ee-api is built (ee-native needs it) but its tests are left to the main runs
+  local rc=0
+  JAVA_HOME=$java_home ./mvnw -B -q -pl ee-native -am verify -Djvm="$jdk/bin/java" \
+    -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false -Dit.test=KernelTest,BackwardKernelTest || rc=$?
+  no_reports # a report kills the test JVM: Maven only says "The forked VM terminated", the report says why
+  # a passing run that never went through the wrapper tested the unsanitized library
+  [ -f "$work/jvm-started" ] || { echo "native-checks: FAIL: the tests did not run through $jdk/bin/java" >&2; return 1; }
+  return $rc
+}
+
+step "build libeecpu with ASan + UBSan" sanitized_build
+step "self-test under ASan + UBSan" selftest
+step "KernelTest, BackwardKernelTest under ASan + UBSan ($java_home)" java_tests
+unset ASAN_OPTIONS UBSAN_OPTIONS
+# the reference libeecpu is the Release build Maven just made (saves building it again)
+mkdir -p "$work/emu/cpu"
+cp ee-native/target/cmake/libeecpu.so "$work/emu/cpu/"
+step "CUDA kernels in the CPU emulation" native/cuda/test/emulate.sh "$work/emu" sanitize
