@@ -2,7 +2,8 @@
 # CI, native part (called from .ci/run before the Maven runs; also runs alone):
 #   1. libeecpu built with AddressSanitizer + UBSan (-DEE_SANITIZE=ON): the C self-test (SIMD and portable paths), then
 #      ee-native's KernelTest and BackwardKernelTest against it (FFM and JNA on JDK 22+, JNA on 17);
-#   2. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes, small shapes).
+#   2. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
+#      its first pass on many odd sizes, the full check).
 # Fails on any sanitizer report or emulation FAIL. usage: .ci/native-checks.sh [JAVA_HOME] (default: the javac on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,4 +90,5 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # the reference libeecpu is the Release build Maven just made (saves building it again)
 mkdir -p "$work/emu/cpu"
 cp ee-native/target/cmake/libeecpu.so "$work/emu/cpu/"
-step "CUDA kernels in the CPU emulation" native/cuda/test/emulate.sh "$work/emu" sanitize
+step "CUDA kernels in the CPU emulation, small shapes (3 passes)" native/cuda/test/emulate.sh "$work/emu" sanitize
+step "CUDA kernels in the CPU emulation, many odd sizes (first pass)" native/cuda/test/emulate.sh "$work/emu" check 1

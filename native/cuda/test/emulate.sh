@@ -2,13 +2,16 @@
 # Runs libeecuda's kernels on the CPU, in an emulation of the CUDA execution model (test/emu), against libeecpu:
 # a check of the kernels' logic (indexing, tiling, reductions, barriers) on a machine without a GPU. It cannot see
 # GPU-only problems (speed, real races, the memory model, cuBLAS), which native/cuda/device-check.sh covers.
-#   usage: native/cuda/test/emulate.sh [BUILD_DIR] [sanitize|check]   (needs g++, python3, cmake for libeecpu)
+#   usage: native/cuda/test/emulate.sh [BUILD_DIR] [sanitize|check] [PASSES]   (needs g++, python3, cmake for libeecpu)
+# sanitize: every kernel once on small shapes; check: every kernel on many odd sizes (slow). PASSES (1-3, default 3)
+# runs the first 1, 2 or 3 of the passes below.
 # A libeecpu.so already in BUILD_DIR/cpu is used as the reference instead of building one (CI: .ci/native-checks.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 native=$(cd "$here/../.." && pwd)
 build=${1:-/tmp/eecuda-emu}
 mode=${2:-sanitize}
+passes=${3:-3}
 mkdir -p "$build/src"
 for f in "$native"/cuda/*.cu; do
   python3 "$here/emu/transform.py" "$f" "$build/src/$(basename "${f%.cu}").cpp"
@@ -28,7 +31,9 @@ fi
 g++ -std=c++17 -O2 -fPIC -shared -o "$build/libcublas_fake.so" "$here/emu/fake_cublas.cpp"
 echo "== emulated kernels, fallback GEMM kernel (EETUNE_CUBLAS=none)"
 EETUNE_CUBLAS=none "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"
+[ "$passes" -ge 2 ] || exit 0
 echo "== emulated kernels, GEMMs through a reference cuBLAS (checks the row-major mapping and the 16-bit casts)"
 EETUNE_CUBLAS="$build/libcublas_fake.so" "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"
+[ "$passes" -ge 3 ] || exit 0
 echo "== emulated kernels on 100 'multiprocessors' (small grids take the split-K attention path)"
 EE_EMU_SMS=100 EETUNE_CUBLAS=none "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"
