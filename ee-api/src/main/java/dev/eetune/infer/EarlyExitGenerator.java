@@ -247,29 +247,32 @@ public final class EarlyExitGenerator implements Decoder {
             this.spare = xb;
         }
 
-        /** Adds to the pass the pending rows (of active sequences) that stopped after the previous layer. */
+        /** Rows that stopped after the previous layer join; the rows about to run the layer are counted. */
         @Override
         public Pass beforeLayer(int layer, Pass pass) {
+            Pass joined = joinPending(layer, pass);
+            counters.rowLayers += joined.rowCount();
+            return joined;
+        }
+
+        /** Adds the pending rows that stopped after layer - 1 to the pass (nothing can be pending before any exit). */
+        private Pass joinPending(int layer, Pass pass) {
+            if (layer == 1 || states == null) return pass;
             List<Integer> slots = new ArrayList<>();
-            if (layer > 1 && states != null) {
-                for (int s : active) {
-                    for (int p = fed[s]; p < batch.length(s) - 1; p++) {
-                        if (doneLayers[s][p] == layer - 1) {
-                            rows.add(new Row(s, p));
-                            slots.add(slot(s, p));
-                        }
+            for (int s : active) {
+                for (int p = fed[s]; p < batch.length(s) - 1; p++) {
+                    if (doneLayers[s][p] == layer - 1) {
+                        rows.add(new Row(s, p));
+                        slots.add(slot(s, p));
                     }
                 }
             }
-            if (!slots.isEmpty()) {
-                int n = rows.size(), k = slots.size();
-                try (Scope s = scope.child()) {
-                    model.backend().ops().gatherRows(x.slice(n - k, n), states, s.of(slots.stream().mapToInt(Integer::intValue).toArray(), k));
-                }
-                pass = new Pass(x.slice(0, n), ws.rows(seqs(rows), positions(rows)));
+            if (slots.isEmpty()) return pass;
+            int n = rows.size(), k = slots.size();
+            try (Scope s = scope.child()) {
+                model.backend().ops().gatherRows(x.slice(n - k, n), states, s.of(slots.stream().mapToInt(Integer::intValue).toArray(), k));
             }
-            counters.rowLayers += pass.rowCount();
-            return pass;
+            return new Pass(x.slice(0, n), ws.rows(seqs(rows), positions(rows)));
         }
 
         @Override

@@ -161,12 +161,11 @@ public final class SelfSpeculativeDecoder implements Decoder {
                 // 2. verify: [x_n, d_1..d_k] through layers E+1..N from the saved layer-E states (d_k first runs 1..E)
                 Predictions p = verify(round, live, batch, drafts, count, cfg);
                 // 3. accept the longest agreeing prefix, then the full model's token
-                int at = 0;
-                for (int i = 0; i < n; i++) {
+                for (int i = 0, first = 0; i < n; first += count[i] + 1, i++) { // first: sequence i's first verification row
                     int s = live[i], c = count[i];
                     int acc = 0;
-                    for (int j = 0; j <= c && batch.running(s); j++, at++) {
-                        int position = batch.length(s);
+                    for (int j = 0; j <= c && batch.running(s); j++) {
+                        int at = first + j, position = batch.length(s);
                         if (j < c) {
                             int d = drafts[i][j];
                             boolean ok = cfg.isGreedy() ? d == p.argmax[at]
@@ -182,7 +181,6 @@ public final class SelfSpeculativeDecoder implements Decoder {
                         }
                         break;
                     }
-                    at = rowStart(count, i + 1);
                     accepted += acc;
                     if (adaptive) k[s] = acc == c ? Math.min(maxDraft, k[s] + 2) : Math.max(1, k[s] - 1);
                 }
