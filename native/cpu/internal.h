@@ -59,6 +59,19 @@ int ee_threads_for(double work);
 #define EE_PARALLEL_FOR(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(static, nt, i, n, __VA_ARGS__)
 #define EE_PARALLEL_FOR_DYNAMIC(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(dynamic, nt, i, n, __VA_ARGS__)
 
+/*
+ * The thread pool (pool.c): every parallel region of the library goes through these two calls, so that one pool of
+ * ee_set_num_threads workers runs all parallel work.
+ * ee_parallel(nt, fn, ctx) runs fn(ctx, tid, nt) once on each of nt threads (the caller is tid 0) and returns when
+ * all have returned; nt <= 1 is a plain call fn(ctx, 0, 1). Inside fn, ee_team_barrier(nt) waits for the whole team.
+ * ee_parallel_range(nt, n, fn, ctx) splits [0, n) into at most nt contiguous ranges, fn(ctx, begin, end) for each.
+ */
+typedef void (*ee_team_fn)(void* ctx, int tid, int nt);
+typedef void (*ee_range_fn)(void* ctx, int64_t begin, int64_t end);
+void ee_parallel(int nt, ee_team_fn fn, void* ctx);
+void ee_team_barrier(int nt);
+void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
+
 /* 64-byte aligned memory (huge-page backed when large) released with free(); 0 if out of memory (memory.c). */
 void* ee_alloc_host(size_t bytes);
 
