@@ -47,7 +47,7 @@ no_reports() {
 
 sanitized_build() {
   cmake -S native -B "$work/asan" -DEE_SANITIZE=ON >/dev/null
-  cmake --build "$work/asan" -j "$(nproc)" --target eecpu eecpu_selftest >/dev/null
+  cmake --build "$work/asan" -j "$(nproc)" --target eecpu eecpu_selftest eecpu_pooltest >/dev/null
 }
 
 selftest() {

@@ -12,6 +12,8 @@
  */
 #include <math.h>
 
+#include <stdatomic.h>
+
 #include "internal.h"
 
 /* The kernels below are written once as always-inline bodies and instantiated for the baseline, AVX2 and AVX-512
@@ -265,7 +267,40 @@ typedef struct {
     const int32_t *row_seq, *row_pos;
     int32_t rows, n_heads, n_kv_heads, D, max_len, rows_per_item, head_chunks, heads_per_chunk;
     float scale;
+    void (*attend)(ATTEND_ARGS); /* the decode-like path's kernel */
 } fwd_ctx;
+
+/* Dynamic scheduling on the pool: each thread takes the next item from a shared counter, since items differ in work
+ * (later positions attend to more keys). */
+typedef struct {
+    void (*item)(const void* ctx, int64_t i);
+    const void* ctx;
+    int64_t n;
+    _Atomic int64_t next;
+} dynamic_job;
+
+static void dynamic_team(void* p, int tid, int nt) {
+    dynamic_job* job = p;
+    for (int64_t i; (i = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < job->n;) job->item(job->ctx, i);
+}
+
+static void parallel_dynamic(int nt, int64_t n, void (*item)(const void*, int64_t), const void* ctx) {
+    if (nt <= 1 || n <= 1) {
+        for (int64_t i = 0; i < n; i++) item(ctx, i);
+        return;
+    }
+    dynamic_job job = {item, ctx, n, 0};
+    ee_parallel(nt < n ? nt : (int)n, dynamic_team, &job);
+}
+
+/* decode-like item = (row, head) */
+static void fwd_row_head(const void* p, int64_t i) {
+    const fwd_ctx* c = p;
+    const int64_t r = i / c->n_heads, h = i % c->n_heads, D = c->D;
+    const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
+    const size_t kv = (size_t)c->row_seq[r] * c->max_len * kv_width + (size_t)(h / (c->n_heads / c->n_kv_heads)) * D;
+    c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + i : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
+}
 
 /* item = (chunk of rows_per_item rows, KV head, chunk of its query heads); the rows split where the sequence changes */
 EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int dt) {
@@ -287,9 +322,9 @@ EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int 
     }
 }
 
-static void fwd_item_base(const fwd_ctx* c, int64_t item) { fwd_item(c, item, 2, 2); }
-EE_AVX2 static void fwd_item_avx2(const fwd_ctx* c, int64_t item) { fwd_item(c, item, 4, 4); }
-EE_AVX512 static void fwd_item_avx512(const fwd_ctx* c, int64_t item) { fwd_item(c, item, 8, 8); }
+static void fwd_item_base(const void* c, int64_t item) { fwd_item(c, item, 2, 2); }
+EE_AVX2 static void fwd_item_avx2(const void* c, int64_t item) { fwd_item(c, item, 4, 4); }
+EE_AVX512 static void fwd_item_avx512(const void* c, int64_t item) { fwd_item(c, item, 8, 8); }
 
 /* heads of a group per slot block (<= LANES, near-equal chunks) and rows per block */
 static void slot_shape(int group, int* head_chunks, int* heads_per_chunk, int* rows_per_block) {
@@ -311,26 +346,20 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
         keys += row_pos[r] + 1;
         runs += r == 0 || row_seq[r] != row_seq[r - 1];
     }
-    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale};
+    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale, 0};
     slot_shape(n_heads / n_kv_heads, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_item);
     const ee_cpu* cpu = ee_cpu_get();
     if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
         /* decode-like (about one row per sequence): one (row, head) per task, the heads of a row after another, so
          * that a sequence's cache rows are used while they are in cache */
-        const int32_t group = n_heads / n_kv_heads, D = head_dim;
-        const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)n_kv_heads * D;
-        void (*attend_any)(ATTEND_ARGS) = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
-        EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(4.0 * keys * n_heads * D), i, (int64_t)rows * n_heads, {
-            const int64_t r = i / n_heads, h = i % n_heads;
-            const size_t kv = (size_t)row_seq[r] * max_len * kv_width + (size_t)(h / group) * D;
-            attend_any(out + r * q_width + h * D, lse ? lse + i : 0, q + r * q_width + h * D, k_cache + kv, v_cache + kv, kv_width, row_pos[r] + 1, D, scale);
-        });
+        c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
+        parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);
         return 0;
     }
-    void (*item_any)(const fwd_ctx*, int64_t) = cpu->avx512 ? fwd_item_avx512 : cpu->avx2 ? fwd_item_avx2 : fwd_item_base;
+    void (*item_any)(const void*, int64_t) = cpu->avx512 ? fwd_item_avx512 : cpu->avx2 ? fwd_item_avx2 : fwd_item_base;
     const int64_t items = (int64_t)ee_ceil_div(rows, c.rows_per_item) * n_kv_heads * c.head_chunks;
     /* later positions attend to more keys: dynamic scheduling balances the causal triangle */
-    EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(4.0 * keys * n_heads * head_dim), i, items, item_any(&c, i));
+    parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), items, item_any, &c);
     return 0;
 }
 
@@ -387,6 +416,7 @@ typedef struct {
     const float *dout, *out, *lse, *q, *k, *v;
     int32_t seq, n_heads, n_kv_heads, D, rows_per_block, head_chunks, heads_per_chunk;
     float scale;
+    void (*attend_bwd)(ATTEND_BWD_ARGS); /* the kernel for head_dim > DMAX */
 } bwd_ctx;
 
 /* task = (batch, KV head): it owns the dk/dv rows of that KV head and the dq rows of the heads sharing it */
@@ -402,9 +432,22 @@ EE_INLINE void bwd_task(const bwd_ctx* c, int64_t task, const int kt, const int 
     }
 }
 
-static void bwd_task_base(const bwd_ctx* c, int64_t task) { bwd_task(c, task, 2, 2); }
-EE_AVX2 static void bwd_task_avx2(const bwd_ctx* c, int64_t task) { bwd_task(c, task, 4, 4); }
-EE_AVX512 static void bwd_task_avx512(const bwd_ctx* c, int64_t task) { bwd_task(c, task, 8, 8); }
+static void bwd_task_base(const void* c, int64_t task) { bwd_task(c, task, 2, 2); }
+EE_AVX2 static void bwd_task_avx2(const void* c, int64_t task) { bwd_task(c, task, 4, 4); }
+EE_AVX512 static void bwd_task_avx512(const void* c, int64_t task) { bwd_task(c, task, 8, 8); }
+
+/* the same task for head_dim > DMAX: one head at a time */
+static void bwd_task_wide(const void* p, int64_t task) {
+    const bwd_ctx* c = p;
+    const int32_t group = c->n_heads / c->n_kv_heads, D = c->D, seq = c->seq, n_heads = c->n_heads;
+    const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
+    const int64_t b = task / c->n_kv_heads, kvh = task % c->n_kv_heads;
+    const size_t kv = (size_t)b * seq * kv_width + (size_t)kvh * D;
+    for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
+        const size_t qo = (size_t)b * seq * q_width + (size_t)h * D;
+        c->attend_bwd(c->dq + qo, c->dk + kv, c->dv + kv, c->dout + qo, c->out + qo, c->lse + (size_t)b * seq * n_heads + h, c->q + qo, c->k + kv, c->v + kv, seq, q_width, kv_width, n_heads, D, c->scale);
+    }
+}
 
 EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse, const float* q, const float* k, const float* v, int32_t batch, int32_t seq, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, float scale) {
     if (batch < 0 || seq < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_heads % n_kv_heads)
@@ -412,24 +455,16 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
     if (batch == 0 || seq == 0) return 0;
     if (!dq || !dk || !dv || !dout || !out || !lse || !q || !k || !v) return ee_fail("ee_attention_bwd: null pointer");
     const int32_t group = n_heads / n_kv_heads, D = head_dim;
-    const size_t q_width = (size_t)n_heads * D, kv_width = (size_t)n_kv_heads * D;
     const ee_cpu* cpu = ee_cpu_get();
     const double work = 10.0 * batch * n_heads * D * 0.5 * seq * (seq + 1.0);
+    bwd_ctx c = {dq, dk, dv, dout, out, lse, q, k, v, seq, n_heads, n_kv_heads, D, 0, 0, 0, scale, 0};
     if (D <= DMAX) {
-        bwd_ctx c = {dq, dk, dv, dout, out, lse, q, k, v, seq, n_heads, n_kv_heads, D, 0, 0, 0, scale};
         slot_shape(group, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_block);
-        void (*task_any)(const bwd_ctx*, int64_t) = cpu->avx512 ? bwd_task_avx512 : cpu->avx2 ? bwd_task_avx2 : bwd_task_base;
-        EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(work), task, (int64_t)batch * n_kv_heads, task_any(&c, task));
+        void (*task_any)(const void*, int64_t) = cpu->avx512 ? bwd_task_avx512 : cpu->avx2 ? bwd_task_avx2 : bwd_task_base;
+        parallel_dynamic(ee_threads_for(work), (int64_t)batch * n_kv_heads, task_any, &c);
         return 0;
     }
-    void (*attend_bwd_any)(ATTEND_BWD_ARGS) = cpu->avx512 ? attend_bwd_avx512 : cpu->avx2 ? attend_bwd_avx2 : attend_bwd_base;
-    EE_PARALLEL_FOR_DYNAMIC(ee_threads_for(work), task, (int64_t)batch * n_kv_heads, {
-        const int64_t b = task / n_kv_heads, kvh = task % n_kv_heads;
-        const size_t kv = (size_t)b * seq * kv_width + (size_t)kvh * D;
-        for (int64_t h = kvh * group; h < (kvh + 1) * group; h++) {
-            const size_t qo = (size_t)b * seq * q_width + (size_t)h * D;
-            attend_bwd_any(dq + qo, dk + kv, dv + kv, dout + qo, out + qo, lse + (size_t)b * seq * n_heads + h, q + qo, k + kv, v + kv, seq, q_width, kv_width, n_heads, D, scale);
-        }
-    });
+    c.attend_bwd = cpu->avx512 ? attend_bwd_avx512 : cpu->avx2 ? attend_bwd_avx2 : attend_bwd_base;
+    parallel_dynamic(ee_threads_for(work), (int64_t)batch * n_kv_heads, bwd_task_wide, &c);
     return 0;
 }

@@ -20,12 +20,25 @@ static void lookup_row(float* out, const void* table, int32_t dtype, size_t offs
     }
 }
 
+typedef struct {
+    float* out;
+    const void* table;
+    const int32_t* ids;
+    int32_t dtype, dim;
+} lookup_job;
+
+static void lookup_rows(void* ctx, int64_t r0, int64_t r1) {
+    const lookup_job* j = ctx;
+    for (int64_t r = r0; r < r1; r++) lookup_row(j->out + r * j->dim, j->table, j->dtype, (size_t)j->ids[r] * j->dim, j->dim);
+}
+
 EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dtype, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab) {
     if (!ee_is_float_dtype(table_dtype)) return ee_fail("ee_embedding_fwd: unsupported table dtype %d", table_dtype);
     if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_fwd: negative size") : 0;
     if (!out || !table || !ids) return ee_fail("ee_embedding_fwd: null pointer");
     if (check_ids(EE_BAD_EMBEDDING_FWD_ID, ids, n, vocab)) return 1;
-    EE_PARALLEL_FOR(ee_threads_for((double)n * dim), r, n, lookup_row(out + r * dim, table, table_dtype, (size_t)ids[r] * dim, dim));
+    lookup_job job = {out, table, ids, table_dtype, dim};
+    ee_parallel_range(ee_threads_for((double)n * dim), n, lookup_rows, &job);
     return 0;
 }
 
@@ -40,11 +53,24 @@ static void scatter_columns(float* dtable, const float* dout, const int32_t* ids
     }
 }
 
+typedef struct {
+    float* dtable;
+    const float* dout;
+    const int32_t* ids;
+    int32_t n, dim;
+} scatter_job;
+
+static void scatter_blocks(void* ctx, int64_t blk0, int64_t blk1) {
+    const scatter_job* j = ctx;
+    for (int64_t blk = blk0; blk < blk1; blk++) scatter_columns(j->dtable, j->dout, j->ids, j->n, j->dim, (int32_t)blk * COLUMN_BLOCK);
+}
+
 /* Threads own disjoint column ranges, so repeated ids need no atomics and the sum order is fixed. */
 EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab) {
     if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_bwd: negative size") : 0;
     if (!dtable || !dout || !ids) return ee_fail("ee_embedding_bwd: null pointer");
     if (check_ids(EE_BAD_EMBEDDING_BWD_ID, ids, n, vocab)) return 1;
-    EE_PARALLEL_FOR(ee_threads_for((double)n * dim), blk, ee_ceil_div(dim, COLUMN_BLOCK), scatter_columns(dtable, dout, ids, n, dim, blk * COLUMN_BLOCK));
+    scatter_job job = {dtable, dout, ids, n, dim};
+    ee_parallel_range(ee_threads_for((double)n * dim), ee_ceil_div(dim, COLUMN_BLOCK), scatter_blocks, &job);
     return 0;
 }

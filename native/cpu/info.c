@@ -2,9 +2,11 @@
  * Library information and the process-wide runtime: CPU feature detection, the optional OpenBLAS found with dlopen,
  * the worker thread count and per-thread scratch buffers (the last error is in common/error.c).
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <dlfcn.h>
-#include <omp.h>
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -37,8 +39,27 @@ static void load_blas(void) {
         }
         cpu.sgemm = sgemm;
         cpu.blas_set_num_threads = (void (*)(int))dlsym(lib, "openblas_set_num_threads");
+        if (cpu.blas_set_num_threads) cpu.blas_set_num_threads(1); /* our pool runs its slices (internal.h) */
         return; /* the library stays loaded for the life of the process */
     }
+}
+
+/* A positive thread count from the environment variable, or 0 when unset or not a number. OMP_NUM_THREADS may be a
+ * list (one count per nesting level): its first entry is the one that counts. */
+static int env_threads(const char* name) {
+    const char* v = getenv(name);
+    if (!v || !*v) return 0;
+    char* end;
+    long n = strtol(v, &end, 10);
+    return end != v && (*end == 0 || *end == ',') && n > 0 ? (int)(n < EE_MAX_THREADS ? n : EE_MAX_THREADS) : 0;
+}
+
+/* The CPUs this process may run on (taskset, cgroup cpusets), else the online ones. */
+static int cpus_allowed(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 static void cpu_init(void) {
@@ -47,9 +68,12 @@ static void cpu_init(void) {
     cpu.avx2 = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     cpu.avx512 = cpu.avx2 && !env_flag("EETUNE_NO_AVX512") && __builtin_cpu_supports("avx512f");
     load_blas();
-    default_threads = omp_get_max_threads(); /* honours OMP_NUM_THREADS */
+    /* EETUNE_NUM_THREADS, else OMP_NUM_THREADS (which configured the OpenMP pool before ours), else every CPU */
+    int n = env_threads("EETUNE_NUM_THREADS");
+    if (!n) n = env_threads("OMP_NUM_THREADS");
+    if (!n) n = cpus_allowed();
+    default_threads = n < EE_MAX_THREADS ? n : EE_MAX_THREADS;
     num_threads = default_threads;
-    if (cpu.blas_set_num_threads) cpu.blas_set_num_threads(default_threads);
 }
 
 const ee_cpu* ee_cpu_get(void) {
@@ -59,6 +83,11 @@ const ee_cpu* ee_cpu_get(void) {
 
 /* Below this many operations a parallel region costs more than it saves (fork/join is a few microseconds). */
 #define PARALLEL_MIN_WORK 32768.0
+
+int ee_num_threads(void) {
+    ee_cpu_get();
+    return num_threads;
+}
 
 int ee_threads_for(double work) {
     ee_cpu_get();
@@ -125,8 +154,9 @@ EE_API int32_t ee_device_count(void) { return 1; }
 
 EE_API int32_t ee_set_num_threads(int32_t n) {
     const ee_cpu* c = ee_cpu_get();
-    num_threads = n > 0 ? n : default_threads;
-    if (c->blas_set_num_threads) c->blas_set_num_threads(num_threads);
+    num_threads = n <= 0 ? default_threads : n < EE_MAX_THREADS ? n : EE_MAX_THREADS;
+    /* OpenBLAS stays single-threaded whatever the count (set again in case the host changed it) */
+    if (c->blas_set_num_threads) c->blas_set_num_threads(1);
     return num_threads;
 }
 

@@ -40,9 +40,32 @@ int ee_threads_for(double work);
 #define EE_GEMM_WORK(m, n, k) ((double)(m) * (n) * (k) / 16.0)
 
 /*
- * EE_PARALLEL_FOR(nt, i, n, statement): runs the statement for int64_t i in [0, n), statically split over nt (at
- * most n) OpenMP threads, or as a plain loop when that is 1 -- even a one-thread OpenMP region allocates a team
- * (about 0.5 us, more than a small kernel costs). EE_PARALLEL_FOR_DYNAMIC hands out iterations one at a time.
+ * The thread pool (pool.c): every parallel region of the library goes through these calls, so that one pool of
+ * ee_set_num_threads threads (the caller and its workers) runs all parallel work.
+ * ee_parallel(nt, fn, ctx) runs fn(ctx, tid, nt') once for each tid < nt' and returns when all have returned, where
+ * nt' <= nt is the team it got: the configured thread count caps nt, and a call made inside a region (nesting) or
+ * while another thread's region runs (several Java threads calling at once) runs alone, fn(ctx, 0, 1), on the
+ * calling thread. So fn must split its work by the nt' it is given, never by the nt it asked for. The caller runs
+ * tid 0 and whatever tids no worker has started yet, so a region never waits for a worker the OS has not scheduled.
+ * Inside fn, ee_team_barrier(nt') waits for the whole team (a no-op for nt' = 1).
+ * ee_parallel_range(nt, n, fn, ctx) splits [0, n) into at most nt contiguous ranges, fn(ctx, begin, end) for each.
+ * Dynamic scheduling is the caller's: fn takes items from an atomic counter in ctx (attention.c).
+ *
+ * BLAS: OpenBLAS is set to one thread (info.c, at load and on every ee_set_num_threads) so that its pool never runs
+ * next to ours; a GEMM that should use several threads is split into per-thread sgemm slices on this pool.
+ */
+#define EE_MAX_THREADS 1024
+typedef void (*ee_team_fn)(void* ctx, int tid, int nt);
+typedef void (*ee_range_fn)(void* ctx, int64_t begin, int64_t end);
+void ee_parallel(int nt, ee_team_fn fn, void* ctx);
+void ee_team_barrier(int nt);
+void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
+/* The configured thread count (ee_set_num_threads; by default the CPUs this process may run on). */
+int ee_num_threads(void);
+
+/*
+ * EE_PARALLEL_FOR(nt, i, n, statement), OpenMP based: only for the files that have not moved to the pool yet (gemm.c,
+ * gemm_small.c, cross_entropy.c, compiled with -fopenmp, see native/CMakeLists.txt); delete with their conversion.
  */
 #define EE_PARALLEL_FOR_SCHEDULE(kind, nt, i, n, ...)                                    \
     do {                                                                                 \
@@ -57,20 +80,6 @@ int ee_threads_for(double work);
     } while (0)
 #define EE_STRINGIFY(x) #x
 #define EE_PARALLEL_FOR(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(static, nt, i, n, __VA_ARGS__)
-#define EE_PARALLEL_FOR_DYNAMIC(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(dynamic, nt, i, n, __VA_ARGS__)
-
-/*
- * The thread pool (pool.c): every parallel region of the library goes through these two calls, so that one pool of
- * ee_set_num_threads workers runs all parallel work.
- * ee_parallel(nt, fn, ctx) runs fn(ctx, tid, nt) once on each of nt threads (the caller is tid 0) and returns when
- * all have returned; nt <= 1 is a plain call fn(ctx, 0, 1). Inside fn, ee_team_barrier(nt) waits for the whole team.
- * ee_parallel_range(nt, n, fn, ctx) splits [0, n) into at most nt contiguous ranges, fn(ctx, begin, end) for each.
- */
-typedef void (*ee_team_fn)(void* ctx, int tid, int nt);
-typedef void (*ee_range_fn)(void* ctx, int64_t begin, int64_t end);
-void ee_parallel(int nt, ee_team_fn fn, void* ctx);
-void ee_team_barrier(int nt);
-void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
 
 /* 64-byte aligned memory (huge-page backed when large) released with free(); 0 if out of memory (memory.c). */
 void* ee_alloc_host(size_t bytes);

@@ -16,11 +16,24 @@ static void softmax_row(float* out, const float* x, int32_t n, float inv_t) {
     for (int32_t j = 0; j < n; j++) out[j] *= inv_sum;
 }
 
+typedef struct {
+    float* out;
+    const float* x;
+    int32_t n;
+    float inv_t;
+} softmax_job;
+
+static void softmax_rows(void* ctx, int64_t r0, int64_t r1) {
+    const softmax_job* j = ctx;
+    for (int64_t r = r0; r < r1; r++) softmax_row(j->out + r * j->n, j->x + r * j->n, j->n, j->inv_t);
+}
+
 EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, float temperature) {
     if (check_rows("ee_softmax", rows, n, temperature)) return 1;
     if (rows == 0 || n == 0) return 0;
     if (!out || !x) return ee_fail("ee_softmax: null pointer");
-    EE_PARALLEL_FOR(ee_threads_for(20.0 * rows * n), r, rows, softmax_row(out + r * n, x + r * n, n, 1.0f / temperature));
+    softmax_job job = {out, x, n, 1.0f / temperature};
+    ee_parallel_range(ee_threads_for(20.0 * rows * n), rows, softmax_rows, &job);
     return 0;
 }
 
@@ -39,13 +52,26 @@ static void argmax_row(int32_t* idx, float* max_prob, const float* x, int32_t n,
     *max_prob = !isfinite(x[best]) || row_has_nan(x, n) ? NAN : (float)(1.0 / ee_row_exp(0, x, n, x[best], inv_t, 1.0f));
 }
 
+typedef struct {
+    int32_t* idx;
+    float* max_prob;
+    const float* logits;
+    int32_t n;
+    float inv_t;
+} argmax_job;
+
+static void argmax_rows(void* ctx, int64_t r0, int64_t r1) {
+    const argmax_job* j = ctx;
+    for (int64_t r = r0; r < r1; r++) argmax_row(j->idx + r, j->max_prob ? j->max_prob + r : 0, j->logits + r * j->n, j->n, j->inv_t);
+}
+
 EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int32_t rows, int32_t n, float temperature) {
     if (check_rows("ee_argmax", rows, n, temperature)) return 1;
     if (rows == 0) return 0;
     if (n == 0) return ee_fail("ee_argmax: empty rows");
     if (!idx || !logits) return ee_fail("ee_argmax: null pointer");
-    EE_PARALLEL_FOR(ee_threads_for((max_prob ? 20.0 : 1.0) * rows * n), r, rows,
-                    argmax_row(idx + r, max_prob ? max_prob + r : 0, logits + r * n, n, 1.0f / temperature));
+    argmax_job job = {idx, max_prob, logits, n, 1.0f / temperature};
+    ee_parallel_range(ee_threads_for((max_prob ? 20.0 : 1.0) * rows * n), rows, argmax_rows, &job);
     return 0;
 }
 
@@ -97,6 +123,21 @@ static int32_t sample_row(uint64_t* keys, uint64_t* tmp, float* probs, const flo
     return (int32_t)(uint32_t)keys[kept - 1]; /* rounding left u * mass at the very end */
 }
 
+typedef struct {
+    int32_t* out;
+    uint64_t *keys, *tmp;
+    float* probs;
+    const float *logits, *uniforms;
+    int32_t n;
+    float inv_t, top_p;
+} sample_job;
+
+static void sample_rows(void* ctx, int64_t r0, int64_t r1) {
+    const sample_job* j = ctx;
+    for (int64_t r = r0; r < r1; r++)
+        j->out[r] = sample_row(j->keys + r * j->n, j->tmp + r * j->n, j->probs + r * j->n, j->logits + r * j->n, j->n, j->inv_t, j->top_p, j->uniforms[r]);
+}
+
 EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* uniforms, int32_t rows, int32_t n, float temperature, float top_p) {
     if (check_rows("ee_sample_top_p", rows, n, temperature)) return 1;
     if (rows == 0) return 0;
@@ -107,8 +148,8 @@ EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* u
     if (!keys) return ee_fail("ee_sample_top_p: out of memory");
     uint64_t* tmp = keys + (size_t)rows * n;
     float* probs = (float*)(tmp + (size_t)rows * n);
-    EE_PARALLEL_FOR(ee_threads_for(40.0 * rows * n), r, rows,
-                    out[r] = sample_row(keys + r * n, tmp + r * n, probs + r * n, logits + r * n, n, 1.0f / temperature, top_p, uniforms[r]));
+    sample_job job = {out, keys, tmp, probs, logits, uniforms, n, 1.0f / temperature, top_p};
+    ee_parallel_range(ee_threads_for(40.0 * rows * n), rows, sample_rows, &job);
     free(keys);
     return 0;
 }

@@ -57,7 +57,8 @@ EE_API const char* ee_last_error(void);
 EE_API int32_t ee_features(void);
 /** Number of usable devices: 1 for the CPU library, the CUDA device count for the CUDA library (0 = none). */
 EE_API int32_t ee_device_count(void);
-/** Sets the number of worker threads (<= 0: the library default); returns the number now in use. */
+/** Sets the number of threads of parallel work (<= 0: the default: EETUNE_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs
+ * the process may run on); returns the number now in use. BLAS runs single-threaded inside the library's own pool. */
 EE_API int32_t ee_set_num_threads(int32_t n);
 /** Chooses the GEMM path: 0 = automatic (BLAS when loaded), 1 = BLAS (fails if not loaded), 2 = portable fallback. */
 EE_API int32_t ee_set_gemm_path(int32_t path);
