@@ -293,6 +293,29 @@ static void test_sampling(void) {
     }
 }
 
+/* double accumulation (1e-12 relative, what the CUDA twin is compared at) on every length around the SIMD widths and
+ * the 16384-element blocks, the same bits for every thread count, and an exact small case */
+static void test_sum_squares(unsigned* seed) {
+    const int64_t sizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 1000, 16383, 16384, 16385, 100003};
+    float* x = randn(100003, seed);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int64_t n = sizes[s];
+        double want = 0.0;
+        for (int64_t i = 0; i < n; i++) want += (double)x[i] * x[i];
+        const double got = ee_sum_squares(x, n);
+        if (!(fabs(got - want) <= 1e-12 * want)) printf("FAIL sum_squares n=%ld: %.17g, want %.17g\n", (long)n, got, want), failures++;
+    }
+    const int threads = ee_set_num_threads(0);
+    ee_set_num_threads(1);
+    const double one = ee_sum_squares(x, 100003);
+    ee_set_num_threads(threads);
+    if (ee_sum_squares(x, 100003) != one) printf("FAIL sum_squares depends on the thread count\n"), failures++;
+    const float exact[] = {1.0f, -2.0f, 3.0f, 0.5f, 16777216.0f}; /* 2^48 + 14.25 needs double */
+    if (ee_sum_squares(exact, 5) != 281474976710656.0 + 14.25) printf("FAIL sum_squares exact case\n"), failures++;
+    if (ee_sum_squares(x, 0) != 0.0) printf("FAIL sum_squares of nothing\n"), failures++;
+    free(x);
+}
+
 static void expect_index_error(int rc, const char* want) {
     if (!rc) printf("FAIL index error not reported: %s\n", want), failures++;
     else if (strcmp(ee_last_error(), want) != 0) printf("FAIL index error: '%s', want '%s'\n", ee_last_error(), want), failures++;
@@ -324,6 +347,7 @@ int main(void) {
     test_attention_packed(&seed);
     test_cross_entropy(&seed);
     test_sampling();
+    test_sum_squares(&seed);
     test_index_errors();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
     printf(failures ? "%d failures\n" : "all passed\n", failures);

@@ -92,7 +92,7 @@ EE_API int32_t ee_axpby(float* out, const float* a, float alpha, const float* b,
 EE_API int32_t ee_add_bias(float* x, const float* bias, int32_t rows, int32_t n);
 /** x[i] *= s. */
 EE_API int32_t ee_scale(float* x, float s, int64_t n);
-/** Returns sum of x[i]^2 accumulated in double. */
+/** Returns sum of x[i]^2, every square and partial sum in double; the result does not depend on the thread count. */
 EE_API double ee_sum_squares(const float* x, int64_t n);
 
 /* ---- embedding ------------------------------------------------------------------------------------------------ */
