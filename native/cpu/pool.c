@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,9 +34,13 @@
 
 #include "internal.h"
 
-/* How long a waiting thread spins before it sleeps: longer than the gap between the regions of one decode step at
- * small model sizes (tens of microseconds), short enough that a waiting thread gives its core back quickly. */
+/* How long a waiting thread polls before it sleeps: longer than the gap between the regions of one decode step at
+ * small model sizes (tens of microseconds), short enough that a waiting thread gives its core back quickly. The first
+ * PAUSE_NS it spins on pause instructions (regions back to back); after that it calls sched_yield between polls, so
+ * that on a busy machine a thread of ours that waits for a CPU (often the very thread being waited for, preempted
+ * by this one's wake-up) gets it instead of a spinner. */
 #define SPIN_NS 50000
+#define PAUSE_NS 4000
 /* A check of the clock every this many pause instructions while spinning. */
 #define SPIN_CHECK 32
 
@@ -98,14 +103,16 @@ static int64_t now_ns(void) {
 static uint32_t spin_while_equal(_Atomic uint32_t* word, uint32_t value) {
     uint32_t v = atomic_load_explicit(word, memory_order_acquire);
     if (v != value) return v;
-    const int64_t end = now_ns() + SPIN_NS;
+    const int64_t start = now_ns(), pause_end = start + PAUSE_NS, end = start + SPIN_NS;
     for (;;) {
         for (int i = 0; i < SPIN_CHECK; i++) {
             cpu_relax();
             v = atomic_load_explicit(word, memory_order_acquire);
             if (v != value) return v;
         }
-        if (now_ns() > end) return v;
+        const int64_t t = now_ns();
+        if (t > end) return v;
+        if (t > pause_end) sched_yield();
     }
 }
 
