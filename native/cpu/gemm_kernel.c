@@ -10,7 +10,6 @@
  * vectorises for the x86-64 baseline.
  */
 #include <immintrin.h>
-#include <omp.h>
 
 #include "internal.h"
 
@@ -208,9 +207,9 @@ typedef struct {
     int n_blocks, parts;    /* B blocks of about uk->nb columns, each split into `parts` row ranges */
 } panel_job;
 
-/* Thread tid of nth (0 of 1 when called alone). Work is split by hand rather than with `omp for`, which would bind
- * to a caller's enclosing parallel region when called alone. */
-static void panel(const panel_job* job, int tid, int nth) {
+/* Thread tid of nth (0 of 1 when called alone), run by ee_parallel. */
+static void panel(void* p, int tid, int nth) {
+    const panel_job* job = p;
     const ee_gemm_args* g = job->g;
     const int MR = job->uk->mr, NR = job->uk->nr, n = g->n, kc = job->kc, mc = job->mc;
     const int a_strips = ee_ceil_div(mc, MR), b_strips = ee_ceil_div(n, NR), tasks = job->n_blocks * job->parts;
@@ -223,9 +222,7 @@ static void panel(const panel_job* job, int tid, int nth) {
             for (int s = 0; s < a_strips; s++)
                 pack_a_strip(job->a_pack + (size_t)s * MR * kc + (size_t)p * MR, g, job->i0 + s * MR, ee_min(MR, mc - s * MR), job->p0 + p, 1, MR);
     }
-    if (nth > 1) {
-#pragma omp barrier
-    }
+    ee_team_barrier(nth);
     float* b_own = job->b_pack + (size_t)tid * job->b_block;
     int packed = -1; /* the B block this thread holds: consecutive tasks share it */
     for (int t = tid * tasks / nth; t < (tid + 1) * tasks / nth; t++) {
@@ -267,13 +264,8 @@ int ee_gemm_blocked(const ee_gemm_args* g) {
         for (int p0 = 0; p0 < k; p0 += kc_max) {
             const int kc = ee_min(kc_max, k - p0);
             const float beta = p0 == 0 ? g->beta : 1.0f; /* later depth panels add to the first one's result */
-            const panel_job job = {g, uk, i0, mc, p0, kc, beta, a_pack, b_pack, b_block, n_blocks, nt};
-            if (nt == 1) {
-                panel(&job, 0, 1);
-            } else {
-#pragma omp parallel num_threads(nt)
-                panel(&job, omp_get_thread_num(), omp_get_num_threads());
-            }
+            panel_job job = {g, uk, i0, mc, p0, kc, beta, a_pack, b_pack, b_block, n_blocks, nt};
+            ee_parallel(nt, panel, &job);
         }
     }
     return 0;
