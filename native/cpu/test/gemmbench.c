@@ -206,7 +206,7 @@ static void gemv_section(int threads, double roof_gbs) {
         for (int t = -1; t < TRIALS; t++) /* trial -1 warms up */
             for (int d = 0; d < 3; d++)
                 for (int b = 0; b < NM; b++) {
-                    const int passes = (int)(0.15 / (params * (d ? 2 : 4) / 20e9)) + 1; /* ~0.15 s at 20 GB/s */
+                    const int passes = (int)(0.05 / (params * (d ? 2 : 4) / 20e9)) + 1; /* ~0.05 s at 20 GB/s */
                     const double t0 = now();
                     for (int p = 0; p < passes; p++)
                         for (int i = 0; i < count; i++)
