@@ -1,8 +1,10 @@
 /*
  * Decode-time GEMM: a few rows (m <= EE_GEMM_SMALL_M) against a transposed weight, C[i][j] = alpha A_i . W_j + beta
  * C[i][j] with W = B stored n x k (bf16, f16 or f32). This is bandwidth bound: each weight row is streamed from
- * memory once, converted in registers and dotted with all rows of A (which stay in L1). Parallel over n. No packing,
- * so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight for a handful of rows.
+ * memory once, converted exactly to f32 in registers (bf16 by a 16-bit shift, f16 by F16C) and dotted with all rows
+ * of A (which stay in L1/L2); rows of A beyond one register tile re-read the tile's weight rows from L1, not memory.
+ * Parallel over n. No packing, so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight
+ * for a handful of rows. A stays f32: no vdpbf16ps, which would round A to bf16 (see ee_gemm in eetune.h).
  */
 #include <immintrin.h>
 
