@@ -9,7 +9,7 @@
  *             per pass), with the ratio to m = 1 and to the roofline.
  * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
  * them alike; "spread" is min..max of the trials.
- * Usage: eecpu_gemmbench [threads] [roofline] [blas] [gemv]
+ * Usage: eecpu_gemmbench [threads] [roofline] [blas] [gemv | gemv15m | gemv110m]
  */
 #include <dlfcn.h>
 #include <emmintrin.h>
@@ -189,14 +189,17 @@ static int model_matrices(const model* md, matrix* out) {
     return count;
 }
 
-static void gemv_section(int threads, double roof_gbs) {
-    const model models[] = {{"15M (dim 288, hidden 768, 6 layers, vocab 32000)", 288, 768, 6, 32000},
-                            {"110M (dim 768, hidden 2048, 12 layers, vocab 32000)", 768, 2048, 12, 32000}};
+static const model models[] = {{"15M (dim 288, hidden 768, 6 layers, vocab 32000)", 288, 768, 6, 32000},
+                                {"110M (dim 768, hidden 2048, 12 layers, vocab 32000)", 768, 2048, 12, 32000}};
+
+/* which: 1 = 15M, 2 = 110M, 3 = both */
+static void gemv_section(int threads, double roof_gbs, int which) {
     const int ms[] = {1, 2, 4, 8, 16};
     enum { NM = sizeof ms / sizeof ms[0] };
     float* x = random_floats((size_t)16 * 2048, 3);
     float* y = malloc((size_t)16 * 32000 * sizeof(float));
     for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+        if (!(which >> mi & 1)) continue;
         const model* md = &models[mi];
         matrix mats[12 * 7 + 1];
         const int count = model_matrices(md, mats);
@@ -242,13 +245,15 @@ int main(int argc, char** argv) {
     int first = 1, threads = 0;
     if (argc > 1 && atoi(argv[1]) > 0) threads = atoi(argv[first++]);
     threads = ee_set_num_threads(threads);
-    int want_roof = argc == first, want_blas = argc == first, want_gemv = argc == first;
+    int want_roof = argc == first, want_blas = argc == first, want_gemv = argc == first ? 3 : 0;
     for (int i = first; i < argc; i++) {
         if (!strcmp(argv[i], "roofline")) want_roof = 1;
         else if (!strcmp(argv[i], "blas")) want_blas = 1;
-        else if (!strcmp(argv[i], "gemv")) want_gemv = 1;
+        else if (!strcmp(argv[i], "gemv")) want_gemv = 3;
+        else if (!strcmp(argv[i], "gemv15m")) want_gemv |= 1;
+        else if (!strcmp(argv[i], "gemv110m")) want_gemv |= 2;
         else {
-            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [gemv]\n");
+            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [gemv | gemv15m | gemv110m]\n");
             return 2;
         }
     }
@@ -260,6 +265,6 @@ int main(int argc, char** argv) {
         printf("roofline: memory read %.1f GB/s (%.1f..%.1f), %d threads\n", r.median, r.min, r.max, threads);
     }
     if (want_blas) blas_section(threads);
-    if (want_gemv) gemv_section(threads, roof);
+    if (want_gemv) gemv_section(threads, roof, want_gemv);
     return 0;
 }
