@@ -207,9 +207,9 @@ typedef struct {
     int n_blocks, parts;    /* B blocks of about uk->nb columns, each split into `parts` row ranges */
 } panel_job;
 
-/* Thread tid of nth (0 of 1 when called alone). Work is split by hand rather than with `omp for`, which would bind
- * to a caller's enclosing parallel region when called alone. */
-static void panel(const panel_job* job, int tid, int nth) {
+/* Thread tid of nth (0 of 1 when called alone), run by ee_parallel. */
+static void panel(void* p, int tid, int nth) {
+    const panel_job* job = p;
     const ee_gemm_args* g = job->g;
     const int MR = job->uk->mr, NR = job->uk->nr, n = g->n, kc = job->kc, mc = job->mc;
     const int a_strips = ee_ceil_div(mc, MR), b_strips = ee_ceil_div(n, NR), tasks = job->n_blocks * job->parts;
@@ -244,8 +244,6 @@ static void panel(const panel_job* job, int tid, int nth) {
     }
 }
 
-static void panel_team(void* job, int tid, int nth) { panel(job, tid, nth); }
-
 int ee_gemm_blocked(const ee_gemm_args* g) {
     const ee_cpu* cpu = ee_cpu_get();
     const ukernel* uk = cpu->avx512 ? &kernel_avx512 : cpu->avx2 ? &kernel_avx2 : &kernel_portable;
@@ -266,8 +264,8 @@ int ee_gemm_blocked(const ee_gemm_args* g) {
         for (int p0 = 0; p0 < k; p0 += kc_max) {
             const int kc = ee_min(kc_max, k - p0);
             const float beta = p0 == 0 ? g->beta : 1.0f; /* later depth panels add to the first one's result */
-            const panel_job job = {g, uk, i0, mc, p0, kc, beta, a_pack, b_pack, b_block, n_blocks, nt};
-            ee_parallel(nt, panel_team, (void*)&job);
+            panel_job job = {g, uk, i0, mc, p0, kc, beta, a_pack, b_pack, b_block, n_blocks, nt};
+            ee_parallel(nt, panel, &job);
         }
     }
     return 0;

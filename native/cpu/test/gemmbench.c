@@ -1,13 +1,27 @@
 /*
- * GFLOP/s of the GEMM paths: OpenBLAS (path 1) vs the packed fallback (path 2) on cubes, then the decode shapes
- * (a few rows against a 32000 x 288 weight, as in y = x W^T) with the automatic choice (the small-m kernel) vs BLAS.
- * Usage: eecpu_gemmbench [threads]
+ * Speed of the GEMM paths, in three sections (all by default, or the ones named):
+ *   roofline  memory read bandwidth (GB/s) with the same thread count: a STREAM-like sum over 512 MiB;
+ *   blas      C = A B^T on tuning shapes: ee_gemm through OpenBLAS (path 1: single-threaded sgemm on slices run by our
+ *             pool), the packed fallback (path 2), and cblas_sgemm called directly with OpenBLAS's own threads;
+ *   gemv      decode: y = x W^T for batch m = 1, 2, 4, 8, 16 over every weight matrix of a 15M and a 110M llama2.c
+ *             model (f32, bf16, f16 weights; a separate copy per layer, so nothing is served from cache that would not
+ *             be in a real model): GB/s of weights streamed, and the tokens/s this GEMV work alone allows (m tokens
+ *             per pass), with the ratio to m = 1 and to the roofline.
+ * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
+ * them alike; "spread" is min..max of the trials.
+ * Usage: eecpu_gemmbench [threads] [roofline] [blas] [gemv | gemv15m | gemv110m]
  */
+#include <dlfcn.h>
+#include <emmintrin.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "eetune/eetune.h"
+
+#define TRIALS 5
 
 static double now(void) {
     struct timespec t;
@@ -15,76 +29,242 @@ static double now(void) {
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
-typedef struct {
-    int ta, tb, m, n, k, dtype;
-    const float* a;
-    const void* b;
-    float* c;
-} problem;
-
-static double seconds(int path, const problem* p, int reps) {
-    ee_set_gemm_path(path);
-    const int lda = p->ta ? p->m : p->k, ldb = p->tb ? p->k : p->n;
-    double t = now();
-    for (int r = 0; r < reps; r++) ee_gemm(p->ta, p->tb, p->m, p->n, p->k, 1.0f, p->a, lda, p->b, p->dtype, ldb, 0.0f, p->c, p->n);
-    return (now() - t) / reps;
+static int cmp_double(const void* x, const void* y) {
+    const double a = *(const double*)x, b = *(const double*)y;
+    return a < b ? -1 : a > b;
 }
 
-/* GFLOP/s of each path (0 = unavailable), the best of interleaved trials so that load from other processes hits
- * all paths alike. */
-static void bench(const problem* p, int n_paths, const int* paths, double* gflops) {
-    const double flops = 2.0 * p->m * p->n * p->k;
-    const int reps = (int)(1e9 / flops) + 1;
-    double best[4] = {1e30, 1e30, 1e30, 1e30};
-    for (int i = 0; i < n_paths; i++) {
-        gflops[i] = 0.0;
-        if (paths[i] >= 0 && ee_set_gemm_path(paths[i]) == 0) seconds(paths[i], p, 1); /* warm up */
+/* median, min and max of TRIALS values */
+typedef struct {
+    double median, min, max;
+} spread;
+
+static spread spread_of(const double* v) {
+    double s[TRIALS];
+    memcpy(s, v, sizeof s);
+    qsort(s, TRIALS, sizeof(double), cmp_double);
+    return (spread){s[TRIALS / 2], s[0], s[TRIALS - 1]};
+}
+
+static float* random_floats(size_t n, unsigned seed) {
+    float* x = malloc(n * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "gemmbench: out of memory\n");
+        exit(1);
     }
-    for (int trial = 0; trial < 5; trial++)
-        for (int i = 0; i < n_paths; i++)
-            if (paths[i] >= 0 && ee_set_gemm_path(paths[i]) == 0) {
-                double t = seconds(paths[i], p, reps);
-                best[i] = t < best[i] ? t : best[i];
-                gflops[i] = flops / best[i] / 1e9;
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (float)((seed >> 8) / 16777216.0 - 0.5);
+    }
+    return x;
+}
+
+/* ---- roofline --------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const float* x;
+    size_t n;
+    float sum;
+} read_part;
+
+static void* read_sum(void* p) {
+    read_part* r = p;
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i + 16 <= r->n; i += 16) {
+        s0 = _mm_add_ps(s0, _mm_load_ps(r->x + i));
+        s1 = _mm_add_ps(s1, _mm_load_ps(r->x + i + 4));
+        s2 = _mm_add_ps(s2, _mm_load_ps(r->x + i + 8));
+        s3 = _mm_add_ps(s3, _mm_load_ps(r->x + i + 12));
+    }
+    float out[4];
+    _mm_storeu_ps(out, _mm_add_ps(_mm_add_ps(s0, s1), _mm_add_ps(s2, s3)));
+    r->sum = out[0] + out[1] + out[2] + out[3];
+    return 0;
+}
+
+/* GB/s of reading 512 MiB with `threads` threads, each summing its own contiguous part */
+static spread roofline(int threads) {
+    const size_t n = (size_t)128 << 20;
+    float* x = aligned_alloc(64, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f;
+    double gbs[TRIALS];
+    for (int t = 0; t < TRIALS; t++) {
+        pthread_t th[256];
+        read_part parts[256];
+        const double t0 = now();
+        for (int i = 0; i < threads; i++) {
+            parts[i] = (read_part){x + n * i / threads / 16 * 16, (n * (i + 1) / threads - n * i / threads) / 16 * 16, 0};
+            pthread_create(&th[i], 0, read_sum, &parts[i]);
+        }
+        for (int i = 0; i < threads; i++) pthread_join(th[i], 0);
+        gbs[t] = n * sizeof(float) / (now() - t0) / 1e9;
+    }
+    free(x);
+    return spread_of(gbs);
+}
+
+/* ---- BLAS vs our pool over single-threaded BLAS ---------------------------------------------------------------- */
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
+
+static void blas_section(int threads) {
+    void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    sgemm_fn sgemm = lib ? (sgemm_fn)dlsym(lib, "cblas_sgemm") : 0;
+    void (*blas_threads)(int) = lib ? (void (*)(int))dlsym(lib, "openblas_set_num_threads") : 0;
+    if (!sgemm || !blas_threads || !(ee_features() & 2)) {
+        printf("blas: OpenBLAS not found, section skipped\n");
+        return;
+    }
+    const int shapes[][3] = {{4096, 512, 512}, {1024, 32000, 288}, {2048, 2048, 2048}, {256, 256, 256}};
+    printf("\nC = A B^T (f32), GFLOP/s, %d threads: median (min..max)\n", threads);
+    printf("%-20s %-22s %-22s %-22s %s\n", "m x n x k", "OpenBLAS own threads", "ee: pool + 1-thr BLAS", "ee: fallback", "ee BLAS / OpenBLAS");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *a = random_floats((size_t)m * k, 1), *b = random_floats((size_t)n * k, 2), *c = malloc((size_t)m * n * sizeof(float));
+        const double flops = 2.0 * m * n * k;
+        const int reps = (int)(2e9 / flops) + 1;
+        double g[3][TRIALS];
+        for (int t = -1; t < TRIALS; t++) /* trial -1 warms up */
+            for (int v = 0; v < 3; v++) {
+                /* OpenBLAS's own pool for the direct call; inside ee_gemm it runs single-threaded on our slices */
+                blas_threads(v == 0 ? threads : 1);
+                if (v) ee_set_gemm_path(v);
+                const double t0 = now();
+                for (int r = 0; r < reps; r++) {
+                    if (v == 0) sgemm(101, 111, 112, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+                    else ee_gemm(0, 1, m, n, k, 1.0f, a, k, b, EE_F32, k, 0.0f, c, n);
+                }
+                if (t >= 0) g[v][t] = flops * reps / (now() - t0) / 1e9;
             }
-    ee_set_gemm_path(0);
+        ee_set_gemm_path(0);
+        blas_threads(1);
+        spread x[3];
+        char cell[3][64], shape[32];
+        for (int v = 0; v < 3; v++) {
+            x[v] = spread_of(g[v]);
+            snprintf(cell[v], sizeof cell[v], "%.1f (%.1f..%.1f)", x[v].median, x[v].min, x[v].max);
+        }
+        snprintf(shape, sizeof shape, "%d x %d x %d", m, n, k);
+        printf("%-20s %-22s %-22s %-22s %.3f\n", shape, cell[0], cell[1], cell[2], x[1].median / x[0].median);
+        free(a), free(b), free(c);
+    }
+}
+
+/* ---- decode GEMV over whole models ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const char* name;
+    int dim, hidden, layers, vocab;
+} model;
+
+/* The GEMMs of one decode step: per layer wq, wk, wv, wo (dim x dim), w1, w3 (hidden x dim), w2 (dim x hidden), then
+ * the classifier (vocab x dim), each y = x W^T. */
+typedef struct {
+    int n, k;
+    const void* w[3]; /* the weight in f32, bf16, f16 */
+} matrix;
+
+static const int dtypes[3] = {EE_F32, EE_BF16, EE_F16};
+static const char* dtype_names[3] = {"f32", "bf16", "f16"};
+
+static int model_matrices(const model* md, matrix* out) {
+    int count = 0;
+    for (int l = 0; l < md->layers; l++) {
+        for (int i = 0; i < 4; i++) out[count++] = (matrix){md->dim, md->dim, {0}};
+        for (int i = 0; i < 2; i++) out[count++] = (matrix){md->hidden, md->dim, {0}};
+        out[count++] = (matrix){md->dim, md->hidden, {0}};
+    }
+    out[count++] = (matrix){md->vocab, md->dim, {0}};
+    unsigned seed = 7;
+    for (int i = 0; i < count; i++) {
+        const size_t len = (size_t)out[i].n * out[i].k;
+        float* w = random_floats(len, seed++);
+        for (int d = 1; d < 3; d++) {
+            void* h = malloc(len * sizeof(uint16_t));
+            ee_cast(h, dtypes[d], w, EE_F32, (int64_t)len);
+            out[i].w[d] = h;
+        }
+        out[i].w[0] = w;
+    }
+    return count;
+}
+
+static const model models[] = {{"15M (dim 288, hidden 768, 6 layers, vocab 32000)", 288, 768, 6, 32000},
+                                {"110M (dim 768, hidden 2048, 12 layers, vocab 32000)", 768, 2048, 12, 32000}};
+
+/* which: 1 = 15M, 2 = 110M, 3 = both */
+static void gemv_section(int threads, double roof_gbs, int which) {
+    const int ms[] = {1, 2, 4, 8, 16};
+    enum { NM = sizeof ms / sizeof ms[0] };
+    float* x = random_floats((size_t)16 * 2048, 3);
+    float* y = malloc((size_t)16 * 32000 * sizeof(float));
+    for (size_t mi = 0; mi < sizeof models / sizeof models[0]; mi++) {
+        if (!(which >> mi & 1)) continue;
+        const model* md = &models[mi];
+        matrix mats[12 * 7 + 1];
+        const int count = model_matrices(md, mats);
+        double params = 0;
+        for (int i = 0; i < count; i++) params += (double)mats[i].n * mats[i].k;
+        double sec[3][NM][TRIALS];
+        for (int t = -1; t < TRIALS; t++) /* trial -1 warms up */
+            for (int d = 0; d < 3; d++)
+                for (int b = 0; b < NM; b++) {
+                    const int passes = (int)(0.05 / (params * (d ? 2 : 4) / 20e9)) + 1; /* ~0.05 s at 20 GB/s */
+                    const double t0 = now();
+                    for (int p = 0; p < passes; p++)
+                        for (int i = 0; i < count; i++)
+                            ee_gemm(0, 1, ms[b], mats[i].n, mats[i].k, 1.0f, x, mats[i].k, mats[i].w[d], dtypes[d], mats[i].k, 0.0f, y, mats[i].n);
+                    if (t >= 0) sec[d][b][t] = (now() - t0) / passes;
+                }
+        printf("\ndecode GEMV, %s: %.1f M weights, %d threads; median (min..max) of %d trials\n", md->name, params / 1e6, threads, TRIALS);
+        printf("%-5s %3s %-24s %-26s %9s %11s\n", "dtype", "m", "weights GB/s", "tok/s (GEMV work only)", "vs m = 1", "vs roofline");
+        for (int d = 0; d < 3; d++)
+            for (int b = 0; b < NM; b++) {
+                double gbs[TRIALS], tps[TRIALS];
+                const double bytes = params * (d ? 2 : 4);
+                for (int t = 0; t < TRIALS; t++) {
+                    gbs[t] = bytes / sec[d][b][t] / 1e9;
+                    tps[t] = ms[b] / sec[d][b][t];
+                }
+                const spread g = spread_of(gbs), r = spread_of(tps);
+                double tps1[TRIALS];
+                for (int t = 0; t < TRIALS; t++) tps1[t] = 1.0 / sec[d][0][t];
+                char cg[64], cr[64];
+                snprintf(cg, sizeof cg, "%.1f (%.1f..%.1f)", g.median, g.min, g.max);
+                snprintf(cr, sizeof cr, "%.0f (%.0f..%.0f)", r.median, r.min, r.max);
+                printf("%-5s %3d %-24s %-26s %8.2fx %10.2fx\n", dtype_names[d], ms[b], cg, cr, r.median / spread_of(tps1).median, g.median / roof_gbs);
+            }
+        for (int i = 0; i < count; i++)
+            for (int d = 0; d < 3; d++) free((void*)mats[i].w[d]);
+    }
+    free(x), free(y);
 }
 
 int main(int argc, char** argv) {
-    int threads = ee_set_num_threads(argc > 1 ? atoi(argv[1]) : 0);
-    printf("features %d, threads %d\n", ee_features(), threads);
-    const size_t max = 2048 * 2048;
-    float* a = malloc(max * sizeof(float));
-    float* b = malloc((size_t)32000 * 288 * sizeof(float));
-    float* c = malloc(max * sizeof(float));
-    uint16_t* b16 = malloc((size_t)32000 * 288 * sizeof(uint16_t));
-    for (size_t i = 0; i < max; i++) a[i] = (float)(i % 7) - 3.0f;
-    for (size_t i = 0; i < (size_t)32000 * 288; i++) b[i] = (float)(i % 5) * 0.25f;
-    ee_cast(b16, EE_BF16, b, EE_F32, (int64_t)32000 * 288);
-
-    printf("%-28s %10s %10s\n", "C = A B (f32)", "OpenBLAS", "fallback");
-    const int cubes[] = {256, 1024, 2048};
-    for (int i = 0; i < 3; i++) {
-        const int s = cubes[i], paths[] = {1, 2};
-        float* bb = malloc((size_t)s * s * sizeof(float));
-        for (size_t j = 0; j < (size_t)s * s; j++) bb[j] = (float)(j % 5) * 0.25f;
-        const problem p = {0, 0, s, s, s, EE_F32, a, bb, c};
-        double g[2];
-        bench(&p, 2, paths, g);
-        printf("%4d^3                       %10.1f %10.1f\n", s, g[0], g[1]);
-        free(bb);
-    }
-    /* the small-m kernel is what paths 0 and 2 run for m <= 8; the packed fallback is shown from m = 16 */
-    printf("%-28s %10s %10s %10s\n", "y = x W^T, W 32000 x 288", "OpenBLAS", "fallback", "small-m");
-    const int ms[] = {1, 4, 8, 16};
-    for (int d = 0; d < 2; d++)
-        for (int i = 0; i < 4; i++) {
-            const int small = ms[i] <= 8, paths[] = {1, small ? -1 : 2, small ? 0 : -1};
-            const problem p = {0, 1, ms[i], 32000, 288, d ? EE_BF16 : EE_F32, a, d ? (const void*)b16 : (const void*)b, c};
-            double g[3];
-            bench(&p, 3, paths, g);
-            printf("m = %2d %-21s %10.1f %10.1f %10.1f\n", ms[i], d ? "bf16" : "f32", g[0], g[1], g[2]);
+    setvbuf(stdout, 0, _IOLBF, 0); /* each line as soon as it is measured, also into a file */
+    int first = 1, threads = 0;
+    if (argc > 1 && atoi(argv[1]) > 0) threads = atoi(argv[first++]);
+    threads = ee_set_num_threads(threads);
+    int want_roof = argc == first, want_blas = argc == first, want_gemv = argc == first ? 3 : 0;
+    for (int i = first; i < argc; i++) {
+        if (!strcmp(argv[i], "roofline")) want_roof = 1;
+        else if (!strcmp(argv[i], "blas")) want_blas = 1;
+        else if (!strcmp(argv[i], "gemv")) want_gemv = 3;
+        else if (!strcmp(argv[i], "gemv15m")) want_gemv |= 1;
+        else if (!strcmp(argv[i], "gemv110m")) want_gemv |= 2;
+        else {
+            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [gemv | gemv15m | gemv110m]\n");
+            return 2;
         }
-    free(a), free(b), free(c), free(b16);
+    }
+    printf("features %d (1 AVX2, 2 OpenBLAS, 4 AVX-512), threads %d\n", ee_features(), threads);
+    double roof = 0;
+    if (want_roof || want_gemv) {
+        const spread r = roofline(threads);
+        roof = r.median;
+        printf("roofline: memory read %.1f GB/s (%.1f..%.1f), %d threads\n", r.median, r.min, r.max, threads);
+    }
+    if (want_blas) blas_section(threads);
+    if (want_gemv) gemv_section(threads, roof, want_gemv);
     return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * Smoke test of libeecpu: a few kernels against straightforward double-precision loops (the thorough suite is in
- * Java). Exits non-zero on the first failure. Run it also with EETUNE_NO_AVX2=1 for the portable kernels.
+ * Java). Exits non-zero on the first failure. Run it also with EETUNE_NO_AVX512=1 for the AVX2 kernels and with
+ * EETUNE_NO_AVX2=1 for the portable ones (ctest runs all three).
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,7 +42,10 @@ static double b_value(const void* b, int dtype, size_t i) {
 }
 
 static void test_gemm(unsigned* seed) {
-    const int sizes[][3] = {{1, 1, 1}, {3, 17, 5}, {8, 67, 129}, {17, 3, 67}, {67, 129, 17}, {129, 67, 300}, {13, 40, 0}};
+    /* every batch size of the decode path (m <= 16) with odd n and k tails; then past it */
+    const int sizes[][3] = {{1, 1, 1},   {2, 5, 33},   {3, 17, 5},  {4, 11, 16}, {5, 4, 47},     {6, 8, 17},     {7, 10, 31},
+                            {8, 67, 129}, {9, 13, 65}, {10, 2, 15}, {11, 7, 40}, {12, 5, 290},   {13, 9, 3},     {14, 6, 77},
+                            {15, 14, 129}, {16, 31, 300}, {17, 3, 67}, {67, 129, 17}, {129, 67, 300}, {13, 40, 0}};
     const int paths[] = {0, 2, 1};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int pi = 0; pi < 3; pi++) {

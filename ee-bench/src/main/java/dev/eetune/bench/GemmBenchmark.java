@@ -32,8 +32,9 @@ import java.util.concurrent.TimeUnit;
  *   <li>{@code openblas-direct}: {@code cblas_sgemm} called from Java through the generated OpenBLAS binding
  *       ({@link CpuLibrary#openBlas}), no eetune code in between: the baseline.</li>
  * </ul>
- * Every path runs with the same thread count (all cores, or {@code -Deetune.bench.threads}), set through
- * {@code ee_set_num_threads} and {@code openblas_set_num_threads}. The score is milliseconds per GEMM;
+ * Every path runs with the same thread count (all cores, or {@code -Deetune.bench.threads}): {@code ee_set_num_threads}
+ * for libeecpu, which runs OpenBLAS single-threaded on slices of the problem in its own pool, and
+ * {@code openblas_set_num_threads} for the direct call, which runs on OpenBLAS's own threads. The score is milliseconds per GEMM;
  * GFLOP/s = 2 n^3 / time. {@link GemmReport} runs this benchmark and prints GFLOP/s and the ratios to OpenBLAS.
  *
  * <pre>
@@ -78,7 +79,8 @@ public class GemmBenchmark {
             default -> throw new IllegalArgumentException("unknown path '" + path + "' (expected " + DEFAULT + ", " + FALLBACK + " or " + OPENBLAS + ")");
         }
         blas = CpuLibrary.openBlas(Binding.valueOf(backend.binding().toUpperCase(java.util.Locale.ROOT)));
-        blas.openblas_set_num_threads(BenchSupport.threads());
+        // the baseline runs on OpenBLAS's own threads; libeecpu runs OpenBLAS single-threaded on slices of its own pool
+        blas.openblas_set_num_threads(direct ? BenchSupport.threads() : 1);
         scope = dev.eetune.tensor.Scope.of(backend);
         a = BenchSupport.randomFill(scope.allocate(DType.F32, size, size), 1);
         b = BenchSupport.randomFill(scope.allocate(DType.F32, size, size), 2);

@@ -45,7 +45,11 @@ class KernelTest {
         }
     }
 
-    static final int[][] GEMM_SIZES = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {67, 129, 31}, {8, 300, 97}, {130, 70, 257}};
+    /** Every batch size of the decode path (m <= 16, B transposed) with n and k off its 3-row and 16-lane tiles; then
+     *  past it (the packed kernel and OpenBLAS). */
+    static final int[][] GEMM_SIZES = {{1, 1, 1}, {2, 7, 33}, {3, 5, 7}, {4, 10, 16}, {5, 4, 47}, {6, 8, 17}, {7, 11, 31},
+        {8, 300, 97}, {9, 13, 65}, {10, 2, 15}, {11, 7, 40}, {12, 5, 290}, {13, 9, 3}, {14, 6, 77}, {15, 14, 129},
+        {16, 31, 300}, {17, 33, 65}, {67, 129, 31}, {130, 70, 257}};
 
     @ParameterizedTest
     @MethodSource("bindings")
