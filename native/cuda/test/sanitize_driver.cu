@@ -509,7 +509,7 @@ static void check_softmax(int rows, int n) {
     for (Pair* q : {&x, &out, &idx, &mp, &u}) free_pair(*q);
 }
 
-static void check_cross_entropy(int rows, int dim, int vocab, int chunk, int w_dtype, int path) {
+static void check_cross_entropy(int rows, int dim, int vocab, int row_block, int w_dtype, int path) {
     char name[128];
     std::vector<float> wv = randn((size_t)vocab * dim, 0.05f);
     Pair x = pair_of(randn((size_t)rows * dim)), wt = w_dtype == EE_F32 ? pair_of(wv) : pair_of(bf16_of(wv));
@@ -520,13 +520,13 @@ static void check_cross_entropy(int rows, int dim, int vocab, int chunk, int w_d
     both("linear_cross_entropy", [&](const Api& api, int w) {
         api.ee_set_gemm_path(w ? path : 0);
         int rc = api.ee_linear_cross_entropy((float*)P(loss), (float*)P(dx), (float*)P(dw), (int32_t*)P(am), (float*)P(mp), (float*)P(x), P(wt), w_dtype,
-                                             (int32_t*)P(t), (float*)P(gw), rows, dim, vocab, chunk, 0.7f);
+                                             (int32_t*)P(t), (float*)P(gw), rows, dim, vocab, row_block, 0.7f);
         api.ee_set_gemm_path(0);
         return rc;
     });
     const char* dt = w_dtype == EE_F32 ? "f32" : "bf16";
     bool exact = w_dtype == EE_F32 || path == 2;
-    snprintf(name, sizeof name, "linear_ce loss %s %dx%d V %d chunk %d path %d", dt, rows, dim, vocab, chunk, path);
+    snprintf(name, sizeof name, "linear_ce loss %s %dx%d V %d row block %d path %d", dt, rows, dim, vocab, row_block, path);
     compare(name, loss, rows, exact ? 1e-5 : 1e-2);
     snprintf(name, sizeof name, "linear_ce dx %s path %d", dt, path);
     compare(name, dx, (size_t)rows * dim, exact ? 1e-4 : 2e-2);
@@ -598,8 +598,9 @@ static void run_checks(bool small) {
         check_attention(2, 70, 9, 8, 2, 32);
         check_attention_bwd(2, 19, 4, 2, 32);
         check_softmax(3, 301);
-        check_cross_entropy(9, 48, 301, 64, EE_BF16, 0);
+        check_cross_entropy(9, 48, 301, 4, EE_BF16, 0);
         check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);
+        check_cross_entropy(1, 8, 1, 0, EE_F32, 0); /* one row, one word */
         return;
     }
     for (int n : {1, 7, 4097, 1000003}) check_elementwise(n);
@@ -624,10 +625,11 @@ static void run_checks(bool small) {
     check_softmax(4, 32000);
     check_softmax(7, 1001);
     check_softmax(2, 128256);
-    check_cross_entropy(33, 64, 1001, 256, EE_F32, 0);
-    check_cross_entropy(33, 64, 1001, 256, EE_BF16, 2);
-    check_cross_entropy(40, 256, 32001, 4096, EE_BF16, 0);
-    check_cross_entropy(17, 128, 500, 0, EE_F32, 0); /* chunk 0: whole vocabulary */
+    check_cross_entropy(33, 64, 1001, 7, EE_F32, 0); /* the last row block short */
+    check_cross_entropy(33, 64, 1001, 7, EE_BF16, 2);
+    check_cross_entropy(40, 256, 32001, 16, EE_BF16, 0);
+    check_cross_entropy(17, 128, 500, 0, EE_F32, 0); /* row block 0: as many rows as the scratch holds (all) */
+    check_cross_entropy(6, 16, 1, 4, EE_F32, 0);     /* a one-word vocabulary */
 }
 
 /* ---- bench ---------------------------------------------------------------------------------------------------- */
@@ -753,7 +755,7 @@ static void run_bench() {
     }
     /* fused linear + cross-entropy with backward: 4 GEMMs of rows x V x dim */
     for (int V : {32000, 128256}) {
-        const int R = 4096, d = 4096, chunk = 8192;
+        const int R = 4096, d = 4096;
         Buf x = dev((size_t)R * d * 4), w = dev((size_t)V * d * 2), dx = dev((size_t)R * d * 4), dw = dev((size_t)V * d * 4), loss = dev(R * 4), gw = dev(R * 4);
         fill(x, (size_t)R * d, 1.0f);
         fill16(w, (size_t)V * d);
@@ -761,8 +763,8 @@ static void run_bench() {
         gpu.ee_copy(gw.p, g.data(), R * 4, 1);
         Buf tg = upload(gpu, randint(R, 0, V));
         gpu.ee_fill_bytes(dw.p, 0, (int64_t)V * d * 4);
-        double t = time_it([&] { gpu.ee_linear_cross_entropy((float*)loss.p, (float*)dx.p, (float*)dw.p, 0, 0, (float*)x.p, w.p, EE_BF16, (int32_t*)tg.p, (float*)gw.p, R, d, V, chunk, 1.0f); }, 2, 3);
-        snprintf(rate, sizeof rate, "%.0f TFLOP/s (8 R V d FLOPs: fwd, recompute, dx, dw)", 8.0 * R * V * d / t / 1e12);
+        double t = time_it([&] { gpu.ee_linear_cross_entropy((float*)loss.p, (float*)dx.p, (float*)dw.p, 0, 0, (float*)x.p, w.p, EE_BF16, (int32_t*)tg.p, (float*)gw.p, R, d, V, 0, 1.0f); }, 2, 3);
+        snprintf(rate, sizeof rate, "%.0f TFLOP/s (6 R V d FLOPs: logits, dx, dw)", 6.0 * R * V * d / t / 1e12);
         rows.push_back({"fused CE fwd+bwd R=4096 d=4096 V=" + std::to_string(V), t * 1e3, rate});
         release(x), release(w), release(dx), release(dw), release(loss), release(gw), release(tg);
     }

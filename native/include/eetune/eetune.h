@@ -181,15 +181,17 @@ EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* u
 /* ---- fused linear + cross-entropy -------------------------------------------------------------------------------- */
 
 /**
- * Cross-entropy of logits = x W^T / temperature without materialising rows x vocab logits: the vocabulary is walked
- * in chunks of `chunk` columns (online log-sum-exp), and a second walk forms the gradient of each chunk.
+ * Cross-entropy of logits = x W^T / temperature, each logit computed once and never all rows x vocab of them held:
+ * the rows are walked in blocks whose logits fit a bounded scratch (32 MiB on the CPU, 256 MiB on CUDA; at least
+ * one row), and each block's gradient is formed from its softmax right away. row_block > 0 caps the rows per block
+ * further (tests use it to force several blocks); <= 0 lets the bound alone decide.
  * x: rows x dim (f32); w: vocab x dim in w_dtype; targets[r] in [0, vocab) or < 0 = ignored row.
  * loss[r] = logsumexp(logits[r]) - logits[r][targets[r]] (0 for ignored rows).
  * Gradient of sum_r grad_weight[r] * loss[r] (grad_weight may be 0 = no backward):
  *   dx (may be 0) is written, dw (f32, vocab x dim, may be 0) is accumulated.
  * argmax_out (may be 0): argmax of logits per row; max_prob_out (may be 0): max softmax probability per row.
  */
-EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_t* argmax_out, float* max_prob_out, const float* x, const void* w, int32_t w_dtype, const int32_t* targets, const float* grad_weight, int32_t rows, int32_t dim, int32_t vocab, int32_t chunk, float temperature);
+EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_t* argmax_out, float* max_prob_out, const float* x, const void* w, int32_t w_dtype, const int32_t* targets, const float* grad_weight, int32_t rows, int32_t dim, int32_t vocab, int32_t row_block, float temperature);
 
 /* ---- optimizer ------------------------------------------------------------------------------------------------- */
 

@@ -272,12 +272,20 @@ public final class Ops {
     // ---- fused linear + cross-entropy --------------------------------------------------------------------------
 
     /**
-     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< vocab;
-     * < 0 = ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
-     * null, F32 [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
+     * Cross-entropy of x w^T / temperature, each logit computed once and never all of them held (row blocks whose
+     * logits fit a bounded scratch, see the native header). loss [rows]; targets [rows] (< vocab; < 0 = ignored).
+     * gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be null, F32
+     * [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
      */
     public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,
-                                   Tensor targets, Tensor gradWeight, int chunk, float temperature) {
+                                   Tensor targets, Tensor gradWeight, float temperature) {
+        linearCrossEntropy(loss, dx, dw, argmax, maxProb, x, w, targets, gradWeight, 0, temperature);
+    }
+
+    /** {@link #linearCrossEntropy(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, float)} with at
+     *  most {@code rowBlock} rows per block (> 0; the scratch bound still applies): tests use it to force several blocks. */
+    public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,
+                                   Tensor targets, Tensor gradWeight, int rowBlock, float temperature) {
         f32("linearCrossEntropy", loss, x);
         i32("linearCrossEntropy", targets);
         mine("linearCrossEntropy", w);
@@ -290,9 +298,9 @@ public final class Ops {
         if (dw != null) { f32("linearCrossEntropy", dw); if (dw.size() != w.size()) fail("linearCrossEntropy", "dw must match w", dw, w); }
         if (argmax != null) { i32("linearCrossEntropy", argmax); if (argmax.size() != rows) fail("linearCrossEntropy", "argmax needs one value per row", argmax); }
         if (maxProb != null) { f32("linearCrossEntropy", maxProb); if (maxProb.size() != rows) fail("linearCrossEntropy", "maxProb needs one value per row", maxProb); }
-        if (chunk <= 0) throw new IllegalArgumentException("linearCrossEntropy: chunk must be > 0, got " + chunk);
+        if (rowBlock < 0) throw new IllegalArgumentException("linearCrossEntropy: rowBlock must be >= 0 (0 = as many rows as the scratch holds), got " + rowBlock);
         check("linearCrossEntropy", k.ee_linear_cross_entropy(loss.address(), addr(dx), addr(dw), addr(argmax), addr(maxProb), x.address(), w.address(),
-            w.dtype().code(), targets.address(), addr(gradWeight), rows, dim, w.dim(0), chunk, temperature));
+            w.dtype().code(), targets.address(), addr(gradWeight), rows, dim, w.dim(0), rowBlock, temperature));
     }
 
     // ---- optimizer -------------------------------------------------------------------------------------------

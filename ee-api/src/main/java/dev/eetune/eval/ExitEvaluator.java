@@ -41,7 +41,7 @@ public final class ExitEvaluator {
         }
     }
 
-    public static Report evaluate(EarlyExitModel model, Iterable<Batch> batches, int vocabChunk) {
+    public static Report evaluate(EarlyExitModel model, Iterable<Batch> batches) {
         LlamaModel bb = model.backbone();
         Ops ops = bb.backend().ops();
         List<ExitHead> heads = model.heads();
@@ -63,7 +63,7 @@ public final class ExitEvaluator {
                         int i = heads.indexOf(h);
                         try (Scope hs = s.child()) {
                             Tensor am = hs.allocate(DType.I32, rows);
-                            ops.linearCrossEntropy(loss, null, null, am, null, h.forward(hs, in).z(), h.lmHead().value(), targets, null, vocabChunk, h.temperature());
+                            ops.linearCrossEntropy(loss, null, null, am, null, h.forward(hs, in).z(), h.lmHead().value(), targets, null, h.temperature());
                             argmax[i] = am.toIntArray();
                             losses[i] = loss.toFloatArray();
                         }
@@ -71,7 +71,7 @@ public final class ExitEvaluator {
                     });
                     Tensor normed = s.allocate(DType.F32, rows, bb.config().dim()), am = s.allocate(DType.I32, rows);
                     ops.rmsnorm(normed, null, x, bb.weights().finalNorm(), bb.config().normEps());
-                    ops.linearCrossEntropy(loss, null, null, am, null, normed, bb.weights().lmHead(), targets, null, vocabChunk, 1f);
+                    ops.linearCrossEntropy(loss, null, null, am, null, normed, bb.weights().lmHead(), targets, null, 1f);
                     argmax[n] = am.toIntArray();
                     losses[n] = loss.toFloatArray();
                     int[] t = b.targets();

@@ -283,7 +283,7 @@ public final class ThresholdSweep {
                 m.embed(x, rows);
                 m.layers(x, rows, null, 0, c.nLayers(), ws);
                 ops.rmsnorm(normed, null, x, m.weights().finalNorm(), c.normEps());
-                ops.linearCrossEntropy(loss, null, null, null, null, normed, m.weights().lmHead(), s.of(targets, n), null, 4096, 1f);
+                ops.linearCrossEntropy(loss, null, null, null, null, normed, m.weights().lmHead(), s.of(targets, n), null, 1f);
                 for (float l : loss.toFloatArray()) nll += l;
                 count += n - p0;
             }

@@ -83,7 +83,7 @@ public final class Pretrainer implements AutoCloseable {
      * (plus exitWeight times each exit's), scaled by {@code scale} (1 / micro-batches). Returns the final layer's
      * mean CE, then each exit's.
      */
-    public double[] accumulateGradients(Batch b, double scale, int vocabChunk) {
+    public double[] accumulateGradients(Batch b, double scale) {
         Ops ops = backend.ops();
         int rows = b.batchSize() * b.seqLen(), d = c.dim();
         int valid = 0;
@@ -107,11 +107,11 @@ public final class Pretrainer implements AutoCloseable {
                 for (int i = 0; i < exitLayers.length; i++) {
                     if (exitLayers[i] != l + 1) continue; // an exit's loss gradient w.r.t. its layer's output, computed now
                     exitDx[l + 1] = s.allocate(DType.F32, rows, d);
-                    out[1 + i] = normHeadLoss(s, xs[l + 1], exitNorms[i], exitHeads[i], targets, exitGradWeight, loss, exitDx[l + 1], valid, vocabChunk);
+                    out[1 + i] = normHeadLoss(s, xs[l + 1], exitNorms[i], exitHeads[i], targets, exitGradWeight, loss, exitDx[l + 1], valid);
                 }
             }
             Tensor dx = s.allocate(DType.F32, rows, d);
-            out[0] = normHeadLoss(s, xs[c.nLayers()], finalNorm, lmHead, targets, gradWeight, loss, dx, valid, vocabChunk);
+            out[0] = normHeadLoss(s, xs[c.nLayers()], finalNorm, lmHead, targets, gradWeight, loss, dx, valid);
             for (int l = c.nLayers() - 1; l >= 0; l--) {
                 if (exitDx[l + 1] != null) ops.add(dx, dx, exitDx[l + 1]);
                 Tensor dprev = s.allocate(DType.F32, rows, d);
@@ -130,12 +130,12 @@ public final class Pretrainer implements AutoCloseable {
     }
 
     /** norm + LM head + CE forward and backward; writes dx (the gradient of the norm's input); returns the mean CE. */
-    private double normHeadLoss(Scope s, Tensor x, Parameter norm, Parameter head, Tensor targets, Tensor gradWeight, Tensor loss, Tensor dx, int valid, int chunk) {
+    private double normHeadLoss(Scope s, Tensor x, Parameter norm, Parameter head, Tensor targets, Tensor gradWeight, Tensor loss, Tensor dx, int valid) {
         Ops ops = backend.ops();
         int rows = Ops.rows(x);
         Tensor z = s.allocate(DType.F32, rows, c.dim()), inv = s.allocate(DType.F32, rows), dz = s.allocate(DType.F32, rows, c.dim());
         ops.rmsnorm(z, inv, x, norm.value(), c.normEps());
-        ops.linearCrossEntropy(loss, dz, head.grad(), null, null, z, head.value(), targets, gradWeight, chunk, 1f);
+        ops.linearCrossEntropy(loss, dz, head.grad(), null, null, z, head.value(), targets, gradWeight, 1f);
         ops.rmsnormBackward(dx, norm.grad(), dz, x, norm.value(), inv);
         double sum = 0;
         for (float v : loss.toFloatArray()) sum += v;
@@ -148,14 +148,14 @@ public final class Pretrainer implements AutoCloseable {
      * One optimizer step over {@code microBatches} batches with global-norm clipping; a non-finite loss or gradient
      * skips the update. Losses in the report: the final layer's, then each exit's.
      */
-    public StepReport trainStep(dev.eetune.data.batch.BatchLoader data, AdamW opt, int step, float lr, float clip, int microBatches, int vocabChunk) {
+    public StepReport trainStep(dev.eetune.data.batch.BatchLoader data, AdamW opt, int step, float lr, float clip, int microBatches) {
         long t0 = System.nanoTime();
         zeroGrad();
         double[] losses = new double[1 + exitLayers.length];
         long tokens = 0;
         for (int m = 0; m < microBatches; m++) {
             Batch b = data.next();
-            double[] l = accumulateGradients(b, 1.0 / microBatches, vocabChunk);
+            double[] l = accumulateGradients(b, 1.0 / microBatches);
             for (int i = 0; i < l.length; i++) losses[i] += l[i] / microBatches;
             tokens += (long) b.batchSize() * b.seqLen();
         }

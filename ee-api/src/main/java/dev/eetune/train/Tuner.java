@@ -229,13 +229,13 @@ public final class Tuner implements AutoCloseable {
                 float[] conf = null;
                 if (cfg.confidenceWeighting()) { // EE-LLM's dynamic weighting: CE x detached max-prob of the exit
                     Tensor mp = s.allocate(DType.F32, rows);
-                    ops.linearCrossEntropy(loss, null, null, null, mp, f.z(), h.lmHead().value(), targets, null, cfg.vocabChunk(), h.temperature());
+                    ops.linearCrossEntropy(loss, null, null, null, mp, f.z(), h.lmHead().value(), targets, null, h.temperature());
                     conf = mp.toFloatArray();
                 }
                 for (int k = 0; k < rows; k++) gw[k] = tg[k] < 0 ? 0f : (float) (w * (conf == null ? 1.0 : conf[k]));
                 gradWeight.copyFrom(gw);
                 Tensor dz = f.backward() == null ? null : s.allocate(DType.F32, rows, backbone.config().dim());
-                ops.linearCrossEntropy(loss, dz, h.lmHead().grad(), null, null, f.z(), h.lmHead().value(), targets, gradWeight, cfg.vocabChunk(), h.temperature());
+                ops.linearCrossEntropy(loss, dz, h.lmHead().grad(), null, null, f.z(), h.lmHead().value(), targets, gradWeight, h.temperature());
                 if (dz != null) f.backward().accumulate(s, dz);
                 float[] l = loss.toFloatArray();
                 for (int k = 0; k < rows; k++) if (tg[k] >= 0) lossSum[i] += l[k];

@@ -14,13 +14,12 @@ import java.nio.file.Path;
  */
 public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches, LrSchedule lr, float weightDecay, float clipNorm,
                           double[] exitWeights, int weightWarmupSteps, boolean cosineWeightWarmup, boolean confidenceWeighting,
-                          int vocabChunk, int checkpointEvery, Path checkpointDir, int logEvery, int maxNonFiniteSteps, int keepLast) {
+                          int checkpointEvery, Path checkpointDir, int logEvery, int maxNonFiniteSteps, int keepLast) {
     public TunerConfig {
         if (steps < 1 || batchSize < 1 || seqLen < 1 || microBatches < 1) {
             throw new IllegalArgumentException("steps " + steps + ", batch " + batchSize + ", seq-len " + seqLen + ", micro-batches " + microBatches + " must all be >= 1");
         }
         if (!(clipNorm > 0)) throw new IllegalArgumentException("clip norm must be > 0, got " + clipNorm);
-        if (vocabChunk < 1) throw new IllegalArgumentException("vocab chunk must be >= 1, got " + vocabChunk);
         if (checkpointEvery < 0) throw new IllegalArgumentException("checkpoint interval must be >= 0 (0 = only at the end), got " + checkpointEvery);
         if (maxNonFiniteSteps < 1) throw new IllegalArgumentException("max non-finite steps must be >= 1, got " + maxNonFiniteSteps);
         if (keepLast < 0) throw new IllegalArgumentException("checkpoints to keep must be >= 0 (0 = all), got " + keepLast);
@@ -37,12 +36,12 @@ public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches
      */
     public static TunerConfig defaults(int steps, int batchSize, int seqLen, float lr) {
         return new TunerConfig(steps, batchSize, seqLen, 1, LrSchedule.cosine(lr, Math.max(1, steps / 20), steps, lr / 10), 0f, 1f,
-            null, 0, false, false, 4096, 0, null, 10, DEFAULT_MAX_NON_FINITE_STEPS, DEFAULT_KEEP_LAST);
+            null, 0, false, false, 0, null, 10, DEFAULT_MAX_NON_FINITE_STEPS, DEFAULT_KEEP_LAST);
     }
 
     public TunerConfig withCheckpoints(Path dir, int every) {
         return new TunerConfig(steps, batchSize, seqLen, microBatches, lr, weightDecay, clipNorm, exitWeights, weightWarmupSteps, cosineWeightWarmup,
-            confidenceWeighting, vocabChunk, every, dir, logEvery, maxNonFiniteSteps, keepLast);
+            confidenceWeighting, every, dir, logEvery, maxNonFiniteSteps, keepLast);
     }
 
     /** The seq-len check that needs the model: callers run it before any expensive work. */

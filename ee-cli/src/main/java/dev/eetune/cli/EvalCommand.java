@@ -42,7 +42,7 @@ final class EvalCommand implements Callable<Integer> {
         try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             PackedSequences windows = PackedSequences.of(DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache()), seqLen, true);
-            ExitEvaluator.Report r = ExitEvaluator.evaluate(ee, new BatchLoader(windows, batch, 0).evaluationBatches(batches), 4096);
+            ExitEvaluator.Report r = ExitEvaluator.evaluate(ee, new BatchLoader(windows, batch, 0).evaluationBatches(batches));
             System.out.println(ee);
             System.out.println(r.toTable());
         }

@@ -100,7 +100,7 @@ final class PretrainCommand implements Callable<Integer> {
                 }
                 if (done) break;
                 float rate = budget.steps != null ? schedule.at(step) : schedule.at(step, elapsed / budgetSeconds);
-                StepReport r = p.trainStep(train, opt, step, rate, clip, 1, 4096);
+                StepReport r = p.trainStep(train, opt, step, rate, clip, 1);
                 tokensSeen += r.tokens();
                 if (!r.skipped()) trainEma = Double.isNaN(trainEma) ? r.exitLosses()[0] : 0.9 * trainEma + 0.1 * r.exitLosses()[0];
             }
@@ -118,7 +118,7 @@ final class PretrainCommand implements Callable<Integer> {
     /** Mean CE of the final layer over up to {@code batches} validation batches. */
     private static double validate(Pretrainer p, BatchLoader val, int batches) {
         try (EarlyExitModel noExits = EarlyExitModel.attach(p.model(), List.of(), 0)) {
-            return ExitEvaluator.evaluate(noExits, val.evaluationBatches(batches), 4096).finalLayer().loss();
+            return ExitEvaluator.evaluate(noExits, val.evaluationBatches(batches)).finalLayer().loss();
         }
     }
 

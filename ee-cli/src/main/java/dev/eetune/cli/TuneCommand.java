@@ -81,7 +81,7 @@ final class TuneCommand implements Callable<Integer> {
         LrSchedule schedule = new LrSchedule(lr, warmup != null ? warmup : Math.max(1, steps / 20), steps, LrSchedule.Decay.parse(decay), minLr != null ? minLr : lr / 10);
         TunerConfig cfg = new TunerConfig(steps, batch, seqLen, microBatches, schedule, weightDecay, clip,
             exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence,
-            4096, checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
+            checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
         OutputDir.create(out, "--out");
         try (LlamaModel backbone = model.loadModel()) {
             cfg.requireFits(backbone.config());
@@ -99,10 +99,10 @@ final class TuneCommand implements Callable<Integer> {
                         System.err.println("resumed at step " + tuner.step());
                     }
                     String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
-                    ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
+                    ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches));
                     tuner.run();
                     ee.save(out.resolve("heads.safetensors"), DType.F32);
-                    ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches), 4096);
+                    ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches));
                     String table = start + ":\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
                     Files.writeString(out.resolve("eval.txt"), table);
                     System.out.println(table);

@@ -490,12 +490,12 @@ class CudaKernelsTest {
 
     @Test
     void linearCrossEntropy() {
-        // rows, dim, vocab, chunk, weight dtype, GEMM path
+        // rows, dim, vocab, rows per block (0 = as many as the scratch holds), weight dtype, GEMM path
         Object[][] cases = {
-            {9, 48, 301, 64, DType.F32, AUTO}, {33, 64, 1001, 256, DType.F32, AUTO}, {33, 64, 1001, 256, DType.BF16, FALLBACK},
-            {9, 48, 301, 64, DType.BF16, AUTO}, {40, 256, 32001, 4096, DType.BF16, AUTO}, {17, 128, 500, 600, DType.F32, AUTO}}; // the last: one chunk covers the vocabulary
+            {9, 48, 301, 4, DType.F32, AUTO}, {33, 64, 1001, 7, DType.F32, AUTO}, {33, 64, 1001, 7, DType.BF16, FALLBACK},
+            {9, 48, 301, 4, DType.BF16, AUTO}, {40, 256, 32001, 16, DType.BF16, AUTO}, {17, 128, 500, 0, DType.F32, AUTO}}; // the last: one block holds every row
         for (Object[] c : cases) {
-            int rows = (int) c[0], dim = (int) c[1], vocab = (int) c[2], chunk = (int) c[3];
+            int rows = (int) c[0], dim = (int) c[1], vocab = (int) c[2], rowBlock = (int) c[3];
             Backend.GemmPath path = (Backend.GemmPath) c[5];
             DType dt = (DType) c[4];
             gpu.setGemmPath(path);
@@ -504,9 +504,9 @@ class CudaKernelsTest {
             Tensor[] x = of(randn(rows * dim, 1f), rows, dim), w = of(dt, randn(vocab * dim, 0.05f), vocab, dim), targets = ints(tg, rows);
             Tensor[] gw = of(uniform(rows, 0.1f, 1f), rows), loss = poisoned(DType.F32, rows), dx = poisoned(DType.F32, rows, dim);
             Tensor[] dw = of(randn(vocab * dim, 0.01f), vocab, dim), am = poisoned(DType.I32, rows), mp = poisoned(DType.F32, rows);
-            both(s -> ops(s).linearCrossEntropy(loss[s], dx[s], dw[s], am[s], mp[s], x[s], w[s], targets[s], gw[s], chunk, 0.7f));
+            both(s -> ops(s).linearCrossEntropy(loss[s], dx[s], dw[s], am[s], mp[s], x[s], w[s], targets[s], gw[s], rowBlock, 0.7f));
             boolean fp32 = dt == DType.F32 || path == FALLBACK;
-            String what = "linearCrossEntropy " + dt + " path " + path + " " + rows + "x" + dim + " V " + vocab + " chunk " + chunk;
+            String what = "linearCrossEntropy " + dt + " path " + path + " " + rows + "x" + dim + " V " + vocab + " row block " + rowBlock;
             close(what + " loss", loss, fp32 ? 1e-5 : 1e-2);
             close(what + " dx", dx, fp32 ? 1e-4 : 2e-2);
             close(what + " dw", dw, fp32 ? 1e-4 : 2e-2);
@@ -514,7 +514,7 @@ class CudaKernelsTest {
             if (fp32) exact(what + " argmax", am);
             // forward only: dx and dw untouched
             Tensor[] loss2 = poisoned(DType.F32, rows), dx2 = poisoned(DType.F32, rows, dim);
-            both(s -> ops(s).linearCrossEntropy(loss2[s], dx2[s], null, null, null, x[s], w[s], targets[s], null, chunk, 0.7f));
+            both(s -> ops(s).linearCrossEntropy(loss2[s], dx2[s], null, null, null, x[s], w[s], targets[s], null, rowBlock, 0.7f));
             close(what + " loss (no backward)", loss2, fp32 ? 1e-5 : 1e-2);
             assertThat(dx2[1].toFloatArray()).as("dx is left alone without gradient weights").containsOnly(Float.NaN);
         }

@@ -259,8 +259,8 @@ class BackwardKernelTest {
 
     // ---- fused linear + cross-entropy ----------------------------------------------------------------------------
 
-    /** {rows, dim, vocab} */
-    static final int[][] CE_SIZES = {{1, 1, 3}, {3, 5, 7}, {6, 16, 50}, {37, 24, 257}, {4, 48, 1000}};
+    /** {rows, dim, vocab}: one row, a one-word vocabulary (softmax 1, zero loss and gradient), a 32000-word one */
+    static final int[][] CE_SIZES = {{1, 1, 3}, {5, 4, 1}, {3, 5, 7}, {6, 16, 50}, {37, 24, 257}, {4, 48, 1000}, {3, 8, 32000}};
 
     @ParameterizedTest
     @MethodSource("bindings")
@@ -340,11 +340,11 @@ class BackwardKernelTest {
             Unfused unfused = unfused(be, sc, tx, tw, x, targets, gw, dw0, rows, dim, vocab, temp);
             for (int i = 0; i < rows; i++) assertArgmax(what + " unfused", i, unfused.argmax[i], logits, vocab);
 
-            for (int chunk : chunks(vocab)) {
-                String at = what + " chunk=" + chunk;
+            for (int rowBlock : rowBlocks(rows)) {
+                String at = what + " rowBlock=" + rowBlock;
                 Tensor loss = sc.of(nans(rows), rows), dx = sc.of(nans(rows * dim), rows, dim), dw = sc.of(dw0, vocab, dim);
                 Tensor am = sc.allocate(DType.I32, rows), mp = sc.of(nans(rows), rows);
-                ops.linearCrossEntropy(loss, dx, dw, am, mp, tx, tw, tt, tgw, chunk, temp);
+                ops.linearCrossEntropy(loss, dx, dw, am, mp, tx, tw, tt, tgw, rowBlock, temp);
                 float[] gotLoss = loss.toFloatArray(), gotDx = dx.toFloatArray(), gotDw = dw.toFloatArray(), gotMp = mp.toFloatArray();
                 int[] gotAm = am.toIntArray();
 
@@ -369,14 +369,14 @@ class BackwardKernelTest {
 
             // dx or dw alone
             Tensor loss = sc.allocate(DType.F32, rows), dx = sc.of(nans(rows * dim), rows, dim), dw = sc.of(dw0, vocab, dim);
-            ops.linearCrossEntropy(loss, dx, null, null, null, tx, tw, tt, tgw, 7, temp);
+            ops.linearCrossEntropy(loss, dx, null, null, null, tx, tw, tt, tgw, 2, temp);
             assertGrad(what + " dx without dw", dx.toFloatArray(), null, fdx, scaleDx, ix);
-            ops.linearCrossEntropy(loss, null, dw, null, null, tx, tw, tt, tgw, 7, temp);
+            ops.linearCrossEntropy(loss, null, dw, null, null, tx, tw, tt, tgw, 2, temp);
             assertGrad(what + " dw without dx", dw.toFloatArray(), dw0, fdw, scaleDw, iw);
 
             // without grad weights there is no backward: the loss is the same and dw is untouched; all extras may be null
             dw = sc.of(dw0, vocab, dim);
-            ops.linearCrossEntropy(loss, null, dw, null, null, tx, tw, tt, null, 7, temp);
+            ops.linearCrossEntropy(loss, null, dw, null, null, tx, tw, tt, null, 2, temp);
             assertThat(lossError(loss.toFloatArray(), refLoss, lossScale)).as(what + " loss without backward").isLessThan(F32_TOL);
             assertSameBits(what + " dw untouched without grad weights", dw.toFloatArray(), dw0);
 
@@ -384,7 +384,7 @@ class BackwardKernelTest {
             int[] none = new int[rows];
             Arrays.fill(none, -1);
             Tensor am = sc.allocate(DType.I32, rows), mp = sc.allocate(DType.F32, rows);
-            ops.linearCrossEntropy(loss, dx, dw, am, mp, tx, tw, sc.of(none, rows), tgw, 7, temp);
+            ops.linearCrossEntropy(loss, dx, dw, am, mp, tx, tw, sc.of(none, rows), tgw, 2, temp);
             for (int i = 0; i < rows; i++) assertThat(loss.toFloatArray()[i]).as(what + " all ignored: loss").isEqualTo(0f);
             for (float v : dx.toFloatArray()) assertThat(Math.abs(v)).as(what + " all ignored: dx").isEqualTo(0f);
             assertSameBits(what + " all ignored: dw unchanged", dw.toFloatArray(), dw0);
@@ -404,14 +404,13 @@ class BackwardKernelTest {
         return num / Math.max(den, 1e-30);
     }
 
-    /** 1, a size that does not divide the vocabulary, the largest proper divisor, the vocabulary, more than it. */
-    private static int[] chunks(int vocab) {
-        Set<Integer> c = new LinkedHashSet<>();
-        c.add(1);
-        for (int k : new int[] {7, 64, 2}) if (k < vocab && vocab % k != 0) { c.add(k); break; }
-        for (int d = vocab / 2; d > 1; d--) if (vocab % d == 0) { c.add(d); break; }
-        c.add(vocab);
-        c.add(vocab + 13);
+    /** Rows per block: 0 (the scratch bound decides: one block here), one row, 2 and 7 (the last block short where rows
+     *  is no multiple), all rows, more than the rows. */
+    private static int[] rowBlocks(int rows) {
+        Set<Integer> c = new LinkedHashSet<>(List.of(0, 1));
+        for (int k : new int[] {2, 7}) if (k < rows && rows % k != 0) c.add(k);
+        c.add(rows);
+        c.add(rows + 13);
         return c.stream().mapToInt(Integer::intValue).toArray();
     }
 

@@ -41,7 +41,7 @@ class PretrainerGradientTest {
             }
             tg[6] = -1;
             p.zeroGrad();
-            p.accumulateGradients(new Batch(in, tg, b, t), 1.0, 7);
+            p.accumulateGradients(new Batch(in, tg, b, t), 1.0);
             for (Parameter q : p.parameters()) {
                 float[] grad = q.grad().toFloatArray(), value = q.value().toFloatArray();
                 double maxFd = 0, maxErr = 0;

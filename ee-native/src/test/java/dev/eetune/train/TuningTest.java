@@ -159,7 +159,7 @@ class TuningTest {
              EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 2, 4), 0);
              AdamW opt = AdamW.withDefaults(ee.parameters(), 0.01f)) {
             TunerConfig cfg = new TunerConfig(8, 2, SEQ, 2, LrSchedule.cosine(2e-3f, 2, 8, 2e-4f), 0.01f, 1f, new double[] {0.5, 1.0}, 4, true, true,
-                100, 0, null, 1, TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS, 0);
+                0, null, 1, TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS, 0);
             List<StepReport> reports = new ArrayList<>();
             try (Tuner t = new Tuner(ee, cfg, new BatchLoader(windows.train(), 2, 3), opt, List.of(TuningListener.onEachStep(reports::add)))) {
                 t.runUntil(6);
@@ -192,11 +192,11 @@ class TuningTest {
              EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.MLP, 1, 2, 3, 4), 0);
              AdamW opt = AdamW.withDefaults(ee.parameters(), 0f)) {
             BatchLoader val = new BatchLoader(windows.validation(), 4, 1);
-            ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(4), 512);
+            ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(4));
             try (Tuner t = new Tuner(ee, TunerConfig.defaults(25, 4, SEQ, 2e-3f), new BatchLoader(windows.train(), 4, 9), opt, List.of())) {
                 t.run();
             }
-            ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(4), 512);
+            ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(4));
             for (int i = 0; i < 4; i++) {
                 assertThat(after.exits().get(i).loss()).as("exit %d: %s -> %s", i + 1, before.exits().get(i).loss(), after.exits().get(i).loss())
                     .isLessThan(before.exits().get(i).loss());
