@@ -86,9 +86,9 @@ final class GenerateCommand implements Callable<Integer> {
             if (n == 0) return "timing: no token";
             long sinceStart = ProcessHandle.current().info().startInstant()
                 .map(t -> java.time.Duration.between(t, java.time.Instant.now()).toNanos() - (System.nanoTime() - at[0])).orElse(-1L);
-            String rate = n > 1 ? String.format(Locale.ROOT, "%.1f tok/s over tokens 2..%d", (n - 1) / ((at[n - 1] - at[0]) / 1e9), n) : "n/a";
-            return String.format(Locale.ROOT, "timing: first token %.0f ms after process start, %.1f ms after the call; first %d tokens: %s",
-                sinceStart / 1e6, (at[0] - callStart) / 1e6, n, rate);
+            String rate = n > 1 ? String.format(Locale.ROOT, "%.1f tok/s", (n - 1) / ((at[n - 1] - at[0]) / 1e9)) : "n/a";
+            return String.format(Locale.ROOT, "timing: first token %.0f ms after process start, %.1f ms after the call; the %d tokens after it: %s",
+                sinceStart / 1e6, (at[0] - callStart) / 1e6, n - 1, rate);
         }
     }
 
