@@ -58,6 +58,7 @@ public final class EarlyExitGenerator implements Decoder {
     private Scope buffers;
     private int capacity;
     private final Tensor chosen, maxProb, uniforms;
+    private final Tensor normed, logits; // [maxBatch, dim] and [maxBatch, vocab]: the final layer's outputs of a pass
     private boolean poisonSkippedKv;
     private Stats stats = Stats.EMPTY;
     private int[] complete = new int[0];
@@ -127,6 +128,9 @@ public final class EarlyExitGenerator implements Decoder {
         chosen = scope.allocate(DType.I32, maxBatch);
         maxProb = scope.allocate(DType.F32, maxBatch);
         uniforms = scope.allocate(DType.F32, maxBatch);
+        // at most one row per sequence reaches the LM head in a pass: allocated once, not per token
+        normed = scope.allocate(DType.F32, maxBatch, config.dim());
+        logits = scope.allocate(DType.F32, maxBatch, config.vocabSize());
     }
 
     @Override
@@ -211,9 +215,9 @@ public final class EarlyExitGenerator implements Decoder {
             if (v.active.length == 0) return;
             // whoever reached the last layer: every one of its rows is now complete
             int m = v.active.length;
-            Tensor normed = step.allocate(DType.F32, m, config.dim()), logits = step.allocate(DType.F32, m, config.vocabSize());
-            model.logits(logits, v.x.slice(0, m), normed);
-            int[] chosenTokens = choose(logits, v.active, batch, cfg);
+            Tensor lg = logits.slice(0, m);
+            model.logits(lg, v.x.slice(0, m), normed.slice(0, m));
+            int[] chosenTokens = choose(lg, v.active, batch, cfg);
             for (int i = 0; i < m; i++) {
                 int s = v.active[i];
                 next[s] = chosenTokens[i];
@@ -346,9 +350,18 @@ public final class EarlyExitGenerator implements Decoder {
 
     private int slot(int s, int p) { return s * maxLen + p; }
 
-    private static int[] seqs(List<Row> rows) { return rows.stream().mapToInt(Row::seq).toArray(); }
+    // plain loops, not streams: these run once per pass, mostly before the JIT has compiled them
+    private static int[] seqs(List<Row> rows) {
+        int[] out = new int[rows.size()];
+        for (int r = 0; r < out.length; r++) out[r] = rows.get(r).seq();
+        return out;
+    }
 
-    private static int[] positions(List<Row> rows) { return rows.stream().mapToInt(Row::pos).toArray(); }
+    private static int[] positions(List<Row> rows) {
+        int[] out = new int[rows.size()];
+        for (int r = 0; r < out.length; r++) out[r] = rows.get(r).pos();
+        return out;
+    }
 
     /** Greedy argmax, or temperature + top-p sampling with the counter-based RNG (keyed by sequence and position). */
     private int[] choose(Tensor logits, int[] active, DecodingBatch batch, GenerationConfig cfg) {

@@ -16,6 +16,8 @@ public final class Workspace implements AutoCloseable {
     private Scope scope;
     private int capacity;
     private Tensor x, residual, xb, q, k, v, att, gate, up, tokens, seq, pos;
+    private LayerActivations last; // the views handed out last, reused while rows, x and residual stay the same
+    private Tensor lastX, lastResidual;
 
     public Workspace(LlamaConfig config, Backend backend) {
         this.c = config;
@@ -29,6 +31,7 @@ public final class Workspace implements AutoCloseable {
         if (rows <= capacity) return this;
         int cap = Math.max(rows, capacity * 2);
         if (scope != null) scope.close();
+        last = null;
         scope = Scope.of(backend);
         int qDim = c.nHeads() * c.headDim(), kvDim = c.nKvHeads() * c.headDim();
         x = scope.allocate(DType.F32, cap, c.dim());
@@ -62,8 +65,12 @@ public final class Workspace implements AutoCloseable {
      */
     public LayerActivations activations(int rows, Tensor x, Tensor residual) {
         ensure(rows);
+        // every layer of a pass asks for the same views: made once per pass, not once per layer (decode's per-token cost)
+        if (last != null && last.q().dim(0) == rows && lastX == x && lastResidual == residual) return last;
         Tensor n = xb.slice(0, rows), g = gate.slice(0, rows);
-        return new LayerActivations(n, null, q.slice(0, rows), k.slice(0, rows), v.slice(0, rows), att.slice(0, rows), null,
+        lastX = x;
+        lastResidual = residual;
+        return last = new LayerActivations(n, null, q.slice(0, rows), k.slice(0, rows), v.slice(0, rows), att.slice(0, rows), null,
             residual == null ? x : residual, n, null, g, up.slice(0, rows), g);
     }
 
@@ -134,6 +141,7 @@ public final class Workspace implements AutoCloseable {
     public void close() {
         if (scope != null) scope.close();
         scope = null;
+        last = null;
         capacity = 0;
     }
 }

@@ -64,6 +64,34 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--adaptive", description = "Adapt the draft length per sequence.")
     boolean adaptive;
 
+    @Option(names = "--timing", description = "Also print the time to the first token (from process start and from the call) and the first 32 tokens' rate.")
+    boolean timing;
+
+    /** Start-up and warm-up as the user sees them: when the first tokens of sequence 0 arrived. */
+    private static final class FirstTokens implements TokenListener {
+        static final int COUNT = 32;
+        final TokenListener inner;
+        final long[] at = new long[COUNT + 1];
+        int n;
+
+        FirstTokens(TokenListener inner) { this.inner = inner; }
+
+        @Override
+        public void onToken(int sequence, int token) {
+            if (sequence == 0 && n < at.length) at[n++] = System.nanoTime();
+            if (inner != null) inner.onToken(sequence, token);
+        }
+
+        String summary(long callStart) {
+            if (n == 0) return "timing: no token";
+            long sinceStart = ProcessHandle.current().info().startInstant()
+                .map(t -> java.time.Duration.between(t, java.time.Instant.now()).toNanos() - (System.nanoTime() - at[0])).orElse(-1L);
+            String rate = n > 1 ? String.format(Locale.ROOT, "%.1f tok/s", (n - 1) / ((at[n - 1] - at[0]) / 1e9)) : "n/a";
+            return String.format(Locale.ROOT, "timing: first token %.0f ms after process start, %.1f ms after the call; the %d tokens after it: %s",
+                sinceStart / 1e6, (at[0] - callStart) / 1e6, n - 1, rate);
+        }
+    }
+
     @Override
     public Integer call() {
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
@@ -87,6 +115,9 @@ final class GenerateCommand implements Callable<Integer> {
                     if (t != tok.eos()) out.print(tok.decodeToken(prev[s], t));
                     prev[s] = t;
                 } : null;
+                FirstTokens first = timing ? new FirstTokens(listener) : null;
+                if (first != null) listener = first;
+                long callStart = System.nanoTime();
                 List<GenerationResult> results;
                 String stats;
                 if (speculative) {
@@ -107,6 +138,7 @@ final class GenerateCommand implements Callable<Integer> {
                 if (stream) out.println();
                 else for (GenerationResult r : results) out.println(tok.decode(r.tokens()));
                 System.err.println(model + "\n" + stats);
+                if (first != null) System.err.println(first.summary(callStart));
             }
         }
         return 0;
