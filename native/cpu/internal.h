@@ -63,24 +63,6 @@ void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
 /* The configured thread count (ee_set_num_threads; by default the CPUs this process may run on). */
 int ee_num_threads(void);
 
-/*
- * EE_PARALLEL_FOR(nt, i, n, statement), OpenMP based: only for the files that have not moved to the pool yet (gemm.c,
- * gemm_small.c, cross_entropy.c, compiled with -fopenmp, see native/CMakeLists.txt); delete with their conversion.
- */
-#define EE_PARALLEL_FOR_SCHEDULE(kind, nt, i, n, ...)                                    \
-    do {                                                                                 \
-        const int64_t ee_n_ = (n);                                                       \
-        const int ee_want_ = (nt), ee_nt_ = ee_n_ < ee_want_ ? (int)ee_n_ : ee_want_;    \
-        if (ee_nt_ > 1) {                                                                \
-            _Pragma(EE_STRINGIFY(omp parallel for num_threads(ee_nt_) schedule(kind)))   \
-            for (int64_t i = 0; i < ee_n_; i++) { __VA_ARGS__; }                         \
-        } else {                                                                         \
-            for (int64_t i = 0; i < ee_n_; i++) { __VA_ARGS__; }                         \
-        }                                                                                \
-    } while (0)
-#define EE_STRINGIFY(x) #x
-#define EE_PARALLEL_FOR(nt, i, n, ...) EE_PARALLEL_FOR_SCHEDULE(static, nt, i, n, __VA_ARGS__)
-
 /* 64-byte aligned memory (huge-page backed when large) released with free(); 0 if out of memory (memory.c). */
 void* ee_alloc_host(size_t bytes);
 
