@@ -81,7 +81,11 @@ const ee_cpu* ee_cpu_get(void) {
     return &cpu;
 }
 
-/* Below this many operations a parallel region costs more than it saves (fork/join is a few microseconds). */
+/* Below this many operations a parallel region costs more than it saves. An empty region on the pool costs about
+ * 0.2-0.6 us with the workers still polling and a futex wake-up (1-2 us) when they sleep (eecpu_poolbench, 2 threads,
+ * on a shared 2-core machine); 32768 operations take 10-30 us serially, so a region pays for itself well before that
+ * on a quiet machine but may not on a busy one, where a second thread often gets no core. Kept until eecpu_poolbench's
+ * break-even is measured on a quiet machine. */
 #define PARALLEL_MIN_WORK 32768.0
 
 int ee_num_threads(void) {
