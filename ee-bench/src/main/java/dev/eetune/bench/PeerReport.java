@@ -137,7 +137,7 @@ public final class PeerReport {
 
     static void measure(Path dir, String[] args) throws Exception {
         Map<String, Double> peer = new LinkedHashMap<>();
-        Path tokenizer = null, stories = BenchSupport.dataDir().resolve("stories260K"), ee = Path.of("ee");
+        Path tokenizer = null, stories = BenchSupport.dataDir().resolve("stories260K"), ee = Path.of("ee").toAbsolutePath();
         int threads = 2, repeats = 3;
         boolean busy = false;
         Set<String> only = null;
@@ -160,6 +160,7 @@ public final class PeerReport {
             }
         }
         if (tokenizer == null) throw new IllegalArgumentException("--tokenizer FILE (llama2.c's tokenizer.bin for vocab 32000) is required");
+        if (!Files.isExecutable(ee)) throw new IllegalArgumentException("no ee launcher at " + ee + " (run from the repository root or pass --ee PATH)");
         List<Work> works = new ArrayList<>();
         works.add(new Work("stories260K-cold", stories.resolve("stories260K.bin").toString(), true, 1, 1));
         for (String m : List.of("15M", "110M")) {
@@ -267,8 +268,9 @@ public final class PeerReport {
             List<int[]> prompts = new ArrayList<>();
             SplittableRandom r = new SplittableRandom(7);
             for (int s = 0; s < w.batch(); s++) prompts.add(new int[] {1, 3 + r.nextInt(model.config().vocabSize() - 3), 3 + r.nextInt(model.config().vocabSize() - 3)});
-            try (Generator g = new Generator(model, w.batch(), 3 + NEW_TOKENS)) {
-                GenerationConfig cfg = GenerationConfig.greedy(NEW_TOKENS, Set.of());
+            int newTokens = Math.min(NEW_TOKENS, model.config().maxSeqLen() - 3); // run.c's -n also counts the prompt within the context
+            try (Generator g = new Generator(model, w.batch(), 3 + newTokens)) {
+                GenerationConfig cfg = GenerationConfig.greedy(newTokens, Set.of());
                 for (int i = 0; i < 3; i++) g.generate(prompts, cfg, null); // warm-up: JIT and caches
                 g.generate(prompts, cfg, null);
                 double tokS = g.lastStats().decodeTokensPerSecond();
