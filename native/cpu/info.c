@@ -16,7 +16,7 @@ static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 static int default_threads;
 static _Atomic int num_threads;
 
-static int env_flag(const char* name) {
+__attribute__((unused)) static int env_flag(const char* name) { /* unused on non-x86 builds */
     const char* v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
 }
@@ -42,10 +42,12 @@ static void load_blas(void) {
 }
 
 static void cpu_init(void) {
+#if EE_X86
     __builtin_cpu_init();
     int simd = !env_flag("EETUNE_NO_AVX2");
     cpu.avx2 = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     cpu.avx512 = cpu.avx2 && !env_flag("EETUNE_NO_AVX512") && __builtin_cpu_supports("avx512f");
+#endif
     load_blas();
     default_threads = omp_get_max_threads(); /* honours OMP_NUM_THREADS */
     num_threads = default_threads;

@@ -272,8 +272,8 @@ public final class Ops {
     // ---- fused linear + cross-entropy --------------------------------------------------------------------------
 
     /**
-     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (< vocab;
-     * < 0 = ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
+     * Cross-entropy of x w^T / temperature without materialising the logits. loss [rows]; targets [rows] (below vocab;
+     * negative = ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
      * null, F32 [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
      */
     public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,
