@@ -21,7 +21,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 import java.util.concurrent.Callable;
 
 /** {@code ee generate}: prints prompt + continuation to stdout (streamed for one prompt), timing to stderr. */
@@ -82,14 +81,14 @@ final class GenerateCommand implements Callable<Integer> {
             int maxLen = (int) Math.min(model.config().maxSeqLen(), (long) longest + maxTokens);
             int budget = Math.max(0, maxLen - longest);
             if (budget < maxTokens) System.err.printf(Locale.ROOT, "note: --max-tokens %d cut to %d by the model's context of %d%n", maxTokens, budget, model.config().maxSeqLen());
-            GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.eos() >= 0 ? Set.of(tok.eos()) : Set.of());
+            GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.stopTokens());
             boolean stream = ids.size() == 1;
             try (EarlyExitModel ee = heads == null ? null : EarlyExitModel.load(model, EvalCommand.headsFile(heads))) {
                 int[] prev = new int[ids.size()];
                 for (int i = 0; i < ids.size(); i++) prev[i] = ids.get(i)[ids.get(i).length - 1];
                 if (stream) out.print(tok.decode(ids.get(0)));
                 TokenListener listener = stream ? (s, t) -> {
-                    if (t != tok.eos()) out.print(tok.decodeToken(prev[s], t));
+                    if (!tok.stopTokens().contains(t)) out.print(tok.decodeToken(prev[s], t));
                     prev[s] = t;
                 } : null;
                 List<GenerationResult> results;

@@ -44,6 +44,15 @@ class CliTest {
     }
 
     @Test
+    void generationStopsAtTheEndOfTheStoryByDefault() {
+        // stories260K ends a story by emitting BOS (llama2.c's document separator): the text must not run on into a new one
+        String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "400");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1].strip()).endsWith("You are a good friend.\"").containsOnlyOnce("Once upon a time");
+        assertThat(r[2]).doesNotContain("400 generated");
+    }
+
+    @Test
     void hugeMaxTokensAreCutToTheContextNotOverflowed() {
         String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "2147483647");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
