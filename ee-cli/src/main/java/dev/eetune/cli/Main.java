@@ -43,16 +43,17 @@ public final class Main {
         applyConventions(cl);
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             // a user error (bad file, bad value) is one clear line, not a stack trace
-            cmd.getErr().println("ee " + cmd.getCommandName() + ": " + (ex.getMessage() == null ? ex.toString() : ex.getMessage()));
+            cmd.getErr().println(cmd.getCommandSpec().qualifiedName() + ": " + (ex.getMessage() == null ? ex.toString() : ex.getMessage()));
             if (System.getenv("EE_DEBUG") != null) ex.printStackTrace(cmd.getErr());
             return FAILURE;
         });
         cl.setParameterExceptionHandler((ex, args) -> {
             // the mistake and where to look, not the whole usage text (which would push the mistake off the screen)
             CommandLine cmd = ex.getCommandLine();
-            cmd.getErr().println("ee " + cmd.getCommandName() + ": " + ex.getMessage());
+            String name = cmd.getCommandSpec().qualifiedName(); // "ee" or "ee generate"
+            cmd.getErr().println(name + ": " + ex.getMessage());
             CommandLine.UnmatchedArgumentException.printSuggestions(ex, cmd.getErr());
-            cmd.getErr().println("Try 'ee " + (cmd.getParent() == null ? "" : cmd.getCommandName() + " ") + "--help' for the options.");
+            cmd.getErr().println("Try '" + name + " --help' for the options.");
             return USAGE;
         });
         return cl;

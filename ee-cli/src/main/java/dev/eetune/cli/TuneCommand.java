@@ -34,7 +34,7 @@ final class TuneCommand implements Callable<Integer> {
     @Mixin ModelOptions model;
     @Mixin DataOptions dataOpts;
 
-    @Option(names = "--exits", required = true, split = ",", description = "Exit layers, 1-based (an exit after layer L), e.g. 2,4.")
+    @Option(names = "--exits", required = true, split = ",", paramLabel = "LAYER", description = "Layers that carry exit heads, 1-based (an exit after layer L), e.g. 2,4.")
     List<Integer> exits;
 
     @Option(names = "--arch", defaultValue = "mlp", description = "Exit head architecture: embedding | norm | mlp | layer.")

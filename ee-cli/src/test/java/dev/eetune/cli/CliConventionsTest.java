@@ -94,6 +94,10 @@ class CliConventionsTest {
         assertThat(r[2]).contains("give exactly one of --tokenizer PATH and --byte-level");
         r = ee("nosuchcommand");
         assertThat(r[0]).isEqualTo("2");
+        assertThat(r[2]).startsWith("ee: Unmatched argument").contains("Try 'ee --help'");
+        r = ee();
+        assertThat(r[0]).isEqualTo("2");
+        assertThat(r[2]).startsWith("ee: Missing required subcommand");
         r = ee("generate", "--model", tmp.resolve("missing.bin").toString(), "--prompt", "x");
         assertThat(r[0]).isEqualTo("1");
         assertThat(r[2]).contains("missing.bin: no such file or directory").doesNotContain("\tat ");
