@@ -137,7 +137,7 @@ public final class EarlyExitGenerator implements Decoder {
     public Stats lastStats() { return stats; }
 
     /** What it decodes with and how much it holds, for {@link #toString} here and in {@link Generator}. */
-    String capacity() { return maxBatch + " sequences of up to " + maxLen + " tokens, last run: " + (stats == null ? "none" : stats); }
+    String capacity() { return maxBatch + " sequences of up to " + maxLen + " tokens, last run: " + (stats == Stats.EMPTY ? "none" : stats); }
 
     @Override
     public String toString() {

@@ -103,7 +103,7 @@ public final class SelfSpeculativeDecoder implements Decoder {
     @Override
     public String toString() {
         return "SelfSpeculativeDecoder[" + model + ", drafting with exit " + exit + ", k " + initialDraft + (adaptive ? " (adaptive)" : "") + ", "
-            + maxBatch + " sequences of up to " + maxLen + " tokens, last run: " + (stats == null ? "none" : stats) + "]";
+            + maxBatch + " sequences of up to " + maxLen + " tokens, last run: " + (stats.rounds() == 0 ? "none" : stats) + "]";
     }
 
     @Override
