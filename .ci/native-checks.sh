@@ -2,7 +2,8 @@
 # CI, native part (called from .ci/run before the Maven runs; also runs alone):
 #   1. libeecpu built with AddressSanitizer + UBSan (-DEE_SANITIZE=ON): the C self-test (SIMD and portable paths), then
 #      ee-native's KernelTest and BackwardKernelTest against it (FFM and JNA on JDK 22+, JNA on 17);
-#   2. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
+#   2. libeecpu cross-compiled for linux-aarch64 (native/cmake/aarch64.cmake), its self-test under qemu-user;
+#   3. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
 #      its first pass on many odd sizes, the full check).
 # Fails on any sanitizer report or emulation FAIL. usage: .ci/native-checks.sh [JAVA_HOME] (default: the javac on PATH)
 set -euo pipefail
@@ -16,6 +17,8 @@ command -v python3 >/dev/null || need+=(python3)
 # the sanitizer runtimes of Debian 12's gcc 12 (normally pulled in with gcc)
 [ -e "$(gcc -print-file-name=libasan.so)" ] || need+=(libasan8)
 [ -e "$(gcc -print-file-name=libubsan.so)" ] || need+=(libubsan1)
+command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 if [ ${#need[@]} -gt 0 ]; then
   echo "native-checks: installing ${need[*]}"
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
@@ -83,9 +86,20 @@ EOF
   return $rc
 }
 
+# The portable kernels on aarch64 (the x86 ones are compiled out there): built with Debian's cross compiler, the
+# self-test run under qemu-user with the aarch64 sysroot (CMAKE_CROSSCOMPILING_EMULATOR in the toolchain file).
+aarch64_selftest() {
+  cmake -S native -B "$work/aarch64" -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE="$PWD/native/cmake/aarch64.cmake" >/dev/null
+  cmake --build "$work/aarch64" -j "$(nproc)" --target eecpu eecpu_selftest >/dev/null
+  readelf -h "$work/aarch64/libeecpu.so" | grep -q "Machine: *AArch64" || { echo "native-checks: FAIL: libeecpu.so is not an aarch64 library" >&2; return 1; }
+  # one run: the "portable" variant of the self-test is the same code on aarch64
+  ctest --test-dir "$work/aarch64" --output-on-failure -R '^eecpu_selftest$'
+}
+
 step "build libeecpu with ASan + UBSan" sanitized_build
 step "self-test under ASan + UBSan" selftest
 step "KernelTest, BackwardKernelTest under ASan + UBSan ($java_home)" java_tests
+step "libeecpu for linux-aarch64: self-test under qemu-user" aarch64_selftest
 unset ASAN_OPTIONS UBSAN_OPTIONS
 # the reference libeecpu is the Release build Maven just made (saves building it again)
 mkdir -p "$work/emu/cpu"

@@ -140,7 +140,9 @@ public final class BindGen {
         }
         for (Function f : fns) {
             sb.append("\n    /**\n");
-            for (String l : f.doc().split("\n")) sb.append("     * ").append(l.replace("*/", "* /")).append('\n');
+            // the header's comments are plain text: escaped so that javadoc reads "<", ">" and "&" as characters
+            for (String l : f.doc().split("\n"))
+                sb.append("     * ").append(l.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("*/", "* /")).append('\n');
             sb.append("     */\n");
             sb.append("    ").append(jt(f.ret())).append(' ').append(f.name()).append('(').append(paramList(f)).append(");\n");
         }

@@ -4,10 +4,12 @@
  * polynomial (about 1 ulp, for arguments up to 88); the portable path uses libm's expf. Arguments below -87.3
  * give 0. Sums of exponentials are accumulated in double.
  */
-#include <immintrin.h>
 #include <math.h>
 
 #include "internal.h"
+#if EE_X86
+#include <immintrin.h>
+#endif
 
 /* ---- portable -------------------------------------------------------------------------------------------------- */
 
@@ -27,6 +29,7 @@ static double exp_scalar(float* y, const float* x, int64_t n, float shift, float
     return sum;
 }
 
+#if EE_X86
 /* ---- AVX2 ---------------------------------------------------------------------------------------------------------- */
 
 /* exp(x) = 2^n e^r with n = round(x log2 e), r = x - n ln 2 (in two parts), e^r by a degree-6 polynomial. */
@@ -115,6 +118,13 @@ EE_AVX512 static double exp_avx512(float* y, const float* x, int64_t n, float sh
     }
     return _mm512_reduce_add_pd(sum);
 }
+
+#else /* only the portable kernels (cpu->avx2 and avx512 are 0 here) */
+#define max_avx2 max_scalar
+#define max_avx512 max_scalar
+#define exp_avx2 exp_scalar
+#define exp_avx512 exp_scalar
+#endif
 
 /* ---- dispatch ---------------------------------------------------------------------------------------------------- */
 

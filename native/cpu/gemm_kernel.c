@@ -9,9 +9,11 @@
  * Kernels: AVX-512 12x32 (24 zmm accumulators), AVX2/FMA 6x16 (12 ymm), and a plain C 4x8 tile that the compiler
  * vectorises for the x86-64 baseline.
  */
-#include <immintrin.h>
 
 #include "internal.h"
+#if EE_X86
+#include <immintrin.h>
+#endif
 
 /* c = alpha * acc + beta * c for the valid mr x nr corner of the tile; beta = 0 never reads c. */
 typedef void (*ukernel_fn)(int kc, const float* a, const float* b, float* c, int ldc, float alpha, float beta, int mr, int nr);
@@ -42,6 +44,9 @@ static void ukernel_portable(int kc, const float* a, const float* b, float* c, i
     }
 }
 
+static const ukernel kernel_portable = {PORT_MR, PORT_NR, 256, 128, ukernel_portable};
+
+#if EE_X86
 EE_AVX2 static void ukernel_avx2_6x16(int kc, const float* a, const float* b, float* c, int ldc, float alpha, float beta, int mr, int nr) {
     __m256 acc[6][2];
 #pragma GCC unroll 6
@@ -111,9 +116,12 @@ EE_AVX512 static void ukernel_avx512_12x32(int kc, const float* a, const float* 
     }
 }
 
-static const ukernel kernel_portable = {PORT_MR, PORT_NR, 256, 128, ukernel_portable};
 static const ukernel kernel_avx2 = {6, 16, 256, 192, ukernel_avx2_6x16};
 static const ukernel kernel_avx512 = {12, 32, 384, 480, ukernel_avx512_12x32};
+#else /* only the portable kernel (cpu->avx2 and avx512 are 0 here) */
+#define kernel_avx2 kernel_portable
+#define kernel_avx512 kernel_portable
+#endif
 
 /* ---- packing ----------------------------------------------------------------------------------------------------- */
 
@@ -130,15 +138,18 @@ EE_INLINE void pack_copy(float* dst, int w, const void* src, const int dtype, si
     }
 }
 
+#if EE_X86
 /* four consecutive elements as f32 (SSE2, the x86-64 baseline) */
 EE_INLINE __m128 load4(const void* src, const int dtype, size_t i) {
     if (dtype == EE_BF16) return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), _mm_loadl_epi64((const __m128i*)((const uint16_t*)src + i))));
     return _mm_loadu_ps((const float*)src + i);
 }
+#endif
 
 /* dst[p * w + i] = src[origin + i * ld + p] for i < cnt, zero up to w, p < kc: 4 x 4 blocks through registers */
 EE_INLINE void pack_transpose(float* dst, int w, const void* src, const int dtype, size_t origin, size_t ld, int cnt, int kc) {
     int i = 0;
+#if EE_X86
     for (; dtype != EE_F16 && i + 4 <= cnt; i += 4) {
         const size_t row = origin + (size_t)i * ld;
         int p = 0;
@@ -155,6 +166,7 @@ EE_INLINE void pack_transpose(float* dst, int w, const void* src, const int dtyp
         for (; p < kc; p++)
             for (int q = 0; q < 4; q++) dst[(size_t)p * w + i + q] = ee_load_f32(src, dtype, row + q * ld + p);
     }
+#endif
     for (; i < cnt; i++)
         for (int p = 0; p < kc; p++) dst[(size_t)p * w + i] = ee_load_f32(src, dtype, origin + (size_t)i * ld + p);
     for (; i < w; i++)

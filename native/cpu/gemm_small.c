@@ -6,13 +6,15 @@
  * Parallel over n. No packing, so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight
  * for a handful of rows. A stays f32: no vdpbf16ps, which would round A to bf16 (see ee_gemm in eetune.h).
  */
-#include <immintrin.h>
-
 #include "internal.h"
+#if EE_X86
+#include <immintrin.h>
+#endif
 
 #define TILE_N 3 /* weight rows per AVX2 register tile, and the unit of work handed to threads */
 #define TILE_M 3 /* rows of A per AVX2 register tile: 9 accumulators + 3 weight vectors + 1 A vector fit 16 ymm */
 
+#if EE_X86
 /* ---- AVX2 ------------------------------------------------------------------------------------------------------ */
 
 EE_INLINE EE_AVX2 __m256 load8(const void* w, const int dtype, size_t i) {
@@ -185,6 +187,12 @@ EE_AVX512 static void weight_rows_avx512_any(const ee_gemm_args* g, const float*
     default: weight_rows_avx512(g, EE_F32, a, lda, j0, nj);
     }
 }
+
+#else /* only the portable kernel (cpu->avx2 and avx512 are 0 here) */
+#define TILE512 TILE_N
+#define weight_rows_avx2_any weight_rows_portable
+#define weight_rows_avx512_any weight_rows_portable
+#endif
 
 /* ---- portable ------------------------------------------------------------------------------------------------------- */
 

@@ -18,7 +18,7 @@ static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 static int default_threads;
 static _Atomic int num_threads;
 
-static int env_flag(const char* name) {
+__attribute__((unused)) static int env_flag(const char* name) { /* unused on non-x86 builds */
     const char* v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
 }
@@ -63,10 +63,12 @@ static int cpus_allowed(void) {
 }
 
 static void cpu_init(void) {
+#if EE_X86
     __builtin_cpu_init();
     int simd = !env_flag("EETUNE_NO_AVX2");
     cpu.avx2 = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     cpu.avx512 = cpu.avx2 && !env_flag("EETUNE_NO_AVX512") && __builtin_cpu_supports("avx512f");
+#endif
     load_blas();
     /* EETUNE_NUM_THREADS, else OMP_NUM_THREADS (which configured the OpenMP pool before ours), else every CPU */
     int n = env_threads("EETUNE_NUM_THREADS");

@@ -12,9 +12,19 @@
 #include "common.h"
 #include "dtype.h"
 
-/* Code compiled for these targets is only called after the run-time check in info.c said the CPU has them. */
+/* Code compiled for these targets is only called after the run-time check in info.c said the CPU has them.
+ * Elsewhere (linux-aarch64) the files with x86 intrinsics compile them only #if EE_X86 and map their AVX kernels to
+ * the portable ones; the run-time check leaves avx2 and avx512 at 0, so code marked EE_AVX2 / EE_AVX512 without
+ * intrinsics is compiled for the baseline and never called. */
+#if defined(__x86_64__)
+#define EE_X86 1
 #define EE_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define EE_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+#else
+#define EE_X86 0
+#define EE_AVX2
+#define EE_AVX512
+#endif
 #define EE_INLINE static inline __attribute__((always_inline))
 
 /* ---- runtime (info.c) ---------------------------------------------------------------------------------------- */

@@ -65,6 +65,20 @@ else
   exit 1
 fi
 cuda_lib=$build/cmake/libeecuda.so
+# which code the GPU runs: its own SASS when libeecuda has it (sm_80/86/89/90 by default), else the compute_90 PTX
+# JIT-compiled by the driver (slower first load)
+gpu_cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+cuobjdump=$(command -v cuobjdump || ls "$(dirname "$nvcc")/cuobjdump" 2>/dev/null || true)
+if [ -n "$gpu_cc" ] && [ -n "$cuobjdump" ]; then
+  sass=$("$cuobjdump" --list-elf "$cuda_lib" 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
+  ptx=$("$cuobjdump" --list-ptx "$cuda_lib" 2>/dev/null | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
+  case " $sass" in
+    *" sm_$gpu_cc "*) note "   kernels: the GPU (sm_$gpu_cc) runs libeecuda's sm_$gpu_cc SASS (SASS: $sass; PTX: $ptx)" ;;
+    *) note "   kernels: no SASS for the GPU (sm_$gpu_cc) in libeecuda (SASS: $sass): the driver JIT-compiles the PTX ($ptx)" ;;
+  esac
+else
+  note "   kernels: GPU compute capability ${gpu_cc:-unknown}; cuobjdump ${cuobjdump:-not found} (cannot list libeecuda's architectures)"
+fi
 check=$build/cmake/eecuda_check
 cpu_lib=""
 if cmake --build "$build/cmake" --target eecpu -j "$(nproc)" >"$logs/build-cpu.log" 2>&1; then

@@ -273,9 +273,9 @@ public final class Ops {
 
     /**
      * Cross-entropy of x w^T / temperature, each logit computed once and never all of them held (row blocks whose
-     * logits fit a bounded scratch, see the native header). loss [rows]; targets [rows] (< vocab; < 0 = ignored).
-     * gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be null, F32
-     * [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
+     * logits fit a bounded scratch, see the native header). loss [rows]; targets [rows] (below vocab; negative =
+     * ignored). gradWeight (null = no backward) scales each row's gradient; dx (may be null) is written, dw (may be
+     * null, F32 [vocab, dim]) accumulated. argmax / maxProb (may be null) per row.
      */
     public void linearCrossEntropy(Tensor loss, Tensor dx, Tensor dw, Tensor argmax, Tensor maxProb, Tensor x, Tensor w,
                                    Tensor targets, Tensor gradWeight, float temperature) {

@@ -140,6 +140,15 @@ public final class EarlyExitGenerator implements Decoder {
 
     public Stats lastStats() { return stats; }
 
+    /** What it decodes with and how much it holds, for {@link #toString} here and in {@link Generator}. */
+    String capacity() { return maxBatch + " sequences of up to " + maxLen + " tokens, last run: " + (stats == Stats.EMPTY ? "none" : stats); }
+
+    @Override
+    public String toString() {
+        return "EarlyExitGenerator[" + model + ", " + (exits.heads().isEmpty() ? "no exits" : "exits " + exits.heads().stream().map(h -> h.layer()).toList() + ", thresholds " + policy.thresholds())
+            + ", " + capacity() + "]";
+    }
+
     /** The backbone's K/V cache (for exactness checks). */
     public KvCache cache() { return cache; }
 

@@ -30,5 +30,8 @@ public final class Generator implements Decoder {
     public EarlyExitGenerator.Stats lastStats() { return engine.lastStats(); }
 
     @Override
+    public String toString() { return "Generator[" + engine.model() + ", " + engine.capacity() + "]"; }
+
+    @Override
     public void close() { engine.close(); }
 }

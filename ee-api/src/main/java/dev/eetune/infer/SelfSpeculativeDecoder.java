@@ -101,6 +101,12 @@ public final class SelfSpeculativeDecoder implements Decoder {
     public Stats lastStats() { return stats; }
 
     @Override
+    public String toString() {
+        return "SelfSpeculativeDecoder[" + model + ", drafting with exit " + exit + ", k " + initialDraft + (adaptive ? " (adaptive)" : "") + ", "
+            + maxBatch + " sequences of up to " + maxLen + " tokens, last run: " + (stats.rounds() == 0 ? "none" : stats) + "]";
+    }
+
+    @Override
     public List<GenerationResult> generate(List<int[]> prompts, GenerationConfig cfg, TokenListener listener) {
         return calls.call(() -> decode(prompts, cfg, listener));
     }

@@ -244,6 +244,10 @@ public final class Llama2cTokenizer implements Tokenizer {
     @Override
     public int eos() { return EOS; }
 
+    /** EOS, and BOS: llama2.c's models (stories*) separate documents with BOS and end a story by emitting it (run.c stops there too). */
+    @Override
+    public java.util.Set<Integer> stopTokens() { return java.util.Set.of(EOS, BOS); }
+
     @Override
     public int vocabSize() { return pieces.length; }
 

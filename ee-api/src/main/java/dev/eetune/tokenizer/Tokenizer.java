@@ -32,6 +32,12 @@ public interface Tokenizer {
     int vocabSize();
 
     /**
+     * The ids that end a generated text: {@link #eos()}, and whatever else the tokenizer's models use to end a
+     * document. Generation stops at them by default ({@code ee generate}, {@code GenerationConfig.greedy(n, tok.stopTokens())}).
+     */
+    default java.util.Set<Integer> stopTokens() { return eos() >= 0 ? java.util.Set.of(eos()) : java.util.Set.of(); }
+
+    /**
      * Loads the tokenizer at {@code path}: a Hugging Face {@code tokenizer.json}, a llama2.c {@code tokenizer.bin},
      * or a directory holding one of them (tokenizer.json is preferred); a file named {@value ByteTokenizer#MARKER_FILE}
      * (written beside byte-level models) means {@link ByteTokenizer}.

@@ -39,6 +39,13 @@ public final class AdamW implements AutoCloseable {
     /** Steps taken so far (the bias-correction counter). */
     public int steps() { return t; }
 
+    @Override
+    public String toString() {
+        long values = params.stream().mapToLong(p -> p.value().size()).sum();
+        return String.format(java.util.Locale.ROOT, "AdamW[%d tensors, %,d values, step %d, beta1 %s, beta2 %s, eps %s, weight decay %s]",
+            params.size(), values, t, beta1, beta2, eps, weightDecay);
+    }
+
     /** One update of every parameter with learning rate {@code lr}; gradients are multiplied by {@code gradScale}. */
     public void step(float lr, float gradScale) {
         t++;

@@ -78,6 +78,11 @@ public final class Pretrainer implements AutoCloseable {
 
     public long parameterCount() { return ps.count(); }
 
+    @Override
+    public String toString() {
+        return String.format(java.util.Locale.ROOT, "Pretrainer[%s, %,d parameters, exits %s]", c, parameterCount(), java.util.Arrays.toString(exitLayers));
+    }
+
     /**
      * Adds the gradients of one batch to the parameters' gradients; the loss is the mean CE over unmasked targets
      * (plus exitWeight times each exit's), scaled by {@code scale} (1 / micro-batches). Returns the final layer's

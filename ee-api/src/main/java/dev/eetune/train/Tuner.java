@@ -65,6 +65,11 @@ public final class Tuner implements AutoCloseable {
 
     public int step() { return step; }
 
+    @Override
+    public String toString() {
+        return "Tuner[step " + step + " of " + cfg.steps() + ", batch " + cfg.batchSize() + " x " + cfg.seqLen() + " tokens, " + model + ", " + opt + "]";
+    }
+
     public AdamW optimizer() { return opt; }
 
     public BatchLoader data() { return data; }

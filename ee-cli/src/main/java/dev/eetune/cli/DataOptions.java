@@ -20,7 +20,7 @@ final class DataOptions {
     @Option(names = "--val-data", description = "Validation corpus (default: the last --val-fraction of --data).")
     Path valData;
 
-    @Option(names = "--val-fraction", defaultValue = "0.05", description = "Held-out share when --val-data is absent (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--val-fraction", defaultValue = "0.05", description = "Held-out share when --val-data is absent.")
     double valFraction;
 
     @Option(names = "--cache-dir", description = "Where token files are cached (default: OUT/data or ~/.cache/eetune).")

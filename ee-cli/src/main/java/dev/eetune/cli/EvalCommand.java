@@ -25,10 +25,10 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--data", required = true, description = "Evaluation corpus (all of it is used, up to --batches).")
     Path data;
 
-    @Option(names = "--glob") String glob;
-    @Option(names = "--seq-len", defaultValue = "256") int seqLen;
-    @Option(names = "--batch", defaultValue = "4") int batch;
-    @Option(names = "--batches", defaultValue = "32", description = "At most this many batches (default: ${DEFAULT-VALUE}).") int batches;
+    @Option(names = "--glob", description = "Files to read from a directory or zip corpus (e.g. '*.java').") String glob;
+    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per evaluation window.") int seqLen;
+    @Option(names = "--batch", defaultValue = "4", description = "Windows per batch.") int batch;
+    @Option(names = "--batches", defaultValue = "32", description = "At most this many batches.") int batches;
     @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
 
     static Path headsFile(Path p) {

@@ -11,7 +11,9 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -19,38 +21,40 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import java.util.Set;
 import java.util.concurrent.Callable;
 
 /** {@code ee generate}: prints prompt + continuation to stdout (streamed for one prompt), timing to stderr. */
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text with a model.")
 final class GenerateCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
     @Mixin
     ModelOptions opts;
 
     @Option(names = "--prompt", required = true, description = "Prompt text (repeat for a batch; \"\" starts from BOS alone).")
     List<String> prompts;
 
-    @Option(names = "--max-tokens", defaultValue = "256", description = "New tokens per prompt (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--max-tokens", defaultValue = "256", description = "New tokens per prompt (cut to what the model's context leaves).")
     int maxTokens;
 
-    @Option(names = "--temperature", defaultValue = "0", description = "0 = greedy (default).")
+    @Option(names = "--temperature", defaultValue = "0", description = "Sampling temperature; 0 = greedy.")
     float temperature;
 
-    @Option(names = "--top-p", defaultValue = "0.9", description = "Nucleus sampling mass when temperature > 0 (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--top-p", defaultValue = "0.9", description = "Nucleus sampling mass when temperature > 0.")
     float topP;
 
-    @Option(names = "--seed", defaultValue = "42", description = "Sampling seed (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--seed", defaultValue = "42", description = "Sampling seed.")
     long seed;
 
-    @Option(names = "--heads", description = "Tuned exit heads (heads.safetensors or the `ee tune --out` folder).")
+    @Option(names = "--heads", description = "Exit heads: heads.safetensors or the folder `ee tune --out` wrote (default: none, no early exit).")
     Path heads;
 
-    @Option(names = "--threshold", defaultValue = "0.8", description = "Exit when a head's max probability reaches this (>= 1: never; default: ${DEFAULT-VALUE}).")
+    @Option(names = "--threshold", defaultValue = "0.8", description = "Exit when a head's max probability reaches this (>= 1: never).")
     float threshold;
 
-    @Option(names = "--exits", split = ",", description = "Active exit layers (default: every head).")
-    List<Integer> exits;
+    @Option(names = "--active-exits", split = ",", paramLabel = "LAYER", description = "Exit layers allowed to exit, a subset of --heads (default: every head).")
+    List<Integer> activeExits;
 
     @Option(names = "--speculative", description = "Lossless self-speculative decoding with an exit head as drafter.")
     boolean speculative;
@@ -58,7 +62,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--draft-exit", description = "Drafting exit layer (default: the shallowest head).")
     Integer draftExit;
 
-    @Option(names = "--draft-len", defaultValue = "4", description = "Drafts per round (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--draft-len", defaultValue = "4", description = "Drafts per round.")
     int draftLen;
 
     @Option(names = "--adaptive", description = "Adapt the draft length per sequence.")
@@ -94,6 +98,7 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if ((speculative || activeExits != null) && heads == null) throw Main.usage(spec, "--speculative and --active-exits need --heads");
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
         try (LlamaModel model = opts.loadModel()) {
             Tokenizer tok = opts.loadTokenizer(model.config().vocabSize());
@@ -104,15 +109,14 @@ final class GenerateCommand implements Callable<Integer> {
             int maxLen = (int) Math.min(model.config().maxSeqLen(), (long) longest + maxTokens);
             int budget = Math.max(0, maxLen - longest);
             if (budget < maxTokens) System.err.printf(Locale.ROOT, "note: --max-tokens %d cut to %d by the model's context of %d%n", maxTokens, budget, model.config().maxSeqLen());
-            GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.eos() >= 0 ? Set.of(tok.eos()) : Set.of());
+            GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.stopTokens());
             boolean stream = ids.size() == 1;
-            if ((speculative || exits != null) && heads == null) throw new IllegalArgumentException("--speculative and --exits need --heads");
             try (EarlyExitModel ee = heads == null ? null : EarlyExitModel.load(model, EvalCommand.headsFile(heads))) {
                 int[] prev = new int[ids.size()];
                 for (int i = 0; i < ids.size(); i++) prev[i] = ids.get(i)[ids.get(i).length - 1];
                 if (stream) out.print(tok.decode(ids.get(0)));
                 TokenListener listener = stream ? (s, t) -> {
-                    if (t != tok.eos()) out.print(tok.decodeToken(prev[s], t));
+                    if (!tok.stopTokens().contains(t)) out.print(tok.decodeToken(prev[s], t));
                     prev[s] = t;
                 } : null;
                 FirstTokens first = timing ? new FirstTokens(listener) : null;
@@ -127,7 +131,7 @@ final class GenerateCommand implements Callable<Integer> {
                         stats = "self-speculative, drafting with exit " + e + ": " + d.lastStats();
                     }
                 } else {
-                    int[] layers = exits != null ? exits.stream().mapToInt(Integer::intValue).toArray()
+                    int[] layers = activeExits != null ? activeExits.stream().mapToInt(Integer::intValue).toArray()
                         : ee == null ? new int[0] : ee.heads().stream().mapToInt(h -> h.layer()).toArray();
                     EarlyExitPolicy policy = ee == null ? EarlyExitPolicy.none() : EarlyExitPolicy.global(threshold, layers);
                     try (EarlyExitGenerator g = new EarlyExitGenerator(model, ee, policy, ids.size(), maxLen)) {

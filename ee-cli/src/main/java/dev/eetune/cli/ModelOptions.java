@@ -18,7 +18,7 @@ final class ModelOptions {
     @Option(names = "--tokenizer", description = "tokenizer.json, llama2.c tokenizer.bin, or 'byte' (default: found beside the model).")
     Path tokenizer;
 
-    @Option(names = "--backend", defaultValue = "cpu", description = "Backend name (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--backend", defaultValue = "cpu", description = "Backend: cpu or cuda.")
     String backend;
 
     @Option(names = "--threads", defaultValue = "0", converter = ThreadCount.class, description = "Worker threads (0 = all cores).")

@@ -18,7 +18,9 @@ import dev.eetune.train.Pretrainer;
 import dev.eetune.train.StepReport;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -33,28 +35,29 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "pretrain", mixinStandardHelpOptions = true, description = "Pretrain a small Llama-architecture model from scratch.")
 final class PretrainCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
     @Option(names = "--corpus", required = true, description = "Text file, .jsonl, directory or .zip (e.g. the JDK's lib/src.zip).") Path corpus;
     @Option(names = "--glob", description = "Files to read from a directory or zip (e.g. '*.java').") String glob;
     @Option(names = "--tokenizer", description = "tokenizer.json or llama2.c tokenizer.bin.") Path tokenizer;
     @Option(names = "--byte-level", description = "Bytes as tokens (vocabulary 258).") boolean byteLevel;
-    @Option(names = "--dim", defaultValue = "128") int dim;
-    @Option(names = "--layers", defaultValue = "8") int layers;
-    @Option(names = "--heads", defaultValue = "4") int heads;
-    @Option(names = "--kv-heads", description = "Default: --heads.") Integer kvHeads;
+    @Option(names = "--dim", defaultValue = "128", description = "Model width.") int dim;
+    @Option(names = "--layers", defaultValue = "8", description = "Decoder layers.") int layers;
+    @Option(names = "--attention-heads", defaultValue = "4", description = "Attention heads (dim must be a multiple).") int attentionHeads;
+    @Option(names = "--kv-heads", description = "Key/value heads, grouped-query attention (default: --attention-heads).") Integer kvHeads;
     @Option(names = "--hidden", description = "MLP width (default: 8/3 dim rounded up to a multiple of 32).") Integer hidden;
-    @Option(names = "--seq-len", defaultValue = "256") int seqLen;
-    @Option(names = "--batch", defaultValue = "8") int batch;
-    @Option(names = "--lr", defaultValue = "3e-3") float lr;
-    @Option(names = "--warmup", defaultValue = "30") int warmup;
-    @Option(names = "--weight-decay", defaultValue = "0.1") float weightDecay;
-    @Option(names = "--clip", defaultValue = "1.0") float clip;
-    @Option(names = "--exits", split = ",", description = "Layers with a norm exit trained jointly (EE-LLM style).") List<Integer> exits;
-    @Option(names = "--exit-weight", defaultValue = "0.25") double exitWeight;
-    @Option(names = "--seed", defaultValue = "1") long seed;
-    @Option(names = "--val-fraction", defaultValue = "0.02") double valFraction;
+    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per training window.") int seqLen;
+    @Option(names = "--batch", defaultValue = "8", description = "Windows per step.") int batch;
+    @Option(names = "--lr", defaultValue = "3e-3", description = "Peak learning rate (cosine decay to lr / 10).") float lr;
+    @Option(names = "--warmup", defaultValue = "30", description = "Learning-rate warm-up steps.") int warmup;
+    @Option(names = "--weight-decay", defaultValue = "0.1", description = "AdamW weight decay.") float weightDecay;
+    @Option(names = "--clip", defaultValue = "1.0", description = "Gradient-norm clipping (0 = none).") float clip;
+    @Option(names = "--exits", split = ",", paramLabel = "LAYER", description = "Layers that carry a norm exit, trained jointly (EE-LLM style; default: none).") List<Integer> exits;
+    @Option(names = "--exit-weight", defaultValue = "0.25", description = "Loss weight of each exit relative to the final layer.") double exitWeight;
+    @Option(names = "--seed", defaultValue = "1", description = "Seed of the initial weights and batch order.") long seed;
+    @Option(names = "--val-fraction", defaultValue = "0.02", description = "Held-out share of the corpus for validation.") double valFraction;
     @Option(names = "--eval-every", defaultValue = "30", description = "Seconds between validation evaluations.") int evalEvery;
-    @Option(names = "--threads", defaultValue = "0", converter = ThreadCount.class) int threads;
-    @Option(names = "--out", required = true) Path out;
+    @Option(names = "--threads", defaultValue = "0", converter = ThreadCount.class, description = "Worker threads (0 = all cores).") int threads;
+    @Option(names = "--out", required = true, description = "Output folder: the checkpoint (config.json, model.safetensors, tokenizer), loss_curve.csv.") Path out;
 
     @ArgGroup(exclusive = true, multiplicity = "1")
     Budget budget;
@@ -66,7 +69,7 @@ final class PretrainCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        if (byteLevel == (tokenizer != null)) throw new IllegalArgumentException("give exactly one of --tokenizer PATH and --byte-level");
+        if (byteLevel == (tokenizer != null)) throw Main.usage(spec, "give exactly one of --tokenizer PATH and --byte-level");
         Tokenizer tok = byteLevel ? new ByteTokenizer() : Tokenizer.load(tokenizer);
         Backend backend = Backends.cpu();
         if (threads > 0) backend.setThreads(threads);
@@ -74,14 +77,14 @@ final class PretrainCommand implements Callable<Integer> {
         TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"));
         PackedSequences.Split windows = PackedSequences.of(tokens, seqLen, true).split(valFraction);
         int h = hidden != null ? hidden : (int) (Math.ceil(8.0 * dim / 3 / 32) * 32);
-        LlamaConfig cfg = new LlamaConfig(dim, h, layers, heads, kvHeads != null ? kvHeads : heads, dim / heads, tok.vocabSize(), Math.max(seqLen, 512),
+        LlamaConfig cfg = new LlamaConfig(dim, h, layers, attentionHeads, kvHeads != null ? kvHeads : attentionHeads, dim / attentionHeads, tok.vocabSize(), Math.max(seqLen, 512),
             1e-5f, 10000f, null, false, false, false, LlamaConfig.LLAMA).validate();
         double unigram = unigramEntropy(tokens, tok.vocabSize());
         int[] exitLayers = exits == null ? new int[0] : exits.stream().mapToInt(Integer::intValue).toArray();
         try (Pretrainer p = new Pretrainer(cfg, backend, seed, 0.02f, exitLayers, exitWeight);
              AdamW opt = new AdamW(p.parameters(), 0.9f, 0.95f, 1e-8f, weightDecay)) {
             System.err.printf(Locale.ROOT, "pretraining %,d parameters (dim %d, %d layers, %d heads, hidden %d, vocab %d) on %,d tokens (%s); unigram baseline %.4f nats/token%n",
-                p.parameterCount(), dim, layers, heads, h, tok.vocabSize(), tokens.size(), corpus.getFileName(), unigram);
+                p.parameterCount(), dim, layers, attentionHeads, h, tok.vocabSize(), tokens.size(), corpus.getFileName(), unigram);
             BatchLoader train = new BatchLoader(windows.train(), batch, seed), val = new BatchLoader(windows.validation(), batch, seed);
             LrSchedule schedule = LrSchedule.cosine(lr, warmup, budget.steps != null ? budget.steps : Integer.MAX_VALUE, lr / 10);
             StringBuilder curve = new StringBuilder("step,seconds,tokens,train_loss,val_loss\n");

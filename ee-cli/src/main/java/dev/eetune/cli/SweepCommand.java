@@ -30,22 +30,22 @@ final class SweepCommand implements Callable<Integer> {
 
     static final class Source {
         @Option(names = "--prompts", description = "A file with one prompt per line.") Path prompts;
-        @Option(names = "--data", description = "A corpus: prompts are BOS + --prompt-tokens tokens from evenly spaced places in its last 2%.") Path data;
+        @Option(names = "--data", description = "A corpus: prompts are BOS + --prompt-tokens tokens from evenly spaced places in its last 2%%.") Path data;
     }
 
     @Option(names = "--glob", description = "Files to read from a directory or zip corpus.") String glob;
     @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
 
-    @Option(names = "--prompt-count", defaultValue = "8", description = "Prompts taken from --data (default: ${DEFAULT-VALUE}).") int promptCount;
-    @Option(names = "--prompt-tokens", defaultValue = "16", description = "Tokens per prompt taken from --data (default: ${DEFAULT-VALUE}).") int promptTokens;
-    @Option(names = "--thresholds", split = ",", defaultValue = "1.0,0.9,0.8,0.6,0.4,0.2") List<Float> thresholds;
+    @Option(names = "--prompt-count", defaultValue = "8", description = "Prompts taken from --data.") int promptCount;
+    @Option(names = "--prompt-tokens", defaultValue = "16", description = "Tokens per prompt taken from --data.") int promptTokens;
+    @Option(names = "--thresholds", split = ",", defaultValue = "1.0,0.9,0.8,0.6,0.4,0.2", description = "Confidence thresholds to measure (>= 1: no early exit, the baseline).") List<Float> thresholds;
     @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per prompt.") int maxTokens;
-    @Option(names = "--batch", defaultValue = "1") int batch;
+    @Option(names = "--batch", defaultValue = "1", description = "Prompts decoded together.") int batch;
     @Option(names = "--repeats", defaultValue = "5", description = "Timed runs per setting (median reported).") int repeats;
     @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
     @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
-    @Option(names = "--csv") Path csv;
-    @Option(names = "--json") Path json;
+    @Option(names = "--csv", description = "Also write the table as CSV to this file.") Path csv;
+    @Option(names = "--json", description = "Also write the results as JSON to this file.") Path json;
 
     @Override
     public Integer call() throws IOException {

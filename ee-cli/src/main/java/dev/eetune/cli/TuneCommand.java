@@ -34,37 +34,37 @@ final class TuneCommand implements Callable<Integer> {
     @Mixin ModelOptions model;
     @Mixin DataOptions dataOpts;
 
-    @Option(names = "--exits", required = true, split = ",", description = "Exit layers, 1-based (an exit after layer L), e.g. 2,4.")
+    @Option(names = "--exits", required = true, split = ",", paramLabel = "LAYER", description = "Layers that carry exit heads, 1-based (an exit after layer L), e.g. 2,4.")
     List<Integer> exits;
 
-    @Option(names = "--arch", defaultValue = "mlp", description = "embedding | norm | mlp | layer (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--arch", defaultValue = "mlp", description = "Exit head architecture: embedding | norm | mlp | layer.")
     String arch;
 
-    @Option(names = "--init", defaultValue = "copy", description = "copy | random (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--init", defaultValue = "copy", description = "Head initialisation: copy (from the backbone's final norm / layer) | random.")
     String init;
 
-    @Option(names = "--steps", defaultValue = "300") int steps;
-    @Option(names = "--seq-len", defaultValue = "256") int seqLen;
-    @Option(names = "--batch", defaultValue = "4") int batch;
+    @Option(names = "--steps", defaultValue = "300", description = "Optimizer steps.") int steps;
+    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per training window.") int seqLen;
+    @Option(names = "--batch", defaultValue = "4", description = "Windows per micro-batch.") int batch;
     @Option(names = "--micro-batches", defaultValue = "1", description = "Gradient accumulation steps.") int microBatches;
-    @Option(names = "--lr", defaultValue = "1e-3") float lr;
+    @Option(names = "--lr", defaultValue = "1e-3", description = "Peak learning rate.") float lr;
     @Option(names = "--min-lr", description = "LR floor (default: lr / 10).") Float minLr;
     @Option(names = "--warmup", description = "LR warm-up steps (default: steps / 20).") Integer warmup;
     @Option(names = "--decay", defaultValue = "cosine", description = "cosine | linear | constant.") String decay;
-    @Option(names = "--weight-decay", defaultValue = "0") float weightDecay;
-    @Option(names = "--clip", defaultValue = "1.0") float clip;
+    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW weight decay.") float weightDecay;
+    @Option(names = "--clip", defaultValue = "1.0", description = "Gradient-norm clipping (0 = none).") float clip;
     @Option(names = "--exit-weights", split = ",", description = "Loss weight per exit (default: all 1).") List<Double> exitWeights;
     @Option(names = "--weight-warmup", defaultValue = "0", description = "Steps over which exit weights ramp up from 0.") int weightWarmup;
     @Option(names = "--confidence-weighting", description = "Weight each token's CE by the exit's detached max probability (EE-LLM).") boolean confidence;
     @Option(names = "--temperature", defaultValue = "1.0", description = "Exit temperature.") float temperature;
-    @Option(names = "--seed", defaultValue = "1234") long seed;
+    @Option(names = "--seed", defaultValue = "1234", description = "Seed of head initialisation and batch order.") long seed;
     @Option(names = "--out", defaultValue = "ee-heads", description = "Output folder: heads.safetensors, checkpoints/, eval.txt.") Path out;
     @Option(names = "--resume", description = "Checkpoint folder (or a checkpoints root) to continue from.") Path resume;
     @Option(names = "--checkpoint-every", defaultValue = "100", description = "Steps between checkpoints (0 = only at the end).") int checkpointEvery;
     @Option(names = "--keep-last", defaultValue = "" + TunerConfig.DEFAULT_KEEP_LAST,
-        description = "Checkpoints to keep, newest first (0 = all; default: ${DEFAULT-VALUE}); the one resumed from is never deleted.") int keepLast;
+        description = "Checkpoints to keep, newest first (0 = all); the one resumed from is never deleted.") int keepLast;
     @Option(names = "--max-nonfinite-steps", defaultValue = "" + TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS,
-        description = "Stop with an error after this many consecutive steps with a non-finite loss or gradient (default: ${DEFAULT-VALUE}).") int maxNonFiniteSteps;
+        description = "Stop with an error after this many consecutive steps with a non-finite loss or gradient.") int maxNonFiniteSteps;
     @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
     @Option(names = "--quiet", description = "No progress lines.") boolean quiet;
 

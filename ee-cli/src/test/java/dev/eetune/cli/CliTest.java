@@ -44,6 +44,15 @@ class CliTest {
     }
 
     @Test
+    void generationStopsAtTheEndOfTheStoryByDefault() {
+        // stories260K ends a story by emitting BOS (llama2.c's document separator): the text must not run on into a new one
+        String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "400");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1].strip()).endsWith("You are a good friend.\"").containsOnlyOnce("Once upon a time");
+        assertThat(r[2]).doesNotContain("400 generated");
+    }
+
+    @Test
     void hugeMaxTokensAreCutToTheContextNotOverflowed() {
         String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "2147483647");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
@@ -90,6 +99,10 @@ class CliTest {
         r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "20", "--heads", out.toString(), "--speculative", "--draft-exit", "4");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).startsWith("Once upon a time, there was a little girl named Lily."); // lossless: the full model's greedy text
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "20", "--heads", out.toString(), "--active-exits", "4", "--threshold", "0.5");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).startsWith("Once upon a time");
+        assertThat(r[2]).contains("early exit at threshold 0.5");
     }
 
     /**
@@ -167,7 +180,7 @@ class CliTest {
     void pretrainWritesACheckpointEveryCommandLoads() throws IOException {
         Path corpus = Files.writeString(tmp.resolve("corpus.txt"), "public class A { int x = 1; }\n".repeat(400));
         Path out = tmp.resolve("byte-model");
-        String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--dim", "32", "--layers", "2", "--heads", "2", "--seq-len", "32",
+        String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--dim", "32", "--layers", "2", "--attention-heads", "2", "--seq-len", "32",
             "--batch", "4", "--steps", "5", "--out", out.toString(), "--val-fraction", "0.1");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("final validation loss");

@@ -21,10 +21,21 @@ import java.util.Locale;
 public final class NativeLibraryLoader {
     private NativeLibraryLoader() {}
 
+    /**
+     * The platform folders native/build.sh and native/cuda/build.sh can fill (a jar holds those its build had
+     * compilers for); listed to tell a user on another platform what the jar supports.
+     */
+    static final List<String> BUILT_PLATFORMS = List.of("linux-x86_64", "linux-aarch64");
+
     /** The platform folder name used in jars, e.g. {@code linux-x86_64}. */
     public static String platform() {
-        String os = System.getProperty("os.name", "").toLowerCase(Locale.ROOT);
-        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
+        return platform(System.getProperty("os.name", ""), System.getProperty("os.arch", ""));
+    }
+
+    /** The platform folder name for an {@code os.name} and {@code os.arch}. */
+    static String platform(String osName, String osArch) {
+        String os = osName.toLowerCase(Locale.ROOT);
+        String arch = osArch.toLowerCase(Locale.ROOT);
         String o = os.contains("linux") ? "linux" : os.contains("mac") ? "macos" : os.contains("win") ? "windows" : os;
         String a = arch.equals("amd64") || arch.equals("x86_64") ? "x86_64" : arch.equals("aarch64") || arch.equals("arm64") ? "aarch64" : arch;
         return o + "-" + a;
@@ -49,10 +60,17 @@ public final class NativeLibraryLoader {
             // an explicit choice that fails is an error, not a reason to silently load another build
             throw new UnsatisfiedLinkError("cannot load native library " + file + " from " + source[0] + "; tried:\n  - " + String.join("\n  - ", tried));
         }
-        String resource = "native/" + platform() + "/" + file;
+        return loadPackaged(owner, file, platform(), tried);
+    }
+
+    /** Loads the copy of {@code file} packaged for {@code platform}; the error lists the platforms the jar has. */
+    static Path loadPackaged(Class<?> owner, String file, String platform, List<String> tried) {
+        String resource = "native/" + platform + "/" + file;
         try (InputStream in = owner.getClassLoader().getResourceAsStream(resource)) {
             if (in == null) {
-                tried.add("jar resource " + resource + ": not packaged (this jar has no native library for " + platform() + ")");
+                List<String> packaged = packagedPlatforms(owner, file);
+                tried.add("jar resource " + resource + ": not packaged (this jar has no native library for " + platform + "; it supports "
+                    + (packaged.isEmpty() ? "no platform: it was built without the library" : String.join(", ", packaged)) + ")");
             } else {
                 Path loaded = tryLoad(extract(in.readAllBytes(), file), "jar resource " + resource, tried);
                 if (loaded != null) return loaded;
@@ -61,6 +79,13 @@ public final class NativeLibraryLoader {
             tried.add("jar resource " + resource + ": cannot extract: " + e);
         }
         throw new UnsatisfiedLinkError("cannot load native library " + file + "; tried:\n  - " + String.join("\n  - ", tried));
+    }
+
+    /** The platforms whose copy of {@code file} the owner's jar holds, out of those the build can produce. */
+    static List<String> packagedPlatforms(Class<?> owner, String file) {
+        List<String> found = new ArrayList<>();
+        for (String p : BUILT_PLATFORMS) if (owner.getClassLoader().getResource("native/" + p + "/" + file) != null) found.add(p);
+        return found;
     }
 
     private static Path tryLoad(Path p, String source, List<String> tried) {
