@@ -1,9 +1,11 @@
 /* Elementwise kernels: dtype casts, add, axpby, bias, scale and the (deterministic) sum of squares. */
-#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 
 #include "internal.h"
+#if EE_X86
+#include <immintrin.h>
+#endif
 
 typedef struct {
     void* dst;
@@ -125,6 +127,7 @@ static double sum_squares_portable(const float* x, int64_t n) {
     return s;
 }
 
+#if EE_X86
 EE_AVX2 static double sum_squares_avx2(const float* x, int64_t n) {
     __m256d acc[8];
     for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_pd();
@@ -167,6 +170,10 @@ EE_AVX512 static double sum_squares_avx512(const float* x, int64_t n) {
                                     _mm512_add_pd(_mm512_add_pd(acc[4], acc[5]), _mm512_add_pd(acc[6], acc[7])));
     return _mm512_reduce_add_pd(t);
 }
+#else /* the run-time check never selects these elsewhere */
+#define sum_squares_avx2 sum_squares_portable
+#define sum_squares_avx512 sum_squares_portable
+#endif
 
 typedef struct {
     const float* x;
