@@ -167,7 +167,7 @@ class CliTest {
     void pretrainWritesACheckpointEveryCommandLoads() throws IOException {
         Path corpus = Files.writeString(tmp.resolve("corpus.txt"), "public class A { int x = 1; }\n".repeat(400));
         Path out = tmp.resolve("byte-model");
-        String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--dim", "32", "--layers", "2", "--heads", "2", "--seq-len", "32",
+        String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--dim", "32", "--layers", "2", "--attention-heads", "2", "--seq-len", "32",
             "--batch", "4", "--steps", "5", "--out", out.toString(), "--val-fraction", "0.1");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("final validation loss");
