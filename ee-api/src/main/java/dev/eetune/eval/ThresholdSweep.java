@@ -215,7 +215,7 @@ public final class ThresholdSweep {
                 double[] ratio = new double[st.repeats()];
                 for (int r = 0; r < ratio.length; r++) ratio[r] = rates[i][r] / rates[0][r];
                 double[] tps = medianAndRange(rates[i]), sp = medianAndRange(ratio);
-                Verdict verdict = i == 0 ? Verdict.OK : verdict(md, sp);
+                Verdict verdict = i == 0 ? Verdict.OK : verdict(md.generator != null && md.threshold >= 1f, sp[0], sp[1], sp[2]);
                 double[] fr = match(prompts, md.out, full.out);
                 double ppl = perplexity(m, prompts, md.out);
                 if (md.generator != null) {
@@ -235,12 +235,11 @@ public final class ThresholdSweep {
         }
     }
 
-    /** The verdict on a row's per-round speed-ups {median, min, max}. */
-    private static Verdict verdict(Mode md, double[] speedup) {
-        boolean cannotBeFaster = md.generator != null && md.threshold >= 1f;
-        if (cannotBeFaster && speedup[1] > 1 + FAILURE_MARGIN) return Verdict.MEASUREMENT_FAILURE;
-        boolean straddles = speedup[1] <= 1 && speedup[2] >= 1;
-        return straddles || (speedup[2] - speedup[1]) > NOISY_SPREAD * speedup[0] ? Verdict.NOISY : Verdict.OK;
+    /** The verdict on a row's per-round speed-ups; {@code cannotBeFaster}: an early-exit row where no head may exit. */
+    static Verdict verdict(boolean cannotBeFaster, double median, double low, double high) {
+        if (cannotBeFaster && low > 1 + FAILURE_MARGIN) return Verdict.MEASUREMENT_FAILURE;
+        boolean straddles = low <= 1 && high >= 1;
+        return straddles || high - low > NOISY_SPREAD * median ? Verdict.NOISY : Verdict.OK;
     }
 
     /** {median, min, max} of the values. */

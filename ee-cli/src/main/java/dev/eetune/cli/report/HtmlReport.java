@@ -79,10 +79,14 @@ public final class HtmlReport {
         XYChart speed = new XYChartBuilder().width(WIDTH).height(HEIGHT).title("Speed-up vs agreement over thresholds").xAxisTitle("agreement with the full model (teacher-forced, %)")
             .yAxisTitle("measured speed-up (x)").build();
         style(speed);
-        double[] agreement = ee.stream().mapToDouble(row -> 100 * row.teacherForcedAgreement()).toArray();
-        speed.addSeries("median speed-up", agreement, ee.stream().mapToDouble(ThresholdSweep.Row::speedup).toArray());
-        speed.addSeries("slowest round", agreement, ee.stream().mapToDouble(ThresholdSweep.Row::speedupLow).toArray()).setMarker(SeriesMarkers.TRIANGLE_DOWN);
-        speed.addSeries("fastest round", agreement, ee.stream().mapToDouble(ThresholdSweep.Row::speedupHigh).toArray()).setMarker(SeriesMarkers.TRIANGLE_UP);
+        List<ThresholdSweep.Row> byAgreement = ee.stream().sorted(java.util.Comparator.comparingDouble(ThresholdSweep.Row::teacherForcedAgreement)).toList();
+        double[] agreement = byAgreement.stream().mapToDouble(row -> 100 * row.teacherForcedAgreement()).toArray();
+        speed.addSeries("median speed-up", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedup).toArray());
+        speed.addSeries("slowest round", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedupLow).toArray()).setMarker(SeriesMarkers.TRIANGLE_DOWN)
+            .setXYSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Scatter);
+        speed.addSeries("fastest round", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedupHigh).toArray()).setMarker(SeriesMarkers.TRIANGLE_UP)
+            .setXYSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Scatter);
+        speed.addSeries("no speed-up", new double[] {agreement[0], agreement[agreement.length - 1]}, new double[] {1, 1}).setMarker(SeriesMarkers.NONE);
         chart(speed, "Speed-up vs agreement over thresholds");
 
         List<String> taus = ee.stream().map(row -> String.format(Locale.ROOT, "%.2f", row.threshold())).toList();
