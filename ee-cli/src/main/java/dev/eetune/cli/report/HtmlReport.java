@@ -52,7 +52,7 @@ public final class HtmlReport {
             XYSeries series = c.addSeries(name, s[0], s[1]);
             series.setMarker(s[0].length > 40 ? SeriesMarkers.NONE : SeriesMarkers.CIRCLE);
         }
-        return chart(c, "Training loss per exit");
+        return chart(c, curves.title());
     }
 
     /** Validation loss per exit (and the final layer). */
@@ -82,10 +82,10 @@ public final class HtmlReport {
         List<ThresholdSweep.Row> byAgreement = ee.stream().sorted(java.util.Comparator.comparingDouble(ThresholdSweep.Row::teacherForcedAgreement)).toList();
         double[] agreement = byAgreement.stream().mapToDouble(row -> 100 * row.teacherForcedAgreement()).toArray();
         speed.addSeries("median speed-up", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedup).toArray());
-        speed.addSeries("slowest round", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedupLow).toArray()).setMarker(SeriesMarkers.TRIANGLE_DOWN)
-            .setXYSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Scatter);
-        speed.addSeries("fastest round", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedupHigh).toArray()).setMarker(SeriesMarkers.TRIANGLE_UP)
-            .setXYSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Scatter);
+        speed.addSeries("slowest round", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedupLow).toArray())
+            .setXYSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Scatter).setMarker(SeriesMarkers.TRIANGLE_DOWN);
+        speed.addSeries("fastest round", agreement, byAgreement.stream().mapToDouble(ThresholdSweep.Row::speedupHigh).toArray())
+            .setXYSeriesRenderStyle(XYSeries.XYSeriesRenderStyle.Scatter).setMarker(SeriesMarkers.TRIANGLE_UP);
         speed.addSeries("no speed-up", new double[] {agreement[0], agreement[agreement.length - 1]}, new double[] {1, 1}).setMarker(SeriesMarkers.NONE);
         chart(speed, "Speed-up vs agreement over thresholds");
 
