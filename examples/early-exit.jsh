@@ -19,18 +19,18 @@ var sources = Path.of(System.getProperty("java.home"), "lib", "src.zip"); // `ee
 var tokens = TokenFile.openOrBuild(Corpus.open(sources, "java.base/java/util/Abstract*.java"), tok, Files.createTempDirectory("ee-jsh").resolve("util.tokens"));
 var data = new BatchLoader(PackedSequences.of(tokens, 128, true), 8, 1);
 
-// a 4-layer Llama with a norm exit after layer 2 trained jointly (EE-LLM style), 80 steps
+// a 4-layer Llama with a norm exit after layer 2 trained jointly (EE-LLM style), 50 steps
 var pretrainer = new Pretrainer(LlamaConfig.llama(64, 4, 4, tok.vocabSize(), 256), backend, 1, 0.02f, new int[] {2}, 0.25);
 var optimizer = new AdamW(pretrainer.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
 StepReport last = null;
-for (int step = 0; step < 80; step++) last = pretrainer.trainStep(data, optimizer, step, 3e-3f, 1f, 1, 4096);
-System.out.println("pretrained: " + last);                                   // expect: pretrained: step 80
+for (int step = 0; step < 50; step++) last = pretrainer.trainStep(data, optimizer, step, 3e-3f, 1f, 1, 4096);
+System.out.println("pretrained: " + last);                                   // expect: pretrained: step 50
 var model = pretrainer.model();
 
 // EE-Tuning: a norm head after layer 2, backbone frozen
 var ee = EarlyExitModel.attach(model, List.of(new ExitSpec(2, ExitArchitecture.NORM, ExitInit.COPY)), 42);
 try (var opt = AdamW.withDefaults(ee.parameters(), 0f);
-     var tuner = new Tuner(ee, TunerConfig.defaults(30, 4, 128, 1e-3f), data, opt, List.of())) {
+     var tuner = new Tuner(ee, TunerConfig.defaults(20, 8, 128, 1e-3f), data, opt, List.of())) {
     tuner.run();
 }
 System.out.println(ExitEvaluator.evaluate(ee, data.evaluationBatches(4), 4096).toTable()); // expect: ^exit\s+arch\s+val loss
