@@ -7,6 +7,7 @@ import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.Workspace;
+import dev.eetune.progress.ProgressListener;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
@@ -41,14 +42,17 @@ public final class ExitEvaluator {
         }
     }
 
-    public static Report evaluate(EarlyExitModel model, Iterable<Batch> batches) {
+    public static Report evaluate(EarlyExitModel model, Iterable<Batch> batches) { return evaluate(model, batches, ProgressListener.NONE); }
+
+    /** As {@link #evaluate(EarlyExitModel, Iterable)}, telling {@code progress} the batches done (total 0: the iterable's size is not known here). */
+    public static Report evaluate(EarlyExitModel model, Iterable<Batch> batches, ProgressListener progress) {
         LlamaModel bb = model.backbone();
         Ops ops = bb.backend().ops();
         List<ExitHead> heads = model.heads();
         int n = heads.size();
         double[] lossSum = new double[n + 1];
         long[] correct = new long[n + 1], agree = new long[n + 1];
-        long tokens = 0;
+        long tokens = 0, done = 0;
         try (Scope.Lease use = model.use(); Scope scope = Scope.of(bb.backend()); Workspace ws = bb.newWorkspace()) {
             for (Batch b : batches) {
                 int rows = b.batchSize() * b.seqLen();
@@ -85,6 +89,7 @@ public final class ExitEvaluator {
                         }
                     }
                 }
+                progress.update(++done, 0, "");
             }
         }
         if (tokens == 0) throw new IllegalArgumentException("no evaluation tokens (empty or fully masked data)");

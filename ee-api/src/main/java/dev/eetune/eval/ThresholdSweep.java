@@ -16,6 +16,15 @@ import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
+import com.fasterxml.jackson.core.JsonGenerator;
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializerProvider;
+import com.fasterxml.jackson.databind.module.SimpleModule;
+import com.fasterxml.jackson.databind.ser.std.StdSerializer;
+import dev.eetune.progress.ProgressListener;
+
+import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -34,151 +43,258 @@ import java.util.Set;
 public final class ThresholdSweep {
     private ThresholdSweep() {}
 
-    /** One row of the sweep. {@code mode} is "early-exit", "full" or "speculative@E k". */
-    public record Row(String mode, float threshold, double tokensPerSecond, double tokensPerSecondSpread, double speedup, double meanExitLayer,
-                      double[] exitShare, double layersPerToken, double teacherForcedAgreement, double freeRunningMatch, double meanMatchedPrefix,
-                      double perplexity, double acceptanceRate) {}
+    /** How far a row's speed-up can be trusted (see {@link Row}). */
+    public enum Verdict {
+        /** Every timed round agrees on the direction of the speed-up, within a modest spread. */
+        OK,
+        /** The rounds' speed-ups straddle 1.0 or spread widely: faster or slower cannot be told from noise. */
+        NOISY,
+        /** A row that cannot be faster than the full model (no head may exit) was, in every round: the timing is broken. */
+        MEASUREMENT_FAILURE;
+    }
 
-    /** The sweep's rows and the exit layers the share columns refer to (the last column is the final layer). */
-    public record Result(List<Row> rows, int[] exitLayers, int promptCount, int newTokens) {
+    /**
+     * One row of the sweep. {@code mode} is "early-exit", "full" or "speculative@E k". Tokens/s: the median over the
+     * timed rounds and its spread (max - min); speed-up: the median of each round's ratio to the full model timed in the
+     * same round, with the lowest and highest round's ratio, and the verdict those give.
+     */
+    public record Row(String mode, float threshold, double tokensPerSecond, double tokensPerSecondSpread, double speedup, double speedupLow, double speedupHigh,
+                      Verdict verdict, double meanExitLayer, double[] exitShare, double layersPerToken, double teacherForcedAgreement, double freeRunningMatch,
+                      double meanMatchedPrefix, double perplexity, double acceptanceRate) {}
+
+    /**
+     * The sweep's rows and the exit layers the share columns refer to (the last column is the final layer), with the
+     * warm-up it took: rounds run before timing, and whether the rates had settled by then.
+     */
+    public record Result(List<Row> rows, int[] exitLayers, int promptCount, int newTokens, int repeats, int warmupRounds, boolean warmupSettled) {
+        /** Rows whose timing contradicts itself (threshold 1.0 faster than the full model beyond noise). */
+        public List<Row> measurementFailures() { return rows.stream().filter(r -> r.verdict() == Verdict.MEASUREMENT_FAILURE).toList(); }
+
         public String toTable() {
-            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %9s %7s %6s %6s %8s %8s %8s %7s", "mode", "tau", "tok/s", "speedup",
-                "exit", "layers", "TF-agree", "FR-match", "FR-prefix", "ppl"));
+            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %9s %7s %7s %-13s %6s %6s %8s %8s %8s %7s", "mode", "tau", "tok/s", "+-", "speedup",
+                "(min..max)", "exit", "layers", "TF-agree", "FR-match", "FR-prefix", "ppl"));
             for (int l : exitLayers) sb.append(String.format(Locale.ROOT, " %6s", "@" + l));
-            sb.append(String.format(Locale.ROOT, " %6s %7s%n", "final", "accept"));
+            sb.append(String.format(Locale.ROOT, " %6s %7s  %s%n", "final", "accept", "note"));
             for (Row r : rows) {
-                sb.append(String.format(Locale.ROOT, "%-16s %6.2f %9.1f %6.2fx %6.2f %6.2f %7.1f%% %7.1f%% %8.1f %7.3f", r.mode(), r.threshold(), r.tokensPerSecond(),
-                    r.speedup(), r.meanExitLayer(), r.layersPerToken(), 100 * r.teacherForcedAgreement(), 100 * r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity()));
+                sb.append(String.format(Locale.ROOT, "%-16s %6.2f %9.1f %7.1f %6.2fx %-13s %6.2f %6.2f %7.1f%% %7.1f%% %8.1f %7.3f", r.mode(), r.threshold(), r.tokensPerSecond(),
+                    r.tokensPerSecondSpread(), r.speedup(), String.format(Locale.ROOT, "(%.2f..%.2f)", r.speedupLow(), r.speedupHigh()), r.meanExitLayer(), r.layersPerToken(),
+                    100 * r.teacherForcedAgreement(), 100 * r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity()));
                 for (double s : r.exitShare()) sb.append(String.format(Locale.ROOT, " %5.1f%%", 100 * s));
-                sb.append(Double.isNaN(r.acceptanceRate()) ? "       -" : String.format(Locale.ROOT, " %6.1f%%", 100 * r.acceptanceRate())).append('\n');
+                sb.append(Double.isNaN(r.acceptanceRate()) ? "       -" : String.format(Locale.ROOT, " %6.1f%%", 100 * r.acceptanceRate()));
+                sb.append(switch (r.verdict()) {
+                    case OK -> "";
+                    case NOISY -> "  noisy: speed-up within noise";
+                    case MEASUREMENT_FAILURE -> "  MEASUREMENT FAILURE: no head may exit, yet faster than the full model";
+                }).append('\n');
             }
-            return sb.append(String.format(Locale.ROOT, "(%d prompts x %d new tokens, greedy; tok/s = median of repeats; TF = teacher-forced, FR = free-running vs full greedy)",
-                promptCount, newTokens)).toString();
+            sb.append(String.format(Locale.ROOT, "(%d prompts x %d new tokens, greedy; modes interleaved round-robin, %d timed rounds after %d warm-up rounds%s;%n"
+                    + " tok/s = median +- spread (max - min); speed-up = median of per-round ratios to the full model (min..max); TF = teacher-forced, FR = free-running vs full greedy)",
+                promptCount, newTokens, repeats, warmupRounds, warmupSettled ? "" : " (rates had not settled: treat with care)"));
+            if (!measurementFailures().isEmpty()) {
+                sb.append("\nMEASUREMENT FAILURE: a row that does strictly more work than the full model ran faster in every round; these timings are not trustworthy"
+                    + " (a busy machine, or too few --repeats / --max-tokens).");
+            }
+            return sb.toString();
         }
 
         public String toCsv() {
-            StringBuilder sb = new StringBuilder("mode,threshold,tokens_per_s,tokens_per_s_spread,speedup,mean_exit_layer,layers_per_token,tf_agreement,fr_match,fr_prefix,perplexity,acceptance");
+            StringBuilder sb = new StringBuilder("mode,threshold,tokens_per_s,tokens_per_s_spread,speedup,speedup_min,speedup_max,verdict,mean_exit_layer,layers_per_token,"
+                + "tf_agreement,fr_match,fr_prefix,perplexity,acceptance");
             for (int l : exitLayers) sb.append(",share_exit_").append(l);
             sb.append(",share_final\n");
             for (Row r : rows) {
-                sb.append(String.format(Locale.ROOT, "%s,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.5f,%.5f,%.3f,%.5f,%s", r.mode(), r.threshold(), r.tokensPerSecond(), r.tokensPerSecondSpread(),
-                    r.speedup(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(), r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity(),
-                    Double.isNaN(r.acceptanceRate()) ? "" : String.format(Locale.ROOT, "%.5f", r.acceptanceRate())));
+                sb.append(String.format(Locale.ROOT, "%s,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%s,%.4f,%.4f,%.5f,%.5f,%.3f,%.5f,%s", r.mode(), r.threshold(), r.tokensPerSecond(),
+                    r.tokensPerSecondSpread(), r.speedup(), r.speedupLow(), r.speedupHigh(), r.verdict(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(),
+                    r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity(), Double.isNaN(r.acceptanceRate()) ? "" : String.format(Locale.ROOT, "%.5f", r.acceptanceRate())));
                 for (double s : r.exitShare()) sb.append(String.format(Locale.ROOT, ",%.5f", s));
                 sb.append('\n');
             }
             return sb.toString();
         }
 
+        /** The result as JSON (Jackson; a value that is not a number, such as a missing acceptance rate, is null). */
         public String toJson() {
-            StringBuilder sb = new StringBuilder("{\"prompts\":" + promptCount + ",\"new_tokens\":" + newTokens + ",\"exit_layers\":" + Arrays.toString(exitLayers) + ",\"rows\":[");
-            for (int i = 0; i < rows.size(); i++) {
-                Row r = rows.get(i);
-                sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
-                    "{\"mode\":\"%s\",\"threshold\":%.2f,\"tokens_per_s\":%.2f,\"spread\":%.2f,\"speedup\":%.4f,\"mean_exit_layer\":%.4f,\"layers_per_token\":%.4f,"
-                        + "\"tf_agreement\":%.5f,\"fr_match\":%.5f,\"fr_prefix\":%.3f,\"perplexity\":%.5f,\"acceptance\":%s,\"exit_share\":%s}",
-                    r.mode(), r.threshold(), r.tokensPerSecond(), r.tokensPerSecondSpread(), r.speedup(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(),
-                    r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity(), Double.isNaN(r.acceptanceRate()) ? "null" : String.format(Locale.ROOT, "%.5f", r.acceptanceRate()),
-                    Arrays.toString(r.exitShare())));
+            try {
+                return JSON.writerWithDefaultPrettyPrinter().writeValueAsString(this);
+            } catch (JsonProcessingException e) {
+                throw new IllegalStateException("cannot write the sweep as JSON", e);
             }
-            return sb.append("]}").toString();
         }
     }
 
-    /** What to run: thresholds for all heads at once, and self-speculative settings (draft exits x draft lengths). */
-    public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {}
+    private static final ObjectMapper JSON = new ObjectMapper().registerModule(new SimpleModule("finite-or-null")
+        .addSerializer(Double.TYPE, new NonFiniteAsNull()).addSerializer(Double.class, new NonFiniteAsNull()));
 
-    public static Result run(EarlyExitModel ee, List<int[]> prompts, Settings st) {
+    /** JSON has no NaN or infinity: such a value is written as null. */
+    private static final class NonFiniteAsNull extends StdSerializer<Double> {
+        NonFiniteAsNull() { super(Double.class); }
+
+        @Override
+        public void serialize(Double v, JsonGenerator gen, SerializerProvider provider) throws IOException {
+            if (Double.isFinite(v)) gen.writeNumber(v);
+            else gen.writeNull();
+        }
+    }
+
+    /**
+     * What to run: thresholds for all heads at once, and self-speculative settings (draft exits x draft lengths);
+     * {@code repeats} timed rounds after at most {@code maxWarmupRounds} warm-up rounds.
+     */
+    public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths, int maxWarmupRounds) {
+        public Settings {
+            if (newTokens < 1 || batch < 1 || repeats < 1) throw new IllegalArgumentException("newTokens, batch and repeats must be >= 1");
+            if (maxWarmupRounds < MIN_WARMUP_ROUNDS) throw new IllegalArgumentException("maxWarmupRounds must be >= " + MIN_WARMUP_ROUNDS);
+        }
+
+        public Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {
+            this(thresholds, newTokens, batch, repeats, draftExits, draftLengths, DEFAULT_MAX_WARMUP_ROUNDS);
+        }
+    }
+
+    static final int MIN_WARMUP_ROUNDS = 2, DEFAULT_MAX_WARMUP_ROUNDS = 8;
+    /** Warm-up has settled when no mode's rate moved by more than this share between two rounds. */
+    static final double SETTLED = 0.10;
+    /** A row that cannot be faster (threshold 1.0) whose slowest round still beats the full model by this much is a failure. */
+    static final double FAILURE_MARGIN = 0.03;
+    /** A speed-up whose (max - min) / median exceeds this is noise, whatever its direction. */
+    static final double NOISY_SPREAD = 0.5;
+
+    public static Result run(EarlyExitModel ee, List<int[]> prompts, Settings st) { return run(ee, prompts, st, ProgressListener.NONE); }
+
+    /**
+     * Runs the sweep. Every mode (the full model, each threshold, each speculative setting) keeps its own decoder. They
+     * run round-robin, each round starting one mode later, so JIT compilation, caches and the machine's load fall on
+     * all modes alike: warm-up rounds until every mode's rate is steady, then {@code repeats} timed rounds.
+     */
+    public static Result run(EarlyExitModel ee, List<int[]> prompts, Settings st, ProgressListener progress) {
         LlamaModel m = ee.backbone();
+        int n = m.config().nLayers();
         int[] layers = ee.heads().stream().mapToInt(ExitHead::layer).toArray();
         GenerationConfig cfg = GenerationConfig.greedy(st.newTokens(), Set.of());
         int maxLen = prompts.stream().mapToInt(p -> p.length).max().orElse(1) + st.newTokens();
-        // warm the JIT on both paths first, so the first timed mode is not penalised
-        for (int w = 0; w < 2; w++) {
-            decode(m, null, EarlyExitPolicy.none(), prompts, st.batch(), maxLen, cfg, new ArrayList<>());
-            if (st.thresholds().length > 0) decode(m, ee, EarlyExitPolicy.global(st.thresholds()[st.thresholds().length - 1], layers), prompts, st.batch(), maxLen, cfg, new ArrayList<>());
-        }
-        // the full model: baseline speed and the greedy continuations everything is compared with
-        List<int[]> full = new ArrayList<>();
-        double[] fullTps = time(st.repeats(), () -> decode(m, null, EarlyExitPolicy.none(), prompts, st.batch(), maxLen, cfg, full));
-        double[][] teacher = teacherForced(ee, prompts, full);
-        List<Row> rows = new ArrayList<>();
-        rows.add(new Row("full", 1f, fullTps[0], fullTps[1], 1.0, m.config().nLayers(), share(new long[m.config().nLayers() + 1], layers, m.config().nLayers()),
-            m.config().nLayers(), 1.0, 1.0, st.newTokens(), perplexity(m, prompts, full), Double.NaN));
-        for (float tau : st.thresholds()) {
-            EarlyExitPolicy policy = EarlyExitPolicy.global(tau, layers);
-            List<int[]> out = new ArrayList<>();
-            EarlyExitGenerator.Stats[] stats = new EarlyExitGenerator.Stats[1];
-            double[] tps = time(st.repeats(), () -> {
-                out.clear();
-                stats[0] = decodeWithStats(m, ee, policy, prompts, st.batch(), maxLen, cfg, out);
-                return (long) st.newTokens() * prompts.size();
-            });
-            double[] fr = match(prompts, out, full);
-            rows.add(new Row("early-exit", tau, tps[0], tps[1], tps[0] / fullTps[0], stats[0].meanExitLayer(), share(stats[0].exitCounts(), layers, m.config().nLayers()),
-                stats[0].layersPerToken(), agreement(teacher, layers, ee, tau), fr[0], fr[1], perplexity(m, prompts, out), Double.NaN));
-        }
-        for (int e : st.draftExits()) {
-            for (int k : st.draftLengths()) {
-                List<int[]> out = new ArrayList<>();
-                SelfSpeculativeDecoder.Stats[] stats = new SelfSpeculativeDecoder.Stats[1];
-                double[] tps = time(st.repeats(), () -> {
-                    out.clear();
-                    try (SelfSpeculativeDecoder d = new SelfSpeculativeDecoder(ee, e, k, false, 0f, st.batch(), maxLen)) {
-                        for (int from = 0; from < prompts.size(); from += st.batch()) {
-                            List<int[]> chunk = prompts.subList(from, Math.min(prompts.size(), from + st.batch()));
-                            for (GenerationResult r : d.generate(chunk, cfg, null)) out.add(r.tokens());
-                        }
-                        stats[0] = d.lastStats();
-                    }
-                    return (long) st.newTokens() * prompts.size();
-                });
-                double[] fr = match(prompts, out, full);
-                rows.add(new Row("speculative@" + e + " k" + k, 1f, tps[0], tps[1], tps[0] / fullTps[0], m.config().nLayers(),
-                    share(new long[m.config().nLayers() + 1], layers, m.config().nLayers()), Double.NaN, 1.0, fr[0], fr[1], perplexity(m, prompts, out), stats[0].acceptanceRate()));
+        long tokensPerRun = (long) st.newTokens() * prompts.size();
+        List<Mode> modes = new ArrayList<>();
+        try {
+            modes.add(new Mode("full", 1f, new EarlyExitGenerator(m, null, EarlyExitPolicy.none(), st.batch(), maxLen), null));
+            for (float tau : st.thresholds()) modes.add(new Mode("early-exit", tau, new EarlyExitGenerator(m, ee, EarlyExitPolicy.global(tau, layers), st.batch(), maxLen), null));
+            for (int e : st.draftExits()) {
+                for (int k : st.draftLengths()) modes.add(new Mode("speculative@" + e + " k" + k, 1f, null, new SelfSpeculativeDecoder(ee, e, k, false, 0f, st.batch(), maxLen)));
             }
+            long total = (long) (st.maxWarmupRounds() + st.repeats()) * modes.size();
+            // warm-up: whole rounds until no mode's rate moves by more than SETTLED between two rounds
+            double[] previous = null;
+            int warmup = 0;
+            boolean settled = false;
+            while (warmup < st.maxWarmupRounds() && !settled) {
+                double[] rates = new double[modes.size()];
+                for (int i = 0; i < modes.size(); i++) {
+                    rates[i] = modes.get(i).timedRun(prompts, cfg, st.batch(), tokensPerRun);
+                    progress.update((long) warmup * modes.size() + i + 1, total, "warm-up round " + (warmup + 1));
+                }
+                warmup++;
+                if (previous != null && warmup >= MIN_WARMUP_ROUNDS) {
+                    settled = true;
+                    for (int i = 0; i < rates.length; i++) settled &= Math.abs(rates[i] - previous[i]) <= SETTLED * previous[i];
+                }
+                previous = rates;
+            }
+            long doneBefore = (long) st.maxWarmupRounds() * modes.size();
+            double[][] rates = new double[modes.size()][st.repeats()];
+            for (int round = 0; round < st.repeats(); round++) {
+                for (int j = 0; j < modes.size(); j++) {
+                    int i = (round + j) % modes.size(); // round-robin: each round starts with the next mode
+                    rates[i][round] = modes.get(i).timedRun(prompts, cfg, st.batch(), tokensPerRun);
+                    progress.update(doneBefore + (long) round * modes.size() + j + 1, total, "timed round " + (round + 1) + "/" + st.repeats());
+                }
+            }
+            Mode full = modes.get(0);
+            double[][] teacher = teacherForced(ee, prompts, full.out);
+            List<Row> rows = new ArrayList<>();
+            for (int i = 0; i < modes.size(); i++) {
+                Mode md = modes.get(i);
+                double[] ratio = new double[st.repeats()];
+                for (int r = 0; r < ratio.length; r++) ratio[r] = rates[i][r] / rates[0][r];
+                double[] tps = medianAndRange(rates[i]), sp = medianAndRange(ratio);
+                Verdict verdict = i == 0 ? Verdict.OK : verdict(md.generator != null && md.threshold >= 1f, sp[0], sp[1], sp[2]);
+                double[] fr = match(prompts, md.out, full.out);
+                double ppl = perplexity(m, prompts, md.out);
+                if (md.generator != null) {
+                    EarlyExitGenerator.Stats s = md.eeStats;
+                    boolean isFull = i == 0;
+                    rows.add(new Row(md.name, md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, isFull ? n : s.meanExitLayer(),
+                        share(isFull ? new long[n + 1] : s.exitCounts(), layers, n), isFull ? n : s.layersPerToken(),
+                        isFull ? 1.0 : agreement(teacher, layers, md.threshold), fr[0], fr[1], ppl, Double.NaN));
+                } else {
+                    rows.add(new Row(md.name, md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, n, share(new long[n + 1], layers, n), Double.NaN,
+                        1.0, fr[0], fr[1], ppl, md.speculative.lastStats().acceptanceRate()));
+                }
+            }
+            return new Result(rows, layers, prompts.size(), st.newTokens(), st.repeats(), warmup, settled);
+        } finally {
+            for (Mode md : modes) md.close();
         }
-        return new Result(rows, layers, prompts.size(), st.newTokens());
     }
 
-    private interface Job {
-        long run();
+    /** The verdict on a row's per-round speed-ups; {@code cannotBeFaster}: an early-exit row where no head may exit. */
+    static Verdict verdict(boolean cannotBeFaster, double median, double low, double high) {
+        if (cannotBeFaster && low > 1 + FAILURE_MARGIN) return Verdict.MEASUREMENT_FAILURE;
+        boolean straddles = low <= 1 && high >= 1;
+        return straddles || high - low > NOISY_SPREAD * median ? Verdict.NOISY : Verdict.OK;
     }
 
-    /** Median and spread (max - min) of generated tokens per second over {@code repeats} runs, after one warm-up. */
-    private static double[] time(int repeats, Job job) {
-        job.run();
-        double[] tps = new double[Math.max(1, repeats)];
-        for (int i = 0; i < tps.length; i++) {
+    /** {median, min, max} of the values. */
+    private static double[] medianAndRange(double[] values) {
+        double[] v = values.clone();
+        Arrays.sort(v);
+        double median = v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+        return new double[] {median, v[0], v[v.length - 1]};
+    }
+
+    /** One setting of the sweep with its own decoder, and what its latest run produced. */
+    private static final class Mode implements AutoCloseable {
+        final String name;
+        final float threshold;
+        final EarlyExitGenerator generator; // early exit or the full model; else
+        final SelfSpeculativeDecoder speculative;
+        final List<int[]> out = new ArrayList<>();
+        EarlyExitGenerator.Stats eeStats;
+
+        Mode(String name, float threshold, EarlyExitGenerator generator, SelfSpeculativeDecoder speculative) {
+            this.name = name;
+            this.threshold = threshold;
+            this.generator = generator;
+            this.speculative = speculative;
+        }
+
+        /** Decodes every prompt once; returns generated tokens per second of wall time. */
+        double timedRun(List<int[]> prompts, GenerationConfig cfg, int batch, long tokens) {
+            out.clear();
+            long[] exits = new long[generator == null ? 1 : generator.lastStats().exitCounts().length];
+            long rowLayers = 0, generated = 0;
             long t0 = System.nanoTime();
-            long tokens = job.run();
-            tps[i] = tokens / ((System.nanoTime() - t0) / 1e9);
-        }
-        Arrays.sort(tps);
-        return new double[] {tps[tps.length / 2], tps[tps.length - 1] - tps[0]};
-    }
-
-    private static long decode(LlamaModel m, EarlyExitModel ee, EarlyExitPolicy policy, List<int[]> prompts, int batch, int maxLen, GenerationConfig cfg, List<int[]> out) {
-        out.clear();
-        decodeWithStats(m, ee, policy, prompts, batch, maxLen, cfg, out);
-        return (long) cfg.maxNewTokens() * prompts.size();
-    }
-
-    private static EarlyExitGenerator.Stats decodeWithStats(LlamaModel m, EarlyExitModel ee, EarlyExitPolicy policy, List<int[]> prompts, int batch, int maxLen,
-                                                           GenerationConfig cfg, List<int[]> out) {
-        long[] exits = new long[m.config().nLayers() + 1];
-        long rowLayers = 0, generated = 0;
-        try (EarlyExitGenerator g = new EarlyExitGenerator(m, ee, policy, batch, maxLen)) {
             for (int from = 0; from < prompts.size(); from += batch) {
                 List<int[]> chunk = prompts.subList(from, Math.min(prompts.size(), from + batch));
-                for (GenerationResult r : g.generate(chunk, cfg, null)) out.add(r.tokens());
-                EarlyExitGenerator.Stats s = g.lastStats();
+                if (generator == null) {
+                    for (GenerationResult r : speculative.generate(chunk, cfg, null)) out.add(r.tokens());
+                    continue;
+                }
+                for (GenerationResult r : generator.generate(chunk, cfg, null)) out.add(r.tokens());
+                EarlyExitGenerator.Stats s = generator.lastStats();
+                if (exits.length != s.exitCounts().length) exits = new long[s.exitCounts().length];
                 for (int l = 0; l < exits.length; l++) exits[l] += s.exitCounts()[l];
                 rowLayers += s.rowLayers();
                 generated += s.generatedTokens();
             }
+            double seconds = (System.nanoTime() - t0) / 1e9;
+            if (generator != null) eeStats = new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, 0, 0);
+            return tokens / seconds;
         }
-        return new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, 0, 0);
+
+        @Override
+        public void close() {
+            if (generator != null) generator.close();
+            if (speculative != null) speculative.close();
+        }
     }
 
     private static double[] share(long[] counts, int[] layers, int nLayers) {
@@ -227,7 +343,7 @@ public final class ThresholdSweep {
     }
 
     /** Teacher-forced agreement at τ: the first confident head's token, else the final layer's (always right). */
-    private static double agreement(double[][] teacher, int[] layers, EarlyExitModel ee, float tau) {
+    private static double agreement(double[][] teacher, int[] layers, float tau) {
         int n = teacher.length == 0 ? 0 : teacher[0].length;
         if (n == 0) return 1;
         double ok = 0;

@@ -62,6 +62,8 @@ public final class EarlyExitGenerator implements Decoder {
     private boolean poisonSkippedKv;
     private Stats stats = Stats.EMPTY;
     private int[] complete = new int[0];
+    private int[] nextLayer = new int[0]; // per sequence: the layer whose head (or the final layer) chose next[s]
+    private int[][] exitLayers = new int[0][];
 
     /**
      * What the last {@link #generate} call did: tokens emitted per exit layer (index = layer, the last index = the
@@ -147,6 +149,11 @@ public final class EarlyExitGenerator implements Decoder {
     public String toString() {
         return "EarlyExitGenerator[" + model + ", " + (exits.heads().isEmpty() ? "no exits" : "exits " + exits.heads().stream().map(h -> h.layer()).toList() + ", thresholds " + policy.thresholds())
             + ", " + capacity() + "]";
+    /** Per sequence of the last call: the layer each generated token was emitted at (the model's layer count: the final layer). */
+    public int[][] lastExitLayers() {
+        int[][] out = new int[exitLayers.length][];
+        for (int i = 0; i < out.length; i++) out[i] = exitLayers[i].clone();
+        return out;
     }
 
     /** The backbone's K/V cache (for exactness checks). */
@@ -170,13 +177,19 @@ public final class EarlyExitGenerator implements Decoder {
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
         int[] next = new int[batch.size()];
+        nextLayer = new int[batch.size()];
+        int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
+        int[] emitted = new int[batch.size()];
         while (true) {
             int[] live = batch.live();
             if (live.length == 0) break;
             long before = counters.rowLayers;
             pass(live, batch, fed, cfg, counters, next);
             if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
-            for (int s : live) batch.emit(s, next[s]);
+            for (int s : live) {
+                if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = nextLayer[s];
+                batch.emit(s, next[s]);
+            }
             if (tFirst == 0) tFirst = System.nanoTime();
         }
         long t1 = System.nanoTime();
@@ -184,6 +197,8 @@ public final class EarlyExitGenerator implements Decoder {
         stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
             (first - t0) / 1e9, (t1 - first) / 1e9);
         complete = fed;
+        exitLayers = new int[batch.size()][];
+        for (int s = 0; s < exitLayers.length; s++) exitLayers[s] = Arrays.copyOf(layersOut[s], emitted[s]);
         log.debug("generate: {}", stats);
         return batch.results();
     }
@@ -230,6 +245,7 @@ public final class EarlyExitGenerator implements Decoder {
             for (int i = 0; i < m; i++) {
                 int s = v.active[i];
                 next[s] = chosenTokens[i];
+                nextLayer[s] = config.nLayers();
                 counters.exits[config.nLayers()]++;
                 fed[s] = batch.length(s);
             }
@@ -319,6 +335,7 @@ public final class EarlyExitGenerator implements Decoder {
                 int s = active[i];
                 if (EarlyExitPolicy.confident(p[i], tau)) {
                     next[s] = tokens[i];
+                    nextLayer[s] = layer;
                     counters.exits[layer]++;
                     leaves[s] = true;
                 } else {

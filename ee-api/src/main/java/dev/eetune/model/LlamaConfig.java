@@ -43,6 +43,20 @@ public record LlamaConfig(int dim, int hiddenDim, int nLayers, int nHeads, int n
      */
     private static final int[] SIZE_LIMITS = {1 << 20, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 14, 1 << 24, 1 << 24};
 
+    /**
+     * A small bias-free Llama to pretrain from scratch ({@link dev.eetune.train.Pretrainer}): MLP width 8/3 dim rounded up
+     * to a multiple of 32, as many key/value heads as heads, RoPE theta 10000, norm eps 1e-5, untied LM head.
+     */
+    public static LlamaConfig llama(int dim, int nLayers, int nHeads, int vocabSize, int maxSeqLen) {
+        return llama(dim, (int) (Math.ceil(8.0 * dim / 3 / 32) * 32), nLayers, nHeads, nHeads, vocabSize, maxSeqLen);
+    }
+
+    /** As {@link #llama(int, int, int, int, int)} with the MLP width and key/value heads given. */
+    public static LlamaConfig llama(int dim, int hiddenDim, int nLayers, int nHeads, int nKvHeads, int vocabSize, int maxSeqLen) {
+        if (nHeads < 1 || dim % nHeads != 0) throw new IllegalArgumentException("dim " + dim + " must be a multiple of the " + nHeads + " heads");
+        return new LlamaConfig(dim, hiddenDim, nLayers, nHeads, nKvHeads, dim / nHeads, vocabSize, maxSeqLen, 1e-5f, 10000f, null, false, false, false, LLAMA).validate();
+    }
+
     /** Checks the sizes fit together; returns this. */
     public LlamaConfig validate() {
         int[] sizes = {dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, maxSeqLen};

@@ -31,6 +31,16 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--batches", defaultValue = "32", description = "At most this many batches.") int batches;
     @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
 
+    @Option(names = "--quiet", description = "No progress display.") boolean quiet;
+
+    /** Evaluates on up to {@code maxBatches} of {@code data}'s evaluation batches, with progress. */
+    static ExitEvaluator.Report evaluate(EarlyExitModel ee, BatchLoader data, int maxBatches, String what, boolean quiet) {
+        long total = Math.min(maxBatches, (data.data().size() + data.batchSize() - 1) / data.batchSize());
+        try (Progress p = Progress.start(what, "batches", quiet)) {
+            return ExitEvaluator.evaluate(ee, data.evaluationBatches(maxBatches), (done, unknown, detail) -> p.update(done, total, detail));
+        }
+    }
+
     static Path headsFile(Path p) {
         Path f = Files.isDirectory(p) ? p.resolve("heads.safetensors") : p;
         if (!Files.isRegularFile(f)) throw new IllegalArgumentException("--heads " + p + ": no heads.safetensors there");
@@ -42,7 +52,7 @@ final class EvalCommand implements Callable<Integer> {
         try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             PackedSequences windows = PackedSequences.of(DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache()), seqLen, true);
-            ExitEvaluator.Report r = ExitEvaluator.evaluate(ee, new BatchLoader(windows, batch, 0).evaluationBatches(batches));
+            ExitEvaluator.Report r = evaluate(ee, new BatchLoader(windows, batch, 0), batches, "evaluating", quiet);
             System.out.println(ee);
             System.out.println(r.toTable());
         }

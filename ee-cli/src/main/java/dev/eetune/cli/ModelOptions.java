@@ -36,7 +36,10 @@ final class ModelOptions {
     }
 
     /** The tokenizer given, or the one beside the model: tokenizer.json, tokenizer.bin, or llama2.c's tok{vocab}.bin. */
-    Tokenizer loadTokenizer(int vocabSize) {
+    Tokenizer loadTokenizer(int vocabSize) { return tokenizer(model, tokenizer, vocabSize); }
+
+    /** {@code tokenizer} if given ('byte': bytes as tokens), else the one beside {@code model}. */
+    static Tokenizer tokenizer(Path model, Path tokenizer, int vocabSize) {
         if (tokenizer != null) return tokenizer.toString().equals("byte") ? new ByteTokenizer() : Tokenizer.load(tokenizer);
         Path dir = Files.isDirectory(model) ? model : model.toAbsolutePath().getParent();
         for (String name : new String[] {"tokenizer.json", "tokenizer.bin", "tok" + vocabSize + ".bin", ByteTokenizer.MARKER_FILE}) {

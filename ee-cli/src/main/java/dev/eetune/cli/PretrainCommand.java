@@ -2,20 +2,10 @@ package dev.eetune.cli;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
-import dev.eetune.data.batch.BatchLoader;
-import dev.eetune.data.batch.PackedSequences;
+import dev.eetune.cli.report.HtmlReport;
 import dev.eetune.data.tokens.TokenFile;
-import dev.eetune.eval.ExitEvaluator;
-import dev.eetune.exit.EarlyExitModel;
-import dev.eetune.model.HfCheckpointWriter;
-import dev.eetune.model.LlamaConfig;
-import dev.eetune.tensor.DType;
 import dev.eetune.tokenizer.ByteTokenizer;
 import dev.eetune.tokenizer.Tokenizer;
-import dev.eetune.train.AdamW;
-import dev.eetune.train.LrSchedule;
-import dev.eetune.train.Pretrainer;
-import dev.eetune.train.StepReport;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -23,10 +13,8 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
 import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Locale;
 import java.util.concurrent.Callable;
 
 /**
@@ -42,7 +30,7 @@ final class PretrainCommand implements Callable<Integer> {
     @Option(names = "--byte-level", description = "Bytes as tokens (vocabulary 258).") boolean byteLevel;
     @Option(names = "--dim", defaultValue = "128", description = "Model width.") int dim;
     @Option(names = "--layers", defaultValue = "8", description = "Decoder layers.") int layers;
-    @Option(names = "--attention-heads", defaultValue = "4", description = "Attention heads (dim must be a multiple).") int attentionHeads;
+    @Option(names = "--attention-heads", defaultValue = "4", description = "Attention heads (dim must be a multiple).") int heads;
     @Option(names = "--kv-heads", description = "Key/value heads, grouped-query attention (default: --attention-heads).") Integer kvHeads;
     @Option(names = "--hidden", description = "MLP width (default: 8/3 dim rounded up to a multiple of 32).") Integer hidden;
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per training window.") int seqLen;
@@ -67,6 +55,9 @@ final class PretrainCommand implements Callable<Integer> {
         @Option(names = "--steps", description = "Train for this many steps.") Integer steps;
     }
 
+    @Option(names = "--quiet", description = "No progress display.") boolean quiet;
+    @Option(names = "--report", description = "Write an HTML report with charts into this folder.") Path report;
+
     @Override
     public Integer call() throws IOException {
         if (byteLevel == (tokenizer != null)) throw Main.usage(spec, "give exactly one of --tokenizer PATH and --byte-level");
@@ -74,68 +65,16 @@ final class PretrainCommand implements Callable<Integer> {
         Backend backend = Backends.cpu();
         if (threads > 0) backend.setThreads(threads);
         OutputDir.create(out, "--out");
+        if (report != null) OutputDir.create(report, "--report");
         TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"));
-        PackedSequences.Split windows = PackedSequences.of(tokens, seqLen, true).split(valFraction);
-        int h = hidden != null ? hidden : (int) (Math.ceil(8.0 * dim / 3 / 32) * 32);
-        LlamaConfig cfg = new LlamaConfig(dim, h, layers, attentionHeads, kvHeads != null ? kvHeads : attentionHeads, dim / attentionHeads, tok.vocabSize(), Math.max(seqLen, 512),
-            1e-5f, 10000f, null, false, false, false, LlamaConfig.LLAMA).validate();
-        double unigram = unigramEntropy(tokens, tok.vocabSize());
-        int[] exitLayers = exits == null ? new int[0] : exits.stream().mapToInt(Integer::intValue).toArray();
-        try (Pretrainer p = new Pretrainer(cfg, backend, seed, 0.02f, exitLayers, exitWeight);
-             AdamW opt = new AdamW(p.parameters(), 0.9f, 0.95f, 1e-8f, weightDecay)) {
-            System.err.printf(Locale.ROOT, "pretraining %,d parameters (dim %d, %d layers, %d heads, hidden %d, vocab %d) on %,d tokens (%s); unigram baseline %.4f nats/token%n",
-                p.parameterCount(), dim, layers, attentionHeads, h, tok.vocabSize(), tokens.size(), corpus.getFileName(), unigram);
-            BatchLoader train = new BatchLoader(windows.train(), batch, seed), val = new BatchLoader(windows.validation(), batch, seed);
-            LrSchedule schedule = LrSchedule.cosine(lr, warmup, budget.steps != null ? budget.steps : Integer.MAX_VALUE, lr / 10);
-            StringBuilder curve = new StringBuilder("step,seconds,tokens,train_loss,val_loss\n");
-            long start = System.nanoTime(), tokensSeen = 0, lastEval = 0;
-            double budgetSeconds = budget.minutes != null ? budget.minutes * 60 : Double.POSITIVE_INFINITY;
-            double valLoss = Double.NaN, trainEma = Double.NaN;
-            for (int step = 0; ; step++) {
-                double elapsed = (System.nanoTime() - start) / 1e9;
-                boolean done = budget.steps != null ? step >= budget.steps : elapsed >= budgetSeconds;
-                if (done || step == 0 || elapsed - lastEval >= evalEvery) {
-                    valLoss = validate(p, val, 8);
-                    lastEval = (long) elapsed;
-                    curve.append(String.format(Locale.ROOT, "%d,%.1f,%d,%.4f,%.4f%n", step, elapsed, tokensSeen, trainEma, valLoss));
-                    System.err.printf(Locale.ROOT, "step %d | %.0fs | train %.4f | val %.4f nats/token (unigram %.4f) | %.0f tok/s%n", step, elapsed, trainEma, valLoss,
-                        unigram, tokensSeen / Math.max(elapsed, 1e-9));
-                }
-                if (done) break;
-                float rate = budget.steps != null ? schedule.at(step) : schedule.at(step, elapsed / budgetSeconds);
-                StepReport r = p.trainStep(train, opt, step, rate, clip, 1);
-                tokensSeen += r.tokens();
-                if (!r.skipped()) trainEma = Double.isNaN(trainEma) ? r.exitLosses()[0] : 0.9 * trainEma + 0.1 * r.exitLosses()[0];
-            }
-            HfCheckpointWriter.write(p.model(), out, DType.F32);
-            if (byteLevel) Files.writeString(out.resolve(ByteTokenizer.MARKER_FILE), "byte-level tokenizer: ids 0..255 are bytes, 256 = BOS, 257 = EOS\n");
-            else if (!Files.isDirectory(tokenizer)) Files.copy(tokenizer, out.resolve(tokenizer.getFileName().toString().endsWith(".json") ? "tokenizer.json" : "tokenizer.bin"),
-                java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-            Files.writeString(out.resolve("loss_curve.csv"), curve);
-            System.out.printf(Locale.ROOT, "final validation loss %.4f nats/token (unigram baseline %.4f); %.0f tokens/s; checkpoint in %s%n", valLoss, unigram,
-                tokensSeen / ((System.nanoTime() - start) / 1e9), out);
+        Pretraining.Settings st = new Pretraining.Settings(dim, layers, heads, kvHeads != null ? kvHeads : heads, hidden, seqLen, batch, lr, warmup, weightDecay, clip,
+            exits == null ? new int[0] : exits.stream().mapToInt(Integer::intValue).toArray(), exitWeight, seed, valFraction, evalEvery, budget.minutes, budget.steps);
+        Pretraining.Outcome o = Pretraining.run(st, tok, tokenizer, tokens, corpus.getFileName().toString(), backend, out, quiet);
+        System.out.println(o.summary() + "; checkpoint in " + out);
+        if (report != null) {
+            Path html = new HtmlReport("ee pretrain: " + corpus.getFileName()).text("Summary", o.summary()).lossCurves(o.curves()).write(report);
+            System.out.println("report: " + html);
         }
         return 0;
-    }
-
-    /** Mean CE of the final layer over up to {@code batches} validation batches. */
-    private static double validate(Pretrainer p, BatchLoader val, int batches) {
-        try (EarlyExitModel noExits = EarlyExitModel.attach(p.model(), List.of(), 0)) {
-            return ExitEvaluator.evaluate(noExits, val.evaluationBatches(batches)).finalLayer().loss();
-        }
-    }
-
-    /** Entropy (nats) of the training tokens' unigram distribution: the loss of a model that ignores context. */
-    static double unigramEntropy(TokenFile tokens, int vocab) {
-        long[] counts = new long[vocab];
-        int[] buf = new int[1 << 16];
-        for (long i = 0; i < tokens.size(); i += buf.length) {
-            int n = (int) Math.min(buf.length, tokens.size() - i);
-            tokens.read(i, buf, 0, n);
-            for (int k = 0; k < n; k++) counts[buf[k]]++;
-        }
-        double h = 0, total = tokens.size();
-        for (long c : counts) if (c > 0) h -= c / total * Math.log(c / total);
-        return h;
     }
 }

@@ -1,5 +1,6 @@
 package dev.eetune.cli;
 
+import dev.eetune.cli.report.HtmlReport;
 import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.eval.ThresholdSweep;
 import dev.eetune.exit.EarlyExitModel;
@@ -41,40 +42,62 @@ final class SweepCommand implements Callable<Integer> {
     @Option(names = "--thresholds", split = ",", defaultValue = "1.0,0.9,0.8,0.6,0.4,0.2", description = "Confidence thresholds to measure (>= 1: no early exit, the baseline).") List<Float> thresholds;
     @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per prompt.") int maxTokens;
     @Option(names = "--batch", defaultValue = "1", description = "Prompts decoded together.") int batch;
-    @Option(names = "--repeats", defaultValue = "5", description = "Timed runs per setting (median reported).") int repeats;
+    @Option(names = "--repeats", defaultValue = "5", description = "Timed rounds; each runs every setting once, round-robin (median and spread reported).") int repeats;
+    @Option(names = "--max-warmup-rounds", defaultValue = "8", description = "Untimed rounds at most, until every setting's rate is steady.") int warmupRounds;
     @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
     @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
     @Option(names = "--csv", description = "Also write the table as CSV to this file.") Path csv;
-    @Option(names = "--json", description = "Also write the results as JSON to this file.") Path json;
+    @Option(names = "--json", description = "Also write the result as JSON to this file.") Path json;
+    @Option(names = "--quiet", description = "No progress display.") boolean quiet;
+    @Option(names = "--report", description = "Write an HTML report with charts (speed-up vs agreement, exit shares, layers per token) into this folder.") Path report;
+
+    /**
+     * BOS + {@code length} tokens from {@code count} evenly spaced places in the last 2% of {@code tokens}: held-out
+     * text, not document openings (which are often boilerplate such as licence headers).
+     */
+    static List<int[]> heldOutPrompts(TokenFile tokens, int count, int length, int bos) {
+        List<int[]> prompts = new ArrayList<>();
+        long span = tokens.size() / 50, start = tokens.size() - span;
+        if (span < length) throw new IllegalArgumentException(tokens.path() + ": too few tokens (" + tokens.size() + ") for prompts of " + length + " tokens from its last 2%");
+        for (int i = 0; i < count; i++) {
+            int[] window = new int[length];
+            tokens.read(start + i * (span - length) / Math.max(1, count), window);
+            int[] prompt = new int[length + 1];
+            prompt[0] = bos;
+            System.arraycopy(window, 0, prompt, 1, length);
+            prompts.add(prompt);
+        }
+        return prompts;
+    }
+
+    /** Runs the sweep with progress. */
+    static ThresholdSweep.Result sweep(EarlyExitModel ee, List<int[]> prompts, ThresholdSweep.Settings settings, boolean quiet) {
+        try (Progress p = Progress.start("sweeping", "runs", quiet)) {
+            return ThresholdSweep.run(ee, prompts, settings, p);
+        }
+    }
 
     @Override
     public Integer call() throws IOException {
+        if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             List<int[]> prompts = new ArrayList<>();
             if (source.prompts != null) {
                 for (String line : Files.readAllLines(source.prompts, StandardCharsets.UTF_8)) if (!line.isBlank()) prompts.add(tok.encode(line.strip()));
-            } else { // held-out text, not document openings (which are often boilerplate such as licence headers)
-                TokenFile tokens = DataOptions.tokens(source.data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache());
-                long span = tokens.size() / 50, start = tokens.size() - span;
-                for (int i = 0; i < promptCount; i++) {
-                    int[] window = new int[promptTokens];
-                    tokens.read(start + i * (span - promptTokens) / Math.max(1, promptCount), window);
-                    int[] prompt = new int[promptTokens + 1];
-                    prompt[0] = tok.bos();
-                    System.arraycopy(window, 0, prompt, 1, promptTokens);
-                    prompts.add(prompt);
-                }
+            } else {
+                prompts.addAll(heldOutPrompts(DataOptions.tokens(source.data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache()), promptCount, promptTokens, tok.bos()));
             }
             if (prompts.isEmpty()) throw new IllegalArgumentException("no prompts found");
             float[] taus = new float[thresholds.size()];
             for (int i = 0; i < taus.length; i++) taus[i] = thresholds.get(i);
-            System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " repeats");
-            ThresholdSweep.Result r = ThresholdSweep.run(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
-                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray()));
+            System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " timed rounds");
+            ThresholdSweep.Result r = sweep(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
+                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray(), warmupRounds), quiet);
             System.out.println(r.toTable());
             if (csv != null) Files.writeString(csv, r.toCsv());
             if (json != null) Files.writeString(json, r.toJson());
+            if (report != null) System.out.println("report: " + new HtmlReport("ee sweep: " + ee).sweep(r).write(report));
         }
         return 0;
     }

@@ -1,5 +1,7 @@
 package dev.eetune.cli;
 
+import dev.eetune.cli.report.HtmlReport;
+import dev.eetune.cli.report.LossCurves;
 import dev.eetune.data.batch.BatchLoader;
 import dev.eetune.data.batch.PackedSequences;
 import dev.eetune.eval.ExitEvaluator;
@@ -12,7 +14,6 @@ import dev.eetune.tensor.DType;
 import dev.eetune.tokenizer.Tokenizer;
 import dev.eetune.train.AdamW;
 import dev.eetune.train.LrSchedule;
-import dev.eetune.train.StepReport;
 import dev.eetune.train.Tuner;
 import dev.eetune.train.TunerConfig;
 import dev.eetune.train.TuningListener;
@@ -66,7 +67,8 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--max-nonfinite-steps", defaultValue = "" + TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS,
         description = "Stop with an error after this many consecutive steps with a non-finite loss or gradient.") int maxNonFiniteSteps;
     @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
-    @Option(names = "--quiet", description = "No progress lines.") boolean quiet;
+    @Option(names = "--quiet", description = "No progress display.") boolean quiet;
+    @Option(names = "--report", description = "Write an HTML report with charts (loss curves, validation loss per exit) into this folder.") Path report;
 
     /**
      * Everything that can be checked without the data (options, --out, the model's context and layers) is checked
@@ -83,6 +85,7 @@ final class TuneCommand implements Callable<Integer> {
             exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence,
             checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
         OutputDir.create(out, "--out");
+        if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel()) {
             cfg.requireFits(backbone.config());
             try (EarlyExitModel ee = EarlyExitModel.attach(backbone, specs, seed, temperature);
@@ -92,49 +95,46 @@ final class TuneCommand implements Callable<Integer> {
                 System.err.println(ee);
                 BatchLoader train = new BatchLoader(windows.train(), batch, seed);
                 BatchLoader val = new BatchLoader(windows.validation(), batch, seed);
-                List<TuningListener> listeners = quiet ? List.of() : List.of(new Progress(steps));
-                try (Tuner tuner = new Tuner(ee, cfg, train, opt, listeners)) {
+                LossCurves curves = new LossCurves("Tuning loss per exit");
+                try (Progress progress = Progress.start("tuning", "steps", quiet);
+                     Tuner tuner = new Tuner(ee, cfg, train, opt, List.of(progressAndCurves(progress, curves, exits.stream().mapToInt(Integer::intValue).toArray(), steps)))) {
                     if (resume != null) {
                         tuner.resume(resume);
                         System.err.println("resumed at step " + tuner.step());
                     }
                     String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
-                    ExitEvaluator.Report before = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches));
+                    ExitEvaluator.Report before = EvalCommand.evaluate(ee, val, evalBatches, "evaluating " + start, quiet);
                     tuner.run();
+                    progress.close();
                     ee.save(out.resolve("heads.safetensors"), DType.F32);
-                    ExitEvaluator.Report after = ExitEvaluator.evaluate(ee, val.evaluationBatches(evalBatches));
+                    ExitEvaluator.Report after = EvalCommand.evaluate(ee, val, evalBatches, "evaluating after tuning", quiet);
                     String table = start + ":\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
                     Files.writeString(out.resolve("eval.txt"), table);
                     System.out.println(table);
                     System.out.println("heads written to " + out.resolve("heads.safetensors"));
+                    if (report != null) {
+                        Path html = new HtmlReport("ee tune: " + ee).lossCurves(curves).validationLoss(after).text("Before tuning", table).write(report);
+                        System.out.println("report: " + html);
+                    }
                 }
             }
         }
         return 0;
     }
 
-    /** One progress line every few seconds: step, loss per exit, tokens/s, ETA. */
-    static final class Progress implements TuningListener {
-        private final int total;
-        private final long start = System.nanoTime();
-        private long lastPrint;
-        private long tokens;
-        private int first = -1;
-
-        Progress(int total) { this.total = total; }
-
-        @Override
-        public void onStep(StepReport r) {
-            tokens += r.tokens();
-            if (first < 0) first = r.step() - 1; // a resumed run starts mid-way
-            long now = System.nanoTime();
-            if (now - lastPrint < 2_000_000_000L && r.step() != total && r.step() != 1 && !r.skipped()) return;
-            lastPrint = now;
-            double elapsed = (now - start) / 1e9, tps = tokens / elapsed;
-            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "step %d/%d%s loss", r.step(), total, r.skipped() ? " (skipped: non-finite loss)" : ""));
-            for (double l : r.exitLosses()) sb.append(String.format(Locale.ROOT, " %.3f", l));
-            sb.append(String.format(Locale.ROOT, " | lr %.2e | %.0f tok/s | ETA %.0fs", r.lr(), tps, (total - r.step()) * elapsed / (r.step() - first)));
-            System.err.println(sb);
-        }
+    /**
+     * Shows each step on a {@link Progress} and records every exit's loss for the report's curves; the loss names the
+     * exit layers in the order of the model's heads.
+     */
+    static TuningListener progressAndCurves(Progress progress, LossCurves curves, int[] exitLayers, int totalSteps) {
+        return TuningListener.onEachStep(r -> {
+            double[] losses = r.exitLosses();
+            StringBuilder detail = new StringBuilder(r.skipped() ? "skipped (non-finite loss), " : "").append("loss");
+            for (int i = 0; i < losses.length; i++) {
+                detail.append(String.format(Locale.ROOT, " @%d %.3f", exitLayers[i], losses[i]));
+                if (!r.skipped()) curves.add("exit " + exitLayers[i], r.step(), losses[i]);
+            }
+            progress.update(r.step(), totalSteps, detail.append(String.format(Locale.ROOT, ", lr %.1e, %,.0f tok/s", r.lr(), r.tokensPerSecond())).toString());
+        });
     }
 }

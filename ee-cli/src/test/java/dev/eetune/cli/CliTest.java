@@ -1,5 +1,8 @@
 package dev.eetune.cli;
 
+import com.fasterxml.jackson.core.json.JsonReadFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import dev.eetune.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -78,7 +81,7 @@ class CliTest {
     }
 
     @Test
-    void tuneThenEvalSweepAndGenerateWithTheHeads() {
+    void tuneThenEvalSweepAndGenerateWithTheHeads() throws IOException {
         Path out = tmp.resolve("heads");
         String model = TestData.stories260K().toString(), data = TestData.tinyStoriesTrain().toString();
         String[] r = ee("tune", "--model", model, "--data", data, "--exits", "2,4", "--arch", "norm", "--steps", "4", "--batch", "2", "--seq-len", "32",
@@ -96,6 +99,9 @@ class CliTest {
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("early-exit").contains("speculative@4");
         assertThat(tmp.resolve("s.csv")).exists();
+        JsonNode json = JsonMapper.builder().disable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS).build().readTree(tmp.resolve("s.json").toFile()); // strict: no NaN
+        assertThat(json.get("rows")).hasSize(4);
+        assertThat(json.get("rows").get(0).get("acceptanceRate").isNull()).isTrue();
         r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "20", "--heads", out.toString(), "--speculative", "--draft-exit", "4");
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).startsWith("Once upon a time, there was a little girl named Lily."); // lossless: the full model's greedy text
