@@ -149,6 +149,8 @@ public final class EarlyExitGenerator implements Decoder {
     public String toString() {
         return "EarlyExitGenerator[" + model + ", " + (exits.heads().isEmpty() ? "no exits" : "exits " + exits.heads().stream().map(h -> h.layer()).toList() + ", thresholds " + policy.thresholds())
             + ", " + capacity() + "]";
+    }
+
     /** Per sequence of the last call: the layer each generated token was emitted at (the model's layer count: the final layer). */
     public int[][] lastExitLayers() {
         int[][] out = new int[exitLayers.length][];
