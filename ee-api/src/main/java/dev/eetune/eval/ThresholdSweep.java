@@ -4,6 +4,7 @@ import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;
+import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.GenerationConfig;
@@ -34,20 +35,23 @@ import java.util.Set;
 public final class ThresholdSweep {
     private ThresholdSweep() {}
 
-    /** One row of the sweep. {@code mode} is "early-exit", "full" or "speculative@E k". */
-    public record Row(String mode, float threshold, double tokensPerSecond, double tokensPerSecondSpread, double speedup, double meanExitLayer,
+    /**
+     * One row of the sweep. {@code mode} is "early-exit", "full" or "speculative@E k"; {@code confidence} the exit
+     * decision's {@link ConfidenceMethod} label (early-exit rows), else "-".
+     */
+    public record Row(String mode, String confidence, float threshold, double tokensPerSecond, double tokensPerSecondSpread, double speedup, double meanExitLayer,
                       double[] exitShare, double layersPerToken, double teacherForcedAgreement, double freeRunningMatch, double meanMatchedPrefix,
                       double perplexity, double acceptanceRate) {}
 
     /** The sweep's rows and the exit layers the share columns refer to (the last column is the final layer). */
     public record Result(List<Row> rows, int[] exitLayers, int promptCount, int newTokens) {
         public String toTable() {
-            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %9s %7s %6s %6s %8s %8s %8s %7s", "mode", "tau", "tok/s", "speedup",
+            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %-10s %6s %9s %7s %6s %6s %8s %8s %8s %7s", "mode", "confidence", "tau", "tok/s", "speedup",
                 "exit", "layers", "TF-agree", "FR-match", "FR-prefix", "ppl"));
             for (int l : exitLayers) sb.append(String.format(Locale.ROOT, " %6s", "@" + l));
             sb.append(String.format(Locale.ROOT, " %6s %7s%n", "final", "accept"));
             for (Row r : rows) {
-                sb.append(String.format(Locale.ROOT, "%-16s %6.2f %9.1f %6.2fx %6.2f %6.2f %7.1f%% %7.1f%% %8.1f %7.3f", r.mode(), r.threshold(), r.tokensPerSecond(),
+                sb.append(String.format(Locale.ROOT, "%-16s %-10s %6.3f %9.1f %6.2fx %6.2f %6.2f %7.1f%% %7.1f%% %8.1f %7.3f", r.mode(), r.confidence(), r.threshold(), r.tokensPerSecond(),
                     r.speedup(), r.meanExitLayer(), r.layersPerToken(), 100 * r.teacherForcedAgreement(), 100 * r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity()));
                 for (double s : r.exitShare()) sb.append(String.format(Locale.ROOT, " %5.1f%%", 100 * s));
                 sb.append(Double.isNaN(r.acceptanceRate()) ? "       -" : String.format(Locale.ROOT, " %6.1f%%", 100 * r.acceptanceRate())).append('\n');
@@ -57,11 +61,11 @@ public final class ThresholdSweep {
         }
 
         public String toCsv() {
-            StringBuilder sb = new StringBuilder("mode,threshold,tokens_per_s,tokens_per_s_spread,speedup,mean_exit_layer,layers_per_token,tf_agreement,fr_match,fr_prefix,perplexity,acceptance");
+            StringBuilder sb = new StringBuilder("mode,confidence,threshold,tokens_per_s,tokens_per_s_spread,speedup,mean_exit_layer,layers_per_token,tf_agreement,fr_match,fr_prefix,perplexity,acceptance");
             for (int l : exitLayers) sb.append(",share_exit_").append(l);
             sb.append(",share_final\n");
             for (Row r : rows) {
-                sb.append(String.format(Locale.ROOT, "%s,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%.5f,%.5f,%.3f,%.5f,%s", r.mode(), r.threshold(), r.tokensPerSecond(), r.tokensPerSecondSpread(),
+                sb.append(String.format(Locale.ROOT, "%s,%s,%.4f,%.2f,%.2f,%.4f,%.4f,%.4f,%.5f,%.5f,%.3f,%.5f,%s", r.mode(), r.confidence(), r.threshold(), r.tokensPerSecond(), r.tokensPerSecondSpread(),
                     r.speedup(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(), r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity(),
                     Double.isNaN(r.acceptanceRate()) ? "" : String.format(Locale.ROOT, "%.5f", r.acceptanceRate())));
                 for (double s : r.exitShare()) sb.append(String.format(Locale.ROOT, ",%.5f", s));
@@ -75,9 +79,9 @@ public final class ThresholdSweep {
             for (int i = 0; i < rows.size(); i++) {
                 Row r = rows.get(i);
                 sb.append(i > 0 ? "," : "").append(String.format(Locale.ROOT,
-                    "{\"mode\":\"%s\",\"threshold\":%.2f,\"tokens_per_s\":%.2f,\"spread\":%.2f,\"speedup\":%.4f,\"mean_exit_layer\":%.4f,\"layers_per_token\":%.4f,"
+                    "{\"mode\":\"%s\",\"confidence\":\"%s\",\"threshold\":%.4f,\"tokens_per_s\":%.2f,\"spread\":%.2f,\"speedup\":%.4f,\"mean_exit_layer\":%.4f,\"layers_per_token\":%.4f,"
                         + "\"tf_agreement\":%.5f,\"fr_match\":%.5f,\"fr_prefix\":%.3f,\"perplexity\":%.5f,\"acceptance\":%s,\"exit_share\":%s}",
-                    r.mode(), r.threshold(), r.tokensPerSecond(), r.tokensPerSecondSpread(), r.speedup(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(),
+                    r.mode(), r.confidence(), r.threshold(), r.tokensPerSecond(), r.tokensPerSecondSpread(), r.speedup(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(),
                     r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity(), Double.isNaN(r.acceptanceRate()) ? "null" : String.format(Locale.ROOT, "%.5f", r.acceptanceRate()),
                     Arrays.toString(r.exitShare())));
             }
@@ -85,8 +89,21 @@ public final class ThresholdSweep {
         }
     }
 
-    /** What to run: thresholds for all heads at once, and self-speculative settings (draft exits x draft lengths). */
-    public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {}
+    /**
+     * What to run: thresholds for all heads at once, each with every confidence method in {@code confidence}, and
+     * self-speculative settings (draft exits x draft lengths).
+     */
+    public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths, List<ConfidenceMethod> confidence) {
+        public Settings {
+            confidence = List.copyOf(confidence);
+            if (confidence.isEmpty()) throw new IllegalArgumentException("at least one confidence method");
+        }
+
+        /** Softmax confidence only. */
+        public Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {
+            this(thresholds, newTokens, batch, repeats, draftExits, draftLengths, List.of(ConfidenceMethod.SOFTMAX));
+        }
+    }
 
     public static Result run(EarlyExitModel ee, List<int[]> prompts, Settings st) {
         LlamaModel m = ee.backbone();
@@ -96,17 +113,22 @@ public final class ThresholdSweep {
         // warm the JIT on both paths first, so the first timed mode is not penalised
         for (int w = 0; w < 2; w++) {
             decode(m, null, EarlyExitPolicy.none(), prompts, st.batch(), maxLen, cfg, new ArrayList<>());
-            if (st.thresholds().length > 0) decode(m, ee, EarlyExitPolicy.global(st.thresholds()[st.thresholds().length - 1], layers), prompts, st.batch(), maxLen, cfg, new ArrayList<>());
+            if (st.thresholds().length > 0) {
+                for (ConfidenceMethod method : st.confidence()) {
+                    decode(m, ee, EarlyExitPolicy.global(st.thresholds()[st.thresholds().length - 1], layers).withConfidence(method), prompts, st.batch(), maxLen, cfg, new ArrayList<>());
+                }
+            }
         }
         // the full model: baseline speed and the greedy continuations everything is compared with
         List<int[]> full = new ArrayList<>();
         double[] fullTps = time(st.repeats(), () -> decode(m, null, EarlyExitPolicy.none(), prompts, st.batch(), maxLen, cfg, full));
-        double[][] teacher = teacherForced(ee, prompts, full);
+        int[] traceFrom = prompts.stream().mapToInt(p -> p.length - 1).toArray();
+        ExitTrace teacher = ExitTrace.of(ee, full, traceFrom);
         List<Row> rows = new ArrayList<>();
-        rows.add(new Row("full", 1f, fullTps[0], fullTps[1], 1.0, m.config().nLayers(), share(new long[m.config().nLayers() + 1], layers, m.config().nLayers()),
+        rows.add(new Row("full", "-", 1f, fullTps[0], fullTps[1], 1.0, m.config().nLayers(), share(new long[m.config().nLayers() + 1], layers, m.config().nLayers()),
             m.config().nLayers(), 1.0, 1.0, st.newTokens(), perplexity(m, prompts, full), Double.NaN));
-        for (float tau : st.thresholds()) {
-            EarlyExitPolicy policy = EarlyExitPolicy.global(tau, layers);
+        for (float tau : st.thresholds()) for (ConfidenceMethod method : st.confidence()) {
+            EarlyExitPolicy policy = EarlyExitPolicy.global(tau, layers).withConfidence(method);
             List<int[]> out = new ArrayList<>();
             EarlyExitGenerator.Stats[] stats = new EarlyExitGenerator.Stats[1];
             double[] tps = time(st.repeats(), () -> {
@@ -115,8 +137,8 @@ public final class ThresholdSweep {
                 return (long) st.newTokens() * prompts.size();
             });
             double[] fr = match(prompts, out, full);
-            rows.add(new Row("early-exit", tau, tps[0], tps[1], tps[0] / fullTps[0], stats[0].meanExitLayer(), share(stats[0].exitCounts(), layers, m.config().nLayers()),
-                stats[0].layersPerToken(), agreement(teacher, layers, ee, tau), fr[0], fr[1], perplexity(m, prompts, out), Double.NaN));
+            rows.add(new Row("early-exit", method.label(), tau, tps[0], tps[1], tps[0] / fullTps[0], stats[0].meanExitLayer(), share(stats[0].exitCounts(), layers, m.config().nLayers()),
+                stats[0].layersPerToken(), teacher.decide(method, policy.thresholds(), ee).agreement(), fr[0], fr[1], perplexity(m, prompts, out), Double.NaN));
         }
         for (int e : st.draftExits()) {
             for (int k : st.draftLengths()) {
@@ -134,7 +156,7 @@ public final class ThresholdSweep {
                     return (long) st.newTokens() * prompts.size();
                 });
                 double[] fr = match(prompts, out, full);
-                rows.add(new Row("speculative@" + e + " k" + k, 1f, tps[0], tps[1], tps[0] / fullTps[0], m.config().nLayers(),
+                rows.add(new Row("speculative@" + e + " k" + k, "-", 1f, tps[0], tps[1], tps[0] / fullTps[0], m.config().nLayers(),
                     share(new long[m.config().nLayers() + 1], layers, m.config().nLayers()), Double.NaN, 1.0, fr[0], fr[1], perplexity(m, prompts, out), stats[0].acceptanceRate()));
             }
         }
@@ -168,6 +190,7 @@ public final class ThresholdSweep {
                                                            GenerationConfig cfg, List<int[]> out) {
         long[] exits = new long[m.config().nLayers() + 1];
         long rowLayers = 0, generated = 0;
+        double headLayers = 0;
         try (EarlyExitGenerator g = new EarlyExitGenerator(m, ee, policy, batch, maxLen)) {
             for (int from = 0; from < prompts.size(); from += batch) {
                 List<int[]> chunk = prompts.subList(from, Math.min(prompts.size(), from + batch));
@@ -175,10 +198,11 @@ public final class ThresholdSweep {
                 EarlyExitGenerator.Stats s = g.lastStats();
                 for (int l = 0; l < exits.length; l++) exits[l] += s.exitCounts()[l];
                 rowLayers += s.rowLayers();
+                headLayers += s.headLayers();
                 generated += s.generatedTokens();
             }
         }
-        return new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, 0, 0);
+        return new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, headLayers, 0, 0);
     }
 
     private static double[] share(long[] counts, int[] layers, int nLayers) {
@@ -187,63 +211,6 @@ public final class ThresholdSweep {
         for (int i = 0; i < layers.length; i++) out[i] = total == 0 ? 0 : counts[layers[i]] / total;
         out[layers.length] = total == 0 ? 1 : counts[nLayers] / total;
         return out;
-    }
-
-    /** Per head h: row 2h = max prob, row 2h+1 = 1 if its argmax is the full model's greedy token; per generated position. */
-    private static double[][] teacherForced(EarlyExitModel ee, List<int[]> prompts, List<int[]> full) {
-        LlamaModel m = ee.backbone();
-        LlamaConfig c = m.config();
-        Ops ops = m.backend().ops();
-        List<ExitHead> heads = ee.heads();
-        int total = 0;
-        for (int pi = 0; pi < prompts.size(); pi++) total += full.get(pi).length - prompts.get(pi).length;
-        double[][] out = new double[2 * heads.size()][total];
-        int offset = 0;
-        for (int pi = 0; pi < prompts.size(); pi++) {
-            int[] seq = full.get(pi);
-            int n = seq.length - 1, p0 = prompts.get(pi).length - 1, gen = seq.length - prompts.get(pi).length;
-            int at = offset;
-            try (Scope.Lease use = ee.use(); Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
-                Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);
-                Tensor x = ws.x(n);
-                m.embed(x, rows);
-                ee.run(new Pass(x, rows), null, 0, c.nLayers(), ws, (h, in, pass) -> {
-                    int hi = heads.indexOf(h);
-                    Tensor logits = h.decodeLogits(s, in, n);
-                    Tensor am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
-                    ops.argmax(am, mp, logits, h.temperature());
-                    int[] a = am.toIntArray();
-                    float[] p = mp.toFloatArray();
-                    for (int g = 0; g < gen; g++) { // row p0 + g predicts token p0 + g + 1, the g-th generated one
-                        out[2 * hi][at + g] = p[p0 + g];
-                        out[2 * hi + 1][at + g] = a[p0 + g] == seq[p0 + g + 1] ? 1 : 0;
-                    }
-                    return pass;
-                });
-            }
-            offset += gen;
-        }
-        return out;
-    }
-
-    /** Teacher-forced agreement at τ: the first confident head's token, else the final layer's (always right). */
-    private static double agreement(double[][] teacher, int[] layers, EarlyExitModel ee, float tau) {
-        int n = teacher.length == 0 ? 0 : teacher[0].length;
-        if (n == 0) return 1;
-        double ok = 0;
-        for (int i = 0; i < n; i++) {
-            double v = 1;
-            if (tau < 1f) {
-                for (int h = 0; h < layers.length; h++) {
-                    if (EarlyExitPolicy.confident(teacher[2 * h][i], tau)) {
-                        v = teacher[2 * h + 1][i];
-                        break;
-                    }
-                }
-            }
-            ok += v;
-        }
-        return ok / n;
     }
 
     /** Share of generated positions equal to full greedy output, and the mean length of the matching prefix. */

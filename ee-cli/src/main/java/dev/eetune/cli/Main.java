@@ -6,7 +6,7 @@ import picocli.CommandLine.Command;
 /** The {@code ee} command line. */
 @Command(name = "ee", mixinStandardHelpOptions = true, version = "eetune 0.1.0",
     description = "Early-exit LLMs on the JVM: load, tune exit heads, generate, evaluate, benchmark.",
-    subcommands = {GenerateCommand.class, InspectCommand.class, TuneCommand.class, EvalCommand.class, PretrainCommand.class, SweepCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {GenerateCommand.class, InspectCommand.class, TuneCommand.class, EvalCommand.class, PretrainCommand.class, SweepCommand.class, GatesCommand.class, CalibrateCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     public static void main(String[] args) {
         if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "info");

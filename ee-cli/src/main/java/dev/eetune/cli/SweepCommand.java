@@ -3,6 +3,7 @@ package dev.eetune.cli;
 import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.eval.ThresholdSweep;
 import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.ArgGroup;
@@ -44,6 +45,8 @@ final class SweepCommand implements Callable<Integer> {
     @Option(names = "--repeats", defaultValue = "5", description = "Timed runs per setting (median reported).") int repeats;
     @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
     @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
+    @Option(names = "--confidence", split = ",", defaultValue = "softmax", description = "Confidence methods to compare at each threshold: softmax, gate, saturation (default: ${DEFAULT-VALUE}).")
+    List<String> confidence;
     @Option(names = "--csv") Path csv;
     @Option(names = "--json") Path json;
 
@@ -71,7 +74,8 @@ final class SweepCommand implements Callable<Integer> {
             for (int i = 0; i < taus.length; i++) taus[i] = thresholds.get(i);
             System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " repeats");
             ThresholdSweep.Result r = ThresholdSweep.run(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
-                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray()));
+                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray(),
+                confidence.stream().map(ConfidenceMethod::parse).distinct().toList()));
             System.out.println(r.toTable());
             if (csv != null) Files.writeString(csv, r.toCsv());
             if (json != null) Files.writeString(json, r.toJson());
