@@ -120,6 +120,16 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
         public double projectedSpeedup(int nLayers) { return nLayers / layersPerToken; }
     }
 
+    /** Agreement and exit shares only (the costs are those of unit heads on a one-layer-per-exit model: ignore them). */
+    Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, int[] ignored) {
+        LlamaConfig unit = new LlamaConfig(1, 1, layers.length + 1, 1, 1, 1, 1, 1, 1e-5f, 1e4f, null, false, false, false, "cost-free");
+        ExitArchitecture[] archs = new ExitArchitecture[layers.length];
+        Arrays.fill(archs, ExitArchitecture.NORM);
+        int[] at = new int[layers.length];
+        for (int i = 0; i < at.length; i++) at[i] = i + 1;
+        return decide(method, thresholds, unit, archs, at, layers.length + 1);
+    }
+
     public Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, EarlyExitModel ee) {
         return decide(method, thresholds, ee.backbone().config(), ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new),
             layers, ee.backbone().config().nLayers());

@@ -27,12 +27,12 @@ import java.util.TreeMap;
 
 /**
  * Per-exit thresholds chosen for a target teacher-forced agreement (docs/exit-gates.md, "Calibrated thresholds").
- * On a calibration trace, exits are fixed in layer order: at exit L, among the positions no earlier exit took, the
- * lowest threshold is chosen whose exiting positions agree with the final layer at least {@code target} of the time,
- * by a one-sided lower confidence bound (Wilson score, {@code z}), and with at least {@code minExits} of them; an exit
- * where no threshold qualifies is disabled (τ = 1). Every exit's takings then agree at ≥ target (by the bound), and
- * the final layer always agrees, so the whole does too. Also reads and writes the thresholds file kept beside the
- * heads. Stateless: thread-safe.
+ * For a precision level q, exits are fixed in layer order on a calibration trace: at exit L, among the positions no
+ * earlier exit took, the lowest threshold is chosen whose exiting positions agree with the final layer at least q of
+ * the time (at least {@code minExits} of them); an exit where none qualifies is disabled (τ = 1). The final layer
+ * always agrees, so the whole agrees more than q. The level used is the lowest q (scanned down from 1 in steps of
+ * 0.005) whose whole agreement on the calibration trace still reaches the target by a one-sided lower confidence bound
+ * (Wilson score, {@code z}). Also reads and writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
 public final class ThresholdCalibration {
     static final String FORMAT = "eetune-exit-thresholds";
@@ -85,6 +85,20 @@ public final class ThresholdCalibration {
 
     /** The thresholds, one per traced exit (see the class comment). */
     public static Map<Integer, Float> choose(ExitTrace trace, ConfidenceMethod method, Settings st) {
+        Map<Integer, Float> best = atLevel(trace, method, 1.0, st.minExits());
+        int n = trace.positions();
+        for (int step = 1; step <= 200; step++) { // q = 0.995 .. 0
+            double q = 1 - 0.005 * step;
+            Map<Integer, Float> t = atLevel(trace, method, q, st.minExits());
+            double agree = trace.decide(method, t, trace.layers()).agreement();
+            if (lowerBound((int) Math.round(agree * n), n, st.z()) < st.target()) break;
+            best = t;
+        }
+        return best;
+    }
+
+    /** Per exit in layer order, the lowest threshold whose takings (positions no earlier exit took) agree at ≥ q. */
+    static Map<Integer, Float> atLevel(ExitTrace trace, ConfidenceMethod method, double q, int minExits) {
         float[][] score = trace.scores(method);
         int n = trace.positions();
         boolean[] taken = new boolean[n];
@@ -104,7 +118,7 @@ public final class ThresholdCalibration {
                 // a threshold must take every position with an equal score: test only at the end of a run of ties
                 if (i + 1 < cand.length && score[h][cand[i + 1]] == score[h][cand[i]]) continue;
                 float s = score[h][cand[i]];
-                if (count >= st.minExits() && s < 1f && lowerBound(agree, count, st.z()) >= st.target()) tau = s;
+                if (count >= minExits && s < 1f && (double) agree / count >= q) tau = s;
             }
             out.put(trace.layers()[h], tau);
             if (tau < 1f) for (Integer p : cand) if (score[h][p] >= tau) taken[p] = true;

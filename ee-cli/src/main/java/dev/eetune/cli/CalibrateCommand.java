@@ -1,6 +1,8 @@
 package dev.eetune.cli;
 
+import dev.eetune.eval.CostProjection;
 import dev.eetune.eval.ExitTrace;
+import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.eval.ThresholdCalibration;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
@@ -38,6 +40,8 @@ final class CalibrateCommand implements Callable<Integer> {
     @Option(names = "--prompt-tokens", defaultValue = "16") int promptTokens;
     @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per timing prompt (default: ${DEFAULT-VALUE}).") int maxTokens;
     @Option(names = "--repeats", defaultValue = "5", description = "Timed runs (median reported; default: ${DEFAULT-VALUE}).") int repeats;
+    @Option(names = "--compare", description = "Also calibrate every other confidence method at the same target and print a comparison, "
+        + "with the cost each method's held-out decisions would have on Llama-3-8B and Qwen2-0.5B shapes (docs/exit-gates.md).") boolean compare;
 
     @Override
     public Integer call() {
@@ -60,9 +64,30 @@ final class CalibrateCommand implements Callable<Integer> {
             double[] s = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
             System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d runs; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
                 s[0], s[1], s[2], repeats, s[3], s[4], timing.size(), maxTokens);
+            if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing);
             Path saved = ThresholdCalibration.save(file.toAbsolutePath().getParent(), r);
             System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");
         }
         return 0;
+    }
+
+    private void compare(EarlyExitModel ee, ExitTrace ta, ExitTrace tb, ThresholdCalibration.Settings st, List<int[]> timing) {
+        int n = ee.backbone().config().nLayers();
+        ExitArchitecture[] archs = ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new);
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%n%-11s %9s %10s %10s", "confidence", "TF-agree", "cost x", "wall x"));
+        for (CostProjection.Shape s : CostProjection.SHAPES) sb.append(String.format(Locale.ROOT, " %13s", s.name() + " x"));
+        sb.append("   (held-out split; cost x = N / layers per token, heads and scores counted; thresholds");
+        sb.append(")\n");
+        for (ConfidenceMethod m : ConfidenceMethod.values()) {
+            if (m == ConfidenceMethod.GATE && !ee.hasGates()) continue;
+            ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, m, st);
+            double[] wall = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
+            sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx", m.label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(n), wall[0]));
+            for (CostProjection.Shape s : CostProjection.SHAPES) {
+                sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, m, r.thresholds(), archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+            }
+            sb.append("   ").append(r.thresholds()).append('\n');
+        }
+        System.out.print(sb);
     }
 }
