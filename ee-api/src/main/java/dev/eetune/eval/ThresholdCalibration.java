@@ -31,7 +31,7 @@ import java.util.TreeMap;
  * earlier exit took, the lowest threshold is chosen whose exiting positions agree with the final layer at least q of
  * the time (at least {@code minExits} of them); an exit where none qualifies is disabled (τ = 1). The final layer
  * always agrees, so the whole agrees more than q. The level used is the lowest q (scanned down from 1 in steps of
- * 0.005) whose whole agreement on the calibration trace still reaches the target by a one-sided lower confidence bound
+ * 0.005; none: every exit disabled) whose whole agreement on the calibration trace still reaches the target by a one-sided lower confidence bound
  * (Wilson score, {@code z}). Also reads and writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
 public final class ThresholdCalibration {
@@ -85,9 +85,10 @@ public final class ThresholdCalibration {
 
     /** The thresholds, one per traced exit (see the class comment). */
     public static Map<Integer, Float> choose(ExitTrace trace, ConfidenceMethod method, Settings st) {
-        Map<Integer, Float> best = atLevel(trace, method, 1.0, st.minExits());
+        Map<Integer, Float> best = new TreeMap<>();
+        for (int l : trace.layers()) best.put(l, 1f); // every exit disabled: the full model
         int n = trace.positions();
-        for (int step = 1; step <= 200; step++) { // q = 0.995 .. 0
+        for (int step = 0; step <= 200; step++) { // q = 1 .. 0
             double q = 1 - 0.005 * step;
             Map<Integer, Float> t = atLevel(trace, method, q, st.minExits());
             double agree = trace.decide(method, t, trace.layers()).agreement();
