@@ -120,14 +120,24 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
         public double projectedSpeedup(int nLayers) { return nLayers / layersPerToken; }
     }
 
-    /** Agreement and exit shares only (the costs are those of unit heads on a one-layer-per-exit model: ignore them). */
-    Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, int[] ignored) {
-        LlamaConfig unit = new LlamaConfig(1, 1, layers.length + 1, 1, 1, 1, 1, 1, 1e-5f, 1e4f, null, false, false, false, "cost-free");
-        ExitArchitecture[] archs = new ExitArchitecture[layers.length];
-        Arrays.fill(archs, ExitArchitecture.NORM);
-        int[] at = new int[layers.length];
-        for (int i = 0; i < at.length; i++) at[i] = i + 1;
-        return decide(method, thresholds, unit, archs, at, layers.length + 1);
+    /** The teacher-forced agreement of a policy with the final layer (no costs needed). */
+    public double agreement(ConfidenceMethod method, Map<Integer, Float> thresholds) {
+        float[][] score = scores(method);
+        int n = positions();
+        if (n == 0) return 1;
+        long ok = 0;
+        for (int p = 0; p < n; p++) {
+            boolean agree = true; // the final layer's, unless an exit fires
+            for (int i = 0; i < layers.length; i++) {
+                Float tau = thresholds.get(layers[i]);
+                if (tau != null && tau < 1f && EarlyExitPolicy.confident(score[i][p], tau)) {
+                    agree = agrees[i][p];
+                    break;
+                }
+            }
+            if (agree) ok++;
+        }
+        return (double) ok / n;
     }
 
     public Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, EarlyExitModel ee) {

@@ -91,7 +91,7 @@ public final class ThresholdCalibration {
         for (int step = 0; step <= 200; step++) { // q = 1 .. 0
             double q = 1 - 0.005 * step;
             Map<Integer, Float> t = atLevel(trace, method, q, st.minExits());
-            double agree = trace.decide(method, t, trace.layers()).agreement();
+            double agree = trace.agreement(method, t);
             if (lowerBound((int) Math.round(agree * n), n, st.z()) < st.target()) break;
             best = t;
         }

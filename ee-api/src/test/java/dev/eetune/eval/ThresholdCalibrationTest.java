@@ -35,7 +35,7 @@ class ThresholdCalibrationTest {
         for (double target : new double[] {0.8, 0.9, 0.95}) {
             ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(target, 1.645, 20);
             Map<Integer, Float> t = ThresholdCalibration.choose(a, ConfidenceMethod.GATE, st);
-            double onA = a.decide(ConfidenceMethod.GATE, t, a.layers()).agreement(), onB = b.decide(ConfidenceMethod.GATE, t, b.layers()).agreement();
+            double onA = a.agreement(ConfidenceMethod.GATE, t), onB = b.agreement(ConfidenceMethod.GATE, t);
             assertThat(onA).as("calibration split at target %s", target).isGreaterThanOrEqualTo(target);
             assertThat(onB).as("held-out split at target %s", target).isGreaterThan(target - 0.01);
             assertThat(t.values()).as("some exit is enabled at target %s", target).anyMatch(v -> v < 1f);
@@ -61,7 +61,7 @@ class ThresholdCalibrationTest {
         ExitTrace a = synthetic(4, 5000);
         ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
         Map<Integer, Float> t = ThresholdCalibration.choose(a, ConfidenceMethod.SATURATION, st);
-        ExitTrace.Decisions d = a.decide(ConfidenceMethod.SATURATION, t, a.layers());
+        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(ConfidenceMethod.SATURATION, t), new double[3], 3);
         Path file = ThresholdCalibration.save(dir, new ThresholdCalibration.Result(ConfidenceMethod.SATURATION, st, t, d, d, 5000, 5000));
         EarlyExitPolicy p = ThresholdCalibration.load(file);
         assertThat(p.confidence()).isEqualTo(ConfidenceMethod.SATURATION);

@@ -106,7 +106,7 @@ class EarlyExitGeneratorTest {
         }
     }
 
-    static void assertCacheMatchesFreshPrefill(KvCache cache, int seq, int[] tokens, String what) {
+    private static void assertCacheMatchesFreshPrefill(KvCache cache, int seq, int[] tokens, String what) {
         int n = tokens.length, kv = model.config().nKvHeads() * model.config().headDim();
         try (Workspace ws = model.newWorkspace(); KvCache fresh = new KvCache(model.config(), CPU, 1, n)) {
             int[] pos = new int[n];
