@@ -4,6 +4,7 @@ import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;
+import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.GenerationConfig;
@@ -54,11 +55,12 @@ public final class ThresholdSweep {
     }
 
     /**
-     * One row of the sweep. {@code mode} is "early-exit", "full" or "speculative@E k". Tokens/s: the median over the
+     * One row of the sweep. {@code mode} is "early-exit", "full" or "speculative@E k"; {@code confidence} the exit
+     * decision's {@link ConfidenceMethod} label (early-exit rows), else "-". Tokens/s: the median over the
      * timed rounds and its spread (max - min); speed-up: the median of each round's ratio to the full model timed in the
      * same round, with the lowest and highest round's ratio, and the verdict those give.
      */
-    public record Row(String mode, float threshold, double tokensPerSecond, double tokensPerSecondSpread, double speedup, double speedupLow, double speedupHigh,
+    public record Row(String mode, String confidence, float threshold, double tokensPerSecond, double tokensPerSecondSpread, double speedup, double speedupLow, double speedupHigh,
                       Verdict verdict, double meanExitLayer, double[] exitShare, double layersPerToken, double teacherForcedAgreement, double freeRunningMatch,
                       double meanMatchedPrefix, double perplexity, double acceptanceRate) {}
 
@@ -71,12 +73,12 @@ public final class ThresholdSweep {
         public List<Row> measurementFailures() { return rows.stream().filter(r -> r.verdict() == Verdict.MEASUREMENT_FAILURE).toList(); }
 
         public String toTable() {
-            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %6s %9s %7s %7s %-13s %6s %6s %8s %8s %8s %7s", "mode", "tau", "tok/s", "+-", "speedup",
+            StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%-16s %-10s %6s %9s %7s %7s %-13s %6s %6s %8s %8s %8s %7s", "mode", "confidence", "tau", "tok/s", "+-", "speedup",
                 "(min..max)", "exit", "layers", "TF-agree", "FR-match", "FR-prefix", "ppl"));
             for (int l : exitLayers) sb.append(String.format(Locale.ROOT, " %6s", "@" + l));
             sb.append(String.format(Locale.ROOT, " %6s %7s  %s%n", "final", "accept", "note"));
             for (Row r : rows) {
-                sb.append(String.format(Locale.ROOT, "%-16s %6.2f %9.1f %7.1f %6.2fx %-13s %6.2f %6.2f %7.1f%% %7.1f%% %8.1f %7.3f", r.mode(), r.threshold(), r.tokensPerSecond(),
+                sb.append(String.format(Locale.ROOT, "%-16s %-10s %6.3f %9.1f %7.1f %6.2fx %-13s %6.2f %6.2f %7.1f%% %7.1f%% %8.1f %7.3f", r.mode(), r.confidence(), r.threshold(), r.tokensPerSecond(),
                     r.tokensPerSecondSpread(), r.speedup(), String.format(Locale.ROOT, "(%.2f..%.2f)", r.speedupLow(), r.speedupHigh()), r.meanExitLayer(), r.layersPerToken(),
                     100 * r.teacherForcedAgreement(), 100 * r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity()));
                 for (double s : r.exitShare()) sb.append(String.format(Locale.ROOT, " %5.1f%%", 100 * s));
@@ -98,12 +100,12 @@ public final class ThresholdSweep {
         }
 
         public String toCsv() {
-            StringBuilder sb = new StringBuilder("mode,threshold,tokens_per_s,tokens_per_s_spread,speedup,speedup_min,speedup_max,verdict,mean_exit_layer,layers_per_token,"
+            StringBuilder sb = new StringBuilder("mode,confidence,threshold,tokens_per_s,tokens_per_s_spread,speedup,speedup_min,speedup_max,verdict,mean_exit_layer,layers_per_token,"
                 + "tf_agreement,fr_match,fr_prefix,perplexity,acceptance");
             for (int l : exitLayers) sb.append(",share_exit_").append(l);
             sb.append(",share_final\n");
             for (Row r : rows) {
-                sb.append(String.format(Locale.ROOT, "%s,%.2f,%.2f,%.2f,%.4f,%.4f,%.4f,%s,%.4f,%.4f,%.5f,%.5f,%.3f,%.5f,%s", r.mode(), r.threshold(), r.tokensPerSecond(),
+                sb.append(String.format(Locale.ROOT, "%s,%s,%.4f,%.2f,%.2f,%.4f,%.4f,%.4f,%s,%.4f,%.4f,%.5f,%.5f,%.3f,%.5f,%s", r.mode(), r.confidence(), r.threshold(), r.tokensPerSecond(),
                     r.tokensPerSecondSpread(), r.speedup(), r.speedupLow(), r.speedupHigh(), r.verdict(), r.meanExitLayer(), r.layersPerToken(), r.teacherForcedAgreement(),
                     r.freeRunningMatch(), r.meanMatchedPrefix(), r.perplexity(), Double.isNaN(r.acceptanceRate()) ? "" : String.format(Locale.ROOT, "%.5f", r.acceptanceRate())));
                 for (double s : r.exitShare()) sb.append(String.format(Locale.ROOT, ",%.5f", s));
@@ -137,17 +139,21 @@ public final class ThresholdSweep {
     }
 
     /**
-     * What to run: thresholds for all heads at once, and self-speculative settings (draft exits x draft lengths);
+     * What to run: thresholds for all heads at once, each with every confidence method in {@code confidence}, and
+     * self-speculative settings (draft exits x draft lengths);
      * {@code repeats} timed rounds after at most {@code maxWarmupRounds} warm-up rounds.
      */
-    public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths, int maxWarmupRounds) {
+    public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths, int maxWarmupRounds,
+                           List<ConfidenceMethod> confidence) {
         public Settings {
+            confidence = List.copyOf(confidence);
+            if (confidence.isEmpty()) throw new IllegalArgumentException("at least one confidence method");
             if (newTokens < 1 || batch < 1 || repeats < 1) throw new IllegalArgumentException("newTokens, batch and repeats must be >= 1");
             if (maxWarmupRounds < MIN_WARMUP_ROUNDS) throw new IllegalArgumentException("maxWarmupRounds must be >= " + MIN_WARMUP_ROUNDS);
         }
 
         public Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {
-            this(thresholds, newTokens, batch, repeats, draftExits, draftLengths, DEFAULT_MAX_WARMUP_ROUNDS);
+            this(thresholds, newTokens, batch, repeats, draftExits, draftLengths, DEFAULT_MAX_WARMUP_ROUNDS, List.of(ConfidenceMethod.SOFTMAX));
         }
     }
 
@@ -175,10 +181,13 @@ public final class ThresholdSweep {
         long tokensPerRun = (long) st.newTokens() * prompts.size();
         List<Mode> modes = new ArrayList<>();
         try {
-            modes.add(new Mode("full", 1f, new EarlyExitGenerator(m, null, EarlyExitPolicy.none(), st.batch(), maxLen), null));
-            for (float tau : st.thresholds()) modes.add(new Mode("early-exit", tau, new EarlyExitGenerator(m, ee, EarlyExitPolicy.global(tau, layers), st.batch(), maxLen), null));
+            modes.add(new Mode("full", null, 1f, new EarlyExitGenerator(m, null, EarlyExitPolicy.none(), st.batch(), maxLen), null));
+            for (float tau : st.thresholds()) for (ConfidenceMethod method : st.confidence()) {
+                EarlyExitPolicy policy = EarlyExitPolicy.global(tau, layers).withConfidence(method);
+                modes.add(new Mode("early-exit", policy, tau, new EarlyExitGenerator(m, ee, policy, st.batch(), maxLen), null));
+            }
             for (int e : st.draftExits()) {
-                for (int k : st.draftLengths()) modes.add(new Mode("speculative@" + e + " k" + k, 1f, null, new SelfSpeculativeDecoder(ee, e, k, false, 0f, st.batch(), maxLen)));
+                for (int k : st.draftLengths()) modes.add(new Mode("speculative@" + e + " k" + k, null, 1f, null, new SelfSpeculativeDecoder(ee, e, k, false, 0f, st.batch(), maxLen)));
             }
             long total = (long) (st.maxWarmupRounds() + st.repeats()) * modes.size();
             // warm-up: whole rounds until no mode's rate moves by more than SETTLED between two rounds
@@ -208,7 +217,7 @@ public final class ThresholdSweep {
                 }
             }
             Mode full = modes.get(0);
-            double[][] teacher = teacherForced(ee, prompts, full.out);
+            ExitTrace teacher = ExitTrace.of(ee, full.out, prompts.stream().mapToInt(p -> p.length - 1).toArray());
             List<Row> rows = new ArrayList<>();
             for (int i = 0; i < modes.size(); i++) {
                 Mode md = modes.get(i);
@@ -221,11 +230,11 @@ public final class ThresholdSweep {
                 if (md.generator != null) {
                     EarlyExitGenerator.Stats s = md.eeStats;
                     boolean isFull = i == 0;
-                    rows.add(new Row(md.name, md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, isFull ? n : s.meanExitLayer(),
+                    rows.add(new Row(md.name, isFull ? "-" : md.policy.confidence().label(), md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, isFull ? n : s.meanExitLayer(),
                         share(isFull ? new long[n + 1] : s.exitCounts(), layers, n), isFull ? n : s.layersPerToken(),
-                        isFull ? 1.0 : agreement(teacher, layers, md.threshold), fr[0], fr[1], ppl, Double.NaN));
+                        isFull ? 1.0 : teacher.decide(md.policy.confidence(), md.policy.thresholds(), ee).agreement(), fr[0], fr[1], ppl, Double.NaN));
                 } else {
-                    rows.add(new Row(md.name, md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, n, share(new long[n + 1], layers, n), Double.NaN,
+                    rows.add(new Row(md.name, "-", md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, n, share(new long[n + 1], layers, n), Double.NaN,
                         1.0, fr[0], fr[1], ppl, md.speculative.lastStats().acceptanceRate()));
                 }
             }
@@ -253,14 +262,16 @@ public final class ThresholdSweep {
     /** One setting of the sweep with its own decoder, and what its latest run produced. */
     private static final class Mode implements AutoCloseable {
         final String name;
+        final EarlyExitPolicy policy; // early-exit modes; else null
         final float threshold;
         final EarlyExitGenerator generator; // early exit or the full model; else
         final SelfSpeculativeDecoder speculative;
         final List<int[]> out = new ArrayList<>();
         EarlyExitGenerator.Stats eeStats;
 
-        Mode(String name, float threshold, EarlyExitGenerator generator, SelfSpeculativeDecoder speculative) {
+        Mode(String name, EarlyExitPolicy policy, float threshold, EarlyExitGenerator generator, SelfSpeculativeDecoder speculative) {
             this.name = name;
+            this.policy = policy;
             this.threshold = threshold;
             this.generator = generator;
             this.speculative = speculative;
@@ -271,6 +282,7 @@ public final class ThresholdSweep {
             out.clear();
             long[] exits = new long[generator == null ? 1 : generator.lastStats().exitCounts().length];
             long rowLayers = 0, generated = 0;
+            double headLayers = 0;
             long t0 = System.nanoTime();
             for (int from = 0; from < prompts.size(); from += batch) {
                 List<int[]> chunk = prompts.subList(from, Math.min(prompts.size(), from + batch));
@@ -283,10 +295,11 @@ public final class ThresholdSweep {
                 if (exits.length != s.exitCounts().length) exits = new long[s.exitCounts().length];
                 for (int l = 0; l < exits.length; l++) exits[l] += s.exitCounts()[l];
                 rowLayers += s.rowLayers();
+                headLayers += s.headLayers();
                 generated += s.generatedTokens();
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
-            if (generator != null) eeStats = new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, 0, 0);
+            if (generator != null) eeStats = new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, headLayers, 0, 0);
             return tokens / seconds;
         }
 
@@ -303,63 +316,6 @@ public final class ThresholdSweep {
         for (int i = 0; i < layers.length; i++) out[i] = total == 0 ? 0 : counts[layers[i]] / total;
         out[layers.length] = total == 0 ? 1 : counts[nLayers] / total;
         return out;
-    }
-
-    /** Per head h: row 2h = max prob, row 2h+1 = 1 if its argmax is the full model's greedy token; per generated position. */
-    private static double[][] teacherForced(EarlyExitModel ee, List<int[]> prompts, List<int[]> full) {
-        LlamaModel m = ee.backbone();
-        LlamaConfig c = m.config();
-        Ops ops = m.backend().ops();
-        List<ExitHead> heads = ee.heads();
-        int total = 0;
-        for (int pi = 0; pi < prompts.size(); pi++) total += full.get(pi).length - prompts.get(pi).length;
-        double[][] out = new double[2 * heads.size()][total];
-        int offset = 0;
-        for (int pi = 0; pi < prompts.size(); pi++) {
-            int[] seq = full.get(pi);
-            int n = seq.length - 1, p0 = prompts.get(pi).length - 1, gen = seq.length - prompts.get(pi).length;
-            int at = offset;
-            try (Scope.Lease use = ee.use(); Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
-                Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);
-                Tensor x = ws.x(n);
-                m.embed(x, rows);
-                ee.run(new Pass(x, rows), null, 0, c.nLayers(), ws, (h, in, pass) -> {
-                    int hi = heads.indexOf(h);
-                    Tensor logits = h.decodeLogits(s, in, n);
-                    Tensor am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
-                    ops.argmax(am, mp, logits, h.temperature());
-                    int[] a = am.toIntArray();
-                    float[] p = mp.toFloatArray();
-                    for (int g = 0; g < gen; g++) { // row p0 + g predicts token p0 + g + 1, the g-th generated one
-                        out[2 * hi][at + g] = p[p0 + g];
-                        out[2 * hi + 1][at + g] = a[p0 + g] == seq[p0 + g + 1] ? 1 : 0;
-                    }
-                    return pass;
-                });
-            }
-            offset += gen;
-        }
-        return out;
-    }
-
-    /** Teacher-forced agreement at τ: the first confident head's token, else the final layer's (always right). */
-    private static double agreement(double[][] teacher, int[] layers, float tau) {
-        int n = teacher.length == 0 ? 0 : teacher[0].length;
-        if (n == 0) return 1;
-        double ok = 0;
-        for (int i = 0; i < n; i++) {
-            double v = 1;
-            if (tau < 1f) {
-                for (int h = 0; h < layers.length; h++) {
-                    if (EarlyExitPolicy.confident(teacher[2 * h][i], tau)) {
-                        v = teacher[2 * h + 1][i];
-                        break;
-                    }
-                }
-            }
-            ok += v;
-        }
-        return ok / n;
     }
 
     /** Share of generated positions equal to full greedy output, and the mean length of the matching prefix. */

@@ -42,12 +42,16 @@ public final class EarlyExitModel implements AutoCloseable {
     static final String METADATA_KEY = "eetune";
     static final String FORMAT = "eetune-exit-heads";
     static final int VERSION = 1;
+    /** The one gate kind: {@link ExitGate}'s logistic regression on the unit-rmsnormed hidden state. */
+    static final String GATE_KIND = "linear-rmsnorm";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final LlamaModel backbone;
     private final List<ExitHead> heads;
     private final ExitHead[] byLayer; // index = exit layer (1-based)
     private final ParameterSet params;
+    private final ExitGate[] gates; // index = exit layer; null where the exit has no gate
+    private ParameterSet gateParams; // made by the first gate: tuning (Tuner) never sees the gates' parameters
 
     private EarlyExitModel(LlamaModel backbone, List<ExitHead> heads, ParameterSet params) {
         this.backbone = backbone;
@@ -55,6 +59,7 @@ public final class EarlyExitModel implements AutoCloseable {
         this.byLayer = new ExitHead[backbone.config().nLayers() + 1];
         for (ExitHead h : heads) byLayer[h.layer()] = h;
         this.params = params;
+        this.gates = new ExitGate[byLayer.length];
     }
 
     /** The backbone with no heads: {@link #run} is then the plain layer loop. */
@@ -95,6 +100,33 @@ public final class EarlyExitModel implements AutoCloseable {
     /** The deepest exit layer (1-based), 0 without heads. */
     public int lastExitLayer() { return heads.isEmpty() ? 0 : heads.get(heads.size() - 1).layer(); }
 
+    /** The gate at the exit after layer L, or null (heads need no gate; only the {@code gate} confidence method uses one). */
+    public ExitGate gate(int layer) { return layer >= 1 && layer < gates.length ? gates[layer] : null; }
+
+    /** Whether every head has a gate. */
+    public boolean hasGates() { return !heads.isEmpty() && heads.stream().allMatch(h -> gates[h.layer()] != null); }
+
+    /**
+     * Gives every head without a gate a fresh (untrained) one; for {@link dev.eetune.train.GateTrainer}, before these
+     * heads are shared with decoding threads.
+     */
+    public void attachGates() {
+        LlamaConfig c = backbone.config();
+        if (gateParams == null) gateParams = new ParameterSet(backbone.backend(), "exit gates");
+        Tensor unit = null;
+        for (ExitHead h : heads) {
+            if (gates[h.layer()] != null) continue;
+            if (unit == null) unit = gateParams.scope().of(ones(c.dim()), c.dim());
+            gates[h.layer()] = ExitGate.create(h.layer(), c, gateParams, unit);
+        }
+    }
+
+    private static float[] ones(int n) {
+        float[] a = new float[n];
+        java.util.Arrays.fill(a, 1f);
+        return a;
+    }
+
     /** The head after layer L, or null. */
     public ExitHead head(int layer) { return layer >= 1 && layer < byLayer.length ? byLayer[layer] : null; }
 
@@ -127,10 +159,11 @@ public final class EarlyExitModel implements AutoCloseable {
         TensorFiles.write(file, valuesByName(), dtype, Map.of(METADATA_KEY, metadata(dtype).toString(), "format", "pt"));
     }
 
-    /** Parameter values by name, in parameter order. */
+    /** Parameter values by name, in parameter order: the heads', then the gates'. */
     public Map<String, Tensor> valuesByName() {
         Map<String, Tensor> m = new LinkedHashMap<>();
         for (Parameter p : params.parameters()) m.put(p.name(), p.value());
+        if (gateParams != null) for (Parameter p : gateParams.parameters()) m.put(p.name(), p.value());
         return m;
     }
 
@@ -144,6 +177,7 @@ public final class EarlyExitModel implements AutoCloseable {
         for (ExitHead h : heads) {
             exits.addObject().put("layer", h.layer()).put("architecture", h.architecture().label()).put("init", h.spec().init().label())
                 .put("temperature", h.temperature());
+            if (gates[h.layer()] != null) ((ObjectNode) exits.get(exits.size() - 1)).put("gate", GATE_KIND);
         }
         return m;
     }
@@ -187,6 +221,7 @@ public final class EarlyExitModel implements AutoCloseable {
         List<ExitSpec> specs = new ArrayList<>();
         Set<Integer> layers = new TreeSet<>();
         float temperature = Float.NaN;
+        boolean withGates = false;
         for (int i = 0; i < exits.size(); i++) {
             if (!exits.get(i).isObject()) throw new IllegalArgumentException(f.where() + ": exits[" + i + "] must be an object, got " + exits.get(i));
             JsonFields e = new JsonFields(f.where() + ": exits[" + i + "]", exits.get(i));
@@ -198,6 +233,13 @@ public final class EarlyExitModel implements AutoCloseable {
             if (i > 0 && t != temperature) throw new IllegalArgumentException(e.where() + ": temperature " + t + " differs from the other exits' " + temperature);
             temperature = t;
             if (!layers.add(layer)) throw new IllegalArgumentException(e.where() + ": a second exit after layer " + layer);
+            // gates are optional, but all or none: they are trained together (GateTrainer)
+            JsonNode gate = exits.get(i).get("gate");
+            if (gate != null && !(gate.isTextual() && gate.asText().equals(GATE_KIND))) {
+                throw new IllegalArgumentException(e.where() + ": gate " + gate + ", expected \"" + GATE_KIND + "\" or no gate");
+            }
+            if (i > 0 && (gate != null) != withGates) throw new IllegalArgumentException(e.where() + ": some exits have a gate and others do not");
+            withGates = gate != null;
             String arch = e.requiredText("architecture"), init = e.requiredText("init");
             try {
                 specs.add(new ExitSpec(layer, ExitArchitecture.parse(arch), ExitInit.parse(init)));
@@ -207,6 +249,7 @@ public final class EarlyExitModel implements AutoCloseable {
         }
         EarlyExitModel model = attach(backbone, specs, 0, temperature); // the initial values are then overwritten
         try {
+            if (withGates) model.attachGates();
             checkTensors(file, header, dtype, model.valuesByName().keySet());
             TensorFiles.readInto(file, model.valuesByName());
             return model;
@@ -259,7 +302,10 @@ public final class EarlyExitModel implements AutoCloseable {
 
     /** Closes the heads (not the backbone), after the calls holding a {@link #use() lease} end. */
     @Override
-    public void close() { params.close(); }
+    public void close() {
+        params.close();
+        if (gateParams != null) gateParams.close();
+    }
 
     @Override
     public String toString() {

@@ -68,11 +68,12 @@ public final class EarlyExitGenerator implements Decoder {
     /**
      * What the last {@link #generate} call did: tokens emitted per exit layer (index = layer, the last index = the
      * final layer), rows x layers computed by the decode passes (after the prefill; recomputation included), head
-     * evaluations, and timing.
+     * evaluations (rows a head's LM head ran for), the heads' and confidence scores' cost in layers
+     * ({@link dev.eetune.exit.ExitCost}), and timing.
      */
     public record Stats(int sequences, int promptTokens, int generatedTokens, long[] exitCounts, long rowLayers, long headEvaluations,
-                        double prefillSeconds, double decodeSeconds) {
-        static final Stats EMPTY = new Stats(0, 0, 0, new long[1], 0, 0, 0, 0);
+                        double headLayers, double prefillSeconds, double decodeSeconds) {
+        static final Stats EMPTY = new Stats(0, 0, 0, new long[1], 0, 0, 0, 0, 0);
 
         public double decodeTokensPerSecond() { return decodeSeconds > 0 ? (generatedTokens - sequences) / decodeSeconds : 0; }
 
@@ -87,8 +88,11 @@ public final class EarlyExitGenerator implements Decoder {
             return n == 0 ? 0 : s / n;
         }
 
-        /** Layers run per token decoded after the first (recomputed rows and heads' own layers included; prefill not). */
-        public double layersPerToken() { return generatedTokens <= sequences ? 0 : (double) rowLayers / (generatedTokens - sequences); }
+        /**
+         * Layers run per token decoded after the first (recomputed rows and heads' own layers included; prefill not),
+         * the heads and confidence scores counted as the fraction of a layer they cost.
+         */
+        public double layersPerToken() { return generatedTokens <= sequences ? 0 : (rowLayers + headLayers) / (generatedTokens - sequences); }
 
         @Override
         public String toString() {
@@ -109,6 +113,9 @@ public final class EarlyExitGenerator implements Decoder {
         if (exits != null && exits.backbone() != model) throw new IllegalArgumentException("the exit heads belong to another backbone");
         for (int layer : policy.thresholds().keySet()) {
             if (exits == null || exits.head(layer) == null) throw new IllegalArgumentException("the policy has an exit after layer " + layer + ", but no head is attached there");
+            if (policy.confidence() == ConfidenceMethod.GATE && exits.gate(layer) == null) {
+                throw new IllegalArgumentException("gate confidence at the exit after layer " + layer + ", but it has no gate: train gates with `ee gates` first");
+            }
         }
         if (maxLen > config.maxSeqLen()) throw new IllegalArgumentException("maxLen " + maxLen + " exceeds the model's context of " + config.maxSeqLen());
         if (maxBatch < 1 || maxLen < 1) throw new IllegalArgumentException("maxBatch " + maxBatch + " and maxLen " + maxLen + " must be >= 1");
@@ -186,8 +193,12 @@ public final class EarlyExitGenerator implements Decoder {
             int[] live = batch.live();
             if (live.length == 0) break;
             long before = counters.rowLayers;
+            double headsBefore = counters.headLayers;
             pass(live, batch, fed, cfg, counters, next);
-            if (tFirst == 0) counters.rowLayers = before; // the prefill pass is not decoding work
+            if (tFirst == 0) { // the prefill pass is not decoding work
+                counters.rowLayers = before;
+                counters.headLayers = headsBefore;
+            }
             for (int s : live) {
                 if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = nextLayer[s];
                 batch.emit(s, next[s]);
@@ -197,7 +208,7 @@ public final class EarlyExitGenerator implements Decoder {
         long t1 = System.nanoTime();
         long first = tFirst == 0 ? t1 : tFirst;
         stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
-            (first - t0) / 1e9, (t1 - first) / 1e9);
+            counters.headLayers, (first - t0) / 1e9, (t1 - first) / 1e9);
         complete = fed;
         exitLayers = new int[batch.size()][];
         for (int s = 0; s < exitLayers.length; s++) exitLayers[s] = Arrays.copyOf(layersOut[s], emitted[s]);
@@ -208,6 +219,7 @@ public final class EarlyExitGenerator implements Decoder {
     private static final class Counters {
         final long[] exits;
         long rowLayers, headEvals;
+        double headLayers;
 
         Counters(int layers) { exits = new long[layers + 1]; }
     }
@@ -264,6 +276,7 @@ public final class EarlyExitGenerator implements Decoder {
         int[] active;
         List<Row> rows;
         Tensor x, spare;
+        float[] before; // saturation: the newest rows' hidden state before the exit's layer
 
         PassVisitor(Scope step, int[] live, List<Row> rows, int[] fed, DecodingBatch batch, GenerationConfig cfg, Counters counters, int[] next) {
             this.step = step;
@@ -283,6 +296,9 @@ public final class EarlyExitGenerator implements Decoder {
         public Pass beforeLayer(int layer, Pass pass) {
             Pass joined = joinPending(layer, pass);
             counters.rowLayers += joined.rowCount();
+            if (policy.confidence() == ConfidenceMethod.SATURATION && policy.canExit(layer) && exits.head(layer) != null) {
+                before = joined.x().slice(0, active.length).toFloatArray(); // the newest rows lead the pass
+            }
             return joined;
         }
 
@@ -315,35 +331,72 @@ public final class EarlyExitGenerator implements Decoder {
             return c == null ? null : c.layer(0);
         }
 
-        /** The head judges each active sequence's newest row (rows 0..active-1, in order); confident ones leave. */
+        /**
+         * Each active sequence's newest row (rows 0..active-1, in order) is judged; confident ones leave with the
+         * head's token. With softmax confidence the head runs for every such row; with a cheap method only for the
+         * rows whose score passes (a head with its own layer still runs that layer over every row, for its cache).
+         */
         @Override
         public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
             int layer = h.layer(), m = active.length, n = pass.rowCount();
             if (h.hasOwnCache()) counters.rowLayers += n; // its own layer, over every row
-            Tensor logits = h.decodeLogits(step, in, m);
-            counters.headEvals += m;
-            if (!policy.canExit(layer)) return pass;
-            Tensor mp = maxProb.slice(0, m), am = chosen.slice(0, m);
-            model.backend().ops().argmax(am, mp, logits, h.temperature());
-            float[] p = mp.toFloatArray();
-            float tau = policy.threshold(layer);
-            boolean any = false;
-            for (float v : p) any |= EarlyExitPolicy.confident(v, tau);
-            if (!any) return pass;
-            int[] tokens = choose(logits, active, batch, cfg);
-            boolean[] leaves = new boolean[batch.size()];
-            int kept = 0;
-            for (int i = 0; i < m; i++) {
-                int s = active[i];
-                if (EarlyExitPolicy.confident(p[i], tau)) {
-                    next[s] = tokens[i];
-                    nextLayer[s] = layer;
-                    counters.exits[layer]++;
-                    leaves[s] = true;
-                } else {
-                    active[kept++] = s;
-                }
+            double headCost = ExitScores.headLayers(h, config);
+            if (!policy.canExit(layer)) { // a disabled head evaluated for its overhead
+                h.decodeLogits(step, in, m);
+                counters.headEvals += m;
+                counters.headLayers += m * headCost;
+                return pass;
             }
+            float tau = policy.threshold(layer);
+            int[] exiting, tokens; // indices into 0..m-1, and their tokens
+            if (policy.confidence() == ConfidenceMethod.SOFTMAX) {
+                Tensor logits = h.decodeLogits(step, in, m);
+                counters.headEvals += m;
+                counters.headLayers += m * headCost;
+                Tensor mp = maxProb.slice(0, m), am = chosen.slice(0, m);
+                model.backend().ops().argmax(am, mp, logits, h.temperature());
+                exiting = passing(mp.toFloatArray(), tau);
+                if (exiting.length == 0) return pass;
+                int[] all = choose(logits, active, batch, cfg);
+                tokens = new int[exiting.length];
+                for (int i = 0; i < exiting.length; i++) tokens[i] = all[exiting[i]];
+            } else {
+                float[] score = ExitScores.cheap(policy.confidence(), exits.gate(layer), h, step, in, before, m);
+                counters.headLayers += m * ExitScores.scoreLayers(policy.confidence(), config);
+                exiting = passing(score, tau);
+                Tensor z = h.hasOwnCache() ? h.decodeInput(step, in, m) : null;
+                if (exiting.length == 0) return pass;
+                int k = exiting.length;
+                Tensor idx = step.of(exiting, k);
+                if (z == null) { // the head runs on the passing rows only
+                    Tensor hid = step.allocate(DType.F32, k, config.dim());
+                    model.backend().ops().gatherRows(hid, in.hidden(), idx);
+                    Tensor res = null;
+                    if (in.attnResidual() != null) model.backend().ops().gatherRows(res = step.allocate(DType.F32, k, config.dim()), in.attnResidual(), idx);
+                    z = h.decodeInput(step, new ExitInput(hid, res, in.rows(), null, in.workspace()), k);
+                } else {
+                    Tensor zk = step.allocate(DType.F32, k, config.dim());
+                    model.backend().ops().gatherRows(zk, z, idx);
+                    z = zk;
+                }
+                Tensor logits = step.allocate(DType.F32, k, config.vocabSize());
+                model.backend().ops().linear(logits, z, h.lmHead().value());
+                counters.headEvals += k;
+                counters.headLayers += k * headCost;
+                int[] seqs = new int[k];
+                for (int i = 0; i < k; i++) seqs[i] = active[exiting[i]];
+                tokens = choose(logits, seqs, batch, cfg);
+            }
+            boolean[] leaves = new boolean[batch.size()];
+            for (int i = 0; i < exiting.length; i++) {
+                int s = active[exiting[i]];
+                next[s] = tokens[i];
+                nextLayer[s] = layer;
+                counters.exits[layer]++;
+                leaves[s] = true;
+            }
+            int kept = 0;
+            for (int i = 0; i < m; i++) if (!leaves[active[i]]) active[kept++] = active[i];
             active = Arrays.copyOf(active, kept);
             // exited sequences' rows keep their layer-L states and wait for a deeper pass
             ensureStates();
@@ -370,6 +423,14 @@ public final class EarlyExitGenerator implements Decoder {
             rows = keptRows;
             return new Pass(x.slice(0, k), ws.rows(seqs(rows), positions(rows)));
         }
+    }
+
+    /** Indices of the scores that reach {@code tau}. */
+    private static int[] passing(float[] score, float tau) {
+        int[] out = new int[score.length];
+        int k = 0;
+        for (int i = 0; i < score.length; i++) if (EarlyExitPolicy.confident(score[i], tau)) out[k++] = i;
+        return Arrays.copyOf(out, k);
     }
 
     private void ensureStates() {

@@ -31,9 +31,9 @@ class ThresholdSweepResultTest {
 
     @Test
     void jsonIsValidWithMissingValuesAsNullAndTheTableFlagsTheRows() throws Exception {
-        Row full = new Row("full", 1f, 100, 5, 1, 1, 1, Verdict.OK, 8, new double[] {0, 0, 1}, 8, 1, 1, 64, 3.5, Double.NaN);
-        Row one = new Row("early-exit", 1f, 300, 5, 3, 2.9, 3.1, Verdict.MEASUREMENT_FAILURE, 8, new double[] {0, 0, 1}, 8, 1, 1, 64, 3.5, Double.NaN);
-        Row noisy = new Row("early-exit", 0.8f, 120, 60, 1.2, 0.8, 1.6, Verdict.NOISY, 5, new double[] {0.3, 0.2, 0.5}, 6, 0.9, 0.7, 20, Double.POSITIVE_INFINITY, Double.NaN);
+        Row full = new Row("full", "-", 1f, 100, 5, 1, 1, 1, Verdict.OK, 8, new double[] {0, 0, 1}, 8, 1, 1, 64, 3.5, Double.NaN);
+        Row one = new Row("early-exit", "softmax", 1f, 300, 5, 3, 2.9, 3.1, Verdict.MEASUREMENT_FAILURE, 8, new double[] {0, 0, 1}, 8, 1, 1, 64, 3.5, Double.NaN);
+        Row noisy = new Row("early-exit", "gate", 0.8f, 120, 60, 1.2, 0.8, 1.6, Verdict.NOISY, 5, new double[] {0.3, 0.2, 0.5}, 6, 0.9, 0.7, 20, Double.POSITIVE_INFINITY, Double.NaN);
         ThresholdSweep.Result r = new ThresholdSweep.Result(List.of(full, one, noisy), new int[] {2, 4}, 8, 64, 5, 3, true);
         String json = r.toJson();
         // strict JSON: a NaN or Infinity token fails to parse
@@ -42,10 +42,11 @@ class ThresholdSweepResultTest {
         assertThat(root.get("rows").get(0).get("acceptanceRate").isNull()).isTrue();
         assertThat(root.get("rows").get(2).get("perplexity").isNull()).isTrue();
         assertThat(root.get("rows").get(1).get("verdict").asText()).isEqualTo("MEASUREMENT_FAILURE");
+        assertThat(root.get("rows").get(2).get("confidence").asText()).isEqualTo("gate");
         assertThat(root.get("rows").get(2).get("speedupLow").asDouble()).isEqualTo(0.8);
         assertThat(root.get("exitLayers").get(1).asInt()).isEqualTo(4);
         assertThat(new ObjectMapper().readTree(json).get("warmupSettled").asBoolean()).isTrue();
-        assertThat(r.toTable()).contains("MEASUREMENT FAILURE").contains("noisy: speed-up within noise").contains("(2.90..3.10)");
+        assertThat(r.toTable()).contains("MEASUREMENT FAILURE").contains("noisy: speed-up within noise").contains("(2.90..3.10)").contains("gate");
         assertThat(r.measurementFailures()).containsExactly(one);
     }
 }

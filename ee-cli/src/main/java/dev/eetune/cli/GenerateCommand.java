@@ -20,6 +20,11 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.nio.file.Files;
+import dev.eetune.eval.ThresholdCalibration;
+import dev.eetune.infer.ConfidenceMethod;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
@@ -50,8 +55,11 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--heads", description = "Exit heads: heads.safetensors or the folder `ee tune --out` wrote (default: none, no early exit).")
     Path heads;
 
-    @Option(names = "--threshold", defaultValue = "0.8", description = "Exit when a head's max probability reaches this (>= 1: never).")
-    float threshold;
+    @Option(names = "--threshold", description = "Exit when the confidence score reaches this (>= 1: never; default: the thresholds `ee calibrate` saved beside the heads, else 0.8).")
+    Float threshold;
+
+    @Option(names = "--confidence", description = "softmax | gate | saturation: how an exit scores confidence (default: the calibrated one, else softmax).")
+    String confidence;
 
     @Option(names = "--active-exits", split = ",", paramLabel = "LAYER", description = "Exit layers allowed to exit, a subset of --heads (default: every head).")
     List<Integer> activeExits;
@@ -133,10 +141,10 @@ final class GenerateCommand implements Callable<Integer> {
                 } else {
                     int[] layers = activeExits != null ? activeExits.stream().mapToInt(Integer::intValue).toArray()
                         : ee == null ? new int[0] : ee.heads().stream().mapToInt(h -> h.layer()).toArray();
-                    EarlyExitPolicy policy = ee == null ? EarlyExitPolicy.none() : EarlyExitPolicy.global(threshold, layers);
+                    EarlyExitPolicy policy = ee == null ? EarlyExitPolicy.none() : policy(layers);
                     try (EarlyExitGenerator g = new EarlyExitGenerator(model, ee, policy, ids.size(), maxLen)) {
                         results = g.generate(ids, cfg, listener);
-                        stats = (ee == null ? "" : "early exit at threshold " + threshold + ": ") + g.lastStats();
+                        stats = (ee == null ? "" : "early exit, " + policy.confidence().label() + " confidence, thresholds " + policy.thresholds() + ": ") + g.lastStats();
                     }
                 }
                 if (stream) out.println();
@@ -146,5 +154,25 @@ final class GenerateCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /**
+     * --threshold (default 0.8) at each of {@code layers} with --confidence (default softmax); without --threshold, the
+     * calibrated thresholds beside the heads when there are any (restricted to --exits when given).
+     */
+    private EarlyExitPolicy policy(int[] layers) {
+        Path calibrated = EvalCommand.headsFile(heads).toAbsolutePath().getParent().resolve(ThresholdCalibration.FILE_NAME);
+        ConfidenceMethod method = confidence == null ? null : ConfidenceMethod.parse(confidence);
+        if (threshold == null && Files.isRegularFile(calibrated)) {
+            EarlyExitPolicy p = ThresholdCalibration.load(calibrated);
+            if (method != null && method != p.confidence()) {
+                throw new IllegalArgumentException("--confidence " + method.label() + ", but " + calibrated + " holds thresholds for " + p.confidence().label() + " confidence: give --threshold too");
+            }
+            Map<Integer, Float> t = new TreeMap<>();
+            for (int l : layers) if (p.thresholds().containsKey(l)) t.put(l, p.thresholds().get(l));
+            System.err.println("calibrated thresholds from " + calibrated);
+            return new EarlyExitPolicy(t, false, p.confidence());
+        }
+        return EarlyExitPolicy.global(threshold == null ? 0.8f : threshold, layers).withConfidence(method == null ? ConfidenceMethod.SOFTMAX : method);
     }
 }

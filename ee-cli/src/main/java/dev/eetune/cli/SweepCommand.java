@@ -4,6 +4,7 @@ import dev.eetune.cli.report.HtmlReport;
 import dev.eetune.data.tokens.TokenFile;
 import dev.eetune.eval.ThresholdSweep;
 import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.ArgGroup;
@@ -46,6 +47,8 @@ final class SweepCommand implements Callable<Integer> {
     @Option(names = "--max-warmup-rounds", defaultValue = "8", description = "Untimed rounds at most, until every setting's rate is steady.") int warmupRounds;
     @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
     @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
+    @Option(names = "--confidence", split = ",", defaultValue = "softmax", description = "Confidence methods to compare at each threshold: softmax, gate, saturation.")
+    List<String> confidence;
     @Option(names = "--csv", description = "Also write the table as CSV to this file.") Path csv;
     @Option(names = "--json", description = "Also write the result as JSON to this file.") Path json;
     @Option(names = "--quiet", description = "No progress display.") boolean quiet;
@@ -93,7 +96,8 @@ final class SweepCommand implements Callable<Integer> {
             for (int i = 0; i < taus.length; i++) taus[i] = thresholds.get(i);
             System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " timed rounds");
             ThresholdSweep.Result r = sweep(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
-                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray(), warmupRounds), quiet);
+                draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray(), warmupRounds,
+                confidence.stream().map(ConfidenceMethod::parse).distinct().toList()), quiet);
             System.out.println(r.toTable());
             if (csv != null) Files.writeString(csv, r.toCsv());
             if (json != null) Files.writeString(json, r.toJson());

@@ -111,6 +111,33 @@ class CliTest {
         assertThat(r[2]).contains("early exit at threshold 0.5");
     }
 
+    @Test
+    void gatesThenCalibrateThenGenerateAndSweepWithEveryConfidenceMethod() throws IOException {
+        Path out = tmp.resolve("gated");
+        String model = TestData.stories260K().toString(), valid = TestData.tinyStoriesValid().toString(), cache = tmp.resolve("cache").toString();
+        String[] r = tune(out, "--steps", "2");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        r = ee("gates", "--model", model, "--heads", out.toString(), "--data", valid, "--windows", "4", "--seq-len", "32", "--epochs", "2", "--cache-dir", cache);
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("gate loss").contains("gates written into");
+        r = ee("calibrate", "--model", model, "--heads", out.toString(), "--data", valid, "--skip-windows", "4", "--windows", "4", "--seq-len", "32",
+            "--agreement", "0.6", "--min-exits", "1", "--prompts", "1", "--max-tokens", "4", "--repeats", "1", "--compare", "--cache-dir", cache);
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("confidence gate").contains("held-out").contains("Llama-3-8B").contains("saturation");
+        assertThat(out.resolve("thresholds.json")).exists();
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString());
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[2]).contains("calibrated thresholds from").contains("gate confidence");
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString(), "--confidence", "saturation");
+        assertThat(r[0]).as("a calibrated method other than the one asked for needs --threshold").isNotEqualTo("0");
+        assertThat(r[2]).contains("--threshold");
+        r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", valid, "--prompt-count", "1", "--max-tokens", "4", "--repeats", "1",
+            "--thresholds", "1.0,0.5", "--confidence", "softmax,gate,saturation", "--json", tmp.resolve("s.json").toString(), "--cache-dir", cache);
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("confidence").contains("saturation");
+        assertThat(Files.readString(tmp.resolve("s.json"))).contains("\"confidence\":\"gate\"").contains("\"confidence\":\"softmax\"");
+    }
+
     /**
      * `ee tune` on stories260K, small and quick (norm exits at 2 and 4, batch 2 x 32 tokens, unless {@code more} says
      * otherwise), with the token cache in tmp/cache.

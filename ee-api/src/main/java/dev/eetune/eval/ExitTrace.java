@@ -1,0 +1,184 @@
+package dev.eetune.eval;
+
+import dev.eetune.backend.Ops;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitCost;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.ExitVisitor;
+import dev.eetune.exit.ExitInput;
+import dev.eetune.exit.Pass;
+import dev.eetune.infer.ConfidenceMethod;
+import dev.eetune.infer.EarlyExitPolicy;
+import dev.eetune.infer.ExitScores;
+import dev.eetune.model.LlamaConfig;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Teacher-forced exit scores: one full-model pass over given sequences records, for each head and each traced
+ * position, its score under every confidence method (softmax max-probability, the gate's P(agreement) when the exits
+ * have gates, saturation) and whether its top token equals the final layer's. Every policy's teacher-forced
+ * decisions then follow without running the model again ({@link #decide}). Immutable once made: thread-safe.
+ *
+ * @param layers  the heads' layers, in order
+ * @param softmax [head][position] max softmax probability
+ * @param gate    [head][position] gate score, or null when the exits have no gates
+ * @param saturation [head][position] cosine of the hidden state before and after the layer
+ * @param agrees  [head][position] the head's top token equals the final layer's
+ */
+public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[][] saturation, boolean[][] agrees) {
+    public int positions() { return agrees.length == 0 ? 0 : agrees[0].length; }
+
+    public float[][] scores(ConfidenceMethod m) {
+        switch (m) {
+            case SOFTMAX: return softmax;
+            case GATE:
+                if (gate == null) throw new IllegalArgumentException("gate confidence, but these exits have no gates: train them with `ee gates` first");
+                return gate;
+            default: return saturation;
+        }
+    }
+
+    /**
+     * Traces positions {@code from[i]} .. length-2 of each sequence (the position predicting the next token), with
+     * the prefix before them as context.
+     */
+    public static ExitTrace of(EarlyExitModel ee, List<int[]> sequences, int[] from) {
+        LlamaModel m = ee.backbone();
+        LlamaConfig c = m.config();
+        Ops ops = m.backend().ops();
+        List<ExitHead> heads = ee.heads();
+        int total = 0;
+        for (int i = 0; i < sequences.size(); i++) total += Math.max(0, sequences.get(i).length - 1 - from[i]);
+        int h = heads.size();
+        float[][] sm = new float[h][total], gt = ee.hasGates() ? new float[h][total] : null, sat = new float[h][total];
+        boolean[][] agrees = new boolean[h][total];
+        int[][] argmax = new int[h][];
+        int offset = 0;
+        for (int si = 0; si < sequences.size(); si++) {
+            int[] seq = sequences.get(si);
+            int n = seq.length - 1, p0 = from[si], count = n - p0;
+            if (count <= 0) continue;
+            int at = offset;
+            try (Scope.Lease use = ee.use(); Scope s = Scope.of(m.backend()); Workspace ws = m.newWorkspace()) {
+                Workspace.Rows rows = ws.denseRows(Arrays.copyOf(seq, n), 1, n);
+                Tensor x = ws.x(n);
+                m.embed(x, rows);
+                float[][] before = new float[1][];
+                ee.run(new Pass(x, rows), null, 0, c.nLayers(), ws, new ExitVisitor() {
+                    @Override
+                    public Pass beforeLayer(int layer, Pass pass) {
+                        if (ee.head(layer) != null) before[0] = pass.x().toFloatArray();
+                        return pass;
+                    }
+
+                    @Override
+                    public Pass atExit(ExitHead head, ExitInput in, Pass pass) {
+                        int hi = heads.indexOf(head);
+                        Tensor logits = head.decodeLogits(s, in, n);
+                        Tensor am = s.allocate(DType.I32, n), mp = s.allocate(DType.F32, n);
+                        ops.argmax(am, mp, logits, head.temperature());
+                        argmax[hi] = am.toIntArray();
+                        float[] p = mp.toFloatArray();
+                        float[] cos = ExitScores.cheap(ConfidenceMethod.SATURATION, null, head, s, in, before[0], n);
+                        float[] g = gt == null ? null : ExitScores.cheap(ConfidenceMethod.GATE, ee.gate(head.layer()), head, s, in, null, n);
+                        for (int r = 0; r < count; r++) {
+                            sm[hi][at + r] = p[p0 + r];
+                            sat[hi][at + r] = cos[p0 + r];
+                            if (g != null) gt[hi][at + r] = g[p0 + r];
+                        }
+                        return pass;
+                    }
+                });
+                Tensor normed = s.allocate(DType.F32, n, c.dim()), logits = s.allocate(DType.F32, n, c.vocabSize()), am = s.allocate(DType.I32, n);
+                m.logits(logits, x, normed);
+                ops.argmax(am, null, logits, 1f);
+                int[] fin = am.toIntArray();
+                for (int hi = 0; hi < h; hi++) for (int r = 0; r < count; r++) agrees[hi][at + r] = argmax[hi][p0 + r] == fin[p0 + r];
+            }
+            offset += count;
+        }
+        return new ExitTrace(heads.stream().mapToInt(ExitHead::layer).toArray(), sm, gt, sat, agrees);
+    }
+
+    /**
+     * The teacher-forced outcome of a policy: agreement with the final layer, the share of positions per exit (the
+     * last entry: the final layer), and the cost per token in layers, heads and scores included
+     * ({@link ExitCost}): backbone layers up to the exit, plus at every active exit reached either the head (softmax)
+     * or the score, and the head where the score passes (and a {@code layer} head's own layer).
+     */
+    public record Decisions(double agreement, double[] exitShare, double layersPerToken) {
+        /** The cost-model speed-up over the full model: N / layers per token. */
+        public double projectedSpeedup(int nLayers) { return nLayers / layersPerToken; }
+    }
+
+    /** The teacher-forced agreement of a policy with the final layer (no costs needed). */
+    public double agreement(ConfidenceMethod method, Map<Integer, Float> thresholds) {
+        float[][] score = scores(method);
+        int n = positions();
+        if (n == 0) return 1;
+        long ok = 0;
+        for (int p = 0; p < n; p++) {
+            boolean agree = true; // the final layer's, unless an exit fires
+            for (int i = 0; i < layers.length; i++) {
+                Float tau = thresholds.get(layers[i]);
+                if (tau != null && tau < 1f && EarlyExitPolicy.confident(score[i][p], tau)) {
+                    agree = agrees[i][p];
+                    break;
+                }
+            }
+            if (agree) ok++;
+        }
+        return (double) ok / n;
+    }
+
+    public Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, EarlyExitModel ee) {
+        return decide(method, thresholds, ee.backbone().config(), ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new),
+            layers, ee.backbone().config().nLayers());
+    }
+
+    /**
+     * As {@link #decide(ConfidenceMethod, Map, EarlyExitModel)}, with costs of another shape {@code c}, whose
+     * exits sit after {@code atLayers} (one per traced head) of its {@code nLayers} layers: the cost projection.
+     */
+    public Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, LlamaConfig c, ExitArchitecture[] archs,
+                            int[] atLayers, int nLayers) {
+        float[][] score = scores(method);
+        int n = positions(), h = layers.length;
+        double layer = ExitCost.layerMacs(c), scoreCost = ExitScores.scoreLayers(method, c);
+        double[] headCost = new double[h];
+        for (int i = 0; i < h; i++) headCost[i] = ExitCost.headMacs(archs[i], c) / layer;
+        long ok = 0;
+        long[] exits = new long[h + 1];
+        double cost = 0;
+        for (int p = 0; p < n; p++) {
+            int exit = h;
+            double tokenCost = 0;
+            for (int i = 0; i < h; i++) {
+                Float tau = thresholds.get(layers[i]);
+                if (tau == null || tau >= 1f) continue;
+                boolean go = EarlyExitPolicy.confident(score[i][p], tau);
+                if (archs[i] == ExitArchitecture.LAYER) tokenCost += 1; // its own layer runs whenever the exit is reached
+                tokenCost += method.isCheap() ? scoreCost + (go ? headCost[i] : 0) : headCost[i];
+                if (go) {
+                    exit = i;
+                    break;
+                }
+            }
+            exits[exit]++;
+            if (exit == h || agrees[exit][p]) ok++;
+            cost += tokenCost + (exit == h ? nLayers : atLayers[exit]);
+        }
+        double[] share = new double[h + 1];
+        for (int i = 0; i <= h; i++) share[i] = n == 0 ? 0 : (double) exits[i] / n;
+        return new Decisions(n == 0 ? 1 : (double) ok / n, share, n == 0 ? nLayers : cost / n);
+    }
+}

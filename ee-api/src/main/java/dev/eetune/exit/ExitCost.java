@@ -1,0 +1,31 @@
+package dev.eetune.exit;
+
+import dev.eetune.model.LlamaConfig;
+
+/**
+ * Multiply-adds per row, the unit in which the sweep's layers/token counts heads and gates as fractions of a layer
+ * (docs/exit-gates.md). A layer: its projections, dim·(dim + 2·kvDim) + dim·dim, and its SwiGLU MLP, 3·dim·ffn
+ * (attention scores grow with the context and are left out, as is everything elementwise). A head: its LM head,
+ * vocab·dim, plus an MLP head's MLP; a {@code layer} head's own layer is counted as a layer by the decoder, not here.
+ * Pure functions of the shape: thread-safe.
+ */
+public final class ExitCost {
+    private ExitCost() {}
+
+    public static double layerMacs(LlamaConfig c) {
+        double d = c.dim(), kv = (double) c.nKvHeads() * c.headDim();
+        return d * (d + 2 * kv) + d * d + 3 * d * c.hiddenDim();
+    }
+
+    /** A head's multiply-adds per evaluated row beyond any layer of its own. */
+    public static double headMacs(ExitArchitecture a, LlamaConfig c) {
+        double lm = (double) c.vocabSize() * c.dim();
+        return a == ExitArchitecture.MLP ? lm + 3.0 * c.dim() * c.hiddenDim() : lm;
+    }
+
+    /** A gate's multiply-adds per row: the dot product (its rmsnorm, like every elementwise step, is left out). */
+    public static double gateMacs(LlamaConfig c) { return c.dim(); }
+
+    /** Saturation's multiply-adds per row: the dot product and the two norms of the cosine. */
+    public static double saturationMacs(LlamaConfig c) { return 3.0 * c.dim(); }
+}

@@ -1,0 +1,93 @@
+package dev.eetune.cli;
+
+import dev.eetune.eval.CostProjection;
+import dev.eetune.eval.ExitTrace;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.eval.ThresholdCalibration;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.infer.ConfidenceMethod;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tokenizer.Tokenizer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+/**
+ * {@code ee calibrate}: per-exit thresholds for a target teacher-forced agreement, chosen on one held-out split,
+ * checked on a second (agreement, cost-model and wall-clock speed-up), and saved beside the heads.
+ */
+@Command(name = "calibrate", mixinStandardHelpOptions = true, description = "Choose per-exit thresholds for a target agreement with the full model (saved beside the heads).")
+final class CalibrateCommand implements Callable<Integer> {
+    @Mixin ModelOptions model;
+    @Mixin HeldOutText text;
+
+    @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote (thresholds.json is written beside it).") Path heads;
+    @Option(names = "--agreement", defaultValue = "0.95", description = "Target teacher-forced agreement with the full model (default: ${DEFAULT-VALUE}).") double agreement;
+    @Option(names = "--confidence", description = "softmax | gate | saturation (default: gate when the heads have gates, else softmax).") String confidence;
+    @Option(names = "--skip-windows", defaultValue = "64", description = "Windows of --data to skip first: those `ee gates` trained on (default: ${DEFAULT-VALUE}).") long skip;
+    @Option(names = "--windows", defaultValue = "32", description = "Windows per split: the calibration split, then the held-out one (default: ${DEFAULT-VALUE}).") int windows;
+    @Option(names = "--z", defaultValue = "1.645", description = "One-sided Wilson bound's z on each exit's agreement (0: the plain rate; default: ${DEFAULT-VALUE}).") double z;
+    @Option(names = "--min-exits", defaultValue = "20", description = "Fewest calibration positions an exit must take to be enabled (default: ${DEFAULT-VALUE}).") int minExits;
+    @Option(names = "--prompts", defaultValue = "8", description = "Held-out windows whose first --prompt-tokens tokens time the decoder (default: ${DEFAULT-VALUE}).") int prompts;
+    @Option(names = "--prompt-tokens", defaultValue = "16") int promptTokens;
+    @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per timing prompt (default: ${DEFAULT-VALUE}).") int maxTokens;
+    @Option(names = "--repeats", defaultValue = "5", description = "Timed runs (median reported; default: ${DEFAULT-VALUE}).") int repeats;
+    @Option(names = "--compare", description = "Also calibrate every other confidence method at the same target and print a comparison, "
+        + "with the cost each method's held-out decisions would have on Llama-3-8B and Qwen2-0.5B shapes (docs/exit-gates.md).") boolean compare;
+
+    @Override
+    public Integer call() {
+        if (windows < 1) throw new IllegalArgumentException("--windows must be >= 1, got " + windows);
+        Path file = EvalCommand.headsFile(heads);
+        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
+            Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+            ConfidenceMethod method = confidence != null ? ConfidenceMethod.parse(confidence) : ee.hasGates() ? ConfidenceMethod.GATE : ConfidenceMethod.SOFTMAX;
+            List<int[]> a = text.windows(tok, skip, windows), b = text.windows(tok, skip + windows, windows);
+            int[] zeros = new int[windows];
+            ExitTrace ta = ExitTrace.of(ee, a, zeros), tb = ExitTrace.of(ee, b, zeros);
+            ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, method, new ThresholdCalibration.Settings(agreement, z, minExits));
+            int[] layers = ee.heads().stream().mapToInt(ExitHead::layer).toArray();
+            System.out.print(r.toTable(layers));
+            int n = backbone.config().nLayers();
+            System.out.printf(Locale.ROOT, "cost-model speed-up (heads and scores counted): calibration %.3fx, held-out %.3fx%n",
+                r.calibration().projectedSpeedup(n), r.heldOut().projectedSpeedup(n));
+            List<int[]> timing = new ArrayList<>();
+            for (int i = 0; i < Math.min(prompts, b.size()); i++) timing.add(Arrays.copyOf(b.get(i), Math.min(promptTokens, b.get(i).length)));
+            double[] s = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
+            System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d runs; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
+                s[0], s[1], s[2], repeats, s[3], s[4], timing.size(), maxTokens);
+            if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing);
+            Path saved = ThresholdCalibration.save(file.toAbsolutePath().getParent(), r);
+            System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");
+        }
+        return 0;
+    }
+
+    private void compare(EarlyExitModel ee, ExitTrace ta, ExitTrace tb, ThresholdCalibration.Settings st, List<int[]> timing) {
+        int n = ee.backbone().config().nLayers();
+        ExitArchitecture[] archs = ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new);
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%n%-11s %9s %10s %10s", "confidence", "TF-agree", "cost x", "wall x"));
+        for (CostProjection.Shape s : CostProjection.SHAPES) sb.append(String.format(Locale.ROOT, " %13s", s.name() + " x"));
+        sb.append("   (held-out split; cost x = N / layers per token, heads and scores counted; thresholds");
+        sb.append(")\n");
+        for (ConfidenceMethod m : ConfidenceMethod.values()) {
+            if (m == ConfidenceMethod.GATE && !ee.hasGates()) continue;
+            ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, m, st);
+            double[] wall = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
+            sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx", m.label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(n), wall[0]));
+            for (CostProjection.Shape s : CostProjection.SHAPES) {
+                sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, m, r.thresholds(), archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+            }
+            sb.append("   ").append(r.thresholds()).append('\n');
+        }
+        System.out.print(sb);
+    }
+}

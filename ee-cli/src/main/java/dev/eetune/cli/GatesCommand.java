@@ -1,0 +1,43 @@
+package dev.eetune.cli;
+
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tensor.DType;
+import dev.eetune.tokenizer.Tokenizer;
+import dev.eetune.train.GateTrainer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** {@code ee gates}: trains the exits' confidence gates on held-out text and saves them with the heads. */
+@Command(name = "gates", mixinStandardHelpOptions = true, description = "Train learned confidence gates for tuned exit heads (saved into the heads file).")
+final class GatesCommand implements Callable<Integer> {
+    @Mixin ModelOptions model;
+    @Mixin HeldOutText text;
+
+    @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote (the gates are written into it).") Path heads;
+    @Option(names = "--windows", defaultValue = "64", description = "Windows of --data to train on, from its start (default: ${DEFAULT-VALUE}).") int windows;
+    @Option(names = "--epochs", defaultValue = "30") int epochs;
+    @Option(names = "--lr", defaultValue = "1e-2") float lr;
+    @Option(names = "--weight-decay", defaultValue = "0") float weightDecay;
+    @Option(names = "--seed", defaultValue = "1234") long seed;
+
+    @Override
+    public Integer call() {
+        if (windows < 1) throw new IllegalArgumentException("--windows must be >= 1, got " + windows);
+        Path file = EvalCommand.headsFile(heads);
+        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
+            Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+            List<int[]> seqs = text.windows(tok, 0, windows);
+            GateTrainer.Report r = GateTrainer.train(ee, seqs, new GateTrainer.Settings(epochs, 256, lr, weightDecay, seed));
+            ee.save(file, DType.F32);
+            System.out.println(r.toTable());
+            System.out.println("gates written into " + file);
+        }
+        return 0;
+    }
+}

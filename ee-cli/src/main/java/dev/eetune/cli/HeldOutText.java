@@ -1,0 +1,42 @@
+package dev.eetune.cli;
+
+import dev.eetune.data.batch.PackedSequences;
+import dev.eetune.data.tokens.TokenFile;
+import dev.eetune.tokenizer.Tokenizer;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Held-out text for the passes after tuning ({@code ee gates}, {@code ee calibrate}): consecutive windows of
+ * --seq-len + 1 tokens of --data. {@code ee gates} reads windows 0 .. --windows - 1 and {@code ee calibrate} by default
+ * the ones after those, so gates are never calibrated on the text they were trained on.
+ */
+final class HeldOutText {
+    @Option(names = "--data", required = true, description = "Held-out text (not the tuning data): text file, .jsonl, directory or .zip.") Path data;
+    @Option(names = "--glob", description = "Files to read from a directory or zip corpus.") String glob;
+    @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
+    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens of context per window (default: ${DEFAULT-VALUE}).") int seqLen;
+
+    /** Windows {@code from} .. from + count - 1, each seqLen + 1 tokens; fails naming --data when there are fewer. */
+    List<int[]> windows(Tokenizer tok, long from, int count) {
+        if (seqLen < 2) throw new IllegalArgumentException("--seq-len must be >= 2, got " + seqLen);
+        TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache());
+        PackedSequences w = PackedSequences.of(tokens, seqLen, false);
+        if (from + count > w.size()) {
+            throw new IllegalArgumentException("--data " + data + ": " + w.size() + " windows of " + seqLen + " tokens, but windows " + from + ".." + (from + count - 1) + " are needed");
+        }
+        List<int[]> out = new ArrayList<>();
+        int[] in = new int[seqLen], tg = new int[seqLen];
+        for (long i = from; i < from + count; i++) {
+            w.read(i, in, 0, tg, 0);
+            int[] seq = new int[seqLen + 1];
+            System.arraycopy(in, 0, seq, 0, seqLen);
+            seq[seqLen] = tg[seqLen - 1];
+            out.add(seq);
+        }
+        return out;
+    }
+}

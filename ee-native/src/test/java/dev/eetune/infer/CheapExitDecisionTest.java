@@ -1,0 +1,255 @@
+package dev.eetune.infer;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Backends;
+import dev.eetune.eval.ExitTrace;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.exit.ExitInit;
+import dev.eetune.exit.ExitInput;
+import dev.eetune.exit.ExitSpec;
+import dev.eetune.exit.ExitVisitor;
+import dev.eetune.exit.Pass;
+import dev.eetune.model.KvCache;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+import dev.eetune.testing.TestData;
+import dev.eetune.tokenizer.Tokenizer;
+import dev.eetune.train.GateTrainer;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * Gate and saturation exit decisions on stories260K with copy-initialised heads of every kind that decodes cheaply
+ * differently (mlp: reads the attention residual; layer: its own cache; norm): τ = 1 is the full model, the K/V cache
+ * stays exact, batches equal sequences alone, the stream equals a stateless oracle, the head runs only for passing
+ * rows, and gates train, save and load with the heads.
+ */
+class CheapExitDecisionTest {
+    static final Backend CPU = Backends.cpu();
+    static final int[] LAYERS = {2, 3, 4};
+    static LlamaModel model;
+    static EarlyExitModel heads;
+    static List<int[]> prompts = new ArrayList<>();
+    static GateTrainer.Report gateReport;
+
+    @BeforeAll
+    static void setUp() throws Exception {
+        model = LlamaModel.load(TestData.stories260K(), CPU);
+        Tokenizer tok = Tokenizer.load(TestData.stories260KTokenizer());
+        heads = EarlyExitModel.attach(model, List.of(new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY), new ExitSpec(3, ExitArchitecture.LAYER, ExitInit.COPY),
+            new ExitSpec(4, ExitArchitecture.NORM, ExitInit.COPY)), 0);
+        for (String p : EarlyExitGeneratorTest.PROMPTS) prompts.add(tok.encode(p));
+        // gates trained on a little real held-out text: 8 windows of 65 tokens
+        int[] all = tok.encode(Files.readString(TestData.tinyStoriesValid()).substring(0, 4000));
+        List<int[]> windows = new ArrayList<>();
+        for (int i = 0; i < 8; i++) windows.add(Arrays.copyOfRange(all, i * 65, (i + 1) * 65));
+        gateReport = GateTrainer.train(heads, windows, new GateTrainer.Settings(5, 64, 1e-2f, 0f, 1));
+    }
+
+    @AfterAll
+    static void tearDown() {
+        heads.close();
+        model.close();
+    }
+
+    /** A threshold at which about half of the prompts' positions pass {@code method}'s score at the first exit. */
+    static float medianScore(ConfidenceMethod method) { return scoreQuantile(method, 0.5); }
+
+    /** The {@code q}-quantile of {@code method}'s score at the first exit over the prompts' positions. */
+    static float scoreQuantile(ConfidenceMethod method, double q) {
+        ExitTrace t = ExitTrace.of(heads, prompts, new int[prompts.size()]);
+        float[] s = t.scores(method)[0].clone();
+        Arrays.sort(s);
+        return s[(int) (q * (s.length - 1))];
+    }
+
+    static List<int[]> generate(EarlyExitPolicy policy, List<int[]> ps, int n, EarlyExitGenerator.Stats[] stats) {
+        try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, ps.size(), 128)) {
+            List<int[]> out = g.generate(ps, GenerationConfig.greedy(n, Set.of()), null).stream().map(GenerationResult::tokens).toList();
+            if (stats != null) stats[0] = g.lastStats();
+            return out;
+        }
+    }
+
+    @Test
+    void gatesTrainAndTheirLossBeatsTheConstantGate() {
+        assertThat(gateReport.gates()).hasSize(3);
+        for (GateTrainer.GateMetrics g : gateReport.gates()) {
+            double p = Math.min(Math.max(g.agreementRate(), 1e-4), 1 - 1e-4), constant = -(p * Math.log(p) + (1 - p) * Math.log(1 - p));
+            assertThat(g.loss()).as("exit %d: the gate starts as the constant gate and improves on it", g.layer()).isLessThanOrEqualTo(constant + 1e-6);
+            assertThat(g.loss()).isFinite();
+        }
+    }
+
+    @Test
+    void thresholdOneIsTheFullModelAndRunsNoHead() {
+        List<int[]> full;
+        try (Generator g = new Generator(model, 8, 128)) {
+            full = g.generate(prompts, GenerationConfig.greedy(30, Set.of()), null).stream().map(GenerationResult::tokens).toList();
+        }
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
+            EarlyExitGenerator.Stats[] st = new EarlyExitGenerator.Stats[1];
+            List<int[]> out = generate(EarlyExitPolicy.global(1f, LAYERS).withConfidence(m), prompts, 30, st);
+            for (int i = 0; i < full.size(); i++) assertThat(out.get(i)).as("%s prompt %d", m, i).containsExactly(full.get(i));
+            assertThat(st[0].headEvaluations()).as(m.label()).isZero();
+        }
+    }
+
+    @Test
+    void theHeadRunsOnlyForRowsWhoseScorePasses() {
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
+            EarlyExitGenerator.Stats[] st = new EarlyExitGenerator.Stats[1];
+            generate(EarlyExitPolicy.global(medianScore(m), LAYERS).withConfidence(m), prompts, 30, st);
+            long exits = st[0].generatedTokens() - st[0].exitCounts()[model.config().nLayers()];
+            assertThat(exits).as("%s: exits fired", m).isPositive();
+            assertThat(st[0].headEvaluations()).as("%s: one head evaluation per exit", m).isEqualTo(exits);
+        }
+    }
+
+    @Test
+    void kvCacheStaysExactAndBatchesEqualSequencesAlone() {
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
+            // the first exit only, at a threshold few positions pass, so that many complete (have K/V in every layer)
+            EarlyExitPolicy policy = EarlyExitPolicy.global(scoreQuantile(m, 0.9), LAYERS[0]).withConfidence(m);
+            List<int[]> batch;
+            int compared = 0;
+            try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, prompts.size(), 128)) {
+                List<GenerationResult> res = g.generate(prompts, GenerationConfig.greedy(30, Set.of()), null);
+                batch = res.stream().map(GenerationResult::tokens).toList();
+                int[] complete = g.completeLengths();
+                for (int s = 0; s < prompts.size(); s++) {
+                    if (complete[s] == 0) continue;
+                    compared += complete[s];
+                    assertCacheMatchesFreshPrefill(g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), m + " seq " + s);
+                }
+            }
+            assertThat(compared).as("%s: complete positions compared", m).isGreaterThan(20);
+            for (int i = 0; i < prompts.size(); i++) {
+                assertThat(generate(policy, List.of(prompts.get(i)), 30, null).get(0)).as("%s prompt %d alone", m, i).containsExactly(batch.get(i));
+            }
+        }
+    }
+
+    /** The K/V of sequence {@code seq}'s complete positions equal a fresh full prefill's (as in EarlyExitGeneratorTest). */
+    private static void assertCacheMatchesFreshPrefill(KvCache cache, int seq, int[] tokens, String what) {
+        int n = tokens.length;
+        try (Workspace ws = model.newWorkspace(); KvCache fresh = new KvCache(model.config(), CPU, 1, n)) {
+            int[] pos = new int[n];
+            for (int i = 0; i < n; i++) pos[i] = i;
+            Workspace.Rows rows = ws.rows(tokens, new int[n], pos);
+            model.embed(ws.x(n), rows);
+            model.layers(ws.x(n), rows, fresh, 0, model.config().nLayers(), ws);
+            for (int l = 0; l < model.config().nLayers(); l++) {
+                for (Tensor[] pair : new Tensor[][] {{cache.keys(l), fresh.keys(l)}, {cache.values(l), fresh.values(l)}}) {
+                    float[] got = pair[0].get(seq).slice(0, n).toFloatArray(), want = pair[1].get(0).slice(0, n).toFloatArray();
+                    double max = 0, err = 0;
+                    for (int i = 0; i < want.length; i++) {
+                        max = Math.max(max, Math.abs(want[i]));
+                        err = Math.max(err, Math.abs(got[i] - want[i]));
+                    }
+                    assertThat(err).as("%s layer %d: K/V of %d complete positions vs a full prefill", what, l, n).isLessThanOrEqualTo(1e-5 * max);
+                }
+            }
+        }
+    }
+
+    /** The decoder's stream equals a stateless oracle that scores each prefix's last row from a fresh full pass. */
+    @Test
+    void greedyStreamEqualsAStatelessOracle() {
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
+            float tau = medianScore(m);
+            int steps = 20;
+            int[] prompt = prompts.get(2);
+            int[] fast = generate(EarlyExitPolicy.global(tau, LAYERS).withConfidence(m), List.of(prompt), steps, null).get(0);
+            int[] seq = Arrays.copyOf(prompt, prompt.length + steps);
+            int len = prompt.length;
+            for (int step = 0; step < steps; step++) seq[len] = oracleNext(Arrays.copyOf(seq, len), m, tau, len++);
+            assertThat(fast).as(m.label()).containsExactly(seq);
+        }
+    }
+
+    private static int oracleNext(int[] prefix, ConfidenceMethod method, float tau, int n) {
+        try (Scope s = Scope.of(CPU); Workspace ws = model.newWorkspace(); KvCache kv = new KvCache(model.config(), CPU, 1, n);
+             KvCache headKv = KvCache.scratch(model.config(), CPU, 1, n)) {
+            int[] pos = new int[n];
+            for (int i = 0; i < n; i++) pos[i] = i;
+            Workspace.Rows rows = ws.rows(prefix, new int[n], pos);
+            Tensor x = ws.x(n);
+            model.embed(x, rows);
+            int[] answer = {-1};
+            Tensor idx = s.of(new int[] {n - 1}, 1);
+            float[][] before = new float[1][];
+            heads.run(new Pass(x, rows), kv, 0, model.config().nLayers(), ws, new ExitVisitor() {
+                @Override
+                public Pass beforeLayer(int layer, Pass pass) {
+                    before[0] = pass.x().toFloatArray();
+                    return pass;
+                }
+
+                @Override
+                public KvCache.Layer ownCache(ExitHead head) { return headKv.layer(0); }
+
+                @Override
+                public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
+                    Tensor all = h.decodeLogits(s, in, n);
+                    float[] score = ExitScores.cheap(method, heads.gate(h.layer()), h, s, in, before[0], n);
+                    if (!EarlyExitPolicy.confident(score[n - 1], tau)) return pass;
+                    Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize()), am = s.allocate(DType.I32, 1);
+                    CPU.ops().gatherRows(logits, all, idx);
+                    CPU.ops().argmax(am, null, logits, 1f);
+                    answer[0] = am.toIntArray()[0];
+                    return null;
+                }
+            });
+            if (answer[0] >= 0) return answer[0];
+            Tensor last = s.allocate(DType.F32, 1, model.config().dim()), logits = s.allocate(DType.F32, 1, model.config().vocabSize()), am = s.allocate(DType.I32, 1);
+            CPU.ops().gatherRows(last, x, idx);
+            model.logits(logits, last, s.allocate(DType.F32, 1, model.config().dim()));
+            CPU.ops().argmax(am, null, logits, 1f);
+            return am.toIntArray()[0];
+        }
+    }
+
+    @Test
+    void gatesSaveAndLoadWithTheHeadsAndHeadsWithoutGatesStillLoad(@TempDir Path dir) throws Exception {
+        Path withGates = dir.resolve("gated.safetensors"), plain = dir.resolve("plain.safetensors");
+        heads.save(withGates, DType.F32);
+        try (EarlyExitModel loaded = EarlyExitModel.load(model, withGates)) {
+            assertThat(loaded.hasGates()).isTrue();
+            for (int l : LAYERS) assertThat(loaded.gate(l).weight().value().toFloatArray()).containsExactly(heads.gate(l).weight().value().toFloatArray());
+            List<int[]> a = generate(EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), LAYERS).withConfidence(ConfidenceMethod.GATE), prompts.subList(0, 2), 10, null);
+            try (EarlyExitGenerator g = new EarlyExitGenerator(model, loaded, EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), LAYERS).withConfidence(ConfidenceMethod.GATE), 2, 128)) {
+                List<int[]> b = g.generate(prompts.subList(0, 2), GenerationConfig.greedy(10, Set.of()), null).stream().map(GenerationResult::tokens).toList();
+                for (int i = 0; i < 2; i++) assertThat(b.get(i)).containsExactly(a.get(i));
+            }
+        }
+        try (EarlyExitModel bare = EarlyExitModel.attach(model, List.of(new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY)), 0)) {
+            bare.save(plain, DType.F32);
+        }
+        try (EarlyExitModel loaded = EarlyExitModel.load(model, plain)) {
+            assertThat(loaded.hasGates()).isFalse();
+            assertThatThrownBy(() -> new EarlyExitGenerator(model, loaded, EarlyExitPolicy.global(0.5f, 2).withConfidence(ConfidenceMethod.GATE), 1, 16))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("has no gate");
+            try (EarlyExitGenerator g = new EarlyExitGenerator(model, loaded, EarlyExitPolicy.global(0.5f, 2), 1, 32)) { // softmax still works
+                assertThat(g.generate(prompts.subList(0, 1), GenerationConfig.greedy(5, Set.of()), null).get(0).generated()).hasSize(5);
+            }
+        }
+    }
+}
