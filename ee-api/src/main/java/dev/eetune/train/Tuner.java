@@ -3,6 +3,7 @@ package dev.eetune.train;
 import dev.eetune.backend.Ops;
 import dev.eetune.data.batch.Batch;
 import dev.eetune.data.batch.BatchLoader;
+import dev.eetune.dist.DataParallel;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;
@@ -43,6 +44,7 @@ public final class Tuner implements AutoCloseable {
     private int nonFiniteSteps;
     private Path resumedFrom, lastCheckpoint;
     private Checkpoint.Data dataStamp;
+    private DataParallel parallel = DataParallel.LOCAL;
 
     /** {@code data} may be null when batches are fed through {@link #accumulateGradients} by the caller. */
     public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
@@ -69,6 +71,12 @@ public final class Tuner implements AutoCloseable {
 
     public BatchLoader data() { return data; }
 
+    /** Shares every step's micro-batches among the ranks of a data-parallel run (default: this process computes all). */
+    public void distribute(DataParallel parallel) {
+        parallel.requireDivides(cfg.microBatches());
+        this.parallel = parallel;
+    }
+
     /** Trains until {@code cfg.steps()} (checkpointing as configured); see {@link #runUntil}. */
     public void run() { runUntil(cfg.steps()); }
 
@@ -91,7 +99,7 @@ public final class Tuner implements AutoCloseable {
             StepReport r = trainStep();
             for (TuningListener l : listeners) l.onStep(r);
             boolean end = step == cfg.steps(), due = cfg.checkpointEvery() > 0 && step % cfg.checkpointEvery() == 0;
-            if (cfg.checkpointDir() != null && (end || (due && !r.skipped() && Checkpoint.firstBadValue(model, opt) == null))) checkpoint(cfg.checkpointDir());
+            if (cfg.checkpointDir() != null && parallel.leads() && (end || (due && !r.skipped() && Checkpoint.firstBadValue(model, opt) == null))) checkpoint(cfg.checkpointDir());
         }
     }
 
@@ -161,7 +169,11 @@ public final class Tuner implements AutoCloseable {
         long[] counted = new long[heads.size()];
         model.parameterSet().zeroGrad();
         requireData();
-        for (int m = 0; m < cfg.microBatches(); m++) accumulate(data.next(), lossSum, counted);
+        for (int m = 0; m < cfg.microBatches(); m++) {
+            Batch b = data.next(); // every rank reads every micro-batch: the data position stays that of one process
+            if (parallel.computes(m, cfg.microBatches())) accumulate(b, lossSum, counted);
+        }
+        parallel.combine(model.parameterSet().parameters(), lossSum, counted);
         double[] losses = new double[heads.size()];
         double sumSquares = 0;
         StringBuilder nonFinite = new StringBuilder();

@@ -1,5 +1,6 @@
 package dev.eetune.cli;
 
+import dev.eetune.dist.ProcessGroups;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -9,7 +10,9 @@ import picocli.CommandLine.Command;
     subcommands = {GenerateCommand.class, InspectCommand.class, TuneCommand.class, EvalCommand.class, PretrainCommand.class, SweepCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     public static void main(String[] args) {
-        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "info");
+        // under a launcher only rank 0 logs information: the other ranks would repeat it
+        String level = ProcessGroups.launcherRank(System.getenv()) == 0 ? "info" : "warn";
+        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", level);
         System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
         System.exit(run(args));
     }
