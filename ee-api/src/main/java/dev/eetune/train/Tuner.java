@@ -3,7 +3,7 @@ package dev.eetune.train;
 import dev.eetune.backend.Ops;
 import dev.eetune.data.batch.Batch;
 import dev.eetune.data.batch.BatchLoader;
-import dev.eetune.dist.DataParallel;
+import dev.eetune.dist.Parallelism;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;
@@ -44,7 +44,7 @@ public final class Tuner implements AutoCloseable {
     private int nonFiniteSteps;
     private Path resumedFrom, lastCheckpoint;
     private Checkpoint.Data dataStamp;
-    private DataParallel parallel = DataParallel.LOCAL;
+    private Parallelism parallel = Parallelism.LOCAL;
 
     /** {@code data} may be null when batches are fed through {@link #accumulateGradients} by the caller. */
     public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
@@ -71,9 +71,9 @@ public final class Tuner implements AutoCloseable {
 
     public BatchLoader data() { return data; }
 
-    /** Shares every step's micro-batches among the ranks of a data-parallel run (default: this process computes all). */
-    public void distribute(DataParallel parallel) {
-        parallel.requireDivides(cfg.microBatches());
+    /** Shares every step among the ranks of a distributed run (default: this process computes all of it). */
+    public void distribute(Parallelism parallel) {
+        parallel.requireFits(cfg.microBatches(), model.lastExitLayer());
         this.parallel = parallel;
     }
 
@@ -229,11 +229,13 @@ public final class Tuner implements AutoCloseable {
         Workspace.Rows r = ws.denseRows(b.inputs(), cfg.batchSize(), cfg.seqLen());
         targets.copyFrom(tg);
         Tensor x = ws.x(rows);
-        backbone.embed(x, r);
+        int from = parallel.firstLayer(model.lastExitLayer());
+        if (from == 0) backbone.embed(x, r);
+        else parallel.receive(x); // a later pipeline stage: the hidden states after layer `from`
         List<ExitHead> heads = model.heads();
         float[] gw = new float[rows];
         int finalValid = valid;
-        model.run(new Pass(x, r), null, 0, model.lastExitLayer(), ws, (h, in, pass) -> {
+        model.run(new Pass(x, r), null, from, parallel.lastLayer(model.lastExitLayer()), ws, (h, in, pass) -> {
             int i = heads.indexOf(h);
             try (Scope s = scope.child()) {
                 ExitHead.Forward f = h.forward(s, in);
@@ -255,6 +257,7 @@ public final class Tuner implements AutoCloseable {
             }
             return pass;
         });
+        parallel.sendOn(x);
     }
 
     private void requireData() {

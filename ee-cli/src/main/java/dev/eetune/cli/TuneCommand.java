@@ -2,7 +2,7 @@ package dev.eetune.cli;
 
 import dev.eetune.data.batch.BatchLoader;
 import dev.eetune.data.batch.PackedSequences;
-import dev.eetune.dist.DataParallel;
+import dev.eetune.dist.Parallelism;
 import dev.eetune.dist.ProcessGroup;
 import dev.eetune.dist.ProcessGroups;
 import dev.eetune.eval.ExitEvaluator;
@@ -57,6 +57,8 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--batch", defaultValue = "4") int batch;
     @Option(names = "--micro-batches", description = "Micro-batches per step (gradient accumulation): the global batch is batch x micro-batches, "
         + "shared evenly by the ranks of a distributed run (default: the number of ranks, 1 without a launcher).") Integer microBatches;
+    @Option(names = "--pipeline-stages", defaultValue = "1", description = "Distributed runs: pipeline stages (contiguous layer ranges, "
+        + "one per rank); the ranks are stages x data-parallel replicas (default: ${DEFAULT-VALUE}).") int pipelineStages;
     @Option(names = "--dist-timeout", defaultValue = "300", description = "Distributed runs: seconds a rank waits for the others in a collective "
         + "before stopping the run with an error naming the missing ranks (default: ${DEFAULT-VALUE}).") int distTimeout;
     @Option(names = "--lr", defaultValue = "1e-3") float lr;
@@ -88,7 +90,7 @@ final class TuneCommand implements Callable<Integer> {
      * before tokenizing, and the checkpoint to resume from before evaluating: a bad argument fails in seconds.
      *
      * <p>Under a launcher (mpirun, srun) every rank runs this with the same arguments: data parallel tuning
-     * ({@link DataParallel}); rank 0 reports, evaluates and writes. A failure on any rank (a peer that died or hung
+     * ({@link Parallelism}); rank 0 reports, evaluates and writes. A failure on any rank (a peer that died or hung
      * included) ends the whole run after this rank's error is printed: the others may be waiting for it.
      */
     @Override
@@ -96,7 +98,7 @@ final class TuneCommand implements Callable<Integer> {
         if (distTimeout <= 0) throw new IllegalArgumentException("--dist-timeout " + distTimeout + ": must be > 0 seconds");
         ProcessGroup group = ProcessGroups.join(Duration.ofSeconds(distTimeout));
         try {
-            tune(new DataParallel(group));
+            tune(new Parallelism(group, pipelineStages));
         } catch (IOException | RuntimeException e) {
             if (group.size() > 1) {
                 System.err.println("ee tune: " + group.describe() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
@@ -109,10 +111,9 @@ final class TuneCommand implements Callable<Integer> {
         return 0;
     }
 
-    private void tune(DataParallel dp) throws IOException {
+    private void tune(Parallelism dp) throws IOException {
         boolean leads = dp.leads();
-        int microBatches = this.microBatches != null ? this.microBatches : dp.group().size();
-        dp.requireDivides(microBatches);
+        int microBatches = this.microBatches != null ? this.microBatches : dp.replicas();
         ExitArchitecture a = ExitArchitecture.parse(arch);
         ExitInit in = ExitInit.parse(init);
         List<ExitSpec> specs = new ArrayList<>();
@@ -128,7 +129,7 @@ final class TuneCommand implements Callable<Integer> {
                  AdamW opt = AdamW.withDefaults(ee.parameters(), weightDecay)) {
                 Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
                 PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"));
-                if (leads) System.err.println(ee + (dp.group().size() > 1 ? ", data parallel over " + dp.group().size() + " ranks" : ""));
+                if (leads) System.err.println(ee + (dp.group().size() > 1 ? ", " + dp.replicas() + " data-parallel replica(s) x " + dp.stages() + " pipeline stage(s)" : ""));
                 BatchLoader train = new BatchLoader(windows.train(), batch, seed);
                 BatchLoader val = new BatchLoader(windows.validation(), batch, seed);
                 List<TuningListener> listeners = new ArrayList<>();
@@ -143,8 +144,12 @@ final class TuneCommand implements Callable<Integer> {
                         if (leads) System.err.println("resumed at step " + tuner.step());
                     }
                     requireSameStart(dp, backbone, ee, train, tuner);
-                    if (!leads) { // rank 0 evaluates and writes; the others only train
+                    if (!leads || dp.stages() > 1) { // rank 0 evaluates and writes; the others only train
                         tuner.run();
+                        if (leads) { // evaluating would touch every layer: a pipeline stage holds only its own
+                            ee.save(out.resolve("heads.safetensors"), DType.F32);
+                            System.out.println("heads written to " + out.resolve("heads.safetensors") + " (a pipeline run does not evaluate: use ee eval)");
+                        }
                         return;
                     }
                     String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
@@ -162,7 +167,7 @@ final class TuneCommand implements Callable<Integer> {
     }
 
     /** Ranks started with different arguments, model, data, or (after resume) heads fail here, before any step. */
-    private void requireSameStart(DataParallel dp, LlamaModel backbone, EarlyExitModel ee, BatchLoader train, Tuner tuner) {
+    private void requireSameStart(Parallelism dp, LlamaModel backbone, EarlyExitModel ee, BatchLoader train, Tuner tuner) {
         if (dp.group().size() == 1) return;
         dp.requireSame("arguments", String.join(" ", spec.commandLine().getParseResult().originalArgs()));
         dp.requireSame("model configuration", backbone.config().toString());

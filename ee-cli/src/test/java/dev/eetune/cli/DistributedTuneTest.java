@@ -70,8 +70,30 @@ class DistributedTuneTest {
         assertThat(finish(p, out)).as("2-rank run: %s", log(out)).isZero();
         assertLike(reference, out, 1);
         String log = log(out);
-        assertThat(log).contains("data parallel over 2 ranks");
+        assertThat(log).contains("2 data-parallel replica(s) x 1 pipeline stage(s)");
         assertThat(count(log, "after " + STEPS + " steps:")).as("only rank 0 evaluates and reports: %s", log).isEqualTo(1);
+    }
+
+    @Test
+    void twoPipelineStagesTuneLikeOneProcessAndEachTouchesOnlyItsLayers() throws Exception {
+        Path out = tmp.resolve("pipeline");
+        Process p = launch(out, 2, List.of("--pipeline-stages", "2"));
+        waitFor(p, () -> Files.isDirectory(out.resolve("checkpoints/step-0000002")), "checkpoint 2", out);
+        long[] resident = {modelResidentBytes(rank(p, 0)), modelResidentBytes(rank(p, 1))};
+        assertThat(finish(p, out)).as("2-stage run: %s", log(out)).isZero();
+        assertLike(reference, out, 1);
+        long file = Files.size(TestData.stories260K());
+        System.out.printf("pipeline, 2 stages (layers 1-2, 3-4 of 5): resident bytes of the mapped model file (%d bytes): stage 0 %d, stage 1 %d%n",
+            file, resident[0], resident[1]);
+        assertThat(resident[1]).as("stage 1 leaves the first layers untouched").isLessThan(file);
+    }
+
+    @Test
+    void twoReplicasOfTwoStagesTuneLikeOneProcess() throws Exception {
+        Path out = tmp.resolve("2x2");
+        Process p = launch(out, 4, List.of("--pipeline-stages", "2"));
+        assertThat(finish(p, out)).as("2 x 2 run: %s", log(out)).isZero();
+        assertLike(reference, out, 1);
     }
 
     @Test
@@ -248,6 +270,18 @@ class DistributedTuneTest {
             if (("\0" + env).contains("\0OMPI_COMM_WORLD_RANK=" + r + "\0")) return h;
         }
         throw new AssertionError("no process of rank " + r + " under mpirun " + mpirun.pid());
+    }
+
+    /** Resident bytes of the model file's mappings in a process (/proc/PID/smaps: the pages of it this rank touched). */
+    private static long modelResidentBytes(ProcessHandle h) throws IOException {
+        String model = TestData.stories260K().toRealPath().toString();
+        long kb = 0;
+        boolean inModel = false;
+        for (String line : Files.readAllLines(Path.of("/proc", Long.toString(h.pid()), "smaps"))) {
+            if (line.matches("^[0-9a-f]+-[0-9a-f]+ .*")) inModel = line.endsWith(" " + model);
+            else if (inModel && line.startsWith("Rss:")) kb += Long.parseLong(line.replaceAll("[^0-9]", ""));
+        }
+        return kb * 1024;
     }
 
     private static int count(String text, String what) {

@@ -12,30 +12,68 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Data parallelism over a {@link ProcessGroup}: a step's {@code microBatches} micro-batches are the global batch, read in
- * the same order on every rank as by one process; rank r computes the contiguous share
- * [r·m/size, (r+1)·m/size) of them, and the ranks' gradient and loss sums are then added in rank order. Every rank
- * ends the step with the same gradients, so identical AdamW updates keep the heads identical, and the result does not
- * depend on the number of ranks (beyond floating-point rounding of the sum order), which is what lets a run resume on
- * another rank count. Rank 0 writes checkpoints and reports progress.
+ * How the ranks of a {@link ProcessGroup} share EE-Tuning: {@code stages} pipeline stages times size / stages data
+ * replicas. Rank r is stage r % stages of replica r / stages.
+ *
+ * <p>Data: a step's {@code microBatches} micro-batches are the global batch, read in the same order on every rank as by
+ * one process; replica d computes the contiguous share [d·m/D, (d+1)·m/D) of them.
+ *
+ * <p>Pipeline: the backbone layers up to the last exit are split into contiguous, equally long ranges; stage s runs
+ * layers (s·L/S, (s+1)·L/S], receiving the hidden states from stage s-1 and sending them on to stage s+1 (forward only:
+ * the backbone is frozen, so nothing flows back). A stage touches only its layers' weights (they are memory-mapped), and
+ * while stage s works on micro-batch m, stage s-1 already computes m+1. Each stage computes the heads inside its range.
+ *
+ * <p>Every rank holds all heads, and their gradients (zero where a rank computed no part of them) and loss sums are
+ * added over all ranks in rank order: every rank ends a step with the same gradients and makes the same AdamW update,
+ * rank 0 can write whole checkpoints, and a checkpoint resumes under any layout (or none). The result does not depend on
+ * the layout beyond the rounding of that sum. Rank 0 writes checkpoints and reports progress.
  *
  * <p>Thread-safety: that of its group (one thread).
  */
-public record DataParallel(ProcessGroup group) {
+public record Parallelism(ProcessGroup group, int stages) {
     /** One process doing all the work (what a run without a launcher gets). */
-    public static final DataParallel LOCAL = new DataParallel(LocalGroup.INSTANCE);
+    public static final Parallelism LOCAL = new Parallelism(LocalGroup.INSTANCE, 1);
 
-    /** Fails unless the ranks can share {@code microBatches} evenly. */
-    public void requireDivides(int microBatches) {
-        if (microBatches % group.size() != 0) {
-            throw new IllegalArgumentException("--micro-batches " + microBatches + " cannot be shared evenly by " + group.size()
-                + " ranks: each rank computes micro-batches / ranks of every step (use a multiple of " + group.size() + ")");
+    public Parallelism {
+        if (stages < 1 || group.size() % stages != 0) {
+            throw new IllegalArgumentException("--pipeline-stages " + stages + " does not divide the " + group.size() + " ranks (ranks = stages x data replicas)");
+        }
+    }
+
+    /** Data-parallel replicas: ranks / stages. */
+    public int replicas() { return group.size() / stages; }
+
+    /** This rank's pipeline stage. */
+    public int stage() { return group.rank() % stages; }
+
+    /** Fails unless the replicas can share {@code microBatches} evenly and every stage gets at least one of {@code lastExitLayer} layers. */
+    public void requireFits(int microBatches, int lastExitLayer) {
+        if (microBatches % replicas() != 0) {
+            throw new IllegalArgumentException("--micro-batches " + microBatches + " cannot be shared evenly by " + replicas()
+                + " data-parallel replicas: each computes micro-batches / replicas of every step (use a multiple of " + replicas() + ")");
+        }
+        if (stages > lastExitLayer) {
+            throw new IllegalArgumentException("--pipeline-stages " + stages + ": more stages than the " + lastExitLayer + " layers up to the last exit");
         }
     }
 
     /** Whether this rank computes micro-batch {@code index} of a step of {@code microBatches}. */
     public boolean computes(int index, int microBatches) {
-        return index / (microBatches / group.size()) == group.rank();
+        return index / (microBatches / replicas()) == group.rank() / stages;
+    }
+
+    /** The last layer before this stage (0 for the first stage, which embeds the tokens). */
+    public int firstLayer(int lastExitLayer) { return stage() * lastExitLayer / stages; }
+
+    /** This stage's last layer (1-based). */
+    public int lastLayer(int lastExitLayer) { return (stage() + 1) * lastExitLayer / stages; }
+
+    /** Receives the hidden states of the previous stage into {@code x} (not called on the first stage). */
+    public void receive(Tensor x) { group.recv(x, group.rank() - 1, 0); }
+
+    /** Sends the hidden states {@code x} on to the next stage; nothing on the last stage. */
+    public void sendOn(Tensor x) {
+        if (stage() < stages - 1) group.send(x, group.rank() + 1, 0);
     }
 
     /** Whether this rank writes checkpoints and heads and reports progress. */
