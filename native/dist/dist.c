@@ -49,6 +49,7 @@ static struct {
 } mpi;
 
 static int rank = -1, size = 0;
+static int64_t bytes_sent;
 
 static int load_mpi(void) {
     const char* env = getenv("EETUNE_MPI");
@@ -146,6 +147,7 @@ static int post(batch* b, int send, void* buf, int64_t bytes, int peer, int tag)
         int rc = send ? mpi.Isend((char*) buf + off, count, mpi.byte, peer, tag, mpi.world, &p->req)
                       : mpi.Irecv((char*) buf + off, count, mpi.byte, peer, tag, mpi.world, &p->req);
         if (rc != MPI_SUCCESS) return fail("MPI_%s to rank %d failed (code %d)", send ? "Isend" : "Irecv", peer, rc);
+        if (send) bytes_sent += count;
         if (bytes == 0) break;
     }
     return 0;
@@ -300,6 +302,8 @@ EE_API int32_t ee_dist_barrier(double timeout_s) {
     free(seen);
     return rc;
 }
+
+EE_API int64_t ee_dist_bytes_sent(void) { return bytes_sent; }
 
 EE_API void ee_dist_abort(int32_t code) {
     if (rank >= 0) mpi.Abort(mpi.world, code);

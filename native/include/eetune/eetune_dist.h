@@ -46,6 +46,8 @@ EE_API int32_t ee_dist_send(const void* buf, int64_t bytes, int32_t peer, int32_
 EE_API int32_t ee_dist_recv(void* buf, int64_t bytes, int32_t peer, int32_t tag, double timeout_s);
 /** Returns once every rank has called it (or fails naming the ranks that did not within the deadline). */
 EE_API int32_t ee_dist_barrier(double timeout_s);
+/** Bytes this rank has sent since ee_dist_init (payload of every message; what the scaling model in docs/distributed.md uses). */
+EE_API int64_t ee_dist_bytes_sent(void);
 /** Ends every rank of the job with this exit code (MPI_Abort): the way out after a peer failed or hung. */
 EE_API void ee_dist_abort(int32_t code);
 /** Shuts MPI down after a successful run (all ranks call it). */

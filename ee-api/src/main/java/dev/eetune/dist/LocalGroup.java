@@ -29,6 +29,8 @@ public final class LocalGroup implements ProcessGroup {
 
     @Override public void barrier() {}
 
+    @Override public long bytesSent() { return 0; }
+
     @Override public void abort(int code) { System.exit(code); }
 
     @Override public String describe() { return "a single process"; }

@@ -41,6 +41,9 @@ public interface ProcessGroup extends AutoCloseable {
     /** Returns once every rank has called it. */
     void barrier();
 
+    /** Bytes this rank has sent to the others so far (message payloads). */
+    long bytesSent();
+
     /** Ends every rank of the run with {@code code}; for when a peer failed (no clean shutdown is possible). */
     void abort(int code);
 

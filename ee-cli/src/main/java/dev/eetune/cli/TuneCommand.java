@@ -107,6 +107,9 @@ final class TuneCommand implements Callable<Integer> {
             }
             throw e;
         }
+        if (group.size() > 1 && group.rank() == 0) { // the traffic docs/distributed.md's scaling model starts from
+            System.err.printf(Locale.ROOT, "%s sent %,d bytes to the other ranks%n", group.describe(), group.bytesSent());
+        }
         group.close();
         return 0;
     }

@@ -75,17 +75,34 @@ class DistributedTuneTest {
     }
 
     @Test
-    void twoPipelineStagesTuneLikeOneProcessAndEachTouchesOnlyItsLayers() throws Exception {
+    void twoPipelineStagesTuneLikeOneProcess() throws Exception {
         Path out = tmp.resolve("pipeline");
         Process p = launch(out, 2, List.of("--pipeline-stages", "2"));
-        waitFor(p, () -> Files.isDirectory(out.resolve("checkpoints/step-0000002")), "checkpoint 2", out);
-        long[] resident = {modelResidentBytes(rank(p, 0)), modelResidentBytes(rank(p, 1))};
         assertThat(finish(p, out)).as("2-stage run: %s", log(out)).isZero();
         assertLike(reference, out, 1);
-        long file = Files.size(TestData.stories260K());
-        System.out.printf("pipeline, 2 stages (layers 1-2, 3-4 of 5): resident bytes of the mapped model file (%d bytes): stage 0 %d, stage 1 %d%n",
-            file, resident[0], resident[1]);
-        assertThat(resident[1]).as("stage 1 leaves the first layers untouched").isLessThan(file);
+    }
+
+    /**
+     * Resident memory of the mapped model per stage, on a model made here with 3 MB layers (stories260K's are smaller
+     * than what the kernel maps around one page fault, and llama2.c files interleave the layers).
+     */
+    @Test
+    void eachPipelineStageTouchesOnlyItsLayersOfTheMappedModel() throws Exception {
+        Path model = tmp.resolve("wide");
+        String[] made = CliTest.ee("pretrain", "--corpus", TestData.tinyStoriesTrain().toString(), "--byte-level", "--dim", "256", "--layers", "4", "--heads", "4",
+            "--steps", "1", "--batch", "1", "--seq-len", "16", "--threads", "1", "--out", model.toString());
+        assertThat(made[0]).as(made[2]).isEqualTo("0");
+        Path file = model.resolve("model.safetensors"), out = tmp.resolve("wide-pipeline");
+        Files.createDirectories(out);
+        List<String> cmd = new ArrayList<>(mpirun(2));
+        cmd.addAll(ee(out, model, List.of("--exits", "2,4", "--arch", "norm", "--steps", "30", "--batch", "1", "--seq-len", "16"), List.of("--pipeline-stages", "2")));
+        Process p = start(cmd, out);
+        waitFor(p, () -> Files.isDirectory(out.resolve("checkpoints/step-0000003")), "checkpoint 3", out);
+        long[] resident = {residentBytes(rank(p, 0), file), residentBytes(rank(p, 1), file)};
+        assertThat(finish(p, out)).as("2-stage run: %s", log(out)).isZero();
+        long size = Files.size(file);
+        System.out.printf("pipeline, 2 stages of a 4-layer model (%,d bytes): resident bytes of the mapped model file: stage 0 %,d, stage 1 %,d%n", size, resident[0], resident[1]);
+        for (long r : resident) assertThat(r).as("a stage holds about half of the layers").isBetween(size / 4, size * 6 / 10);
     }
 
     @Test
@@ -224,11 +241,16 @@ class DistributedTuneTest {
 
     /** `ee tune` in a JVM like this one (same class path, JVM options and binding). */
     private static List<String> ee(Path out, List<String> extra) {
+        return ee(out, TestData.stories260K(), List.of("--exits", "2,4", "--arch", "mlp", "--steps", Integer.toString(STEPS), "--batch", "2", "--seq-len", "32"), extra);
+    }
+
+    private static List<String> ee(Path out, Path model, List<String> shape, List<String> extra) {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
         cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
         cmd.addAll(List.of("-Deetune.binding=" + System.getProperty("eetune.binding", "auto"), "-cp", System.getProperty("java.class.path"), Main.class.getName(),
-            "tune", "--model", TestData.stories260K().toString(), "--data", TestData.tinyStoriesTrain().toString(), "--cache-dir", shared.resolve("cache").toString(),
-            "--exits", "2,4", "--arch", "mlp", "--steps", Integer.toString(STEPS), "--batch", "2", "--seq-len", "32", "--micro-batches", "2", "--eval-batches", "1",
+            "tune", "--model", model.toString(), "--data", TestData.tinyStoriesTrain().toString(), "--cache-dir", shared.resolve("cache-" + model.getFileName()).toString()));
+        cmd.addAll(shape);
+        cmd.addAll(List.of("--micro-batches", "2", "--eval-batches", "1",
             "--threads", "1", "--checkpoint-every", "1", "--quiet", "--loss-csv", out.resolve("losses.csv").toString(), "--out", out.toString()));
         cmd.addAll(extra);
         return cmd;
@@ -272,9 +294,9 @@ class DistributedTuneTest {
         throw new AssertionError("no process of rank " + r + " under mpirun " + mpirun.pid());
     }
 
-    /** Resident bytes of the model file's mappings in a process (/proc/PID/smaps: the pages of it this rank touched). */
-    private static long modelResidentBytes(ProcessHandle h) throws IOException {
-        String model = TestData.stories260K().toRealPath().toString();
+    /** Resident bytes of a file's mappings in a process (/proc/PID/smaps: the pages of it this rank touched). */
+    private static long residentBytes(ProcessHandle h, Path file) throws IOException {
+        String model = file.toRealPath().toString();
         long kb = 0;
         boolean inModel = false;
         for (String line : Files.readAllLines(Path.of("/proc", Long.toString(h.pid()), "smaps"))) {

@@ -111,6 +111,8 @@ final class MpiGroup implements ProcessGroup {
 
     @Override public void barrier() { check(abi.ee_dist_barrier(timeoutSeconds)); }
 
+    @Override public long bytesSent() { return abi.ee_dist_bytes_sent(); }
+
     @Override public void abort(int code) { abi.ee_dist_abort(code); }
 
     @Override public String describe() { return "rank " + rank + " of " + size + " on " + hostName + " (MPI)"; }
