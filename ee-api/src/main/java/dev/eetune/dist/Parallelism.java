@@ -103,11 +103,15 @@ public record Parallelism(ProcessGroup group, int stages) {
     /** {@link #requireSame} for tensor values, e.g. the heads' weights after initialisation or resume. */
     public void requireSame(String what, List<Tensor> tensors) {
         MessageDigest md = newDigest();
+        ByteBuffer block = ByteBuffer.allocate(4 << 16);
         for (Tensor t : tensors) {
             if (t.dtype() != DType.F32) throw new IllegalArgumentException(what + ": " + t + " is not f32");
-            ByteBuffer b = ByteBuffer.allocate(4 * (int) t.size());
-            b.asFloatBuffer().put(t.toFloatArray());
-            md.update(b.array());
+            float[] v = t.toFloatArray();
+            for (int from = 0; from < v.length; from += 1 << 16) { // blocks: a head tensor may hold hundreds of millions of values
+                block.clear();
+                block.asFloatBuffer().put(v, from, Math.min(1 << 16, v.length - from));
+                md.update(block.array(), 0, 4 * Math.min(1 << 16, v.length - from));
+            }
         }
         requireSameDigest(what, md.digest(), null);
     }

@@ -10,9 +10,6 @@ import java.util.ServiceLoader;
  * {@link ProcessGroupProvider} on the class path; any other process is a {@link LocalGroup} and loads nothing.
  */
 public final class ProcessGroups {
-    /** How long a collective waits for the slowest rank by default before naming it and failing. */
-    public static final Duration DEFAULT_TIMEOUT = Duration.ofMinutes(5);
-
     private static final String[] LAUNCHER_VARIABLES = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"};
 
     private ProcessGroups() {}
