@@ -3,7 +3,8 @@
 #   1. libeecpu built with AddressSanitizer + UBSan (-DEE_SANITIZE=ON): the C self-test (SIMD and portable paths), then
 #      ee-native's KernelTest and BackwardKernelTest against it (FFM and JNA on JDK 22+, JNA on 17);
 #   2. libeecpu cross-compiled for linux-aarch64 (native/cmake/aarch64.cmake), its self-test under qemu-user;
-#   3. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
+#   3. libeedist's self-test under mpirun with 3 ranks (rank-order sums, broadcast, send/recv, a late rank named);
+#   4. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
 #      its first pass on many odd sizes, the full check).
 # Fails on any sanitizer report or emulation FAIL. usage: .ci/native-checks.sh [JAVA_HOME] (default: the javac on PATH)
 set -euo pipefail
@@ -96,6 +97,13 @@ aarch64_selftest() {
   ctest --test-dir "$work/aarch64" --output-on-failure -R '^eecpu_selftest$'
 }
 
+dist_selftest() {
+  cmake -S native -B "$work/dist" >/dev/null
+  cmake --build "$work/dist" --target eedist_selftest >/dev/null
+  timeout 120 mpirun --allow-run-as-root --oversubscribe -np 3 "$work/dist/dist/eedist_selftest"
+}
+
+step "libeedist self-test, 3 ranks under mpirun" dist_selftest
 step "build libeecpu with ASan + UBSan" sanitized_build
 step "self-test under ASan + UBSan" selftest
 step "KernelTest, BackwardKernelTest under ASan + UBSan ($java_home)" java_tests

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds libeecpu with CMake (called from ee-native's Maven build) and copies it into the jar's resource folder,
+# Builds libeecpu (and libeedist where MPI headers exist) with CMake (called from ee-native's Maven build) and copies it into the jar's resource folder,
 # under the platform folder NativeLibraryLoader looks in (native/<os>-<arch>/):
 #   - for this machine (linux-x86_64 or linux-aarch64);
 #   - on x86_64, also for linux-aarch64 when Debian's cross compiler is installed (apt-get install gcc-aarch64-linux-gnu;
@@ -20,6 +20,11 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release ${EETUNE_CMAKE_ARGS:-} >/
 cmake --build "$build" -j "$(nproc)" --target eecpu >/dev/null
 mkdir -p "$out/$host"
 cp "$build/libeecpu.so" "$out/$host/libeecpu.so"
+# libeedist exists where CMake found mpi.h (native/dist); without it distributed runs say that MPI support is missing
+if [ -d "$build/dist" ]; then
+  cmake --build "$build" --target eedist >/dev/null
+  cp "$build/dist/libeedist.so" "$out/$host/libeedist.so"
+fi
 
 if [ "$host" = linux-x86_64 ] && [ "${EETUNE_NO_AARCH64:-0}" != 1 ]; then
   if command -v aarch64-linux-gnu-gcc >/dev/null; then

@@ -17,7 +17,8 @@ if [ -z "$nvcc" ]; then
 fi
 command -v cmake >/dev/null || { echo "eetune: cmake is needed to build native/cuda" >&2; exit 1; }
 cmake -S "$native" -B "$build" -DCMAKE_BUILD_TYPE=Release -DEE_BUILD_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" ${EETUNE_CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" --target eecuda -j "$(nproc)" >/dev/null
+cmake --build "$build" --target eecuda eenccl -j "$(nproc)" >/dev/null
 mkdir -p "$out"
 cp "$build/libeecuda.so" "$out/libeecuda.so"
+cp "$build/libeenccl.so" "$out/libeenccl.so" # the NCCL process group (eetune_nccl.h)
 echo "built libeecuda with $nvcc"

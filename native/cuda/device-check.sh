@@ -2,6 +2,7 @@
 # The GPU check of libeecuda, in one go on a machine with an NVIDIA GPU (sized for ~8 minutes on one H200):
 #   1. builds libeecuda, libeecpu (the reference) and the native driver eecuda_check (CMake, all cores)
 #   2. eecuda_check check     : every kernel vs libeecpu on fresh random inputs, outputs poisoned first
+#   2b. eenccl_selftest        : libeenccl (NCCL loaded at run time) with a one-rank communicator on the GPU
 #   3. eecuda_check bench     : one table of timings (GEMM TFLOP/s, decode GEMM GB/s, attention, fused CE, copy, launch)
 #   4. compute-sanitizer memcheck, racecheck and synccheck on eecuda_check sanitize (every kernel once, small shapes)
 #   5. the Java GPU tests (ee-cuda, @Tag("gpu")) when a JDK 22+ and an offline Maven repository are there
@@ -108,6 +109,22 @@ run_step() { # run_step NAME TIMEOUT LOG command...
 run_step "kernels vs libeecpu (check)" 180 "$logs/check.log" "$check" check "$cuda_lib" $cpu_lib
 grep -E "^NOTE" "$logs/check.log" | head -5
 grep -E 'gemm bf16 NT 37x53x129 beta 0.0 path 0|linear_ce loss bf16 40x256' "$logs/check.log" | sed 's/^/   /'
+
+# ---- 2b. NCCL (libeenccl): a one-rank communicator on this GPU; NCCL from EETUNE_NCCL, the system or the wheel -------
+if [ -z "${EETUNE_NCCL:-}" ]; then
+  for d in /usr/lib/x86_64-linux-gnu /usr/local/cuda/lib64 \
+           $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null | tr ' ' '\n' | sed 's|$|/nvidia/nccl/lib|'); do
+    if [ -f "$d/libnccl.so.2" ]; then export EETUNE_NCCL=$d/libnccl.so.2; break; fi
+  done
+fi
+if [ -z "${EETUNE_NCCL:-}" ]; then
+  record SKIP "nccl one-rank self-test" "libnccl.so.2 not found (apt-get install libnccl2, or pip install nvidia-nccl-cu12; or set EETUNE_NCCL)"
+elif cmake --build "$build/cmake" --target eenccl eenccl_selftest -j "$(nproc)" >"$logs/build-nccl.log" 2>&1; then
+  run_step "nccl one-rank self-test" 60 "$logs/nccl.log" "$build/cmake/eenccl_selftest"
+  grep -E '^(PASS|FAIL) nccl' "$logs/nccl.log" | sed 's/^/   /'
+else
+  record FAIL "build libeenccl + self-test" "see $logs/build-nccl.log"
+fi
 
 # ---- 3. timings ------------------------------------------------------------------------------------------------------
 run_step "benchmarks" 150 "$logs/bench.log" "$check" bench "$cuda_lib"

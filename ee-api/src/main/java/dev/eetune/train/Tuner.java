@@ -3,6 +3,7 @@ package dev.eetune.train;
 import dev.eetune.backend.Ops;
 import dev.eetune.data.batch.Batch;
 import dev.eetune.data.batch.BatchLoader;
+import dev.eetune.dist.Parallelism;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.Pass;
@@ -43,6 +44,7 @@ public final class Tuner implements AutoCloseable {
     private int nonFiniteSteps;
     private Path resumedFrom, lastCheckpoint;
     private Checkpoint.Data dataStamp;
+    private Parallelism parallel = Parallelism.LOCAL;
 
     /** {@code data} may be null when batches are fed through {@link #accumulateGradients} by the caller. */
     public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
@@ -74,6 +76,12 @@ public final class Tuner implements AutoCloseable {
 
     public BatchLoader data() { return data; }
 
+    /** Shares every step among the ranks of a distributed run (default: this process computes all of it). */
+    public void distribute(Parallelism parallel) {
+        parallel.requireFits(cfg.microBatches(), model.lastExitLayer());
+        this.parallel = parallel;
+    }
+
     /** Trains until {@code cfg.steps()} (checkpointing as configured); see {@link #runUntil}. */
     public void run() { runUntil(cfg.steps()); }
 
@@ -96,7 +104,7 @@ public final class Tuner implements AutoCloseable {
             StepReport r = trainStep();
             for (TuningListener l : listeners) l.onStep(r);
             boolean end = step == cfg.steps(), due = cfg.checkpointEvery() > 0 && step % cfg.checkpointEvery() == 0;
-            if (cfg.checkpointDir() != null && (end || (due && !r.skipped() && Checkpoint.firstBadValue(model, opt) == null))) checkpoint(cfg.checkpointDir());
+            if (cfg.checkpointDir() != null && parallel.leads() && (end || (due && !r.skipped() && Checkpoint.firstBadValue(model, opt) == null))) checkpoint(cfg.checkpointDir());
         }
     }
 
@@ -166,7 +174,11 @@ public final class Tuner implements AutoCloseable {
         long[] counted = new long[heads.size()];
         model.parameterSet().zeroGrad();
         requireData();
-        for (int m = 0; m < cfg.microBatches(); m++) accumulate(data.next(), lossSum, counted);
+        for (int m = 0; m < cfg.microBatches(); m++) {
+            Batch b = data.next(); // every rank reads every micro-batch: the data position stays that of one process
+            if (parallel.computes(m, cfg.microBatches())) accumulate(b, lossSum, counted);
+        }
+        parallel.combine(model.parameterSet().parameters(), lossSum, counted);
         double[] losses = new double[heads.size()];
         double sumSquares = 0;
         StringBuilder nonFinite = new StringBuilder();
@@ -222,11 +234,13 @@ public final class Tuner implements AutoCloseable {
         Workspace.Rows r = ws.denseRows(b.inputs(), cfg.batchSize(), cfg.seqLen());
         targets.copyFrom(tg);
         Tensor x = ws.x(rows);
-        backbone.embed(x, r);
+        int from = parallel.firstLayer(model.lastExitLayer());
+        if (from == 0) backbone.embed(x, r);
+        else parallel.receive(x); // a later pipeline stage: the hidden states after layer `from`
         List<ExitHead> heads = model.heads();
         float[] gw = new float[rows];
         int finalValid = valid;
-        model.run(new Pass(x, r), null, 0, model.lastExitLayer(), ws, (h, in, pass) -> {
+        model.run(new Pass(x, r), null, from, parallel.lastLayer(model.lastExitLayer()), ws, (h, in, pass) -> {
             int i = heads.indexOf(h);
             try (Scope s = scope.child()) {
                 ExitHead.Forward f = h.forward(s, in);
@@ -248,6 +262,7 @@ public final class Tuner implements AutoCloseable {
             }
             return pass;
         });
+        parallel.sendOn(x);
     }
 
     private void requireData() {

@@ -1,5 +1,6 @@
 package dev.eetune.cli;
 
+import dev.eetune.dist.ProcessGroups;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -27,7 +28,9 @@ public final class Main {
     private static final Map<String, String> EXIT_CODES = exitCodes();
 
     public static void main(String[] args) {
-        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", "info");
+        // under a launcher only rank 0 logs information: the other ranks would repeat it
+        String level = ProcessGroups.launcherRank(System.getenv()) == 0 ? "info" : "warn";
+        if (System.getProperty("org.slf4j.simpleLogger.defaultLogLevel") == null) System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", level);
         System.setProperty("org.slf4j.simpleLogger.logFile", "System.err");
         System.exit(run(args));
     }

@@ -4,6 +4,9 @@ import dev.eetune.cli.report.HtmlReport;
 import dev.eetune.cli.report.LossCurves;
 import dev.eetune.data.batch.BatchLoader;
 import dev.eetune.data.batch.PackedSequences;
+import dev.eetune.dist.Parallelism;
+import dev.eetune.dist.ProcessGroup;
+import dev.eetune.dist.ProcessGroups;
 import dev.eetune.eval.ExitEvaluator;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
@@ -13,17 +16,24 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.tensor.DType;
 import dev.eetune.tokenizer.Tokenizer;
 import dev.eetune.train.AdamW;
+import dev.eetune.train.Checkpoint;
 import dev.eetune.train.LrSchedule;
+import dev.eetune.train.StepReport;
 import dev.eetune.train.Tuner;
 import dev.eetune.train.TunerConfig;
 import dev.eetune.train.TuningListener;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -47,7 +57,12 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--steps", defaultValue = "300", description = "Optimizer steps.") int steps;
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens per training window.") int seqLen;
     @Option(names = "--batch", defaultValue = "4", description = "Windows per micro-batch.") int batch;
-    @Option(names = "--micro-batches", defaultValue = "1", description = "Gradient accumulation steps.") int microBatches;
+    @Option(names = "--micro-batches", description = "Micro-batches per step (gradient accumulation): the global batch is batch x micro-batches, "
+        + "shared evenly by the ranks of a distributed run (default: the number of ranks, 1 without a launcher).") Integer microBatches;
+    @Option(names = "--pipeline-stages", defaultValue = "1", description = "Distributed runs: pipeline stages (contiguous layer ranges, "
+        + "one per rank); the ranks are stages x data-parallel replicas.") int pipelineStages;
+    @Option(names = "--dist-timeout", defaultValue = "300", description = "Distributed runs: seconds a rank waits for the others in a collective "
+        + "before stopping the run with an error naming the missing ranks.") int distTimeout;
     @Option(names = "--lr", defaultValue = "1e-3", description = "Peak learning rate.") float lr;
     @Option(names = "--min-lr", description = "LR floor (default: lr / 10).") Float minLr;
     @Option(names = "--warmup", description = "LR warm-up steps (default: steps / 20).") Integer warmup;
@@ -69,13 +84,42 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
     @Option(names = "--quiet", description = "No progress display.") boolean quiet;
     @Option(names = "--report", description = "Write an HTML report with charts (loss curves, validation loss per exit) into this folder.") Path report;
+    @Option(names = "--loss-csv", description = "Appends every step's number, learning rate, gradient norm and per-exit losses (exact decimal "
+        + "values) to this CSV file: the training curve, e.g. to compare runs.") Path lossCsv;
+    @Spec CommandSpec spec;
 
     /**
      * Everything that can be checked without the data (options, --out, the model's context and layers) is checked
      * before tokenizing, and the checkpoint to resume from before evaluating: a bad argument fails in seconds.
+     *
+     * <p>Under a launcher (mpirun, srun) every rank runs this with the same arguments: data parallel tuning
+     * ({@link Parallelism}); rank 0 reports, evaluates and writes. A failure on any rank (a peer that died or hung
+     * included) ends the whole run after this rank's error is printed: the others may be waiting for it.
      */
     @Override
     public Integer call() throws IOException {
+        if (distTimeout <= 0) throw new IllegalArgumentException("--dist-timeout " + distTimeout + ": must be > 0 seconds");
+        ProcessGroup group = ProcessGroups.join(Duration.ofSeconds(distTimeout));
+        try {
+            tune(new Parallelism(group, pipelineStages));
+        } catch (IOException | RuntimeException e) {
+            if (group.size() > 1) {
+                System.err.println("ee tune: " + group.describe() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+                System.err.flush();
+                group.abort(1);
+            }
+            throw e;
+        }
+        if (group.size() > 1 && group.rank() == 0) { // the traffic docs/distributed.md's scaling model starts from
+            System.err.printf(Locale.ROOT, "%s sent %,d bytes to the other ranks%n", group.describe(), group.bytesSent());
+        }
+        group.close();
+        return 0;
+    }
+
+    private void tune(Parallelism dp) throws IOException {
+        boolean leads = dp.leads();
+        int microBatches = this.microBatches != null ? this.microBatches : dp.replicas();
         ExitArchitecture a = ExitArchitecture.parse(arch);
         ExitInit in = ExitInit.parse(init);
         List<ExitSpec> specs = new ArrayList<>();
@@ -92,34 +136,84 @@ final class TuneCommand implements Callable<Integer> {
                  AdamW opt = AdamW.withDefaults(ee.parameters(), weightDecay)) {
                 Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
                 PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"));
-                System.err.println(ee);
+                if (leads) System.err.println(ee + (dp.group().size() > 1 ? ", " + dp.replicas() + " data-parallel replica(s) x " + dp.stages() + " pipeline stage(s)" : ""));
                 BatchLoader train = new BatchLoader(windows.train(), batch, seed);
                 BatchLoader val = new BatchLoader(windows.validation(), batch, seed);
                 LossCurves curves = new LossCurves("Tuning loss per exit");
-                try (Progress progress = Progress.start("tuning", "steps", quiet);
-                     Tuner tuner = new Tuner(ee, cfg, train, opt, List.of(progressAndCurves(progress, curves, exits.stream().mapToInt(Integer::intValue).toArray(), steps)))) {
-                    if (resume != null) {
-                        tuner.resume(resume);
-                        System.err.println("resumed at step " + tuner.step());
-                    }
-                    String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
-                    ExitEvaluator.Report before = EvalCommand.evaluate(ee, val, evalBatches, "evaluating " + start, quiet);
-                    tuner.run();
-                    progress.close();
-                    ee.save(out.resolve("heads.safetensors"), DType.F32);
-                    ExitEvaluator.Report after = EvalCommand.evaluate(ee, val, evalBatches, "evaluating after tuning", quiet);
-                    String table = start + ":\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
-                    Files.writeString(out.resolve("eval.txt"), table);
-                    System.out.println(table);
-                    System.out.println("heads written to " + out.resolve("heads.safetensors"));
-                    if (report != null) {
-                        Path html = new HtmlReport("ee tune: " + ee).lossCurves(curves).validationLoss(after).text("Before tuning", table).write(report);
-                        System.out.println("report: " + html);
+                List<TuningListener> listeners = new ArrayList<>();
+                try (Progress progress = Progress.start("tuning", "steps", quiet || !leads)) {
+                    listeners.add(progressAndCurves(progress, curves, exits.stream().mapToInt(Integer::intValue).toArray(), steps));
+                    if (lossCsv != null && leads) listeners.add(new LossCsv(lossCsv, exits));
+                    try (Tuner tuner = new Tuner(ee, cfg, train, opt, listeners)) {
+                        tuner.distribute(dp);
+                        if (resume != null) {
+                            if (!leads) dp.group().barrier(); // rank 0 first: resuming deletes what interrupted writes left
+                            tuner.resume(resume);
+                            if (leads) dp.group().barrier();
+                            if (leads) System.err.println("resumed at step " + tuner.step());
+                        }
+                        requireSameStart(dp, backbone, ee, train, tuner);
+                        if (!leads || dp.stages() > 1) { // rank 0 evaluates and writes; the others only train
+                            tuner.run();
+                            if (leads) { // evaluating would touch every layer: a pipeline stage holds only its own
+                                ee.save(out.resolve("heads.safetensors"), DType.F32);
+                                System.out.println("heads written to " + out.resolve("heads.safetensors") + " (a pipeline run does not evaluate: use ee eval)");
+                            }
+                            return;
+                        }
+                        String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
+                        ExitEvaluator.Report before = EvalCommand.evaluate(ee, val, evalBatches, "evaluating " + start, quiet);
+                        tuner.run();
+                        progress.close();
+                        ee.save(out.resolve("heads.safetensors"), DType.F32);
+                        ExitEvaluator.Report after = EvalCommand.evaluate(ee, val, evalBatches, "evaluating after tuning", quiet);
+                        String table = start + ":\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
+                        Files.writeString(out.resolve("eval.txt"), table);
+                        System.out.println(table);
+                        System.out.println("heads written to " + out.resolve("heads.safetensors"));
+                        if (report != null) {
+                            Path html = new HtmlReport("ee tune: " + ee).lossCurves(curves).validationLoss(after).text("Before tuning", table).write(report);
+                            System.out.println("report: " + html);
+                        }
                     }
                 }
             }
         }
-        return 0;
+    }
+
+    /** Ranks started with different arguments, model, data, or (after resume) heads fail here, before any step. */
+    private void requireSameStart(Parallelism dp, LlamaModel backbone, EarlyExitModel ee, BatchLoader train, Tuner tuner) {
+        if (dp.group().size() == 1) return;
+        dp.requireSame("arguments", String.join(" ", spec.commandLine().getParseResult().originalArgs()));
+        dp.requireSame("model configuration", backbone.config().toString());
+        dp.requireSame("training data", Checkpoint.Data.of(train).toString());
+        dp.requireSame("step", Integer.toString(tuner.step()));
+        dp.requireSame("heads' weights", ee.parameterSet().parameters().stream().map(p -> p.value()).toList());
+    }
+
+    /** Appends one CSV line per step (header when the file is new); each line is flushed, so a killed run keeps its curve. */
+    static final class LossCsv implements TuningListener {
+        private final Path file;
+
+        LossCsv(Path file, List<Integer> exits) throws IOException {
+            this.file = file;
+            if (!Files.exists(file)) {
+                StringBuilder header = new StringBuilder("step,lr,grad_norm,skipped");
+                for (int l : exits) header.append(",loss_exit_").append(l);
+                Files.writeString(file, header.append('\n'));
+            }
+        }
+
+        @Override
+        public void onStep(StepReport r) {
+            StringBuilder line = new StringBuilder().append(r.step()).append(',').append(r.lr()).append(',').append(r.gradNorm()).append(',').append(r.skipped());
+            for (double l : r.exitLosses()) line.append(',').append(l);
+            try {
+                Files.writeString(file, line.append('\n'), StandardOpenOption.APPEND);
+            } catch (IOException e) {
+                throw new UncheckedIOException("--loss-csv " + file + ": cannot append: " + e.getMessage(), e);
+            }
+        }
     }
 
     /**

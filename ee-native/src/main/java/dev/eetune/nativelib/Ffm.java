@@ -20,5 +20,7 @@ final class Ffm {
 
     static OpenBlas bindOpenBlas(Path library) { throw new UnsupportedOperationException(unavailableReason()); }
 
+    static DistAbi bindDist(Path library) { throw new UnsupportedOperationException(unavailableReason()); }
+
     static HostMemory hostMemory() { throw new UnsupportedOperationException(unavailableReason()); }
 }

@@ -16,6 +16,8 @@ final class Jna {
 
     static OpenBlas bindOpenBlas(Path library) { return OpenBlasJna.bind(NativeLibrary.getInstance(library.toString())); }
 
+    static DistAbi bindDist(Path library) { return DistJna.bind(NativeLibrary.getInstance(library.toString())); }
+
     static HostMemory hostMemory() {
         return (address, bytes) -> new Pointer(address).getByteBuffer(0, bytes).order(ByteOrder.nativeOrder());
     }

@@ -19,6 +19,8 @@ final class Ffm {
 
     static OpenBlas bindOpenBlas(Path library) { return OpenBlasFfm.bind(SymbolLookup.libraryLookup(library, Arena.global())); }
 
+    static DistAbi bindDist(Path library) { return DistFfm.bind(SymbolLookup.libraryLookup(library, Arena.global())); }
+
     static HostMemory hostMemory() {
         return (address, bytes) -> MemorySegment.ofAddress(address).reinterpret(bytes).asByteBuffer().order(ByteOrder.nativeOrder());
     }
