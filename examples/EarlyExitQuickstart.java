@@ -34,7 +34,7 @@ public class EarlyExitQuickstart {
         var data = new BatchLoader(PackedSequences.of(TokenFile.openOrBuild(sources, tok, Files.createTempDirectory("ee").resolve("t.tokens")), 128, true), 8, 1);
         try (var pre = new Pretrainer(LlamaConfig.llama(64, 4, 4, tok.vocabSize(), 256), Backends.cpu(), 1, 0.02f, new int[] {2}, 0.25);
              var opt = new AdamW(pre.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f)) {
-            for (int step = 0; step < 40; step++) pre.trainStep(data, opt, step, 3e-3f, 1f, 1, 4096);
+            for (int step = 0; step < 40; step++) pre.trainStep(data, opt, step, 3e-3f, 1f, 1);
             // EE-Tuning: attach a head after layer 2 and train it with the backbone frozen
             try (var ee = EarlyExitModel.attach(pre.model(), List.of(new ExitSpec(2, ExitArchitecture.NORM, ExitInit.COPY)), 42);
                  var headOpt = AdamW.withDefaults(ee.parameters(), 0f);

@@ -23,7 +23,7 @@ var data = new BatchLoader(PackedSequences.of(tokens, 128, true), 8, 1);
 var pretrainer = new Pretrainer(LlamaConfig.llama(64, 4, 4, tok.vocabSize(), 256), backend, 1, 0.02f, new int[] {2}, 0.25);
 var optimizer = new AdamW(pretrainer.parameters(), 0.9f, 0.95f, 1e-8f, 0.1f);
 StepReport last = null;
-for (int step = 0; step < 50; step++) last = pretrainer.trainStep(data, optimizer, step, 3e-3f, 1f, 1, 4096);
+for (int step = 0; step < 50; step++) last = pretrainer.trainStep(data, optimizer, step, 3e-3f, 1f, 1);
 System.out.println("pretrained: " + last);                                   // expect: pretrained: step 50
 var model = pretrainer.model();
 
@@ -33,7 +33,7 @@ try (var opt = AdamW.withDefaults(ee.parameters(), 0f);
      var tuner = new Tuner(ee, TunerConfig.defaults(20, 8, 128, 1e-3f), data, opt, List.of())) {
     tuner.run();
 }
-System.out.println(ExitEvaluator.evaluate(ee, data.evaluationBatches(4), 4096).toTable()); // expect: ^exit\s+arch\s+val loss
+System.out.println(ExitEvaluator.evaluate(ee, data.evaluationBatches(4)).toTable()); // expect: ^exit\s+arch\s+val loss
 
 // generate with early exits at threshold 0.6; show the layer each character's token came from
 try (var gen = new EarlyExitGenerator(model, ee, EarlyExitPolicy.global(0.6f, 2), 1, 200)) {

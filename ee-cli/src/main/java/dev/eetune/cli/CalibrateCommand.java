@@ -30,16 +30,16 @@ final class CalibrateCommand implements Callable<Integer> {
     @Mixin HeldOutText text;
 
     @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote (thresholds.json is written beside it).") Path heads;
-    @Option(names = "--agreement", defaultValue = "0.95", description = "Target teacher-forced agreement with the full model (default: ${DEFAULT-VALUE}).") double agreement;
+    @Option(names = "--agreement", defaultValue = "0.95", description = "Target teacher-forced agreement with the full model.") double agreement;
     @Option(names = "--confidence", description = "softmax | gate | saturation (default: gate when the heads have gates, else softmax).") String confidence;
-    @Option(names = "--skip-windows", defaultValue = "64", description = "Windows of --data to skip first: those `ee gates` trained on (default: ${DEFAULT-VALUE}).") long skip;
-    @Option(names = "--windows", defaultValue = "32", description = "Windows per split: the calibration split, then the held-out one (default: ${DEFAULT-VALUE}).") int windows;
-    @Option(names = "--z", defaultValue = "1.645", description = "One-sided Wilson bound's z on each exit's agreement (0: the plain rate; default: ${DEFAULT-VALUE}).") double z;
-    @Option(names = "--min-exits", defaultValue = "20", description = "Fewest calibration positions an exit must take to be enabled (default: ${DEFAULT-VALUE}).") int minExits;
-    @Option(names = "--prompts", defaultValue = "8", description = "Held-out windows whose first --prompt-tokens tokens time the decoder (default: ${DEFAULT-VALUE}).") int prompts;
-    @Option(names = "--prompt-tokens", defaultValue = "16") int promptTokens;
-    @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per timing prompt (default: ${DEFAULT-VALUE}).") int maxTokens;
-    @Option(names = "--repeats", defaultValue = "5", description = "Timed runs (median reported; default: ${DEFAULT-VALUE}).") int repeats;
+    @Option(names = "--skip-windows", defaultValue = "64", description = "Windows of --data to skip first: those `ee gates` trained on.") long skip;
+    @Option(names = "--windows", defaultValue = "32", description = "Windows per split: the calibration split, then the held-out one.") int windows;
+    @Option(names = "--z", defaultValue = "1.645", description = "One-sided Wilson bound's z on each exit's agreement (0: the plain rate).") double z;
+    @Option(names = "--min-exits", defaultValue = "20", description = "Fewest calibration positions an exit must take to be enabled.") int minExits;
+    @Option(names = "--prompts", defaultValue = "8", description = "Held-out windows whose first --prompt-tokens tokens time the decoder.") int prompts;
+    @Option(names = "--prompt-tokens", defaultValue = "16", description = "Tokens per prompt for the wall-clock check (--compare).") int promptTokens;
+    @Option(names = "--max-tokens", defaultValue = "64", description = "New tokens per timing prompt.") int maxTokens;
+    @Option(names = "--repeats", defaultValue = "5", description = "Timed runs (median reported).") int repeats;
     @Option(names = "--compare", description = "Also calibrate every other confidence method at the same target and print a comparison, "
         + "with the cost each method's held-out decisions would have on Llama-3-8B and Qwen2-0.5B shapes (docs/exit-gates.md).") boolean compare;
 

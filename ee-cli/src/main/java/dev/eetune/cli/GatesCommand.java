@@ -20,11 +20,11 @@ final class GatesCommand implements Callable<Integer> {
     @Mixin HeldOutText text;
 
     @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote (the gates are written into it).") Path heads;
-    @Option(names = "--windows", defaultValue = "64", description = "Windows of --data to train on, from its start (default: ${DEFAULT-VALUE}).") int windows;
-    @Option(names = "--epochs", defaultValue = "30") int epochs;
-    @Option(names = "--lr", defaultValue = "1e-2") float lr;
-    @Option(names = "--weight-decay", defaultValue = "0") float weightDecay;
-    @Option(names = "--seed", defaultValue = "1234") long seed;
+    @Option(names = "--windows", defaultValue = "64", description = "Windows of --data to train on, from its start.") int windows;
+    @Option(names = "--epochs", defaultValue = "30", description = "Passes over the recorded hidden states.") int epochs;
+    @Option(names = "--lr", defaultValue = "1e-2", description = "AdamW learning rate of the gates.") float lr;
+    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW weight decay of the gates.") float weightDecay;
+    @Option(names = "--seed", defaultValue = "1234", description = "Seed of the gates' initial weights and sample order.") long seed;
 
     @Override
     public Integer call() {

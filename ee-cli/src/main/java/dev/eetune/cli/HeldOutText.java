@@ -18,7 +18,7 @@ final class HeldOutText {
     @Option(names = "--data", required = true, description = "Held-out text (not the tuning data): text file, .jsonl, directory or .zip.") Path data;
     @Option(names = "--glob", description = "Files to read from a directory or zip corpus.") String glob;
     @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
-    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens of context per window (default: ${DEFAULT-VALUE}).") int seqLen;
+    @Option(names = "--seq-len", defaultValue = "256", description = "Tokens of context per window.") int seqLen;
 
     /** Windows {@code from} .. from + count - 1, each seqLen + 1 tokens; fails naming --data when there are fewer. */
     List<int[]> windows(Tokenizer tok, long from, int count) {

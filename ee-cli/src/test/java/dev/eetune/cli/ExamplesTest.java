@@ -1,6 +1,7 @@
 package dev.eetune.cli;
 
 import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
 import java.io.File;
@@ -36,6 +37,29 @@ class ExamplesTest {
         }
         assertThat(files).as("examples in " + examples()).isNotEmpty();
         return files.stream().map(f -> DynamicTest.dynamicTest(f.getFileName().toString(), () -> run(f)));
+    }
+
+    /** A README code block marked {@code <!-- from examples/F ... -->}: its lines, in order, among F's (expect comments aside). */
+    private static final Pattern README_BLOCK = Pattern.compile("<!-- from (examples/\\S+)[^>]*-->\\s*```java\\n(.*?)```", Pattern.DOTALL);
+
+    @Test
+    void theReadmesSnippetsAreTakenFromTheExamplesCiRuns() throws IOException {
+        Path root = examples().getParent();
+        Matcher m = README_BLOCK.matcher(Files.readString(root.resolve("README.md")));
+        int blocks = 0;
+        while (m.find()) {
+            blocks++;
+            List<String> file = Files.readAllLines(root.resolve(m.group(1))).stream().map(l -> l.replaceAll("\\s*// expect: .*$", "").strip()).toList();
+            int at = 0;
+            for (String line : m.group(2).split("\n")) {
+                String want = line.strip();
+                if (want.isEmpty()) continue;
+                while (at < file.size() && !file.get(at).equals(want)) at++;
+                assertThat(at).as("README line \"" + want + "\" is not in " + m.group(1) + " (in this order): update the README from the file").isLessThan(file.size());
+                at++;
+            }
+        }
+        assertThat(blocks).as("README blocks marked <!-- from examples/... -->").isGreaterThanOrEqualTo(2);
     }
 
     private static void run(Path file) throws Exception {
