@@ -89,7 +89,7 @@ class DistributedTuneTest {
     @Test
     void eachPipelineStageTouchesOnlyItsLayersOfTheMappedModel() throws Exception {
         Path model = tmp.resolve("wide");
-        String[] made = CliTest.ee("pretrain", "--corpus", TestData.tinyStoriesTrain().toString(), "--byte-level", "--dim", "256", "--layers", "4", "--heads", "4",
+        String[] made = CliTest.ee("pretrain", "--corpus", TestData.tinyStoriesTrain().toString(), "--byte-level", "--dim", "256", "--layers", "4", "--attention-heads", "4",
             "--steps", "1", "--batch", "1", "--seq-len", "16", "--threads", "1", "--out", model.toString());
         assertThat(made[0]).as(made[2]).isEqualTo("0");
         Path file = model.resolve("model.safetensors"), out = tmp.resolve("wide-pipeline");
