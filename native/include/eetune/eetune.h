@@ -28,15 +28,12 @@
 
 #include <stdint.h>
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define EE_API __declspec(dllexport)
-#else
-#define EE_API __attribute__((visibility("default")))
-#endif
 
 #define EE_F32 0
 #define EE_BF16 1

@@ -17,15 +17,12 @@
 
 #include <stdint.h>
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define EE_API __declspec(dllexport)
-#else
-#define EE_API __attribute__((visibility("default")))
-#endif
 
 #define EE_DIST_F32 0
 #define EE_DIST_F64 1

@@ -16,15 +16,12 @@
 
 #include <stdint.h>
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#define EE_API __declspec(dllexport)
-#else
-#define EE_API __attribute__((visibility("default")))
-#endif
 
 /** Address of a NUL-terminated UTF-8 message describing the last failure ("" if none). */
 EE_API const char* ee_nccl_last_error(void);

@@ -137,51 +137,13 @@ class CheapExitDecisionTest {
                 for (int s = 0; s < prompts.size(); s++) {
                     if (complete[s] == 0) continue;
                     compared += complete[s];
-                    assertCacheMatchesFreshPrefill(g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), m + " seq " + s);
+                    EarlyExitGeneratorTest.assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), m + " seq " + s);
                 }
             }
             assertThat(compared).as("%s: complete positions compared", m).isGreaterThan(20);
             for (int i = 0; i < prompts.size(); i++) {
                 assertThat(generate(policy, List.of(prompts.get(i)), 30, null).get(0)).as("%s prompt %d alone", m, i).containsExactly(batch.get(i));
             }
-        }
-    }
-
-    /** The K/V of sequence {@code seq}'s complete positions equal a fresh full prefill's (as in EarlyExitGeneratorTest). */
-    private static void assertCacheMatchesFreshPrefill(KvCache cache, int seq, int[] tokens, String what) {
-        int n = tokens.length;
-        try (Workspace ws = model.newWorkspace(); KvCache fresh = new KvCache(model.config(), CPU, 1, n)) {
-            int[] pos = new int[n];
-            for (int i = 0; i < n; i++) pos[i] = i;
-            Workspace.Rows rows = ws.rows(tokens, new int[n], pos);
-            model.embed(ws.x(n), rows);
-            model.layers(ws.x(n), rows, fresh, 0, model.config().nLayers(), ws);
-            for (int l = 0; l < model.config().nLayers(); l++) {
-                for (Tensor[] pair : new Tensor[][] {{cache.keys(l), fresh.keys(l)}, {cache.values(l), fresh.values(l)}}) {
-                    float[] got = pair[0].get(seq).slice(0, n).toFloatArray(), want = pair[1].get(0).slice(0, n).toFloatArray();
-                    double max = 0, err = 0;
-                    for (int i = 0; i < want.length; i++) {
-                        max = Math.max(max, Math.abs(want[i]));
-                        err = Math.max(err, Math.abs(got[i] - want[i]));
-                    }
-                    assertThat(err).as("%s layer %d: K/V of %d complete positions vs a full prefill", what, l, n).isLessThanOrEqualTo(1e-5 * max);
-                }
-            }
-        }
-    }
-
-    /** The decoder's stream equals a stateless oracle that scores each prefix's last row from a fresh full pass. */
-    @Test
-    void greedyStreamEqualsAStatelessOracle() {
-        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
-            float tau = medianScore(m);
-            int steps = 20;
-            int[] prompt = prompts.get(2);
-            int[] fast = generate(EarlyExitPolicy.global(tau, LAYERS).withConfidence(m), List.of(prompt), steps, null).get(0);
-            int[] seq = Arrays.copyOf(prompt, prompt.length + steps);
-            int len = prompt.length;
-            for (int step = 0; step < steps; step++) seq[len] = oracleNext(Arrays.copyOf(seq, len), m, tau, len++);
-            assertThat(fast).as(m.label()).containsExactly(seq);
         }
     }
 

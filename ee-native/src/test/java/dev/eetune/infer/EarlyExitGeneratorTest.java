@@ -97,7 +97,7 @@ class EarlyExitGeneratorTest {
                     for (int s = 0; s < batch; s++) {
                         if (complete[s] == 0) continue; // everything still pending (the last passes exited early)
                         compared += complete[s];
-                        assertCacheMatchesFreshPrefill(g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), "tau " + tau + " batch " + batch + " seq " + s);
+                        assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), "tau " + tau + " batch " + batch + " seq " + s);
                     }
                 }
             }
@@ -106,7 +106,8 @@ class EarlyExitGeneratorTest {
         }
     }
 
-    private static void assertCacheMatchesFreshPrefill(KvCache cache, int seq, int[] tokens, String what) {
+    /** The K/V of sequence {@code seq}'s complete positions in {@code cache} equal a fresh full prefill's. */
+    static void assertCacheMatchesFreshPrefill(LlamaModel model, KvCache cache, int seq, int[] tokens, String what) {
         int n = tokens.length, kv = model.config().nKvHeads() * model.config().headDim();
         try (Workspace ws = model.newWorkspace(); KvCache fresh = new KvCache(model.config(), CPU, 1, n)) {
             int[] pos = new int[n];
