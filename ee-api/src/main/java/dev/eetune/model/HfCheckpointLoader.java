@@ -5,6 +5,7 @@ import dev.eetune.backend.MappedFile;
 import dev.eetune.model.io.SafetensorsHeader;
 import dev.eetune.model.io.SafetensorsIndex;
 import dev.eetune.model.io.TensorEntry;
+import dev.eetune.progress.ProgressListener;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Shape;
@@ -25,7 +26,7 @@ import java.util.Map;
 final class HfCheckpointLoader {
     private HfCheckpointLoader() {}
 
-    static LlamaModel load(Path dir, Backend backend) {
+    static LlamaModel load(Path dir, Backend backend, ProgressListener progress) {
         Path configFile = dir.resolve("config.json");
         if (!Files.isRegularFile(configFile)) throw new IllegalArgumentException("no config.json in " + dir + " (a Hugging Face checkpoint directory needs one)");
         LlamaConfig c = LlamaConfig.fromHfConfig(configFile).validate();
@@ -33,7 +34,12 @@ final class HfCheckpointLoader {
         Scope scope = Scope.of(backend, "model " + dir);
         try {
             Map<Path, MappedFile> maps = new HashMap<>();
-            for (SafetensorsHeader shard : index.shards()) maps.put(shard.file(), scope.track(backend.map(shard.file())));
+            long total = 0, mapped = 0;
+            for (SafetensorsHeader shard : index.shards()) total += shard.fileSize();
+            for (SafetensorsHeader shard : index.shards()) {
+                maps.put(shard.file(), scope.track(backend.map(shard.file())));
+                progress.update(mapped += shard.fileSize(), total, shard.file().getFileName().toString());
+            }
             Weights w = new Weights(index, maps, backend, scope);
             int kvDim = c.nKvHeads() * c.headDim(), qDim = c.nHeads() * c.headDim();
             Tensor emb = w.matrix("model.embed_tokens.weight", c.vocabSize(), c.dim());

@@ -2,6 +2,7 @@ package dev.eetune.model;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.MappedFile;
+import dev.eetune.progress.ProgressListener;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Shape;
@@ -22,10 +23,11 @@ final class Llama2cLoader {
 
     private Llama2cLoader() {}
 
-    static LlamaModel load(Path file, Backend backend) {
+    static LlamaModel load(Path file, Backend backend, ProgressListener progress) {
         Scope scope = Scope.of(backend, "model " + file);
         try {
             MappedFile mf = scope.track(backend.map(file));
+            progress.update(mf.size(), mf.size(), file.getFileName().toString());
             if (mf.size() < HEADER_BYTES) throw new IllegalArgumentException(file + ": " + mf.size() + " bytes is too short for a llama2.c checkpoint header");
             ByteBuffer h = mf.bytes(0, HEADER_BYTES);
             int magic = h.getInt(0);

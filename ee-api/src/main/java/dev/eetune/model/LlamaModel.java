@@ -1,6 +1,7 @@
 package dev.eetune.model;
 
 import dev.eetune.backend.Backend;
+import dev.eetune.progress.ProgressListener;
 import dev.eetune.backend.Ops;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
@@ -43,10 +44,16 @@ public final class LlamaModel implements AutoCloseable {
      * Loads a checkpoint: a Hugging Face directory (config.json + safetensors) or a llama2.c {@code .bin} file.
      * Weights are memory-mapped, never read through the Java heap.
      */
-    public static LlamaModel load(Path path, Backend backend) {
-        if (Files.isDirectory(path)) return HfCheckpointLoader.load(path, backend);
-        if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".safetensors")) return HfCheckpointLoader.load(path.getParent(), backend);
-        if (Files.isRegularFile(path)) return Llama2cLoader.load(path, backend);
+    public static LlamaModel load(Path path, Backend backend) { return load(path, backend, ProgressListener.NONE); }
+
+    /**
+     * {@link #load(Path, Backend)} telling {@code progress} how many bytes of checkpoint files are mapped (on the CPU,
+     * at once) or copied to the device (CUDA: a file at a time), of all the files' bytes.
+     */
+    public static LlamaModel load(Path path, Backend backend, ProgressListener progress) {
+        if (Files.isDirectory(path)) return HfCheckpointLoader.load(path, backend, progress);
+        if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".safetensors")) return HfCheckpointLoader.load(path.getParent(), backend, progress);
+        if (Files.isRegularFile(path)) return Llama2cLoader.load(path, backend, progress);
         throw new IllegalArgumentException("no model at " + path + " (expected a Hugging Face directory or a llama2.c .bin file)");
     }
 

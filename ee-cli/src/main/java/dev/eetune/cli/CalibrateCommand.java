@@ -47,7 +47,7 @@ final class CalibrateCommand implements Callable<Integer> {
     public Integer call() {
         if (windows < 1) throw new IllegalArgumentException("--windows must be >= 1, got " + windows);
         Path file = EvalCommand.headsFile(heads);
-        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
+        try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             ConfidenceMethod method = confidence != null ? ConfidenceMethod.parse(confidence) : ee.hasGates() ? ConfidenceMethod.GATE : ConfidenceMethod.SOFTMAX;
             List<int[]> a = text.windows(tok, skip, windows), b = text.windows(tok, skip + windows, windows);

@@ -27,18 +27,21 @@ final class DataOptions {
     Path cacheDir;
 
     /** Training and validation windows of {@code seqLen} tokens. */
-    PackedSequences.Split windows(Tokenizer tok, int seqLen, Path defaultCache) {
+    PackedSequences.Split windows(Tokenizer tok, int seqLen, Path defaultCache, boolean quiet) {
         Path cache = cacheDir != null ? cacheDir : defaultCache;
-        PackedSequences train = PackedSequences.of(tokens(data, glob, tok, cache), seqLen, true);
+        PackedSequences train = PackedSequences.of(tokens(data, glob, tok, cache, quiet), seqLen, true);
         if (valData == null) return train.split(valFraction);
-        return new PackedSequences.Split(train, PackedSequences.of(tokens(valData, null, tok, cache), seqLen, true));
+        return new PackedSequences.Split(train, PackedSequences.of(tokens(valData, null, tok, cache, quiet), seqLen, true));
     }
 
-    static TokenFile tokens(Path corpus, String glob, Tokenizer tok, Path cacheDir) {
+    /** The tokens of {@code corpus}, from the cache in {@code cacheDir} or tokenized with a progress display. */
+    static TokenFile tokens(Path corpus, String glob, Tokenizer tok, Path cacheDir, boolean quiet) {
         if (!Files.exists(corpus)) throw new IllegalArgumentException("no corpus at " + corpus);
         String name = corpus.toAbsolutePath().normalize().toString().replaceAll("[^A-Za-z0-9._-]", "_") + (glob == null ? "" : "_" + glob.replaceAll("[^A-Za-z0-9._-]", "_"));
         if (name.length() > 150) name = name.substring(name.length() - 150);
-        return TokenFile.openOrBuild(Corpus.open(corpus, glob), tok, cacheDir.resolve(name + ".tokens"));
+        try (Progress progress = Progress.transientStep("tokenizing " + corpus.getFileName(), "bytes", quiet)) {
+            return TokenFile.openOrBuild(Corpus.open(corpus, glob), tok, cacheDir.resolve(name + ".tokens"), Runtime.getRuntime().availableProcessors(), progress);
+        }
     }
 
     static Path userCache() { return Path.of(System.getProperty("user.home"), ".cache", "eetune"); }

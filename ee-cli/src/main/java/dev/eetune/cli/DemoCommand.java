@@ -91,7 +91,7 @@ final class DemoCommand implements Callable<Integer> {
             if (!Files.exists(src)) throw new IllegalArgumentException("--corpus " + src + ": no such file or directory");
             String g = glob != null ? glob : corpus == null ? DEFAULT_GLOB : null;
             tok = new ByteTokenizer();
-            tokens = DataOptions.tokens(src, g, tok, work.resolve("data"));
+            tokens = DataOptions.tokens(src, g, tok, work.resolve("data"), quiet);
             backbonePath = work.resolve("backbone");
             OutputDir.create(backbonePath, "--out");
             section("1. Pretraining a byte-level Llama on " + src + (g == null ? "" : " (" + g + ")") + " for " + minutes + " minutes");
@@ -106,7 +106,7 @@ final class DemoCommand implements Callable<Integer> {
         try (LlamaModel backboneModel = LlamaModel.load(backbonePath, backend)) {
             if (tok == null) {
                 tok = ModelOptions.tokenizer(model, null, backboneModel.config().vocabSize());
-                tokens = DataOptions.tokens(data, glob, tok, work.resolve("data"));
+                tokens = DataOptions.tokens(data, glob, tok, work.resolve("data"), quiet);
                 System.out.println("backbone: " + backboneModel);
             }
             int n = backboneModel.config().nLayers();

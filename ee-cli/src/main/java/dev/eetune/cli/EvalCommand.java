@@ -49,9 +49,9 @@ final class EvalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, headsFile(heads))) {
+        try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
-            PackedSequences windows = PackedSequences.of(DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache()), seqLen, true);
+            PackedSequences windows = PackedSequences.of(DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet), seqLen, true);
             ExitEvaluator.Report r = evaluate(ee, new BatchLoader(windows, batch, 0), batches, "evaluating", quiet);
             System.out.println(ee);
             System.out.println(r.toTable());

@@ -30,7 +30,7 @@ final class GatesCommand implements Callable<Integer> {
     public Integer call() {
         if (windows < 1) throw new IllegalArgumentException("--windows must be >= 1, got " + windows);
         Path file = EvalCommand.headsFile(heads);
-        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
+        try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             List<int[]> seqs = text.windows(tok, 0, windows);
             GateTrainer.Report r = GateTrainer.train(ee, seqs, new GateTrainer.Settings(epochs, 256, lr, weightDecay, seed));

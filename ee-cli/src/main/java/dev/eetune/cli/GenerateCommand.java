@@ -79,6 +79,9 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--timing", description = "Also print the time to the first token (from process start and from the call) and the first 32 tokens' rate.")
     boolean timing;
 
+    @Option(names = "--quiet", description = "No progress display (while the model loads).")
+    boolean quiet;
+
     /** Start-up and warm-up as the user sees them: when the first tokens of sequence 0 arrived. */
     private static final class FirstTokens implements TokenListener {
         static final int COUNT = 32;
@@ -108,7 +111,7 @@ final class GenerateCommand implements Callable<Integer> {
     public Integer call() {
         if ((speculative || activeExits != null) && heads == null) throw Main.usage(spec, "--speculative and --active-exits need --heads");
         PrintStream out = new PrintStream(System.out, true, StandardCharsets.UTF_8);
-        try (LlamaModel model = opts.loadModel()) {
+        try (LlamaModel model = opts.loadModel(quiet)) {
             Tokenizer tok = opts.loadTokenizer(model.config().vocabSize());
             List<int[]> ids = new ArrayList<>();
             for (String p : prompts) ids.add(tok.encode(p));

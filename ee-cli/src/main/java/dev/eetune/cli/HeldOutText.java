@@ -19,11 +19,12 @@ final class HeldOutText {
     @Option(names = "--glob", description = "Files to read from a directory or zip corpus.") String glob;
     @Option(names = "--cache-dir", description = "Token file cache (default: ~/.cache/eetune).") Path cacheDir;
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens of context per window.") int seqLen;
+    @Option(names = "--quiet", description = "No progress display.") boolean quiet;
 
     /** Windows {@code from} .. from + count - 1, each seqLen + 1 tokens; fails naming --data when there are fewer. */
     List<int[]> windows(Tokenizer tok, long from, int count) {
         if (seqLen < 2) throw new IllegalArgumentException("--seq-len must be >= 2, got " + seqLen);
-        TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache());
+        TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet);
         PackedSequences w = PackedSequences.of(tokens, seqLen, false);
         if (from + count > w.size()) {
             throw new IllegalArgumentException("--data " + data + ": " + w.size() + " windows of " + seqLen + " tokens, but windows " + from + ".." + (from + count - 1) + " are needed");

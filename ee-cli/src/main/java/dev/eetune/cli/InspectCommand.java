@@ -19,7 +19,7 @@ final class InspectCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        try (LlamaModel model = opts.loadModel()) {
+        try (LlamaModel model = opts.loadModel(false)) {
             LlamaConfig c = model.config();
             List<Tensor> all = new ArrayList<>();
             all.add(model.weights().tokenEmbedding());

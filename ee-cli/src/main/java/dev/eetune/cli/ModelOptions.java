@@ -30,9 +30,12 @@ final class ModelOptions {
         return b;
     }
 
-    LlamaModel loadModel() {
+    /** The model, with a progress display while its files are mapped or copied to the device. */
+    LlamaModel loadModel(boolean quiet) {
         if (!Files.exists(model)) throw new IllegalArgumentException("--model " + model + ": no such file or directory");
-        return LlamaModel.load(model, backend());
+        try (Progress progress = Progress.transientStep("loading " + model.getFileName(), "bytes", quiet)) {
+            return LlamaModel.load(model, backend(), progress);
+        }
     }
 
     /** The tokenizer given, or the one beside the model: tokenizer.json, tokenizer.bin, or llama2.c's tok{vocab}.bin. */

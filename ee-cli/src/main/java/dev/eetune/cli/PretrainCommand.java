@@ -66,7 +66,7 @@ final class PretrainCommand implements Callable<Integer> {
         if (threads > 0) backend.setThreads(threads);
         OutputDir.create(out, "--out");
         if (report != null) OutputDir.create(report, "--report");
-        TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"));
+        TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"), quiet);
         Pretraining.Settings st = new Pretraining.Settings(dim, layers, heads, kvHeads != null ? kvHeads : heads, hidden, seqLen, batch, lr, warmup, weightDecay, clip,
             exits == null ? new int[0] : exits.stream().mapToInt(Integer::intValue).toArray(), exitWeight, seed, valFraction, evalEvery, budget.minutes, budget.steps);
         Pretraining.Outcome o = Pretraining.run(st, tok, tokenizer, tokens, corpus.getFileName().toString(), backend, out, quiet);

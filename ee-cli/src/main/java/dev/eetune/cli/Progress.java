@@ -11,7 +11,9 @@ import java.util.Locale;
  * The one progress display of the {@code ee} command, on stderr: on a terminal a bar redrawn in place with the rate
  * and the time left; otherwise (a log file, a pipe, CI) a plain line every {@value #LINE_SECONDS} seconds; nothing at
  * all when quiet. Each long step (tokenizing, pretraining, tuning, evaluation, a sweep) opens one and closes it when
- * done, which prints the step's final line. Hand-written because it is forty lines and picocli has no such thing.
+ * done, which prints the step's final line. A {@linkplain #transientStep transient} step (loading, tokenizing: their
+ * outcome is logged or shown by what follows) leaves no final line: its bar is erased when it closes. Hand-written
+ * because it is forty lines and picocli has no such thing.
  */
 final class Progress implements ProgressListener, AutoCloseable {
     static final int LINE_SECONDS = 10;
@@ -20,7 +22,7 @@ final class Progress implements ProgressListener, AutoCloseable {
 
     private final String what, unit;
     private final PrintStream err;
-    private final boolean quiet, terminal;
+    private final boolean quiet, terminal, summary;
     private final long start = System.nanoTime();
     private long lastPrint = start, done, total;
     private String detail = "";
@@ -28,15 +30,22 @@ final class Progress implements ProgressListener, AutoCloseable {
     private boolean closed;
 
     /** {@code unit} names what {@code done} counts (the rate is shown per second); "" shows no rate (e.g. when done counts seconds). */
-    private Progress(String what, String unit, boolean quiet, boolean terminal, PrintStream err) {
+    private Progress(String what, String unit, boolean quiet, boolean terminal, boolean summary, PrintStream err) {
         this.what = what;
         this.unit = unit;
         this.quiet = quiet;
         this.terminal = terminal;
+        this.summary = summary;
         this.err = err;
     }
 
-    static Progress start(String what, String unit, boolean quiet) { return new Progress(what, unit, quiet, onTerminal(), System.err); }
+    static Progress start(String what, String unit, boolean quiet) { return new Progress(what, unit, quiet, onTerminal(), true, System.err); }
+
+    /** A step shown while it runs but leaving no final line (its bar is erased when it closes). */
+    static Progress transientStep(String what, String unit, boolean quiet) { return new Progress(what, unit, quiet, onTerminal(), false, System.err); }
+
+    /** For tests: a display on {@code err}, as a bar when {@code terminal}. */
+    static Progress on(PrintStream err, String what, String unit, boolean terminal, boolean summary) { return new Progress(what, unit, false, terminal, summary, err); }
 
     /**
      * Whether progress should be a bar: EE_PROGRESS=bar|lines decides if set; else whether the JVM has a terminal
@@ -70,8 +79,17 @@ final class Progress implements ProgressListener, AutoCloseable {
     /** Prints the final line (the whole step's time and mean rate), once. */
     @Override
     public void close() {
-        if (!quiet && !closed) print(System.nanoTime(), true);
+        if (!quiet && !closed) {
+            if (summary) print(System.nanoTime(), true);
+            else if (terminal && drawn > 0) erase();
+        }
         closed = true;
+    }
+
+    private void erase() {
+        err.print("\r" + " ".repeat(drawn) + "\r");
+        err.flush();
+        drawn = 0;
     }
 
     private void print(long now, boolean last) {

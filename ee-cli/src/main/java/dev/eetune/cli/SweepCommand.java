@@ -83,13 +83,13 @@ final class SweepCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         if (report != null) OutputDir.create(report, "--report");
-        try (LlamaModel backbone = model.loadModel(); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
+        try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             List<int[]> prompts = new ArrayList<>();
             if (source.prompts != null) {
                 for (String line : Files.readAllLines(source.prompts, StandardCharsets.UTF_8)) if (!line.isBlank()) prompts.add(tok.encode(line.strip()));
             } else {
-                prompts.addAll(heldOutPrompts(DataOptions.tokens(source.data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache()), promptCount, promptTokens, tok.bos()));
+                prompts.addAll(heldOutPrompts(DataOptions.tokens(source.data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet), promptCount, promptTokens, tok.bos()));
             }
             if (prompts.isEmpty()) throw new IllegalArgumentException("no prompts found");
             float[] taus = new float[thresholds.size()];

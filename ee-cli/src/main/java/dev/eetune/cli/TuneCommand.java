@@ -130,12 +130,12 @@ final class TuneCommand implements Callable<Integer> {
             checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
         OutputDir.create(out, "--out");
         if (report != null) OutputDir.create(report, "--report");
-        try (LlamaModel backbone = model.loadModel()) {
+        try (LlamaModel backbone = model.loadModel(quiet)) {
             cfg.requireFits(backbone.config());
             try (EarlyExitModel ee = EarlyExitModel.attach(backbone, specs, seed, temperature);
                  AdamW opt = AdamW.withDefaults(ee.parameters(), weightDecay)) {
                 Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
-                PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"));
+                PackedSequences.Split windows = dataOpts.windows(tok, seqLen, out.resolve("data"), quiet);
                 if (leads) System.err.println(ee + (dp.group().size() > 1 ? ", " + dp.replicas() + " data-parallel replica(s) x " + dp.stages() + " pipeline stage(s)" : ""));
                 BatchLoader train = new BatchLoader(windows.train(), batch, seed);
                 BatchLoader val = new BatchLoader(windows.validation(), batch, seed);

@@ -74,6 +74,28 @@ class HfCheckpointTest {
     }
 
     @Test
+    void loadingReportsTheCheckpointFilesBytes() throws IOException {
+        Path dir = tmp.resolve("progress");
+        try (LlamaModel m = RandomModels.random(CONFIGS[0], CPU, 3)) {
+            HfCheckpointWriter.write(m, dir, null);
+        }
+        long shards;
+        try (var files = Files.list(dir)) {
+            shards = files.filter(f -> f.toString().endsWith(".safetensors")).mapToLong(f -> f.toFile().length()).sum();
+        }
+        java.util.List<long[]> updates = new java.util.ArrayList<>();
+        try (LlamaModel m = LlamaModel.load(dir, CPU, (done, total, detail) -> updates.add(new long[] {done, total}))) {
+            assertThat(updates).isNotEmpty();
+            assertThat(updates.get(updates.size() - 1)).containsExactly(shards, shards);
+        }
+        updates.clear();
+        long bin = TestData.stories260K().toFile().length();
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU, (done, total, detail) -> updates.add(new long[] {done, total}))) {
+            assertThat(updates).containsExactly(new long[] {bin, bin});
+        }
+    }
+
+    @Test
     void missingTensorsAndBadShapesNameTheFileAndTensor() throws IOException {
         Path dir = tmp.resolve("broken");
         try (LlamaModel m = RandomModels.random(CONFIGS[0], CPU, 1)) {

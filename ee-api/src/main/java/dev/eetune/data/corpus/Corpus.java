@@ -72,4 +72,10 @@ public interface Corpus {
      * only while the stamp is unchanged.
      */
     String stamp();
+
+    /**
+     * About how many bytes {@link #segments()} reads, for progress displays: the files' sizes (for a zip, the matching
+     * entries' uncompressed sizes); 0 when unknown. Markers, blank lines and JSON syntax count here but not as text.
+     */
+    default long bytes() { return 0; }
 }

@@ -62,5 +62,19 @@ record DirectoryCorpus(Path dir, Glob glob, int maxSegmentChars) implements Corp
     }
 
     @Override
+    public long bytes() {
+        long bytes = 0;
+        for (String name : files()) {
+            Path file = dir.resolve(name);
+            try {
+                bytes += Files.size(file);
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read the size of " + file, e);
+            }
+        }
+        return bytes;
+    }
+
+    @Override
     public String toString() { return "corpus " + dir + (glob == null ? "" : " (" + glob + ")"); }
 }

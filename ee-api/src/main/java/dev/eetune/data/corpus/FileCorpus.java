@@ -25,5 +25,14 @@ record FileCorpus(Path file, int maxSegmentChars) implements Corpus {
     }
 
     @Override
+    public long bytes() {
+        try {
+            return Files.size(file);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read the size of " + file, e);
+        }
+    }
+
+    @Override
     public String toString() { return "corpus " + file; }
 }

@@ -24,10 +24,7 @@ record ZipCorpus(Path zip, Glob glob, int maxSegmentChars) implements Corpus {
         }
         List<ZipEntry> entries;
         try {
-            entries = Collections.list(file.entries()).stream()
-                .filter(e -> !e.isDirectory() && (glob == null || glob.matches(e.getName())))
-                .sorted(Comparator.comparing(ZipEntry::getName))
-                .collect(Collectors.toList());
+            entries = entries(file);
         } catch (RuntimeException e) {
             SegmentReader.close(zip.toString(), file);
             throw e;
@@ -36,6 +33,24 @@ record ZipCorpus(Path zip, Glob glob, int maxSegmentChars) implements Corpus {
             .map(e -> new ConcatenatedReader.Source(zip + "!/" + e.getName(), () -> file.getInputStream(e)))
             .iterator();
         return new ConcatenatedReader(zip.toString(), sources, maxSegmentChars, file).stream();
+    }
+
+    /** The matching file entries, in order of the entry name. */
+    private List<ZipEntry> entries(ZipFile file) {
+        return Collections.list(file.entries()).stream()
+            .filter(e -> !e.isDirectory() && (glob == null || glob.matches(e.getName())))
+            .sorted(Comparator.comparing(ZipEntry::getName))
+            .collect(Collectors.toList());
+    }
+
+    /** The matching entries' uncompressed sizes (an entry that does not record its size counts 0). */
+    @Override
+    public long bytes() {
+        try (ZipFile file = new ZipFile(zip.toFile())) {
+            return entries(file).stream().mapToLong(e -> Math.max(0, e.getSize())).sum();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot open zip file " + zip, e);
+        }
     }
 
     @Override

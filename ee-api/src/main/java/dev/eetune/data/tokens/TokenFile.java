@@ -1,6 +1,7 @@
 package dev.eetune.data.tokens;
 
 import dev.eetune.data.corpus.Corpus;
+import dev.eetune.progress.ProgressListener;
 import dev.eetune.tokenizer.Tokenizer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -77,6 +78,14 @@ public final class TokenFile {
      * a failure leaves any old file in place and no partial file behind).
      */
     public static TokenFile openOrBuild(Corpus corpus, Tokenizer tokenizer, Path cacheFile, int threads) {
+        return openOrBuild(corpus, tokenizer, cacheFile, threads, ProgressListener.NONE);
+    }
+
+    /**
+     * {@link #openOrBuild(Corpus, Tokenizer, Path, int)} telling {@code progress} how many bytes of text have been
+     * tokenized of about {@link Corpus#bytes()} (the detail is the token count so far); not called when the cache is reused.
+     */
+    public static TokenFile openOrBuild(Corpus corpus, Tokenizer tokenizer, Path cacheFile, int threads, ProgressListener progress) {
         SegmentEncoder encoder = SegmentEncoder.of(tokenizer);
         String fingerprint = encoder.fingerprint();
         String stamp = corpus.stamp(); // before reading, so that a change while reading makes the next run rebuild
@@ -89,7 +98,7 @@ public final class TokenFile {
             }
             LOG.info("rebuilding token file {}: {}", cacheFile, stale);
         }
-        TokenFileWriter.write(corpus, stamp, encoder, cacheFile, threads);
+        TokenFileWriter.write(corpus, stamp, encoder, cacheFile, threads, progress);
         return open(cacheFile);
     }
 

@@ -2,6 +2,7 @@ package dev.eetune.data.tokens;
 
 import dev.eetune.data.corpus.Corpus;
 import dev.eetune.data.corpus.Segment;
+import dev.eetune.progress.ProgressListener;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -21,6 +22,7 @@ import java.util.Arrays;
 import java.util.Deque;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
@@ -49,7 +51,7 @@ final class TokenFileWriter {
     /** The tokens of one job, ready to write. */
     private record Encoded(int[] tokens, int length, int documents, long bytes) {}
 
-    static void write(Corpus corpus, String stamp, SegmentEncoder encoder, Path target, int threads) {
+    static void write(Corpus corpus, String stamp, SegmentEncoder encoder, Path target, int threads, ProgressListener progress) {
         if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
         Path dir = target.toAbsolutePath().getParent();
         try {
@@ -70,7 +72,7 @@ final class TokenFileWriter {
             try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
                  Stream<Segment> segments = corpus.segments()) {
                 Sink sink = new Sink(out, header, encoder);
-                ProgressLog progress = new ProgressLog(LOG, "tokenizing " + corpus + " into " + target);
+                long start = System.nanoTime(), totalBytes = corpus.bytes();
                 Deque<Future<Encoded>> inFlight = new ArrayDeque<>();
                 Iterator<Segment> it = segments.iterator();
                 while (it.hasNext()) {
@@ -78,12 +80,13 @@ final class TokenFileWriter {
                     inFlight.add(pool.submit(() -> encode(encoder, job)));
                     if (inFlight.size() >= 2 * threads) {
                         sink.write(await(inFlight.remove()));
-                        progress.update(sink.bytes, sink.tokens);
+                        progress.update(sink.bytes, Math.max(totalBytes, sink.bytes), String.format(Locale.ROOT, "%,d tokens", sink.tokens));
                     }
                 }
                 while (!inFlight.isEmpty()) sink.write(await(inFlight.remove()));
                 sink.finish();
-                progress.done(sink.bytes, sink.tokens, sink.documents);
+                progress.update(sink.bytes, Math.max(totalBytes, sink.bytes), String.format(Locale.ROOT, "%,d tokens", sink.tokens));
+                if (LOG.isInfoEnabled()) LOG.info("tokenized {} into {}: {}", corpus, target, summary(sink, System.nanoTime() - start));
             }
             move(tmp, target);
             moved = true;
@@ -93,6 +96,12 @@ final class TokenFileWriter {
             pool.shutdownNow();
             if (!moved) deleteQuietly(tmp);
         }
+    }
+
+    private static String summary(Sink sink, long nanos) {
+        double seconds = Math.max(1e-9, nanos / 1e9), mb = sink.bytes / 1e6;
+        return String.format(Locale.ROOT, "%.1f MB in %.1f s (%.1f MB/s), %,d tokens (%,.0f tokens/s), %,d documents",
+            mb, seconds, mb / seconds, sink.tokens, sink.tokens / seconds, sink.documents);
     }
 
     private static List<Segment> nextJob(Iterator<Segment> segments) {

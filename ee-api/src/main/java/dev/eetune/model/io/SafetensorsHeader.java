@@ -32,12 +32,13 @@ public final class SafetensorsHeader {
     private static final ObjectMapper JSON = new ObjectMapper().enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
 
     private final Path file;
-    private final long dataOffset;
+    private final long fileSize, dataOffset;
     private final Map<String, String> metadata;
     private final Map<String, TensorEntry> tensors;
 
-    private SafetensorsHeader(Path file, long dataOffset, Map<String, String> metadata, Map<String, TensorEntry> tensors) {
+    private SafetensorsHeader(Path file, long fileSize, long dataOffset, Map<String, String> metadata, Map<String, TensorEntry> tensors) {
         this.file = file;
+        this.fileSize = fileSize;
         this.dataOffset = dataOffset;
         this.metadata = metadata;
         this.tensors = tensors;
@@ -100,7 +101,7 @@ public final class SafetensorsHeader {
             if (last == null || end(e) > end(last)) last = e;
             tensors.put(e.name(), e);
         }
-        return new SafetensorsHeader(file, dataOffset, Map.copyOf(metadata), tensors);
+        return new SafetensorsHeader(file, fileSize, dataOffset, Map.copyOf(metadata), tensors);
     }
 
     private static long end(TensorEntry e) { return e.fileOffset() + e.byteLength(); }
@@ -154,6 +155,9 @@ public final class SafetensorsHeader {
 
     /** Absolute offset of the data section (8 + header length). */
     public long dataOffset() { return dataOffset; }
+
+    /** The file's size in bytes when its header was read. */
+    public long fileSize() { return fileSize; }
 
     /** The {@code __metadata__} strings (empty when absent). */
     public Map<String, String> metadata() { return metadata; }

@@ -103,6 +103,8 @@ public class CorpusTest {
         assertThat(documents(Corpus.open(dir, "**/*.java"))).containsExactly("class Top {}", "class First {}", "class Second {}");
         assertThat(documents(Corpus.open(dir, "src/a/**"))).containsExactly("class First {}", "one", "two");
         assertThat(documents(Corpus.open(dir, null))).containsExactly("class Top {}", "class First {}", "one", "two", "class Second {}", "json doc");
+        assertThat(Corpus.open(dir, "*.java").bytes()).isEqualTo("class Top {}".length() + "class First {}".length() + "class Second {}".length());
+        assertThat(Corpus.open(dir.resolve("src/a/notes.txt"), null).bytes()).isEqualTo("one<|endoftext|>two".length());
     }
 
     @Test
@@ -119,6 +121,9 @@ public class CorpusTest {
         assertThat(documents(Corpus.open(zip, "*.java"))).containsExactly("class Main {}", "class Alpha {}", "class Zeta {}");
         assertThat(documents(Corpus.open(zip, "mod/pkg/util/**"))).containsExactly("class Alpha {}", "class Zeta {}");
         assertThat(documents(Corpus.open(zip, null))).containsExactly("read me", "class Main {}", "class Alpha {}", "class Zeta {}");
+        // the matching entries' uncompressed sizes, for progress displays
+        assertThat(Corpus.open(zip, "mod/pkg/util/**").bytes()).isEqualTo("class Alpha {}".length() + "class Zeta {}".length());
+        assertThat(Corpus.open(zip, null).bytes()).isEqualTo("read me".length() + "class Main {}".length() + "class Alpha {}".length() + "class Zeta {}".length());
     }
 
     @Test

@@ -52,6 +52,33 @@ class TokenFileTest {
     }
 
     @Test
+    void tokenizingReportsBytesOfTheCorpusSizeAndTheTokenCountButNotWhenTheCacheIsReused() throws IOException {
+        String text = "x".repeat(400_000) + "\n<|endoftext|>\n" + "y".repeat(400_000); // several jobs
+        Path corpus = Files.writeString(dir.resolve("big.txt"), text);
+        Path cache = dir.resolve("big.tokens");
+        List<long[]> updates = new ArrayList<>();
+        List<String> details = new ArrayList<>();
+
+        TokenFile tokens = TokenFile.openOrBuild(Corpus.open(corpus, null), new ByteTokenizer(), cache, 1, (done, total, detail) -> {
+            updates.add(new long[] {done, total});
+            details.add(detail);
+        });
+
+        assertThat(updates).hasSizeGreaterThanOrEqualTo(2);
+        for (int i = 0; i < updates.size(); i++) {
+            assertThat(updates.get(i)[1]).isEqualTo(text.length()); // total: the file's size
+            assertThat(updates.get(i)[0]).isBetween(1L, (long) text.length());
+            if (i > 0) assertThat(updates.get(i)[0]).isGreaterThanOrEqualTo(updates.get(i - 1)[0]);
+        }
+        assertThat(updates.get(updates.size() - 1)[0]).isEqualTo(800_000); // the text; the marker and its newlines are not text
+        assertThat(details.get(details.size() - 1)).isEqualTo(String.format(java.util.Locale.ROOT, "%,d tokens", tokens.size()));
+
+        updates.clear();
+        TokenFile.openOrBuild(Corpus.open(corpus, null), new ByteTokenizer(), cache, 2, (done, total, detail) -> updates.add(new long[] {done, total}));
+        assertThat(updates).isEmpty();
+    }
+
+    @Test
     void vocabularyBeyond65536IsStoredAsInt32() throws IOException {
         Path corpus = Files.writeString(dir.resolve("c.txt"), "hi");
         Path cache = dir.resolve("c.tokens");
