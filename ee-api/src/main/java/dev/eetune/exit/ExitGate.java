@@ -22,14 +22,34 @@ import java.util.Random;
  *   the host, where the linear gate's logit goes anyway (k numbers per row: no kernel call pays for itself).</li>
  * </ul>
  * Either costs a small fraction of the head's dim·vocab and more, so a row that does not exit pays almost nothing.
- * Thread-safety: as {@link ExitHead}: read-only while decoding; only {@link dev.eetune.train.GateTrainer} writes it.
+ * Scoring ({@link #score}) runs on the host from one copy of the rows' hidden states and a host copy of the weights:
+ * measured on stories260K (docs/exit-gates.md), the kernel calls of a backend gate (rmsnorm, gemm, bias, copy out) cost
+ * about as much as a whole layer, whose work is itself only a few calls' overhead at that size. Training
+ * ({@link dev.eetune.train.GateTrainer}) runs batches of hundreds of rows through {@link #backendPart} instead.
+ * Thread-safety: as {@link ExitHead}: read-only while decoding; only {@link dev.eetune.train.GateTrainer} writes it,
+ * and then calls {@link #weightsChanged}.
  *
  * @param hidden     W₁ [k, dim], or null for a linear gate
  * @param hiddenBias b₁ [k], or null for a linear gate
  * @param weight     w [1, dim] (linear) or [1, k] (mlp)
  * @param bias       b [1]
  */
-public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parameter weight, Parameter bias, Tensor unitNorm, float eps) {
+public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parameter weight, Parameter bias, Tensor unitNorm, float eps, HostWeights host) {
+    /** The weights' host copy for {@link #score}, made on first use after a change. */
+    public static final class HostWeights {
+        private volatile float[][] copy; // {W₁ or null, b₁ or null, w, b}
+
+        float[][] of(ExitGate g) {
+            float[][] c = copy;
+            if (c == null) {
+                c = new float[][] {g.hidden == null ? null : g.hidden.value().toFloatArray(), g.hiddenBias == null ? null : g.hiddenBias.value().toFloatArray(),
+                    g.weight.value().toFloatArray(), g.bias.value().toFloatArray()};
+                copy = c;
+            }
+            return c;
+        }
+    }
+
     /** Metadata names of the two kinds. */
     public static final String LINEAR = "linear-rmsnorm", MLP = "mlp-rmsnorm";
 
@@ -44,14 +64,14 @@ public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parame
         if (hiddenUnits < 0) throw new IllegalArgumentException("gate hidden units must be >= 0, got " + hiddenUnits);
         String p = prefix(layer);
         if (hiddenUnits == 0) {
-            return new ExitGate(layer, null, null, ps.constant(p + "weight", 0f, 1, c.dim()), ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps());
+            return new ExitGate(layer, null, null, ps.constant(p + "weight", 0f, 1, c.dim()), ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps(), new HostWeights());
         }
         Random r = new Random(seed + layer);
         Parameter w1 = ps.constant(p + "hidden.weight", 0f, hiddenUnits, c.dim()), b1 = ps.constant(p + "hidden.bias", 0f, hiddenUnits);
         Parameter w = ps.constant(p + "weight", 0f, 1, hiddenUnits);
         w1.value().copyFrom(gaussian(r, hiddenUnits * c.dim(), 1 / Math.sqrt(c.dim())));
         w.value().copyFrom(gaussian(r, hiddenUnits, 1 / Math.sqrt(hiddenUnits)));
-        return new ExitGate(layer, w1, b1, w, ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps());
+        return new ExitGate(layer, w1, b1, w, ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps(), new HostWeights());
     }
 
     private static float[] gaussian(Random r, int n, double std) {
@@ -98,13 +118,37 @@ public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parame
         return z;
     }
 
-    /** P(agreement) for rows 0..rows-1 of {@code hidden}. */
+    /** Must be called after the parameters' values change (training, loading), before the next {@link #score}. */
+    public void weightsChanged() { host.copy = null; }
+
+    /**
+     * P(agreement) for rows 0..rows-1 of {@code hidden}, on the host (see the class comment): the same function as
+     * σ({@link #logits}({@link #backendPart}({@link #features}))), up to float rounding.
+     */
     public float[] score(Scope s, Tensor hidden, int rows) {
-        Tensor f = s.allocate(DType.F32, rows, unitNorm.dim(0));
-        features(s.backend().ops(), f, hidden.slice(0, rows));
-        float[] p = logits(backendPart(s, f).toFloatArray(), rows);
-        for (int i = 0; i < p.length; i++) p[i] = sigmoid(p[i]);
+        float[] h = hidden.slice(0, rows).toFloatArray();
+        float[][] wts = host.of(this);
+        int dim = h.length / Math.max(1, rows), k = hiddenUnits();
+        float[] p = new float[rows], f = new float[dim], a = new float[Math.max(1, k)];
+        for (int r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int i = 0; i < dim; i++) ss += (double) h[r * dim + i] * h[r * dim + i];
+            float inv = (float) (1 / Math.sqrt(ss / dim + eps));
+            for (int i = 0; i < dim; i++) f[i] = h[r * dim + i] * inv;
+            if (k == 0) {
+                a[0] = dot(wts[2], 0, f);
+            } else {
+                for (int j = 0; j < k; j++) a[j] = Math.max(0f, dot(wts[0], j * dim, f) + wts[1][j]);
+            }
+            p[r] = sigmoid((k == 0 ? a[0] : dot(wts[2], 0, a)) + wts[3][0]);
+        }
         return p;
+    }
+
+    private static float dot(float[] w, int from, float[] x) {
+        float acc = 0;
+        for (int i = 0; i < x.length; i++) acc += w[from + i] * x[i];
+        return acc;
     }
 
     /** Multiply-adds per scored row on a backbone of width {@code dim}: the rmsnorm, like every elementwise step, left out. */

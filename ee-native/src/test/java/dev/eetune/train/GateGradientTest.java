@@ -23,7 +23,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * The gates' training gradient ({@link GateTrainer#gradients}: the backward pass, partly on the host) against central
  * finite differences of the gate's own forward ({@link ExitGate#backendPart} and {@link ExitGate#logits}, the path
- * decoding scores with) in double: every parameter of a linear and of an MLP gate.
+ * training uses) in double: every parameter of a linear and of an MLP gate; and the host scoring path decoding uses
+ * ({@link ExitGate#score}) against that forward.
  */
 class GateGradientTest {
     static final Backend CPU = Backends.cpu();
@@ -71,6 +72,12 @@ class GateGradientTest {
                 }
                 assertThat(maxErr).as("%s (max |fd| %.3g)", q.name(), maxFd).isLessThanOrEqualTo(3e-3 * maxFd + 1e-5);
             }
+            // the host scoring path used while decoding computes the same function as the backend path trained here
+            gate.weightsChanged();
+            Tensor f = s.allocate(dev.eetune.tensor.DType.F32, rows, dim);
+            gate.features(CPU.ops(), f, x);
+            float[] z = gate.logits(gate.backendPart(s, f).toFloatArray(), rows), p = gate.score(s, x, rows);
+            for (int i = 0; i < rows; i++) assertThat(p[i]).as("row %d", i).isCloseTo(ExitGate.sigmoid(z[i]), org.assertj.core.data.Offset.offset(1e-5f));
         }
     }
 
