@@ -3,14 +3,15 @@
 # JDK model, gates trained on held-out text, thresholds calibrated for 95% teacher-forced agreement, and each confidence
 # method's held-out agreement, cost-model speed-up, wall-clock speed-up and cost projections (`ee calibrate --compare`).
 # Usage: bench/gates.sh OUT [stage...]; stages: s260 (mlp 1-4, 300 steps: linear vs MLP gate), s260long (mlp and norm
-# 1-4, 1000 steps, tune --gates), s260exits (mlp 1-2), jdk (pretrain 8 layers, tune, gates, calibrate). Default: all.
+# 1-4, 1000 steps, tune --gates), cpu (CPU time per token of each decision; after s260), sweep (ee sweep of the MLP-gated
+# 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate). Default: all.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ee=${EE:-$root/ee} # EE=/path/to/wrapper runs a fixed build
-out=${1:?usage: bench/gates.sh OUT [s260|s260long|s260exits|jdk ...]}
+out=${1:?usage: bench/gates.sh OUT [stage...]}
 shift || true
-stages=${*:-s260 s260long s260exits jdk}
+stages=${*:-s260 s260long cpu features sweep jdk}
 data=${EE_DATA:-$root/../shared/data}
 model=$data/stories260K/stories260K.bin
 train=$data/tinystories/tinystories_train_first2MiB.txt
@@ -37,9 +38,21 @@ for s in $stages; do case $s in
       t "$ee" tune --model "$model" --data "$train" --exits 1,2,3,4 --arch $arch --steps 1000 --gates --quiet --out "$out/${arch}1000" | tee "$out/${arch}1000.txt"
       gated "$out/${arch}1000" ${arch}1000-mlp16 16 --model "$model" --data "$valid"
     done ;;
-  s260exits)
-    t "$ee" tune --model "$model" --data "$train" --exits 1,2 --arch mlp --steps 1000 --quiet --out "$out/mlp12" | tee "$out/mlp12.txt"
-    gated "$out/mlp12" mlp12-mlp16 16 --model "$model" --data "$valid" ;;
+  cpu)
+    jar="$root/ee-cli/target/ee.jar"
+    soft=$(grep '^softmax ' "$out/mlp300-mlp16/calibrate.txt" | sed 's/.*{\(.*\)}.*/\1/; s/ //g')
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
+      -R-Dheads="$out/mlp300-mlp16" -R-Dtokenizer="$data/stories260K/tok512.bin" -R-Dsoftmax="$soft" -R-Drepeats=5 \
+      "$root/bench/gate-cpu-time.jsh" 2>&1 | grep -v INFO | tee "$out/cpu-time.txt" ;;
+  features) # needs python3 with numpy; the token file is the one `ee gates` cached for $valid
+    tokens=$(ls ~/.cache/eetune/*tinystories_valid_head.txt.tokens | head -1)
+    mkdir -p "$out/dump"
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$root/ee-cli/target/ee.jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
+      -R-Dheads="$out/mlp300/heads.safetensors" -R-Dtokens="$tokens" -R-Dout="$out/dump" "$root/bench/gate-dump.jsh" 2>&1 | grep -v INFO
+    python3 "$root/bench/gate-features.py" "$out/dump" 1,2,3,4 5 64 1.452 0.0014 | tee "$out/features.txt" ;;
+  sweep)
+    t "$ee" sweep --model "$model" --heads "$out/mlp300-mlp16" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
+      --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
   jdk)
     src=${JDK_SRC:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")/lib/src.zip}
     [ -f "$src" ] || src=/usr/lib/jvm/temurin-25-jdk-amd64/lib/src.zip
