@@ -54,14 +54,13 @@ for s in $stages; do case $s in
     t "$ee" sweep --model "$model" --heads "$out/mlp300-mlp16" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
       --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
   jdk)
-    src=${JDK_SRC:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")/lib/src.zip}
-    [ -f "$src" ] || src=/usr/lib/jvm/temurin-25-jdk-amd64/lib/src.zip
-    # the demo's backbone (DemoCommand.backbone), trained for a fixed number of steps instead of minutes
-    t "$ee" pretrain --byte-level --corpus "$src" --glob 'java.base/java/util/*.java' --layers 8 --dim 128 --exits 2,4 --steps 400 --seed 1 --quiet --out "$out/jdk" | tee "$out/jdk.txt"
-    for arch in mlp norm; do
-      t "$ee" tune --model "$out/jdk" --data "$src" --glob 'java.base/java/util/*.java' --exits 2,4,6 --arch $arch --steps 300 --quiet --out "$out/jdk-$arch" | tee "$out/jdk-$arch.txt"
-      # held-out text for gates and calibration: java.util.concurrent, which neither pretraining nor tuning read
-      gated "$out/jdk-$arch" jdk-$arch-mlp16 16 --model "$out/jdk" --data "$src" --glob 'java.base/java/util/concurrent/*.java'
-    done ;;
+    src=${JDK_SRC:-/usr/lib/jvm/temurin-25-jdk-amd64/lib/src.zip}
+    # the demo's backbone (DemoCommand.backbone: dim 128, 8 layers, norm exits 2 and 4 trained jointly), a fixed step count
+    t "$ee" pretrain --byte-level --corpus "$src" --glob 'java.base/java/util/*.java' --layers 8 --dim 128 --exits 2,4 --steps 150 --seed 1 --quiet --out "$out/jdk" | tee "$out/jdk.txt"
+    # the demo's head architecture (norm); gates trained by tune --gates on the tuning data's validation split
+    t "$ee" tune --model "$out/jdk" --data "$src" --glob 'java.base/java/util/*.java' --exits 2,4,6 --arch norm --steps 200 --gates --quiet --out "$out/jdk-norm" | tee "$out/jdk-norm.txt"
+    # calibration on java.util.concurrent, which neither pretraining, tuning nor the gates read
+    t "$ee" calibrate --model "$out/jdk" --data "$src" --glob 'java.base/java/util/concurrent/*.java' --heads "$out/jdk-norm" --skip-windows 0 \
+      --agreement 0.95 --compare --repeats "$repeats" | tee "$out/jdk-norm/calibrate.txt" ;;
   *) echo "unknown stage $s" >&2; exit 2 ;;
 esac; done
