@@ -1,7 +1,8 @@
 // CPU time per decoded token of one thread at batch 1 (load-independent, unlike wall time) for the full model and
 // for gate and softmax decisions, scored but never exiting and at calibrated thresholds (docs/exit-gates.md,
 // "Where the speed-up is lost"). Run by bench/gates.sh cpu; -R-D properties: model, heads (folder with
-// heads.safetensors and thresholds.json), tokenizer, softmax (the softmax thresholds, "1=0.6,2=0.58"), repeats, tokens.
+// heads.safetensors and thresholds.json), tokenizer, softmax (the softmax thresholds, "1=0.6,2=0.58"), repeats, tokens,
+// prompts ("|"-separated).
 import dev.eetune.backend.*;
 import dev.eetune.exit.*;
 import dev.eetune.model.*;
@@ -18,7 +19,7 @@ LlamaModel m = LlamaModel.load(Path.of(System.getProperty("model")), be);
 Path headsDir = Path.of(System.getProperty("heads"));
 EarlyExitModel ee = EarlyExitModel.load(m, headsDir.resolve("heads.safetensors"));
 Tokenizer tok = Tokenizer.load(Path.of(System.getProperty("tokenizer")));
-String[] ps = {"Once upon a time", "The little dog", "Tom and Lily went", "One day, a girl", "The sun was", "Sam had a red ball", "In the park", "Mom said"};
+String[] ps = System.getProperty("prompts", "Once upon a time|The little dog|Tom and Lily went|One day, a girl|The sun was|Sam had a red ball|In the park|Mom said").split("[|]");
 List<int[]> prompts = new ArrayList<>();
 for (String p : ps) prompts.add(tok.encode(p));
 int newTokens = Integer.getInteger("tokens", 128);
@@ -35,7 +36,7 @@ policies.put("softmax scored, never exits", new EarlyExitPolicy(never, false, Co
 policies.put("softmax calibrated", new EarlyExitPolicy(calSoft, false, ConfidenceMethod.SOFTMAX));
 ThreadMXBean tmx = ManagementFactory.getThreadMXBean();
 GenerationConfig cfg = GenerationConfig.greedy(newTokens, Set.of());
-int maxLen = 20 + newTokens;
+int maxLen = prompts.stream().mapToInt(p -> p.length).max().orElse(1) + newTokens;
 Map<String, List<Double>> cpu = new LinkedHashMap<>(), wall = new LinkedHashMap<>();
 Map<String, String> stats = new LinkedHashMap<>();
 Map<String, EarlyExitGenerator> gens = new LinkedHashMap<>();
