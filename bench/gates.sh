@@ -61,6 +61,11 @@ for s in $stages; do case $s in
     t "$ee" tune --model "$out/jdk" --data "$src" --glob 'java.base/java/util/*.java' --exits 2,4,6 --arch norm --steps 200 --gates --quiet --out "$out/jdk-norm" | tee "$out/jdk-norm.txt"
     # calibration on java.util.concurrent, which neither pretraining, tuning nor the gates read
     t "$ee" calibrate --model "$out/jdk" --data "$src" --glob 'java.base/java/util/concurrent/*.java' --heads "$out/jdk-norm" --skip-windows 0 \
-      --agreement 0.95 --compare --repeats "$repeats" | tee "$out/jdk-norm/calibrate.txt" ;;
+      --agreement 0.95 --compare --repeats "$repeats" | tee "$out/jdk-norm/calibrate.txt"
+    soft=$(grep '^softmax ' "$out/jdk-norm/calibrate.txt" | sed 's/.*{\(.*\)}.*/\1/; s/ //g')
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$root/ee-cli/target/ee.jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$out/jdk" \
+      -R-Dheads="$out/jdk-norm" -R-Dtokenizer="$out/jdk/tokenizer.bytes" -R-Dsoftmax="$soft" -R-Drepeats=5 \
+      "-R-Dprompts=public static <T> List<T> |    /**\n     * Returns the |        if (index < 0 || |import java.util.function.|    private final Map<K, V> |        for (int i = 0; i < |    @Override\n    public boolean |        throw new IllegalArgumentException(" \
+      "$root/bench/gate-cpu-time.jsh" 2>&1 | grep -v INFO | tee "$out/cpu-time-jdk.txt" ;;
   *) echo "unknown stage $s" >&2; exit 2 ;;
 esac; done
