@@ -33,8 +33,9 @@ import java.util.Map;
  * @param gate    [head][position] gate score, or null when the exits have no gates
  * @param saturation [head][position] cosine of the hidden state before and after the layer
  * @param agrees  [head][position] the head's top token equals the final layer's
+ * @param gateHidden the gates' hidden units (0: linear gates, or none), for their cost
  */
-public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[][] saturation, boolean[][] agrees) {
+public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[][] saturation, boolean[][] agrees, int gateHidden) {
     public int positions() { return agrees.length == 0 ? 0 : agrees[0].length; }
 
     public float[][] scores(ConfidenceMethod m) {
@@ -106,7 +107,7 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
             }
             offset += count;
         }
-        return new ExitTrace(heads.stream().mapToInt(ExitHead::layer).toArray(), sm, gt, sat, agrees);
+        return new ExitTrace(heads.stream().mapToInt(ExitHead::layer).toArray(), sm, gt, sat, agrees, gt == null ? 0 : ee.gate(heads.get(0).layer()).hiddenUnits());
     }
 
     /**
@@ -153,7 +154,7 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
                             int[] atLayers, int nLayers) {
         float[][] score = scores(method);
         int n = positions(), h = layers.length;
-        double layer = ExitCost.layerMacs(c), scoreCost = ExitScores.scoreLayers(method, c);
+        double layer = ExitCost.layerMacs(c), scoreCost = ExitScores.scoreLayers(method, c, gateHidden);
         double[] headCost = new double[h];
         for (int i = 0; i < h; i++) headCost[i] = ExitCost.headMacs(archs[i], c) / layer;
         long ok = 0;

@@ -42,8 +42,6 @@ public final class EarlyExitModel implements AutoCloseable {
     static final String METADATA_KEY = "eetune";
     static final String FORMAT = "eetune-exit-heads";
     static final int VERSION = 1;
-    /** The one gate kind: {@link ExitGate}'s logistic regression on the unit-rmsnormed hidden state. */
-    static final String GATE_KIND = "linear-rmsnorm";
     private static final ObjectMapper JSON = new ObjectMapper();
 
     private final LlamaModel backbone;
@@ -107,18 +105,15 @@ public final class EarlyExitModel implements AutoCloseable {
     public boolean hasGates() { return !heads.isEmpty() && heads.stream().allMatch(h -> gates[h.layer()] != null); }
 
     /**
-     * Gives every head without a gate a fresh (untrained) one; for {@link dev.eetune.train.GateTrainer}, before these
-     * heads are shared with decoding threads.
+     * Gives every head a fresh (untrained) gate with {@code hiddenUnits} hidden units (0: linear; see {@link ExitGate}),
+     * replacing any it had; for {@link dev.eetune.train.GateTrainer}, before these heads are shared with decoding threads.
      */
-    public void attachGates() {
+    public void attachGates(int hiddenUnits, long seed) {
         LlamaConfig c = backbone.config();
-        if (gateParams == null) gateParams = new ParameterSet(backbone.backend(), "exit gates");
-        Tensor unit = null;
-        for (ExitHead h : heads) {
-            if (gates[h.layer()] != null) continue;
-            if (unit == null) unit = gateParams.scope().of(ones(c.dim()), c.dim());
-            gates[h.layer()] = ExitGate.create(h.layer(), c, gateParams, unit);
-        }
+        if (gateParams != null) gateParams.close(); // all gates are made together, of one kind
+        gateParams = new ParameterSet(backbone.backend(), "exit gates");
+        Tensor unit = gateParams.scope().of(ones(c.dim()), c.dim());
+        for (ExitHead h : heads) gates[h.layer()] = ExitGate.create(h.layer(), c, gateParams, unit, hiddenUnits, seed);
     }
 
     private static float[] ones(int n) {
@@ -177,7 +172,8 @@ public final class EarlyExitModel implements AutoCloseable {
         for (ExitHead h : heads) {
             exits.addObject().put("layer", h.layer()).put("architecture", h.architecture().label()).put("init", h.spec().init().label())
                 .put("temperature", h.temperature());
-            if (gates[h.layer()] != null) ((ObjectNode) exits.get(exits.size() - 1)).put("gate", GATE_KIND);
+            ExitGate g = gates[h.layer()];
+            if (g != null) ((ObjectNode) exits.get(exits.size() - 1)).put("gate", g.kind()).put("gate_hidden", g.hiddenUnits());
         }
         return m;
     }
@@ -222,6 +218,7 @@ public final class EarlyExitModel implements AutoCloseable {
         Set<Integer> layers = new TreeSet<>();
         float temperature = Float.NaN;
         boolean withGates = false;
+        int gateHidden = 0;
         for (int i = 0; i < exits.size(); i++) {
             if (!exits.get(i).isObject()) throw new IllegalArgumentException(f.where() + ": exits[" + i + "] must be an object, got " + exits.get(i));
             JsonFields e = new JsonFields(f.where() + ": exits[" + i + "]", exits.get(i));
@@ -235,11 +232,18 @@ public final class EarlyExitModel implements AutoCloseable {
             if (!layers.add(layer)) throw new IllegalArgumentException(e.where() + ": a second exit after layer " + layer);
             // gates are optional, but all or none: they are trained together (GateTrainer)
             JsonNode gate = exits.get(i).get("gate");
-            if (gate != null && !(gate.isTextual() && gate.asText().equals(GATE_KIND))) {
-                throw new IllegalArgumentException(e.where() + ": gate " + gate + ", expected \"" + GATE_KIND + "\" or no gate");
+            boolean linear = gate != null && gate.isTextual() && gate.asText().equals(ExitGate.LINEAR), mlp = gate != null && gate.isTextual() && gate.asText().equals(ExitGate.MLP);
+            if (gate != null && !linear && !mlp) {
+                throw new IllegalArgumentException(e.where() + ": gate " + gate + ", expected \"" + ExitGate.LINEAR + "\", \"" + ExitGate.MLP + "\" or no gate");
             }
-            if (i > 0 && (gate != null) != withGates) throw new IllegalArgumentException(e.where() + ": some exits have a gate and others do not");
+            int hidden = 0;
+            if (mlp) {
+                hidden = e.requiredInt("gate_hidden");
+                if (hidden < 1) throw new IllegalArgumentException(e.where() + ": gate_hidden must be >= 1 for an " + ExitGate.MLP + " gate, got " + hidden);
+            }
+            if (i > 0 && ((gate != null) != withGates || hidden != gateHidden)) throw new IllegalArgumentException(e.where() + ": the exits' gates differ (all exits have one gate kind, or none)");
             withGates = gate != null;
+            gateHidden = hidden;
             String arch = e.requiredText("architecture"), init = e.requiredText("init");
             try {
                 specs.add(new ExitSpec(layer, ExitArchitecture.parse(arch), ExitInit.parse(init)));
@@ -249,9 +253,10 @@ public final class EarlyExitModel implements AutoCloseable {
         }
         EarlyExitModel model = attach(backbone, specs, 0, temperature); // the initial values are then overwritten
         try {
-            if (withGates) model.attachGates();
+            if (withGates) model.attachGates(gateHidden, 0);
             checkTensors(file, header, dtype, model.valuesByName().keySet());
             TensorFiles.readInto(file, model.valuesByName());
+            for (ExitGate g : model.gates) if (g != null) g.weightsChanged();
             return model;
         } catch (RuntimeException e) {
             model.close();

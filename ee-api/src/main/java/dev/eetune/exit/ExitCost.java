@@ -23,8 +23,8 @@ public final class ExitCost {
         return a == ExitArchitecture.MLP ? lm + 3.0 * c.dim() * c.hiddenDim() : lm;
     }
 
-    /** A gate's multiply-adds per row: the dot product (its rmsnorm, like every elementwise step, is left out). */
-    public static double gateMacs(LlamaConfig c) { return c.dim(); }
+    /** A gate's multiply-adds per row with {@code hiddenUnits} (0: linear; see {@link ExitGate#macs}). */
+    public static double gateMacs(LlamaConfig c, int hiddenUnits) { return ExitGate.macs(c.dim(), hiddenUnits); }
 
     /** Saturation's multiply-adds per row: the dot product and the two norms of the cosine. */
     public static double saturationMacs(LlamaConfig c) { return 3.0 * c.dim(); }

@@ -9,44 +9,150 @@ import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
 import java.util.List;
+import java.util.Random;
 
 /**
- * A confidence gate at the exit after layer L (CALM's learned early-exit classifier, docs/exit-gates.md): logistic
- * regression on the exit's hidden state, P(the head's top token equals the full model's) = σ(w · rmsnorm(h) + b), with
- * rmsnorm without a weight (so the gate sees the direction of h, whatever its scale). It costs 2·dim multiply-adds per
- * row, against the head's dim·vocab and more, so a row that does not exit pays almost nothing for the exit.
- * Thread-safety: as {@link ExitHead}: read-only while decoding; only {@link dev.eetune.train.GateTrainer} writes it.
+ * A confidence gate at the exit after layer L (CALM's learned early-exit classifier, docs/exit-gates.md): P(the head's
+ * top token equals the full model's) from the exit's hidden state, with f = rmsnorm(h) without a weight (so the gate
+ * sees the direction of h, whatever its scale). Two kinds:
+ * <ul>
+ *   <li>{@code linear-rmsnorm}: σ(w · f + b), dim multiply-adds per row;</li>
+ *   <li>{@code mlp-rmsnorm}: σ(w · relu(W₁ f + b₁) + b), one hidden layer of k units, dim·k + k multiply-adds per row
+ *   (k = 16 on stories260K: 2.3% of a layer). {@code W₁ f + b₁} runs on the backend; the k-wide second layer runs on
+ *   the host, where the linear gate's logit goes anyway (k numbers per row: no kernel call pays for itself).</li>
+ * </ul>
+ * Either costs a small fraction of the head's dim·vocab and more, so a row that does not exit pays almost nothing.
+ * Scoring ({@link #score}) runs on the host from one copy of the rows' hidden states and a host copy of the weights:
+ * measured on stories260K (docs/exit-gates.md), the kernel calls of a backend gate (rmsnorm, gemm, bias, copy out) cost
+ * about as much as a whole layer, whose work is itself only a few calls' overhead at that size. Training
+ * ({@link dev.eetune.train.GateTrainer}) runs batches of hundreds of rows through {@link #backendPart} instead.
+ * Thread-safety: as {@link ExitHead}: read-only while decoding; only {@link dev.eetune.train.GateTrainer} writes it,
+ * and then calls {@link #weightsChanged}.
+ *
+ * @param hidden     W₁ [k, dim], or null for a linear gate
+ * @param hiddenBias b₁ [k], or null for a linear gate
+ * @param weight     w [1, dim] (linear) or [1, k] (mlp)
+ * @param bias       b [1]
  */
-public record ExitGate(int layer, Parameter weight, Parameter bias, Tensor unitNorm, float eps) {
+public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parameter weight, Parameter bias, Tensor unitNorm, float eps, HostWeights host) {
+    /** The weights' host copy for {@link #score}, made on first use after a change. */
+    public static final class HostWeights {
+        private volatile float[][] copy; // {W₁ or null, b₁ or null, w, b}
+
+        float[][] of(ExitGate g) {
+            float[][] c = copy;
+            if (c == null) {
+                c = new float[][] {g.hidden == null ? null : g.hidden.value().toFloatArray(), g.hiddenBias == null ? null : g.hiddenBias.value().toFloatArray(),
+                    g.weight.value().toFloatArray(), g.bias.value().toFloatArray()};
+                copy = c;
+            }
+            return c;
+        }
+    }
+
+    /** Metadata names of the two kinds. */
+    public static final String LINEAR = "linear-rmsnorm", MLP = "mlp-rmsnorm";
+
     /** Parameter-name prefix of the gate at the exit after layer L. */
     static String prefix(int layer) { return ExitHead.prefix(layer) + "gate."; }
 
-    /** A gate with zero weights (P = 0.5 everywhere until trained). */
-    static ExitGate create(int layer, LlamaConfig c, ParameterSet ps, Tensor unitNorm) {
-        return new ExitGate(layer, ps.constant(prefix(layer) + "weight", 0f, 1, c.dim()), ps.constant(prefix(layer) + "bias", 0f, 1), unitNorm, c.normEps());
+    /**
+     * A fresh gate: {@code hiddenUnits} 0 gives a linear gate with zero weights (P = 0.5 until trained); otherwise an
+     * MLP gate whose W₁ and w are drawn N(0, 1/fan-in) from {@code seed} (a zero W₁ would never break the symmetry).
+     */
+    static ExitGate create(int layer, LlamaConfig c, ParameterSet ps, Tensor unitNorm, int hiddenUnits, long seed) {
+        if (hiddenUnits < 0) throw new IllegalArgumentException("gate hidden units must be >= 0, got " + hiddenUnits);
+        String p = prefix(layer);
+        if (hiddenUnits == 0) {
+            return new ExitGate(layer, null, null, ps.constant(p + "weight", 0f, 1, c.dim()), ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps(), new HostWeights());
+        }
+        Random r = new Random(seed + layer);
+        Parameter w1 = ps.constant(p + "hidden.weight", 0f, hiddenUnits, c.dim()), b1 = ps.constant(p + "hidden.bias", 0f, hiddenUnits);
+        Parameter w = ps.constant(p + "weight", 0f, 1, hiddenUnits);
+        w1.value().copyFrom(gaussian(r, hiddenUnits * c.dim(), 1 / Math.sqrt(c.dim())));
+        w.value().copyFrom(gaussian(r, hiddenUnits, 1 / Math.sqrt(hiddenUnits)));
+        return new ExitGate(layer, w1, b1, w, ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps(), new HostWeights());
     }
 
-    public List<Parameter> parameters() { return List.of(weight, bias); }
+    private static float[] gaussian(Random r, int n, double std) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) (r.nextGaussian() * std);
+        return a;
+    }
+
+    /** Hidden units: 0 for a linear gate. */
+    public int hiddenUnits() { return hidden == null ? 0 : hidden.value().dim(0); }
+
+    /** The kind, as the heads file's metadata names it. */
+    public String kind() { return hidden == null ? LINEAR : MLP; }
+
+    public List<Parameter> parameters() { return hidden == null ? List.of(weight, bias) : List.of(hidden, hiddenBias, weight, bias); }
 
     /** The gate's input: rmsnorm(hidden) without a weight, into {@code out} [rows, dim]. */
     public void features(Ops ops, Tensor out, Tensor hidden) { ops.rmsnorm(out, null, hidden, unitNorm, eps); }
 
-    /** The gate's logit w · f + b for each row of features {@code f} [rows, dim], into {@code out} [rows, 1]. */
-    public void logits(Ops ops, Tensor out, Tensor f) {
-        ops.linear(out, f, weight.value());
-        ops.addBias(out, bias.value());
+    /**
+     * What the backend computes from features {@code f} [rows, dim]: the logit w · f + b [rows, 1] (linear), or the
+     * hidden pre-activations W₁ f + b₁ [rows, k] (mlp); {@link #logits} finishes on the host.
+     */
+    public Tensor backendPart(Scope s, Tensor f) {
+        Ops ops = s.backend().ops();
+        Parameter w = hidden == null ? weight : hidden, b = hidden == null ? bias : hiddenBias;
+        Tensor out = s.allocate(DType.F32, f.dim(0), w.value().dim(0));
+        ops.linear(out, f, w.value());
+        ops.addBias(out, b.value());
+        return out;
     }
 
-    /** P(agreement) for rows 0..rows-1 of {@code hidden}. */
+    /** The logits of rows whose {@link #backendPart} is {@code part} (row-major [rows, k]; k = 1 for a linear gate). */
+    public float[] logits(float[] part, int rows) {
+        if (hidden == null) return part;
+        int k = hiddenUnits();
+        float[] w = weight.value().toFloatArray(), z = new float[rows];
+        float b = bias.value().toFloatArray()[0];
+        for (int r = 0; r < rows; r++) {
+            double acc = b;
+            for (int j = 0; j < k; j++) acc += w[j] * Math.max(0f, part[r * k + j]);
+            z[r] = (float) acc;
+        }
+        return z;
+    }
+
+    /** Must be called after the parameters' values change (training, loading), before the next {@link #score}. */
+    public void weightsChanged() { host.copy = null; }
+
+    /**
+     * P(agreement) for rows 0..rows-1 of {@code hidden}, on the host (see the class comment): the same function as
+     * σ({@link #logits}({@link #backendPart}({@link #features}))), up to float rounding.
+     */
     public float[] score(Scope s, Tensor hidden, int rows) {
-        Ops ops = s.backend().ops();
-        Tensor f = s.allocate(DType.F32, rows, unitNorm.dim(0)), z = s.allocate(DType.F32, rows, 1);
-        features(ops, f, hidden.slice(0, rows));
-        logits(ops, z, f);
-        float[] p = z.toFloatArray();
-        for (int i = 0; i < p.length; i++) p[i] = sigmoid(p[i]);
+        float[] h = hidden.slice(0, rows).toFloatArray();
+        float[][] wts = host.of(this);
+        int dim = h.length / Math.max(1, rows), k = hiddenUnits();
+        float[] p = new float[rows], f = new float[dim], a = new float[Math.max(1, k)];
+        for (int r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int i = 0; i < dim; i++) ss += (double) h[r * dim + i] * h[r * dim + i];
+            float inv = (float) (1 / Math.sqrt(ss / dim + eps));
+            for (int i = 0; i < dim; i++) f[i] = h[r * dim + i] * inv;
+            if (k == 0) {
+                a[0] = dot(wts[2], 0, f);
+            } else {
+                for (int j = 0; j < k; j++) a[j] = Math.max(0f, dot(wts[0], j * dim, f) + wts[1][j]);
+            }
+            p[r] = sigmoid((k == 0 ? a[0] : dot(wts[2], 0, a)) + wts[3][0]);
+        }
         return p;
     }
+
+    private static float dot(float[] w, int from, float[] x) {
+        float acc = 0;
+        for (int i = 0; i < x.length; i++) acc += w[from + i] * x[i];
+        return acc;
+    }
+
+    /** Multiply-adds per scored row on a backbone of width {@code dim}: the rmsnorm, like every elementwise step, left out. */
+    public static double macs(int dim, int hiddenUnits) { return hiddenUnits == 0 ? dim : (double) dim * hiddenUnits + hiddenUnits; }
 
     /** σ(z), NaN for NaN (a broken gate never exits: {@code confident} rejects NaN). */
     public static float sigmoid(float z) { return (float) (1 / (1 + Math.exp(-z))); }

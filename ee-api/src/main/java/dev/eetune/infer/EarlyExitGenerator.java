@@ -362,7 +362,7 @@ public final class EarlyExitGenerator implements Decoder {
                 for (int i = 0; i < exiting.length; i++) tokens[i] = all[exiting[i]];
             } else {
                 float[] score = ExitScores.cheap(policy.confidence(), exits.gate(layer), h, step, in, before, m);
-                counters.headLayers += m * ExitScores.scoreLayers(policy.confidence(), config);
+                counters.headLayers += m * ExitScores.scoreLayers(policy.confidence(), config, exits.gate(layer) == null ? 0 : exits.gate(layer).hiddenUnits());
                 exiting = passing(score, tau);
                 Tensor z = h.hasOwnCache() ? h.decodeInput(step, in, m) : null;
                 if (exiting.length == 0) return pass;

@@ -52,10 +52,10 @@ public final class ExitScores {
         return out;
     }
 
-    /** The method's own cost per scored row, in layers (0 for softmax: its cost is the head's). */
-    public static double scoreLayers(ConfidenceMethod method, LlamaConfig c) {
+    /** The method's own cost per scored row, in layers (0 for softmax: its cost is the head's); gates of {@code gateHidden} hidden units. */
+    public static double scoreLayers(ConfidenceMethod method, LlamaConfig c, int gateHidden) {
         switch (method) {
-            case GATE: return ExitCost.gateMacs(c) / ExitCost.layerMacs(c);
+            case GATE: return ExitCost.gateMacs(c, gateHidden) / ExitCost.layerMacs(c);
             case SATURATION: return ExitCost.saturationMacs(c) / ExitCost.layerMacs(c);
             default: return 0;
         }

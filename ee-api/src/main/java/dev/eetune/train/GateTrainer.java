@@ -33,14 +33,21 @@ public final class GateTrainer {
 
     private GateTrainer() {}
 
-    /** Passes over the collected rows, rows per step, AdamW's learning rate and weight decay, the shuffling seed. */
-    public record Settings(int epochs, int batchRows, float lr, float weightDecay, long seed) {
+    /**
+     * The gates' hidden units (0: linear gates; see {@link ExitGate}), passes over the collected rows, rows per step,
+     * AdamW's learning rate and weight decay, the seed of the MLP gates' initial weights and of the shuffling.
+     */
+    public record Settings(int hiddenUnits, int epochs, int batchRows, float lr, float weightDecay, long seed) {
+        /** Hidden units of the default gate: on stories260K an MLP gate of 16 units beat the linear one (docs/exit-gates.md). */
+        public static final int DEFAULT_HIDDEN = 16;
+
         public Settings {
+            if (hiddenUnits < 0) throw new IllegalArgumentException("gate hidden units must be >= 0, got " + hiddenUnits);
             if (epochs < 1 || batchRows < 1) throw new IllegalArgumentException("epochs " + epochs + " and batch rows " + batchRows + " must be >= 1");
             if (!(lr > 0) || Float.isInfinite(lr)) throw new IllegalArgumentException("learning rate must be positive and finite, got " + lr);
         }
 
-        public static Settings defaults() { return new Settings(30, 256, 1e-2f, 0f, 1234); }
+        public static Settings defaults() { return new Settings(DEFAULT_HIDDEN, 30, 256, 1e-2f, 0f, 1234); }
     }
 
     /** Per gate: its exit layer, the share of positions where the head agrees, the final mean logistic loss and accuracy (at 0.5). */
@@ -54,9 +61,9 @@ public final class GateTrainer {
         }
     }
 
-    /** Gives {@code ee}'s heads gates (fresh where missing) and trains them on every position of {@code sequences} but the last. */
+    /** Gives {@code ee}'s heads fresh gates of the settings' kind and trains them on every position of {@code sequences} but the last. */
     public static Report train(EarlyExitModel ee, List<int[]> sequences, Settings st) {
-        ee.attachGates();
+        ee.attachGates(st.hiddenUnits(), st.seed());
         LlamaModel m = ee.backbone();
         LlamaConfig c = m.config();
         Ops ops = m.backend().ops();
@@ -101,9 +108,11 @@ public final class GateTrainer {
     }
 
     /**
-     * Logistic regression of {@code labels} on {@code features} [rows, dim]: the logits and dW = gᵀX run on the
-     * backend (gemm); the per-row gradient g = (σ(z) − y) / B and the bias' gradient (a sum of B numbers) on the host.
-     * The bias starts at the log-odds of the agreement rate, so training starts from the best constant gate.
+     * Fits {@code gate} to {@code labels} on {@code features} [rows, dim] by logistic loss. The gate's
+     * {@link ExitGate#backendPart} and the weight gradients dW = gᵀX run on the backend (gemm); what is k numbers per
+     * row (the MLP gate's ReLU, its second layer and the per-row gradients, and the biases' sums) on the host, as
+     * {@link ExitGate#logits} does when scoring. A linear gate's weights start at zero and an MLP gate's at its random
+     * init; the output bias starts at the log-odds of the agreement rate, so training starts near the best constant gate.
      */
     static GateMetrics fit(ExitGate gate, float[] features, boolean[] labels, int dim, Settings st, Scope parent) {
         Ops ops = parent.backend().ops();
@@ -112,7 +121,7 @@ public final class GateTrainer {
         double rate = (double) agree / n;
         double clamped = Math.min(Math.max(rate, 1e-4), 1 - 1e-4);
         gate.bias().value().copyFrom(new float[] {(float) Math.log(clamped / (1 - clamped))});
-        ops.zero(gate.weight().value());
+        if (gate.hidden() == null) ops.zero(gate.weight().value());
         int[] order = new int[n];
         for (int i = 0; i < n; i++) order[i] = i;
         Random r = new Random(st.seed());
@@ -120,8 +129,9 @@ public final class GateTrainer {
         double lastLoss = Double.NaN, lastAcc = Double.NaN;
         List<Parameter> params = gate.parameters();
         try (AdamW opt = new AdamW(params, 0.9f, 0.999f, 1e-8f, st.weightDecay()); Scope s = parent.child()) {
-            Tensor x = s.allocate(DType.F32, b, dim), z = s.allocate(DType.F32, b, 1), g = s.allocate(DType.F32, b, 1);
-            float[] xb = new float[b * dim], gb = new float[b];
+            Tensor x = s.allocate(DType.F32, b, dim);
+            float[] xb = new float[b * dim];
+            boolean[] yb = new boolean[b];
             for (int epoch = 0; epoch < st.epochs(); epoch++) {
                 for (int i = n - 1; i > 0; i--) {
                     int j = r.nextInt(i + 1), t = order[i];
@@ -130,22 +140,12 @@ public final class GateTrainer {
                 }
                 double loss = 0, correct = 0;
                 for (int from = 0; from + b <= n; from += b) { // a ragged tail is left for the next epoch's shuffle
-                    for (int k = 0; k < b; k++) System.arraycopy(features, order[from + k] * dim, xb, k * dim, dim);
+                    for (int q = 0; q < b; q++) System.arraycopy(features, order[from + q] * dim, xb, q * dim, dim);
                     x.copyFrom(xb);
-                    gate.logits(ops, z, x);
-                    float[] zs = z.toFloatArray();
-                    double gBias = 0;
-                    for (int k = 0; k < b; k++) {
-                        boolean y = labels[order[from + k]];
-                        double p = ExitGate.sigmoid(zs[k]);
-                        loss += y ? -logSigmoid(zs[k]) : -logSigmoid(-zs[k]);
-                        if ((p >= 0.5) == y) correct++;
-                        gb[k] = (float) ((p - (y ? 1 : 0)) / b);
-                        gBias += gb[k];
-                    }
-                    g.copyFrom(gb);
-                    ops.gemm(true, false, 1f, g, x, 0f, gate.weight().grad());
-                    gate.bias().grad().copyFrom(new float[] {(float) gBias});
+                    for (int q = 0; q < b; q++) yb[q] = labels[order[from + q]];
+                    double[] lc = gradients(gate, x, yb, s);
+                    loss += lc[0];
+                    correct += lc[1];
                     opt.step(st.lr(), 1f);
                 }
                 int used = n / b * b;
@@ -153,8 +153,49 @@ public final class GateTrainer {
                 lastAcc = correct / used;
             }
         }
+        gate.weightsChanged();
         log.info("gate after layer {}: agreement rate {}, loss {}, accuracy {}", gate.layer(), rate, lastLoss, lastAcc);
         return new GateMetrics(gate.layer(), rate, lastLoss, lastAcc);
+    }
+
+    /**
+     * Sets the gradients of the mean logistic loss of {@code gate} over the rows of features {@code x} [B, dim] with
+     * labels {@code y} into its parameters' grads; returns {summed loss, rows classified right at 0.5}.
+     */
+    static double[] gradients(ExitGate gate, Tensor x, boolean[] y, Scope parent) {
+        Ops ops = parent.backend().ops();
+        int b = y.length, k = Math.max(1, gate.hiddenUnits());
+        try (Scope s = parent.child()) {
+            float[] part = gate.backendPart(s, x).toFloatArray(), zs = gate.logits(part, b);
+            float[] w = gate.hidden() == null ? null : gate.weight().value().toFloatArray();
+            float[] gw = new float[k], gb1 = new float[k], gb = new float[b * k];
+            double gBias = 0, loss = 0, correct = 0;
+            for (int q = 0; q < b; q++) {
+                double p = ExitGate.sigmoid(zs[q]);
+                loss += y[q] ? -logSigmoid(zs[q]) : -logSigmoid(-zs[q]);
+                if ((p >= 0.5) == y[q]) correct++;
+                float gz = (float) ((p - (y[q] ? 1 : 0)) / b);
+                gBias += gz;
+                if (w == null) {
+                    gb[q] = gz;
+                    continue;
+                }
+                for (int j = 0; j < k; j++) { // through relu(a) to the pre-activation a
+                    float a = part[q * k + j];
+                    gw[j] += gz * Math.max(0f, a);
+                    gb[q * k + j] = a > 0 ? gz * w[j] : 0f;
+                    gb1[j] += gb[q * k + j];
+                }
+            }
+            Tensor g = s.of(gb, b, k);
+            ops.gemm(true, false, 1f, g, x, 0f, (w == null ? gate.weight() : gate.hidden()).grad());
+            if (w != null) {
+                gate.hiddenBias().grad().copyFrom(gb1);
+                gate.weight().grad().copyFrom(gw);
+            }
+            gate.bias().grad().copyFrom(new float[] {(float) gBias});
+            return new double[] {loss, correct};
+        }
     }
 
     /** log σ(z), stable for large |z|. */

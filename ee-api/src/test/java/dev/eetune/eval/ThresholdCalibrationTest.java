@@ -26,7 +26,7 @@ class ThresholdCalibrationTest {
                 agrees[h][p] = r.nextFloat() < score[h][p];
             }
         }
-        return new ExitTrace(new int[] {1, 2}, score, score, score, agrees);
+        return new ExitTrace(new int[] {1, 2}, score, score, score, agrees, 0);
     }
 
     @Test

@@ -88,6 +88,24 @@ final class CalibrateCommand implements Callable<Integer> {
             }
             sb.append("   ").append(r.thresholds()).append('\n');
         }
+        // the bound any cheap score could reach with these heads: a perfect gate exits exactly where the head agrees
+        boolean[][] agrees = tb.agrees();
+        float[][] perfect = new float[agrees.length][];
+        for (int i = 0; i < agrees.length; i++) {
+            perfect[i] = new float[agrees[i].length];
+            for (int p = 0; p < agrees[i].length; p++) perfect[i][p] = agrees[i][p] ? 1f : 0f;
+        }
+        ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden());
+        java.util.Map<Integer, Float> half = new java.util.TreeMap<>();
+        for (int l : tb.layers()) half.put(l, 0.5f);
+        ExitTrace.Decisions d = oracle.decide(ConfidenceMethod.GATE, half, ee);
+        sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s", "perfect", 100 * d.agreement(), d.projectedSpeedup(n), "-"));
+        for (CostProjection.Shape s : CostProjection.SHAPES) {
+            sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, ConfidenceMethod.GATE, half, archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+        }
+        sb.append("   (a gate that is never wrong: the upper bound with these heads; exits");
+        for (double share : d.exitShare()) sb.append(String.format(Locale.ROOT, " %.1f%%", 100 * share));
+        sb.append(")\n");
         System.out.print(sb);
     }
 }

@@ -21,6 +21,8 @@ final class GatesCommand implements Callable<Integer> {
 
     @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote (the gates are written into it).") Path heads;
     @Option(names = "--windows", defaultValue = "64", description = "Windows of --data to train on, from its start.") int windows;
+    @Option(names = "--gate-hidden", defaultValue = "" + GateTrainer.Settings.DEFAULT_HIDDEN,
+        description = "Hidden units of each gate's one hidden layer (0: a linear gate); docs/exit-gates.md compares them.") int hidden;
     @Option(names = "--epochs", defaultValue = "30", description = "Passes over the recorded hidden states.") int epochs;
     @Option(names = "--lr", defaultValue = "1e-2", description = "AdamW learning rate of the gates.") float lr;
     @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW weight decay of the gates.") float weightDecay;
@@ -33,7 +35,7 @@ final class GatesCommand implements Callable<Integer> {
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             List<int[]> seqs = text.windows(tok, 0, windows);
-            GateTrainer.Report r = GateTrainer.train(ee, seqs, new GateTrainer.Settings(epochs, 256, lr, weightDecay, seed));
+            GateTrainer.Report r = GateTrainer.train(ee, seqs, new GateTrainer.Settings(hidden, epochs, 256, lr, weightDecay, seed));
             ee.save(file, DType.F32);
             System.out.println(r.toTable());
             System.out.println("gates written into " + file);

@@ -29,6 +29,11 @@ final class HeldOutText {
         if (from + count > w.size()) {
             throw new IllegalArgumentException("--data " + data + ": " + w.size() + " windows of " + seqLen + " tokens, but windows " + from + ".." + (from + count - 1) + " are needed");
         }
+        return sequences(w, seqLen, from, count);
+    }
+
+    /** Windows {@code from} .. from + count - 1 of {@code w} as whole sequences of seqLen + 1 tokens (inputs, then the last target). */
+    static List<int[]> sequences(PackedSequences w, int seqLen, long from, int count) {
         List<int[]> out = new ArrayList<>();
         int[] in = new int[seqLen], tg = new int[seqLen];
         for (long i = from; i < from + count; i++) {

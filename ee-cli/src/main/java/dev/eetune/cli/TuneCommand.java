@@ -16,6 +16,7 @@ import dev.eetune.model.LlamaModel;
 import dev.eetune.tensor.DType;
 import dev.eetune.tokenizer.Tokenizer;
 import dev.eetune.train.AdamW;
+import dev.eetune.train.GateTrainer;
 import dev.eetune.train.Checkpoint;
 import dev.eetune.train.LrSchedule;
 import dev.eetune.train.StepReport;
@@ -82,6 +83,10 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--max-nonfinite-steps", defaultValue = "" + TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS,
         description = "Stop with an error after this many consecutive steps with a non-finite loss or gradient.") int maxNonFiniteSteps;
     @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
+    @Option(names = "--gates", description = "After tuning, also train each exit's confidence gate (as `ee gates` does) on the validation "
+        + "windows of --data, which the heads were not tuned on; saved with the heads (docs/exit-gates.md).") boolean gates;
+    @Option(names = "--gate-windows", defaultValue = "64", description = "With --gates: validation windows the gates train on (fewer if the split is smaller).") int gateWindows;
+    @Option(names = "--gate-hidden", defaultValue = "" + GateTrainer.Settings.DEFAULT_HIDDEN, description = "With --gates: hidden units per gate (0: linear).") int gateHidden;
     @Option(names = "--quiet", description = "No progress display.") boolean quiet;
     @Option(names = "--report", description = "Write an HTML report with charts (loss curves, validation loss per exit) into this folder.") Path report;
     @Option(names = "--loss-csv", description = "Appends every step's number, learning rate, gradient norm and per-exit losses (exact decimal "
@@ -119,6 +124,8 @@ final class TuneCommand implements Callable<Integer> {
 
     private void tune(Parallelism dp) throws IOException {
         boolean leads = dp.leads();
+        if (gates && dp.stages() > 1) throw new IllegalArgumentException("--gates needs every layer on one rank; with --pipeline-stages " + dp.stages() + " train them afterwards with `ee gates`");
+        if (gates && gateWindows < 1) throw new IllegalArgumentException("--gate-windows must be >= 1, got " + gateWindows);
         int microBatches = this.microBatches != null ? this.microBatches : dp.replicas();
         ExitArchitecture a = ExitArchitecture.parse(arch);
         ExitInit in = ExitInit.parse(init);
@@ -165,6 +172,11 @@ final class TuneCommand implements Callable<Integer> {
                         ExitEvaluator.Report before = EvalCommand.evaluate(ee, val, evalBatches, "evaluating " + start, quiet);
                         tuner.run();
                         progress.close();
+                        if (gates) {
+                            GateTrainer.Report g = GateTrainer.train(ee, validationWindows(windows.validation(), gateWindows),
+                                new GateTrainer.Settings(gateHidden, 30, 256, 1e-2f, 0f, seed));
+                            System.out.println("gates trained on the validation windows:\n" + g.toTable());
+                        }
                         ee.save(out.resolve("heads.safetensors"), DType.F32);
                         ExitEvaluator.Report after = EvalCommand.evaluate(ee, val, evalBatches, "evaluating after tuning", quiet);
                         String table = start + ":\n" + before.toTable() + "\n\nafter " + steps + " steps:\n" + after.toTable() + "\n";
@@ -179,6 +191,12 @@ final class TuneCommand implements Callable<Integer> {
                 }
             }
         }
+    }
+
+    /** The first {@code count} windows of the validation split, for the gates' full forward. */
+    private List<int[]> validationWindows(PackedSequences validation, int count) {
+        if (validation.size() == 0) throw new IllegalArgumentException("--gates: --data " + dataOpts.data + " leaves no validation windows to train the gates on");
+        return HeldOutText.sequences(validation, seqLen, 0, (int) Math.min(count, validation.size()));
     }
 
     /** Ranks started with different arguments, model, data, or (after resume) heads fail here, before any step. */

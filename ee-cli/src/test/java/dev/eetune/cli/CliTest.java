@@ -3,6 +3,9 @@ package dev.eetune.cli;
 import com.fasterxml.jackson.core.json.JsonReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.json.JsonMapper;
+import dev.eetune.backend.Backends;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.model.LlamaModel;
 import dev.eetune.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -136,6 +139,26 @@ class CliTest {
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("confidence").contains("saturation");
         assertThat(Files.readString(tmp.resolve("s.json"))).containsPattern("\"confidence\" ?: ?\"gate\"").containsPattern("\"confidence\" ?: ?\"softmax\"");
+    }
+
+    @Test
+    void tuneWithGatesSavesTrainedGatesWithTheHeads() throws IOException {
+        Path out = tmp.resolve("tuned-gated");
+        String[] r = tune(out, "--steps", "2", "--gate-windows", "0", "--gates");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("--gate-windows must be >= 1");
+        r = tune(out, "--steps", "2", "--gates", "--gate-windows", "4", "--gate-hidden", "4");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("gates trained on the validation windows").contains("gate acc");
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), Backends.cpu()); EarlyExitModel ee = EarlyExitModel.load(m, out.resolve("heads.safetensors"))) {
+            assertThat(ee.hasGates()).isTrue();
+            assertThat(ee.gate(2).hiddenUnits()).isEqualTo(4);
+            assertThat(ee.gate(4).weight().value().toFloatArray()).as("trained, not the init").isNotEqualTo(new float[4]);
+        }
+        r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString(),
+            "--confidence", "gate", "--threshold", "0.5");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).startsWith("Once upon a time");
     }
 
     /**

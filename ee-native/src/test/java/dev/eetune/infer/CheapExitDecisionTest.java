@@ -5,6 +5,7 @@ import dev.eetune.backend.Backends;
 import dev.eetune.eval.ExitTrace;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitGate;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.ExitInit;
 import dev.eetune.exit.ExitInput;
@@ -60,7 +61,7 @@ class CheapExitDecisionTest {
         int[] all = tok.encode(Files.readString(TestData.tinyStoriesValid()).substring(0, 4000));
         List<int[]> windows = new ArrayList<>();
         for (int i = 0; i < 8; i++) windows.add(Arrays.copyOfRange(all, i * 65, (i + 1) * 65));
-        gateReport = GateTrainer.train(heads, windows, new GateTrainer.Settings(5, 64, 1e-2f, 0f, 1));
+        gateReport = GateTrainer.train(heads, windows, new GateTrainer.Settings(GateTrainer.Settings.DEFAULT_HIDDEN, 5, 64, 1e-2f, 0f, 1));
     }
 
     @AfterAll
@@ -195,7 +196,11 @@ class CheapExitDecisionTest {
         heads.save(withGates, DType.F32);
         try (EarlyExitModel loaded = EarlyExitModel.load(model, withGates)) {
             assertThat(loaded.hasGates()).isTrue();
-            for (int l : LAYERS) assertThat(loaded.gate(l).weight().value().toFloatArray()).containsExactly(heads.gate(l).weight().value().toFloatArray());
+            for (int l : LAYERS) {
+                assertThat(loaded.gate(l).kind()).isEqualTo(ExitGate.MLP);
+                assertThat(loaded.gate(l).hiddenUnits()).isEqualTo(GateTrainer.Settings.DEFAULT_HIDDEN);
+                for (int i = 0; i < 4; i++) assertThat(loaded.gate(l).parameters().get(i).value().toFloatArray()).containsExactly(heads.gate(l).parameters().get(i).value().toFloatArray());
+            }
             List<int[]> a = generate(EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), LAYERS).withConfidence(ConfidenceMethod.GATE), prompts.subList(0, 2), 10, null);
             try (EarlyExitGenerator g = new EarlyExitGenerator(model, loaded, EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), LAYERS).withConfidence(ConfidenceMethod.GATE), 2, 128)) {
                 List<int[]> b = g.generate(prompts.subList(0, 2), GenerationConfig.greedy(10, Set.of()), null).stream().map(GenerationResult::tokens).toList();

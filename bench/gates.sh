@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Reproduces every figure of docs/exit-gates.md ("Measurements"): exit heads tuned on stories260K and on the byte-level
+# JDK model, gates trained on held-out text, thresholds calibrated for 95% teacher-forced agreement, and each confidence
+# method's held-out agreement, cost-model speed-up, wall-clock speed-up and cost projections (`ee calibrate --compare`).
+# Usage: bench/gates.sh OUT [stage...]; stages: s260 (mlp 1-4, 300 steps: linear vs MLP gate), s260long (mlp and norm
+# 1-4, 1000 steps, tune --gates), cpu (CPU time per token of each decision; after s260), sweep (ee sweep of the MLP-gated
+# 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate). Default: all.
+# Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+ee=${EE:-$root/ee} # EE=/path/to/wrapper runs a fixed build
+out=${1:?usage: bench/gates.sh OUT [stage...]}
+shift || true
+stages=${*:-s260 s260long cpu features sweep jdk}
+data=${EE_DATA:-$root/../shared/data}
+model=$data/stories260K/stories260K.bin
+train=$data/tinystories/tinystories_train_first2MiB.txt
+valid=$data/tinystories/tinystories_valid_head.txt
+repeats=${REPEATS:-5}
+mkdir -p "$out"
+t() { echo "+ $*" >&2; /usr/bin/time -f "(%e s wall, %U+%S s cpu)" "$@"; }
+
+# gates of one kind into a copy of DIR's heads, then calibration at 95% with every method compared
+gated() { # DIR NAME HIDDEN [model args...]
+  local dir=$1 name=$2 hidden=$3; shift 3
+  mkdir -p "$out/$name" && cp "$dir/heads.safetensors" "$out/$name/"
+  t "$ee" gates "$@" --heads "$out/$name" --gate-hidden "$hidden" | tee "$out/$name/gates.txt"
+  t "$ee" calibrate "$@" --heads "$out/$name" --agreement 0.95 --compare --repeats "$repeats" | tee "$out/$name/calibrate.txt"
+}
+
+for s in $stages; do case $s in
+  s260)
+    t "$ee" tune --model "$model" --data "$train" --exits 1,2,3,4 --arch mlp --steps 300 --quiet --out "$out/mlp300" | tee "$out/mlp300.txt"
+    gated "$out/mlp300" mlp300-linear 0 --model "$model" --data "$valid"
+    gated "$out/mlp300" mlp300-mlp16 16 --model "$model" --data "$valid" ;;
+  s260long)
+    for arch in mlp norm; do
+      t "$ee" tune --model "$model" --data "$train" --exits 1,2,3,4 --arch $arch --steps 1000 --gates --quiet --out "$out/${arch}1000" | tee "$out/${arch}1000.txt"
+      gated "$out/${arch}1000" ${arch}1000-mlp16 16 --model "$model" --data "$valid"
+    done ;;
+  cpu)
+    jar="$root/ee-cli/target/ee.jar"
+    soft=$(grep '^softmax ' "$out/mlp300-mlp16/calibrate.txt" | sed 's/.*{\(.*\)}.*/\1/; s/ //g')
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
+      -R-Dheads="$out/mlp300-mlp16" -R-Dtokenizer="$data/stories260K/tok512.bin" -R-Dsoftmax="$soft" -R-Drepeats=5 \
+      "$root/bench/gate-cpu-time.jsh" 2>&1 | grep -v INFO | tee "$out/cpu-time.txt" ;;
+  features) # needs python3 with numpy; the token file is the one `ee gates` cached for $valid
+    tokens=$(ls ~/.cache/eetune/*tinystories_valid_head.txt.tokens | head -1)
+    mkdir -p "$out/dump"
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$root/ee-cli/target/ee.jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
+      -R-Dheads="$out/mlp300/heads.safetensors" -R-Dtokens="$tokens" -R-Dout="$out/dump" "$root/bench/gate-dump.jsh" 2>&1 | grep -v INFO
+    python3 "$root/bench/gate-features.py" "$out/dump" 1,2,3,4 5 64 1.452 0.0014 | tee "$out/features.txt" ;;
+  sweep)
+    t "$ee" sweep --model "$model" --heads "$out/mlp300-mlp16" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
+      --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
+  jdk)
+    src=${JDK_SRC:-/usr/lib/jvm/temurin-25-jdk-amd64/lib/src.zip}
+    # the demo's backbone (DemoCommand.backbone: dim 128, 8 layers, norm exits 2 and 4 trained jointly), a fixed step count
+    t "$ee" pretrain --byte-level --corpus "$src" --glob 'java.base/java/util/*.java' --layers 8 --dim 128 --exits 2,4 --steps 150 --seed 1 --quiet --out "$out/jdk" | tee "$out/jdk.txt"
+    # the demo's head architecture (norm); gates trained by tune --gates on the tuning data's validation split
+    t "$ee" tune --model "$out/jdk" --data "$src" --glob 'java.base/java/util/*.java' --exits 2,4,6 --arch norm --steps 200 --gates --quiet --out "$out/jdk-norm" | tee "$out/jdk-norm.txt"
+    # calibration on java.util.concurrent, which neither pretraining, tuning nor the gates read
+    t "$ee" calibrate --model "$out/jdk" --data "$src" --glob 'java.base/java/util/concurrent/*.java' --heads "$out/jdk-norm" --skip-windows 0 \
+      --agreement 0.95 --compare --repeats "$repeats" | tee "$out/jdk-norm/calibrate.txt"
+    soft=$(grep '^softmax ' "$out/jdk-norm/calibrate.txt" | sed 's/.*{\(.*\)}.*/\1/; s/ //g')
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$root/ee-cli/target/ee.jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$out/jdk" \
+      -R-Dheads="$out/jdk-norm" -R-Dtokenizer="$out/jdk/tokenizer.bytes" -R-Dsoftmax="$soft" -R-Drepeats=5 \
+      "-R-Dprompts=public static <T> List<T> |    /**\n     * Returns the |        if (index < 0 || |import java.util.function.|    private final Map<K, V> |        for (int i = 0; i < |    @Override\n    public boolean |        throw new IllegalArgumentException(" \
+      "$root/bench/gate-cpu-time.jsh" 2>&1 | grep -v INFO | tee "$out/cpu-time-jdk.txt" ;;
+  *) echo "unknown stage $s" >&2; exit 2 ;;
+esac; done
