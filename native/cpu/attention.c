@@ -34,23 +34,62 @@ EE_INLINE void axpy(float* y, float alpha, const float* x, int32_t n) {
 /* Keys are scored a block at a time; the running max/sum (online softmax) rescales the output once per block. */
 #define KEY_BLOCK 64
 
-/* out = softmax(scale q.K^T) V over n_keys keys, K and V rows kv_width apart; writes the log-sum-exp when asked */
+/* 8-float vectors for the decode path (ymm on AVX2/AVX-512, two halves elsewhere): heads are often small (8..64),
+ * where a 16-lane reduction per key costs more than the products */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
+
+EE_INLINE float hsum8(v8 a) { /* a fixed pairwise order */
+    a += __builtin_shuffle(a, (v8i){4, 5, 6, 7, 0, 1, 2, 3});
+    a += __builtin_shuffle(a, (v8i){2, 3, 0, 1, 6, 7, 4, 5});
+    a += __builtin_shuffle(a, (v8i){1, 0, 3, 2, 5, 4, 7, 6});
+    return a[0];
+}
+
+/* q.k over D: 8-wide partial sums (two chains from D = 16 on), then the tail */
+EE_INLINE float dot8(const float* q, const float* k, int32_t D) {
+    v8 a0 = (v8){0}, a1 = (v8){0};
+    int32_t d = 0;
+    for (; d + 16 <= D; d += 16) {
+        a0 += *(const v8u*)(q + d) * *(const v8u*)(k + d);
+        a1 += *(const v8u*)(q + d + 8) * *(const v8u*)(k + d + 8);
+    }
+    if (d + 8 <= D) a0 += *(const v8u*)(q + d) * *(const v8u*)(k + d), d += 8;
+    float s = hsum8(a0 + a1);
+    for (; d < D; d++) s += q[d] * k[d];
+    return s;
+}
+
+/* out = softmax(scale q.K^T) V over n_keys keys, K and V rows kv_width apart; writes the log-sum-exp when asked.
+ * The decode path: one (row, head) at a time. Output columns are accumulated 8 at a time in a register over a
+ * block's keys. Max by comparison, not fmaxf (a libm call without -ffast-math); a NaN score is skipped as fmaxf does. */
 EE_INLINE void attend(float* out, float* lse, const float* q, const float* k, const float* v, size_t kv_width, int32_t n_keys, int32_t D, float scale) {
     float running_max = -INFINITY, running_sum = 0.0f, score[KEY_BLOCK];
     for (int32_t i = 0; i < D; i++) out[i] = 0.0f;
     for (int32_t p0 = 0; p0 < n_keys; p0 += KEY_BLOCK) {
         const int32_t nb = ee_min(KEY_BLOCK, n_keys - p0);
+        const float* kb = k + (size_t)p0 * kv_width;
+        const float* vb = v + (size_t)p0 * kv_width;
         float block_max = -INFINITY;
-        for (int32_t j = 0; j < nb; j++) {
-            score[j] = scale * dot(q, k + (p0 + j) * kv_width, D);
-            block_max = fmaxf(block_max, score[j]);
-        }
-        const float new_max = fmaxf(running_max, block_max);
+        for (int32_t j = 0; j < nb; j++) score[j] = scale * dot8(q, kb + (size_t)j * kv_width, D);
+        for (int32_t j = 0; j < nb; j++) block_max = score[j] > block_max ? score[j] : block_max;
+        const float new_max = block_max > running_max ? block_max : running_max;
         const float correction = expf(running_max - new_max); /* 0 on the first block */
         running_sum *= correction;
-        for (int32_t i = 0; i < D; i++) out[i] *= correction;
         running_sum += (float)ee_row_exp(score, score, nb, new_max, 1.0f, 1.0f);
-        for (int32_t j = 0; j < nb; j++) axpy(out, score[j], v + (p0 + j) * kv_width, D);
+        int32_t d = 0;
+        for (; d + 8 <= D; d += 8) {
+            v8 o = *(v8u*)(out + d) * correction;
+            for (int32_t j = 0; j < nb; j++) o += score[j] * *(const v8u*)(vb + (size_t)j * kv_width + d);
+            *(v8u*)(out + d) = o;
+        }
+        for (; d < D; d++) {
+            float o = out[d] * correction;
+            for (int32_t j = 0; j < nb; j++) o += score[j] * vb[(size_t)j * kv_width + d];
+            out[d] = o;
+        }
         running_max = new_max;
     }
     const float inv_sum = 1.0f / running_sum;

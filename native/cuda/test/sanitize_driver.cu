@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -585,6 +585,51 @@ static void check_index_errors() {
     for (Pair* q : {&cache, &src, &out, &good, &bad_seq, &bad_pos, &lse, &tg}) free_pair(*q);
 }
 
+/* A whole layer in one call, cache path (with biases, GQA, out = x in place, xn1 = xn2 and act = gate aliased as
+ * the Java workspace does), and the dense path (write_kv = 0, the rows' own k/v as the cache). */
+static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int heads, int kv, int head_dim, int hidden, int w_dtype, bool dense) {
+    char name[160];
+    const int qd = heads * head_dim, kd = kv * head_dim;
+    auto weights = [&](size_t n) { return w_dtype == EE_BF16 ? pair_of(bf16_of(randn(n, 0.1f))) : pair_of(randn(n, 0.1f)); };
+    Pair wq = weights((size_t)qd * dim), wk = weights((size_t)kd * dim), wv = weights((size_t)kd * dim), wo = weights((size_t)dim * qd);
+    Pair wg = weights((size_t)hidden * dim), wu = weights((size_t)hidden * dim), wd = weights((size_t)dim * hidden);
+    Pair n1 = pair_of(uniform(dim, 0.5f, 1.5f)), n2 = pair_of(uniform(dim, 0.5f, 1.5f));
+    Pair bq = pair_of(randn(qd, 0.1f)), bk = pair_of(randn(kd, 0.1f)), bv = pair_of(randn(kd, 0.1f));
+    std::vector<float> half_freq((size_t)head_dim / 2);
+    for (int i = 0; i < head_dim / 2; i++) half_freq[i] = powf(10000.0f, -2.0f * i / head_dim);
+    Pair invf = pair_of(half_freq);
+    std::vector<int32_t> seq(rows), pos(rows);
+    if (dense) {
+        n_seq = rows / max_len;
+        for (int r = 0; r < rows; r++) seq[r] = r / max_len, pos[r] = r % max_len;
+    } else {
+        for (int r = 0; r < rows; r++) seq[r] = r % n_seq, pos[r] = max_len - 1 - r / n_seq; /* distinct cells */
+    }
+    Pair s = pair_of(seq), p = pair_of(pos);
+    Pair x = pair_of(randn((size_t)rows * dim)), kc = pair_of(randn((size_t)n_seq * max_len * kd)), vc = pair_of(randn((size_t)n_seq * max_len * kd));
+    Pair xn = pair_out((size_t)rows * dim * 4), res = pair_out((size_t)rows * dim * 4), q = pair_out((size_t)rows * qd * 4);
+    Pair k = pair_out((size_t)rows * kd * 4), v = pair_out((size_t)rows * kd * 4), att = pair_out((size_t)rows * qd * 4), lse = pair_out((size_t)rows * heads * 4);
+    Pair g = pair_out((size_t)rows * hidden * 4), u = pair_out((size_t)rows * hidden * 4), i1 = pair_out((size_t)rows * 4), i2 = pair_out((size_t)rows * 4);
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    both("decoder_layer_fwd", [&](const Api& api, int w) {
+        return api.ee_decoder_layer_fwd((float*)P(x), (float*)P(x), (float*)P(res), (float*)P(xn), (float*)P(i1), (float*)P(q), (float*)P(k), (float*)P(v),
+            (float*)P(att), (float*)P(lse), (float*)P(xn), (float*)P(i2), (float*)P(g), (float*)P(u), (float*)P(g), (float*)P(n1), P(wq), P(wk), P(wv), P(wo),
+            (float*)P(bq), (float*)P(bk), (float*)P(bv), (float*)P(n2), P(wg), P(wu), P(wd), w_dtype, dense ? (float*)P(k) : (float*)P(kc), dense ? (float*)P(v) : (float*)P(vc),
+            dense ? 0 : 1, n_seq, max_len, (int32_t*)P(s), (int32_t*)P(p), (float*)P(invf), rows, dim, heads, kv, head_dim, hidden, 1, 1e-5f, scale);
+    });
+    snprintf(name, sizeof name, "decoder_layer_fwd %s%s out rows %d dim %d heads %d/%d hidden %d", dense ? "dense " : "", w_dtype == EE_BF16 ? "bf16" : "f32", rows, dim, heads, kv, hidden);
+    compare(name, x, (size_t)rows * dim, 1e-4);
+    snprintf(name, sizeof name, "decoder_layer_fwd %s lse and residual", dense ? "dense" : "cached");
+    compare(name, lse, (size_t)rows * heads, 1e-4);
+    compare(name, res, (size_t)rows * dim, 1e-4);
+    if (!dense) {
+        snprintf(name, sizeof name, "decoder_layer_fwd K cache rows %d", rows);
+        compare(name, kc, (size_t)n_seq * max_len * kd, 1e-5);
+    }
+    for (Pair* z : {&wq, &wk, &wv, &wo, &wg, &wu, &wd, &n1, &n2, &bq, &bk, &bv, &invf, &s, &p, &x, &kc, &vc, &xn, &res, &q, &k, &v, &att, &lse, &g, &u, &i1, &i2})
+        free_pair(*z);
+}
+
 static void run_checks(bool small) {
     check_index_errors();
     if (small) { /* each kernel once, small shapes: for compute-sanitizer */
@@ -601,6 +646,8 @@ static void run_checks(bool small) {
         check_cross_entropy(9, 48, 301, 4, EE_BF16, 0);
         check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);
         check_cross_entropy(1, 8, 1, 0, EE_F32, 0); /* one row, one word */
+        check_decoder_layer(2, 9, 3, 48, 4, 2, 12, 70, EE_F32, false);
+        check_decoder_layer(0, 5, 10, 32, 2, 2, 16, 40, EE_F32, true);
         return;
     }
     for (int n : {1, 7, 4097, 1000003}) check_elementwise(n);
@@ -622,6 +669,9 @@ static void run_checks(bool small) {
     check_attention_bwd(2, 37, 8, 2, 64);
     check_attention_bwd(1, 70, 4, 4, 128);
     check_attention_bwd(1, 20, 32, 4, 64);
+    check_decoder_layer(3, 40, 7, 288, 6, 6, 48, 768, EE_F32, false); /* the 15M config's shape, a few decode rows */
+    check_decoder_layer(2, 33, 5, 64, 8, 4, 8, 172, EE_BF16, false);
+    check_decoder_layer(0, 17, 34, 96, 4, 2, 24, 130, EE_F32, true);
     check_softmax(4, 32000);
     check_softmax(7, 1001);
     check_softmax(2, 128256);

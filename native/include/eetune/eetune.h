@@ -158,6 +158,24 @@ EE_API int32_t ee_swiglu_fwd(float* out, const float* gate, const float* up, int
 /** Backward of ee_swiglu_fwd: writes dgate and dup (either may alias dout). */
 EE_API int32_t ee_swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n);
 
+/* ---- a whole decoder layer ------------------------------------------------------------------------------------ */
+
+/**
+ * One Llama decoder layer over packed rows in one call, exactly the composition of the ops above (same kernels, same
+ * order, so the same bits as calling them one by one) -- decode's per-op call overhead paid once per layer:
+ *   rmsnorm(xn1, inv1, x, attn_norm); q/k/v = xn1 W^T (+ bq/bk/bv when not 0); RoPE on q and k at row_pos;
+ *   write_kv = 1: ee_kv_write of k, v into k_cache/v_cache at (row_seq, row_pos) (write_kv = 0: the rows are dense
+ *   and k_cache/v_cache are k/v themselves, n_seq x max_len = batch x seq_len);
+ *   ee_attention_fwd(att, lse, q, k_cache, v_cache, ...); residual = x (unless residual == x); residual += att Wo^T;
+ *   rmsnorm(xn2, inv2, residual, ffn_norm); gate/up = xn2 W^T; act = silu(gate) * up; out = residual (unless
+ *   out == residual); out += act Wdown^T.
+ * x, out, residual, xn1, xn2: rows x dim; q, att: rows x (n_heads * head_dim); k, v: rows x (n_kv_heads * head_dim);
+ * gate, up, act: rows x hidden; inv1, inv2, lse (rows, rows, rows x n_heads) and the biases may be 0. Buffers may
+ * alias where the ops above allow it (out = x = residual; xn1 = xn2; act = gate). The seven matrices are [out][in]
+ * in w_dtype; norms and biases f32. A failing op stops the layer and its error is the layer's.
+ */
+EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, const float* attn_norm, const void* wq, const void* wk, const void* wv, const void* wo, const float* bq, const float* bk, const float* bv, const float* ffn_norm, const void* w_gate, const void* w_up, const void* w_down, int32_t w_dtype, float* k_cache, float* v_cache, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale);
+
 /* ---- softmax, argmax, sampling --------------------------------------------------------------------------------- */
 
 /** out[r] = softmax(x[r] / temperature) over n columns, in fp32 with max subtraction; out may alias x. */

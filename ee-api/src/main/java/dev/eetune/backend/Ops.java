@@ -240,6 +240,69 @@ public final class Ops {
         check("swigluBackward", k.ee_swiglu_bwd(dgate.address(), dup.address(), dout.address(), gate.address(), up.address(), dout.size()));
     }
 
+    // ---- a whole decoder layer ---------------------------------------------------------------------------------
+
+    /**
+     * One Llama decoder layer in one native call: the same ops, order and bits as calling {@link #rmsnorm},
+     * {@link #linear} (q, k, v), {@link #addBias} (when bq is not null: bk and bv too), {@link #rope} (q, k),
+     * {@link #kvWrite} (when {@code writeKv}), {@link #attention}, residual = x (unless the same tensor), residual +=
+     * att wo^T, rmsnorm, linear (gate, up), {@link #swiglu}, out = residual (unless the same tensor), out += act
+     * wDown^T one by one (see ee_decoder_layer_fwd). x, out, residual, xn1, xn2 [rows, dim]; q, att [rows, heads *
+     * headDim]; k, v [rows, kvHeads * headDim]; gate, up, act [rows, hidden]; inv1, inv2 [rows], lse [rows, heads]
+     * and the biases may be null. Without {@code writeKv} the rows are dense and the caches are k and v themselves,
+     * viewed as [batch, seqLen, kvHeads * headDim]. The matrices share one dtype; everything else is F32.
+     */
+    public void decoderLayer(Tensor x, Tensor out, Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor lse,
+                             Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act,
+                             Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor bq, Tensor bk, Tensor bv,
+                             Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown,
+                             Tensor kCache, Tensor vCache, boolean writeKv, Tensor rowSeq, Tensor rowPos, Tensor invFreq,
+                             int nHeads, int nKvHeads, int headDim, boolean interleaved, float eps, float scale) {
+        String op = "decoderLayer";
+        f32(op, x, out, residual, xn1, q, k, v, att, xn2, gate, up, act, attnNorm, ffnNorm, kCache, vCache, invFreq);
+        i32(op, rowSeq, rowPos);
+        DType wt = wq.dtype();
+        if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wq);
+        typed(op, wt, wk, wv, wo, wGate, wUp, wDown);
+        int rows = rows(x), dim = cols(x), hidden = wGate.rank() == 2 ? wGate.dim(0) : -1;
+        long qd = (long) nHeads * headDim, kd = (long) nKvHeads * headDim;
+        if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || nHeads % nKvHeads != 0) {
+            throw new IllegalArgumentException(op + ": " + nHeads + " query heads, " + nKvHeads + " KV heads of size " + headDim + " (even, heads a multiple of KV heads)");
+        }
+        if (!matrix(wq, qd, dim) || !matrix(wk, kd, dim) || !matrix(wv, kd, dim) || !matrix(wo, dim, qd) || !matrix(wGate, hidden, dim)
+            || !matrix(wUp, hidden, dim) || !matrix(wDown, dim, hidden)) {
+            fail(op, "matrices must be q [heads*headDim, dim], k and v [kvHeads*headDim, dim], o [dim, heads*headDim], gate and up [hidden, dim], down [dim, hidden]",
+                x, wq, wk, wv, wo, wGate, wUp, wDown);
+        }
+        if (attnNorm.size() != dim || ffnNorm.size() != dim || invFreq.size() != headDim / 2) fail(op, "norms [dim] and invFreq [headDim / 2]", x, attnNorm, ffnNorm, invFreq);
+        long rd = (long) rows * dim;
+        if (out.size() != rd || residual.size() != rd || xn1.size() != rd || xn2.size() != rd || q.size() != rows * qd || att.size() != rows * qd
+            || k.size() != rows * kd || v.size() != rows * kd || gate.size() != (long) rows * hidden || up.size() != (long) rows * hidden
+            || act.size() != (long) rows * hidden || rowSeq.size() != rows || rowPos.size() != rows) {
+            fail(op, "activations must be [rows, dim], [rows, heads*headDim], [rows, kvHeads*headDim] or [rows, hidden], with one seq and pos per row",
+                x, out, residual, xn1, xn2, q, k, v, att, gate, up, act, rowSeq, rowPos);
+        }
+        if (bq != null || bk != null || bv != null) {
+            if (bq == null || bk == null || bv == null) throw new IllegalArgumentException(op + ": q, k and v biases come together");
+            f32(op, bq, bk, bv);
+            if (bq.size() != qd || bk.size() != kd || bv.size() != kd) fail(op, "biases must be [heads*headDim], [kvHeads*headDim], [kvHeads*headDim]", bq, bk, bv);
+        }
+        if (inv1 != null) { f32(op, inv1); if (inv1.size() != rows) fail(op, "inv1 needs one value per row", x, inv1); }
+        if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", x, inv2); }
+        if (lse != null) { f32(op, lse); if (lse.size() != (long) rows * nHeads) fail(op, "lse must be [rows, heads]", lse); }
+        if (kCache.rank() != 3 || !kCache.shape().equals(vCache.shape()) || kCache.dim(2) != kd) fail(op, "caches must be [nSeq, maxLen, kvHeads*headDim]", kCache, vCache);
+        if (!writeKv && (kCache.address() != k.address() || vCache.address() != v.address())) {
+            throw new IllegalArgumentException(op + ": without a KV write the caches must be the rows' own k and v (dense rows)");
+        }
+        check(op, this.k.ee_decoder_layer_fwd(x.address(), out.address(), residual.address(), xn1.address(), addr(inv1), q.address(), k.address(), v.address(),
+            att.address(), addr(lse), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), attnNorm.address(), wq.address(), wk.address(),
+            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), wt.code(),
+            kCache.address(), vCache.address(), writeKv ? 1 : 0, kCache.dim(0), kCache.dim(1), rowSeq.address(), rowPos.address(), invFreq.address(),
+            rows, dim, nHeads, nKvHeads, headDim, hidden, interleaved ? 1 : 0, eps, scale));
+    }
+
+    private static boolean matrix(Tensor w, long outDim, long inDim) { return w.rank() == 2 && w.dim(0) == outDim && w.dim(1) == inDim; }
+
     // ---- softmax, argmax, sampling ---------------------------------------------------------------------------
 
     public void softmax(Tensor out, Tensor x, float temperature) {

@@ -35,35 +35,22 @@ public final class DecoderLayer {
      * x + attn(x).
      */
     public void forward(LayerWeights w, Tensor x, Tensor out, Workspace.Rows rows, KvCache.Layer cache, LayerActivations a) {
-        Ops ops = x.backend().ops();
-        int hd = c.headDim(), kd = c.nKvHeads() * hd;
-        ops.rmsnorm(a.xn1(), a.inv1(), x, w.attnNorm(), c.normEps());
-        ops.linear(a.q(), a.xn1(), w.wq());
-        ops.linear(a.k(), a.xn1(), w.wk());
-        ops.linear(a.v(), a.xn1(), w.wv());
-        if (w.bq() != null) {
-            ops.addBias(a.q(), w.bq());
-            ops.addBias(a.k(), w.bk());
-            ops.addBias(a.v(), w.bv());
-        }
-        ops.rope(a.q(), rows.pos(), invFreq, c.nHeads(), hd, c.ropeInterleaved(), false);
-        ops.rope(a.k(), rows.pos(), invFreq, c.nKvHeads(), hd, c.ropeInterleaved(), false);
         Tensor keys, values;
         if (cache != null) {
             rows.checkFits(cache);
-            ops.kvWrite(cache.keys(), a.k(), rows.seq(), rows.pos());
-            ops.kvWrite(cache.values(), a.v(), rows.seq(), rows.pos());
             keys = cache.keys();
             values = cache.values();
         } else {
             if (!rows.isDense()) throw new IllegalArgumentException("a layer without a KV cache needs dense rows (batch x seqLen), got " + rows.count() + " packed rows");
+            int kd = c.nKvHeads() * c.headDim();
             keys = a.k().reshape(rows.batch(), rows.seqLen(), kd); // dense rows are already the cache layout
             values = a.v().reshape(rows.batch(), rows.seqLen(), kd);
         }
-        ops.attention(a.att(), a.lse(), a.q(), keys, values, rows.seq(), rows.pos(), c.nHeads(), c.nKvHeads(), hd, scale);
-        if (a.residual() != x) a.residual().copyFrom(x);
-        ops.gemm(false, true, 1f, a.att(), w.wo(), 1f, a.residual()); // residual += att Wo^T
-        feedForward(w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), a.residual(), out, a);
+        // one native call for the whole layer (ee_decoder_layer_fwd: the ops' composition, same bits): at decode
+        // sizes the per-op calls, checks and views cost as much as the arithmetic
+        x.backend().ops().decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
+            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(),
+            keys, values, cache != null, rows.seq(), rows.pos(), invFreq, c.nHeads(), c.nKvHeads(), c.headDim(), c.ropeInterleaved(), c.normEps(), scale);
     }
 
     /**

@@ -5,6 +5,8 @@ import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
+import java.util.Arrays;
+
 /**
  * Scratch activations for forward passes of up to {@link #capacity()} packed rows, reused across passes so decoding
  * does not allocate per token. Grows on demand. Thread-safety: one thread at a time (one workspace per decoder,
@@ -15,7 +17,7 @@ public final class Workspace implements AutoCloseable {
     private final Backend backend;
     private Scope scope;
     private int capacity;
-    private Tensor x, residual, xb, q, k, v, att, gate, up, tokens, seq, pos;
+    private Tensor x, residual, xb, q, k, v, att, gate, up, tokens, seqPos; // seqPos: a pass's seq ids then positions (one host copy)
     private LayerActivations last; // the views handed out last, reused while rows, x and residual stay the same
     private Tensor lastX, lastResidual;
 
@@ -44,8 +46,7 @@ public final class Workspace implements AutoCloseable {
         gate = scope.allocate(DType.F32, cap, c.hiddenDim());
         up = scope.allocate(DType.F32, cap, c.hiddenDim());
         tokens = scope.allocate(DType.I32, cap);
-        seq = scope.allocate(DType.I32, cap);
-        pos = scope.allocate(DType.I32, cap);
+        seqPos = scope.allocate(DType.I32, 2 * cap);
         capacity = cap;
         return this;
     }
@@ -84,15 +85,18 @@ public final class Workspace implements AutoCloseable {
         for (int r = 0; r < n; r++) {
             if (tokenIds[r] < 0 || tokenIds[r] >= c.vocabSize()) throw new IllegalArgumentException("row " + r + ": token " + tokenIds[r] + " outside the vocabulary of " + c.vocabSize());
         }
-        Rows rows = rows(seqIds, positions);
-        return new Rows(n, tokens.slice(0, n).copyFrom(tokenIds), rows.seq(), rows.pos(), 0, 0, rows.sequenceBound(), rows.positionBound());
+        return load(tokenIds, seqIds, positions);
     }
 
     /** Rows without tokens (for passes whose residual stream is already loaded), checked as in {@link #rows(int[], int[], int[])}. */
     public Rows rows(int[] seqIds, int[] positions) {
-        int n = seqIds.length;
-        if (positions.length != n) throw new IllegalArgumentException("rows: " + n + " seq ids, " + positions.length + " positions");
-        int seqBound = 0, posBound = 0;
+        if (positions.length != seqIds.length) throw new IllegalArgumentException("rows: " + seqIds.length + " seq ids, " + positions.length + " positions");
+        return load(null, seqIds, positions);
+    }
+
+    /** Checks sequence ids and positions, then copies them in one host copy (and the tokens, when given, in another). */
+    private Rows load(int[] tokenIds, int[] seqIds, int[] positions) {
+        int n = seqIds.length, seqBound = 0, posBound = 0;
         for (int r = 0; r < n; r++) {
             if (seqIds[r] < 0) throw new IllegalArgumentException("row " + r + ": sequence id " + seqIds[r] + " < 0");
             if (positions[r] < 0 || positions[r] >= c.maxSeqLen()) throw new IllegalArgumentException("row " + r + ": position " + positions[r] + " outside the model's context of " + c.maxSeqLen());
@@ -100,7 +104,10 @@ public final class Workspace implements AutoCloseable {
             posBound = Math.max(posBound, positions[r] + 1);
         }
         ensure(n);
-        return new Rows(n, null, seq.slice(0, n).copyFrom(seqIds), pos.slice(0, n).copyFrom(positions), 0, 0, seqBound, posBound);
+        int[] packed = Arrays.copyOf(seqIds, 2 * n);
+        System.arraycopy(positions, 0, packed, n, n);
+        seqPos.slice(0, 2 * n).copyFrom(packed);
+        return new Rows(n, tokenIds == null ? null : tokens.slice(0, n).copyFrom(tokenIds), seqPos.slice(0, n), seqPos.slice(n, 2 * n), 0, 0, seqBound, posBound);
     }
 
     /**

@@ -1,0 +1,202 @@
+package dev.eetune.nativelib;
+
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Ops;
+import dev.eetune.backend.spi.Binding;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.List;
+import java.util.Random;
+
+import static dev.eetune.nativelib.Bindings.randn;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/**
+ * {@link Ops#decoderLayer} (ee_decoder_layer_fwd) against the composition of the single ops it replaces, bit for bit:
+ * cached packed rows (GQA, with and without q/k/v biases, f32 and bf16 matrices, out in place or not, a separate
+ * attention residual or not) and dense rows (no KV write, lse and 1/rms kept as training does).
+ */
+class DecoderLayerFusionTest {
+    static List<Binding> bindings() { return Bindings.available(); }
+
+    /** A layer's shapes: dim, heads, KV heads, head size, hidden. */
+    private record Dims(int dim, int heads, int kvHeads, int headDim, int hidden) {
+        int qd() { return heads * headDim; }
+
+        int kd() { return kvHeads * headDim; }
+    }
+
+    /** The weights as tensors, in ee_decoder_layer_fwd's order (biases null when absent). */
+    private record Weights(Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor bq, Tensor bk, Tensor bv,
+                           Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown) {
+        static Weights random(Scope s, Random r, Dims d, DType wt, boolean biases) {
+            return new Weights(norm(s, r, d.dim()), mat(s, r, wt, d.qd(), d.dim()), mat(s, r, wt, d.kd(), d.dim()), mat(s, r, wt, d.kd(), d.dim()),
+                mat(s, r, wt, d.dim(), d.qd()), biases ? vec(s, r, d.qd()) : null, biases ? vec(s, r, d.kd()) : null, biases ? vec(s, r, d.kd()) : null,
+                norm(s, r, d.dim()), mat(s, r, wt, d.hidden(), d.dim()), mat(s, r, wt, d.hidden(), d.dim()), mat(s, r, wt, d.dim(), d.hidden()));
+        }
+
+        private static Tensor mat(Scope s, Random r, DType wt, int rows, int cols) {
+            float[] v = randn(r, rows * cols);
+            for (int i = 0; i < v.length; i++) v[i] *= 0.2f;
+            return s.of(wt, v, rows, cols);
+        }
+
+        private static Tensor vec(Scope s, Random r, int n) { return s.of(randn(r, n), n); }
+
+        private static Tensor norm(Scope s, Random r, int n) {
+            float[] v = new float[n];
+            for (int i = 0; i < n; i++) v[i] = 0.5f + r.nextFloat();
+            return s.of(v, n);
+        }
+    }
+
+    /** Buffers of one layer call; {@code shared} aliases them as the decode workspace does (xn1 = xn2, act = gate). */
+    private record Buffers(Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor lse, Tensor xn2, Tensor inv2,
+                           Tensor gate, Tensor up, Tensor act) {
+        static Buffers of(Scope s, Dims d, int rows, Tensor x, boolean separateResidual, boolean shared, boolean keep) {
+            Tensor xn1 = s.zeros(DType.F32, rows, d.dim()), gate = s.zeros(DType.F32, rows, d.hidden());
+            return new Buffers(separateResidual ? s.zeros(DType.F32, rows, d.dim()) : x, xn1, keep ? s.zeros(DType.F32, rows) : null,
+                s.zeros(DType.F32, rows, d.qd()), s.zeros(DType.F32, rows, d.kd()), s.zeros(DType.F32, rows, d.kd()), s.zeros(DType.F32, rows, d.qd()),
+                keep ? s.zeros(DType.F32, rows, d.heads()) : null, shared ? xn1 : s.zeros(DType.F32, rows, d.dim()), keep ? s.zeros(DType.F32, rows) : null,
+                gate, s.zeros(DType.F32, rows, d.hidden()), shared ? gate : s.zeros(DType.F32, rows, d.hidden()));
+        }
+
+        List<Tensor> all() {
+            return java.util.stream.Stream.of(residual, xn1, inv1, q, k, v, att, lse, xn2, inv2, gate, up, act).filter(t -> t != null).toList();
+        }
+    }
+
+    /** The layer op by op, exactly as the Java layer composed it before the fused call. */
+    private static void unfused(Ops ops, Dims d, Weights w, Tensor x, Tensor out, Buffers a, Tensor keys, Tensor values, boolean writeKv,
+                                Tensor seq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale) {
+        ops.rmsnorm(a.xn1(), a.inv1(), x, w.attnNorm(), eps);
+        ops.linear(a.q(), a.xn1(), w.wq());
+        ops.linear(a.k(), a.xn1(), w.wk());
+        ops.linear(a.v(), a.xn1(), w.wv());
+        if (w.bq() != null) {
+            ops.addBias(a.q(), w.bq());
+            ops.addBias(a.k(), w.bk());
+            ops.addBias(a.v(), w.bv());
+        }
+        ops.rope(a.q(), pos, invFreq, d.heads(), d.headDim(), interleaved, false);
+        ops.rope(a.k(), pos, invFreq, d.kvHeads(), d.headDim(), interleaved, false);
+        if (writeKv) {
+            ops.kvWrite(keys, a.k(), seq, pos);
+            ops.kvWrite(values, a.v(), seq, pos);
+        }
+        ops.attention(a.att(), a.lse(), a.q(), keys, values, seq, pos, d.heads(), d.kvHeads(), d.headDim(), scale);
+        if (a.residual() != x) a.residual().copyFrom(x);
+        ops.gemm(false, true, 1f, a.att(), w.wo(), 1f, a.residual());
+        ops.rmsnorm(a.xn2(), a.inv2(), a.residual(), w.ffnNorm(), eps);
+        ops.linear(a.gate(), a.xn2(), w.wGate());
+        ops.linear(a.up(), a.xn2(), w.wUp());
+        ops.swiglu(a.act(), a.gate(), a.up());
+        if (out != a.residual()) out.copyFrom(a.residual());
+        ops.gemm(false, true, 1f, a.act(), w.wDown(), 1f, out);
+    }
+
+    private static void fused(Ops ops, Dims d, Weights w, Tensor x, Tensor out, Buffers a, Tensor keys, Tensor values, boolean writeKv,
+                              Tensor seq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale) {
+        ops.decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
+            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(),
+            keys, values, writeKv, seq, pos, invFreq, d.heads(), d.kvHeads(), d.headDim(), interleaved, eps, scale);
+    }
+
+    private static Tensor invFreq(Scope s, int headDim) {
+        float[] f = new float[headDim / 2];
+        for (int i = 0; i < f.length; i++) f[i] = (float) Math.pow(10000, -2.0 * i / headDim);
+        return s.of(f, f.length);
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void cachedRowsMatchTheOpsBitForBit(Binding binding) {
+        Random r = Bindings.random("decoderLayer cached");
+        Backend be = CpuLibrary.backend(binding);
+        Dims[] shapes = {new Dims(64, 8, 4, 8, 172), new Dims(48, 4, 2, 12, 70), new Dims(96, 6, 6, 16, 256)};
+        int nSeq = 3, maxLen = 20;
+        for (Dims d : shapes) {
+            for (DType wt : new DType[] {DType.F32, DType.BF16}) {
+                for (int variant = 0; variant < 4; variant++) {
+                    boolean biases = (variant & 1) != 0, inPlace = (variant & 2) != 0;
+                    for (int rows : new int[] {1, 5}) {
+                        try (Scope s = Scope.of(be)) {
+                            Weights w = Weights.random(s, r, d, wt, biases);
+                            int[] seq = new int[rows], pos = new int[rows];
+                            for (int i = 0; i < rows; i++) {
+                                seq[i] = i % nSeq;
+                                pos[i] = maxLen - 1 - i / nSeq; // distinct cells; earlier positions hold random K/V
+                            }
+                            float[] x0 = randn(r, rows * d.dim()), k0 = randn(r, nSeq * maxLen * d.kd()), v0 = randn(r, nSeq * maxLen * d.kd());
+                            Tensor seqT = s.of(seq, rows), posT = s.of(pos, rows), inv = invFreq(s, d.headDim());
+                            float eps = 1e-5f, scale = (float) (1 / Math.sqrt(d.headDim()));
+                            boolean interleaved = (variant & 1) == 0;
+                            Tensor[] results = new Tensor[2];
+                            List<List<Tensor>> buffers = new java.util.ArrayList<>();
+                            Tensor[][] caches = new Tensor[2][];
+                            for (int f = 0; f < 2; f++) {
+                                Tensor x = s.of(x0, rows, d.dim()), out = inPlace ? x : s.zeros(DType.F32, rows, d.dim());
+                                Buffers a = Buffers.of(s, d, rows, x, !inPlace, inPlace, false);
+                                Tensor kc = s.of(k0, nSeq, maxLen, d.kd()), vc = s.of(v0, nSeq, maxLen, d.kd());
+                                if (f == 0) unfused(be.ops(), d, w, x, out, a, kc, vc, true, seqT, posT, inv, interleaved, eps, scale);
+                                else fused(be.ops(), d, w, x, out, a, kc, vc, true, seqT, posT, inv, interleaved, eps, scale);
+                                results[f] = out;
+                                buffers.add(a.all());
+                                caches[f] = new Tensor[] {kc, vc};
+                            }
+                            String what = d + " " + wt + " rows " + rows + (biases ? " biases" : "") + (inPlace ? " in place" : "");
+                            assertThat(results[1].toFloatArray()).as(what).isEqualTo(results[0].toFloatArray());
+                            for (int i = 0; i < buffers.get(0).size(); i++) {
+                                assertThat(buffers.get(1).get(i).toFloatArray()).as(what + " buffer " + i).isEqualTo(buffers.get(0).get(i).toFloatArray());
+                            }
+                            for (int i = 0; i < 2; i++) assertThat(caches[1][i].toFloatArray()).as(what + " cache " + i).isEqualTo(caches[0][i].toFloatArray());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void denseRowsMatchTheOpsBitForBit(Binding binding) {
+        Random r = Bindings.random("decoderLayer dense");
+        Backend be = CpuLibrary.backend(binding);
+        Dims d = new Dims(32, 4, 2, 8, 90);
+        int batch = 2, seqLen = 7, rows = batch * seqLen;
+        try (Scope s = Scope.of(be)) {
+            Weights w = Weights.random(s, r, d, DType.F32, false);
+            int[] seq = new int[rows], pos = new int[rows];
+            for (int i = 0; i < rows; i++) {
+                seq[i] = i / seqLen;
+                pos[i] = i % seqLen;
+            }
+            Tensor seqT = s.of(seq, rows), posT = s.of(pos, rows), inv = invFreq(s, d.headDim());
+            float[] x0 = randn(r, rows * d.dim());
+            float[][] outs = new float[2][];
+            List<List<float[]>> kept = new java.util.ArrayList<>();
+            for (int f = 0; f < 2; f++) {
+                Tensor x = s.of(x0, rows, d.dim()), out = s.zeros(DType.F32, rows, d.dim());
+                Buffers a = Buffers.of(s, d, rows, x, true, false, true);
+                Tensor kc = a.k().reshape(batch, seqLen, d.kd()), vc = a.v().reshape(batch, seqLen, d.kd());
+                if (f == 0) unfused(be.ops(), d, w, x, out, a, kc, vc, false, seqT, posT, inv, false, 1e-6f, 0.3f);
+                else fused(be.ops(), d, w, x, out, a, kc, vc, false, seqT, posT, inv, false, 1e-6f, 0.3f);
+                outs[f] = out.toFloatArray();
+                kept.add(a.all().stream().map(Tensor::toFloatArray).toList());
+            }
+            assertThat(outs[1]).isEqualTo(outs[0]);
+            for (int i = 0; i < kept.get(0).size(); i++) assertThat(kept.get(1).get(i)).as("buffer " + i).isEqualTo(kept.get(0).get(i));
+            // without a KV write the caches must be the rows' own k and v
+            Tensor x = s.of(x0, rows, d.dim());
+            Buffers a = Buffers.of(s, d, rows, x, true, false, true);
+            Tensor other = s.zeros(DType.F32, batch, seqLen, d.kd());
+            assertThatThrownBy(() -> fused(be.ops(), d, w, x, x, a, other, other, false, seqT, posT, inv, false, 1e-6f, 0.3f))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("decoderLayer");
+        }
+    }
+}

@@ -1,0 +1,47 @@
+/*
+ * A whole decoder layer in one call (the CUDA twin is cuda/layer.cu): the composition of the library's own ops, in
+ * the order and with the arguments the Java layer used to call them one by one, so the results are the same bits.
+ * What it saves is per-op cost on the Java side (a call, its checks, its tensor views), which at decode sizes
+ * (a few rows, dim 64..768) is of the order of the ops' own arithmetic.
+ */
+#include "internal.h"
+
+#define TRY(call)                     \
+    do {                              \
+        const int32_t rc_ = (call);   \
+        if (rc_) return rc_;          \
+    } while (0)
+
+EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, const float* attn_norm, const void* wq, const void* wk, const void* wv, const void* wo, const float* bq, const float* bk, const float* bv, const float* ffn_norm, const void* w_gate, const void* w_up, const void* w_down, int32_t w_dtype, float* k_cache, float* v_cache, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale) {
+    if (rows < 0 || dim <= 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || hidden <= 0)
+        return ee_fail("ee_decoder_layer_fwd: bad shape (rows %d, dim %d, heads %d/%d of %d, hidden %d)", rows, dim, n_heads, n_kv_heads, head_dim, hidden);
+    if (rows == 0) return 0;
+    if (!x || !out || !residual || !xn1 || !q || !k || !v || !att || !xn2 || !gate || !up || !act || !attn_norm || !wq || !wk || !wv || !wo
+        || !ffn_norm || !w_gate || !w_up || !w_down || !k_cache || !v_cache || !row_seq || !row_pos || !inv_freq)
+        return ee_fail("ee_decoder_layer_fwd: null pointer");
+    const int32_t qd = n_heads * head_dim, kd = n_kv_heads * head_dim;
+    const int64_t row_bytes = (int64_t)rows * dim * (int64_t)sizeof(float);
+    TRY(ee_rmsnorm_fwd(xn1, inv1, x, attn_norm, rows, dim, eps));
+    TRY(ee_gemm(0, 1, rows, qd, dim, 1.0f, xn1, dim, wq, w_dtype, dim, 0.0f, q, qd));
+    TRY(ee_gemm(0, 1, rows, kd, dim, 1.0f, xn1, dim, wk, w_dtype, dim, 0.0f, k, kd));
+    TRY(ee_gemm(0, 1, rows, kd, dim, 1.0f, xn1, dim, wv, w_dtype, dim, 0.0f, v, kd));
+    if (bq) TRY(ee_add_bias(q, bq, rows, qd));
+    if (bk) TRY(ee_add_bias(k, bk, rows, kd));
+    if (bv) TRY(ee_add_bias(v, bv, rows, kd));
+    TRY(ee_rope(q, row_pos, inv_freq, rows, n_heads, head_dim, interleaved, 0));
+    TRY(ee_rope(k, row_pos, inv_freq, rows, n_kv_heads, head_dim, interleaved, 0));
+    if (write_kv) {
+        TRY(ee_kv_write(k_cache, k, row_seq, row_pos, rows, kd, n_seq, max_len));
+        TRY(ee_kv_write(v_cache, v, row_seq, row_pos, rows, kd, n_seq, max_len));
+    }
+    TRY(ee_attention_fwd(att, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, n_seq, max_len, scale));
+    if (residual != x) TRY(ee_copy(residual, x, row_bytes, 0));
+    TRY(ee_gemm(0, 1, rows, dim, qd, 1.0f, att, qd, wo, w_dtype, qd, 1.0f, residual, dim));
+    TRY(ee_rmsnorm_fwd(xn2, inv2, residual, ffn_norm, rows, dim, eps));
+    TRY(ee_gemm(0, 1, rows, hidden, dim, 1.0f, xn2, dim, w_gate, w_dtype, dim, 0.0f, gate, hidden));
+    TRY(ee_gemm(0, 1, rows, hidden, dim, 1.0f, xn2, dim, w_up, w_dtype, dim, 0.0f, up, hidden));
+    TRY(ee_swiglu_fwd(act, gate, up, (int64_t)rows * hidden));
+    if (out != residual) TRY(ee_copy(out, residual, row_bytes, 0));
+    TRY(ee_gemm(0, 1, rows, dim, hidden, 1.0f, act, hidden, w_down, w_dtype, hidden, 1.0f, out, dim));
+    return 0;
+}
