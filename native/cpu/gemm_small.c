@@ -373,10 +373,10 @@ static void tiles_portable(void* p, int64_t t0, int64_t t1) {
 }
 
 int ee_gemm_small(const ee_gemm_args* g) {
-    const ee_cpu* cpu = ee_cpu_get();
     ee_range_fn kernel = tiles_portable;
     int nr = 1, pair_block = 0; /* pair_block: elements of A split into even and odd halves at a time (bf16) */
 #if EE_X86
+    const ee_cpu* cpu = ee_cpu_get();
     if (cpu->avx512) kernel = tiles512, nr = nr512(g->m), pair_block = 32;
     else if (cpu->avx2) kernel = tiles256, nr = nr256(g->m), pair_block = 16;
 #endif
