@@ -1,103 +1,60 @@
 /*
  * Decode-time GEMM: a few rows (m <= EE_GEMM_SMALL_M) against a transposed weight, C[i][j] = alpha A_i . W_j + beta
  * C[i][j] with W = B stored n x k (bf16, f16 or f32). This is bandwidth bound: each weight row is streamed from
- * memory once, converted exactly to f32 in registers (bf16 by a 16-bit shift, f16 by F16C) and dotted with all rows
- * of A (which stay in L1/L2); rows of A beyond one register tile re-read the tile's weight rows from L1, not memory.
- * Parallel over n. No packing, so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight
+ * memory once, converted exactly to f32 in registers and dotted with all rows of A (which stay in L1/L2); rows of A
+ * beyond one register tile re-read the tile's weight rows from L1, not memory. Parallel over n, in equal runs of
+ * tiles per thread. No packing, so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight
  * for a handful of rows. A stays f32: no vdpbf16ps, which would round A to bf16 (see ee_gemm in eetune.h).
+ *
+ * Register tile: MR rows of A x NR weight rows, one vector accumulator each, summed over k (vertically); only at
+ * the end are the MR x NR accumulators reduced, 16 (AVX-512) or 8 (AVX2) at a time by a transpose-and-add tree that
+ * leaves one sum per lane. With one reduction per accumulator (~8 shuffles and adds) instead, the reductions cost
+ * as much as a quarter of the FMAs at k = 288. The tile is widest at m = 1 (16 weight rows on AVX-512, 8 on AVX2):
+ * that keeps enough independent FMA chains and loads in flight to stream at memory speed.
+ *
+ * Widening is exact: f16 by F16C; bf16 by pairs: a 32-bit lane of the weight holds two bf16 values, the even one
+ * (lower half) becomes f32 by a left shift of 16 and the odd one by masking off the lower half, one integer op per
+ * 16 weights and no shuffle; the rows of A are split once per call into their even and odd elements to match.
  */
 #include "internal.h"
 #if EE_X86
 #include <immintrin.h>
 #endif
 
-#define TILE_N 3 /* weight rows per AVX2 register tile, and the unit of work handed to threads */
-#define TILE_M 3 /* rows of A per AVX2 register tile: 9 accumulators + 3 weight vectors + 1 A vector fit 16 ymm */
+/* What every kernel reads: A as m contiguous rows (lda apart) and, for bf16 weights on an x86 path, A's rows split
+ * into even and odd elements per block of 2 x lanes (ap, ldap floats apart; ldap = k rounded down to the block). */
+typedef struct {
+    const ee_gemm_args* g;
+    const float* a;
+    size_t lda;
+    const float* ap;
+    size_t ldap;
+    int nr; /* weight rows per tile: threads are handed runs of whole tiles */
+} small_job;
+
+/* C[i0 + i][j0 + j] = alpha dots[i * NR + j] + beta C (beta = 0 ignores C) for i < mr, j < nj */
+EE_INLINE void store_tile(const ee_gemm_args* g, const float* dots, int nr, int i0, int mr, int j0, int nj) {
+    for (int i = 0; i < mr; i++) {
+        float* ci = g->c + (size_t)(i0 + i) * g->ldc + j0;
+        for (int j = 0; j < nj; j++) ci[j] = g->beta == 0.0f ? g->alpha * dots[i * nr + j] : g->alpha * dots[i * nr + j] + g->beta * ci[j];
+    }
+}
 
 #if EE_X86
-/* ---- AVX2 ------------------------------------------------------------------------------------------------------ */
+/* Software prefetch of the next tile's weights, the line at the same place in the same row, one per line loaded now
+ * (a tile ahead is 4.5-48 KiB, so the line is in L1 when its tile starts). The tile reads NR rows side by side, which
+ * the hardware prefetchers follow poorly: on the project's 2-core EPYC (one thread, alternated with a build without
+ * it, the machine shared) bf16 weights streamed 1.3x faster at the 110M shapes and 2.2-2.5x at the 15M ones, f32
+ * 1.1-1.2x; with the weights in L2 it costs about 10% at m = 1. Prefetching the next tile as one block in memory
+ * order instead streamed 0.75-0.85x as fast: its last rows arrive too late. A prefetch past the end is harmless. */
+#define PREFETCH_LINE(base, dtype, i) _mm_prefetch((const char*)(base) + (i) * ((dtype) == EE_F32 ? 4 : 2), _MM_HINT_T0)
+/* GCC would rather fold a load of A into each FMA that uses it (MR x NR loads a step instead of MR, which makes the
+ * larger tiles load bound): an empty asm that claims to change the value pins it in a register instead. */
+#define KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
+/* elements per cache line */
+#define LINE_ELEMS(dtype) ((dtype) == EE_F32 ? 16 : 32)
 
-EE_INLINE EE_AVX2 __m256 load8(const void* w, const int dtype, size_t i) {
-    switch (dtype) {
-    case EE_BF16: {
-        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
-    }
-    case EE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
-    default: return _mm256_loadu_ps((const float*)w + i);
-    }
-}
-
-EE_INLINE EE_AVX2 float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* dots[i][j] = A_i . W_j for i < mi, j < nj (compile-time constants once inlined, so acc lives in registers). */
-EE_INLINE EE_AVX2 void dot_tile(const int mi, const int nj, const int dtype, const float* a, size_t lda, const void* w, size_t ldw, size_t w0, int k, float dots[TILE_M][TILE_N]) {
-    __m256 acc[TILE_M][TILE_N];
-    for (int i = 0; i < mi; i++)
-        for (int j = 0; j < nj; j++) acc[i][j] = _mm256_setzero_ps();
-    int p = 0;
-    for (; p + 8 <= k; p += 8) {
-        __m256 wv[TILE_N];
-        for (int j = 0; j < nj; j++) wv[j] = load8(w, dtype, w0 + j * ldw + p);
-        for (int i = 0; i < mi; i++) {
-            __m256 av = _mm256_loadu_ps(a + i * lda + p);
-            for (int j = 0; j < nj; j++) acc[i][j] = _mm256_fmadd_ps(av, wv[j], acc[i][j]);
-        }
-    }
-    for (int i = 0; i < mi; i++)
-        for (int j = 0; j < nj; j++) {
-            float s = hsum8(acc[i][j]);
-            for (int q = p; q < k; q++) s += a[i * lda + q] * ee_load_f32(w, dtype, w0 + j * ldw + q);
-            dots[i][j] = s;
-        }
-}
-
-EE_INLINE EE_AVX2 void weight_rows_avx2(const ee_gemm_args* g, const int dtype, const float* a, size_t lda, int j0, int nj) {
-    for (int i0 = 0; i0 < g->m; i0 += TILE_M) {
-        const int mi = ee_min(TILE_M, g->m - i0);
-        const float* ai = a + i0 * lda;
-        float dots[TILE_M][TILE_N];
-        const size_t w0 = (size_t)j0 * g->ldb;
-        if (nj == TILE_N) {
-            if (mi == 3) dot_tile(3, TILE_N, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
-            else if (mi == 2) dot_tile(2, TILE_N, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
-            else dot_tile(1, TILE_N, dtype, ai, lda, g->b, g->ldb, w0, g->k, dots);
-        } else {
-            for (int j = 0; j < nj; j++) { /* the last one or two weight rows, one at a time */
-                float one[TILE_M][TILE_N];
-                const size_t wj = w0 + (size_t)j * g->ldb;
-                if (mi == 3) dot_tile(3, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
-                else if (mi == 2) dot_tile(2, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
-                else dot_tile(1, 1, dtype, ai, lda, g->b, g->ldb, wj, g->k, one);
-                for (int i = 0; i < mi; i++) dots[i][j] = one[i][0];
-            }
-        }
-        for (int i = 0; i < mi; i++) {
-            float* ci = g->c + (size_t)(i0 + i) * g->ldc + j0;
-            for (int j = 0; j < nj; j++) ci[j] = g->beta == 0.0f ? g->alpha * dots[i][j] : g->alpha * dots[i][j] + g->beta * ci[j];
-        }
-    }
-}
-
-EE_AVX2 static void weight_rows_avx2_any(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj) {
-    switch (g->b_dtype) {
-    case EE_BF16: weight_rows_avx2(g, EE_BF16, a, lda, j0, nj); break;
-    case EE_F16: weight_rows_avx2(g, EE_F16, a, lda, j0, nj); break;
-    default: weight_rows_avx2(g, EE_F32, a, lda, j0, nj);
-    }
-}
-
-/* ---- AVX-512: the same scheme with 16 lanes and an 8 x 3 tile (24 of the 32 zmm accumulate; 3 hold weights and one
- * a row of A), so that batch 8 reads each weight once, does 24 FMAs per 11 loads and stays bandwidth bound ------- */
-
-#define TILE512_M 8
-#define TILE512_N 3
-_Static_assert(TILE512_N == TILE_N, "threads are handed tiles of TILE_N weight rows, whichever kernel runs");
+/* ---- AVX-512 ----------------------------------------------------------------------------------------------------- */
 
 /* 16 elements from w + i as f32 */
 EE_INLINE EE_AVX512 __m512 load16(const void* w, const int dtype, size_t i) {
@@ -116,82 +73,279 @@ EE_INLINE EE_AVX512 __m512 load16_tail(const void* w, const int dtype, size_t i,
     return load16(tail, dtype, 0);
 }
 
-EE_INLINE EE_AVX512 void dot_tile512(const int mi, const int nj, const int dtype, const float* a, size_t lda, const void* w, size_t ldw, size_t w0, int k, float dots[TILE512_M][TILE512_N]) {
-    __m512 acc[TILE512_M][TILE512_N];
-    for (int i = 0; i < mi; i++)
-        for (int j = 0; j < nj; j++) acc[i][j] = _mm512_setzero_ps();
+/* One level of the reduction tree: pairs of vectors, each half of the result the sum of two halves of one input. */
+EE_INLINE EE_AVX512 __m512 fold256(__m512 a, __m512 b) { return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE)); }
+EE_INLINE EE_AVX512 __m512 fold128(__m512 a, __m512 b) { return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xDD)); }
+EE_INLINE EE_AVX512 __m512 fold64(__m512 a, __m512 b) { return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xEE)); }
+EE_INLINE EE_AVX512 __m512 fold32(__m512 a, __m512 b) { return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x88), _mm512_shuffle_ps(a, b, 0xDD)); }
+
+/* Lane l of the result = the sum of the lanes of acc[l] (l < count; 0 beyond), with 15 adds and 30 shuffles for 16
+ * vectors. The tree leaves input q + 4r in lane 4q + r, so it is fed acc[4q + r] there. */
+EE_INLINE EE_AVX512 __m512 reduce16(const __m512* acc, const int count) {
+    __m512 v[16], s[8], u[4];
+    for (int i = 0; i < 16; i++) {
+        const int src = 4 * (i % 4) + i / 4;
+        v[i] = src < count ? acc[src] : _mm512_setzero_ps();
+    }
+    for (int i = 0; i < 8; i++) s[i] = fold256(v[2 * i], v[2 * i + 1]);
+    for (int i = 0; i < 4; i++) u[i] = fold128(s[2 * i], s[2 * i + 1]);
+    return fold32(fold64(u[0], u[1]), fold64(u[2], u[3]));
+}
+
+/* Accumulators of the largest tile, rounded up to whole reductions (fixed-size arrays: GCC keeps those in registers
+ * once the loops over them are unrolled; it spills variable-length ones). */
+#define TILE512_MAX 32
+
+/* dots[i * NR + j] = A_{i0+i} . W_{j0+j} for i < MR, j < NR, and the stores. MR, NR and dtype are constants once
+ * inlined, so the accumulators live in registers. Weight rows past nj repeat the last one (computed, not stored). */
+EE_INLINE EE_AVX512 void tile512(const small_job* job, const int MR, const int NR, const int dtype, int i0, int j0, int nj) {
+    const ee_gemm_args* g = job->g;
+    const int k = g->k;
+    const float* a = job->a + (size_t)i0 * job->lda;
+    const size_t lda = job->lda;
+    size_t row[16];
+    for (int j = 0; j < NR; j++) row[j] = (size_t)(j0 + (j < nj ? j : nj - 1)) * g->ldb;
+    __m512 acc[TILE512_MAX];
+    for (int q = 0; q < MR * NR; q++) acc[q] = _mm512_setzero_ps();
+    const size_t ahead = (size_t)NR * g->ldb; /* from a weight row to the same place in the next tile */
     int p = 0;
+    if (dtype == EE_BF16 && job->ap) { /* 32 weights a step as even and odd halves of 16 pairs */
+        const float* ap = job->ap + (size_t)i0 * job->ldap;
+        const __m512i odd = _mm512_set1_epi32((int)0xFFFF0000u);
+        for (; p < (int)job->ldap; p += 32) {
+            if (MR <= NR) { /* A's halves in registers, then one weight row after another */
+                __m512 ae[8], ao[8];
+                for (int i = 0; i < MR; i++) {
+                    ae[i] = _mm512_loadu_ps(ap + i * job->ldap + p), ao[i] = _mm512_loadu_ps(ap + i * job->ldap + p + 16);
+                    KEEP_IN_REGISTER(ae[i]);
+                    KEEP_IN_REGISTER(ao[i]);
+                }
+                for (int j = 0; j < NR; j++) {
+                    const __m512i pair = _mm512_loadu_si512((const uint16_t*)g->b + row[j] + p);
+                    PREFETCH_LINE(g->b, EE_BF16, row[j] + ahead + p);
+                    const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16)), wo = _mm512_castsi512_ps(_mm512_and_si512(pair, odd));
+                    for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm512_fmadd_ps(ao[i], wo, _mm512_fmadd_ps(ae[i], we, acc[i * NR + j]));
+                }
+            } else { /* the tile's weights in registers, then one row of A after another */
+                __m512 we[16], wo[16];
+                for (int j = 0; j < NR; j++) {
+                    const __m512i pair = _mm512_loadu_si512((const uint16_t*)g->b + row[j] + p);
+                    PREFETCH_LINE(g->b, EE_BF16, row[j] + ahead + p);
+                    we[j] = _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16)), wo[j] = _mm512_castsi512_ps(_mm512_and_si512(pair, odd));
+                }
+                for (int i = 0; i < MR; i++) {
+                    __m512 ae = _mm512_loadu_ps(ap + i * job->ldap + p), ao = _mm512_loadu_ps(ap + i * job->ldap + p + 16);
+                    KEEP_IN_REGISTER(ae);
+                    KEEP_IN_REGISTER(ao);
+                    for (int j = 0; j < NR; j++) acc[i * NR + j] = _mm512_fmadd_ps(ao, wo[j], _mm512_fmadd_ps(ae, we[j], acc[i * NR + j]));
+                }
+            }
+        }
+    }
     for (; p + 16 <= k; p += 16) {
-        __m512 wv[TILE512_N];
-        for (int j = 0; j < nj; j++) wv[j] = load16(w, dtype, w0 + j * ldw + p);
-        for (int i = 0; i < mi; i++) {
-            const __m512 av = _mm512_loadu_ps(a + i * lda + p);
-            for (int j = 0; j < nj; j++) acc[i][j] = _mm512_fmadd_ps(av, wv[j], acc[i][j]);
+        __m512 wv[16];
+        for (int j = 0; j < NR; j++) {
+            wv[j] = load16(g->b, dtype, row[j] + p);
+            if (p % LINE_ELEMS(dtype) == 0) PREFETCH_LINE(g->b, dtype, row[j] + ahead + p);
+        }
+        for (int i = 0; i < MR; i++) {
+            __m512 av = _mm512_loadu_ps(a + i * lda + p);
+            KEEP_IN_REGISTER(av);
+            for (int j = 0; j < NR; j++) acc[i * NR + j] = _mm512_fmadd_ps(av, wv[j], acc[i * NR + j]);
         }
     }
     if (p < k) {
         const int count = k - p;
-        __m512 wv[TILE512_N];
-        for (int j = 0; j < nj; j++) wv[j] = load16_tail(w, dtype, w0 + j * ldw + p, count);
-        for (int i = 0; i < mi; i++) {
-            const __m512 av = load16_tail(a, EE_F32, i * lda + p, count);
-            for (int j = 0; j < nj; j++) acc[i][j] = _mm512_fmadd_ps(av, wv[j], acc[i][j]);
+        for (int j = 0; j < NR; j++) {
+            const __m512 wv = load16_tail(g->b, dtype, row[j] + p, count);
+            for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm512_fmadd_ps(load16_tail(a, EE_F32, i * lda + p, count), wv, acc[i * NR + j]);
         }
     }
-    for (int i = 0; i < mi; i++)
-        for (int j = 0; j < nj; j++) dots[i][j] = _mm512_reduce_add_ps(acc[i][j]);
+    float dots[TILE512_MAX];
+    for (int q = 0; q < MR * NR; q += 16) _mm512_storeu_ps(dots + q, reduce16(acc + q, MR * NR - q < 16 ? MR * NR - q : 16));
+    store_tile(g, dots, NR, i0, MR, j0, nj);
 }
 
-/* the tile for mi rows of A (a run-time value) and nj (TILE512_N or 1) weight rows, with both as constants */
-#define EE_TILE512_CASES(nj)                                                                          \
-    switch (mi) {                                                                                     \
-    case 8: dot_tile512(8, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    case 7: dot_tile512(7, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    case 6: dot_tile512(6, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    case 5: dot_tile512(5, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    case 4: dot_tile512(4, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    case 3: dot_tile512(3, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    case 2: dot_tile512(2, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j); break;               \
-    default: dot_tile512(1, nj, dtype, ai, lda, g->b, g->ldb, wj, g->k, dots_j);                     \
-    }
+/* The tile for a batch of m rows of A: NR weight rows by as many rows of A as leave 16-28 accumulators. */
+static int nr512(int m) { return m == 1 ? 16 : m <= 3 ? 8 : m == 4 ? 6 : m <= 6 ? 4 : 3; }
 
-EE_INLINE EE_AVX512 void weight_rows_avx512(const ee_gemm_args* g, const int dtype, const float* a, size_t lda, int j0, int nj) {
-    for (int i0 = 0; i0 < g->m; i0 += TILE512_M) { /* rows of A past 8 re-read the same weight rows, now in L1 */
-        const int mi = ee_min(TILE512_M, g->m - i0);
-        const float* ai = a + i0 * lda;
-        float dots[TILE512_M][TILE512_N];
-        if (nj == TILE512_N) {
-            const size_t wj = (size_t)j0 * g->ldb;
-            float (*dots_j)[TILE512_N] = dots;
-            EE_TILE512_CASES(TILE512_N)
-        } else {
-            for (int j = 0; j < nj; j++) { /* the last one or two weight rows, one at a time */
-                float one[TILE512_M][TILE512_N] = {{0}};
-                const size_t wj = (size_t)(j0 + j) * g->ldb;
-                float (*dots_j)[TILE512_N] = one;
-                EE_TILE512_CASES(1)
-                for (int i = 0; i < mi; i++) dots[i][j] = one[i][0];
+EE_INLINE EE_AVX512 void tiles512_as(const small_job* job, const int dtype, int64_t t0, int64_t t1) {
+    const ee_gemm_args* g = job->g;
+    const int m = g->m, nr = job->nr;
+    for (int64_t t = t0; t < t1; t++) {
+        const int j0 = (int)t * nr, nj = ee_min(nr, g->n - j0);
+        switch (m) {
+        case 1: tile512(job, 1, 16, dtype, 0, j0, nj); break;
+        case 2: tile512(job, 2, 8, dtype, 0, j0, nj); break;
+        case 3: tile512(job, 3, 8, dtype, 0, j0, nj); break;
+        case 4: tile512(job, 4, 6, dtype, 0, j0, nj); break;
+        case 5: tile512(job, 5, 4, dtype, 0, j0, nj); break;
+        case 6: tile512(job, 6, 4, dtype, 0, j0, nj); break;
+        default: /* 8 x 3 tiles; rows of A past 8 re-read the same weight rows, now in L1 */
+            for (int i0 = 0; i0 < m; i0 += 8) switch (ee_min(8, m - i0)) {
+                case 8: tile512(job, 8, 3, dtype, i0, j0, nj); break;
+                case 7: tile512(job, 7, 3, dtype, i0, j0, nj); break;
+                case 6: tile512(job, 6, 3, dtype, i0, j0, nj); break;
+                case 5: tile512(job, 5, 3, dtype, i0, j0, nj); break;
+                case 4: tile512(job, 4, 3, dtype, i0, j0, nj); break;
+                case 3: tile512(job, 3, 3, dtype, i0, j0, nj); break;
+                case 2: tile512(job, 2, 3, dtype, i0, j0, nj); break;
+                default: tile512(job, 1, 3, dtype, i0, j0, nj);
+                }
+        }
+    }
+}
+
+EE_AVX512 static void tiles512(void* p, int64_t t0, int64_t t1) {
+    const small_job* job = p;
+    switch (job->g->b_dtype) {
+    case EE_BF16: tiles512_as(job, EE_BF16, t0, t1); break;
+    case EE_F16: tiles512_as(job, EE_F16, t0, t1); break;
+    default: tiles512_as(job, EE_F32, t0, t1);
+    }
+}
+
+/* ---- AVX2: the same scheme with 8 lanes and 16 registers -------------------------------------------------------- */
+
+EE_INLINE EE_AVX2 __m256 load8(const void* w, const int dtype, size_t i) {
+    switch (dtype) {
+    case EE_BF16: {
+        const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+    }
+    case EE_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i)));
+    default: return _mm256_loadu_ps((const float*)w + i);
+    }
+}
+
+/* count (< 8) elements from w + i as f32, zero past count */
+EE_INLINE EE_AVX2 __m256 load8_tail(const void* w, const int dtype, size_t i, int count) {
+    if (dtype == EE_F32) {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        return _mm256_maskload_ps((const float*)w + i, mask);
+    }
+    uint16_t tail[8] = {0};
+    memcpy(tail, (const uint16_t*)w + i, (size_t)count * sizeof(uint16_t));
+    return load8(tail, dtype, 0);
+}
+
+EE_INLINE EE_AVX2 __m256 fold128x(__m256 a, __m256 b) { return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31)); }
+EE_INLINE EE_AVX2 __m256 fold64x(__m256 a, __m256 b) { return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x44), _mm256_shuffle_ps(a, b, 0xEE)); }
+EE_INLINE EE_AVX2 __m256 fold32x(__m256 a, __m256 b) { return _mm256_add_ps(_mm256_shuffle_ps(a, b, 0x88), _mm256_shuffle_ps(a, b, 0xDD)); }
+
+/* Lane l = the sum of the lanes of acc[l] (l < count; 0 beyond); the tree leaves input 2r + h in lane 4h + r. */
+EE_INLINE EE_AVX2 __m256 reduce8(const __m256* acc, const int count) {
+    __m256 v[8], s[4];
+    for (int i = 0; i < 8; i++) {
+        const int src = 4 * (i % 2) + i / 2;
+        v[i] = src < count ? acc[src] : _mm256_setzero_ps();
+    }
+    for (int i = 0; i < 4; i++) s[i] = fold128x(v[2 * i], v[2 * i + 1]);
+    return fold32x(fold64x(s[0], s[1]), fold64x(s[2], s[3]));
+}
+
+#define TILE256_MAX 16
+
+EE_INLINE EE_AVX2 void tile256(const small_job* job, const int MR, const int NR, const int dtype, int i0, int j0, int nj) {
+    const ee_gemm_args* g = job->g;
+    const int k = g->k;
+    const float* a = job->a + (size_t)i0 * job->lda;
+    const size_t lda = job->lda;
+    size_t row[16];
+    for (int j = 0; j < NR; j++) row[j] = (size_t)(j0 + (j < nj ? j : nj - 1)) * g->ldb;
+    __m256 acc[TILE256_MAX];
+    for (int q = 0; q < MR * NR; q++) acc[q] = _mm256_setzero_ps();
+    const size_t ahead = (size_t)NR * g->ldb; /* from a weight row to the same place in the next tile */
+    int p = 0;
+    if (dtype == EE_BF16 && job->ap) { /* 16 weights a step as even and odd halves of 8 pairs */
+        const float* ap = job->ap + (size_t)i0 * job->ldap;
+        const __m256i odd = _mm256_set1_epi32((int)0xFFFF0000u);
+        for (; p < (int)job->ldap; p += 16) {
+            const int line = p % LINE_ELEMS(EE_BF16) == 0; /* a step reads half a line */
+            if (MR <= NR) { /* A's halves in registers, then one weight row after another */
+                __m256 ae[4], ao[4];
+                for (int i = 0; i < MR; i++) {
+                    ae[i] = _mm256_loadu_ps(ap + i * job->ldap + p), ao[i] = _mm256_loadu_ps(ap + i * job->ldap + p + 8);
+                    KEEP_IN_REGISTER(ae[i]);
+                    KEEP_IN_REGISTER(ao[i]);
+                }
+                for (int j = 0; j < NR; j++) {
+                    const __m256i pair = _mm256_loadu_si256((const __m256i*)((const uint16_t*)g->b + row[j] + p));
+                    if (line) PREFETCH_LINE(g->b, EE_BF16, row[j] + ahead + p);
+                    const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(pair, odd));
+                    for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm256_fmadd_ps(ao[i], wo, _mm256_fmadd_ps(ae[i], we, acc[i * NR + j]));
+                }
+            } else { /* the tile's weights in registers, then one row of A after another */
+                __m256 we[8], wo[8];
+                for (int j = 0; j < NR; j++) {
+                    const __m256i pair = _mm256_loadu_si256((const __m256i*)((const uint16_t*)g->b + row[j] + p));
+                    if (line) PREFETCH_LINE(g->b, EE_BF16, row[j] + ahead + p);
+                    we[j] = _mm256_castsi256_ps(_mm256_slli_epi32(pair, 16)), wo[j] = _mm256_castsi256_ps(_mm256_and_si256(pair, odd));
+                }
+                for (int i = 0; i < MR; i++) {
+                    __m256 ae = _mm256_loadu_ps(ap + i * job->ldap + p), ao = _mm256_loadu_ps(ap + i * job->ldap + p + 8);
+                    KEEP_IN_REGISTER(ae);
+                    KEEP_IN_REGISTER(ao);
+                    for (int j = 0; j < NR; j++) acc[i * NR + j] = _mm256_fmadd_ps(ao, wo[j], _mm256_fmadd_ps(ae, we[j], acc[i * NR + j]));
+                }
             }
         }
-        for (int i = 0; i < mi; i++) {
-            float* ci = g->c + (size_t)(i0 + i) * g->ldc + j0;
-            for (int j = 0; j < nj; j++) ci[j] = g->beta == 0.0f ? g->alpha * dots[i][j] : g->alpha * dots[i][j] + g->beta * ci[j];
+    }
+    for (; p + 8 <= k; p += 8) {
+        __m256 wv[8];
+        for (int j = 0; j < NR; j++) {
+            wv[j] = load8(g->b, dtype, row[j] + p);
+            if (p % LINE_ELEMS(dtype) == 0) PREFETCH_LINE(g->b, dtype, row[j] + ahead + p);
+        }
+        for (int i = 0; i < MR; i++) {
+            __m256 av = _mm256_loadu_ps(a + i * lda + p);
+            KEEP_IN_REGISTER(av);
+            for (int j = 0; j < NR; j++) acc[i * NR + j] = _mm256_fmadd_ps(av, wv[j], acc[i * NR + j]);
+        }
+    }
+    if (p < k) {
+        const int count = k - p;
+        for (int j = 0; j < NR; j++) {
+            const __m256 wv = load8_tail(g->b, dtype, row[j] + p, count);
+            for (int i = 0; i < MR; i++) acc[i * NR + j] = _mm256_fmadd_ps(load8_tail(a, EE_F32, i * lda + p, count), wv, acc[i * NR + j]);
+        }
+    }
+    float dots[TILE256_MAX];
+    for (int q = 0; q < MR * NR; q += 8) _mm256_storeu_ps(dots + q, reduce8(acc + q, MR * NR - q < 8 ? MR * NR - q : 8));
+    store_tile(g, dots, NR, i0, MR, j0, nj);
+}
+
+/* 8 accumulators at m = 1 and 2, 9 to 12 beyond (3 weight vectors and the accumulators fill the 16 registers; A is
+ * read by the FMAs from L1) */
+static int nr256(int m) { return m == 1 ? 8 : m == 2 ? 4 : 3; }
+
+EE_INLINE EE_AVX2 void tiles256_as(const small_job* job, const int dtype, int64_t t0, int64_t t1) {
+    const ee_gemm_args* g = job->g;
+    const int m = g->m, nr = job->nr;
+    for (int64_t t = t0; t < t1; t++) {
+        const int j0 = (int)t * nr, nj = ee_min(nr, g->n - j0);
+        switch (m) {
+        case 1: tile256(job, 1, 8, dtype, 0, j0, nj); break;
+        case 2: tile256(job, 2, 4, dtype, 0, j0, nj); break;
+        default:
+            for (int i0 = 0; i0 < m; i0 += 4) switch (ee_min(4, m - i0)) {
+                case 4: tile256(job, 4, 3, dtype, i0, j0, nj); break;
+                case 3: tile256(job, 3, 3, dtype, i0, j0, nj); break;
+                case 2: tile256(job, 2, 3, dtype, i0, j0, nj); break;
+                default: tile256(job, 1, 3, dtype, i0, j0, nj);
+                }
         }
     }
 }
 
-EE_AVX512 static void weight_rows_avx512_any(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj) {
-    switch (g->b_dtype) {
-    case EE_BF16: weight_rows_avx512(g, EE_BF16, a, lda, j0, nj); break;
-    case EE_F16: weight_rows_avx512(g, EE_F16, a, lda, j0, nj); break;
-    default: weight_rows_avx512(g, EE_F32, a, lda, j0, nj);
+EE_AVX2 static void tiles256(void* p, int64_t t0, int64_t t1) {
+    const small_job* job = p;
+    switch (job->g->b_dtype) {
+    case EE_BF16: tiles256_as(job, EE_BF16, t0, t1); break;
+    case EE_F16: tiles256_as(job, EE_F16, t0, t1); break;
+    default: tiles256_as(job, EE_F32, t0, t1);
     }
 }
-
-#else /* only the portable kernel (cpu->avx2 and avx512 are 0 here) */
-#define TILE512 TILE_N
-#define weight_rows_avx2_any weight_rows_portable
-#define weight_rows_avx512_any weight_rows_portable
 #endif
 
 /* ---- portable ------------------------------------------------------------------------------------------------------- */
@@ -199,61 +353,60 @@ EE_AVX512 static void weight_rows_avx512_any(const ee_gemm_args* g, const float*
 /* One weight row at a time, converted to f32 a stack chunk at a time. */
 #define PORTABLE_CHUNK 256
 
-static void weight_rows_portable(const ee_gemm_args* g, const float* a, size_t lda, int j0, int nj) {
+static void tiles_portable(void* p, int64_t t0, int64_t t1) {
+    const small_job* job = p;
+    const ee_gemm_args* g = job->g;
     float w[PORTABLE_CHUNK];
-    for (int j = j0; j < j0 + nj; j++) {
+    for (int j = (int)t0; j < (int)t1; j++) { /* tiles of one row */
         float dots[EE_GEMM_SMALL_M] = {0};
         for (int p0 = 0; p0 < g->k; p0 += PORTABLE_CHUNK) {
             const int len = ee_min(PORTABLE_CHUNK, g->k - p0);
-            for (int p = 0; p < len; p++) w[p] = ee_load_f32(g->b, g->b_dtype, (size_t)j * g->ldb + p0 + p);
+            for (int q = 0; q < len; q++) w[q] = ee_load_f32(g->b, g->b_dtype, (size_t)j * g->ldb + p0 + q);
             for (int i = 0; i < g->m; i++) {
-                const float* ai = a + i * lda + p0;
+                const float* ai = job->a + i * job->lda + p0;
                 float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-                for (int p = 0; p < len; p++) s += ai[p] * w[p];
+                for (int q = 0; q < len; q++) s += ai[q] * w[q];
                 dots[i] += s;
             }
         }
-        for (int i = 0; i < g->m; i++) {
-            float* cij = g->c + (size_t)i * g->ldc + j;
-            *cij = g->beta == 0.0f ? g->alpha * dots[i] : g->alpha * dots[i] + g->beta * *cij;
-        }
-    }
-}
-
-/* Weight rows are handed out in tiles of TILE_N (= TILE512_N) rows, the unit all three kernels work in. */
-typedef struct {
-    const ee_gemm_args* g;
-    const float* a;
-    size_t lda;
-} small_job;
-
-static void small_tiles(void* p, int64_t t0, int64_t t1) {
-    const small_job* job = p;
-    const ee_cpu* cpu = ee_cpu_get();
-    for (int64_t t = t0; t < t1; t++) {
-        const int j0 = (int)t * TILE_N, nj = ee_min(TILE_N, job->g->n - j0);
-        if (cpu->avx512)
-            weight_rows_avx512_any(job->g, job->a, job->lda, j0, nj);
-        else if (cpu->avx2)
-            weight_rows_avx2_any(job->g, job->a, job->lda, j0, nj);
-        else
-            weight_rows_portable(job->g, job->a, job->lda, j0, nj);
+        store_tile(g, dots, 1, 0, g->m, j, 1);
     }
 }
 
 int ee_gemm_small(const ee_gemm_args* g) {
-    const float* a = g->a;
-    size_t lda = (size_t)g->lda;
-    if (g->trans_a) { /* A as m contiguous rows */
-        float* rows = ee_scratch(EE_SCRATCH_GEMM_SMALL, (size_t)g->m * g->k * sizeof(float));
-        if (!rows) return ee_fail("ee_gemm: out of memory");
-        for (int i = 0; i < g->m; i++)
-            for (int p = 0; p < g->k; p++) rows[(size_t)i * g->k + p] = g->a[(size_t)p * g->lda + i];
-        a = rows;
-        lda = (size_t)g->k;
+    ee_range_fn kernel = tiles_portable;
+    int nr = 1, pair_block = 0; /* pair_block: elements of A split into even and odd halves at a time (bf16) */
+#if EE_X86
+    const ee_cpu* cpu = ee_cpu_get();
+    if (cpu->avx512) kernel = tiles512, nr = nr512(g->m), pair_block = 32;
+    else if (cpu->avx2) kernel = tiles256, nr = nr256(g->m), pair_block = 16;
+#endif
+    if (g->b_dtype != EE_BF16) pair_block = 0;
+    small_job job = {g, g->a, (size_t)g->lda, 0, 0, nr};
+    const size_t rows_floats = g->trans_a ? (size_t)g->m * g->k : 0;
+    job.ldap = pair_block ? (size_t)(g->k / pair_block * pair_block) : 0;
+    if (rows_floats || job.ldap) {
+        float* scratch = ee_scratch(EE_SCRATCH_GEMM_SMALL, (rows_floats + (size_t)g->m * job.ldap) * sizeof(float));
+        if (!scratch) return ee_fail("ee_gemm: out of memory");
+        if (g->trans_a) { /* A as m contiguous rows */
+            for (int i = 0; i < g->m; i++)
+                for (int p = 0; p < g->k; p++) scratch[(size_t)i * g->k + p] = g->a[(size_t)p * g->lda + i];
+            job.a = scratch;
+            job.lda = (size_t)g->k;
+        }
+        if (job.ldap) { /* per block: its even elements, then its odd ones */
+            float* ap = scratch + rows_floats;
+            const int half = pair_block / 2;
+            for (int i = 0; i < g->m; i++)
+                for (size_t p0 = 0; p0 < job.ldap; p0 += (size_t)pair_block)
+                    for (int t = 0; t < half; t++) {
+                        ap[(size_t)i * job.ldap + p0 + t] = job.a[(size_t)i * job.lda + p0 + 2 * t];
+                        ap[(size_t)i * job.ldap + p0 + half + t] = job.a[(size_t)i * job.lda + p0 + 2 * t + 1];
+                    }
+            job.ap = ap;
+        }
     }
-    const small_job job = {g, a, lda};
-    ee_parallel_range(ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), ee_ceil_div(g->n, TILE_N), small_tiles, (void*)&job);
+    ee_parallel_range(ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), ee_ceil_div(g->n, nr), kernel, &job);
     return 0;
 }

@@ -234,6 +234,13 @@ static void gemv_section(int threads, double roof_gbs, int which) {
                 snprintf(cr, sizeof cr, "%.0f (%.0f..%.0f)", r.median, r.min, r.max);
                 printf("%-5s %3d %-24s %-26s %8.2fx %10.2fx\n", dtype_names[d], ms[b], cg, cr, r.median / spread_of(tps1).median, g.median / roof_gbs);
             }
+        /* the 16-bit weights' gain over f32 at m = 1: median (min..max) of the per-trial ratios */
+        for (int d = 1; d < 3; d++) {
+            double ratio[TRIALS];
+            for (int t = 0; t < TRIALS; t++) ratio[t] = sec[0][0][t] / sec[d][0][t];
+            const spread r = spread_of(ratio);
+            printf("m = 1 tok/s, %s / f32: %.2fx (%.2f..%.2f)\n", dtype_names[d], r.median, r.min, r.max);
+        }
         for (int i = 0; i < count; i++)
             for (int d = 0; d < 3; d++) free((void*)mats[i].w[d]);
     }

@@ -42,10 +42,13 @@ static double b_value(const void* b, int dtype, size_t i) {
 }
 
 static void test_gemm(unsigned* seed) {
-    /* every batch size of the decode path (m <= 16) with odd n and k tails; then past it */
-    const int sizes[][3] = {{1, 1, 1},   {2, 5, 33},   {3, 17, 5},  {4, 11, 16}, {5, 4, 47},     {6, 8, 17},     {7, 10, 31},
-                            {8, 67, 129}, {9, 13, 65}, {10, 2, 15}, {11, 7, 40}, {12, 5, 290},   {13, 9, 3},     {14, 6, 77},
-                            {15, 14, 129}, {16, 31, 300}, {17, 3, 67}, {67, 129, 17}, {129, 67, 300}, {13, 40, 0}};
+    /* every batch size of the decode path (m <= 16) with n off its tiles (16, 8, 6, 4 or 3 weight rows on AVX-512; 8,
+     * 4 or 3 on AVX2) and k off its steps (bf16 pairs of 32 or 16 elements, then 16 or 8, then a tail), also large
+     * enough to run on several threads (1 x 333 x 290, 8 x 67 x 129); then past it */
+    const int sizes[][3] = {{1, 1, 1},     {1, 37, 95},   {1, 333, 290}, {2, 5, 33},   {2, 19, 100}, {3, 17, 5},    {3, 29, 64},
+                            {4, 11, 16},   {4, 13, 70},   {5, 4, 47},    {6, 8, 17},   {6, 9, 111},  {7, 10, 31},   {8, 67, 129},
+                            {9, 13, 65},   {10, 2, 15},   {11, 7, 40},   {12, 5, 290}, {13, 9, 3},   {14, 6, 77},   {15, 14, 129},
+                            {16, 31, 300}, {17, 3, 67},   {67, 129, 17}, {129, 67, 300}, {13, 40, 0}};
     const int paths[] = {0, 2, 1};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int pi = 0; pi < 3; pi++) {

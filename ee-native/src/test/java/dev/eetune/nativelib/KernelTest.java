@@ -45,9 +45,11 @@ class KernelTest {
         }
     }
 
-    /** Every batch size of the decode path (m <= 16, B transposed) with n and k off its 3-row and 16-lane tiles; then
-     *  past it (the packed kernel and OpenBLAS). */
-    static final int[][] GEMM_SIZES = {{1, 1, 1}, {2, 7, 33}, {3, 5, 7}, {4, 10, 16}, {5, 4, 47}, {6, 8, 17}, {7, 11, 31},
+    /** Every batch size of the decode path (m <= 16, B transposed) with n off its tiles of 16, 8, 6, 4 or 3 weight rows
+     *  and k off its steps (bf16 pairs of 32 or 16 elements, then 16 or 8 lanes, then a tail), m = 1 also on several
+     *  threads (333 x 290); then past it (the packed kernel and OpenBLAS). */
+    static final int[][] GEMM_SIZES = {{1, 1, 1}, {1, 37, 95}, {1, 333, 290}, {2, 7, 33}, {2, 19, 100}, {3, 5, 7}, {3, 29, 64},
+        {4, 10, 16}, {5, 4, 47}, {6, 8, 17}, {7, 11, 31},
         {8, 300, 97}, {9, 13, 65}, {10, 2, 15}, {11, 7, 40}, {12, 5, 290}, {13, 9, 3}, {14, 6, 77}, {15, 14, 129},
         {16, 31, 300}, {17, 33, 65}, {67, 129, 31}, {130, 70, 257}};
 
