@@ -202,7 +202,7 @@ else
   common=(--data "$repo/docs" --tokenizer byte --cache-dir "$tune/cache" --exits 2,4 --arch mlp --steps 6 --batch 2 --seq-len 64
           --micro-batches 2 --eval-batches 1 --threads 4 --checkpoint-every 0 --quiet)
   {
-    timeout 120 "$tune_java" -jar "$jar" pretrain --corpus "$repo/docs" --byte-level --dim 128 --layers 4 --attention-heads 4 --steps 2 \
+    timeout 120 "$tune_java" -jar "$jar" pretrain --corpus "$repo/docs" --byte-level --dim 128 --layers 6 --attention-heads 4 --steps 2 \
       --batch 2 --seq-len 64 --threads 4 --out "$tune/model" &&
     timeout 120 "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" --backend cpu --loss-csv "$tune/cpu/losses.csv" --out "$tune/cpu" &&
     ee_run timeout 120 "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" --backend cuda --loss-csv "$tune/cuda1/losses.csv" --out "$tune/cuda1"
