@@ -5,7 +5,9 @@
 #   2. libeecpu cross-compiled for linux-aarch64 (native/cmake/aarch64.cmake), its self-test under qemu-user;
 #   3. libeedist's self-test under mpirun with 3 ranks (rank-order sums, broadcast, send/recv, a late rank named);
 #   4. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
-#      its first pass on many odd sizes, the full check).
+#      its first pass on many odd sizes, the full check);
+#   5. libeenccl's self-test on the CUDA emulation with a fake NCCL over MPI, 3 ranks (native/dist/test/emulated-nccl.sh:
+#      the rank-order all-reduce bit for bit, broadcast, send/recv, refused arguments).
 # Fails on any sanitizer report or emulation FAIL. usage: .ci/native-checks.sh [JAVA_HOME] (default: the javac on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,6 +105,11 @@ dist_selftest() {
   timeout 120 mpirun --allow-run-as-root --oversubscribe -np 3 "$work/dist/dist/eedist_selftest"
 }
 
+nccl_selftest() {
+  native/dist/test/emulated-nccl.sh "$work/nccl-emu" >/dev/null
+  EETUNE_NCCL="$work/nccl-emu/lib/libnccl_fake.so" timeout 120 mpirun --allow-run-as-root --oversubscribe -np 3 "$work/nccl-emu/eenccl_selftest"
+}
+
 step "libeedist self-test, 3 ranks under mpirun" dist_selftest
 step "build libeecpu with ASan + UBSan" sanitized_build
 step "self-test under ASan + UBSan" selftest
@@ -114,3 +121,4 @@ mkdir -p "$work/emu/cpu"
 cp ee-native/target/cmake/libeecpu.so "$work/emu/cpu/"
 step "CUDA kernels in the CPU emulation, small shapes (3 passes)" native/cuda/test/emulate.sh "$work/emu" sanitize
 step "CUDA kernels in the CPU emulation, many odd sizes (first pass)" native/cuda/test/emulate.sh "$work/emu" check 1
+step "libeenccl self-test on the CUDA emulation with a fake NCCL, 3 ranks under mpirun" nccl_selftest

@@ -2,14 +2,18 @@
 # The GPU check of libeecuda, in one go on a machine with an NVIDIA GPU (sized for ~8 minutes on one H200):
 #   1. builds libeecuda, libeecpu (the reference) and the native driver eecuda_check (CMake, all cores)
 #   2. eecuda_check check     : every kernel vs libeecpu on fresh random inputs, outputs poisoned first
-#   2b. eenccl_selftest        : libeenccl (NCCL loaded at run time) with a one-rank communicator on the GPU
+#   2b. eenccl_selftest        : libeenccl (NCCL loaded at run time): rank-order all-reduce bit for bit, broadcast,
+#                                send/recv; under mpirun with one rank per GPU (2 where there are 2+), else one rank
 #   3. eecuda_check bench     : one table of timings (GEMM TFLOP/s, decode GEMM GB/s, attention, fused CE, copy, launch)
 #   4. compute-sanitizer memcheck, racecheck and synccheck on eecuda_check sanitize (every kernel once, small shapes)
 #   5. the Java GPU tests (ee-cuda, @Tag("gpu")) when a JDK 22+ and an offline Maven repository are there
+#   6. distributed tuning on the CUDA backend: `ee tune --backend cuda` under mpirun, one rank per GPU, NCCL summing the
+#      heads' gradients (2 ranks where there are 2+ GPUs; with one GPU a single CUDA process), against one CPU process
+#      on a small byte-level model made here; needs a JDK 17+ and ee-cli/target/ee.jar (or EE_JAR)
 # and prints one PASS/FAIL line per step, then the timing table. Exit status 0 only if every step that ran passed.
 #
 #   usage: native/cuda/device-check.sh [BUILD_DIR]
-#   env:   OUT (logs are copied there), EE_SEED (repeat a check), EE_SKIP_JAVA=1, EE_SKIP_SANITIZER=1,
+#   env:   OUT (logs are copied there), EE_SEED (repeat a check), EE_SKIP_JAVA=1, EE_SKIP_SANITIZER=1, EE_JAR, EETUNE_NCCL,
 #          JAVA_HOME / EE_JAVA_HOME (a JDK 22+), EE_M2 (an offline Maven repository), EETUNE_CUBLAS (a libcublas path)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -117,10 +121,16 @@ if [ -z "${EETUNE_NCCL:-}" ]; then
     if [ -f "$d/libnccl.so.2" ]; then export EETUNE_NCCL=$d/libnccl.so.2; break; fi
   done
 fi
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+nccl_ranks=$(( gpus >= 2 ? 2 : 1 ))
+mpirun_cmd=(mpirun --allow-run-as-root --oversubscribe -np "$nccl_ranks")
+command -v mpirun >/dev/null || { nccl_ranks=1; mpirun_cmd=(); }
+# one GPU per rank: a rank uses the first GPU it sees (libeecuda's and libeenccl's device 0)
+per_gpu=(bash -c 'export CUDA_VISIBLE_DEVICES=${OMPI_COMM_WORLD_LOCAL_RANK:-0}; exec "$@"' rank)
 if [ -z "${EETUNE_NCCL:-}" ]; then
-  record SKIP "nccl one-rank self-test" "libnccl.so.2 not found (apt-get install libnccl2, or pip install nvidia-nccl-cu12; or set EETUNE_NCCL)"
+  record SKIP "nccl self-test" "libnccl.so.2 not found (apt-get install libnccl2, or pip install nvidia-nccl-cu12; or set EETUNE_NCCL)"
 elif cmake --build "$build/cmake" --target eenccl eenccl_selftest -j "$(nproc)" >"$logs/build-nccl.log" 2>&1; then
-  run_step "nccl one-rank self-test" 60 "$logs/nccl.log" "$build/cmake/eenccl_selftest"
+  run_step "nccl self-test ($nccl_ranks rank(s), 1 per GPU)" 90 "$logs/nccl.log" "${mpirun_cmd[@]}" "${per_gpu[@]}" "$build/cmake/eenccl_selftest"
   grep -E '^(PASS|FAIL) nccl' "$logs/nccl.log" | sed 's/^/   /'
 else
   record FAIL "build libeenccl + self-test" "see $logs/build-nccl.log"
@@ -166,6 +176,62 @@ else
   else
     grep -E 'FAIL|ERROR|Tests run' "$logs/java.log" | head -20
     record FAIL "java gpu tests" "rc $rc: $summary"
+  fi
+fi
+
+# ---- 6. distributed tuning on the CUDA backend ---------------------------------------------------------------------
+# A byte-level model made here (no data set needed), tuned for 6 steps of 2 micro-batches: one CPU process (the
+# reference), one CUDA process, and (2+ GPUs) 2 CUDA ranks whose head gradients NCCL sums in rank order.
+jar=${EE_JAR:-$repo/ee-cli/target/ee.jar}
+tune_java=""
+for j in "${EE_JAVA_HOME:-}" "${JAVA_HOME:-}" /usr/lib/jvm/*; do
+  if [ -n "$j" ] && [ -x "$j/bin/java" ]; then tune_java=$j/bin/java; break; fi
+done
+if [ ! -f "$jar" ] || [ -z "$tune_java" ]; then
+  record SKIP "distributed tune on cuda" "needs ee-cli/target/ee.jar (or EE_JAR) and a JDK 17+ (found: jar ${jar}, java ${tune_java:-none})"
+elif ! cmake --build "$build/cmake" --target eenccl eecpu -j "$(nproc)" >"$logs/build-tune.log" 2>&1; then
+  record FAIL "distributed tune on cuda" "build of libeenccl/libeecpu failed: $logs/build-tune.log"
+else
+  tune=$build/tune
+  rm -rf "$tune" && mkdir -p "$tune/lib"
+  ln -sf "$build/cmake/libeecuda.so" "$build/cmake/libeenccl.so" "$build/cmake/libeecpu.so" "$tune/lib/"
+  if [ -d "$build/cmake/dist" ] && cmake --build "$build/cmake" --target eedist >>"$logs/build-tune.log" 2>&1; then
+    ln -sf "$build/cmake/dist/libeedist.so" "$tune/lib/"
+  fi
+  ee_run() { EETUNE_NATIVE_PATH=$tune/lib "$@"; }
+  common=(--data "$repo/docs" --tokenizer byte --cache-dir "$tune/cache" --exits 2,4 --arch mlp --steps 6 --batch 2 --seq-len 64
+          --micro-batches 2 --eval-batches 1 --threads 4 --checkpoint-every 0 --quiet)
+  {
+    timeout 120 "$tune_java" -jar "$jar" pretrain --corpus "$repo/docs" --byte-level --dim 128 --layers 6 --attention-heads 4 --steps 2 \
+      --batch 2 --seq-len 64 --threads 4 --out "$tune/model" &&
+    timeout 120 "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" --backend cpu --loss-csv "$tune/cpu/losses.csv" --out "$tune/cpu" &&
+    ee_run timeout 120 "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" --backend cuda --loss-csv "$tune/cuda1/losses.csv" --out "$tune/cuda1"
+  } >"$logs/tune.log" 2>&1
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    tail -20 "$logs/tune.log"
+    record FAIL "tune: cpu and cuda, one process" "rc $rc: see $logs/tune.log"
+  else
+    # CUDA kernels round differently from the CPU ones (other summation orders): close, not equal
+    python3 "$here/../dist/test/compare_runs.py" "$tune/cpu" "$tune/cuda1" 1e-3 | tee -a "$logs/tune.log" | sed 's/^/   /'
+    if [ "${PIPESTATUS[0]}" -eq 0 ]; then record PASS "tune: one cuda process vs cpu" "$(elapsed)"; else record FAIL "tune: one cuda process vs cpu" "see $logs/tune.log"; fi
+    if [ "$nccl_ranks" -lt 2 ] || [ -z "${EETUNE_NCCL:-}" ] || [ ! -e "$tune/lib/libeedist.so" ]; then
+      record SKIP "distributed tune on cuda (NCCL)" "needs 2 GPUs (found $gpus), mpirun, MPI headers at build time and NCCL; ran one CUDA process only"
+    else
+      # same kernels, rank-order sums: as close as DistributedTuneTest's CPU runs (1e-6; observed identical there)
+      ee_run timeout 180 "${mpirun_cmd[@]}" -x EETUNE_NATIVE_PATH -x EETUNE_NCCL "${per_gpu[@]}" "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" \
+        --backend cuda --loss-csv "$tune/cuda2/losses.csv" --out "$tune/cuda2" >>"$logs/tune.log" 2>&1
+      rc=$?
+      grep -E 'sent .* bytes' "$logs/tune.log" | sed 's/^/   /'
+      if [ $rc -ne 0 ]; then
+        tail -20 "$logs/tune.log"
+        record FAIL "distributed tune on cuda (NCCL)" "rc $rc: see $logs/tune.log"
+      else
+        python3 "$here/../dist/test/compare_runs.py" "$tune/cuda1" "$tune/cuda2" 1e-6 | tee -a "$logs/tune.log" | sed 's/^/   /'
+        python3 "$here/../dist/test/compare_runs.py" "$tune/cpu" "$tune/cuda2" 1e-3 | tee -a "$logs/tune.log" | sed 's/^/   /'
+        if grep -q '^FAIL' "$logs/tune.log"; then record FAIL "distributed tune on cuda (NCCL)" "see $logs/tune.log"; else record PASS "distributed tune on cuda (NCCL, 2 ranks)" "$(elapsed)"; fi
+      fi
+    fi
   fi
 fi
 

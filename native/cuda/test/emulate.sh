@@ -2,9 +2,10 @@
 # Runs libeecuda's kernels on the CPU, in an emulation of the CUDA execution model (test/emu), against libeecpu:
 # a check of the kernels' logic (indexing, tiling, reductions, barriers) on a machine without a GPU. It cannot see
 # GPU-only problems (speed, real races, the memory model, cuBLAS), which native/cuda/device-check.sh covers.
-#   usage: native/cuda/test/emulate.sh [BUILD_DIR] [sanitize|check] [PASSES]   (needs g++, python3, cmake for libeecpu)
+#   usage: native/cuda/test/emulate.sh [BUILD_DIR] [sanitize|check|build] [PASSES]   (needs g++, python3, cmake for libeecpu)
 # sanitize: every kernel once on small shapes; check: every kernel on many odd sizes (slow). PASSES (1-3, default 3)
-# runs the first 1, 2 or 3 of the passes below.
+# runs the first 1, 2 or 3 of the passes below. build: only builds the emulated libeecuda_emu.so, libeenccl_emu.so
+# (../../dist/nccl.cu) and libcublas_fake.so (for native/dist/test/emulated-nccl.sh).
 # A libeecpu.so already in BUILD_DIR/cpu is used as the reference instead of building one (CI: .ci/native-checks.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,12 +24,18 @@ for f in "$native"/common/*.c; do # shared with libeecpu, plain C as in the real
 done
 g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$native/include" -I"$native/common" -I"$build/src" \
   -o "$build/libeecuda_emu.so" "$build"/src/*.cpp "$build"/common/*.o "$here/emu/emu.cpp" -ldl -lpthread
+# libeenccl on the emulation (its own copy of the runtime, as the real one links its own static cudart)
+mkdir -p "$build/nccl"
+python3 "$here/emu/transform.py" "$native/dist/nccl.cu" "$build/nccl/nccl.cpp"
+g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$native/include" \
+  -Wl,-Bsymbolic -o "$build/libeenccl_emu.so" "$build/nccl/nccl.cpp" "$here/emu/emu.cpp" -ldl -lpthread
+g++ -std=c++17 -O2 -fPIC -shared -o "$build/libcublas_fake.so" "$here/emu/fake_cublas.cpp"
+[ "$mode" = build ] && exit 0
 g++ -std=c++17 -O1 -g -x c++ -I"$native/include" -o "$build/eecuda_check" "$here/sanitize_driver.cu" -ldl
 if [ ! -f "$build/cpu/libeecpu.so" ]; then
   cmake -S "$native" -B "$build/cpu" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build/cpu" --target eecpu -j "$(nproc)" >/dev/null
 fi
-g++ -std=c++17 -O2 -fPIC -shared -o "$build/libcublas_fake.so" "$here/emu/fake_cublas.cpp"
 echo "== emulated kernels, fallback GEMM kernel (EETUNE_CUBLAS=none)"
 EETUNE_CUBLAS=none "$build/eecuda_check" "$mode" "$build/libeecuda_emu.so" "$build/cpu/libeecpu.so"
 [ "$passes" -ge 2 ] || exit 0

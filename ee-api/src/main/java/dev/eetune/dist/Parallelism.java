@@ -1,5 +1,6 @@
 package dev.eetune.dist;
 
+import dev.eetune.backend.Backend;
 import dev.eetune.nn.Parameter;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Tensor;
@@ -8,6 +9,7 @@ import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -28,6 +30,9 @@ import java.util.List;
  * rank 0 can write whole checkpoints, and a checkpoint resumes under any layout (or none). The result does not depend on
  * the layout beyond the rounding of that sum. Rank 0 writes checkpoints and reports progress.
  *
+ * <p>The group carries the tensors of the run's backend: the launcher's (MPI) for host tensors, a device group for device
+ * tensors ({@link #forBackend}: NCCL on CUDA, with the same rank-order sums).
+ *
  * <p>Thread-safety: that of its group (one thread).
  */
 public record Parallelism(ProcessGroup group, int stages) {
@@ -38,6 +43,15 @@ public record Parallelism(ProcessGroup group, int stages) {
         if (stages < 1 || group.size() % stages != 0) {
             throw new IllegalArgumentException("--pipeline-stages " + stages + " does not divide the " + group.size() + " ranks (ranks = stages x data replicas)");
         }
+    }
+
+    /**
+     * The same layout on the group that carries {@code backend}'s tensors: this one for host tensors, else the backend's
+     * device group made from this group's ({@link ProcessGroups#forBackend}: NCCL for CUDA); every rank calls it.
+     */
+    public Parallelism forBackend(Backend backend, Duration timeout) {
+        ProcessGroup g = ProcessGroups.forBackend(group, backend, timeout);
+        return g == group ? this : new Parallelism(g, stages);
     }
 
     /** Data-parallel replicas: ranks / stages. */

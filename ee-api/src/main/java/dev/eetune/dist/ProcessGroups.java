@@ -1,5 +1,7 @@
 package dev.eetune.dist;
 
+import dev.eetune.backend.Backend;
+
 import java.time.Duration;
 import java.util.Map;
 import java.util.ServiceLoader;
@@ -7,7 +9,8 @@ import java.util.ServiceLoader;
 /**
  * The group this process belongs to. A process started by a launcher (mpirun sets {@code OMPI_COMM_WORLD_SIZE},
  * MPICH's Hydra and Slurm's PMI {@code PMI_SIZE}, Slurm's PMIx {@code PMIX_RANK}) joins the launcher's group through the
- * {@link ProcessGroupProvider} on the class path; any other process is a {@link LocalGroup} and loads nothing.
+ * {@link ProcessGroupProvider} on the class path; any other process is a {@link LocalGroup} and loads nothing. A run
+ * whose backend keeps tensors in device memory adds that backend's group ({@link #forBackend}: NCCL for CUDA).
  */
 public final class ProcessGroups {
     private static final String[] LAUNCHER_VARIABLES = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"};
@@ -35,5 +38,18 @@ public final class ProcessGroups {
         if (launcher == null) return LocalGroup.INSTANCE;
         for (ProcessGroupProvider p : ServiceLoader.load(ProcessGroupProvider.class, ProcessGroups.class.getClassLoader())) return p.join(timeout);
         throw new IllegalStateException("started by a launcher (" + launcher + ") but no process group implementation is on the class path (add ee-native)");
+    }
+
+    /**
+     * The group for {@code backend}'s tensors: {@code host} itself for a group of one or a host backend, else the
+     * backend's device group ({@link DeviceGroupProvider}, e.g. NCCL for "cuda") joined by every rank of {@code host}.
+     */
+    public static ProcessGroup forBackend(ProcessGroup host, Backend backend, Duration timeout) {
+        if (host.size() == 1 || backend.device().isHost()) return host;
+        for (DeviceGroupProvider p : ServiceLoader.load(DeviceGroupProvider.class, ProcessGroups.class.getClassLoader())) {
+            if (p.backend().equals(backend.name())) return p.join(host, backend, timeout);
+        }
+        throw new IllegalStateException("the " + backend.name() + " backend keeps tensors in device memory, and no process group for them is on the class path: "
+            + "distributed runs on it are not supported (use --backend cpu)");
     }
 }

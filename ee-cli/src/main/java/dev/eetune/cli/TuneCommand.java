@@ -104,17 +104,19 @@ final class TuneCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         if (distTimeout <= 0) throw new IllegalArgumentException("--dist-timeout " + distTimeout + ": must be > 0 seconds");
-        ProcessGroup group = ProcessGroups.join(Duration.ofSeconds(distTimeout));
+        ProcessGroup launched = ProcessGroups.join(Duration.ofSeconds(distTimeout));
+        Parallelism used;
         try {
-            tune(new Parallelism(group, pipelineStages));
+            used = tune(new Parallelism(launched, pipelineStages));
         } catch (IOException | RuntimeException e) {
-            if (group.size() > 1) {
-                System.err.println("ee tune: " + group.describe() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+            if (launched.size() > 1) {
+                System.err.println("ee tune: " + launched.describe() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
                 System.err.flush();
-                group.abort(1);
+                launched.abort(1);
             }
             throw e;
         }
+        ProcessGroup group = used.group();
         if (group.size() > 1 && group.rank() == 0) { // the traffic docs/distributed.md's scaling model starts from
             System.err.printf(Locale.ROOT, "%s sent %,d bytes to the other ranks%n", group.describe(), group.bytesSent());
         }
@@ -122,7 +124,9 @@ final class TuneCommand implements Callable<Integer> {
         return 0;
     }
 
-    private void tune(Parallelism dp) throws IOException {
+    /** Tunes; returns the parallelism it used (with the backend's device group, e.g. NCCL on CUDA, once the model is loaded). */
+    private Parallelism tune(Parallelism launched) throws IOException {
+        Parallelism dp = launched;
         boolean leads = dp.leads();
         if (gates && dp.stages() > 1) throw new IllegalArgumentException("--gates needs every layer on one rank; with --pipeline-stages " + dp.stages() + " train them afterwards with `ee gates`");
         if (gates && gateWindows < 1) throw new IllegalArgumentException("--gate-windows must be >= 1, got " + gateWindows);
@@ -139,6 +143,7 @@ final class TuneCommand implements Callable<Integer> {
         if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel(quiet)) {
             cfg.requireFits(backbone.config());
+            dp = launched.forBackend(backbone.backend(), Duration.ofSeconds(distTimeout));
             try (EarlyExitModel ee = EarlyExitModel.attach(backbone, specs, seed, temperature);
                  AdamW opt = AdamW.withDefaults(ee.parameters(), weightDecay)) {
                 Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
@@ -166,7 +171,7 @@ final class TuneCommand implements Callable<Integer> {
                                 ee.save(out.resolve("heads.safetensors"), DType.F32);
                                 System.out.println("heads written to " + out.resolve("heads.safetensors") + " (a pipeline run does not evaluate: use ee eval)");
                             }
-                            return;
+                            return dp;
                         }
                         String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
                         ExitEvaluator.Report before = EvalCommand.evaluate(ee, val, evalBatches, "evaluating " + start, quiet);
@@ -187,6 +192,7 @@ final class TuneCommand implements Callable<Integer> {
                             Path html = new HtmlReport("ee tune: " + ee).lossCurves(curves).validationLoss(after).text("Before tuning", table).write(report);
                             System.out.println("report: " + html);
                         }
+                        return dp;
                     }
                 }
             }

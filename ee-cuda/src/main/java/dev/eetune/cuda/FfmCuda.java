@@ -19,6 +19,8 @@ final class FfmCuda {
 
     static Kernels bind(Path library) { throw new UnsupportedOperationException(unavailableReason()); }
 
+    static NcclAbi bindNccl(Path library) { throw new UnsupportedOperationException(unavailableReason()); }
+
     static HostMemory hostMemory() { throw new UnsupportedOperationException(unavailableReason()); }
 
     static long address(ByteBuffer direct) { throw new UnsupportedOperationException(unavailableReason()); }

@@ -16,6 +16,8 @@ final class JnaCuda {
 
     static Kernels bind(Path library) { return CudaJna.bind(NativeLibrary.getInstance(library.toString())); }
 
+    static NcclAbi bindNccl(Path library) { return NcclJna.bind(NativeLibrary.getInstance(library.toString())); }
+
     static HostMemory hostMemory() {
         return (address, bytes) -> new Pointer(address).getByteBuffer(0, bytes).order(ByteOrder.nativeOrder());
     }

@@ -18,6 +18,8 @@ final class FfmCuda {
 
     static Kernels bind(Path library) { return CudaFfm.bind(SymbolLookup.libraryLookup(library, Arena.global())); }
 
+    static NcclAbi bindNccl(Path library) { return NcclFfm.bind(SymbolLookup.libraryLookup(library, Arena.global())); }
+
     static HostMemory hostMemory() {
         return (address, bytes) -> MemorySegment.ofAddress(address).reinterpret(bytes).asByteBuffer().order(ByteOrder.nativeOrder());
     }

@@ -1,0 +1,102 @@
+package dev.eetune.cli;
+
+import dev.eetune.backend.spi.NativeLibraryLoader;
+import dev.eetune.nativelib.MpiGroupProvider;
+import dev.eetune.testing.TestData;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.management.ManagementFactory;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * `ee tune --backend cuda` under {@code mpirun} without a GPU: the CUDA backend's distributed path end to end, with
+ * libeecuda and libeenccl built on the CUDA emulation ("device" memory is host memory) and a fake NCCL that does NCCL's
+ * calls with MPI (native/dist/test/emulated-nccl.sh, fake_nccl.c). What runs is the real code down to the NCCL calls:
+ * ProcessGroups.forBackend choosing the NCCL group, NcclGroup (generated binding), the unique id broadcast over MPI,
+ * libeenccl's rank-order all-reduce of the heads' device gradients, and device send/recv of a pipeline's hidden
+ * states. Runs are compared with one process on the same (emulated) backend, within 1e-6 relative as in
+ * {@link DistributedTuneTest} and for the same reason. What only a GPU shows (real NCCL, speed) is in
+ * native/cuda/device-check.sh. The emulation is slow: 2 steps of 2 micro-batches of 1 x 8 tokens.
+ *
+ * <p>Skipped only where mpirun or mpicc is absent and CI is not set (CI installs Open MPI, see .ci/run).
+ */
+class EmulatedNcclTuneTest {
+    @TempDir
+    static Path shared;
+    static Path libraries, reference;
+
+    @TempDir
+    Path tmp;
+
+    @BeforeAll
+    static void buildEmulatedLibrariesAndTuneOneProcess() throws Exception {
+        DistributedTuneTest.requireOnPath("mpirun");
+        DistributedTuneTest.requireOnPath("mpicc");
+        Path repo = Path.of("").toAbsolutePath().getParent(), script = repo.resolve("native/dist/test/emulated-nccl.sh");
+        assertThat(script).as("the repository's native/ beside ee-cli").exists();
+        Path cpu = NativeLibraryLoader.load(MpiGroupProvider.class, "eecpu"), dist = NativeLibraryLoader.load(MpiGroupProvider.class, "eedist");
+        Path build = shared.resolve("build");
+        Files.createDirectories(build);
+        Process p = new ProcessBuilder("bash", script.toString(), build.toString(), cpu.toString(), dist.toString()).redirectErrorStream(true)
+            .redirectOutput(build.resolve("out.log").toFile()).start();
+        assertThat(p.waitFor(15, TimeUnit.MINUTES)).as("building the emulated libraries").isTrue();
+        assertThat(p.exitValue()).as("emulated-nccl.sh: %s", Files.readString(build.resolve("out.log"))).isZero();
+        libraries = build.resolve("lib");
+        reference = shared.resolve("one-process");
+        Process one = launch(reference, 0, List.of(), Map.of());
+        assertThat(DistributedTuneTest.finish(one, reference, 900)).as("one-process run on the emulated CUDA backend: %s", DistributedTuneTest.log(reference)).isZero();
+    }
+
+    @Test
+    void twoRanksOnTheCudaBackendSumTheHeadGradientsThroughNcclLikeOneProcess() throws Exception {
+        Path out = tmp.resolve("two-ranks");
+        Process p = launch(out, 2, List.of(), Map.of());
+        assertThat(DistributedTuneTest.finish(p, out, 900)).as("2-rank run: %s", DistributedTuneTest.log(out)).isZero();
+        DistributedTuneTest.assertLike(reference, out, 1);
+        assertThat(DistributedTuneTest.log(out)).contains("2 data-parallel replica(s)").contains("rank 0 of 2 on").contains("device tensors through NCCL sent");
+    }
+
+    @Test
+    void twoPipelineStagesOnTheCudaBackendPassHiddenStatesThroughNcclLikeOneProcess() throws Exception {
+        Path out = tmp.resolve("pipeline");
+        Process p = launch(out, 2, List.of("--pipeline-stages", "2"), Map.of());
+        assertThat(DistributedTuneTest.finish(p, out, 900)).as("2-stage run: %s", DistributedTuneTest.log(out)).isZero();
+        DistributedTuneTest.assertLike(reference, out, 1);
+    }
+
+    @Test
+    void aMissingNcclLibraryStopsEveryRankNamingIt() throws Exception {
+        Path out = tmp.resolve("no-nccl");
+        Process p = launch(out, 2, List.of(), Map.of("EETUNE_NCCL", "/nonexistent/libnccl.so.2"));
+        assertThat(DistributedTuneTest.finish(p, out, 900)).isNotZero();
+        assertThat(DistributedTuneTest.log(out)).contains("cannot load NCCL, /nonexistent/libnccl.so.2 (from EETUNE_NCCL)").contains("install libnccl2");
+        assertThat(out.resolve("losses.csv")).doesNotExist();
+    }
+
+    /** `ee tune --backend cuda` on the emulated libraries: one process when ranks is 0, else under mpirun. */
+    private static Process launch(Path out, int ranks, List<String> extra, Map<String, String> env) throws Exception {
+        Files.createDirectories(out);
+        List<String> cmd = new ArrayList<>(ranks == 0 ? List.of() : DistributedTuneTest.mpirun(ranks));
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+        cmd.addAll(List.of("-Deetune.binding=" + System.getProperty("eetune.binding", "auto"), "-cp", System.getProperty("java.class.path"), Main.class.getName(),
+            "tune", "--backend", "cuda", "--model", TestData.stories260K().toString(), "--data", TestData.tinyStoriesTrain().toString(),
+            "--cache-dir", shared.resolve("cache").toString(), "--exits", "2,4", "--arch", "mlp", "--steps", "2", "--batch", "1", "--seq-len", "8",
+            "--micro-batches", "2", "--eval-batches", "1", "--threads", "1", "--checkpoint-every", "0", "--quiet",
+            "--loss-csv", out.resolve("losses.csv").toString(), "--out", out.toString()));
+        cmd.addAll(extra);
+        Map<String, String> all = new java.util.HashMap<>(Map.of("EETUNE_NATIVE_PATH", libraries.toString(), "EETUNE_NCCL", libraries.resolve("libnccl_fake.so").toString(),
+            "EETUNE_CUBLAS", libraries.resolve("libcublas_fake.so").toString()));
+        all.putAll(env);
+        return DistributedTuneTest.start(cmd, out, all);
+    }
+}
