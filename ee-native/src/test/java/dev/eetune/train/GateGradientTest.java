@@ -32,8 +32,12 @@ class GateGradientTest {
     @ParameterizedTest(name = "hidden units {0}")
     @ValueSource(ints = {0, 8})
     void everyGateParameterGradientMatchesFiniteDifferences(int hiddenUnits) {
-        long seed = System.nanoTime();
-        System.out.println("gate gradient seed " + seed);
+        // fixed seeds: a random one can put a hidden unit's pre-activation within the finite-difference step of ReLU's
+        // kink, where the central difference is not the derivative (seen once in CI)
+        for (long seed = 1; seed <= 4; seed++) checkGradients(hiddenUnits, seed);
+    }
+
+    private static void checkGradients(int hiddenUnits, long seed) {
         Random r = new Random(seed);
         int rows = 12, dim = 16;
         try (LlamaModel m = RandomModels.random(RandomModels.config(dim, 2, 4, 2, 24, 19, false, false, null), CPU, 1);
@@ -70,7 +74,7 @@ class GateGradientTest {
                     maxFd = Math.max(maxFd, Math.abs(fd));
                     maxErr = Math.max(maxErr, Math.abs(fd - grad[j]));
                 }
-                assertThat(maxErr).as("%s (max |fd| %.3g)", q.name(), maxFd).isLessThanOrEqualTo(3e-3 * maxFd + 1e-5);
+                assertThat(maxErr).as("seed %d: %s (max |fd| %.3g)", seed, q.name(), maxFd).isLessThanOrEqualTo(3e-3 * maxFd + 1e-5);
             }
             // the host scoring path used while decoding computes the same function as the backend path trained here
             gate.weightsChanged();
