@@ -114,8 +114,8 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
  * bf16 weights are used without a converted copy. A linear layer y = x W^T with W [out][in] is
  * ee_gemm(0, 1, rows, out, in, 1, x, in, W, dtype, in, 0, y, out). beta = 0 ignores C's old contents (even NaN).
  * On the CPU a bf16/f16 B is widened exactly to f32 in registers: products are of f32 A and the f32 value of each B
- * element, accumulated in f32 (A is never rounded to 16 bits), so results differ from an f32 B only by B's own
- * rounding. (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
+ * element, accumulated in f32 (A is never rounded to 16 bits), so results differ from an f32 B by B's own rounding
+ * and the order of the f32 additions (the small-m kernels sum even and odd k separately). (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
  */
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc);
 
