@@ -80,12 +80,12 @@ final class TokenFileWriter {
                     inFlight.add(pool.submit(() -> encode(encoder, job)));
                     if (inFlight.size() >= 2 * threads) {
                         sink.write(await(inFlight.remove()));
-                        progress.update(sink.bytes, Math.max(totalBytes, sink.bytes), String.format(Locale.ROOT, "%,d tokens", sink.tokens));
+                        sink.report(progress, totalBytes);
                     }
                 }
                 while (!inFlight.isEmpty()) sink.write(await(inFlight.remove()));
                 sink.finish();
-                progress.update(sink.bytes, Math.max(totalBytes, sink.bytes), String.format(Locale.ROOT, "%,d tokens", sink.tokens));
+                sink.report(progress, totalBytes);
                 if (LOG.isInfoEnabled()) LOG.info("tokenized {} into {}: {}", corpus, target, summary(sink, System.nanoTime() - start));
             }
             move(tmp, target);
@@ -191,6 +191,11 @@ final class TokenFileWriter {
             this.wide = header.tokenBytes() == 4;
             writeFully(header.toBytes(), 0);
             this.position = header.length();
+        }
+
+        /** Bytes of text tokenized so far of {@code totalBytes} (the corpus's size, grown if it was an estimate), tokens as detail. */
+        void report(ProgressListener progress, long totalBytes) {
+            progress.update(bytes, Math.max(totalBytes, bytes), String.format(Locale.ROOT, "%,d tokens", tokens));
         }
 
         void write(Encoded job) throws IOException {
