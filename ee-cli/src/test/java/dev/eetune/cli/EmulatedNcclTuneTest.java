@@ -7,13 +7,18 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.IOException;
 import java.lang.management.ManagementFactory;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
@@ -75,6 +80,17 @@ class EmulatedNcclTuneTest {
         Process p = launch(out, 2, List.of("--pipeline-stages", "2"), Map.of());
         assertThat(DistributedTuneTest.finish(p, out, 900)).as("2-stage run: %s", DistributedTuneTest.log(out)).isZero();
         DistributedTuneTest.assertLike(reference, out, 1, 0); // each head's gradient comes from one stage, plus zeros: exact
+        // Each stage copies to the device only the model tensors it uses: its layers, and the MLP weights its other
+        // head was initialised from. The one process also evaluated the whole model, so it holds all 5 layers; every
+        // other allocation (heads, moments, scratch) is the same in every process.
+        int[] h = llama2cHeader(TestData.stories260K());
+        long dim = h[0], hidden = h[1], kvDim = (long) h[4] * (h[0] / h[3]);
+        long layer = 4 * (2 * dim + 2 * dim * dim + 2 * dim * kvDim + 3 * dim * hidden), mlp = 4 * 3 * dim * hidden;
+        assertThat(h[2]).as("stories260K's layers").isEqualTo(5);
+        long[] stage = deviceBytes(out), one = deviceBytes(reference);
+        assertThat(stage).hasSize(2);
+        assertThat(one[0] - stage[0]).as("stage 0 (layers 1-2 and layer 4's MLP) holds less than one process by").isEqualTo(3 * layer - mlp);
+        assertThat(one[0] - stage[1]).as("stage 1 (layers 3-4 and layer 2's MLP) holds less than one process by").isEqualTo(3 * layer - mlp);
     }
 
     @Test
@@ -84,6 +100,25 @@ class EmulatedNcclTuneTest {
         assertThat(DistributedTuneTest.finish(p, out, 900)).isNotZero();
         assertThat(DistributedTuneTest.log(out)).contains("cannot load NCCL, /nonexistent/libnccl.so.2 (from EETUNE_NCCL)").contains("install libnccl2");
         assertThat(out.resolve("losses.csv")).doesNotExist();
+    }
+
+    /** Each rank's device memory after tuning, from rank 0's "cuda memory allocated after tuning: rank 0 (stage 0) N bytes; ..." line. */
+    private static long[] deviceBytes(Path run) throws IOException {
+        Matcher m = Pattern.compile("cuda memory allocated after tuning: (.*)").matcher(DistributedTuneTest.log(run));
+        assertThat(m.find()).as("the device memory line in %s", DistributedTuneTest.log(run)).isTrue();
+        List<Long> bytes = new ArrayList<>();
+        Matcher each = Pattern.compile("rank (\\d+) \\(stage \\d+\\) ([\\d,]+) bytes").matcher(m.group(1));
+        while (each.find()) bytes.add(Long.parseLong(each.group(2).replace(",", "")));
+        System.out.printf("%s: device bytes per rank %s%n", run.getFileName(), bytes);
+        return bytes.stream().mapToLong(Long::longValue).toArray();
+    }
+
+    /** The seven int32 of a llama2.c checkpoint's header: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len. */
+    private static int[] llama2cHeader(Path model) throws IOException {
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(model), 0, 28).order(ByteOrder.LITTLE_ENDIAN);
+        int[] h = new int[7];
+        for (int i = 0; i < 7; i++) h[i] = b.getInt(4 * i);
+        return h;
     }
 
     /** `ee tune --backend cuda` on the emulated libraries: one process when ranks is 0, else under mpirun. */
