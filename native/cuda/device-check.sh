@@ -219,9 +219,15 @@ else
     if [ "$nccl_ranks" -lt 2 ] || [ -z "${EETUNE_NCCL:-}" ] || [ ! -e "$tune/lib/libeedist.so" ]; then
       record SKIP "distributed tune on cuda (NCCL)" "needs 2 GPUs (found $gpus), mpirun, MPI headers at build time and NCCL; ran one CUDA process only"
     else
+      # 2 CUDA ranks under mpirun, one per GPU: tune_ranks OUT LOG [OPTION...]
+      tune_ranks() {
+        local out=$1 log=$2
+        shift 2
+        ee_run timeout 180 "${mpirun_cmd[@]}" -x EETUNE_NATIVE_PATH -x EETUNE_NCCL "${per_gpu[@]}" "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" \
+          --backend cuda --loss-csv "$out/losses.csv" --out "$out" "$@" >>"$log" 2>&1
+      }
       # same kernels, rank-order sums: as close as DistributedTuneTest's CPU runs (1e-6; observed identical there)
-      ee_run timeout 180 "${mpirun_cmd[@]}" -x EETUNE_NATIVE_PATH -x EETUNE_NCCL "${per_gpu[@]}" "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" \
-        --backend cuda --loss-csv "$tune/cuda2/losses.csv" --out "$tune/cuda2" >>"$logs/tune.log" 2>&1
+      tune_ranks "$tune/cuda2" "$logs/tune.log"
       rc=$?
       grep -E 'sent .* bytes' "$logs/tune.log" | sed 's/^/   /'
       if [ $rc -ne 0 ]; then
@@ -235,8 +241,7 @@ else
       # 2 pipeline stages, hidden states GPU to GPU: each stage copies to its GPU only the model tensors it uses (layers
       # 1-2 or 3-4 of 6, and the MLP its other head was initialised from), which the "cuda memory allocated after
       # tuning" lines show next to the one-process run's; each head's gradient comes from one stage
-      ee_run timeout 180 "${mpirun_cmd[@]}" -x EETUNE_NATIVE_PATH -x EETUNE_NCCL "${per_gpu[@]}" "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" \
-        --backend cuda --pipeline-stages 2 --loss-csv "$tune/cuda2p/losses.csv" --out "$tune/cuda2p" >"$logs/tune-pipeline.log" 2>&1
+      tune_ranks "$tune/cuda2p" "$logs/tune-pipeline.log" --pipeline-stages 2
       rc=$?
       grep -E 'memory allocated after tuning' "$logs/tune.log" "$logs/tune-pipeline.log" | sed 's/^/   /'
       if [ $rc -ne 0 ]; then
