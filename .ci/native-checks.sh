@@ -7,7 +7,9 @@
 #   4. the CUDA kernels in their CPU emulation (native/cuda/test/emulate.sh: its three passes on small shapes, then
 #      its first pass on many odd sizes, the full check);
 #   5. libeenccl's self-test on the CUDA emulation with a fake NCCL over MPI, 3 ranks (native/dist/test/emulated-nccl.sh:
-#      the rank-order all-reduce bit for bit, broadcast, send/recv, refused arguments).
+#      the rank-order all-reduce bit for bit, broadcast, send/recv, refused arguments);
+#   6. libeecuda (emulated; and the nvcc build where there is one) binds its own ee_* calls inside itself
+#      (native/test/self_binding.sh; ctest's eecpu_self_binding does it for libeecpu in 1).
 # Fails on any sanitizer report or emulation FAIL. usage: .ci/native-checks.sh [JAVA_HOME] (default: the javac on PATH)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -122,3 +124,10 @@ cp ee-native/target/cmake/libeecpu.so "$work/emu/cpu/"
 step "CUDA kernels in the CPU emulation, small shapes (3 passes)" native/cuda/test/emulate.sh "$work/emu" sanitize
 step "CUDA kernels in the CPU emulation, many odd sizes (first pass)" native/cuda/test/emulate.sh "$work/emu" check 1
 step "libeenccl self-test on the CUDA emulation with a fake NCCL, 3 ranks under mpirun" nccl_selftest
+# libeecuda (emulated, and the nvcc build Maven made where nvcc exists) calls its own ee_* functions inside itself, as
+# ctest's eecpu_self_binding checks for libeecpu: both export the same names and JNA opens them RTLD_GLOBAL
+cuda_self_binding() {
+  native/test/self_binding.sh "$work/emu/libeecuda_emu.so"
+  if [ -f ee-cuda/target/cmake/libeecuda.so ]; then native/test/self_binding.sh ee-cuda/target/cmake/libeecuda.so; fi
+}
+step "libeecuda binds its own symbols inside itself" cuda_self_binding

@@ -9,7 +9,8 @@
 #   5. the Java GPU tests (ee-cuda, @Tag("gpu")) when a JDK 22+ and an offline Maven repository are there
 #   6. distributed tuning on the CUDA backend: `ee tune --backend cuda` under mpirun, one rank per GPU, NCCL summing the
 #      heads' gradients (2 ranks where there are 2+ GPUs; with one GPU a single CUDA process), against one CPU process
-#      on a small byte-level model made here; needs a JDK 17+ and ee-cli/target/ee.jar (or EE_JAR)
+#      on a small byte-level model made here; with 2+ GPUs also 2 pipeline stages, each holding only the tensors it
+#      uses on its GPU (printed); needs a JDK 17+ and ee-cli/target/ee.jar (or EE_JAR)
 # and prints one PASS/FAIL line per step, then the timing table. Exit status 0 only if every step that ran passed.
 #
 #   usage: native/cuda/device-check.sh [BUILD_DIR]
@@ -218,9 +219,15 @@ else
     if [ "$nccl_ranks" -lt 2 ] || [ -z "${EETUNE_NCCL:-}" ] || [ ! -e "$tune/lib/libeedist.so" ]; then
       record SKIP "distributed tune on cuda (NCCL)" "needs 2 GPUs (found $gpus), mpirun, MPI headers at build time and NCCL; ran one CUDA process only"
     else
+      # 2 CUDA ranks under mpirun, one per GPU: tune_ranks OUT LOG [OPTION...]
+      tune_ranks() {
+        local out=$1 log=$2
+        shift 2
+        ee_run timeout 180 "${mpirun_cmd[@]}" -x EETUNE_NATIVE_PATH -x EETUNE_NCCL "${per_gpu[@]}" "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" \
+          --backend cuda --loss-csv "$out/losses.csv" --out "$out" "$@" >>"$log" 2>&1
+      }
       # same kernels, rank-order sums: as close as DistributedTuneTest's CPU runs (1e-6; observed identical there)
-      ee_run timeout 180 "${mpirun_cmd[@]}" -x EETUNE_NATIVE_PATH -x EETUNE_NCCL "${per_gpu[@]}" "$tune_java" -jar "$jar" tune --model "$tune/model" "${common[@]}" \
-        --backend cuda --loss-csv "$tune/cuda2/losses.csv" --out "$tune/cuda2" >>"$logs/tune.log" 2>&1
+      tune_ranks "$tune/cuda2" "$logs/tune.log"
       rc=$?
       grep -E 'sent .* bytes' "$logs/tune.log" | sed 's/^/   /'
       if [ $rc -ne 0 ]; then
@@ -230,6 +237,19 @@ else
         python3 "$here/../dist/test/compare_runs.py" "$tune/cuda1" "$tune/cuda2" 1e-6 | tee -a "$logs/tune.log" | sed 's/^/   /'
         python3 "$here/../dist/test/compare_runs.py" "$tune/cpu" "$tune/cuda2" 1e-3 | tee -a "$logs/tune.log" | sed 's/^/   /'
         if grep -q '^FAIL' "$logs/tune.log"; then record FAIL "distributed tune on cuda (NCCL)" "see $logs/tune.log"; else record PASS "distributed tune on cuda (NCCL, 2 ranks)" "$(elapsed)"; fi
+      fi
+      # 2 pipeline stages, hidden states GPU to GPU: each stage copies to its GPU only the model tensors it uses (layers
+      # 1-2 or 3-4 of 6, and the MLP its other head was initialised from), which the "cuda memory allocated after
+      # tuning" lines show next to the one-process run's; each head's gradient comes from one stage
+      tune_ranks "$tune/cuda2p" "$logs/tune-pipeline.log" --pipeline-stages 2
+      rc=$?
+      grep -E 'memory allocated after tuning' "$logs/tune.log" "$logs/tune-pipeline.log" | sed 's/^/   /'
+      if [ $rc -ne 0 ]; then
+        tail -20 "$logs/tune-pipeline.log"
+        record FAIL "pipeline tune on cuda (NCCL, 2 stages)" "rc $rc: see $logs/tune-pipeline.log"
+      else
+        python3 "$here/../dist/test/compare_runs.py" "$tune/cuda1" "$tune/cuda2p" 1e-6 | tee -a "$logs/tune-pipeline.log" | sed 's/^/   /'
+        if [ "${PIPESTATUS[0]}" -eq 0 ]; then record PASS "pipeline tune on cuda (NCCL, 2 stages)" "$(elapsed)"; else record FAIL "pipeline tune on cuda (NCCL, 2 stages)" "see $logs/tune-pipeline.log"; fi
       fi
     fi
   fi

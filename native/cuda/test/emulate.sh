@@ -22,7 +22,8 @@ mkdir -p "$build/common"
 for f in "$native"/common/*.c; do # shared with libeecpu, plain C as in the real build
   gcc -std=gnu11 -O1 -g -fPIC -c -I"$native/include" -o "$build/common/$(basename "${f%.c}").o" "$f"
 done
-g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$native/include" -I"$native/common" -I"$build/src" \
+# -Bsymbolic as in the real build (cuda/CMakeLists.txt): its own ee_* calls stay inside it next to a global libeecpu
+g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -Wl,-Bsymbolic -I"$here/emu" -I"$native/include" -I"$native/common" -I"$build/src" \
   -o "$build/libeecuda_emu.so" "$build"/src/*.cpp "$build"/common/*.o "$here/emu/emu.cpp" -ldl -lpthread
 # libeenccl on the emulation (its own copy of the runtime, as the real one links its own static cudart)
 mkdir -p "$build/nccl"

@@ -85,7 +85,7 @@ final class HfCheckpointLoader {
         }
 
         Tensor view(TensorEntry e) {
-            return scope.wrap(maps.get(e.file()).address(e.fileOffset(), e.byteLength()), e.dtype(), e.shape());
+            return scope.wrap(maps.get(e.file()), e.fileOffset(), e.dtype(), e.shape());
         }
 
         Tensor matrix(String name, int rows, int cols) { return view(entry(name, rows, cols)); }

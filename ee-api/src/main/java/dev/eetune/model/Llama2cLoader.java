@@ -92,7 +92,7 @@ final class Llama2cLoader {
         Tensor next(int... dims) {
             Shape s = Shape.of(dims);
             long bytes = s.size() * 4;
-            Tensor t = scope.wrap(file.address(offset, bytes), DType.F32, s);
+            Tensor t = scope.wrap(file, offset, DType.F32, s);
             offset += bytes;
             return t;
         }

@@ -47,8 +47,9 @@ public final class LlamaModel implements AutoCloseable {
     public static LlamaModel load(Path path, Backend backend) { return load(path, backend, ProgressListener.NONE); }
 
     /**
-     * {@link #load(Path, Backend)} telling {@code progress} how many bytes of checkpoint files are mapped (on the CPU,
-     * at once) or copied to the device (CUDA: a file at a time), of all the files' bytes.
+     * {@link #load(Path, Backend)} telling {@code progress} how many bytes of checkpoint files are mapped, of all the
+     * files' bytes. A device backend copies each tensor to the device when it is first used (a pipeline stage copies
+     * only its own), so there the copying happens in the first passes, not here.
      */
     public static LlamaModel load(Path path, Backend backend, ProgressListener progress) {
         if (Files.isDirectory(path)) return HfCheckpointLoader.load(path, backend, progress);

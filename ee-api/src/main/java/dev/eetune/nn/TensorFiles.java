@@ -42,7 +42,7 @@ public final class TensorFiles {
                 if (!header.contains(name)) throw new IllegalArgumentException(file + ": tensor '" + name + "' is missing");
                 TensorEntry t = header.tensor(name);
                 if (!t.shape().equals(dst.shape())) throw new IllegalArgumentException(file + ": tensor '" + name + "' has shape " + t.shape() + ", expected " + dst.shape());
-                Tensor stored = scope.wrap(mapped.address(t.fileOffset(), t.byteLength()), t.dtype(), t.shape());
+                Tensor stored = scope.wrap(mapped, t.fileOffset(), t.dtype(), t.shape());
                 if (t.dtype() == dst.dtype()) dst.copyFrom(stored);
                 else be.ops().cast(dst, stored);
                 String bad = firstNonFinite(name, dst);

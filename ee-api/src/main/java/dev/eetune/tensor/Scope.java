@@ -1,6 +1,7 @@
 package dev.eetune.tensor;
 
 import dev.eetune.backend.Backend;
+import dev.eetune.backend.MappedFile;
 
 import java.util.ArrayDeque;
 import java.util.Deque;
@@ -59,11 +60,15 @@ public final class Scope implements AutoCloseable {
     }
 
     /**
-     * A tensor over memory owned by a resource this scope already tracks (a mapped file): closing the scope closes the
-     * tensor before that resource, so the tensor refuses use from then on rather than read unmapped memory.
+     * A tensor over bytes [offset, offset + size) of a mapped file this scope already tracks: closing the scope closes
+     * the tensor before the file, so the tensor refuses use from then on rather than read unmapped memory. The range is
+     * checked now; its address is taken on first use ({@link MappedFile#address}: on a device backend that is when
+     * the range is copied to the device, so weights nobody uses are never copied).
      */
-    public Tensor wrap(long address, DType dtype, Shape shape) {
-        return track(new Tensor(new Storage(backend, address, shape.size() * dtype.bytes(), null, name), 0, dtype, shape, true));
+    public Tensor wrap(MappedFile file, long offset, DType dtype, Shape shape) {
+        long bytes = shape.size() * dtype.bytes();
+        file.requireRange(offset, bytes);
+        return track(new Tensor(Storage.placedOnFirstUse(backend, () -> file.address(offset, bytes), bytes, name), 0, dtype, shape, true));
     }
 
     public Tensor zeros(DType dtype, int... dims) {

@@ -57,7 +57,7 @@ public final class Tensor implements AutoCloseable {
     /** The backend address of element 0; fails if the memory was released (the one check before native code). */
     public long address() {
         if (storage.isReleased()) throw new IllegalStateException("tensor " + dtype + shape + " of " + storage.owner + " was used after it was closed (by closing " + storage.owner + " or the tensor)");
-        return storage.address + offset;
+        return storage.address() + offset;
     }
 
     /** A view with another shape and the same number of elements. */

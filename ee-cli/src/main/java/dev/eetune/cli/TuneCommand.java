@@ -1,5 +1,6 @@
 package dev.eetune.cli;
 
+import dev.eetune.backend.Backend;
 import dev.eetune.cli.report.HtmlReport;
 import dev.eetune.cli.report.LossCurves;
 import dev.eetune.data.batch.BatchLoader;
@@ -167,6 +168,7 @@ final class TuneCommand implements Callable<Integer> {
                         requireSameStart(dp, backbone, ee, train, tuner);
                         if (!leads || dp.stages() > 1) { // rank 0 evaluates and writes; the others only train
                             tuner.run();
+                            reportDeviceMemory(dp, backbone.backend());
                             if (leads) { // evaluating would touch every layer: a pipeline stage holds only its own
                                 ee.save(out.resolve("heads.safetensors"), DType.F32);
                                 System.out.println("heads written to " + out.resolve("heads.safetensors") + " (a pipeline run does not evaluate: use ee eval)");
@@ -176,6 +178,7 @@ final class TuneCommand implements Callable<Integer> {
                         String start = resume == null ? "before tuning (" + init + " init)" : "at step " + tuner.step() + " (resumed)";
                         ExitEvaluator.Report before = EvalCommand.evaluate(ee, val, evalBatches, "evaluating " + start, quiet);
                         tuner.run();
+                        reportDeviceMemory(dp, backbone.backend());
                         progress.close();
                         if (gates) {
                             GateTrainer.Report g = GateTrainer.train(ee, validationWindows(windows.validation(), gateWindows),
@@ -197,6 +200,25 @@ final class TuneCommand implements Callable<Integer> {
                 }
             }
         }
+    }
+
+    /**
+     * On a device backend, rank 0 prints the backend memory each rank holds after tuning ({@link Backend#liveBytes}):
+     * the model tensors copied to the device on first use (a pipeline stage's own layers, and what its heads were
+     * initialised from), heads, optimizer moments and scratch. Every rank calls it (a sum over the group).
+     */
+    private static void reportDeviceMemory(Parallelism dp, Backend backend) {
+        if (backend.device().isHost()) return; // the CPU maps the model file: its resident pages are the OS's figure
+        ProcessGroup g = dp.group();
+        double[] bytes = new double[g.size()];
+        bytes[g.rank()] = backend.liveBytes();
+        g.allReduceSum(bytes);
+        if (!dp.leads()) return;
+        StringBuilder line = new StringBuilder(backend.name()).append(" memory allocated after tuning:");
+        for (int r = 0; r < bytes.length; r++) {
+            line.append(r == 0 ? " " : "; ").append(String.format(Locale.ROOT, "rank %d (stage %d) %,d bytes", r, r % dp.stages(), (long) bytes[r]));
+        }
+        System.err.println(line);
     }
 
     /** The first {@code count} windows of the validation split, for the gates' full forward. */

@@ -180,8 +180,8 @@ class DistributedTuneTest {
     /** Per-step losses from {@code fromStep} on and the final heads of {@code run} equal the reference's within TOLERANCE (relative). */
     static void assertLike(Path ref, Path run, int fromStep) throws IOException { assertLike(ref, run, fromStep, TOLERANCE); }
 
-    /** {@link #assertLike(Path, Path, int)} with the final heads compared within {@code headTolerance}. */
-    static void assertLike(Path ref, Path run, int fromStep, double headTolerance) throws IOException {
+    /** {@link #assertLike(Path, Path, int)} within {@code tolerance} (0: bit for bit). */
+    static void assertLike(Path ref, Path run, int fromStep, double tolerance) throws IOException {
         Map<Integer, double[]> a = losses(ref), b = losses(run);
         double worstLoss = 0, worstHead = 0;
         for (int s : a.keySet()) {
@@ -202,8 +202,8 @@ class DistributedTuneTest {
         }
         System.out.printf("%s vs %s: largest relative difference of a step loss %.3g, of a head tensor (max |a-b| / max |a|) %.3g%n",
             run.getFileName(), ref.getFileName(), worstLoss, worstHead);
-        assertThat(worstLoss).as("per-step losses").isLessThanOrEqualTo(TOLERANCE);
-        assertThat(worstHead).as("final heads").isLessThanOrEqualTo(headTolerance);
+        assertThat(worstLoss).as("per-step losses").isLessThanOrEqualTo(tolerance);
+        assertThat(worstHead).as("final heads").isLessThanOrEqualTo(tolerance);
     }
 
     /** The last line of each step in the run's --loss-csv (a resumed run repeats the steps after its checkpoint). */

@@ -17,21 +17,21 @@ import java.nio.file.Path;
  * the GPU, all on one CUDA stream in call order. Host transfers go through direct-buffer staging and ee_copy.
  *
  * <p>{@link #map(Path)} gives the loaders (which wrap mapped bytes as tensors) device addresses: the file is mapped on
- * the host, copied whole into device memory and unmapped; closing the {@link MappedFile} frees the device copy, and
- * {@link MappedFile#bytes} returns host copies of the bytes asked for (headers).
+ * the host and each tensor's bytes are copied into device memory when the tensor is first used; closing the
+ * {@link MappedFile} frees the device copies, and {@link MappedFile#bytes} reads the host mapping (headers).
  */
 public final class CudaBackend extends Backend {
     private static final Device DEVICE = new Device("cuda", 0);
 
     private final Binding binding;
     private final Path library;
-    private final HostMemory hostMemory;
+    private final HostFiles hostFiles;
 
     CudaBackend(Kernels kernels, HostMemory host, Binding binding, Path library) {
         super(kernels, host);
         this.binding = binding;
         this.library = library;
-        this.hostMemory = host;
+        this.hostFiles = new HostFiles(kernels, host, binding);
     }
 
     @Override
@@ -80,12 +80,12 @@ public final class CudaBackend extends Backend {
     }
 
     /**
-     * "Maps" a file for the GPU: it is mapped on the host, copied whole into device memory and unmapped again, so the
-     * returned {@link MappedFile}'s addresses are device addresses that kernels (and {@code Scope.wrap}) can use.
-     * Closing it frees the device copy; {@link MappedFile#bytes} reads host copies.
+     * Maps a file for the GPU: it is mapped on the host, and each byte range a tensor asks for is copied into device
+     * memory on first use ({@link MappedFile#mapForDevice}), so a pipeline stage holds only the weights it uses.
+     * Closing it frees the device copies and unmaps the file; {@link MappedFile#bytes} reads the host mapping.
      */
     @Override
-    public MappedFile map(Path file) { return DeviceFiles.create(kernels(), hostMemory, binding, this::addressOf).map(file); }
+    public MappedFile map(Path file) { return MappedFile.mapForDevice(hostFiles, this, file); }
 
     /** Copies {@code bytes} from host memory at {@code hostSrc} to device memory at {@code deviceDst}. */
     public void copyFromHost(long deviceDst, long hostSrc, long bytes) {
@@ -108,75 +108,26 @@ public final class CudaBackend extends Backend {
     }
 
     /**
-     * The backend behind {@link #map}: MappedFile asks it for a small host buffer (the path and the size), then calls
-     * ee_map_file / ee_unmap_file, which this backend's kernels turn into "map on the host, copy to a new device
-     * buffer, unmap" and "free the device buffer". Its host views of device ranges are copies (for headers).
+     * The host side of {@link #map}: libeecuda's ee_map_file / ee_unmap_file (host mmap, shared with libeecpu through
+     * native/common) on host memory, with host allocations for MappedFile's path and size buffer.
      */
-    private static final class DeviceFiles extends Backend {
+    private static final class HostFiles extends Backend {
         private final Binding binding;
 
-        private DeviceFiles(Kernels kernels, HostMemory host, Binding binding) {
+        HostFiles(Kernels kernels, HostMemory host, Binding binding) {
             super(kernels, host);
             this.binding = binding;
         }
 
-        static DeviceFiles create(Kernels cuda, HostMemory realHost, Binding binding, java.util.function.ToLongFunction<ByteBuffer> addressOf) {
-            java.util.concurrent.ConcurrentSkipListMap<Long, Long> device = new java.util.concurrent.ConcurrentSkipListMap<>(); // base -> bytes
-            HostMemory host = (address, bytes) -> {
-                java.util.Map.Entry<Long, Long> e = device.floorEntry(address);
-                if (e == null || address >= e.getKey() + e.getValue()) return realHost.view(address, bytes);
-                ByteBuffer copy = ByteBuffer.allocateDirect(Math.toIntExact(bytes)).order(ByteOrder.nativeOrder());
-                int rc = cuda.ee_copy(addressOf.applyAsLong(copy), address, bytes, 2);
-                Reference.reachabilityFence(copy);
-                if (rc != 0) throw new IllegalStateException("cuda: reading " + bytes + " bytes of a mapped file failed: " + realHost.string(cuda.ee_last_error()));
-                return copy;
-            };
-            java.lang.reflect.InvocationHandler handler = (proxy, method, args) -> {
-                switch (method.getName()) {
-                    case "ee_map_file": {
-                        long hostAddr = cuda.ee_map_file((long) args[0], (long) args[1]);
-                        if (hostAddr == 0) return 0L;
-                        long size = realHost.view((long) args[1], 8).getLong(0);
-                        long dev = cuda.ee_alloc(size);
-                        if (dev == 0) {
-                            cuda.ee_unmap_file(hostAddr, size);
-                            return 0L;
-                        }
-                        int rc = cuda.ee_copy(dev, hostAddr, size, 1);
-                        cuda.ee_unmap_file(hostAddr, size);
-                        if (rc != 0) {
-                            cuda.ee_free(dev);
-                            return 0L;
-                        }
-                        device.put(dev, size);
-                        return dev;
-                    }
-                    case "ee_unmap_file":
-                        device.remove((long) args[0]);
-                        cuda.ee_free((long) args[0]);
-                        return 0;
-                    default:
-                        try {
-                            return method.invoke(cuda, args);
-                        } catch (java.lang.reflect.InvocationTargetException e) {
-                            throw e.getCause();
-                        }
-                }
-            };
-            Kernels k = (Kernels) java.lang.reflect.Proxy.newProxyInstance(Kernels.class.getClassLoader(), new Class<?>[] {Kernels.class}, handler);
-            return new DeviceFiles(k, host, binding);
-        }
+        @Override
+        public String name() { return "cuda-host-files"; }
 
         @Override
-        public String name() { return "cuda-files"; }
-
-        @Override
-        public Device device() { return DEVICE; }
+        public Device device() { return Device.CPU; }
 
         @Override
         public String binding() { return binding.label(); }
 
-        /** Host memory for MappedFile's path and size buffer. */
         @Override
         public long allocate(long bytes) {
             long p = com.sun.jna.Native.malloc(Math.max(1, bytes));

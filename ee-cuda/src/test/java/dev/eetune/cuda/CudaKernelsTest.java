@@ -207,9 +207,12 @@ class CudaKernelsTest {
         try (Scope mapping = Scope.of(gpu)) {
             MappedFile m = mapping.track(gpu.map(f));
             assertThat(m.size()).isEqualTo(4016);
-            assertThat(m.bytes(0, 16).getLong(0)).isEqualTo(0x1234_5678_9abc_def0L); // a host copy of device bytes
-            Tensor t = mapping.wrap(m.address(16, 4000), DType.F32, Shape.of(10, 100)); // as the loaders do
+            assertThat(m.bytes(0, 16).getLong(0)).isEqualTo(0x1234_5678_9abc_def0L); // read from the host mapping
+            long before = gpu.liveBytes();
+            Tensor t = mapping.wrap(m, 16, DType.F32, Shape.of(10, 100)); // as the loaders do
+            assertThat(gpu.liveBytes()).as("device bytes before the tensor is used").isEqualTo(before);
             same("mapped file", t.toFloatArray(), v);
+            assertThat(gpu.liveBytes()).as("device bytes once used: its range only").isEqualTo(before + 4000);
             Tensor sum = scopes[1].allocate(DType.F32, 10, 100);
             ops(1).add(sum, t, t); // kernels read it
             float[] twice = sum.toFloatArray();
