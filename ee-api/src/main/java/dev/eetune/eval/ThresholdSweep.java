@@ -232,7 +232,7 @@ public final class ThresholdSweep {
                     boolean isFull = i == 0;
                     rows.add(new Row(md.name, isFull ? "-" : md.policy.confidence().label(), md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, isFull ? n : s.meanExitLayer(),
                         share(isFull ? new long[n + 1] : s.exitCounts(), layers, n), isFull ? n : s.layersPerToken(),
-                        isFull ? 1.0 : teacher.decide(md.policy.confidence(), md.policy.thresholds(), ee).agreement(), fr[0], fr[1], ppl, Double.NaN));
+                        isFull ? 1.0 : teacher.decide(md.policy, ee).agreement(), fr[0], fr[1], ppl, Double.NaN));
                 } else {
                     rows.add(new Row(md.name, "-", md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, n, share(new long[n + 1], layers, n), Double.NaN,
                         1.0, fr[0], fr[1], ppl, md.speculative.lastStats().acceptanceRate()));

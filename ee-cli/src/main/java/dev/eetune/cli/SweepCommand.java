@@ -47,7 +47,7 @@ final class SweepCommand implements Callable<Integer> {
     @Option(names = "--max-warmup-rounds", defaultValue = "8", description = "Untimed rounds at most, until every setting's rate is steady.") int warmupRounds;
     @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
     @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
-    @Option(names = "--confidence", split = ",", defaultValue = "softmax", description = "Confidence methods to compare at each threshold: softmax, gate, saturation.")
+    @Option(names = "--confidence", split = ",", defaultValue = "softmax", description = "Confidence methods to compare at each threshold: softmax, gate, saturation, cascade (gate then softmax, both at the threshold).")
     List<String> confidence;
     @Option(names = "--csv", description = "Also write the table as CSV to this file.") Path csv;
     @Option(names = "--json", description = "Also write the result as JSON to this file.") Path json;
