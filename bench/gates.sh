@@ -4,7 +4,9 @@
 # method's held-out agreement, cost-model speed-up, wall-clock speed-up and cost projections (`ee calibrate --compare`).
 # Usage: bench/gates.sh OUT [stage...]; stages: s260 (mlp 1-4, 300 steps: linear vs MLP gate), s260long (mlp and norm
 # 1-4, 1000 steps, tune --gates), cpu (CPU time per token of each decision; after s260), sweep (ee sweep of the MLP-gated
-# 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate). Default: all.
+# 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate),
+# recalibrate (only `ee calibrate --compare` again on the gated heads the s260/s260long stages left in OUT: every method,
+# cascade included, with the cost-aware calibration; writes calibrate-now.txt beside them). Default: all but recalibrate.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +54,12 @@ for s in $stages; do case $s in
     python3 "$root/bench/gate-features.py" "$out/dump" 1,2,3,4 5 64 1.452 0.0014 | tee "$out/features.txt" ;;
   sweep)
     t "$ee" sweep --model "$model" --heads "$out/mlp300-mlp16" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
-      --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
+      --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation,cascade --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
+  recalibrate)
+    for name in mlp300-mlp16 mlp300-linear mlp1000-mlp16 norm1000-mlp16; do
+      [ -f "$out/$name/heads.safetensors" ] || { echo "skipping $name: run the s260/s260long stages first" >&2; continue; }
+      t "$ee" calibrate --model "$model" --data "$valid" --heads "$out/$name" --agreement 0.95 --compare --repeats "$repeats" | tee "$out/$name/calibrate-now.txt"
+    done ;;
   jdk)
     src=${JDK_SRC:-/usr/lib/jvm/temurin-25-jdk-amd64/lib/src.zip}
     # the demo's backbone (DemoCommand.backbone: dim 128, 8 layers, norm exits 2 and 4 trained jointly), a fixed step count
