@@ -125,7 +125,7 @@ public final class ThresholdCalibration {
         return trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision;
     }
 
-    /** The last of levels 0, 1, .. whose agreement on {@code trace} still has its lower bound at the target. */
+    /** The last of levels 0, 1, .. before the first whose agreement on {@code trace} has its lower bound below the target. */
     private static EarlyExitPolicy scan(ExitTrace trace, Settings st, EarlyExitPolicy none, int levels, java.util.function.IntFunction<EarlyExitPolicy> atLevel) {
         EarlyExitPolicy best = none;
         int n = trace.positions();

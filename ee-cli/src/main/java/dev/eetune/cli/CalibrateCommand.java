@@ -91,23 +91,22 @@ final class CalibrateCommand implements Callable<Integer> {
             if (m == ConfidenceMethod.CASCADE) sb.append(" softmax ").append(r.policy().confirm());
             sb.append('\n');
         }
-        // the bound any cheap score could reach with these heads: a perfect gate exits exactly where the head agrees
+        // the bound any cheap score could reach with these heads: a perfect gate exits exactly where the head agrees, at
+        // the exits the cost-aware calibration keeps on (an exit whose head costs more than it saves stays off)
         boolean[][] agrees = tb.agrees();
         float[][] perfect = new float[agrees.length][];
         for (int i = 0; i < agrees.length; i++) {
             perfect[i] = new float[agrees[i].length];
-            for (int p = 0; p < agrees[i].length; p++) perfect[i][p] = agrees[i][p] ? 1f : 0f;
+            for (int p = 0; p < agrees[i].length; p++) perfect[i][p] = agrees[i][p] ? 0.99f : 0.01f;
         }
         ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden());
-        java.util.Map<Integer, Float> half = new java.util.TreeMap<>();
-        for (int l : tb.layers()) half.put(l, 0.5f);
-        EarlyExitPolicy perfectGate = new EarlyExitPolicy(half, false, ConfidenceMethod.GATE);
+        EarlyExitPolicy perfectGate = ThresholdCalibration.choose(oracle, ConfidenceMethod.GATE, st, ExitTrace.Costs.of(ee, ConfidenceMethod.GATE));
         ExitTrace.Decisions d = oracle.decide(perfectGate, ee);
         sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s", "perfect", 100 * d.agreement(), d.projectedSpeedup(n), "-"));
         for (CostProjection.Shape s : CostProjection.SHAPES) {
             sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, perfectGate, archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
         }
-        sb.append("   (a gate that is never wrong: the upper bound with these heads; exits");
+        sb.append("   (a gate that is never wrong, at the exits worth keeping: the upper bound with these heads; exits");
         for (double share : d.exitShare()) sb.append(String.format(Locale.ROOT, " %.1f%%", 100 * share));
         sb.append(")\n");
         System.out.print(sb);
