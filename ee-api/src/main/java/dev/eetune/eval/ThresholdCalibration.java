@@ -36,11 +36,13 @@ import java.util.TreeMap;
  * trace: at exit L, among the positions no earlier exit took, the thresholds are chosen that maximise
  * takings · (N − L) − the exit's cost (scores, heads) − λ · disagreeing takings, with at least {@code minExits}
  * takings; an exit where no choice gains anything is disabled (τ = 1): so an exit whose head costs more than it saves
- * is switched off. With cascade confidence the choice is a pair (gate threshold, softmax confirmation threshold). λ is
- * scanned down from {@link #PRICE_MAX} by factors of {@link #PRICE_STEP}; the level used is the last before the first
- * whose whole agreement on the calibration trace falls below the target by a one-sided lower confidence bound (Wilson
- * score, {@code z}); none: every exit disabled. Also reads and writes the thresholds file kept beside the heads.
- * Stateless: thread-safe.
+ * is switched off. With cascade confidence the choice is a pair (gate threshold, softmax confirmation threshold). Two
+ * scans, each from strict to loose: λ down from {@link #PRICE_MAX} by factors of {@link #PRICE_STEP}, and (λ = 0) a
+ * floor q on each exit's takings' agreement, down from 1 by {@link #PRECISION_STEP} — the Lagrangian skips operating
+ * points where an exit's fixed cost makes the gain jump. Each keeps the last level before the first whose whole
+ * agreement on the calibration trace falls below the target by a one-sided lower confidence bound (Wilson score,
+ * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled). Also reads and
+ * writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
 public final class ThresholdCalibration {
     static final String FORMAT = "eetune-exit-thresholds";
