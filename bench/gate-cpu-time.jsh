@@ -1,8 +1,9 @@
 // CPU time per decoded token of one thread at batch 1 (load-independent, unlike wall time) for the full model and
 // for gate and softmax decisions, scored but never exiting and at calibrated thresholds (docs/exit-gates.md,
 // "Where the speed-up is lost"). Run by bench/gates.sh cpu; -R-D properties: model, heads (folder with
-// heads.safetensors and thresholds.json), tokenizer, softmax (the softmax thresholds, "1=0.6,2=0.58"), repeats, tokens,
-// prompts ("|"-separated).
+// heads.safetensors and thresholds.json), tokenizer, softmax (the softmax thresholds, "1=0.6,2=0.58"; optional),
+// calibrated (more thresholds files `ee calibrate` wrote for the same heads, "name=path,name=path"; optional: e.g. the
+// cascade's and saturation's), repeats, tokens, prompts ("|"-separated).
 import dev.eetune.backend.*;
 import dev.eetune.exit.*;
 import dev.eetune.model.*;
@@ -23,17 +24,23 @@ String[] ps = System.getProperty("prompts", "Once upon a time|The little dog|Tom
 List<int[]> prompts = new ArrayList<>();
 for (String p : ps) prompts.add(tok.encode(p));
 int newTokens = Integer.getInteger("tokens", 128);
-Map<Integer, Float> cal = ThresholdCalibration.load(headsDir.resolve("thresholds.json")).thresholds();
-Map<Integer, Float> calSoft = new TreeMap<>();
-for (String kv : System.getProperty("softmax").split(",")) { String[] a = kv.split("="); calSoft.put(Integer.parseInt(a[0]), Float.parseFloat(a[1])); }
+EarlyExitPolicy calPolicy = ThresholdCalibration.load(headsDir.resolve("thresholds.json"));
 Map<Integer, Float> never = new TreeMap<>();
-for (int l : cal.keySet()) never.put(l, 0.999999f);
+for (int l : calPolicy.thresholds().keySet()) never.put(l, 0.999999f);
 LinkedHashMap<String, EarlyExitPolicy> policies = new LinkedHashMap<>();
 policies.put("full", null);
 policies.put("gate scored, never exits", new EarlyExitPolicy(never, false, ConfidenceMethod.GATE));
-policies.put("gate calibrated", new EarlyExitPolicy(cal, false, ConfidenceMethod.GATE));
+policies.put(calPolicy.confidence().label() + " calibrated", calPolicy);
+for (String kv : System.getProperty("calibrated", "").split(",")) {
+  if (kv.isBlank()) continue;
+  String[] a = kv.split("=", 2); policies.put(a[0] + " calibrated", ThresholdCalibration.load(Path.of(a[1])));
+}
 policies.put("softmax scored, never exits", new EarlyExitPolicy(never, false, ConfidenceMethod.SOFTMAX));
-policies.put("softmax calibrated", new EarlyExitPolicy(calSoft, false, ConfidenceMethod.SOFTMAX));
+if (System.getProperty("softmax", "").contains("=")) {
+  Map<Integer, Float> calSoft = new TreeMap<>();
+  for (String kv : System.getProperty("softmax").split(",")) { String[] a = kv.split("="); calSoft.put(Integer.parseInt(a[0]), Float.parseFloat(a[1])); }
+  policies.put("softmax calibrated", new EarlyExitPolicy(calSoft, false, ConfidenceMethod.SOFTMAX));
+}
 ThreadMXBean tmx = ManagementFactory.getThreadMXBean();
 GenerationConfig cfg = GenerationConfig.greedy(newTokens, Set.of());
 int maxLen = prompts.stream().mapToInt(p -> p.length).max().orElse(1) + newTokens;

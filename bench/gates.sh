@@ -4,14 +4,18 @@
 # method's held-out agreement, cost-model speed-up, wall-clock speed-up and cost projections (`ee calibrate --compare`).
 # Usage: bench/gates.sh OUT [stage...]; stages: s260 (mlp 1-4, 300 steps: linear vs MLP gate), s260long (mlp and norm
 # 1-4, 1000 steps, tune --gates), cpu (CPU time per token of each decision; after s260), sweep (ee sweep of the MLP-gated
-# 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate). Default: all.
+# 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate),
+# recalibrate (only `ee calibrate --compare` again on the gated heads the s260/s260long stages left in OUT: every method,
+# cascade included, with the cost-aware calibration; writes calibrate-now.txt beside them; also mlp300-cascade and
+# mlp300-saturation, calibrated copies the cpu and sweep stages then time). Default: all; recalibrate runs after
+# s260long, so `bench/gates.sh OUT` alone reproduces everything.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ee=${EE:-$root/ee} # EE=/path/to/wrapper runs a fixed build
 out=${1:?usage: bench/gates.sh OUT [stage...]}
 shift || true
-stages=${*:-s260 s260long cpu features sweep jdk}
+stages=${*:-s260 s260long recalibrate cpu features sweep jdk}
 data=${EE_DATA:-$root/../shared/data}
 model=$data/stories260K/stories260K.bin
 train=$data/tinystories/tinystories_train_first2MiB.txt
@@ -41,8 +45,10 @@ for s in $stages; do case $s in
   cpu)
     jar="$root/ee-cli/target/ee.jar"
     soft=$(grep '^softmax ' "$out/mlp300-mlp16/calibrate.txt" | sed 's/.*{\(.*\)}.*/\1/; s/ //g')
+    more="" # the cascade's and saturation's calibrated thresholds, when the recalibrate stage made them
+    for m in cascade saturation; do [ -f "$out/mlp300-$m/thresholds.json" ] && more="$more${more:+,}$m=$out/mlp300-$m/thresholds.json"; done
     "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
-      -R-Dheads="$out/mlp300-mlp16" -R-Dtokenizer="$data/stories260K/tok512.bin" -R-Dsoftmax="$soft" -R-Drepeats=5 \
+      -R-Dheads="$out/mlp300-mlp16" -R-Dtokenizer="$data/stories260K/tok512.bin" -R-Dsoftmax="$soft" -R-Dcalibrated="$more" -R-Drepeats=5 \
       "$root/bench/gate-cpu-time.jsh" 2>&1 | grep -v INFO | tee "$out/cpu-time.txt" ;;
   features) # needs python3 with numpy; the token file is the one `ee gates` cached for $valid
     tokens=$(ls ~/.cache/eetune/*tinystories_valid_head.txt.tokens | head -1)
@@ -51,8 +57,20 @@ for s in $stages; do case $s in
       -R-Dheads="$out/mlp300/heads.safetensors" -R-Dtokens="$tokens" -R-Dout="$out/dump" "$root/bench/gate-dump.jsh" 2>&1 | grep -v INFO
     python3 "$root/bench/gate-features.py" "$out/dump" 1,2,3,4 5 64 1.452 0.0014 | tee "$out/features.txt" ;;
   sweep)
-    t "$ee" sweep --model "$model" --heads "$out/mlp300-mlp16" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
-      --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
+    # the cascade-calibrated copy when the recalibrate stage made it: its thresholds are timed as the row "calibrated"
+    heads="$out/mlp300-mlp16"; [ -f "$out/mlp300-cascade/thresholds.json" ] && heads="$out/mlp300-cascade"
+    t "$ee" sweep --model "$model" --heads "$heads" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
+      --thresholds 1.0,0.99,0.95,0.9,0.8,0.6,0.4 --confidence softmax,gate,saturation,cascade --calibrated --csv "$out/sweep.csv" | tee "$out/sweep.txt" ;;
+  recalibrate)
+    for name in mlp300-mlp16 mlp300-linear mlp1000 norm1000; do # mlp1000, norm1000: the gates `tune --gates` trained
+      [ -f "$out/$name/heads.safetensors" ] || { echo "skipping $name: run the s260/s260long stages first" >&2; continue; }
+      t "$ee" calibrate --model "$model" --data "$valid" --heads "$out/$name" --agreement 0.95 --compare --repeats "$repeats" | tee "$out/$name/calibrate-now.txt"
+    done
+    # the 300-step MLP-gated heads calibrated for cascade and saturation too, each beside its own copy (for the cpu stage and the sweep)
+    for m in cascade saturation; do
+      mkdir -p "$out/mlp300-$m" && cp "$out/mlp300-mlp16/heads.safetensors" "$out/mlp300-$m/"
+      t "$ee" calibrate --model "$model" --data "$valid" --heads "$out/mlp300-$m" --agreement 0.95 --confidence $m --repeats "$repeats" | tee "$out/mlp300-$m/calibrate-now.txt"
+    done ;;
   jdk)
     src=${JDK_SRC:-/usr/lib/jvm/temurin-25-jdk-amd64/lib/src.zip}
     # the demo's backbone (DemoCommand.backbone: dim 128, 8 layers, norm exits 2 and 4 trained jointly), a fixed step count

@@ -1,11 +1,10 @@
 package dev.eetune.eval;
 
 import dev.eetune.exit.ExitArchitecture;
-import dev.eetune.infer.ConfidenceMethod;
+import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.model.LlamaConfig;
 
 import java.util.List;
-import java.util.Map;
 
 /**
  * What exit decisions measured on a small model would save on a large one (docs/exit-gates.md, "Cost projection"):
@@ -33,9 +32,8 @@ public final class CostProjection {
         return out;
     }
 
-    /** The trace's decisions under {@code thresholds} with {@code target}'s costs. */
-    public static ExitTrace.Decisions project(ExitTrace trace, ConfidenceMethod method, Map<Integer, Float> thresholds, ExitArchitecture[] archs,
-                                             int sourceLayers, LlamaConfig target) {
-        return trace.decide(method, thresholds, target, archs, mapLayers(trace.layers(), sourceLayers, target.nLayers()), target.nLayers());
+    /** The trace's decisions under {@code policy} with {@code target}'s costs. */
+    public static ExitTrace.Decisions project(ExitTrace trace, EarlyExitPolicy policy, ExitArchitecture[] archs, int sourceLayers, LlamaConfig target) {
+        return trace.decide(policy, ExitTrace.Costs.of(target, archs, mapLayers(trace.layers(), sourceLayers, target.nLayers()), policy.confidence(), trace.gateHidden()));
     }
 }

@@ -42,7 +42,8 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
         switch (m) {
             case SOFTMAX: return softmax;
             case GATE:
-                if (gate == null) throw new IllegalArgumentException("gate confidence, but these exits have no gates: train them with `ee gates` first");
+            case CASCADE:
+                if (gate == null) throw new IllegalArgumentException(m.label() + " confidence, but these exits have no gates: train them with `ee gates` first");
                 return gate;
             default: return saturation;
         }
@@ -122,16 +123,15 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
     }
 
     /** The teacher-forced agreement of a policy with the final layer (no costs needed). */
-    public double agreement(ConfidenceMethod method, Map<Integer, Float> thresholds) {
-        float[][] score = scores(method);
+    public double agreement(EarlyExitPolicy policy) {
+        float[][] score = scores(policy.confidence());
         int n = positions();
         if (n == 0) return 1;
         long ok = 0;
         for (int p = 0; p < n; p++) {
             boolean agree = true; // the final layer's, unless an exit fires
             for (int i = 0; i < layers.length; i++) {
-                Float tau = thresholds.get(layers[i]);
-                if (tau != null && tau < 1f && EarlyExitPolicy.confident(score[i][p], tau)) {
+                if (policy.canExit(layers[i]) && policy.exits(layers[i], score[i][p], softmax[i][p])) {
                     agree = agrees[i][p];
                     break;
                 }
@@ -141,22 +141,43 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
         return (double) ok / n;
     }
 
-    public Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, EarlyExitModel ee) {
-        return decide(method, thresholds, ee.backbone().config(), ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new),
-            layers, ee.backbone().config().nLayers());
+    /**
+     * What an exit costs and saves, in layers: {@code nLayers} of the model, per exit the layer it follows, the cost
+     * of a visit (its score, and a {@code layer} head's own layer) and of its head per row it runs for.
+     */
+    public record Costs(int nLayers, int[] layers, double[] visit, double[] head) {
+        public Costs {
+            if (layers.length != visit.length || layers.length != head.length) throw new IllegalArgumentException("one cost per exit");
+        }
+
+        /** The costs of {@code ee}'s exits under {@code method} ({@link dev.eetune.exit.ExitCost}). */
+        public static Costs of(EarlyExitModel ee, ConfidenceMethod method) {
+            List<ExitHead> heads = ee.heads();
+            return of(ee.backbone().config(), heads.stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new),
+                heads.stream().mapToInt(ExitHead::layer).toArray(), method, ee.hasGates() ? ee.gate(heads.get(0).layer()).hiddenUnits() : 0);
+        }
+
+        /** The costs of exits of {@code archs} after {@code layers} of a model of shape {@code c}, gates of {@code gateHidden} units. */
+        public static Costs of(LlamaConfig c, ExitArchitecture[] archs, int[] layers, ConfidenceMethod method, int gateHidden) {
+            double[] visit = new double[layers.length], head = new double[layers.length];
+            double score = ExitScores.scoreLayers(method, c, gateHidden), layer = ExitCost.layerMacs(c);
+            for (int i = 0; i < layers.length; i++) {
+                visit[i] = score + (archs[i] == ExitArchitecture.LAYER ? 1 : 0);
+                head[i] = ExitCost.headMacs(archs[i], c) / layer;
+            }
+            return new Costs(c.nLayers(), layers.clone(), visit, head);
+        }
     }
 
+    public Decisions decide(EarlyExitPolicy policy, EarlyExitModel ee) { return decide(policy, Costs.of(ee, policy.confidence())); }
+
     /**
-     * As {@link #decide(ConfidenceMethod, Map, EarlyExitModel)}, with costs of another shape {@code c}, whose
-     * exits sit after {@code atLayers} (one per traced head) of its {@code nLayers} layers: the cost projection.
+     * As {@link #decide(EarlyExitPolicy, EarlyExitModel)}, with the costs of another shape, whose exits sit after
+     * {@code costs.layers()} (one per traced head): the cost projection.
      */
-    public Decisions decide(ConfidenceMethod method, Map<Integer, Float> thresholds, LlamaConfig c, ExitArchitecture[] archs,
-                            int[] atLayers, int nLayers) {
-        float[][] score = scores(method);
-        int n = positions(), h = layers.length;
-        double layer = ExitCost.layerMacs(c), scoreCost = ExitScores.scoreLayers(method, c, gateHidden);
-        double[] headCost = new double[h];
-        for (int i = 0; i < h; i++) headCost[i] = ExitCost.headMacs(archs[i], c) / layer;
+    public Decisions decide(EarlyExitPolicy policy, Costs costs) {
+        float[][] score = scores(policy.confidence());
+        int n = positions(), h = layers.length, nLayers = costs.nLayers();
         long ok = 0;
         long[] exits = new long[h + 1];
         double cost = 0;
@@ -164,11 +185,9 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
             int exit = h;
             double tokenCost = 0;
             for (int i = 0; i < h; i++) {
-                Float tau = thresholds.get(layers[i]);
-                if (tau == null || tau >= 1f) continue;
-                boolean go = EarlyExitPolicy.confident(score[i][p], tau);
-                if (archs[i] == ExitArchitecture.LAYER) tokenCost += 1; // its own layer runs whenever the exit is reached
-                tokenCost += method.isCheap() ? scoreCost + (go ? headCost[i] : 0) : headCost[i];
+                if (!policy.canExit(layers[i])) continue;
+                boolean go = policy.exits(layers[i], score[i][p], softmax[i][p]);
+                tokenCost += costs.visit()[i] + (headRuns(policy, layers[i], score[i][p], go) ? costs.head()[i] : 0);
                 if (go) {
                     exit = i;
                     break;
@@ -176,10 +195,22 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
             }
             exits[exit]++;
             if (exit == h || agrees[exit][p]) ok++;
-            cost += tokenCost + (exit == h ? nLayers : atLayers[exit]);
+            cost += tokenCost + (exit == h ? nLayers : costs.layers()[exit]);
         }
         double[] share = new double[h + 1];
         for (int i = 0; i <= h; i++) share[i] = n == 0 ? 0 : (double) exits[i] / n;
         return new Decisions(n == 0 ? 1 : (double) ok / n, share, n == 0 ? nLayers : cost / n);
+    }
+
+    /**
+     * Whether the head runs for a row at an enabled exit: always with softmax; with gate or saturation when the row
+     * exits; with cascade when the gate passes (the softmax then confirms or not).
+     */
+    static boolean headRuns(EarlyExitPolicy policy, int layer, double score, boolean exits) {
+        switch (policy.confidence()) {
+            case SOFTMAX: return true;
+            case CASCADE: return EarlyExitPolicy.confident(score, policy.threshold(layer));
+            default: return exits;
+        }
     }
 }

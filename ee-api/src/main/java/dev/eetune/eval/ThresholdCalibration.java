@@ -4,9 +4,14 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitArchitecture;
+import dev.eetune.exit.ExitCost;
+import dev.eetune.exit.ExitHead;
+import dev.eetune.model.LlamaConfig;
 import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
+import dev.eetune.infer.ExitScores;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.io.JsonFields;
@@ -26,13 +31,18 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * Per-exit thresholds chosen for a target teacher-forced agreement (docs/exit-gates.md, "Calibrated thresholds").
- * For a precision level q, exits are fixed in layer order on a calibration trace: at exit L, among the positions no
- * earlier exit took, the lowest threshold is chosen whose exiting positions agree with the final layer at least q of
- * the time (at least {@code minExits} of them); an exit where none qualifies is disabled (τ = 1). The final layer
- * always agrees, so the whole agrees more than q. The level used is the lowest q (scanned down from 1 in steps of
- * 0.005; none: every exit disabled) whose whole agreement on the calibration trace still reaches the target by a one-sided lower confidence bound
- * (Wilson score, {@code z}). Also reads and writes the thresholds file kept beside the heads. Stateless: thread-safe.
+ * Per-exit thresholds chosen for a target teacher-forced agreement at the least cost (docs/exit-gates.md, "Calibrated
+ * thresholds"). For a price λ (layers one disagreeing token is worth), exits are fixed in layer order on a calibration
+ * trace: at exit L, among the positions no earlier exit took, the thresholds are chosen that maximise
+ * takings · (N − L) − the exit's cost (scores, heads) − λ · disagreeing takings, with at least {@code minExits}
+ * takings; an exit where no choice gains anything is disabled (τ = 1): so an exit whose head costs more than it saves
+ * is switched off. With cascade confidence the choice is a pair (gate threshold, softmax confirmation threshold). Two
+ * scans, each from strict to loose: λ down from {@link #PRICE_MAX} by factors of {@link #PRICE_STEP}, and (λ = 0) a
+ * floor q on each exit's takings' agreement, down from 1 by {@link #PRECISION_STEP} — the Lagrangian skips operating
+ * points where an exit's fixed cost makes the gain jump. Each keeps the last level before the first whose whole
+ * agreement on the calibration trace falls below the target by a one-sided lower confidence bound (Wilson score,
+ * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled). Also reads and
+ * writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
 public final class ThresholdCalibration {
     static final String FORMAT = "eetune-exit-thresholds";
@@ -40,6 +50,17 @@ public final class ThresholdCalibration {
     /** The file beside the heads that holds calibrated thresholds. */
     public static final String FILE_NAME = "thresholds.json";
     private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** The highest price of a disagreement tried (layers per disagreeing token): in effect "no disagreement". */
+    static final double PRICE_MAX = 1e4;
+    /** Each price tried is the previous one divided by this. */
+    static final double PRICE_STEP = 1.2;
+    static final int PRICE_LEVELS = 70; // down to 1e4 / 1.2^70 ≈ 0.03: below any exit's gain per token
+    /** The precision levels tried: 1, 1 - step, .., 0. */
+    static final double PRECISION_STEP = 0.005;
+    static final int PRECISION_LEVELS = 200;
+    /** Cascade: gate thresholds tried per exit (quantiles of the gate scores reaching it, and 0: every row). */
+    static final int GATE_LEVELS = 32;
 
     private ThresholdCalibration() {}
 
@@ -53,15 +74,26 @@ public final class ThresholdCalibration {
     }
 
     /** The chosen thresholds, the decisions they make on the calibration trace and on a second, held-out trace. */
-    public record Result(ConfidenceMethod method, Settings settings, Map<Integer, Float> thresholds, ExitTrace.Decisions calibration,
+    public record Result(Settings settings, EarlyExitPolicy policy, ExitTrace.Decisions calibration,
                          ExitTrace.Decisions heldOut, int calibrationPositions, int heldOutPositions) {
-        public EarlyExitPolicy policy() { return new EarlyExitPolicy(thresholds, false, method); }
+        public ConfidenceMethod method() { return policy.confidence(); }
+
+        public Map<Integer, Float> thresholds() { return policy.thresholds(); }
+
+        /** The exits left enabled (τ < 1). */
+        public List<Integer> enabledExits() { return policy.thresholds().keySet().stream().filter(policy::canExit).toList(); }
 
         public String toTable(int[] layers) {
             StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "confidence %s, target agreement %.2f%% (z %.3f, at least %d exits)%n",
-                method.label(), 100 * settings.target(), settings.z(), settings.minExits()));
+                method().label(), 100 * settings.target(), settings.z(), settings.minExits()));
             sb.append("thresholds:");
-            for (Map.Entry<Integer, Float> e : thresholds.entrySet()) sb.append(String.format(Locale.ROOT, " @%d=%.4f", e.getKey(), e.getValue()));
+            for (Map.Entry<Integer, Float> e : thresholds().entrySet()) {
+                sb.append(String.format(Locale.ROOT, " @%d=%.4f", e.getKey(), e.getValue()));
+                if (policy.confidence() == ConfidenceMethod.CASCADE && policy.canExit(e.getKey())) {
+                    sb.append(String.format(Locale.ROOT, "+softmax %.4f", policy.confirmThreshold(e.getKey())));
+                }
+            }
+            sb.append("; enabled: ").append(enabledExits().isEmpty() ? "none (the full model)" : enabledExits().toString());
             sb.append('\n').append(String.format(Locale.ROOT, "%-12s %9s %10s %7s", "split", "positions", "TF-agree", "layers"));
             for (int l : layers) sb.append(String.format(Locale.ROOT, " %6s", "@" + l));
             sb.append(String.format(Locale.ROOT, " %6s%n", "final"));
@@ -79,51 +111,112 @@ public final class ThresholdCalibration {
 
     /** Chooses thresholds on {@code calibration} and reports their decisions there and on {@code heldOut}. */
     public static Result calibrate(EarlyExitModel ee, ExitTrace calibration, ExitTrace heldOut, ConfidenceMethod method, Settings st) {
-        Map<Integer, Float> t = choose(calibration, method, st);
-        return new Result(method, st, t, calibration.decide(method, t, ee), heldOut.decide(method, t, ee), calibration.positions(), heldOut.positions());
+        EarlyExitPolicy p = choose(calibration, method, st, ExitTrace.Costs.of(ee, method));
+        return new Result(st, p, calibration.decide(p, ee), heldOut.decide(p, ee), calibration.positions(), heldOut.positions());
     }
 
     /** The thresholds, one per traced exit (see the class comment). */
-    public static Map<Integer, Float> choose(ExitTrace trace, ConfidenceMethod method, Settings st) {
-        Map<Integer, Float> best = new TreeMap<>();
-        for (int l : trace.layers()) best.put(l, 1f); // every exit disabled: the full model
+    public static EarlyExitPolicy choose(ExitTrace trace, ConfidenceMethod method, Settings st, ExitTrace.Costs costs) {
+        if (!Arrays.equals(trace.layers(), costs.layers())) throw new IllegalArgumentException("costs for exits " + Arrays.toString(costs.layers())
+            + ", trace of exits " + Arrays.toString(trace.layers()));
+        Map<Integer, Float> off = new TreeMap<>();
+        for (int l : trace.layers()) off.put(l, 1f);
+        EarlyExitPolicy full = new EarlyExitPolicy(off, false, method); // every exit disabled: the full model
+        EarlyExitPolicy byPrice = scan(trace, st, full, PRICE_LEVELS, level -> atLevel(trace, method, PRICE_MAX / Math.pow(PRICE_STEP, level), 0, st.minExits(), costs));
+        EarlyExitPolicy byPrecision = scan(trace, st, full, PRECISION_LEVELS, level -> atLevel(trace, method, 0, 1 - PRECISION_STEP * level, st.minExits(), costs));
+        return trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision;
+    }
+
+    /** The last of levels 0, 1, .. before the first whose agreement on {@code trace} has its lower bound below the target. */
+    private static EarlyExitPolicy scan(ExitTrace trace, Settings st, EarlyExitPolicy none, int levels, java.util.function.IntFunction<EarlyExitPolicy> atLevel) {
+        EarlyExitPolicy best = none;
         int n = trace.positions();
-        for (int step = 0; step <= 200; step++) { // q = 1 .. 0
-            double q = 1 - 0.005 * step;
-            Map<Integer, Float> t = atLevel(trace, method, q, st.minExits());
-            double agree = trace.agreement(method, t);
-            if (lowerBound((int) Math.round(agree * n), n, st.z()) < st.target()) break;
-            best = t;
+        for (int level = 0; level <= levels; level++) {
+            EarlyExitPolicy p = atLevel.apply(level);
+            if (lowerBound((int) Math.round(trace.agreement(p) * n), n, st.z()) < st.target()) break;
+            best = p;
         }
         return best;
     }
 
-    /** Per exit in layer order, the lowest threshold whose takings (positions no earlier exit took) agree at ≥ q. */
-    static Map<Integer, Float> atLevel(ExitTrace trace, ConfidenceMethod method, double q, int minExits) {
-        float[][] score = trace.scores(method);
+    /**
+     * Per exit in layer order, among the positions no earlier exit took, the thresholds of the highest gain
+     * takings · (N − L) − the exit's cost − {@code price} · disagreeing takings, among those whose takings agree at
+     * rate ≥ {@code precision}; none above 0: the exit is disabled (see the class comment).
+     */
+    static EarlyExitPolicy atLevel(ExitTrace trace, ConfidenceMethod method, double price, double precision, int minExits, ExitTrace.Costs costs) {
+        float[][] score = trace.scores(method), softmax = trace.softmax();
+        boolean[][] agrees = trace.agrees();
         int n = trace.positions();
+        boolean cascade = method == ConfidenceMethod.CASCADE;
         boolean[] taken = new boolean[n];
-        Map<Integer, Float> out = new TreeMap<>();
+        Map<Integer, Float> out = new TreeMap<>(), confirm = new TreeMap<>();
         for (int h = 0; h < trace.layers().length; h++) {
+            int layer = trace.layers()[h], reach = 0;
+            float[] rank = cascade ? softmax[h] : score[h], gate = score[h]; // takings are a prefix in rank's order
+            long[] keys = new long[n];
             int k = 0;
-            Integer[] idx = new Integer[n];
-            for (int p = 0; p < n; p++) if (!taken[p] && !Float.isNaN(score[h][p])) idx[k++] = p;
-            Integer[] cand = Arrays.copyOf(idx, k);
-            final int hh = h;
-            Arrays.sort(cand, (a, b) -> Float.compare(score[hh][b], score[hh][a])); // highest score first
-            float tau = 1f;
-            int agree = 0;
-            for (int i = 0; i < cand.length; i++) {
-                if (trace.agrees()[h][cand[i]]) agree++;
-                int count = i + 1;
-                // a threshold must take every position with an equal score: test only at the end of a run of ties
-                if (i + 1 < cand.length && score[h][cand[i + 1]] == score[h][cand[i]]) continue;
-                float s = score[h][cand[i]];
-                if (count >= minExits && s < 1f && (double) agree / count >= q) tau = s;
+            for (int p = 0; p < n; p++) {
+                if (taken[p]) continue;
+                reach++;
+                if (!Float.isNaN(gate[p]) && !Float.isNaN(rank[p])) keys[k++] = (long) sortable(rank[p]) << 32 | p;
             }
-            out.put(trace.layers()[h], tau);
-            if (tau < 1f) for (Integer p : cand) if (score[h][p] >= tau) taken[p] = true;
+            keys = Arrays.copyOf(keys, k);
+            Arrays.sort(keys); // ascending rank: walked from the end
+            int[] cand = new int[k];
+            for (int i = 0; i < k; i++) cand[i] = (int) keys[k - 1 - i];
+            double gain = costs.nLayers() - layer, head = costs.head()[h];
+            // softmax pays the head on every row that reaches the exit, the others on the rows it runs for
+            double fixed = reach * (costs.visit()[h] + (method == ConfidenceMethod.SOFTMAX ? head : 0));
+            double perTaken = method.isCheap() && !cascade ? gain - head : gain;
+            float[] gates = cascade ? gateLevels(gate, cand) : new float[] {Float.NEGATIVE_INFINITY};
+            double bestValue = 0;
+            float bestTau = 1f, bestConfirm = 1f; // disabled: gains nothing, costs nothing
+            for (float tg : gates) {
+                int passed = 0;
+                for (int p : cand) if (gate[p] >= tg) passed++;
+                double headCost = cascade ? passed * head : 0;
+                int count = 0, wrong = 0;
+                for (int i = 0; i < cand.length; i++) {
+                    int p = cand[i];
+                    if (gate[p] < tg) continue;
+                    count++;
+                    if (!agrees[h][p]) wrong++;
+                    // a threshold takes every row with an equal score: test only at the end of a run of ties
+                    int next = i + 1;
+                    while (next < cand.length && gate[cand[next]] < tg) next++;
+                    if (next < cand.length && rank[cand[next]] == rank[p]) continue;
+                    if (count < minExits || !(rank[p] < 1f) || wrong > (1 - precision) * count) continue;
+                    double value = count * perTaken - headCost - fixed - price * wrong;
+                    if (value > bestValue) {
+                        bestValue = value;
+                        bestTau = cascade ? tg : rank[p];
+                        bestConfirm = rank[p];
+                    }
+                }
+            }
+            out.put(layer, bestTau);
+            if (bestTau < 1f) {
+                if (cascade) confirm.put(layer, bestConfirm);
+                for (int p : cand) if (cascade ? gate[p] >= bestTau && rank[p] >= bestConfirm : rank[p] >= bestTau) taken[p] = true;
+            }
         }
+        return new EarlyExitPolicy(out, false, method, confirm);
+    }
+
+    /** An int whose signed order is the float's order (finite floats and infinities). */
+    private static int sortable(float f) {
+        int b = Float.floatToIntBits(f);
+        return b ^ ((b >> 31) & 0x7fffffff);
+    }
+
+    /** Cascade's gate thresholds to try at one exit: 0 (every row passes: softmax alone) and quantiles of the rows' gate scores below 1. */
+    private static float[] gateLevels(float[] gate, int[] cand) {
+        float[] g = new float[cand.length];
+        for (int i = 0; i < g.length; i++) g[i] = gate[cand[i]];
+        Arrays.sort(g);
+        float[] out = new float[GATE_LEVELS + 1];
+        for (int q = 0; q < GATE_LEVELS; q++) out[q + 1] = g.length == 0 ? 0f : Math.min(g[(int) ((long) q * g.length / GATE_LEVELS)], Math.nextDown(1f));
         return out;
     }
 
@@ -174,6 +267,10 @@ public final class ThresholdCalibration {
             .put("z", r.settings().z()).put("min_exits", r.settings().minExits());
         ObjectNode t = m.putObject("thresholds");
         for (Map.Entry<Integer, Float> e : r.thresholds().entrySet()) t.put(Integer.toString(e.getKey()), e.getValue());
+        if (r.method() == ConfidenceMethod.CASCADE) {
+            ObjectNode c = m.putObject("confirm_thresholds");
+            for (Map.Entry<Integer, Float> e : r.policy().confirm().entrySet()) c.put(Integer.toString(e.getKey()), e.getValue());
+        }
         m.putObject("calibration").put("positions", r.calibrationPositions()).put("agreement", r.calibration().agreement()).put("layers_per_token", r.calibration().layersPerToken());
         m.putObject("held_out").put("positions", r.heldOutPositions()).put("agreement", r.heldOut().agreement()).put("layers_per_token", r.heldOut().layersPerToken());
         Path file = dir.resolve(FILE_NAME), tmp = dir.resolve(FILE_NAME + ".tmp");
@@ -206,26 +303,36 @@ public final class ThresholdCalibration {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
         }
-        JsonNode t = f.requiredObject("thresholds").node();
-        Map<Integer, Float> thresholds = new LinkedHashMap<>();
+        Map<Integer, Float> thresholds = layerMap(file, f.requiredObject("thresholds").node(), "thresholds");
+        if (thresholds.isEmpty()) throw new IllegalArgumentException(file + ": no thresholds");
+        JsonNode c = m.get("confirm_thresholds");
+        if (method == ConfidenceMethod.CASCADE && (c == null || !c.isObject())) {
+            throw new IllegalArgumentException(file + ": cascade confidence needs the object confirm_thresholds (the softmax threshold per exit)");
+        }
+        Map<Integer, Float> confirm = c == null ? Map.of() : layerMap(file, c, "confirm_thresholds");
+        try {
+            return new EarlyExitPolicy(thresholds, false, method, confirm);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** A JSON object of exit layer number -> threshold (>= 0, finite), each bad entry named. */
+    private static Map<Integer, Float> layerMap(Path file, JsonNode t, String name) {
+        Map<Integer, Float> out = new LinkedHashMap<>();
         for (Iterator<Map.Entry<String, JsonNode>> it = t.fields(); it.hasNext(); ) {
             Map.Entry<String, JsonNode> e = it.next();
             int layer;
             try {
                 layer = Integer.parseInt(e.getKey());
             } catch (NumberFormatException x) {
-                throw new IllegalArgumentException(file + ": thresholds: key '" + e.getKey() + "' is not an exit layer number");
+                throw new IllegalArgumentException(file + ": " + name + ": key '" + e.getKey() + "' is not an exit layer number");
             }
-            if (!e.getValue().isNumber()) throw new IllegalArgumentException(file + ": thresholds." + layer + " must be a number, got " + e.getValue());
+            if (!e.getValue().isNumber()) throw new IllegalArgumentException(file + ": " + name + "." + layer + " must be a number, got " + e.getValue());
             float v = e.getValue().floatValue();
-            if (!(v >= 0) || Float.isInfinite(v)) throw new IllegalArgumentException(file + ": thresholds." + layer + " must be >= 0 and finite, got " + v);
-            thresholds.put(layer, v);
+            if (!(v >= 0) || Float.isInfinite(v)) throw new IllegalArgumentException(file + ": " + name + "." + layer + " must be >= 0 and finite, got " + v);
+            out.put(layer, v);
         }
-        if (thresholds.isEmpty()) throw new IllegalArgumentException(file + ": no thresholds");
-        try {
-            return new EarlyExitPolicy(thresholds, false, method);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
-        }
+        return out;
     }
 }

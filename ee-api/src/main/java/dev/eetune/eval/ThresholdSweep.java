@@ -125,7 +125,19 @@ public final class ThresholdSweep {
     }
 
     private static final ObjectMapper JSON = new ObjectMapper().registerModule(new SimpleModule("finite-or-null")
-        .addSerializer(Double.TYPE, new NonFiniteAsNull()).addSerializer(Double.class, new NonFiniteAsNull()));
+        .addSerializer(Double.TYPE, new NonFiniteAsNull()).addSerializer(Double.class, new NonFiniteAsNull())
+        .addSerializer(Float.TYPE, new NonFiniteFloatAsNull()).addSerializer(Float.class, new NonFiniteFloatAsNull()));
+
+    /** As {@link NonFiniteAsNull}, for floats (the calibrated row's threshold). */
+    private static final class NonFiniteFloatAsNull extends StdSerializer<Float> {
+        NonFiniteFloatAsNull() { super(Float.class); }
+
+        @Override
+        public void serialize(Float v, JsonGenerator gen, SerializerProvider provider) throws IOException {
+            if (Float.isFinite(v)) gen.writeNumber(v);
+            else gen.writeNull();
+        }
+    }
 
     /** JSON has no NaN or infinity: such a value is written as null. */
     private static final class NonFiniteAsNull extends StdSerializer<Double> {
@@ -141,10 +153,11 @@ public final class ThresholdSweep {
     /**
      * What to run: thresholds for all heads at once, each with every confidence method in {@code confidence}, and
      * self-speculative settings (draft exits x draft lengths);
-     * {@code repeats} timed rounds after at most {@code maxWarmupRounds} warm-up rounds.
+     * {@code repeats} timed rounds after at most {@code maxWarmupRounds} warm-up rounds; {@code calibrated}: per-exit
+     * thresholds (`ee calibrate`'s) timed as one more row, mode "calibrated", threshold NaN (JSON null), or null.
      */
     public record Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths, int maxWarmupRounds,
-                           List<ConfidenceMethod> confidence) {
+                           List<ConfidenceMethod> confidence, EarlyExitPolicy calibrated) {
         public Settings {
             confidence = List.copyOf(confidence);
             if (confidence.isEmpty()) throw new IllegalArgumentException("at least one confidence method");
@@ -153,7 +166,7 @@ public final class ThresholdSweep {
         }
 
         public Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {
-            this(thresholds, newTokens, batch, repeats, draftExits, draftLengths, DEFAULT_MAX_WARMUP_ROUNDS, List.of(ConfidenceMethod.SOFTMAX));
+            this(thresholds, newTokens, batch, repeats, draftExits, draftLengths, DEFAULT_MAX_WARMUP_ROUNDS, List.of(ConfidenceMethod.SOFTMAX), null);
         }
     }
 
@@ -186,6 +199,7 @@ public final class ThresholdSweep {
                 EarlyExitPolicy policy = EarlyExitPolicy.global(tau, layers).withConfidence(method);
                 modes.add(new Mode("early-exit", policy, tau, new EarlyExitGenerator(m, ee, policy, st.batch(), maxLen), null));
             }
+            if (st.calibrated() != null) modes.add(new Mode("calibrated", st.calibrated(), Float.NaN, new EarlyExitGenerator(m, ee, st.calibrated(), st.batch(), maxLen), null));
             for (int e : st.draftExits()) {
                 for (int k : st.draftLengths()) modes.add(new Mode("speculative@" + e + " k" + k, null, 1f, null, new SelfSpeculativeDecoder(ee, e, k, false, 0f, st.batch(), maxLen)));
             }
@@ -232,7 +246,7 @@ public final class ThresholdSweep {
                     boolean isFull = i == 0;
                     rows.add(new Row(md.name, isFull ? "-" : md.policy.confidence().label(), md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, isFull ? n : s.meanExitLayer(),
                         share(isFull ? new long[n + 1] : s.exitCounts(), layers, n), isFull ? n : s.layersPerToken(),
-                        isFull ? 1.0 : teacher.decide(md.policy.confidence(), md.policy.thresholds(), ee).agreement(), fr[0], fr[1], ppl, Double.NaN));
+                        isFull ? 1.0 : teacher.decide(md.policy, ee).agreement(), fr[0], fr[1], ppl, Double.NaN));
                 } else {
                     rows.add(new Row(md.name, "-", md.threshold, tps[0], tps[2] - tps[1], sp[0], sp[1], sp[2], verdict, n, share(new long[n + 1], layers, n), Double.NaN,
                         1.0, fr[0], fr[1], ppl, md.speculative.lastStats().acceptanceRate()));

@@ -113,8 +113,8 @@ public final class EarlyExitGenerator implements Decoder {
         if (exits != null && exits.backbone() != model) throw new IllegalArgumentException("the exit heads belong to another backbone");
         for (int layer : policy.thresholds().keySet()) {
             if (exits == null || exits.head(layer) == null) throw new IllegalArgumentException("the policy has an exit after layer " + layer + ", but no head is attached there");
-            if (policy.confidence() == ConfidenceMethod.GATE && exits.gate(layer) == null) {
-                throw new IllegalArgumentException("gate confidence at the exit after layer " + layer + ", but it has no gate: train gates with `ee gates` first");
+            if (policy.confidence().needsGates() && exits.gate(layer) == null) {
+                throw new IllegalArgumentException(policy.confidence().label() + " confidence at the exit after layer " + layer + ", but it has no gate: train gates with `ee gates` first");
             }
         }
         if (maxLen > config.maxSeqLen()) throw new IllegalArgumentException("maxLen " + maxLen + " exceeds the model's context of " + config.maxSeqLen());
@@ -334,7 +334,9 @@ public final class EarlyExitGenerator implements Decoder {
         /**
          * Each active sequence's newest row (rows 0..active-1, in order) is judged; confident ones leave with the
          * head's token. With softmax confidence the head runs for every such row; with a cheap method only for the
-         * rows whose score passes (a head with its own layer still runs that layer over every row, for its cache).
+         * rows whose score passes (a head with its own layer still runs that layer over every row, for its cache); with
+         * cascade confidence those rows then exit only if the head's max softmax probability also reaches the exit's
+         * confirmation threshold.
          */
         @Override
         public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
@@ -386,6 +388,19 @@ public final class EarlyExitGenerator implements Decoder {
                 int[] seqs = new int[k];
                 for (int i = 0; i < k; i++) seqs[i] = active[exiting[i]];
                 tokens = choose(logits, seqs, batch, cfg);
+                if (policy.confidence() == ConfidenceMethod.CASCADE) { // the softmax confirms: only rows passing both leave
+                    Tensor mp = maxProb.slice(0, k);
+                    model.backend().ops().argmax(chosen.slice(0, k), mp, logits, h.temperature());
+                    int[] confirmed = passing(mp.toFloatArray(), policy.confirmThreshold(layer));
+                    if (confirmed.length == 0) return pass;
+                    int[] e = new int[confirmed.length], t = new int[confirmed.length];
+                    for (int i = 0; i < confirmed.length; i++) {
+                        e[i] = exiting[confirmed[i]];
+                        t[i] = tokens[confirmed[i]];
+                    }
+                    exiting = e;
+                    tokens = t;
+                }
             }
             boolean[] leaves = new boolean[batch.size()];
             for (int i = 0; i < exiting.length; i++) {

@@ -17,12 +17,13 @@ public final class ExitScores {
     private ExitScores() {}
 
     /**
-     * The score of rows 0..rows-1: the gate's P(agreement), or the cosine of the hidden state before the layer
+     * The score of rows 0..rows-1: the gate's P(agreement) (gate, and cascade's pre-filter), or the cosine of the hidden state before the layer
      * ({@code before}, rows x dim on the host) and after it ({@code in.hidden()}).
      */
     public static float[] cheap(ConfidenceMethod method, ExitGate gate, ExitHead head, Scope s, ExitInput in, float[] before, int rows) {
         switch (method) {
             case GATE:
+            case CASCADE:
                 if (gate == null) throw new IllegalStateException("the exit after layer " + head.layer() + " has no gate: train gates with `ee gates` first");
                 return gate.score(s, in.hidden(), rows);
             case SATURATION:
@@ -55,7 +56,8 @@ public final class ExitScores {
     /** The method's own cost per scored row, in layers (0 for softmax: its cost is the head's); gates of {@code gateHidden} hidden units. */
     public static double scoreLayers(ConfidenceMethod method, LlamaConfig c, int gateHidden) {
         switch (method) {
-            case GATE: return ExitCost.gateMacs(c, gateHidden) / ExitCost.layerMacs(c);
+            case GATE:
+            case CASCADE: return ExitCost.gateMacs(c, gateHidden) / ExitCost.layerMacs(c);
             case SATURATION: return ExitCost.saturationMacs(c) / ExitCost.layerMacs(c);
             default: return 0;
         }

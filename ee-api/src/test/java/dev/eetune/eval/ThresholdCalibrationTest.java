@@ -1,7 +1,9 @@
 package dev.eetune.eval;
 
+import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.infer.EarlyExitPolicy;
+import dev.eetune.model.LlamaConfig;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -29,24 +31,127 @@ class ThresholdCalibrationTest {
         return new ExitTrace(new int[] {1, 2}, score, score, score, agrees, 0);
     }
 
+    /** stories260K's shape with 3 layers: an {@code mlp} head costs 1.45 layers, a {@code norm} head 0.72. */
+    static final LlamaConfig SHAPE = new LlamaConfig(64, 172, 3, 8, 4, 8, 512, 256, 1e-5f, 10000f, null, false, false, false, LlamaConfig.LLAMA);
+    static final int[] EXITS = {1, 2};
+
+    static ExitTrace.Costs costs(ExitArchitecture arch, ConfidenceMethod method) {
+        return ExitTrace.Costs.of(SHAPE, new ExitArchitecture[] {arch, arch}, EXITS, method, 16);
+    }
+
+    static ExitTrace.Decisions decide(ExitTrace t, EarlyExitPolicy p, ExitArchitecture arch) {
+        return t.decide(p, costs(arch, p.confidence()));
+    }
+
     @Test
     void theWholeMeetsTheTargetOnTheCalibrationTraceAndCloseToItOnAnother() {
-        ExitTrace a = synthetic(1, 20000), b = synthetic(2, 20000);
-        for (double target : new double[] {0.8, 0.9, 0.95}) {
-            ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(target, 1.645, 20);
-            Map<Integer, Float> t = ThresholdCalibration.choose(a, ConfidenceMethod.GATE, st);
-            double onA = a.agreement(ConfidenceMethod.GATE, t), onB = b.agreement(ConfidenceMethod.GATE, t);
-            assertThat(onA).as("calibration split at target %s", target).isGreaterThanOrEqualTo(target);
-            assertThat(onB).as("held-out split at target %s", target).isGreaterThan(target - 0.01);
-            assertThat(t.values()).as("some exit is enabled at target %s", target).anyMatch(v -> v < 1f);
+        ExitTrace a = synthetic(1, 8000), b = synthetic(2, 8000);
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SOFTMAX, ConfidenceMethod.CASCADE}) {
+            for (double target : new double[] {0.8, 0.9, 0.95}) {
+                ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(target, 1.645, 20);
+                EarlyExitPolicy p = ThresholdCalibration.choose(a, m, st, costs(ExitArchitecture.NORM, m));
+                double onA = a.agreement(p), onB = b.agreement(p);
+                assertThat(onA).as("%s: calibration split at target %s", m, target).isGreaterThanOrEqualTo(target);
+                assertThat(onB).as("%s: held-out split at target %s", m, target).isGreaterThan(target - 0.015);
+                // softmax pays a 0.72-layer head on every row: it gains only by taking 36% of them at exit 1, which 95% forbids
+                if (m != ConfidenceMethod.SOFTMAX || target < 0.95) {
+                    assertThat(p.thresholds().values()).as("%s: some exit is enabled at target %s", m, target).anyMatch(v -> v < 1f);
+                }
+                assertThat(decide(a, p, ExitArchitecture.NORM).layersPerToken()).as("%s: never dearer than the full model", m).isLessThan(3.0 + 1e-9);
+                assertThat(p.confidence()).isEqualTo(m);
+            }
         }
     }
 
     @Test
     void anUnreachableTargetDisablesEveryExit() {
         ExitTrace a = synthetic(3, 2000);
-        Map<Integer, Float> t = ThresholdCalibration.choose(a, ConfidenceMethod.SOFTMAX, new ThresholdCalibration.Settings(1.0, 1.645, 20));
-        assertThat(t).containsEntry(1, 1f).containsEntry(2, 1f);
+        EarlyExitPolicy p = ThresholdCalibration.choose(a, ConfidenceMethod.SOFTMAX, new ThresholdCalibration.Settings(1.0, 1.645, 20),
+            costs(ExitArchitecture.NORM, ConfidenceMethod.SOFTMAX));
+        assertThat(p.thresholds()).containsEntry(1, 1f).containsEntry(2, 1f);
+    }
+
+    /**
+     * A perfect score at both exits of a 3-layer model, with {@code mlp} heads of 1.45 layers: leaving after layer 1
+     * saves 2 layers, after layer 2 only 1, less than the head. The calibration keeps exit 1 and switches exit 2 off;
+     * with {@code norm} heads (0.72 layers) both pay and both stay on.
+     */
+    @Test
+    void anExitWhoseHeadCostsMoreThanItSavesIsSwitchedOff() {
+        int n = 4000;
+        Random r = new Random(5);
+        float[][] score = new float[2][n];
+        boolean[][] agrees = new boolean[2][n];
+        for (int p = 0; p < n; p++) {
+            agrees[0][p] = r.nextFloat() < 0.4;
+            agrees[1][p] = agrees[0][p] || r.nextFloat() < 0.5;
+            for (int h = 0; h < 2; h++) score[h][p] = agrees[h][p] ? 0.9f : 0.1f;
+        }
+        ExitTrace t = new ExitTrace(EXITS, score, score, score, agrees, 16);
+        ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.99, 1.645, 20);
+        EarlyExitPolicy mlp = ThresholdCalibration.choose(t, ConfidenceMethod.GATE, st, costs(ExitArchitecture.MLP, ConfidenceMethod.GATE));
+        assertThat(mlp.canExit(1)).isTrue();
+        assertThat(mlp.canExit(2)).as("exit 2 saves 1 layer and its head costs 1.45").isFalse();
+        EarlyExitPolicy norm = ThresholdCalibration.choose(t, ConfidenceMethod.GATE, st, costs(ExitArchitecture.NORM, ConfidenceMethod.GATE));
+        assertThat(norm.canExit(1)).isTrue();
+        assertThat(norm.canExit(2)).isTrue();
+        assertThat(decide(t, mlp, ExitArchitecture.MLP).layersPerToken())
+            .as("switching exit 2 off is cheaper than keeping it on")
+            .isLessThan(decide(t, new EarlyExitPolicy(Map.of(1, 0.5f, 2, 0.5f), false, ConfidenceMethod.GATE), ExitArchitecture.MLP).layersPerToken());
+    }
+
+    /**
+     * Two independent signals, each of which one score sees: the head agrees (up to 2% noise) only when both are above
+     * 0.3. The gate alone, or the softmax alone, finds the agreeing rows at 70% precision; the cascade (gate passes AND
+     * softmax passes) at 98%, and so costs less than either at the same target on held-out data.
+     */
+    @Test
+    void theCascadeCombinesTwoScoresAndCostsLessThanEither() {
+        ExitTrace a = twoSignals(6, 8000), b = twoSignals(7, 8000);
+        ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.95, 1.645, 20);
+        double[] cost = new double[3];
+        ConfidenceMethod[] methods = {ConfidenceMethod.GATE, ConfidenceMethod.SOFTMAX, ConfidenceMethod.CASCADE};
+        for (int i = 0; i < 3; i++) {
+            EarlyExitPolicy p = ThresholdCalibration.choose(a, methods[i], st, costs(ExitArchitecture.NORM, methods[i]));
+            ExitTrace.Decisions d = decide(b, p, ExitArchitecture.NORM);
+            assertThat(d.agreement()).as("%s held out", methods[i]).isGreaterThan(0.94);
+            cost[i] = d.layersPerToken();
+        }
+        assertThat(cost[2]).as("cascade against gate").isLessThan(cost[0]);
+        assertThat(cost[2]).as("cascade against softmax").isLessThan(cost[1]);
+    }
+
+    static ExitTrace twoSignals(long seed, int n) {
+        Random r = new Random(seed);
+        float[][] gate = new float[2][n], softmax = new float[2][n];
+        boolean[][] agrees = new boolean[2][n];
+        for (int h = 0; h < 2; h++) {
+            for (int p = 0; p < n; p++) {
+                gate[h][p] = r.nextFloat();
+                softmax[h][p] = r.nextFloat();
+                agrees[h][p] = (gate[h][p] > 0.3f && softmax[h][p] > 0.3f) != r.nextFloat() < 0.02f;
+            }
+        }
+        return new ExitTrace(EXITS, softmax, gate, gate, agrees, 16);
+    }
+
+    /** The trace's cascade decisions are exactly "gate passes AND softmax passes", at the first exit where both do. */
+    @Test
+    void cascadeDecisionsAreGateAndSoftmax() {
+        ExitTrace t = twoSignals(8, 3000);
+        EarlyExitPolicy p = new EarlyExitPolicy(Map.of(1, 0.6f, 2, 0.3f), false, ConfidenceMethod.CASCADE, Map.of(1, 0.7f, 2, 0.5f));
+        long ok = 0;
+        float[][] g = t.gate(), s = t.softmax();
+        for (int q = 0; q < t.positions(); q++) {
+            boolean agree = true;
+            if (g[0][q] >= 0.6f && s[0][q] >= 0.7f) agree = t.agrees()[0][q];
+            else if (g[1][q] >= 0.3f && s[1][q] >= 0.5f) agree = t.agrees()[1][q];
+            if (agree) ok++;
+        }
+        assertThat(t.agreement(p)).isEqualTo((double) ok / t.positions());
+        assertThat(p.exits(1, 0.6f, 0.7f)).isTrue();
+        assertThat(p.exits(1, 0.59f, 0.99f)).isFalse();
+        assertThat(p.exits(1, 0.99f, 0.69f)).isFalse();
     }
 
     @Test
@@ -60,12 +165,13 @@ class ThresholdCalibrationTest {
     void thresholdsFileRoundTripsAndBadFilesAreNamed(@TempDir Path dir) throws Exception {
         ExitTrace a = synthetic(4, 5000);
         ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
-        Map<Integer, Float> t = ThresholdCalibration.choose(a, ConfidenceMethod.SATURATION, st);
-        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(ConfidenceMethod.SATURATION, t), new double[3], 3);
-        Path file = ThresholdCalibration.save(dir, new ThresholdCalibration.Result(ConfidenceMethod.SATURATION, st, t, d, d, 5000, 5000));
+        EarlyExitPolicy t = ThresholdCalibration.choose(a, ConfidenceMethod.SATURATION, st, costs(ExitArchitecture.NORM, ConfidenceMethod.SATURATION));
+        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(t), new double[3], 3);
+        Path file = ThresholdCalibration.save(dir, new ThresholdCalibration.Result(st, t, d, d, 5000, 5000));
         EarlyExitPolicy p = ThresholdCalibration.load(file);
         assertThat(p.confidence()).isEqualTo(ConfidenceMethod.SATURATION);
-        assertThat(p.thresholds()).isEqualTo(t);
+        assertThat(p.thresholds()).isEqualTo(t.thresholds());
+
         Files.writeString(file, Files.readString(file).replace("\"saturation\"", "\"entropy\""));
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString()).hasMessageContaining("entropy");
         Files.writeString(file, "{\"format\":\"eetune-exit-thresholds\",\"version\":1,\"confidence\":\"gate\",\"thresholds\":{\"x\":0.5}}");
@@ -74,5 +180,10 @@ class ThresholdCalibrationTest {
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining("thresholds.2");
         Files.writeString(file, "[1,2");
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString());
+        EarlyExitPolicy c = new EarlyExitPolicy(Map.of(1, 0.6f, 2, 1f), false, ConfidenceMethod.CASCADE, Map.of(1, 0.75f));
+        ThresholdCalibration.save(dir, new ThresholdCalibration.Result(st, c, d, d, 5000, 5000));
+        assertThat(ThresholdCalibration.load(file)).isEqualTo(c);
+        Files.writeString(file, Files.readString(file).replace("confirm_thresholds", "confirm"));
+        assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString()).hasMessageContaining("confirm_thresholds");
     }
 }

@@ -7,6 +7,7 @@ import dev.eetune.eval.ThresholdCalibration;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.infer.ConfidenceMethod;
+import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.Command;
@@ -31,7 +32,7 @@ final class CalibrateCommand implements Callable<Integer> {
 
     @Option(names = "--heads", required = true, description = "heads.safetensors, or the folder `ee tune --out` wrote (thresholds.json is written beside it).") Path heads;
     @Option(names = "--agreement", defaultValue = "0.95", description = "Target teacher-forced agreement with the full model.") double agreement;
-    @Option(names = "--confidence", description = "softmax | gate | saturation (default: gate when the heads have gates, else softmax).") String confidence;
+    @Option(names = "--confidence", description = "softmax | gate | saturation | cascade (gate, then softmax confirms) (default: gate when the heads have gates, else softmax).") String confidence;
     @Option(names = "--skip-windows", defaultValue = "64", description = "Windows of --data to skip first: those `ee gates` trained on.") long skip;
     @Option(names = "--windows", defaultValue = "32", description = "Windows per split: the calibration split, then the held-out one.") int windows;
     @Option(names = "--z", defaultValue = "1.645", description = "One-sided Wilson bound's z on each exit's agreement (0: the plain rate).") double z;
@@ -79,31 +80,33 @@ final class CalibrateCommand implements Callable<Integer> {
         sb.append("   (held-out split; cost x = N / layers per token, heads and scores counted; thresholds");
         sb.append(")\n");
         for (ConfidenceMethod m : ConfidenceMethod.values()) {
-            if (m == ConfidenceMethod.GATE && !ee.hasGates()) continue;
+            if (m.needsGates() && !ee.hasGates()) continue;
             ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, m, st);
             double[] wall = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
             sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx", m.label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(n), wall[0]));
             for (CostProjection.Shape s : CostProjection.SHAPES) {
-                sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, m, r.thresholds(), archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+                sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, r.policy(), archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
             }
-            sb.append("   ").append(r.thresholds()).append('\n');
+            sb.append("   ").append(r.thresholds());
+            if (m == ConfidenceMethod.CASCADE) sb.append(" softmax ").append(r.policy().confirm());
+            sb.append('\n');
         }
-        // the bound any cheap score could reach with these heads: a perfect gate exits exactly where the head agrees
+        // the bound any cheap score could reach with these heads: a perfect gate exits exactly where the head agrees, at
+        // the exits the cost-aware calibration keeps on (an exit whose head costs more than it saves stays off)
         boolean[][] agrees = tb.agrees();
         float[][] perfect = new float[agrees.length][];
         for (int i = 0; i < agrees.length; i++) {
             perfect[i] = new float[agrees[i].length];
-            for (int p = 0; p < agrees[i].length; p++) perfect[i][p] = agrees[i][p] ? 1f : 0f;
+            for (int p = 0; p < agrees[i].length; p++) perfect[i][p] = agrees[i][p] ? 0.99f : 0.01f;
         }
         ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden());
-        java.util.Map<Integer, Float> half = new java.util.TreeMap<>();
-        for (int l : tb.layers()) half.put(l, 0.5f);
-        ExitTrace.Decisions d = oracle.decide(ConfidenceMethod.GATE, half, ee);
+        EarlyExitPolicy perfectGate = ThresholdCalibration.choose(oracle, ConfidenceMethod.GATE, st, ExitTrace.Costs.of(ee, ConfidenceMethod.GATE));
+        ExitTrace.Decisions d = oracle.decide(perfectGate, ee);
         sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s", "perfect", 100 * d.agreement(), d.projectedSpeedup(n), "-"));
         for (CostProjection.Shape s : CostProjection.SHAPES) {
-            sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, ConfidenceMethod.GATE, half, archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+            sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, perfectGate, archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
         }
-        sb.append("   (a gate that is never wrong: the upper bound with these heads; exits");
+        sb.append("   (a gate that is never wrong, at the exits worth keeping: the upper bound with these heads; exits");
         for (double share : d.exitShare()) sb.append(String.format(Locale.ROOT, " %.1f%%", 100 * share));
         sb.append(")\n");
         System.out.print(sb);

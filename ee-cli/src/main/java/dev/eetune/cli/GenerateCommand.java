@@ -19,9 +19,9 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.stream.Collectors;
 import java.util.List;
-import java.util.Map;
-import java.util.TreeMap;
 import java.nio.file.Files;
 import dev.eetune.eval.ThresholdCalibration;
 import dev.eetune.infer.ConfidenceMethod;
@@ -58,7 +58,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--threshold", description = "Exit when the confidence score reaches this (>= 1: never; default: the thresholds `ee calibrate` saved beside the heads, else 0.8).")
     Float threshold;
 
-    @Option(names = "--confidence", description = "softmax | gate | saturation: how an exit scores confidence (default: the calibrated one, else softmax).")
+    @Option(names = "--confidence", description = "softmax | gate | saturation | cascade (gate, then softmax confirms): how an exit scores confidence (default: the calibrated one, else softmax).")
     String confidence;
 
     @Option(names = "--active-exits", split = ",", paramLabel = "LAYER", description = "Exit layers allowed to exit, a subset of --heads (default: every head).")
@@ -171,10 +171,8 @@ final class GenerateCommand implements Callable<Integer> {
             if (method != null && method != p.confidence()) {
                 throw new IllegalArgumentException("--confidence " + method.label() + ", but " + calibrated + " holds thresholds for " + p.confidence().label() + " confidence: give --threshold too");
             }
-            Map<Integer, Float> t = new TreeMap<>();
-            for (int l : layers) if (p.thresholds().containsKey(l)) t.put(l, p.thresholds().get(l));
             System.err.println("calibrated thresholds from " + calibrated);
-            return new EarlyExitPolicy(t, false, p.confidence());
+            return p.restrictedTo(Arrays.stream(layers).boxed().collect(Collectors.toSet()));
         }
         return EarlyExitPolicy.global(threshold == null ? 0.8f : threshold, layers).withConfidence(method == null ? ConfidenceMethod.SOFTMAX : method);
     }

@@ -2,9 +2,11 @@ package dev.eetune.cli;
 
 import dev.eetune.cli.report.HtmlReport;
 import dev.eetune.data.tokens.TokenFile;
+import dev.eetune.eval.ThresholdCalibration;
 import dev.eetune.eval.ThresholdSweep;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.infer.ConfidenceMethod;
+import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.tokenizer.Tokenizer;
 import picocli.CommandLine.ArgGroup;
@@ -47,7 +49,8 @@ final class SweepCommand implements Callable<Integer> {
     @Option(names = "--max-warmup-rounds", defaultValue = "8", description = "Untimed rounds at most, until every setting's rate is steady.") int warmupRounds;
     @Option(names = "--draft-exits", split = ",", description = "Exit layers to try as self-speculative drafters.") List<Integer> draftExits;
     @Option(names = "--draft-len", split = ",", defaultValue = "4", description = "Draft lengths k to try.") List<Integer> draftLens;
-    @Option(names = "--confidence", split = ",", defaultValue = "softmax", description = "Confidence methods to compare at each threshold: softmax, gate, saturation.")
+    @Option(names = "--calibrated", description = "Also time the per-exit thresholds `ee calibrate` saved beside the heads (thresholds.json), as a row 'calibrated'.") boolean calibrated;
+    @Option(names = "--confidence", split = ",", defaultValue = "softmax", description = "Confidence methods to compare at each threshold: softmax, gate, saturation, cascade (gate then softmax, both at the threshold).")
     List<String> confidence;
     @Option(names = "--csv", description = "Also write the table as CSV to this file.") Path csv;
     @Option(names = "--json", description = "Also write the result as JSON to this file.") Path json;
@@ -71,6 +74,13 @@ final class SweepCommand implements Callable<Integer> {
             prompts.add(prompt);
         }
         return prompts;
+    }
+
+    /** The thresholds `ee calibrate` saved beside the heads; a clear error when there are none. */
+    private EarlyExitPolicy calibratedPolicy() {
+        Path file = EvalCommand.headsFile(heads).toAbsolutePath().getParent().resolve(ThresholdCalibration.FILE_NAME);
+        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("--calibrated: no " + file + ": run `ee calibrate --heads " + heads + "` first");
+        return ThresholdCalibration.load(file);
     }
 
     /** Runs the sweep with progress. */
@@ -97,7 +107,7 @@ final class SweepCommand implements Callable<Integer> {
             System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " timed rounds");
             ThresholdSweep.Result r = sweep(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
                 draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray(), warmupRounds,
-                confidence.stream().map(ConfidenceMethod::parse).distinct().toList()), quiet);
+                confidence.stream().map(ConfidenceMethod::parse).distinct().toList(), calibrated ? calibratedPolicy() : null), quiet);
             System.out.println(r.toTable());
             if (csv != null) Files.writeString(csv, r.toCsv());
             if (json != null) Files.writeString(json, r.toJson());

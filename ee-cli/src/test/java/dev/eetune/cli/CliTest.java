@@ -123,10 +123,14 @@ class CliTest {
         r = ee("gates", "--model", model, "--heads", out.toString(), "--data", valid, "--windows", "4", "--seq-len", "32", "--epochs", "2", "--cache-dir", cache);
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("gate loss").contains("gates written into");
+        r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", valid, "--prompt-count", "1", "--max-tokens", "4", "--repeats", "1",
+            "--thresholds", "1.0", "--calibrated", "--cache-dir", cache);
+        assertThat(r[0]).as("--calibrated before any calibration").isNotEqualTo("0");
+        assertThat(r[2]).contains("thresholds.json").contains("ee calibrate");
         r = ee("calibrate", "--model", model, "--heads", out.toString(), "--data", valid, "--skip-windows", "4", "--windows", "4", "--seq-len", "32",
             "--agreement", "0.6", "--min-exits", "1", "--prompts", "1", "--max-tokens", "4", "--repeats", "1", "--compare", "--cache-dir", cache);
         assertThat(r[0]).as(r[2]).isEqualTo("0");
-        assertThat(r[1]).contains("confidence gate").contains("held-out").contains("Llama-3-8B").contains("saturation");
+        assertThat(r[1]).contains("confidence gate").contains("held-out").contains("Llama-3-8B").contains("saturation").contains("cascade").contains("enabled:");
         assertThat(out.resolve("thresholds.json")).exists();
         r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString());
         assertThat(r[0]).as(r[2]).isEqualTo("0");
@@ -139,6 +143,24 @@ class CliTest {
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("confidence").contains("saturation");
         assertThat(Files.readString(tmp.resolve("s.json"))).containsPattern("\"confidence\" ?: ?\"gate\"").containsPattern("\"confidence\" ?: ?\"softmax\"");
+        // cascade: calibrated (both thresholds saved), used by generate, swept and timed as the calibrated row
+        r = ee("calibrate", "--model", model, "--heads", out.toString(), "--data", valid, "--skip-windows", "4", "--windows", "4", "--seq-len", "32",
+            "--agreement", "0.6", "--min-exits", "1", "--prompts", "1", "--max-tokens", "4", "--repeats", "1", "--confidence", "cascade", "--cache-dir", cache);
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[1]).contains("confidence cascade");
+        assertThat(Files.readString(out.resolve("thresholds.json"))).contains("\"confidence\" : \"cascade\"").contains("confirm_thresholds");
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString());
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[2]).contains("cascade confidence");
+        r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", valid, "--prompt-count", "1", "--max-tokens", "4", "--repeats", "1",
+            "--thresholds", "1.0,0.5", "--confidence", "cascade", "--calibrated", "--json", tmp.resolve("c.json").toString(), "--cache-dir", cache);
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        JsonNode json = JsonMapper.builder().disable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS).build().readTree(tmp.resolve("c.json").toFile()); // strict: no NaN
+        assertThat(json.get("rows")).hasSize(4); // full, cascade at 1.0 and 0.5, calibrated
+        JsonNode calibrated = json.get("rows").get(3);
+        assertThat(calibrated.get("mode").asText()).isEqualTo("calibrated");
+        assertThat(calibrated.get("confidence").asText()).isEqualTo("cascade");
+        assertThat(calibrated.get("threshold").isNull()).isTrue();
     }
 
     @Test

@@ -81,6 +81,20 @@ class CheapExitDecisionTest {
         return s[(int) (q * (s.length - 1))];
     }
 
+    /**
+     * Cascade at {@code layers}: gate threshold at the {@code gateQ}-quantile of the gate, softmax at the
+     * {@code softmaxQ}-quantile of the softmax (0: threshold 0, which every row passes).
+     */
+    static EarlyExitPolicy cascade(double gateQ, double softmaxQ, int... layers) {
+        float g = scoreQuantile(ConfidenceMethod.GATE, gateQ), sm = softmaxQ == 0 ? 0f : scoreQuantile(ConfidenceMethod.SOFTMAX, softmaxQ);
+        java.util.Map<Integer, Float> t = new java.util.TreeMap<>(), c = new java.util.TreeMap<>();
+        for (int l : layers) {
+            t.put(l, g);
+            c.put(l, sm);
+        }
+        return new EarlyExitPolicy(t, false, ConfidenceMethod.CASCADE, c);
+    }
+
     static List<int[]> generate(EarlyExitPolicy policy, List<int[]> ps, int n, EarlyExitGenerator.Stats[] stats) {
         try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, ps.size(), 128)) {
             List<int[]> out = g.generate(ps, GenerationConfig.greedy(n, Set.of()), null).stream().map(GenerationResult::tokens).toList();
@@ -105,7 +119,7 @@ class CheapExitDecisionTest {
         try (Generator g = new Generator(model, 8, 128)) {
             full = g.generate(prompts, GenerationConfig.greedy(30, Set.of()), null).stream().map(GenerationResult::tokens).toList();
         }
-        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION, ConfidenceMethod.CASCADE}) {
             EarlyExitGenerator.Stats[] st = new EarlyExitGenerator.Stats[1];
             List<int[]> out = generate(EarlyExitPolicy.global(1f, LAYERS).withConfidence(m), prompts, 30, st);
             for (int i = 0; i < full.size(); i++) assertThat(out.get(i)).as("%s prompt %d", m, i).containsExactly(full.get(i));
@@ -126,9 +140,9 @@ class CheapExitDecisionTest {
 
     @Test
     void kvCacheStaysExactAndBatchesEqualSequencesAlone() {
-        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION}) {
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION, ConfidenceMethod.CASCADE}) {
             // the first exit only, at a threshold few positions pass, so that many complete (have K/V in every layer)
-            EarlyExitPolicy policy = EarlyExitPolicy.global(scoreQuantile(m, 0.9), LAYERS[0]).withConfidence(m);
+            EarlyExitPolicy policy = m == ConfidenceMethod.CASCADE ? cascade(0.7, 0.5, LAYERS[0]) : EarlyExitPolicy.global(scoreQuantile(m, 0.9), LAYERS[0]).withConfidence(m);
             List<int[]> batch;
             int compared = 0;
             try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, prompts.size(), 128)) {
@@ -148,7 +162,12 @@ class CheapExitDecisionTest {
         }
     }
 
-    private static int oracleNext(int[] prefix, ConfidenceMethod method, float tau, int n) {
+    /**
+     * The next token of {@code prefix} by a stateless full-prefix pass that applies {@code policy}'s rule
+     * ({@link EarlyExitPolicy#exits}: the cheap score and the head's max softmax probability of the last row) at each
+     * enabled exit: what the decoder must produce.
+     */
+    private static int oracleNext(int[] prefix, EarlyExitPolicy policy, int n) {
         try (Scope s = Scope.of(CPU); Workspace ws = model.newWorkspace(); KvCache kv = new KvCache(model.config(), CPU, 1, n);
              KvCache headKv = KvCache.scratch(model.config(), CPU, 1, n)) {
             int[] pos = new int[n];
@@ -171,11 +190,13 @@ class CheapExitDecisionTest {
 
                 @Override
                 public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
+                    if (!policy.canExit(h.layer())) return pass;
                     Tensor all = h.decodeLogits(s, in, n);
-                    float[] score = ExitScores.cheap(method, heads.gate(h.layer()), h, s, in, before[0], n);
-                    if (!EarlyExitPolicy.confident(score[n - 1], tau)) return pass;
-                    Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize()), am = s.allocate(DType.I32, 1);
+                    float[] score = policy.confidence().isCheap() ? ExitScores.cheap(policy.confidence(), heads.gate(h.layer()), h, s, in, before[0], n) : new float[n];
+                    Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize()), am = s.allocate(DType.I32, 1), mp = s.allocate(DType.F32, 1);
                     CPU.ops().gatherRows(logits, all, idx);
+                    CPU.ops().argmax(am, mp, logits, h.temperature());
+                    if (!policy.exits(h.layer(), score[n - 1], mp.toFloatArray()[0])) return pass;
                     CPU.ops().argmax(am, null, logits, 1f);
                     answer[0] = am.toIntArray()[0];
                     return null;
@@ -188,6 +209,38 @@ class CheapExitDecisionTest {
             CPU.ops().argmax(am, null, logits, 1f);
             return am.toIntArray()[0];
         }
+    }
+
+    /** Every method's decoded stream equals the stateless oracle's, token by token (cascade: gate AND softmax pass). */
+    @Test
+    void theStreamEqualsAStatelessOracle() {
+        int steps = 12;
+        for (EarlyExitPolicy policy : List.of(EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), LAYERS).withConfidence(ConfidenceMethod.GATE),
+                EarlyExitPolicy.global(medianScore(ConfidenceMethod.SATURATION), LAYERS).withConfidence(ConfidenceMethod.SATURATION),
+                cascade(0.3, 0.5, LAYERS))) {
+            EarlyExitGenerator.Stats[] st = new EarlyExitGenerator.Stats[1];
+            for (int i = 0; i < 2; i++) {
+                int[] p = prompts.get(i), out = generate(policy, List.of(p), steps, st).get(0);
+                int[] seq = Arrays.copyOf(p, p.length + steps);
+                int len = p.length;
+                for (int step = 0; step < steps; step++) seq[len] = oracleNext(Arrays.copyOf(seq, len), policy, len++);
+                assertThat(out).as("%s prompt %d", policy.confidence(), i).containsExactly(seq);
+            }
+        }
+    }
+
+    /**
+     * Cascade: the head runs for exactly the rows whose gate passes (each evaluated once), and a row exits only if its
+     * softmax passes too: fewer exits than head evaluations when the softmax threshold is strict.
+     */
+    @Test
+    void theCascadeRunsTheHeadOnGatePassingRowsAndExitsOnlyWhereTheSoftmaxConfirms() {
+        EarlyExitGenerator.Stats[] loose = new EarlyExitGenerator.Stats[1], strict = new EarlyExitGenerator.Stats[1];
+        generate(cascade(0.3, 0.0, LAYERS[0]), prompts, 30, loose);
+        generate(cascade(0.3, 0.8, LAYERS[0]), prompts, 30, strict);
+        long looseExits = loose[0].exitCounts()[LAYERS[0]], strictExits = strict[0].exitCounts()[LAYERS[0]];
+        assertThat(looseExits).as("softmax threshold 0 confirms every gate-passing row").isEqualTo(loose[0].headEvaluations()).isPositive();
+        assertThat(strictExits).as("a strict softmax confirms fewer").isLessThan(strict[0].headEvaluations());
     }
 
     @Test

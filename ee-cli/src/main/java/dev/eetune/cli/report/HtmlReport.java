@@ -89,7 +89,8 @@ public final class HtmlReport {
         speed.addSeries("no speed-up", new double[] {agreement[0], agreement[agreement.length - 1]}, new double[] {1, 1}).setMarker(SeriesMarkers.NONE);
         chart(speed, "Speed-up vs agreement over thresholds");
 
-        List<String> taus = ee.stream().map(row -> String.format(Locale.ROOT, "%.2f", row.threshold())).toList();
+        // the calibrated row has per-exit thresholds (its threshold is NaN)
+        List<String> taus = ee.stream().map(row -> Float.isNaN(row.threshold()) ? row.mode() : String.format(Locale.ROOT, "%.2f", row.threshold())).toList();
         CategoryChart share = new CategoryChartBuilder().width(WIDTH).height(HEIGHT).title("Share of tokens per exit").xAxisTitle("threshold").yAxisTitle("share of tokens (%)").build();
         style(share);
         share.getStyler().setStacked(true);
