@@ -114,8 +114,8 @@ public abstract class Backend implements AutoCloseable {
     }
 
     /**
-     * Sets how many bytes of freed blocks (of 256 KiB and more) are kept for reuse; 0 turns the cache off. Shrinking
-     * the limit releases what exceeds it.
+     * Sets how many bytes of freed blocks (of 256 KiB and more) are kept for reuse; 0 turns the cache off. A limit
+     * below what is cached now releases the whole cache.
      */
     public synchronized void setMemoryCacheLimit(long bytes) {
         if (bytes < 0) throw new IllegalArgumentException("memory cache limit " + bytes + " is negative");
