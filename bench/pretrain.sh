@@ -29,7 +29,7 @@ rate() { # CONTENDER ROUND: runs it once, prints its tok/s
            rm -rf "$out/model-$who"
            "$jdk/bin/java" --enable-native-access=ALL-UNNAMED -jar "$jar" pretrain --byte-level --corpus "$jdk/lib/src.zip" --glob 'java.base/java/util/*.java' --layers 8 --dim 128 \
              --seq-len 256 --batch 16 --steps "$steps" --threads "$threads" --out "$out/model-$who" --quiet ${EE_PRETRAIN_ARGS:-} > "$out/$who-$r.txt" 2>&1
-           grep -o '[0-9,.]* tok/s' "$out/$who-$r.txt" | tail -1 | tr -d ', tok/s' ;;
+           grep -o '[0-9,.]* tokens/s' "$out/$who-$r.txt" | tail -1 | tr -d ', tokens/' ;;
   esac
 }
 
