@@ -78,7 +78,7 @@ void* ee_alloc_host(size_t bytes);
 
 /* Per-thread reusable 64-byte aligned buffers, grown on demand and freed at thread exit; 0 if out of memory.
  * Only called outside parallel regions; one slot per user so nested users never share a buffer. */
-enum { EE_SCRATCH_GEMM_A, EE_SCRATCH_GEMM_B, EE_SCRATCH_GEMM_SMALL, EE_SCRATCH_BLAS_B, EE_SCRATCH_CE_LOGITS, EE_SCRATCH_SLOTS };
+enum { EE_SCRATCH_GEMM_A, EE_SCRATCH_GEMM_B, EE_SCRATCH_GEMM_SMALL, EE_SCRATCH_BLAS_B, EE_SCRATCH_CE_LOGITS, EE_SCRATCH_ROPE, EE_SCRATCH_SLOTS };
 void* ee_scratch(int slot, size_t bytes);
 
 /* ---- vectorised row reductions (exp.c) --------------------------------------------------------------------------- */

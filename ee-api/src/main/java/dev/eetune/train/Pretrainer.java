@@ -176,5 +176,6 @@ public final class Pretrainer implements AutoCloseable {
         ws.close();
         view.close();
         ps.close();
+        backend.releaseCachedMemory(); // the steps' activations, kept by the backend for the next step
     }
 }

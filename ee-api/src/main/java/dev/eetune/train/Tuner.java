@@ -275,5 +275,6 @@ public final class Tuner implements AutoCloseable {
             scope.close();
             ws.close();
         }
+        backbone.backend().releaseCachedMemory(); // the steps' activations, kept by the backend for the next step
     }
 }
