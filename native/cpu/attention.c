@@ -62,6 +62,20 @@ EE_INLINE float dot8(const float* q, const float* k, int32_t D) {
     return s;
 }
 
+/* A decode row reads its head's slice of every cached key and value (D floats, kv_width apart): a few lines per
+ * ~1 KiB stride, which the hardware prefetchers follow too late when the cache comes from DRAM, as it does in decode
+ * (the weights streamed since the layer's last step have evicted it). So the lines of the key KEY_PREFETCH ahead are
+ * prefetched, and a block's value rows while its scores are computed. 15M shape (6 heads of 48), rows at position
+ * 200, the cache evicted before each step, one thread, CPU time per step of 6 layers, machine shared: 8 rows
+ * 2.2 -> 1.6 ms, 1 row 0.47 -> 0.31 ms (4, 8, 16 and 32 keys ahead within noise of each other; taking a row's heads
+ * together, so that its cache rows are read as one contiguous run, gained nothing more). A prefetch past the cache's
+ * end is harmless: it never faults. */
+#define KEY_PREFETCH 8
+EE_INLINE void prefetch_head(const float* row, int32_t D) {
+    for (int32_t d = 0; d < D; d += 16) __builtin_prefetch(row + d);
+    __builtin_prefetch(row + D - 1);
+}
+
 /* out = softmax(scale q.K^T) V over n_keys keys, K and V rows kv_width apart; writes the log-sum-exp when asked.
  * The decode path: one (row, head) at a time. Output columns are accumulated 8 at a time in a register over a
  * block's keys. Max by comparison, not fmaxf (a libm call without -ffast-math); a NaN score is skipped as fmaxf does. */
@@ -73,7 +87,11 @@ EE_INLINE void attend(float* out, float* lse, const float* q, const float* k, co
         const float* kb = k + (size_t)p0 * kv_width;
         const float* vb = v + (size_t)p0 * kv_width;
         float block_max = -INFINITY;
-        for (int32_t j = 0; j < nb; j++) score[j] = scale * dot8(q, kb + (size_t)j * kv_width, D);
+        for (int32_t j = 0; j < nb; j++) {
+            prefetch_head(kb + (size_t)(j + KEY_PREFETCH) * kv_width, D);
+            prefetch_head(vb + (size_t)j * kv_width, D); /* for the value loop below */
+            score[j] = scale * dot8(q, kb + (size_t)j * kv_width, D);
+        }
         for (int32_t j = 0; j < nb; j++) block_max = score[j] > block_max ? score[j] : block_max;
         const float new_max = block_max > running_max ? block_max : running_max;
         const float correction = expf(running_max - new_max); /* 0 on the first block */

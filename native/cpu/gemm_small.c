@@ -49,7 +49,11 @@ EE_INLINE void store_tile(const ee_gemm_args* g, const float* dots, int nr, int 
  * order instead streamed 0.75-0.85x as fast: its last rows arrive too late. A prefetch past the end is harmless. */
 #define PREFETCH_LINE(base, dtype, i) _mm_prefetch((const char*)(base) + (i) * ((dtype) == EE_F32 ? 4 : 2), _MM_HINT_T0)
 /* GCC would rather fold a load of A into each FMA that uses it (MR x NR loads a step instead of MR, which makes the
- * larger tiles load bound): an empty asm that claims to change the value pins it in a register instead. */
+ * larger tiles load bound): an empty asm that claims to change the value pins it in a register instead. The same
+ * holds for the weight vectors of a tile with several rows of A (GCC folded each into the MR FMAs that use it: 32
+ * loads per 24 FMAs at 8 x 3); pinned where the tile's accumulators, weights and A fit in the 32 registers. With the
+ * weights in L2 (768 x 288, one thread, CPU time, machine shared) that took m = 8 from 0.037-0.040 to 0.030-0.032 ms,
+ * m = 4 0.022 -> 0.017, m = 16 0.103-0.108 -> 0.086-0.087; streamed from memory the change was within the noise. */
 #define KEEP_IN_REGISTER(v) __asm__("" : "+v"(v))
 /* elements per cache line */
 #define LINE_ELEMS(dtype) ((dtype) == EE_F32 ? 16 : 32)
@@ -146,6 +150,7 @@ EE_INLINE EE_AVX512 void tile512(const small_job* job, const int MR, const int N
         __m512 wv[16];
         for (int j = 0; j < NR; j++) {
             wv[j] = load16(g->b, dtype, row[j] + p);
+            if (MR > 1 && MR * NR + NR + 1 <= 32) KEEP_IN_REGISTER(wv[j]);
             if (p % LINE_ELEMS(dtype) == 0) PREFETCH_LINE(g->b, dtype, row[j] + ahead + p);
         }
         for (int i = 0; i < MR; i++) {
