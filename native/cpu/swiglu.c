@@ -30,29 +30,33 @@ static void bwd_portable(void* ctx, int64_t i0, int64_t i1) {
 }
 
 #if EE_X86
+/* the first min(left, 8) lanes: tails go through the same exp as whole vectors, so no element's value depends on
+ * where a thread's range ends */
+EE_INLINE EE_AVX2 __m256i lanes8(int64_t left) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 8 ? left : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 EE_AVX2 static void fwd_avx2(void* ctx, int64_t i0, int64_t i1) {
     const swiglu_job* j = ctx;
     const __m256 one = _mm256_set1_ps(1.0f);
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) {
-        const __m256 g = _mm256_loadu_ps(j->gate + i), e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
-        _mm256_storeu_ps(j->out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(j->up + i)));
+    for (int64_t i = i0; i < i1; i += 8) {
+        const __m256i m = lanes8(i1 - i);
+        const __m256 g = _mm256_maskload_ps(j->gate + i, m), e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        _mm256_maskstore_ps(j->out + i, m, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_maskload_ps(j->up + i, m)));
     }
-    fwd_portable(ctx, i, i1);
 }
 
 EE_AVX2 static void bwd_avx2(void* ctx, int64_t i0, int64_t i1) {
     const swiglu_job* j = ctx;
     const __m256 one = _mm256_set1_ps(1.0f);
-    int64_t i = i0;
-    for (; i + 8 <= i1; i += 8) {
-        const __m256 g = _mm256_loadu_ps(j->gate + i), u = _mm256_loadu_ps(j->up + i), d = _mm256_loadu_ps(j->dout + i);
+    for (int64_t i = i0; i < i1; i += 8) {
+        const __m256i m = lanes8(i1 - i);
+        const __m256 g = _mm256_maskload_ps(j->gate + i, m), u = _mm256_maskload_ps(j->up + i, m), d = _mm256_maskload_ps(j->dout + i, m);
         const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), g))));
         const __m256 ds = _mm256_add_ps(one, _mm256_mul_ps(g, _mm256_sub_ps(one, s)));
-        _mm256_storeu_ps(j->dgate + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d, u), s), ds));
-        _mm256_storeu_ps(j->dup + i, _mm256_mul_ps(_mm256_mul_ps(d, g), s));
+        _mm256_maskstore_ps(j->dgate + i, m, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d, u), s), ds));
+        _mm256_maskstore_ps(j->dup + i, m, _mm256_mul_ps(_mm256_mul_ps(d, g), s));
     }
-    bwd_portable(ctx, i, i1);
 }
 
 EE_AVX512 static void fwd_avx512(void* ctx, int64_t i0, int64_t i1) {
