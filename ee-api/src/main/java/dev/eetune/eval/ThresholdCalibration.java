@@ -80,7 +80,7 @@ public final class ThresholdCalibration {
 
         public Map<Integer, Float> thresholds() { return policy.thresholds(); }
 
-        /** The exits left enabled (τ < 1). */
+        /** The exits left enabled (τ below 1). */
         public List<Integer> enabledExits() { return policy.thresholds().keySet().stream().filter(policy::canExit).toList(); }
 
         public String toTable(int[] layers) {
