@@ -4,7 +4,7 @@
  */
 #include "internal.h"
 
-static _Atomic int gemm_path; /* 0 = automatic, 1 = BLAS, 2 = fallback */
+static _Atomic int gemm_path; /* 0 = automatic (BLAS unless its kernels are older than the CPU's), 1 = BLAS, 2 = fallback */
 
 EE_API int32_t ee_set_gemm_path(int32_t path) {
     if (path < 0 || path > 2) return ee_fail("ee_set_gemm_path: unknown path %d", path);
@@ -100,7 +100,8 @@ static int gemm_blas(const ee_gemm_args* g) {
 int ee_gemm_run(const ee_gemm_args* g) {
     const int path = gemm_path;
     if (path != 1 && g->trans_b && g->m <= EE_GEMM_SMALL_M) return ee_gemm_small(g);
-    if (path == 2 || !ee_cpu_get()->sgemm) return ee_gemm_blocked(g);
+    const ee_cpu* cpu = ee_cpu_get();
+    if (path == 2 || !cpu->sgemm || (path == 0 && cpu->blas_older)) return ee_gemm_blocked(g);
     return gemm_blas(g);
 }
 

@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <unistd.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -23,7 +24,25 @@ __attribute__((unused)) static int env_flag(const char* name) { /* unused on non
     return v && *v && strcmp(v, "0") != 0;
 }
 
-/* EETUNE_BLAS names a library to try first; EETUNE_BLAS=none disables BLAS (to test the no-BLAS configuration). */
+/* Widest vectors of an OpenBLAS core (its openblas_get_corename()): 512 for the AVX-512 ones, 256 for the AVX2 ones,
+ * 128 for the older x86 ones, 0 for a name not known here (then nothing is assumed). */
+static int blas_core_width(const char* core) {
+    static const char* const avx512[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    static const char* const avx2[] = {"haswell", "zen", "skylake"};
+    static const char* const older[] = {"sandybridge", "nehalem", "core2", "penryn", "dunnington", "prescott", "atom", "barcelona",
+        "bobcat", "bulldozer", "piledriver", "steamroller", "excavator", "opteron", "nano", "katmai", "coppermine", "northwood", "banias"};
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0]; i++) if (strcasecmp(core, avx512[i]) == 0) return 512;
+    for (size_t i = 0; i < sizeof avx2 / sizeof avx2[0]; i++) if (strcasecmp(core, avx2[i]) == 0) return 256;
+    for (size_t i = 0; i < sizeof older / sizeof older[0]; i++) if (strcasecmp(core, older[i]) == 0) return 128;
+    return 0;
+}
+
+/* EETUNE_BLAS names a library to try first; EETUNE_BLAS=none disables BLAS (to test the no-BLAS configuration).
+ * OpenBLAS may run kernels older than the CPU's: OPENBLAS_CORETYPE=Haswell (set in some images and CI machines) on an
+ * AVX-512 CPU. There the built-in AVX-512 GEMM is the faster one (2-core Zen 5 EPYC, 2 threads, median of 5:
+ * 1024 x 32000 x 288 348 vs 138 GFLOP/s for OpenBLAS on our pool, 2048^3 321 vs 130; `eecpu_gemmbench 2 blas` with
+ * OPENBLAS_CORETYPE=Haswell), so the automatic path takes it; the BLAS path can still be chosen. Only that case is
+ * measured: an AVX2 CPU with a pre-AVX2 OpenBLAS core keeps OpenBLAS. */
 static void load_blas(void) {
     const char* env = getenv("EETUNE_BLAS");
     if (env && strcmp(env, "none") == 0) return;
@@ -39,6 +58,10 @@ static void load_blas(void) {
         }
         cpu.sgemm = sgemm;
         cpu.blas_set_num_threads = (void (*)(int))dlsym(lib, "openblas_set_num_threads");
+        const char* (*corename)(void) = (const char* (*)(void))dlsym(lib, "openblas_get_corename");
+        const char* core = corename ? corename() : 0;
+        const int width = core ? blas_core_width(core) : 0;
+        cpu.blas_older = cpu.avx512 && width > 0 && width < 512;
         if (cpu.blas_set_num_threads) cpu.blas_set_num_threads(1); /* our pool runs its slices (internal.h) */
         return; /* the library stays loaded for the life of the process */
     }
@@ -153,7 +176,7 @@ EE_API int32_t ee_noop(int32_t x) { return x + 1; }
 
 EE_API int32_t ee_features(void) {
     const ee_cpu* c = ee_cpu_get();
-    return (c->avx2 ? 1 : 0) | (c->sgemm ? 2 : 0) | (c->avx512 ? 4 : 0);
+    return (c->avx2 ? 1 : 0) | (c->sgemm ? 2 : 0) | (c->avx512 ? 4 : 0) | (c->blas_older ? 16 : 0);
 }
 
 EE_API int32_t ee_device_count(void) { return 1; }

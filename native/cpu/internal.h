@@ -40,6 +40,7 @@ typedef struct {
     int avx512;         /* AVX-512F kernels selected (not with EETUNE_NO_AVX2=1 or EETUNE_NO_AVX512=1) */
     ee_sgemm_fn sgemm;  /* cblas_sgemm of the OpenBLAS found at run time, or 0 */
     void (*blas_set_num_threads)(int);
+    int blas_older;     /* OpenBLAS runs kernels older than this CPU's (see info.c): the automatic path skips it */
 } ee_cpu;
 
 /* CPU features and BLAS, detected once (thread-safe). */

@@ -50,14 +50,17 @@ EE_API int32_t ee_abi_version(void);
 EE_API int32_t ee_noop(int32_t x);
 /** Address of a NUL-terminated UTF-8 message describing the last failure on this thread ("" if none). */
 EE_API const char* ee_last_error(void);
-/** Bit mask of what this library can use: 1 = AVX2+FMA kernels, 2 = OpenBLAS loaded, 4 = AVX-512, 8 = a CUDA device. */
+/** Bit mask of what this library can use: 1 = AVX2+FMA kernels, 2 = OpenBLAS loaded, 4 = AVX-512, 8 = a CUDA device,
+ * 16 = OpenBLAS runs kernels older than the CPU's (e.g. OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU), so the automatic
+ * GEMM path uses the built-in kernel. */
 EE_API int32_t ee_features(void);
 /** Number of usable devices: 1 for the CPU library, the CUDA device count for the CUDA library (0 = none). */
 EE_API int32_t ee_device_count(void);
 /** Sets the number of threads of parallel work (<= 0: the default: EETUNE_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs
  * the process may run on); returns the number now in use. BLAS runs single-threaded inside the library's own pool. */
 EE_API int32_t ee_set_num_threads(int32_t n);
-/** Chooses the GEMM path: 0 = automatic (BLAS when loaded), 1 = BLAS (fails if not loaded), 2 = portable fallback. */
+/** Chooses the GEMM path: 0 = automatic (BLAS when loaded, unless feature bit 16), 1 = BLAS (fails if not loaded),
+ * 2 = the built-in kernel. */
 EE_API int32_t ee_set_gemm_path(int32_t path);
 /** Blocks until all queued work is done (no-op on the CPU). */
 EE_API int32_t ee_synchronize(void);
