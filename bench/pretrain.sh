@@ -2,7 +2,9 @@
 # `ee pretrain` against the eager PyTorch peer (bench/torch-peer.py) on issue 10's configuration: byte-level JDK
 # sources (java.base/java/util/*.java), dim 128, 8 layers, 4 heads, MLP 352, seq 256 x batch 16, AdamW, clip 1.0,
 # 2 threads. The runs alternate (ours, then the peer; OLD's build too when given) for ROUNDS rounds; each prints its
-# tok/s (the figure `ee pretrain` prints at the end) and the end gives the median (min..max) per contender. Both
+# tok/s over its training steps after 3 warm-up ones, as the peer times 10 steps after 3 warm-up ones (`ee pretrain`
+# prints it beside its whole-run rate, which also counts validation and the JIT's warm-up; an OLD build that does not
+# print it gives its whole-run rate), and the end gives the median (min..max) per contender. Both
 # eetune builds run as `java -jar ee-cli/target/ee.jar` (the same JVM options, no AOT cache; OLD's jar is used as it
 # is, never rebuilt). OpenBLAS picks its own kernel (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset, as in
 # docs/benchmarks.md). Wall-clock figures need a quiet machine.
@@ -29,7 +31,9 @@ rate() { # CONTENDER ROUND: runs it once, prints its tok/s
            rm -rf "$out/model-$who"
            "$jdk/bin/java" --enable-native-access=ALL-UNNAMED -jar "$jar" pretrain --byte-level --corpus "$jdk/lib/src.zip" --glob 'java.base/java/util/*.java' --layers 8 --dim 128 \
              --seq-len 256 --batch 16 --steps "$steps" --threads "$threads" --out "$out/model-$who" --quiet ${EE_PRETRAIN_ARGS:-} > "$out/$who-$r.txt" 2>&1
-           grep -o '[0-9,.]* tokens/s' "$out/$who-$r.txt" | tail -1 | tr -d ', tokens/' ;;
+           local steady
+           steady=$(sed -n 's/.*training steps after the first 3: \([0-9]*\) tokens\/s.*/\1/p' "$out/$who-$r.txt" | tail -1)
+           [ -n "$steady" ] && echo "$steady" || grep -o '[0-9,.]* tokens/s' "$out/$who-$r.txt" | tail -1 | tr -d ', tokens/' ;;
   esac
 }
 

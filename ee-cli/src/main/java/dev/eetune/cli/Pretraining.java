@@ -39,11 +39,19 @@ final class Pretraining {
         }
     }
 
-    /** What a run ended with: the final validation loss, the unigram baseline, the mean rate, and the loss curves. */
-    record Outcome(double validationLoss, double unigram, double tokensPerSecond, int steps, LossCurves curves) {
+    /** Training steps before the steady rate is counted: they pay the JIT's compilation (a peer's warm-up steps). */
+    static final int WARMUP_STEPS = 3;
+
+    /**
+     * What a run ended with: the final validation loss, the unigram baseline, the mean rate over the whole run
+     * (validation and warm-up included), the rate of the training steps after the first {@link #WARMUP_STEPS} alone
+     * (NaN when there were none: what a benchmark peer that times only warm steps reports), and the loss curves.
+     */
+    record Outcome(double validationLoss, double unigram, double tokensPerSecond, double stepTokensPerSecond, int steps, LossCurves curves) {
         String summary() {
-            return String.format(Locale.ROOT, "final validation loss %.4f nats/token (unigram baseline %.4f: a model that ignores context); %d steps, %.0f tokens/s",
-                validationLoss, unigram, steps, tokensPerSecond);
+            String steady = Double.isNaN(stepTokensPerSecond) ? "" : String.format(Locale.ROOT, " (training steps after the first %d: %.0f tokens/s)", WARMUP_STEPS, stepTokensPerSecond);
+            return String.format(Locale.ROOT, "final validation loss %.4f nats/token (unigram baseline %.4f: a model that ignores context); %d steps, %.0f tokens/s%s",
+                validationLoss, unigram, steps, tokensPerSecond, steady);
         }
     }
 
@@ -60,7 +68,7 @@ final class Pretraining {
             BatchLoader train = new BatchLoader(windows.train(), st.batch(), st.seed()), val = new BatchLoader(windows.validation(), st.batch(), st.seed());
             LrSchedule schedule = LrSchedule.cosine(st.lr(), st.warmup(), st.steps() != null ? st.steps() : Integer.MAX_VALUE, st.lr() / 10);
             StringBuilder csv = new StringBuilder("step,seconds,tokens,train_loss,val_loss\n");
-            long start = System.nanoTime(), tokensSeen = 0, lastEval = 0;
+            long start = System.nanoTime(), tokensSeen = 0, lastEval = 0, steadyNanos = 0, steadyTokens = 0;
             double budgetSeconds = st.minutes() != null ? st.minutes() * 60 : Double.POSITIVE_INFINITY;
             double valLoss = Double.NaN, trainEma = Double.NaN;
             int step = 0;
@@ -78,7 +86,12 @@ final class Pretraining {
                     else progress.update((long) elapsed, (long) budgetSeconds, status(step, trainEma, valLoss, tokensSeen, elapsed));
                     if (done) break;
                     float rate = st.steps() != null ? schedule.at(step) : schedule.at(step, elapsed / budgetSeconds);
+                    long stepStart = System.nanoTime();
                     StepReport r = p.trainStep(train, opt, step, rate, st.clip(), 1);
+                    if (step >= WARMUP_STEPS) {
+                        steadyNanos += System.nanoTime() - stepStart;
+                        steadyTokens += r.tokens();
+                    }
                     tokensSeen += r.tokens();
                     if (r.skipped()) continue;
                     double[] losses = r.exitLosses();
@@ -92,7 +105,7 @@ final class Pretraining {
             else if (!Files.isDirectory(tokenizerFile)) Files.copy(tokenizerFile, out.resolve(tokenizerFile.getFileName().toString().endsWith(".json") ? "tokenizer.json" : "tokenizer.bin"),
                 java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             Files.writeString(out.resolve("loss_curve.csv"), csv);
-            return new Outcome(valLoss, unigram, tokensSeen / ((System.nanoTime() - start) / 1e9), step, curves);
+            return new Outcome(valLoss, unigram, tokensSeen / ((System.nanoTime() - start) / 1e9), steadyNanos == 0 ? Double.NaN : steadyTokens / (steadyNanos / 1e9), step, curves);
         }
     }
 
