@@ -34,7 +34,7 @@ import java.util.TreeMap;
  * Per-exit thresholds chosen for a target teacher-forced agreement at the least cost (docs/exit-gates.md, "Calibrated
  * thresholds"). For a price λ (layers one disagreeing token is worth), exits are fixed in layer order on a calibration
  * trace: at exit L, among the positions no earlier exit took, the thresholds are chosen that maximise
- * takings · (N − L) − the exit's cost (scores, heads) − λ · disagreeing takings, with at least {@code minExits}
+ * takings · (N + F − L) − the exit's cost (scores, heads; F: the backbone's LM head, which an exit saves) − λ · disagreeing takings, with at least {@code minExits}
  * takings; an exit where no choice gains anything is disabled (τ = 1): so an exit whose head costs more than it saves
  * is switched off. With cascade confidence the choice is a pair (gate threshold, softmax confirmation threshold). Two
  * scans, each from strict to loose: λ down from {@link #PRICE_MAX} by factors of {@link #PRICE_STEP}, and (λ = 0) a
@@ -141,7 +141,7 @@ public final class ThresholdCalibration {
 
     /**
      * Per exit in layer order, among the positions no earlier exit took, the thresholds of the highest gain
-     * takings · (N − L) − the exit's cost − {@code price} · disagreeing takings, among those whose takings agree at
+     * takings · (N + F − L) − the exit's cost − {@code price} · disagreeing takings, among those whose takings agree at
      * rate ≥ {@code precision}; none above 0: the exit is disabled (see the class comment).
      */
     static EarlyExitPolicy atLevel(ExitTrace trace, ConfidenceMethod method, double price, double precision, int minExits, ExitTrace.Costs costs) {
@@ -165,7 +165,7 @@ public final class ThresholdCalibration {
             Arrays.sort(keys); // ascending rank: walked from the end
             int[] cand = new int[k];
             for (int i = 0; i < k; i++) cand[i] = (int) keys[k - 1 - i];
-            double gain = costs.nLayers() - layer, head = costs.head()[h];
+            double gain = costs.fullCost() - layer, head = costs.head()[h]; // the layers after it and the backbone's LM head
             // softmax pays the head on every row that reaches the exit, the others on the rows it runs for
             double fixed = reach * (costs.visit()[h] + (method == ConfidenceMethod.SOFTMAX ? head : 0));
             double perTaken = method.isCheap() && !cascade ? gain - head : gain;
