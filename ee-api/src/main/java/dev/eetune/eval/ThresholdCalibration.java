@@ -41,7 +41,8 @@ import java.util.TreeMap;
  * floor q on each exit's takings' agreement, down from 1 by {@link #PRECISION_STEP} — the Lagrangian skips operating
  * points where an exit's fixed cost makes the gain jump. Each keeps the last level before the first whose whole
  * agreement on the calibration trace falls below the target by a one-sided lower confidence bound (Wilson score,
- * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled). Also reads and
+ * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled), then
+ * {@link #refine refined} one exit at a time up to the target. Also reads and
  * writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
 public final class ThresholdCalibration {
@@ -61,6 +62,8 @@ public final class ThresholdCalibration {
     static final int PRECISION_LEVELS = 200;
     /** Cascade: gate thresholds tried per exit (quantiles of the gate scores reaching it, and 0: every row). */
     static final int GATE_LEVELS = 32;
+    /** The share of the positions each refinement step takes more at one exit (see {@link #refine}). */
+    static final double REFINE_STEP = 0.0025;
 
     private ThresholdCalibration() {}
 
@@ -124,7 +127,65 @@ public final class ThresholdCalibration {
         EarlyExitPolicy full = new EarlyExitPolicy(off, false, method); // every exit disabled: the full model
         EarlyExitPolicy byPrice = scan(trace, st, full, PRICE_LEVELS, level -> atLevel(trace, method, PRICE_MAX / Math.pow(PRICE_STEP, level), 0, st.minExits(), costs));
         EarlyExitPolicy byPrecision = scan(trace, st, full, PRECISION_LEVELS, level -> atLevel(trace, method, 0, 1 - PRECISION_STEP * level, st.minExits(), costs));
-        return trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision;
+        return refine(trace, st, trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision, costs);
+    }
+
+    /**
+     * Spends what the scans leave of the error budget. They move between operating points of the Lagrangian (and of
+     * the precision floor), which jump: the last level that meets the target may be a point or more above it. From
+     * their choice this lowers, one step at a time, the one enabled exit's threshold (the cascade: its softmax
+     * confirmation) that saves the most cost per disagreement it adds, each step taking about {@link #REFINE_STEP} of
+     * the positions more, while the cost falls and the agreement's lower bound stays at the target.
+     */
+    static EarlyExitPolicy refine(ExitTrace trace, Settings st, EarlyExitPolicy start, ExitTrace.Costs costs) {
+        boolean cascade = start.confidence() == ConfidenceMethod.CASCADE;
+        float[][] rank = cascade ? trace.softmax() : trace.scores(start.confidence());
+        int n = trace.positions(), step = Math.max(1, (int) Math.round(REFINE_STEP * n));
+        float[][] sorted = new float[rank.length][];
+        for (int h = 0; h < rank.length; h++) {
+            sorted[h] = rank[h].clone();
+            Arrays.sort(sorted[h]); // NaN (no score) sorts last and is never a threshold
+        }
+        EarlyExitPolicy current = start;
+        ExitTrace.Decisions now = trace.decide(current, costs);
+        while (true) {
+            EarlyExitPolicy best = null;
+            ExitTrace.Decisions bestDecisions = null;
+            double bestRatio = 0;
+            for (int h = 0; h < rank.length; h++) {
+                int layer = trace.layers()[h];
+                if (!current.canExit(layer)) continue;
+                float tau = cascade ? current.confirmThreshold(layer) : current.threshold(layer);
+                int at = firstAtLeast(sorted[h], tau) - step; // about `step` more scores at or above the looser threshold
+                if (at < 0) continue;
+                Map<Integer, Float> thresholds = new TreeMap<>(current.thresholds()), confirm = new TreeMap<>(current.confirm());
+                (cascade ? confirm : thresholds).put(layer, sorted[h][at]);
+                EarlyExitPolicy p = new EarlyExitPolicy(thresholds, false, current.confidence(), confirm);
+                ExitTrace.Decisions d = trace.decide(p, costs);
+                double saved = now.layersPerToken() - d.layersPerToken(), lost = now.agreement() - d.agreement();
+                if (!(saved > 0) || lowerBound((int) Math.round(d.agreement() * n), n, st.z()) < st.target()) continue;
+                double ratio = saved / Math.max(lost, 1e-12);
+                if (ratio > bestRatio) {
+                    bestRatio = ratio;
+                    best = p;
+                    bestDecisions = d;
+                }
+            }
+            if (best == null) return current;
+            current = best;
+            now = bestDecisions;
+        }
+    }
+
+    /** The index of the first of {@code sorted} (ascending) that is at least {@code tau}; its length when none is. */
+    private static int firstAtLeast(float[] sorted, float tau) {
+        int lo = 0, hi = sorted.length;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (sorted[mid] < tau) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
     }
 
     /** The last of levels 0, 1, .. before the first whose agreement on {@code trace} has its lower bound below the target. */
