@@ -133,48 +133,69 @@ public final class ThresholdCalibration {
     /**
      * Spends what the scans leave of the error budget. They move between operating points of the Lagrangian (and of
      * the precision floor), which jump: the last level that meets the target may be a point or more above it. From
-     * their choice this lowers, one step at a time, the one enabled exit's threshold (the cascade: its softmax
-     * confirmation) that saves the most cost per disagreement it adds, each step taking about {@link #REFINE_STEP} of
-     * the positions more, while the cost falls and the agreement's lower bound stays at the target.
+     * their choice this loosens, one step at a time, the one threshold of an enabled exit (the cascade: its gate
+     * threshold, its softmax confirmation, or both) that saves the most cost per disagreement it adds, each step letting
+     * about {@link #REFINE_STEP} of the positions more pass it, while the cost falls and the agreement's lower bound
+     * stays at the target.
      */
     static EarlyExitPolicy refine(ExitTrace trace, Settings st, EarlyExitPolicy start, ExitTrace.Costs costs) {
         boolean cascade = start.confidence() == ConfidenceMethod.CASCADE;
-        float[][] rank = cascade ? trace.softmax() : trace.scores(start.confidence());
+        float[][] score = trace.scores(start.confidence()), confirmScore = cascade ? trace.softmax() : null;
         int n = trace.positions(), step = Math.max(1, (int) Math.round(REFINE_STEP * n));
-        float[][] sorted = new float[rank.length][];
-        for (int h = 0; h < rank.length; h++) {
-            sorted[h] = rank[h].clone();
-            Arrays.sort(sorted[h]); // NaN (no score) sorts last and is never a threshold
-        }
+        float[][] sortedScore = sortedCopies(score), sortedConfirm = cascade ? sortedCopies(confirmScore) : null;
         EarlyExitPolicy current = start;
         ExitTrace.Decisions now = trace.decide(current, costs);
         while (true) {
             EarlyExitPolicy best = null;
             ExitTrace.Decisions bestDecisions = null;
             double bestRatio = 0;
-            for (int h = 0; h < rank.length; h++) {
+            for (int h = 0; h < score.length; h++) {
                 int layer = trace.layers()[h];
                 if (!current.canExit(layer)) continue;
-                float tau = cascade ? current.confirmThreshold(layer) : current.threshold(layer);
-                int at = firstAtLeast(sorted[h], tau) - step; // about `step` more scores at or above the looser threshold
-                if (at < 0) continue;
-                Map<Integer, Float> thresholds = new TreeMap<>(current.thresholds()), confirm = new TreeMap<>(current.confirm());
-                (cascade ? confirm : thresholds).put(layer, sorted[h][at]);
-                EarlyExitPolicy p = new EarlyExitPolicy(thresholds, false, current.confidence(), confirm);
-                ExitTrace.Decisions d = trace.decide(p, costs);
-                double saved = now.layersPerToken() - d.layersPerToken(), lost = now.agreement() - d.agreement();
-                if (!(saved > 0) || lowerBound((int) Math.round(d.agreement() * n), n, st.z()) < st.target()) continue;
-                double ratio = saved / Math.max(lost, 1e-12);
-                if (ratio > bestRatio) {
-                    bestRatio = ratio;
-                    best = p;
-                    bestDecisions = d;
+                // what a step loosens: the threshold; the cascade's gate, its confirmation, or both (a gate and a
+                // softmax that agree on the rows pass none more when only one of them is loosened)
+                for (int what : cascade ? new int[] {THRESHOLD_STEP, CONFIRM_STEP, THRESHOLD_STEP | CONFIRM_STEP} : new int[] {THRESHOLD_STEP}) {
+                    Map<Integer, Float> thresholds = new TreeMap<>(current.thresholds()), confirm = new TreeMap<>(current.confirm());
+                    boolean moved = false;
+                    if ((what & THRESHOLD_STEP) != 0) moved |= loosen(thresholds, layer, current.threshold(layer), sortedScore[h], step);
+                    if ((what & CONFIRM_STEP) != 0) moved |= loosen(confirm, layer, current.confirmThreshold(layer), sortedConfirm[h], step);
+                    if (!moved) continue;
+                    EarlyExitPolicy p = new EarlyExitPolicy(thresholds, false, current.confidence(), confirm);
+                    ExitTrace.Decisions d = trace.decide(p, costs);
+                    double saved = now.layersPerToken() - d.layersPerToken(), lost = now.agreement() - d.agreement();
+                    if (!(saved > 0) || lowerBound((int) Math.round(d.agreement() * n), n, st.z()) < st.target()) continue;
+                    double ratio = saved / Math.max(lost, 1e-12);
+                    if (ratio > bestRatio) {
+                        bestRatio = ratio;
+                        best = p;
+                        bestDecisions = d;
+                    }
                 }
             }
             if (best == null) return current;
             current = best;
             now = bestDecisions;
         }
+    }
+
+    private static final int THRESHOLD_STEP = 1, CONFIRM_STEP = 2;
+
+    /** Puts into {@code thresholds} the value below {@code tau} that about {@code step} more of {@code sorted} pass; false when none is left. */
+    private static boolean loosen(Map<Integer, Float> thresholds, int layer, float tau, float[] sorted, int step) {
+        int at = firstAtLeast(sorted, tau) - step;
+        if (at < 0) return false;
+        thresholds.put(layer, sorted[at]);
+        return true;
+    }
+
+    /** Each row of {@code scores} sorted ascending (NaN, no score, last: never a threshold). */
+    private static float[][] sortedCopies(float[][] scores) {
+        float[][] out = new float[scores.length][];
+        for (int h = 0; h < scores.length; h++) {
+            out[h] = scores[h].clone();
+            Arrays.sort(out[h]);
+        }
+        return out;
     }
 
     /** The index of the first of {@code sorted} (ascending) that is at least {@code tau}; its length when none is. */

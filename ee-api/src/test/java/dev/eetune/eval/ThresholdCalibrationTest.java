@@ -188,4 +188,27 @@ class ThresholdCalibrationTest {
         Files.writeString(file, Files.readString(file).replace("confirm_thresholds", "confirm"));
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString()).hasMessageContaining("confirm_thresholds");
     }
+    /**
+     * From thresholds well above the target (exit 1 at 0.99, exit 2 off), the refinement loosens the enabled exit
+     * step by step: cheaper, the target still met by the lower bound, and no more than a step's worth of agreement
+     * above it (it spent the budget); a disabled exit stays disabled; at a target no step meets (100%) it changes nothing.
+     */
+    @Test
+    void theRefinementSpendsTheErrorBudgetTheScansLeave() {
+        ExitTrace a = synthetic(11, 8000);
+        ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.CASCADE}) {
+            EarlyExitPolicy start = new EarlyExitPolicy(Map.of(1, 0.99f, 2, 1f), false, m, m == ConfidenceMethod.CASCADE ? Map.of(1, 0.99f) : Map.of());
+            ExitTrace.Costs c = costs(ExitArchitecture.NORM, m);
+            EarlyExitPolicy refined = ThresholdCalibration.refine(a, st, start, c);
+            ExitTrace.Decisions before = a.decide(start, c), after = a.decide(refined, c);
+            assertThat(after.layersPerToken()).as("%s: cheaper", m).isLessThan(before.layersPerToken() - 0.1);
+            int n = a.positions();
+            assertThat(ThresholdCalibration.lowerBound((int) Math.round(after.agreement() * n), n, 1.645)).as("%s: target kept", m).isGreaterThanOrEqualTo(0.9);
+            assertThat(after.agreement()).as("%s: budget spent", m).isLessThan(0.9 + 0.012);
+            assertThat(refined.canExit(2)).isFalse();
+            EarlyExitPolicy unreachable = ThresholdCalibration.refine(a, new ThresholdCalibration.Settings(1.0, 1.645, 20), start, c);
+            assertThat(unreachable).isEqualTo(start);
+        }
+    }
 }
