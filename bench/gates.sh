@@ -9,7 +9,7 @@
 # cascade included, with the cost-aware calibration; writes calibrate-now.txt beside them; also mlp300-cascade and
 # mlp300-saturation, calibrated copies the cpu and sweep stages then time), steps (agreement per exit against tuning
 # steps: plain CE and --distill, 3000 steps each, every checkpoint evaluated on held-out text), distill (this session's
-# recipe for the 95% target: mlp 1-4, --distill, 3000 steps at lr 3e-3, MLP-16 gates on 512 windows of the tuning file,
+# recipe for the 95% target: mlp 1-4, --distill, 3000 steps at lr 3e-3 (and 1e-2), MLP-16 gates on 512 windows of the tuning file,
 # `ee calibrate --compare`; also the lr-1e-3, plain-CE and norm variants; then `ee sweep --calibrated` of its gate and
 # cascade thresholds). Default: all; recalibrate runs after s260long, so `bench/gates.sh OUT` alone reproduces everything.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
@@ -100,7 +100,7 @@ for s in $stages; do case $s in
   distill)
     # NAME "tune options": heads tuned for 3000 steps, MLP-16 gates trained on the tuning file's first 512 windows
     # (131,072 positions; the calibration splits of $valid stay unseen), thresholds calibrated at 95% with every method
-    for v in "dmlp-lr3 --arch mlp --distill --lr 3e-3" "dmlp --arch mlp --distill" "mlp --arch mlp" "dnorm --arch norm --distill"; do
+    for v in "dmlp-lr3 --arch mlp --distill --lr 3e-3" "dmlp-lr10 --arch mlp --distill --lr 1e-2" "dmlp --arch mlp --distill" "mlp --arch mlp" "dnorm --arch norm --distill"; do
       set -- $v; name=$1; shift
       t "$ee" tune --model "$model" --data "$train" --exits 1,2,3,4 "$@" --steps 3000 --checkpoint-every 0 --quiet --out "$out/$name" | tee "$out/$name.txt"
       t "$ee" gates --model "$model" --data "$train" --windows 512 --heads "$out/$name" --gate-hidden 16 | tee "$out/$name/gates.txt"
