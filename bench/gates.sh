@@ -7,15 +7,18 @@
 # 300-step heads), features (offline gate-feature comparison, numpy), jdk (pretrain 8 layers, tune, gates, calibrate),
 # recalibrate (only `ee calibrate --compare` again on the gated heads the s260/s260long stages left in OUT: every method,
 # cascade included, with the cost-aware calibration; writes calibrate-now.txt beside them; also mlp300-cascade and
-# mlp300-saturation, calibrated copies the cpu and sweep stages then time). Default: all; recalibrate runs after
-# s260long, so `bench/gates.sh OUT` alone reproduces everything.
+# mlp300-saturation, calibrated copies the cpu and sweep stages then time), steps (agreement per exit against tuning
+# steps: plain CE and --distill, 3000 steps each, every checkpoint evaluated on held-out text), distill (this session's
+# recipe for the 95% target: mlp 1-4, --distill, 3000 steps at lr 3e-3 (and 1e-2), MLP-16 gates on 512 windows of the tuning file,
+# `ee calibrate --compare`; also the lr-1e-3, plain-CE and norm variants; then `ee sweep --calibrated` of its gate and
+# cascade thresholds). Default: all; recalibrate runs after s260long, so `bench/gates.sh OUT` alone reproduces everything.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ee=${EE:-$root/ee} # EE=/path/to/wrapper runs a fixed build
 out=${1:?usage: bench/gates.sh OUT [stage...]}
 shift || true
-stages=${*:-s260 s260long recalibrate cpu features sweep jdk}
+stages=${*:-s260 s260long recalibrate cpu features sweep jdk steps distill}
 data=${EE_DATA:-$root/../shared/data}
 model=$data/stories260K/stories260K.bin
 train=$data/tinystories/tinystories_train_first2MiB.txt
@@ -85,5 +88,30 @@ for s in $stages; do case $s in
       -R-Dheads="$out/jdk-norm" -R-Dtokenizer="$out/jdk/tokenizer.bytes" -R-Dsoftmax="$soft" -R-Drepeats=5 \
       "-R-Dprompts=public static <T> List<T> |    /**\n     * Returns the |        if (index < 0 || |import java.util.function.|    private final Map<K, V> |        for (int i = 0; i < |    @Override\n    public boolean |        throw new IllegalArgumentException(" \
       "$root/bench/gate-cpu-time.jsh" 2>&1 | grep -v INFO | tee "$out/cpu-time-jdk.txt" ;;
+  steps) # checkpoints every 500 (CE) / 1000 (distill) steps of one 3000-step cosine schedule, evaluated on held-out text
+    for v in ce distill; do
+      flag=""; [ $v = distill ] && flag=--distill
+      t "$ee" tune --model "$model" --data "$train" --exits 1,2,3,4 --arch mlp --steps 3000 $flag --checkpoint-every 500 --keep-last 0 --quiet --out "$out/steps-$v" > "$out/steps-$v.txt"
+      for c in "$out/steps-$v"/checkpoints/step-*; do
+        echo "== $v $(basename "$c")"
+        "$ee" eval --model "$model" --data "$valid" --heads "$c/heads.safetensors" --batches 16 --quiet 2>&1 | grep -E '^[1-5] '
+      done
+    done | tee "$out/steps.txt" ;;
+  distill)
+    # NAME "tune options": heads tuned for 3000 steps, MLP-16 gates trained on the tuning file's first 512 windows
+    # (131,072 positions; the calibration splits of $valid stay unseen), thresholds calibrated at 95% with every method
+    for v in "dmlp-lr3 --arch mlp --distill --lr 3e-3" "dmlp-lr10 --arch mlp --distill --lr 1e-2" "dmlp --arch mlp --distill" "mlp --arch mlp" "dnorm --arch norm --distill"; do
+      set -- $v; name=$1; shift
+      t "$ee" tune --model "$model" --data "$train" --exits 1,2,3,4 "$@" --steps 3000 --checkpoint-every 0 --quiet --out "$out/$name" | tee "$out/$name.txt"
+      t "$ee" gates --model "$model" --data "$train" --windows 512 --heads "$out/$name" --gate-hidden 16 | tee "$out/$name/gates.txt"
+      t "$ee" calibrate --model "$model" --data "$valid" --heads "$out/$name" --agreement 0.95 --compare --repeats "$repeats" | tee "$out/$name/calibrate.txt"
+    done
+    # the recipe's gate and cascade thresholds timed by the sweep (rows "calibrated"), each from its own copy
+    for m in gate cascade; do
+      mkdir -p "$out/dmlp-lr3-$m" && cp "$out/dmlp-lr3/heads.safetensors" "$out/dmlp-lr3-$m/"
+      t "$ee" calibrate --model "$model" --data "$valid" --heads "$out/dmlp-lr3-$m" --agreement 0.95 --confidence $m --repeats "$repeats" | tee "$out/dmlp-lr3-$m/calibrate.txt"
+      t "$ee" sweep --model "$model" --heads "$out/dmlp-lr3-$m" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
+        --thresholds 1.0,0.9,0.8,0.6 --confidence $m --calibrated --csv "$out/dmlp-lr3-$m/sweep.csv" | tee "$out/dmlp-lr3-$m/sweep.txt"
+    done ;;
   *) echo "unknown stage $s" >&2; exit 2 ;;
 esac; done

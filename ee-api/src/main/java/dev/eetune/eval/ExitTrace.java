@@ -115,11 +115,12 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
      * The teacher-forced outcome of a policy: agreement with the final layer, the share of positions per exit (the
      * last entry: the final layer), and the cost per token in layers, heads and scores included
      * ({@link ExitCost}): backbone layers up to the exit, plus at every active exit reached either the head (softmax)
-     * or the score, and the head where the score passes (and a {@code layer} head's own layer).
+     * or the score, and the head where the score passes (and a {@code layer} head's own layer), plus the backbone's LM
+     * head for a token that reaches the last layer; {@code fullCost}: the full model's, N layers and its LM head.
      */
-    public record Decisions(double agreement, double[] exitShare, double layersPerToken) {
-        /** The cost-model speed-up over the full model: N / layers per token. */
-        public double projectedSpeedup(int nLayers) { return nLayers / layersPerToken; }
+    public record Decisions(double agreement, double[] exitShare, double layersPerToken, double fullCost) {
+        /** The cost-model speed-up over the full model: its cost per token / this policy's. */
+        public double projectedSpeedup() { return fullCost / layersPerToken; }
     }
 
     /** The teacher-forced agreement of a policy with the final layer (no costs needed). */
@@ -143,9 +144,13 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
 
     /**
      * What an exit costs and saves, in layers: {@code nLayers} of the model, per exit the layer it follows, the cost
-     * of a visit (its score, and a {@code layer} head's own layer) and of its head per row it runs for.
+     * of a visit (its score, and a {@code layer} head's own layer) and of its head per row it runs for;
+     * {@code finalHead}: the backbone's LM head, paid by a token that reaches the last layer (and saved by one that exits).
      */
-    public record Costs(int nLayers, int[] layers, double[] visit, double[] head) {
+    public record Costs(int nLayers, int[] layers, double[] visit, double[] head, double finalHead) {
+        /** The full model's cost per token: every layer and the LM head. */
+        public double fullCost() { return nLayers + finalHead; }
+
         public Costs {
             if (layers.length != visit.length || layers.length != head.length) throw new IllegalArgumentException("one cost per exit");
         }
@@ -165,7 +170,7 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
                 visit[i] = score + (archs[i] == ExitArchitecture.LAYER ? 1 : 0);
                 head[i] = ExitCost.headMacs(archs[i], c) / layer;
             }
-            return new Costs(c.nLayers(), layers.clone(), visit, head);
+            return new Costs(c.nLayers(), layers.clone(), visit, head, ExitCost.finalHeadMacs(c) / layer);
         }
     }
 
@@ -177,7 +182,7 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
      */
     public Decisions decide(EarlyExitPolicy policy, Costs costs) {
         float[][] score = scores(policy.confidence());
-        int n = positions(), h = layers.length, nLayers = costs.nLayers();
+        int n = positions(), h = layers.length;
         long ok = 0;
         long[] exits = new long[h + 1];
         double cost = 0;
@@ -195,11 +200,11 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
             }
             exits[exit]++;
             if (exit == h || agrees[exit][p]) ok++;
-            cost += tokenCost + (exit == h ? nLayers : costs.layers()[exit]);
+            cost += tokenCost + (exit == h ? costs.fullCost() : costs.layers()[exit]);
         }
         double[] share = new double[h + 1];
         for (int i = 0; i <= h; i++) share[i] = n == 0 ? 0 : (double) exits[i] / n;
-        return new Decisions(n == 0 ? 1 : (double) ok / n, share, n == 0 ? nLayers : cost / n);
+        return new Decisions(n == 0 ? 1 : (double) ok / n, share, n == 0 ? costs.fullCost() : cost / n, costs.fullCost());
     }
 
     /**

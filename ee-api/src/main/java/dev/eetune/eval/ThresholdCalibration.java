@@ -34,14 +34,15 @@ import java.util.TreeMap;
  * Per-exit thresholds chosen for a target teacher-forced agreement at the least cost (docs/exit-gates.md, "Calibrated
  * thresholds"). For a price λ (layers one disagreeing token is worth), exits are fixed in layer order on a calibration
  * trace: at exit L, among the positions no earlier exit took, the thresholds are chosen that maximise
- * takings · (N − L) − the exit's cost (scores, heads) − λ · disagreeing takings, with at least {@code minExits}
+ * takings · (N + F − L) − the exit's cost (scores, heads; F: the backbone's LM head, which an exit saves) − λ · disagreeing takings, with at least {@code minExits}
  * takings; an exit where no choice gains anything is disabled (τ = 1): so an exit whose head costs more than it saves
  * is switched off. With cascade confidence the choice is a pair (gate threshold, softmax confirmation threshold). Two
  * scans, each from strict to loose: λ down from {@link #PRICE_MAX} by factors of {@link #PRICE_STEP}, and (λ = 0) a
  * floor q on each exit's takings' agreement, down from 1 by {@link #PRECISION_STEP} — the Lagrangian skips operating
  * points where an exit's fixed cost makes the gain jump. Each keeps the last level before the first whose whole
  * agreement on the calibration trace falls below the target by a one-sided lower confidence bound (Wilson score,
- * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled). Also reads and
+ * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled), then
+ * {@link #refine refined} one exit at a time up to the target. Also reads and
  * writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
 public final class ThresholdCalibration {
@@ -61,6 +62,8 @@ public final class ThresholdCalibration {
     static final int PRECISION_LEVELS = 200;
     /** Cascade: gate thresholds tried per exit (quantiles of the gate scores reaching it, and 0: every row). */
     static final int GATE_LEVELS = 32;
+    /** The share of the positions each refinement step takes more at one exit (see {@link #refine}). */
+    static final double REFINE_STEP = 0.0025;
 
     private ThresholdCalibration() {}
 
@@ -124,7 +127,86 @@ public final class ThresholdCalibration {
         EarlyExitPolicy full = new EarlyExitPolicy(off, false, method); // every exit disabled: the full model
         EarlyExitPolicy byPrice = scan(trace, st, full, PRICE_LEVELS, level -> atLevel(trace, method, PRICE_MAX / Math.pow(PRICE_STEP, level), 0, st.minExits(), costs));
         EarlyExitPolicy byPrecision = scan(trace, st, full, PRECISION_LEVELS, level -> atLevel(trace, method, 0, 1 - PRECISION_STEP * level, st.minExits(), costs));
-        return trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision;
+        return refine(trace, st, trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision, costs);
+    }
+
+    /**
+     * Spends what the scans leave of the error budget. They move between operating points of the Lagrangian (and of
+     * the precision floor), which jump: the last level that meets the target may be a point or more above it. From
+     * their choice this loosens, one step at a time, the one threshold of an enabled exit (the cascade: its gate
+     * threshold, its softmax confirmation, or both) that saves the most cost per disagreement it adds, each step letting
+     * about {@link #REFINE_STEP} of the positions more pass it, while the cost falls and the agreement's lower bound
+     * stays at the target.
+     */
+    static EarlyExitPolicy refine(ExitTrace trace, Settings st, EarlyExitPolicy start, ExitTrace.Costs costs) {
+        boolean cascade = start.confidence() == ConfidenceMethod.CASCADE;
+        float[][] score = trace.scores(start.confidence()), confirmScore = cascade ? trace.softmax() : null;
+        int n = trace.positions(), step = Math.max(1, (int) Math.round(REFINE_STEP * n));
+        float[][] sortedScore = sortedCopies(score), sortedConfirm = cascade ? sortedCopies(confirmScore) : null;
+        EarlyExitPolicy current = start;
+        ExitTrace.Decisions now = trace.decide(current, costs);
+        while (true) {
+            EarlyExitPolicy best = null;
+            ExitTrace.Decisions bestDecisions = null;
+            double bestRatio = 0;
+            for (int h = 0; h < score.length; h++) {
+                int layer = trace.layers()[h];
+                if (!current.canExit(layer)) continue;
+                // what a step loosens: the threshold; the cascade's gate, its confirmation, or both (a gate and a
+                // softmax that agree on the rows pass none more when only one of them is loosened)
+                for (int what : cascade ? new int[] {THRESHOLD_STEP, CONFIRM_STEP, THRESHOLD_STEP | CONFIRM_STEP} : new int[] {THRESHOLD_STEP}) {
+                    Map<Integer, Float> thresholds = new TreeMap<>(current.thresholds()), confirm = new TreeMap<>(current.confirm());
+                    boolean moved = false;
+                    if ((what & THRESHOLD_STEP) != 0) moved |= loosen(thresholds, layer, current.threshold(layer), sortedScore[h], step);
+                    if ((what & CONFIRM_STEP) != 0) moved |= loosen(confirm, layer, current.confirmThreshold(layer), sortedConfirm[h], step);
+                    if (!moved) continue;
+                    EarlyExitPolicy p = new EarlyExitPolicy(thresholds, false, current.confidence(), confirm);
+                    ExitTrace.Decisions d = trace.decide(p, costs);
+                    double saved = now.layersPerToken() - d.layersPerToken(), lost = now.agreement() - d.agreement();
+                    if (!(saved > 0) || lowerBound((int) Math.round(d.agreement() * n), n, st.z()) < st.target()) continue;
+                    double ratio = saved / Math.max(lost, 1e-12);
+                    if (ratio > bestRatio) {
+                        bestRatio = ratio;
+                        best = p;
+                        bestDecisions = d;
+                    }
+                }
+            }
+            if (best == null) return current;
+            current = best;
+            now = bestDecisions;
+        }
+    }
+
+    private static final int THRESHOLD_STEP = 1, CONFIRM_STEP = 2;
+
+    /** Puts into {@code thresholds} the value below {@code tau} that about {@code step} more of {@code sorted} pass; false when none is left. */
+    private static boolean loosen(Map<Integer, Float> thresholds, int layer, float tau, float[] sorted, int step) {
+        int at = firstAtLeast(sorted, tau) - step;
+        if (at < 0) return false;
+        thresholds.put(layer, sorted[at]);
+        return true;
+    }
+
+    /** Each row of {@code scores} sorted ascending (NaN, no score, last: never a threshold). */
+    private static float[][] sortedCopies(float[][] scores) {
+        float[][] out = new float[scores.length][];
+        for (int h = 0; h < scores.length; h++) {
+            out[h] = scores[h].clone();
+            Arrays.sort(out[h]);
+        }
+        return out;
+    }
+
+    /** The index of the first of {@code sorted} (ascending) that is at least {@code tau}; its length when none is. */
+    private static int firstAtLeast(float[] sorted, float tau) {
+        int lo = 0, hi = sorted.length;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (sorted[mid] < tau) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo;
     }
 
     /** The last of levels 0, 1, .. before the first whose agreement on {@code trace} has its lower bound below the target. */
@@ -141,7 +223,7 @@ public final class ThresholdCalibration {
 
     /**
      * Per exit in layer order, among the positions no earlier exit took, the thresholds of the highest gain
-     * takings · (N − L) − the exit's cost − {@code price} · disagreeing takings, among those whose takings agree at
+     * takings · (N + F − L) − the exit's cost − {@code price} · disagreeing takings, among those whose takings agree at
      * rate ≥ {@code precision}; none above 0: the exit is disabled (see the class comment).
      */
     static EarlyExitPolicy atLevel(ExitTrace trace, ConfidenceMethod method, double price, double precision, int minExits, ExitTrace.Costs costs) {
@@ -165,7 +247,7 @@ public final class ThresholdCalibration {
             Arrays.sort(keys); // ascending rank: walked from the end
             int[] cand = new int[k];
             for (int i = 0; i < k; i++) cand[i] = (int) keys[k - 1 - i];
-            double gain = costs.nLayers() - layer, head = costs.head()[h];
+            double gain = costs.fullCost() - layer, head = costs.head()[h]; // the layers after it and the backbone's LM head
             // softmax pays the head on every row that reaches the exit, the others on the rows it runs for
             double fixed = reach * (costs.visit()[h] + (method == ConfidenceMethod.SOFTMAX ? head : 0));
             double perTaken = method.isCheap() && !cascade ? gain - head : gain;

@@ -23,6 +23,12 @@ public final class ExitCost {
         return a == ExitArchitecture.MLP ? lm + 3.0 * c.dim() * c.hiddenDim() : lm;
     }
 
+    /**
+     * The backbone's own LM head per row that reaches the last layer, vocab·dim: a row that exits early pays its exit's
+     * head instead (the decoder computes the final logits only for rows that reach the last layer).
+     */
+    public static double finalHeadMacs(LlamaConfig c) { return (double) c.vocabSize() * c.dim(); }
+
     /** A gate's multiply-adds per row with {@code hiddenUnits} (0: linear; see {@link ExitGate#macs}). */
     public static double gateMacs(LlamaConfig c, int hiddenUnits) { return ExitGate.macs(c.dim(), hiddenUnits); }
 

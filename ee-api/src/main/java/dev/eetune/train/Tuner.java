@@ -21,7 +21,8 @@ import java.util.List;
  * EE-Tuning: tunes only the exit heads of a frozen backbone. Each micro-batch runs the backbone forward without
  * keeping activations, one layer at a time up to the last exit (dense rows: attention reads the layer's own K/V, no
  * cache), and runs each head's forward and backward as soon as its layer's hidden state exists. Loss = Σ_i w_i · masked-mean
- * CE_i, through the fused chunked linear + cross-entropy kernel (logits are never materialised).
+ * CE_i, through the fused chunked linear + cross-entropy kernel (logits are never materialised). With
+ * {@link TunerConfig#distill()} the targets are the full model's top tokens, from a forward of the whole backbone first.
  *
  * <p>Thread-safety: one thread at a time, checked (a call from a second thread while one runs throws a
  * {@link java.util.ConcurrentModificationException}); each call holds a lease on the backbone and heads
@@ -79,6 +80,9 @@ public final class Tuner implements AutoCloseable {
     /** Shares every step among the ranks of a distributed run (default: this process computes all of it). */
     public void distribute(Parallelism parallel) {
         parallel.requireFits(cfg.microBatches(), model.lastExitLayer());
+        if (cfg.distill() && parallel.stages() > 1) {
+            throw new IllegalArgumentException("distillation needs the whole backbone in every rank: it cannot run with " + parallel.stages() + " pipeline stages");
+        }
         this.parallel = parallel;
     }
 
@@ -226,13 +230,14 @@ public final class Tuner implements AutoCloseable {
         if (b.batchSize() != cfg.batchSize() || b.seqLen() != cfg.seqLen()) {
             throw new IllegalArgumentException("batch " + b.batchSize() + " x " + b.seqLen() + " does not match the tuner's " + cfg.batchSize() + " x " + cfg.seqLen());
         }
-        int[] tg = b.targets();
+        int[] data = b.targets();
         int valid = 0;
-        for (int t : tg) if (t >= 0) valid++;
+        for (int t : data) if (t >= 0) valid++;
         if (valid == 0) return;
         Ops ops = backbone.backend().ops();
         Workspace.Rows r = ws.denseRows(b.inputs(), cfg.batchSize(), cfg.seqLen());
-        targets.copyFrom(tg);
+        targets.copyFrom(data);
+        int[] tg = cfg.distill() ? teacherTargets(r, data) : data;
         Tensor x = ws.x(rows);
         int from = parallel.firstLayer(model.lastExitLayer());
         if (from == 0) backbone.embed(x, r);
@@ -263,6 +268,26 @@ public final class Tuner implements AutoCloseable {
             return pass;
         });
         parallel.sendOn(x);
+    }
+
+    /**
+     * Self-distillation targets: the full model's top token at every position {@code tg} does not mask (masked ones stay
+     * masked), from a forward of the whole backbone on the batch; also loaded into {@link #targets}.
+     */
+    private int[] teacherTargets(Workspace.Rows r, int[] tg) {
+        Ops ops = backbone.backend().ops();
+        Tensor x = ws.x(rows);
+        backbone.embed(x, r);
+        for (int layer = 0; layer < backbone.config().nLayers(); layer++) backbone.layer(layer, x, r, null, ws, null);
+        try (Scope s = scope.child()) {
+            Tensor normed = s.allocate(DType.F32, rows, backbone.config().dim()), top = s.allocate(DType.I32, rows);
+            ops.rmsnorm(normed, null, x, backbone.weights().finalNorm(), backbone.config().normEps());
+            ops.linearCrossEntropy(loss, null, null, top, null, normed, backbone.weights().lmHead(), targets, null, 1f);
+            int[] teacher = top.toIntArray();
+            for (int k = 0; k < rows; k++) if (tg[k] < 0) teacher[k] = tg[k];
+            targets.copyFrom(teacher);
+            return teacher;
+        }
     }
 
     private void requireData() {

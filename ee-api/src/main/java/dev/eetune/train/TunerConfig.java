@@ -7,13 +7,16 @@ import java.nio.file.Path;
 /**
  * Settings of an EE-Tuning run. Loss = Σ_i w_i · masked-mean CE_i; {@code exitWeights} null means 1 for every exit.
  * Exit weights ramp from 0 over {@code weightWarmupSteps} (linear or cosine); {@code confidenceWeighting} multiplies
- * each token's CE by the exit's detached max probability (EE-LLM's dynamic weighting). Checkpoints go to
+ * each token's CE by the exit's detached max probability (EE-LLM's dynamic weighting). {@code distill} replaces each
+ * position's target with the full model's top token (hard self-distillation: every exit learns to agree with the final
+ * layer, which is what early exiting at a teacher-forced agreement target needs; costs one more backbone forward per
+ * micro-batch). Checkpoints go to
  * {@code checkpointDir} every {@code checkpointEvery} steps (0 = only at the end) when the directory is set; only the
  * newest {@code keepLast} are kept (0 = all). A run stops with an error after {@code maxNonFiniteSteps} consecutive
  * steps with a non-finite loss or gradient (each is skipped, changing nothing): it has diverged.
  */
 public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches, LrSchedule lr, float weightDecay, float clipNorm,
-                          double[] exitWeights, int weightWarmupSteps, boolean cosineWeightWarmup, boolean confidenceWeighting,
+                          double[] exitWeights, int weightWarmupSteps, boolean cosineWeightWarmup, boolean confidenceWeighting, boolean distill,
                           int checkpointEvery, Path checkpointDir, int logEvery, int maxNonFiniteSteps, int keepLast) {
     public TunerConfig {
         if (steps < 1 || batchSize < 1 || seqLen < 1 || microBatches < 1) {
@@ -36,12 +39,12 @@ public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches
      */
     public static TunerConfig defaults(int steps, int batchSize, int seqLen, float lr) {
         return new TunerConfig(steps, batchSize, seqLen, 1, LrSchedule.cosine(lr, Math.max(1, steps / 20), steps, lr / 10), 0f, 1f,
-            null, 0, false, false, 0, null, 10, DEFAULT_MAX_NON_FINITE_STEPS, DEFAULT_KEEP_LAST);
+            null, 0, false, false, false, 0, null, 10, DEFAULT_MAX_NON_FINITE_STEPS, DEFAULT_KEEP_LAST);
     }
 
     public TunerConfig withCheckpoints(Path dir, int every) {
         return new TunerConfig(steps, batchSize, seqLen, microBatches, lr, weightDecay, clipNorm, exitWeights, weightWarmupSteps, cosineWeightWarmup,
-            confidenceWeighting, every, dir, logEvery, maxNonFiniteSteps, keepLast);
+            confidenceWeighting, distill, every, dir, logEvery, maxNonFiniteSteps, keepLast);
     }
 
     /** The seq-len check that needs the model: callers run it before any expensive work. */

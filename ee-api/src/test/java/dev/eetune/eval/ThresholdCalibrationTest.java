@@ -57,7 +57,7 @@ class ThresholdCalibrationTest {
                 if (m != ConfidenceMethod.SOFTMAX || target < 0.95) {
                     assertThat(p.thresholds().values()).as("%s: some exit is enabled at target %s", m, target).anyMatch(v -> v < 1f);
                 }
-                assertThat(decide(a, p, ExitArchitecture.NORM).layersPerToken()).as("%s: never dearer than the full model", m).isLessThan(3.0 + 1e-9);
+                assertThat(decide(a, p, ExitArchitecture.NORM).layersPerToken()).as("%s: never dearer than the full model", m).isLessThan(costs(ExitArchitecture.NORM, m).fullCost() + 1e-9);
                 assertThat(p.confidence()).isEqualTo(m);
             }
         }
@@ -72,26 +72,28 @@ class ThresholdCalibrationTest {
     }
 
     /**
-     * A perfect score at both exits of a 3-layer model, with {@code mlp} heads of 1.45 layers: leaving after layer 1
-     * saves 2 layers, after layer 2 only 1, less than the head. The calibration keeps exit 1 and switches exit 2 off;
-     * with {@code norm} heads (0.72 layers) both pay and both stay on.
+     * A perfect score at both exits of a 3-layer model whose LM head costs 0.72 layers, with {@code mlp} heads of 1.45
+     * layers: a token leaving after layer 2 saves a layer and the LM head, 1.72, and pays its head, so it gains 0.27;
+     * only 5% of the rows reaching exit 2 agree there, so it gains 0.014 per row while its gate costs 0.023 on every
+     * row. The calibration keeps exit 1 and switches exit 2 off; with {@code norm} heads (0.72 layers, gaining 1.0 per
+     * exiting token) both pay and both stay on.
      */
     @Test
-    void anExitWhoseHeadCostsMoreThanItSavesIsSwitchedOff() {
+    void anExitThatSavesLessThanItCostsIsSwitchedOff() {
         int n = 4000;
         Random r = new Random(5);
         float[][] score = new float[2][n];
         boolean[][] agrees = new boolean[2][n];
         for (int p = 0; p < n; p++) {
             agrees[0][p] = r.nextFloat() < 0.4;
-            agrees[1][p] = agrees[0][p] || r.nextFloat() < 0.5;
+            agrees[1][p] = agrees[0][p] || r.nextFloat() < 0.05;
             for (int h = 0; h < 2; h++) score[h][p] = agrees[h][p] ? 0.9f : 0.1f;
         }
         ExitTrace t = new ExitTrace(EXITS, score, score, score, agrees, 16);
         ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.99, 1.645, 20);
         EarlyExitPolicy mlp = ThresholdCalibration.choose(t, ConfidenceMethod.GATE, st, costs(ExitArchitecture.MLP, ConfidenceMethod.GATE));
         assertThat(mlp.canExit(1)).isTrue();
-        assertThat(mlp.canExit(2)).as("exit 2 saves 1 layer and its head costs 1.45").isFalse();
+        assertThat(mlp.canExit(2)).as("exit 2 gains 0.27 layers on 5% of its rows and its gate costs 0.023 on each").isFalse();
         EarlyExitPolicy norm = ThresholdCalibration.choose(t, ConfidenceMethod.GATE, st, costs(ExitArchitecture.NORM, ConfidenceMethod.GATE));
         assertThat(norm.canExit(1)).isTrue();
         assertThat(norm.canExit(2)).isTrue();
@@ -166,7 +168,7 @@ class ThresholdCalibrationTest {
         ExitTrace a = synthetic(4, 5000);
         ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
         EarlyExitPolicy t = ThresholdCalibration.choose(a, ConfidenceMethod.SATURATION, st, costs(ExitArchitecture.NORM, ConfidenceMethod.SATURATION));
-        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(t), new double[3], 3);
+        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(t), new double[3], 3, 3);
         Path file = ThresholdCalibration.save(dir, new ThresholdCalibration.Result(st, t, d, d, 5000, 5000));
         EarlyExitPolicy p = ThresholdCalibration.load(file);
         assertThat(p.confidence()).isEqualTo(ConfidenceMethod.SATURATION);
@@ -185,5 +187,28 @@ class ThresholdCalibrationTest {
         assertThat(ThresholdCalibration.load(file)).isEqualTo(c);
         Files.writeString(file, Files.readString(file).replace("confirm_thresholds", "confirm"));
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString()).hasMessageContaining("confirm_thresholds");
+    }
+    /**
+     * From thresholds well above the target (exit 1 at 0.99, exit 2 off), the refinement loosens the enabled exit
+     * step by step: cheaper, the target still met by the lower bound, and no more than a step's worth of agreement
+     * above it (it spent the budget); a disabled exit stays disabled; at a target no step meets (100%) it changes nothing.
+     */
+    @Test
+    void theRefinementSpendsTheErrorBudgetTheScansLeave() {
+        ExitTrace a = synthetic(11, 8000);
+        ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
+        for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.CASCADE}) {
+            EarlyExitPolicy start = new EarlyExitPolicy(Map.of(1, 0.99f, 2, 1f), false, m, m == ConfidenceMethod.CASCADE ? Map.of(1, 0.99f) : Map.of());
+            ExitTrace.Costs c = costs(ExitArchitecture.NORM, m);
+            EarlyExitPolicy refined = ThresholdCalibration.refine(a, st, start, c);
+            ExitTrace.Decisions before = a.decide(start, c), after = a.decide(refined, c);
+            assertThat(after.layersPerToken()).as("%s: cheaper", m).isLessThan(before.layersPerToken() - 0.1);
+            int n = a.positions();
+            assertThat(ThresholdCalibration.lowerBound((int) Math.round(after.agreement() * n), n, 1.645)).as("%s: target kept", m).isGreaterThanOrEqualTo(0.9);
+            assertThat(after.agreement()).as("%s: budget spent", m).isLessThan(0.9 + 0.012);
+            assertThat(refined.canExit(2)).isFalse();
+            EarlyExitPolicy unreachable = ThresholdCalibration.refine(a, new ThresholdCalibration.Settings(1.0, 1.645, 20), start, c);
+            assertThat(unreachable).isEqualTo(start);
+        }
     }
 }

@@ -58,8 +58,8 @@ final class CalibrateCommand implements Callable<Integer> {
             int[] layers = ee.heads().stream().mapToInt(ExitHead::layer).toArray();
             System.out.print(r.toTable(layers));
             int n = backbone.config().nLayers();
-            System.out.printf(Locale.ROOT, "cost-model speed-up (heads and scores counted): calibration %.3fx, held-out %.3fx%n",
-                r.calibration().projectedSpeedup(n), r.heldOut().projectedSpeedup(n));
+            System.out.printf(Locale.ROOT, "cost-model speed-up (heads, scores and the final LM head counted): calibration %.3fx, held-out %.3fx%n",
+                r.calibration().projectedSpeedup(), r.heldOut().projectedSpeedup());
             List<int[]> timing = new ArrayList<>();
             for (int i = 0; i < Math.min(prompts, b.size()); i++) timing.add(Arrays.copyOf(b.get(i), Math.min(promptTokens, b.get(i).length)));
             double[] s = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
@@ -77,15 +77,15 @@ final class CalibrateCommand implements Callable<Integer> {
         ExitArchitecture[] archs = ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new);
         StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%n%-11s %9s %10s %10s", "confidence", "TF-agree", "cost x", "wall x"));
         for (CostProjection.Shape s : CostProjection.SHAPES) sb.append(String.format(Locale.ROOT, " %13s", s.name() + " x"));
-        sb.append("   (held-out split; cost x = N / layers per token, heads and scores counted; thresholds");
+        sb.append("   (held-out split; cost x = (N + final LM head) / layers per token, heads, scores and the final LM head counted; thresholds");
         sb.append(")\n");
         for (ConfidenceMethod m : ConfidenceMethod.values()) {
             if (m.needsGates() && !ee.hasGates()) continue;
             ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, m, st);
             double[] wall = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
-            sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx", m.label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(n), wall[0]));
+            sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx", m.label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(), wall[0]));
             for (CostProjection.Shape s : CostProjection.SHAPES) {
-                sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, r.policy(), archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+                sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, r.policy(), archs, n, s.config()).projectedSpeedup()));
             }
             sb.append("   ").append(r.thresholds());
             if (m == ConfidenceMethod.CASCADE) sb.append(" softmax ").append(r.policy().confirm());
@@ -102,9 +102,9 @@ final class CalibrateCommand implements Callable<Integer> {
         ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden());
         EarlyExitPolicy perfectGate = ThresholdCalibration.choose(oracle, ConfidenceMethod.GATE, st, ExitTrace.Costs.of(ee, ConfidenceMethod.GATE));
         ExitTrace.Decisions d = oracle.decide(perfectGate, ee);
-        sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s", "perfect", 100 * d.agreement(), d.projectedSpeedup(n), "-"));
+        sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s", "perfect", 100 * d.agreement(), d.projectedSpeedup(), "-"));
         for (CostProjection.Shape s : CostProjection.SHAPES) {
-            sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, perfectGate, archs, n, s.config()).projectedSpeedup(s.config().nLayers())));
+            sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, perfectGate, archs, n, s.config()).projectedSpeedup()));
         }
         sb.append("   (a gate that is never wrong, at the exits worth keeping: the upper bound with these heads; exits");
         for (double share : d.exitShare()) sb.append(String.format(Locale.ROOT, " %.1f%%", 100 * share));

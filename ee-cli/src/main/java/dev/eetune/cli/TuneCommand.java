@@ -74,6 +74,8 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--exit-weights", split = ",", description = "Loss weight per exit (default: all 1).") List<Double> exitWeights;
     @Option(names = "--weight-warmup", defaultValue = "0", description = "Steps over which exit weights ramp up from 0.") int weightWarmup;
     @Option(names = "--confidence-weighting", description = "Weight each token's CE by the exit's detached max probability (EE-LLM).") boolean confidence;
+    @Option(names = "--distill", description = "Train each exit on the full model's top token instead of the data's next token "
+        + "(self-distillation: exits learn to agree with the final layer, which early exiting at an agreement target needs; one more backbone forward per batch).") boolean distill;
     @Option(names = "--temperature", defaultValue = "1.0", description = "Exit temperature.") float temperature;
     @Option(names = "--seed", defaultValue = "1234", description = "Seed of head initialisation and batch order.") long seed;
     @Option(names = "--out", defaultValue = "ee-heads", description = "Output folder: heads.safetensors, checkpoints/, eval.txt.") Path out;
@@ -138,7 +140,7 @@ final class TuneCommand implements Callable<Integer> {
         for (int l : exits) specs.add(new ExitSpec(l, a, in));
         LrSchedule schedule = new LrSchedule(lr, warmup != null ? warmup : Math.max(1, steps / 20), steps, LrSchedule.Decay.parse(decay), minLr != null ? minLr : lr / 10);
         TunerConfig cfg = new TunerConfig(steps, batch, seqLen, microBatches, schedule, weightDecay, clip,
-            exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence,
+            exitWeights == null ? null : exitWeights.stream().mapToDouble(Double::doubleValue).toArray(), weightWarmup, false, confidence, distill,
             checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
         OutputDir.create(out, "--out");
         if (report != null) OutputDir.create(report, "--report");

@@ -42,7 +42,7 @@ class TuningReliabilityTest {
 
     /** {@code steps} steps at a constant {@code lr}, checkpointing every step under {@code dir}. */
     static TunerConfig everyStep(int steps, float lr, Path dir, int maxNonFinite, int keepLast) {
-        return new TunerConfig(steps, BATCH, SEQ, 1, new LrSchedule(lr, 0, steps, LrSchedule.Decay.CONSTANT, lr), 0f, 1f, null, 0, false, false,
+        return new TunerConfig(steps, BATCH, SEQ, 1, new LrSchedule(lr, 0, steps, LrSchedule.Decay.CONSTANT, lr), 0f, 1f, null, 0, false, false, false,
             1, dir, 10, maxNonFinite, keepLast);
     }
 

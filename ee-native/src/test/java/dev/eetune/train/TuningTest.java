@@ -35,6 +35,7 @@ import java.util.List;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.withinPercentage;
 
 /** EE-Tuning on the real stories260K model and TinyStories text. */
 class TuningTest {
@@ -158,7 +159,7 @@ class TuningTest {
         try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
              EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 2, 4), 0);
              AdamW opt = AdamW.withDefaults(ee.parameters(), 0.01f)) {
-            TunerConfig cfg = new TunerConfig(8, 2, SEQ, 2, LrSchedule.cosine(2e-3f, 2, 8, 2e-4f), 0.01f, 1f, new double[] {0.5, 1.0}, 4, true, true,
+            TunerConfig cfg = new TunerConfig(8, 2, SEQ, 2, LrSchedule.cosine(2e-3f, 2, 8, 2e-4f), 0.01f, 1f, new double[] {0.5, 1.0}, 4, true, true, false,
                 0, null, 1, TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS, 0);
             List<StepReport> reports = new ArrayList<>();
             try (Tuner t = new Tuner(ee, cfg, new BatchLoader(windows.train(), 2, 3), opt, List.of(TuningListener.onEachStep(reports::add)))) {
@@ -202,6 +203,46 @@ class TuningTest {
                     .isLessThan(before.exits().get(i).loss());
             }
             assertThat(after.finalLayer().loss()).isEqualTo(before.finalLayer().loss()); // the backbone is frozen
+        }
+    }
+    /**
+     * With distillation the targets are the full model's top tokens: a copy-initialised norm exit after the last layer
+     * is the model itself, so its first loss is the mean of -log max softmax of the model's own logits (not the CE
+     * against the data, which is larger).
+     */
+    @Test
+    void distillationTrainsEachExitOnTheFullModelsTopToken() {
+        try (LlamaModel m = LlamaModel.load(TestData.stories260K(), CPU);
+             EarlyExitModel ee = EarlyExitModel.attach(m, specs(ExitArchitecture.NORM, 5), 0);
+             AdamW opt = AdamW.withDefaults(ee.parameters(), 0f);
+             Scope s = Scope.of(CPU); Workspace ws = m.newWorkspace()) {
+            Batch b = new BatchLoader(windows.train(), BATCH, 5).next();
+            int rows = BATCH * SEQ, v = m.config().vocabSize();
+            Workspace.Rows dense = ws.denseRows(b.inputs(), BATCH, SEQ);
+            Tensor x = ws.x(rows), logits = s.allocate(DType.F32, rows, v);
+            m.embed(x, dense);
+            for (int layer = 0; layer < m.config().nLayers(); layer++) m.layer(layer, x, dense, null, ws, null);
+            m.logits(logits, x, s.allocate(DType.F32, rows, m.config().dim()));
+            float[] l = logits.toFloatArray();
+            int[] t = b.targets();
+            double selfLoss = 0, dataLoss = 0;
+            int valid = 0;
+            for (int r = 0; r < rows; r++) {
+                if (t[r] < 0) continue;
+                double max = Double.NEGATIVE_INFINITY, sum = 0;
+                for (int j = 0; j < v; j++) max = Math.max(max, l[r * v + j]);
+                for (int j = 0; j < v; j++) sum += Math.exp(l[r * v + j] - max);
+                selfLoss += Math.log(sum);
+                dataLoss += Math.log(sum) - (l[r * v + t[r]] - max);
+                valid++;
+            }
+            TunerConfig cfg = new TunerConfig(1, BATCH, SEQ, 1, new LrSchedule(1e-3f, 0, 1, LrSchedule.Decay.CONSTANT, 1e-3f), 0f, 1f, null, 0, false, false, true,
+                0, null, 1, TunerConfig.DEFAULT_MAX_NON_FINITE_STEPS, 0);
+            try (Tuner tuner = new Tuner(ee, cfg, new BatchLoader(windows.train(), BATCH, 5), opt, List.of())) {
+                double loss = tuner.trainStep().exitLosses()[0];
+                assertThat(loss).isCloseTo(selfLoss / valid, withinPercentage(0.01));
+                assertThat(loss).isLessThan(dataLoss / valid - 0.5);
+            }
         }
     }
 }
