@@ -15,6 +15,10 @@
 
 #include "internal.h"
 
+/* dx_block = e W is cut along the vocabulary into this many parts, summed in a fixed order (the same bits for every
+ * thread count): sliced by rows or columns of dx instead, every thread would read the whole rows x vocab block. */
+#define CE_DX_PARTS 8
+
 /* Logits held at once: 8 Mi floats = 32 MiB, e.g. 262 rows of a 32000-word vocabulary (at least one row whatever the vocabulary). */
 #define CE_SCRATCH_LOGITS ((size_t)8 << 20)
 
@@ -56,6 +60,33 @@ static void ce_rows(void* ctx, int64_t begin, int64_t end) {
     }
 }
 
+/* Part p of dx_block = e W over vocabulary entries [vocab p / P, vocab (p + 1) / P) (multiples of 16), into its own
+ * n x dim buffer; ee_gemm_run runs alone on the calling thread here (a nested region). */
+typedef struct {
+    const float* e;
+    const void* w;
+    int w_dtype, n, dim, vocab;
+    float* parts;
+    _Atomic int rc;
+} dx_job;
+
+static void dx_part(void* ctx, int64_t begin, int64_t end) {
+    dx_job* job = ctx;
+    const int units = ee_ceil_div(job->vocab, 16);
+    for (int64_t p = begin; p < end; p++) {
+        const int k0 = ee_min(job->vocab, (int)(units * p / CE_DX_PARTS) * 16), k1 = ee_min(job->vocab, (int)(units * (p + 1) / CE_DX_PARTS) * 16);
+        float* part = job->parts + (size_t)p * job->n * job->dim;
+        if (k0 == k1) {
+            memset(part, 0, (size_t)job->n * job->dim * sizeof(float));
+            continue;
+        }
+        const char* wk = (const char*)job->w + (size_t)k0 * job->dim * (job->w_dtype == EE_F32 ? sizeof(float) : sizeof(uint16_t));
+        const ee_gemm_args g = {0, 0, job->n, job->dim, k1 - k0, 1.0f, 0.0f, job->e + k0, job->vocab, wk, job->w_dtype, job->dim, part, job->dim};
+        const int rc = ee_gemm_run(&g);
+        if (rc) job->rc = rc;
+    }
+}
+
 EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_t* argmax_out, float* max_prob_out, const float* x, const void* w, int32_t w_dtype, const int32_t* targets, const float* grad_weight, int32_t rows, int32_t dim, int32_t vocab, int32_t row_block, float temperature) {
     if (!ee_is_float_dtype(w_dtype)) return ee_fail("ee_linear_cross_entropy: unsupported weight dtype %d", w_dtype);
     if (rows < 0 || dim <= 0 || vocab <= 0) return ee_fail("ee_linear_cross_entropy: bad shape rows %d, dim %d, vocab %d", rows, dim, vocab);
@@ -68,12 +99,13 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
     const size_t fit = CE_SCRATCH_LOGITS / (size_t)vocab; /* rows whose logits fit the scratch bound */
     int rb = fit < 1 ? 1 : fit < (size_t)rows ? (int)fit : rows;
     if (row_block > 0 && row_block < rb) rb = row_block;
-    /* the block's logits, then s_r and diag(s) x_block for the backward */
-    const size_t logit_floats = (size_t)rb * vocab, side_floats = backward ? (size_t)rb * (dim + 1) : 0;
+    /* the block's logits, then s_r, diag(s) x_block and the parts of dx_block for the backward */
+    const size_t logit_floats = (size_t)rb * vocab, side_floats = backward ? (size_t)rb * (1 + dim + CE_DX_PARTS * dim) : 0;
     float* logits = ee_scratch(EE_SCRATCH_CE_LOGITS, (logit_floats + side_floats) * sizeof(float));
     if (!logits) return ee_fail("ee_linear_cross_entropy: out of memory for %d x %d logits", rb, vocab);
     float* e_scale = logits + logit_floats;
     float* xs = e_scale + rb;
+    float* dx_parts = xs + (size_t)rb * dim;
     const float inv_t = 1.0f / temperature;
 
     for (int r0 = 0; r0 < rows; r0 += rb) {
@@ -89,10 +121,16 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
         if (!backward) continue;
         if (dx) { /* dx_block = diag(s) (e W) - c onehot W */
             float* dxb = dx + (size_t)r0 * dim;
-            const ee_gemm_args g = {0, 0, n, dim, vocab, 1.0f, 0.0f, logits, vocab, w, w_dtype, dim, dxb, dim};
-            if ((rc = ee_gemm_run(&g))) return rc;
+            dx_job job = {logits, w, w_dtype, n, dim, vocab, dx_parts, 0};
+            ee_parallel_range(ee_threads_for(EE_GEMM_WORK(n, dim, vocab)), CE_DX_PARTS, dx_part, &job);
+            if (job.rc) return job.rc;
             for (int r = 0; r < n; r++) {
                 float* d = dxb + (size_t)r * dim;
+                for (int i = 0; i < dim; i++) {
+                    float sum = 0.0f;
+                    for (int p = 0; p < CE_DX_PARTS; p++) sum += dx_parts[((size_t)p * n + r) * dim + i];
+                    d[i] = sum;
+                }
                 if (tb[r] < 0) continue; /* e is 0: so is the product, as the gradient */
                 const float s = e_scale[r], c = grad_weight[r0 + r] * inv_t;
                 const size_t wt = (size_t)tb[r] * dim;
