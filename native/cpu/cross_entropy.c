@@ -1,32 +1,40 @@
 /*
  * Fused output projection + cross-entropy that computes every logit once and never holds all rows x vocab of them.
  * The rows are walked in blocks: a block gets its full rows x vocab logits = x W^T / T in a bounded scratch (one
- * GEMM), each row is reduced (max, argmax, sum of exponentials, target logit: the loss) and, with a backward, turned
- * in place into dlogits = grad_weight * (softmax - onehot) / T; then dx_block = dlogits W and dw += dlogits^T x_block
- * (two GEMMs). A loss is terminal, so its gradient is complete as soon as the row's softmax is: no second walk over the
- * vocabulary and no recomputed logits (walking the vocabulary in chunks instead would need every row's log-sum-exp
- * before the first dw update, hence a second walk). All products go through ee_gemm_run (OpenBLAS or the packed
+ * GEMM), and each row is reduced in two passes over its logits (max with its first index; then the exponentials
+ * e = exp(z - max), written in place, with their sum: the loss). A loss is terminal, so its gradient is complete as
+ * soon as the row's softmax is: dlogits[r] = s_r e[r] - c_r onehot(t_r) with c_r = grad_weight[r] / T and
+ * s_r = c_r / sum_r, no second walk over the vocabulary and no recomputed logits (walking the vocabulary in chunks
+ * instead would need every row's log-sum-exp before the first dw update, hence a second walk). The per-row factors
+ * are not applied to the rows x vocab exponentials (a third pass over the largest array) but to the small sides of
+ * the two backward GEMMs: dx_block = diag(s) (e W) - c onehot W, and dw += e^T (diag(s) x_block) - onehot^T (c x_block),
+ * the one-hot terms being one row of W or dw per row. All products go through ee_gemm_run (OpenBLAS or the packed
  * fallback, bf16/f16 weights included); the per-row work runs on the pool through ee_parallel_range.
  */
 #include <math.h>
 
 #include "internal.h"
 
+/* dx_block = e W is cut along the vocabulary into this many parts, summed in a fixed order (the same bits for every
+ * thread count): sliced by rows or columns of dx instead, every thread would read the whole rows x vocab block. */
+#define CE_DX_PARTS 8
+
 /* Logits held at once: 8 Mi floats = 32 MiB, e.g. 262 rows of a 32000-word vocabulary (at least one row whatever the vocabulary). */
 #define CE_SCRATCH_LOGITS ((size_t)8 << 20)
 
 typedef struct {
-    float* z;               /* block logits, rb x vocab, become dlogits in place */
+    float* z;               /* block logits, rb x vocab, become e = exp(z - max) in place with a backward */
     float* loss;
     int32_t* argmax_out;
     float* max_prob_out;
+    float* e_scale;         /* s_r: dlogits[r] = s_r e[r] - c_r onehot(t_r) (0 for an ignored row, whose e is zeroed) */
     const int32_t* targets; /* of the block's first row */
     const float* grad_weight; /* of the block's first row, or 0 = no gradient */
     int vocab;
     float inv_t;
 } ce_block;
 
-/* Rows [begin, end) of a block: loss, argmax and max probability; then dlogits in place of the logits. */
+/* Rows [begin, end) of a block: loss, argmax and max probability; with a backward, e in place of the logits and s_r. */
 static void ce_rows(void* ctx, int64_t begin, int64_t end) {
     const ce_block* b = ctx;
     const int v = b->vocab;
@@ -37,7 +45,7 @@ static void ce_rows(void* ctx, int64_t begin, int64_t end) {
         const float max = z[arg];
         const float zt = t >= 0 ? z[t] : 0.0f;
         /* softmax = exp(z - max) / sum: shifting by the max (not a rounded log-sum-exp) keeps full precision */
-        const double sum = ee_row_exp(b->grad_weight ? z : 0, z, v, max, 1.0f, 1.0f);
+        const double sum = ee_row_exp(b->grad_weight && t >= 0 ? z : 0, z, v, max, 1.0f, 1.0f);
         /* logsumexp - target = (max - target) + log(sum), in double: a confident row's loss is a small difference */
         b->loss[r] = t < 0 ? 0.0f : (float)(((double)max - zt) + log(sum));
         if (b->argmax_out) b->argmax_out[r] = (int32_t)arg;
@@ -45,12 +53,37 @@ static void ce_rows(void* ctx, int64_t begin, int64_t end) {
         if (!b->grad_weight) continue;
         if (t < 0) {
             memset(z, 0, (size_t)v * sizeof(float));
+            b->e_scale[r] = 0.0f;
             continue;
         }
-        const float scale = b->grad_weight[r] * b->inv_t;
-        const float s = (float)(scale / sum);
-        for (int j = 0; j < v; j++) z[j] *= s;
-        z[t] -= scale;
+        b->e_scale[r] = (float)(b->grad_weight[r] * b->inv_t / sum);
+    }
+}
+
+/* Part p of dx_block = e W over vocabulary entries [vocab p / P, vocab (p + 1) / P) (multiples of 16), into its own
+ * n x dim buffer; ee_gemm_run runs alone on the calling thread here (a nested region). */
+typedef struct {
+    const float* e;
+    const void* w;
+    int w_dtype, n, dim, vocab;
+    float* parts;
+    _Atomic int rc;
+} dx_job;
+
+static void dx_part(void* ctx, int64_t begin, int64_t end) {
+    dx_job* job = ctx;
+    const int units = ee_ceil_div(job->vocab, 16);
+    for (int64_t p = begin; p < end; p++) {
+        const int k0 = ee_min(job->vocab, (int)(units * p / CE_DX_PARTS) * 16), k1 = ee_min(job->vocab, (int)(units * (p + 1) / CE_DX_PARTS) * 16);
+        float* part = job->parts + (size_t)p * job->n * job->dim;
+        if (k0 == k1) {
+            memset(part, 0, (size_t)job->n * job->dim * sizeof(float));
+            continue;
+        }
+        const char* wk = (const char*)job->w + (size_t)k0 * job->dim * (job->w_dtype == EE_F32 ? sizeof(float) : sizeof(uint16_t));
+        const ee_gemm_args g = {0, 0, job->n, job->dim, k1 - k0, 1.0f, 0.0f, job->e + k0, job->vocab, wk, job->w_dtype, job->dim, part, job->dim};
+        const int rc = ee_gemm_run(&g);
+        if (rc) job->rc = rc;
     }
 }
 
@@ -66,27 +99,55 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
     const size_t fit = CE_SCRATCH_LOGITS / (size_t)vocab; /* rows whose logits fit the scratch bound */
     int rb = fit < 1 ? 1 : fit < (size_t)rows ? (int)fit : rows;
     if (row_block > 0 && row_block < rb) rb = row_block;
-    float* logits = ee_scratch(EE_SCRATCH_CE_LOGITS, (size_t)rb * vocab * sizeof(float));
+    /* the block's logits, then s_r, diag(s) x_block and the parts of dx_block for the backward */
+    const size_t logit_floats = (size_t)rb * vocab, side_floats = backward ? (size_t)rb * (1 + dim + CE_DX_PARTS * dim) : 0;
+    float* logits = ee_scratch(EE_SCRATCH_CE_LOGITS, (logit_floats + side_floats) * sizeof(float));
     if (!logits) return ee_fail("ee_linear_cross_entropy: out of memory for %d x %d logits", rb, vocab);
+    float* e_scale = logits + logit_floats;
+    float* xs = e_scale + rb;
+    float* dx_parts = xs + (size_t)rb * dim;
     const float inv_t = 1.0f / temperature;
 
     for (int r0 = 0; r0 < rows; r0 += rb) {
         const int n = ee_min(rb, rows - r0);
         const float* xb = x + (size_t)r0 * dim;
+        const int32_t* tb = targets + r0;
         const ee_gemm_args zg = {0, 1, n, vocab, dim, inv_t, 0.0f, xb, dim, w, w_dtype, dim, logits, vocab};
         int rc = ee_gemm_run(&zg);
         if (rc) return rc;
-        ce_block b = {logits, loss + r0, argmax_out ? argmax_out + r0 : 0, max_prob_out ? max_prob_out + r0 : 0, targets + r0,
+        ce_block b = {logits, loss + r0, argmax_out ? argmax_out + r0 : 0, max_prob_out ? max_prob_out + r0 : 0, e_scale, tb,
                       backward ? grad_weight + r0 : 0, vocab, inv_t};
         ee_parallel_range(ee_threads_for(20.0 * n * vocab), n, ce_rows, &b);
         if (!backward) continue;
-        if (dx) { /* dx_block = dlogits W */
-            const ee_gemm_args g = {0, 0, n, dim, vocab, 1.0f, 0.0f, logits, vocab, w, w_dtype, dim, dx + (size_t)r0 * dim, dim};
-            if ((rc = ee_gemm_run(&g))) return rc;
+        if (dx) { /* dx_block = diag(s) (e W) - c onehot W */
+            float* dxb = dx + (size_t)r0 * dim;
+            dx_job job = {logits, w, w_dtype, n, dim, vocab, dx_parts, 0};
+            ee_parallel_range(ee_threads_for(EE_GEMM_WORK(n, dim, vocab)), CE_DX_PARTS, dx_part, &job);
+            if (job.rc) return job.rc;
+            for (int r = 0; r < n; r++) {
+                float* d = dxb + (size_t)r * dim;
+                for (int i = 0; i < dim; i++) {
+                    float sum = 0.0f;
+                    for (int p = 0; p < CE_DX_PARTS; p++) sum += dx_parts[((size_t)p * n + r) * dim + i];
+                    d[i] = sum;
+                }
+                if (tb[r] < 0) continue; /* e is 0: so is the product, as the gradient */
+                const float s = e_scale[r], c = grad_weight[r0 + r] * inv_t;
+                const size_t wt = (size_t)tb[r] * dim;
+                for (int i = 0; i < dim; i++) d[i] = s * d[i] - c * ee_load_f32(w, w_dtype, wt + i);
+            }
         }
-        if (dw) { /* dw += dlogits^T x_block */
-            const ee_gemm_args g = {1, 0, vocab, dim, n, 1.0f, 1.0f, logits, vocab, xb, EE_F32, dim, dw, dim};
+        if (dw) { /* dw += e^T (diag(s) x_block) - onehot^T (c x_block) */
+            for (int r = 0; r < n; r++)
+                for (int i = 0; i < dim; i++) xs[(size_t)r * dim + i] = e_scale[r] * xb[(size_t)r * dim + i];
+            const ee_gemm_args g = {1, 0, vocab, dim, n, 1.0f, 1.0f, logits, vocab, xs, EE_F32, dim, dw, dim};
             if ((rc = ee_gemm_run(&g))) return rc;
+            for (int r = 0; r < n; r++) {
+                if (tb[r] < 0) continue;
+                const float c = grad_weight[r0 + r] * inv_t;
+                float* d = dw + (size_t)tb[r] * dim;
+                for (int i = 0; i < dim; i++) d[i] -= c * xb[(size_t)r * dim + i];
+            }
         }
     }
     return 0;

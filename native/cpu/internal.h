@@ -78,7 +78,8 @@ int ee_num_threads(void);
 void* ee_alloc_host(size_t bytes);
 
 /* Per-thread reusable 64-byte aligned buffers, grown on demand and freed at thread exit; 0 if out of memory.
- * Only called outside parallel regions; one slot per user so nested users never share a buffer. */
+ * Called outside parallel regions, or inside one by code the region runs alone on its thread (the fused
+ * cross-entropy's per-part ee_gemm_run); one slot per user so nested users never share a buffer. */
 enum { EE_SCRATCH_GEMM_A, EE_SCRATCH_GEMM_B, EE_SCRATCH_GEMM_SMALL, EE_SCRATCH_BLAS_B, EE_SCRATCH_CE_LOGITS, EE_SCRATCH_ROPE, EE_SCRATCH_SLOTS };
 void* ee_scratch(int slot, size_t bytes);
 

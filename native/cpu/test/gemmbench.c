@@ -10,9 +10,11 @@
  *             model (f32, bf16, f16 weights; a separate copy per layer, so nothing is served from cache that would not
  *             be in a real model): GB/s of weights streamed, and the tokens/s this GEMV work alone allows (m tokens
  *             per pass), with the ratio to m = 1 and to the roofline.
+ *   ce        the tuning step's fused linear + cross-entropy (2048 rows, dim 288, vocab 32000) against three
+ *             cblas_sgemm calls of its shapes; ROW_BLOCK numbers after `ce` add runs with that row-block cap.
  * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
  * them alike; "spread" is min..max of the trials.
- * Usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m]
+ * Usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [ce [ROW_BLOCK...]]
  */
 #include <dlfcn.h>
 #include <emmintrin.h>
@@ -325,22 +327,84 @@ static void gemv_section(int threads, double roof_gbs, int which) {
     free(x), free(y);
 }
 
+/* ---- the fused linear + cross-entropy of the tuning step -------------------------------------------------------- */
+
+/* The EE-Tuning step's LM-head work (2048 rows, dim 288, vocab 32000, forward and backward) in useful GFLOP/s
+ * (3 GEMMs' worth, 3 * 2 * rows * dim * vocab): ee_linear_cross_entropy with its own row blocks and with the
+ * row-block caps named, the same three GEMMs through ee_gemm on all rows at once (no reductions: what the slicing
+ * alone gives), and cblas_sgemm on OpenBLAS's own threads (the reference rate of issue 10's target). */
+static void ce_section(int threads, const int* row_blocks, int n_row_blocks) {
+    void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+    sgemm_fn sgemm = lib ? (sgemm_fn)dlsym(lib, "cblas_sgemm") : 0;
+    void (*blas_threads)(int) = lib ? (void (*)(int))dlsym(lib, "openblas_set_num_threads") : 0;
+    if (!sgemm || !blas_threads || !(ee_features() & 2)) {
+        printf("ce: OpenBLAS not found, section skipped\n");
+        return;
+    }
+    const int rows = 2048, dim = 288, vocab = 32000;
+    float *x = random_floats((size_t)rows * dim, 1), *w = random_floats((size_t)vocab * dim, 2);
+    float *dx = malloc((size_t)rows * dim * sizeof(float)), *dw = calloc((size_t)vocab * dim, sizeof(float));
+    float *loss = malloc(rows * sizeof(float)), *gw = malloc(rows * sizeof(float));
+    float* logits = malloc((size_t)rows * vocab * sizeof(float));
+    int32_t* targets = malloc(rows * sizeof(int32_t));
+    for (int r = 0; r < rows; r++) targets[r] = (int32_t)((r * 2654435761u) % vocab), gw[r] = 1.0f / rows;
+    const double flops = 3 * 2.0 * rows * dim * vocab;
+    const int variants = 2 + n_row_blocks;
+    double g[16][TRIALS];
+    for (int t = -1; t < TRIALS; t++)
+        for (int v = 0; v < variants; v++) {
+            blas_threads(v == 0 ? threads : 1);
+            const double t0 = now_on(pretrain_clock);
+            if (v < 2) { /* logits = x W^T, dx = dlogits W, dw += dlogits^T x */
+                if (v == 0) {
+                    sgemm(101, 111, 112, rows, vocab, dim, 1.0f, x, dim, w, dim, 0.0f, logits, vocab);
+                    sgemm(101, 111, 111, rows, dim, vocab, 1.0f, logits, vocab, w, dim, 0.0f, dx, dim);
+                    sgemm(101, 112, 111, vocab, dim, rows, 1.0f, logits, vocab, x, dim, 1.0f, dw, dim);
+                } else {
+                    ee_gemm(0, 1, rows, vocab, dim, 1.0f, x, dim, w, EE_F32, dim, 0.0f, logits, vocab);
+                    ee_gemm(0, 0, rows, dim, vocab, 1.0f, logits, vocab, w, EE_F32, dim, 0.0f, dx, dim);
+                    ee_gemm(1, 0, vocab, dim, rows, 1.0f, logits, vocab, x, EE_F32, dim, 1.0f, dw, dim);
+                }
+            } else if (ee_linear_cross_entropy(loss, dx, dw, 0, 0, x, w, EE_F32, targets, gw, rows, dim, vocab, row_blocks[v - 2], 1.0f)) {
+                printf("ce: %s\n", ee_last_error());
+                exit(1);
+            }
+            if (t >= 0) g[v][t] = flops / (now_on(pretrain_clock) - t0) / 1e9;
+        }
+    blas_threads(1);
+    printf("\nfused linear + cross-entropy, 2048 rows x dim 288 x vocab 32000, forward + backward, useful GFLOP per %s second, %d threads:\n",
+           pretrain_clock == CLOCK_MONOTONIC ? "wall" : "CPU", threads);
+    const spread ref = spread_of(g[0]);
+    for (int v = 0; v < variants; v++) {
+        char name[64];
+        if (v == 0) snprintf(name, sizeof name, "3 x cblas_sgemm, own threads");
+        else if (v == 1) snprintf(name, sizeof name, "3 x ee_gemm, all rows");
+        else snprintf(name, sizeof name, "fused CE, row_block %d", row_blocks[v - 2]);
+        const spread x = spread_of(g[v]);
+        printf("%-32s %.1f (%.1f..%.1f)  %.3fx sgemm\n", name, x.median, x.min, x.max, x.median / ref.median);
+    }
+    free(x), free(w), free(dx), free(dw), free(loss), free(gw), free(logits), free(targets);
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, 0, _IOLBF, 0); /* each line as soon as it is measured, also into a file */
     int first = 1, threads = 0;
     if (argc > 1 && atoi(argv[1]) > 0) threads = atoi(argv[first++]);
     threads = ee_set_num_threads(threads);
+    int want_ce = 0, row_blocks[14] = {0}, n_row_blocks = 1; /* row block 0: the library's own choice */
     int want_roof = argc == first, want_blas = argc == first, want_pretrain = argc == first, want_gemv = argc == first ? 3 : 0;
     for (int i = first; i < argc; i++) {
         if (!strcmp(argv[i], "roofline")) want_roof = 1;
         else if (!strcmp(argv[i], "blas")) want_blas = 1;
         else if (!strcmp(argv[i], "pretrain")) want_pretrain = 1;
         else if (!strcmp(argv[i], "cpu")) pretrain_clock = CLOCK_PROCESS_CPUTIME_ID;
+        else if (!strcmp(argv[i], "ce")) want_ce = 1;
+        else if (want_ce && atoi(argv[i]) > 0 && n_row_blocks < 14) row_blocks[n_row_blocks++] = atoi(argv[i]);
         else if (!strcmp(argv[i], "gemv")) want_gemv = 3;
         else if (!strcmp(argv[i], "gemv15m")) want_gemv |= 1;
         else if (!strcmp(argv[i], "gemv110m")) want_gemv |= 2;
         else {
-            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m]\n");
+            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [ce [ROW_BLOCK...]]\n");
             return 2;
         }
     }
@@ -354,5 +418,6 @@ int main(int argc, char** argv) {
     if (want_blas) blas_section(threads);
     if (want_pretrain) pretrain_section(threads);
     if (want_gemv) gemv_section(threads, roof, want_gemv);
+    if (want_ce) ce_section(threads, row_blocks, n_row_blocks);
     return 0;
 }

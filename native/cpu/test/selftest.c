@@ -283,6 +283,27 @@ static void test_cross_entropy(unsigned* seed) {
     free(x), free(w32), free(gw);
 }
 
+/* ee_argmax against the lowest index of the max, on every length around the SIMD widths, with the max repeated in
+ * several lanes and at the tail, all equal rows, -inf rows and +inf maxima */
+static void test_argmax_rows(unsigned* seed) {
+    float* x = randn(100, seed);
+    for (int n = 1; n <= 100; n++)
+        for (int kind = 0; kind < 5; kind++) {
+            float row[100];
+            for (int j = 0; j < n; j++) row[j] = kind == 2 ? 0.5f : kind == 3 ? -INFINITY : x[j];
+            if (kind == 1) /* ties: the max again at the end and in the middle */
+                for (int j = n / 2; j < n; j += 7) row[j] = 9.0f, row[n - 1] = 9.0f;
+            if (kind == 4) row[n - 1] = row[n / 3] = INFINITY;
+            int want = 0;
+            for (int j = 1; j < n; j++)
+                if (row[j] > row[want]) want = j;
+            int32_t got;
+            ee_argmax(&got, 0, row, 1, n, 1.0f);
+            if (got != want) printf("FAIL argmax n=%d kind %d: %d, want %d\n", n, kind, got, want), failures++;
+        }
+    free(x);
+}
+
 static void test_sampling(void) {
     const float logits[] = {1.0f, 3.0f, 3.0f, 0.5f, 2.0f};
     int32_t idx;
@@ -354,6 +375,7 @@ int main(void) {
     test_attention_packed(&seed);
     test_cross_entropy(&seed);
     test_sampling();
+    test_argmax_rows(&seed);
     test_sum_squares(&seed);
     test_index_errors();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
