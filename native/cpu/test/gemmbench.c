@@ -9,12 +9,16 @@
  *   gemv      decode: y = x W^T for batch m = 1, 2, 4, 8, 16 over every weight matrix of a 15M and a 110M llama2.c
  *             model (f32, bf16, f16 weights; a separate copy per layer, so nothing is served from cache that would not
  *             be in a real model): GB/s of weights streamed, and the tokens/s this GEMV work alone allows (m tokens
- *             per pass), with the ratio to m = 1 and to the roofline.
+ *             per pass), with the ratio to m = 1 and to the roofline;
+ *   step110m  one decode step's GEMVs (m = 1) of the 110M model with the weights where the checkpoint files put them:
+ *             f32 28 bytes past a cache line (llama2.c's header), bf16 8 bytes past one (the test copy's safetensors
+ *             header) and bf16 on a line; 30 passes interleaved across the three, min and median ms per step (the
+ *             min is the figure least touched by other processes on a shared machine);
  *   ce        the tuning step's fused linear + cross-entropy (2048 rows, dim 288, vocab 32000) against three
  *             cblas_sgemm calls of its shapes; ROW_BLOCK numbers after `ce` add runs with that row-block cap.
  * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
  * them alike; "spread" is min..max of the trials.
- * Usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [ce [ROW_BLOCK...]]
+ * Usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]
  */
 #include <dlfcn.h>
 #include <emmintrin.h>
@@ -386,13 +390,71 @@ static void ce_section(int threads, const int* row_blocks, int n_row_blocks) {
     free(x), free(w), free(dx), free(dw), free(loss), free(gw), free(logits), free(targets);
 }
 
+/* ---- one 110M decode step's GEMVs, weights at the checkpoints' offsets ------------------------------------------ */
+
+static int by_value(const void* x, const void* y) {
+    const double a = *(const double*)x, b = *(const double*)y;
+    return a < b ? -1 : a > b;
+}
+
+static void step110m_section(int threads) {
+    enum { PASSES = 30 };
+    const model* md = &models[1];
+    matrix mats[12 * 7 + 1];
+    const int count = model_matrices(md, mats);
+    struct {
+        int d, offset;
+        const char* name;
+        char* base;
+    } v[] = {{0, 28, "f32, 28 bytes past a line", 0}, {1, 8, "bf16, 8 bytes past a line", 0}, {1, 0, "bf16, on a line", 0}};
+    enum { NV = sizeof v / sizeof v[0] };
+    double params = 0;
+    for (int i = 0; i < count; i++) params += (double)mats[i].n * mats[i].k;
+    for (int x = 0; x < NV; x++) { /* the matrices back to back, as in a file */
+        const size_t elem = v[x].d ? 2 : 4;
+        v[x].base = aligned_alloc(64, ((size_t)params * elem + 64 + 63) / 64 * 64);
+        char* w = v[x].base + v[x].offset;
+        for (int i = 0; i < count; i++) {
+            const size_t bytes = (size_t)mats[i].n * mats[i].k * elem;
+            memcpy(w, mats[i].w[v[x].d], bytes);
+            w += bytes;
+        }
+    }
+    float* x = random_floats(2048, 3);
+    float* y = malloc(32000 * sizeof(float));
+    double sec[NV][PASSES];
+    for (int p = -2; p < PASSES; p++) /* two passes warm up */
+        for (int q = 0; q < NV; q++) {
+            const size_t elem = v[q].d ? 2 : 4;
+            const char* w = v[q].base + v[q].offset;
+            const double t0 = now();
+            for (int i = 0; i < count; i++) {
+                ee_gemm(0, 1, 1, mats[i].n, mats[i].k, 1.0f, x, mats[i].k, w, dtypes[v[q].d], mats[i].k, 0.0f, y, mats[i].n);
+                w += (size_t)mats[i].n * mats[i].k * elem;
+            }
+            if (p >= 0) sec[q][p] = now() - t0;
+        }
+    printf("\none decode step's GEMVs, %s, m = 1, %d threads: %d passes\n", md->name, threads, PASSES);
+    printf("%-28s %-22s %-12s\n", "weights", "min ms (GB/s)", "median ms");
+    for (int q = 0; q < NV; q++) {
+        qsort(sec[q], PASSES, sizeof(double), by_value);
+        const double bytes = params * (v[q].d ? 2 : 4);
+        printf("%-28s %6.2f (%5.1f)         %6.2f\n", v[q].name, sec[q][0] * 1e3, bytes / sec[q][0] / 1e9, sec[q][PASSES / 2] * 1e3);
+    }
+    printf("f32 / bf16 at the checkpoints' offsets, min: %.2fx\n", sec[0][0] / sec[1][0]);
+    for (int q = 0; q < NV; q++) free(v[q].base);
+    for (int i = 0; i < count; i++)
+        for (int d = 0; d < 3; d++) free((void*)mats[i].w[d]);
+    free(x), free(y);
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, 0, _IOLBF, 0); /* each line as soon as it is measured, also into a file */
     int first = 1, threads = 0;
     if (argc > 1 && atoi(argv[1]) > 0) threads = atoi(argv[first++]);
     threads = ee_set_num_threads(threads);
     int want_ce = 0, row_blocks[14] = {0}, n_row_blocks = 1; /* row block 0: the library's own choice */
-    int want_roof = argc == first, want_blas = argc == first, want_pretrain = argc == first, want_gemv = argc == first ? 3 : 0;
+    int want_roof = argc == first, want_blas = argc == first, want_pretrain = argc == first, want_gemv = argc == first ? 3 : 0, want_step = 0;
     for (int i = first; i < argc; i++) {
         if (!strcmp(argv[i], "roofline")) want_roof = 1;
         else if (!strcmp(argv[i], "blas")) want_blas = 1;
@@ -403,8 +465,9 @@ int main(int argc, char** argv) {
         else if (!strcmp(argv[i], "gemv")) want_gemv = 3;
         else if (!strcmp(argv[i], "gemv15m")) want_gemv |= 1;
         else if (!strcmp(argv[i], "gemv110m")) want_gemv |= 2;
+        else if (!strcmp(argv[i], "step110m")) want_step = 1;
         else {
-            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [ce [ROW_BLOCK...]]\n");
+            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]\n");
             return 2;
         }
     }
@@ -418,6 +481,7 @@ int main(int argc, char** argv) {
     if (want_blas) blas_section(threads);
     if (want_pretrain) pretrain_section(threads);
     if (want_gemv) gemv_section(threads, roof, want_gemv);
+    if (want_step) step110m_section(threads);
     if (want_ce) ce_section(threads, row_blocks, n_row_blocks);
     return 0;
 }

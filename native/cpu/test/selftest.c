@@ -96,6 +96,40 @@ static void test_gemm(unsigned* seed) {
     ee_set_gemm_path(0);
 }
 
+/* 16-bit weights as checkpoint files place them: rows a whole number of cache lines apart (ldb 64, 128 or 320
+ * elements) starting at every even byte offset within a line, which the bf16 kernels split into a head up to the
+ * line boundary, line-aligned pair blocks and a tail; k from below one block to several, with and without a tail. */
+static void test_gemm_offsets(unsigned* seed) {
+    const int shapes[][4] = {{1, 37, 100, 128}, {2, 9, 64, 64}, {5, 13, 290, 320}, {8, 19, 30, 64}, {16, 7, 128, 128}, {3, 17, 33, 64}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int dtype = EE_BF16; dtype <= EE_F16; dtype++) {
+            const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], ldb = shapes[s][3];
+            float* a = randn((size_t)m * k, seed);
+            float* b32 = randn((size_t)n * ldb, seed);
+            uint16_t* line = aligned_alloc(64, ((size_t)n * ldb * 2 + 64 + 63) / 64 * 64);
+            double* want = malloc((size_t)m * n * sizeof(double));
+            float* c = malloc((size_t)m * n * sizeof(float));
+            for (int offset = 0; offset < 64; offset += 2) {
+                uint16_t* b = line + offset / 2;
+                ee_cast(b, dtype, b32, EE_F32, (int64_t)n * ldb);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) {
+                        double acc = 0.0;
+                        for (int p = 0; p < k; p++) acc += (double)a[(size_t)i * k + p] * b_value(b, dtype, (size_t)j * ldb + p);
+                        want[(size_t)i * n + j] = acc;
+                    }
+                if (ee_gemm(0, 1, m, n, k, 1.0f, a, k, b, dtype, ldb, 0.0f, c, n) != 0) {
+                    printf("FAIL gemm returned an error: %s\n", ee_last_error());
+                    failures++;
+                }
+                char what[128];
+                snprintf(what, sizeof what, "gemm %dx%dx%d ldb %d dtype %d, weights %d bytes past a line", m, n, k, ldb, dtype, offset);
+                check(what, c, want, (size_t)m * n, 1e-5);
+            }
+            free(a), free(b32), free(line), free(want), free(c);
+        }
+}
+
 /* round to nearest even at the ties of each format, overflow, subnormals */
 static void test_cast(void) {
     const float bf_in[] = {1.0f + 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-9f, 1.0f + 3 * 0x1p-8f, 65504.0f, 0x1p-133f, -2.5f};
@@ -366,6 +400,7 @@ int main(void) {
     printf("features %d, threads %d\n", ee_features(), ee_set_num_threads(0));
     test_cast();
     test_gemm(&seed);
+    test_gemm_offsets(&seed);
     test_rmsnorm(&seed);
     test_attention(&seed, 2, 17, 4, 2, 8);
     test_attention(&seed, 2, 150, 3, 1, 36);  /* several key blocks, head_dim not a multiple of 16, group 3 */
