@@ -55,7 +55,7 @@ no_reports() {
 
 sanitized_build() {
   cmake -S native -B "$work/asan" -DEE_SANITIZE=ON >/dev/null
-  cmake --build "$work/asan" -j "$(nproc)" --target eecpu eecpu_selftest eecpu_pooltest >/dev/null
+  cmake --build "$work/asan" -j "$(nproc)" --target eecpu eecpu_selftest eecpu_pooltest eecpu_blascore >/dev/null
 }
 
 selftest() {
