@@ -80,7 +80,7 @@ static void dx_part(void* ctx, int64_t begin, int64_t end) {
             memset(part, 0, (size_t)job->n * job->dim * sizeof(float));
             continue;
         }
-        const char* wk = (const char*)job->w + (size_t)k0 * job->dim * (job->w_dtype == EE_F32 ? sizeof(float) : sizeof(uint16_t));
+        const char* wk = (const char*)job->w + (size_t)k0 * job->dim * ee_dtype_size(job->w_dtype);
         const ee_gemm_args g = {0, 0, job->n, job->dim, k1 - k0, 1.0f, 0.0f, job->e + k0, job->vocab, wk, job->w_dtype, job->dim, part, job->dim};
         const int rc = ee_gemm_run(&g);
         if (rc) job->rc = rc;

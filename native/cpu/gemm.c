@@ -77,7 +77,7 @@ static void blas_slice(void* p, int tid, int nt) {
     } else {
         s.n = end - begin;
         const size_t b_off = g->trans_b ? (size_t)begin * g->ldb : (size_t)begin;
-        s.b = (const char*)g->b + b_off * (g->b_dtype == EE_F32 ? sizeof(float) : sizeof(uint16_t));
+        s.b = (const char*)g->b + b_off * ee_dtype_size(g->b_dtype);
         s.c = g->c + begin;
     }
     blas_call(&s, job->panels ? job->panels + (size_t)tid * job->panel_floats : 0);
