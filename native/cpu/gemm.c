@@ -105,6 +105,17 @@ int ee_gemm_run(const ee_gemm_args* g) {
     return gemm_blas(g);
 }
 
+int ee_gemm_group(const ee_gemm_args* gs, int count) {
+    int small = gemm_path != 1;
+    for (int i = 0; i < count; i++) small &= gs[i].trans_b && gs[i].m <= EE_GEMM_SMALL_M;
+    if (small && count <= EE_GEMM_GROUP_MAX) return ee_gemm_small_group(gs, count);
+    for (int i = 0; i < count; i++) {
+        const int rc = ee_gemm_run(&gs[i]);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* C = beta C for rows [begin, end), where beta = 0 writes zeros whatever C held (NaN included). */
 typedef struct {
     float* c;

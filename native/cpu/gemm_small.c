@@ -418,7 +418,28 @@ static void tiles_portable(void* p, int64_t t0, int64_t t1) {
     }
 }
 
-int ee_gemm_small(const ee_gemm_args* g) {
+/* Several GEMVs of one A in one parallel region: their tiles are numbered one after another and each thread takes
+ * one contiguous run of them (the matrices it crosses are streamed in turn), so a decoder layer's q/k/v and gate/up
+ * projections pay one region's start, wait and imbalance instead of three and two. Every output is computed by the
+ * same tile as in a call of its own: the results do not depend on the grouping. */
+typedef struct {
+    small_job jobs[EE_GEMM_GROUP_MAX];
+    int64_t first[EE_GEMM_GROUP_MAX + 1]; /* tiles of jobs[i]: [first[i], first[i + 1]) */
+    ee_range_fn kernel;
+    int count;
+} group_job;
+
+static void group_tiles(void* p, int64_t t0, int64_t t1) {
+    const group_job* grp = p;
+    for (int i = 0; i < grp->count; i++) {
+        const int64_t lo = t0 > grp->first[i] ? t0 : grp->first[i], hi = t1 < grp->first[i + 1] ? t1 : grp->first[i + 1];
+        if (lo < hi) grp->kernel((void*)&grp->jobs[i], lo - grp->first[i], hi - grp->first[i]);
+    }
+}
+
+int ee_gemm_small_group(const ee_gemm_args* gs, int count) {
+    if (count < 1 || count > EE_GEMM_GROUP_MAX) return ee_fail("ee_gemm: a group of %d GEMMs (1..%d)", count, EE_GEMM_GROUP_MAX);
+    const ee_gemm_args* g = &gs[0]; /* all of the group share m, k, A and trans_a */
     ee_range_fn kernel = tiles_portable;
     int nr = 1, pair_block = 0; /* pair_block: elements of A split into even and odd halves at a time (bf16) */
 #if EE_X86
@@ -426,41 +447,59 @@ int ee_gemm_small(const ee_gemm_args* g) {
     if (cpu->avx512) kernel = tiles512, nr = nr512(g->m), pair_block = 32;
     else if (cpu->avx2) kernel = tiles256, nr = nr256(g->m), pair_block = 16;
 #endif
-    if (g->b_dtype != EE_BF16) pair_block = 0;
-    small_job job = {g, g->a, (size_t)g->lda, 0, 0, 0, nr};
-    if (pair_block) {
-        /* Checkpoint files put tensors at any even offset (a safetensors header has any length; the 110M test copy's
-         * start 8 bytes past a line), and then every 64-byte load of the pair loop straddled two cache lines. Where
-         * all rows share one alignment, the first elements up to a line boundary go the plain way instead (gemmbench
-         * step110m, 1 thread, shared machine, best of 30 passes in 3 alternations: 10.1-11.3 -> 7.3-7.4 ms). */
-        const uintptr_t addr = (uintptr_t)g->b;
-        if (addr % 4 == 0 && (size_t)g->ldb * sizeof(uint16_t) % 64 == 0) job.head = ee_min(g->k, (int)((64 - addr % 64) % 64 / sizeof(uint16_t)));
-        job.ldap = (size_t)((g->k - job.head) / pair_block * pair_block);
+    group_job grp = {.kernel = kernel, .count = count};
+    size_t ap_floats = 0;
+    double work = 0;
+    for (int i = 0; i < count; i++) {
+        small_job* job = &grp.jobs[i];
+        *job = (small_job){&gs[i], g->a, (size_t)g->lda, 0, 0, 0, nr};
+        if (gs[i].b_dtype == EE_BF16 && pair_block) {
+            /* Checkpoint files put tensors at any even offset (a safetensors header has any length; the 110M test copy's
+             * start 8 bytes past a line), and then every 64-byte load of the pair loop straddled two cache lines. Where
+             * all rows share one alignment, the first elements up to a line boundary go the plain way instead (gemmbench
+             * step110m, 1 thread, shared machine, best of 30 passes in 3 alternations: 10.1-11.3 -> 7.3-7.4 ms). */
+            const uintptr_t addr = (uintptr_t)gs[i].b;
+            if (addr % 4 == 0 && (size_t)gs[i].ldb * sizeof(uint16_t) % 64 == 0) job->head = ee_min(g->k, (int)((64 - addr % 64) % 64 / sizeof(uint16_t)));
+            job->ldap = (size_t)((g->k - job->head) / pair_block * pair_block);
+            ap_floats += (size_t)g->m * job->ldap;
+        }
+        grp.first[i + 1] = grp.first[i] + ee_ceil_div(gs[i].n, nr);
+        work += EE_GEMV_WORK(g->m, gs[i].n, g->k);
     }
     const size_t rows_floats = g->trans_a ? (size_t)g->m * g->k : 0;
-    if (rows_floats || job.ldap) {
-        float* scratch = ee_scratch(EE_SCRATCH_GEMM_SMALL, (rows_floats + (size_t)g->m * job.ldap) * sizeof(float));
+    if (rows_floats || ap_floats) {
+        float* scratch = ee_scratch(EE_SCRATCH_GEMM_SMALL, (rows_floats + ap_floats) * sizeof(float));
         if (!scratch) return ee_fail("ee_gemm: out of memory");
+        const float* a = g->a;
+        size_t lda = (size_t)g->lda;
         if (g->trans_a) { /* A as m contiguous rows */
             for (int i = 0; i < g->m; i++)
                 for (int p = 0; p < g->k; p++) scratch[(size_t)i * g->k + p] = g->a[(size_t)p * g->lda + i];
-            job.a = scratch;
-            job.lda = (size_t)g->k;
+            a = scratch;
+            lda = (size_t)g->k;
         }
-        if (job.ldap) { /* per block: its even elements, then its odd ones */
-            float* ap = scratch + rows_floats;
+        float* ap = scratch + rows_floats;
+        for (int x = 0; x < count; x++) {
+            small_job* job = &grp.jobs[x];
+            job->a = a, job->lda = lda;
+            if (!job->ldap) continue;
+            /* per block: its even elements, then its odd ones */
             const int half = pair_block / 2;
             for (int i = 0; i < g->m; i++) {
-                const float* ai = job.a + (size_t)i * job.lda + job.head;
-                for (size_t p0 = 0; p0 < job.ldap; p0 += (size_t)pair_block)
+                const float* ai = a + (size_t)i * lda + job->head;
+                for (size_t p0 = 0; p0 < job->ldap; p0 += (size_t)pair_block)
                     for (int t = 0; t < half; t++) {
-                        ap[(size_t)i * job.ldap + p0 + t] = ai[p0 + 2 * t];
-                        ap[(size_t)i * job.ldap + p0 + half + t] = ai[p0 + 2 * t + 1];
+                        ap[(size_t)i * job->ldap + p0 + t] = ai[p0 + 2 * t];
+                        ap[(size_t)i * job->ldap + p0 + half + t] = ai[p0 + 2 * t + 1];
                     }
             }
-            job.ap = ap;
+            job->ap = ap;
+            ap += (size_t)g->m * job->ldap;
         }
     }
-    ee_parallel_range(ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), ee_ceil_div(g->n, nr), kernel, &job);
+    if (count == 1) ee_parallel_range(ee_threads_for(work), grp.first[1], kernel, &grp.jobs[0]);
+    else ee_parallel_range(ee_threads_for(work), grp.first[count], group_tiles, &grp);
     return 0;
 }
+
+int ee_gemm_small(const ee_gemm_args* g) { return ee_gemm_small_group(g, 1); }

@@ -114,6 +114,11 @@ int ee_gemm_blocked(const ee_gemm_args* g);
 /* The decode path for m <= EE_GEMM_SMALL_M with trans_b = 1: each weight row is read once, parallel over n. */
 #define EE_GEMM_SMALL_M 16
 int ee_gemm_small(const ee_gemm_args* g);
+/* GEMMs that share m, k, A and trans_a (a layer's q/k/v, gate/up) in one parallel region, the same results as one
+ * ee_gemm_run each: the small path's tiles of all of them split between the threads when it applies, else one by one. */
+#define EE_GEMM_GROUP_MAX 4
+int ee_gemm_small_group(const ee_gemm_args* gs, int count);
+int ee_gemm_group(const ee_gemm_args* gs, int count);
 /* Work of that path for ee_threads_for, in EE_GEMM_WORK's units: each weight also has to be streamed from memory,
  * which costs at least as much as 8 of its FMAs (a 4-byte weight at ~15 GB/s per core vs 16-lane FMAs at ~3 GHz is
  * about 13), so a single GEMV of a 288 x 288 layer already goes parallel. An estimate, not a measurement. */

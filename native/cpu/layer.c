@@ -2,7 +2,8 @@
  * A whole decoder layer in one call (the CUDA twin is cuda/layer.cu): the composition of the library's own ops, in
  * the order and with the arguments the Java layer used to call them one by one, so the results are the same bits.
  * What it saves is per-op cost on the Java side (a call, its checks, its tensor views), which at decode sizes
- * (a few rows, dim 64..768) is of the order of the ops' own arithmetic.
+ * (a few rows, dim 64..768) is of the order of the ops' own arithmetic; and the projections that read one input
+ * (q/k/v, gate/up) run as one parallel region each (ee_gemm_group).
  */
 #include "internal.h"
 
@@ -22,9 +23,12 @@ EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual,
     const int32_t qd = n_heads * head_dim, kd = n_kv_heads * head_dim;
     const int64_t row_bytes = (int64_t)rows * dim * (int64_t)sizeof(float);
     TRY(ee_rmsnorm_fwd(xn1, inv1, x, attn_norm, rows, dim, eps));
-    TRY(ee_gemm(0, 1, rows, qd, dim, 1.0f, xn1, dim, wq, w_dtype, dim, 0.0f, q, qd));
-    TRY(ee_gemm(0, 1, rows, kd, dim, 1.0f, xn1, dim, wk, w_dtype, dim, 0.0f, k, kd));
-    TRY(ee_gemm(0, 1, rows, kd, dim, 1.0f, xn1, dim, wv, w_dtype, dim, 0.0f, v, kd));
+    if (!ee_is_float_dtype(w_dtype)) return ee_fail("ee_decoder_layer_fwd: unsupported weight dtype %d", w_dtype);
+    /* q, k, v (and below gate, up) in one parallel region each: the same results as three ee_gemm calls */
+    const ee_gemm_args qkv[3] = {{0, 1, rows, qd, dim, 1.0f, 0.0f, xn1, dim, wq, w_dtype, dim, q, qd},
+                                 {0, 1, rows, kd, dim, 1.0f, 0.0f, xn1, dim, wk, w_dtype, dim, k, kd},
+                                 {0, 1, rows, kd, dim, 1.0f, 0.0f, xn1, dim, wv, w_dtype, dim, v, kd}};
+    TRY(ee_gemm_group(qkv, 3));
     if (bq) TRY(ee_add_bias(q, bq, rows, qd));
     if (bk) TRY(ee_add_bias(k, bk, rows, kd));
     if (bv) TRY(ee_add_bias(v, bv, rows, kd));
@@ -38,8 +42,9 @@ EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual,
     if (residual != x) TRY(ee_copy(residual, x, row_bytes, 0));
     TRY(ee_gemm(0, 1, rows, dim, qd, 1.0f, att, qd, wo, w_dtype, qd, 1.0f, residual, dim));
     TRY(ee_rmsnorm_fwd(xn2, inv2, residual, ffn_norm, rows, dim, eps));
-    TRY(ee_gemm(0, 1, rows, hidden, dim, 1.0f, xn2, dim, w_gate, w_dtype, dim, 0.0f, gate, hidden));
-    TRY(ee_gemm(0, 1, rows, hidden, dim, 1.0f, xn2, dim, w_up, w_dtype, dim, 0.0f, up, hidden));
+    const ee_gemm_args gate_up[2] = {{0, 1, rows, hidden, dim, 1.0f, 0.0f, xn2, dim, w_gate, w_dtype, dim, gate, hidden},
+                                     {0, 1, rows, hidden, dim, 1.0f, 0.0f, xn2, dim, w_up, w_dtype, dim, up, hidden}};
+    TRY(ee_gemm_group(gate_up, 2));
     TRY(ee_swiglu_fwd(act, gate, up, (int64_t)rows * hidden));
     if (out != residual) TRY(ee_copy(out, residual, row_bytes, 0));
     TRY(ee_gemm(0, 1, rows, dim, hidden, 1.0f, act, hidden, w_down, w_dtype, hidden, 1.0f, out, dim));

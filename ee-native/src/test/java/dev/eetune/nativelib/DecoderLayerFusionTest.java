@@ -118,7 +118,9 @@ class DecoderLayerFusionTest {
     void cachedRowsMatchTheOpsBitForBit(Binding binding) {
         Random r = Bindings.random("decoderLayer cached");
         Backend be = CpuLibrary.backend(binding);
-        Dims[] shapes = {new Dims(64, 8, 4, 8, 172), new Dims(48, 4, 2, 12, 70), new Dims(96, 6, 6, 16, 256)};
+        // the last shape is large enough for the q/k/v and gate/up groups to run on several threads, whose runs of
+        // tiles then cross from one matrix into the next (q's tiles into k's and v's)
+        Dims[] shapes = {new Dims(64, 8, 4, 8, 172), new Dims(48, 4, 2, 12, 70), new Dims(96, 6, 6, 16, 256), new Dims(256, 8, 2, 32, 680)};
         int nSeq = 3, maxLen = 20;
         for (Dims d : shapes) {
             for (DType wt : new DType[] {DType.F32, DType.BF16}) {
