@@ -35,8 +35,15 @@ public final class KvCache implements AutoCloseable {
         this.maxLen = maxLen;
         int kvDim = c.nKvHeads() * c.headDim();
         layers = new Layer[c.nLayers()];
+        // One block for all layers' keys and values, not one per layer: decode writes one new row per layer and step,
+        // and in a per-layer buffer of a few hundred KiB each row touches a fresh 4 KiB page, a page fault per
+        // layer and step (~20 us each in a VM); a block of several MiB is backed by huge pages where the system
+        // allows them (ee_alloc), faulted 2 MiB at a time.
+        int buffers = shared ? 1 : c.nLayers();
+        Tensor block = scope.allocate(DType.F32, 2 * buffers, sequences, maxLen, kvDim);
         for (int l = 0; l < c.nLayers(); l++) {
-            layers[l] = shared && l > 0 ? layers[0] : new Layer(scope.allocate(DType.F32, sequences, maxLen, kvDim), scope.allocate(DType.F32, sequences, maxLen, kvDim));
+            layers[l] = shared && l > 0 ? layers[0]
+                : new Layer(block.slice(2 * l, 2 * l + 1).reshape(sequences, maxLen, kvDim), block.slice(2 * l + 1, 2 * l + 2).reshape(sequences, maxLen, kvDim));
         }
     }
 
