@@ -2,9 +2,10 @@
  * Decode-time GEMM: a few rows (m <= EE_GEMM_SMALL_M) against a transposed weight, C[i][j] = alpha A_i . W_j + beta
  * C[i][j] with W = B stored n x k (bf16, f16 or f32). This is bandwidth bound: each weight row is streamed from
  * memory once, converted exactly to f32 in registers and dotted with all rows of A (which stay in L1/L2); rows of A
- * beyond one register tile re-read the tile's weight rows from L1, not memory. Parallel over n, in equal runs of
- * tiles per thread. No packing, so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight
- * for a handful of rows. A stays f32: no vdpbf16ps, which would round A to bf16 (see ee_gemm in eetune.h).
+ * beyond one register tile re-read the tile's weight rows from L1, not memory. Parallel over n: equal runs of tiles
+ * per thread, of which a thread done early takes what another has not started (ee_parallel_range_stealing). No
+ * packing, so it beats sgemm, which would pack (and, for bf16, first convert) the whole weight for a handful of rows.
+ * A stays f32: no vdpbf16ps, which would round A to bf16 (see ee_gemm in eetune.h).
  *
  * Register tile: MR rows of A x NR weight rows, one vector accumulator each, summed over k (vertically); only at
  * the end are the MR x NR accumulators reduced, 16 (AVX-512) or 8 (AVX2) at a time by a transpose-and-add tree that
@@ -437,6 +438,9 @@ static void group_tiles(void* p, int64_t t0, int64_t t1) {
     }
 }
 
+/* Blocks a thread's part is run in (the unit of stealing): enough that a held-up thread's remainder is split fine. */
+#define STEAL_BLOCKS_PER_THREAD 8
+
 int ee_gemm_small_group(const ee_gemm_args* gs, int count) {
     if (count < 1 || count > EE_GEMM_GROUP_MAX) return ee_fail("ee_gemm: a group of %d GEMMs (1..%d)", count, EE_GEMM_GROUP_MAX);
     const ee_gemm_args* g = &gs[0]; /* all of the group share m, k, A and trans_a */
@@ -497,8 +501,12 @@ int ee_gemm_small_group(const ee_gemm_args* gs, int count) {
             ap += (size_t)g->m * job->ldap;
         }
     }
-    if (count == 1) ee_parallel_range(ee_threads_for(work), grp.first[1], kernel, &grp.jobs[0]);
-    else ee_parallel_range(ee_threads_for(work), grp.first[count], group_tiles, &grp);
+    /* Stealing rather than fixed halves: a decode step is ~100 of these regions back to back, and one thread held up
+     * (another process on its core, the JVM's compiler threads) used to stall each of them for the whole delay. */
+    const int nt = ee_threads_for(work);
+    const int64_t tiles = grp.first[count], block = tiles / (STEAL_BLOCKS_PER_THREAD * nt) + 1;
+    if (count == 1) ee_parallel_range_stealing(nt, tiles, block, kernel, &grp.jobs[0]);
+    else ee_parallel_range_stealing(nt, tiles, block, group_tiles, &grp);
     return 0;
 }
 

@@ -60,7 +60,10 @@ int ee_threads_for(double work);
  * tid 0 and whatever tids no worker has started yet, so a region never waits for a worker the OS has not scheduled.
  * Inside fn, ee_team_barrier(nt') waits for the whole team (a no-op for nt' = 1).
  * ee_parallel_range(nt, n, fn, ctx) splits [0, n) into at most nt contiguous ranges, fn(ctx, begin, end) for each.
- * Dynamic scheduling is the caller's: fn takes items from an atomic counter in ctx (attention.c).
+ * ee_parallel_range_stealing(nt, n, block, fn, ctx) starts from the same split but runs each part in calls of `block`
+ * items, and a thread that has finished its part takes the back half of what is left of another's: for work whose
+ * equal shares can finish far apart (a thread preempted by another process, a worker that wakes late).
+ * Other dynamic scheduling is the caller's: fn takes items from an atomic counter in ctx (attention.c).
  *
  * BLAS: OpenBLAS is set to one thread (info.c, at load and on every ee_set_num_threads) so that its pool never runs
  * next to ours; a GEMM that should use several threads is split into per-thread sgemm slices on this pool.
@@ -71,6 +74,7 @@ typedef void (*ee_range_fn)(void* ctx, int64_t begin, int64_t end);
 void ee_parallel(int nt, ee_team_fn fn, void* ctx);
 void ee_team_barrier(int nt);
 void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
+void ee_parallel_range_stealing(int nt, int64_t n, int64_t block, ee_range_fn fn, void* ctx);
 /* The configured thread count (ee_set_num_threads; by default the CPUs this process may run on). */
 int ee_num_threads(void);
 

@@ -247,6 +247,75 @@ void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx) {
     ee_parallel(nt, range_part, &job);
 }
 
+/* Range stealing: each thread runs its own contiguous part (as in ee_parallel_range) front to back, a block at a
+ * time; a thread whose part is done takes the back half of what is left of another's. One word per part holds the
+ * items not yet taken (begin << 32 | end): the owner moves begin by compare-and-swap, a thief moves end. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t left;
+} steal_part;
+
+typedef struct {
+    ee_range_fn fn;
+    void* ctx;
+    int64_t block;
+    int parts;
+    steal_part* part;
+} steal_job;
+
+#define RANGE_WORD(b, e) ((uint64_t)(b) << 32 | (uint32_t)(e))
+
+static void run_own_part(steal_job* job, steal_part* own) {
+    for (uint64_t w = atomic_load(&own->left);;) {
+        const int64_t b = (int64_t)(w >> 32), e = (uint32_t)w;
+        if (b >= e) return;
+        const int64_t nb = b + job->block < e ? b + job->block : e;
+        if (atomic_compare_exchange_weak(&own->left, &w, RANGE_WORD(nb, e))) {
+            job->fn(job->ctx, b, nb);
+            w = atomic_load(&own->left);
+        }
+    }
+}
+
+static void steal_team(void* p, int tid, int nt) {
+    steal_job* job = p;
+    (void)nt;
+    /* a team smaller than the parts (nesting, a lower thread cap) takes the parts nobody owns by stealing */
+    steal_part* own = &job->part[tid];
+    for (;;) {
+        run_own_part(job, own);
+        int stole = 0;
+        for (int i = 1; i <= job->parts && !stole; i++) {
+            steal_part* victim = &job->part[(tid + i) % job->parts];
+            uint64_t w = atomic_load(&victim->left);
+            for (;;) {
+                const int64_t b = (int64_t)(w >> 32), e = (uint32_t)w;
+                if (b >= e) break;
+                const int64_t mid = b + (e - b) / 2; /* the back half; the last item when one is left */
+                if (atomic_compare_exchange_weak(&victim->left, &w, RANGE_WORD(b, mid))) {
+                    atomic_store(&own->left, RANGE_WORD(mid, e));
+                    stole = 1;
+                    break;
+                }
+            }
+        }
+        if (!stole) return;
+    }
+}
+
+void ee_parallel_range_stealing(int nt, int64_t n, int64_t block, ee_range_fn fn, void* ctx) {
+    if (n <= 0) return;
+    if (nt > n) nt = (int)n;
+    if (nt <= 1 || n > UINT32_MAX) {
+        if (nt <= 1) fn(ctx, 0, n);
+        else ee_parallel_range(nt, n, fn, ctx);
+        return;
+    }
+    steal_part part[nt];
+    for (int t = 0; t < nt; t++) atomic_init(&part[t].left, RANGE_WORD(n * t / nt, n * (t + 1) / nt));
+    steal_job job = {fn, ctx, block < 1 ? 1 : block, nt, part};
+    ee_parallel(nt, steal_team, &job);
+}
+
 /* A forked child has none of the parent's workers (Java forks only to exec, but a C host may not). */
 static void pool_after_fork_child(void) {
     pool.started = 0;

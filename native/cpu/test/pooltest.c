@@ -97,6 +97,51 @@ static void test_range(void) {
     ee_parallel_range(team, 0, mark, 0); /* empty: fn must not run (a null array would crash) */
 }
 
+/* ---- stealing ranges cover [0, n) exactly once, and a held-up thread's part is taken over ---- */
+
+static void test_stealing(void) {
+    const int64_t sizes[] = {1, 2, 3, 7, 64, 1000, 4099}, blocks[] = {1, 3, 64};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++)
+            for (int nt = 1; nt <= team + 2; nt++) {
+                const int64_t n = sizes[s];
+                _Atomic int* hits = calloc((size_t)n, sizeof *hits);
+                ee_parallel_range_stealing(nt, n, blocks[b], mark, hits);
+                for (int64_t i = 0; i < n; i++) expect(atomic_load(&hits[i]) == 1, "stolen range element once", (long)n, (long)i);
+                free(hits);
+            }
+    ee_parallel_range_stealing(team, 0, 1, mark, 0);
+}
+
+typedef struct {
+    _Atomic int hits[1000];
+    _Atomic long slow_thread_items;
+} held_up_job;
+
+static __thread int held_up; /* this thread ran the first block and slept in it */
+
+static void held_up_part(void* p, int64_t begin, int64_t end) {
+    held_up_job* j = p;
+    if (begin == 0) {
+        held_up = 1;
+        nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL); /* 50 ms: descheduled, as by a busy machine */
+    }
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->hits[i], 1);
+    if (held_up) atomic_fetch_add(&j->slow_thread_items, end - begin);
+}
+
+static void test_stealing_from_a_held_up_thread(void) {
+    if (team < 2) return;
+    held_up_job* j = calloc(1, sizeof *j);
+    ee_parallel_range_stealing(team, 1000, 10, held_up_part, j);
+    held_up = 0;
+    for (int i = 0; i < 1000; i++) expect(atomic_load(&j->hits[i]) == 1, "held-up range element once", 1000, i);
+    /* its own part was 1000 / team items: the others took most of what it had not started */
+    const long own = 1000 / team, ran = atomic_load(&j->slow_thread_items);
+    expect(ran < own / 2, "a held-up thread's part is stolen", ran, own);
+    free(j);
+}
+
 /* ---- a region inside a region runs alone on the calling thread ---- */
 
 typedef struct {
@@ -180,6 +225,8 @@ int main(int argc, char** argv) {
     for (int asked = 0; asked <= team + 1; asked++) test_team(asked);
     test_barrier();
     test_range();
+    test_stealing();
+    test_stealing_from_a_held_up_thread();
     test_nested();
     test_concurrent_callers();
     test_after_sleep();
