@@ -19,8 +19,11 @@
  * thread count): sliced by rows or columns of dx instead, every thread would read the whole rows x vocab block. */
 #define CE_DX_PARTS 8
 
-/* Logits held at once: 8 Mi floats = 32 MiB, e.g. 262 rows of a 32000-word vocabulary (at least one row whatever the vocabulary). */
-#define CE_SCRATCH_LOGITS ((size_t)8 << 20)
+/* Logits held at once: 32 Mi floats = 128 MiB, e.g. 1048 rows of a 32000-word vocabulary (at least one row whatever
+ * the vocabulary). Every block's three GEMMs have OpenBLAS pack W (or the block's exponentials) again: with 32 MiB
+ * blocks (262 rows) that packing was ~7% of an EE-Tuning step (perf); TuningStepReport, 4 alternations on the 2-core
+ * Zen 5: step / sgemm 0.82, 0.81, 0.82, 0.80 -> 0.87, 0.84, 0.89, 0.86 (64 MiB: 0.83, 0.83; 256 MiB: 0.83, 0.85). */
+#define CE_SCRATCH_LOGITS ((size_t)32 << 20)
 
 typedef struct {
     float* z;               /* block logits, rb x vocab, become e = exp(z - max) in place with a backward */

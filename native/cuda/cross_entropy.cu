@@ -11,7 +11,7 @@
 #include "common.cuh"
 
 #define THREADS 256
-/* Logits held at once: 64 Mi floats = 256 MiB (the CPU library holds 32 MiB; a GPU has the memory, and taller blocks
+/* Logits held at once: 64 Mi floats = 256 MiB (the CPU library holds 128 MiB; a GPU has the memory, and taller blocks
  * keep the dw update, which reads and writes all of dw once per block, from being bound by memory). */
 #define CE_SCRATCH_LOGITS ((size_t)64 << 20)
 

@@ -200,7 +200,7 @@ EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* u
 
 /**
  * Cross-entropy of logits = x W^T / temperature, each logit computed once and never all rows x vocab of them held:
- * the rows are walked in blocks whose logits fit a bounded scratch (32 MiB on the CPU, 256 MiB on CUDA; at least
+ * the rows are walked in blocks whose logits fit a bounded scratch (128 MiB on the CPU, 256 MiB on CUDA; at least
  * one row), and each block's gradient is formed from its softmax right away. row_block > 0 caps the rows per block
  * further (tests use it to force several blocks); <= 0 lets the bound alone decide.
  * x: rows x dim (f32); w: vocab x dim in w_dtype; targets[r] in [0, vocab) or < 0 = ignored row.
