@@ -11,14 +11,17 @@
 # steps: plain CE and --distill, 3000 steps each, every checkpoint evaluated on held-out text), distill (this session's
 # recipe for the 95% target: mlp 1-4, --distill, 3000 steps at lr 3e-3 (and 1e-2), MLP-16 gates on 512 windows of the tuning file,
 # `ee calibrate --compare`; also the lr-1e-3, plain-CE and norm variants; then `ee sweep --calibrated` of its gate and
-# cascade thresholds). Default: all; recalibrate runs after s260long, so `bench/gates.sh OUT` alone reproduces everything.
+# cascade thresholds), overhead (bench/GateOverhead.java on the distill stage's gate-calibrated heads, or on
+# HEADS=DIR: per-token wall and CPU time of the full model, the gate scored but never exiting and the calibrated gate in
+# one warm JVM, their native calls, and one layer's cost over 1-3 rows). Default: all; recalibrate runs after s260long,
+# so `bench/gates.sh OUT` alone reproduces everything.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ee=${EE:-$root/ee} # EE=/path/to/wrapper runs a fixed build
 out=${1:?usage: bench/gates.sh OUT [stage...]}
 shift || true
-stages=${*:-s260 s260long recalibrate cpu features sweep jdk steps distill}
+stages=${*:-s260 s260long recalibrate cpu features sweep jdk steps distill overhead}
 data=${EE_DATA:-$root/../shared/data}
 model=$data/stories260K/stories260K.bin
 train=$data/tinystories/tinystories_train_first2MiB.txt
@@ -113,5 +116,10 @@ for s in $stages; do case $s in
       t "$ee" sweep --model "$model" --heads "$out/dmlp-lr3-$m" --data "$valid" --prompt-count 8 --max-tokens 64 --repeats "$repeats" \
         --thresholds 1.0,0.9,0.8,0.6 --confidence $m --calibrated --csv "$out/dmlp-lr3-$m/sweep.csv" | tee "$out/dmlp-lr3-$m/sweep.txt"
     done ;;
+  overhead)
+    heads=${HEADS:-$out/dmlp-lr3-gate}
+    [ -f "$heads/thresholds.json" ] || { echo "overhead: no $heads/thresholds.json: run the distill stage first, or set HEADS=DIR" >&2; exit 2; }
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/java" --enable-native-access=ALL-UNNAMED -cp "$root/ee-cli/target/ee.jar" -Dmodel="$model" -Dheads="$heads" \
+      -Dtokenizer="$data/stories260K/tok512.bin" -Drepeats="$repeats" "$root/bench/GateOverhead.java" 2>&1 | grep -v INFO | tee "$out/overhead.txt" ;;
   *) echo "unknown stage $s" >&2; exit 2 ;;
 esac; done

@@ -53,6 +53,7 @@ public final class EarlyExitGenerator implements Decoder {
     private final Scope scope;
     private final DecoderCalls calls;
     private Tensor xa, xb;
+    private Tensor rowIndex; // [capacity] I32: the row indices of a gather (pending rows joining, exiting rows, kept rows), reused every pass
     private Tensor states;     // [maxBatch * maxLen, dim]: the kept layer-L outputs of pending rows (made on the first exit)
     private final int[][] doneLayers; // [sequence][position]: layers a pending row has been through (0: none)
     private Scope buffers;
@@ -305,20 +306,19 @@ public final class EarlyExitGenerator implements Decoder {
         /** Adds the pending rows that stopped after layer - 1 to the pass (nothing can be pending before any exit). */
         private Pass joinPending(int layer, Pass pass) {
             if (layer == 1 || states == null) return pass;
-            List<Integer> slots = new ArrayList<>();
+            int[] slots = new int[capacity];
+            int k = 0;
             for (int s : active) {
                 for (int p = fed[s]; p < batch.length(s) - 1; p++) {
                     if (doneLayers[s][p] == layer - 1) {
                         rows.add(new Row(s, p));
-                        slots.add(slot(s, p));
+                        slots[k++] = slot(s, p);
                     }
                 }
             }
-            if (slots.isEmpty()) return pass;
-            int n = rows.size(), k = slots.size();
-            try (Scope s = scope.child()) {
-                model.backend().ops().gatherRows(x.slice(n - k, n), states, s.of(slots.stream().mapToInt(Integer::intValue).toArray(), k));
-            }
+            if (k == 0) return pass;
+            int n = rows.size();
+            model.backend().ops().gatherRows(x.slice(n - k, n), states, indices(slots, k));
             return new Pass(x.slice(0, n), ws.rows(seqs(rows), positions(rows)));
         }
 
@@ -369,19 +369,25 @@ public final class EarlyExitGenerator implements Decoder {
                 Tensor z = h.hasOwnCache() ? h.decodeInput(step, in, m) : null;
                 if (exiting.length == 0) return pass;
                 int k = exiting.length;
-                Tensor idx = step.of(exiting, k);
-                if (z == null) { // the head runs on the passing rows only
+                boolean leading = exiting[k - 1] == k - 1; // the passing rows are rows 0..k-1 (always at batch 1): no gather
+                if (z == null && leading) {
+                    z = h.decodeInput(step, in, k);
+                } else if (z == null) { // the head runs on the passing rows only
+                    Tensor idx = indices(exiting, k);
                     Tensor hid = step.allocate(DType.F32, k, config.dim());
                     model.backend().ops().gatherRows(hid, in.hidden(), idx);
                     Tensor res = null;
                     if (in.attnResidual() != null) model.backend().ops().gatherRows(res = step.allocate(DType.F32, k, config.dim()), in.attnResidual(), idx);
                     z = h.decodeInput(step, new ExitInput(hid, res, in.rows(), null, in.workspace()), k);
-                } else {
+                } else if (!leading) {
                     Tensor zk = step.allocate(DType.F32, k, config.dim());
-                    model.backend().ops().gatherRows(zk, z, idx);
+                    model.backend().ops().gatherRows(zk, z, indices(exiting, k));
                     z = zk;
+                } else {
+                    z = z.slice(0, k);
                 }
-                Tensor logits = step.allocate(DType.F32, k, config.vocabSize());
+                // the final layer's logits buffer: free until this pass's last layer, and k <= maxBatch rows
+                Tensor logits = EarlyExitGenerator.this.logits.slice(0, k);
                 model.backend().ops().linear(logits, z, h.lmHead().value());
                 counters.headEvals += k;
                 counters.headLayers += k * headCost;
@@ -431,7 +437,7 @@ public final class EarlyExitGenerator implements Decoder {
                 if (poisonSkippedKv) poison(row.seq(), row.pos(), layer);
             }
             if (keptRows.isEmpty()) return null;
-            model.backend().ops().gatherRows(spare.slice(0, k), pass.x(), step.of(Arrays.copyOf(keptIdx, k), k));
+            model.backend().ops().gatherRows(spare.slice(0, k), pass.x(), indices(keptIdx, k));
             Tensor t = x;
             x = spare;
             spare = t;
@@ -447,6 +453,9 @@ public final class EarlyExitGenerator implements Decoder {
         for (int i = 0; i < score.length; i++) if (EarlyExitPolicy.confident(score[i], tau)) out[k++] = i;
         return Arrays.copyOf(out, k);
     }
+
+    /** The first {@code k} of {@code rows} in the reused index buffer (k <= capacity). */
+    private Tensor indices(int[] rows, int k) { return rowIndex.slice(0, k).copyFrom(k == rows.length ? rows : Arrays.copyOf(rows, k)); }
 
     private void ensureStates() {
         if (states == null) states = scope.allocate(DType.F32, maxBatch * maxLen, config.dim());
@@ -503,6 +512,7 @@ public final class EarlyExitGenerator implements Decoder {
         buffers = scope.child();
         xa = buffers.allocate(DType.F32, cap, config.dim());
         xb = buffers.allocate(DType.F32, cap, config.dim());
+        rowIndex = buffers.allocate(DType.I32, cap);
         capacity = cap;
     }
 

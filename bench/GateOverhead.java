@@ -1,0 +1,132 @@
+// Where the early-exit decode's time goes at batch 1 (docs/exit-gates.md, "The wall-clock bound at batch 1"), in one
+// warm JVM, one thread: (1) per-token wall and CPU time of the full model, of the gate scored at every calibrated exit
+// but never exiting (tau 0.999999: the decision's pure overhead) and of the calibrated thresholds, rounds of the three
+// interleaved, median [range]; (2) native calls per 1,024 tokens of each (KernelProfile); (3) the CPU time of one
+// backbone layer over 1, 2 and 3 rows, which is what an exit saves (a call) and what its deferred row costs (a row).
+// A plain Java program (`java -cp ee.jar bench/GateOverhead.java`), not JShell: the same FFM binding `ee` uses.
+// Run by bench/gates.sh OUT overhead; -D properties: model, heads (folder with heads.safetensors and thresholds.json),
+// tokenizer, rounds (prompt sets per timing, default 20), repeats (default 5), layerIters (default 20000).
+import dev.eetune.backend.Backend;
+import dev.eetune.backend.Backends;
+import dev.eetune.backend.KernelProfile;
+import dev.eetune.eval.ThresholdCalibration;
+import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.infer.ConfidenceMethod;
+import dev.eetune.infer.EarlyExitGenerator;
+import dev.eetune.infer.EarlyExitPolicy;
+import dev.eetune.infer.GenerationConfig;
+import dev.eetune.model.KvCache;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.model.Workspace;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+import dev.eetune.tokenizer.Tokenizer;
+
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+
+public class GateOverhead {
+    static final ThreadMXBean THREAD = ManagementFactory.getThreadMXBean();
+
+    public static void main(String[] args) {
+        Locale.setDefault(Locale.ROOT);
+        Backend be = Backends.cpu();
+        be.setThreads(1);
+        LlamaModel model = LlamaModel.load(Path.of(System.getProperty("model")), be);
+        Path heads = Path.of(System.getProperty("heads"));
+        EarlyExitModel exits = EarlyExitModel.load(model, heads.resolve("heads.safetensors"));
+        Tokenizer tok = Tokenizer.load(Path.of(System.getProperty("tokenizer")));
+        List<int[]> prompts = new ArrayList<>();
+        for (String p : "Once upon a time|The little dog|Tom and Lily went|One day, a girl|The sun was|Sam had a red ball|In the park|Mom said".split("[|]")) prompts.add(tok.encode(p));
+        EarlyExitPolicy calibrated = ThresholdCalibration.load(heads.resolve("thresholds.json"));
+        Map<Integer, Float> never = new TreeMap<>();
+        for (int l : calibrated.thresholds().keySet()) if (calibrated.canExit(l)) never.put(l, 0.999999f);
+        Map<String, EarlyExitGenerator> decoders = new LinkedHashMap<>();
+        decoders.put("full model", new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), 1, 200));
+        decoders.put(calibrated.confidence().label() + " scored, never exits", new EarlyExitGenerator(model, exits, new EarlyExitPolicy(never, false, calibrated.confidence()), 1, 200));
+        decoders.put(calibrated.confidence().label() + " calibrated " + calibrated.thresholds(), new EarlyExitGenerator(model, exits, calibrated, 1, 200));
+        GenerationConfig cfg = GenerationConfig.greedy(128, Set.of());
+        int rounds = Integer.getInteger("rounds", 20), repeats = Integer.getInteger("repeats", 5);
+        Map<String, List<double[]>> times = new LinkedHashMap<>();
+        Map<String, String> kernels = new LinkedHashMap<>();
+        for (int rep = -2; rep < repeats; rep++) { // two warm-up rounds: the JIT compiles the decode loop
+            for (Map.Entry<String, EarlyExitGenerator> e : decoders.entrySet()) {
+                long w0 = System.nanoTime(), c0 = THREAD.getCurrentThreadCpuTime(), tokens = 0;
+                for (int r = 0; r < rounds; r++) tokens += decode(e.getValue(), prompts, cfg);
+                if (rep >= 0) times.computeIfAbsent(e.getKey(), k -> new ArrayList<>()).add(new double[] {(System.nanoTime() - w0) / 1e3 / tokens, (THREAD.getCurrentThreadCpuTime() - c0) / 1e3 / tokens});
+                if (rep == -1) {
+                    try (KernelProfile kp = be.ops().profile()) {
+                        long n = decode(e.getValue(), prompts, cfg);
+                        kernels.put(e.getKey(), n + " tokens: " + kp.summary().replaceAll("(?m)^(\\S+)\\s+\\S+ s\\s+(\\d+) calls.*$", "$1 $2").replace("\n", ", "));
+                    }
+                }
+            }
+        }
+        double fullWall = median(times.get("full model"), 0), fullCpu = median(times.get("full model"), 1);
+        System.out.printf("%-50s %24s %24s %7s %7s  %s%n", "policy (batch 1, 1 thread, 8 prompts x 128 tokens)", "wall us/token", "cpu us/token", "wall x", "cpu x", "layers/token, tokens per exit layer (last prompt)");
+        for (Map.Entry<String, List<double[]>> e : times.entrySet()) {
+            EarlyExitGenerator.Stats st = decoders.get(e.getKey()).lastStats();
+            System.out.printf("%-50s %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] %6.3fx %6.3fx  %.2f %s%n", e.getKey(), median(e.getValue(), 0), min(e.getValue(), 0), max(e.getValue(), 0),
+                median(e.getValue(), 1), min(e.getValue(), 1), max(e.getValue(), 1), fullWall / median(e.getValue(), 0), fullCpu / median(e.getValue(), 1), st.layersPerToken(), Arrays.toString(st.exitCounts()));
+        }
+        System.out.println("native calls per policy (one prompt set, KernelProfile):");
+        kernels.forEach((k, v) -> System.out.println("  " + k + ": " + v));
+        layerByRows(model, be, repeats);
+    }
+
+    static long decode(EarlyExitGenerator g, List<int[]> prompts, GenerationConfig cfg) {
+        long tokens = 0;
+        for (int[] p : prompts) tokens += g.generate(List.of(p), cfg, null).get(0).tokens().length - p.length;
+        return tokens;
+    }
+
+    /** CPU time of embedding + one backbone layer (the middle one) over 1..3 rows of one sequence at positions near 64. */
+    static void layerByRows(LlamaModel model, Backend be, int repeats) {
+        int iters = Integer.getInteger("layerIters", 20000), pos = 64;
+        KvCache cache = new KvCache(model.config(), be, 1, 256);
+        Workspace ws = model.newWorkspace();
+        Map<Integer, List<double[]>> us = new TreeMap<>();
+        try (Scope s = Scope.of(be)) {
+            for (int rep = -1; rep < repeats; rep++) {
+                for (int rows = 1; rows <= 3; rows++) {
+                    int[] seq = new int[rows], positions = new int[rows], tokens = new int[rows];
+                    for (int r = 0; r < rows; r++) {
+                        positions[r] = pos - r;
+                        tokens[r] = 5 + r;
+                    }
+                    Tensor x = s.allocate(DType.F32, rows, model.config().dim());
+                    Workspace.Rows wr = ws.rows(tokens, seq, positions);
+                    long c0 = THREAD.getCurrentThreadCpuTime();
+                    for (int i = 0; i < iters; i++) {
+                        model.embed(x, wr);
+                        model.layer(model.config().nLayers() / 2, x, wr, cache, ws, null);
+                    }
+                    if (rep >= 0) us.computeIfAbsent(rows, k -> new ArrayList<>()).add(new double[] {0, (THREAD.getCurrentThreadCpuTime() - c0) / 1e3 / iters});
+                }
+            }
+        }
+        System.out.println("one backbone layer (+ embedding) by rows in the call, cpu us, median [range]:");
+        us.forEach((rows, l) -> System.out.printf("  %d row(s): %.2f [%.2f-%.2f]%n", rows, median(l, 1), min(l, 1), max(l, 1)));
+        ws.close();
+        cache.close();
+    }
+
+    static double median(List<double[]> l, int i) {
+        double[] v = l.stream().mapToDouble(x -> x[i]).sorted().toArray();
+        return v[v.length / 2];
+    }
+
+    static double min(List<double[]> l, int i) { return l.stream().mapToDouble(x -> x[i]).min().orElse(0); }
+
+    static double max(List<double[]> l, int i) { return l.stream().mapToDouble(x -> x[i]).max().orElse(0); }
+}
