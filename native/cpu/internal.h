@@ -114,6 +114,8 @@ int ee_gemm_blocked(const ee_gemm_args* g);
 /* The decode path for m <= EE_GEMM_SMALL_M with trans_b = 1: each weight row is read once, parallel over n. */
 #define EE_GEMM_SMALL_M 16
 int ee_gemm_small(const ee_gemm_args* g);
+/* B packed by ee_pack_panels (b_dtype EE_F32_PANELS; trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M, checked by ee_gemm) */
+int ee_gemm_panels(const ee_gemm_args* g);
 /* Work of that path for ee_threads_for, in EE_GEMM_WORK's units: each weight also has to be streamed from memory,
  * which costs at least as much as 8 of its FMAs (a 4-byte weight at ~15 GB/s per core vs 16-lane FMAs at ~3 GHz is
  * about 13), so a single GEMV of a 288 x 288 layer already goes parallel. An estimate, not a measurement. */
