@@ -3,8 +3,11 @@ package dev.eetune.model;
 import dev.eetune.backend.Backend;
 import dev.eetune.progress.ProgressListener;
 import dev.eetune.backend.Ops;
+import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -24,20 +27,79 @@ import java.util.Random;
  * another thread may close the model takes the lease too.
  */
 public final class LlamaModel implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(LlamaModel.class);
+    /** {@code -Deetune.panels=false} keeps batch decode on the plain weights (for A/B measurements; see {@link #panels}). */
+    private static final boolean PANELS = !"false".equalsIgnoreCase(System.getProperty("eetune.panels", "true").trim());
+
     private final LlamaConfig config;
     private final LlamaWeights weights;
     private final Backend backend;
     private final Scope scope;
     private final DecoderLayer layer;
+    /** Whether the weights never change (a loaded checkpoint), so that packed copies of them stay valid. */
+    private final boolean fixedWeights;
+    /** The matrices packed for batch decode ({@link #panels}), made on first use; {@link #NO_PANELS} where they do not apply. */
+    private volatile PanelWeights panels;
 
-    /** Takes ownership of {@code scope}, which holds the weights (and any mapped files). */
-    public LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope) {
+    /** The layers' matrices and the classifier as {@link Ops#packPanels} copies. */
+    private record PanelWeights(List<LayerWeights> layers, Tensor lmHead) {}
+
+    private static final PanelWeights NO_PANELS = new PanelWeights(List.of(), null);
+
+    /**
+     * Takes ownership of {@code scope}, which holds the weights (and any mapped files). The weights may change later
+     * (training updates them in place).
+     */
+    public LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope) { this(config, weights, backend, scope, false); }
+
+    /** With {@code fixedWeights}, for loaded checkpoints: the weights never change, so batch decode may use packed copies. */
+    LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope, boolean fixedWeights) {
         config.validate();
         this.config = config;
         this.weights = weights;
         this.backend = backend;
         this.scope = scope;
         this.layer = new DecoderLayer(config, scope.of(config.ropeInverseFrequencies(), config.headDim() / 2));
+        this.fixedWeights = fixedWeights;
+    }
+
+    /**
+     * The packed matrices for a pass over {@code rows} rows, or null for the plain ones. Batch decode (2 to
+     * {@link Ops#PANELS_MAX_ROWS} rows) of a loaded f32 checkpoint on the CPU reads packed copies (ee_pack_panels),
+     * which the small-batch GEMM streams as one sequence per thread instead of a few weight rows side by side
+     * (`eecpu_gemmbench 1 cpu gemv15m`: see docs/benchmarks.md). They are made on the first such pass and cost the
+     * f32 matrices' memory once more (60 MB at the 15M config, 436 MB at 110M) until the model is closed. One row
+     * (single-sequence decode) and prefill keep the plain weights.
+     */
+    private PanelWeights panels(int rows) {
+        if (rows < 2 || rows > Ops.PANELS_MAX_ROWS || !fixedWeights || !PANELS || !backend.device().isHost()) return null;
+        PanelWeights p = panels;
+        if (p == null) {
+            synchronized (this) {
+                p = panels;
+                if (p == null) panels = p = pack();
+            }
+        }
+        return p == NO_PANELS ? null : p;
+    }
+
+    private PanelWeights pack() {
+        Ops ops = backend.ops();
+        if (weights.lmHead().dtype() != DType.F32) return NO_PANELS;
+        List<LayerWeights> out = new ArrayList<>();
+        long floats = 0;
+        for (LayerWeights l : weights.layers()) {
+            for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) if (t.dtype() != DType.F32) return NO_PANELS;
+            LayerWeights p = new LayerWeights(l.attnNorm(), ops.packPanels(l.wq(), scope), ops.packPanels(l.wk(), scope), ops.packPanels(l.wv(), scope),
+                ops.packPanels(l.wo(), scope), l.bq(), l.bk(), l.bv(), l.ffnNorm(), ops.packPanels(l.wGate(), scope), ops.packPanels(l.wUp(), scope),
+                ops.packPanels(l.wDown(), scope));
+            for (Tensor t : new Tensor[] {p.wq(), p.wk(), p.wv(), p.wo(), p.wGate(), p.wUp(), p.wDown()}) floats += t.size();
+            out.add(p);
+        }
+        Tensor head = ops.packPanels(weights.lmHead(), scope);
+        floats += head.size();
+        LOG.info("packed the f32 matrices for batch decode: {} MB more memory", floats * 4 / 1_000_000);
+        return new PanelWeights(List.copyOf(out), head);
     }
 
     /**
@@ -104,14 +166,18 @@ public final class LlamaModel implements AutoCloseable {
      * the layer's attention residual x + attn(x).
      */
     public void layer(int index, Tensor x, Workspace.Rows rows, KvCache cache, Workspace ws, Tensor residual) {
-        layer.forward(weights.layers().get(index), x, x, rows, cache == null ? null : cache.layer(index), ws.activations(rows.count(), x, residual));
+        PanelWeights p = panels(rows.count());
+        layer.forward((p != null ? p.layers() : weights.layers()).get(index), p != null, x, x, rows, cache == null ? null : cache.layer(index),
+            ws.activations(rows.count(), x, residual));
     }
 
     /** logits [rows, vocab] = lmHead(finalNorm(hidden)); {@code normed} [rows, dim] is scratch. */
     public void logits(Tensor logits, Tensor hidden, Tensor normed) {
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
-        ops.linear(logits, normed, weights.lmHead());
+        PanelWeights p = panels(normed.dim(0));
+        if (p != null) ops.linearPanels(logits, normed, p.lmHead());
+        else ops.linear(logits, normed, weights.lmHead());
     }
 
     /** Keeps the model open for one call that runs on it, until the lease is closed; see {@link Scope#use()}. */
