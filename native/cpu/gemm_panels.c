@@ -6,9 +6,11 @@
  * accumulators whose lanes are already 32 outputs, so nothing is summed across lanes at the end.
  *
  * Why: gemm_small.c's row tiles read 3 weight rows side by side at m = 8 (3 streams, plus prefetches), and those
- * loads stalled: at the 15M shapes, one thread, weights streamed (bench/panelbench.c, CPU time, machine shared), the
- * row tiles did 2,562-2,586 tok/s-equivalent at m = 8 and 471-506 at m = 1, the panels 3,498-3,613 and 579-622.
- * 16-column panels were slower at m = 8 (2,302-2,360: 8 broadcasts per 8 FMAs), 48 and 64 no faster than 32.
+ * loads stalled. At the 15M shapes with the weights streamed, one thread, CPU time (`eecpu_gemmbench 1 cpu gemv15m`,
+ * f32p against f32, machine shared): m = 8 1.51x (0.94..1.52), m = 16 1.49x, m = 2-4 1.33-1.38x, m = 1 1.10x in a
+ * run at load ~3.5, but 0.90-1.09x at m = 8 and 0.7-0.9x at m = 2-4 in runs at load 4+ (a single stream per core
+ * seems to suffer more from other processes' memory traffic). A prototype with other widths (same session, same
+ * conditions) had 16-column panels slower at m = 8 (8 broadcasts per 8 FMAs) and 48 or 64 no faster than 32.
  * Threads take contiguous runs of whole panels: one stream per thread.
  */
 #include "internal.h"
