@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
  * A Llama-family decoder (Llama 2/3, TinyLlama, Mistral, Qwen2, llama2.c) on a backend. Every layer runs through
@@ -36,15 +37,11 @@ public final class LlamaModel implements AutoCloseable {
     private final Backend backend;
     private final Scope scope;
     private final DecoderLayer layer;
-    /** Whether the weights never change (a loaded checkpoint), so that packed copies of them stay valid. */
-    private final boolean fixedWeights;
-    /** The matrices packed for batch decode ({@link #panels}), made on first use; {@link #NO_PANELS} where they do not apply. */
-    private volatile PanelWeights panels;
-
-    /** The layers' matrices and the classifier as {@link Ops#packPanels} copies. */
-    private record PanelWeights(List<LayerWeights> layers, Tensor lmHead) {}
-
-    private static final PanelWeights NO_PANELS = new PanelWeights(List.of(), null);
+    /** Whether batch decode reads packed copies of the matrices ({@link #panels}). */
+    private final boolean usePanels;
+    /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
+    private final AtomicReferenceArray<LayerWeights> packedLayers;
+    private volatile Tensor packedHead;
 
     /**
      * Takes ownership of {@code scope}, which holds the weights (and any mapped files). The weights may change later
@@ -60,78 +57,53 @@ public final class LlamaModel implements AutoCloseable {
         this.backend = backend;
         this.scope = scope;
         this.layer = new DecoderLayer(config, scope.of(config.ropeInverseFrequencies(), config.headDim() / 2));
-        this.fixedWeights = fixedWeights;
-    }
-
-    /**
-     * The packed matrices for a pass over {@code rows} rows, or null for the plain ones. Batch decode (2 to
-     * {@link Ops#PANELS_MAX_ROWS} rows) of a loaded f32 checkpoint on the CPU reads packed copies (ee_pack_panels),
-     * which the small-batch GEMM streams as one sequence per thread instead of a few weight rows side by side
-     * (`eecpu_gemmbench 1 cpu gemv15m`: see docs/benchmarks.md). They are made on the first such pass and cost the
-     * f32 matrices' memory once more (60 MB at the 15M config, 436 MB at 110M) until the model is closed. One row
-     * (single-sequence decode) and prefill keep the plain weights.
-     */
-    private PanelWeights panels(int rows) {
-        if (rows < 2 || rows > Ops.PANELS_MAX_ROWS || !fixedWeights || !PANELS || !backend.device().isHost()) return null;
-        PanelWeights p = panels;
-        if (p == null) {
-            synchronized (this) {
-                p = panels;
-                if (p == null) panels = p = pack();
-            }
-        }
-        return p == NO_PANELS ? null : p;
-    }
-
-    private PanelWeights pack() {
-        Ops ops = backend.ops();
-        if (weights.lmHead().dtype() != DType.F32) return NO_PANELS;
-        List<LayerWeights> out = new ArrayList<>();
-        long floats = 0;
+        boolean f32 = weights.lmHead().dtype() == DType.F32;
         for (LayerWeights l : weights.layers()) {
-            for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) if (t.dtype() != DType.F32) return NO_PANELS;
-            LayerWeights p = new LayerWeights(l.attnNorm(), ops.packPanels(l.wq(), scope), ops.packPanels(l.wk(), scope), ops.packPanels(l.wv(), scope),
-                ops.packPanels(l.wo(), scope), l.bq(), l.bk(), l.bv(), l.ffnNorm(), ops.packPanels(l.wGate(), scope), ops.packPanels(l.wUp(), scope),
-                ops.packPanels(l.wDown(), scope));
-            for (Tensor t : new Tensor[] {p.wq(), p.wk(), p.wv(), p.wo(), p.wGate(), p.wUp(), p.wDown()}) floats += t.size();
-            out.add(p);
+            for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) f32 &= t.dtype() == DType.F32;
         }
-        Tensor head = ops.packPanels(weights.lmHead(), scope);
-        floats += head.size();
-        LOG.info("packed the f32 matrices for batch decode: {} MB more memory", floats * 4 / 1_000_000);
-        return new PanelWeights(List.copyOf(out), head);
+        this.usePanels = fixedWeights && PANELS && f32 && backend.device().isHost();
+        this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
     }
 
     /**
-     * Loads a checkpoint: a Hugging Face directory (config.json + safetensors) or a llama2.c {@code .bin} file.
-     * Weights are memory-mapped, never read through the Java heap.
+     * Whether a pass over {@code rows} rows reads packed matrices. Batch decode (2 to {@link Ops#PANELS_MAX_ROWS} rows)
+     * of a loaded f32 checkpoint on the CPU reads copies packed by ee_pack_panels, which the small-batch GEMM streams
+     * as one sequence per thread instead of a few weight rows side by side (`eecpu_gemmbench 1 cpu gemv15m`, see
+     * docs/benchmarks.md). Each layer's copy (and the classifier's) is made on the first such pass that runs it, so a
+     * pipeline stage touches only its own layers; together they cost the f32 matrices' memory once more (60 MB at the
+     * 15M config, 436 MB at 110M) until the model is closed. One row (single-sequence decode) and prefill keep the
+     * plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
      */
-    public static LlamaModel load(Path path, Backend backend) { return load(path, backend, ProgressListener.NONE); }
+    private boolean panels(int rows) { return usePanels && rows >= 2 && rows <= Ops.PANELS_MAX_ROWS; }
 
-    /**
-     * {@link #load(Path, Backend)} telling {@code progress} how many bytes of checkpoint files are mapped, of all the
-     * files' bytes. A device backend copies each tensor to the device when it is first used (a pipeline stage copies
-     * only its own), so there the copying happens in the first passes, not here.
-     */
-    public static LlamaModel load(Path path, Backend backend, ProgressListener progress) {
-        if (Files.isDirectory(path)) return HfCheckpointLoader.load(path, backend, progress);
-        if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".safetensors")) return HfCheckpointLoader.load(path.getParent(), backend, progress);
-        if (Files.isRegularFile(path)) return Llama2cLoader.load(path, backend, progress);
-        throw new IllegalArgumentException("no model at " + path + " (expected a Hugging Face directory or a llama2.c .bin file)");
+    private LayerWeights packedLayer(int index) {
+        LayerWeights p = packedLayers.get(index);
+        if (p != null) return p;
+        synchronized (packedLayers) {
+            p = packedLayers.get(index);
+            if (p == null) {
+                Ops ops = backend.ops();
+                LayerWeights l = weights.layers().get(index);
+                p = new LayerWeights(l.attnNorm(), ops.packPanels(l.wq(), scope), ops.packPanels(l.wk(), scope), ops.packPanels(l.wv(), scope),
+                    ops.packPanels(l.wo(), scope), l.bq(), l.bk(), l.bv(), l.ffnNorm(), ops.packPanels(l.wGate(), scope), ops.packPanels(l.wUp(), scope),
+                    ops.packPanels(l.wDown(), scope));
+                packedLayers.set(index, p);
+                LOG.debug("packed layer {}'s matrices for batch decode", index);
+            }
+            return p;
+        }
     }
 
-    /**
-     * A model with freshly initialised F32 weights: matrices N(0, std) (the residual output projections wo and
-     * down scaled by 1/sqrt(2 * layers), as in GPT-2), norms 1, biases 0. For pretraining and synthetic benchmarks.
-     */
-    public static LlamaModel random(LlamaConfig c, Backend backend, long seed, float std) {
-        Random r = new Random(seed);
-        Scope s = Scope.of(backend, "random model");
-        Tensor emb = LayerWeights.gaussian(s, r, std, c.vocabSize(), c.dim());
-        List<LayerWeights> layers = new ArrayList<>();
-        for (int l = 0; l < c.nLayers(); l++) layers.add(LayerWeights.random(c, s, r, std, (float) (std / Math.sqrt(2.0 * c.nLayers()))));
-        Tensor head = c.tiedEmbeddings() ? emb : LayerWeights.gaussian(s, r, std, c.vocabSize(), c.dim());
-        return new LlamaModel(c, new LlamaWeights(emb, layers, LayerWeights.ones(s, c.dim()), head), backend, s);
+    private Tensor packedHead() {
+        Tensor p = packedHead;
+        if (p != null) return p;
+        synchronized (packedLayers) {
+            if (packedHead == null) {
+                packedHead = backend.ops().packPanels(weights.lmHead(), scope);
+                LOG.debug("packed the classifier for batch decode");
+            }
+            return packedHead;
+        }
     }
 
     public LlamaConfig config() { return config; }
@@ -166,8 +138,8 @@ public final class LlamaModel implements AutoCloseable {
      * the layer's attention residual x + attn(x).
      */
     public void layer(int index, Tensor x, Workspace.Rows rows, KvCache cache, Workspace ws, Tensor residual) {
-        PanelWeights p = panels(rows.count());
-        layer.forward((p != null ? p.layers() : weights.layers()).get(index), p != null, x, x, rows, cache == null ? null : cache.layer(index),
+        boolean panels = panels(rows.count());
+        layer.forward(panels ? packedLayer(index) : weights.layers().get(index), panels, x, x, rows, cache == null ? null : cache.layer(index),
             ws.activations(rows.count(), x, residual));
     }
 
@@ -175,8 +147,7 @@ public final class LlamaModel implements AutoCloseable {
     public void logits(Tensor logits, Tensor hidden, Tensor normed) {
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
-        PanelWeights p = panels(normed.dim(0));
-        if (p != null) ops.linearPanels(logits, normed, p.lmHead());
+        if (panels(normed.dim(0))) ops.linearPanels(logits, normed, packedHead());
         else ops.linear(logits, normed, weights.lmHead());
     }
 
