@@ -106,6 +106,38 @@ public final class LlamaModel implements AutoCloseable {
         }
     }
 
+    /**
+     * Loads a checkpoint: a Hugging Face directory (config.json + safetensors) or a llama2.c {@code .bin} file.
+     * Weights are memory-mapped, never read through the Java heap.
+     */
+    public static LlamaModel load(Path path, Backend backend) { return load(path, backend, ProgressListener.NONE); }
+
+    /**
+     * {@link #load(Path, Backend)} telling {@code progress} how many bytes of checkpoint files are mapped, of all the
+     * files' bytes. A device backend copies each tensor to the device when it is first used (a pipeline stage copies
+     * only its own), so there the copying happens in the first passes, not here.
+     */
+    public static LlamaModel load(Path path, Backend backend, ProgressListener progress) {
+        if (Files.isDirectory(path)) return HfCheckpointLoader.load(path, backend, progress);
+        if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".safetensors")) return HfCheckpointLoader.load(path.getParent(), backend, progress);
+        if (Files.isRegularFile(path)) return Llama2cLoader.load(path, backend, progress);
+        throw new IllegalArgumentException("no model at " + path + " (expected a Hugging Face directory or a llama2.c .bin file)");
+    }
+
+    /**
+     * A model with freshly initialised F32 weights: matrices N(0, std) (the residual output projections wo and
+     * down scaled by 1/sqrt(2 * layers), as in GPT-2), norms 1, biases 0. For pretraining and synthetic benchmarks.
+     */
+    public static LlamaModel random(LlamaConfig c, Backend backend, long seed, float std) {
+        Random r = new Random(seed);
+        Scope s = Scope.of(backend, "random model");
+        Tensor emb = LayerWeights.gaussian(s, r, std, c.vocabSize(), c.dim());
+        List<LayerWeights> layers = new ArrayList<>();
+        for (int l = 0; l < c.nLayers(); l++) layers.add(LayerWeights.random(c, s, r, std, (float) (std / Math.sqrt(2.0 * c.nLayers()))));
+        Tensor head = c.tiedEmbeddings() ? emb : LayerWeights.gaussian(s, r, std, c.vocabSize(), c.dim());
+        return new LlamaModel(c, new LlamaWeights(emb, layers, LayerWeights.ones(s, c.dim()), head), backend, s);
+    }
+
     public LlamaConfig config() { return config; }
 
     public LlamaWeights weights() { return weights; }
