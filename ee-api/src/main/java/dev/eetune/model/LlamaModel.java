@@ -66,15 +66,19 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Whether a pass over {@code rows} rows reads packed matrices. Batch decode (2 to {@link Ops#PANELS_MAX_ROWS} rows)
+     * Whether a pass over {@code rows} rows reads packed matrices. Batch decode (8 to {@link Ops#PANELS_MAX_ROWS} rows)
      * of a loaded f32 checkpoint on the CPU reads copies packed by ee_pack_panels, which the small-batch GEMM streams
      * as one sequence per thread instead of a few weight rows side by side (`eecpu_gemmbench 1 cpu gemv15m`, see
      * docs/benchmarks.md). Each layer's copy (and the classifier's) is made on the first such pass that runs it, so a
      * pipeline stage touches only its own layers; together they cost the f32 matrices' memory once more (60 MB at the
-     * 15M config, 436 MB at 110M) until the model is closed. One row (single-sequence decode) and prefill keep the
+     * 15M config, 436 MB at 110M) until the model is closed. Fewer rows (single-sequence decode) and prefill keep the
      * plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
      */
-    private boolean panels(int rows) { return usePanels && rows >= 2 && rows <= Ops.PANELS_MAX_ROWS; }
+    private boolean panels(int rows) { return usePanels && rows >= PANELS_MIN_ROWS && rows <= Ops.PANELS_MAX_ROWS; }
+
+    /** Below 8 rows the packed GEMM was not reliably faster (`eecpu_gemmbench 2 gemv15m`, shared machine: m = 2
+     * 0.8-1.3x, m = 4 0.7-1.4x the plain rows' tok/s across runs; m = 8 and 16 1.1-1.5x). */
+    private static final int PANELS_MIN_ROWS = 8;
 
     private LayerWeights packedLayer(int index) {
         LayerWeights p = packedLayers.get(index);
