@@ -98,6 +98,7 @@ static int gemm_blas(const ee_gemm_args* g) {
 }
 
 int ee_gemm_run(const ee_gemm_args* g) {
+    if (g->b_dtype == EE_F32_PANELS) return ee_gemm_panels(g); /* the one kernel for that layout, whatever the path */
     const int path = gemm_path;
     if (path != 1 && g->trans_b && g->m <= EE_GEMM_SMALL_M) return ee_gemm_small(g);
     const ee_cpu* cpu = ee_cpu_get();
@@ -105,9 +106,18 @@ int ee_gemm_run(const ee_gemm_args* g) {
     return gemm_blas(g);
 }
 
+int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb) {
+    if (b_dtype == EE_F32_PANELS && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M))
+        return ee_fail("%s: a panel-packed B (EE_F32_PANELS) needs trans_a = 0, trans_b = 1, ldb = k and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
+                       caller, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
+    if (!ee_is_float_dtype(b_dtype) && b_dtype != EE_F32_PANELS) return ee_fail("%s: unsupported B dtype %d", caller, b_dtype);
+    return 0;
+}
+
 int ee_gemm_group(const ee_gemm_args* gs, int count) {
     int small = gemm_path != 1;
-    for (int i = 0; i < count; i++) small &= gs[i].trans_b && gs[i].m <= EE_GEMM_SMALL_M;
+    /* panel-packed weights have their own kernel (ee_gemm_run) */
+    for (int i = 0; i < count; i++) small &= gs[i].trans_b && gs[i].m <= EE_GEMM_SMALL_M && ee_is_float_dtype(gs[i].b_dtype);
     if (small && count <= EE_GEMM_GROUP_MAX) return ee_gemm_small_group(gs, count);
     for (int i = 0; i < count; i++) {
         const int rc = ee_gemm_run(&gs[i]);
@@ -136,7 +146,8 @@ static void scale_rows(void* p, int64_t begin, int64_t end) {
 
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {
     if (m < 0 || n < 0 || k < 0) return ee_fail("ee_gemm: negative size %d x %d x %d", m, n, k);
-    if (!ee_is_float_dtype(b_dtype)) return ee_fail("ee_gemm: unsupported B dtype %d", b_dtype);
+    const int32_t rc = ee_gemm_check_b("ee_gemm", trans_a, trans_b, m, k, b_dtype, ldb);
+    if (rc) return rc;
     if (m == 0 || n == 0) return 0;
     if (!c) return ee_fail("ee_gemm: C is null");
     if (k == 0 || alpha == 0.0f) { /* BLAS semantics: op(A) op(B) is not evaluated */

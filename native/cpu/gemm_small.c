@@ -438,9 +438,6 @@ static void group_tiles(void* p, int64_t t0, int64_t t1) {
     }
 }
 
-/* Blocks a thread's part is run in (the unit of stealing): enough that a held-up thread's remainder is split fine. */
-#define STEAL_BLOCKS_PER_THREAD 8
-
 int ee_gemm_small_group(const ee_gemm_args* gs, int count) {
     if (count < 1 || count > EE_GEMM_GROUP_MAX) return ee_fail("ee_gemm: a group of %d GEMMs (1..%d)", count, EE_GEMM_GROUP_MAX);
     const ee_gemm_args* g = &gs[0]; /* all of the group share m, k, A and trans_a */
@@ -504,7 +501,7 @@ int ee_gemm_small_group(const ee_gemm_args* gs, int count) {
     /* Stealing rather than fixed halves: a decode step is ~100 of these regions back to back, and one thread held up
      * (another process on its core, the JVM's compiler threads) used to stall each of them for the whole delay. */
     const int nt = ee_threads_for(work);
-    const int64_t tiles = grp.first[count], block = tiles / (STEAL_BLOCKS_PER_THREAD * nt) + 1;
+    const int64_t tiles = grp.first[count], block = ee_steal_block(tiles, nt);
     if (count == 1) ee_parallel_range_stealing(nt, tiles, block, kernel, &grp.jobs[0]);
     else ee_parallel_range_stealing(nt, tiles, block, group_tiles, &grp);
     return 0;

@@ -75,6 +75,8 @@ void ee_parallel(int nt, ee_team_fn fn, void* ctx);
 void ee_team_barrier(int nt);
 void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
 void ee_parallel_range_stealing(int nt, int64_t n, int64_t block, ee_range_fn fn, void* ctx);
+/* The block for it: about 8 per thread, enough that a held-up thread's remainder is split fine. */
+EE_INLINE int64_t ee_steal_block(int64_t n, int nt) { return n / (8 * (int64_t)nt) + 1; }
 /* The configured thread count (ee_set_num_threads; by default the CPUs this process may run on). */
 int ee_num_threads(void);
 
@@ -123,6 +125,10 @@ int ee_gemm_small(const ee_gemm_args* g);
 #define EE_GEMM_GROUP_MAX 4
 int ee_gemm_small_group(const ee_gemm_args* gs, int count);
 int ee_gemm_group(const ee_gemm_args* gs, int count);
+/* ee_gemm's checks of B's dtype and, for EE_F32_PANELS, of the call's shape; 0 or ee_fail naming `caller`. */
+int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb);
+/* B packed by ee_pack_panels (b_dtype EE_F32_PANELS; trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M, checked by ee_gemm) */
+int ee_gemm_panels(const ee_gemm_args* g);
 /* Work of that path for ee_threads_for, in EE_GEMM_WORK's units: each weight also has to be streamed from memory,
  * which costs at least as much as 8 of its FMAs (a 4-byte weight at ~15 GB/s per core vs 16-lane FMAs at ~3 GHz is
  * about 13), so a single GEMV of a 288 x 288 layer already goes parallel. An estimate, not a measurement. */

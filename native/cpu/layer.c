@@ -23,7 +23,7 @@ EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual,
     const int32_t qd = n_heads * head_dim, kd = n_kv_heads * head_dim;
     const int64_t row_bytes = (int64_t)rows * dim * (int64_t)sizeof(float);
     TRY(ee_rmsnorm_fwd(xn1, inv1, x, attn_norm, rows, dim, eps));
-    if (!ee_is_float_dtype(w_dtype)) return ee_fail("ee_decoder_layer_fwd: unsupported weight dtype %d", w_dtype);
+    TRY(ee_gemm_check_b("ee_decoder_layer_fwd", 0, 1, rows, dim, w_dtype, dim));
     /* q, k, v (and below gate, up) in one parallel region each: the same results as three ee_gemm calls */
     const ee_gemm_args qkv[3] = {{0, 1, rows, qd, dim, 1.0f, 0.0f, xn1, dim, wq, w_dtype, dim, q, qd},
                                  {0, 1, rows, kd, dim, 1.0f, 0.0f, xn1, dim, wk, w_dtype, dim, k, kd},

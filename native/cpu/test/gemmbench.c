@@ -7,9 +7,10 @@
  *             y = x W^T, backward dx = dy W and dW = dy^T x) as one unit: the same three variants as blas, per GEMM
  *             and all together;
  *   gemv      decode: y = x W^T for batch m = 1, 2, 4, 8, 16 over every weight matrix of a 15M and a 110M llama2.c
- *             model (f32, bf16, f16 weights; a separate copy per layer, so nothing is served from cache that would not
- *             be in a real model): GB/s of weights streamed, and the tokens/s this GEMV work alone allows (m tokens
- *             per pass), with the ratio to m = 1 and to the roofline;
+ *             model (f32, bf16, f16 weights, and f32 packed by ee_pack_panels; a separate copy per layer, so nothing
+ *             is served from cache that would not be in a real model): GB/s of weights streamed, and the tokens/s
+ *             this GEMV work alone allows (m tokens per pass), with the ratio to m = 1 and to the roofline; then the
+ *             panels' gain over the row tiles per m and m = 8's tok/s over m = 1 f32's (per-trial ratios);
  *   step110m  one decode step's GEMVs (m = 1) of the 110M model with the weights where the checkpoint files put them:
  *             f32 28 bytes past a cache line (llama2.c's header), bf16 8 bytes past one (the test copy's safetensors
  *             header) and bf16 on a line; 30 passes interleaved across the three, min and median ms per step (the
@@ -18,7 +19,7 @@
  *             cblas_sgemm calls of its shapes; ROW_BLOCK numbers after `ce` add runs with that row-block cap.
  * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
  * them alike; "spread" is min..max of the trials.
- * Usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]
+ * Usage: eecpu_gemmbench [threads] [roofline] [blas] [cpu] [pretrain] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]
  */
 #include <dlfcn.h>
 #include <emmintrin.h>
@@ -32,9 +33,10 @@
 
 #define TRIALS 5
 
-/* "cpu" on the command line: the pretrain section times by the process's CPU time (all threads) instead of the wall
- * clock, a figure that a machine shared with other work disturbs less (spin-waiting counts as work). */
-static clockid_t pretrain_clock = CLOCK_MONOTONIC;
+/* "cpu" on the command line: the pretrain and gemv sections time by the process's CPU time (all threads) instead of
+ * the wall clock, a figure that a machine shared with other work disturbs less (spin-waiting counts as work; with one
+ * thread it is the figure to compare on a shared machine). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
 
 static double now_on(clockid_t clock) {
     struct timespec t;
@@ -188,7 +190,7 @@ static void pretrain_section(int threads) {
     const int nshapes = sizeof shapes / sizeof shapes[0];
     float *a = random_floats((size_t)rows * f, 1), *b = random_floats((size_t)rows * f, 2), *c = random_floats((size_t)rows * f, 3);
     printf("\none layer's training GEMMs (4096 rows, dim 128, hidden 352), GFLOP per %s second, %d threads: median (min..max)\n",
-           pretrain_clock == CLOCK_MONOTONIC ? "wall" : "CPU", threads);
+           bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU", threads);
     printf("%-24s %-22s %-22s %-22s\n", "tA tB m x n x k (count)", "OpenBLAS own threads", "ee: pool + 1-thr BLAS", "ee: fallback");
     double total[3][TRIALS] = {{0}}, layer_flops = 0;
     for (int s = 0; s < nshapes; s++) layer_flops += 2.0 * shapes[s].m * shapes[s].n * shapes[s].k * count[s];
@@ -202,12 +204,12 @@ static void pretrain_section(int threads) {
             for (int v = have_blas ? 0 : 2; v < 3; v++) {
                 if (have_blas) blas_threads(v == 0 ? threads : 1);
                 if (v) ee_set_gemm_path(v);
-                const double t0 = now_on(pretrain_clock);
+                const double t0 = now_on(bench_clock);
                 for (int r = 0; r < reps; r++) {
                     if (v == 0) sgemm(101, g.ta ? 112 : 111, g.tb ? 112 : 111, g.m, g.n, g.k, 1.0f, a, lda, b, ldb, 0.0f, c, g.n);
                     else ee_gemm(g.ta, g.tb, g.m, g.n, g.k, 1.0f, a, lda, b, EE_F32, ldb, 0.0f, c, g.n);
                 }
-                const double sec = (now_on(pretrain_clock) - t0) / reps;
+                const double sec = (now_on(bench_clock) - t0) / reps;
                 if (t >= 0) {
                     gf[v][t] = flops / sec / 1e9;
                     total[v][t] += sec * count[s];
@@ -245,11 +247,13 @@ typedef struct {
  * the classifier (vocab x dim), each y = x W^T. */
 typedef struct {
     int n, k;
-    const void* w[3]; /* the weight in f32, bf16, f16 */
+    const void* w[4]; /* the weight in f32, bf16, f16, and f32 packed by ee_pack_panels */
 } matrix;
 
-static const int dtypes[3] = {EE_F32, EE_BF16, EE_F16};
-static const char* dtype_names[3] = {"f32", "bf16", "f16"};
+enum { NFORMS = 4 }; /* weight forms */
+static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS};
+static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p"};
+static size_t form_bytes(int d) { return dtypes[d] == EE_BF16 || dtypes[d] == EE_F16 ? 2 : 4; }
 
 static int model_matrices(const model* md, matrix* out) {
     int count = 0;
@@ -269,6 +273,9 @@ static int model_matrices(const model* md, matrix* out) {
             out[i].w[d] = h;
         }
         out[i].w[0] = w;
+        float* packed = aligned_alloc(64, (size_t)ee_panels_size(out[i].n, out[i].k) * sizeof(float)); /* on a line, as ee_alloc */
+        ee_pack_panels(packed, w, out[i].n, out[i].k, out[i].k);
+        out[i].w[3] = packed;
     }
     return count;
 }
@@ -289,23 +296,24 @@ static void gemv_section(int threads, double roof_gbs, int which) {
         const int count = model_matrices(md, mats);
         double params = 0;
         for (int i = 0; i < count; i++) params += (double)mats[i].n * mats[i].k;
-        double sec[3][NM][TRIALS];
-        for (int t = -1; t < TRIALS; t++) /* trial -1 warms up */
-            for (int d = 0; d < 3; d++)
-                for (int b = 0; b < NM; b++) {
-                    const int passes = (int)(0.05 / (params * (d ? 2 : 4) / 20e9)) + 1; /* ~0.05 s at 20 GB/s */
-                    const double t0 = now();
+        double sec[NFORMS][NM][TRIALS];
+        for (int t = -1; t < TRIALS; t++) /* trial -1 warms up; the forms one after another at each m, so that they meet the same load */
+            for (int b = 0; b < NM; b++)
+                for (int d = 0; d < NFORMS; d++) {
+                    const int passes = (int)(0.05 / (params * form_bytes(d) / 20e9)) + 1; /* ~0.05 s at 20 GB/s */
+                    const double t0 = now_on(bench_clock);
                     for (int p = 0; p < passes; p++)
                         for (int i = 0; i < count; i++)
                             ee_gemm(0, 1, ms[b], mats[i].n, mats[i].k, 1.0f, x, mats[i].k, mats[i].w[d], dtypes[d], mats[i].k, 0.0f, y, mats[i].n);
-                    if (t >= 0) sec[d][b][t] = (now() - t0) / passes;
+                    if (t >= 0) sec[d][b][t] = (now_on(bench_clock) - t0) / passes;
                 }
-        printf("\ndecode GEMV, %s: %.1f M weights, %d threads; median (min..max) of %d trials\n", md->name, params / 1e6, threads, TRIALS);
+        printf("\ndecode GEMV, %s: %.1f M weights, %d threads, %s time; median (min..max) of %d trials (f32p: packed by ee_pack_panels)\n", md->name,
+               params / 1e6, threads, bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU", TRIALS);
         printf("%-5s %3s %-24s %-26s %9s %11s\n", "dtype", "m", "weights GB/s", "tok/s (GEMV work only)", "vs m = 1", "vs roofline");
-        for (int d = 0; d < 3; d++)
+        for (int d = 0; d < NFORMS; d++)
             for (int b = 0; b < NM; b++) {
                 double gbs[TRIALS], tps[TRIALS];
-                const double bytes = params * (d ? 2 : 4);
+                const double bytes = params * form_bytes(d);
                 for (int t = 0; t < TRIALS; t++) {
                     gbs[t] = bytes / sec[d][b][t] / 1e9;
                     tps[t] = ms[b] / sec[d][b][t];
@@ -325,8 +333,21 @@ static void gemv_section(int threads, double roof_gbs, int which) {
             const spread r = spread_of(ratio);
             printf("m = 1 tok/s, %s / f32: %.2fx (%.2f..%.2f)\n", dtype_names[d], r.median, r.min, r.max);
         }
+        /* the panels' gain over the row tiles (f32) per m, and the batch-8 / batch-1 ratios: per-trial ratios */
+        for (int b = 0; b < NM; b++) {
+            double ratio[TRIALS];
+            for (int t = 0; t < TRIALS; t++) ratio[t] = sec[0][b][t] / sec[3][b][t];
+            const spread r = spread_of(ratio);
+            printf("m = %2d tok/s, f32p / f32: %.2fx (%.2f..%.2f)\n", ms[b], r.median, r.min, r.max);
+        }
+        for (int d = 0; d < NFORMS; d += 3) {
+            double ratio[TRIALS];
+            for (int t = 0; t < TRIALS; t++) ratio[t] = 8.0 * sec[0][0][t] / sec[d][3][t];
+            const spread r = spread_of(ratio);
+            printf("m = 8 %s tok/s / m = 1 f32 tok/s: %.2fx (%.2f..%.2f)\n", dtype_names[d], r.median, r.min, r.max);
+        }
         for (int i = 0; i < count; i++)
-            for (int d = 0; d < 3; d++) free((void*)mats[i].w[d]);
+            for (int d = 0; d < NFORMS; d++) free((void*)mats[i].w[d]);
     }
     free(x), free(y);
 }
@@ -358,7 +379,7 @@ static void ce_section(int threads, const int* row_blocks, int n_row_blocks) {
     for (int t = -1; t < TRIALS; t++)
         for (int v = 0; v < variants; v++) {
             blas_threads(v == 0 ? threads : 1);
-            const double t0 = now_on(pretrain_clock);
+            const double t0 = now_on(bench_clock);
             if (v < 2) { /* logits = x W^T, dx = dlogits W, dw += dlogits^T x */
                 if (v == 0) {
                     sgemm(101, 111, 112, rows, vocab, dim, 1.0f, x, dim, w, dim, 0.0f, logits, vocab);
@@ -373,11 +394,11 @@ static void ce_section(int threads, const int* row_blocks, int n_row_blocks) {
                 printf("ce: %s\n", ee_last_error());
                 exit(1);
             }
-            if (t >= 0) g[v][t] = flops / (now_on(pretrain_clock) - t0) / 1e9;
+            if (t >= 0) g[v][t] = flops / (now_on(bench_clock) - t0) / 1e9;
         }
     blas_threads(1);
     printf("\nfused linear + cross-entropy, 2048 rows x dim 288 x vocab 32000, forward + backward, useful GFLOP per %s second, %d threads:\n",
-           pretrain_clock == CLOCK_MONOTONIC ? "wall" : "CPU", threads);
+           bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU", threads);
     const spread ref = spread_of(g[0]);
     for (int v = 0; v < variants; v++) {
         char name[64];
@@ -444,7 +465,7 @@ static void step110m_section(int threads) {
     printf("f32 / bf16 at the checkpoints' offsets, min: %.2fx\n", sec[0][0] / sec[1][0]);
     for (int q = 0; q < NV; q++) free(v[q].base);
     for (int i = 0; i < count; i++)
-        for (int d = 0; d < 3; d++) free((void*)mats[i].w[d]);
+        for (int d = 0; d < NFORMS; d++) free((void*)mats[i].w[d]);
     free(x), free(y);
 }
 
@@ -459,7 +480,7 @@ int main(int argc, char** argv) {
         if (!strcmp(argv[i], "roofline")) want_roof = 1;
         else if (!strcmp(argv[i], "blas")) want_blas = 1;
         else if (!strcmp(argv[i], "pretrain")) want_pretrain = 1;
-        else if (!strcmp(argv[i], "cpu")) pretrain_clock = CLOCK_PROCESS_CPUTIME_ID;
+        else if (!strcmp(argv[i], "cpu")) bench_clock = CLOCK_PROCESS_CPUTIME_ID;
         else if (!strcmp(argv[i], "ce")) want_ce = 1;
         else if (want_ce && atoi(argv[i]) > 0 && n_row_blocks < 14) row_blocks[n_row_blocks++] = atoi(argv[i]);
         else if (!strcmp(argv[i], "gemv")) want_gemv = 3;
@@ -467,7 +488,7 @@ int main(int argc, char** argv) {
         else if (!strcmp(argv[i], "gemv110m")) want_gemv |= 2;
         else if (!strcmp(argv[i], "step110m")) want_step = 1;
         else {
-            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [pretrain [cpu]] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]\n");
+            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [cpu] [pretrain] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]\n");
             return 2;
         }
     }

@@ -15,7 +15,7 @@
  *     report an impossible one as "<kernel>: row <r> has <index> <value>, outside <bound>", e.g.
  *     "ee_kv_write: row 3 has seq 7, outside the cache's 2 sequences" (the CPU kernels then write nothing; the CUDA
  *     kernels skip or write NaN to the rows they could not compute);
- *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3;
+ *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3, EE_F32_PANELS = 4 (see ee_pack_panels);
  *   - "accumulate" means the kernel adds into the output (callers zero it first when they need a fresh result);
  *   - functions returning int32_t return 0 on success and non-zero on failure, with ee_last_error() describing it.
  *     The CPU library finds every failure in the call that has it. CUDA kernels run asynchronously and cannot fail
@@ -39,6 +39,12 @@ extern "C" {
 #define EE_BF16 1
 #define EE_F16 2
 #define EE_I32 3
+/* An f32 weight in ee_pack_panels' layout: only as B of ee_gemm (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M) and as
+ * the matrices of ee_decoder_layer_fwd with rows <= EE_PANELS_MAX_M. */
+#define EE_F32_PANELS 4
+/* Weight rows per panel, and the most rows of A a panel-packed GEMM takes (decode batches). */
+#define EE_PANEL_ROWS 32
+#define EE_PANELS_MAX_M 16
 
 #define EE_ABI_VERSION 2
 
@@ -118,9 +124,26 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
  * ee_gemm(0, 1, rows, out, in, 1, x, in, W, dtype, in, 0, y, out). beta = 0 ignores C's old contents (even NaN).
  * On the CPU a bf16/f16 B is widened exactly to f32 in registers: products are of f32 A and the f32 value of each B
  * element, accumulated in f32 (A is never rounded to 16 bits), so results differ from an f32 B by B's own rounding
- * and the order of the f32 additions (the small-m kernels sum even and odd k separately). (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
+ * and the order of the f32 additions (the small-m kernels sum even and odd k separately).
+ * (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
+ * b_dtype EE_F32_PANELS: B is a weight packed by ee_pack_panels (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M).
  */
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc);
+
+/**
+ * Floats that ee_pack_panels writes for an n x k weight: ceil(n / EE_PANEL_ROWS) * EE_PANEL_ROWS * k (the last
+ * panel is padded with zero rows).
+ */
+EE_API int64_t ee_panels_size(int32_t n, int32_t k);
+
+/**
+ * dst = the f32 weight w [n][k] (rows ldw apart) packed for small-batch decode (dtype EE_F32_PANELS): panel q holds
+ * rows q*EE_PANEL_ROWS .. +EE_PANEL_ROWS-1 interleaved by column, dst[(q*k + p)*EE_PANEL_ROWS + j] = w[q*EE_PANEL_ROWS + j][p]
+ * (0 past n), so that a GEMM with a few rows of A reads each panel as one sequential stream and keeps its outputs in
+ * vector lanes (no horizontal sums). dst holds ee_panels_size(n, k) floats and does not overlap w. Results of ee_gemm
+ * with the packed weight equal those with w up to the order of the f32 additions.
+ */
+EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw);
 
 /* ---- RoPE ----------------------------------------------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 package dev.eetune.backend;
 
 import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
 /**
@@ -158,6 +159,40 @@ public final class Ops {
     /** y = x w^T: a linear layer with weight w [out, in]. */
     public void linear(Tensor y, Tensor x, Tensor w) { gemm(false, true, 1f, x, w, 0f, y); }
 
+    /**
+     * The weight w [out, in] (F32) packed for small-batch decode (ee_pack_panels): a new F32 tensor in {@code scope} of
+     * shape [out rounded up to {@link #PANEL_ROWS}, in], for {@link #linearPanels} and {@link #decoderLayer} with
+     * {@code panels}. The same memory again as w.
+     */
+    public Tensor packPanels(Tensor w, Scope scope) {
+        mine("packPanels", w);
+        f32("packPanels", w);
+        if (w.rank() != 2) fail("packPanels", "the weight must be a matrix [out, in]", w);
+        int n = w.dim(0), in = w.dim(1);
+        Tensor packed = scope.allocate(DType.F32, panelRows(n), in);
+        check("packPanels", k.ee_pack_panels(packed.address(), w.address(), n, in, in));
+        return packed;
+    }
+
+    /** Weight rows per panel of {@link #packPanels} (EE_PANEL_ROWS), and the most rows a packed GEMM takes. */
+    public static final int PANEL_ROWS = 32, PANELS_MAX_ROWS = 16;
+
+    private static int panelRows(long out) { return Math.toIntExact((out + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS); }
+
+    /** y [rows, out] = x [rows, in] w^T with w as {@link #packPanels} returned it (rows <= {@link #PANELS_MAX_ROWS}). */
+    public void linearPanels(Tensor y, Tensor x, Tensor packed) {
+        mine("linearPanels", y, x, packed);
+        f32("linearPanels", y, x, packed);
+        int rows = rows(x), in = cols(x), out = cols(y);
+        if (rows(y) != rows || rows > PANELS_MAX_ROWS || !matrix(packed, panelRows(out), in)) {
+            fail("linearPanels", "y [rows, out] = x [rows, in] times a packed [out rounded up to " + PANEL_ROWS + ", in], rows <= " + PANELS_MAX_ROWS, y, x, packed);
+        }
+        check("linearPanels", k.ee_gemm(0, 1, rows, out, in, 1f, x.address(), in, packed.address(), PANELS_DTYPE, in, 0f, y.address(), out));
+    }
+
+    /** EE_F32_PANELS */
+    private static final int PANELS_DTYPE = 4;
+
     // ---- RoPE and attention --------------------------------------------------------------------------------
 
     /** Rotates x [rows, nHeads * headDim] in place; row r at position pos[r]; inverse = the backward. */
@@ -250,12 +285,13 @@ public final class Ops {
      * wDown^T one by one (see ee_decoder_layer_fwd). x, out, residual, xn1, xn2 [rows, dim]; q, att [rows, heads *
      * headDim]; k, v [rows, kvHeads * headDim]; gate, up, act [rows, hidden]; inv1, inv2 [rows], lse [rows, heads]
      * and the biases may be null. Without {@code writeKv} the rows are dense and the caches are k and v themselves,
-     * viewed as [batch, seqLen, kvHeads * headDim]. The matrices share one dtype; everything else is F32.
+     * viewed as [batch, seqLen, kvHeads * headDim]. The matrices share one dtype; everything else is F32. With
+     * {@code panels} the seven matrices are {@link #packPanels}'s copies (at most {@link #PANELS_MAX_ROWS} rows).
      */
     public void decoderLayer(Tensor x, Tensor out, Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor lse,
                              Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act,
                              Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor bq, Tensor bk, Tensor bv,
-                             Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown,
+                             Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown, boolean panels,
                              Tensor kCache, Tensor vCache, boolean writeKv, Tensor rowSeq, Tensor rowPos, Tensor invFreq,
                              int nHeads, int nKvHeads, int headDim, boolean interleaved, float eps, float scale) {
         String op = "decoderLayer";
@@ -264,15 +300,18 @@ public final class Ops {
         DType wt = wq.dtype();
         if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wq);
         typed(op, wt, wk, wv, wo, wGate, wUp, wDown);
-        int rows = rows(x), dim = cols(x), hidden = wGate.rank() == 2 ? wGate.dim(0) : -1;
+        int rows = rows(x), dim = cols(x), hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
         long qd = (long) nHeads * headDim, kd = (long) nKvHeads * headDim;
+        if (panels && (wt != DType.F32 || rows > PANELS_MAX_ROWS)) fail(op, "packed matrices are F32 and take at most " + PANELS_MAX_ROWS + " rows", x, wq);
+        // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
+        long qo = panels ? panelRows(qd) : qd, ko = panels ? panelRows(kd) : kd, dout = panels ? panelRows(dim) : dim, ho = panels ? panelRows(hidden) : hidden;
         if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || nHeads % nKvHeads != 0) {
             throw new IllegalArgumentException(op + ": " + nHeads + " query heads, " + nKvHeads + " KV heads of size " + headDim + " (even, heads a multiple of KV heads)");
         }
-        if (!matrix(wq, qd, dim) || !matrix(wk, kd, dim) || !matrix(wv, kd, dim) || !matrix(wo, dim, qd) || !matrix(wGate, hidden, dim)
-            || !matrix(wUp, hidden, dim) || !matrix(wDown, dim, hidden)) {
-            fail(op, "matrices must be q [heads*headDim, dim], k and v [kvHeads*headDim, dim], o [dim, heads*headDim], gate and up [hidden, dim], down [dim, hidden]",
-                x, wq, wk, wv, wo, wGate, wUp, wDown);
+        if (!matrix(wq, qo, dim) || !matrix(wk, ko, dim) || !matrix(wv, ko, dim) || !matrix(wo, dout, qd) || !matrix(wGate, ho, dim)
+            || !matrix(wUp, ho, dim) || !matrix(wDown, dout, hidden)) {
+            fail(op, "matrices must be q [heads*headDim, dim], k and v [kvHeads*headDim, dim], o [dim, heads*headDim], gate and up [hidden, dim], down [dim, hidden]"
+                + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : ""), x, wq, wk, wv, wo, wGate, wUp, wDown);
         }
         if (attnNorm.size() != dim || ffnNorm.size() != dim || invFreq.size() != headDim / 2) fail(op, "norms [dim] and invFreq [headDim / 2]", x, attnNorm, ffnNorm, invFreq);
         long rd = (long) rows * dim;
@@ -296,7 +335,7 @@ public final class Ops {
         }
         check(op, this.k.ee_decoder_layer_fwd(x.address(), out.address(), residual.address(), xn1.address(), addr(inv1), q.address(), k.address(), v.address(),
             att.address(), addr(lse), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), attnNorm.address(), wq.address(), wk.address(),
-            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), wt.code(),
+            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), panels ? PANELS_DTYPE : wt.code(),
             kCache.address(), vCache.address(), writeKv ? 1 : 0, kCache.dim(0), kCache.dim(1), rowSeq.address(), rowPos.address(), invFreq.address(),
             rows, dim, nHeads, nKvHeads, headDim, hidden, interleaved ? 1 : 0, eps, scale));
     }

@@ -35,6 +35,12 @@ public final class DecoderLayer {
      * x + attn(x).
      */
     public void forward(LayerWeights w, Tensor x, Tensor out, Workspace.Rows rows, KvCache.Layer cache, LayerActivations a) {
+        forward(w, false, x, out, rows, cache, a);
+    }
+
+    /** {@link #forward(LayerWeights, Tensor, Tensor, Workspace.Rows, KvCache.Layer, LayerActivations)} with {@code w}'s
+     * matrices packed by {@link Ops#packPanels} when {@code panels} (at most {@link Ops#PANELS_MAX_ROWS} rows). */
+    public void forward(LayerWeights w, boolean panels, Tensor x, Tensor out, Workspace.Rows rows, KvCache.Layer cache, LayerActivations a) {
         Tensor keys, values;
         if (cache != null) {
             rows.checkFits(cache);
@@ -49,7 +55,7 @@ public final class DecoderLayer {
         // one native call for the whole layer (ee_decoder_layer_fwd: the ops' composition, same bits): at decode
         // sizes the per-op calls, checks and views cost as much as the arithmetic
         x.backend().ops().decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
-            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(),
+            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), panels,
             keys, values, cache != null, rows.seq(), rows.pos(), invFreq, c.nHeads(), c.nKvHeads(), c.headDim(), c.ropeInterleaved(), c.normEps(), scale);
     }
 

@@ -65,7 +65,7 @@ final class HfCheckpointLoader {
             if (c.tiedEmbeddings()) head = emb;
             else if (index.contains("lm_head.weight")) head = w.matrix("lm_head.weight", c.vocabSize(), c.dim());
             else throw new IllegalArgumentException(dir + ": config.json says tie_word_embeddings = false, but no checkpoint file has lm_head.weight");
-            return new LlamaModel(c, new LlamaWeights(emb, layers, norm, head), backend, scope);
+            return new LlamaModel(c, new LlamaWeights(emb, layers, norm, head), backend, scope, true);
         } catch (RuntimeException e) {
             scope.close();
             throw e;

@@ -70,7 +70,7 @@ final class Llama2cLoader {
             for (int l = 0; l < layers; l++) {
                 lw.add(new LayerWeights(attnNorm[l], wq[l], wk[l], wv[l], wo[l], null, null, null, ffnNorm[l], w1[l], w3[l], w2[l]));
             }
-            return new LlamaModel(config, new LlamaWeights(emb, lw, finalNorm, cls), backend, scope);
+            return new LlamaModel(config, new LlamaWeights(emb, lw, finalNorm, cls), backend, scope, true);
         } catch (RuntimeException e) {
             scope.close();
             throw e;

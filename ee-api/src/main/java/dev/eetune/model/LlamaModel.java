@@ -3,14 +3,18 @@ package dev.eetune.model;
 import dev.eetune.backend.Backend;
 import dev.eetune.progress.ProgressListener;
 import dev.eetune.backend.Ops;
+import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
  * A Llama-family decoder (Llama 2/3, TinyLlama, Mistral, Qwen2, llama2.c) on a backend. Every layer runs through
@@ -24,20 +28,86 @@ import java.util.Random;
  * another thread may close the model takes the lease too.
  */
 public final class LlamaModel implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(LlamaModel.class);
+    /** {@code -Deetune.panels=false} keeps batch decode on the plain weights (for A/B measurements; see {@link #panels}). */
+    private static final boolean PANELS = !"false".equalsIgnoreCase(System.getProperty("eetune.panels", "true").trim());
+
     private final LlamaConfig config;
     private final LlamaWeights weights;
     private final Backend backend;
     private final Scope scope;
     private final DecoderLayer layer;
+    /** Whether batch decode reads packed copies of the matrices ({@link #panels}). */
+    private final boolean usePanels;
+    /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
+    private final AtomicReferenceArray<LayerWeights> packedLayers;
+    private volatile Tensor packedHead;
 
-    /** Takes ownership of {@code scope}, which holds the weights (and any mapped files). */
-    public LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope) {
+    /**
+     * Takes ownership of {@code scope}, which holds the weights (and any mapped files). The weights may change later
+     * (training updates them in place).
+     */
+    public LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope) { this(config, weights, backend, scope, false); }
+
+    /** With {@code fixedWeights}, for loaded checkpoints: the weights never change, so batch decode may use packed copies. */
+    LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope, boolean fixedWeights) {
         config.validate();
         this.config = config;
         this.weights = weights;
         this.backend = backend;
         this.scope = scope;
         this.layer = new DecoderLayer(config, scope.of(config.ropeInverseFrequencies(), config.headDim() / 2));
+        boolean f32 = weights.lmHead().dtype() == DType.F32;
+        for (LayerWeights l : weights.layers()) {
+            for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) f32 &= t.dtype() == DType.F32;
+        }
+        this.usePanels = fixedWeights && PANELS && f32 && backend.device().isHost();
+        this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
+    }
+
+    /**
+     * Whether a pass over {@code rows} rows reads packed matrices. Batch decode (8 to {@link Ops#PANELS_MAX_ROWS} rows)
+     * of a loaded f32 checkpoint on the CPU reads copies packed by ee_pack_panels, which the small-batch GEMM streams
+     * as one sequence per thread instead of a few weight rows side by side (`eecpu_gemmbench 1 cpu gemv15m`, see
+     * docs/benchmarks.md). Each layer's copy (and the classifier's) is made on the first such pass that runs it, so a
+     * pipeline stage touches only its own layers; together they cost the f32 matrices' memory once more (60 MB at the
+     * 15M config, 436 MB at 110M) until the model is closed. Fewer rows (single-sequence decode) and prefill keep the
+     * plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
+     */
+    private boolean panels(int rows) { return usePanels && rows >= PANELS_MIN_ROWS && rows <= Ops.PANELS_MAX_ROWS; }
+
+    /** Below 8 rows the packed GEMM was not reliably faster (`eecpu_gemmbench 2 gemv15m`, shared machine: m = 2
+     * 0.8-1.3x, m = 4 0.7-1.4x the plain rows' tok/s across runs; m = 8 and 16 1.1-1.5x). */
+    private static final int PANELS_MIN_ROWS = 8;
+
+    private LayerWeights packedLayer(int index) {
+        LayerWeights p = packedLayers.get(index);
+        if (p != null) return p;
+        synchronized (packedLayers) {
+            p = packedLayers.get(index);
+            if (p == null) {
+                Ops ops = backend.ops();
+                LayerWeights l = weights.layers().get(index);
+                p = new LayerWeights(l.attnNorm(), ops.packPanels(l.wq(), scope), ops.packPanels(l.wk(), scope), ops.packPanels(l.wv(), scope),
+                    ops.packPanels(l.wo(), scope), l.bq(), l.bk(), l.bv(), l.ffnNorm(), ops.packPanels(l.wGate(), scope), ops.packPanels(l.wUp(), scope),
+                    ops.packPanels(l.wDown(), scope));
+                packedLayers.set(index, p);
+                LOG.debug("packed layer {}'s matrices for batch decode", index);
+            }
+            return p;
+        }
+    }
+
+    private Tensor packedHead() {
+        Tensor p = packedHead;
+        if (p != null) return p;
+        synchronized (packedLayers) {
+            if (packedHead == null) {
+                packedHead = backend.ops().packPanels(weights.lmHead(), scope);
+                LOG.debug("packed the classifier for batch decode");
+            }
+            return packedHead;
+        }
     }
 
     /**
@@ -104,14 +174,17 @@ public final class LlamaModel implements AutoCloseable {
      * the layer's attention residual x + attn(x).
      */
     public void layer(int index, Tensor x, Workspace.Rows rows, KvCache cache, Workspace ws, Tensor residual) {
-        layer.forward(weights.layers().get(index), x, x, rows, cache == null ? null : cache.layer(index), ws.activations(rows.count(), x, residual));
+        boolean panels = panels(rows.count());
+        layer.forward(panels ? packedLayer(index) : weights.layers().get(index), panels, x, x, rows, cache == null ? null : cache.layer(index),
+            ws.activations(rows.count(), x, residual));
     }
 
     /** logits [rows, vocab] = lmHead(finalNorm(hidden)); {@code normed} [rows, dim] is scratch. */
     public void logits(Tensor logits, Tensor hidden, Tensor normed) {
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
-        ops.linear(logits, normed, weights.lmHead());
+        if (panels(normed.dim(0))) ops.linearPanels(logits, normed, packedHead());
+        else ops.linear(logits, normed, weights.lmHead());
     }
 
     /** Keeps the model open for one call that runs on it, until the lease is closed; see {@link Scope#use()}. */

@@ -15,6 +15,7 @@ import java.util.Random;
 import static dev.eetune.nativelib.Bindings.randn;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.within;
 
 /**
  * {@link Ops#decoderLayer} (ee_decoder_layer_fwd) against the composition of the single ops it replaces, bit for bit:
@@ -103,7 +104,7 @@ class DecoderLayerFusionTest {
     private static void fused(Ops ops, Dims d, Weights w, Tensor x, Tensor out, Buffers a, Tensor keys, Tensor values, boolean writeKv,
                               Tensor seq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale) {
         ops.decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
-            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(),
+            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), false,
             keys, values, writeKv, seq, pos, invFreq, d.heads(), d.kvHeads(), d.headDim(), interleaved, eps, scale);
     }
 
@@ -161,6 +162,57 @@ class DecoderLayerFusionTest {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * Matrices packed by Ops.packPanels (ee_pack_panels, EE_F32_PANELS) give the plain layer's result up to the order
+     * of the f32 additions, for every row count up to 16 with out sizes that leave partial panels; linearPanels
+     * likewise; more rows or a 16-bit weight are refused with the op's name.
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void packedMatricesGiveThePlainLayer(Binding binding) {
+        Random r = Bindings.random("decoderLayer panels");
+        Backend be = CpuLibrary.backend(binding);
+        Ops ops = be.ops();
+        Dims d = new Dims(48, 4, 2, 12, 70);
+        int nSeq = 16, maxLen = 6;
+        try (Scope s = Scope.of(be)) {
+            Weights w = Weights.random(s, r, d, DType.F32, true);
+            Weights p = new Weights(w.attnNorm(), ops.packPanels(w.wq(), s), ops.packPanels(w.wk(), s), ops.packPanels(w.wv(), s), ops.packPanels(w.wo(), s),
+                w.bq(), w.bk(), w.bv(), w.ffnNorm(), ops.packPanels(w.wGate(), s), ops.packPanels(w.wUp(), s), ops.packPanels(w.wDown(), s));
+            Tensor inv = invFreq(s, d.headDim());
+            for (int rows = 1; rows <= Ops.PANELS_MAX_ROWS; rows++) {
+                int[] seq = new int[rows], pos = new int[rows];
+                for (int i = 0; i < rows; i++) {
+                    seq[i] = i;
+                    pos[i] = maxLen - 1 - i % 3;
+                }
+                float[] x0 = randn(r, rows * d.dim()), k0 = randn(r, nSeq * maxLen * d.kd()), v0 = randn(r, nSeq * maxLen * d.kd());
+                Tensor seqT = s.of(seq, rows), posT = s.of(pos, rows);
+                float[][] outs = new float[2][];
+                for (int f = 0; f < 2; f++) {
+                    Tensor x = s.of(x0, rows, d.dim()), out = s.zeros(DType.F32, rows, d.dim());
+                    Buffers a = Buffers.of(s, d, rows, x, true, false, false);
+                    Tensor kc = s.of(k0, nSeq, maxLen, d.kd()), vc = s.of(v0, nSeq, maxLen, d.kd());
+                    Weights m = f == 0 ? w : p;
+                    ops.decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
+                        m.attnNorm(), m.wq(), m.wk(), m.wv(), m.wo(), m.bq(), m.bk(), m.bv(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), f == 1,
+                        kc, vc, true, seqT, posT, inv, d.heads(), d.kvHeads(), d.headDim(), false, 1e-5f, 0.3f);
+                    outs[f] = out.toFloatArray();
+                }
+                for (int i = 0; i < outs[0].length; i++) assertThat(outs[1][i]).as("rows " + rows + " element " + i).isCloseTo(outs[0][i], within(1e-4f * (1 + Math.abs(outs[0][i]))));
+                Tensor x = s.of(randn(r, rows * d.dim()), rows, d.dim()), y = s.zeros(DType.F32, rows, d.hidden()), yp = s.zeros(DType.F32, rows, d.hidden());
+                ops.linear(y, x, w.wGate());
+                ops.linearPanels(yp, x, p.wGate());
+                float[] want = y.toFloatArray(), got = yp.toFloatArray();
+                for (int i = 0; i < want.length; i++) assertThat(got[i]).as("linearPanels rows " + rows + " element " + i).isCloseTo(want[i], within(1e-5f * (1 + Math.abs(want[i]))));
+            }
+            Tensor x17 = s.zeros(DType.F32, 17, d.dim()), y17 = s.zeros(DType.F32, 17, d.hidden());
+            assertThatThrownBy(() -> ops.linearPanels(y17, x17, p.wGate())).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("linearPanels");
+            Tensor half = s.of(DType.BF16, randn(r, 4 * d.dim()), 4, d.dim());
+            assertThatThrownBy(() -> ops.packPanels(half, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels");
         }
     }
 

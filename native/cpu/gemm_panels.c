@@ -1,0 +1,181 @@
+/*
+ * Decode-time GEMM against a panel-packed f32 weight (EE_F32_PANELS, see ee_pack_panels in eetune.h): C = alpha A
+ * W^T + beta C for m <= EE_PANELS_MAX_M rows of A. A panel is EE_PANEL_ROWS = 32 weight rows interleaved by column,
+ * so one step along k is 32 consecutive floats (two 64-byte vectors) and a whole panel is one sequential stream. The
+ * kernel broadcasts A[i][p] and multiplies it into the step's two vectors: up to 8 rows x 2 vectors = 16
+ * accumulators whose lanes are already 32 outputs, so nothing is summed across lanes at the end.
+ *
+ * Why: gemm_small.c's row tiles read 3 weight rows side by side at m = 8 (3 streams, plus prefetches), and those
+ * loads stalled. At the 15M shapes with the weights streamed, one thread, CPU time (`eecpu_gemmbench 1 cpu gemv15m`,
+ * f32p against f32, machine shared): m = 8 1.51x (0.94..1.52), m = 16 1.49x, m = 2-4 1.33-1.38x, m = 1 1.10x in a
+ * run at load ~3.5, but 0.90-1.09x at m = 8 and 0.7-0.9x at m = 2-4 in runs at load 4+ (a single stream per core
+ * seems to suffer more from other processes' memory traffic). A prototype with other widths (same session, same
+ * conditions) had 16-column panels slower at m = 8 (8 broadcasts per 8 FMAs) and 48 or 64 no faster than 32.
+ * Threads take contiguous runs of whole panels (one stream per thread), a thread done early the rest of another's.
+ */
+#include "internal.h"
+#if EE_X86
+#include <immintrin.h>
+#endif
+
+EE_API int64_t ee_panels_size(int32_t n, int32_t k) {
+    if (n < 0 || k < 0) {
+        ee_fail("ee_panels_size: negative size %d x %d", n, k);
+        return -1;
+    }
+    return (int64_t)ee_ceil_div(n, EE_PANEL_ROWS) * EE_PANEL_ROWS * k;
+}
+
+typedef struct {
+    float* dst;
+    const float* w;
+    int n, k, ldw;
+} pack_job;
+
+static void pack_range(void* p, int64_t q0, int64_t q1) {
+    const pack_job* job = p;
+    for (int64_t q = q0; q < q1; q++)
+        for (int j = 0; j < EE_PANEL_ROWS; j++) {
+            const int64_t row = q * EE_PANEL_ROWS + j;
+            float* d = job->dst + q * job->k * EE_PANEL_ROWS + j;
+            if (row < job->n) {
+                const float* src = job->w + row * job->ldw;
+                for (int c = 0; c < job->k; c++) d[(size_t)c * EE_PANEL_ROWS] = src[c];
+            } else
+                for (int c = 0; c < job->k; c++) d[(size_t)c * EE_PANEL_ROWS] = 0.0f;
+        }
+}
+
+EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels: size %d x %d with rows %d apart", n, k, ldw);
+    if (n == 0 || k == 0) return 0;
+    if (!dst || !w) return ee_fail("ee_pack_panels: null pointer");
+    const pack_job job = {dst, w, n, k, ldw};
+    const int panels = ee_ceil_div(n, EE_PANEL_ROWS);
+    ee_parallel_range(ee_threads_for((double)n * k), panels, pack_range, (void*)&job);
+    return 0;
+}
+
+/* C[i][j0 + j] = alpha v[j] + beta C (beta = 0 ignores C) for j < count */
+EE_INLINE void store_row(const ee_gemm_args* g, const float* v, int i, int j0, int count) {
+    float* c = g->c + (size_t)i * g->ldc + j0;
+    for (int j = 0; j < count; j++) c[j] = g->beta == 0.0f ? g->alpha * v[j] : g->alpha * v[j] + g->beta * c[j];
+}
+
+/* The panel of weight rows j0 .. j0 + 31 as stored by ee_pack_panels */
+EE_INLINE const float* panel_of(const ee_gemm_args* g, int64_t q) { return (const float*)g->b + q * g->k * EE_PANEL_ROWS; }
+
+#if EE_X86
+/* rows i0 .. i0 + MR - 1 of C against panel q; MR is a constant once inlined, so the 2 MR accumulators are registers */
+EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, int64_t q, int i0) {
+    const float* w = panel_of(g, q);
+    const float* a = g->a + (size_t)i0 * g->lda;
+    __m512 acc[8][2];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int p = 0; p < g->k; p++) {
+        const __m512 w0 = _mm512_loadu_ps(w + (size_t)p * EE_PANEL_ROWS), w1 = _mm512_loadu_ps(w + (size_t)p * EE_PANEL_ROWS + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const __m512 ai = _mm512_set1_ps(a[(size_t)i * g->lda + p]);
+            acc[i][0] = _mm512_fmadd_ps(ai, w0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, w1, acc[i][1]);
+        }
+    }
+    /* C = alpha acc + beta C as vectors (a scalar store loop cost ~20% at m = 8, k = 288), the columns past n masked */
+    const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
+    const __mmask16 live[2] = {(__mmask16)(count >= 16 ? 0xFFFF : (1u << count) - 1), (__mmask16)(count >= 32 ? 0xFFFF : count <= 16 ? 0 : (1u << (count - 16)) - 1)};
+    const __m512 alpha = _mm512_set1_ps(g->alpha), beta = _mm512_set1_ps(g->beta);
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < 2; v++) {
+            float* c = g->c + (size_t)(i0 + i) * g->ldc + j0 + 16 * v;
+            const __m512 r = g->beta == 0.0f ? _mm512_mul_ps(alpha, acc[i][v]) : _mm512_fmadd_ps(beta, _mm512_maskz_loadu_ps(live[v], c), _mm512_mul_ps(alpha, acc[i][v]));
+            _mm512_mask_storeu_ps(c, live[v], r);
+        }
+}
+
+EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p;
+    for (int64_t q = q0; q < q1; q++)
+        for (int i0 = 0; i0 < g->m; i0 += 8) switch (ee_min(8, g->m - i0)) { /* rows past 8 re-read the panel from L1/L2 */
+            case 8: panel512(g, 8, q, i0); break;
+            case 7: panel512(g, 7, q, i0); break;
+            case 6: panel512(g, 6, q, i0); break;
+            case 5: panel512(g, 5, q, i0); break;
+            case 4: panel512(g, 4, q, i0); break;
+            case 3: panel512(g, 3, q, i0); break;
+            case 2: panel512(g, 2, q, i0); break;
+            default: panel512(g, 1, q, i0);
+            }
+}
+
+/* AVX2: a step is four 8-lane vectors; 2 rows x 4 = 8 accumulators, the 4 weight vectors and a broadcast fit the 16
+ * registers, so rows of A go two at a time and re-read the panel from L1/L2. */
+EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, int64_t q, int i0) {
+    const float* w = panel_of(g, q);
+    const float* a = g->a + (size_t)i0 * g->lda;
+    __m256 acc[2][4];
+#pragma GCC unroll 2
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int p = 0; p < g->k; p++) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) wv[v] = _mm256_loadu_ps(w + (size_t)p * EE_PANEL_ROWS + 8 * v);
+#pragma GCC unroll 2
+        for (int i = 0; i < MR; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + (size_t)i * g->lda + p);
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) acc[i][v] = _mm256_fmadd_ps(ai, wv[v], acc[i][v]);
+        }
+    }
+    const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
+    float v[EE_PANEL_ROWS];
+    for (int i = 0; i < MR; i++) {
+        for (int u = 0; u < 4; u++) _mm256_storeu_ps(v + 8 * u, acc[i][u]);
+        store_row(g, v, i0 + i, j0, count);
+    }
+}
+
+EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p;
+    for (int64_t q = q0; q < q1; q++) {
+        int i0 = 0;
+        for (; i0 + 2 <= g->m; i0 += 2) panel256(g, 2, q, i0);
+        if (i0 < g->m) panel256(g, 1, q, i0);
+    }
+}
+#endif
+
+/* portable: one row of A at a time against the panel, the 32 outputs in a stack array the compiler vectorizes */
+static void panels_portable(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p;
+    for (int64_t q = q0; q < q1; q++) {
+        const float* w = panel_of(g, q);
+        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
+        for (int i = 0; i < g->m; i++) {
+            const float* a = g->a + (size_t)i * g->lda;
+            float acc[EE_PANEL_ROWS] = {0};
+            for (int c = 0; c < g->k; c++) {
+                const float ai = a[c];
+                const float* wc = w + (size_t)c * EE_PANEL_ROWS;
+#pragma omp simd
+                for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * wc[j];
+            }
+            store_row(g, acc, i, j0, count);
+        }
+    }
+}
+
+int ee_gemm_panels(const ee_gemm_args* g) {
+    ee_range_fn kernel = panels_portable;
+#if EE_X86
+    const ee_cpu* cpu = ee_cpu_get();
+    if (cpu->avx512) kernel = panels512;
+    else if (cpu->avx2) kernel = panels256;
+#endif
+    const int nt = ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), panels = ee_ceil_div(g->n, EE_PANEL_ROWS);
+    ee_parallel_range_stealing(nt, panels, ee_steal_block(panels, nt), kernel, (void*)g); /* as ee_gemm_small: see there */
+    return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * Panel-packed f32 weights (EE_F32_PANELS; the CPU twin is cpu/gemm_panels.c): the same layout and semantics. On the
+ * GPU the layout buys nothing (cuBLAS reads the plain weight), so the GEMM is one plain fp32 kernel: a thread per
+ * output, consecutive threads on consecutive outputs of a panel, which read consecutive floats of each column step.
+ */
+#include "common.cuh"
+
+#define THREADS 256
+
+EE_API int64_t ee_panels_size(int32_t n, int32_t k) {
+    if (n < 0 || k < 0) {
+        ee_fail("ee_panels_size: negative size %d x %d", n, k);
+        return -1;
+    }
+    return ee_ceil_div64(n, EE_PANEL_ROWS) * EE_PANEL_ROWS * k;
+}
+
+/* element e of dst = w[q * 32 + j][p] with e = (q * k + p) * 32 + j, 0 past n */
+__global__ void pack_panels_kernel(float* dst, const float* w, int n, int k, int ldw, int64_t total) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t j = e % EE_PANEL_ROWS, qp = e / EE_PANEL_ROWS, p = qp % k, row = qp / k * EE_PANEL_ROWS + j;
+        dst[e] = row < n ? w[row * ldw + p] : 0.0f;
+    }
+}
+
+EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels: size %d x %d with rows %d apart", n, k, ldw);
+    if (n == 0 || k == 0) return 0;
+    if (!dst || !w) return ee_fail("ee_pack_panels: null pointer");
+    const int64_t total = ee_panels_size(n, k);
+    pack_panels_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(dst, w, n, k, ldw, total);
+    return ee_launched("ee_pack_panels");
+}
+
+/* C[i][j] = alpha A_i . W_j + beta C[i][j], W_j read from its panel; thread t of the grid: i = t / n, j = t % n */
+__global__ void gemm_panels_kernel(ee_gemm_args g) {
+    const int64_t total = (int64_t)g.m * g.n;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)(t / g.n), j = (int)(t % g.n);
+        const float* a = (const float*)g.a + (int64_t)i * g.lda;
+        const float* w = (const float*)g.b + (int64_t)(j / EE_PANEL_ROWS) * g.k * EE_PANEL_ROWS + j % EE_PANEL_ROWS;
+        float acc = 0.0f;
+        for (int p = 0; p < g.k; p++) acc += a[p] * w[(int64_t)p * EE_PANEL_ROWS];
+        float* c = g.c + (int64_t)i * g.ldc + j;
+        *c = g.beta == 0.0f ? g.alpha * acc : g.alpha * acc + g.beta * *c;
+    }
+}
+
+int ee_gemm_panels(const ee_gemm_args* g) {
+    gemm_panels_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
+    return ee_launched("ee_gemm (panel-packed B)");
+}
