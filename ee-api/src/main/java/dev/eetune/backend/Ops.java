@@ -179,7 +179,7 @@ public final class Ops {
 
     private static int panelRows(long out) { return Math.toIntExact((out + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS); }
 
-    /** y [rows, out] = x [rows, in] w^T with w as {@link #packPanels} returned it (rows <= {@link #PANELS_MAX_ROWS}). */
+    /** y [rows, out] = x [rows, in] w^T with w as {@link #packPanels} returned it (at most {@link #PANELS_MAX_ROWS} rows). */
     public void linearPanels(Tensor y, Tensor x, Tensor packed) {
         mine("linearPanels", y, x, packed);
         f32("linearPanels", y, x, packed);
