@@ -195,8 +195,12 @@ EE_INLINE EE_AVX512 void tile512(const small_job* job, const int MR, const int N
     store_tile(g, dots, NR, i0, MR, j0, nj);
 }
 
-/* The tile for a batch of m rows of A: NR weight rows by as many rows of A as leave 16-28 accumulators. */
-static int nr512(int m) { return m == 1 ? 16 : m <= 3 ? 8 : m == 4 ? 6 : m <= 6 ? 4 : 3; }
+/* The tile for a batch of m rows of A: NR weight rows by as many rows of A as leave 15-28 accumulators; up to m = 4
+ * at most 16, one reduction per tile: where k is small the reduction costs as much as the FMAs (stories260K's layer,
+ * k = 64 and 172, one thread: 3 rows 3 x 8 -> 3 x 5 11.8 -> 9.1 us, 4 rows 4 x 6 -> 4 x 4 13.5 -> 10.6 us; at the 15M
+ * shapes, where the weights stream from memory, m = 4 within noise: gemmbench gemv15m f32 1597 / 1416 -> 1725 / 1233,
+ * bf16 2161 / 2120 -> 2464 / 2317 tok/s). */
+static int nr512(int m) { return m == 1 ? 16 : m == 2 ? 8 : m == 3 ? 5 : m <= 6 ? 4 : 3; }
 
 EE_INLINE EE_AVX512 void tiles512_as(const small_job* job, const int dtype, int64_t t0, int64_t t1) {
     const ee_gemm_args* g = job->g;
@@ -206,8 +210,8 @@ EE_INLINE EE_AVX512 void tiles512_as(const small_job* job, const int dtype, int6
         switch (m) {
         case 1: tile512(job, 1, 16, dtype, 0, j0, nj); break;
         case 2: tile512(job, 2, 8, dtype, 0, j0, nj); break;
-        case 3: tile512(job, 3, 8, dtype, 0, j0, nj); break;
-        case 4: tile512(job, 4, 6, dtype, 0, j0, nj); break;
+        case 3: tile512(job, 3, 5, dtype, 0, j0, nj); break;
+        case 4: tile512(job, 4, 4, dtype, 0, j0, nj); break;
         case 5: tile512(job, 5, 4, dtype, 0, j0, nj); break;
         case 6: tile512(job, 6, 4, dtype, 0, j0, nj); break;
         default: /* 8 x 3 tiles; rows of A past 8 re-read the same weight rows, now in L1 */

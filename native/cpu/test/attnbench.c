@@ -1,6 +1,7 @@
 /*
  * Time per call of ee_attention_fwd / ee_attention_bwd on the training shapes (dense batch x seq) and decode shapes
- * (a few rows, each its own sequence, against cached positions, GQA). Best of interleaved trials.
+ * (a few rows, each its own sequence, against cached positions, GQA; or, as in an early-exit pass where a pending row
+ * joins the newest one, consecutive rows of one sequence). Best of interleaved trials.
  * Usage: attnbench [threads]
  */
 #include <stdio.h>
@@ -27,7 +28,7 @@ static float* randn(size_t n, unsigned* seed) {
 
 typedef struct {
     const char* name;
-    int batch, seq, heads, kv, hd, decode_rows, cached;
+    int batch, seq, heads, kv, hd, decode_rows, cached, one_seq;
 } shape;
 
 int main(int argc, char** argv) {
@@ -38,19 +39,22 @@ int main(int argc, char** argv) {
         {"train B8 T256 H6 hd48", 8, 256, 6, 6, 48, 0, 0},
         {"decode 1 row, 512 pos, H8 KV4 hd64", 0, 0, 8, 4, 64, 1, 512},
         {"decode 8 rows, 512 pos, H8 KV4 hd64", 0, 0, 8, 4, 64, 8, 512},
+        {"decode 1 row, 201 pos, H8 KV4 hd8", 0, 0, 8, 4, 8, 1, 201},          /* stories260K */
+        {"2 rows of 1 seq, 201 pos, H8 KV4 hd8", 0, 0, 8, 4, 8, 2, 201, 1},   /* its early-exit pass */
+        {"2 rows of 1 seq, 201 pos, H6 KV6 hd48", 0, 0, 6, 6, 48, 2, 201, 1}, /* the 15M config's */
     };
     unsigned seed = 1;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape* s = &shapes[si];
         const int dense = s->decode_rows == 0;
-        const int rows = dense ? s->batch * s->seq : s->decode_rows, n_seq = dense ? s->batch : s->decode_rows;
+        const int rows = dense ? s->batch * s->seq : s->decode_rows, n_seq = dense ? s->batch : s->one_seq ? 1 : s->decode_rows;
         const int max_len = dense ? s->seq : s->cached;
         const size_t qw = (size_t)s->heads * s->hd, kw = (size_t)s->kv * s->hd;
         float *q = randn(rows * qw, &seed), *k = randn((size_t)n_seq * max_len * kw, &seed), *v = randn((size_t)n_seq * max_len * kw, &seed);
         float *g = randn(rows * qw, &seed), *out = calloc(rows * qw, 4), *lse = calloc((size_t)rows * s->heads, 4);
         float *dq = calloc(rows * qw, 4), *dk = calloc((size_t)n_seq * max_len * kw, 4), *dv = calloc((size_t)n_seq * max_len * kw, 4);
         int32_t *seq = malloc(rows * 4), *pos = malloc(rows * 4);
-        for (int r = 0; r < rows; r++) seq[r] = dense ? r / s->seq : r, pos[r] = dense ? r % s->seq : max_len - 1;
+        for (int r = 0; r < rows; r++) seq[r] = dense ? r / s->seq : s->one_seq ? 0 : r, pos[r] = dense ? r % s->seq : max_len - 1 - (s->one_seq ? r : 0);
         const float scale = 1.0f / sqrtf((float)s->hd);
         double flops = 0;
         for (int r = 0; r < rows; r++) flops += 4.0 * (pos[r] + 1) * qw;

@@ -42,7 +42,7 @@ static double b_value(const void* b, int dtype, size_t i) {
 }
 
 static void test_gemm(unsigned* seed) {
-    /* every batch size of the decode path (m <= 16) with n off its tiles (16, 8, 6, 4 or 3 weight rows on AVX-512; 8,
+    /* every batch size of the decode path (m <= 16) with n off its tiles (16, 8, 5, 4 or 3 weight rows on AVX-512; 8,
      * 4 or 3 on AVX2) and k off its steps (bf16 pairs of 32 or 16 elements, then 16 or 8, then a tail), also large
      * enough to run on several threads (1 x 333 x 290, 8 x 67 x 129); then past it */
     const int sizes[][3] = {{1, 1, 1},     {1, 37, 95},   {1, 333, 290}, {2, 5, 33},   {2, 19, 100}, {3, 17, 5},    {3, 29, 64},
@@ -281,8 +281,11 @@ static void test_attention(unsigned* seed, int B, int T, int H, int KVH, int D) 
 }
 
 /* packed rows of several sequences at scattered positions (runs, single rows, a repeated sequence out of order) */
-static void test_attention_packed(unsigned* seed) {
-    enum { NSEQ = 3, MAXLEN = 100, H = 6, KVH = 2, D = 20, ROWS = 30 + 1 + 1 + 8 + 2 + 20 };
+/* Rows of several sequences in one call, as decode and early-exit passes pack them: runs of one sequence of 1-30 rows,
+ * so that both paths (slot blocks, per (row, head)) serve some runs; with head_dim 8 and groups of 2, runs of one row
+ * take the per-(row, head) path and runs of two the slot path. */
+static void test_attention_packed(unsigned* seed, const int H, const int KVH, const int D) {
+    enum { NSEQ = 3, MAXLEN = 100, ROWS = 30 + 1 + 1 + 8 + 2 + 20 };
     const float scale = 0.3f;
     int32_t seq[ROWS], pos[ROWS];
     int r = 0;
@@ -296,7 +299,7 @@ static void test_attention_packed(unsigned* seed) {
     float *q = randn(ROWS * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
     float *out = calloc(ROWS * H * D, 4), *lse = calloc(ROWS * H, 4);
     double *wout = calloc(ROWS * H * D, 8), wlse[ROWS * H], glse[ROWS * H], p[MAXLEN];
-    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention packed: %s\n", ee_last_error()), failures++;
+    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, ROWS, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention packed (head_dim %d): %s\n", D, ee_last_error()), failures++;
     for (r = 0; r < ROWS; r++)
         for (int h = 0; h < H; h++) {
             attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);
@@ -451,7 +454,8 @@ int main(void) {
     test_attention(&seed, 1, 70, 20, 1, 16);  /* a group wider than 16 lanes */
     test_attention(&seed, 2, 40, 4, 4, 48);
     test_attention(&seed, 2, 9, 2, 2, 130);   /* head_dim past the slot path */
-    test_attention_packed(&seed);
+    test_attention_packed(&seed, 6, 2, 20);
+    test_attention_packed(&seed, 8, 4, 8); /* stories260K's heads */
     test_cross_entropy(&seed);
     test_sampling();
     test_argmax_rows(&seed);

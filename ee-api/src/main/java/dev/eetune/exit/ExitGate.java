@@ -138,11 +138,45 @@ public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parame
             if (k == 0) {
                 a[0] = dot(wts[2], 0, f);
             } else {
-                for (int j = 0; j < k; j++) a[j] = Math.max(0f, dot(wts[0], j * dim, f) + wts[1][j]);
+                hiddenLayer(a, wts[0], wts[1], f, k);
             }
             p[r] = sigmoid((k == 0 ? a[0] : dot(wts[2], 0, a)) + wts[3][0]);
         }
         return p;
+    }
+
+    /**
+     * a = relu(W₁ f + b₁), each unit's dot product in the order of {@link #dot}, eight units at a time in locals: one
+     * chain of dependent adds per unit cost ~500 ns per 16-unit gate at dim 64, eight chains side by side ~390 ns
+     * (C1 only, as {@code ee generate} runs: ~850 -> ~555 ns).
+     */
+    private static void hiddenLayer(float[] a, float[] w1, float[] b1, float[] f, int k) {
+        int dim = f.length, j = 0;
+        for (; j + 8 <= k; j += 8) {
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+            int o = j * dim;
+            for (int i = 0; i < dim; i++) {
+                float x = f[i];
+                a0 += w1[o + i] * x;
+                a1 += w1[o + dim + i] * x;
+                a2 += w1[o + 2 * dim + i] * x;
+                a3 += w1[o + 3 * dim + i] * x;
+                a4 += w1[o + 4 * dim + i] * x;
+                a5 += w1[o + 5 * dim + i] * x;
+                a6 += w1[o + 6 * dim + i] * x;
+                a7 += w1[o + 7 * dim + i] * x;
+            }
+            a[j] = a0;
+            a[j + 1] = a1;
+            a[j + 2] = a2;
+            a[j + 3] = a3;
+            a[j + 4] = a4;
+            a[j + 5] = a5;
+            a[j + 6] = a6;
+            a[j + 7] = a7;
+        }
+        for (; j < k; j++) a[j] = dot(w1, j * dim, f);
+        for (j = 0; j < k; j++) a[j] = Math.max(0f, a[j] + b1[j]);
     }
 
     private static float dot(float[] w, int from, float[] x) {
