@@ -161,10 +161,11 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
  * and head but prefetches the cache rows. One thread, 4 KV heads, position 200, best of 3-5 (Zen 5, 2026-12-02),
  * slot vs per-(row, head) path in us at 2 / 3 / 4 slots: cache warm, head_dim 8: 8.1/8.2, 9.2/12.4, 8.2/16.4;
  * head_dim 64: 25.5/21.5, 25.7/32.0, 26.0/39.2; cache evicted before each call, head_dim 8: 13.0/12.4, 14.7/18.6,
- * 13.4/22.6; head_dim 48: 52.6/24.4, 55.0/32.7, 51.3/40.2. So tiny heads take the slot path from 3 slots (stories260K's
- * early-exit pass, where a pending row joins the newest: eecpu_attnbench "2 rows of 1 seq, hd8" 16.0 -> 8.2 us),
- * larger ones, whose decode caches come from DRAM, from 6. */
-EE_INLINE int min_slots(int D) { return D <= 16 ? 3 : 6; }
+ * 13.4/22.6; head_dim 48: 52.6/24.4, 55.0/32.7, 51.3/40.2. So tiny heads take the slot path from 3 slots, larger
+ * ones, whose decode caches come from DRAM, from 6 -- and tiny heads on AVX-512, where the keys-in-lanes kernel
+ * replaces the per-(row, head) path, from 6 too (eecpu_attnbench "2 rows of 1 seq, 201 pos, H8 KV4 hd8", stories260K's
+ * early-exit pass: per-(row, head) 16.0, slot path 7.3-8.4, keys in lanes 6.7 us). */
+EE_INLINE int min_slots(int D, int lanes) { return D <= 16 && !lanes ? 3 : 6; }
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -326,6 +327,85 @@ EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* 
     }
 }
 
+#define LANES_MAX_D 16 /* largest head_dim of the keys-in-lanes kernel */
+#if EE_X86
+#include <immintrin.h>
+
+/* Query heads of one KV head taken together by the keys-in-lanes kernel (their accumulators live on the stack). */
+#define LANE_HEADS 4
+
+/*
+ * Decode attention for tiny heads (head_dim <= 16) on AVX-512, keys in lanes: the per-(row, head) path pays a
+ * horizontal sum per key and head, as much as the products when a head is 8 floats, and the slot path fills 1-2 of its
+ * 16 lanes with one row. Here one row's nh query heads of one KV head (q, out: nh heads of D floats side by side;
+ * lse: nh values) go 16 keys a step: K's and V's column d of those keys is one gather, a head's 16 scores are D
+ * broadcast-FMAs, its online softmax keeps a running max and sum and D vector accumulators (one partial sum per
+ * lane), summed across lanes once at the end; the lanes' running max and sum stay per lane (no reduction per step)
+ * and are merged at the end too. For head_dim 8 a full step transposes its 16 K and V rows in registers instead of
+ * gathering. eecpu_attnbench "decode 1 row, 201 pos, H8 KV4 hd8" (stories260K: 8 heads of 8, 4 KV heads), one
+ * thread, 4-6 alternations: per-(row, head) 8.1 us, keys in lanes with gathers 6.2, with the transpose 3.4.
+ */
+/* t[d] = column d of 16 rows of 8 floats (row j at base + j * stride), keys in lanes in order: rows j and j + 8 share
+ * a register, then the 8 x 8 transpose of unpacks and shuffles runs in both 256-bit halves at once. */
+EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stride) {
+    __m512 r[8], u[8], w[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(base + i * stride))), _mm256_castps_pd(_mm256_loadu_ps(base + (i + 8) * stride)), 1));
+    for (int i = 0; i < 8; i += 2) u[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), u[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    for (int i = 0; i < 8; i += 4) {
+        w[i] = _mm512_shuffle_ps(u[i], u[i + 2], 0x44), w[i + 1] = _mm512_shuffle_ps(u[i], u[i + 2], 0xEE);
+        w[i + 2] = _mm512_shuffle_ps(u[i + 1], u[i + 3], 0x44), w[i + 3] = _mm512_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
+    }
+    const __m512i low = _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
+    const __m512i high = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 23, 22, 21, 20, 7, 6, 5, 4);
+    for (int i = 0; i < 4; i++) t[i] = _mm512_permutex2var_ps(w[i], low, w[i + 4]), t[i + 4] = _mm512_permutex2var_ps(w[i], high, w[i + 4]);
+}
+
+EE_AVX512 static void attend_lanes_avx512(float* out, float* lse, const float* q, int nh, const float* k, const float* v, size_t kv_width, int32_t n_keys, int D, float scale) {
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)kv_width));
+    for (int g0 = 0; g0 < nh; g0 += LANE_HEADS) {
+        const int ng = ee_min(LANE_HEADS, nh - g0);
+        v16 acc[LANE_HEADS][LANES_MAX_D], run_max[LANE_HEADS], run_sum[LANE_HEADS]; /* per lane: its keys' online softmax */
+        float qs[LANE_HEADS][LANES_MAX_D];
+        for (int g = 0; g < ng; g++) {
+            run_max[g] = vsplat(-INFINITY), run_sum[g] = (v16){0};
+            for (int d = 0; d < D; d++) acc[g][d] = (v16){0}, qs[g][d] = scale * q[(size_t)(g0 + g) * D + d];
+        }
+        for (int32_t j0 = 0; j0 < n_keys; j0 += 16) {
+            const __mmask16 live = (__mmask16)(n_keys - j0 >= 16 ? 0xFFFF : (1u << (n_keys - j0)) - 1);
+            const float *kb = k + (size_t)j0 * kv_width, *vb = v + (size_t)j0 * kv_width;
+            v16 kt[LANES_MAX_D], vt[LANES_MAX_D];
+            if (D == 8 && live == 0xFFFF) { /* stories260K's heads: a transpose of 16 rows costs less than 8 gathers */
+                transpose16x8((__m512*)kt, kb, kv_width);
+                transpose16x8((__m512*)vt, vb, kv_width);
+            } else {
+                for (int d = 0; d < D; d++) {
+                    kt[d] = (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, kb + d, 4);
+                    vt[d] = (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, vb + d, 4);
+                }
+            }
+            for (int g = 0; g < ng; g++) {
+                v16 sc = (v16){0};
+                for (int d = 0; d < D; d++) sc += qs[g][d] * kt[d];
+                sc = (v16)_mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live, (__m512)sc);
+                /* a lane with no key yet has max -inf: -inf - -inf is NaN, which vexp turns into 0 */
+                const v16 mx = vmax(run_max[g], sc), corr = vexp(run_max[g] - mx), p = vexp(sc - mx);
+                run_sum[g] = run_sum[g] * corr + p;
+                for (int d = 0; d < D; d++) acc[g][d] = acc[g][d] * corr + p * vt[d];
+                run_max[g] = mx;
+            }
+        }
+        for (int g = 0; g < ng; g++) { /* the lanes' softmaxes merged: each rescaled to the overall max */
+            const float m = _mm512_reduce_max_ps((__m512)run_max[g]);
+            const v16 w = vexp(run_max[g] - m);
+            const float sum = _mm512_reduce_add_ps((__m512)(run_sum[g] * w)), inv_sum = 1.0f / sum;
+            for (int d = 0; d < D; d++) out[(size_t)(g0 + g) * D + d] = _mm512_reduce_add_ps((__m512)(acc[g][d] * w)) * inv_sum;
+            if (lse) lse[g0 + g] = m + logf(sum);
+        }
+    }
+}
+#endif
+
 typedef struct {
     float *out, *lse;
     const float *q, *k_cache, *v_cache;
@@ -333,6 +413,7 @@ typedef struct {
     int32_t rows, n_heads, n_kv_heads, D, max_len, rows_per_item, head_chunks, heads_per_chunk;
     float scale;
     void (*attend)(ATTEND_ARGS); /* the decode-like path's kernel */
+    int lanes;                   /* the keys-in-lanes kernel serves rows outside slot blocks (AVX-512, head_dim <= 16) */
 } fwd_ctx;
 
 /* Dynamic scheduling on the pool: each thread takes the next item from a shared counter, since items differ in work
@@ -367,6 +448,28 @@ static void fwd_row_head(const void* p, int64_t i) {
     c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + i : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
 }
 
+/* Row r's query heads h0 .. h0 + nh - 1 (one KV head's) outside a slot block */
+static void attend_row_heads(const fwd_ctx* c, int64_t r, int h0, int nh) {
+    const int64_t D = c->D;
+    const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
+    const size_t kv = (size_t)c->row_seq[r] * c->max_len * kv_width + (size_t)(h0 / (c->n_heads / c->n_kv_heads)) * D;
+#if EE_X86
+    if (c->lanes) {
+        attend_lanes_avx512(c->out + r * q_width + h0 * D, c->lse ? c->lse + r * c->n_heads + h0 : 0, c->q + r * q_width + h0 * D, nh, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int)D, c->scale);
+        return;
+    }
+#endif
+    for (int h = h0; h < h0 + nh; h++)
+        c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
+}
+
+/* decode-like item of the keys-in-lanes kernel = (row, KV head) */
+static void fwd_row_kv_head(const void* p, int64_t i) {
+    const fwd_ctx* c = p;
+    const int group = c->n_heads / c->n_kv_heads;
+    attend_row_heads(c, i / c->n_kv_heads, (int)(i % c->n_kv_heads) * group, group);
+}
+
 /* item = (chunk of rows_per_item rows, KV head, chunk of its query heads); the rows split where the sequence changes */
 EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int dt) {
     const int group = c->n_heads / c->n_kv_heads, D = c->D;
@@ -377,8 +480,10 @@ EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int 
     for (int r0 = r_begin, r1; r0 < r_end; r0 = r1) {
         for (r1 = r0 + 1; r1 < r_end && c->row_seq[r1] == c->row_seq[r0];) r1++;
         const size_t kv = (size_t)c->row_seq[r0] * c->max_len * kv_width + (size_t)kvh * D;
-        if ((r1 - r0) * nh >= min_slots(D) && D <= DMAX) {
+        if ((r1 - r0) * nh >= min_slots(D, c->lanes) && D <= DMAX) {
             fwd_block(c->out + r0 * q_width, c->lse ? c->lse + (size_t)r0 * c->n_heads : 0, c->q + r0 * q_width, c->row_pos + r0, r1 - r0, h0, nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, D, c->scale, kt, dt);
+        } else if (c->lanes) {
+            for (int r = r0; r < r1; r++) attend_row_heads(c, r, h0, nh);
         } else {
             for (int r = r0; r < r1; r++)
                 for (int h = h0; h < h0 + nh; h++)
@@ -411,14 +516,16 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
         keys += row_pos[r] + 1;
         runs += r == 0 || row_seq[r] != row_seq[r - 1];
     }
-    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale, 0};
+    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale, 0, 0};
     slot_shape(n_heads / n_kv_heads, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_item);
     const ee_cpu* cpu = ee_cpu_get();
-    if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)min_slots(head_dim) * runs) {
+    c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
+    c.lanes = EE_X86 && cpu->avx512 && head_dim <= LANES_MAX_D;
+    if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)min_slots(head_dim, c.lanes) * runs) {
         /* decode-like (about one row per sequence): one (row, head) per task, the heads of a row after another, so
          * that a sequence's cache rows are used while they are in cache */
-        c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
-        parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);
+        if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_row_kv_head, &c);
+        else parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);
         return 0;
     }
     void (*item_any)(const void*, int64_t) = cpu->avx512 ? fwd_item_avx512 : cpu->avx2 ? fwd_item_avx2 : fwd_item_base;
