@@ -334,17 +334,6 @@ EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* 
 /* Query heads of one KV head taken together by the keys-in-lanes kernel (their accumulators live on the stack). */
 #define LANE_HEADS 4
 
-/*
- * Decode attention for tiny heads (head_dim <= 16) on AVX-512, keys in lanes: the per-(row, head) path pays a
- * horizontal sum per key and head, as much as the products when a head is 8 floats, and the slot path fills 1-2 of its
- * 16 lanes with one row. Here one row's nh query heads of one KV head (q, out: nh heads of D floats side by side;
- * lse: nh values) go 16 keys a step: K's and V's column d of those keys is one gather, a head's 16 scores are D
- * broadcast-FMAs, its online softmax keeps a running max and sum and D vector accumulators (one partial sum per
- * lane), summed across lanes once at the end; the lanes' running max and sum stay per lane (no reduction per step)
- * and are merged at the end too. For head_dim 8 a full step transposes its 16 K and V rows in registers instead of
- * gathering. eecpu_attnbench "decode 1 row, 201 pos, H8 KV4 hd8" (stories260K: 8 heads of 8, 4 KV heads), one
- * thread, 4-6 alternations: per-(row, head) 8.1 us, keys in lanes with gathers 6.2, with the transpose 3.4.
- */
 /* t[d] = column d of 16 rows of 8 floats (row j at base + j * stride), keys in lanes in order: rows j and j + 8 share
  * a register, then the 8 x 8 transpose of unpacks and shuffles runs in both 256-bit halves at once. */
 EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stride) {
@@ -361,6 +350,16 @@ EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stri
     for (int i = 0; i < 4; i++) t[i] = _mm512_permutex2var_ps(w[i], low, w[i + 4]), t[i + 4] = _mm512_permutex2var_ps(w[i], high, w[i + 4]);
 }
 
+/*
+ * Decode attention for tiny heads (head_dim <= 16) on AVX-512, keys in lanes: the per-(row, head) path pays a
+ * horizontal sum per key and head, as much as the products when a head is 8 floats, and the slot path fills 1-2 of its
+ * 16 lanes with one row. Here one row's nh query heads of one KV head (q, out: nh heads of D floats side by side;
+ * lse: nh values) go 16 keys a step: the keys' K and V columns (a 16 x 8 transpose in registers for head_dim 8 and a
+ * full step, masked gathers otherwise), a head's 16 scores as D broadcast-FMAs, and per lane an online softmax
+ * (running max, sum and D output accumulators), the lanes merged once at the end. eecpu_attnbench "decode 1 row, 201
+ * pos, H8 KV4 hd8" (stories260K: 8 heads of 8, 4 KV heads), one thread, 4-6 alternations: per-(row, head) 8.1 us,
+ * keys in lanes with gathers 6.2, with the transpose 3.4.
+ */
 EE_AVX512 static void attend_lanes_avx512(float* out, float* lse, const float* q, int nh, const float* k, const float* v, size_t kv_width, int32_t n_keys, int D, float scale) {
     const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)kv_width));
     for (int g0 = 0; g0 < nh; g0 += LANE_HEADS) {
@@ -412,7 +411,7 @@ typedef struct {
     const int32_t *row_seq, *row_pos;
     int32_t rows, n_heads, n_kv_heads, D, max_len, rows_per_item, head_chunks, heads_per_chunk;
     float scale;
-    void (*attend)(ATTEND_ARGS); /* the decode-like path's kernel */
+    void (*attend)(ATTEND_ARGS); /* the per-(row, head) kernel of rows outside slot blocks */
     int lanes;                   /* the keys-in-lanes kernel serves rows outside slot blocks (AVX-512, head_dim <= 16) */
 } fwd_ctx;
 
@@ -439,15 +438,6 @@ static void parallel_dynamic(int nt, int64_t n, void (*item)(const void*, int64_
     ee_parallel(nt < n ? nt : (int)n, dynamic_team, &job);
 }
 
-/* decode-like item = (row, head) */
-static void fwd_row_head(const void* p, int64_t i) {
-    const fwd_ctx* c = p;
-    const int64_t r = i / c->n_heads, h = i % c->n_heads, D = c->D;
-    const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
-    const size_t kv = (size_t)c->row_seq[r] * c->max_len * kv_width + (size_t)(h / (c->n_heads / c->n_kv_heads)) * D;
-    c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + i : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
-}
-
 /* Row r's query heads h0 .. h0 + nh - 1 (one KV head's) outside a slot block */
 static void attend_row_heads(const fwd_ctx* c, int64_t r, int h0, int nh) {
     const int64_t D = c->D;
@@ -461,6 +451,12 @@ static void attend_row_heads(const fwd_ctx* c, int64_t r, int h0, int nh) {
 #endif
     for (int h = h0; h < h0 + nh; h++)
         c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
+}
+
+/* decode-like item = (row, head) */
+static void fwd_row_head(const void* p, int64_t i) {
+    const fwd_ctx* c = p;
+    attend_row_heads(c, i / c->n_heads, (int)(i % c->n_heads), 1);
 }
 
 /* decode-like item of the keys-in-lanes kernel = (row, KV head) */
@@ -482,12 +478,8 @@ EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int 
         const size_t kv = (size_t)c->row_seq[r0] * c->max_len * kv_width + (size_t)kvh * D;
         if ((r1 - r0) * nh >= min_slots(D, c->lanes) && D <= DMAX) {
             fwd_block(c->out + r0 * q_width, c->lse ? c->lse + (size_t)r0 * c->n_heads : 0, c->q + r0 * q_width, c->row_pos + r0, r1 - r0, h0, nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, D, c->scale, kt, dt);
-        } else if (c->lanes) {
-            for (int r = r0; r < r1; r++) attend_row_heads(c, r, h0, nh);
         } else {
-            for (int r = r0; r < r1; r++)
-                for (int h = h0; h < h0 + nh; h++)
-                    attend(c->out + r * q_width + h * D, c->lse ? c->lse + (size_t)r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, D, c->scale);
+            for (int r = r0; r < r1; r++) attend_row_heads(c, r, h0, nh);
         }
     }
 }
@@ -522,8 +514,8 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
     c.lanes = EE_X86 && cpu->avx512 && head_dim <= LANES_MAX_D;
     if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)min_slots(head_dim, c.lanes) * runs) {
-        /* decode-like (about one row per sequence): one (row, head) per task, the heads of a row after another, so
-         * that a sequence's cache rows are used while they are in cache */
+        /* decode-like (about one row per sequence): one (row, head) per task -- (row, KV head) with the lanes kernel --
+         * the heads of a row after another, so that a sequence's cache rows are used while they are in cache */
         if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_row_kv_head, &c);
         else parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);
         return 0;
