@@ -157,15 +157,13 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
 #define LANES 16     /* query slots per block: the lanes of one v16 */
 #define DMAX 128     /* largest head_dim of the slot path (stack buffers are DMAX x 16 floats) */
 #define KB 64        /* keys per block */
-/* Slots a forward block needs for the slot path to beat the per-(row, head) path, which pays a horizontal sum per key
- * and head but prefetches the cache rows. One thread, 4 KV heads, position 200, best of 3-5 (Zen 5, 2026-12-02),
- * slot vs per-(row, head) path in us at 2 / 3 / 4 slots: cache warm, head_dim 8: 8.1/8.2, 9.2/12.4, 8.2/16.4;
- * head_dim 64: 25.5/21.5, 25.7/32.0, 26.0/39.2; cache evicted before each call, head_dim 8: 13.0/12.4, 14.7/18.6,
- * 13.4/22.6; head_dim 48: 52.6/24.4, 55.0/32.7, 51.3/40.2. So tiny heads take the slot path from 3 slots, larger
- * ones, whose decode caches come from DRAM, from 6 -- and tiny heads on AVX-512, where the keys-in-lanes kernel
- * replaces the per-(row, head) path, from 6 too (eecpu_attnbench "2 rows of 1 seq, 201 pos, H8 KV4 hd8", stories260K's
- * early-exit pass: per-(row, head) 16.0, slot path 7.3-8.4, keys in lanes 6.7 us). */
-EE_INLINE int min_slots(int D, int lanes) { return D <= 16 && !lanes ? 3 : 6; }
+/* Fewer slots than this in a forward block: rows go to the per-(row, head) path (or, for tiny heads on AVX-512, the
+ * keys-in-lanes kernel). On AVX-512 the slot path costs the same for 2-16 slots (head_dim 8, position 200: 8.1-8.4 us)
+ * and beat the per-(row, head) path from 3 slots with a warm cache, from ~5 with the cache evicted (head_dim 48/64, as
+ * in 15M/110M decode); the keys-in-lanes kernel beats both at head_dim 8 up to 2 rows of groups of 2 (eecpu_attnbench
+ * "2 rows of 1 seq, 201 pos, H8 KV4 hd8": per-(row, head) 16.0, slot path 7.3-8.4, lanes 6.4-6.7 us). On AVX2 the
+ * slot path of tiny heads is far slower (the same 2 rows: 77 us against 16.4), so one threshold serves all. */
+#define MIN_SLOTS 6
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -476,7 +474,7 @@ EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int 
     for (int r0 = r_begin, r1; r0 < r_end; r0 = r1) {
         for (r1 = r0 + 1; r1 < r_end && c->row_seq[r1] == c->row_seq[r0];) r1++;
         const size_t kv = (size_t)c->row_seq[r0] * c->max_len * kv_width + (size_t)kvh * D;
-        if ((r1 - r0) * nh >= min_slots(D, c->lanes) && D <= DMAX) {
+        if ((r1 - r0) * nh >= MIN_SLOTS && D <= DMAX) {
             fwd_block(c->out + r0 * q_width, c->lse ? c->lse + (size_t)r0 * c->n_heads : 0, c->q + r0 * q_width, c->row_pos + r0, r1 - r0, h0, nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, D, c->scale, kt, dt);
         } else {
             for (int r = r0; r < r1; r++) attend_row_heads(c, r, h0, nh);
@@ -513,7 +511,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     const ee_cpu* cpu = ee_cpu_get();
     c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
     c.lanes = EE_X86 && cpu->avx512 && head_dim <= LANES_MAX_D;
-    if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)min_slots(head_dim, c.lanes) * runs) {
+    if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
         /* decode-like (about one row per sequence): one (row, head) per task -- (row, KV head) with the lanes kernel --
          * the heads of a row after another, so that a sequence's cache rows are used while they are in cache */
         if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_row_kv_head, &c);

@@ -280,10 +280,10 @@ static void test_attention(unsigned* seed, int B, int T, int H, int KVH, int D) 
     free(p), free(dp), free(seq), free(pos);
 }
 
-/* packed rows of several sequences at scattered positions (runs, single rows, a repeated sequence out of order) */
-/* Rows of several sequences in one call, as decode and early-exit passes pack them: runs of one sequence of 1-30 rows,
- * so that both paths (slot blocks, per (row, head)) serve some runs; with head_dim 8 and groups of 2, runs of one row
- * take the per-(row, head) path and runs of two the slot path. */
+/* Packed rows of several sequences at scattered positions (runs, single rows, a repeated sequence out of order), as
+ * decode and early-exit passes pack them: runs of 1-30 rows, so that both paths (slot blocks, rows one by one) serve
+ * some; with head_dim 8 the rows one by one go through the keys-in-lanes kernel on AVX-512 (ctest also runs this on
+ * AVX2 and the portable code). */
 static void test_attention_packed(unsigned* seed, const int H, const int KVH, const int D) {
     enum { NSEQ = 3, MAXLEN = 100, ROWS = 30 + 1 + 1 + 8 + 2 + 20 };
     const float scale = 0.3f;
