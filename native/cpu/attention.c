@@ -161,8 +161,8 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
  * keys-in-lanes kernel). On AVX-512 the slot path costs the same for 2-16 slots (head_dim 8, position 200: 8.1-8.4 us)
  * and beat the per-(row, head) path from 3 slots with a warm cache, from ~5 with the cache evicted (head_dim 48/64, as
  * in 15M/110M decode); the keys-in-lanes kernel beats both at head_dim 8 up to 2 rows of groups of 2 (eecpu_attnbench
- * "2 rows of 1 seq, 201 pos, H8 KV4 hd8": per-(row, head) 16.0, slot path 7.3-8.4, lanes 6.4-6.7 us). On AVX2 the
- * slot path of tiny heads is far slower (the same 2 rows: 77 us against 16.4), so one threshold serves all. */
+ * "2 rows of 1 seq, 201 pos, H8 KV4 hd8": per-(row, head) 16.0, slot path 7.3-8.4, lanes 6.1-6.7 us). On AVX2 the
+ * slot path of tiny heads is far slower (the same 2 rows: 77 us against 15.8), so one threshold serves all. */
 #define MIN_SLOTS 6
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
