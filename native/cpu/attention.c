@@ -8,7 +8,8 @@
  * log-sum-exp run lane-wise, and O^T += V^T P^T is again broadcast-FMAs. Keys go in blocks of KB with an online
  * softmax (forward) or the forward's log-sum-exp (backward). The code is written once with GCC vector extensions
  * (16 floats) and instantiated for the baseline, AVX2 and AVX-512 with register tiles sized for each. Blocks with
- * few slots (decode: one row per sequence) and head_dim > DMAX use the per-(row, head) path below.
+ * few slots (decode: one row per sequence) and head_dim > DMAX use the per-(row, head) path below, or for tiny heads
+ * on AVX-512 the keys-in-lanes kernel (16 keys in the lanes, all queries of a KV head sharing their transpose).
  */
 #include <math.h>
 
@@ -160,9 +161,11 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
 /* Fewer slots than this in a forward block: rows go to the per-(row, head) path (or, for tiny heads on AVX-512, the
  * keys-in-lanes kernel). On AVX-512 the slot path costs the same for 2-16 slots (head_dim 8, position 200: 8.1-8.4 us)
  * and beat the per-(row, head) path from 3 slots with a warm cache, from ~5 with the cache evicted (head_dim 48/64, as
- * in 15M/110M decode); the keys-in-lanes kernel beats both at head_dim 8 up to 2 rows of groups of 2 (eecpu_attnbench
- * "2 rows of 1 seq, 201 pos, H8 KV4 hd8": per-(row, head) 16.0, slot path 7.3-8.4, lanes 6.1-6.7 us). On AVX2 the
- * slot path of tiny heads is far slower (the same 2 rows: 77 us against 15.8), so one threshold serves all. */
+ * in 15M/110M decode). The keys-in-lanes kernel (all queries of a run of rows sharing one transpose of the keys) beats
+ * the slot path at head_dim 8 below 6 slots and loses from 8 up (stories260K's 8 heads of 8 in groups of 2, one
+ * thread, att harness, 4 alternations: 3 rows at position 40 2.3 vs 1.9 us, at 120 3.4 vs 4.8; 4 rows 2.8 vs 2.0 at 40,
+ * 4.4 vs 4.9 at 120; 5-7 rows worse at every position), so 6 slots stays the switch. On AVX2 the slot path of tiny
+ * heads is far slower (2 rows: 77 us against 15.8 per (row, head)), so one threshold serves all. */
 #define MIN_SLOTS 6
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
@@ -329,8 +332,10 @@ EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* 
 #if EE_X86
 #include <immintrin.h>
 
-/* Query heads of one KV head taken together by the keys-in-lanes kernel (their accumulators live on the stack). */
-#define LANE_HEADS 4
+/* Keys in lanes: a chunk of LANE_STEPS steps of 16 keys is transposed once (K and V columns, 16 KiB at head_dim 16)
+ * and then read by every query of the KV head; at most LANE_QUERIES queries keep their running state at a time. */
+#define LANE_STEPS 8
+#define LANE_QUERIES 16
 
 /* t[d] = column d of 16 rows of 8 floats (row j at base + j * stride), keys in lanes in order: rows j and j + 8 share
  * a register, then the 8 x 8 transpose of unpacks and shuffles runs in both 256-bit halves at once. */
@@ -348,56 +353,107 @@ EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stri
     for (int i = 0; i < 4; i++) t[i] = _mm512_permutex2var_ps(w[i], low, w[i + 4]), t[i + 4] = _mm512_permutex2var_ps(w[i], high, w[i + 4]);
 }
 
+/* One query's running state in the keys-in-lanes kernel: per lane, the online softmax of the keys it has seen. */
+typedef struct {
+    v16 max, sum, acc[LANES_MAX_D];
+} lane_state;
+
+/* One query (q: D floats, already scaled; keys below n_keys) against a transposed chunk of ns steps (kt, vt: step
+ * j's D columns at [j * D]) whose first key is j0: scores, the chunk's lane-wise max, one rescale of the state, then
+ * exp and the output columns. D is a constant where the caller specialises it (accumulators in registers). */
+EE_INLINE EE_AVX512 void lanes_chunk(lane_state* st, const float* q, int32_t n_keys, const v16* kt, const v16* vt, int ns, int32_t j0, const int D) {
+    v16 s[LANE_STEPS], mx = st->max, acc[LANES_MAX_D];
+    const v16i lane = (v16i){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    ns = ee_min(ns, (int)ee_ceil_div(n_keys - j0, 16));
+    for (int j = 0; j < ns; j++) {
+        v16 sc = (v16){0};
+        for (int d = 0; d < D; d++) sc += q[d] * kt[j * D + d];
+        s[j] = vsel(lane + (j0 + 16 * j) < n_keys, sc, vsplat(-INFINITY));
+        mx = vmax(mx, s[j]);
+    }
+    /* a lane with no key yet has max -inf: -inf - -inf is NaN, which vexp turns into 0 */
+    const v16 corr = vexp(st->max - mx);
+    v16 sum = st->sum * corr;
+    for (int d = 0; d < D; d++) acc[d] = st->acc[d] * corr;
+    for (int j = 0; j < ns; j++) {
+        const v16 p = vexp(s[j] - mx);
+        sum += p;
+        for (int d = 0; d < D; d++) acc[d] += p * vt[j * D + d];
+    }
+    for (int d = 0; d < D; d++) st->acc[d] = acc[d];
+    st->sum = sum, st->max = mx;
+}
+
+/* Query i's output (D floats) and log-sum-exp from its lanes: each lane's softmax rescaled to the overall max */
+EE_INLINE EE_AVX512 void lanes_merge(const lane_state* st, float* out, float* lse, int D) {
+    const float m = _mm512_reduce_max_ps((__m512)st->max);
+    const v16 w = vexp(st->max - m);
+    const float sum = _mm512_reduce_add_ps((__m512)(st->sum * w)), inv_sum = 1.0f / sum;
+    for (int d = 0; d < D; d++) out[d] = _mm512_reduce_add_ps((__m512)(st->acc[d] * w)) * inv_sum;
+    if (lse) *lse = m + logf(sum);
+}
+
+/* Steps j0 / 16 .. + ns of the cache block k (rows kv_width apart) transposed into kt: keys at or past n_valid read as
+ * zero (they may be stale or past the allocation). */
+EE_INLINE EE_AVX512 void lanes_transpose(v16* kt, const float* k, size_t kv_width, int32_t j0, int ns, int32_t n_valid, int D) {
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)kv_width));
+    for (int j = 0; j < ns; j++) {
+        const int32_t first = j0 + 16 * j;
+        const float* kb = k + (size_t)first * kv_width;
+        if (D == 8 && n_valid - first >= 16) { /* stories260K's heads: a transpose of 16 rows costs less than 8 gathers */
+            transpose16x8((__m512*)(kt + j * D), kb, kv_width);
+        } else if (D == 8) { /* the last, partial step: its rows copied beside zeros, then the same transpose */
+            float rows8[16 * 8] __attribute__((aligned(64))) = {0};
+            for (int i = 0; i < n_valid - first; i++) _mm256_store_ps(rows8 + i * 8, _mm256_loadu_ps(kb + (size_t)i * kv_width));
+            transpose16x8((__m512*)(kt + j * D), rows8, 8);
+        } else {
+            const __mmask16 live = (__mmask16)(n_valid - first >= 16 ? 0xFFFF : (1u << (n_valid - first)) - 1);
+            for (int d = 0; d < D; d++) kt[j * D + d] = (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, kb + d, 4);
+        }
+    }
+}
+
 /*
  * Decode attention for tiny heads (head_dim <= 16) on AVX-512, keys in lanes: the per-(row, head) path pays a
- * horizontal sum per key and head, as much as the products when a head is 8 floats, and the slot path fills 1-2 of its
- * 16 lanes with one row. Here one row's nh query heads of one KV head (q, out: nh heads of D floats side by side;
- * lse: nh values) go 16 keys a step: the keys' K and V columns (a 16 x 8 transpose in registers for head_dim 8 and a
- * full step, masked gathers otherwise), a head's 16 scores as D broadcast-FMAs, and per lane an online softmax
- * (running max, sum and D output accumulators), the lanes merged once at the end. eecpu_attnbench "decode 1 row, 201
- * pos, H8 KV4 hd8" (stories260K: 8 heads of 8, 4 KV heads), one thread, 4-6 alternations: per-(row, head) 8.1 us,
- * keys in lanes with gathers 6.2, with the transpose 3.4.
+ * horizontal sum per key and head, as much as the products when a head is 8 floats, and the slot path fills few of
+ * its 16 lanes with one or two rows. Here the queries of one KV head -- rows r of one sequence (positions pos[r]) times
+ * its nh query heads; q, out rows q_width apart at the first head, lse rows n_heads apart -- go 16 keys a step: a
+ * chunk of steps has its K and V columns transposed once for all queries (16 x 8 in registers for head_dim 8, masked
+ * gathers otherwise), then each query computes the chunk's scores as D broadcast-FMAs, rescales its per-lane online
+ * softmax once per chunk and accumulates its D output columns; the lanes are merged once at the end. A query's result
+ * does not depend on the other queries of the call. eecpu_attnbench 1 (stories260K: 8 heads of 8, 4 KV heads, position
+ * 200), one thread: "decode 1 row" per-(row, head) 8.1 us, one (row, KV head) at a time with a rescale per step 3.3-3.5,
+ * this kernel 2.6-2.8; "2 rows of 1 seq" 6.6-6.8 -> 4.1-4.3 (3 alternations). Taking two queries at a time for more
+ * instruction-level parallelism measured no faster (their 32 accumulators spill).
  */
-EE_AVX512 static void attend_lanes_avx512(float* out, float* lse, const float* q, int nh, const float* k, const float* v, size_t kv_width, int32_t n_keys, int D, float scale) {
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)kv_width));
-    for (int g0 = 0; g0 < nh; g0 += LANE_HEADS) {
-        const int ng = ee_min(LANE_HEADS, nh - g0);
-        v16 acc[LANE_HEADS][LANES_MAX_D], run_max[LANE_HEADS], run_sum[LANE_HEADS]; /* per lane: its keys' online softmax */
-        float qs[LANE_HEADS][LANES_MAX_D];
+EE_AVX512 static void attend_lanes_avx512(float* out, float* lse, const float* q, const int32_t* pos, int nr, int nh, size_t q_width, int32_t n_heads, const float* k, const float* v, size_t kv_width, int D, float scale) {
+    v16 kt[LANE_STEPS * LANES_MAX_D], vt[LANE_STEPS * LANES_MAX_D];
+    lane_state st[LANE_QUERIES];
+    float qs[LANE_QUERIES][LANES_MAX_D];
+    for (int g0 = 0; g0 < nr * nh; g0 += LANE_QUERIES) {
+        const int ng = ee_min(LANE_QUERIES, nr * nh - g0);
+        int32_t n_max = 0;
         for (int g = 0; g < ng; g++) {
-            run_max[g] = vsplat(-INFINITY), run_sum[g] = (v16){0};
-            for (int d = 0; d < D; d++) acc[g][d] = (v16){0}, qs[g][d] = scale * q[(size_t)(g0 + g) * D + d];
+            const int r = (g0 + g) / nh, h = (g0 + g) % nh;
+            st[g].max = vsplat(-INFINITY), st[g].sum = (v16){0};
+            for (int d = 0; d < D; d++) st[g].acc[d] = (v16){0}, qs[g][d] = scale * q[(size_t)r * q_width + (size_t)h * D + d];
+            n_max = pos[r] + 1 > n_max ? pos[r] + 1 : n_max;
         }
-        for (int32_t j0 = 0; j0 < n_keys; j0 += 16) {
-            const __mmask16 live = (__mmask16)(n_keys - j0 >= 16 ? 0xFFFF : (1u << (n_keys - j0)) - 1);
-            const float *kb = k + (size_t)j0 * kv_width, *vb = v + (size_t)j0 * kv_width;
-            v16 kt[LANES_MAX_D], vt[LANES_MAX_D];
-            if (D == 8 && live == 0xFFFF) { /* stories260K's heads: a transpose of 16 rows costs less than 8 gathers */
-                transpose16x8((__m512*)kt, kb, kv_width);
-                transpose16x8((__m512*)vt, vb, kv_width);
-            } else {
-                for (int d = 0; d < D; d++) {
-                    kt[d] = (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, kb + d, 4);
-                    vt[d] = (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, vb + d, 4);
-                }
-            }
+        for (int32_t j0 = 0; j0 < n_max; j0 += LANE_STEPS * 16) {
+            const int ns = ee_min(LANE_STEPS, (int)ee_ceil_div(n_max - j0, 16));
+            lanes_transpose(kt, k, kv_width, j0, ns, n_max, D);
+            lanes_transpose(vt, v, kv_width, j0, ns, n_max, D);
             for (int g = 0; g < ng; g++) {
-                v16 sc = (v16){0};
-                for (int d = 0; d < D; d++) sc += qs[g][d] * kt[d];
-                sc = (v16)_mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), live, (__m512)sc);
-                /* a lane with no key yet has max -inf: -inf - -inf is NaN, which vexp turns into 0 */
-                const v16 mx = vmax(run_max[g], sc), corr = vexp(run_max[g] - mx), p = vexp(sc - mx);
-                run_sum[g] = run_sum[g] * corr + p;
-                for (int d = 0; d < D; d++) acc[g][d] = acc[g][d] * corr + p * vt[d];
-                run_max[g] = mx;
+                const int32_t n_keys = pos[(g0 + g) / nh] + 1;
+                if (j0 >= n_keys) continue;
+                if (D == 8) lanes_chunk(&st[g], qs[g], n_keys, kt, vt, ns, j0, 8);
+                else if (D == 16) lanes_chunk(&st[g], qs[g], n_keys, kt, vt, ns, j0, 16);
+                else lanes_chunk(&st[g], qs[g], n_keys, kt, vt, ns, j0, D);
             }
         }
-        for (int g = 0; g < ng; g++) { /* the lanes' softmaxes merged: each rescaled to the overall max */
-            const float m = _mm512_reduce_max_ps((__m512)run_max[g]);
-            const v16 w = vexp(run_max[g] - m);
-            const float sum = _mm512_reduce_add_ps((__m512)(run_sum[g] * w)), inv_sum = 1.0f / sum;
-            for (int d = 0; d < D; d++) out[(size_t)(g0 + g) * D + d] = _mm512_reduce_add_ps((__m512)(acc[g][d] * w)) * inv_sum;
-            if (lse) lse[g0 + g] = m + logf(sum);
+        for (int g = 0; g < ng; g++) {
+            const int r = (g0 + g) / nh, h = (g0 + g) % nh;
+            lanes_merge(&st[g], out + (size_t)r * q_width + (size_t)h * D, lse ? lse + (size_t)r * n_heads + h : 0, D);
         }
     }
 }
@@ -436,32 +492,39 @@ static void parallel_dynamic(int nt, int64_t n, void (*item)(const void*, int64_
     ee_parallel(nt < n ? nt : (int)n, dynamic_team, &job);
 }
 
-/* Row r's query heads h0 .. h0 + nh - 1 (one KV head's) outside a slot block */
-static void attend_row_heads(const fwd_ctx* c, int64_t r, int h0, int nh) {
+/* Rows r0 .. r1 - 1 (of one sequence) times query heads h0 .. h0 + nh - 1 (one KV head's) outside a slot block */
+static void attend_rows_heads(const fwd_ctx* c, int64_t r0, int64_t r1, int h0, int nh) {
     const int64_t D = c->D;
     const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
-    const size_t kv = (size_t)c->row_seq[r] * c->max_len * kv_width + (size_t)(h0 / (c->n_heads / c->n_kv_heads)) * D;
+    const size_t kv = (size_t)c->row_seq[r0] * c->max_len * kv_width + (size_t)(h0 / (c->n_heads / c->n_kv_heads)) * D;
 #if EE_X86
     if (c->lanes) {
-        attend_lanes_avx512(c->out + r * q_width + h0 * D, c->lse ? c->lse + r * c->n_heads + h0 : 0, c->q + r * q_width + h0 * D, nh, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int)D, c->scale);
+        attend_lanes_avx512(c->out + r0 * q_width + h0 * D, c->lse ? c->lse + r0 * c->n_heads + h0 : 0, c->q + r0 * q_width + h0 * D, c->row_pos + r0, (int)(r1 - r0), nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, (int)D, c->scale);
         return;
     }
 #endif
-    for (int h = h0; h < h0 + nh; h++)
-        c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
+    for (int64_t r = r0; r < r1; r++)
+        for (int h = h0; h < h0 + nh; h++)
+            c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
 }
 
 /* decode-like item = (row, head) */
 static void fwd_row_head(const void* p, int64_t i) {
     const fwd_ctx* c = p;
-    attend_row_heads(c, i / c->n_heads, (int)(i % c->n_heads), 1);
+    const int64_t r = i / c->n_heads;
+    attend_rows_heads(c, r, r + 1, (int)(i % c->n_heads), 1);
 }
 
-/* decode-like item of the keys-in-lanes kernel = (row, KV head) */
-static void fwd_row_kv_head(const void* p, int64_t i) {
+/* decode-like item of the keys-in-lanes kernel = (row, KV head): a run of rows of one sequence is taken by the item of
+ * its first row (the others have nothing to do), so that its queries share the transposed keys */
+static void fwd_run_kv_head(const void* p, int64_t i) {
     const fwd_ctx* c = p;
+    const int64_t r0 = i / c->n_kv_heads;
+    if (r0 > 0 && c->row_seq[r0 - 1] == c->row_seq[r0]) return;
+    int64_t r1 = r0 + 1;
+    while (r1 < c->rows && c->row_seq[r1] == c->row_seq[r0]) r1++;
     const int group = c->n_heads / c->n_kv_heads;
-    attend_row_heads(c, i / c->n_kv_heads, (int)(i % c->n_kv_heads) * group, group);
+    attend_rows_heads(c, r0, r1, (int)(i % c->n_kv_heads) * group, group);
 }
 
 /* item = (chunk of rows_per_item rows, KV head, chunk of its query heads); the rows split where the sequence changes */
@@ -477,7 +540,7 @@ EE_INLINE void fwd_item(const fwd_ctx* c, int64_t item, const int kt, const int 
         if ((r1 - r0) * nh >= MIN_SLOTS && D <= DMAX) {
             fwd_block(c->out + r0 * q_width, c->lse ? c->lse + (size_t)r0 * c->n_heads : 0, c->q + r0 * q_width, c->row_pos + r0, r1 - r0, h0, nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, D, c->scale, kt, dt);
         } else {
-            for (int r = r0; r < r1; r++) attend_row_heads(c, r, h0, nh);
+            attend_rows_heads(c, r0, r1, h0, nh);
         }
     }
 }
@@ -514,7 +577,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
         /* decode-like (about one row per sequence): one (row, head) per task -- (row, KV head) with the lanes kernel --
          * the heads of a row after another, so that a sequence's cache rows are used while they are in cache */
-        if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_row_kv_head, &c);
+        if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_run_kv_head, &c);
         else parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);
         return 0;
     }

@@ -282,10 +282,10 @@ static void test_attention(unsigned* seed, int B, int T, int H, int KVH, int D) 
 
 /* Packed rows of several sequences at scattered positions (runs, single rows, a repeated sequence out of order), as
  * decode and early-exit passes pack them: runs of 1-30 rows, so that both paths (slot blocks, rows one by one) serve
- * some; with head_dim 8 the rows one by one go through the keys-in-lanes kernel on AVX-512 (ctest also runs this on
- * AVX2 and the portable code). */
+ * some; with head_dim <= 16 the rows outside slot blocks go through the keys-in-lanes kernel on AVX-512 (head_dim 8:
+ * transposes, 12: gathers), over one chunk of keys or several (ctest also runs this on AVX2 and the portable code). */
 static void test_attention_packed(unsigned* seed, const int H, const int KVH, const int D) {
-    enum { NSEQ = 3, MAXLEN = 100, ROWS = 30 + 1 + 1 + 8 + 2 + 20 };
+    enum { NSEQ = 3, MAXLEN = 300, ROWS = 30 + 1 + 1 + 8 + 2 + 20 + 2 + 1 };
     const float scale = 0.3f;
     int32_t seq[ROWS], pos[ROWS];
     int r = 0;
@@ -296,6 +296,9 @@ static void test_attention_packed(unsigned* seed, const int H, const int KVH, co
     seq[r] = 0, pos[r++] = 50;
     seq[r] = 0, pos[r++] = 3;
     for (int i = 0; i < 20; i++) seq[r] = i % 3, pos[r++] = 70 + i;
+    seq[r] = 1, pos[r++] = 200; /* two rows over several chunks of the keys-in-lanes kernel */
+    seq[r] = 1, pos[r++] = 201;
+    seq[r] = 2, pos[r++] = MAXLEN - 1; /* the last key of the last sequence: a partial step at the cache's end */
     float *q = randn(ROWS * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
     float *out = calloc(ROWS * H * D, 4), *lse = calloc(ROWS * H, 4);
     double *wout = calloc(ROWS * H * D, 8), wlse[ROWS * H], glse[ROWS * H], p[MAXLEN];
@@ -456,6 +459,7 @@ int main(void) {
     test_attention(&seed, 2, 9, 2, 2, 130);   /* head_dim past the slot path */
     test_attention_packed(&seed, 6, 2, 20);
     test_attention_packed(&seed, 8, 4, 8); /* stories260K's heads */
+    test_attention_packed(&seed, 4, 2, 12);
     test_cross_entropy(&seed);
     test_sampling();
     test_argmax_rows(&seed);
