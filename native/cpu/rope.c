@@ -1,5 +1,6 @@
 /* Rotary position embedding, in place; the backward is the rotation by the negative angle. */
 #include <math.h>
+#include <string.h>
 
 #include "internal.h"
 #include "rope.h"
@@ -12,6 +13,11 @@
  * no more than its rows (a training batch: rows x half double sin/cos otherwise cost more than the rotations), else
  * one entry per row (a few decode rows at scattered positions). Either way each value is the same expression, so
  * the result does not depend on the call's batching, and it equals the CUDA twin's per-(row, pair) evaluation.
+ *
+ * A decoder layer rotates q and k at the same positions, and every layer of a pass does so again: the calling
+ * thread's last table is kept with what it was made from (its positions, inv_freq's values, the direction) and reused
+ * when a call asks for the same -- compared by value, so the result is the same as refilling it. stories260K (4 pairs
+ * per row) fills 10 tables per decoded token without this, each 8 double sines and cosines.
  */
 typedef struct {
     float* x;
@@ -51,6 +57,23 @@ static void rotate_rows(void* ctx, int64_t r0, int64_t r1) {
     }
 }
 
+/* What the calling thread's table holds (it lives in the thread's EE_SCRATCH_ROPE slot, followed by copies of the
+ * positions of a per-row table and of inv_freq): valid only after a complete fill. The slot grows only through a
+ * request larger than the last one, which refills it, so an equal request never finds it reallocated. */
+static __thread struct {
+    int valid, by_position, inverse;
+    int32_t half, pos_min, rows;
+    int64_t entries;
+} last_table;
+
+static int same_table(const int32_t* pos, const float* inv_freq, int32_t rows, int32_t half, int by_position, int32_t pos_min, int64_t entries, int inverse, const float* table) {
+    if (!last_table.valid || last_table.half != half || last_table.entries != entries || last_table.by_position != by_position || last_table.inverse != inverse) return 0;
+    const int32_t* pos_copy = (const int32_t*)(table + entries * 2 * half);
+    const float* freq_copy = (const float*)(pos_copy + (by_position ? 0 : rows));
+    if (by_position ? last_table.pos_min != pos_min : last_table.rows != rows || memcmp(pos_copy, pos, (size_t)rows * sizeof *pos)) return 0;
+    return memcmp(freq_copy, inv_freq, (size_t)half * sizeof *inv_freq) == 0;
+}
+
 EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int32_t rows, int32_t n_heads, int32_t head_dim, int32_t interleaved, int32_t inverse) {
     if (rows < 0 || n_heads < 0 || head_dim < 0) return ee_fail("ee_rope: negative size");
     if (head_dim % 2) return ee_fail("ee_rope: head_dim %d is odd", head_dim);
@@ -65,10 +88,20 @@ EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int3
     const int64_t span = (int64_t)pos_max - pos_min + 1;
     const int by_position = span <= rows;
     const int64_t entries = by_position ? span : rows;
-    float* table = ee_scratch(EE_SCRATCH_ROPE, (size_t)entries * 2 * half * sizeof(float));
+    const int32_t copied_rows = by_position ? 0 : rows;
+    float* table = ee_scratch(EE_SCRATCH_ROPE, (size_t)entries * 2 * half * sizeof(float) + (size_t)copied_rows * sizeof(int32_t) + (size_t)half * sizeof(float));
     if (!table) return ee_fail("ee_rope: out of memory for a table of %lld x %d sines and cosines", (long long)entries, half);
-    rope_job job = {x, pos, inv_freq, table, n_heads, head_dim, interleaved, inverse, by_position, pos_min};
-    ee_parallel_range(ee_threads_for(40.0 * entries * half), entries, fill_table, &job);
+    rope_job job = {x, pos, inv_freq, table, n_heads, head_dim, interleaved, inverse != 0, by_position, pos_min};
+    if (!same_table(pos, inv_freq, rows, half, by_position, pos_min, entries, inverse != 0, table)) {
+        last_table.valid = 0;
+        ee_parallel_range(ee_threads_for(40.0 * entries * half), entries, fill_table, &job);
+        int32_t* pos_copy = (int32_t*)(table + entries * 2 * half);
+        memcpy(pos_copy, pos, (size_t)copied_rows * sizeof *pos);
+        memcpy(pos_copy + copied_rows, inv_freq, (size_t)half * sizeof *inv_freq);
+        last_table.by_position = by_position, last_table.inverse = inverse != 0, last_table.half = half;
+        last_table.pos_min = pos_min, last_table.rows = rows, last_table.entries = entries;
+        last_table.valid = 1;
+    }
     ee_parallel_range(ee_threads_for(6.0 * rows * width), rows, rotate_rows, &job);
     return 0;
 }

@@ -163,6 +163,21 @@ public abstract class Backend implements AutoCloseable {
         dst.put(host.view(src, dst.remaining()));
     }
 
+    /**
+     * Fills {@code dst} with the floats at {@code src}: on the CPU one copy from the memory itself (decode reads a few
+     * hidden states per token this way), elsewhere through {@link #read(long, ByteBuffer)}.
+     */
+    public void read(long src, float[] dst) {
+        if (dst.length == 0) return;
+        if (device() == Device.CPU) {
+            host.view(src, 4L * dst.length).order(ByteOrder.nativeOrder()).asFloatBuffer().get(dst);
+            return;
+        }
+        ByteBuffer buf = ByteBuffer.allocate(4 * dst.length).order(ByteOrder.nativeOrder());
+        read(src, buf);
+        buf.clear().asFloatBuffer().get(dst);
+    }
+
     /** Maps a file read-only into memory this backend's kernels can read; see {@link MappedFile}. */
     public MappedFile map(Path file) {
         return MappedFile.map(this, file);

@@ -71,14 +71,23 @@ public final class LlamaModel implements AutoCloseable {
      * as one sequence per thread instead of a few weight rows side by side (`eecpu_gemmbench 1 cpu gemv15m`, see
      * docs/benchmarks.md). Each layer's copy (and the classifier's) is made on the first such pass that runs it, so a
      * pipeline stage touches only its own layers; together they cost the f32 matrices' memory once more (60 MB at the
-     * 15M config, 436 MB at 110M) until the model is closed. Fewer rows (single-sequence decode) and prefill keep the
-     * plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
+     * 15M config, 436 MB at 110M) until the model is closed. Fewer rows (single-sequence decode; except in models of
+     * width up to {@link #SMALL_DIM}) and prefill keep the plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
      */
-    private boolean panels(int rows) { return usePanels && rows >= PANELS_MIN_ROWS && rows <= Ops.PANELS_MAX_ROWS; }
+    private boolean panels(int rows) { return usePanels && rows >= (config.dim() <= SMALL_DIM ? 1 : PANELS_MIN_ROWS) && rows <= Ops.PANELS_MAX_ROWS; }
 
     /** Below 8 rows the packed GEMM was not reliably faster (`eecpu_gemmbench 2 gemv15m`, shared machine: m = 2
      * 0.8-1.3x, m = 4 0.7-1.4x the plain rows' tok/s across runs; m = 8 and 16 1.1-1.5x). */
     private static final int PANELS_MIN_ROWS = 8;
+
+    /**
+     * Models this narrow read packed matrices at every row count: a plain GEMV row of 64-128 floats is a few FMAs
+     * followed by a horizontal sum, which the packed layout does not need, and their copies are small. One thread, the
+     * stories260K layer's shapes with a working set of 24 matrices, best of 5: m = 1, n x k 172 x 64 0.70 -> 0.49 us,
+     * 64 x 64 0.37 -> 0.20, 64 x 172 0.92 -> 0.56, the classifier 512 x 64 2.8 -> 1.8; 128-wide shapes 1.06 -> 0.74
+     * (128 x 128), 2.8 -> 2.0 (344 x 128). At 288 wide (15M) the gain is smaller (8-17%) and the copy 60 MB.
+     */
+    private static final int SMALL_DIM = 128;
 
     private LayerWeights packedLayer(int index) {
         LayerWeights p = packedLayers.get(index);

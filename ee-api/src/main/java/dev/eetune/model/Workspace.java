@@ -20,6 +20,8 @@ public final class Workspace implements AutoCloseable {
     private Tensor x, residual, xb, q, k, v, att, gate, up, tokens, seqPos; // seqPos: a pass's seq ids then positions (one host copy)
     private LayerActivations last; // the views handed out last, reused while rows, x and residual stay the same
     private Tensor lastX, lastResidual;
+    private int viewRows = -1; // the row count of the scratch views below, reused while it stays the same
+    private Tensor xbView, qView, kView, vView, attView, gateView, upView, residualView;
 
     public Workspace(LlamaConfig config, Backend backend) {
         this.c = config;
@@ -34,6 +36,7 @@ public final class Workspace implements AutoCloseable {
         int cap = Math.max(rows, capacity * 2);
         if (scope != null) scope.close();
         last = null;
+        viewRows = -1;
         scope = Scope.of(backend);
         int qDim = c.nHeads() * c.headDim(), kvDim = c.nKvHeads() * c.headDim();
         x = scope.allocate(DType.F32, cap, c.dim());
@@ -56,8 +59,28 @@ public final class Workspace implements AutoCloseable {
 
     /** A buffer [rows, dim] for a layer's attention residual, read by exit heads that replace the layer's MLP. */
     public Tensor residual(int rows) {
+        return views(rows).residualView;
+    }
+
+    /**
+     * The scratch buffers' views of {@code rows} rows: made when the row count changes, not once per layer (early-exit
+     * passes change x and the residual between layers, and each slice is a few allocations in decode's per-token cost).
+     */
+    private Workspace views(int rows) {
         ensure(rows);
-        return residual.slice(0, rows);
+        if (rows != viewRows) {
+            xbView = xb.slice(0, rows);
+            qView = q.slice(0, rows);
+            kView = k.slice(0, rows);
+            vView = v.slice(0, rows);
+            attView = att.slice(0, rows);
+            gateView = gate.slice(0, rows);
+            upView = up.slice(0, rows);
+            residualView = residual.slice(0, rows);
+            viewRows = rows;
+            last = null;
+        }
+        return this;
     }
 
     /**
@@ -65,14 +88,11 @@ public final class Workspace implements AutoCloseable {
      * {@code residual} when it is not null (to be read after the layer), else x is updated in place.
      */
     public LayerActivations activations(int rows, Tensor x, Tensor residual) {
-        ensure(rows);
-        // every layer of a pass asks for the same views: made once per pass, not once per layer (decode's per-token cost)
-        if (last != null && last.q().dim(0) == rows && lastX == x && lastResidual == residual) return last;
-        Tensor n = xb.slice(0, rows), g = gate.slice(0, rows);
+        views(rows);
+        if (last != null && lastX == x && lastResidual == residual) return last;
         lastX = x;
         lastResidual = residual;
-        return last = new LayerActivations(n, null, q.slice(0, rows), k.slice(0, rows), v.slice(0, rows), att.slice(0, rows), null,
-            residual == null ? x : residual, n, null, g, up.slice(0, rows), g);
+        return last = new LayerActivations(xbView, null, qView, kView, vView, attView, null, residual == null ? x : residual, xbView, null, gateView, upView, gateView);
     }
 
     /**

@@ -40,6 +40,7 @@ public final class Shape {
 
     /** The same shape with dimension 0 replaced. */
     public Shape withDim0(int d0) {
+        if (dims.length > 0 && dims[0] == d0) return this; // immutable: decode slices whole buffers every layer
         int[] d = dims.clone();
         d[0] = d0;
         return new Shape(d);

@@ -118,10 +118,13 @@ public final class Tensor implements AutoCloseable {
 
     /** All elements as floats (BF16/F16 widened exactly, I32 converted). */
     public float[] toFloatArray() {
-        ByteBuffer buf = readAll();
         float[] out = new float[Math.toIntExact(size())];
+        if (dtype == DType.F32) {
+            backend().read(address(), out);
+            return out;
+        }
+        ByteBuffer buf = readAll();
         switch (dtype) {
-            case F32: buf.asFloatBuffer().get(out); break;
             case BF16: for (int i = 0; i < out.length; i++) out[i] = DType.bf16ToFloat(buf.getShort()); break;
             case F16: for (int i = 0; i < out.length; i++) out[i] = DType.f16ToFloat(buf.getShort()); break;
             case I32: for (int i = 0; i < out.length; i++) out[i] = buf.getInt(); break;

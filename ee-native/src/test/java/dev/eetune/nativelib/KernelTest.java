@@ -112,6 +112,41 @@ class KernelTest {
         return a;
     }
 
+    /**
+     * The CPU library keeps each thread's last sine/cosine table and reuses it for a call with the same positions,
+     * inv_freq values and direction: the same tensors rewritten in place between calls must still give fresh results,
+     * for a per-row table (scattered positions) and a per-position one (a run of positions).
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void ropeTableFollowsItsInputsWhenTheyChangeInPlace(Binding binding) {
+        Random r = Bindings.random("rope-reuse");
+        Backend be = backend(binding);
+        int heads = 3, hd = 8;
+        for (int[] first : new int[][] {{7, 900, 31}, {40, 41, 42, 43}}) {
+            int rows = first.length;
+            float[] inv = {1f, 0.1f, 0.01f, 0.001f};
+            try (Scope sc = Scope.of(be)) {
+                Tensor posT = sc.of(first, rows), invT = sc.of(inv, hd / 2);
+                int[][] positions = {first, first, first.clone(), first.clone()};
+                positions[2][rows - 1] += 1; // one row moved
+                for (int i = 0; i < rows; i++) positions[3][i] += 5; // the whole run moved
+                for (int step = 0; step < 6; step++) {
+                    int[] pos = positions[Math.min(step, 3)];
+                    if (step == 4) inv[1] = 0.2f; // inv_freq rewritten under the same pointer
+                    boolean inverse = step == 5;
+                    posT.copyFrom(pos);
+                    invT.copyFrom(inv);
+                    float[] x = randn(r, rows * heads * hd);
+                    Tensor t = sc.of(x, rows, heads * hd);
+                    be.ops().rope(t, posT, invT, heads, hd, false, inverse);
+                    assertThat(relError(t.toFloatArray(), Reference.rope(x, pos, inv, rows, heads, hd, false, inverse)))
+                        .as("step %d positions %s", step, Arrays.toString(pos)).isLessThan(F32_TOL);
+                }
+            }
+        }
+    }
+
     @ParameterizedTest
     @MethodSource("bindings")
     void ropeBothConventionsAndInverse(Binding binding) {
