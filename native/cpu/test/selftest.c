@@ -215,6 +215,38 @@ static void test_rmsnorm(unsigned* seed) {
     free(x), free(w), free(g);
 }
 
+/* The exit gate's score against a double reference: a linear and an MLP gate, a row holding NaN and one holding an
+ * infinity (both must score NaN: never confident). */
+static void test_gate_score(unsigned* seed) {
+    enum { ROWS = 6, DIM = 67 };
+    for (int units = 0; units <= 11; units += 11) {
+        const int n1 = units > 0 ? units : 1;
+        float *h = randn(ROWS * DIM, seed), *w1 = randn(n1 * DIM, seed), *b1 = randn(n1, seed), *w = randn(units > 0 ? units : DIM, seed), *b = randn(1, seed);
+        for (int i = 0; i < ROWS * DIM; i++) h[i] *= 3.0f;
+        h[3 * DIM + 5] = NAN, h[4 * DIM] = -INFINITY;
+        float score[ROWS];
+        double want[ROWS];
+        if (ee_gate_score(score, h, units ? w1 : 0, units ? b1 : 0, w, b, ROWS, DIM, units, 1e-5f)) printf("FAIL gate score: %s\n", ee_last_error()), failures++;
+        for (int r = 0; r < ROWS; r++) {
+            double ss = 0, z = b[0];
+            for (int i = 0; i < DIM; i++) ss += (double)h[r * DIM + i] * h[r * DIM + i];
+            const double inv = 1.0 / sqrt(ss / DIM + 1e-5);
+            for (int j = 0; j < (units ? units : 1); j++) {
+                double a = 0;
+                for (int i = 0; i < DIM; i++) a += (double)(units ? w1[j * DIM + i] : w[i]) * h[r * DIM + i] * inv;
+                z += units ? w[j] * fmax(0.0, a + b1[j]) : a;
+            }
+            want[r] = 1.0 / (1.0 + exp(-z));
+        }
+        for (int r = 3; r <= 4; r++)
+            if (!isnan(score[r])) printf("FAIL gate score of a row with %s: %g, not NaN\n", r == 3 ? "NaN" : "an infinity", score[r]), failures++;
+        check(units ? "gate score mlp" : "gate score linear", score, want, 3, 1e-5);
+        check(units ? "gate score mlp (last row)" : "gate score linear (last row)", score + 5, want + 5, 1, 1e-5);
+        free(h), free(w1), free(b1), free(w), free(b);
+    }
+    if (ee_gate_score((float[1]){0}, (float[4]){0}, 0, 0, (float[4]){0}, (float[1]){0}, 1, 4, 3, 1e-5f) == 0) printf("FAIL gate score accepted an MLP gate without hidden weights\n"), failures++;
+}
+
 /* reference forward of one (row, head) against a cache laid out n_seq x max_len x (KVH * D): writes out (D) and
  * the probabilities p (pos + 1) */
 static void attention_ref(double* out, double* p, const float* qh, const float* k, const float* v, int seq, int pos, int max_len, int KVH, int kvh, int D, float scale) {
@@ -452,6 +484,7 @@ int main(void) {
     test_gemm_offsets(&seed);
     test_gemm_panels(&seed);
     test_rmsnorm(&seed);
+    test_gate_score(&seed);
     test_attention(&seed, 2, 17, 4, 2, 8);
     test_attention(&seed, 2, 150, 3, 1, 36);  /* several key blocks, head_dim not a multiple of 16, group 3 */
     test_attention(&seed, 1, 70, 20, 1, 16);  /* a group wider than 16 lanes */

@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_gate_score)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -343,6 +343,20 @@ static void check_embedding(int vocab, int dim, int n) {
     snprintf(name, sizeof name, "embedding_bwd %d ids x %d", n, dim);
     compare(name, dtable, (size_t)vocab * dim, 1e-6);
     for (Pair* q : {&t32, &t16, &ids, &out, &rep, &dtable, &dout}) free_pair(*q);
+}
+
+/* Linear (units 0) and MLP gates; one row of NaN and one with an infinity score NaN */
+static void check_gate(int rows, int dim, int units) {
+    char name[96];
+    std::vector<float> h = randn((size_t)rows * dim, 3.0f);
+    if (rows > 2 && have_cpu) h[(size_t)1 * dim + dim / 2] = NAN, h[(size_t)2 * dim] = INFINITY;
+    const int n1 = units > 0 ? units : 1;
+    Pair x = pair_of(h), w1 = pair_of(randn((size_t)n1 * dim, 0.2f)), b1 = pair_of(randn(n1)), wt = pair_of(randn(units > 0 ? units : dim, 0.3f)),
+         b = pair_of(randn(1)), score = pair_out(rows * 4);
+    both("gate_score", [&](const Api& api, int w) { return api.ee_gate_score((float*)P(score), (float*)P(x), (float*)P(w1), (float*)P(b1), (float*)P(wt), (float*)P(b), rows, dim, units, 1e-5f); });
+    snprintf(name, sizeof name, "gate_score %d rows x %d, %d units", rows, dim, units);
+    compare(name, score, rows, 1e-5);
+    for (Pair* q : {&x, &w1, &b1, &wt, &b, &score}) free_pair(*q);
 }
 
 static void check_rmsnorm(int rows, int dim) {
@@ -672,6 +686,7 @@ static void run_checks(bool small) {
         check_elementwise(1003);
         check_embedding(50, 33, 17);
         check_rmsnorm(5, 67);
+        check_gate(5, 67, 16);
         check_gemm(13, 21, 35, 0);
         check_gemm(13, 21, 35, 2);
         check_gemm_panels(45, 19);
@@ -692,6 +707,7 @@ static void run_checks(bool small) {
     check_embedding(32000, 64, 2049);
     for (int rows : {1, 7, 130}) check_rmsnorm(rows, rows == 130 ? 4096 : 1000);
     check_rmsnorm(1030, 64); /* more than one dw chunk */
+    for (int units : {0, 1, 16, 70}) check_gate(9, units == 70 ? 1000 : 64, units);
     check_gemm(37, 53, 129, 0);
     check_gemm(37, 53, 129, 2);
     check_gemm(1, 300, 257, 0);

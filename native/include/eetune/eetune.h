@@ -219,6 +219,16 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
  */
 EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* uniforms, int32_t rows, int32_t n, float temperature, float top_p);
 
+/* ---- exit gates ------------------------------------------------------------------------------------------------ */
+
+/**
+ * A confidence gate's score for each row of hidden (rows x dim; docs/exit-gates.md): with inv = 1/sqrt(mean(h^2) +
+ * eps) (rmsnorm without a weight, its statistic in double as ee_rmsnorm_fwd's), z = b[0] + sum_j w[j] relu(b1[j] +
+ * inv (w1[j] . h)) for units > 0 hidden units (w1: units x dim, b1 and w: units), or z = b[0] + inv (w . h) for
+ * units = 0 (w: dim; w1, b1 unused, may be 0); score[r] = 1 / (1 + exp(-z)). A row that is not finite scores NaN.
+ */
+EE_API int32_t ee_gate_score(float* score, const float* hidden, const float* w1, const float* b1, const float* w, const float* b, int32_t rows, int32_t dim, int32_t units, float eps);
+
 /* ---- fused linear + cross-entropy -------------------------------------------------------------------------------- */
 
 /**

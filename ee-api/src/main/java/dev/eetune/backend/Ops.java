@@ -342,6 +342,26 @@ public final class Ops {
 
     private static boolean matrix(Tensor w, long outDim, long inDim) { return w.rank() == 2 && w.dim(0) == outDim && w.dim(1) == inDim; }
 
+    // ---- exit gates -------------------------------------------------------------------------------------------
+
+    /**
+     * score [rows] = an exit gate's P(agreement) for the rows of hidden [rows, dim] (the native header's
+     * ee_gate_score): rmsnorm without a weight, then w · relu(w1 f + b1) + b with w1 [units, dim], b1 [units], w [1,
+     * units], or w · f + b for a linear gate (w1 and b1 null, w [1, dim]); b [1]. NaN for a row that is not finite.
+     */
+    public void gateScore(Tensor score, Tensor hidden, Tensor w1, Tensor b1, Tensor w, Tensor b, float eps) {
+        f32("gateScore", score, hidden, w, b);
+        int rows = rows(hidden), dim = cols(hidden), units = w1 == null ? 0 : w1.dim(0);
+        if (score.size() != rows) fail("gateScore", "one score per row", score, hidden);
+        if ((w1 == null) != (b1 == null)) throw new IllegalArgumentException("gateScore: w1 and b1 are both given (an MLP gate) or both null (a linear gate)");
+        if (w1 != null) {
+            f32("gateScore", w1, b1);
+            if (!matrix(w1, units, dim) || b1.size() != units) fail("gateScore", "w1 must be [units, dim] and b1 [units]", hidden, w1, b1);
+        }
+        if (w.size() != (units == 0 ? dim : units) || b.size() != 1) fail("gateScore", "w must hold one weight per " + (units == 0 ? "feature" : "hidden unit") + " and b one value", hidden, w, b);
+        check("gateScore", k.ee_gate_score(score.address(), hidden.address(), addr(w1), addr(b1), w.address(), b.address(), rows, dim, units, eps));
+    }
+
     // ---- softmax, argmax, sampling ---------------------------------------------------------------------------
 
     public void softmax(Tensor out, Tensor x, float temperature) {

@@ -90,8 +90,8 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
                         ops.argmax(am, mp, logits, head.temperature());
                         argmax[hi] = am.toIntArray();
                         float[] p = mp.toFloatArray();
-                        float[] cos = ExitScores.cheap(ConfidenceMethod.SATURATION, null, head, s, in, before[0], n);
-                        float[] g = gt == null ? null : ExitScores.cheap(ConfidenceMethod.GATE, ee.gate(head.layer()), head, s, in, null, n);
+                        float[] cos = ExitScores.cheap(ConfidenceMethod.SATURATION, null, head, mp, in, before[0], n);
+                        float[] g = gt == null ? null : ExitScores.cheap(ConfidenceMethod.GATE, ee.gate(head.layer()), head, mp, in, null, n);
                         for (int r = 0; r < count; r++) {
                             sm[hi][at + r] = p[p0 + r];
                             sat[hi][at + r] = cos[p0 + r];

@@ -256,7 +256,6 @@ public final class EarlyExitModel implements AutoCloseable {
             if (withGates) model.attachGates(gateHidden, 0);
             checkTensors(file, header, dtype, model.valuesByName().keySet());
             TensorFiles.readInto(file, model.valuesByName());
-            for (ExitGate g : model.gates) if (g != null) g.weightsChanged();
             return model;
         } catch (RuntimeException e) {
             model.close();

@@ -22,34 +22,19 @@ import java.util.Random;
  *   the host, where the linear gate's logit goes anyway (k numbers per row: no kernel call pays for itself).</li>
  * </ul>
  * Either costs a small fraction of the head's dim·vocab and more, so a row that does not exit pays almost nothing.
- * Scoring ({@link #score}) runs on the host from one copy of the rows' hidden states and a host copy of the weights:
- * measured on stories260K (docs/exit-gates.md), the kernel calls of a backend gate (rmsnorm, gemm, bias, copy out) cost
- * about as much as a whole layer, whose work is itself only a few calls' overhead at that size. Training
- * ({@link dev.eetune.train.GateTrainer}) runs batches of hundreds of rows through {@link #backendPart} instead.
- * Thread-safety: as {@link ExitHead}: read-only while decoding; only {@link dev.eetune.train.GateTrainer} writes it,
- * and then calls {@link #weightsChanged}.
+ * Scoring ({@link #score}) is one backend call (ee_gate_score: the rmsnorm, both layers and the sigmoid fused) and one
+ * copy of the scores out: on stories260K the separate kernel calls of {@link #backendPart} cost about as much as a
+ * layer, and the host scoring that replaced them (a copy of the hidden states out, the arithmetic in Java) still
+ * about 0.5 µs per visit. Training ({@link dev.eetune.train.GateTrainer}) runs batches of hundreds of rows through
+ * {@link #backendPart} instead.
+ * Thread-safety: as {@link ExitHead}: read-only while decoding; only {@link dev.eetune.train.GateTrainer} writes it.
  *
  * @param hidden     W₁ [k, dim], or null for a linear gate
  * @param hiddenBias b₁ [k], or null for a linear gate
  * @param weight     w [1, dim] (linear) or [1, k] (mlp)
  * @param bias       b [1]
  */
-public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parameter weight, Parameter bias, Tensor unitNorm, float eps, HostWeights host) {
-    /** The weights' host copy for {@link #score}, made on first use after a change. */
-    public static final class HostWeights {
-        private volatile float[][] copy; // {W₁ or null, b₁ or null, w, b}
-
-        float[][] of(ExitGate g) {
-            float[][] c = copy;
-            if (c == null) {
-                c = new float[][] {g.hidden == null ? null : g.hidden.value().toFloatArray(), g.hiddenBias == null ? null : g.hiddenBias.value().toFloatArray(),
-                    g.weight.value().toFloatArray(), g.bias.value().toFloatArray()};
-                copy = c;
-            }
-            return c;
-        }
-    }
-
+public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parameter weight, Parameter bias, Tensor unitNorm, float eps) {
     /** Metadata names of the two kinds. */
     public static final String LINEAR = "linear-rmsnorm", MLP = "mlp-rmsnorm";
 
@@ -64,14 +49,14 @@ public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parame
         if (hiddenUnits < 0) throw new IllegalArgumentException("gate hidden units must be >= 0, got " + hiddenUnits);
         String p = prefix(layer);
         if (hiddenUnits == 0) {
-            return new ExitGate(layer, null, null, ps.constant(p + "weight", 0f, 1, c.dim()), ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps(), new HostWeights());
+            return new ExitGate(layer, null, null, ps.constant(p + "weight", 0f, 1, c.dim()), ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps());
         }
         Random r = new Random(seed + layer);
         Parameter w1 = ps.constant(p + "hidden.weight", 0f, hiddenUnits, c.dim()), b1 = ps.constant(p + "hidden.bias", 0f, hiddenUnits);
         Parameter w = ps.constant(p + "weight", 0f, 1, hiddenUnits);
         w1.value().copyFrom(gaussian(r, hiddenUnits * c.dim(), 1 / Math.sqrt(c.dim())));
         w.value().copyFrom(gaussian(r, hiddenUnits, 1 / Math.sqrt(hiddenUnits)));
-        return new ExitGate(layer, w1, b1, w, ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps(), new HostWeights());
+        return new ExitGate(layer, w1, b1, w, ps.constant(p + "bias", 0f, 1), unitNorm, c.normEps());
     }
 
     private static float[] gaussian(Random r, int n, double std) {
@@ -118,71 +103,17 @@ public record ExitGate(int layer, Parameter hidden, Parameter hiddenBias, Parame
         return z;
     }
 
-    /** Must be called after the parameters' values change (training, loading), before the next {@link #score}. */
-    public void weightsChanged() { host.copy = null; }
-
     /**
-     * P(agreement) for rows 0..rows-1 of {@code hidden}, on the host (see the class comment): the same function as
-     * σ({@link #logits}({@link #backendPart}({@link #features}))), up to float rounding.
+     * P(agreement) for rows 0..rows-1 of {@code hidden}, one backend call (see the class comment) into the first
+     * {@code rows} values of {@code scratch} (F32; reused by the caller: an allocation per call costs as much as the
+     * scoring), returned on the host: the same function as σ({@link #logits}({@link #backendPart}({@link #features}))),
+     * up to float rounding.
      */
-    public float[] score(Scope s, Tensor hidden, int rows) {
-        float[] h = hidden.slice(0, rows).toFloatArray();
-        float[][] wts = host.of(this);
-        int dim = h.length / Math.max(1, rows), k = hiddenUnits();
-        float[] p = new float[rows], f = new float[dim], a = new float[Math.max(1, k)];
-        for (int r = 0; r < rows; r++) {
-            double ss = 0;
-            for (int i = 0; i < dim; i++) ss += (double) h[r * dim + i] * h[r * dim + i];
-            float inv = (float) (1 / Math.sqrt(ss / dim + eps));
-            for (int i = 0; i < dim; i++) f[i] = h[r * dim + i] * inv;
-            if (k == 0) {
-                a[0] = dot(wts[2], 0, f);
-            } else {
-                hiddenLayer(a, wts[0], wts[1], f, k);
-            }
-            p[r] = sigmoid((k == 0 ? a[0] : dot(wts[2], 0, a)) + wts[3][0]);
-        }
-        return p;
-    }
-
-    /**
-     * a = relu(W₁ f + b₁), each unit's dot product in the order of {@link #dot}, eight units at a time in locals. A
-     * whole 16-unit gate at dim 64, 1M scorings, last rounds: one unit after another ~870 ns with C1 only (as
-     * {@code ee generate} runs), ~400 ns with C2; eight side by side ~540 and ~355 ns.
-     */
-    private static void hiddenLayer(float[] a, float[] w1, float[] b1, float[] f, int k) {
-        int dim = f.length, j = 0;
-        for (; j + 8 <= k; j += 8) {
-            float a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-            int o = j * dim;
-            for (int i = 0; i < dim; i++) {
-                float x = f[i];
-                a0 += w1[o + i] * x;
-                a1 += w1[o + dim + i] * x;
-                a2 += w1[o + 2 * dim + i] * x;
-                a3 += w1[o + 3 * dim + i] * x;
-                a4 += w1[o + 4 * dim + i] * x;
-                a5 += w1[o + 5 * dim + i] * x;
-                a6 += w1[o + 6 * dim + i] * x;
-                a7 += w1[o + 7 * dim + i] * x;
-            }
-            a[j] = a0;
-            a[j + 1] = a1;
-            a[j + 2] = a2;
-            a[j + 3] = a3;
-            a[j + 4] = a4;
-            a[j + 5] = a5;
-            a[j + 6] = a6;
-            a[j + 7] = a7;
-        }
-        for (; j < k; j++) a[j] = dot(w1, j * dim, f);
-        for (j = 0; j < k; j++) a[j] = Math.max(0f, a[j] + b1[j]);
-    }
-
-    private static float dot(float[] w, int from, float[] x) {
-        float acc = 0;
-        for (int i = 0; i < x.length; i++) acc += w[from + i] * x[i];
-        return acc;
+    public float[] score(Tensor scratch, Tensor hidden, int rows) {
+        Tensor out = scratch.slice(0, rows);
+        hidden.backend().ops().gateScore(out, hidden.slice(0, rows), this.hidden == null ? null : this.hidden.value(), hiddenBias == null ? null : hiddenBias.value(),
+            weight.value(), bias.value(), eps);
+        return out.toFloatArray();
     }
 
     /** Multiply-adds per scored row on a backbone of width {@code dim}: the rmsnorm, like every elementwise step, left out. */

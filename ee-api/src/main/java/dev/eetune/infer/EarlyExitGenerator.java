@@ -45,6 +45,8 @@ public final class EarlyExitGenerator implements Decoder {
     private final EarlyExitModel exits; // never null: a model without heads for the full model
     private final boolean ownsExits;
     private final EarlyExitPolicy policy;
+    private final boolean[] canExit, evaluates; // by layer: the policy's answers, looked up several times per layer and token
+    private final float[] tau;
     private final LlamaConfig config;
     private final int maxBatch, maxLen;
     private final KvCache cache;
@@ -124,6 +126,14 @@ public final class EarlyExitGenerator implements Decoder {
         this.exits = exits == null ? EarlyExitModel.withoutExits(model) : exits;
         this.calls = new DecoderCalls(type, this.exits);
         this.policy = policy;
+        this.canExit = new boolean[config.nLayers() + 1];
+        this.evaluates = new boolean[config.nLayers() + 1];
+        this.tau = new float[config.nLayers() + 1];
+        for (int l = 1; l <= config.nLayers(); l++) {
+            tau[l] = policy.threshold(l);
+            canExit[l] = policy.canExit(l);
+            evaluates[l] = policy.evaluates(l);
+        }
         this.maxBatch = maxBatch;
         this.maxLen = maxLen;
         this.cache = new KvCache(config, model.backend(), maxBatch, maxLen);
@@ -297,7 +307,7 @@ public final class EarlyExitGenerator implements Decoder {
         public Pass beforeLayer(int layer, Pass pass) {
             Pass joined = joinPending(layer, pass);
             counters.rowLayers += joined.rowCount();
-            if (policy.confidence() == ConfidenceMethod.SATURATION && policy.canExit(layer) && exits.head(layer) != null) {
+            if (policy.confidence() == ConfidenceMethod.SATURATION && canExit[layer] && exits.head(layer) != null) {
                 before = joined.x().slice(0, active.length).toFloatArray(); // the newest rows lead the pass
             }
             return joined;
@@ -323,7 +333,7 @@ public final class EarlyExitGenerator implements Decoder {
         }
 
         @Override
-        public boolean visits(ExitHead head) { return policy.evaluates(head.layer()); }
+        public boolean visits(ExitHead head) { return evaluates[head.layer()]; }
 
         @Override
         public KvCache.Layer ownCache(ExitHead head) {
@@ -343,13 +353,13 @@ public final class EarlyExitGenerator implements Decoder {
             int layer = h.layer(), m = active.length, n = pass.rowCount();
             if (h.hasOwnCache()) counters.rowLayers += n; // its own layer, over every row
             double headCost = ExitScores.headLayers(h, config);
-            if (!policy.canExit(layer)) { // a disabled head evaluated for its overhead
+            if (!canExit[layer]) { // a disabled head evaluated for its overhead
                 h.decodeLogits(step, in, m);
                 counters.headEvals += m;
                 counters.headLayers += m * headCost;
                 return pass;
             }
-            float tau = policy.threshold(layer);
+            float tau = EarlyExitGenerator.this.tau[layer];
             int[] exiting, tokens; // indices into 0..m-1, and their tokens
             if (policy.confidence() == ConfidenceMethod.SOFTMAX) {
                 Tensor logits = h.decodeLogits(step, in, m);
@@ -363,7 +373,7 @@ public final class EarlyExitGenerator implements Decoder {
                 tokens = new int[exiting.length];
                 for (int i = 0; i < exiting.length; i++) tokens[i] = all[exiting[i]];
             } else {
-                float[] score = ExitScores.cheap(policy.confidence(), exits.gate(layer), h, step, in, before, m);
+                float[] score = ExitScores.cheap(policy.confidence(), exits.gate(layer), h, maxProb, in, before, m); // maxProb: free until the cascade's confirmation
                 counters.headLayers += m * ExitScores.scoreLayers(policy.confidence(), config, exits.gate(layer) == null ? 0 : exits.gate(layer).hiddenUnits());
                 exiting = passing(score, tau);
                 Tensor z = h.hasOwnCache() ? h.decodeInput(step, in, m) : null;

@@ -5,7 +5,6 @@ import dev.eetune.exit.ExitGate;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.ExitInput;
 import dev.eetune.model.LlamaConfig;
-import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
 
 /**
@@ -17,15 +16,16 @@ public final class ExitScores {
     private ExitScores() {}
 
     /**
-     * The score of rows 0..rows-1: the gate's P(agreement) (gate, and cascade's pre-filter), or the cosine of the hidden state before the layer
-     * ({@code before}, rows x dim on the host) and after it ({@code in.hidden()}).
+     * The score of rows 0..rows-1: the gate's P(agreement) (gate, and cascade's pre-filter; computed into
+     * {@code scratch}, F32 with at least {@code rows} values, which the decoder allocates once), or the cosine of the
+     * hidden state before the layer ({@code before}, rows x dim on the host) and after it ({@code in.hidden()}).
      */
-    public static float[] cheap(ConfidenceMethod method, ExitGate gate, ExitHead head, Scope s, ExitInput in, float[] before, int rows) {
+    public static float[] cheap(ConfidenceMethod method, ExitGate gate, ExitHead head, Tensor scratch, ExitInput in, float[] before, int rows) {
         switch (method) {
             case GATE:
             case CASCADE:
                 if (gate == null) throw new IllegalStateException("the exit after layer " + head.layer() + " has no gate: train gates with `ee gates` first");
-                return gate.score(s, in.hidden(), rows);
+                return gate.score(scratch, in.hidden(), rows);
             case SATURATION:
                 return cosines(before, in.hidden().slice(0, rows).toFloatArray(), rows);
             default:

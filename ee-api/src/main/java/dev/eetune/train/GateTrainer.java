@@ -153,7 +153,6 @@ public final class GateTrainer {
                 lastAcc = correct / used;
             }
         }
-        gate.weightsChanged();
         log.info("gate after layer {}: agreement rate {}, loss {}, accuracy {}", gate.layer(), rate, lastLoss, lastAcc);
         return new GateMetrics(gate.layer(), rate, lastLoss, lastAcc);
     }

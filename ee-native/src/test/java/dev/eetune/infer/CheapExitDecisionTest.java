@@ -192,7 +192,7 @@ class CheapExitDecisionTest {
                 public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
                     if (!policy.canExit(h.layer())) return pass;
                     Tensor all = h.decodeLogits(s, in, n);
-                    float[] score = policy.confidence().isCheap() ? ExitScores.cheap(policy.confidence(), heads.gate(h.layer()), h, s, in, before[0], n) : new float[n];
+                    float[] score = policy.confidence().isCheap() ? ExitScores.cheap(policy.confidence(), heads.gate(h.layer()), h, s.allocate(DType.F32, n), in, before[0], n) : new float[n];
                     Tensor logits = s.allocate(DType.F32, 1, model.config().vocabSize()), am = s.allocate(DType.I32, 1), mp = s.allocate(DType.F32, 1);
                     CPU.ops().gatherRows(logits, all, idx);
                     CPU.ops().argmax(am, mp, logits, h.temperature());

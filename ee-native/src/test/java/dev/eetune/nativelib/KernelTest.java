@@ -388,6 +388,12 @@ class KernelTest {
                 .hasMessageContaining("gemm").hasMessageContaining("[3, 4]").hasMessageContaining("[5, 4]");
             assertThatThrownBy(() -> be.ops().rmsnorm(a, null, a, sc.zeros(DType.F32, 3), 1e-5f)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("rmsnorm");
+            // a gate whose hidden weights do not match the hidden state's width, and an MLP gate without its biases
+            Tensor score = sc.zeros(DType.F32, 3), w1 = sc.zeros(DType.F32, 16, 5), b1 = sc.zeros(DType.F32, 16), w = sc.zeros(DType.F32, 1, 16), bias = sc.zeros(DType.F32, 1);
+            assertThatThrownBy(() -> be.ops().gateScore(score, a, w1, b1, w, bias, 1e-5f)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("gateScore").hasMessageContaining("[16, 5]").hasMessageContaining("[3, 4]");
+            assertThatThrownBy(() -> be.ops().gateScore(score, a, sc.zeros(DType.F32, 16, 4), null, w, bias, 1e-5f)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("gateScore").hasMessageContaining("both");
             assertThatThrownBy(() -> be.ops().embedding(a, b, sc.zeros(DType.F32, 3))).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("embedding").hasMessageContaining("I32");
             Tensor closed = sc.zeros(DType.F32, 2);

@@ -76,11 +76,10 @@ class GateGradientTest {
                 }
                 assertThat(maxErr).as("seed %d: %s (max |fd| %.3g)", seed, q.name(), maxFd).isLessThanOrEqualTo(3e-3 * maxFd + 1e-5);
             }
-            // the host scoring path used while decoding computes the same function as the backend path trained here
-            gate.weightsChanged();
+            // the fused scoring used while decoding (ee_gate_score) computes the same function as the backend path trained here
             Tensor f = s.allocate(dev.eetune.tensor.DType.F32, rows, dim);
             gate.features(CPU.ops(), f, x);
-            float[] z = gate.logits(gate.backendPart(s, f).toFloatArray(), rows), p = gate.score(s, x, rows);
+            float[] z = gate.logits(gate.backendPart(s, f).toFloatArray(), rows), p = gate.score(s.allocate(dev.eetune.tensor.DType.F32, rows), x, rows);
             for (int i = 0; i < rows; i++) assertThat(p[i]).as("row %d", i).isCloseTo(ExitGate.sigmoid(z[i]), org.assertj.core.data.Offset.offset(1e-5f));
         }
     }
