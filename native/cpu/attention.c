@@ -9,9 +9,11 @@
  * softmax (forward) or the forward's log-sum-exp (backward). The code is written once with GCC vector extensions
  * (16 floats) and instantiated for the baseline, AVX2 and AVX-512 with register tiles sized for each. Blocks with
  * few slots (decode: one row per sequence) and head_dim > DMAX use the per-(row, head) path below, or for tiny heads
- * on AVX-512 the keys-in-lanes kernel (16 keys in the lanes, all queries of a KV head sharing their transpose).
+ * the keys-in-lanes kernel (attention_lanes.h: 16 keys in the lanes on AVX-512, 8 on AVX2, all queries of a KV head
+ * sharing their transpose; on AVX2 it serves every row of tiny heads).
  */
 #include <math.h>
+#include <string.h>
 
 #include <stdatomic.h>
 
@@ -164,8 +166,8 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
  * in 15M/110M decode). The keys-in-lanes kernel (all queries of a run of rows sharing one transpose of the keys) beats
  * the slot path at head_dim 8 below 6 slots and loses from 8 up (stories260K's 8 heads of 8 in groups of 2, one
  * thread, att harness, 4 alternations: 3 rows at position 40 2.3 vs 1.9 us, at 120 3.4 vs 4.8; 4 rows 2.8 vs 2.0 at 40,
- * 4.4 vs 4.9 at 120; 5-7 rows worse at every position), so 6 slots stays the switch. On AVX2 the slot path of tiny
- * heads is far slower (2 rows: 77 us against 15.8 per (row, head)), so one threshold serves all. */
+ * 4.4 vs 4.9 at 120; 5-7 rows worse at every position), so 6 slots stays the switch on AVX-512. (On AVX2 tiny heads
+ * never take the slot path: see ee_attention_fwd.) */
 #define MIN_SLOTS 6
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
@@ -177,26 +179,30 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 EE_INLINE v16 vsel(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b & ~m)); }
 EE_INLINE v16 vmax(v16 a, v16 b) { return vsel(a > b, a, b); }
 EE_INLINE v16 vsplat(float x) { return (v16){0} + x; }
+EE_INLINE v8 vsel8(v8i m, v8 a, v8 b) { return (v8)(((v8i)a & m) | ((v8i)b & ~m)); }
+EE_INLINE v8 vmax8(v8 a, v8 b) { return vsel8(a > b, a, b); }
+EE_INLINE v8 vsplat8(float x) { return (v8){0} + x; }
 
 /* exp as in exp.c (Cephes polynomial, about 1 ulp); arguments below -87.3 (and -inf) give 0. Round to nearest by
- * the 1.5 * 2^23 trick, exact for the clamped range. */
-EE_INLINE v16 vexp(v16 x) {
-    const v16i under = ~(x >= -87.33654f);
-    x = vmax(x, vsplat(-87.33654f));
-    x = vsel(x > 88.3762626647949f, vsplat(88.3762626647949f), x);
-    const v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    v16 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    v16 p = vsplat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + (r + 1.0f);
-    const v16i pow2n = (__builtin_convertvector(n, v16i) + 127) << 23;
-    return (v16)((v16i)(p * (v16)pow2n) & ~under);
-}
+ * the 1.5 * 2^23 trick, exact for the clamped range. One body for 16- and 8-float vectors. */
+#define VEXP_BODY(V, VI, sel, max, splat)                                                                              \
+    const VI under = ~(x >= -87.33654f);                                                                               \
+    x = max(x, splat(-87.33654f));                                                                                     \
+    x = sel(x > 88.3762626647949f, splat(88.3762626647949f), x);                                                       \
+    const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;                                               \
+    V r = x - n * 0.693359375f;                                                                                        \
+    r = r - n * -2.12194440e-4f;                                                                                       \
+    V p = splat(1.9875691500e-4f);                                                                                     \
+    p = p * r + 1.3981999507e-3f;                                                                                      \
+    p = p * r + 8.3334519073e-3f;                                                                                      \
+    p = p * r + 4.1665795894e-2f;                                                                                      \
+    p = p * r + 1.6666665459e-1f;                                                                                      \
+    p = p * r + 5.0000001201e-1f;                                                                                      \
+    p = p * (r * r) + (r + 1.0f);                                                                                      \
+    const VI pow2n = (__builtin_convertvector(n, VI) + 127) << 23;                                                     \
+    return (V)((VI)(p * (V)pow2n) & ~under);
+EE_INLINE v16 vexp(v16 x) { VEXP_BODY(v16, v16i, vsel, vmax, vsplat) }
+EE_INLINE v8 vexp8(v8 x) { VEXP_BODY(v8, v8i, vsel8, vmax8, vsplat8) }
 
 /* st[j] = sum_d k[j][d] qt[d] for j < nb (k rows ldk apart): kt keys per register tile */
 EE_INLINE void slot_scores(v16* st, const float* k, size_t ldk, int nb, const v16* qt, int D, const int kt) {
@@ -332,9 +338,10 @@ EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* 
 #if EE_X86
 #include <immintrin.h>
 
-/* Keys in lanes: a chunk of LANE_STEPS steps of 16 keys is transposed once (K and V columns, 16 KiB at head_dim 16)
- * and then read by every query of the KV head; at most LANE_QUERIES queries keep their running state at a time. */
-#define LANE_STEPS 8
+/* Keys in lanes: a chunk of LANE_STEPS steps of LW keys is transposed once (K and V columns, 16 KiB at head_dim 16 on
+ * AVX-512) and then read by every query of the KV head; at most LANE_QUERIES queries keep their running state at a
+ * time. */
+#define LANE_KEYS 128
 #define LANE_QUERIES 16
 
 /* t[d] = column d of 16 rows of 8 floats (row j at base + j * stride), keys in lanes in order: rows j and j + 8 share
@@ -353,110 +360,54 @@ EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stri
     for (int i = 0; i < 4; i++) t[i] = _mm512_permutex2var_ps(w[i], low, w[i + 4]), t[i + 4] = _mm512_permutex2var_ps(w[i], high, w[i + 4]);
 }
 
-/* One query's running state in the keys-in-lanes kernel: per lane, the online softmax of the keys it has seen. */
-typedef struct {
-    v16 max, sum, acc[LANES_MAX_D];
-} lane_state;
-
-/* One query (q: D floats, already scaled; keys below n_keys) against a transposed chunk of ns steps (kt, vt: step
- * j's D columns at [j * D]) whose first key is j0: scores, the chunk's lane-wise max, one rescale of the state, then
- * exp and the output columns. D is a constant where the caller specialises it (accumulators in registers). */
-EE_INLINE EE_AVX512 void lanes_chunk(lane_state* st, const float* q, int32_t n_keys, const v16* kt, const v16* vt, int ns, int32_t j0, const int D) {
-    v16 s[LANE_STEPS], mx = st->max, acc[LANES_MAX_D];
-    const v16i lane = (v16i){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    ns = ee_min(ns, (int)ee_ceil_div(n_keys - j0, 16));
-    for (int j = 0; j < ns; j++) {
-        v16 sc = (v16){0};
-        for (int d = 0; d < D; d++) sc += q[d] * kt[j * D + d];
-        s[j] = vsel(lane + (j0 + 16 * j) < n_keys, sc, vsplat(-INFINITY));
-        mx = vmax(mx, s[j]);
+/* t[d] = column d of 8 rows of 8 floats (row j at base + j * stride): the 8 x 8 transpose of unpacks, shuffles and
+ * 128-bit lane swaps. */
+EE_INLINE EE_AVX2 void transpose8x8(__m256* t, const float* base, size_t stride) {
+    __m256 r[8], u[8], w[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(base + i * stride);
+    for (int i = 0; i < 8; i += 2) u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    for (int i = 0; i < 8; i += 4) {
+        w[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44), w[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
+        w[i + 2] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0x44), w[i + 3] = _mm256_shuffle_ps(u[i + 1], u[i + 3], 0xEE);
     }
-    /* a lane with no key yet has max -inf: -inf - -inf is NaN, which vexp turns into 0 */
-    const v16 corr = vexp(st->max - mx);
-    v16 sum = st->sum * corr;
-    for (int d = 0; d < D; d++) acc[d] = st->acc[d] * corr;
-    for (int j = 0; j < ns; j++) {
-        const v16 p = vexp(s[j] - mx);
-        sum += p;
-        for (int d = 0; d < D; d++) acc[d] += p * vt[j * D + d];
-    }
-    for (int d = 0; d < D; d++) st->acc[d] = acc[d];
-    st->sum = sum, st->max = mx;
+    for (int i = 0; i < 4; i++) t[i] = _mm256_permute2f128_ps(w[i], w[i + 4], 0x20), t[i + 4] = _mm256_permute2f128_ps(w[i], w[i + 4], 0x31);
 }
 
-/* Query i's output (D floats) and log-sum-exp from its lanes: each lane's softmax rescaled to the overall max */
-EE_INLINE EE_AVX512 void lanes_merge(const lane_state* st, float* out, float* lse, int D) {
-    const float m = _mm512_reduce_max_ps((__m512)st->max);
-    const v16 w = vexp(st->max - m);
-    const float sum = _mm512_reduce_add_ps((__m512)(st->sum * w)), inv_sum = 1.0f / sum;
-    for (int d = 0; d < D; d++) out[d] = _mm512_reduce_add_ps((__m512)(st->acc[d] * w)) * inv_sum;
-    if (lse) *lse = m + logf(sum);
+EE_INLINE EE_AVX2 float hmax8(v8 a) {
+    a = vmax8(a, __builtin_shuffle(a, (v8i){4, 5, 6, 7, 0, 1, 2, 3}));
+    a = vmax8(a, __builtin_shuffle(a, (v8i){2, 3, 0, 1, 6, 7, 4, 5}));
+    a = vmax8(a, __builtin_shuffle(a, (v8i){1, 0, 3, 2, 5, 4, 7, 6}));
+    return a[0];
 }
 
-/* Steps j0 / 16 .. + ns of the cache block k (rows kv_width apart) transposed into kt: keys at or past n_valid read as
- * zero (they may be stale or past the allocation). */
-EE_INLINE EE_AVX512 void lanes_transpose(v16* kt, const float* k, size_t kv_width, int32_t j0, int ns, int32_t n_valid, int D) {
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)kv_width));
-    for (int j = 0; j < ns; j++) {
-        const int32_t first = j0 + 16 * j;
-        const float* kb = k + (size_t)first * kv_width;
-        if (D == 8 && n_valid - first >= 16) { /* stories260K's heads: a transpose of 16 rows costs less than 8 gathers */
-            transpose16x8((__m512*)(kt + j * D), kb, kv_width);
-        } else if (D == 8) { /* the last, partial step: its rows copied beside zeros, then the same transpose */
-            float rows8[16 * 8] __attribute__((aligned(64))) = {0};
-            for (int i = 0; i < n_valid - first; i++) _mm256_store_ps(rows8 + i * 8, _mm256_loadu_ps(kb + (size_t)i * kv_width));
-            transpose16x8((__m512*)(kt + j * D), rows8, 8);
-        } else {
-            const __mmask16 live = (__mmask16)(n_valid - first >= 16 ? 0xFFFF : (1u << (n_valid - first)) - 1);
-            for (int d = 0; d < D; d++) kt[j * D + d] = (v16)_mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rows, kb + d, 4);
-        }
-    }
-}
+/* The keys-in-lanes kernel, written once (cpu/attention_lanes.h) for 16 lanes on AVX-512 and 8 on AVX2. */
+#define LV v16
+#define LVI v16i
+#define LW 16
+#define LTARGET EE_AVX512
+#define LNAME(x) x##_avx512
+#define LEXP vexp
+#define LSEL vsel
+#define LMAX vmax
+#define LSPLAT vsplat
+#define LTRANSPOSE8(t, base, stride) transpose16x8((__m512*)(t), base, stride)
+#define LREDUCE_MAX(a) _mm512_reduce_max_ps((__m512)(a))
+#define LREDUCE_ADD(a) _mm512_reduce_add_ps((__m512)(a))
+#include "attention_lanes.h"
 
-/*
- * Decode attention for tiny heads (head_dim <= 16) on AVX-512, keys in lanes: the per-(row, head) path pays a
- * horizontal sum per key and head, as much as the products when a head is 8 floats, and the slot path fills few of
- * its 16 lanes with one or two rows. Here the queries of one KV head -- rows r of one sequence (positions pos[r]) times
- * its nh query heads; q, out rows q_width apart at the first head, lse rows n_heads apart -- go 16 keys a step: a
- * chunk of steps has its K and V columns transposed once for all queries (16 x 8 in registers for head_dim 8, masked
- * gathers otherwise), then each query computes the chunk's scores as D broadcast-FMAs, rescales its per-lane online
- * softmax once per chunk and accumulates its D output columns; the lanes are merged once at the end. A query's result
- * does not depend on the other queries of the call. eecpu_attnbench 1 (stories260K: 8 heads of 8, 4 KV heads, position
- * 200), one thread: "decode 1 row" per-(row, head) 8.1 us, one (row, KV head) at a time with a rescale per step 3.3-3.5,
- * this kernel 2.6-2.8; "2 rows of 1 seq" 6.6-6.8 -> 4.1-4.3 (3 alternations). Taking two queries at a time for more
- * instruction-level parallelism measured no faster (their 32 accumulators spill).
- */
-EE_AVX512 static void attend_lanes_avx512(float* out, float* lse, const float* q, const int32_t* pos, int nr, int nh, size_t q_width, int32_t n_heads, const float* k, const float* v, size_t kv_width, int D, float scale) {
-    v16 kt[LANE_STEPS * LANES_MAX_D], vt[LANE_STEPS * LANES_MAX_D];
-    lane_state st[LANE_QUERIES];
-    float qs[LANE_QUERIES][LANES_MAX_D];
-    for (int g0 = 0; g0 < nr * nh; g0 += LANE_QUERIES) {
-        const int ng = ee_min(LANE_QUERIES, nr * nh - g0);
-        int32_t n_max = 0;
-        for (int g = 0; g < ng; g++) {
-            const int r = (g0 + g) / nh, h = (g0 + g) % nh;
-            st[g].max = vsplat(-INFINITY), st[g].sum = (v16){0};
-            for (int d = 0; d < D; d++) st[g].acc[d] = (v16){0}, qs[g][d] = scale * q[(size_t)r * q_width + (size_t)h * D + d];
-            n_max = pos[r] + 1 > n_max ? pos[r] + 1 : n_max;
-        }
-        for (int32_t j0 = 0; j0 < n_max; j0 += LANE_STEPS * 16) {
-            const int ns = ee_min(LANE_STEPS, (int)ee_ceil_div(n_max - j0, 16));
-            lanes_transpose(kt, k, kv_width, j0, ns, n_max, D);
-            lanes_transpose(vt, v, kv_width, j0, ns, n_max, D);
-            for (int g = 0; g < ng; g++) {
-                const int32_t n_keys = pos[(g0 + g) / nh] + 1;
-                if (j0 >= n_keys) continue;
-                if (D == 8) lanes_chunk(&st[g], qs[g], n_keys, kt, vt, ns, j0, 8);
-                else if (D == 16) lanes_chunk(&st[g], qs[g], n_keys, kt, vt, ns, j0, 16);
-                else lanes_chunk(&st[g], qs[g], n_keys, kt, vt, ns, j0, D);
-            }
-        }
-        for (int g = 0; g < ng; g++) {
-            const int r = (g0 + g) / nh, h = (g0 + g) % nh;
-            lanes_merge(&st[g], out + (size_t)r * q_width + (size_t)h * D, lse ? lse + (size_t)r * n_heads + h : 0, D);
-        }
-    }
-}
+#define LV v8
+#define LVI v8i
+#define LW 8
+#define LTARGET EE_AVX2
+#define LNAME(x) x##_avx2
+#define LEXP vexp8
+#define LSEL vsel8
+#define LMAX vmax8
+#define LSPLAT vsplat8
+#define LTRANSPOSE8(t, base, stride) transpose8x8((__m256*)(t), base, stride)
+#define LREDUCE_MAX(a) hmax8(a)
+#define LREDUCE_ADD(a) hsum8(a)
+#include "attention_lanes.h"
 #endif
 
 typedef struct {
@@ -466,7 +417,8 @@ typedef struct {
     int32_t rows, n_heads, n_kv_heads, D, max_len, rows_per_item, head_chunks, heads_per_chunk;
     float scale;
     void (*attend)(ATTEND_ARGS); /* the per-(row, head) kernel of rows outside slot blocks */
-    int lanes;                   /* the keys-in-lanes kernel serves rows outside slot blocks (AVX-512, head_dim <= 16) */
+    /* the keys-in-lanes kernel of rows outside slot blocks (AVX-512 or AVX2, head_dim <= 16), or 0 */
+    void (*lanes)(float* out, float* lse, const float* q, const int32_t* pos, int nr, int nh, size_t q_width, int32_t n_heads, const float* k, const float* v, size_t kv_width, int D, float scale);
 } fwd_ctx;
 
 /* Dynamic scheduling on the pool: each thread takes the next item from a shared counter, since items differ in work
@@ -497,12 +449,10 @@ static void attend_rows_heads(const fwd_ctx* c, int64_t r0, int64_t r1, int h0, 
     const int64_t D = c->D;
     const size_t q_width = (size_t)c->n_heads * D, kv_width = (size_t)c->n_kv_heads * D;
     const size_t kv = (size_t)c->row_seq[r0] * c->max_len * kv_width + (size_t)(h0 / (c->n_heads / c->n_kv_heads)) * D;
-#if EE_X86
     if (c->lanes) {
-        attend_lanes_avx512(c->out + r0 * q_width + h0 * D, c->lse ? c->lse + r0 * c->n_heads + h0 : 0, c->q + r0 * q_width + h0 * D, c->row_pos + r0, (int)(r1 - r0), nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, (int)D, c->scale);
+        c->lanes(c->out + r0 * q_width + h0 * D, c->lse ? c->lse + r0 * c->n_heads + h0 : 0, c->q + r0 * q_width + h0 * D, c->row_pos + r0, (int)(r1 - r0), nh, q_width, c->n_heads, c->k_cache + kv, c->v_cache + kv, kv_width, (int)D, c->scale);
         return;
     }
-#endif
     for (int64_t r = r0; r < r1; r++)
         for (int h = h0; h < h0 + nh; h++)
             c->attend(c->out + r * q_width + h * D, c->lse ? c->lse + r * c->n_heads + h : 0, c->q + r * q_width + h * D, c->k_cache + kv, c->v_cache + kv, kv_width, c->row_pos[r] + 1, (int32_t)D, c->scale);
@@ -515,14 +465,16 @@ static void fwd_row_head(const void* p, int64_t i) {
     attend_rows_heads(c, r, r + 1, (int)(i % c->n_heads), 1);
 }
 
-/* decode-like item of the keys-in-lanes kernel = (row, KV head): a run of rows of one sequence is taken by the item of
- * its first row (the others have nothing to do), so that its queries share the transposed keys */
+/* item of the keys-in-lanes kernel = (row, KV head): the rows of one sequence from a row at a run's start or at a
+ * multiple of LANE_ROWS up to the next such row are taken by that row's item (the others have nothing to do), so
+ * that their queries share the transposed keys and a long run (a prompt) still spreads over the threads */
+#define LANE_ROWS 8
 static void fwd_run_kv_head(const void* p, int64_t i) {
     const fwd_ctx* c = p;
     const int64_t r0 = i / c->n_kv_heads;
-    if (r0 > 0 && c->row_seq[r0 - 1] == c->row_seq[r0]) return;
+    if (r0 > 0 && r0 % LANE_ROWS != 0 && c->row_seq[r0 - 1] == c->row_seq[r0]) return;
     int64_t r1 = r0 + 1;
-    while (r1 < c->rows && c->row_seq[r1] == c->row_seq[r0]) r1++;
+    while (r1 < c->rows && r1 % LANE_ROWS != 0 && c->row_seq[r1] == c->row_seq[r0]) r1++;
     const int group = c->n_heads / c->n_kv_heads;
     attend_rows_heads(c, r0, r1, (int)(i % c->n_kv_heads) * group, group);
 }
@@ -573,9 +525,14 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     slot_shape(n_heads / n_kv_heads, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_item);
     const ee_cpu* cpu = ee_cpu_get();
     c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
-    c.lanes = EE_X86 && cpu->avx512 && head_dim <= LANES_MAX_D;
-    if (head_dim > DMAX || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
-        /* decode-like (about one row per sequence): one (row, head) per task -- (row, KV head) with the lanes kernel --
+#if EE_X86
+    if (head_dim <= LANES_MAX_D) c.lanes = cpu->avx512 ? attend_lanes_avx512 : cpu->avx2 ? attend_lanes_avx2 : 0;
+#endif
+    /* On AVX2 the slot path of tiny heads is an order of magnitude slower than the keys-in-lanes kernel (3 rows of
+     * stories260K at position 200: 76 against 7.6 us on AVX-512's slot path; lanes on AVX2 1 row 2.9, 2 rows 4.8), so
+     * there every row takes the lanes kernel. */
+    if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
+        /* decode-like (about one row per sequence): one (row, head) per task -- (rows, KV head) with the lanes kernel --
          * the heads of a row after another, so that a sequence's cache rows are used while they are in cache */
         if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_run_kv_head, &c);
         else parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);

@@ -76,7 +76,9 @@ class TuningTest {
             ExitHead.Forward f = h.forward(s, new ExitInput(x, null, rows, null, ws));
             CPU.ops().linear(exitLogits, f.z(), h.lmHead().value());
             m.logits(modelLogits, x, s.allocate(DType.F32, n, m.config().dim()));
-            assertThat(exitLogits.toFloatArray()).containsExactly(modelLogits.toFloatArray());
+            // equal up to the summation order: a model this narrow reads its classifier packed in panels (LlamaModel.SMALL_DIM)
+            float[] e = exitLogits.toFloatArray(), want = modelLogits.toFloatArray();
+            for (int i = 0; i < e.length; i++) assertThat(e[i]).as("logit %d", i).isCloseTo(want[i], org.assertj.core.data.Offset.offset(1e-5f * Math.max(1, Math.abs(want[i]))));
         }
     }
 
