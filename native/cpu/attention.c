@@ -18,16 +18,10 @@
 #include <stdatomic.h>
 
 #include "internal.h"
+#include "row_sums.h"
 
 /* The kernels below are written once as always-inline bodies and instantiated for the baseline, AVX2 and AVX-512
  * (see the *_any dispatchers), so that the compiler vectorises their head_dim loops for the CPU at hand. */
-
-EE_INLINE float dot(const float* a, const float* b, int32_t n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int32_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
 
 EE_INLINE void axpy(float* y, float alpha, const float* x, int32_t n) {
 #pragma omp simd
@@ -133,13 +127,13 @@ EE_INLINE void attend_bwd(float* dq, float* dk, float* dv, const float* dout, co
     for (int32_t t = 0; t < seq; t++) {
         const size_t qt = (size_t)t * q_width;
         const float *qh = q + qt, *g = dout + qt;
-        const float row_lse = lse[(size_t)t * n_heads], row_d = dot(g, out + qt, D);
+        const float row_lse = lse[(size_t)t * n_heads], row_d = ee_dot(g, out + qt, D);
         float* dqh = dq + qt;
         for (int32_t i = 0; i < D; i++) dqh[i] = 0.0f;
         for (int32_t j = 0; j <= t; j++) {
             const size_t kj = (size_t)j * kv_width;
-            const float p = expf(scale * dot(qh, k + kj, D) - row_lse);
-            const float ds = p * (dot(g, v + kj, D) - row_d);
+            const float p = expf(scale * ee_dot(qh, k + kj, D) - row_lse);
+            const float ds = p * (ee_dot(g, v + kj, D) - row_d);
             axpy(dqh, ds, k + kj, D);
             axpy(dk + kj, scale * ds, qh, D);
             axpy(dv + kj, p, g, D);
@@ -338,9 +332,9 @@ EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* 
 #if EE_X86
 #include <immintrin.h>
 
-/* Keys in lanes: a chunk of LANE_STEPS steps of LW keys is transposed once (K and V columns, 16 KiB at head_dim 16 on
- * AVX-512) and then read by every query of the KV head; at most LANE_QUERIES queries keep their running state at a
- * time. */
+/* Keys in lanes: a chunk of LANE_KEYS keys (steps of 16 keys on AVX-512, 8 on AVX2) is transposed once (K and V
+ * columns, 16 KiB at head_dim 16) and then read by every query of the KV head; at most LANE_QUERIES queries keep their
+ * running state at a time. */
 #define LANE_KEYS 128
 #define LANE_QUERIES 16
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "row_sums.h"
 #if EE_X86
 #include <immintrin.h>
 #endif
@@ -120,12 +121,7 @@ EE_API int32_t ee_scale(float* x, float s, int64_t n) {
  */
 #define SUM_BLOCK 16384
 
-static double sum_squares_portable(const float* x, int64_t n) {
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-    return s;
-}
+static double sum_squares_portable(const float* x, int64_t n) { return ee_row_sum_squares(x, n); }
 
 #if EE_X86
 EE_AVX2 static double sum_squares_avx2(const float* x, int64_t n) {

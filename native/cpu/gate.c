@@ -3,26 +3,18 @@
 #include <math.h>
 
 #include "internal.h"
-
-EE_INLINE float dot_f32(const float* a, const float* b, int32_t n) {
-    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-    for (int32_t i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
+#include "row_sums.h"
 
 EE_INLINE float gate_row(const float* h, const float* w1, const float* b1, const float* w, float b, int32_t dim, int32_t units, float eps) {
-    double ss = 0.0;
-#pragma omp simd reduction(+ : ss)
-    for (int32_t i = 0; i < dim; i++) ss += (double)h[i] * h[i];
+    const double ss = ee_row_sum_squares(h, dim);
     if (!isfinite(ss)) return NAN; /* a NaN or infinite element: never confident */
     const float inv = (float)(1.0 / sqrt(ss / dim + eps));
     float z = b;
     if (units == 0) {
-        z += inv * dot_f32(w, h, dim);
+        z += inv * ee_dot(w, h, dim);
     } else {
         for (int32_t j = 0; j < units; j++) {
-            const float a = b1[j] + inv * dot_f32(w1 + (size_t)j * dim, h, dim);
+            const float a = b1[j] + inv * ee_dot(w1 + (size_t)j * dim, h, dim);
             z += w[j] * (a > 0.0f ? a : 0.0f);
         }
     }

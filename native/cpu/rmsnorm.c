@@ -2,11 +2,10 @@
 #include <math.h>
 
 #include "internal.h"
+#include "row_sums.h"
 
 static void rmsnorm_row(float* out, float* inv_rms, const float* x, const float* w, int32_t dim, float eps) {
-    double ss = 0.0;
-#pragma omp simd reduction(+ : ss)
-    for (int32_t j = 0; j < dim; j++) ss += (double)x[j] * x[j];
+    const double ss = ee_row_sum_squares(x, dim);
     const float inv = (float)(1.0 / sqrt(ss / dim + eps));
     if (inv_rms) *inv_rms = inv;
     for (int32_t j = 0; j < dim; j++) out[j] = x[j] * inv * w[j];
