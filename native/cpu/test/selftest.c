@@ -132,9 +132,9 @@ static void test_gemm_offsets(unsigned* seed) {
 
 /* ee_gemm with a panel-packed weight (EE_F32_PANELS) against double loops: every m the layout takes (1..16: each
  * register tile and the rows re-read past 8 or 2), n below, at and past one 32-row panel (the zero-padded last
- * panel), odd k, rows of W and A with padding, alpha and beta; and the calls it must refuse. */
+ * panel), odd k and k past the AVX2 kernel's 64-step blocks, rows of W and A with padding, alpha and beta; and the calls it must refuse. */
 static void test_gemm_panels(unsigned* seed) {
-    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64};
+    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150};
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
         for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
             const int n = ns[ni], k = ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;

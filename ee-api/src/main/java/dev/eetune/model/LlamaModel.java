@@ -29,7 +29,7 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  */
 public final class LlamaModel implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LlamaModel.class);
-    /** {@code -Deetune.panels=false} keeps batch decode on the plain weights (for A/B measurements; see {@link #panels}). */
+    /** {@code -Deetune.panels=false} keeps decode on the plain weights (for A/B measurements; see {@link #panels}). */
     private static final boolean PANELS = !"false".equalsIgnoreCase(System.getProperty("eetune.panels", "true").trim());
 
     private final LlamaConfig config;
@@ -37,8 +37,10 @@ public final class LlamaModel implements AutoCloseable {
     private final Backend backend;
     private final Scope scope;
     private final DecoderLayer layer;
-    /** Whether batch decode reads packed copies of the matrices ({@link #panels}). */
+    /** Whether decode may read packed copies of the matrices ({@link #panels}). */
     private final boolean usePanels;
+    /** The CPU runs the AVX-512 kernels ({@link #panels}). */
+    private final boolean avx512;
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
     private final AtomicReferenceArray<LayerWeights> packedLayers;
     private volatile Tensor packedHead;
@@ -49,7 +51,7 @@ public final class LlamaModel implements AutoCloseable {
      */
     public LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope) { this(config, weights, backend, scope, false); }
 
-    /** With {@code fixedWeights}, for loaded checkpoints: the weights never change, so batch decode may use packed copies. */
+    /** With {@code fixedWeights}, for loaded checkpoints: the weights never change, so decode may use packed copies. */
     LlamaModel(LlamaConfig config, LlamaWeights weights, Backend backend, Scope scope, boolean fixedWeights) {
         config.validate();
         this.config = config;
@@ -62,32 +64,36 @@ public final class LlamaModel implements AutoCloseable {
             for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) f32 &= t.dtype() == DType.F32;
         }
         this.usePanels = fixedWeights && PANELS && f32 && backend.device().isHost();
+        this.avx512 = usePanels && backend.features().contains(Backend.Feature.AVX512);
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
     }
 
     /**
-     * Whether a pass over {@code rows} rows reads packed matrices. Batch decode (8 to {@link Ops#PANELS_MAX_ROWS} rows)
-     * of a loaded f32 checkpoint on the CPU reads copies packed by ee_pack_panels, which the small-batch GEMM streams
-     * as one sequence per thread instead of a few weight rows side by side (`eecpu_gemmbench 1 cpu gemv15m`, see
-     * docs/benchmarks.md). Each layer's copy (and the classifier's) is made on the first such pass that runs it, so a
-     * pipeline stage touches only its own layers; together they cost the f32 matrices' memory once more (60 MB at the
-     * 15M config, 436 MB at 110M) until the model is closed. Fewer rows (single-sequence decode; except in models of
-     * width up to {@link #SMALL_DIM}) and prefill keep the plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
+     * Whether a pass over {@code rows} rows reads packed matrices: copies of a loaded f32 checkpoint's matrices made by
+     * ee_pack_panels, which the small-batch GEMM streams as one sequence per thread instead of a few weight rows side by
+     * side (`eecpu_gemmbench 2 gemv15m`, see docs/benchmarks.md). Each layer's copy (and the classifier's) is made on
+     * the first pass that runs it, so a pipeline stage touches only its own layers; together they cost the f32
+     * matrices' memory once more (60 MB at the 15M config, 436 MB at 110M) until the model is closed. Prefill keeps the
+     * plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
+     * Which row counts gain depends on the width and the CPU (2 threads, f32p / f32 tok/s of the GEMVs):
+     * <ul>
+     * <li>models up to {@link #SMALL_DIM} wide: every row count (a plain GEMV row of 64-128 floats is a few FMAs and a
+     *     horizontal sum);
+     * <li>up to {@link #MID_DIM} wide: 1-2 rows (single-sequence decode; 2-core Zen 2 at 15M: m = 1 1.26-1.36x, m = 2
+     *     1.24-1.30x; AVX-512 at 15M: 1.08-1.17x), where the plain kernel's short GEMVs lose to its per-call costs; at
+     *     110M (768 wide) both reach the memory bandwidth (m = 1 1.00x on Zen 2) and the copy would cost 436 MB;
+     * <li>on AVX-512, 8-16 rows at every width (m = 8 and 16 1.1-1.5x; fewer rows were not reliably faster: m = 2
+     *     0.8-1.3x, m = 4 0.7-1.4x across runs). On AVX2 the 2-row tiles of the packed kernel stay below the plain
+     *     kernel's 3-row tiles from 3 rows on (Zen 2, 15M: m = 4 0.99x, m = 8 0.73x, m = 16 0.75x).
+     * </ul>
      */
-    private boolean panels(int rows) { return usePanels && rows >= (config.dim() <= SMALL_DIM ? 1 : PANELS_MIN_ROWS) && rows <= Ops.PANELS_MAX_ROWS; }
+    private boolean panels(int rows) {
+        if (!usePanels || rows > Ops.PANELS_MAX_ROWS) return false;
+        return config.dim() <= SMALL_DIM || rows <= 2 && config.dim() <= MID_DIM || rows >= 8 && avx512;
+    }
 
-    /** Below 8 rows the packed GEMM was not reliably faster (`eecpu_gemmbench 2 gemv15m`, shared machine: m = 2
-     * 0.8-1.3x, m = 4 0.7-1.4x the plain rows' tok/s across runs; m = 8 and 16 1.1-1.5x). */
-    private static final int PANELS_MIN_ROWS = 8;
-
-    /**
-     * Models this narrow read packed matrices at every row count: a plain GEMV row of 64-128 floats is a few FMAs
-     * followed by a horizontal sum, which the packed layout does not need, and their copies are small. One thread, the
-     * stories260K layer's shapes with a working set of 24 matrices, best of 5: m = 1, n x k 172 x 64 0.70 -> 0.49 us,
-     * 64 x 64 0.37 -> 0.20, 64 x 172 0.92 -> 0.56, the classifier 512 x 64 2.8 -> 1.8; 128-wide shapes 1.06 -> 0.74
-     * (128 x 128), 2.8 -> 2.0 (344 x 128). At 288 wide (15M) the gain is smaller (8-17%) and the copy 60 MB.
-     */
     private static final int SMALL_DIM = 128;
+    private static final int MID_DIM = 512;
 
     private LayerWeights packedLayer(int index) {
         LayerWeights p = packedLayers.get(index);
@@ -101,7 +107,7 @@ public final class LlamaModel implements AutoCloseable {
                     ops.packPanels(l.wo(), scope), l.bq(), l.bk(), l.bv(), l.ffnNorm(), ops.packPanels(l.wGate(), scope), ops.packPanels(l.wUp(), scope),
                     ops.packPanels(l.wDown(), scope));
                 packedLayers.set(index, p);
-                LOG.debug("packed layer {}'s matrices for batch decode", index);
+                LOG.debug("packed layer {}'s matrices for decode", index);
             }
             return p;
         }
@@ -113,7 +119,7 @@ public final class LlamaModel implements AutoCloseable {
         synchronized (packedLayers) {
             if (packedHead == null) {
                 packedHead = backend.ops().packPanels(weights.lmHead(), scope);
-                LOG.debug("packed the classifier for batch decode");
+                LOG.debug("packed the classifier for decode");
             }
             return packedHead;
         }
