@@ -113,6 +113,57 @@ EE_INLINE void attend(float* out, float* lse, const float* q, const float* k, co
     if (lse) *lse = running_max + logf(running_sum);
 }
 
+/* One decode row with all its heads (query head h reads KV head h / group): every key's and value's row is read
+ * whole, kv_width contiguous floats that the hardware prefetchers stream, instead of one head's slice per pass over
+ * the cache (a few lines per ~1 KiB stride). The arithmetic of each head is attend()'s, in the same order. */
+#define ROW_MAX_HEADS 64
+EE_INLINE void attend_row(float* out, float* lse, const float* q, const float* k, const float* v, size_t kv_width, int32_t n_keys, int32_t n_heads, int32_t group, int32_t D, float scale) {
+    float score[ROW_MAX_HEADS][KEY_BLOCK], running_max[ROW_MAX_HEADS], running_sum[ROW_MAX_HEADS];
+    for (int32_t i = 0; i < n_heads * D; i++) out[i] = 0.0f;
+    for (int32_t h = 0; h < n_heads; h++) running_max[h] = -INFINITY, running_sum[h] = 0.0f;
+    for (int32_t p0 = 0; p0 < n_keys; p0 += KEY_BLOCK) {
+        const int32_t nb = ee_min(KEY_BLOCK, n_keys - p0);
+        for (int32_t j = 0; j < nb; j++) {
+            const float* kr = k + (size_t)(p0 + j) * kv_width;
+            for (int32_t h = 0; h < n_heads; h++) score[h][j] = scale * dot8(q + (size_t)h * D, kr + (size_t)(h / group) * D, D);
+        }
+        for (int32_t h = 0; h < n_heads; h++) {
+            float block_max = -INFINITY;
+            for (int32_t j = 0; j < nb; j++) block_max = score[h][j] > block_max ? score[h][j] : block_max;
+            const float new_max = block_max > running_max[h] ? block_max : running_max[h];
+            const float correction = expf(running_max[h] - new_max);
+            running_sum[h] *= correction;
+            running_sum[h] += (float)ee_row_exp(score[h], score[h], nb, new_max, 1.0f, 1.0f);
+            running_max[h] = new_max;
+            float* o = out + (size_t)h * D;
+            int32_t d = 0;
+            for (; d + 8 <= D; d += 8) *(v8u*)(o + d) = *(v8u*)(o + d) * correction;
+            for (; d < D; d++) o[d] = o[d] * correction;
+        }
+        for (int32_t j = 0; j < nb; j++) {
+            const float* vr = v + (size_t)(p0 + j) * kv_width;
+            for (int32_t h = 0; h < n_heads; h++) {
+                float* o = out + (size_t)h * D;
+                const float* vh = vr + (size_t)(h / group) * D;
+                const float s = score[h][j];
+                int32_t d = 0;
+                for (; d + 8 <= D; d += 8) *(v8u*)(o + d) = *(v8u*)(o + d) + s * *(const v8u*)(vh + d);
+                for (; d < D; d++) o[d] = o[d] + s * vh[d];
+            }
+        }
+    }
+    for (int32_t h = 0; h < n_heads; h++) {
+        const float inv_sum = 1.0f / running_sum[h];
+        for (int32_t i = 0; i < D; i++) out[(size_t)h * D + i] *= inv_sum;
+        if (lse) lse[h] = running_max[h] + logf(running_sum[h]);
+    }
+}
+
+#define ROW_ARGS float *out, float *lse, const float *q, const float *k, const float *v, size_t kv_width, int32_t n_keys, int32_t n_heads, int32_t group, int32_t D, float scale
+static void attend_row_base(ROW_ARGS) { attend_row(out, lse, q, k, v, kv_width, n_keys, n_heads, group, D, scale); }
+EE_AVX2 static void attend_row_avx2(ROW_ARGS) { attend_row(out, lse, q, k, v, kv_width, n_keys, n_heads, group, D, scale); }
+EE_AVX512 static void attend_row_avx512(ROW_ARGS) { attend_row(out, lse, q, k, v, kv_width, n_keys, n_heads, group, D, scale); }
+
 #define ATTEND_ARGS float *out, float *lse, const float *q, const float *k, const float *v, size_t kv_width, int32_t n_keys, int32_t D, float scale
 static void attend_base(ATTEND_ARGS) { attend(out, lse, q, k, v, kv_width, n_keys, D, scale); }
 EE_AVX2 static void attend_avx2(ATTEND_ARGS) { attend(out, lse, q, k, v, kv_width, n_keys, D, scale); }
@@ -411,6 +462,7 @@ typedef struct {
     int32_t rows, n_heads, n_kv_heads, D, max_len, rows_per_item, head_chunks, heads_per_chunk;
     float scale;
     void (*attend)(ATTEND_ARGS); /* the per-(row, head) kernel of rows outside slot blocks */
+    void (*attend_row)(ROW_ARGS); /* the per-row kernel of decode batches */
     /* the keys-in-lanes kernel of rows outside slot blocks (AVX-512 or AVX2, head_dim <= 16), or 0 */
     void (*lanes)(float* out, float* lse, const float* q, const int32_t* pos, int nr, int nh, size_t q_width, int32_t n_heads, const float* k, const float* v, size_t kv_width, int D, float scale);
 } fwd_ctx;
@@ -457,6 +509,14 @@ static void fwd_row_head(const void* p, int64_t i) {
     const fwd_ctx* c = p;
     const int64_t r = i / c->n_heads;
     attend_rows_heads(c, r, r + 1, (int)(i % c->n_heads), 1);
+}
+
+/* decode item of a batch = one row, all heads */
+static void fwd_row(const void* p, int64_t r) {
+    const fwd_ctx* c = p;
+    const size_t q_width = (size_t)c->n_heads * c->D, kv_width = (size_t)c->n_kv_heads * c->D;
+    c->attend_row(c->out + r * q_width, c->lse ? c->lse + r * c->n_heads : 0, c->q + r * q_width, c->k_cache + (size_t)c->row_seq[r] * c->max_len * kv_width,
+        c->v_cache + (size_t)c->row_seq[r] * c->max_len * kv_width, kv_width, c->row_pos[r] + 1, c->n_heads, c->n_heads / c->n_kv_heads, c->D, c->scale);
 }
 
 /* item of the keys-in-lanes kernel = (row, KV head): the rows of one sequence from a row at a run's start or at a
@@ -515,7 +575,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
         keys += row_pos[r] + 1;
         runs += r == 0 || row_seq[r] != row_seq[r - 1];
     }
-    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale, 0, 0};
+    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale, 0, 0, 0};
     slot_shape(n_heads / n_kv_heads, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_item);
     const ee_cpu* cpu = ee_cpu_get();
     c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
@@ -528,8 +588,12 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
         /* decode-like (about one row per sequence): one (row, head) per task -- (rows, KV head) with the lanes kernel --
          * the heads of a row after another, so that a sequence's cache rows are used while they are in cache */
-        if (c.lanes) parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_kv_heads, fwd_run_kv_head, &c);
-        else parallel_dynamic(ee_threads_for(4.0 * keys * n_heads * head_dim), (int64_t)rows * n_heads, fwd_row_head, &c);
+        const int nt = ee_threads_for(4.0 * keys * n_heads * head_dim);
+        if (c.lanes) parallel_dynamic(nt, (int64_t)rows * n_kv_heads, fwd_run_kv_head, &c);
+        else if (rows >= 2 * nt && n_heads <= ROW_MAX_HEADS) {
+            c.attend_row = cpu->avx512 ? attend_row_avx512 : cpu->avx2 ? attend_row_avx2 : attend_row_base;
+            parallel_dynamic(nt, rows, fwd_row, &c);
+        } else parallel_dynamic(nt, (int64_t)rows * n_heads, fwd_row_head, &c);
         return 0;
     }
     void (*item_any)(const void*, int64_t) = cpu->avx512 ? fwd_item_avx512 : cpu->avx2 ? fwd_item_avx2 : fwd_item_base;

@@ -356,6 +356,23 @@ static void test_attention_packed(unsigned* seed, const int H, const int KVH, co
     free(q), free(k), free(v), free(out), free(lse), free(wout);
 }
 
+/* A decode batch (one row per sequence, as many rows as sequences: the per-row kernel that reads every head of a
+ * key at once) against the double reference, with a row at position 0, rows over several key blocks and a row at the
+ * cache's end, with and without GQA. */
+static void test_attention_decode_rows(unsigned* seed, const int H, const int KVH, const int D) {
+    enum { NSEQ = 8, MAXLEN = 150 };
+    const float scale = 0.25f;
+    const int32_t seq[NSEQ] = {3, 0, 1, 2, 7, 5, 4, 6}, pos[NSEQ] = {0, 149, 63, 64, 65, 100, 7, 130};
+    float *q = randn(NSEQ * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
+    float *out = calloc(NSEQ * H * D, 4), *lse = calloc(NSEQ * H, 4);
+    double *wout = calloc(NSEQ * H * D, 8), p[MAXLEN];
+    if (ee_attention_fwd(out, lse, q, k, v, seq, pos, NSEQ, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention decode rows (head_dim %d): %s\n", D, ee_last_error()), failures++;
+    for (int r = 0; r < NSEQ; r++)
+        for (int h = 0; h < H; h++) attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);
+    check("attention decode rows fwd", out, wout, NSEQ * H * D, 1e-5);
+    free(q), free(k), free(v), free(out), free(lse), free(wout);
+}
+
 static void test_cross_entropy(unsigned* seed) {
     const int rows = 11, dim = 17, vocab = 67, row_block = 4; /* 3 blocks, the last one short */
     const float temperature = 1.5f;
@@ -493,6 +510,8 @@ int main(void) {
     test_attention_packed(&seed, 6, 2, 20);
     test_attention_packed(&seed, 8, 4, 8); /* stories260K's heads */
     test_attention_packed(&seed, 4, 2, 12);
+    test_attention_decode_rows(&seed, 6, 6, 48); /* the 15M config's heads */
+    test_attention_decode_rows(&seed, 6, 2, 20); /* GQA, head_dim not a multiple of 8 */
     test_cross_entropy(&seed);
     test_sampling();
     test_argmax_rows(&seed);
