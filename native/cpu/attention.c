@@ -587,7 +587,9 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
      * there every row takes the lanes kernel. */
     if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
         /* decode-like (about one row per sequence): one (row, head) per task -- (rows, KV head) with the lanes kernel --
-         * the heads of a row after another, so that a sequence's cache rows are used while they are in cache */
+         * the heads of a row after another, so that a sequence's cache rows are used while they are in cache; a batch
+         * with at least two rows per thread takes a row with all its heads per task (attend_row: whole K/V rows; 2-core
+         * Zen 2, 15M, batch 8 decode 1.09-1.11x, docs/benchmarks.md) */
         const int nt = ee_threads_for(4.0 * keys * n_heads * head_dim);
         if (c.lanes) parallel_dynamic(nt, (int64_t)rows * n_kv_heads, fwd_run_kv_head, &c);
         else if (rows >= 2 * nt && n_heads <= ROW_MAX_HEADS) {
