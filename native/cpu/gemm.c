@@ -98,7 +98,7 @@ static int gemm_blas(const ee_gemm_args* g) {
 }
 
 int ee_gemm_run(const ee_gemm_args* g) {
-    if (g->b_dtype == EE_F32_PANELS) return ee_gemm_panels(g); /* the one kernel for that layout, whatever the path */
+    if (g->b_dtype == EE_F32_PANELS || g->b_dtype == EE_BF16_PANELS) return ee_gemm_panels(g); /* the one kernel per layout, whatever the path */
     const int path = gemm_path;
     if (path != 1 && g->trans_b && g->m <= EE_GEMM_SMALL_M) return ee_gemm_small(g);
     const ee_cpu* cpu = ee_cpu_get();
@@ -107,10 +107,11 @@ int ee_gemm_run(const ee_gemm_args* g) {
 }
 
 int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb) {
-    if (b_dtype == EE_F32_PANELS && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M))
-        return ee_fail("%s: a panel-packed B (EE_F32_PANELS) needs trans_a = 0, trans_b = 1, ldb = k and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
-                       caller, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
-    if (!ee_is_float_dtype(b_dtype) && b_dtype != EE_F32_PANELS) return ee_fail("%s: unsupported B dtype %d", caller, b_dtype);
+    const int panels = b_dtype == EE_F32_PANELS || b_dtype == EE_BF16_PANELS;
+    if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M || (b_dtype == EE_BF16_PANELS && k % 2)))
+        return ee_fail("%s: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k (even for bf16) and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
+                       caller, b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
+    if (!ee_is_float_dtype(b_dtype) && !panels) return ee_fail("%s: unsupported B dtype %d", caller, b_dtype);
     return 0;
 }
 

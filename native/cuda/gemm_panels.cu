@@ -1,5 +1,6 @@
 /*
- * Panel-packed f32 weights (EE_F32_PANELS; the CPU twin is cpu/gemm_panels.c): the same layout and semantics. On the
+ * Panel-packed f32 and bf16 weights (EE_F32_PANELS, EE_BF16_PANELS; the CPU twin is cpu/gemm_panels.c): the same
+ * layouts and semantics (bf16: even and odd columns summed apart, then added, as on the CPU). On the
  * GPU the layout buys nothing (cuBLAS reads the plain weight), so the GEMM is one plain fp32 kernel: a thread per
  * output, consecutive threads on consecutive outputs of a panel, which read consecutive floats of each column step.
  */
@@ -32,6 +33,23 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
     return ee_launched("ee_pack_panels");
 }
 
+/* bf16 pairs: word (q * k/2 + s) * 32 + j = w[q * 32 + j][2s] | w[q * 32 + j][2s + 1] << 16, 0 past n */
+__global__ void pack_panels_bf16_kernel(uint32_t* dst, const uint16_t* w, int n, int k, int ldw, int64_t words) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < words; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t j = e % EE_PANEL_ROWS, qs = e / EE_PANEL_ROWS, s = qs % (k / 2), row = qs / (k / 2) * EE_PANEL_ROWS + j;
+        dst[e] = row < n ? (uint32_t)w[row * ldw + 2 * s] | (uint32_t)w[row * ldw + 2 * s + 1] << 16 : 0u;
+    }
+}
+
+EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k || k % 2) return ee_fail("ee_pack_panels_bf16: size %d x %d with rows %d apart (k must be even)", n, k, ldw);
+    if (n == 0 || k == 0) return 0;
+    if (!dst || !w) return ee_fail("ee_pack_panels_bf16: null pointer");
+    const int64_t words = ee_panels_size(n, k) / 2;
+    pack_panels_bf16_kernel<<<ee_grid_for(words, THREADS), THREADS>>>((uint32_t*)dst, w, n, k, ldw, words);
+    return ee_launched("ee_pack_panels_bf16");
+}
+
 /* C[i][j] = alpha A_i . W_j + beta C[i][j], W_j read from its panel; thread t of the grid: i = t / n, j = t % n */
 __global__ void gemm_panels_kernel(ee_gemm_args g) {
     const int64_t total = (int64_t)g.m * g.n;
@@ -46,7 +64,26 @@ __global__ void gemm_panels_kernel(ee_gemm_args g) {
     }
 }
 
+/* the same for bf16 pairs */
+__global__ void gemm_panels_bf16_kernel(ee_gemm_args g) {
+    const int64_t total = (int64_t)g.m * g.n;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)(t / g.n), j = (int)(t % g.n);
+        const float* a = (const float*)g.a + (int64_t)i * g.lda;
+        const uint32_t* w = (const uint32_t*)g.b + (int64_t)(j / EE_PANEL_ROWS) * (g.k / 2) * EE_PANEL_ROWS + j % EE_PANEL_ROWS;
+        float even = 0.0f, odd = 0.0f;
+        for (int s = 0; s < g.k / 2; s++) {
+            const uint32_t pair = w[(int64_t)s * EE_PANEL_ROWS];
+            even += a[2 * s] * __uint_as_float(pair << 16);
+            odd += a[2 * s + 1] * __uint_as_float(pair & 0xFFFF0000u);
+        }
+        float* c = g.c + (int64_t)i * g.ldc + j;
+        *c = g.beta == 0.0f ? g.alpha * (even + odd) : g.alpha * (even + odd) + g.beta * *c;
+    }
+}
+
 int ee_gemm_panels(const ee_gemm_args* g) {
-    gemm_panels_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
+    if (g->b_dtype == EE_BF16_PANELS) gemm_panels_bf16_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
+    else gemm_panels_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
     return ee_launched("ee_gemm (panel-packed B)");
 }

@@ -130,47 +130,54 @@ static void test_gemm_offsets(unsigned* seed) {
         }
 }
 
-/* ee_gemm with a panel-packed weight (EE_F32_PANELS) against double loops: every m the layout takes (1..16: each
- * register tile and the rows re-read past 8 or 2), n below, at and past one 32-row panel (the zero-padded last
- * panel), odd k and k past the AVX2 kernel's 64-step blocks, rows of W and A with padding, alpha and beta; and the calls it must refuse. */
+/* ee_gemm with a panel-packed weight (EE_F32_PANELS, and EE_BF16_PANELS with k made even) against double loops: every
+ * m the layout takes (1..16: each register tile and the rows re-read past 8 or 2), n below, at and past one 32-row
+ * panel (the zero-padded last panel), odd k and k past the AVX2 kernels' 64-step blocks, rows of W and A with padding,
+ * alpha and beta; and the calls it must refuse. */
 static void test_gemm_panels(unsigned* seed) {
     const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150};
-    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
-            const int n = ns[ni], k = ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;
-            float* w = randn((size_t)n * ldw, seed);
-            const int64_t size = ee_panels_size(n, k);
-            if (size != (int64_t)((n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS) * EE_PANEL_ROWS * k) printf("FAIL ee_panels_size(%d, %d) = %lld\n", n, k, (long long)size), failures++;
-            float* packed = malloc((size_t)size * sizeof(float));
-            memset(packed, 0xff, (size_t)size * sizeof(float)); /* NaN: the padding rows must be written as zeros */
-            if (ee_pack_panels(packed, w, n, k, ldw) != 0) printf("FAIL ee_pack_panels: %s\n", ee_last_error()), failures++;
-            for (int m = 1; m <= EE_PANELS_MAX_M; m++) {
-                float* a = randn((size_t)m * lda, seed);
-                float* c = randn((size_t)m * ldc, seed);
-                double* want = malloc((size_t)m * n * sizeof(double));
-                float* got = malloc((size_t)m * n * sizeof(float));
-                const float beta = m % 2 ? 0.0f : 0.5f;
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < n; j++) {
-                        double acc = 0.0;
-                        for (int p = 0; p < k; p++) acc += (double)a[(size_t)i * lda + p] * w[(size_t)j * ldw + p];
-                        want[(size_t)i * n + j] = 0.75 * acc + (beta == 0.0f ? 0.0 : beta * (double)c[(size_t)i * ldc + j]);
-                    }
-                if (ee_gemm(0, 1, m, n, k, 0.75f, a, lda, packed, EE_F32_PANELS, k, beta, c, ldc) != 0) printf("FAIL gemm panels: %s\n", ee_last_error()), failures++;
-                for (int i = 0; i < m; i++) memcpy(got + (size_t)i * n, c + (size_t)i * ldc, (size_t)n * sizeof(float));
-                char what[96];
-                snprintf(what, sizeof what, "gemm with panel-packed B, %dx%dx%d beta %.1f", m, n, k, beta);
-                check(what, got, want, (size_t)m * n, 1e-5);
-                free(a), free(c), free(want), free(got);
+    for (int bf = 0; bf < 2; bf++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                const int n = ns[ni], k = bf ? ks[ki] + ks[ki] % 2 : ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;
+                float* w = randn((size_t)n * ldw, seed);
+                uint16_t* wb = malloc((size_t)n * ldw * sizeof(uint16_t));
+                ee_cast(wb, EE_BF16, w, EE_F32, (int64_t)n * ldw);
+                if (bf) ee_cast(w, EE_F32, wb, EE_BF16, (int64_t)n * ldw); /* the reference uses the bf16 values */
+                const int64_t size = ee_panels_size(n, k);
+                if (size != (int64_t)((n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS) * EE_PANEL_ROWS * k) printf("FAIL ee_panels_size(%d, %d) = %lld\n", n, k, (long long)size), failures++;
+                void* packed = malloc((size_t)size * sizeof(float));
+                memset(packed, 0xff, (size_t)size * sizeof(float)); /* NaN: the padding rows must be written as zeros */
+                if ((bf ? ee_pack_panels_bf16(packed, wb, n, k, ldw) : ee_pack_panels(packed, w, n, k, ldw)) != 0) printf("FAIL ee_pack_panels%s: %s\n", bf ? "_bf16" : "", ee_last_error()), failures++;
+                for (int m = 1; m <= EE_PANELS_MAX_M; m++) {
+                    float* a = randn((size_t)m * lda, seed);
+                    float* c = randn((size_t)m * ldc, seed);
+                    double* want = malloc((size_t)m * n * sizeof(double));
+                    float* got = malloc((size_t)m * n * sizeof(float));
+                    const float beta = m % 2 ? 0.0f : 0.5f;
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            double acc = 0.0;
+                            for (int p = 0; p < k; p++) acc += (double)a[(size_t)i * lda + p] * w[(size_t)j * ldw + p];
+                            want[(size_t)i * n + j] = 0.75 * acc + (beta == 0.0f ? 0.0 : beta * (double)c[(size_t)i * ldc + j]);
+                        }
+                    if (ee_gemm(0, 1, m, n, k, 0.75f, a, lda, packed, bf ? EE_BF16_PANELS : EE_F32_PANELS, k, beta, c, ldc) != 0) printf("FAIL gemm panels: %s\n", ee_last_error()), failures++;
+                    for (int i = 0; i < m; i++) memcpy(got + (size_t)i * n, c + (size_t)i * ldc, (size_t)n * sizeof(float));
+                    char what[96];
+                    snprintf(what, sizeof what, "gemm with %s panel-packed B, %dx%dx%d beta %.1f", bf ? "bf16" : "f32", m, n, k, beta);
+                    check(what, got, want, (size_t)m * n, 1e-5);
+                    free(a), free(c), free(want), free(got);
+                }
+                free(w), free(wb), free(packed);
             }
-            free(w), free(packed);
-        }
     float x[17 * 8] = {0}, y[17 * 32], panel[32 * 8] = {0};
     if (ee_gemm(0, 1, 17, 32, 8, 1.0f, x, 8, panel, EE_F32_PANELS, 8, 0.0f, y, 32) == 0) printf("FAIL gemm panels accepted m = 17\n"), failures++;
     if (ee_gemm(0, 0, 1, 32, 8, 1.0f, x, 8, panel, EE_F32_PANELS, 32, 0.0f, y, 32) == 0) printf("FAIL gemm panels accepted trans_b = 0\n"), failures++;
     if (ee_gemm(1, 1, 1, 32, 8, 1.0f, x, 1, panel, EE_F32_PANELS, 8, 0.0f, y, 32) == 0) printf("FAIL gemm panels accepted trans_a = 1\n"), failures++;
     if (ee_gemm(0, 1, 1, 32, 8, 1.0f, x, 8, panel, EE_F32_PANELS, 9, 0.0f, y, 32) == 0) printf("FAIL gemm panels accepted ldb != k\n"), failures++;
+    if (ee_gemm(0, 1, 1, 32, 7, 1.0f, x, 7, panel, EE_BF16_PANELS, 7, 0.0f, y, 32) == 0) printf("FAIL gemm bf16 panels accepted odd k\n"), failures++;
     if (ee_pack_panels(panel, x, 8, 8, 7) == 0) printf("FAIL ee_pack_panels accepted ldw < k\n"), failures++;
+    if (ee_pack_panels_bf16((uint16_t*)panel, (const uint16_t*)x, 8, 7, 7) == 0) printf("FAIL ee_pack_panels_bf16 accepted odd k\n"), failures++;
 }
 
 /* round to nearest even at the ties of each format, overflow, subnormals */

@@ -15,7 +15,8 @@
  *     report an impossible one as "<kernel>: row <r> has <index> <value>, outside <bound>", e.g.
  *     "ee_kv_write: row 3 has seq 7, outside the cache's 2 sequences" (the CPU kernels then write nothing; the CUDA
  *     kernels skip or write NaN to the rows they could not compute);
- *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3, EE_F32_PANELS = 4 (see ee_pack_panels);
+ *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3, EE_F32_PANELS = 4 (see ee_pack_panels),
+ *     EE_BF16_PANELS = 5 (see ee_pack_panels_bf16);
  *   - "accumulate" means the kernel adds into the output (callers zero it first when they need a fresh result);
  *   - functions returning int32_t return 0 on success and non-zero on failure, with ee_last_error() describing it.
  *     The CPU library finds every failure in the call that has it. CUDA kernels run asynchronously and cannot fail
@@ -42,11 +43,13 @@ extern "C" {
 /* An f32 weight in ee_pack_panels' layout: only as B of ee_gemm (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M) and as
  * the matrices of ee_decoder_layer_fwd with rows <= EE_PANELS_MAX_M. */
 #define EE_F32_PANELS 4
+/* A bf16 weight in ee_pack_panels_bf16's layout: where EE_F32_PANELS may be, with k even. */
+#define EE_BF16_PANELS 5
 /* Weight rows per panel, and the most rows of A a panel-packed GEMM takes (decode batches). */
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 2
+#define EE_ABI_VERSION 3
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -126,7 +129,8 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
  * element, accumulated in f32 (A is never rounded to 16 bits), so results differ from an f32 B by B's own rounding
  * and the order of the f32 additions (the small-m kernels sum even and odd k separately).
  * (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
- * b_dtype EE_F32_PANELS: B is a weight packed by ee_pack_panels (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M).
+ * b_dtype EE_F32_PANELS: B is a weight packed by ee_pack_panels (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M);
+ * EE_BF16_PANELS: packed by ee_pack_panels_bf16 (the same, and k even).
  */
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc);
 
@@ -144,6 +148,15 @@ EE_API int64_t ee_panels_size(int32_t n, int32_t k);
  * with the packed weight equal those with w up to the order of the f32 additions.
  */
 EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw);
+
+/**
+ * dst = the bf16 weight w [n][k] (rows ldw apart, k even) packed as ee_pack_panels packs f32, but by pairs of
+ * columns (dtype EE_BF16_PANELS): the 32-bit word (q*k/2 + s)*EE_PANEL_ROWS + j of dst holds w[q*EE_PANEL_ROWS + j][2s]
+ * in its low and w[...][2s + 1] in its high half (0 past n), so that a shift and a mask widen a vector of words to the
+ * f32 weights of even and odd columns. dst holds ee_panels_size(n, k) bf16 values and does not overlap w. On the CPU
+ * the GEMM widens exactly and sums in f32 (even and odd columns apart), as ee_gemm does with w.
+ */
+EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
 
 /* ---- RoPE ----------------------------------------------------------------------------------------------------- */
 

@@ -160,15 +160,21 @@ public final class Ops {
     public void linear(Tensor y, Tensor x, Tensor w) { gemm(false, true, 1f, x, w, 0f, y); }
 
     /**
-     * The weight w [out, in] (F32) packed for small-batch decode (ee_pack_panels): a new F32 tensor in {@code scope} of
-     * shape [out rounded up to {@link #PANEL_ROWS}, in], for {@link #linearPanels} and {@link #decoderLayer} with
-     * {@code panels}. The same memory again as w.
+     * The weight w [out, in] (F32, or BF16 with {@code in} even) packed for small-batch decode (ee_pack_panels,
+     * ee_pack_panels_bf16): a new tensor of w's dtype in {@code scope} of shape [out rounded up to {@link #PANEL_ROWS},
+     * in], for {@link #linearPanels} and {@link #decoderLayer} with {@code panels}. The same memory again as w.
      */
     public Tensor packPanels(Tensor w, Scope scope) {
         mine("packPanels", w);
-        f32("packPanels", w);
         if (w.rank() != 2) fail("packPanels", "the weight must be a matrix [out, in]", w);
         int n = w.dim(0), in = w.dim(1);
+        if (w.dtype() == DType.BF16) {
+            if (in % 2 != 0) fail("packPanels", "a BF16 weight needs an even number of columns", w);
+            Tensor packed = scope.allocate(DType.BF16, panelRows(n), in);
+            check("packPanels", k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in));
+            return packed;
+        }
+        f32("packPanels", w);
         Tensor packed = scope.allocate(DType.F32, panelRows(n), in);
         check("packPanels", k.ee_pack_panels(packed.address(), w.address(), n, in, in));
         return packed;
@@ -182,16 +188,16 @@ public final class Ops {
     /** y [rows, out] = x [rows, in] w^T with w as {@link #packPanels} returned it (at most {@link #PANELS_MAX_ROWS} rows). */
     public void linearPanels(Tensor y, Tensor x, Tensor packed) {
         mine("linearPanels", y, x, packed);
-        f32("linearPanels", y, x, packed);
+        f32("linearPanels", y, x);
         int rows = rows(x), in = cols(x), out = cols(y);
-        if (rows(y) != rows || rows > PANELS_MAX_ROWS || !matrix(packed, panelRows(out), in)) {
-            fail("linearPanels", "y [rows, out] = x [rows, in] times a packed [out rounded up to " + PANEL_ROWS + ", in], rows <= " + PANELS_MAX_ROWS, y, x, packed);
+        if (rows(y) != rows || rows > PANELS_MAX_ROWS || !matrix(packed, panelRows(out), in) || (packed.dtype() != DType.F32 && packed.dtype() != DType.BF16)) {
+            fail("linearPanels", "y [rows, out] = x [rows, in] times a packed F32 or BF16 [out rounded up to " + PANEL_ROWS + ", in], rows <= " + PANELS_MAX_ROWS, y, x, packed);
         }
-        check("linearPanels", k.ee_gemm(0, 1, rows, out, in, 1f, x.address(), in, packed.address(), PANELS_DTYPE, in, 0f, y.address(), out));
+        check("linearPanels", k.ee_gemm(0, 1, rows, out, in, 1f, x.address(), in, packed.address(), panelsDtype(packed.dtype()), in, 0f, y.address(), out));
     }
 
-    /** EE_F32_PANELS */
-    private static final int PANELS_DTYPE = 4;
+    /** EE_F32_PANELS or EE_BF16_PANELS: the ee_gemm dtype of a matrix packed from F32 or BF16 */
+    private static int panelsDtype(DType packed) { return packed == DType.BF16 ? 5 : 4; }
 
     // ---- RoPE and attention --------------------------------------------------------------------------------
 
@@ -302,7 +308,7 @@ public final class Ops {
         typed(op, wt, wk, wv, wo, wGate, wUp, wDown);
         int rows = rows(x), dim = cols(x), hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
         long qd = (long) nHeads * headDim, kd = (long) nKvHeads * headDim;
-        if (panels && (wt != DType.F32 || rows > PANELS_MAX_ROWS)) fail(op, "packed matrices are F32 and take at most " + PANELS_MAX_ROWS + " rows", x, wq);
+        if (panels && (wt != DType.F32 && wt != DType.BF16 || rows > PANELS_MAX_ROWS)) fail(op, "packed matrices are F32 or BF16 and take at most " + PANELS_MAX_ROWS + " rows", x, wq);
         // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
         long qo = panels ? panelRows(qd) : qd, ko = panels ? panelRows(kd) : kd, dout = panels ? panelRows(dim) : dim, ho = panels ? panelRows(hidden) : hidden;
         if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || nHeads % nKvHeads != 0) {
@@ -335,7 +341,7 @@ public final class Ops {
         }
         check(op, this.k.ee_decoder_layer_fwd(x.address(), out.address(), residual.address(), xn1.address(), addr(inv1), q.address(), k.address(), v.address(),
             att.address(), addr(lse), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), attnNorm.address(), wq.address(), wk.address(),
-            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), panels ? PANELS_DTYPE : wt.code(),
+            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), panels ? panelsDtype(wt) : wt.code(),
             kCache.address(), vCache.address(), writeKv ? 1 : 0, kCache.dim(0), kCache.dim(1), rowSeq.address(), rowPos.address(), invFreq.address(),
             rows, dim, nHeads, nKvHeads, headDim, hidden, interleaved ? 1 : 0, eps, scale));
     }

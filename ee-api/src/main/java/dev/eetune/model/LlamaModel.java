@@ -41,6 +41,8 @@ public final class LlamaModel implements AutoCloseable {
     private final boolean usePanels;
     /** The CPU runs the AVX-512 kernels ({@link #panels}). */
     private final boolean avx512;
+    /** The matrices are BF16 ({@link #panels}). */
+    private final boolean bf16;
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
     private final AtomicReferenceArray<LayerWeights> packedLayers;
     private volatile Tensor packedHead;
@@ -59,12 +61,20 @@ public final class LlamaModel implements AutoCloseable {
         this.backend = backend;
         this.scope = scope;
         this.layer = new DecoderLayer(config, scope.of(config.ropeInverseFrequencies(), config.headDim() / 2));
-        boolean f32 = weights.lmHead().dtype() == DType.F32;
+        DType wt = weights.lmHead().dtype();
+        long matrixBytes = weights.lmHead().byteSize();
+        boolean oneDtype = true;
         for (LayerWeights l : weights.layers()) {
-            for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) f32 &= t.dtype() == DType.F32;
+            for (Tensor t : new Tensor[] {l.wq(), l.wk(), l.wv(), l.wo(), l.wGate(), l.wUp(), l.wDown()}) {
+                oneDtype &= t.dtype() == wt;
+                matrixBytes += t.byteSize();
+            }
         }
-        this.usePanels = fixedWeights && PANELS && f32 && backend.device().isHost();
-        this.avx512 = usePanels && backend.features().contains(Backend.Feature.AVX512);
+        this.avx512 = backend.features().contains(Backend.Feature.AVX512);
+        this.bf16 = oneDtype && wt == DType.BF16;
+        boolean packable = oneDtype && wt == DType.F32
+            || bf16 && !avx512 && config.dim() % 2 == 0 && config.hiddenDim() % 2 == 0 && matrixBytes <= BF16_PANELS_MAX_BYTES;
+        this.usePanels = fixedWeights && PANELS && packable && backend.device().isHost();
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
     }
 
@@ -85,15 +95,21 @@ public final class LlamaModel implements AutoCloseable {
      * <li>on AVX-512, 8-16 rows at every width (m = 8 and 16 1.1-1.5x; fewer rows were not reliably faster: m = 2
      *     0.8-1.3x, m = 4 0.7-1.4x across runs). On AVX2 the 2-row tiles of the packed kernel stay below the plain
      *     kernel's 3-row tiles from 3 rows on (Zen 2, 15M: m = 4 0.99x, m = 8 0.73x, m = 16 0.75x).
+     * <li>BF16 checkpoints (ee_pack_panels_bf16) on AVX2 CPUs without AVX-512: 1-2 rows, when the copies take at most
+     *     {@link #BF16_PANELS_MAX_BYTES}. There the plain bf16 GEMV streams ~0.7x f32's bytes per second from memory
+     *     (8 weight rows side by side) and the packed one as fast as f32's packed one (docs/benchmarks.md).
      * </ul>
      */
     private boolean panels(int rows) {
         if (!usePanels || rows > Ops.PANELS_MAX_ROWS) return false;
+        if (bf16) return rows <= 2;
         return config.dim() <= SMALL_DIM || rows <= 2 && config.dim() <= MID_DIM || rows >= 8 && avx512;
     }
 
     private static final int SMALL_DIM = 128;
     private static final int MID_DIM = 512;
+    /** BF16 copies beyond this are not made: they would double a large checkpoint's memory. */
+    private static final long BF16_PANELS_MAX_BYTES = 1L << 30;
 
     private LayerWeights packedLayer(int index) {
         LayerWeights p = packedLayers.get(index);

@@ -166,9 +166,10 @@ class DecoderLayerFusionTest {
     }
 
     /**
-     * Matrices packed by Ops.packPanels (ee_pack_panels, EE_F32_PANELS) give the plain layer's result up to the order
-     * of the f32 additions, for every row count up to 16 with out sizes that leave partial panels; linearPanels
-     * likewise; more rows or a 16-bit weight are refused with the op's name.
+     * Matrices packed by Ops.packPanels (F32: ee_pack_panels, EE_F32_PANELS; BF16: ee_pack_panels_bf16,
+     * EE_BF16_PANELS) give the plain layer's result up to the order of the f32 additions, for every row count up to 16
+     * with out sizes that leave partial panels; linearPanels likewise; more rows, an F16 weight or a BF16 one with an
+     * odd number of columns are refused with the op's name.
      */
     @ParameterizedTest
     @MethodSource("bindings")
@@ -178,8 +179,9 @@ class DecoderLayerFusionTest {
         Ops ops = be.ops();
         Dims d = new Dims(48, 4, 2, 12, 70);
         int nSeq = 16, maxLen = 6;
+        for (DType dtype : new DType[] {DType.F32, DType.BF16})
         try (Scope s = Scope.of(be)) {
-            Weights w = Weights.random(s, r, d, DType.F32, true);
+            Weights w = Weights.random(s, r, d, dtype, true);
             Weights p = new Weights(w.attnNorm(), ops.packPanels(w.wq(), s), ops.packPanels(w.wk(), s), ops.packPanels(w.wv(), s), ops.packPanels(w.wo(), s),
                 w.bq(), w.bk(), w.bv(), w.ffnNorm(), ops.packPanels(w.wGate(), s), ops.packPanels(w.wUp(), s), ops.packPanels(w.wDown(), s));
             Tensor inv = invFreq(s, d.headDim());
@@ -202,17 +204,18 @@ class DecoderLayerFusionTest {
                         kc, vc, true, seqT, posT, inv, d.heads(), d.kvHeads(), d.headDim(), false, 1e-5f, 0.3f);
                     outs[f] = out.toFloatArray();
                 }
-                for (int i = 0; i < outs[0].length; i++) assertThat(outs[1][i]).as("rows " + rows + " element " + i).isCloseTo(outs[0][i], within(1e-4f * (1 + Math.abs(outs[0][i]))));
+                for (int i = 0; i < outs[0].length; i++) assertThat(outs[1][i]).as(dtype + " rows " + rows + " element " + i).isCloseTo(outs[0][i], within(1e-4f * (1 + Math.abs(outs[0][i]))));
                 Tensor x = s.of(randn(r, rows * d.dim()), rows, d.dim()), y = s.zeros(DType.F32, rows, d.hidden()), yp = s.zeros(DType.F32, rows, d.hidden());
                 ops.linear(y, x, w.wGate());
                 ops.linearPanels(yp, x, p.wGate());
                 float[] want = y.toFloatArray(), got = yp.toFloatArray();
-                for (int i = 0; i < want.length; i++) assertThat(got[i]).as("linearPanels rows " + rows + " element " + i).isCloseTo(want[i], within(1e-5f * (1 + Math.abs(want[i]))));
+                for (int i = 0; i < want.length; i++) assertThat(got[i]).as(dtype + " linearPanels rows " + rows + " element " + i).isCloseTo(want[i], within(1e-5f * (1 + Math.abs(want[i]))));
             }
             Tensor x17 = s.zeros(DType.F32, 17, d.dim()), y17 = s.zeros(DType.F32, 17, d.hidden());
             assertThatThrownBy(() -> ops.linearPanels(y17, x17, p.wGate())).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("linearPanels");
-            Tensor half = s.of(DType.BF16, randn(r, 4 * d.dim()), 4, d.dim());
-            assertThatThrownBy(() -> ops.packPanels(half, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels");
+            Tensor f16 = s.of(DType.F16, randn(r, 4 * d.dim()), 4, d.dim()), oddBf16 = s.of(DType.BF16, randn(r, 4 * 7), 4, 7);
+            assertThatThrownBy(() -> ops.packPanels(f16, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels");
+            assertThatThrownBy(() -> ops.packPanels(oddBf16, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels").hasMessageContaining("even");
         }
     }
 
