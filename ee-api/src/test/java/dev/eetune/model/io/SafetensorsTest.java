@@ -221,6 +221,9 @@ class SafetensorsTest {
         refused("rank", "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + "1,".repeat(40) + "1],\"data_offsets\":[0,4]}}", 4, "rank 41");
     }
 
+    /** The message without the test's temporary folder, whose random name may contain any digits (the size among them). */
+    private String withoutTempDir(Throwable e) { return e.getMessage().replace(dir.toString(), "DIR"); }
+
     @Test
     void shardNamesMustStayInTheModelFolder() throws IOException {
         Path outside = Files.createDirectories(dir.resolve("x"));
@@ -230,7 +233,8 @@ class SafetensorsTest {
         for (String name : new String[] {"../x/shard.safetensors", outside.resolve("shard.safetensors").toString(), "..", "sub/../../x/shard.safetensors", ""}) {
             Files.writeString(ckpt.resolve(SafetensorsIndex.INDEX_FILE), "{\"weight_map\": {\"w\": " + new ObjectMapper().writeValueAsString(name) + "}}");
             assertThatThrownBy(() -> SafetensorsIndex.open(ckpt)).as(name).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining(SafetensorsIndex.INDEX_FILE).hasMessageContaining("not a file name in the model folder").hasMessageNotContaining(outsideSize);
+                .hasMessageContaining(SafetensorsIndex.INDEX_FILE).hasMessageContaining("not a file name in the model folder")
+                .satisfies(e -> assertThat(withoutTempDir(e)).doesNotContain(outsideSize));
         }
         // a link in the folder that leads out, whether its target exists or not: refused, saying nothing about the target
         Files.createSymbolicLink(ckpt.resolve("evil.safetensors"), outside.resolve("shard.safetensors"));
@@ -239,7 +243,7 @@ class SafetensorsTest {
             Files.writeString(ckpt.resolve(SafetensorsIndex.INDEX_FILE), "{\"weight_map\": {\"w\": \"" + name + "\"}}");
             assertThatThrownBy(() -> SafetensorsIndex.open(ckpt)).as(name).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining(name).hasMessageContaining("leads outside the model folder")
-                .hasMessageNotContaining(outsideSize).hasMessageNotContaining(outside.toString());
+                .hasMessageNotContaining(outside.toString()).satisfies(e -> assertThat(withoutTempDir(e)).doesNotContain(outsideSize));
         }
     }
 
