@@ -1,5 +1,6 @@
 /*
- * Decode-time GEMM against a panel-packed f32 weight (EE_F32_PANELS, see ee_pack_panels in eetune.h): C = alpha A
+ * Decode-time GEMM against a panel-packed f32 weight (EE_F32_PANELS, see ee_pack_panels in eetune.h; the bf16 form,
+ * EE_BF16_PANELS, further below): C = alpha A
  * W^T + beta C for m <= EE_PANELS_MAX_M rows of A. A panel is EE_PANEL_ROWS = 32 weight rows interleaved by column,
  * so one step along k is 32 consecutive floats (two 64-byte vectors) and a whole panel is one sequential stream. The
  * kernel broadcasts A[i][p] and multiplies it into the step's two vectors: up to 8 rows x 2 vectors = 16
@@ -27,8 +28,8 @@ EE_API int64_t ee_panels_size(int32_t n, int32_t k) {
 }
 
 typedef struct {
-    float* dst;
-    const float* w;
+    void* dst;       /* float (f32 panels) or uint16_t (bf16 panels) */
+    const void* w;   /* the same type */
     int n, k, ldw;
 } pack_job;
 
@@ -37,9 +38,9 @@ static void pack_range(void* p, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++)
         for (int j = 0; j < EE_PANEL_ROWS; j++) {
             const int64_t row = q * EE_PANEL_ROWS + j;
-            float* d = job->dst + q * job->k * EE_PANEL_ROWS + j;
+            float* d = (float*)job->dst + q * job->k * EE_PANEL_ROWS + j;
             if (row < job->n) {
-                const float* src = job->w + row * job->ldw;
+                const float* src = (const float*)job->w + row * job->ldw;
                 for (int c = 0; c < job->k; c++) d[(size_t)c * EE_PANEL_ROWS] = src[c];
             } else
                 for (int c = 0; c < job->k; c++) d[(size_t)c * EE_PANEL_ROWS] = 0.0f;
@@ -76,7 +77,7 @@ EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, 
     if (n < 0 || k < 0 || ldw < k || k % 2) return ee_fail("ee_pack_panels_bf16: size %d x %d with rows %d apart (k must be even)", n, k, ldw);
     if (n == 0 || k == 0) return 0;
     if (!dst || !w) return ee_fail("ee_pack_panels_bf16: null pointer");
-    const pack_job job = {(float*)dst, (const float*)w, n, k, ldw};
+    const pack_job job = {dst, w, n, k, ldw};
     ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_bf16_range, (void*)&job);
     return 0;
 }
