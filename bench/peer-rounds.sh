@@ -4,7 +4,8 @@
 # peer figures, so that both sides meet the same phase of a shared machine; the last lines are each work's ratio per
 # round and their median. Builds nothing of the peer's: RUNC is a run.c binary you built
 # (`gcc -Ofast -fopenmp -march=native run.c -lm -o RUNC`, docs/benchmarks.md), TOKENIZER llama2.c's tokenizer.bin.
-# Usage: bench/peer-rounds.sh RUNC TOKENIZER [ROUNDS] [WORKS]   (env PEER_DIR=/tmp/peer: `PeerReport write` output)
+# Usage: bench/peer-rounds.sh RUNC TOKENIZER [ROUNDS] [WORKS]   (env PEER_DIR=/tmp/peer: `PeerReport write` output;
+# STORIES_DIR: the folder of stories260K.bin and tok512.bin, default ../shared/data/stories260K beside the checkout)
 set -euo pipefail
 runc=${1:?usage: bench/peer-rounds.sh RUNC TOKENIZER [ROUNDS] [WORKS]}
 tokenizer=${2:?usage: bench/peer-rounds.sh RUNC TOKENIZER [ROUNDS] [WORKS]}
@@ -12,7 +13,7 @@ rounds=${3:-3}
 works=${4:-stories260K-cold,15M-f32-cold,15M-f32-warm,15M-f32-warm-b8,110M-f32-cold,110M-bf16-cold}
 root=$(cd "$(dirname "$0")/.." && pwd)
 peer=${PEER_DIR:-/tmp/peer}
-data=$root/../shared/data/stories260K
+data=${STORIES_DIR:-$root/../shared/data/stories260K} # stories260K.bin and tok512.bin
 JAVA_HOME=${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 out=$(mktemp -d)

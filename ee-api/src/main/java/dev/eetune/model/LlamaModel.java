@@ -80,9 +80,9 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Whether a pass over {@code rows} rows reads packed matrices: copies of a loaded f32 checkpoint's matrices made by
-     * ee_pack_panels, which the small-batch GEMM streams as one sequence per thread instead of a few weight rows side by
-     * side (`eecpu_gemmbench 2 gemv15m`, see docs/benchmarks.md). Each layer's copy (and the classifier's) is made on
-     * the first pass that runs it, so a pipeline stage touches only its own layers; together they cost the f32
+     * ee_pack_panels (bf16: the last item below), which the small-batch GEMM streams as one sequence per thread instead
+     * of a few weight rows side by side (`eecpu_gemmbench 2 gemv15m`, see docs/benchmarks.md). Each layer's copy (and
+     * the classifier's) is made on the first pass that runs it, so a pipeline stage touches only its own layers; together they cost the f32
      * matrices' memory once more (60 MB at the 15M config, 436 MB at 110M) until the model is closed. Prefill keeps the
      * plain weights. The packed GEMM sums in another order, so logits differ from the plain ones in the last bits.
      * Which row counts gain depends on the width and the CPU (2 threads, f32p / f32 tok/s of the GEMVs):
