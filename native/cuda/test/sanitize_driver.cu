@@ -288,7 +288,9 @@ static void check_elementwise(int n) {
     compare(name, out, n, 1e-6);
     both("swiglu_bwd", [&](const Api& api, int w) { return api.ee_swiglu_bwd((float*)P(dgate), (float*)P(dup), (float*)P(out), (float*)P(a), (float*)P(b), n); });
     snprintf(name, sizeof name, "swiglu_bwd dgate n=%d", n);
-    compare(name, dgate, n, 1e-6);
+    /* silu'(g) = s (1 + g (1 - s)) cancels near g = -1.28, so a few ulps of the two sides' sigmoids become a larger
+     * relative error there: CI's run once drew n = 1 with dgate ~1e-3 and a difference of 1.6e-9 (rel 1.5e-6) */
+    compare(name, dgate, n, 1e-5);
     snprintf(name, sizeof name, "swiglu_bwd dup n=%d", n);
     compare(name, dup, n, 1e-6);
     /* adamw: p, m, v updated in place from the same start */
