@@ -13,6 +13,7 @@
  * sharing their transpose; on AVX2 it serves every row of tiny heads).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <stdatomic.h>
@@ -113,20 +114,41 @@ EE_INLINE void attend(float* out, float* lse, const float* q, const float* k, co
     if (lse) *lse = running_max + logf(running_sum);
 }
 
+#define ROW_MAX_HEADS 64 /* the per-row kernels' stack arrays */
+
+/* score[h][j] = scale q_h.k for keys p0 .. p0 + nb - 1 (rows of all KV heads), every query head h (KV head h / group) */
+EE_INLINE void score_rows(float (*score)[KEY_BLOCK], const float* q, const float* k, size_t kv_width, int32_t p0, int32_t nb, int32_t n_heads, int32_t group, int32_t D, float scale) {
+    for (int32_t j = 0; j < nb; j++) {
+        const float* kr = k + (size_t)(p0 + j) * kv_width;
+        for (int32_t h = 0; h < n_heads; h++) score[h][j] = scale * dot8(q + (size_t)h * D, kr + (size_t)(h / group) * D, D);
+    }
+}
+
+/* out_h += score[h][j] v_j for the same keys and heads, key after key */
+EE_INLINE void add_value_rows(float* out, float (*score)[KEY_BLOCK], const float* v, size_t kv_width, int32_t p0, int32_t nb, int32_t n_heads, int32_t group, int32_t D) {
+    for (int32_t j = 0; j < nb; j++) {
+        const float* vr = v + (size_t)(p0 + j) * kv_width;
+        for (int32_t h = 0; h < n_heads; h++) {
+            float* o = out + (size_t)h * D;
+            const float* vh = vr + (size_t)(h / group) * D;
+            const float s = score[h][j];
+            int32_t d = 0;
+            for (; d + 8 <= D; d += 8) *(v8u*)(o + d) = *(v8u*)(o + d) + s * *(const v8u*)(vh + d);
+            for (; d < D; d++) o[d] = o[d] + s * vh[d];
+        }
+    }
+}
+
 /* One decode row with all its heads (query head h reads KV head h / group): every key's and value's row is read
  * whole, kv_width contiguous floats that the hardware prefetchers stream, instead of one head's slice per pass over
  * the cache (a few lines per ~1 KiB stride). The arithmetic of each head is attend()'s, in the same order. */
-#define ROW_MAX_HEADS 64
 EE_INLINE void attend_row(float* out, float* lse, const float* q, const float* k, const float* v, size_t kv_width, int32_t n_keys, int32_t n_heads, int32_t group, int32_t D, float scale) {
     float score[ROW_MAX_HEADS][KEY_BLOCK], running_max[ROW_MAX_HEADS], running_sum[ROW_MAX_HEADS];
     for (int32_t i = 0; i < n_heads * D; i++) out[i] = 0.0f;
     for (int32_t h = 0; h < n_heads; h++) running_max[h] = -INFINITY, running_sum[h] = 0.0f;
     for (int32_t p0 = 0; p0 < n_keys; p0 += KEY_BLOCK) {
         const int32_t nb = ee_min(KEY_BLOCK, n_keys - p0);
-        for (int32_t j = 0; j < nb; j++) {
-            const float* kr = k + (size_t)(p0 + j) * kv_width;
-            for (int32_t h = 0; h < n_heads; h++) score[h][j] = scale * dot8(q + (size_t)h * D, kr + (size_t)(h / group) * D, D);
-        }
+        score_rows(score, q, k, kv_width, p0, nb, n_heads, group, D, scale);
         for (int32_t h = 0; h < n_heads; h++) {
             float block_max = -INFINITY;
             for (int32_t j = 0; j < nb; j++) block_max = score[h][j] > block_max ? score[h][j] : block_max;
@@ -140,17 +162,7 @@ EE_INLINE void attend_row(float* out, float* lse, const float* q, const float* k
             for (; d + 8 <= D; d += 8) *(v8u*)(o + d) = *(v8u*)(o + d) * correction;
             for (; d < D; d++) o[d] = o[d] * correction;
         }
-        for (int32_t j = 0; j < nb; j++) {
-            const float* vr = v + (size_t)(p0 + j) * kv_width;
-            for (int32_t h = 0; h < n_heads; h++) {
-                float* o = out + (size_t)h * D;
-                const float* vh = vr + (size_t)(h / group) * D;
-                const float s = score[h][j];
-                int32_t d = 0;
-                for (; d + 8 <= D; d += 8) *(v8u*)(o + d) = *(v8u*)(o + d) + s * *(const v8u*)(vh + d);
-                for (; d < D; d++) o[d] = o[d] + s * vh[d];
-            }
-        }
+        add_value_rows(out, score, v, kv_width, p0, nb, n_heads, group, D);
     }
     for (int32_t h = 0; h < n_heads; h++) {
         const float inv_sum = 1.0f / running_sum[h];
@@ -163,6 +175,40 @@ EE_INLINE void attend_row(float* out, float* lse, const float* q, const float* k
 static void attend_row_base(ROW_ARGS) { attend_row(out, lse, q, k, v, kv_width, n_keys, n_heads, group, D, scale); }
 EE_AVX2 static void attend_row_avx2(ROW_ARGS) { attend_row(out, lse, q, k, v, kv_width, n_keys, n_heads, group, D, scale); }
 EE_AVX512 static void attend_row_avx512(ROW_ARGS) { attend_row(out, lse, q, k, v, kv_width, n_keys, n_heads, group, D, scale); }
+
+/* Decode rows whose cache rows are wide (WIDE_KV_ROW floats and more): a row's keys in chunks of ROW_CHUNK, one
+ * chunk of a row with all its heads (query head h reads KV head h / group) per task. Each key's and value's row is
+ * read whole, a chunk's rows are one contiguous run that the hardware prefetchers stream, and the chunks of a row
+ * spread over the threads (split-K, as flash-decoding does); then per head out = sum_c e^(m_c - M) o_c / sum_c
+ * e^(m_c - M) l_c over the chunks in order. The chunks are fixed key ranges and every decode row of such a model
+ * takes this path, so a row's result depends on its position only, not on the batch or the thread count.
+ * Why: the per-(row, head) tasks read a head's slice of every cached row, a few lines per 3 KiB stride at 110M, where
+ * the prefetchers fall behind: 2-core Zen 2, 110M shape (12 heads of 64), one row at position 255, the 12 layers'
+ * caches on huge pages and evicted before each call, one thread: one task per row with all its heads 1.71x the
+ * per-head tasks; 2 threads over the heads ran no faster than that one thread, 2 threads over chunks 1.40x (1.30..1.76)
+ * the per-head tasks. At the 15M shape (288-float rows) the chunks lost ~5% of batch-1 decode (bench/batch.jsh), so
+ * narrower rows keep the per-head tasks (and attend_row for batches). */
+#define ROW_CHUNK KEY_BLOCK /* a chunk is one block of keys */
+#define WIDE_KV_ROW 512
+EE_INLINE void attend_chunk(float* out, float* max, float* sum, const float* q, const float* k, const float* v, size_t kv_width, int32_t p0, int32_t p1, int32_t n_heads, int32_t group, int32_t D, float scale) {
+    float score[ROW_MAX_HEADS][KEY_BLOCK];
+    const int32_t nb = p1 - p0;
+    score_rows(score, q, k, kv_width, p0, nb, n_heads, group, D, scale);
+    for (int32_t h = 0; h < n_heads; h++) {
+        float m = -INFINITY;
+        for (int32_t j = 0; j < nb; j++) m = score[h][j] > m ? score[h][j] : m;
+        max[h] = m;
+        sum[h] = (float)ee_row_exp(score[h], score[h], nb, m, 1.0f, 1.0f);
+    }
+    for (int32_t i = 0; i < n_heads * D; i++) out[i] = 0.0f;
+    add_value_rows(out, score, v, kv_width, p0, nb, n_heads, group, D);
+}
+
+#define CHUNK_ARGS float *out, float *max, float *sum, const float *q, const float *k, const float *v, size_t kv_width, int32_t p0, int32_t p1, int32_t n_heads, int32_t group, int32_t D, float scale
+#define CHUNK_CALL attend_chunk(out, max, sum, q, k, v, kv_width, p0, p1, n_heads, group, D, scale)
+static void attend_chunk_base(CHUNK_ARGS) { CHUNK_CALL; }
+EE_AVX2 static void attend_chunk_avx2(CHUNK_ARGS) { CHUNK_CALL; }
+EE_AVX512 static void attend_chunk_avx512(CHUNK_ARGS) { CHUNK_CALL; }
 
 #define ATTEND_ARGS float *out, float *lse, const float *q, const float *k, const float *v, size_t kv_width, int32_t n_keys, int32_t D, float scale
 static void attend_base(ATTEND_ARGS) { attend(out, lse, q, k, v, kv_width, n_keys, D, scale); }
@@ -463,6 +509,9 @@ typedef struct {
     float scale;
     void (*attend)(ATTEND_ARGS); /* the per-(row, head) kernel of rows outside slot blocks */
     void (*attend_row)(ROW_ARGS); /* the per-row kernel of decode batches */
+    void (*attend_chunk)(CHUNK_ARGS); /* the per-(row, chunk) kernel of decode rows with wide cache rows */
+    int32_t* row_chunk0; /* decode rows: the first chunk item of row r; row_chunk0[rows] = the items */
+    float* chunks;       /* decode rows: per chunk item n_heads * D partial outputs, then n_heads maxima and sums */
     /* the keys-in-lanes kernel of rows outside slot blocks (AVX-512 or AVX2, head_dim <= 16), or 0 */
     void (*lanes)(float* out, float* lse, const float* q, const int32_t* pos, int nr, int nh, size_t q_width, int32_t n_heads, const float* k, const float* v, size_t kv_width, int D, float scale);
 } fwd_ctx;
@@ -519,6 +568,43 @@ static void fwd_row(const void* p, int64_t r) {
         c->v_cache + (size_t)c->row_seq[r] * c->max_len * kv_width, kv_width, c->row_pos[r] + 1, c->n_heads, c->n_heads / c->n_kv_heads, c->D, c->scale);
 }
 
+/* decode item = one chunk of one row, all heads (rows found by bisection of row_chunk0) */
+static void fwd_row_chunk(const void* p, int64_t i) {
+    const fwd_ctx* c = p;
+    int32_t lo = 0, hi = c->rows - 1;
+    while (lo < hi) {
+        const int32_t mid = (lo + hi + 1) / 2;
+        if (c->row_chunk0[mid] <= i) lo = mid;
+        else hi = mid - 1;
+    }
+    const int32_t r = lo, p0 = (int32_t)(i - c->row_chunk0[r]) * ROW_CHUNK, p1 = ee_min(c->row_pos[r] + 1, p0 + ROW_CHUNK);
+    const size_t q_width = (size_t)c->n_heads * c->D, kv_width = (size_t)c->n_kv_heads * c->D, seq = (size_t)c->row_seq[r] * c->max_len * kv_width;
+    float* part = c->chunks + (size_t)i * (q_width + 2 * c->n_heads);
+    c->attend_chunk(part, part + q_width, part + q_width + c->n_heads, c->q + r * q_width, c->k_cache + seq, c->v_cache + seq, kv_width, p0, p1, c->n_heads, c->n_heads / c->n_kv_heads, c->D, c->scale);
+}
+
+/* out and lse of row r from its chunks, in chunk order */
+static void combine_chunks(const fwd_ctx* c, int32_t r) {
+    const int32_t H = c->n_heads, D = c->D, n = c->row_chunk0[r + 1] - c->row_chunk0[r];
+    const size_t q_width = (size_t)H * D, width = q_width + 2 * (size_t)H;
+    const float* first = c->chunks + (size_t)c->row_chunk0[r] * width;
+    for (int32_t h = 0; h < H; h++) {
+        float m = -INFINITY, l = 0.0f;
+        for (int32_t j = 0; j < n; j++) m = first[j * width + q_width + h] > m ? first[j * width + q_width + h] : m;
+        float* o = c->out + r * q_width + (size_t)h * D;
+        for (int32_t d = 0; d < D; d++) o[d] = 0.0f;
+        for (int32_t j = 0; j < n; j++) {
+            const float* part = first + j * width;
+            const float w = expf(part[q_width + h] - m);
+            l += w * part[q_width + H + h];
+            for (int32_t d = 0; d < D; d++) o[d] += w * part[(size_t)h * D + d];
+        }
+        const float inv = 1.0f / l;
+        for (int32_t d = 0; d < D; d++) o[d] *= inv;
+        if (c->lse) c->lse[(size_t)r * H + h] = m + logf(l);
+    }
+}
+
 /* item of the keys-in-lanes kernel = (row, KV head): the rows of one sequence from a row at a run's start or at a
  * multiple of LANE_ROWS up to the next such row are taken by that row's item (the others have nothing to do), so
  * that their queries share the transposed keys and a long run (a prompt) still spreads over the threads */
@@ -555,6 +641,27 @@ static void fwd_item_base(const void* c, int64_t item) { fwd_item(c, item, 2, 2)
 EE_AVX2 static void fwd_item_avx2(const void* c, int64_t item) { fwd_item(c, item, 4, 4); }
 EE_AVX512 static void fwd_item_avx512(const void* c, int64_t item) { fwd_item(c, item, 8, 8); }
 
+/* decode rows by chunks of keys: the chunk items in parallel, then each row's combination */
+static int32_t fwd_rows_chunked(fwd_ctx* c, int nt) {
+    const ee_cpu* cpu = ee_cpu_get();
+    c->attend_chunk = cpu->avx512 ? attend_chunk_avx512 : cpu->avx2 ? attend_chunk_avx2 : attend_chunk_base;
+    int32_t* chunk0 = malloc(((size_t)c->rows + 1) * sizeof(int32_t));
+    if (!chunk0) return ee_fail("ee_attention_fwd: out of memory for %d rows' chunk index", c->rows);
+    int64_t items = 0;
+    for (int32_t r = 0; r < c->rows; r++) chunk0[r] = (int32_t)items, items += ee_ceil_div(c->row_pos[r] + 1, ROW_CHUNK);
+    chunk0[c->rows] = (int32_t)items;
+    c->row_chunk0 = chunk0;
+    c->chunks = malloc((size_t)items * ((size_t)c->n_heads * c->D + 2 * (size_t)c->n_heads) * sizeof(float));
+    if (!c->chunks) {
+        free(chunk0);
+        return ee_fail("ee_attention_fwd: out of memory for %lld key chunks", (long long)items);
+    }
+    parallel_dynamic(nt, items, fwd_row_chunk, c);
+    for (int32_t r = 0; r < c->rows; r++) combine_chunks(c, r);
+    free(c->chunks), free(chunk0);
+    return 0;
+}
+
 /* heads of a group per slot block (<= LANES, near-equal chunks) and rows per block */
 static void slot_shape(int group, int* head_chunks, int* heads_per_chunk, int* rows_per_block) {
     *head_chunks = (group + LANES - 1) / LANES;
@@ -575,7 +682,8 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
         keys += row_pos[r] + 1;
         runs += r == 0 || row_seq[r] != row_seq[r - 1];
     }
-    fwd_ctx c = {out, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, max_len, 0, 0, 0, scale, 0, 0, 0};
+    fwd_ctx c = {.out = out, .lse = lse, .q = q, .k_cache = k_cache, .v_cache = v_cache, .row_seq = row_seq, .row_pos = row_pos, .rows = rows, .n_heads = n_heads,
+        .n_kv_heads = n_kv_heads, .D = head_dim, .max_len = max_len, .scale = scale};
     slot_shape(n_heads / n_kv_heads, &c.head_chunks, &c.heads_per_chunk, &c.rows_per_item);
     const ee_cpu* cpu = ee_cpu_get();
     c.attend = cpu->avx512 ? attend_avx512 : cpu->avx2 ? attend_avx2 : attend_base;
@@ -586,12 +694,14 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
      * stories260K at position 200: 76 against 7.6 us on AVX-512's slot path; lanes on AVX2 1 row 2.9, 2 rows 4.8), so
      * there every row takes the lanes kernel. */
     if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
-        /* decode-like (about one row per sequence): one (row, head) per task -- (rows, KV head) with the lanes kernel --
-         * the heads of a row after another, so that a sequence's cache rows are used while they are in cache; a batch
-         * with at least two rows per thread takes a row with all its heads per task (attend_row: whole K/V rows; 2-core
-         * Zen 2, 15M, batch 8 decode 1.09-1.11x, docs/benchmarks.md) */
+        /* decode-like (about one row per sequence): with the lanes kernel (rows, KV head) per task; wide cache rows
+         * by chunks of keys (attend_chunk); else one (row, head) per task, the heads of a row after another so that a
+         * sequence's cache rows are used while they are in cache, and a batch with at least two rows per thread a row
+         * with all its heads per task (attend_row: whole K/V rows; 2-core Zen 2, 15M, batch 8 decode 1.09-1.11x,
+         * docs/benchmarks.md) */
         const int nt = ee_threads_for(4.0 * keys * n_heads * head_dim);
         if (c.lanes) parallel_dynamic(nt, (int64_t)rows * n_kv_heads, fwd_run_kv_head, &c);
+        else if (n_heads <= ROW_MAX_HEADS && (size_t)n_kv_heads * head_dim >= WIDE_KV_ROW) return fwd_rows_chunked(&c, nt);
         else if (rows >= 2 * nt && n_heads <= ROW_MAX_HEADS) {
             c.attend_row = cpu->avx512 ? attend_row_avx512 : cpu->avx2 ? attend_row_avx2 : attend_row_base;
             parallel_dynamic(nt, rows, fwd_row, &c);

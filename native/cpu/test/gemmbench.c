@@ -7,7 +7,7 @@
  *             y = x W^T, backward dx = dy W and dW = dy^T x) as one unit: the same three variants as blas, per GEMM
  *             and all together;
  *   gemv      decode: y = x W^T for batch m = 1, 2, 4, 8, 16 over every weight matrix of a 15M and a 110M llama2.c
- *             model (f32, bf16, f16 weights, and f32 packed by ee_pack_panels; a separate copy per layer, so nothing
+ *             model (f32, bf16, f16 weights, f32 and bf16 packed by ee_pack_panels(_bf16); a separate copy per layer, so nothing
  *             is served from cache that would not be in a real model): GB/s of weights streamed, and the tokens/s
  *             this GEMV work alone allows (m tokens per pass), with the ratio to m = 1 and to the roofline; then the
  *             panels' gain over the row tiles per m and m = 8's tok/s over m = 1 f32's (per-trial ratios);
@@ -247,13 +247,13 @@ typedef struct {
  * the classifier (vocab x dim), each y = x W^T. */
 typedef struct {
     int n, k;
-    const void* w[4]; /* the weight in f32, bf16, f16, and f32 packed by ee_pack_panels */
+    const void* w[5]; /* the weight in f32, bf16, f16, f32 packed by ee_pack_panels, bf16 packed by ee_pack_panels_bf16 */
 } matrix;
 
-enum { NFORMS = 4 }; /* weight forms */
-static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS};
-static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p"};
-static size_t form_bytes(int d) { return dtypes[d] == EE_BF16 || dtypes[d] == EE_F16 ? 2 : 4; }
+enum { NFORMS = 5 }; /* weight forms */
+static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS, EE_BF16_PANELS};
+static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p", "bf16p"};
+static size_t form_bytes(int d) { return dtypes[d] == EE_F32 || dtypes[d] == EE_F32_PANELS ? 4 : 2; }
 
 static int model_matrices(const model* md, matrix* out) {
     int count = 0;
@@ -276,6 +276,9 @@ static int model_matrices(const model* md, matrix* out) {
         float* packed = aligned_alloc(64, (size_t)ee_panels_size(out[i].n, out[i].k) * sizeof(float)); /* on a line, as ee_alloc */
         ee_pack_panels(packed, w, out[i].n, out[i].k, out[i].k);
         out[i].w[3] = packed;
+        uint16_t* packed16 = aligned_alloc(64, (size_t)ee_panels_size(out[i].n, out[i].k) * sizeof(uint16_t));
+        ee_pack_panels_bf16(packed16, out[i].w[1], out[i].n, out[i].k, out[i].k);
+        out[i].w[4] = packed16;
     }
     return count;
 }
@@ -307,7 +310,7 @@ static void gemv_section(int threads, double roof_gbs, int which) {
                             ee_gemm(0, 1, ms[b], mats[i].n, mats[i].k, 1.0f, x, mats[i].k, mats[i].w[d], dtypes[d], mats[i].k, 0.0f, y, mats[i].n);
                     if (t >= 0) sec[d][b][t] = (now_on(bench_clock) - t0) / passes;
                 }
-        printf("\ndecode GEMV, %s: %.1f M weights, %d threads, %s time; median (min..max) of %d trials (f32p: packed by ee_pack_panels)\n", md->name,
+        printf("\ndecode GEMV, %s: %.1f M weights, %d threads, %s time; median (min..max) of %d trials (f32p, bf16p: packed by ee_pack_panels, ee_pack_panels_bf16)\n", md->name,
                params / 1e6, threads, bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU", TRIALS);
         printf("%-5s %3s %-24s %-26s %9s %11s\n", "dtype", "m", "weights GB/s", "tok/s (GEMV work only)", "vs m = 1", "vs roofline");
         for (int d = 0; d < NFORMS; d++)
@@ -327,7 +330,7 @@ static void gemv_section(int threads, double roof_gbs, int which) {
                 printf("%-5s %3d %-24s %-26s %8.2fx %10.2fx\n", dtype_names[d], ms[b], cg, cr, r.median / spread_of(tps1).median, g.median / roof_gbs);
             }
         /* the 16-bit weights' gain over f32 at m = 1: median (min..max) of the per-trial ratios */
-        for (int d = 1; d < 3; d++) {
+        for (int d = 1; d < NFORMS; d += d == 2 ? 2 : 1) {
             double ratio[TRIALS];
             for (int t = 0; t < TRIALS; t++) ratio[t] = sec[0][0][t] / sec[d][0][t];
             const spread r = spread_of(ratio);

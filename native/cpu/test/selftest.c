@@ -256,7 +256,8 @@ static void test_gate_score(unsigned* seed) {
 
 /* reference forward of one (row, head) against a cache laid out n_seq x max_len x (KVH * D): writes out (D) and
  * the probabilities p (pos + 1) */
-static void attention_ref(double* out, double* p, const float* qh, const float* k, const float* v, int seq, int pos, int max_len, int KVH, int kvh, int D, float scale) {
+/* returns the log-sum-exp of the scaled scores */
+static double attention_ref(double* out, double* p, const float* qh, const float* k, const float* v, int seq, int pos, int max_len, int KVH, int kvh, int D, float scale) {
     double mx = -INFINITY, sum = 0;
     for (int j = 0; j <= pos; j++) {
         const float* kj = k + ((size_t)(seq * max_len + j) * KVH + kvh) * D;
@@ -272,6 +273,7 @@ static void attention_ref(double* out, double* p, const float* qh, const float* 
         const float* vj = v + ((size_t)(seq * max_len + j) * KVH + kvh) * D;
         for (int i = 0; i < D; i++) out[i] += p[j] * vj[i];
     }
+    return mx + log(sum);
 }
 
 /* dense causal attention: forward through the cache kernel (one sequence per batch row), backward vs the formulas */
@@ -371,13 +373,26 @@ static void test_attention_decode_rows(unsigned* seed, const int H, const int KV
     const float scale = 0.25f;
     const int32_t seq[NSEQ] = {3, 0, 1, 2, 7, 5, 4, 6}, pos[NSEQ] = {0, 149, 63, 64, 65, 100, 7, 130};
     float *q = randn(NSEQ * H * D, seed), *k = randn(NSEQ * MAXLEN * KVH * D, seed), *v = randn(NSEQ * MAXLEN * KVH * D, seed);
-    float *out = calloc(NSEQ * H * D, 4), *lse = calloc(NSEQ * H, 4);
-    double *wout = calloc(NSEQ * H * D, 8), p[MAXLEN];
+    float *out = calloc(NSEQ * H * D, 4), *lse = calloc(NSEQ * H, 4), *one = calloc(H * D, 4), *one_lse = calloc(H, 4);
+    double *wout = calloc(NSEQ * H * D, 8), *wlse = calloc(NSEQ * H, 8), p[MAXLEN];
+    char what[96];
     if (ee_attention_fwd(out, lse, q, k, v, seq, pos, NSEQ, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention decode rows (head_dim %d): %s\n", D, ee_last_error()), failures++;
     for (int r = 0; r < NSEQ; r++)
-        for (int h = 0; h < H; h++) attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);
-    check("attention decode rows fwd", out, wout, NSEQ * H * D, 1e-5);
-    free(q), free(k), free(v), free(out), free(lse), free(wout);
+        for (int h = 0; h < H; h++) wlse[r * H + h] = attention_ref(wout + (r * H + h) * D, p, q + (r * H + h) * D, k, v, seq[r], pos[r], MAXLEN, KVH, h / (H / KVH), D, scale);
+    snprintf(what, sizeof what, "attention decode rows fwd (%d heads, %d KV heads of %d)", H, KVH, D);
+    check(what, out, wout, NSEQ * H * D, 1e-5);
+    snprintf(what, sizeof what, "attention decode rows lse (%d heads, %d KV heads of %d)", H, KVH, D);
+    check(what, lse, wlse, NSEQ * H, 1e-5);
+    /* a row alone gives the very bits it gives in the batch: decode results depend on the position only (the
+     * early-exit passes join pending rows to a batch, and threshold 1.0 must equal the full model). Not for narrow
+     * cache rows with head_dim off a multiple of 8: there the per-head and the per-row kernels (one row alone, a batch)
+     * round the tail columns differently (last-bit differences, as before the chunked path) */
+    for (int r = 0; r < NSEQ && (KVH * D >= 512 || D % 8 == 0); r++) {
+        if (ee_attention_fwd(one, one_lse, q + r * H * D, k, v, seq + r, pos + r, 1, H, KVH, D, NSEQ, MAXLEN, scale)) printf("FAIL attention one row: %s\n", ee_last_error()), failures++;
+        if (memcmp(one, out + r * H * D, (size_t)H * D * 4) || memcmp(one_lse, lse + r * H, (size_t)H * 4))
+            printf("FAIL attention decode row %d alone differs from the batch (%d heads of %d)\n", r, H, D), failures++;
+    }
+    free(q), free(k), free(v), free(out), free(lse), free(one), free(one_lse), free(wout), free(wlse);
 }
 
 static void test_cross_entropy(unsigned* seed) {
@@ -519,6 +534,8 @@ int main(void) {
     test_attention_packed(&seed, 4, 2, 12);
     test_attention_decode_rows(&seed, 6, 6, 48); /* the 15M config's heads */
     test_attention_decode_rows(&seed, 6, 2, 20); /* GQA, head_dim not a multiple of 8 */
+    test_attention_decode_rows(&seed, 8, 8, 64); /* wide cache rows (512 floats): by chunks of keys */
+    test_attention_decode_rows(&seed, 12, 6, 90); /* the same with GQA, head_dim not a multiple of 8 */
     test_cross_entropy(&seed);
     test_sampling();
     test_argmax_rows(&seed);
