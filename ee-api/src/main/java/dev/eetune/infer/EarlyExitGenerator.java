@@ -265,8 +265,13 @@ public final class EarlyExitGenerator implements Decoder {
             // whoever reached the last layer: every one of its rows is now complete
             int m = v.active.length;
             Tensor lg = logits.slice(0, m);
-            model.logits(lg, v.x.slice(0, m), normed.slice(0, m));
-            int[] chosenTokens = choose(lg, v.active, batch, cfg);
+            int[] chosenTokens;
+            if (cfg.isGreedy()) {
+                chosenTokens = model.greedyTokens(chosen.slice(0, m), v.x.slice(0, m), normed.slice(0, m), lg);
+            } else {
+                model.logits(lg, v.x.slice(0, m), normed.slice(0, m));
+                chosenTokens = choose(lg, v.active, batch, cfg);
+            }
             for (int i = 0; i < m; i++) {
                 int s = v.active[i];
                 next[s] = chosenTokens[i];

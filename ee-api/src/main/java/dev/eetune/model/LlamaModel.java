@@ -14,6 +14,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 
 /**
@@ -46,6 +47,10 @@ public final class LlamaModel implements AutoCloseable {
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
     private final AtomicReferenceArray<LayerWeights> packedLayers;
     private volatile Tensor packedHead;
+    /** The classifier's screen for greedy decode ({@link #greedyTokens}), made on first use. */
+    private volatile Screen screen;
+    /** Rows {@link #greedyTokens} decided by the screen, and the f32 panels it read for them (for tests and logs). */
+    final AtomicLong screenedRows = new AtomicLong(), exactPanels = new AtomicLong();
 
     /**
      * Takes ownership of {@code scope}, which holds the weights (and any mapped files). The weights may change later
@@ -216,6 +221,124 @@ public final class LlamaModel implements AutoCloseable {
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
         if (panels(normed.dim(0))) ops.linearPanels(logits, normed, packedHead());
         else ops.linear(logits, normed, weights.lmHead());
+    }
+
+    /**
+     * Greedy next tokens: {@code tokens[r]} (I32 [rows]) = the index of the largest of the logits {@link #logits}
+     * gives for row r of {@code hidden}, the lowest one on ties; {@code normed} [rows, dim] and {@code logits}
+     * [rows, vocab] are scratch. Returns the tokens too.
+     *
+     * <p>Where decode reads the packed f32 classifier and it is large ({@link #SCREEN_MIN_BYTES}), most of it is not
+     * read: a packed bf16 copy (half the bytes) scores every token, a bound on how far each score can lie from its f32
+     * logit leaves a few candidates, and only the candidates' panels are computed in f32, by the kernel {@link #logits}
+     * uses and so to the same bits; the token is the same one, ties included. With s_j the bf16 kernel's score and f_j
+     * the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| <= (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| <=
+     * B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either rounding; g = k 2^-24 / (1 - k 2^-24): the
+     * rounding of a k-term dot product in any order; Cauchy-Schwarz for the sum). A token with s_j + B_j below
+     * max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the argmax. Rows with a non-finite value,
+     * or with candidates in more than an eighth of the panels, take the full f32 logits.
+     * Why: at the 15M config the classifier is 60% of the bytes a token streams (32000 x 288 f32); docs/benchmarks.md
+     * has the decode figures. {@code -Deetune.screen=false} turns it off (A/B).
+     */
+    public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
+        int rows = hidden.dim(0);
+        Screen sc = panels(rows) ? screen() : null;
+        if (sc == null) {
+            logits(logits, hidden, normed);
+            backend.ops().argmax(tokens, null, logits, 1f);
+            return tokens.toIntArray();
+        }
+        Ops ops = backend.ops();
+        ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
+        ops.linearPanels(logits, normed, sc.bf16());
+        int vocab = config.vocabSize(), dim = config.dim();
+        float[] x = normed.toFloatArray(), score = new float[vocab], exact = new float[Ops.PANEL_ROWS];
+        int[] out = new int[rows];
+        Tensor head = packedHead();
+        for (int r = 0; r < rows; r++) {
+            backend.read(logits.get(r).address(), score);
+            Tensor exactRow = logits.get(r).slice(0, Ops.PANEL_ROWS).reshape(1, Ops.PANEL_ROWS); // free once read
+            double xNorm = 0;
+            for (int i = r * dim; i < (r + 1) * dim; i++) xNorm += (double) x[i] * x[i];
+            xNorm = Math.sqrt(xNorm);
+            double floor = Double.NEGATIVE_INFINITY;
+            boolean finite = Double.isFinite(xNorm);
+            for (int j = 0; j < vocab && finite; j++) {
+                finite = Float.isFinite(score[j]);
+                floor = Math.max(floor, score[j] - sc.bound(j, xNorm));
+            }
+            int best = -1, panelsRead = 0, lastPanel = -1;
+            float bestLogit = 0;
+            for (int j = 0; j < vocab && finite; j++) {
+                if (score[j] + sc.bound(j, xNorm) < floor) continue;
+                int q = j / Ops.PANEL_ROWS;
+                if (q != lastPanel) {
+                    if (++panelsRead > sc.maxPanels()) { finite = false; break; }
+                    ops.linearPanels(exactRow, normed.slice(r, r + 1), head.slice(q * Ops.PANEL_ROWS, (q + 1) * Ops.PANEL_ROWS));
+                    backend.read(exactRow.address(), exact);
+                    lastPanel = q;
+                }
+                float f = exact[j - q * Ops.PANEL_ROWS];
+                if (!Float.isFinite(f)) { finite = false; break; }
+                if (best < 0 || f > bestLogit) { best = j; bestLogit = f; }
+            }
+            if (finite) {
+                screenedRows.incrementAndGet();
+                exactPanels.addAndGet(panelsRead);
+            } else { // the full f32 row: the very computation logits() makes
+                Tensor row = logits.slice(r, r + 1);
+                ops.linearPanels(row, normed.slice(r, r + 1), head);
+                ops.argmax(tokens.slice(r, r + 1), null, row, 1f);
+                best = tokens.slice(r, r + 1).toIntArray()[0];
+            }
+            out[r] = best;
+        }
+        tokens.copyFrom(out);
+        return out;
+    }
+
+    /** {@code -Deetune.screen=false}: greedy decode computes every logit in f32 ({@link #greedyTokens}). */
+    private static final boolean SCREEN = !"false".equalsIgnoreCase(System.getProperty("eetune.screen", "true").trim());
+    /** Classifiers below this are not screened: they stay in the caches, and the host work would cost more than it saves. */
+    static final long SCREEN_MIN_BYTES = 8L << 20;
+
+    /** The classifier's bf16 panels, the f32 rows' norms times the bound's constant (rounded up), the most candidate panels a row reads in f32. */
+    private record Screen(Tensor bf16, double[] scaledNorms, int maxPanels) {
+        double bound(int j, double xNorm) { return scaledNorms[j] * xNorm + 1e-30; } // + underflow's absolute error
+    }
+
+    /** The screen, or null where greedy decode reads every f32 logit (not packed, not f32, small, or turned off). */
+    private Screen screen() {
+        Screen sc = screen;
+        if (sc != null || !SCREEN || bf16 || weights.lmHead().dtype() != DType.F32 || weights.lmHead().byteSize() < SCREEN_MIN_BYTES) return sc;
+        synchronized (packedLayers) {
+            if (screen == null) {
+                Ops ops = backend.ops();
+                Tensor head = weights.lmHead();
+                int vocab = head.dim(0), dim = head.dim(1);
+                Tensor packed;
+                try (Scope tmp = scope.child()) {
+                    Tensor copy = tmp.allocate(DType.BF16, vocab, dim);
+                    ops.cast(copy, head);
+                    packed = ops.packPanels(copy, scope);
+                }
+                double u = Math.scalb(1.0, -24), g = dim * u / (1 - dim * u), c = (Math.scalb(1.0, -7) + 2 * g * (1 + Math.scalb(1.0, -7))) * (1 + 1e-6);
+                double[] norms = new double[vocab];
+                int block = Math.max(1, (1 << 20) / dim);
+                for (int r0 = 0; r0 < vocab; r0 += block) {
+                    int r1 = Math.min(vocab, r0 + block);
+                    float[] w = head.slice(r0, r1).toFloatArray();
+                    for (int j = r0; j < r1; j++) {
+                        double ss = 0;
+                        for (int i = (j - r0) * dim; i < (j - r0 + 1) * dim; i++) ss += (double) w[i] * w[i];
+                        norms[j] = c * Math.sqrt(ss);
+                    }
+                }
+                screen = new Screen(packed, norms, Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
+                LOG.debug("made the classifier's bf16 screen for greedy decode");
+            }
+            return screen;
+        }
     }
 
     /** Keeps the model open for one call that runs on it, until the lease is closed; see {@link Scope#use()}. */
