@@ -260,17 +260,17 @@ public final class LlamaModel implements AutoCloseable {
             Tensor exactRow = logits.get(r).slice(0, Ops.PANEL_ROWS).reshape(1, Ops.PANEL_ROWS); // free once read
             double xNorm = 0;
             for (int i = r * dim; i < (r + 1) * dim; i++) xNorm += (double) x[i] * x[i];
-            xNorm = Math.sqrt(xNorm);
-            double floor = Double.NEGATIVE_INFINITY;
-            boolean finite = Double.isFinite(xNorm);
-            for (int j = 0; j < vocab && finite; j++) {
-                finite = Float.isFinite(score[j]);
-                floor = Math.max(floor, score[j] - sc.bound(j, xNorm));
+            float xn = Math.nextUp((float) Math.sqrt(xNorm)), floor = Float.NEGATIVE_INFINITY, check = 0f;
+            float[] norms = sc.scaledNorms();
+            for (int j = 0; j < vocab; j++) { // one branch-free pass
+                floor = Math.max(floor, score[j] - (norms[j] * xn + 1e-30f)); // + underflow's absolute error
+                check = Math.max(check, score[j] - score[j]); // NaN if any score is not finite
             }
+            boolean finite = Float.isFinite(xn) && Float.isFinite(floor) && check == 0f;
             int best = -1, panelsRead = 0, lastPanel = -1;
             float bestLogit = 0;
             for (int j = 0; j < vocab && finite; j++) {
-                if (score[j] + sc.bound(j, xNorm) < floor) continue;
+                if (score[j] + (norms[j] * xn + 1e-30f) < floor) continue;
                 int q = j / Ops.PANEL_ROWS;
                 if (q != lastPanel) {
                     if (++panelsRead > sc.maxPanels()) { finite = false; break; }
@@ -302,10 +302,12 @@ public final class LlamaModel implements AutoCloseable {
     /** Classifiers below this are not screened: they stay in the caches, and the host work would cost more than it saves. */
     static final long SCREEN_MIN_BYTES = 8L << 20;
 
-    /** The classifier's bf16 panels, the f32 rows' norms times the bound's constant (rounded up), the most candidate panels a row reads in f32. */
-    private record Screen(Tensor bf16, double[] scaledNorms, int maxPanels) {
-        double bound(int j, double xNorm) { return scaledNorms[j] * xNorm + 1e-30; } // + underflow's absolute error
-    }
+    /**
+     * The classifier's bf16 panels, the f32 rows' norms times the bound's constant (rounded up), the most candidate
+     * panels a row reads in f32. The constant carries 1 + 1e-4 for the float arithmetic of the bounds themselves: each
+     * of s_j + B_j, s_j - B_j and the product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| <= B_j / 2^-7.
+     */
+    private record Screen(Tensor bf16, float[] scaledNorms, int maxPanels) {}
 
     /** The screen, or null where greedy decode reads every f32 logit (not packed, not f32, small, or turned off). */
     private Screen screen() {
@@ -322,8 +324,8 @@ public final class LlamaModel implements AutoCloseable {
                     ops.cast(copy, head);
                     packed = ops.packPanels(copy, scope);
                 }
-                double u = Math.scalb(1.0, -24), g = dim * u / (1 - dim * u), c = (Math.scalb(1.0, -7) + 2 * g * (1 + Math.scalb(1.0, -7))) * (1 + 1e-6);
-                double[] norms = new double[vocab];
+                double u = Math.scalb(1.0, -24), g = dim * u / (1 - dim * u), c = (Math.scalb(1.0, -7) + 2 * g * (1 + Math.scalb(1.0, -7))) * (1 + 1e-4);
+                float[] norms = new float[vocab];
                 int block = Math.max(1, (1 << 20) / dim);
                 for (int r0 = 0; r0 < vocab; r0 += block) {
                     int r1 = Math.min(vocab, r0 + block);
@@ -331,7 +333,7 @@ public final class LlamaModel implements AutoCloseable {
                     for (int j = r0; j < r1; j++) {
                         double ss = 0;
                         for (int i = (j - r0) * dim; i < (j - r0 + 1) * dim; i++) ss += (double) w[i] * w[i];
-                        norms[j] = c * Math.sqrt(ss);
+                        norms[j] = Math.nextUp((float) (c * Math.sqrt(ss)));
                     }
                 }
                 screen = new Screen(packed, norms, Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
