@@ -228,11 +228,11 @@ public final class LlamaModel implements AutoCloseable {
      * gives for row r of {@code hidden}, the lowest one on ties; {@code normed} [rows, dim] and {@code logits}
      * [rows, vocab] are scratch. Returns the tokens too.
      *
-     * <p>Where decode reads the packed f32 classifier and it is large ({@link #SCREEN_MIN_BYTES}), most of it is not
+     * <p>Where decode reads the packed f32 classifier and it is large (8 MiB and more), most of it is not
      * read: a packed bf16 copy (half the bytes) scores every token, a bound on how far each score can lie from its f32
      * logit leaves a few candidates, and only the candidates' panels are computed in f32, by the kernel {@link #logits}
      * uses and so to the same bits; the token is the same one, ties included. With s_j the bf16 kernel's score and f_j
-     * the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| <= (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| <=
+     * the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| &le; (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| &le;
      * B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either rounding; g = k 2^-24 / (1 - k 2^-24): the
      * rounding of a k-term dot product in any order; Cauchy-Schwarz for the sum). A token with s_j + B_j below
      * max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the argmax. Rows with a non-finite value,
@@ -305,7 +305,7 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * The classifier's bf16 panels, the f32 rows' norms times the bound's constant (rounded up), the most candidate
      * panels a row reads in f32. The constant carries 1 + 1e-4 for the float arithmetic of the bounds themselves: each
-     * of s_j + B_j, s_j - B_j and the product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| <= B_j / 2^-7.
+     * of s_j + B_j, s_j - B_j and the product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| &le; B_j / 2^-7.
      */
     private record Screen(Tensor bf16, float[] scaledNorms, int maxPanels) {}
 
