@@ -141,7 +141,8 @@ EE_INLINE void add_value_rows(float* out, float (*score)[KEY_BLOCK], const float
 
 /* One decode row with all its heads (query head h reads KV head h / group): every key's and value's row is read
  * whole, kv_width contiguous floats that the hardware prefetchers stream, instead of one head's slice per pass over
- * the cache (a few lines per ~1 KiB stride). The arithmetic of each head is attend()'s, in the same order. */
+ * the cache (a few lines per ~1 KiB stride). The arithmetic of each head is attend()'s, in the same order (the
+ * compiler may still round the two differently: an ASan build did, in the last bits). */
 EE_INLINE void attend_row(float* out, float* lse, const float* q, const float* k, const float* v, size_t kv_width, int32_t n_keys, int32_t n_heads, int32_t group, int32_t D, float scale) {
     float score[ROW_MAX_HEADS][KEY_BLOCK], running_max[ROW_MAX_HEADS], running_sum[ROW_MAX_HEADS];
     for (int32_t i = 0; i < n_heads * D; i++) out[i] = 0.0f;
