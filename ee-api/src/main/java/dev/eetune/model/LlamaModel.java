@@ -49,8 +49,14 @@ public final class LlamaModel implements AutoCloseable {
     private volatile Tensor packedHead;
     /** The classifier's screen for greedy decode ({@link #greedyTokens}), made on first use. */
     private volatile Screen screen;
-    /** Rows {@link #greedyTokens} decided by the screen, and the f32 panels it read for them (for tests and logs). */
-    final AtomicLong screenedRows = new AtomicLong(), exactPanels = new AtomicLong();
+    /** Rows {@link #greedyTokens} decided by the screen, the f32 panels it read for them, the rows it left to the full logits. */
+    final AtomicLong screenedRows = new AtomicLong(), exactPanels = new AtomicLong(), unscreenedRows = new AtomicLong();
+    /**
+     * Set once more than {@link #SCREEN_GIVE_UP} rows, and over a quarter of all, fell back to the full logits: then
+     * the screen only adds its own cost (flat logits, as of an untrained model), so greedy decode stops screening.
+     */
+    private volatile boolean screenGivenUp;
+    static final int SCREEN_GIVE_UP = 16;
 
     /**
      * Takes ownership of {@code scope}, which holds the weights (and any mapped files). The weights may change later
@@ -236,13 +242,15 @@ public final class LlamaModel implements AutoCloseable {
      * B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either rounding; g = k 2^-24 / (1 - k 2^-24): the
      * rounding of a k-term dot product in any order; Cauchy-Schwarz for the sum). A token with s_j + B_j below
      * max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the argmax. Rows with a non-finite value,
-     * or with candidates in more than an eighth of the panels, take the full f32 logits.
+     * or with candidates in more than an eighth of the panels, take the full f32 logits; once more than 16 rows, and
+     * over a quarter of all, have, the model stops screening (flat logits, as of an untrained model, would only pay
+     * for the screen on top).
      * Why: at the 15M config the classifier is 60% of the bytes a token streams (32000 x 288 f32); docs/benchmarks.md
      * has the decode figures. {@code -Deetune.screen=false} turns it off (A/B).
      */
     public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
         int rows = hidden.dim(0);
-        Screen sc = panels(rows) ? screen() : null;
+        Screen sc = panels(rows) && !screenGivenUp ? screen() : null;
         if (sc == null) {
             logits(logits, hidden, normed);
             backend.ops().argmax(tokens, null, logits, 1f);
@@ -286,6 +294,11 @@ public final class LlamaModel implements AutoCloseable {
                 screenedRows.incrementAndGet();
                 exactPanels.addAndGet(panelsRead);
             } else { // the full f32 row: the very computation logits() makes
+                long fallbacks = unscreenedRows.incrementAndGet();
+                if (!screenGivenUp && fallbacks > SCREEN_GIVE_UP && fallbacks > screenedRows.get() / 3) {
+                    screenGivenUp = true;
+                    LOG.info("greedy decode stops screening the classifier: {} of {} rows needed the full logits", fallbacks, fallbacks + screenedRows.get());
+                }
                 Tensor row = logits.slice(r, r + 1);
                 ops.linearPanels(row, normed.slice(r, r + 1), head);
                 ops.argmax(tokens.slice(r, r + 1), null, row, 1f);

@@ -62,4 +62,25 @@ class GreedyScreenTest {
             }
         }
     }
+
+    @Test
+    void aScreenThatKeepsFallingBackIsGivenUp() {
+        LlamaConfig c = RandomModels.config(DIM, 1, 4, 4, 96, VOCAB, false, false, null);
+        try (LlamaModel base = LlamaModel.random(c, CPU, 12, 0.3f);
+             LlamaModel m = new LlamaModel(c, base.weights(), CPU, Scope.of(CPU, "fixed"), true); Scope s = Scope.of(CPU, "test")) {
+            Tensor hidden = s.allocate(DType.F32, 1, DIM), normed = s.allocate(DType.F32, 1, DIM);
+            Tensor logits = s.allocate(DType.F32, 1, VOCAB), tokens = s.allocate(DType.I32, 1), want = s.allocate(DType.I32, 1);
+            Random r = new Random(3);
+            for (int trial = 0; trial < 40; trial++) {
+                float[] h = new float[DIM]; // zero rows first: every logit 0, every panel a candidate, so the full logits
+                if (trial >= 30) for (int i = 0; i < DIM; i++) h[i] = (float) r.nextGaussian();
+                hidden.copyFrom(h);
+                m.logits(logits, hidden, normed);
+                CPU.ops().argmax(want, null, logits, 1f);
+                assertThat(m.greedyTokens(tokens, hidden, normed, logits)).as("trial %d", trial).containsExactly(want.toIntArray());
+            }
+            assertThat(m.unscreenedRows.get()).as("rows left to the full logits before giving up").isEqualTo(LlamaModel.SCREEN_GIVE_UP + 1);
+            assertThat(m.screenedRows.get()).as("rows screened after giving up").isZero();
+        }
+    }
 }
