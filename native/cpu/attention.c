@@ -187,8 +187,8 @@ EE_AVX512 static void attend_row_avx512(ROW_ARGS) { attend_row(out, lse, q, k, v
  * the prefetchers fall behind: 2-core Zen 2, 110M shape (12 heads of 64), one row at position 255, the 12 layers'
  * caches on huge pages and evicted before each call, one thread: one task per row with all its heads 1.71x the
  * per-head tasks; 2 threads over the heads ran no faster than that one thread, 2 threads over chunks 1.40x (1.30..1.76)
- * the per-head tasks. At the 15M shape (288-float rows) the chunks lost ~5% of batch-1 decode (bench/batch.jsh), so
- * narrower rows keep the per-head tasks (and attend_row for batches). */
+ * the per-head tasks. At the 15M shape (288-float rows) the chunks lost 4-7% of batch-1 decode in two of three rounds
+ * (bench/batch.jsh), so narrower rows keep the per-head tasks (and attend_row for batches). */
 #define ROW_CHUNK KEY_BLOCK /* a chunk is one block of keys */
 #define WIDE_KV_ROW 512
 EE_INLINE void attend_chunk(float* out, float* max, float* sum, const float* q, const float* k, const float* v, size_t kv_width, int32_t p0, int32_t p1, int32_t n_heads, int32_t group, int32_t D, float scale) {
@@ -646,20 +646,20 @@ EE_AVX512 static void fwd_item_avx512(const void* c, int64_t item) { fwd_item(c,
 static int32_t fwd_rows_chunked(fwd_ctx* c, int nt) {
     const ee_cpu* cpu = ee_cpu_get();
     c->attend_chunk = cpu->avx512 ? attend_chunk_avx512 : cpu->avx2 ? attend_chunk_avx2 : attend_chunk_base;
-    int32_t* chunk0 = malloc(((size_t)c->rows + 1) * sizeof(int32_t));
-    if (!chunk0) return ee_fail("ee_attention_fwd: out of memory for %d rows' chunk index", c->rows);
     int64_t items = 0;
-    for (int32_t r = 0; r < c->rows; r++) chunk0[r] = (int32_t)items, items += ee_ceil_div(c->row_pos[r] + 1, ROW_CHUNK);
-    chunk0[c->rows] = (int32_t)items;
-    c->row_chunk0 = chunk0;
-    c->chunks = malloc((size_t)items * ((size_t)c->n_heads * c->D + 2 * (size_t)c->n_heads) * sizeof(float));
-    if (!c->chunks) {
-        free(chunk0);
-        return ee_fail("ee_attention_fwd: out of memory for %lld key chunks", (long long)items);
+    for (int32_t r = 0; r < c->rows; r++) items += ee_ceil_div(c->row_pos[r] + 1, ROW_CHUNK);
+    /* one block: the chunks' partial results, then the index of each row's first chunk */
+    const size_t width = (size_t)c->n_heads * c->D + 2 * (size_t)c->n_heads;
+    c->chunks = malloc((size_t)items * width * sizeof(float) + ((size_t)c->rows + 1) * sizeof(int32_t));
+    if (!c->chunks) return ee_fail("ee_attention_fwd: out of memory for %lld key chunks", (long long)items);
+    c->row_chunk0 = (int32_t*)(c->chunks + (size_t)items * width);
+    for (int32_t r = 0, at = 0; r <= c->rows; r++) {
+        c->row_chunk0[r] = at;
+        if (r < c->rows) at += (int32_t)ee_ceil_div(c->row_pos[r] + 1, ROW_CHUNK);
     }
     parallel_dynamic(nt, items, fwd_row_chunk, c);
     for (int32_t r = 0; r < c->rows; r++) combine_chunks(c, r);
-    free(c->chunks), free(chunk0);
+    free(c->chunks);
     return 0;
 }
 

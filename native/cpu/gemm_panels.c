@@ -147,8 +147,9 @@ EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) {
 
 /* bf16 panels: the first row's pass over a block streams the panel from memory, with a software prefetch
  * PANEL_PREFETCH steps (1 KiB) ahead, both lines of a step (the hardware prefetcher alone left this single sequential
- * stream ~10% short: 2-core Zen 2, 110M bf16 panels, m = 1, in-process A/B of two builds 1.08-1.15x, distances 4 and
- * 8 alike; the f32 panels at 15M gained nothing from it, 0.91-1.01x). Prefetches past the last panel never fault. */
+ * stream ~10% short: 2-core Zen 2, one 110M step's bf16 panel GEMVs, m = 1, in-process A/B of two builds: 1.10-1.15x
+ * in five of six runs, one noisy run 0.91x; distance 4 1.07-1.11x, 4 against 8 1.00x; the f32 panels at 15M gained
+ * nothing from it, 0.91-1.01x). Prefetches past the last panel never fault. */
 #define PANEL_PREFETCH 8
 EE_INLINE void prefetch_step(const void* step) {
     _mm_prefetch((const char*)step, _MM_HINT_T0);
