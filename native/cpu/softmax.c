@@ -75,6 +75,61 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
     return 0;
 }
 
+typedef struct {
+    int32_t *groups, *counts;
+    const float *scores, *radius, *scale;
+    int32_t ld, n, group, max_groups;
+} candidates_job;
+
+/* B_j = radius[j] scale + 1e-30 (underflow's absolute error); floor = max_j (s_j - B_j), then the groups of every j with
+ * s_j + B_j >= floor. Eight running maxima side by side (one chain would wait on each max's latency); any non-finite
+ * score, radius or scale turns `bad` into NaN. */
+static void candidates_rows(void* ctx, int64_t r0, int64_t r1) {
+    const candidates_job* jb = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const float* s = jb->scores + r * jb->ld;
+        const float scale = jb->scale[r];
+        int32_t* groups = jb->groups + r * jb->max_groups;
+        float floor8[8], bad8[8];
+        for (int v = 0; v < 8; v++) floor8[v] = -INFINITY, bad8[v] = 0.0f;
+        int32_t j = 0;
+        for (; j + 8 <= jb->n; j += 8)
+            for (int v = 0; v < 8; v++) {
+                const float b = jb->radius[j + v] * scale + 1e-30f, lo = s[j + v] - b;
+                floor8[v] = lo > floor8[v] ? lo : floor8[v];
+                bad8[v] += lo - lo;
+            }
+        float floor = -INFINITY, bad = scale - scale;
+        for (int v = 0; v < 8; v++) floor = floor8[v] > floor ? floor8[v] : floor, bad += bad8[v];
+        for (; j < jb->n; j++) {
+            const float lo = s[j] - (jb->radius[j] * scale + 1e-30f);
+            floor = lo > floor ? lo : floor;
+            bad += lo - lo;
+        }
+        int32_t count = 0, last = -1;
+        for (j = 0; j < jb->n && bad == 0.0f; j++) {
+            if (s[j] + (jb->radius[j] * scale + 1e-30f) < floor || j / jb->group == last) continue;
+            if (count == jb->max_groups) {
+                count = -1;
+                break;
+            }
+            groups[count++] = last = j / jb->group;
+        }
+        jb->counts[r] = bad == 0.0f ? count : -1;
+    }
+}
+
+EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n,
+                                    int32_t group, int32_t max_groups) {
+    if (rows < 0 || n <= 0 || ld < n || group <= 0 || max_groups <= 0)
+        return ee_fail("ee_argmax_candidates: bad shape (rows %d, n %d, ld %d, group %d, max_groups %d)", rows, n, ld, group, max_groups);
+    if (rows == 0) return 0;
+    if (!groups || !counts || !scores || !radius || !scale) return ee_fail("ee_argmax_candidates: null pointer");
+    candidates_job job = {groups, counts, scores, radius, scale, ld, n, group, max_groups};
+    ee_parallel_range(ee_threads_for(4.0 * rows * n), rows, candidates_rows, &job);
+    return 0;
+}
+
 /*
  * Candidates are sorted as 64-bit keys: ~bits(p) in the high half (non-negative floats order like their bits, so
  * larger probabilities come first) and the index in the low half. Keys are built in index order and the LSD radix

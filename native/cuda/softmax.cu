@@ -77,6 +77,64 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
     return ee_launched("ee_argmax");
 }
 
+/* The twin of cpu/softmax.c's ee_argmax_candidates: one block per row. floor and the row's finiteness by block
+ * reductions; then each thread takes a contiguous run of groups, counts its candidate groups, and a serial scan of
+ * the counts (thread 0) gives each its place, so the groups come out in increasing order. */
+__global__ void argmax_candidates_kernel(int32_t* groups, int32_t* counts, const float* scores, int ld, const float* radius, const float* scale, int n, int group,
+                                         int max_groups) {
+    __shared__ float fshared[32];
+    __shared__ int start[THREADS + 1];
+    const float* s = scores + (int64_t)blockIdx.x * ld;
+    const float sc = scale[blockIdx.x];
+    float floor = -INFINITY, bad = sc - sc;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const float lo = s[j] - (radius[j] * sc + 1e-30f);
+        floor = lo > floor ? lo : floor;
+        bad += lo - lo;
+    }
+    floor = ee_block_max(floor, fshared);
+    bad = ee_block_sum(bad, fshared);
+    if (bad != 0.0f) { /* NaN */
+        if (threadIdx.x == 0) counts[blockIdx.x] = -1;
+        return;
+    }
+    const int n_groups = (n + group - 1) / group, g0 = (int)((int64_t)n_groups * threadIdx.x / blockDim.x),
+              g1 = (int)((int64_t)n_groups * (threadIdx.x + 1) / blockDim.x);
+    int mine = 0;
+    for (int g = g0; g < g1; g++)
+        for (int j = g * group; j < min(n, (g + 1) * group); j++)
+            if (s[j] + (radius[j] * sc + 1e-30f) >= floor) {
+                mine++;
+                break;
+            }
+    start[threadIdx.x + 1] = mine;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        start[0] = 0;
+        for (int t = 0; t < blockDim.x; t++) start[t + 1] += start[t];
+        counts[blockIdx.x] = start[blockDim.x] > max_groups ? -1 : start[blockDim.x];
+    }
+    __syncthreads();
+    if (start[blockDim.x] > max_groups) return;
+    int32_t* out = groups + (int64_t)blockIdx.x * max_groups + start[threadIdx.x];
+    for (int g = g0; g < g1; g++)
+        for (int j = g * group; j < min(n, (g + 1) * group); j++)
+            if (s[j] + (radius[j] * sc + 1e-30f) >= floor) {
+                *out++ = g;
+                break;
+            }
+}
+
+EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n,
+                                    int32_t group, int32_t max_groups) {
+    if (rows < 0 || n <= 0 || ld < n || group <= 0 || max_groups <= 0)
+        return ee_fail("ee_argmax_candidates: bad shape (rows %d, n %d, ld %d, group %d, max_groups %d)", rows, n, ld, group, max_groups);
+    if (rows == 0) return 0;
+    if (!groups || !counts || !scores || !radius || !scale) return ee_fail("ee_argmax_candidates: null pointer");
+    argmax_candidates_kernel<<<rows, THREADS>>>(groups, counts, scores, ld, radius, scale, n, group, max_groups);
+    return ee_launched("ee_argmax_candidates");
+}
+
 /* ---- top-p sampling ----------------------------------------------------------------------------------------------
  * The sorted order (probability descending, index ascending) is never materialised. Non-negative floats order like
  * their bit patterns, so with M(v) = sum of p over tokens whose bits are >= v, everything is a search over v:

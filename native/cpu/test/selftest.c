@@ -166,6 +166,16 @@ static void test_gemm_panels(unsigned* seed) {
                     char what[96];
                     snprintf(what, sizeof what, "gemm with %s panel-packed B, %dx%dx%d beta %.1f", bf ? "bf16" : "f32", m, n, k, beta);
                     check(what, got, want, (size_t)m * n, 1e-5);
+                    /* each row as alone (m = 1): the same bits, whatever rows share its kernel pass */
+                    for (int i = 0; beta == 0.0f && i < m; i++) { /* (beta = 0: C holds the product alone) */
+                        float alone[70];
+                        ee_gemm(0, 1, 1, n, k, 0.75f, a + (size_t)i * lda, lda, packed, bf ? EE_BF16_PANELS : EE_F32_PANELS, k, 0.0f, alone, n);
+                        if (memcmp(alone, got + (size_t)i * n, (size_t)n * sizeof(float)) != 0) {
+                            printf("FAIL %s: row %d differs from the row alone\n", what, i);
+                            failures++;
+                            break;
+                        }
+                    }
                     free(a), free(c), free(want), free(got);
                 }
                 free(w), free(wb), free(packed);
@@ -457,6 +467,62 @@ static void test_argmax_rows(unsigned* seed) {
     free(x);
 }
 
+/* ee_argmax_candidates against the definition in double: every group with a j clearly above the floor is reported,
+ * none without a j near or above it, in increasing order; rows with a NaN score, an infinite scale or too many
+ * groups give -1; a clear winner leaves its group alone; n off the group size; every thread count. */
+static void test_argmax_candidates(unsigned* seed) {
+    enum { ROWS = 6, N = 1001, G = 32, MAXG = 8 };
+    float* s = randn((size_t)ROWS * N, seed);
+    float* radius = randn(N, seed);
+    float scale[ROWS] = {0.01f, 0.002f, 0.0f, 1.0f, 0.01f, INFINITY};
+    for (int j = 0; j < N; j++) radius[j] = fabsf(radius[j]);
+    s[2 * N + 700] = 5.0f;     /* row 2: a clear winner, radius scaled to 0: only group 21 */
+    s[3 * N + 10] = NAN;       /* row 3: a NaN score */
+    for (int th = 1; th <= 3; th++) {
+        ee_set_num_threads(th);
+        int32_t groups[ROWS * MAXG], counts[ROWS];
+        if (ee_argmax_candidates(groups, counts, s, N, radius, scale, ROWS, N, G, MAXG) != 0) printf("FAIL argmax_candidates: %s\n", ee_last_error()), failures++;
+        for (int r = 0; r < ROWS; r++) {
+            double floor = -INFINITY;
+            for (int j = 0; j < N; j++) floor = fmax(floor, (double)s[r * N + j] - (double)radius[j] * scale[r]);
+            const double tol = 1e-5;
+            int must = 0, may = 0, must_groups[64], may_groups[64];
+            for (int g = 0; g * G < N; g++) {
+                int m1 = 0, m2 = 0;
+                for (int j = g * G; j < N && j < (g + 1) * G; j++) {
+                    const double hi = (double)s[r * N + j] + (double)radius[j] * scale[r];
+                    m1 |= hi >= floor + tol, m2 |= hi >= floor - tol;
+                }
+                if (m1) must_groups[must++] = g;
+                if (m2) may_groups[may++] = g;
+            }
+            const int bad = r == 3 || r == 5 || must > MAXG;
+            if (bad || may > MAXG) {
+                if (bad && counts[r] != -1) printf("FAIL argmax_candidates row %d, %d threads: count %d, want -1\n", r, th, counts[r]), failures++;
+                continue;
+            }
+            int ok = counts[r] >= must && counts[r] <= may, at = 0;
+            for (int c = 0; ok && c < counts[r]; c++) {
+                ok = c == 0 || groups[r * MAXG + c] > groups[r * MAXG + c - 1];
+                while (at < may && may_groups[at] < groups[r * MAXG + c]) at++;
+                ok &= at < may && may_groups[at] == groups[r * MAXG + c];
+            }
+            for (int c = 0; ok && c < must; c++) {
+                int found = 0;
+                for (int d = 0; d < counts[r]; d++) found |= groups[r * MAXG + d] == must_groups[c];
+                ok = found;
+            }
+            if (r == 2) ok &= counts[r] == 1 && groups[r * MAXG] == 700 / G;
+            if (!ok) printf("FAIL argmax_candidates row %d, %d threads: %d groups (%d..%d expected)\n", r, th, counts[r], must, may), failures++;
+        }
+        if (th == 1 && counts[0] != -1 && counts[1] == -1) printf("FAIL argmax_candidates: row 1 (radius x 0.002) should fit\n"), failures++;
+    }
+    ee_set_num_threads(0);
+    int32_t g1, c1;
+    if (ee_argmax_candidates(&g1, &c1, s, N - 1, radius, scale, 1, N, G, 1) == 0) printf("FAIL argmax_candidates: ld < n accepted\n"), failures++;
+    free(s), free(radius);
+}
+
 static void test_sampling(void) {
     const float logits[] = {1.0f, 3.0f, 3.0f, 0.5f, 2.0f};
     int32_t idx;
@@ -538,6 +604,7 @@ int main(void) {
     test_cross_entropy(&seed);
     test_sampling();
     test_argmax_rows(&seed);
+    test_argmax_candidates(&seed);
     test_sum_squares(&seed);
     test_index_errors();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;

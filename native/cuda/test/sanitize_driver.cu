@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_gate_score)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_gate_score) X(ee_argmax_candidates)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -548,6 +548,28 @@ static void check_attention_bwd(int batch, int seq, int heads, int kv, int dim) 
     for (Pair* x : {&q, &k, &v, &s, &p, &out, &lse, &dout, &dq, &dk, &dv}) free_pair(*x);
 }
 
+/* Screened greedy decode's candidate groups: rows of few candidates (the groups compared), a NaN row and an
+ * infinite scale (-1); then too few groups allowed (the counts compared: -1 rows' groups are unspecified) */
+static void check_argmax_candidates(int rows, int n, int group) {
+    char name[96];
+    std::vector<float> sv = randn((size_t)rows * n, 1.0f), rv = randn(n, 1.0f), scv = uniform(rows, 0.0f, 0.05f);
+    for (float& r : rv) r = std::fabs(r);
+    if (rows > 2) sv[(size_t)1 * n + n / 2] = NAN, scv[2] = INFINITY;
+    Pair sc = pair_of(sv), radius = pair_of(rv), scale = pair_of(scv), counts = pair_out(rows * 4);
+    for (int max_groups : {64, 2}) {
+        Pair groups = pair_of(std::vector<int32_t>((size_t)rows * max_groups, 0));
+        both("argmax_candidates", [&](const Api& api, int w) {
+            return api.ee_argmax_candidates((int32_t*)P(groups), (int32_t*)P(counts), (float*)P(sc), n, (float*)P(radius), (float*)P(scale), rows, n, group, max_groups);
+        });
+        snprintf(name, sizeof name, "argmax_candidates counts %dx%d, group %d, max %d", rows, n, group, max_groups);
+        compare_exact<int32_t>(name, counts, rows);
+        snprintf(name, sizeof name, "argmax_candidates groups %dx%d, group %d", rows, n, group);
+        if (max_groups == 64) compare_exact<int32_t>(name, groups, (size_t)rows * max_groups);
+        free_pair(groups);
+    }
+    for (Pair* q : {&sc, &radius, &scale, &counts}) free_pair(*q);
+}
+
 static void check_softmax(int rows, int n) {
     char name[96];
     Pair x = pair_of(randn((size_t)rows * n, 3.0f)), out = pair_out((size_t)rows * n * 4), idx = pair_out(rows * 4), mp = pair_out(rows * 4);
@@ -705,6 +727,7 @@ static void run_checks(bool small) {
         check_attention(2, 70, 9, 8, 2, 32);
         check_attention_bwd(2, 19, 4, 2, 32);
         check_softmax(3, 301);
+        check_argmax_candidates(4, 301, 32);
         check_cross_entropy(9, 48, 301, 4, EE_BF16, 0);
         check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);
         check_cross_entropy(1, 8, 1, 0, EE_F32, 0); /* one row, one word */
@@ -727,6 +750,8 @@ static void run_checks(bool small) {
     check_gemm_panels(97, 130, 0);
     check_gemm_panels(1, 2, 1);
     check_gemm_panels(97, 130, 1);
+    check_argmax_candidates(9, 32000, 32);
+    check_argmax_candidates(5, 1001, 7);
     check_rope(7, 5, 64);
     check_rope(33, 4, 128);
     check_attention(3, 200, 40, 8, 2, 64);

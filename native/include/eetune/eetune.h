@@ -49,7 +49,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 3
+#define EE_ABI_VERSION 4
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -231,6 +231,16 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
  * cumulative probability (in that sorted order) first exceeds uniforms[r] * kept mass. top_p >= 1 keeps all.
  */
 EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* uniforms, int32_t rows, int32_t n, float temperature, float top_p);
+
+/**
+ * Candidates for each row's argmax from approximate scores (rows x n, rows ld apart) that lie within B_j =
+ * radius[j] * scale[r] + 1e-30 of values f the caller can compute exactly (LlamaModel's screened greedy decode):
+ * with floor = max_l (scores[l] - B_l), only a j with scores[j] + B_j >= floor can be the argmax of f. Writes each
+ * row's groups of `group` consecutive indices that hold such a j, in increasing order, to groups[r * max_groups ..]
+ * and their number to counts[r]; counts[r] = -1 where they are more than max_groups, or where a score, radius or the
+ * scale of the row is not finite (the caller then computes f in full).
+ */
+EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, int32_t group, int32_t max_groups);
 
 /* ---- exit gates ------------------------------------------------------------------------------------------------ */
 

@@ -387,6 +387,25 @@ public final class Ops {
         check("argmax", k.ee_argmax(idx.address(), addr(maxProb), logits.address(), rows(logits), cols(logits), temperature));
     }
 
+    /**
+     * Where each row's argmax can be, from scores [rows, n] that lie within radius[j] * scale[r] (+ 1e-30) of values
+     * f the caller can compute exactly (the native header's ee_argmax_candidates): groups [rows, maxGroups] (I32)
+     * receives, in increasing order, the groups of {@code group} consecutive indices that hold a j with score_j +
+     * B_j &ge; max_l (score_l - B_l), and counts [rows] (I32) their number; -1 where they are more than maxGroups or
+     * an input of the row is not finite. Used by greedy decode's screened classifier ({@code LlamaModel.greedyTokens}).
+     */
+    public void argmaxCandidates(Tensor groups, Tensor counts, Tensor scores, Tensor radius, Tensor scale, int group) {
+        f32("argmaxCandidates", scores, radius, scale);
+        i32("argmaxCandidates", groups, counts);
+        int rows = rows(scores), n = cols(scores);
+        if (groups.rank() != 2 || groups.dim(0) != rows || counts.size() != rows || radius.size() != n || scale.size() != rows || group <= 0) {
+            fail("argmaxCandidates", "groups [rows, max groups], counts [rows], radius [n] and scale [rows] for scores [rows, n], and a positive group (" + group + ")",
+                groups, counts, scores, radius, scale);
+        }
+        check("argmaxCandidates", k.ee_argmax_candidates(groups.address(), counts.address(), scores.address(), n, radius.address(), scale.address(), rows, n, group,
+            groups.dim(1)));
+    }
+
     /** Top-p sampling with caller-supplied uniforms in [0, 1), one per row. */
     public void sampleTopP(Tensor out, Tensor logits, Tensor uniforms, float temperature, float topP) {
         f32("sampleTopP", logits, uniforms);

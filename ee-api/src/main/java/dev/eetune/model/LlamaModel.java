@@ -234,17 +234,18 @@ public final class LlamaModel implements AutoCloseable {
      * gives for row r of {@code hidden}, the lowest one on ties; {@code normed} [rows, dim] and {@code logits}
      * [rows, vocab] are scratch. Returns the tokens too.
      *
-     * <p>Where decode reads the packed f32 classifier and it is large (8 MiB and more), most of it is not
-     * read: a packed bf16 copy (half the bytes) scores every token, a bound on how far each score can lie from its f32
-     * logit leaves a few candidates, and only the candidates' panels are computed in f32, by the kernel {@link #logits}
-     * uses and so to the same bits; the token is the same one, ties included. With s_j the bf16 kernel's score and f_j
-     * the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| &le; (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| &le;
-     * B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either rounding; g = k 2^-24 / (1 - k 2^-24): the
-     * rounding of a k-term dot product in any order; Cauchy-Schwarz for the sum). A token with s_j + B_j below
-     * max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the argmax. Rows with a non-finite value,
-     * or with candidates in more than an eighth of the panels, take the full f32 logits; once more than 16 rows, and
-     * over a quarter of all, have, the model stops screening (flat logits, as of an untrained model, would only pay
-     * for the screen on top).
+     * <p>Where decode reads the packed f32 classifier and it is large (8 MiB and more), most of it is not read: a
+     * packed bf16 copy (half the bytes) scores every token, a bound on how far each score can lie from its f32 logit
+     * leaves a few candidates ({@link Ops#argmaxCandidates}), and only the candidates' panels are computed in f32 by
+     * the kernel {@link #logits} uses (a packed row's outputs are the same bits in any batch), so the token is the
+     * same one, ties included.
+     * With s_j the bf16 kernel's score and f_j the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| &le;
+     * (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| &le; B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either
+     * rounding; g = k 2^-24 / (1 - k 2^-24): the rounding of a k-term dot product in any order; Cauchy-Schwarz for
+     * the sum). A token with s_j + B_j below max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the
+     * argmax. Rows with a non-finite value, or with candidates in more than an eighth of the panels, take the full f32
+     * logits; once more than 16 rows, and over a quarter of all, have, the model stops screening (flat logits, as of
+     * an untrained model, would only pay for the screen on top).
      * Why: at the 15M config the classifier is 60% of the bytes a token streams (32000 x 288 f32); docs/benchmarks.md
      * has the decode figures. {@code -Deetune.screen=false} turns it off (A/B).
      */
@@ -259,40 +260,37 @@ public final class LlamaModel implements AutoCloseable {
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
         ops.linearPanels(logits, normed, sc.bf16());
-        int vocab = config.vocabSize(), dim = config.dim();
-        float[] x = normed.toFloatArray(), score = new float[vocab], exact = new float[Ops.PANEL_ROWS];
-        int[] out = new int[rows];
-        Tensor head = packedHead();
+        int dim = config.dim();
+        float[] x = normed.toFloatArray(), scale = new float[rows], exact = new float[Ops.PANEL_ROWS];
         for (int r = 0; r < rows; r++) {
-            backend.read(logits.get(r).address(), score);
-            Tensor exactRow = logits.get(r).slice(0, Ops.PANEL_ROWS).reshape(1, Ops.PANEL_ROWS); // free once read
-            double xNorm = 0;
-            for (int i = r * dim; i < (r + 1) * dim; i++) xNorm += (double) x[i] * x[i];
-            float xn = Math.nextUp((float) Math.sqrt(xNorm)), floor = Float.NEGATIVE_INFINITY, check = 0f;
-            float[] norms = sc.scaledNorms();
-            for (int j = 0; j < vocab; j++) { // one branch-free pass
-                floor = Math.max(floor, score[j] - (norms[j] * xn + 1e-30f)); // + underflow's absolute error
-                check = Math.max(check, score[j] - score[j]); // NaN if any score is not finite
-            }
-            boolean finite = Float.isFinite(xn) && Float.isFinite(floor) && check == 0f;
-            int best = -1, panelsRead = 0, lastPanel = -1;
+            double ss = 0;
+            for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) x[i] * x[i];
+            scale[r] = Math.nextUp((float) Math.sqrt(ss));
+        }
+        int[] out = new int[rows], counts, groups;
+        try (Scope tmp = scope.child()) {
+            Tensor groupsT = tmp.allocate(DType.I32, rows, sc.maxPanels()), countsT = tmp.allocate(DType.I32, rows);
+            ops.argmaxCandidates(groupsT, countsT, logits, sc.scaledNorms(), tmp.allocate(DType.F32, rows).copyFrom(scale), Ops.PANEL_ROWS);
+            counts = countsT.toIntArray();
+            groups = groupsT.toIntArray();
+        }
+        Tensor head = packedHead(), exactRow = logits.get(0).slice(0, Ops.PANEL_ROWS).reshape(1, Ops.PANEL_ROWS); // scores read: scratch
+        for (int r = 0; r < rows; r++) {
+            int best = -1;
             float bestLogit = 0;
-            for (int j = 0; j < vocab && finite; j++) {
-                if (score[j] + (norms[j] * xn + 1e-30f) < floor) continue;
-                int q = j / Ops.PANEL_ROWS;
-                if (q != lastPanel) {
-                    if (++panelsRead > sc.maxPanels()) { finite = false; break; }
-                    ops.linearPanels(exactRow, normed.slice(r, r + 1), head.slice(q * Ops.PANEL_ROWS, (q + 1) * Ops.PANEL_ROWS));
-                    backend.read(exactRow.address(), exact);
-                    lastPanel = q;
+            for (int c = 0; c < counts[r] && best != -2; c++) {
+                int q = groups[r * sc.maxPanels() + c];
+                ops.linearPanels(exactRow, normed.slice(r, r + 1), head.slice(q * Ops.PANEL_ROWS, (q + 1) * Ops.PANEL_ROWS));
+                backend.read(exactRow.address(), exact);
+                for (int j = 0; j < Ops.PANEL_ROWS && q * Ops.PANEL_ROWS + j < config.vocabSize(); j++) {
+                    float f = exact[j];
+                    if (!Float.isFinite(f)) { best = -2; break; }
+                    if (best < 0 || f > bestLogit) { best = q * Ops.PANEL_ROWS + j; bestLogit = f; }
                 }
-                float f = exact[j - q * Ops.PANEL_ROWS];
-                if (!Float.isFinite(f)) { finite = false; break; }
-                if (best < 0 || f > bestLogit) { best = j; bestLogit = f; }
             }
-            if (finite) {
+            if (best >= 0) {
                 screenedRows.incrementAndGet();
-                exactPanels.addAndGet(panelsRead);
+                exactPanels.addAndGet(counts[r]);
             } else { // the full f32 row: the very computation logits() makes
                 long fallbacks = unscreenedRows.incrementAndGet();
                 if (!screenGivenUp && fallbacks > SCREEN_GIVE_UP && fallbacks > screenedRows.get() / 3) {
@@ -320,7 +318,7 @@ public final class LlamaModel implements AutoCloseable {
      * panels a row reads in f32. The constant carries 1 + 1e-4 for the float arithmetic of the bounds themselves: each
      * of s_j + B_j, s_j - B_j and the product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| &le; B_j / 2^-7.
      */
-    private record Screen(Tensor bf16, float[] scaledNorms, int maxPanels) {}
+    private record Screen(Tensor bf16, Tensor scaledNorms, int maxPanels) {}
 
     /** The screen, or null where greedy decode reads every f32 logit (not packed, not f32, small, or turned off). */
     private Screen screen() {
@@ -349,7 +347,7 @@ public final class LlamaModel implements AutoCloseable {
                         norms[j] = Math.nextUp((float) (c * Math.sqrt(ss)));
                     }
                 }
-                screen = new Screen(packed, norms, Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
+                screen = new Screen(packed, scope.allocate(DType.F32, vocab).copyFrom(norms), Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
                 LOG.debug("made the classifier's bf16 screen for greedy decode");
             }
             return screen;

@@ -36,7 +36,7 @@ class GreedyScreenTest {
             }
             head.copyFrom(w);
             try (LlamaModel m = new LlamaModel(c, base.weights(), CPU, Scope.of(CPU, "fixed"), true); Scope s = Scope.of(CPU, "test")) {
-                for (int rows = 1; rows <= 2; rows++) {
+                for (int rows : new int[] {1, 2, 8}) { // 8: the bf16 kernel four rows to a pass
                     Tensor hidden = s.allocate(DType.F32, rows, DIM), normed = s.allocate(DType.F32, rows, DIM);
                     Tensor logits = s.allocate(DType.F32, rows, VOCAB), tokens = s.allocate(DType.I32, rows), want = s.allocate(DType.I32, rows);
                     for (int trial = 0; trial < 60; trial++) {
@@ -57,7 +57,7 @@ class GreedyScreenTest {
                         if (trial % 3 == 0 && trial < 59) assertThat(got[0]).isIn(900, 901, 77);
                     }
                 }
-                assertThat(m.screenedRows.get()).as("rows the screen decided").isGreaterThan(150);
+                assertThat(m.screenedRows.get()).as("rows the screen decided").isGreaterThan(600);
                 assertThat((double) m.exactPanels.get() / m.screenedRows.get()).as("f32 panels read per screened row").isLessThan(4.0);
             }
         }

@@ -394,6 +394,10 @@ class KernelTest {
                 .hasMessageContaining("gateScore").hasMessageContaining("[16, 5]").hasMessageContaining("[3, 4]");
             assertThatThrownBy(() -> be.ops().gateScore(score, a, sc.zeros(DType.F32, 16, 4), null, w, bias, 1e-5f)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("gateScore").hasMessageContaining("both");
+            // argmax candidates with a radius that is not one per score column
+            Tensor groups = sc.zeros(DType.I32, 3, 2), counts = sc.zeros(DType.I32, 3), scale = sc.zeros(DType.F32, 3);
+            assertThatThrownBy(() -> be.ops().argmaxCandidates(groups, counts, a, sc.zeros(DType.F32, 5), scale, 2)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("argmaxCandidates").hasMessageContaining("[5]").hasMessageContaining("[3, 4]");
             assertThatThrownBy(() -> be.ops().embedding(a, b, sc.zeros(DType.F32, 3))).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("embedding").hasMessageContaining("I32");
             Tensor closed = sc.zeros(DType.F32, 2);
