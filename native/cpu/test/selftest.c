@@ -191,6 +191,36 @@ static void test_gemm_panels(unsigned* seed) {
 }
 
 /* round to nearest even at the ties of each format, overflow, subnormals */
+/* A row of the decode GEMM's output is the same bits whatever rows share the call: the whole weight against 1 or 2
+ * rows of A, and each 32-row slice of it (as the screened classifier recomputes candidates) against one row alone,
+ * at 1 and 2 threads; the last slice shorter than 32 */
+static void test_gemm_rows_alone(unsigned* seed) {
+    const int ks[] = {64, 100, 288, 768}, n = 32 * 37 + 5;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        const int k = ks[ki];
+        float* w = randn((size_t)n * k, seed);
+        float* a = randn((size_t)2 * k, seed);
+        float* c = malloc((size_t)2 * n * sizeof(float));
+        for (int th = 1; th <= 2; th++) {
+            ee_set_num_threads(th);
+            for (int m = 1; m <= 2; m++) {
+                ee_gemm(0, 1, m, n, k, 1.0f, a, k, w, EE_F32, k, 0.0f, c, n);
+                int differ = 0;
+                for (int i = 0; i < m; i++)
+                    for (int j0 = 0; j0 < n; j0 += 32) {
+                        float part[32];
+                        const int count = n - j0 < 32 ? n - j0 : 32;
+                        ee_gemm(0, 1, 1, count, k, 1.0f, a + (size_t)i * k, k, w + (size_t)j0 * k, EE_F32, k, 0.0f, part, count);
+                        differ += memcmp(part, c + (size_t)i * n + j0, (size_t)count * sizeof(float)) != 0;
+                    }
+                if (differ) printf("FAIL gemm rows alone, k %d, m %d, %d threads: %d slices differ\n", k, m, th, differ), failures++;
+            }
+        }
+        ee_set_num_threads(0);
+        free(w), free(a), free(c);
+    }
+}
+
 static void test_cast(void) {
     const float bf_in[] = {1.0f + 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-9f, 1.0f + 3 * 0x1p-8f, 65504.0f, 0x1p-133f, -2.5f};
     const uint16_t bf_want[] = {0x3f80, 0x3f81, 0x3f82, 0x4780, 0x0001, 0xc020};
@@ -587,6 +617,7 @@ int main(void) {
     test_gemm(&seed);
     test_gemm_offsets(&seed);
     test_gemm_panels(&seed);
+    test_gemm_rows_alone(&seed);
     test_rmsnorm(&seed);
     test_gate_score(&seed);
     test_attention(&seed, 2, 17, 4, 2, 8);

@@ -234,11 +234,13 @@ public final class LlamaModel implements AutoCloseable {
      * gives for row r of {@code hidden}, the lowest one on ties; {@code normed} [rows, dim] and {@code logits}
      * [rows, vocab] are scratch. Returns the tokens too.
      *
-     * <p>Where decode reads the packed f32 classifier and it is large (8 MiB and more), most of it is not read: a
-     * packed bf16 copy (half the bytes) scores every token, a bound on how far each score can lie from its f32 logit
-     * leaves a few candidates ({@link Ops#argmaxCandidates}), and only the candidates' panels are computed in f32 by
-     * the kernel {@link #logits} uses (a packed row's outputs are the same bits in any batch), so the token is the
-     * same one, ties included.
+     * <p>Where the f32 classifier is large (8 MiB and more), decode runs on the CPU with fixed weights and the rows
+     * are 1 or 2 (or a batch that reads packed panels), most of the classifier is not read: a packed bf16 copy (half
+     * the bytes) scores every token, a bound on how far each score can lie from its f32 logit leaves a few
+     * candidates ({@link Ops#argmaxCandidates}), and only the candidates' 32-row panels are computed in f32, one row
+     * at a time, by the kernel {@link #logits} uses for these rows (packed or plain), whose outputs for a row are the
+     * same bits whatever rows of the weight and of x share the call (selftest checks both kernels for it), so the
+     * token is the same one, ties included.
      * With s_j the bf16 kernel's score and f_j the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| &le;
      * (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| &le; B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either
      * rounding; g = k 2^-24 / (1 - k 2^-24): the rounding of a k-term dot product in any order; Cauchy-Schwarz for
@@ -246,12 +248,12 @@ public final class LlamaModel implements AutoCloseable {
      * argmax. Rows with a non-finite value, or with candidates in more than an eighth of the panels, take the full f32
      * logits; once more than 16 rows, and over a quarter of all, have, the model stops screening (flat logits, as of
      * an untrained model, would only pay for the screen on top).
-     * Why: at the 15M config the classifier is 60% of the bytes a token streams (32000 x 288 f32); docs/benchmarks.md
-     * has the decode figures. {@code -Deetune.screen=false} turns it off (A/B).
+     * Why: the classifier is 60% of the bytes a token streams at the 15M config (32000 x 288 f32), 22% at 110M
+     * (32000 x 768); docs/benchmarks.md has the decode figures. {@code -Deetune.screen=false} turns it off (A/B).
      */
     public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
         int rows = hidden.dim(0);
-        Screen sc = panels(rows) && !screenGivenUp ? screen() : null;
+        Screen sc = (panels(rows) || usePanels && rows <= 2) && !screenGivenUp ? screen() : null;
         if (sc == null) {
             logits(logits, hidden, normed);
             backend.ops().argmax(tokens, null, logits, 1f);
@@ -261,7 +263,7 @@ public final class LlamaModel implements AutoCloseable {
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
         ops.linearPanels(logits, normed, sc.bf16());
         int dim = config.dim();
-        float[] x = normed.toFloatArray(), scale = new float[rows], exact = new float[Ops.PANEL_ROWS];
+        float[] x = normed.toFloatArray(), scale = new float[rows];
         for (int r = 0; r < rows; r++) {
             double ss = 0;
             for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) x[i] * x[i];
@@ -274,18 +276,21 @@ public final class LlamaModel implements AutoCloseable {
             counts = countsT.toIntArray();
             groups = groupsT.toIntArray();
         }
-        Tensor head = packedHead(), exactRow = logits.get(0).slice(0, Ops.PANEL_ROWS).reshape(1, Ops.PANEL_ROWS); // scores read: scratch
+        boolean packed = panels(rows); // the classifier logits() reads for these rows
+        Tensor head = packed ? packedHead() : weights.lmHead();
         for (int r = 0; r < rows; r++) {
             int best = -1;
             float bestLogit = 0;
             for (int c = 0; c < counts[r] && best != -2; c++) {
                 int q = groups[r * sc.maxPanels() + c];
-                ops.linearPanels(exactRow, normed.slice(r, r + 1), head.slice(q * Ops.PANEL_ROWS, (q + 1) * Ops.PANEL_ROWS));
-                backend.read(exactRow.address(), exact);
-                for (int j = 0; j < Ops.PANEL_ROWS && q * Ops.PANEL_ROWS + j < config.vocabSize(); j++) {
-                    float f = exact[j];
-                    if (!Float.isFinite(f)) { best = -2; break; }
-                    if (best < 0 || f > bestLogit) { best = q * Ops.PANEL_ROWS + j; bestLogit = f; }
+                int j0 = q * Ops.PANEL_ROWS, count = Math.min(Ops.PANEL_ROWS, config.vocabSize() - j0);
+                Tensor exactRow = logits.get(0).slice(0, count).reshape(1, count); // the scores are read: logits is scratch
+                if (packed) ops.linearPanels(exactRow, normed.slice(r, r + 1), head.slice(j0, j0 + Ops.PANEL_ROWS));
+                else ops.linear(exactRow, normed.slice(r, r + 1), head.slice(j0, j0 + count));
+                float[] exact = exactRow.toFloatArray();
+                for (int j = 0; j < count; j++) {
+                    if (!Float.isFinite(exact[j])) { best = -2; break; }
+                    if (best < 0 || exact[j] > bestLogit) { best = j0 + j; bestLogit = exact[j]; }
                 }
             }
             if (best >= 0) {
@@ -298,7 +303,8 @@ public final class LlamaModel implements AutoCloseable {
                     LOG.info("greedy decode stops screening the classifier: {} of {} rows needed the full logits", fallbacks, fallbacks + screenedRows.get());
                 }
                 Tensor row = logits.slice(r, r + 1);
-                ops.linearPanels(row, normed.slice(r, r + 1), head);
+                if (packed) ops.linearPanels(row, normed.slice(r, r + 1), head);
+                else ops.linear(row, normed.slice(r, r + 1), head);
                 ops.argmax(tokens.slice(r, r + 1), null, row, 1f);
                 best = tokens.slice(r, r + 1).toIntArray()[0];
             }
