@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "candidates.h"
 #include "internal.h"
 
 static int check_rows(const char* fn, int32_t rows, int32_t n, float temperature) {
@@ -81,9 +82,9 @@ typedef struct {
     int32_t ld, n, group, max_groups;
 } candidates_job;
 
-/* B_j = radius[j] scale + 1e-30 (underflow's absolute error); floor = max_j (s_j - B_j), then the groups of every j with
- * s_j + B_j >= floor. Eight running maxima side by side (one chain would wait on each max's latency); any non-finite
- * score, radius or scale turns `bad` into NaN. */
+/* floor = max_j (s_j - B_j) (candidates.h's B_j), then the groups of every j with s_j + B_j >= floor. Eight running
+ * maxima side by side (one chain would wait on each max's latency); any non-finite score, radius or scale turns `bad`
+ * into NaN. */
 static void candidates_rows(void* ctx, int64_t r0, int64_t r1) {
     const candidates_job* jb = ctx;
     for (int64_t r = r0; r < r1; r++) {
@@ -95,20 +96,20 @@ static void candidates_rows(void* ctx, int64_t r0, int64_t r1) {
         int32_t j = 0;
         for (; j + 8 <= jb->n; j += 8)
             for (int v = 0; v < 8; v++) {
-                const float b = jb->radius[j + v] * scale + 1e-30f, lo = s[j + v] - b;
+                const float lo = s[j + v] - ee_candidate_bound(jb->radius[j + v], scale);
                 floor8[v] = lo > floor8[v] ? lo : floor8[v];
                 bad8[v] += lo - lo;
             }
         float floor = -INFINITY, bad = scale - scale;
         for (int v = 0; v < 8; v++) floor = floor8[v] > floor ? floor8[v] : floor, bad += bad8[v];
-        for (; j < jb->n; j++) {
-            const float lo = s[j] - (jb->radius[j] * scale + 1e-30f);
+        for (; j < jb->n; j++) { /* the last n % 8 */
+            const float lo = s[j] - ee_candidate_bound(jb->radius[j], scale);
             floor = lo > floor ? lo : floor;
             bad += lo - lo;
         }
         int32_t count = 0, last = -1;
         for (j = 0; j < jb->n && bad == 0.0f; j++) {
-            if (s[j] + (jb->radius[j] * scale + 1e-30f) < floor || j / jb->group == last) continue;
+            if (s[j] + ee_candidate_bound(jb->radius[j], scale) < floor || j / jb->group == last) continue;
             if (count == jb->max_groups) {
                 count = -1;
                 break;
@@ -121,10 +122,8 @@ static void candidates_rows(void* ctx, int64_t r0, int64_t r1) {
 
 EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n,
                                     int32_t group, int32_t max_groups) {
-    if (rows < 0 || n <= 0 || ld < n || group <= 0 || max_groups <= 0)
-        return ee_fail("ee_argmax_candidates: bad shape (rows %d, n %d, ld %d, group %d, max_groups %d)", rows, n, ld, group, max_groups);
+    if (ee_argmax_candidates_check(groups, counts, scores, ld, radius, scale, rows, n, group, max_groups)) return 1;
     if (rows == 0) return 0;
-    if (!groups || !counts || !scores || !radius || !scale) return ee_fail("ee_argmax_candidates: null pointer");
     candidates_job job = {groups, counts, scores, radius, scale, ld, n, group, max_groups};
     ee_parallel_range(ee_threads_for(4.0 * rows * n), rows, candidates_rows, &job);
     return 0;

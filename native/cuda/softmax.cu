@@ -2,6 +2,7 @@
  * Row softmax, greedy decoding (argmax with its probability) and top-p sampling: one block per row, row sums in
  * double as in the CPU library, fixed-order reductions (deterministic).
  */
+#include "candidates.h"
 #include "common.cuh"
 
 #define THREADS 256
@@ -77,6 +78,13 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
     return ee_launched("ee_argmax");
 }
 
+/* Whether group g holds a j with s_j + B_j >= floor */
+__device__ __forceinline__ bool group_has_candidate(const float* s, const float* radius, float sc, float floor, int n, int group, int g) {
+    for (int j = g * group; j < min(n, (g + 1) * group); j++)
+        if (s[j] + ee_candidate_bound(radius[j], sc) >= floor) return true;
+    return false;
+}
+
 /* The twin of cpu/softmax.c's ee_argmax_candidates: one block per row. floor and the row's finiteness by block
  * reductions; then each thread takes a contiguous run of groups, counts its candidate groups, and a serial scan of
  * the counts (thread 0) gives each its place, so the groups come out in increasing order. */
@@ -88,7 +96,7 @@ __global__ void argmax_candidates_kernel(int32_t* groups, int32_t* counts, const
     const float sc = scale[blockIdx.x];
     float floor = -INFINITY, bad = sc - sc;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        const float lo = s[j] - (radius[j] * sc + 1e-30f);
+        const float lo = s[j] - ee_candidate_bound(radius[j], sc);
         floor = lo > floor ? lo : floor;
         bad += lo - lo;
     }
@@ -101,12 +109,7 @@ __global__ void argmax_candidates_kernel(int32_t* groups, int32_t* counts, const
     const int n_groups = (n + group - 1) / group, g0 = (int)((int64_t)n_groups * threadIdx.x / blockDim.x),
               g1 = (int)((int64_t)n_groups * (threadIdx.x + 1) / blockDim.x);
     int mine = 0;
-    for (int g = g0; g < g1; g++)
-        for (int j = g * group; j < min(n, (g + 1) * group); j++)
-            if (s[j] + (radius[j] * sc + 1e-30f) >= floor) {
-                mine++;
-                break;
-            }
+    for (int g = g0; g < g1; g++) mine += group_has_candidate(s, radius, sc, floor, n, group, g);
     start[threadIdx.x + 1] = mine;
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -118,19 +121,13 @@ __global__ void argmax_candidates_kernel(int32_t* groups, int32_t* counts, const
     if (start[blockDim.x] > max_groups) return;
     int32_t* out = groups + (int64_t)blockIdx.x * max_groups + start[threadIdx.x];
     for (int g = g0; g < g1; g++)
-        for (int j = g * group; j < min(n, (g + 1) * group); j++)
-            if (s[j] + (radius[j] * sc + 1e-30f) >= floor) {
-                *out++ = g;
-                break;
-            }
+        if (group_has_candidate(s, radius, sc, floor, n, group, g)) *out++ = g;
 }
 
 EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n,
                                     int32_t group, int32_t max_groups) {
-    if (rows < 0 || n <= 0 || ld < n || group <= 0 || max_groups <= 0)
-        return ee_fail("ee_argmax_candidates: bad shape (rows %d, n %d, ld %d, group %d, max_groups %d)", rows, n, ld, group, max_groups);
+    if (ee_argmax_candidates_check(groups, counts, scores, ld, radius, scale, rows, n, group, max_groups)) return 1;
     if (rows == 0) return 0;
-    if (!groups || !counts || !scores || !radius || !scale) return ee_fail("ee_argmax_candidates: null pointer");
     argmax_candidates_kernel<<<rows, THREADS>>>(groups, counts, scores, ld, radius, scale, n, group, max_groups);
     return ee_launched("ee_argmax_candidates");
 }

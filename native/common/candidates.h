@@ -1,0 +1,19 @@
+/* ee_argmax_candidates' bound and argument check, one definition for the CPU and the CUDA kernels (cpu/softmax.c,
+ * cuda/softmax.cu), so that both pick the same candidates. */
+#ifndef EE_CANDIDATES_H
+#define EE_CANDIDATES_H
+
+#include "common.h"
+
+/* B_j = radius_j scale + 1e-30 (the 1e-30: underflow's absolute error) */
+EE_HOST_DEVICE float ee_candidate_bound(float radius, float scale) { return radius * scale + 1e-30f; }
+
+static inline int ee_argmax_candidates_check(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows,
+                                             int32_t n, int32_t group, int32_t max_groups) {
+    if (rows < 0 || n <= 0 || ld < n || group <= 0 || max_groups <= 0)
+        return ee_fail("ee_argmax_candidates: bad shape (rows %d, n %d, ld %d, group %d, max_groups %d)", rows, n, ld, group, max_groups);
+    if (rows > 0 && (!groups || !counts || !scores || !radius || !scale)) return ee_fail("ee_argmax_candidates: null pointer");
+    return 0;
+}
+
+#endif /* EE_CANDIDATES_H */
