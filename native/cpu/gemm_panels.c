@@ -227,37 +227,51 @@ EE_INLINE EE_AVX2 void panel_bf16_256(const float* a, const uint32_t* w, int ste
     }
 }
 
-/* MR <= 4 rows against a quarter of the panel (8 outputs) over a block of steps: one 8-word load widens into the
- * quarter's even and odd columns (2 integer ops), which serve all MR rows: 2 MR chains, the even and odd sums apart as
- * above, so a row's outputs are the same bits as alone. even/odd: the rows' sums, 32 floats apart. `ahead`: the same
- * quarter of the next block, prefetched a step at a time (the passes over a block in L1 leave the memory idle).
- * 2-core Zen 2, the 32000 x 288 classifier streamed, 2 threads, against a row at a time (two alternations, medians of
- * 5): m = 8 1.96 / 1.81 -> 1.71 / 1.74 ms, m = 4 1.31 / 0.94 -> 0.88 / 0.83 ms; in cache (4096 x 288, one thread) the
- * same 0.38 ms at m = 8: 8 chains of 5-cycle FMAs bound both. */
-EE_INLINE EE_AVX2 void quarter_bf16_256(const int MR, const float* a, size_t lda, const uint32_t* w, const uint32_t* ahead, int steps, int first, float* even,
-                                        float* odd) {
+/* MR <= 2 rows against half the panel (16 outputs, two 8-word vectors) over a block of steps: each 8-word load widens
+ * into its 8 outputs' even and odd columns (2 integer ops), which serve all MR rows, and each broadcast of A serves
+ * both vectors: 4 MR chains, the even and odd sums apart as above, so a row's outputs are the same bits as alone.
+ * even/odd: the rows' sums, 32 floats apart. `ahead`: the same half of the next block, prefetched a step at a time
+ * (the passes over a block in L1 leave the memory idle). Against 4 rows x a quarter (8 chains as here, but one
+ * broadcast per FMA), 2-core Zen 2, medians of 9 in three alternations: in cache (4096 x 288, one thread) m = 8
+ * 0.337-0.345 -> 0.287-0.294 ms, m = 4 0.171-0.175 -> 0.149-0.154 ms; the 32000 x 288 classifier streamed, 2 threads,
+ * m = 8 1.55-1.56 -> 1.38-1.44 ms; `eecpu_gemmbench 2 gemv15m` bf16p m = 8 2,709 / 2,770 -> 2,969 / 2,957 tok/s,
+ * m = 16 3,049 / 3,060 -> 3,416 / 3,389. 6 rows x a quarter (12 chains, 12 broadcasts a step) was between the two. */
+EE_INLINE EE_AVX2 void half_bf16_256(const int MR, const float* a, size_t lda, const uint32_t* w, const uint32_t* ahead, int steps, int first, float* even,
+                                     float* odd) {
     const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
-    __m256 e[4], o[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++) {
-        e[i] = first ? _mm256_setzero_ps() : _mm256_load_ps(even + i * EE_PANEL_ROWS);
-        o[i] = first ? _mm256_setzero_ps() : _mm256_load_ps(odd + i * EE_PANEL_ROWS);
-    }
+    __m256 e[2][2], o[2][2];
+#pragma GCC unroll 2
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            e[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(even + i * EE_PANEL_ROWS + 8 * v);
+            o[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(odd + i * EE_PANEL_ROWS + 8 * v);
+        }
     for (int s = 0; s < steps; s++) {
-        if (ahead) _mm_prefetch((const char*)(ahead + (size_t)s * EE_PANEL_ROWS), _MM_HINT_T0);
-        const __m256i x = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS));
-        const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), wo = _mm256_castsi256_ps(_mm256_and_si256(x, high));
-#pragma GCC unroll 4
+        if (ahead) _mm_prefetch((const char*)(ahead + (size_t)s * EE_PANEL_ROWS), _MM_HINT_T0); /* the half is one line */
+        __m256 we[2], wo[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS + 8 * v));
+            we[v] = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), wo[v] = _mm256_castsi256_ps(_mm256_and_si256(x, high));
+        }
+#pragma GCC unroll 2
         for (int i = 0; i < MR; i++) {
-            e[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i * lda + 2 * s), we, e[i]);
-            o[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(a + i * lda + 2 * s + 1), wo, o[i]);
+            const __m256 ae = _mm256_broadcast_ss(a + i * lda + 2 * s), ao = _mm256_broadcast_ss(a + i * lda + 2 * s + 1);
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; v++) {
+                e[i][v] = _mm256_fmadd_ps(ae, we[v], e[i][v]);
+                o[i][v] = _mm256_fmadd_ps(ao, wo[v], o[i][v]);
+            }
         }
     }
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++) {
-        _mm256_store_ps(even + i * EE_PANEL_ROWS, e[i]);
-        _mm256_store_ps(odd + i * EE_PANEL_ROWS, o[i]);
-    }
+#pragma GCC unroll 2
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            _mm256_store_ps(even + i * EE_PANEL_ROWS + 8 * v, e[i][v]);
+            _mm256_store_ps(odd + i * EE_PANEL_ROWS + 8 * v, o[i][v]);
+        }
 }
 
 EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
@@ -274,18 +288,13 @@ EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
                 for (int i = 0; i < g->m; i++) panel_bf16_256(a + (size_t)i * g->lda, block, n, s0 == 0, i == 0, even[i], odd[i]);
                 continue;
             }
-            for (int v = 0; v < 4; v++)
-                for (int i0 = 0; i0 < g->m; i0 += 4) {
-                    const uint32_t* quarter = block + 8 * v;
-                    const uint32_t* ahead = i0 == 0 && v % 2 == 0 ? quarter + (size_t)PANEL_BLOCK * EE_PANEL_ROWS : 0; /* each line of a step once */
+            for (int i0 = 0; i0 < g->m; i0 += 2) /* rows by two (the last one alone), half the panel at a time */
+                for (int h = 0; h < 2; h++) {
+                    const uint32_t* half = block + 16 * h;
+                    const uint32_t* ahead = i0 == 0 ? half + (size_t)PANEL_BLOCK * EE_PANEL_ROWS : 0; /* each line of a step once */
                     const float* ai = a + (size_t)i0 * g->lda;
-                    float *e = even[i0] + 8 * v, *o = odd[i0] + 8 * v;
-                    switch (ee_min(4, g->m - i0)) {
-                    case 4: quarter_bf16_256(4, ai, g->lda, quarter, ahead, n, s0 == 0, e, o); break;
-                    case 3: quarter_bf16_256(3, ai, g->lda, quarter, ahead, n, s0 == 0, e, o); break;
-                    case 2: quarter_bf16_256(2, ai, g->lda, quarter, ahead, n, s0 == 0, e, o); break;
-                    default: quarter_bf16_256(1, ai, g->lda, quarter, ahead, n, s0 == 0, e, o);
-                    }
+                    if (g->m - i0 >= 2) half_bf16_256(2, ai, g->lda, half, ahead, n, s0 == 0, even[i0] + 16 * h, odd[i0] + 16 * h);
+                    else half_bf16_256(1, ai, g->lda, half, ahead, n, s0 == 0, even[i0] + 16 * h, odd[i0] + 16 * h);
                 }
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
