@@ -23,7 +23,7 @@ for r in $(seq 1 "$rounds"); do
     m15=$(OMP_NUM_THREADS=2 achieved "$runc" "$peer/m15.bin" -z "$tokenizer" -t 0 -n 256 -i "Once upon a time")
     m110=$(OMP_NUM_THREADS=2 achieved "$runc" "$peer/m110.bin" -z "$tokenizer" -t 0 -n 256 -i "Once upon a time")
     s260=$(OMP_NUM_THREADS=1 achieved "$runc" "$data/stories260K.bin" -z "$data/tok512.bin" -t 0 -n 256 -i "Once upon a time")
-    printf '15M-f32-cold %s\n15M-f32-warm %s\n110M-f32-cold %s\nstories260K-cold %s\n' "$m15" "$m15" "$m110" "$s260" > "$out/peer$r.txt"
+    printf '15M-f32-cold %s\n15M-f32-warm %s\n110M-f32-cold %s\nstories260K-cold %s\nstories260K-warm %s\n' "$m15" "$m15" "$m110" "$s260" "$s260" > "$out/peer$r.txt"
     echo "== round $r: run.c 15M $m15, 110M $m110, stories260K $s260 tok/s"
     "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -cp "$root/ee-bench/target/ee-bench.jar" dev.eetune.bench.PeerReport \
         measure "$peer" --ee "$root/ee" --tokenizer "$tokenizer" --threads 2 --repeats 1 --peer-file "$out/peer$r.txt" --works "$works" 2>&1 \

@@ -6,6 +6,7 @@
  * (q/k/v, gate/up) run as one parallel region each (ee_gemm_group).
  */
 #include "internal.h"
+#include "layers.h"
 
 #define TRY(call)                     \
     do {                              \
@@ -49,4 +50,9 @@ EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual,
     if (out != residual) TRY(ee_copy(out, residual, row_bytes, 0));
     TRY(ee_gemm(0, 1, rows, dim, hidden, 1.0f, act, hidden, w_down, w_dtype, hidden, 1.0f, out, dim));
     return 0;
+}
+
+EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_t count, const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, int32_t w_dtype, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale) {
+    return ee_decoder_layers_loop(table, first, count, x, out, residual, xn1, inv1, q, k, v, att, lse, xn2, inv2, gate, up, act, w_dtype, write_kv, n_seq, max_len, row_seq,
+                                  row_pos, inv_freq, rows, dim, n_heads, n_kv_heads, head_dim, hidden, interleaved, eps, scale);
 }

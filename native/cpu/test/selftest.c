@@ -599,6 +599,65 @@ static void expect_index_error(int rc, const char* want) {
 }
 
 /* impossible indices fail the call with the kernel, row, value and bound, and nothing is written */
+/* ee_decoder_layers_fwd against ee_decoder_layer_fwd called layer by layer: the same output and caches, bit for bit
+ * (stories260K's shape, 2 rows of two sequences, 3 layers, q/k/v biases on layer 1 only); then its refusals. */
+static void test_decoder_layers(unsigned* seed) {
+    enum { L = 3, R = 2, D = 64, H = 8, KVH = 4, HD = 8, F = 172, NS = 2, ML = 12 };
+    const int qd = H * HD, kd = KVH * HD;
+    const size_t cache_n = (size_t)NS * ML * kd;
+    float* w[L][EE_LAYER_TABLE_COLS] = {{0}};
+    const size_t sizes[EE_LAYER_TABLE_COLS] = {D, (size_t)qd * D, (size_t)kd * D, (size_t)kd * D, (size_t)D * qd, qd, kd, kd, D, (size_t)F * D, (size_t)F * D, (size_t)D * F, cache_n, cache_n};
+    for (int l = 0; l < L; l++)
+        for (int c = 0; c < EE_LAYER_TABLE_COLS; c++)
+            if (c < 5 || c > 7 || l == 1) w[l][c] = randn(sizes[c], seed);
+    float* x = randn((size_t)R * D, seed);
+    float *out1 = malloc(R * D * sizeof(float)), *out2 = malloc(R * D * sizeof(float)), *caches2[L][2];
+    float *res = malloc(R * D * sizeof(float)), *xn = malloc(R * D * sizeof(float)), *q = malloc(R * qd * sizeof(float)), *k = malloc(R * kd * sizeof(float)),
+          *v = malloc(R * kd * sizeof(float)), *att = malloc(R * qd * sizeof(float)), *gate = malloc(R * F * sizeof(float)), *up = malloc(R * F * sizeof(float));
+    const int32_t seq[R] = {0, 1}, pos[R] = {5, 9};
+    float inv_freq[HD / 2];
+    for (int i = 0; i < HD / 2; i++) inv_freq[i] = powf(10000.0f, -2.0f * i / HD);
+    int64_t table[L * EE_LAYER_TABLE_COLS];
+    for (int l = 0; l < L; l++) {
+        for (int c = 12; c < 14; c++) caches2[l][c - 12] = malloc(cache_n * sizeof(float)), memcpy(caches2[l][c - 12], w[l][c], cache_n * sizeof(float));
+        for (int c = 0; c < EE_LAYER_TABLE_COLS; c++) table[l * EE_LAYER_TABLE_COLS + c] = (int64_t)(intptr_t)(c >= 12 ? caches2[l][c - 12] : w[l][c]);
+    }
+    const float eps = 1e-5f, scale = 1.0f / sqrtf(HD);
+    int rc = 0;
+    for (int l = 0; l < L; l++) /* layer by layer, x -> out1 then in place */
+        rc |= ee_decoder_layer_fwd(l == 0 ? x : out1, out1, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, w[l][0], w[l][1], w[l][2], w[l][3], w[l][4], w[l][5],
+                                   w[l][6], w[l][7], w[l][8], w[l][9], w[l][10], w[l][11], EE_F32, w[l][12], w[l][13], 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0,
+                                   eps, scale);
+    rc |= ee_decoder_layers_fwd(table, 0, L, x, out2, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, EE_F32, 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0, eps,
+                                scale);
+    if (rc) printf("FAIL decoder layers: %s\n", ee_last_error()), failures++;
+    int differ = memcmp(out1, out2, R * D * sizeof(float)) != 0;
+    for (int l = 0; l < L; l++) differ += memcmp(w[l][12], caches2[l][0], cache_n * sizeof(float)) != 0 || memcmp(w[l][13], caches2[l][1], cache_n * sizeof(float)) != 0;
+    if (differ) printf("FAIL decoder layers: %d of the output and the layers' caches differ from the layers one by one\n", differ), failures++;
+    /* a later range alone, in place: layers 1..2 over out1's copy */
+    memcpy(out2, x, R * D * sizeof(float));
+    rc = ee_decoder_layer_fwd(out2, out2, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, w[0][0], w[0][1], w[0][2], w[0][3], w[0][4], NULL, NULL, NULL, w[0][8],
+                              w[0][9], w[0][10], w[0][11], EE_F32, caches2[0][0], caches2[0][1], 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0, eps, scale);
+    rc |= ee_decoder_layers_fwd(table, 1, 2, out2, out2, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, EE_F32, 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0,
+                                eps, scale);
+    if (rc || memcmp(out1, out2, R * D * sizeof(float))) printf("FAIL decoder layers 1..2 in place differ from the layers one by one\n"), failures++;
+    /* refusals: a null matrix in layer 2 is named; negative ranges */
+    table[2 * EE_LAYER_TABLE_COLS + 1] = 0;
+    rc = ee_decoder_layers_fwd(table, 0, L, x, out2, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, EE_F32, 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0, eps,
+                               scale);
+    if (!rc || !strstr(ee_last_error(), "layer 2: ee_decoder_layer_fwd: null pointer")) printf("FAIL decoder layers: a null matrix gave %d, '%s'\n", rc, ee_last_error()), failures++;
+    if (!ee_decoder_layers_fwd(table, -1, 1, x, out2, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, EE_F32, 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0,
+                               eps, scale)
+        || !ee_decoder_layers_fwd(NULL, 0, 1, x, out2, res, xn, NULL, q, k, v, att, NULL, xn, NULL, gate, up, gate, EE_F32, 1, NS, ML, seq, pos, inv_freq, R, D, H, KVH, HD, F, 0,
+                                  eps, scale))
+        printf("FAIL decoder layers: a negative first layer or a null table was accepted\n"), failures++;
+    for (int l = 0; l < L; l++) {
+        for (int c = 0; c < EE_LAYER_TABLE_COLS; c++) free(w[l][c]);
+        free(caches2[l][0]), free(caches2[l][1]);
+    }
+    free(x), free(out1), free(out2), free(res), free(xn), free(q), free(k), free(v), free(att), free(gate), free(up);
+}
+
 static void test_index_errors(void) {
     float cache[2 * 3 * 4] = {0}, src[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, dst[2 * 4];
     const int32_t seq[2] = {1, 2}, pos[2] = {0, 1}, idx[2] = {0, -4};
@@ -637,6 +696,7 @@ int main(void) {
     test_argmax_rows(&seed);
     test_argmax_candidates(&seed);
     test_sum_squares(&seed);
+    test_decoder_layers(&seed);
     test_index_errors();
     if (ee_copy(NULL, &seed, 4, 0) == 0 || !*ee_last_error()) printf("FAIL null pointer not reported\n"), failures++;
     printf(failures ? "%d failures\n" : "all passed\n", failures);

@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_gate_score) X(ee_argmax_candidates)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_gate_score) X(ee_argmax_candidates)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -706,6 +706,21 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
     if (!dense) {
         snprintf(name, sizeof name, "decoder_layer_fwd K cache rows %d", rows);
         compare(name, kc, (size_t)n_seq * max_len * kd, 1e-5);
+        /* the layer twice through ee_decoder_layers_fwd's host table (the same weights, a second cache for layer 1) */
+        Pair kc2 = pair_of(randn((size_t)n_seq * max_len * kd)), vc2 = pair_of(randn((size_t)n_seq * max_len * kd));
+        both("decoder_layers_fwd", [&](const Api& api, int w) {
+            std::vector<int64_t> table;
+            for (int l = 0; l < 2; l++)
+                for (void* ptr : {P(n1), P(wq), P(wk), P(wv), P(wo), P(bq), P(bk), P(bv), P(n2), P(wg), P(wu), P(wd), l ? P(kc2) : P(kc), l ? P(vc2) : P(vc)})
+                    table.push_back((int64_t)(intptr_t)ptr);
+            return api.ee_decoder_layers_fwd(table.data(), 0, 2, (float*)P(x), (float*)P(x), (float*)P(res), (float*)P(xn), (float*)P(i1), (float*)P(q), (float*)P(k),
+                (float*)P(v), (float*)P(att), (float*)P(lse), (float*)P(xn), (float*)P(i2), (float*)P(g), (float*)P(u), (float*)P(g), w_dtype, 1, n_seq, max_len,
+                (int32_t*)P(s), (int32_t*)P(p), (float*)P(invf), rows, dim, heads, kv, head_dim, hidden, 1, 1e-5f, scale);
+        });
+        snprintf(name, sizeof name, "decoder_layers_fwd 2 layers, rows %d: out and layer 1's K cache", rows);
+        compare(name, x, (size_t)rows * dim, 1e-4);
+        compare(name, kc2, (size_t)n_seq * max_len * kd, 1e-5);
+        free_pair(kc2), free_pair(vc2);
     }
     for (Pair* z : {&wq, &wk, &wv, &wo, &wg, &wu, &wd, &n1, &n2, &bq, &bk, &bv, &invf, &s, &p, &x, &kc, &vc, &xn, &res, &q, &k, &v, &att, &lse, &g, &u, &i1, &i2})
         free_pair(*z);

@@ -49,7 +49,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 4
+#define EE_ABI_VERSION 5
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -214,6 +214,19 @@ EE_API int32_t ee_swiglu_bwd(float* dgate, float* dup, const float* dout, const 
  * in w_dtype; norms and biases f32. A failing op stops the layer and its error is the layer's.
  */
 EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, const float* attn_norm, const void* wq, const void* wk, const void* wv, const void* wo, const float* bq, const float* bk, const float* bv, const float* ffn_norm, const void* w_gate, const void* w_up, const void* w_down, int32_t w_dtype, float* k_cache, float* v_cache, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale);
+
+/** Pointers per layer in ee_decoder_layers_fwd's table, in this order: attn_norm, wq, wk, wv, wo, bq, bk, bv (0 when
+ * absent), ffn_norm, w_gate, w_up, w_down, k_cache, v_cache. */
+#define EE_LAYER_TABLE_COLS 14
+
+/**
+ * Layers first .. first + count - 1 of a host-memory table (int64 addresses, EE_LAYER_TABLE_COLS per layer) in one
+ * call: ee_decoder_layer_fwd for each in turn, the first reading x and every later one out (out may be x), with the
+ * other arguments shared (all layers have one shape and w_dtype). The same bits as the calls one by one: what it
+ * saves is the caller's per-layer work (a call, its checks, its views). On a failing layer the error names it, and
+ * the layers before it have run.
+ */
+EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_t count, const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, int32_t w_dtype, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale);
 
 /* ---- softmax, argmax, sampling --------------------------------------------------------------------------------- */
 

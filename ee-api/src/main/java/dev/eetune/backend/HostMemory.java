@@ -2,10 +2,13 @@ package dev.eetune.backend;
 
 import java.nio.ByteBuffer;
 
-/** Host-memory access a binding provides (FFM or JNA): a direct ByteBuffer over native memory. */
+/** Host-memory access a binding provides (FFM or JNA): direct ByteBuffers over native memory, and back. */
 public interface HostMemory {
     /** A native-order view of {@code bytes} bytes at {@code address}; valid while that memory is. */
     ByteBuffer view(long address, long bytes);
+
+    /** The native address of a direct buffer's current position; valid while the buffer is reachable. */
+    long address(ByteBuffer direct);
 
     /** Reads a NUL-terminated UTF-8 string (at most 4096 bytes). */
     default String string(long address) {

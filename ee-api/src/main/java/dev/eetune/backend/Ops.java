@@ -301,25 +301,139 @@ public final class Ops {
                              Tensor kCache, Tensor vCache, boolean writeKv, Tensor rowSeq, Tensor rowPos, Tensor invFreq,
                              int nHeads, int nKvHeads, int headDim, boolean interleaved, float eps, float scale) {
         String op = "decoderLayer";
-        f32(op, x, out, residual, xn1, q, k, v, att, xn2, gate, up, act, attnNorm, ffnNorm, kCache, vCache, invFreq);
-        i32(op, rowSeq, rowPos);
+        LayerShape shape = layerShape(op, attnNorm, wq, wk, wv, wo, bq, bk, bv, ffnNorm, wGate, wUp, wDown, panels, kCache, vCache, nHeads, nKvHeads, headDim);
+        checkActivations(op, shape, x, out, residual, xn1, inv1, q, k, v, att, lse, xn2, inv2, gate, up, act, rowSeq, rowPos, invFreq);
+        if (!writeKv && (kCache.address() != k.address() || vCache.address() != v.address())) {
+            throw new IllegalArgumentException(op + ": without a KV write the caches must be the rows' own k and v (dense rows)");
+        }
+        check(op, this.k.ee_decoder_layer_fwd(x.address(), out.address(), residual.address(), xn1.address(), addr(inv1), q.address(), k.address(), v.address(),
+            att.address(), addr(lse), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), attnNorm.address(), wq.address(), wk.address(),
+            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), shape.wDtype(),
+            kCache.address(), vCache.address(), writeKv ? 1 : 0, kCache.dim(0), kCache.dim(1), rowSeq.address(), rowPos.address(), invFreq.address(),
+            rows(x), shape.dim(), nHeads, nKvHeads, headDim, shape.hidden(), interleaved ? 1 : 0, eps, scale));
+    }
+
+    /**
+     * Decoder layers [from, to) of a {@link #layerTable} in one native call (ee_decoder_layers_fwd): the same bits as
+     * {@link #decoderLayer} for each in turn with {@code writeKv}, the first reading x and every later one out (out may
+     * be x); the scratch activations are shared. Only the activations are checked here: the table's weights and
+     * caches were checked when it was made. {@code residual} is left holding the last layer's x + attn(x).
+     */
+    public void decoderLayers(LayerTable table, int from, int to, Tensor x, Tensor out, Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v,
+                              Tensor att, Tensor lse, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act, Tensor rowSeq, Tensor rowPos, Tensor invFreq,
+                              boolean interleaved, float eps, float scale) {
+        String op = "decoderLayers";
+        if (table.ops != this) throw new IllegalArgumentException(op + ": the table was made by another backend's ops (" + table.ops.backend.describe() + "), not this one's (" + backend.describe() + ")");
+        if (from < 0 || to > table.layers() || from > to) throw new IllegalArgumentException(op + ": layers [" + from + ", " + to + ") outside the table's " + table.layers());
+        table.checkOpen(from, to);
+        LayerShape shape = table.shape;
+        checkActivations(op, shape, x, out, residual, xn1, inv1, q, k, v, att, lse, xn2, inv2, gate, up, act, rowSeq, rowPos, invFreq);
+        check(op, this.k.ee_decoder_layers_fwd(table.address, from, to - from, x.address(), out.address(), residual.address(), xn1.address(), addr(inv1),
+            q.address(), k.address(), v.address(), att.address(), addr(lse), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(),
+            shape.wDtype(), 1, shape.sequences(), shape.maxLen(), rowSeq.address(), rowPos.address(), invFreq.address(), rows(x), shape.dim(),
+            shape.nHeads(), shape.nKvHeads(), shape.headDim(), shape.hidden(), interleaved ? 1 : 0, eps, scale));
+    }
+
+    /**
+     * Checks decoder layers' weights and K/V caches once, for {@link #decoderLayers}: each element of {@code layers} is
+     * one layer's {attnNorm, wq, wk, wv, wo, bq, bk, bv, ffnNorm, wGate, wUp, wDown, kCache, vCache} (the biases may be
+     * null), as {@link #decoderLayer} takes them, all layers of one shape. The table holds the addresses in host memory
+     * (ee_decoder_layers_fwd reads them there on every backend) and the tensors, so a call after any of them was closed
+     * fails instead of reading freed memory.
+     */
+    public LayerTable layerTable(java.util.List<Tensor[]> layers, boolean panels, int nHeads, int nKvHeads, int headDim) {
+        String op = "layerTable";
+        if (layers.isEmpty()) throw new IllegalArgumentException(op + ": no layers");
+        LayerShape shape = null;
+        java.nio.ByteBuffer table = java.nio.ByteBuffer.allocateDirect(layers.size() * LayerTable.COLS * Long.BYTES).order(java.nio.ByteOrder.nativeOrder());
+        for (int l = 0; l < layers.size(); l++) {
+            Tensor[] t = layers.get(l);
+            if (t.length != LayerTable.COLS) throw new IllegalArgumentException(op + ": layer " + l + " has " + t.length + " tensors, not " + LayerTable.COLS);
+            LayerShape s = layerShape(op + " (layer " + l + ")", t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], panels, t[12], t[13], nHeads, nKvHeads, headDim);
+            if (shape != null && !s.equals(shape)) throw new IllegalArgumentException(op + ": layer " + l + " is " + s + ", layer 0 " + shape);
+            shape = s;
+            for (int c = 0; c < LayerTable.COLS; c++) table.putLong((l * LayerTable.COLS + c) * Long.BYTES, addr(t[c])); // absolute: the address is the position's
+        }
+        return new LayerTable(this, shape, layers.toArray(new Tensor[0][]), table, backend.host().address(table));
+    }
+
+    /** What {@link #layerTable} checked: the layers' common shape and matrix dtype code (packed codes for panels). */
+    record LayerShape(int dim, int hidden, int nHeads, int nKvHeads, int headDim, int wDtype, int sequences, int maxLen) {}
+
+    /**
+     * Decoder layers' weights and caches checked once ({@link Ops#layerTable}), for {@link Ops#decoderLayers}. Holds
+     * the tensors and a host table of their addresses; a call after one of them was closed fails. Immutable, but every
+     * call writes the caches it names: one thread at a time, as for the caches themselves.
+     */
+    public static final class LayerTable {
+        /** Tensors per layer (EE_LAYER_TABLE_COLS). */
+        public static final int COLS = 14;
+        private final Ops ops;
+        private final LayerShape shape;
+        private final Tensor[][] tensors;
+        private final java.nio.ByteBuffer table; // referenced: its memory lives as long as the table
+        private final long address;
+
+        private LayerTable(Ops ops, LayerShape shape, Tensor[][] tensors, java.nio.ByteBuffer table, long address) {
+            this.ops = ops;
+            this.shape = shape;
+            this.tensors = tensors;
+            this.table = table;
+            this.address = address;
+        }
+
+        public int layers() { return tensors.length; }
+
+        private void checkOpen(int from, int to) {
+            for (int l = from; l < to; l++) for (Tensor t : tensors[l]) if (t != null) t.address(); // throws once closed
+        }
+
+        @Override
+        public String toString() {
+            return "LayerTable[" + tensors.length + " layers, dim " + shape.dim() + ", hidden " + shape.hidden() + ", heads " + shape.nHeads() + "/" + shape.nKvHeads()
+                + " of " + shape.headDim() + ", caches " + shape.sequences() + " x " + shape.maxLen() + ", " + ops.backend.name() + ", " + table.capacity() + " table bytes]";
+        }
+    }
+
+    private LayerShape layerShape(String op, Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor bq, Tensor bk, Tensor bv, Tensor ffnNorm, Tensor wGate,
+                                  Tensor wUp, Tensor wDown, boolean panels, Tensor kCache, Tensor vCache, int nHeads, int nKvHeads, int headDim) {
+        f32(op, attnNorm, ffnNorm, kCache, vCache);
         DType wt = wq.dtype();
         if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wq);
         typed(op, wt, wk, wv, wo, wGate, wUp, wDown);
-        int rows = rows(x), dim = cols(x), hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
-        long qd = (long) nHeads * headDim, kd = (long) nKvHeads * headDim;
-        if (panels && (wt != DType.F32 && wt != DType.BF16 || rows > PANELS_MAX_ROWS)) fail(op, "packed matrices are F32 or BF16 and take at most " + PANELS_MAX_ROWS + " rows", x, wq);
-        // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
-        long qo = panels ? panelRows(qd) : qd, ko = panels ? panelRows(kd) : kd, dout = panels ? panelRows(dim) : dim, ho = panels ? panelRows(hidden) : hidden;
         if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || nHeads % nKvHeads != 0) {
             throw new IllegalArgumentException(op + ": " + nHeads + " query heads, " + nKvHeads + " KV heads of size " + headDim + " (even, heads a multiple of KV heads)");
         }
+        if (wo.rank() != 2 || wDown.rank() != 2) fail(op, "matrices must be [out, in]", wo, wDown);
+        int dim = wq.rank() == 2 ? wq.dim(1) : -1, hidden = wDown.dim(1);
+        if (panels && wt != DType.F32 && wt != DType.BF16) fail(op, "packed matrices are F32 or BF16", wq);
+        long qd = (long) nHeads * headDim, kd = (long) nKvHeads * headDim;
+        // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
+        long qo = panels ? panelRows(qd) : qd, ko = panels ? panelRows(kd) : kd, dout = panels ? panelRows(dim) : dim, ho = panels ? panelRows(hidden) : hidden;
         if (!matrix(wq, qo, dim) || !matrix(wk, ko, dim) || !matrix(wv, ko, dim) || !matrix(wo, dout, qd) || !matrix(wGate, ho, dim)
             || !matrix(wUp, ho, dim) || !matrix(wDown, dout, hidden)) {
             fail(op, "matrices must be q [heads*headDim, dim], k and v [kvHeads*headDim, dim], o [dim, heads*headDim], gate and up [hidden, dim], down [dim, hidden]"
-                + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : ""), x, wq, wk, wv, wo, wGate, wUp, wDown);
+                + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : ""), wq, wk, wv, wo, wGate, wUp, wDown);
         }
-        if (attnNorm.size() != dim || ffnNorm.size() != dim || invFreq.size() != headDim / 2) fail(op, "norms [dim] and invFreq [headDim / 2]", x, attnNorm, ffnNorm, invFreq);
+        if (attnNorm.size() != dim || ffnNorm.size() != dim) fail(op, "norms must be [dim]", wq, attnNorm, ffnNorm);
+        if (bq != null || bk != null || bv != null) {
+            if (bq == null || bk == null || bv == null) throw new IllegalArgumentException(op + ": q, k and v biases come together");
+            f32(op, bq, bk, bv);
+            if (bq.size() != qd || bk.size() != kd || bv.size() != kd) fail(op, "biases must be [heads*headDim], [kvHeads*headDim], [kvHeads*headDim]", bq, bk, bv);
+        }
+        if (kCache.rank() != 3 || !kCache.shape().equals(vCache.shape()) || kCache.dim(2) != kd) fail(op, "caches must be [nSeq, maxLen, kvHeads*headDim]", kCache, vCache);
+        return new LayerShape(dim, hidden, nHeads, nKvHeads, headDim, panels ? panelsDtype(wt) : wt.code(), kCache.dim(0), kCache.dim(1));
+    }
+
+    private void checkActivations(String op, LayerShape shape, Tensor x, Tensor out, Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att,
+                                  Tensor lse, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act, Tensor rowSeq, Tensor rowPos, Tensor invFreq) {
+        f32(op, x, out, residual, xn1, q, k, v, att, xn2, gate, up, act, invFreq);
+        i32(op, rowSeq, rowPos);
+        int rows = rows(x), dim = shape.dim(), hidden = shape.hidden();
+        if (cols(x) != dim) fail(op, "x must be [rows, dim] with the layers' dim " + dim, x);
+        if (shape.wDtype() >= 4 && rows > PANELS_MAX_ROWS) fail(op, "packed matrices take at most " + PANELS_MAX_ROWS + " rows", x);
+        long qd = (long) shape.nHeads() * shape.headDim(), kd = (long) shape.nKvHeads() * shape.headDim();
+        if (invFreq.size() != shape.headDim() / 2) fail(op, "invFreq must be [headDim / 2]", x, invFreq);
         long rd = (long) rows * dim;
         if (out.size() != rd || residual.size() != rd || xn1.size() != rd || xn2.size() != rd || q.size() != rows * qd || att.size() != rows * qd
             || k.size() != rows * kd || v.size() != rows * kd || gate.size() != (long) rows * hidden || up.size() != (long) rows * hidden
@@ -327,23 +441,9 @@ public final class Ops {
             fail(op, "activations must be [rows, dim], [rows, heads*headDim], [rows, kvHeads*headDim] or [rows, hidden], with one seq and pos per row",
                 x, out, residual, xn1, xn2, q, k, v, att, gate, up, act, rowSeq, rowPos);
         }
-        if (bq != null || bk != null || bv != null) {
-            if (bq == null || bk == null || bv == null) throw new IllegalArgumentException(op + ": q, k and v biases come together");
-            f32(op, bq, bk, bv);
-            if (bq.size() != qd || bk.size() != kd || bv.size() != kd) fail(op, "biases must be [heads*headDim], [kvHeads*headDim], [kvHeads*headDim]", bq, bk, bv);
-        }
         if (inv1 != null) { f32(op, inv1); if (inv1.size() != rows) fail(op, "inv1 needs one value per row", x, inv1); }
         if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", x, inv2); }
-        if (lse != null) { f32(op, lse); if (lse.size() != (long) rows * nHeads) fail(op, "lse must be [rows, heads]", lse); }
-        if (kCache.rank() != 3 || !kCache.shape().equals(vCache.shape()) || kCache.dim(2) != kd) fail(op, "caches must be [nSeq, maxLen, kvHeads*headDim]", kCache, vCache);
-        if (!writeKv && (kCache.address() != k.address() || vCache.address() != v.address())) {
-            throw new IllegalArgumentException(op + ": without a KV write the caches must be the rows' own k and v (dense rows)");
-        }
-        check(op, this.k.ee_decoder_layer_fwd(x.address(), out.address(), residual.address(), xn1.address(), addr(inv1), q.address(), k.address(), v.address(),
-            att.address(), addr(lse), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), attnNorm.address(), wq.address(), wk.address(),
-            wv.address(), wo.address(), addr(bq), addr(bk), addr(bv), ffnNorm.address(), wGate.address(), wUp.address(), wDown.address(), panels ? panelsDtype(wt) : wt.code(),
-            kCache.address(), vCache.address(), writeKv ? 1 : 0, kCache.dim(0), kCache.dim(1), rowSeq.address(), rowPos.address(), invFreq.address(),
-            rows, dim, nHeads, nKvHeads, headDim, hidden, interleaved ? 1 : 0, eps, scale));
+        if (lse != null) { f32(op, lse); if (lse.size() != (long) rows * shape.nHeads()) fail(op, "lse must be [rows, heads]", lse); }
     }
 
     private static boolean matrix(Tensor w, long outDim, long inDim) { return w.rank() == 2 && w.dim(0) == outDim && w.dim(1) == inDim; }

@@ -135,19 +135,27 @@ public final class EarlyExitModel implements AutoCloseable {
     public int run(Pass pass, KvCache cache, int from, int to, Workspace ws, ExitVisitor visitor) {
         int n = backbone.config().nLayers();
         if (from < 0 || to > n || from > to) throw new IllegalArgumentException("layers " + (from + 1) + ".." + to + " outside 1.." + n);
-        for (int layer = from + 1; layer <= to; layer++) {
+        for (int layer = from + 1; layer <= to; ) {
             pass = visitor.beforeLayer(layer, pass);
-            ExitHead h = byLayer[layer];
-            boolean visit = h != null && visitor.visits(h);
+            // the layers up to the next visited head, or to where the visitor may change the pass, in one call
+            int last = layer;
+            while (last < to && !visited(byLayer[last], visitor) && visitor.passesThrough(last + 1)) {
+                if (visitor.beforeLayer(++last, pass) != pass) throw new IllegalStateException("the visitor changed the pass before layer " + last + ", which it said passes through");
+            }
+            ExitHead h = byLayer[last];
+            boolean visit = visited(h, visitor);
             Tensor residual = visit && h.readsAttentionResidual() ? ws.residual(pass.rowCount()) : null;
-            backbone.layer(layer - 1, pass.x(), pass.rows(), cache, ws, residual);
+            backbone.layers(pass.x(), pass.rows(), cache, layer - 1, last, ws, residual);
             if (visit) {
                 pass = visitor.atExit(h, new ExitInput(pass.x(), residual, pass.rows(), visitor.ownCache(h), ws), pass);
-                if (pass == null) return layer;
+                if (pass == null) return last;
             }
+            layer = last + 1;
         }
         return to;
     }
+
+    private static boolean visited(ExitHead h, ExitVisitor visitor) { return h != null && visitor.visits(h); }
 
     /** Writes the heads' parameters (as {@code dtype}) and metadata to one safetensors file, atomically. */
     public void save(Path file, DType dtype) {

@@ -11,6 +11,12 @@ public interface ExitVisitor {
     /** Before layer {@code layer} runs: returns the pass to run it on (e.g. with rows joining). */
     default Pass beforeLayer(int layer, Pass pass) { return pass; }
 
+    /**
+     * Whether {@link #beforeLayer} at {@code layer} returns the pass it gets and reads nothing of the layer's input, so
+     * that the run may call it early and run the layer with the ones before it in one call. Default: false.
+     */
+    default boolean passesThrough(int layer) { return false; }
+
     /** Whether {@code head} runs in this pass (default: every head). */
     default boolean visits(ExitHead head) { return true; }
 

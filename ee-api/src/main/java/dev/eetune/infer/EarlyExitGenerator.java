@@ -318,6 +318,12 @@ public final class EarlyExitGenerator implements Decoder {
             return joined;
         }
 
+        /** Rows join only after an exit (they stopped there), and saturation copies the input of an exit's layer. */
+        @Override
+        public boolean passesThrough(int layer) {
+            return exits.head(layer - 1) == null && !(policy.confidence() == ConfidenceMethod.SATURATION && canExit[layer] && exits.head(layer) != null);
+        }
+
         /** Adds the pending rows that stopped after layer - 1 to the pass (nothing can be pending before any exit). */
         private Pass joinPending(int layer, Pass pass) {
             if (layer == 1 || states == null) return pass;

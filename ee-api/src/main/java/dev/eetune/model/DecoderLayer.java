@@ -60,6 +60,22 @@ public final class DecoderLayer {
     }
 
     /**
+     * Layers [from, to) of {@code table} ({@link #tableRow}s over one cache) over packed rows in one native call, x
+     * updated in place: the same bits as {@link #forward} layer by layer with the table's weights and caches.
+     * {@code a.residual()} is left holding the last layer's x + attn(x).
+     */
+    public void forward(Ops.LayerTable table, int from, int to, Tensor x, Workspace.Rows rows, KvCache.Layer cache, LayerActivations a) {
+        rows.checkFits(cache);
+        x.backend().ops().decoderLayers(table, from, to, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(),
+            a.act(), rows.seq(), rows.pos(), invFreq, c.ropeInterleaved(), c.normEps(), scale);
+    }
+
+    /** One layer's tensors in {@link Ops#layerTable}'s order: its weights (as given: plain or packed), then its caches. */
+    public static Tensor[] tableRow(LayerWeights w, KvCache.Layer cache) {
+        return new Tensor[] {w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), cache.keys(), cache.values()};
+    }
+
+    /**
      * out = h + down(silu(gate n) * up n), n = rmsnorm(h, norm): the layer's second half, and an MLP exit head's
      * (with the backbone's norm and the head's own projections). out may be h.
      */

@@ -1,9 +1,14 @@
 package dev.eetune.model;
 
 import dev.eetune.backend.Backend;
+import dev.eetune.backend.Ops;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
+
+import java.util.HashMap;
+import java.util.Map;
+import java.util.function.Function;
 
 /**
  * Preallocated keys and values: per layer [sequences, maxLen, kvHeads * headDim]. Positions are written by passes;
@@ -15,6 +20,8 @@ public final class KvCache implements AutoCloseable {
     private final Layer[] layers;
     private final int sequences;
     private final int maxLen;
+    /** {@link Ops#layerTable}s pairing these layers with a model's matrices, by what they pair ({@link #layerTable}). */
+    private final Map<Object, Ops.LayerTable> tables = new HashMap<>();
 
     public KvCache(LlamaConfig c, Backend backend, int sequences, int maxLen) {
         this(c, backend, sequences, maxLen, false);
@@ -64,6 +71,12 @@ public final class KvCache implements AutoCloseable {
     public Layer layer(int index) { return layers[index]; }
 
     public Tensor keys(int layer) { return layers[layer].keys(); }
+
+    /**
+     * The layer table {@code key} names (a model, its plain or packed matrices, a range of layers), made by {@code make}
+     * on first use and kept as long as this cache: decode checks a model's weights and this cache once, not per pass.
+     */
+    public Ops.LayerTable layerTable(Object key, Function<KvCache, Ops.LayerTable> make) { return tables.computeIfAbsent(key, k -> make.apply(this)); }
 
     public Tensor values(int layer) { return layers[layer].values(); }
 

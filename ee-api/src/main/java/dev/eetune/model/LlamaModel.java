@@ -206,10 +206,33 @@ public final class LlamaModel implements AutoCloseable {
      * 0..pos; with {@code cache} null the rows must be dense. For passes with exit heads see
      * {@code EarlyExitModel.run}.
      */
-    public void layers(Tensor x, Workspace.Rows rows, KvCache cache, int from, int to, Workspace ws) {
+    public void layers(Tensor x, Workspace.Rows rows, KvCache cache, int from, int to, Workspace ws) { layers(x, rows, cache, from, to, ws, null); }
+
+    /**
+     * {@link #layers(Tensor, Workspace.Rows, KvCache, int, int, Workspace)}, {@code residual} (may be null) receiving
+     * the last layer's attention residual x + attn(x). With a cache the layers run in one native call over a table of
+     * their weights and caches that the cache keeps ({@link Ops#decoderLayers}: checked once, not per layer and pass;
+     * at stories260K's size the per-layer checks and calls cost as much as the layers on a cold JVM); the same bits as
+     * one {@link #layer} call after another, which is what passes without a cache (dense rows) run.
+     */
+    public void layers(Tensor x, Workspace.Rows rows, KvCache cache, int from, int to, Workspace ws, Tensor residual) {
         if (from < 0 || to > config.nLayers() || from > to) throw new IllegalArgumentException("layers [" + from + ", " + to + ") outside 0.." + config.nLayers());
-        for (int l = from; l < to; l++) layer(l, x, rows, cache, ws, null);
+        if (from == to) return;
+        if (cache == null) {
+            for (int l = from; l < to; l++) layer(l, x, rows, null, ws, l == to - 1 ? residual : null);
+            return;
+        }
+        boolean panels = panels(rows.count());
+        Ops.LayerTable table = cache.layerTable(new TableKey(this, panels, from, to), c -> {
+            List<Tensor[]> t = new ArrayList<>(to - from);
+            for (int l = from; l < to; l++) t.add(DecoderLayer.tableRow(panels ? packedLayer(l) : weights.layers().get(l), c.layer(l)));
+            return backend.ops().layerTable(t, panels, config.nHeads(), config.nKvHeads(), config.headDim());
+        });
+        layer.forward(table, 0, to - from, x, rows, cache.layer(from), ws.activations(rows.count(), x, residual));
     }
+
+    /** What a layer table of a cache pairs: this model's plain or packed matrices of layers [from, to). */
+    private record TableKey(LlamaModel model, boolean panels, int from, int to) {}
 
     /**
      * Backbone layer {@code index} (0-based) over rows, x updated in place; {@code residual} (may be null) receives

@@ -100,7 +100,7 @@ public final class CudaBackend extends Backend {
     public void close() { kernels().ee_synchronize(); }
 
     private long addressOf(ByteBuffer direct) {
-        return binding == Binding.FFM ? FfmCuda.address(direct) : JnaCuda.address(direct);
+        return host().address(direct);
     }
 
     private void check(int rc, String what) {

@@ -3,7 +3,6 @@ package dev.eetune.cuda;
 import dev.eetune.backend.HostMemory;
 import dev.eetune.backend.Kernels;
 
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 
 /**
@@ -22,6 +21,4 @@ final class FfmCuda {
     static NcclAbi bindNccl(Path library) { throw new UnsupportedOperationException(unavailableReason()); }
 
     static HostMemory hostMemory() { throw new UnsupportedOperationException(unavailableReason()); }
-
-    static long address(ByteBuffer direct) { throw new UnsupportedOperationException(unavailableReason()); }
 }

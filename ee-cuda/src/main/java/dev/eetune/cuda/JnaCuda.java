@@ -19,11 +19,12 @@ final class JnaCuda {
     static NcclAbi bindNccl(Path library) { return NcclJna.bind(NativeLibrary.getInstance(library.toString())); }
 
     static HostMemory hostMemory() {
-        return (address, bytes) -> new Pointer(address).getByteBuffer(0, bytes).order(ByteOrder.nativeOrder());
-    }
+        return new HostMemory() {
+            @Override
+            public ByteBuffer view(long address, long bytes) { return new Pointer(address).getByteBuffer(0, bytes).order(ByteOrder.nativeOrder()); }
 
-    /** Native address of a direct buffer's current position. */
-    static long address(ByteBuffer direct) {
-        return Pointer.nativeValue(Native.getDirectBufferPointer(direct)) + direct.position();
+            @Override
+            public long address(ByteBuffer direct) { return Pointer.nativeValue(Native.getDirectBufferPointer(direct)) + direct.position(); }
+        };
     }
 }

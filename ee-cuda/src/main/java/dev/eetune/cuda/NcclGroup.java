@@ -51,7 +51,7 @@ final class NcclGroup implements ProcessGroup {
         HostMemory memory = binding == Binding.FFM ? FfmCuda.hostMemory() : JnaCuda.hostMemory();
         NcclGroup g = new NcclGroup(host, abi, memory, timeout.toMillis() / 1000.0);
         ByteBuffer id = ByteBuffer.allocateDirect(UNIQUE_ID_BYTES).order(ByteOrder.nativeOrder());
-        long address = binding == Binding.FFM ? FfmCuda.address(id) : JnaCuda.address(id);
+        long address = memory.address(id);
         try {
             if (host.rank() == 0) g.check(abi.ee_nccl_unique_id(address), "");
             byte[] bytes = new byte[UNIQUE_ID_BYTES];

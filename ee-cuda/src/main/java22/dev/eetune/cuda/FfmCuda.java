@@ -21,9 +21,12 @@ final class FfmCuda {
     static NcclAbi bindNccl(Path library) { return NcclFfm.bind(SymbolLookup.libraryLookup(library, Arena.global())); }
 
     static HostMemory hostMemory() {
-        return (address, bytes) -> MemorySegment.ofAddress(address).reinterpret(bytes).asByteBuffer().order(ByteOrder.nativeOrder());
-    }
+        return new HostMemory() {
+            @Override
+            public ByteBuffer view(long address, long bytes) { return MemorySegment.ofAddress(address).reinterpret(bytes).asByteBuffer().order(ByteOrder.nativeOrder()); }
 
-    /** Native address of a direct buffer's current position (the segment starts there). */
-    static long address(ByteBuffer direct) { return MemorySegment.ofBuffer(direct).address(); }
+            @Override
+            public long address(ByteBuffer direct) { return MemorySegment.ofBuffer(direct).address(); } // the segment starts at the position
+        };
+    }
 }

@@ -6,6 +6,7 @@ import dev.eetune.backend.Kernels;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
+import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
 
@@ -22,6 +23,12 @@ final class Ffm {
     static DistAbi bindDist(Path library) { return DistFfm.bind(SymbolLookup.libraryLookup(library, Arena.global())); }
 
     static HostMemory hostMemory() {
-        return (address, bytes) -> MemorySegment.ofAddress(address).reinterpret(bytes).asByteBuffer().order(ByteOrder.nativeOrder());
+        return new HostMemory() {
+            @Override
+            public ByteBuffer view(long address, long bytes) { return MemorySegment.ofAddress(address).reinterpret(bytes).asByteBuffer().order(ByteOrder.nativeOrder()); }
+
+            @Override
+            public long address(ByteBuffer direct) { return MemorySegment.ofBuffer(direct).address(); } // the segment starts at the position
+        };
     }
 }

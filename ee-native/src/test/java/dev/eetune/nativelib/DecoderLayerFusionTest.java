@@ -41,6 +41,12 @@ class DecoderLayerFusionTest {
                 norm(s, r, d.dim()), mat(s, r, wt, d.hidden(), d.dim()), mat(s, r, wt, d.hidden(), d.dim()), mat(s, r, wt, d.dim(), d.hidden()));
         }
 
+        /** The seven matrices packed by {@link Ops#packPanels}, norms and biases as they are. */
+        Weights packed(Ops ops, Scope s) {
+            return new Weights(attnNorm, ops.packPanels(wq, s), ops.packPanels(wk, s), ops.packPanels(wv, s), ops.packPanels(wo, s), bq, bk, bv, ffnNorm,
+                ops.packPanels(wGate, s), ops.packPanels(wUp, s), ops.packPanels(wDown, s));
+        }
+
         private static Tensor mat(Scope s, Random r, DType wt, int rows, int cols) {
             float[] v = randn(r, rows * cols);
             for (int i = 0; i < v.length; i++) v[i] *= 0.2f;
@@ -182,8 +188,7 @@ class DecoderLayerFusionTest {
         for (DType dtype : new DType[] {DType.F32, DType.BF16})
         try (Scope s = Scope.of(be)) {
             Weights w = Weights.random(s, r, d, dtype, true);
-            Weights p = new Weights(w.attnNorm(), ops.packPanels(w.wq(), s), ops.packPanels(w.wk(), s), ops.packPanels(w.wv(), s), ops.packPanels(w.wo(), s),
-                w.bq(), w.bk(), w.bv(), w.ffnNorm(), ops.packPanels(w.wGate(), s), ops.packPanels(w.wUp(), s), ops.packPanels(w.wDown(), s));
+            Weights p = w.packed(ops, s);
             Tensor inv = invFreq(s, d.headDim());
             for (int rows = 1; rows <= Ops.PANELS_MAX_ROWS; rows++) {
                 int[] seq = new int[rows], pos = new int[rows];
@@ -254,6 +259,103 @@ class DecoderLayerFusionTest {
             Tensor other = s.zeros(DType.F32, batch, seqLen, d.kd());
             assertThatThrownBy(() -> fused(be.ops(), d, w, x, x, a, other, other, false, seqT, posT, inv, false, 1e-6f, 0.3f))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("decoderLayer");
+        }
+    }
+
+    /**
+     * {@link Ops#decoderLayers} over a {@link Ops#layerTable} (ee_decoder_layers_fwd) against {@link Ops#decoderLayer}
+     * layer by layer, bit for bit: three layers (biases on one), two rows of two sequences, f32 and bf16, plain and packed
+     * matrices, all layers and a later range alone; then the refusals: layers of different shapes (the layer named), a
+     * range outside the table, another backend's table, and a table whose cache was closed.
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void layerTablesRunTheLayersOneByOne(Binding binding) {
+        Random r = Bindings.random("decoderLayers table");
+        Backend be = CpuLibrary.backend(binding);
+        Ops ops = be.ops();
+        Dims d = new Dims(64, 8, 4, 8, 172);
+        int layers = 3, nSeq = 2, maxLen = 12, rows = 2;
+        float eps = 1e-5f, scale = (float) (1 / Math.sqrt(d.headDim()));
+        for (DType wt : new DType[] {DType.F32, DType.BF16}) {
+            for (boolean panels : new boolean[] {false, true}) {
+                try (Scope s = Scope.of(be)) {
+                    Weights[] w = new Weights[layers];
+                    for (int l = 0; l < layers; l++) {
+                        Weights plain = Weights.random(s, r, d, wt, l == 1);
+                        w[l] = panels ? plain.packed(ops, s) : plain;
+                    }
+                    float[] x0 = randn(r, rows * d.dim()), c0 = randn(r, layers * 2 * nSeq * maxLen * d.kd());
+                    Tensor seqT = s.of(new int[] {0, 1}, rows), posT = s.of(new int[] {5, 9}, rows), inv = invFreq(s, d.headDim());
+                    float[][] outs = new float[2][], caches = new float[2][];
+                    for (int f = 0; f < 2; f++) {
+                        Tensor x = s.of(x0, rows, d.dim()), block = s.of(c0, layers * 2, nSeq, maxLen, d.kd());
+                        Buffers a = Buffers.of(s, d, rows, x, true, true, false);
+                        List<Tensor[]> table = new java.util.ArrayList<>();
+                        for (int l = 0; l < layers; l++) {
+                            Tensor kc = block.slice(2 * l, 2 * l + 1).reshape(nSeq, maxLen, d.kd()), vc = block.slice(2 * l + 1, 2 * l + 2).reshape(nSeq, maxLen, d.kd());
+                            Weights m = w[l];
+                            if (f == 0) {
+                                ops.decoderLayer(x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
+                                    m.attnNorm(), m.wq(), m.wk(), m.wv(), m.wo(), m.bq(), m.bk(), m.bv(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), panels,
+                                    kc, vc, true, seqT, posT, inv, d.heads(), d.kvHeads(), d.headDim(), true, eps, scale);
+                            }
+                            table.add(new Tensor[] {m.attnNorm(), m.wq(), m.wk(), m.wv(), m.wo(), m.bq(), m.bk(), m.bv(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), kc, vc});
+                        }
+                        Ops.LayerTable t = ops.layerTable(table, panels, d.heads(), d.kvHeads(), d.headDim());
+                        if (f == 1) {
+                            // layer 0 alone, then layers 1..2: a range that starts inside the table
+                            ops.decoderLayers(t, 0, 1, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(),
+                                a.act(), seqT, posT, inv, true, eps, scale);
+                            ops.decoderLayers(t, 1, layers, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(),
+                                a.up(), a.act(), seqT, posT, inv, true, eps, scale);
+                        }
+                        outs[f] = x.toFloatArray();
+                        caches[f] = block.toFloatArray();
+                        if (f == 1) {
+                            assertThat(t.toString()).contains("3 layers").contains("dim 64");
+                            assertThatThrownBy(() -> ops.decoderLayers(t, 2, 4, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(),
+                                a.inv2(), a.gate(), a.up(), a.act(), seqT, posT, inv, true, eps, scale)).isInstanceOf(IllegalArgumentException.class)
+                                .hasMessageContaining("decoderLayers").hasMessageContaining("[2, 4)");
+                            Backend other = CpuLibrary.backend(binding == Binding.FFM && Bindings.available().contains(Binding.JNA) ? Binding.JNA : binding);
+                            if (other != be) {
+                                assertThatThrownBy(() -> other.ops().decoderLayers(t, 0, 1, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(),
+                                    a.xn2(), a.inv2(), a.gate(), a.up(), a.act(), seqT, posT, inv, true, eps, scale)).isInstanceOf(IllegalArgumentException.class)
+                                    .hasMessageContaining("the table was made by");
+                            }
+                            // a layer of another shape is refused, naming it
+                            List<Tensor[]> mixed = new java.util.ArrayList<>(table);
+                            Tensor[] wide = mixed.get(2).clone();
+                            wide[12] = s.zeros(DType.F32, nSeq + 1, maxLen, d.kd());
+                            wide[13] = s.zeros(DType.F32, nSeq + 1, maxLen, d.kd());
+                            mixed.set(2, wide);
+                            assertThatThrownBy(() -> ops.layerTable(mixed, panels, d.heads(), d.kvHeads(), d.headDim())).isInstanceOf(IllegalArgumentException.class)
+                                .hasMessageContaining("layer 2");
+                            Tensor[] badQ = table.get(1).clone();
+                            badQ[1] = badQ[2];
+                            assertThatThrownBy(() -> ops.layerTable(List.of(table.get(0), badQ), panels, d.heads(), d.kvHeads(), d.headDim()))
+                                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("layerTable (layer 1)").hasMessageContaining("matrices must be");
+                        }
+                    }
+                    String what = wt + (panels ? " packed" : " plain");
+                    assertThat(outs[1]).as(what + " out").isEqualTo(outs[0]);
+                    assertThat(caches[1]).as(what + " caches").isEqualTo(caches[0]);
+                }
+            }
+        }
+        // a table outliving its cache fails instead of reading freed memory
+        try (Scope s = Scope.of(be)) {
+            Weights w = Weights.random(s, r, d, DType.F32, false);
+            Scope cacheScope = Scope.of(be);
+            Tensor kc = cacheScope.zeros(DType.F32, nSeq, maxLen, d.kd()), vc = cacheScope.zeros(DType.F32, nSeq, maxLen, d.kd());
+            Ops.LayerTable t = ops.layerTable(List.<Tensor[]>of(new Tensor[] {w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), null, null, null, w.ffnNorm(), w.wGate(), w.wUp(),
+                w.wDown(), kc, vc}), false, d.heads(), d.kvHeads(), d.headDim());
+            cacheScope.close();
+            Tensor x = s.zeros(DType.F32, rows, d.dim());
+            Buffers a = Buffers.of(s, d, rows, x, true, true, false);
+            assertThatThrownBy(() -> ops.decoderLayers(t, 0, 1, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(),
+                a.up(), a.act(), s.of(new int[] {0, 1}, rows), s.of(new int[] {0, 0}, rows), invFreq(s, d.headDim()), true, eps, scale))
+                .isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
         }
     }
 }
