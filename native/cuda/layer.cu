@@ -37,11 +37,18 @@ EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual,
     TRY(ee_attention_fwd(att, lse, q, k_cache, v_cache, row_seq, row_pos, rows, n_heads, n_kv_heads, head_dim, n_seq, max_len, scale));
     if (residual != x) TRY(ee_copy(residual, x, row_bytes, 0));
     TRY(ee_gemm(0, 1, rows, dim, qd, 1.0f, att, qd, wo, w_dtype, qd, 1.0f, residual, dim));
-    TRY(ee_rmsnorm_fwd(xn2, inv2, residual, ffn_norm, rows, dim, eps));
+    return ee_feed_forward_fwd(residual, out, xn2, inv2, gate, up, act, ffn_norm, w_gate, w_up, w_down, w_dtype, rows, dim, hidden, eps);
+}
+
+EE_API int32_t ee_feed_forward_fwd(const float* h, float* out, float* xn2, float* inv2, float* gate, float* up, float* act, const float* ffn_norm, const void* w_gate, const void* w_up, const void* w_down, int32_t w_dtype, int32_t rows, int32_t dim, int32_t hidden, float eps) {
+    if (rows < 0 || dim <= 0 || hidden <= 0) return ee_fail("ee_feed_forward_fwd: bad shape (rows %d, dim %d, hidden %d)", rows, dim, hidden);
+    if (rows == 0) return 0;
+    if (!h || !out || !xn2 || !gate || !up || !act || !ffn_norm || !w_gate || !w_up || !w_down) return ee_fail("ee_feed_forward_fwd: null pointer");
+    TRY(ee_rmsnorm_fwd(xn2, inv2, h, ffn_norm, rows, dim, eps));
     TRY(ee_gemm(0, 1, rows, hidden, dim, 1.0f, xn2, dim, w_gate, w_dtype, dim, 0.0f, gate, hidden));
     TRY(ee_gemm(0, 1, rows, hidden, dim, 1.0f, xn2, dim, w_up, w_dtype, dim, 0.0f, up, hidden));
     TRY(ee_swiglu_fwd(act, gate, up, (int64_t)rows * hidden));
-    if (out != residual) TRY(ee_copy(out, residual, row_bytes, 0));
+    if (out != h) TRY(ee_copy(out, h, (int64_t)rows * dim * (int64_t)sizeof(float), 0));
     TRY(ee_gemm(0, 1, rows, dim, hidden, 1.0f, act, hidden, w_down, w_dtype, hidden, 1.0f, out, dim));
     return 0;
 }

@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_gate_score) X(ee_argmax_candidates)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -721,6 +721,15 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
         compare(name, x, (size_t)rows * dim, 1e-4);
         compare(name, kc2, (size_t)n_seq * max_len * kd, 1e-5);
         free_pair(kc2), free_pair(vc2);
+        /* the second half alone, out apart from h */
+        Pair ffo = pair_out((size_t)rows * dim * 4);
+        both("feed_forward_fwd", [&](const Api& api, int w) {
+            return api.ee_feed_forward_fwd((float*)P(res), (float*)P(ffo), (float*)P(xn), (float*)P(i2), (float*)P(g), (float*)P(u), (float*)P(g), (float*)P(n2), P(wg), P(wu),
+                P(wd), w_dtype, rows, dim, hidden, 1e-5f);
+        });
+        snprintf(name, sizeof name, "feed_forward_fwd rows %d dim %d hidden %d", rows, dim, hidden);
+        compare(name, ffo, (size_t)rows * dim, 1e-4);
+        free_pair(ffo);
     }
     for (Pair* z : {&wq, &wk, &wv, &wo, &wg, &wu, &wd, &n1, &n2, &bq, &bk, &bv, &invf, &s, &p, &x, &kc, &vc, &xn, &res, &q, &k, &v, &att, &lse, &g, &u, &i1, &i2})
         free_pair(*z);

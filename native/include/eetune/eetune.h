@@ -49,7 +49,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 5
+#define EE_ABI_VERSION 6
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -214,6 +214,15 @@ EE_API int32_t ee_swiglu_bwd(float* dgate, float* dup, const float* dout, const 
  * in w_dtype; norms and biases f32. A failing op stops the layer and its error is the layer's.
  */
 EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, const float* attn_norm, const void* wq, const void* wk, const void* wv, const void* wo, const float* bq, const float* bk, const float* bv, const float* ffn_norm, const void* w_gate, const void* w_up, const void* w_down, int32_t w_dtype, float* k_cache, float* v_cache, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale);
+
+/**
+ * The second half of a decoder layer (and an mlp exit head's MLP) in one call, exactly the composition of the ops
+ * above: rmsnorm(xn2, inv2, h, ffn_norm); gate/up = xn2 W^T; act = silu(gate) * up; out = h (unless out == h);
+ * out += act Wdown^T. h, out, xn2: rows x dim; gate, up, act: rows x hidden (act may be gate); inv2 may be 0. The
+ * three matrices are [out][in] in w_dtype (plain, or packed panels with rows <= EE_PANELS_MAX_M); ee_decoder_layer_fwd
+ * runs this after its attention, so the bits are the same.
+ */
+EE_API int32_t ee_feed_forward_fwd(const float* h, float* out, float* xn2, float* inv2, float* gate, float* up, float* act, const float* ffn_norm, const void* w_gate, const void* w_up, const void* w_down, int32_t w_dtype, int32_t rows, int32_t dim, int32_t hidden, float eps);
 
 /** Pointers per layer in ee_decoder_layers_fwd's table, in this order: attn_norm, wq, wk, wv, wo, bq, bk, bv (0 when
  * absent), ffn_norm, w_gate, w_up, w_down, k_cache, v_cache. */

@@ -314,6 +314,34 @@ public final class Ops {
     }
 
     /**
+     * A decoder layer's second half in one native call (ee_feed_forward_fwd): the same ops, order and bits as
+     * {@link #rmsnorm} (xn2, inv2 of h with ffnNorm), {@link #linear} (gate, up), {@link #swiglu}, out = h (unless the
+     * same tensor), out += act wDown^T. h, out, xn2 [rows, dim]; gate, up, act [rows, hidden] (act may be gate);
+     * inv2 [rows] may be null. The matrices share one dtype ({@code panels}: {@link #packPanels}'s copies, at most
+     * {@link #PANELS_MAX_ROWS} rows); everything else is F32.
+     */
+    public void feedForward(Tensor h, Tensor out, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown,
+                            boolean panels, float eps) {
+        String op = "feedForward";
+        f32(op, h, out, xn2, gate, up, act, ffnNorm);
+        DType wt = wGate.dtype();
+        if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wGate);
+        typed(op, wt, wUp, wDown);
+        int rows = rows(h), dim = cols(h), hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
+        if (panels && (wt != DType.F32 && wt != DType.BF16 || rows > PANELS_MAX_ROWS)) fail(op, "packed matrices are F32 or BF16 and take at most " + PANELS_MAX_ROWS + " rows", h, wGate);
+        long ho = panels ? panelRows(hidden) : hidden, dout = panels ? panelRows(dim) : dim;
+        if (!matrix(wGate, ho, dim) || !matrix(wUp, ho, dim) || !matrix(wDown, dout, hidden) || ffnNorm.size() != dim) {
+            fail(op, "h [rows, dim], gate and up [hidden, dim], down [dim, hidden]" + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : "") + ", ffnNorm [dim]",
+                h, wGate, wUp, wDown, ffnNorm);
+        }
+        long rd = (long) rows * dim, rh = (long) rows * hidden;
+        if (out.size() != rd || xn2.size() != rd || gate.size() != rh || up.size() != rh || act.size() != rh) fail(op, "out, xn2 [rows, dim]; gate, up, act [rows, hidden]", h, out, xn2, gate, up, act);
+        if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", h, inv2); }
+        check(op, k.ee_feed_forward_fwd(h.address(), out.address(), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), ffnNorm.address(),
+            wGate.address(), wUp.address(), wDown.address(), panels ? panelsDtype(wt) : wt.code(), rows, dim, hidden, eps));
+    }
+
+    /**
      * Decoder layers [from, to) of a {@link #layerTable} in one native call (ee_decoder_layers_fwd): the same bits as
      * {@link #decoderLayer} for each in turn with {@code writeKv}, the first reading x and every later one out (out may
      * be x); the scratch activations are shared. Only the activations are checked here: the table's weights and

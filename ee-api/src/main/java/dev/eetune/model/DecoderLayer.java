@@ -80,12 +80,6 @@ public final class DecoderLayer {
      * (with the backbone's norm and the head's own projections). out may be h.
      */
     public void feedForward(Tensor norm, Tensor wGate, Tensor wUp, Tensor wDown, Tensor h, Tensor out, LayerActivations a) {
-        Ops ops = h.backend().ops();
-        ops.rmsnorm(a.xn2(), a.inv2(), h, norm, c.normEps());
-        ops.linear(a.gate(), a.xn2(), wGate);
-        ops.linear(a.up(), a.xn2(), wUp);
-        ops.swiglu(a.act(), a.gate(), a.up());
-        if (out != h) out.copyFrom(h);
-        ops.gemm(false, true, 1f, a.act(), wDown, 1f, out); // out += act Wdown^T
+        h.backend().ops().feedForward(h, out, a.xn2(), a.inv2(), a.gate(), a.up(), a.act(), norm, wGate, wUp, wDown, false, c.normEps());
     }
 }

@@ -358,4 +358,62 @@ class DecoderLayerFusionTest {
                 .isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
         }
     }
+
+    /**
+     * {@link Ops#feedForward} (ee_feed_forward_fwd) against rmsnorm, linear (gate, up), swiglu, copy and gemm one by one,
+     * bit for bit (f32 and bf16, 1 and 5 rows, out apart from h or in place, act aliasing gate or not, inv2 kept or
+     * not); packed matrices give the plain result up to the order of additions; a wrong shape is refused by name.
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void feedForwardMatchesTheOpsBitForBit(Binding binding) {
+        Random r = Bindings.random("feedForward");
+        Backend be = CpuLibrary.backend(binding);
+        Ops ops = be.ops();
+        Dims d = new Dims(96, 6, 6, 16, 256);
+        float eps = 1e-5f;
+        for (DType wt : new DType[] {DType.F32, DType.BF16}) {
+            for (int variant = 0; variant < 4; variant++) {
+                boolean inPlace = (variant & 1) != 0, keep = (variant & 2) != 0;
+                for (int rows : new int[] {1, 5}) {
+                    try (Scope s = Scope.of(be)) {
+                        Weights w = Weights.random(s, r, d, wt, false);
+                        float[] h0 = randn(r, rows * d.dim());
+                        float[][] outs = new float[3][];
+                        List<List<float[]>> kept = new java.util.ArrayList<>();
+                        for (int f = 0; f < 3; f++) {
+                            Tensor h = s.of(h0, rows, d.dim()), out = inPlace ? h : s.zeros(DType.F32, rows, d.dim());
+                            Buffers a = Buffers.of(s, d, rows, h, true, !keep, keep);
+                            if (f == 0) {
+                                ops.rmsnorm(a.xn2(), a.inv2(), h, w.ffnNorm(), eps);
+                                ops.linear(a.gate(), a.xn2(), w.wGate());
+                                ops.linear(a.up(), a.xn2(), w.wUp());
+                                ops.swiglu(a.act(), a.gate(), a.up());
+                                if (out != h) out.copyFrom(h);
+                                ops.gemm(false, true, 1f, a.act(), w.wDown(), 1f, out);
+                            } else {
+                                Weights m = f == 1 ? w : w.packed(ops, s);
+                                ops.feedForward(h, out, a.xn2(), a.inv2(), a.gate(), a.up(), a.act(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), f == 2, eps);
+                            }
+                            outs[f] = out.toFloatArray();
+                            kept.add(java.util.stream.Stream.of(a.xn2(), a.inv2(), a.gate(), a.up(), a.act()).filter(t -> t != null).map(Tensor::toFloatArray).toList());
+                        }
+                        String what = wt + " rows " + rows + (inPlace ? " in place" : "") + (keep ? " inv2 kept" : "");
+                        assertThat(outs[1]).as(what).isEqualTo(outs[0]);
+                        for (int i = 0; i < kept.get(0).size(); i++) assertThat(kept.get(1).get(i)).as(what + " buffer " + i).isEqualTo(kept.get(0).get(i));
+                        for (int i = 0; i < outs[0].length; i++) {
+                            assertThat(outs[2][i]).as(what + " packed, element " + i).isCloseTo(outs[0][i], within(1e-4f * (1 + Math.abs(outs[0][i]))));
+                        }
+                    }
+                }
+            }
+        }
+        try (Scope s = Scope.of(be)) {
+            Weights w = Weights.random(s, r, d, DType.F32, false);
+            Tensor h = s.zeros(DType.F32, 2, d.dim());
+            Buffers a = Buffers.of(s, d, 2, h, true, false, false);
+            assertThatThrownBy(() -> ops.feedForward(h, h, a.xn2(), null, a.gate(), a.up(), a.act(), w.ffnNorm(), w.wUp(), w.wGate(), w.wGate(), false, eps))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("feedForward").hasMessageContaining("down [dim, hidden]");
+        }
+    }
 }
