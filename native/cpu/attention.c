@@ -272,15 +272,20 @@ EE_INLINE v16 vsel(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b
 EE_INLINE v16 vmax(v16 a, v16 b) { return vsel(a > b, a, b); }
 EE_INLINE v16 vsplat(float x) { return (v16){0} + x; }
 EE_INLINE v8 vsel8(v8i m, v8 a, v8 b) { return (v8)(((v8i)a & m) | ((v8i)b & ~m)); }
-EE_INLINE v8 vmax8(v8 a, v8 b) { return vsel8(a > b, a, b); }
+#if EE_X86
+#include <immintrin.h>
+/* max as vsel8(a > b, a, b) gives it, NaN included (b when either is NaN), in one instruction instead of four (the
+ * 8-float helpers serve only the AVX2 kernels) */
+EE_INLINE EE_AVX2 v8 vmax8(v8 a, v8 b) { return (v8)_mm256_max_ps((__m256)a, (__m256)b); }
+#endif
 EE_INLINE v8 vsplat8(float x) { return (v8){0} + x; }
 
-/* exp as in exp.c (Cephes polynomial, about 1 ulp); arguments below -87.3 (and -inf) give 0. Round to nearest by
- * the 1.5 * 2^23 trick, exact for the clamped range. One body for 16- and 8-float vectors. */
-#define VEXP_BODY(V, VI, sel, max, splat)                                                                              \
+/* exp as in exp.c (Cephes polynomial, about 1 ulp) for the arguments of a softmax, x - max <= 0 (up to rounding):
+ * no clamp above (exp.c's 88.38 never applies, so the bits are the same); arguments below -87.3 (and -inf, NaN) give
+ * 0. Round to nearest by the 1.5 * 2^23 trick, exact for the clamped range. One body for 16- and 8-float vectors. */
+#define VEXP_BODY(V, VI, max, splat)                                                                                   \
     const VI under = ~(x >= -87.33654f);                                                                               \
     x = max(x, splat(-87.33654f));                                                                                     \
-    x = sel(x > 88.3762626647949f, splat(88.3762626647949f), x);                                                       \
     const V n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;                                               \
     V r = x - n * 0.693359375f;                                                                                        \
     r = r - n * -2.12194440e-4f;                                                                                       \
@@ -293,8 +298,10 @@ EE_INLINE v8 vsplat8(float x) { return (v8){0} + x; }
     p = p * (r * r) + (r + 1.0f);                                                                                      \
     const VI pow2n = (__builtin_convertvector(n, VI) + 127) << 23;                                                     \
     return (V)((VI)(p * (V)pow2n) & ~under);
-EE_INLINE v16 vexp(v16 x) { VEXP_BODY(v16, v16i, vsel, vmax, vsplat) }
-EE_INLINE v8 vexp8(v8 x) { VEXP_BODY(v8, v8i, vsel8, vmax8, vsplat8) }
+EE_INLINE v16 vexp(v16 x) { VEXP_BODY(v16, v16i, vmax, vsplat) }
+#if EE_X86
+EE_INLINE EE_AVX2 v8 vexp8(v8 x) { VEXP_BODY(v8, v8i, vmax8, vsplat8) }
+#endif
 
 /* st[j] = sum_d k[j][d] qt[d] for j < nb (k rows ldk apart): kt keys per register tile */
 EE_INLINE void slot_scores(v16* st, const float* k, size_t ldk, int nb, const v16* qt, int D, const int kt) {

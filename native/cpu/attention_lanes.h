@@ -31,7 +31,8 @@ EE_INLINE LTARGET void LNAME(lanes_chunk)(LNAME(lane_state) * st, const float* q
     for (int j = 0; j < ns; j++) {
         LV sc = (LV){0};
         for (int d = 0; d < D; d++) sc += q[d] * kt[j * D + d];
-        s[j] = LSEL(lane + (float)(j0 + LW * j) < (float)n_keys, sc, LSPLAT(-INFINITY));
+        const int32_t first = j0 + LW * j; /* only the last step can reach past the keys */
+        s[j] = first + LW <= n_keys ? sc : LSEL(lane + (float)first < (float)n_keys, sc, LSPLAT(-INFINITY));
         mx = LMAX(mx, s[j]);
     }
     /* a lane with no key yet has max -inf: -inf - -inf is NaN, which the exp turns into 0 */
