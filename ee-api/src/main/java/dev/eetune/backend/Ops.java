@@ -323,17 +323,10 @@ public final class Ops {
     public void feedForward(Tensor h, Tensor out, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown,
                             boolean panels, float eps) {
         String op = "feedForward";
-        f32(op, h, out, xn2, gate, up, act, ffnNorm);
+        f32(op, h, out, xn2, gate, up, act);
         DType wt = wGate.dtype();
-        if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wGate);
-        typed(op, wt, wUp, wDown);
-        int rows = rows(h), dim = cols(h), hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
-        if (panels && (wt != DType.F32 && wt != DType.BF16 || rows > PANELS_MAX_ROWS)) fail(op, "packed matrices are F32 or BF16 and take at most " + PANELS_MAX_ROWS + " rows", h, wGate);
-        long ho = panels ? panelRows(hidden) : hidden, dout = panels ? panelRows(dim) : dim;
-        if (!matrix(wGate, ho, dim) || !matrix(wUp, ho, dim) || !matrix(wDown, dout, hidden) || ffnNorm.size() != dim) {
-            fail(op, "h [rows, dim], gate and up [hidden, dim], down [dim, hidden]" + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : "") + ", ffnNorm [dim]",
-                h, wGate, wUp, wDown, ffnNorm);
-        }
+        int rows = rows(h), dim = cols(h), hidden = feedForwardShape(op, wt, ffnNorm, wGate, wUp, wDown, panels, dim);
+        if (panels && rows > PANELS_MAX_ROWS) fail(op, "packed matrices take at most " + PANELS_MAX_ROWS + " rows", h);
         long rd = (long) rows * dim, rh = (long) rows * hidden;
         if (out.size() != rd || xn2.size() != rd || gate.size() != rh || up.size() != rh || act.size() != rh) fail(op, "out, xn2 [rows, dim]; gate, up, act [rows, hidden]", h, out, xn2, gate, up, act);
         if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", h, inv2); }
@@ -425,25 +418,23 @@ public final class Ops {
 
     private LayerShape layerShape(String op, Tensor attnNorm, Tensor wq, Tensor wk, Tensor wv, Tensor wo, Tensor bq, Tensor bk, Tensor bv, Tensor ffnNorm, Tensor wGate,
                                   Tensor wUp, Tensor wDown, boolean panels, Tensor kCache, Tensor vCache, int nHeads, int nKvHeads, int headDim) {
-        f32(op, attnNorm, ffnNorm, kCache, vCache);
+        f32(op, attnNorm, kCache, vCache);
         DType wt = wq.dtype();
         if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wq);
-        typed(op, wt, wk, wv, wo, wGate, wUp, wDown);
+        typed(op, wt, wk, wv, wo);
+        if (panels && wt != DType.F32 && wt != DType.BF16) fail(op, "packed matrices are F32 or BF16", wq);
         if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || nHeads % nKvHeads != 0) {
             throw new IllegalArgumentException(op + ": " + nHeads + " query heads, " + nKvHeads + " KV heads of size " + headDim + " (even, heads a multiple of KV heads)");
         }
-        if (wo.rank() != 2 || wDown.rank() != 2) fail(op, "matrices must be [out, in]", wo, wDown);
-        int dim = wq.rank() == 2 ? wq.dim(1) : -1, hidden = wDown.dim(1);
-        if (panels && wt != DType.F32 && wt != DType.BF16) fail(op, "packed matrices are F32 or BF16", wq);
+        int dim = wq.rank() == 2 ? wq.dim(1) : -1;
         long qd = (long) nHeads * headDim, kd = (long) nKvHeads * headDim;
-        // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
-        long qo = panels ? panelRows(qd) : qd, ko = panels ? panelRows(kd) : kd, dout = panels ? panelRows(dim) : dim, ho = panels ? panelRows(hidden) : hidden;
-        if (!matrix(wq, qo, dim) || !matrix(wk, ko, dim) || !matrix(wv, ko, dim) || !matrix(wo, dout, qd) || !matrix(wGate, ho, dim)
-            || !matrix(wUp, ho, dim) || !matrix(wDown, dout, hidden)) {
-            fail(op, "matrices must be q [heads*headDim, dim], k and v [kvHeads*headDim, dim], o [dim, heads*headDim], gate and up [hidden, dim], down [dim, hidden]"
-                + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : ""), wq, wk, wv, wo, wGate, wUp, wDown);
+        long qo = panels ? panelRows(qd) : qd, ko = panels ? panelRows(kd) : kd, dout = panels ? panelRows(dim) : dim;
+        if (!matrix(wq, qo, dim) || !matrix(wk, ko, dim) || !matrix(wv, ko, dim) || !matrix(wo, dout, qd)) {
+            fail(op, "matrices must be q [heads*headDim, dim], k and v [kvHeads*headDim, dim], o [dim, heads*headDim]"
+                + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : ""), wq, wk, wv, wo);
         }
-        if (attnNorm.size() != dim || ffnNorm.size() != dim) fail(op, "norms must be [dim]", wq, attnNorm, ffnNorm);
+        if (attnNorm.size() != dim) fail(op, "norms must be [dim]", wq, attnNorm);
+        int hidden = feedForwardShape(op, wt, ffnNorm, wGate, wUp, wDown, panels, dim);
         if (bq != null || bk != null || bv != null) {
             if (bq == null || bk == null || bv == null) throw new IllegalArgumentException(op + ": q, k and v biases come together");
             f32(op, bq, bk, bv);
@@ -451,6 +442,25 @@ public final class Ops {
         }
         if (kCache.rank() != 3 || !kCache.shape().equals(vCache.shape()) || kCache.dim(2) != kd) fail(op, "caches must be [nSeq, maxLen, kvHeads*headDim]", kCache, vCache);
         return new LayerShape(dim, hidden, nHeads, nKvHeads, headDim, panels ? panelsDtype(wt) : wt.code(), kCache.dim(0), kCache.dim(1));
+    }
+
+    /**
+     * The feed-forward weights of {@link #feedForward} and of a layer: gate and up [hidden, dim], down [dim, hidden] in
+     * {@code wt} (packed, F32 or BF16 only: out rounded up to {@link #PANEL_ROWS}), ffnNorm [dim]. Returns hidden.
+     */
+    private int feedForwardShape(String op, DType wt, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown, boolean panels, int dim) {
+        f32(op, ffnNorm);
+        if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wGate);
+        typed(op, wt, wGate, wUp, wDown);
+        if (panels && wt != DType.F32 && wt != DType.BF16) fail(op, "packed matrices are F32 or BF16", wGate);
+        int hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
+        // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
+        long ho = panels ? panelRows(hidden) : hidden, dout = panels ? panelRows(dim) : dim;
+        if (!matrix(wGate, ho, dim) || !matrix(wUp, ho, dim) || !matrix(wDown, dout, hidden) || ffnNorm.size() != dim) {
+            fail(op, "gate and up must be [hidden, dim], down [dim, hidden]" + (panels ? " (packed: out rounded up to " + PANEL_ROWS + ")" : "") + ", ffnNorm [dim], dim " + dim,
+                wGate, wUp, wDown, ffnNorm);
+        }
+        return hidden;
     }
 
     private void checkActivations(String op, LayerShape shape, Tensor x, Tensor out, Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att,
