@@ -323,13 +323,11 @@ public final class Ops {
     public void feedForward(Tensor h, Tensor out, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown,
                             boolean panels, float eps) {
         String op = "feedForward";
-        f32(op, h, out, xn2, gate, up, act);
+        f32(op, h);
         DType wt = wGate.dtype();
         int rows = rows(h), dim = cols(h), hidden = feedForwardShape(op, wt, ffnNorm, wGate, wUp, wDown, panels, dim);
         if (panels && rows > PANELS_MAX_ROWS) fail(op, "packed matrices take at most " + PANELS_MAX_ROWS + " rows", h);
-        long rd = (long) rows * dim, rh = (long) rows * hidden;
-        if (out.size() != rd || xn2.size() != rd || gate.size() != rh || up.size() != rh || act.size() != rh) fail(op, "out, xn2 [rows, dim]; gate, up, act [rows, hidden]", h, out, xn2, gate, up, act);
-        if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", h, inv2); }
+        checkFeedForwardActivations(op, h, rows, dim, hidden, out, xn2, inv2, gate, up, act);
         check(op, k.ee_feed_forward_fwd(h.address(), out.address(), xn2.address(), addr(inv2), gate.address(), up.address(), act.address(), ffnNorm.address(),
             wGate.address(), wUp.address(), wDown.address(), panels ? panelsDtype(wt) : wt.code(), rows, dim, hidden, eps));
     }
@@ -465,7 +463,7 @@ public final class Ops {
 
     private void checkActivations(String op, LayerShape shape, Tensor x, Tensor out, Tensor residual, Tensor xn1, Tensor inv1, Tensor q, Tensor k, Tensor v, Tensor att,
                                   Tensor lse, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act, Tensor rowSeq, Tensor rowPos, Tensor invFreq) {
-        f32(op, x, out, residual, xn1, q, k, v, att, xn2, gate, up, act, invFreq);
+        f32(op, x, residual, xn1, q, k, v, att, invFreq);
         i32(op, rowSeq, rowPos);
         int rows = rows(x), dim = shape.dim(), hidden = shape.hidden();
         if (cols(x) != dim) fail(op, "x must be [rows, dim] with the layers' dim " + dim, x);
@@ -473,15 +471,24 @@ public final class Ops {
         long qd = (long) shape.nHeads() * shape.headDim(), kd = (long) shape.nKvHeads() * shape.headDim();
         if (invFreq.size() != shape.headDim() / 2) fail(op, "invFreq must be [headDim / 2]", x, invFreq);
         long rd = (long) rows * dim;
-        if (out.size() != rd || residual.size() != rd || xn1.size() != rd || xn2.size() != rd || q.size() != rows * qd || att.size() != rows * qd
-            || k.size() != rows * kd || v.size() != rows * kd || gate.size() != (long) rows * hidden || up.size() != (long) rows * hidden
-            || act.size() != (long) rows * hidden || rowSeq.size() != rows || rowPos.size() != rows) {
-            fail(op, "activations must be [rows, dim], [rows, heads*headDim], [rows, kvHeads*headDim] or [rows, hidden], with one seq and pos per row",
-                x, out, residual, xn1, xn2, q, k, v, att, gate, up, act, rowSeq, rowPos);
+        if (residual.size() != rd || xn1.size() != rd || q.size() != rows * qd || att.size() != rows * qd || k.size() != rows * kd || v.size() != rows * kd
+            || rowSeq.size() != rows || rowPos.size() != rows) {
+            fail(op, "activations must be [rows, dim], [rows, heads*headDim] or [rows, kvHeads*headDim], with one seq and pos per row",
+                x, residual, xn1, q, k, v, att, rowSeq, rowPos);
         }
+        checkFeedForwardActivations(op, x, rows, dim, hidden, out, xn2, inv2, gate, up, act);
         if (inv1 != null) { f32(op, inv1); if (inv1.size() != rows) fail(op, "inv1 needs one value per row", x, inv1); }
-        if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", x, inv2); }
         if (lse != null) { f32(op, lse); if (lse.size() != (long) rows * shape.nHeads()) fail(op, "lse must be [rows, heads]", lse); }
+    }
+
+    /** The buffers of a layer's second half: out, xn2 [rows, dim]; gate, up, act [rows, hidden]; inv2 [rows] or null. */
+    private void checkFeedForwardActivations(String op, Tensor in, int rows, int dim, int hidden, Tensor out, Tensor xn2, Tensor inv2, Tensor gate, Tensor up, Tensor act) {
+        f32(op, out, xn2, gate, up, act);
+        long rd = (long) rows * dim, rh = (long) rows * hidden;
+        if (out.size() != rd || xn2.size() != rd || gate.size() != rh || up.size() != rh || act.size() != rh) {
+            fail(op, "out and xn2 must be [rows, dim], gate, up and act [rows, hidden]", in, out, xn2, gate, up, act);
+        }
+        if (inv2 != null) { f32(op, inv2); if (inv2.size() != rows) fail(op, "inv2 needs one value per row", in, inv2); }
     }
 
     private static boolean matrix(Tensor w, long outDim, long inDim) { return w.rank() == 2 && w.dim(0) == outDim && w.dim(1) == inDim; }

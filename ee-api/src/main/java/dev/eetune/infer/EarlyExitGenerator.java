@@ -312,7 +312,7 @@ public final class EarlyExitGenerator implements Decoder {
         public Pass beforeLayer(int layer, Pass pass) {
             Pass joined = joinPending(layer, pass);
             counters.rowLayers += joined.rowCount();
-            if (policy.confidence() == ConfidenceMethod.SATURATION && canExit[layer] && exits.head(layer) != null) {
+            if (copiesInput(layer)) {
                 before = joined.x().slice(0, active.length).toFloatArray(); // the newest rows lead the pass
             }
             return joined;
@@ -321,7 +321,12 @@ public final class EarlyExitGenerator implements Decoder {
         /** Rows join only after an exit (they stopped there), and saturation copies the input of an exit's layer. */
         @Override
         public boolean passesThrough(int layer) {
-            return exits.head(layer - 1) == null && !(policy.confidence() == ConfidenceMethod.SATURATION && canExit[layer] && exits.head(layer) != null);
+            return exits.head(layer - 1) == null && !copiesInput(layer);
+        }
+
+        /** Saturation compares an exit's output with its layer's input, which {@link #beforeLayer} copies. */
+        private boolean copiesInput(int layer) {
+            return policy.confidence() == ConfidenceMethod.SATURATION && canExit[layer] && exits.head(layer) != null;
         }
 
         /** Adds the pending rows that stopped after layer - 1 to the pass (nothing can be pending before any exit). */

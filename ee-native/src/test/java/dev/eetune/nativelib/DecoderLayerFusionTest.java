@@ -41,6 +41,9 @@ class DecoderLayerFusionTest {
                 norm(s, r, d.dim()), mat(s, r, wt, d.hidden(), d.dim()), mat(s, r, wt, d.hidden(), d.dim()), mat(s, r, wt, d.dim(), d.hidden()));
         }
 
+        /** The layer's row of {@link Ops#layerTable} with these caches. */
+        Tensor[] tableRow(Tensor kc, Tensor vc) { return new Tensor[] {attnNorm, wq, wk, wv, wo, bq, bk, bv, ffnNorm, wGate, wUp, wDown, kc, vc}; }
+
         /** The seven matrices packed by {@link Ops#packPanels}, norms and biases as they are. */
         Weights packed(Ops ops, Scope s) {
             return new Weights(attnNorm, ops.packPanels(wq, s), ops.packPanels(wk, s), ops.packPanels(wv, s), ops.packPanels(wo, s), bq, bk, bv, ffnNorm,
@@ -99,12 +102,23 @@ class DecoderLayerFusionTest {
         ops.attention(a.att(), a.lse(), a.q(), keys, values, seq, pos, d.heads(), d.kvHeads(), d.headDim(), scale);
         if (a.residual() != x) a.residual().copyFrom(x);
         ops.gemm(false, true, 1f, a.att(), w.wo(), 1f, a.residual());
-        ops.rmsnorm(a.xn2(), a.inv2(), a.residual(), w.ffnNorm(), eps);
+        unfusedFeedForward(ops, w, a.residual(), out, a, eps);
+    }
+
+    /** The layer's second half op by op: out = h + down(swiglu(gate n, up n)), n = rmsnorm(h). */
+    private static void unfusedFeedForward(Ops ops, Weights w, Tensor h, Tensor out, Buffers a, float eps) {
+        ops.rmsnorm(a.xn2(), a.inv2(), h, w.ffnNorm(), eps);
         ops.linear(a.gate(), a.xn2(), w.wGate());
         ops.linear(a.up(), a.xn2(), w.wUp());
         ops.swiglu(a.act(), a.gate(), a.up());
-        if (out != a.residual()) out.copyFrom(a.residual());
+        if (out != h) out.copyFrom(h);
         ops.gemm(false, true, 1f, a.act(), w.wDown(), 1f, out);
+    }
+
+    /** {@link Ops#decoderLayers} over x in place with a's buffers (interleaved RoPE). */
+    private static void layers(Ops ops, Ops.LayerTable t, int from, int to, Tensor x, Buffers a, Tensor seq, Tensor pos, Tensor invFreq, float eps, float scale) {
+        ops.decoderLayers(t, from, to, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
+            seq, pos, invFreq, true, eps, scale);
     }
 
     private static void fused(Ops ops, Dims d, Weights w, Tensor x, Tensor out, Buffers a, Tensor keys, Tensor values, boolean writeKv,
@@ -300,27 +314,23 @@ class DecoderLayerFusionTest {
                                     m.attnNorm(), m.wq(), m.wk(), m.wv(), m.wo(), m.bq(), m.bk(), m.bv(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), panels,
                                     kc, vc, true, seqT, posT, inv, d.heads(), d.kvHeads(), d.headDim(), true, eps, scale);
                             }
-                            table.add(new Tensor[] {m.attnNorm(), m.wq(), m.wk(), m.wv(), m.wo(), m.bq(), m.bk(), m.bv(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), kc, vc});
+                            table.add(m.tableRow(kc, vc));
                         }
                         Ops.LayerTable t = ops.layerTable(table, panels, d.heads(), d.kvHeads(), d.headDim());
                         if (f == 1) {
                             // layer 0 alone, then layers 1..2: a range that starts inside the table
-                            ops.decoderLayers(t, 0, 1, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(),
-                                a.act(), seqT, posT, inv, true, eps, scale);
-                            ops.decoderLayers(t, 1, layers, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(),
-                                a.up(), a.act(), seqT, posT, inv, true, eps, scale);
+                            layers(ops, t, 0, 1, x, a, seqT, posT, inv, eps, scale);
+                            layers(ops, t, 1, layers, x, a, seqT, posT, inv, eps, scale);
                         }
                         outs[f] = x.toFloatArray();
                         caches[f] = block.toFloatArray();
                         if (f == 1) {
                             assertThat(t.toString()).contains("3 layers").contains("dim 64");
-                            assertThatThrownBy(() -> ops.decoderLayers(t, 2, 4, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(),
-                                a.inv2(), a.gate(), a.up(), a.act(), seqT, posT, inv, true, eps, scale)).isInstanceOf(IllegalArgumentException.class)
+                            assertThatThrownBy(() -> layers(ops, t, 2, 4, x, a, seqT, posT, inv, eps, scale)).isInstanceOf(IllegalArgumentException.class)
                                 .hasMessageContaining("decoderLayers").hasMessageContaining("[2, 4)");
                             Backend other = CpuLibrary.backend(binding == Binding.FFM && Bindings.available().contains(Binding.JNA) ? Binding.JNA : binding);
                             if (other != be) {
-                                assertThatThrownBy(() -> other.ops().decoderLayers(t, 0, 1, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(),
-                                    a.xn2(), a.inv2(), a.gate(), a.up(), a.act(), seqT, posT, inv, true, eps, scale)).isInstanceOf(IllegalArgumentException.class)
+                                assertThatThrownBy(() -> layers(other.ops(), t, 0, 1, x, a, seqT, posT, inv, eps, scale)).isInstanceOf(IllegalArgumentException.class)
                                     .hasMessageContaining("the table was made by");
                             }
                             // a layer of another shape is refused, naming it
@@ -348,13 +358,11 @@ class DecoderLayerFusionTest {
             Weights w = Weights.random(s, r, d, DType.F32, false);
             Scope cacheScope = Scope.of(be);
             Tensor kc = cacheScope.zeros(DType.F32, nSeq, maxLen, d.kd()), vc = cacheScope.zeros(DType.F32, nSeq, maxLen, d.kd());
-            Ops.LayerTable t = ops.layerTable(List.<Tensor[]>of(new Tensor[] {w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), null, null, null, w.ffnNorm(), w.wGate(), w.wUp(),
-                w.wDown(), kc, vc}), false, d.heads(), d.kvHeads(), d.headDim());
+            Ops.LayerTable t = ops.layerTable(List.<Tensor[]>of(w.tableRow(kc, vc)), false, d.heads(), d.kvHeads(), d.headDim());
             cacheScope.close();
             Tensor x = s.zeros(DType.F32, rows, d.dim());
             Buffers a = Buffers.of(s, d, rows, x, true, true, false);
-            assertThatThrownBy(() -> ops.decoderLayers(t, 0, 1, x, x, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(),
-                a.up(), a.act(), s.of(new int[] {0, 1}, rows), s.of(new int[] {0, 0}, rows), invFreq(s, d.headDim()), true, eps, scale))
+            assertThatThrownBy(() -> layers(ops, t, 0, 1, x, a, s.of(new int[] {0, 1}, rows), s.of(new int[] {0, 0}, rows), invFreq(s, d.headDim()), eps, scale))
                 .isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
         }
     }
@@ -385,12 +393,7 @@ class DecoderLayerFusionTest {
                             Tensor h = s.of(h0, rows, d.dim()), out = inPlace ? h : s.zeros(DType.F32, rows, d.dim());
                             Buffers a = Buffers.of(s, d, rows, h, true, !keep, keep);
                             if (f == 0) {
-                                ops.rmsnorm(a.xn2(), a.inv2(), h, w.ffnNorm(), eps);
-                                ops.linear(a.gate(), a.xn2(), w.wGate());
-                                ops.linear(a.up(), a.xn2(), w.wUp());
-                                ops.swiglu(a.act(), a.gate(), a.up());
-                                if (out != h) out.copyFrom(h);
-                                ops.gemm(false, true, 1f, a.act(), w.wDown(), 1f, out);
+                                unfusedFeedForward(ops, w, h, out, a, eps);
                             } else {
                                 Weights m = f == 1 ? w : w.packed(ops, s);
                                 ops.feedForward(h, out, a.xn2(), a.inv2(), a.gate(), a.up(), a.act(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), f == 2, eps);
