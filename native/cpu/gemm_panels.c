@@ -140,9 +140,8 @@ EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) {
  * pair of rows reads in turn while the block is in L1, the partial sums kept in `sums` between blocks (each sum still
  * runs over k in order). Without the blocks every pair re-read the whole panel (36 KiB at k = 288) from L2 or memory:
  * 2-core Zen 2, 15M shapes, 2 threads (`eecpu_gemmbench 2 gemv15m`, f32p against f32), m = 8 0.60 -> 0.73x, m = 16
- * 0.53 -> 0.75x. Still below the plain weights from 3 rows on there (in cache the pairs reach ~65 GFLOP/s of a core,
- * the plain kernel's 3-row tiles ~78; groups of 6 rows over half a panel were no faster), so LlamaModel keeps wide
- * models' batches of 3 or more rows on the plain weights on AVX2. */
+ * 0.53 -> 0.75x (in cache the pairs reach ~65 GFLOP/s of a core, the plain kernel's 3-row tiles ~78; groups of 6 rows
+ * over half a panel were no faster); with the prefetch below m = 8 1.07x, m = 16 1.03x. */
 #define PANEL_BLOCK 64
 
 /* bf16 panels: the first row's pass over a block streams the panel from memory, with a software prefetch
@@ -155,7 +154,31 @@ EE_INLINE void prefetch_step(const void* step) {
     _mm_prefetch((const char*)step, _MM_HINT_T0);
     _mm_prefetch((const char*)step + 64, _MM_HINT_T0);
 }
-EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float* w, int i0, int p0, int p1, float (*sums)[EE_PANEL_ROWS]) {
+/* Blocks of 3 and more rows: the passes over a block in L1 leave the memory idle, so each pass prefetches its share
+ * of the next block's 2 PANEL_BLOCK lines (a step is 128 bytes in both layouts), a line every few steps, and the
+ * memory streams while the FMAs run. Before, the first pass alone prefetched the next block (bf16) or nothing (f32):
+ * the time was about the sum of the stream's and the FMAs', not the larger of them. 2-core Zen 2, the 32000 x 288
+ * classifier from memory at m = 8, 2 threads (a /tmp harness alternating builds, medians of 31): bf16 panels
+ * 1.66-1.73 -> 1.36-1.38 ms, f32 panels 2.62-2.74 -> 1.61-1.64 ms (the plain f32 kernel: 1.94-1.99 ms). One or two
+ * rows keep their own prefetch (bf16) or none (f32): there the first pass is the only one. */
+typedef struct {
+    const char* line;
+    int left, every, due;
+} prefetch_run;
+
+EE_INLINE prefetch_run prefetch_share(const void* next_block, int pass, int passes, int steps) {
+    const int per = ee_ceil_div(2 * PANEL_BLOCK, passes);
+    return (prefetch_run){(const char*)next_block + (size_t)pass * per * 64, per, steps > per ? steps / per : 1, 0};
+}
+
+EE_INLINE void prefetch_due(prefetch_run* run) {
+    if (run->left && run->due-- == 0) {
+        _mm_prefetch(run->line, _MM_HINT_T0);
+        run->line += 64, run->left--, run->due = run->every - 1;
+    }
+}
+
+EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float* w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
     const float* a = g->a + (size_t)i0 * g->lda;
     __m256 acc[2][4];
 #pragma GCC unroll 2
@@ -163,6 +186,7 @@ EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) acc[i][v] = p0 == 0 ? _mm256_setzero_ps() : _mm256_load_ps(sums[i0 + i] + 8 * v);
     for (int p = p0; p < p1; p++) {
+        prefetch_due(&ahead);
         __m256 wv[4];
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) wv[v] = _mm256_loadu_ps(w + (size_t)p * EE_PANEL_ROWS + 8 * v);
@@ -186,9 +210,11 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
         const float* w = panel_of(g, q);
         for (int p0 = 0; p0 < g->k; p0 += PANEL_BLOCK) {
             const int p1 = ee_min(g->k, p0 + PANEL_BLOCK);
+            const int passes = (g->m + 1) / 2;
+            const float* next = w + (size_t)(p0 + PANEL_BLOCK) * EE_PANEL_ROWS;
             int i0 = 0;
-            for (; i0 + 2 <= g->m; i0 += 2) panel256(g, 2, w, i0, p0, p1, sums);
-            if (i0 < g->m) panel256(g, 1, w, i0, p0, p1, sums);
+            for (; i0 + 2 <= g->m; i0 += 2) panel256(g, 2, w, i0, p0, p1, g->m > 2 ? prefetch_share(next, i0 / 2, passes, p1 - p0) : (prefetch_run){0}, sums);
+            if (i0 < g->m) panel256(g, 1, w, i0, p0, p1, g->m > 2 ? prefetch_share(next, i0 / 2, passes, p1 - p0) : (prefetch_run){0}, sums);
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) store_row(g, sums[i], i, j0, count);
@@ -236,7 +262,7 @@ EE_INLINE EE_AVX2 void panel_bf16_256(const float* a, const uint32_t* w, int ste
  * 0.337-0.345 -> 0.287-0.294 ms, m = 4 0.171-0.175 -> 0.149-0.154 ms; the 32000 x 288 classifier streamed, 2 threads,
  * m = 8 1.55-1.56 -> 1.38-1.44 ms; `eecpu_gemmbench 2 gemv15m` bf16p m = 8 2,709 / 2,770 -> 2,969 / 2,957 tok/s,
  * m = 16 3,049 / 3,060 -> 3,416 / 3,389. 6 rows x a quarter (12 chains, 12 broadcasts a step) was between the two. */
-EE_INLINE EE_AVX2 void half_bf16_256(const int MR, const float* a, size_t lda, const uint32_t* w, const uint32_t* ahead, int steps, int first, float* even,
+EE_INLINE EE_AVX2 void half_bf16_256(const int MR, const float* a, size_t lda, const uint32_t* w, prefetch_run ahead, int steps, int first, float* even,
                                      float* odd) {
     const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
     __m256 e[2][2], o[2][2];
@@ -248,7 +274,7 @@ EE_INLINE EE_AVX2 void half_bf16_256(const int MR, const float* a, size_t lda, c
             o[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(odd + i * EE_PANEL_ROWS + 8 * v);
         }
     for (int s = 0; s < steps; s++) {
-        if (ahead) _mm_prefetch((const char*)(ahead + (size_t)s * EE_PANEL_ROWS), _MM_HINT_T0); /* the half is one line */
+        prefetch_due(&ahead);
         __m256 we[2], wo[2];
 #pragma GCC unroll 2
         for (int v = 0; v < 2; v++) {
@@ -288,10 +314,11 @@ EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
                 for (int i = 0; i < g->m; i++) panel_bf16_256(a + (size_t)i * g->lda, block, n, s0 == 0, i == 0, even[i], odd[i]);
                 continue;
             }
-            for (int i0 = 0; i0 < g->m; i0 += 2) /* rows by two (the last one alone), half the panel at a time */
-                for (int h = 0; h < 2; h++) {
+            const int passes = 2 * ((g->m + 1) / 2);
+            for (int i0 = 0, pass = 0; i0 < g->m; i0 += 2) /* rows by two (the last one alone), half the panel at a time */
+                for (int h = 0; h < 2; h++, pass++) {
                     const uint32_t* half = block + 16 * h;
-                    const uint32_t* ahead = i0 == 0 ? half + (size_t)PANEL_BLOCK * EE_PANEL_ROWS : 0; /* each line of a step once */
+                    const prefetch_run ahead = prefetch_share(block + (size_t)PANEL_BLOCK * EE_PANEL_ROWS, pass, passes, n);
                     const float* ai = a + (size_t)i0 * g->lda;
                     if (g->m - i0 >= 2) half_bf16_256(2, ai, g->lda, half, ahead, n, s0 == 0, even[i0] + 16 * h, odd[i0] + 16 * h);
                     else half_bf16_256(1, ai, g->lda, half, ahead, n, s0 == 0, even[i0] + 16 * h, odd[i0] + 16 * h);

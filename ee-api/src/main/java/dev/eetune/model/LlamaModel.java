@@ -104,8 +104,10 @@ public final class LlamaModel implements AutoCloseable {
      *     1.24-1.30x; AVX-512 at 15M: 1.08-1.17x), where the plain kernel's short GEMVs lose to its per-call costs; at
      *     110M (768 wide) both reach the memory bandwidth (m = 1 1.00x on Zen 2) and the copy would cost 436 MB;
      * <li>on AVX-512, 8-16 rows at every width (m = 8 and 16 1.1-1.5x; fewer rows were not reliably faster: m = 2
-     *     0.8-1.3x, m = 4 0.7-1.4x across runs). On AVX2 the 2-row tiles of the packed kernel stay below the plain
-     *     kernel's 3-row tiles from 3 rows on (Zen 2, 15M: m = 4 0.99x, m = 8 0.73x, m = 16 0.75x).
+     *     0.8-1.3x, m = 4 0.7-1.4x across runs). On AVX2 the packed kernel's passes over a block now prefetch the
+     *     next one (Zen 2, 15M, `eecpu_gemmbench 2 gemv15m`: m = 4 0.95 -> 1.16x, m = 8 0.73 -> 1.07x, m = 16 0.76 ->
+     *     1.03x), but a batch of 8 decoded no faster with the layers packed (three alternations, within the noise:
+     *     the layers' matrices are a few panels per thread, too short for the prefetch), so batches there keep the plain weights.
      * <li>BF16 checkpoints (ee_pack_panels_bf16) on AVX2 CPUs without AVX-512: 1-2 rows, when the copies take at most
      *     {@link #BF16_PANELS_MAX_BYTES}. There the plain bf16 GEMV streams ~0.7x f32's bytes per second from memory
      *     (8 weight rows side by side) and the packed one as fast as f32's packed one (docs/benchmarks.md).
@@ -258,7 +260,7 @@ public final class LlamaModel implements AutoCloseable {
      * [rows, vocab] are scratch. Returns the tokens too.
      *
      * <p>Where the f32 classifier is large (8 MiB and more), decode runs on the CPU with fixed weights and the rows
-     * are 1 or 2 (or a batch that reads packed panels), most of the classifier is not read: a packed bf16 copy (half
+     * are at most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches), most of the classifier is not read: a packed bf16 copy (half
      * the bytes) scores every token, a bound on how far each score can lie from its f32 logit leaves a few
      * candidates ({@link Ops#argmaxCandidates}), and only the candidates' 32-row panels are computed in f32, one row
      * at a time, by the kernel {@link #logits} uses for these rows (packed or plain), whose outputs for a row are the
@@ -272,11 +274,13 @@ public final class LlamaModel implements AutoCloseable {
      * logits; once more than 16 rows, and over a quarter of all, have, the model stops screening (flat logits, as of
      * an untrained model, would only pay for the screen on top).
      * Why: the classifier is 60% of the bytes a token streams at the 15M config (32000 x 288 f32), 22% at 110M
-     * (32000 x 768); docs/benchmarks.md has the decode figures. {@code -Deetune.screen=false} turns it off (A/B).
+     * (32000 x 768); at batch 8 the bf16 pass over 8 rows is also cheaper than the f32 one (2-core Zen 2, the 15M
+     * classifier from memory: 1.36-1.40 against 1.94-1.99 ms); docs/benchmarks.md has the decode figures.
+     * {@code -Deetune.screen=false} turns it off (A/B).
      */
     public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
         int rows = hidden.dim(0);
-        Screen sc = (panels(rows) || usePanels && rows <= 2) && !screenGivenUp ? screen() : null;
+        Screen sc = usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp ? screen() : null;
         if (sc == null) {
             logits(logits, hidden, normed);
             backend.ops().argmax(tokens, null, logits, 1f);
