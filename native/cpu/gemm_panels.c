@@ -144,12 +144,8 @@ EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) {
  * over half a panel were no faster); with the prefetch below m = 8 1.07x, m = 16 1.03x. */
 #define PANEL_BLOCK 64
 
-/* bf16 panels: the first row's pass over a block streams the panel from memory, with a software prefetch
- * PANEL_PREFETCH steps (1 KiB) ahead, both lines of a step (the hardware prefetcher alone left this single sequential
- * stream ~10% short: 2-core Zen 2, one 110M step's bf16 panel GEMVs, m = 1, in-process A/B of two builds: 1.10-1.15x
- * in five of six runs, one noisy run 0.91x; distance 4 1.07-1.11x, 4 against 8 1.00x; the f32 panels at 15M gained
- * nothing from it, 0.91-1.01x). Prefetches past the last panel never fault. */
-#define PANEL_PREFETCH 8
+/* One or two rows of bf16 panels: the first row prefetches both streams PANEL_PREFETCH steps (512 bytes) ahead. */
+#define PANEL_PREFETCH 4
 EE_INLINE void prefetch_step(const void* step) {
     _mm_prefetch((const char*)step, _MM_HINT_T0);
     _mm_prefetch((const char*)step + 64, _MM_HINT_T0);
@@ -181,7 +177,7 @@ EE_INLINE void prefetch_due(prefetch_run* run) {
 /* From 3 rows, blocks of at most PANEL_BLOCK steps, all of one length (k = 288: 3 x 48 bf16 steps rather than 64 + 64
  * + 16), so that no pass runs over a short block for the same cost of loading and storing its sums (the 15M
  * classifier at m = 8, bf16 panels: 1.38-1.44 -> 1.25-1.32 ms in the harness above). */
-EE_INLINE int even_block(int steps) { return steps > 0 ? ee_ceil_div(steps, ee_ceil_div(steps, PANEL_BLOCK)) : PANEL_BLOCK; }
+EE_INLINE int even_block(int steps, int most) { return steps > 0 ? ee_ceil_div(steps, ee_ceil_div(steps, most)) : most; }
 
 EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float* w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
     const float* a = g->a + (size_t)i0 * g->lda;
@@ -211,7 +207,7 @@ EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float
 EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
     const ee_gemm_args* g = p;
     _Alignas(32) float sums[EE_PANELS_MAX_M][EE_PANEL_ROWS];
-    const int block = g->m <= 2 ? PANEL_BLOCK : even_block(g->k);
+    const int block = g->m <= 2 ? PANEL_BLOCK : even_block(g->k, PANEL_BLOCK);
     for (int64_t q = q0; q < q1; q++) {
         const float* w = panel_of(g, q);
         for (int p0 = 0; p0 < g->k; p0 += block) {
@@ -228,112 +224,151 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
 }
 
 /* bf16 panels on AVX2 (and AVX-512 CPUs): a step is two columns of the 32 rows, four vectors of 32-bit words; a
- * shift widens each word's low half (the even column) and a mask its high half (the odd one). Even and odd columns
- * are summed apart (two chains per output, each over its columns in order) and added at the end; the panel goes in
- * PANEL_BLOCK-step blocks as above, the sums kept in `even` and `odd` between blocks. Why a packed bf16 form: the
- * plain bf16 GEMV's 8 rows side by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a
- * prototype of this layout 13.2-13.6 against 10.2 GB/s (one thread, 32000 x 768).
- * One or two rows: a row at a time widens the whole step (8 chains of one FMA a step; the first row prefetches). */
-EE_INLINE EE_AVX2 void panel_bf16_256(const float* a, const uint32_t* w, int steps, int first, int prefetch, float* even, float* odd) {
-    const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
-    __m256 e[4], o[4];
+ * shift widens each word's low half (the even column) and a mask its high half (the odd one). Each output is summed in
+ * two chains, one over the first half of the steps and one over the second (a step: its even column, then its odd
+ * one, fused), added at the end, so that a panel is read as two streams from memory: with one stream per thread the
+ * 110M layers' bf16 panels streamed 31-32 GB/s against the plain f32 GEMV's 37 on a 2-core Zen 2 (eight weight rows
+ * side by side: eight streams); two streams per thread 35-43 (a /tmp harness over the 12 layers' matrices, huge
+ * pages, 2 threads, three alternations in each of two phases of the machine: 5.35-5.46 -> 3.96-3.97 ms and 5.63-5.65
+ * -> 4.84-4.88 ms; with a prefetch 8 steps ahead as before 5.75-5.79). The price: at m = 8 the 15M classifier's
+ * pass got slower (1.22-1.34 -> 1.40-1.49 ms; each chain now waits on two fused steps a step).
+ * The halves are walked in blocks, the two chains' sums kept in `lo` and `hi` between blocks. Why a packed bf16 form:
+ * the plain bf16 GEMV's 8 rows side by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a
+ * prototype of this layout 13.2-13.6 against 10.2 GB/s (one thread, 32000 x 768). */
+
+/* acc + the step's even column times ae, then its odd column times ao (the order every bf16 panel kernel keeps) */
+EE_INLINE EE_AVX2 __m256 bf16_step(__m256 acc, __m256i word, __m256 ae, __m256 ao) {
+    const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(word, 16)), odd = _mm256_castsi256_ps(_mm256_and_si256(word, _mm256_set1_epi32((int)0xFFFF0000u)));
+    return _mm256_fmadd_ps(ao, odd, _mm256_fmadd_ps(ae, even, acc));
+}
+
+/* Where the two chains are in a block: the first half's steps from w (A's elements from a), the second half's h steps
+ * further; n steps of the second half, the first `both` of them with the first half's too (the second half is one
+ * step longer when a panel has an odd number of steps). */
+typedef struct {
+    const uint32_t* w;
+    const float* a;
+    int h, n, both, first;
+} bf16_block;
+
+/* One or two rows: a row at a time against the whole panel, 4 vectors x 2 chains. */
+EE_INLINE EE_AVX2 void panel_bf16_256(bf16_block b, int prefetch, float* lo, float* hi) {
+    const uint32_t* w2 = b.w + (size_t)b.h * EE_PANEL_ROWS;
+    const float* a2 = b.a + 2 * (size_t)b.h;
+    __m256 p[4], q[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
-        e[v] = first ? _mm256_setzero_ps() : _mm256_load_ps(even + 8 * v);
-        o[v] = first ? _mm256_setzero_ps() : _mm256_load_ps(odd + 8 * v);
+        p[v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(lo + 8 * v);
+        q[v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(hi + 8 * v);
     }
-    for (int s = 0; s < steps; s++) {
-        if (prefetch) prefetch_step(w + (size_t)(s + PANEL_PREFETCH) * EE_PANEL_ROWS);
-        const __m256 ae = _mm256_broadcast_ss(a + 2 * s), ao = _mm256_broadcast_ss(a + 2 * s + 1);
+    int s = 0;
+    for (; s < b.both; s++) {
+        if (prefetch) {
+            prefetch_step(b.w + (size_t)(s + PANEL_PREFETCH) * EE_PANEL_ROWS);
+            prefetch_step(w2 + (size_t)(s + PANEL_PREFETCH) * EE_PANEL_ROWS);
+        }
+        const __m256 ae = _mm256_broadcast_ss(b.a + 2 * s), ao = _mm256_broadcast_ss(b.a + 2 * s + 1);
+        const __m256 be = _mm256_broadcast_ss(a2 + 2 * s), bo = _mm256_broadcast_ss(a2 + 2 * s + 1);
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS + 8 * v));
-            e[v] = _mm256_fmadd_ps(ae, _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), e[v]);
-            o[v] = _mm256_fmadd_ps(ao, _mm256_castsi256_ps(_mm256_and_si256(x, high)), o[v]);
+            p[v] = bf16_step(p[v], _mm256_loadu_si256((const __m256i*)(b.w + (size_t)s * EE_PANEL_ROWS + 8 * v)), ae, ao);
+            q[v] = bf16_step(q[v], _mm256_loadu_si256((const __m256i*)(w2 + (size_t)s * EE_PANEL_ROWS + 8 * v)), be, bo);
         }
+    }
+    for (; s < b.n; s++) {
+        const __m256 be = _mm256_broadcast_ss(a2 + 2 * s), bo = _mm256_broadcast_ss(a2 + 2 * s + 1);
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) q[v] = bf16_step(q[v], _mm256_loadu_si256((const __m256i*)(w2 + (size_t)s * EE_PANEL_ROWS + 8 * v)), be, bo);
     }
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
-        _mm256_store_ps(even + 8 * v, e[v]);
-        _mm256_store_ps(odd + 8 * v, o[v]);
+        _mm256_store_ps(lo + 8 * v, p[v]);
+        _mm256_store_ps(hi + 8 * v, q[v]);
     }
 }
 
-/* MR <= 2 rows against half the panel (16 outputs, two 8-word vectors) over a block of steps: each 8-word load widens
- * into its 8 outputs' even and odd columns (2 integer ops), which serve all MR rows, and each broadcast of A serves
- * both vectors: 4 MR chains, the even and odd sums apart as above, so a row's outputs are the same bits as alone.
- * even/odd: the rows' sums, 32 floats apart. `ahead`: the same half of the next block, prefetched a step at a time
- * (the passes over a block in L1 leave the memory idle). Against 4 rows x a quarter (8 chains as here, but one
- * broadcast per FMA), 2-core Zen 2, medians of 9 in three alternations: in cache (4096 x 288, one thread) m = 8
- * 0.337-0.345 -> 0.287-0.294 ms, m = 4 0.171-0.175 -> 0.149-0.154 ms; the 32000 x 288 classifier streamed, 2 threads,
- * m = 8 1.55-1.56 -> 1.38-1.44 ms; `eecpu_gemmbench 2 gemv15m` bf16p m = 8 2,709 / 2,770 -> 2,969 / 2,957 tok/s,
- * m = 16 3,049 / 3,060 -> 3,416 / 3,389. 6 rows x a quarter (12 chains, 12 broadcasts a step) was between the two. */
-EE_INLINE EE_AVX2 void half_bf16_256(const int MR, const float* a, size_t lda, const uint32_t* w, prefetch_run ahead, int steps, int first, float* even,
-                                     float* odd) {
-    const __m256i high = _mm256_set1_epi32((int)0xFFFF0000u);
-    __m256 e[2][2], o[2][2];
+/* one step of one chain for MR rows against half the panel: two words widened, then each row's two broadcasts */
+EE_INLINE EE_AVX2 void bf16_half_step(const int MR, __m256 acc[2][2], const uint32_t* w, const float* a, size_t lda) {
+    __m256i x[2];
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; v++) x[v] = _mm256_loadu_si256((const __m256i*)(w + 8 * v));
+#pragma GCC unroll 2
+    for (int i = 0; i < MR; i++) {
+        const __m256 ae = _mm256_broadcast_ss(a + i * lda), ao = _mm256_broadcast_ss(a + i * lda + 1);
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) acc[i][v] = bf16_step(acc[i][v], x[v], ae, ao);
+    }
+}
+
+/* MR <= 2 rows against half the panel (16 outputs, two 8-word vectors), both chains: each 8-word load widens into its
+ * outputs' even and odd columns, which serve all MR rows: 8 chains at MR = 2 (2 fused steps each), the accumulators,
+ * a half's widened words and a row's broadcasts fitting the 16 registers. lo/hi: the rows' sums, 32 floats apart.
+ * `ahead`: this pass's share of the next block of each half. Against 4 rows x a quarter (one broadcast per FMA),
+ * 2-core Zen 2, medians of 9 in three alternations: in cache (4096 x 288, one thread) m = 8 0.337-0.345 ->
+ * 0.287-0.294 ms, m = 4 0.171-0.175 -> 0.149-0.154 ms. 6 rows x a quarter (12 chains, 12 broadcasts a step) was
+ * between the two. */
+EE_INLINE EE_AVX2 void half_bf16_256(const int MR, bf16_block b, size_t lda, prefetch_run ahead[2], float* lo, float* hi) {
+    const uint32_t* w2 = b.w + (size_t)b.h * EE_PANEL_ROWS;
+    const float* a2 = b.a + 2 * (size_t)b.h;
+    __m256 p[2][2], q[2][2];
 #pragma GCC unroll 2
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
         for (int v = 0; v < 2; v++) {
-            e[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(even + i * EE_PANEL_ROWS + 8 * v);
-            o[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(odd + i * EE_PANEL_ROWS + 8 * v);
+            p[i][v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(lo + i * EE_PANEL_ROWS + 8 * v);
+            q[i][v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(hi + i * EE_PANEL_ROWS + 8 * v);
         }
-    for (int s = 0; s < steps; s++) {
-        prefetch_due(&ahead);
-        __m256 we[2], wo[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
-            const __m256i x = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS + 8 * v));
-            we[v] = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), wo[v] = _mm256_castsi256_ps(_mm256_and_si256(x, high));
-        }
-#pragma GCC unroll 2
-        for (int i = 0; i < MR; i++) {
-            const __m256 ae = _mm256_broadcast_ss(a + i * lda + 2 * s), ao = _mm256_broadcast_ss(a + i * lda + 2 * s + 1);
-#pragma GCC unroll 2
-            for (int v = 0; v < 2; v++) {
-                e[i][v] = _mm256_fmadd_ps(ae, we[v], e[i][v]);
-                o[i][v] = _mm256_fmadd_ps(ao, wo[v], o[i][v]);
-            }
-        }
+    int s = 0;
+    for (; s < b.both; s++) {
+        prefetch_due(&ahead[0]);
+        prefetch_due(&ahead[1]);
+        bf16_half_step(MR, p, b.w + (size_t)s * EE_PANEL_ROWS, b.a + 2 * s, lda);
+        bf16_half_step(MR, q, w2 + (size_t)s * EE_PANEL_ROWS, a2 + 2 * s, lda);
+    }
+    for (; s < b.n; s++) {
+        prefetch_due(&ahead[1]);
+        bf16_half_step(MR, q, w2 + (size_t)s * EE_PANEL_ROWS, a2 + 2 * s, lda);
     }
 #pragma GCC unroll 2
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
         for (int v = 0; v < 2; v++) {
-            _mm256_store_ps(even + i * EE_PANEL_ROWS + 8 * v, e[i][v]);
-            _mm256_store_ps(odd + i * EE_PANEL_ROWS + 8 * v, o[i][v]);
+            _mm256_store_ps(lo + i * EE_PANEL_ROWS + 8 * v, p[i][v]);
+            _mm256_store_ps(hi + i * EE_PANEL_ROWS + 8 * v, q[i][v]);
         }
 }
 
 EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
     const ee_gemm_args* g = p;
-    _Alignas(32) float even[EE_PANELS_MAX_M][EE_PANEL_ROWS], odd[EE_PANELS_MAX_M][EE_PANEL_ROWS];
-    const int steps = g->k / 2, blk = g->m <= 2 ? PANEL_BLOCK : even_block(steps);
+    _Alignas(32) float lo[EE_PANELS_MAX_M][EE_PANEL_ROWS], hi[EE_PANELS_MAX_M][EE_PANEL_ROWS];
+    const int steps = g->k / 2, h = steps / 2, h2 = steps - h; /* the chains' halves: [0, h) and [h, steps) */
+    const int blk = g->m <= 2 ? PANEL_BLOCK / 2 : even_block(h2, PANEL_BLOCK / 2); /* steps of each half a block */
     for (int64_t q = q0; q < q1; q++) {
         const uint32_t* w = (const uint32_t*)g->b + q * steps * EE_PANEL_ROWS;
-        for (int s0 = 0; s0 < steps; s0 += blk) {
-            const int n = ee_min(steps, s0 + blk) - s0;
-            const uint32_t* block = w + (size_t)s0 * EE_PANEL_ROWS;
-            const float* a = g->a + 2 * s0;
+        for (int s0 = 0; s0 < h2; s0 += blk) {
+            const int n = ee_min(h2, s0 + blk) - s0;
+            bf16_block b = {w + (size_t)s0 * EE_PANEL_ROWS, g->a + 2 * s0, h, n, h > s0 ? ee_min(n, h - s0) : 0, s0 == 0};
             if (g->m <= 2) {
-                for (int i = 0; i < g->m; i++) panel_bf16_256(a + (size_t)i * g->lda, block, n, s0 == 0, i == 0, even[i], odd[i]);
+                for (int i = 0; i < g->m; i++, b.a += g->lda) panel_bf16_256(b, i == 0, lo[i], hi[i]);
                 continue;
             }
+            /* the next block of each half: in this panel, or the next panel's first */
+            const uint32_t* next[2] = {s0 + blk < h ? b.w + (size_t)blk * EE_PANEL_ROWS : w + (size_t)steps * EE_PANEL_ROWS,
+                                       s0 + blk < h2 ? b.w + (size_t)(h + blk) * EE_PANEL_ROWS : w + (size_t)(steps + h) * EE_PANEL_ROWS};
             const int passes = 2 * ((g->m + 1) / 2);
             for (int i0 = 0, pass = 0; i0 < g->m; i0 += 2) /* rows by two (the last one alone), half the panel at a time */
-                for (int h = 0; h < 2; h++, pass++) {
-                    const uint32_t* half = block + 16 * h;
-                    const prefetch_run ahead = prefetch_share(block + (size_t)blk * EE_PANEL_ROWS, blk, pass, passes, n);
-                    const float* ai = a + (size_t)i0 * g->lda;
-                    if (g->m - i0 >= 2) half_bf16_256(2, ai, g->lda, half, ahead, n, s0 == 0, even[i0] + 16 * h, odd[i0] + 16 * h);
-                    else half_bf16_256(1, ai, g->lda, half, ahead, n, s0 == 0, even[i0] + 16 * h, odd[i0] + 16 * h);
+                for (int half = 0; half < 2; half++, pass++) {
+                    prefetch_run ahead[2] = {prefetch_share(next[0], blk, pass, passes, n), prefetch_share(next[1], blk, pass, passes, n)};
+                    bf16_block r = b;
+                    r.w += 16 * half, r.a += (size_t)i0 * g->lda;
+                    if (g->m - i0 >= 2) half_bf16_256(2, r, g->lda, ahead, lo[i0] + 16 * half, hi[i0] + 16 * half);
+                    else half_bf16_256(1, r, g->lda, ahead, lo[i0] + 16 * half, hi[i0] + 16 * half);
                 }
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) {
             float v[EE_PANEL_ROWS];
-            for (int j = 0; j < EE_PANEL_ROWS; j++) v[j] = even[i][j] + odd[i][j];
+            for (int j = 0; j < EE_PANEL_ROWS; j++) v[j] = lo[i][j] + hi[i][j];
             store_row(g, v, i, j0, count);
         }
     }
@@ -360,25 +395,27 @@ static void panels_portable(void* p, int64_t q0, int64_t q1) {
     }
 }
 
-/* portable bf16 panels: one row of A at a time, even and odd sums apart as in the AVX2 kernel */
+/* portable bf16 panels: one row of A at a time, in the two chains of the AVX2 kernel (each step's even column, then
+ * its odd one; the first half of the steps, the second half, added at the end) */
 static void panels_bf16_portable(void* p, int64_t q0, int64_t q1) {
     const ee_gemm_args* g = p;
-    const int steps = g->k / 2;
+    const int steps = g->k / 2, h = steps / 2;
     for (int64_t q = q0; q < q1; q++) {
         const uint32_t* w = (const uint32_t*)g->b + q * steps * EE_PANEL_ROWS;
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) {
             const float* a = g->a + (size_t)i * g->lda;
-            float e[EE_PANEL_ROWS] = {0}, o[EE_PANEL_ROWS] = {0};
+            float lo[EE_PANEL_ROWS] = {0}, hi[EE_PANEL_ROWS] = {0};
             for (int s = 0; s < steps; s++) {
                 const uint32_t* ws = w + (size_t)s * EE_PANEL_ROWS;
+                float* acc = s < h ? lo : hi;
                 for (int j = 0; j < EE_PANEL_ROWS; j++) {
-                    e[j] += a[2 * s] * ee_bits_f32(ws[j] << 16);
-                    o[j] += a[2 * s + 1] * ee_bits_f32(ws[j] & 0xFFFF0000u);
+                    acc[j] += a[2 * s] * ee_bits_f32(ws[j] << 16);
+                    acc[j] += a[2 * s + 1] * ee_bits_f32(ws[j] & 0xFFFF0000u);
                 }
             }
-            for (int j = 0; j < EE_PANEL_ROWS; j++) e[j] += o[j];
-            store_row(g, e, i, j0, count);
+            for (int j = 0; j < EE_PANEL_ROWS; j++) lo[j] += hi[j];
+            store_row(g, lo, i, j0, count);
         }
     }
 }
