@@ -154,7 +154,8 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
  * columns (dtype EE_BF16_PANELS): the 32-bit word (q*k/2 + s)*EE_PANEL_ROWS + j of dst holds w[q*EE_PANEL_ROWS + j][2s]
  * in its low and w[...][2s + 1] in its high half (0 past n), so that a shift and a mask widen a vector of words to the
  * f32 weights of even and odd columns. dst holds ee_panels_size(n, k) bf16 values and does not overlap w. On the CPU
- * the GEMM widens exactly and sums in f32 (even and odd columns apart), as ee_gemm does with w.
+ * the GEMM widens exactly and sums in f32, as ee_gemm does with w, in its own order (the first and the second half of
+ * the columns apart, so that a panel is read as two streams).
  */
 EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
 
