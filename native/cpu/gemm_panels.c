@@ -151,7 +151,7 @@ EE_INLINE void prefetch_step(const void* step) {
     _mm_prefetch((const char*)step + 64, _MM_HINT_T0);
 }
 /* Blocks of 3 and more rows: the passes over a block in L1 leave the memory idle, so each pass prefetches its share
- * of the next block's 2 PANEL_BLOCK lines (a step is 128 bytes in both layouts), a line every few steps, and the
+ * of the next block's lines (a step is 128 bytes, two lines, in both layouts), a line every few steps, and the
  * memory streams while the FMAs run. Before, the first pass alone prefetched the next block (bf16) or nothing (f32):
  * the time was about the sum of the stream's and the FMAs', not the larger of them. 2-core Zen 2, the 32000 x 288
  * classifier from memory at m = 8, 2 threads (a /tmp harness alternating builds, medians of 31): bf16 panels
@@ -174,9 +174,10 @@ EE_INLINE void prefetch_due(prefetch_run* run) {
     }
 }
 
-/* From 3 rows, blocks of at most PANEL_BLOCK steps, all of one length (k = 288: 3 x 48 bf16 steps rather than 64 + 64
- * + 16), so that no pass runs over a short block for the same cost of loading and storing its sums (the 15M
- * classifier at m = 8, bf16 panels: 1.38-1.44 -> 1.25-1.32 ms in the harness above). */
+/* From 3 rows, blocks of one length of at most `most` steps (k = 288: f32 5 x 58 steps rather than 4 x 64 + 32, bf16
+ * 3 x 24 steps of each half), so that no pass runs over a short block for the same cost of loading and storing its
+ * sums (the 15M classifier at m = 8, bf16 panels, before their two chains: 1.38-1.44 -> 1.25-1.32 ms in the harness
+ * above). */
 EE_INLINE int even_block(int steps, int most) { return steps > 0 ? ee_ceil_div(steps, ee_ceil_div(steps, most)) : most; }
 
 EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float* w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
