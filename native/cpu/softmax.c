@@ -82,7 +82,7 @@ typedef struct {
     int32_t ld, n, group, max_groups;
 } candidates_job;
 
-/* floor = max_j (s_j - B_j) (candidates.h's B_j), then the groups of every j with s_j + B_j >= floor. Eight running
+/* floor = max_j (s_j - B_j) (candidates.h's B_j), then the groups of every j with s_j + B_j >= floor. The running
  * maxima side by side in the vector lanes (max is exact in any order); any non-finite score, radius or scale turns
  * `bad` into NaN. The second pass asks each group whole whether any of its scores reaches the floor (a vectorised OR, no
  * branch per score): a greedy decode step of 8 rows x 32,000 scores spent ~5% of its time in the branchy loop. */
