@@ -215,9 +215,11 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
             const int p1 = ee_min(g->k, p0 + block);
             const int passes = (g->m + 1) / 2;
             const float* next = w + (size_t)(p0 + block) * EE_PANEL_ROWS;
-            int i0 = 0;
-            for (; i0 + 2 <= g->m; i0 += 2) panel256(g, 2, w, i0, p0, p1, g->m > 2 ? prefetch_share(next, block, i0 / 2, passes, p1 - p0) : (prefetch_run){0}, sums);
-            if (i0 < g->m) panel256(g, 1, w, i0, p0, p1, g->m > 2 ? prefetch_share(next, block, i0 / 2, passes, p1 - p0) : (prefetch_run){0}, sums);
+            for (int i0 = 0; i0 < g->m; i0 += 2) { /* rows by two, the last one alone */
+                const prefetch_run ahead = g->m > 2 ? prefetch_share(next, block, i0 / 2, passes, p1 - p0) : (prefetch_run){0};
+                if (i0 + 2 <= g->m) panel256(g, 2, w, i0, p0, p1, ahead, sums);
+                else panel256(g, 1, w, i0, p0, p1, ahead, sums);
+            }
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) store_row(g, sums[i], i, j0, count);
@@ -304,8 +306,8 @@ EE_INLINE EE_AVX2 void bf16_half_step(const int MR, __m256 acc[2][2], const uint
 /* MR <= 2 rows against half the panel (16 outputs, two 8-word vectors), both chains: each 8-word load widens into its
  * outputs' even and odd columns, which serve all MR rows: 8 chains at MR = 2 (2 fused steps each), the accumulators,
  * a half's widened words and a row's broadcasts fitting the 16 registers. lo/hi: the rows' sums, 32 floats apart.
- * `ahead`: this pass's share of the next block of each half. Against 4 rows x a quarter (one broadcast per FMA),
- * 2-core Zen 2, medians of 9 in three alternations: in cache (4096 x 288, one thread) m = 8 0.337-0.345 ->
+ * `ahead`: this pass's share of the next block of each half. Against 4 rows x a quarter (one broadcast per FMA;
+ * measured with the earlier one-chain order), 2-core Zen 2, medians of 9 in three alternations: in cache (4096 x 288, one thread) m = 8 0.337-0.345 ->
  * 0.287-0.294 ms, m = 4 0.171-0.175 -> 0.149-0.154 ms. 6 rows x a quarter (12 chains, 12 broadcasts a step) was
  * between the two. */
 EE_INLINE EE_AVX2 void half_bf16_256(const int MR, bf16_block b, size_t lda, prefetch_run ahead[2], float* lo, float* hi) {
