@@ -196,6 +196,7 @@ public final class EarlyExitGenerator implements Decoder {
         for (int[] d : doneLayers) Arrays.fill(d, 0);
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
+        model.prepareDecode(batch.size()); // in the time to the first token
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
