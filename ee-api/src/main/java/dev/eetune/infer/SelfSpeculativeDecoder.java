@@ -116,6 +116,7 @@ public final class SelfSpeculativeDecoder implements Decoder {
         int[] k = new int[batch.size()];
         Arrays.fill(k, initialDraft);
         long t0 = System.nanoTime();
+        model.prepareDecode(batch.size()); // the drafting steps' rows; in the time to the first token
         prefill(prompts);
         long t1 = System.nanoTime();
         long rounds = 0, drafted = 0, accepted = 0;
