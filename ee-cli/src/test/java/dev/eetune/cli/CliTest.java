@@ -50,6 +50,31 @@ class CliTest {
     }
 
     @Test
+    void timingMeasuresTheFirstTokenFromTheJvmWithoutTheLauncher() {
+        // in-process there is no EE_LAUNCHED (the `ee` launcher sets it): the JVM's start is the origin, and the first
+        // token cannot come later after it than this test has run (ProcessHandle's start instant, used before, read
+        // up to a second early on Linux: its boot time has whole seconds)
+        long before = java.lang.management.ManagementFactory.getRuntimeMXBean().getUptime();
+        String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "", "--max-tokens", "60", "--timing");
+        long after = java.lang.management.ManagementFactory.getRuntimeMXBean().getUptime();
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("first token (\\d+) ms after the JVM started, ([0-9.]+) ms after the call; the (\\d+) tokens after it: [0-9.]+ tok/s").matcher(r[2]);
+        assertThat(m.find()).as(r[2]).isTrue();
+        assertThat(Long.parseLong(m.group(1))).isBetween(before, after);
+        assertThat(Double.parseDouble(m.group(2))).isBetween(0.0, (double) (after - before));
+        assertThat(m.group(3)).isEqualTo("32");
+    }
+
+    @Test
+    void launcherStartTimesParseInEitherDecimalMark() {
+        assertThat(GenerateCommand.FirstTokens.launched("1764800000.123456")).isEqualTo(1764800000.123456);
+        assertThat(GenerateCommand.FirstTokens.launched("1764800000,5")).isEqualTo(1764800000.5);
+        assertThat(GenerateCommand.FirstTokens.launched("")).isNull();
+        assertThat(GenerateCommand.FirstTokens.launched(null)).isNull();
+        assertThat(GenerateCommand.FirstTokens.launched("soon")).isNull();
+    }
+
+    @Test
     void generationStopsAtTheEndOfTheStoryByDefault() {
         // stories260K ends a story by emitting BOS (llama2.c's document separator): the text must not run on into a new one
         String[] r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time", "--max-tokens", "400");
