@@ -234,7 +234,8 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
  * side by side: eight streams); two streams per thread 35-43 (a /tmp harness over the 12 layers' matrices, huge
  * pages, 2 threads, three alternations in each of two phases of the machine: 5.35-5.46 -> 3.96-3.97 ms and 5.63-5.65
  * -> 4.84-4.88 ms; with a prefetch 8 steps ahead as before 5.75-5.79). The price: at m = 8 the 15M classifier's
- * pass got slower (1.22-1.34 -> 1.40-1.49 ms; each chain now waits on two fused steps a step).
+ * pass got slower (1.22-1.34 -> 1.40-1.49 ms; each chain now waits on two fused steps a step), partly won back by
+ * running the chains one at a time from 3 rows (chain_bf16_256).
  * The halves are walked in blocks, the two chains' sums kept in `lo` and `hi` between blocks. Why a packed bf16 form:
  * the plain bf16 GEMV's 8 rows side by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a
  * prototype of this layout 13.2-13.6 against 10.2 GB/s (one thread, 32000 x 768). */
@@ -290,55 +291,45 @@ EE_INLINE EE_AVX2 void panel_bf16_256(bf16_block b, int prefetch, float* lo, flo
     }
 }
 
-/* one step of one chain for MR rows against half the panel: two words widened, then each row's two broadcasts */
-EE_INLINE EE_AVX2 void bf16_half_step(const int MR, __m256 acc[2][2], const uint32_t* w, const float* a, size_t lda) {
-    __m256i x[2];
-#pragma GCC unroll 2
-    for (int v = 0; v < 2; v++) x[v] = _mm256_loadu_si256((const __m256i*)(w + 8 * v));
-#pragma GCC unroll 2
-    for (int i = 0; i < MR; i++) {
-        const __m256 ae = _mm256_broadcast_ss(a + i * lda), ao = _mm256_broadcast_ss(a + i * lda + 1);
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) acc[i][v] = bf16_step(acc[i][v], x[v], ae, ao);
-    }
-}
-
-/* MR <= 2 rows against half the panel (16 outputs, two 8-word vectors), both chains: each 8-word load widens into its
- * outputs' even and odd columns, which serve all MR rows: 8 chains at MR = 2 (2 fused steps each), the accumulators,
- * a half's widened words and a row's broadcasts fitting the 16 registers. lo/hi: the rows' sums, 32 floats apart.
- * `ahead`: this pass's share of the next block of each half. Against 4 rows x a quarter (one broadcast per FMA;
- * measured with the earlier one-chain order), 2-core Zen 2, medians of 9 in three alternations: in cache (4096 x 288, one thread) m = 8 0.337-0.345 ->
- * 0.287-0.294 ms, m = 4 0.171-0.175 -> 0.149-0.154 ms. 6 rows x a quarter (12 chains, 12 broadcasts a step) was
- * between the two. */
-EE_INLINE EE_AVX2 void half_bf16_256(const int MR, bf16_block b, size_t lda, prefetch_run ahead[2], float* lo, float* hi) {
-    const uint32_t* w2 = b.w + (size_t)b.h * EE_PANEL_ROWS;
-    const float* a2 = b.a + 2 * (size_t)b.h;
-    __m256 p[2][2], q[2][2];
-#pragma GCC unroll 2
+/* From 3 rows: up to 4 rows against half the panel (16 outputs, two 8-word vectors), one of the two chains, over n
+ * steps (w and a at the chain's first step; sums: the rows' running sums, 32 floats apart). Each word is widened to its
+ * even column, which serves all MR rows, then to its odd one (bf16_step's order for every output). 8 accumulators, the
+ * words, one widened vector and a broadcast fit the 16 registers, and a widening serves 4 rows, not 2. Before, 2 rows
+ * ran both chains (8 accumulators too, a widening for 2 rows). 2-core Zen 2, the 32000 x 288 classifier from memory,
+ * 2 threads (a /tmp harness calling ee_gemm, medians of 3 x 15), ms: m = 8 1.505 -> 1.358, m = 7 1.411 -> 1.221, m = 16
+ * 2.686 -> 2.608, m = 3 0.792 -> 0.748, m = 4 0.825 -> 0.815; m = 5 1.030 -> 1.075 and m = 6 1.102 -> 1.124 (a group
+ * of 1 or 2 rows left over: 2 or 4 chains of two FMAs a step, latency-bound). In cache (4096 x 288, one thread) m = 8
+ * 0.33 ms either way, 0.30 without the prefetch bookkeeping. */
+EE_INLINE EE_AVX2 void chain_bf16_256(const int MR, const uint32_t* w, const float* a, size_t lda, int n, int first, prefetch_run ahead[2], float* sums) {
+    __m256 acc[4][2];
+#pragma GCC unroll 4
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
-            p[i][v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(lo + i * EE_PANEL_ROWS + 8 * v);
-            q[i][v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(hi + i * EE_PANEL_ROWS + 8 * v);
-        }
-    int s = 0;
-    for (; s < b.both; s++) {
+        for (int v = 0; v < 2; v++) acc[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(sums + i * EE_PANEL_ROWS + 8 * v);
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+    for (int s = 0; s < n; s++) {
         prefetch_due(&ahead[0]);
         prefetch_due(&ahead[1]);
-        bf16_half_step(MR, p, b.w + (size_t)s * EE_PANEL_ROWS, b.a + 2 * s, lda);
-        bf16_half_step(MR, q, w2 + (size_t)s * EE_PANEL_ROWS, a2 + 2 * s, lda);
+        const __m256i x0 = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS)), x1 = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS + 8));
+        const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(x0, 16)), e1 = _mm256_castsi256_ps(_mm256_slli_epi32(x1, 16));
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const __m256 ae = _mm256_broadcast_ss(a + i * lda + 2 * s);
+            acc[i][0] = _mm256_fmadd_ps(ae, e0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ae, e1, acc[i][1]);
+        }
+        const __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(x0, hi)), o1 = _mm256_castsi256_ps(_mm256_and_si256(x1, hi));
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) {
+            const __m256 ao = _mm256_broadcast_ss(a + i * lda + 2 * s + 1);
+            acc[i][0] = _mm256_fmadd_ps(ao, o0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ao, o1, acc[i][1]);
+        }
     }
-    for (; s < b.n; s++) {
-        prefetch_due(&ahead[1]);
-        bf16_half_step(MR, q, w2 + (size_t)s * EE_PANEL_ROWS, a2 + 2 * s, lda);
-    }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
-            _mm256_store_ps(lo + i * EE_PANEL_ROWS + 8 * v, p[i][v]);
-            _mm256_store_ps(hi + i * EE_PANEL_ROWS + 8 * v, q[i][v]);
-        }
+        for (int v = 0; v < 2; v++) _mm256_store_ps(sums + i * EE_PANEL_ROWS + 8 * v, acc[i][v]);
 }
 
 EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
@@ -358,15 +349,24 @@ EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
             /* the next block of each half: in this panel, or the next panel's first */
             const uint32_t* next[2] = {s0 + blk < h ? b.w + (size_t)blk * EE_PANEL_ROWS : w + (size_t)steps * EE_PANEL_ROWS,
                                        s0 + blk < h2 ? b.w + (size_t)(h + blk) * EE_PANEL_ROWS : w + (size_t)(steps + h) * EE_PANEL_ROWS};
-            const int passes = 2 * ((g->m + 1) / 2);
-            for (int i0 = 0, pass = 0; i0 < g->m; i0 += 2) /* rows by two (the last one alone), half the panel at a time */
-                for (int half = 0; half < 2; half++, pass++) {
-                    prefetch_run ahead[2] = {prefetch_share(next[0], blk, pass, passes, n), prefetch_share(next[1], blk, pass, passes, n)};
-                    bf16_block r = b;
-                    r.w += 16 * half, r.a += (size_t)i0 * g->lda;
-                    if (g->m - i0 >= 2) half_bf16_256(2, r, g->lda, ahead, lo[i0] + 16 * half, hi[i0] + 16 * half);
-                    else half_bf16_256(1, r, g->lda, ahead, lo[i0] + 16 * half, hi[i0] + 16 * half);
-                }
+            const int groups = ee_ceil_div(g->m, 4), passes = 4 * groups;
+            for (int gi = 0, pass = 0; gi < groups; gi++) { /* rows by four, the rest in the last group */
+                const int i0 = 4 * gi, rows = ee_min(4, g->m - i0);
+                for (int half = 0; half < 2; half++)
+                    for (int chain = 0; chain < 2; chain++, pass++) {
+                        prefetch_run ahead[2] = {prefetch_share(next[0], blk, pass, passes, n), prefetch_share(next[1], blk, pass, passes, n)};
+                        const uint32_t* cw = (chain ? b.w + (size_t)b.h * EE_PANEL_ROWS : b.w) + 16 * half;
+                        const float* ca = (chain ? b.a + 2 * (size_t)b.h : b.a) + (size_t)i0 * g->lda;
+                        float* sums = (chain ? hi[i0] : lo[i0]) + 16 * half;
+                        const int count = chain ? b.n : b.both;
+                        switch (rows) {
+                        case 4: chain_bf16_256(4, cw, ca, g->lda, count, b.first, ahead, sums); break;
+                        case 3: chain_bf16_256(3, cw, ca, g->lda, count, b.first, ahead, sums); break;
+                        case 2: chain_bf16_256(2, cw, ca, g->lda, count, b.first, ahead, sums); break;
+                        default: chain_bf16_256(1, cw, ca, g->lda, count, b.first, ahead, sums);
+                        }
+                    }
+            }
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) {
