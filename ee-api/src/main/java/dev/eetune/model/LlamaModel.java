@@ -289,7 +289,8 @@ public final class LlamaModel implements AutoCloseable {
      * an untrained model, would only pay for the screen on top).
      * Why: the classifier is 60% of the bytes a token streams at the 15M config (32000 x 288 f32), 22% at 110M
      * (32000 x 768); at batch 8 the bf16 pass over 8 rows is also cheaper than the f32 one (2-core Zen 2, the 15M
-     * classifier from memory, medians of 3 runs: 1.31-1.36 against 1.91-2.02 ms); docs/benchmarks.md has the decode figures.
+     * classifier from memory, medians of 3 runs: 1.31-1.36 against 1.91-2.02 ms); docs/benchmarks.md has the decode
+     * figures.
      * {@code -Deetune.screen=false} turns it off (A/B).
      */
     public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
