@@ -203,24 +203,28 @@ public final class BindGen {
         sb.append("public final class ").append(cls).append(" implements ").append(iface).append(" {\n");
         sb.append("    private static volatile SymbolLookup lookup;\n    private static volatile ").append(cls).append(" instance;\n\n");
         sb.append("    private ").append(cls).append("() {}\n\n");
-        sb.append("    /** Binds to the library's symbols (once per JVM); the handles are resolved when Handles initialises. */\n");
+        // Each handle is made when its function is first called (its holder class initialises): a downcall handle
+        // spins classes, and a process uses a few of the functions (`ee generate` about a third). bind() still looks
+        // every symbol up, so a library missing one fails there, not mid-run.
+        sb.append("    /** Binds to the library's symbols (once per JVM, all looked up here); each handle is made on its first call. */\n");
         sb.append("    public static synchronized ").append(iface).append(" bind(SymbolLookup symbols) {\n");
-        sb.append("        if (instance == null) {\n            lookup = symbols;\n            Handles.init();\n            instance = new ").append(cls).append("();\n        }\n");
+        sb.append("        if (instance == null) {\n");
+        sb.append("            for (String name : NAMES) symbols.find(name).orElseThrow(() -> new UnsatisfiedLinkError(\"native symbol not found: \" + name));\n");
+        sb.append("            lookup = symbols;\n            instance = new ").append(cls).append("();\n        }\n");
         sb.append("        return instance;\n    }\n\n");
-        sb.append("    private static final class Handles {\n");
-        sb.append("        static void init() {}\n\n");
-        sb.append("        private static MethodHandle find(String name, FunctionDescriptor fd) {\n");
-        sb.append("            MemorySegment symbol = lookup.find(name).orElseThrow(() -> new UnsatisfiedLinkError(\"native symbol not found: \" + name));\n");
-        sb.append("            return Linker.nativeLinker().downcallHandle(symbol, fd);\n        }\n\n");
+        sb.append("    private static final String[] NAMES = {");
+        for (int i = 0; i < fns.size(); i++) sb.append(i > 0 ? ", " : "").append('"').append(fns.get(i).name()).append('"');
+        sb.append("};\n\n");
+        sb.append("    private static MethodHandle find(String name, FunctionDescriptor fd) {\n");
+        sb.append("        return Linker.nativeLinker().downcallHandle(lookup.find(name).orElseThrow(), fd);\n    }\n");
         for (Function f : fns) {
             StringBuilder fd = new StringBuilder();
             boolean isVoid = jt(f.ret()).equals("void");
             fd.append(isVoid ? "FunctionDescriptor.ofVoid(" : "FunctionDescriptor.of(" + layout(f.ret()) + (f.params().isEmpty() ? "" : ", "));
             for (int i = 0; i < f.params().size(); i++) fd.append(i > 0 ? ", " : "").append(paramLayout(f.params().get(i).cType()));
             fd.append(')');
-            sb.append("        static final MethodHandle ").append(f.name()).append(" = find(\"").append(f.name()).append("\", ").append(fd).append(");\n");
+            sb.append("\n    private static final class ").append(f.name()).append(" {\n        static final MethodHandle H = find(\"").append(f.name()).append("\", ").append(fd).append(");\n    }\n");
         }
-        sb.append("    }\n");
         for (Function f : fns) {
             String rt = jt(f.ret());
             sb.append("\n    @Override\n    public ").append(rt).append(' ').append(f.name()).append('(').append(paramList(f)).append(") {\n");
@@ -229,9 +233,9 @@ public final class BindGen {
                 call.append(call.length() > 0 ? ", " : "").append(p.name());
             }
             sb.append("        try {\n            ");
-            if (isPointer(f.ret())) sb.append("return ((MemorySegment) Handles.").append(f.name()).append(".invokeExact(").append(call).append(")).address();\n");
-            else if (rt.equals("void")) sb.append("Handles.").append(f.name()).append(".invokeExact(").append(call).append(");\n");
-            else sb.append("return (").append(rt).append(") Handles.").append(f.name()).append(".invokeExact(").append(call).append(");\n");
+            if (isPointer(f.ret())) sb.append("return ((MemorySegment) ").append(f.name()).append(".H.invokeExact(").append(call).append(")).address();\n");
+            else if (rt.equals("void")) sb.append(f.name()).append(".H.invokeExact(").append(call).append(");\n");
+            else sb.append("return (").append(rt).append(") ").append(f.name()).append(".H.invokeExact(").append(call).append(");\n");
             sb.append("        } catch (RuntimeException | Error e) {\n            throw e;\n        } catch (Throwable t) {\n            throw new IllegalStateException(t);\n        }\n    }\n");
         }
         return sb.append("}\n").toString();
