@@ -117,8 +117,8 @@ final class GenerateCommand implements Callable<Integer> {
 
         /**
          * Seconds since the epoch in bash's EPOCHREALTIME form ("1764800000.123456", the locale's decimal mark), or null.
-         * Not ProcessHandle's start instant: Linux gives it from the boot time in whole seconds, and on a 2-core VM it
-         * read 0.6 s after a process whose whole run took 0.8 s, once 29 s.
+         * Not ProcessHandle's start instant: Linux gives it from the boot time in whole seconds, and on a 2-core VM the
+         * first token came 1.3-1.45 s after it in runs that took 0.75-0.85 s in all (once 29 s).
          */
         static Double launched(String epochRealtime) {
             if (epochRealtime == null || !epochRealtime.matches("[0-9]+([.,][0-9]+)?")) return null;
