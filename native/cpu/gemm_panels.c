@@ -240,10 +240,13 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
  * the plain bf16 GEMV's 8 rows side by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a
  * prototype of this layout 13.2-13.6 against 10.2 GB/s (one thread, 32000 x 768). */
 
+/* A vector of words widened to the f32 weights of its even column (low halves) and of its odd one (high halves) */
+EE_INLINE EE_AVX2 __m256 bf16_even(__m256i word) { return _mm256_castsi256_ps(_mm256_slli_epi32(word, 16)); }
+EE_INLINE EE_AVX2 __m256 bf16_odd(__m256i word) { return _mm256_castsi256_ps(_mm256_and_si256(word, _mm256_set1_epi32((int)0xFFFF0000u))); }
+
 /* acc + the step's even column times ae, then its odd column times ao (the order every bf16 panel kernel keeps) */
 EE_INLINE EE_AVX2 __m256 bf16_step(__m256 acc, __m256i word, __m256 ae, __m256 ao) {
-    const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(word, 16)), odd = _mm256_castsi256_ps(_mm256_and_si256(word, _mm256_set1_epi32((int)0xFFFF0000u)));
-    return _mm256_fmadd_ps(ao, odd, _mm256_fmadd_ps(ae, even, acc));
+    return _mm256_fmadd_ps(ao, bf16_odd(word), _mm256_fmadd_ps(ae, bf16_even(word), acc));
 }
 
 /* Where the two chains are in a block: the first half's steps from w (A's elements from a), the second half's h steps
@@ -306,19 +309,18 @@ EE_INLINE EE_AVX2 void chain_bf16_256(const int MR, const uint32_t* w, const flo
     for (int i = 0; i < MR; i++)
 #pragma GCC unroll 2
         for (int v = 0; v < 2; v++) acc[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(sums + i * EE_PANEL_ROWS + 8 * v);
-    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
     for (int s = 0; s < n; s++) {
         prefetch_due(&ahead[0]);
         prefetch_due(&ahead[1]);
         const __m256i x0 = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS)), x1 = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS + 8));
-        const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(x0, 16)), e1 = _mm256_castsi256_ps(_mm256_slli_epi32(x1, 16));
+        const __m256 e0 = bf16_even(x0), e1 = bf16_even(x1);
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
             const __m256 ae = _mm256_broadcast_ss(a + i * lda + 2 * s);
             acc[i][0] = _mm256_fmadd_ps(ae, e0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_ps(ae, e1, acc[i][1]);
         }
-        const __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(x0, hi)), o1 = _mm256_castsi256_ps(_mm256_and_si256(x1, hi));
+        const __m256 o0 = bf16_odd(x0), o1 = bf16_odd(x1);
 #pragma GCC unroll 4
         for (int i = 0; i < MR; i++) {
             const __m256 ao = _mm256_broadcast_ss(a + i * lda + 2 * s + 1);
