@@ -201,29 +201,31 @@ public final class BindGen {
         sb.append("import java.lang.foreign.SymbolLookup;\nimport java.lang.foreign.ValueLayout;\nimport java.lang.invoke.MethodHandle;\n\n");
         sb.append("/** Panama FFM provider of {@link ").append(iface).append("}: static final method handles, invokeExact. */\n");
         sb.append("public final class ").append(cls).append(" implements ").append(iface).append(" {\n");
-        sb.append("    private static volatile SymbolLookup lookup;\n    private static volatile ").append(cls).append(" instance;\n\n");
+        sb.append("    private static volatile MemorySegment[] symbols; // NAMES' addresses\n    private static volatile ").append(cls).append(" instance;\n\n");
         sb.append("    private ").append(cls).append("() {}\n\n");
         // Each handle is made when its function is first called (its holder class initialises): a downcall handle
-        // spins classes, and a process uses a few of the functions (`ee generate` on stories260K: 12 of 45). bind() still looks
-        // every symbol up, so a library missing one fails there, not mid-run.
+        // spins classes, and a process uses a few of the functions (`ee generate` on stories260K: 12 of 45). bind()
+        // looks every symbol up, so a library missing one fails there, not mid-run.
         sb.append("    /** Binds to the library's symbols (once per JVM, all looked up here); each handle is made on its first call. */\n");
-        sb.append("    public static synchronized ").append(iface).append(" bind(SymbolLookup symbols) {\n");
+        sb.append("    public static synchronized ").append(iface).append(" bind(SymbolLookup lookup) {\n");
         sb.append("        if (instance == null) {\n");
-        sb.append("            for (String name : NAMES) symbols.find(name).orElseThrow(() -> new UnsatisfiedLinkError(\"native symbol not found: \" + name));\n");
-        sb.append("            lookup = symbols;\n            instance = new ").append(cls).append("();\n        }\n");
+        sb.append("            MemorySegment[] found = new MemorySegment[NAMES.length];\n");
+        sb.append("            for (int i = 0; i < NAMES.length; i++) {\n                String name = NAMES[i];\n");
+        sb.append("                found[i] = lookup.find(name).orElseThrow(() -> new UnsatisfiedLinkError(\"native symbol not found: \" + name));\n            }\n");
+        sb.append("            symbols = found;\n            instance = new ").append(cls).append("();\n        }\n");
         sb.append("        return instance;\n    }\n\n");
         sb.append("    private static final String[] NAMES = {");
         for (int i = 0; i < fns.size(); i++) sb.append(i > 0 ? ", " : "").append('"').append(fns.get(i).name()).append('"');
         sb.append("};\n\n");
-        sb.append("    private static MethodHandle find(String name, FunctionDescriptor fd) {\n");
-        sb.append("        return Linker.nativeLinker().downcallHandle(lookup.find(name).orElseThrow(), fd);\n    }\n");
+        sb.append("    private static MethodHandle downcall(int symbol, FunctionDescriptor fd) {\n");
+        sb.append("        return Linker.nativeLinker().downcallHandle(symbols[symbol], fd);\n    }\n");
         for (Function f : fns) {
             StringBuilder fd = new StringBuilder();
             boolean isVoid = jt(f.ret()).equals("void");
             fd.append(isVoid ? "FunctionDescriptor.ofVoid(" : "FunctionDescriptor.of(" + layout(f.ret()) + (f.params().isEmpty() ? "" : ", "));
             for (int i = 0; i < f.params().size(); i++) fd.append(i > 0 ? ", " : "").append(paramLayout(f.params().get(i).cType()));
             fd.append(')');
-            sb.append("\n    private static final class ").append(f.name()).append(" {\n        static final MethodHandle H = find(\"").append(f.name()).append("\", ").append(fd).append(");\n    }\n");
+            sb.append("\n    private static final class ").append(f.name()).append(" {\n        static final MethodHandle H = downcall(").append(fns.indexOf(f)).append(", ").append(fd).append(");\n    }\n");
         }
         for (Function f : fns) {
             String rt = jt(f.ret());
