@@ -128,7 +128,7 @@ public final class LlamaModel implements AutoCloseable {
      * Makes the packed copies that decode passes of {@code rows} rows read ({@link #panels}: every layer's and the
      * classifier's) now rather than in those passes; does nothing where such passes read the plain weights or the
      * copies exist. Generators (EarlyExitGenerator, SelfSpeculativeDecoder) call it before their prefill, so that
-     * the one-time packing (~80 ms at the 110M config in bf16 on a 2-core Zen 2) counts in the time to the first
+     * the one-time packing (~75 ms at the 110M config in bf16 on a 2-core Zen 2) counts in the time to the first
      * token, as loading does, and not in the decode rate. A pipeline stage does not call it: its passes pack only its
      * own layers.
      */
