@@ -4,6 +4,7 @@
 #define EE_LAYERS_H
 
 #include <stdio.h>
+#include <string.h>
 
 #include "common.h"
 
@@ -27,6 +28,48 @@ static inline int32_t ee_decoder_layers_loop(const int64_t* table, int32_t first
             return ee_fail("ee_decoder_layers_fwd: layer %d: %s", l, why);
         }
     }
+    return 0;
+}
+
+/* ee_greedy_decode, one definition for both libraries too: greedy decode steps composed of the library's own calls, in
+ * the order the Java decoder makes them for a step (embedding, the table's layers, final norm, classifier, argmax). */
+static inline int32_t ee_greedy_decode_loop(const int64_t* plan, int32_t steps) {
+    if (!plan) return ee_fail("ee_greedy_decode: null plan");
+#define F(i) plan[i]
+#define PTR(type, i) ((type)(intptr_t)plan[i])
+#define I32(i) ((int32_t)plan[i])
+    const int32_t rows = I32(29), dim = I32(30), vocab = I32(7);
+    int32_t* out_ids = PTR(int32_t*, 9);
+    const int32_t* row_pos = PTR(const int32_t*, 27);
+    float* x = PTR(float*, 10);
+    float eps, scale;
+    {
+        const uint32_t eb = (uint32_t)F(36), sb = (uint32_t)F(37);
+        memcpy(&eps, &eb, sizeof eps);
+        memcpy(&scale, &sb, sizeof scale);
+    }
+    if (steps < 0 || rows < 0) return ee_fail("ee_greedy_decode: %d steps of %d rows", steps, rows);
+    if (steps > 0 && (!PTR(void*, 8) || !out_ids || !row_pos)) return ee_fail("ee_greedy_decode: null ids or positions");
+    for (int32_t t = 0; t < steps; t++) {
+        const int32_t* ids = t == 0 ? PTR(const int32_t*, 8) : out_ids + (size_t)(t - 1) * rows; /* the previous step's tokens */
+        int32_t rc = ee_embedding_fwd(x, PTR(const void*, 2), I32(3), ids, rows, dim, vocab);
+        if (!rc)
+            rc = ee_decoder_layers_loop(PTR(const int64_t*, 0), 0, I32(1), x, x, PTR(float*, 11), PTR(float*, 12), 0, PTR(float*, 13), PTR(float*, 14), PTR(float*, 15),
+                                        PTR(float*, 16), 0, PTR(float*, 17), 0, PTR(float*, 18), PTR(float*, 19), PTR(float*, 20), I32(23), 1, I32(24), I32(25),
+                                        PTR(const int32_t*, 26), row_pos + (size_t)t * rows, PTR(const float*, 28), rows, dim, I32(31), I32(32), I32(33), I32(34), I32(35),
+                                        eps, scale);
+        if (!rc) rc = ee_rmsnorm_fwd(PTR(float*, 21), 0, x, PTR(const float*, 4), rows, dim, eps);
+        if (!rc) rc = ee_gemm(0, 1, rows, vocab, dim, 1.0f, PTR(const float*, 21), dim, PTR(const void*, 5), I32(6), dim, 0.0f, PTR(float*, 22), vocab);
+        if (!rc) rc = ee_argmax(out_ids + (size_t)t * rows, 0, PTR(const float*, 22), rows, vocab, 1.0f);
+        if (rc) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", ee_last_error());
+            return ee_fail("ee_greedy_decode: step %d: %s", t, why);
+        }
+    }
+#undef F
+#undef PTR
+#undef I32
     return 0;
 }
 

@@ -65,3 +65,5 @@ EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_
     return ee_decoder_layers_loop(table, first, count, x, out, residual, xn1, inv1, q, k, v, att, lse, xn2, inv2, gate, up, act, w_dtype, write_kv, n_seq, max_len, row_seq,
                                   row_pos, inv_freq, rows, dim, n_heads, n_kv_heads, head_dim, hidden, interleaved, eps, scale);
 }
+
+EE_API int32_t ee_greedy_decode(const int64_t* plan, int32_t steps) { return ee_greedy_decode_loop(plan, steps); }

@@ -40,6 +40,12 @@ public final class KernelProfile implements AutoCloseable {
         return a == null ? 0 : a[0].sum() / 1e9;
     }
 
+    /** Calls of {@code kernel} so far. */
+    public long calls(String kernel) {
+        LongAdder[] a = byKernel.get(kernel);
+        return a == null ? 0 : a[1].sum();
+    }
+
     /** Wall seconds since the profile opened (until closed). */
     public double wallSeconds() { return ((end == 0 ? System.nanoTime() : end) - start) / 1e9; }
 

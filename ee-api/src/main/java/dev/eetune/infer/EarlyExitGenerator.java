@@ -197,13 +197,20 @@ public final class EarlyExitGenerator implements Decoder {
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
+        boolean plain = cfg.isGreedy() && !poisonSkippedKv && noExits();
+        if (plain && !model.screens(batch.size())) prepareNativeSteps(batch.size());
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
         int[] emitted = new int[batch.size()];
+        long stepNanos = 0; // the last native chunk's time per step
         while (true) {
             int[] live = batch.live();
             if (live.length == 0) break;
+            if (plain && tFirst != 0 && !model.screens(live.length)) { // after the prefill: every live sequence has one row to feed
+                stepNanos = nativeSteps(live, batch, fed, counters, stepNanos, emitted, layersOut);
+                continue;
+            }
             long before = counters.rowLayers;
             double headsBefore = counters.headLayers;
             pass(live, batch, fed, cfg, counters, next);
@@ -226,6 +233,75 @@ public final class EarlyExitGenerator implements Decoder {
         for (int s = 0; s < exitLayers.length; s++) exitLayers[s] = Arrays.copyOf(layersOut[s], emitted[s]);
         log.debug("generate: {}", stats);
         return batch.results();
+    }
+
+    /** Whether no layer's head is evaluated or may exit: plain decoding. */
+    private boolean noExits() {
+        for (int l = 1; l <= config.nLayers(); l++) if (evaluates[l] || canExit[l]) return false;
+        return true;
+    }
+
+    /** What a chunk of native steps should take at most: a streaming listener hears of tokens at least this often. */
+    private static final long CHUNK_NANOS = 10_000_000L;
+    private static final int CHUNK_MAX_STEPS = 64;
+    private Tensor stepIds, stepSeq, stepPos, stepOut; // the native chunks' I32 buffers, made on first use
+
+    /**
+     * The native steps' buffers; for {@code rows} > 0 also a call of no steps over that many rows, so that the call's
+     * one-time costs (binding the native function: 2-5 ms on a cold JVM) go to the time to the first token, as the
+     * packing of {@link LlamaModel#prepareDecode} does, not to the decode rate.
+     */
+    private void prepareNativeSteps(int rows) {
+        if (stepIds == null) {
+            stepIds = scope.allocate(DType.I32, maxBatch);
+            stepSeq = scope.allocate(DType.I32, maxBatch);
+            stepPos = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
+            stepOut = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
+        }
+        if (rows == 0) return;
+        ensure(rows);
+        model.greedySteps(stepIds.slice(0, rows), stepOut.slice(0, 0), 0, stepSeq.slice(0, rows), stepPos.slice(0, 0), cache, ws, xa, normed, logits);
+    }
+
+    /**
+     * Plain greedy decoding of the live sequences, each with only its newest token to feed, for a chunk of steps in
+     * one native call ({@link LlamaModel#greedySteps}): the tokens and cache pass() gives step by step, without a
+     * step's Java (on a cold JVM that Java, interpreted, cost several times the step at stories260K's size). The chunk
+     * stops at the smallest budget left and at about {@link #CHUNK_NANOS}; a sequence that meets a stop token inside
+     * it keeps nothing of the later steps (its rows ran on: positions past its end, which nothing reads). Returns the
+     * chunk's time per step, which sizes the next one.
+     */
+    private long nativeSteps(int[] live, DecodingBatch batch, int[] fed, Counters counters, long stepNanos, int[] emitted, int[][] layersOut) {
+        int m = live.length, layers = config.nLayers();
+        int steps = stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos));
+        for (int s : live) steps = Math.min(steps, batch.budget(s));
+        prepareNativeSteps(0);
+        int[] ids = new int[m], pos = new int[steps * m];
+        for (int i = 0; i < m; i++) {
+            int s = live[i], p = batch.length(s) - 1;
+            ids[i] = batch.token(s, p);
+            for (int t = 0; t < steps; t++) pos[t * m + i] = p + t;
+        }
+        ensure(m);
+        Tensor out = stepOut.slice(0, steps * m);
+        long t0 = System.nanoTime();
+        model.greedySteps(stepIds.slice(0, m).copyFrom(ids), out, steps, stepSeq.slice(0, m).copyFrom(live), stepPos.slice(0, steps * m).copyFrom(pos), cache, ws, xa,
+            normed, logits);
+        long nanos = (System.nanoTime() - t0) / steps;
+        int[] tokens = out.toIntArray();
+        counters.rowLayers += (long) steps * m * layers;
+        for (int t = 0; t < steps; t++) {
+            for (int i = 0; i < m; i++) {
+                int s = live[i];
+                if (!batch.running(s)) continue;
+                fed[s] = batch.length(s);
+                nextLayer[s] = layers;
+                counters.exits[layers]++;
+                if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = layers;
+                batch.emit(s, tokens[t * m + i]);
+            }
+        }
+        return nanos;
     }
 
     private static final class Counters {

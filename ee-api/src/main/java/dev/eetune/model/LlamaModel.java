@@ -238,14 +238,42 @@ public final class LlamaModel implements AutoCloseable {
             for (int l = from; l < to; l++) layer(l, x, rows, null, ws, l == to - 1 ? residual : null);
             return;
         }
-        boolean panels = panels(rows.count());
-        Ops.LayerTable table = cache.layerTable(new TableKey(this, panels, from, to), c -> {
+        layer.forward(layerTable(cache, panels(rows.count()), from, to), 0, to - from, x, rows, cache.layer(from), ws.activations(rows.count(), x, residual));
+    }
+
+    /** The table of layers [from, to) over {@code cache} (plain or packed matrices), which the cache keeps. */
+    private Ops.LayerTable layerTable(KvCache cache, boolean panels, int from, int to) {
+        return cache.layerTable(new TableKey(this, panels, from, to), c -> {
             List<Tensor[]> t = new ArrayList<>(to - from);
             for (int l = from; l < to; l++) t.add(DecoderLayer.tableRow(panels ? packedLayer(l) : weights.layers().get(l), c.layer(l)));
             return backend.ops().layerTable(t, panels, config.nHeads(), config.nKvHeads(), config.headDim());
         });
-        layer.forward(table, 0, to - from, x, rows, cache.layer(from), ws.activations(rows.count(), x, residual));
     }
+
+    /**
+     * {@code steps} greedy decode steps of {@code rows} sequences in one native call: step t feeds each sequence's token
+     * ({@code firstIds}, then the previous step's) at position {@code rowPos[t]} of sequence {@code rowSeq} through every
+     * layer (writing its K/V in {@code cache}) and writes the next token to {@code outIds[t]}: the tokens a
+     * {@link #layers} call and {@link #greedyTokens} per step give, where {@link #screens} is false (the classifier is
+     * read whole). Why: at small sizes a step's Java (its views, checks and a few calls) costs as much as the step, and
+     * on a cold JVM much more, since it runs interpreted until compiled. {@code x}, {@code normed} and {@code logits}
+     * (at least [rows, dim], [rows, dim], [rows, vocab]) are scratch.
+     *
+     * @param firstIds I32 [rows]; outIds, rowPos: I32 [steps, rows]; rowSeq: I32 [rows]
+     */
+    public void greedySteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor rowPos, KvCache cache, Workspace ws, Tensor x, Tensor normed, Tensor logits) {
+        int rows = (int) firstIds.size();
+        if (screens(rows)) throw new IllegalStateException("greedySteps reads the whole classifier: " + rows + " rows of this model are screened (see greedyTokens)");
+        boolean panels = panels(rows);
+        Tensor xs = x.slice(0, rows);
+        layer.greedyDecode(layerTable(cache, panels, 0, config.nLayers()), weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels,
+            firstIds, outIds, steps, xs, rowSeq, rowPos, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
+    }
+
+    /** Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole. */
+    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable(); }
+
+    private boolean screenable() { return SCREEN && !bf16 && weights.lmHead().dtype() == DType.F32 && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
 
     /** What a layer table of a cache pairs: this model's plain or packed matrices of layers [from, to). */
     private record TableKey(LlamaModel model, boolean panels, int from, int to) {}
@@ -295,7 +323,7 @@ public final class LlamaModel implements AutoCloseable {
      */
     public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
         int rows = hidden.dim(0);
-        Screen sc = usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp ? screen() : null;
+        Screen sc = screens(rows) ? screen() : null;
         if (sc == null) {
             logits(logits, hidden, normed);
             backend.ops().argmax(tokens, null, logits, 1f);
@@ -371,7 +399,7 @@ public final class LlamaModel implements AutoCloseable {
     /** The screen, or null where greedy decode reads every f32 logit (not packed, not f32, small, or turned off). */
     private Screen screen() {
         Screen sc = screen;
-        if (sc != null || !SCREEN || bf16 || weights.lmHead().dtype() != DType.F32 || weights.lmHead().byteSize() < SCREEN_MIN_BYTES) return sc;
+        if (sc != null || !screenable()) return sc;
         synchronized (packedLayers) {
             if (screen == null) {
                 Ops ops = backend.ops();

@@ -106,6 +106,49 @@ class EarlyExitGeneratorTest {
         }
     }
 
+    /**
+     * Plain greedy decoding runs in chunks of native steps (ee_greedy_decode): the same tokens, listener calls and cache
+     * as the step-by-step passes (which heads evaluated but never exiting keep it to), with a stop token met inside a
+     * chunk and sequences that end at different steps.
+     */
+    @Test
+    void plainGreedyDecodeInNativeChunksEqualsTheStepByStepPasses() {
+        int n = 45;
+        int[] first = generate(EarlyExitPolicy.none(), prompts.subList(0, 1), n, false, null).get(0);
+        int p0 = prompts.get(0).length;
+        Set<Integer> stop = Set.of(first[p0 + 20]); // sequence 0 meets it within the run (maybe earlier than step 20)
+        for (int batch : new int[] {1, 3, 8}) {
+            List<int[]> ps = prompts.subList(0, batch);
+            GenerationConfig cfg = GenerationConfig.greedy(n, stop);
+            List<GenerationResult> stepwise, chunked;
+            List<List<Integer>> heardStepwise = new ArrayList<>(), heardChunked = new ArrayList<>();
+            for (int s = 0; s < batch; s++) { heardStepwise.add(new ArrayList<>()); heardChunked.add(new ArrayList<>()); }
+            try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, EarlyExitPolicy.global(1f, 2, 3, 4).evaluatingDisabledHeads(), batch, 128)) {
+                stepwise = g.generate(ps, cfg, (s, t) -> heardStepwise.get(s).add(t));
+            }
+            try (EarlyExitGenerator g = new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), batch, 128);
+                 dev.eetune.backend.KernelProfile profile = CPU.ops().profile()) {
+                chunked = g.generate(ps, cfg, (s, t) -> heardChunked.get(s).add(t));
+                assertThat(profile.calls("ee_greedy_decode")).as("batch %d: native chunks", batch).isGreaterThan(1);
+                assertThat(profile.calls("ee_decoder_layers_fwd")).as("batch %d: only the prefill runs layers from Java", batch).isEqualTo(1);
+                EarlyExitGenerator.Stats st = g.lastStats();
+                assertThat(st.exitCounts()[model.config().nLayers()]).isEqualTo(st.generatedTokens());
+                int[] complete = g.completeLengths();
+                for (int s = 0; s < batch; s++) {
+                    int[] tokens = chunked.get(s).tokens();
+                    assertThat(complete[s]).as("batch %d seq %d: every token but the last has run", batch, s).isEqualTo(tokens.length - 1);
+                    assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(tokens, complete[s]), "chunked, batch " + batch + " seq " + s);
+                }
+            }
+            for (int s = 0; s < batch; s++) {
+                assertThat(chunked.get(s).tokens()).as("batch %d seq %d", batch, s).containsExactly(stepwise.get(s).tokens());
+                assertThat(chunked.get(s).stopReason()).isEqualTo(stepwise.get(s).stopReason());
+                assertThat(heardChunked.get(s)).as("batch %d seq %d: the listener", batch, s).containsExactlyElementsOf(heardStepwise.get(s));
+            }
+            assertThat(chunked.get(0).stopReason()).isEqualTo(GenerationResult.StopReason.STOP_TOKEN);
+        }
+    }
+
     /** The K/V of sequence {@code seq}'s complete positions in {@code cache} equal a fresh full prefill's. */
     static void assertCacheMatchesFreshPrefill(LlamaModel model, KvCache cache, int seq, int[] tokens, String what) {
         int n = tokens.length, kv = model.config().nKvHeads() * model.config().headDim();
