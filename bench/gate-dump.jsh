@@ -1,5 +1,6 @@
 // Dumps, per exit and position of the first 128 windows of a token file, the exit hidden state, the state before the
-// layer, the head's max probability and whether its top-1 equals the final layer's, for bench/gate-features.py
+// layer, the head's max probability and whether its top-1 equals the final layer's, and per position the final layer's
+// max probability (fmp.f32), for bench/gate-features.py
 // (docs/exit-gates.md, "Gate quality"). -R-D properties: model, heads (heads.safetensors), tokens (token file), out.
 import dev.eetune.backend.*;
 import dev.eetune.exit.*;
@@ -22,6 +23,7 @@ LlamaConfig c = m.config();
 Ops ops = m.backend().ops();
 List<ExitHead> heads = ee.heads();
 int h = heads.size(), dim = c.dim(), n = seqLen;
+DataOutputStream fmpo = new DataOutputStream(new BufferedOutputStream(new FileOutputStream(outDir + "/fmp.f32")));
 DataOutputStream[] hid = new DataOutputStream[h], prev = new DataOutputStream[h], mp = new DataOutputStream[h], ag = new DataOutputStream[h];
 for (int i = 0; i < h; i++) {
   int L = heads.get(i).layer();
@@ -52,14 +54,17 @@ for (int wi = 0; wi < windows; wi++) {
     });
     Tensor normed = s.allocate(DType.F32, n, dim), logits = s.allocate(DType.F32, n, c.vocabSize()), a = s.allocate(DType.I32, n);
     m.logits(logits, x, normed);
-    ops.argmax(a, null, logits, 1f);
+    Tensor fp = s.allocate(DType.F32, n);
+    ops.argmax(a, fp, logits, 1f);
     int[] fin = a.toIntArray();
+    wf(fmpo, fp.toFloatArray());
     for (int i = 0; i < h; i++) {
       wf(hid[i], hs[i]); wf(prev[i], ps[i]); wf(mp[i], mps[i]);
       byte[] y = new byte[n]; for (int r = 0; r < n; r++) y[r] = (byte) (am[i][r] == fin[r] ? 1 : 0); ag[i].write(y);
     }
   }
 }
+fmpo.close();
 for (int i = 0; i < h; i++) { hid[i].close(); prev[i].close(); mp[i].close(); ag[i].close(); }
 System.out.println("dumped " + windows + " windows");
 /exit

@@ -1,6 +1,11 @@
 # Offline comparison of gate features and kinds (docs/exit-gates.md, "Gate quality"): logistic and 16-unit MLP gates
 # on rmsnorm(h), with and without log-norm / saturation cosine / previous score; AUC, precision at recall, and the
-# 95%-calibrated decisions, as ThresholdCalibration computes them. Usage: gate-features.py DUMP_DIR LAYERS N DIM HEAD_LAYERS GATE_LAYERS
+# 95%-calibrated decisions, as ThresholdCalibration computes them. Usage: gate-features.py DUMP_DIR LAYERS N DIM HEAD_LAYERS GATE_LAYERS [KINDS]
+# KINDS (comma-separated, default the five of the doc's table): lin-rms, lin-rich, mlpK-rms, mlpK-rich, lin-rich-prev, or
+# mlpK-rms followed by extra inputs joined with '+', some of which a gate could never see (an upper bound on what the
+# input can add): pos (log position), prevfmp (the final layer's max probability at the previous position), prevlab
+# (whether the exit agreed at the previous position), curfmp (the final layer's max probability here), prevh
+# (rmsnorm(h) at the previous position); e.g. mlp16-rms+curfmp. The extras need fmp.f32 in the dump (gate-dump.jsh).
 import numpy as np, sys, math, json
 d = sys.argv[1]; layers = [int(x) for x in sys.argv[2].split(',')]; N = int(sys.argv[3]); dim = int(sys.argv[4])
 head_cost = float(sys.argv[5]); gate_cost = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0014
@@ -95,15 +100,23 @@ res = {}
 methods = {}
 methods['softmax'] = {L: MP[L] for L in layers}
 methods['saturation'] = {L: cos(P[L].astype(np.float64), H[L].astype(np.float64)) for L in layers}
+pos = np.arange(tot) % seq
+def earlier(v, fill): # v at the previous position of the same window
+    o = np.roll(np.asarray(v, np.float64), 1, axis=0); o[pos == 0] = fill; return o
+def extra(L, name):
+    FMP = np.fromfile(f"{d}/fmp.f32", np.float32).astype(np.float64)
+    return {'pos': lambda: np.log1p(pos)[:, None], 'prevfmp': lambda: earlier(FMP, 0.5)[:, None], 'prevlab': lambda: earlier(Y[L], 0.5)[:, None],
+            'curfmp': lambda: FMP[:, None], 'prevh': lambda: earlier(rms(H[L]), 0.0)}[name]()
 for kind in sys.argv[7].split(',') if len(sys.argv) > 7 else ['lin-rms', 'lin-rich', 'mlp16-rms', 'mlp16-rich', 'lin-rich-prev']:
     sc = {}; prev = None
+    base, *extras = kind.split('+')
     for L in layers:
-        fk = 'rms' if kind.endswith('rms') else 'rich'
-        X = feats(L, fk, prev if kind.endswith('prev') else None)
-        if kind.endswith('prev') is False and 'prev' in kind: pass
+        fk = 'rms' if base.endswith('rms') else 'rich'
+        X = feats(L, fk, prev if base.endswith('prev') else None)
+        if extras: X = np.hstack([X] + [extra(L, e) for e in extras])
         Xtr, ytr = X[sl['tr']], Y[L][sl['tr']]
         if kind.startswith('lin'): f = fit_logistic(Xtr, ytr)
-        else: f = fit_mlp(Xtr, ytr, k=int(kind.split('-')[0][3:]))
+        else: f = fit_mlp(Xtr, ytr, k=int(base.split('-')[0][3:]))
         sc[L] = f(X); prev = sc[L]
     methods[kind] = sc
 print(f"{'method':14s} " + " ".join(f"AUC@{L}  P@R.3 P@R.5 R@P.95" for L in layers))

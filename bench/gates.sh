@@ -13,7 +13,8 @@
 # `ee calibrate --compare`; also the lr-1e-3, plain-CE and norm variants; then `ee sweep --calibrated` of its gate and
 # cascade thresholds), overhead (bench/GateOverhead.java on the distill stage's gate-calibrated heads, or on
 # HEADS=DIR: per-token wall and CPU time of the full model, the gate scored but never exiting and the calibrated gate in
-# one warm JVM, their native calls, and one layer's cost over 1-3 rows). Default: all; recalibrate runs after s260long,
+# one warm JVM, their native calls, and one layer's cost over 1-3 rows), oracle (what a gate's input could add: MLP-16 gates
+# on rmsnorm(h) with more inputs, some no gate can see, fitted offline on the distill stage's heads or HEADS=DIR). Default: all; recalibrate runs after s260long,
 # so `bench/gates.sh OUT` alone reproduces everything.
 # Wall-clock figures need a quiet machine; layers/token, agreement and exit shares do not depend on load.
 set -euo pipefail
@@ -21,7 +22,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 ee=${EE:-$root/ee} # EE=/path/to/wrapper runs a fixed build
 out=${1:?usage: bench/gates.sh OUT [stage...]}
 shift || true
-stages=${*:-s260 s260long recalibrate cpu features sweep jdk steps distill overhead}
+stages=${*:-s260 s260long recalibrate cpu features sweep jdk steps distill overhead oracle}
 data=${EE_DATA:-$root/../shared/data}
 model=$data/stories260K/stories260K.bin
 train=$data/tinystories/tinystories_train_first2MiB.txt
@@ -62,6 +63,15 @@ for s in $stages; do case $s in
     "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$root/ee-cli/target/ee.jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
       -R-Dheads="$out/mlp300/heads.safetensors" -R-Dtokens="$tokens" -R-Dout="$out/dump" "$root/bench/gate-dump.jsh" 2>&1 | grep -v INFO
     python3 "$root/bench/gate-features.py" "$out/dump" 1,2,3,4 5 64 1.452 0.0014 | tee "$out/features.txt" ;;
+  oracle) # what a gate's input could add (needs python3 with numpy): MLP-16 gates on rmsnorm(h) plus inputs a gate has,
+    # and inputs none could have (the final layer's confidence here), on HEADS=DIR's heads (default: the distill stage's)
+    tokens=$(ls ~/.cache/eetune/*tinystories_valid_head.txt.tokens | head -1)
+    heads=${HEADS:-$out/dmlp-lr3}
+    mkdir -p "$out/oracle-dump"
+    "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jshell" --class-path "$root/ee-cli/target/ee.jar" -R--enable-native-access=ALL-UNNAMED -R-Dmodel="$model" \
+      -R-Dheads="$heads/heads.safetensors" -R-Dtokens="$tokens" -R-Dout="$out/oracle-dump" "$root/bench/gate-dump.jsh" 2>&1 | grep -v INFO
+    python3 "$root/bench/gate-features.py" "$out/oracle-dump" 1,2,3,4 5 64 1.452 0.0014 \
+      mlp16-rms,mlp16-rms+pos,mlp16-rms+prevfmp,mlp16-rms+prevlab,mlp16-rms+prevh,mlp16-rms+curfmp,mlp16-rms+prevlab+prevfmp+curfmp | tee "$out/oracle.txt" ;;
   sweep)
     # the cascade-calibrated copy when the recalibrate stage made it: its thresholds are timed as the row "calibrated"
     heads="$out/mlp300-mlp16"; [ -f "$out/mlp300-cascade/thresholds.json" ] && heads="$out/mlp300-cascade"
