@@ -31,10 +31,11 @@ static inline int32_t ee_decoder_layers_loop(const int64_t* table, int32_t first
     return 0;
 }
 
-/* ee_greedy_decode, one definition for both libraries too: greedy decode steps composed of the library's own calls, in
- * the order the Java decoder makes them for a step (embedding, the table's layers, final norm, classifier, argmax). */
-static inline int32_t ee_greedy_decode_loop(const int64_t* plan, int32_t steps) {
-    if (!plan) return ee_fail("ee_greedy_decode: null plan");
+/* ee_decode_steps, one definition for both libraries too: decode steps composed of the library's own calls, in the
+ * order the Java decoder makes them for a step (embedding, the table's layers, final norm, classifier, argmax or
+ * sampling). */
+static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
+    if (!plan) return ee_fail("ee_decode_steps: null plan");
 #define F(i) plan[i]
 #define PTR(type, i) ((type)(intptr_t)plan[i])
 #define I32(i) ((int32_t)plan[i])
@@ -42,14 +43,15 @@ static inline int32_t ee_greedy_decode_loop(const int64_t* plan, int32_t steps) 
     int32_t* out_ids = PTR(int32_t*, 9);
     const int32_t* row_pos = PTR(const int32_t*, 27);
     float* x = PTR(float*, 10);
-    float eps, scale;
-    {
-        const uint32_t eb = (uint32_t)F(36), sb = (uint32_t)F(37);
-        memcpy(&eps, &eb, sizeof eps);
-        memcpy(&scale, &sb, sizeof scale);
+    const float* uniforms = PTR(const float*, 38);
+    float f[4]; /* eps, scale, temperature, top_p */
+    for (int i = 0; i < 4; i++) {
+        const uint32_t bits = (uint32_t)F(i < 2 ? 36 + i : 37 + i);
+        memcpy(&f[i], &bits, sizeof f[i]);
     }
-    if (steps < 0 || rows < 0) return ee_fail("ee_greedy_decode: %d steps of %d rows", steps, rows);
-    if (steps > 0 && (!PTR(void*, 8) || !out_ids || !row_pos)) return ee_fail("ee_greedy_decode: null ids or positions");
+    const float eps = f[0], scale = f[1];
+    if (steps < 0 || rows < 0) return ee_fail("ee_decode_steps: %d steps of %d rows", steps, rows);
+    if (steps > 0 && (!PTR(void*, 8) || !out_ids || !row_pos)) return ee_fail("ee_decode_steps: null ids or positions");
     for (int32_t t = 0; t < steps; t++) {
         const int32_t* ids = t == 0 ? PTR(const int32_t*, 8) : out_ids + (size_t)(t - 1) * rows; /* the previous step's tokens */
         int32_t rc = ee_embedding_fwd(x, PTR(const void*, 2), I32(3), ids, rows, dim, vocab);
@@ -60,11 +62,13 @@ static inline int32_t ee_greedy_decode_loop(const int64_t* plan, int32_t steps) 
                                         eps, scale);
         if (!rc) rc = ee_rmsnorm_fwd(PTR(float*, 21), 0, x, PTR(const float*, 4), rows, dim, eps);
         if (!rc) rc = ee_gemm(0, 1, rows, vocab, dim, 1.0f, PTR(const float*, 21), dim, PTR(const void*, 5), I32(6), dim, 0.0f, PTR(float*, 22), vocab);
-        if (!rc) rc = ee_argmax(out_ids + (size_t)t * rows, 0, PTR(const float*, 22), rows, vocab, 1.0f);
+        if (!rc)
+            rc = uniforms ? ee_sample_top_p(out_ids + (size_t)t * rows, PTR(const float*, 22), uniforms + (size_t)t * rows, rows, vocab, f[2], f[3])
+                          : ee_argmax(out_ids + (size_t)t * rows, 0, PTR(const float*, 22), rows, vocab, 1.0f);
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", ee_last_error());
-            return ee_fail("ee_greedy_decode: step %d: %s", t, why);
+            return ee_fail("ee_decode_steps: step %d: %s", t, why);
         }
     }
 #undef F

@@ -58,4 +58,4 @@ EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_
                                   row_pos, inv_freq, rows, dim, n_heads, n_kv_heads, head_dim, hidden, interleaved, eps, scale);
 }
 
-EE_API int32_t ee_greedy_decode(const int64_t* plan, int32_t steps) { return ee_greedy_decode_loop(plan, steps); }
+EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps) { return ee_decode_steps_loop(plan, steps); }

@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_greedy_decode)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_decode_steps)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -726,36 +726,33 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
         compare(name, x, (size_t)rows * dim, 1e-4);
         compare(name, kc2, (size_t)n_seq * max_len * kd, 1e-5);
         free_pair(kc2), free_pair(vc2);
-        /* three greedy steps through ee_greedy_decode's plan: the same 2-layer table, an embedding and a classifier */
+        /* three steps through ee_decode_steps' plan, greedy and sampled: the same 2-layer table, an embedding and a classifier */
         const int vocab = 37, steps = 3, per = (rows + n_seq - 1) / n_seq;
-        if (steps * per <= max_len) {
+        for (int sampled = 0; sampled < 2 && steps * per <= max_len; sampled++) {
             std::vector<int32_t> step_pos((size_t)steps * rows);
             for (int t = 0; t < steps; t++)
                 for (int r = 0; r < rows; r++) step_pos[(size_t)t * rows + r] = t * per + r / n_seq; /* distinct cells, rising */
             Pair emb = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(rows, 0, vocab)), sp = pair_of(step_pos);
+            Pair uni = pair_of(uniform((size_t)steps * rows, 0.0f, 1.0f));
             Pair out_ids = pair_out((size_t)steps * rows * 4), normed = pair_out((size_t)rows * dim * 4), logits = pair_out((size_t)rows * vocab * 4);
             Pair kc3 = pair_of(randn((size_t)n_seq * max_len * kd)), vc3 = pair_of(randn((size_t)n_seq * max_len * kd));
-            both("greedy_decode", [&](const Api& api, int w) {
+            both("decode_steps", [&](const Api& api, int w) {
                 std::vector<int64_t> table = two_layers(w, kc3, vc3);
-                uint32_t eps_bits, scale_bits;
-                const float eps = 1e-5f;
-                memcpy(&eps_bits, &eps, 4);
-                memcpy(&scale_bits, &scale, 4);
-                std::vector<int64_t> plan = {(int64_t)(intptr_t)table.data(), 2, (int64_t)(intptr_t)P(emb), w_dtype, (int64_t)(intptr_t)P(n2), (int64_t)(intptr_t)P(cls),
-                    w_dtype, vocab, (int64_t)(intptr_t)P(ids), (int64_t)(intptr_t)P(out_ids), (int64_t)(intptr_t)P(x), (int64_t)(intptr_t)P(res),
-                    (int64_t)(intptr_t)P(xn), (int64_t)(intptr_t)P(q), (int64_t)(intptr_t)P(k), (int64_t)(intptr_t)P(v), (int64_t)(intptr_t)P(att),
-                    (int64_t)(intptr_t)P(xn), (int64_t)(intptr_t)P(g), (int64_t)(intptr_t)P(u), (int64_t)(intptr_t)P(g), (int64_t)(intptr_t)P(normed),
-                    (int64_t)(intptr_t)P(logits), w_dtype, n_seq, max_len, (int64_t)(intptr_t)P(s), (int64_t)(intptr_t)P(sp), (int64_t)(intptr_t)P(invf), rows, dim,
-                    heads, kv, head_dim, hidden, 1, eps_bits, scale_bits};
-                if (plan.size() != EE_GREEDY_PLAN_FIELDS) return (int32_t)-1;
-                return api.ee_greedy_decode(plan.data(), steps);
+                auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
+                auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
+                std::vector<int64_t> plan = {addr(table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
+                    addr(P(x)), addr(P(res)), addr(P(xn)), addr(P(q)), addr(P(k)), addr(P(v)), addr(P(att)), addr(P(xn)), addr(P(g)), addr(P(u)), addr(P(g)),
+                    addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(s)), addr(P(sp)), addr(P(invf)), rows, dim, heads, kv, head_dim, hidden, 1,
+                    bits(1e-5f), bits(scale), sampled ? addr(P(uni)) : 0, bits(0.9f), bits(0.95f)};
+                if (plan.size() != EE_DECODE_PLAN_FIELDS) return (int32_t)-1;
+                return api.ee_decode_steps(plan.data(), steps);
             });
-            snprintf(name, sizeof name, "greedy_decode %d steps, rows %d: tokens", steps, rows);
+            snprintf(name, sizeof name, "decode_steps %s, %d steps, rows %d: tokens", sampled ? "sampled" : "greedy", steps, rows);
             compare_exact<int32_t>(name, out_ids, (size_t)steps * rows);
-            snprintf(name, sizeof name, "greedy_decode: the last step's logits, layer 1's K cache");
+            snprintf(name, sizeof name, "decode_steps: the last step's logits, layer 1's K cache");
             compare(name, logits, (size_t)rows * vocab, 1e-4);
             compare(name, kc3, (size_t)n_seq * max_len * kd, 1e-5);
-            for (Pair* z : {&emb, &cls, &ids, &sp, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
+            for (Pair* z : {&emb, &cls, &ids, &sp, &uni, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
         }
         /* the second half alone, out apart from h */
         Pair ffo = pair_out((size_t)rows * dim * 4);

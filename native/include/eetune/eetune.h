@@ -238,24 +238,26 @@ EE_API int32_t ee_feed_forward_fwd(const float* h, float* out, float* xn2, float
  */
 EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_t count, const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, int32_t w_dtype, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale);
 
-/** Fields of ee_greedy_decode's plan (int64 each; pointers as addresses, eps and scale as the bits of a float), in this
- * order: table, n_layers, embedding, embedding_dtype, final_norm, classifier, classifier_dtype, vocab, first_ids,
- * out_ids, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits, w_dtype, n_seq, max_len, row_seq,
- * row_pos, inv_freq, rows, dim, n_heads, n_kv_heads, head_dim, hidden, interleaved, eps, scale. */
-#define EE_GREEDY_PLAN_FIELDS 38
+/** Fields of ee_decode_steps's plan (int64 each; pointers as addresses, eps, scale, temperature and top_p as the bits
+ * of a float), in this order: table, n_layers, embedding, embedding_dtype, final_norm, classifier, classifier_dtype,
+ * vocab, first_ids, out_ids, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits, w_dtype, n_seq,
+ * max_len, row_seq, row_pos, inv_freq, rows, dim, n_heads, n_kv_heads, head_dim, hidden, interleaved, eps, scale,
+ * uniforms, temperature, top_p. */
+#define EE_DECODE_PLAN_FIELDS 41
 
 /**
- * Greedy decoding of `rows` sequences for `steps` steps in one call, from a plan (a host table of
- * EE_GREEDY_PLAN_FIELDS fields) the caller builds once and replays: the per-token work of a decoder without exits, for
- * callers whose steps are short enough that a call per operation costs more than it computes. Step t embeds ids
- * (first_ids at t = 0, else the previous step's out_ids), runs the table's layers 0 .. n_layers - 1 as
- * ee_decoder_layers_fwd with write_kv = 1 and positions row_pos[t * rows ..] (row_seq is every step's), then
- * normed = rmsnorm(x, final_norm), logits = normed classifier^T (ee_gemm with classifier_dtype: plain or packed
- * panels) and out_ids[t * rows + r] = the argmax of logits row r (lowest index on ties). The same bits as those calls
- * one by one; the scratch is as for ee_decoder_layers_fwd (no inv1, lse, inv2), plus normed [rows, dim] and logits
- * [rows, vocab]. On a failing step the error names it; the steps before it have run.
+ * Decoding of `rows` sequences for `steps` steps in one call, from a plan (a host table of EE_DECODE_PLAN_FIELDS
+ * fields) the caller builds once and replays: the per-token work of a decoder without exits, for callers whose steps
+ * are short enough that a call per operation costs more than it computes. Step t embeds ids (first_ids at t = 0, else
+ * the previous step's out_ids), runs the table's layers 0 .. n_layers - 1 as ee_decoder_layers_fwd with write_kv = 1
+ * and positions row_pos[t * rows ..] (row_seq is every step's), then normed = rmsnorm(x, final_norm), logits =
+ * normed classifier^T (ee_gemm with classifier_dtype: plain or packed panels) and out_ids[t * rows + r] = the next
+ * token of row r: the argmax of its logits (lowest index on ties) where uniforms is 0, else ee_sample_top_p with
+ * uniforms[t * rows + r], temperature and top_p. The same bits as those calls one by one; the scratch is as for
+ * ee_decoder_layers_fwd (no inv1, lse, inv2), plus normed [rows, dim] and logits [rows, vocab]. On a failing step the
+ * error names it; the steps before it have run.
  */
-EE_API int32_t ee_greedy_decode(const int64_t* plan, int32_t steps);
+EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
 
 /* ---- softmax, argmax, sampling --------------------------------------------------------------------------------- */
 

@@ -354,20 +354,24 @@ public final class Ops {
     }
 
     /**
-     * {@code steps} greedy decode steps of {@code rows} sequences in one native call (ee_greedy_decode): step t embeds
+     * {@code steps} decode steps of {@code rows} sequences in one native call (ee_decode_steps): step t embeds
      * {@code firstIds} (t = 0) or the previous step's tokens, runs all of the table's layers writing K/V at
-     * {@code rowPos[t]} (one {@code rowSeq} for every step), and writes {@code outIds[t]} = the argmax (lowest index on
-     * ties) of {@code classifier}'s logits of {@code finalNorm}'s norm of the result. The same bits as {@link #embedding},
-     * {@link #decoderLayers}, {@link #rmsnorm}, {@link #linear} (or {@link #linearPanels} with {@code packedClassifier})
-     * and {@link #argmax} one after another, without the calls, checks and views per step.
+     * {@code rowPos[t]} (one {@code rowSeq} for every step), and writes {@code outIds[t]}: the next tokens from
+     * {@code classifier}'s logits of {@code finalNorm}'s norm of the result, the argmax (lowest index on ties) where
+     * {@code uniforms} is null, else sampled as {@link #sampleTopP} does with {@code uniforms[t]}. The same bits as
+     * {@link #embedding}, {@link #decoderLayers}, {@link #rmsnorm}, {@link #linear} (or {@link #linearPanels} with
+     * {@code packedClassifier}) and {@link #argmax} or {@link #sampleTopP} one after another, without the calls, checks
+     * and views per step.
      *
      * @param firstIds I32 [rows]; outIds and rowPos: I32 [steps, rows]; rowSeq: I32 [rows]
+     * @param uniforms F32 [steps, rows], or null for greedy decoding (then temperature and topP are not read)
      * @param normed F32 [rows, dim] and logits F32 [rows, vocab]: scratch, as the activations are
      */
-    public void greedyDecode(LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds, int steps,
+    public void decodeSteps(LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds, int steps,
                              Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
-                             Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved, float eps, float scale) {
-        String op = "greedyDecode";
+                             Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved, float eps, float scale,
+                            Tensor uniforms, float temperature, float topP) {
+        String op = "decodeSteps";
         if (table.ops != this) throw new IllegalArgumentException(op + ": the table was made by another backend's ops (" + table.ops.backend.describe() + "), not this one's (" + backend.describe() + ")");
         table.checkOpen(0, table.layers());
         LayerShape shape = table.shape;
@@ -388,16 +392,24 @@ public final class Ops {
             : classifier.dtype().isFloat() && matrix(classifier, vocab, dim);
         if (!classifierOk) fail(op, "the classifier must be " + (packedClassifier ? "packed panels of " : "") + "[vocab, dim], vocab " + vocab + ", dim " + dim, classifier);
         if (normed.size() != (long) rows * dim || logits.size() != (long) rows * vocab) fail(op, "normed must be [rows, dim] and logits [rows, vocab]", normed, logits);
-        // the plan: one host table of the call's arguments (ee_greedy_decode's order), so that the downcall is (plan, steps)
+        if (uniforms != null) {
+            mine(op, uniforms);
+            f32(op, uniforms);
+            positive(op, temperature);
+            if (!(topP > 0)) throw new IllegalArgumentException(op + ": top_p must be > 0, got " + topP);
+            if (uniforms.size() != (long) steps * rows) fail(op, "uniforms must be [steps, rows] for " + steps + " steps", x, uniforms);
+        }
+        // the plan: one host table of the call's arguments (ee_decode_steps' order), so that the downcall is (plan, steps)
         long[] fields = {table.address, table.layers(), embedding.address(), embedding.dtype().code(), finalNorm.address(), classifier.address(),
             packedClassifier ? panelsDtype(classifier.dtype()) : classifier.dtype().code(), vocab, firstIds.address(), outIds.address(), x.address(), residual.address(),
             xn1.address(), q.address(), k.address(), v.address(), att.address(), xn2.address(), gate.address(), up.address(), act.address(), normed.address(), logits.address(),
             shape.wDtype(), shape.sequences(), shape.maxLen(), rowSeq.address(), rowPos.address(), invFreq.address(), rows, dim, shape.nHeads(), shape.nKvHeads(),
-            shape.headDim(), shape.hidden(), interleaved ? 1 : 0, Float.floatToRawIntBits(eps), Float.floatToRawIntBits(scale)};
+            shape.headDim(), shape.hidden(), interleaved ? 1 : 0, Float.floatToRawIntBits(eps), Float.floatToRawIntBits(scale), addr(uniforms),
+            Float.floatToRawIntBits(temperature), Float.floatToRawIntBits(topP)};
         java.nio.ByteBuffer plan = java.nio.ByteBuffer.allocateDirect(fields.length * Long.BYTES).order(java.nio.ByteOrder.nativeOrder());
         for (int i = 0; i < fields.length; i++) plan.putLong(i * Long.BYTES, fields[i]);
         try {
-            check(op, this.k.ee_greedy_decode(backend.host().address(plan), steps));
+            check(op, this.k.ee_decode_steps(backend.host().address(plan), steps));
         } finally {
             java.lang.ref.Reference.reachabilityFence(plan);
         }

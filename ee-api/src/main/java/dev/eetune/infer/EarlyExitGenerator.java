@@ -197,8 +197,8 @@ public final class EarlyExitGenerator implements Decoder {
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
-        boolean plain = cfg.isGreedy() && !poisonSkippedKv && noExits();
-        if (plain && !model.screens(batch.size())) prepareNativeSteps(batch.size());
+        boolean plain = !poisonSkippedKv && noExits();
+        if (plain && nativeSteps(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
@@ -207,8 +207,8 @@ public final class EarlyExitGenerator implements Decoder {
         while (true) {
             int[] live = batch.live();
             if (live.length == 0) break;
-            if (plain && tFirst != 0 && !model.screens(live.length)) { // after the prefill: every live sequence has one row to feed
-                stepNanos = nativeSteps(live, batch, fed, counters, stepNanos, emitted, layersOut);
+            if (plain && tFirst != 0 && nativeSteps(cfg, live.length)) { // after the prefill: every live sequence has one row to feed
+                stepNanos = nativeSteps(live, batch, cfg, fed, counters, stepNanos, emitted, layersOut);
                 continue;
             }
             long before = counters.rowLayers;
@@ -244,49 +244,58 @@ public final class EarlyExitGenerator implements Decoder {
     /** What a chunk of native steps should take at most: a streaming listener hears of tokens at least this often. */
     private static final long CHUNK_NANOS = 10_000_000L;
     private static final int CHUNK_MAX_STEPS = 64;
-    private Tensor stepIds, stepSeq, stepPos, stepOut; // the native chunks' I32 buffers, made on first use
+    private Tensor stepIds, stepSeq, stepPos, stepOut, stepUniforms; // the native chunks' buffers, made on first use
+
+    /** Whether plain decoding of {@code rows} rows goes in native chunks: sampled, or greedy where the classifier is read whole. */
+    private boolean nativeSteps(GenerationConfig cfg, int rows) { return !cfg.isGreedy() || !model.screens(rows); }
 
     /**
      * The native steps' buffers; for {@code rows} > 0 also a call of no steps over that many rows, so that the call's
      * one-time costs (binding the native function: 2-5 ms on a cold JVM) go to the time to the first token, as the
      * packing of {@link LlamaModel#prepareDecode} does, not to the decode rate.
      */
-    private void prepareNativeSteps(int rows) {
+    private void prepareNativeSteps(int rows, GenerationConfig cfg) {
         if (stepIds == null) {
             stepIds = scope.allocate(DType.I32, maxBatch);
             stepSeq = scope.allocate(DType.I32, maxBatch);
             stepPos = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
             stepOut = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
+            stepUniforms = scope.allocate(DType.F32, CHUNK_MAX_STEPS * maxBatch);
         }
         if (rows == 0) return;
         ensure(rows);
-        model.greedySteps(stepIds.slice(0, rows), stepOut.slice(0, 0), 0, stepSeq.slice(0, rows), stepPos.slice(0, 0), cache, ws, xa, normed, logits);
+        model.decodeSteps(stepIds.slice(0, rows), stepOut.slice(0, 0), 0, stepSeq.slice(0, rows), stepPos.slice(0, 0), cfg.isGreedy() ? null : stepUniforms.slice(0, 0),
+            cfg.temperature(), cfg.topP(), cache, ws, xa, normed, logits);
     }
 
     /**
-     * Plain greedy decoding of the live sequences, each with only its newest token to feed, for a chunk of steps in
-     * one native call ({@link LlamaModel#greedySteps}): the tokens and cache pass() gives step by step, without a
-     * step's Java (on a cold JVM that Java, interpreted, cost several times the step at stories260K's size). The chunk
+     * Plain decoding of the live sequences, each with only its newest token to feed, for a chunk of steps in one native
+     * call ({@link LlamaModel#decodeSteps}; sampling with the uniforms {@link #choose} would draw): the tokens and cache
+     * pass() gives step by step, without a step's Java (on a cold JVM that Java, interpreted, cost several times the step at stories260K's size). The chunk
      * stops at the smallest budget left and at about {@link #CHUNK_NANOS}; a sequence that meets a stop token inside
      * it keeps nothing of the later steps (its rows ran on: positions past its end, which nothing reads). Returns the
      * chunk's time per step, which sizes the next one.
      */
-    private long nativeSteps(int[] live, DecodingBatch batch, int[] fed, Counters counters, long stepNanos, int[] emitted, int[][] layersOut) {
+    private long nativeSteps(int[] live, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted, int[][] layersOut) {
         int m = live.length, layers = config.nLayers();
         int steps = stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos));
         for (int s : live) steps = Math.min(steps, batch.budget(s));
-        prepareNativeSteps(0);
+        prepareNativeSteps(0, cfg);
         int[] ids = new int[m], pos = new int[steps * m];
+        float[] u = cfg.isGreedy() ? null : new float[steps * m];
         for (int i = 0; i < m; i++) {
             int s = live[i], p = batch.length(s) - 1;
             ids[i] = batch.token(s, p);
-            for (int t = 0; t < steps; t++) pos[t * m + i] = p + t;
+            for (int t = 0; t < steps; t++) {
+                pos[t * m + i] = p + t;
+                if (u != null) u[t * m + i] = CounterRng.uniform(cfg.seed(), s, p + t + 1, 0); // choose()'s: keyed by the length when it chooses
+            }
         }
         ensure(m);
         Tensor out = stepOut.slice(0, steps * m);
         long t0 = System.nanoTime();
-        model.greedySteps(stepIds.slice(0, m).copyFrom(ids), out, steps, stepSeq.slice(0, m).copyFrom(live), stepPos.slice(0, steps * m).copyFrom(pos), cache, ws, xa,
-            normed, logits);
+        model.decodeSteps(stepIds.slice(0, m).copyFrom(ids), out, steps, stepSeq.slice(0, m).copyFrom(live), stepPos.slice(0, steps * m).copyFrom(pos),
+            u == null ? null : stepUniforms.slice(0, steps * m).copyFrom(u), cfg.temperature(), cfg.topP(), cache, ws, xa, normed, logits);
         long nanos = (System.nanoTime() - t0) / steps;
         int[] tokens = out.toIntArray();
         counters.rowLayers += (long) steps * m * layers;

@@ -71,15 +71,16 @@ public final class DecoderLayer {
     }
 
     /**
-     * {@code steps} greedy decode steps over all of {@code table}'s layers in one native call ({@link Ops#greedyDecode}):
-     * the embedding of {@code firstIds} (then of each step's tokens), the layers writing K/V at {@code rowPos[t]}, the
-     * final norm, the classifier and the argmax into {@code outIds[t]}; {@code a}, {@code normed} and {@code logits}
-     * are scratch.
+     * {@code steps} decode steps over all of {@code table}'s layers in one native call ({@link Ops#decodeSteps}): the
+     * embedding of {@code firstIds} (then of each step's tokens), the layers writing K/V at {@code rowPos[t]}, the final
+     * norm, the classifier and the next tokens into {@code outIds[t]} (greedy where {@code uniforms} is null, else
+     * sampled with them); {@code a}, {@code normed} and {@code logits} are scratch.
      */
-    public void greedyDecode(Ops.LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
-                             int steps, Tensor x, Tensor rowSeq, Tensor rowPos, LayerActivations a, Tensor normed, Tensor logits) {
-        x.backend().ops().greedyDecode(table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, steps, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(),
-            a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, rowPos, invFreq, c.ropeInterleaved(), c.normEps(), scale);
+    public void decodeSteps(Ops.LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
+                            int steps, Tensor x, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP, LayerActivations a, Tensor normed,
+                            Tensor logits) {
+        x.backend().ops().decodeSteps(table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, steps, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(),
+            a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, rowPos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP);
     }
 
     /** One layer's tensors in {@link Ops#layerTable}'s order: its weights (as given: plain or packed), then its caches. */

@@ -251,23 +251,27 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * {@code steps} greedy decode steps of {@code rows} sequences in one native call: step t feeds each sequence's token
+     * {@code steps} decode steps of {@code rows} sequences in one native call: step t feeds each sequence's token
      * ({@code firstIds}, then the previous step's) at position {@code rowPos[t]} of sequence {@code rowSeq} through every
-     * layer (writing its K/V in {@code cache}) and writes the next token to {@code outIds[t]}: the tokens a
-     * {@link #layers} call and {@link #greedyTokens} per step give, where {@link #screens} is false (the classifier is
-     * read whole). Why: at small sizes a step's Java (its views, checks and a few calls) costs as much as the step, and
-     * on a cold JVM much more, since it runs interpreted until compiled. {@code x}, {@code normed} and {@code logits}
-     * (at least [rows, dim], [rows, dim], [rows, vocab]) are scratch.
+     * layer (writing its K/V in {@code cache}) and writes the next token to {@code outIds[t]}: greedy where
+     * {@code uniforms} is null (the tokens {@link #greedyTokens} gives, where {@link #screens} is false: the classifier
+     * is read whole), else sampled from {@link #logits} as {@link Ops#sampleTopP} does with {@code uniforms[t]}. The
+     * tokens and cache a {@link #layers} call and the choice per step give. Why: at small sizes a step's Java (its views,
+     * checks and a few calls) costs as much as the step, and on a cold JVM much more, since it runs interpreted until
+     * compiled. {@code x}, {@code normed} and {@code logits} (at least [rows, dim], [rows, dim], [rows, vocab]) are
+     * scratch.
      *
      * @param firstIds I32 [rows]; outIds, rowPos: I32 [steps, rows]; rowSeq: I32 [rows]
+     * @param uniforms F32 [steps, rows], or null for greedy decoding (temperature and topP then unread)
      */
-    public void greedySteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor rowPos, KvCache cache, Workspace ws, Tensor x, Tensor normed, Tensor logits) {
+    public void decodeSteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP, KvCache cache,
+                            Workspace ws, Tensor x, Tensor normed, Tensor logits) {
         int rows = (int) firstIds.size();
-        if (screens(rows)) throw new IllegalStateException("greedySteps reads the whole classifier: " + rows + " rows of this model are screened (see greedyTokens)");
+        if (uniforms == null && screens(rows)) throw new IllegalStateException("greedy decodeSteps reads the whole classifier: " + rows + " rows of this model are screened (see greedyTokens)");
         boolean panels = panels(rows);
         Tensor xs = x.slice(0, rows);
-        layer.greedyDecode(layerTable(cache, panels, 0, config.nLayers()), weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels,
-            firstIds, outIds, steps, xs, rowSeq, rowPos, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
+        layer.decodeSteps(layerTable(cache, panels, 0, config.nLayers()), weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels,
+            firstIds, outIds, steps, xs, rowSeq, rowPos, uniforms, temperature, topP, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
     }
 
     /** Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole. */

@@ -59,9 +59,17 @@ class EarlyExitGeneratorTest {
     static GenerationConfig greedy(int n) { return GenerationConfig.greedy(n, Set.of()); }
 
     static List<int[]> generate(EarlyExitPolicy policy, List<int[]> ps, int n, boolean poison, EarlyExitGenerator.Stats[] stats) {
+        return generate(policy, ps, greedy(n), poison, stats);
+    }
+
+    static List<int[]> generate(EarlyExitPolicy policy, List<int[]> ps, GenerationConfig cfg, EarlyExitGenerator.Stats[] stats) {
+        return generate(policy, ps, cfg, false, stats);
+    }
+
+    static List<int[]> generate(EarlyExitPolicy policy, List<int[]> ps, GenerationConfig cfg, boolean poison, EarlyExitGenerator.Stats[] stats) {
         try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, ps.size(), 128)) {
             g.poisonSkippedKv(poison);
-            List<int[]> out = g.generate(ps, greedy(n), null).stream().map(GenerationResult::tokens).toList();
+            List<int[]> out = g.generate(ps, cfg, null).stream().map(GenerationResult::tokens).toList();
             if (stats != null) stats[0] = g.lastStats();
             return out;
         }
@@ -107,45 +115,48 @@ class EarlyExitGeneratorTest {
     }
 
     /**
-     * Plain greedy decoding runs in chunks of native steps (ee_greedy_decode): the same tokens, listener calls and cache
-     * as the step-by-step passes (which heads evaluated but never exiting keep it to), with a stop token met inside a
-     * chunk and sequences that end at different steps.
+     * Plain decoding runs in chunks of native steps (ee_decode_steps), greedy or sampled: the same tokens, listener calls
+     * and cache as the step-by-step passes (which heads evaluated but never exiting keep it to), with a stop token met
+     * inside a chunk and sequences that end at different steps.
      */
     @Test
-    void plainGreedyDecodeInNativeChunksEqualsTheStepByStepPasses() {
-        int n = 45;
-        int[] first = generate(EarlyExitPolicy.none(), prompts.subList(0, 1), n, false, null).get(0);
-        int p0 = prompts.get(0).length;
-        Set<Integer> stop = Set.of(first[p0 + 20]); // sequence 0 meets it within the run (maybe earlier than step 20)
-        for (int batch : new int[] {1, 3, 8}) {
-            List<int[]> ps = prompts.subList(0, batch);
-            GenerationConfig cfg = GenerationConfig.greedy(n, stop);
-            List<GenerationResult> stepwise, chunked;
-            List<List<Integer>> heardStepwise = new ArrayList<>(), heardChunked = new ArrayList<>();
-            for (int s = 0; s < batch; s++) { heardStepwise.add(new ArrayList<>()); heardChunked.add(new ArrayList<>()); }
-            try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, EarlyExitPolicy.global(1f, 2, 3, 4).evaluatingDisabledHeads(), batch, 128)) {
-                stepwise = g.generate(ps, cfg, (s, t) -> heardStepwise.get(s).add(t));
-            }
-            try (EarlyExitGenerator g = new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), batch, 128);
-                 dev.eetune.backend.KernelProfile profile = CPU.ops().profile()) {
-                chunked = g.generate(ps, cfg, (s, t) -> heardChunked.get(s).add(t));
-                assertThat(profile.calls("ee_greedy_decode")).as("batch %d: native chunks", batch).isGreaterThan(1);
-                assertThat(profile.calls("ee_decoder_layers_fwd")).as("batch %d: only the prefill runs layers from Java", batch).isEqualTo(1);
-                EarlyExitGenerator.Stats st = g.lastStats();
-                assertThat(st.exitCounts()[model.config().nLayers()]).isEqualTo(st.generatedTokens());
-                int[] complete = g.completeLengths();
-                for (int s = 0; s < batch; s++) {
-                    int[] tokens = chunked.get(s).tokens();
-                    assertThat(complete[s]).as("batch %d seq %d: every token but the last has run", batch, s).isEqualTo(tokens.length - 1);
-                    assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(tokens, complete[s]), "chunked, batch " + batch + " seq " + s);
+    void plainDecodeInNativeChunksEqualsTheStepByStepPasses() {
+        int n = 45, p0 = prompts.get(0).length;
+        for (boolean greedy : new boolean[] {true, false}) {
+            GenerationConfig free = greedy ? greedy(n) : new GenerationConfig(n, 0.9f, 0.95f, 7L, Set.of());
+            int[] first = generate(EarlyExitPolicy.none(), prompts.subList(0, 1), free, null).get(0);
+            // a stop token sequence 0 meets within the run (maybe before step 20)
+            GenerationConfig cfg = new GenerationConfig(n, free.temperature(), free.topP(), free.seed(), Set.of(first[p0 + 20]));
+            for (int batch : new int[] {1, 3, 8}) {
+                String what = (greedy ? "greedy" : "sampled") + ", batch " + batch;
+                List<int[]> ps = prompts.subList(0, batch);
+                List<GenerationResult> stepwise, chunked;
+                List<List<Integer>> heardStepwise = new ArrayList<>(), heardChunked = new ArrayList<>();
+                for (int s = 0; s < batch; s++) { heardStepwise.add(new ArrayList<>()); heardChunked.add(new ArrayList<>()); }
+                try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, EarlyExitPolicy.global(1f, 2, 3, 4).evaluatingDisabledHeads(), batch, 128)) {
+                    stepwise = g.generate(ps, cfg, (s, t) -> heardStepwise.get(s).add(t));
                 }
+                try (EarlyExitGenerator g = new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), batch, 128);
+                     dev.eetune.backend.KernelProfile profile = CPU.ops().profile()) {
+                    chunked = g.generate(ps, cfg, (s, t) -> heardChunked.get(s).add(t));
+                    assertThat(profile.calls("ee_decode_steps")).as("%s: native chunks", what).isGreaterThan(1);
+                    assertThat(profile.calls("ee_decoder_layers_fwd")).as("%s: only the prefill runs layers from Java", what).isEqualTo(1);
+                    EarlyExitGenerator.Stats st = g.lastStats();
+                    assertThat(st.exitCounts()[model.config().nLayers()]).isEqualTo(st.generatedTokens());
+                    int[] complete = g.completeLengths();
+                    for (int s = 0; s < batch; s++) {
+                        int[] tokens = chunked.get(s).tokens();
+                        assertThat(complete[s]).as("%s seq %d: every token but the last has run", what, s).isEqualTo(tokens.length - 1);
+                        assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(tokens, complete[s]), what + " seq " + s);
+                    }
+                }
+                for (int s = 0; s < batch; s++) {
+                    assertThat(chunked.get(s).tokens()).as("%s seq %d", what, s).containsExactly(stepwise.get(s).tokens());
+                    assertThat(chunked.get(s).stopReason()).isEqualTo(stepwise.get(s).stopReason());
+                    assertThat(heardChunked.get(s)).as("%s seq %d: the listener", what, s).containsExactlyElementsOf(heardStepwise.get(s));
+                }
+                assertThat(chunked.get(0).stopReason()).as(what).isEqualTo(GenerationResult.StopReason.STOP_TOKEN);
             }
-            for (int s = 0; s < batch; s++) {
-                assertThat(chunked.get(s).tokens()).as("batch %d seq %d", batch, s).containsExactly(stepwise.get(s).tokens());
-                assertThat(chunked.get(s).stopReason()).isEqualTo(stepwise.get(s).stopReason());
-                assertThat(heardChunked.get(s)).as("batch %d seq %d: the listener", batch, s).containsExactlyElementsOf(heardStepwise.get(s));
-            }
-            assertThat(chunked.get(0).stopReason()).isEqualTo(GenerationResult.StopReason.STOP_TOKEN);
         }
     }
 
