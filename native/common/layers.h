@@ -1,5 +1,5 @@
-/* ee_decoder_layers_fwd, one definition for the CPU and the CUDA library (cpu/layer.c, cuda/layer.cu): a loop over
- * the table calling the library's own ee_decoder_layer_fwd, so both run the same layers in the same order. */
+/* ee_decoder_layers_fwd and ee_decode_steps, one definition for the CPU and the CUDA library (cpu/layer.c,
+ * cuda/layer.cu): loops calling the library's own functions, so both run the same operations in the same order. */
 #ifndef EE_LAYERS_H
 #define EE_LAYERS_H
 
@@ -31,47 +31,65 @@ static inline int32_t ee_decoder_layers_loop(const int64_t* table, int32_t first
     return 0;
 }
 
+/* ee_decode_steps' plan, field by field (eetune.h gives the order) */
+enum {
+    PLAN_TABLE, PLAN_N_LAYERS, PLAN_EMBEDDING, PLAN_EMBEDDING_DTYPE, PLAN_FINAL_NORM, PLAN_CLASSIFIER, PLAN_CLASSIFIER_DTYPE, PLAN_VOCAB, PLAN_FIRST_IDS,
+    PLAN_OUT_IDS, PLAN_X, PLAN_RESIDUAL, PLAN_XN1, PLAN_Q, PLAN_K, PLAN_V, PLAN_ATT, PLAN_XN2, PLAN_GATE, PLAN_UP, PLAN_ACT, PLAN_NORMED, PLAN_LOGITS,
+    PLAN_W_DTYPE, PLAN_N_SEQ, PLAN_MAX_LEN, PLAN_ROW_SEQ, PLAN_ROW_POS, PLAN_INV_FREQ, PLAN_ROWS, PLAN_DIM, PLAN_N_HEADS, PLAN_N_KV_HEADS, PLAN_HEAD_DIM,
+    PLAN_HIDDEN, PLAN_INTERLEAVED, PLAN_EPS, PLAN_SCALE, PLAN_UNIFORMS, PLAN_TEMPERATURE, PLAN_TOP_P, PLAN_FIELDS
+};
+#ifdef __cplusplus
+static_assert(PLAN_FIELDS == EE_DECODE_PLAN_FIELDS, "the plan's fields and eetune.h disagree");
+#else
+_Static_assert(PLAN_FIELDS == EE_DECODE_PLAN_FIELDS, "the plan's fields and eetune.h disagree");
+#endif
+
+static inline float ee_plan_float(const int64_t* plan, int field) {
+    const uint32_t bits = (uint32_t)plan[field];
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 /* ee_decode_steps, one definition for both libraries too: decode steps composed of the library's own calls, in the
  * order the Java decoder makes them for a step (embedding, the table's layers, final norm, classifier, argmax or
  * sampling). */
 static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
     if (!plan) return ee_fail("ee_decode_steps: null plan");
-#define F(i) plan[i]
-#define PTR(type, i) ((type)(intptr_t)plan[i])
-#define I32(i) ((int32_t)plan[i])
-    const int32_t rows = I32(29), dim = I32(30), vocab = I32(7);
-    int32_t* out_ids = PTR(int32_t*, 9);
-    const int32_t* row_pos = PTR(const int32_t*, 27);
-    float* x = PTR(float*, 10);
-    const float* uniforms = PTR(const float*, 38);
-    float f[4]; /* eps, scale, temperature, top_p */
-    for (int i = 0; i < 4; i++) {
-        const uint32_t bits = (uint32_t)F(i < 2 ? 36 + i : 37 + i);
-        memcpy(&f[i], &bits, sizeof f[i]);
-    }
-    const float eps = f[0], scale = f[1];
+#define PTR(type, field) ((type)(intptr_t)plan[field])
+#define I32(field) ((int32_t)plan[field])
+    const int32_t rows = I32(PLAN_ROWS), dim = I32(PLAN_DIM), vocab = I32(PLAN_VOCAB);
+    const int32_t* first_ids = PTR(const int32_t*, PLAN_FIRST_IDS);
+    int32_t* out_ids = PTR(int32_t*, PLAN_OUT_IDS);
+    const int32_t* row_pos = PTR(const int32_t*, PLAN_ROW_POS);
+    const float* uniforms = PTR(const float*, PLAN_UNIFORMS);
+    float* x = PTR(float*, PLAN_X);
+    float* normed = PTR(float*, PLAN_NORMED);
+    float* logits = PTR(float*, PLAN_LOGITS);
+    const float eps = ee_plan_float(plan, PLAN_EPS);
     if (steps < 0 || rows < 0) return ee_fail("ee_decode_steps: %d steps of %d rows", steps, rows);
-    if (steps > 0 && (!PTR(void*, 8) || !out_ids || !row_pos)) return ee_fail("ee_decode_steps: null ids or positions");
+    if (steps > 0 && (!first_ids || !out_ids || !row_pos)) return ee_fail("ee_decode_steps: null ids or positions");
     for (int32_t t = 0; t < steps; t++) {
-        const int32_t* ids = t == 0 ? PTR(const int32_t*, 8) : out_ids + (size_t)(t - 1) * rows; /* the previous step's tokens */
-        int32_t rc = ee_embedding_fwd(x, PTR(const void*, 2), I32(3), ids, rows, dim, vocab);
+        const int32_t* ids = t == 0 ? first_ids : out_ids + (size_t)(t - 1) * rows; /* the previous step's tokens */
+        int32_t* next = out_ids + (size_t)t * rows;
+        int32_t rc = ee_embedding_fwd(x, PTR(const void*, PLAN_EMBEDDING), I32(PLAN_EMBEDDING_DTYPE), ids, rows, dim, vocab);
         if (!rc)
-            rc = ee_decoder_layers_loop(PTR(const int64_t*, 0), 0, I32(1), x, x, PTR(float*, 11), PTR(float*, 12), 0, PTR(float*, 13), PTR(float*, 14), PTR(float*, 15),
-                                        PTR(float*, 16), 0, PTR(float*, 17), 0, PTR(float*, 18), PTR(float*, 19), PTR(float*, 20), I32(23), 1, I32(24), I32(25),
-                                        PTR(const int32_t*, 26), row_pos + (size_t)t * rows, PTR(const float*, 28), rows, dim, I32(31), I32(32), I32(33), I32(34), I32(35),
-                                        eps, scale);
-        if (!rc) rc = ee_rmsnorm_fwd(PTR(float*, 21), 0, x, PTR(const float*, 4), rows, dim, eps);
-        if (!rc) rc = ee_gemm(0, 1, rows, vocab, dim, 1.0f, PTR(const float*, 21), dim, PTR(const void*, 5), I32(6), dim, 0.0f, PTR(float*, 22), vocab);
+            rc = ee_decoder_layers_loop(PTR(const int64_t*, PLAN_TABLE), 0, I32(PLAN_N_LAYERS), x, x, PTR(float*, PLAN_RESIDUAL), PTR(float*, PLAN_XN1), 0,
+                                        PTR(float*, PLAN_Q), PTR(float*, PLAN_K), PTR(float*, PLAN_V), PTR(float*, PLAN_ATT), 0, PTR(float*, PLAN_XN2), 0,
+                                        PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT), I32(PLAN_W_DTYPE), 1, I32(PLAN_N_SEQ), I32(PLAN_MAX_LEN),
+                                        PTR(const int32_t*, PLAN_ROW_SEQ), row_pos + (size_t)t * rows, PTR(const float*, PLAN_INV_FREQ), rows, dim, I32(PLAN_N_HEADS),
+                                        I32(PLAN_N_KV_HEADS), I32(PLAN_HEAD_DIM), I32(PLAN_HIDDEN), I32(PLAN_INTERLEAVED), eps, ee_plan_float(plan, PLAN_SCALE));
+        if (!rc) rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), rows, dim, eps);
+        if (!rc) rc = ee_gemm(0, 1, rows, vocab, dim, 1.0f, normed, dim, PTR(const void*, PLAN_CLASSIFIER), I32(PLAN_CLASSIFIER_DTYPE), dim, 0.0f, logits, vocab);
         if (!rc)
-            rc = uniforms ? ee_sample_top_p(out_ids + (size_t)t * rows, PTR(const float*, 22), uniforms + (size_t)t * rows, rows, vocab, f[2], f[3])
-                          : ee_argmax(out_ids + (size_t)t * rows, 0, PTR(const float*, 22), rows, vocab, 1.0f);
+            rc = uniforms ? ee_sample_top_p(next, logits, uniforms + (size_t)t * rows, rows, vocab, ee_plan_float(plan, PLAN_TEMPERATURE), ee_plan_float(plan, PLAN_TOP_P))
+                          : ee_argmax(next, 0, logits, rows, vocab, 1.0f);
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", ee_last_error());
             return ee_fail("ee_decode_steps: step %d: %s", t, why);
         }
     }
-#undef F
 #undef PTR
 #undef I32
     return 0;

@@ -32,7 +32,8 @@ import java.util.Map;
  * active exit the head judges each sequence's newest row; a confident sequence emits the head's token and leaves the
  * pass (its rows keep their layer-L states and rejoin a later pass at layer L+1), the others continue. Sequences that
  * reach the last layer become complete. The cache therefore always equals the full model's, and with no confident
- * exit this is plain decoding.
+ * exit this is plain decoding; plain decoding proper (no head evaluated) runs its steps in chunks of one native call
+ * each ({@link LlamaModel#decodeSteps}), with the same tokens and cache.
  *
  * <p>Thread-safety: one thread at a time (it owns its caches and buffers); a call from a second thread while one runs
  * throws a {@link java.util.ConcurrentModificationException}. Many threads decode with one model and one set of heads,
@@ -198,7 +199,7 @@ public final class EarlyExitGenerator implements Decoder {
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
         boolean plain = !poisonSkippedKv && noExits();
-        if (plain && nativeSteps(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
+        if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
@@ -207,7 +208,7 @@ public final class EarlyExitGenerator implements Decoder {
         while (true) {
             int[] live = batch.live();
             if (live.length == 0) break;
-            if (plain && tFirst != 0 && nativeSteps(cfg, live.length)) { // after the prefill: every live sequence has one row to feed
+            if (plain && tFirst != 0 && inNativeChunks(cfg, live.length)) { // after the prefill: every live sequence has one row to feed
                 stepNanos = nativeSteps(live, batch, cfg, fed, counters, stepNanos, emitted, layersOut);
                 continue;
             }
@@ -247,40 +248,42 @@ public final class EarlyExitGenerator implements Decoder {
     private Tensor stepIds, stepSeq, stepPos, stepOut, stepUniforms; // the native chunks' buffers, made on first use
 
     /** Whether plain decoding of {@code rows} rows goes in native chunks: sampled, or greedy where the classifier is read whole. */
-    private boolean nativeSteps(GenerationConfig cfg, int rows) { return !cfg.isGreedy() || !model.screens(rows); }
+    private boolean inNativeChunks(GenerationConfig cfg, int rows) { return !cfg.isGreedy() || !model.screens(rows); }
 
     /**
-     * The native steps' buffers; for {@code rows} > 0 also a call of no steps over that many rows, so that the call's
+     * The native steps' buffers and a call of no steps over {@code rows} rows, so that the call's
      * one-time costs (binding the native function: 2-5 ms on a cold JVM) go to the time to the first token, as the
      * packing of {@link LlamaModel#prepareDecode} does, not to the decode rate.
      */
     private void prepareNativeSteps(int rows, GenerationConfig cfg) {
-        if (stepIds == null) {
-            stepIds = scope.allocate(DType.I32, maxBatch);
-            stepSeq = scope.allocate(DType.I32, maxBatch);
-            stepPos = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
-            stepOut = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
-            stepUniforms = scope.allocate(DType.F32, CHUNK_MAX_STEPS * maxBatch);
-        }
-        if (rows == 0) return;
+        allocateStepBuffers();
         ensure(rows);
         model.decodeSteps(stepIds.slice(0, rows), stepOut.slice(0, 0), 0, stepSeq.slice(0, rows), stepPos.slice(0, 0), cfg.isGreedy() ? null : stepUniforms.slice(0, 0),
             cfg.temperature(), cfg.topP(), cache, ws, xa, normed, logits);
     }
 
+    private void allocateStepBuffers() {
+        if (stepIds != null) return;
+        stepIds = scope.allocate(DType.I32, maxBatch);
+        stepSeq = scope.allocate(DType.I32, maxBatch);
+        stepPos = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
+        stepOut = scope.allocate(DType.I32, CHUNK_MAX_STEPS * maxBatch);
+        stepUniforms = scope.allocate(DType.F32, CHUNK_MAX_STEPS * maxBatch);
+    }
+
     /**
      * Plain decoding of the live sequences, each with only its newest token to feed, for a chunk of steps in one native
      * call ({@link LlamaModel#decodeSteps}; sampling with the uniforms {@link #choose} would draw): the tokens and cache
-     * pass() gives step by step, without a step's Java (on a cold JVM that Java, interpreted, cost several times the step at stories260K's size). The chunk
-     * stops at the smallest budget left and at about {@link #CHUNK_NANOS}; a sequence that meets a stop token inside
-     * it keeps nothing of the later steps (its rows ran on: positions past its end, which nothing reads). Returns the
-     * chunk's time per step, which sizes the next one.
+     * pass() gives step by step, without a step's Java (on a cold JVM that Java, interpreted, cost several times the
+     * step at stories260K's size). The chunk stops at the smallest budget left and at about {@link #CHUNK_NANOS}; a
+     * sequence that meets a stop token inside it keeps nothing of the later steps (its rows ran on: positions past its
+     * end, which nothing reads). Returns the chunk's time per step, which sizes the next one.
      */
     private long nativeSteps(int[] live, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted, int[][] layersOut) {
         int m = live.length, layers = config.nLayers();
         int steps = stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos));
         for (int s : live) steps = Math.min(steps, batch.budget(s));
-        prepareNativeSteps(0, cfg);
+        allocateStepBuffers();
         int[] ids = new int[m], pos = new int[steps * m];
         float[] u = cfg.isGreedy() ? null : new float[steps * m];
         for (int i = 0; i < m; i++) {
