@@ -6,7 +6,8 @@
 # sanitize: every kernel once on small shapes; check: every kernel on many odd sizes (slow). PASSES (1-3, default 3)
 # runs the first 1, 2 or 3 of the passes below. build: only builds the emulated libeecuda_emu.so, libeenccl_emu.so
 # (../../dist/nccl.cu) and libcublas_fake.so (for native/dist/test/emulated-nccl.sh).
-# A libeecpu.so already in BUILD_DIR/cpu is used as the reference instead of building one (CI: .ci/native-checks.sh).
+# A libeecpu.so already in BUILD_DIR/cpu that this script did not build is used as the reference (CI:
+# .ci/native-checks.sh); one it built is rebuilt from the sources first.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 native=$(cd "$here/../.." && pwd)
@@ -33,7 +34,9 @@ g++ -std=c++17 -O1 -g -fPIC -shared -Wno-unknown-pragmas -I"$here/emu" -I"$nativ
 g++ -std=c++17 -O2 -fPIC -shared -o "$build/libcublas_fake.so" "$here/emu/fake_cublas.cpp"
 [ "$mode" = build ] && exit 0
 g++ -std=c++17 -O1 -g -x c++ -I"$native/include" -o "$build/eecuda_check" "$here/sanitize_driver.cu" -ldl
-if [ ! -f "$build/cpu/libeecpu.so" ]; then
+# the reference is built here unless given (CI), and built again (incrementally) whenever this script built it before,
+# so that it never lags the sources: a stale one makes the driver fail ("another build")
+if [ ! -f "$build/cpu/libeecpu.so" ] || [ -f "$build/cpu/CMakeCache.txt" ]; then
   cmake -S "$native" -B "$build/cpu" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build/cpu" --target eecpu -j "$(nproc)" >/dev/null
 fi

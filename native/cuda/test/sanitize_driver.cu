@@ -43,7 +43,8 @@ struct Api {
     bool ok;
 };
 
-static bool load(Api& api, const char* path, const char* name) {
+/* A library that loads but lacks a function is another build (a stale reference compares nothing): *stale is set. */
+static bool load(Api& api, const char* path, const char* name, bool* stale = nullptr) {
     api.name = name;
     api.ok = false;
     void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -55,6 +56,7 @@ static bool load(Api& api, const char* path, const char* name) {
     api.f = (decltype(api.f))dlsym(h, #f);                         \
     if (!api.f) {                                                  \
         printf("%s lacks %s\n", path, #f);                         \
+        if (stale) *stale = true;                                  \
         return false;                                              \
     }
     EE_FUNCS(LOAD)
@@ -987,7 +989,12 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (argc > 3 && mode != "bench") {
-        have_cpu = load(cpu, argv[3], "libeecpu");
+        bool stale = false;
+        have_cpu = load(cpu, argv[3], "libeecpu", &stale);
+        if (stale) {
+            printf("FAIL the CPU reference %s is another build than this driver's header: rebuild it\n", argv[3]);
+            return 1;
+        }
         if (!have_cpu) printf("NOTE the CPU reference %s did not load: checking only that kernels run and write finite values\n", argv[3]);
     }
     uint64_t seed = (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
