@@ -198,7 +198,7 @@ public final class EarlyExitGenerator implements Decoder {
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
-        boolean plain = !poisonSkippedKv && noExits();
+        boolean plain = CHUNKS && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
@@ -242,6 +242,8 @@ public final class EarlyExitGenerator implements Decoder {
         return true;
     }
 
+    /** {@code -Deetune.chunks=false}: plain decoding goes step by step too (A/B, and the GPU check's reference). */
+    private static final boolean CHUNKS = !"false".equalsIgnoreCase(System.getProperty("eetune.chunks", "true").trim());
     /** What a chunk of native steps should take at most: a streaming listener hears of tokens at least this often. */
     private static final long CHUNK_NANOS = 10_000_000L;
     private static final int CHUNK_MAX_STEPS = 64;
