@@ -370,7 +370,7 @@ public final class Ops {
     public void decodeSteps(LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds, int steps,
                              Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
                              Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved, float eps, float scale,
-                            Tensor uniforms, float temperature, float topP) {
+                             Tensor uniforms, float temperature, float topP) {
         String op = "decodeSteps";
         if (table.ops != this) throw new IllegalArgumentException(op + ": the table was made by another backend's ops (" + table.ops.backend.describe() + "), not this one's (" + backend.describe() + ")");
         table.checkOpen(0, table.layers());
