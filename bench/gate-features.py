@@ -103,8 +103,10 @@ methods['saturation'] = {L: cos(P[L].astype(np.float64), H[L].astype(np.float64)
 pos = np.arange(tot) % seq
 def earlier(v, fill): # v at the previous position of the same window
     o = np.roll(np.asarray(v, np.float64), 1, axis=0); o[pos == 0] = fill; return o
+FMP = None # the final layer's max probability per position, read when an extra input first needs it
 def extra(L, name):
-    FMP = np.fromfile(f"{d}/fmp.f32", np.float32).astype(np.float64)
+    global FMP
+    if FMP is None: FMP = np.fromfile(f"{d}/fmp.f32", np.float32).astype(np.float64)
     return {'pos': lambda: np.log1p(pos)[:, None], 'prevfmp': lambda: earlier(FMP, 0.5)[:, None], 'prevlab': lambda: earlier(Y[L], 0.5)[:, None],
             'curfmp': lambda: FMP[:, None], 'prevh': lambda: earlier(rms(H[L]), 0.0)}[name]()
 for kind in sys.argv[7].split(',') if len(sys.argv) > 7 else ['lin-rms', 'lin-rich', 'mlp16-rms', 'mlp16-rich', 'lin-rich-prev']:

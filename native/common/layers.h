@@ -8,6 +8,13 @@
 
 #include "common.h"
 
+/* The failure of a call inside `fn`'s loop, its message prefixed with where: "fn: unit i: message" */
+static inline int32_t ee_fail_within(const char* fn, const char* unit, int32_t i) {
+    char why[512]; /* the inner message, copied: ee_fail writes where ee_last_error reads */
+    snprintf(why, sizeof why, "%s", ee_last_error());
+    return ee_fail("%s: %s %d: %s", fn, unit, i, why);
+}
+
 static inline int32_t ee_decoder_layers_loop(const int64_t* table, int32_t first, int32_t count, const float* x, float* out, float* residual, float* xn1, float* inv1, float* q,
                                              float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, int32_t w_dtype,
                                              int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq,
@@ -22,11 +29,7 @@ static inline int32_t ee_decoder_layers_loop(const int64_t* table, int32_t first
                                                 (float*)P(12), (float*)P(13), write_kv, n_seq, max_len, row_seq, row_pos, inv_freq, rows, dim, n_heads, n_kv_heads,
                                                 head_dim, hidden, interleaved, eps, scale);
 #undef P
-        if (rc) {
-            char why[512]; /* the layer's message, copied: ee_fail writes where ee_last_error reads */
-            snprintf(why, sizeof why, "%s", ee_last_error());
-            return ee_fail("ee_decoder_layers_fwd: layer %d: %s", l, why);
-        }
+        if (rc) return ee_fail_within("ee_decoder_layers_fwd", "layer", l);
     }
     return 0;
 }
@@ -84,11 +87,7 @@ static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
         if (!rc)
             rc = uniforms ? ee_sample_top_p(next, logits, uniforms + (size_t)t * rows, rows, vocab, ee_plan_float(plan, PLAN_TEMPERATURE), ee_plan_float(plan, PLAN_TOP_P))
                           : ee_argmax(next, 0, logits, rows, vocab, 1.0f);
-        if (rc) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", ee_last_error());
-            return ee_fail("ee_decode_steps: step %d: %s", t, why);
-        }
+        if (rc) return ee_fail_within("ee_decode_steps", "step", t);
     }
 #undef PTR
 #undef I32

@@ -376,6 +376,7 @@ public final class Ops {
         table.checkOpen(0, table.layers());
         LayerShape shape = table.shape;
         mine(op, embedding, finalNorm, classifier, firstIds, outIds, normed, logits);
+        // rowSeq stands in for the positions of one step: rowPos ([steps, rows]) is checked below
         checkActivations(op, shape, x, x, residual, xn1, null, q, k, v, att, null, xn2, null, gate, up, act, rowSeq, rowSeq, invFreq);
         int rows = rows(x), dim = shape.dim();
         if (steps < 0) throw new IllegalArgumentException(op + ": " + steps + " steps");

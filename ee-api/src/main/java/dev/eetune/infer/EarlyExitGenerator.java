@@ -293,7 +293,7 @@ public final class EarlyExitGenerator implements Decoder {
             ids[i] = batch.token(s, p);
             for (int t = 0; t < steps; t++) {
                 pos[t * m + i] = p + t;
-                if (u != null) u[t * m + i] = CounterRng.uniform(cfg.seed(), s, p + t + 1, 0); // choose()'s: keyed by the length when it chooses
+                if (u != null) u[t * m + i] = nextTokenUniform(cfg, s, p + t + 1); // the sequence's length when step t chooses
             }
         }
         ensure(m);
@@ -602,11 +602,14 @@ public final class EarlyExitGenerator implements Decoder {
             ops.argmax(out, null, logits, 1f);
         } else {
             float[] u = new float[n];
-            for (int i = 0; i < n; i++) u[i] = CounterRng.uniform(cfg.seed(), active[i], batch.length(active[i]), 0);
+            for (int i = 0; i < n; i++) u[i] = nextTokenUniform(cfg, active[i], batch.length(active[i]));
             ops.sampleTopP(out, logits, uniforms.slice(0, n).copyFrom(u), cfg.temperature(), cfg.topP());
         }
         return out.toIntArray();
     }
+
+    /** The uniform that samples sequence {@code seq}'s next token when it is {@code length} tokens long (both decode paths). */
+    private static float nextTokenUniform(GenerationConfig cfg, int seq, int length) { return CounterRng.uniform(cfg.seed(), seq, length, 0); }
 
     /** Test hook: NaN into the cache slots of (s, p) in the layers it has not reached (from {@code fromLayer}). */
     private void poison(int s, int p, int fromLayer) {
