@@ -1,4 +1,4 @@
-/* ee_decoder_layers_fwd and ee_decode_steps, one definition for the CPU and the CUDA library (cpu/layer.c,
+/* ee_decoder_layers_fwd, ee_decode_steps and ee_exit_steps, one definition for the CPU and the CUDA library (cpu/layer.c,
  * cuda/layer.cu): loops calling the library's own functions, so both run the same operations in the same order. */
 #ifndef EE_LAYERS_H
 #define EE_LAYERS_H
@@ -91,6 +91,196 @@ static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
     }
 #undef PTR
 #undef I32
+    return 0;
+}
+
+/* ee_exit_steps' exit plan: the header's fields, then each exit's (eetune.h gives the order) */
+enum {
+    EXITS_COUNT, EXITS_METHOD, EXITS_SEQ, EXITS_CAPACITY, EXITS_TABLES, EXITS_STATE, EXITS_STATES, EXITS_RECORD, EXITS_POS, EXITS_POS_HOST, EXITS_SCORE, EXITS_CHOSEN,
+    EXITS_PRE, EXITS_Z, EXITS_HEADER
+};
+enum {
+    EXIT_LAYER, EXIT_KIND, EXIT_HEAD_NORM, EXIT_FFN_NORM, EXIT_W_GATE, EXIT_W_UP, EXIT_W_DOWN, EXIT_W_DTYPE, EXIT_MLP_HIDDEN, EXIT_LM_HEAD, EXIT_LM_DTYPE, EXIT_TEMPERATURE,
+    EXIT_GATE_W1, EXIT_GATE_B1, EXIT_GATE_W, EXIT_GATE_B, EXIT_GATE_UNITS, EXIT_GATE_EPS, EXIT_TAU, EXIT_CONFIRM, EXIT_FIELDS
+};
+#ifdef __cplusplus
+static_assert(EXITS_HEADER == EE_EXIT_PLAN_HEADER && EXIT_FIELDS == EE_EXIT_PLAN_FIELDS, "the exit plan's fields and eetune.h disagree");
+#else
+_Static_assert(EXITS_HEADER == EE_EXIT_PLAN_HEADER && EXIT_FIELDS == EE_EXIT_PLAN_FIELDS, "the exit plan's fields and eetune.h disagree");
+#endif
+
+/* EarlyExitPolicy.confident: a score (probability or gate output) reaches tau; NaN, or above 1 (a broken head), never does */
+static inline int ee_confident(float score, float tau) { return score >= tau && score <= 1.0f; }
+
+/* One value from the library's memory to the host (a device-to-host copy in the CUDA library) */
+static inline int32_t ee_read_value(void* dst, const void* src, int64_t bytes) { return ee_copy(dst, src, bytes, 2); }
+
+/* The next token of row 0 from logits [1, vocab], into `token`: argmax, or top-p sampling with `uniform` */
+static inline int32_t ee_choose_token(const int64_t* plan, int32_t* token, const float* logits, const float* uniform) {
+    const int32_t vocab = (int32_t)plan[PLAN_VOCAB];
+    return uniform ? ee_sample_top_p(token, logits, uniform, 1, vocab, ee_plan_float(plan, PLAN_TEMPERATURE), ee_plan_float(plan, PLAN_TOP_P))
+                   : ee_argmax(token, 0, logits, 1, vocab, 1.0f);
+}
+
+/* An exit head's logits for row 0 into the plan's logits: z = the hidden state (embedding head), its norm (norm head), or
+ * the norm of the exit layer's attention residual through the head's MLP (mlp head); logits = z lm_head^T. The calls
+ * and arguments of the Java heads' decodeInput and Ops.linear. */
+static inline int32_t ee_exit_head_logits(const int64_t* plan, const int64_t* exits, const int64_t* e) {
+#define PTR(type, field) ((type)(intptr_t)plan[field])
+#define EPTR(type, field) ((type)(intptr_t)e[field])
+    const int32_t dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
+    const float eps = ee_plan_float(plan, PLAN_EPS);
+    const float* x = PTR(const float*, PLAN_X);
+    float* z = (float*)(intptr_t)exits[EXITS_Z];
+    float* pre = (float*)(intptr_t)exits[EXITS_PRE];
+    int32_t rc = 0;
+    switch ((int32_t)e[EXIT_KIND]) {
+        case EE_HEAD_EMBEDDING: z = (float*)x; break;
+        case EE_HEAD_NORM: rc = ee_rmsnorm_fwd(z, 0, x, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps); break;
+        case EE_HEAD_MLP:
+            rc = ee_feed_forward_fwd(PTR(const float*, PLAN_RESIDUAL), pre, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT),
+                                     EPTR(const float*, EXIT_FFN_NORM), EPTR(const void*, EXIT_W_GATE), EPTR(const void*, EXIT_W_UP), EPTR(const void*, EXIT_W_DOWN),
+                                     (int32_t)e[EXIT_W_DTYPE], 1, dim, (int32_t)e[EXIT_MLP_HIDDEN], eps);
+            if (!rc) rc = ee_rmsnorm_fwd(z, 0, pre, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps);
+            break;
+        default: return ee_fail("ee_exit_steps: exit after layer %d: head kind %d", (int32_t)e[EXIT_LAYER], (int32_t)e[EXIT_KIND]);
+    }
+    if (!rc) rc = ee_gemm(0, 1, 1, vocab, dim, 1.0f, z, dim, EPTR(const void*, EXIT_LM_HEAD), (int32_t)e[EXIT_LM_DTYPE], dim, 0.0f, PTR(float*, PLAN_LOGITS), vocab);
+    return rc;
+#undef PTR
+#undef EPTR
+}
+
+/* ee_exit_steps' decision at exit e for row 0: 1 = the sequence exits with out_ids[t] chosen, 0 = it goes on, < 0 = failure.
+ * Sets bit e of *scored and *heads for what ran. */
+static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, int32_t ei, int32_t* token, const float* uniform, int32_t* scored, int32_t* heads) {
+    const int64_t* e = exits + EXITS_HEADER + (size_t)ei * EXIT_FIELDS;
+    const int32_t method = (int32_t)exits[EXITS_METHOD], vocab = (int32_t)plan[PLAN_VOCAB];
+    const float* logits = (const float*)(intptr_t)plan[PLAN_LOGITS];
+    float* score = (float*)(intptr_t)exits[EXITS_SCORE];
+    int32_t* chosen = (int32_t*)(intptr_t)exits[EXITS_CHOSEN];
+    const float tau = ee_plan_float(e, EXIT_TAU), temperature = ee_plan_float(e, EXIT_TEMPERATURE);
+    float value = 0;
+    if (method != EE_EXIT_SOFTMAX) { /* the cheap score first: the head runs only where it passes */
+        if (ee_gate_score(score, (const float*)(intptr_t)plan[PLAN_X], (const float*)(intptr_t)e[EXIT_GATE_W1], (const float*)(intptr_t)e[EXIT_GATE_B1],
+                          (const float*)(intptr_t)e[EXIT_GATE_W], (const float*)(intptr_t)e[EXIT_GATE_B], 1, (int32_t)plan[PLAN_DIM], (int32_t)e[EXIT_GATE_UNITS],
+                          ee_plan_float(e, EXIT_GATE_EPS)) ||
+            ee_read_value(&value, score, sizeof value))
+            return -1;
+        *scored |= 1 << ei;
+        if (!ee_confident(value, tau)) return 0;
+    }
+    if (ee_exit_head_logits(plan, exits, e)) return -1;
+    *heads |= 1 << ei;
+    if (method == EE_EXIT_SOFTMAX) {
+        if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
+        if (!ee_confident(value, tau)) return 0;
+    }
+    if (ee_choose_token(plan, token, logits, uniform)) return -1;
+    if (method == EE_EXIT_CASCADE) { /* the head's softmax confirms */
+        if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
+        if (!ee_confident(value, ee_plan_float(e, EXIT_CONFIRM))) return 0;
+    }
+    return 1;
+}
+
+/* ee_exit_steps, one definition for both libraries: the Java decoder's pass (EarlyExitGenerator.pass and its visitor)
+ * for one sequence, step after step, composed of the library's own calls in the same order. */
+static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exits, int32_t steps) {
+    if (!plan || !exits) return ee_fail("ee_exit_steps: null plan");
+#define PTR(type, field) ((type)(intptr_t)plan[field])
+#define I32(field) ((int32_t)plan[field])
+#define XPTR(type, field) ((type)(intptr_t)exits[field])
+    const int32_t n_exits = (int32_t)exits[EXITS_COUNT], capacity = (int32_t)exits[EXITS_CAPACITY], seq = (int32_t)exits[EXITS_SEQ];
+    const int32_t n_layers = I32(PLAN_N_LAYERS), dim = I32(PLAN_DIM), vocab = I32(PLAN_VOCAB), max_len = I32(PLAN_MAX_LEN);
+    const int64_t* tables = XPTR(const int64_t*, EXITS_TABLES);
+    int32_t* state = XPTR(int32_t*, EXITS_STATE);
+    int32_t* done = state + 3; /* per position: layers a pending row has been through */
+    int32_t* record = XPTR(int32_t*, EXITS_RECORD);
+    int32_t* pos = XPTR(int32_t*, EXITS_POS);
+    int32_t* pos_host = XPTR(int32_t*, EXITS_POS_HOST);
+    float* states = XPTR(float*, EXITS_STATES);
+    const int32_t* first_ids = PTR(const int32_t*, PLAN_FIRST_IDS);
+    int32_t* out_ids = PTR(int32_t*, PLAN_OUT_IDS);
+    const float* uniforms = PTR(const float*, PLAN_UNIFORMS);
+    float* x = PTR(float*, PLAN_X);
+    float* normed = PTR(float*, PLAN_NORMED);
+    float* logits = PTR(float*, PLAN_LOGITS);
+    const float eps = ee_plan_float(plan, PLAN_EPS);
+    const size_t row_bytes = (size_t)dim * sizeof(float);
+    if (steps < 0 || n_exits < 0 || n_exits > 30 || capacity < 1 || seq < 0 || seq >= I32(PLAN_N_SEQ))
+        return ee_fail("ee_exit_steps: %d steps, %d exits, capacity %d, sequence %d of %d", steps, n_exits, capacity, seq, I32(PLAN_N_SEQ));
+    if (!tables || !state || !record || !pos || !pos_host || !states || !first_ids || !out_ids || !XPTR(void*, EXITS_SCORE) || !XPTR(void*, EXITS_CHOSEN) ||
+        !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z))
+        return ee_fail("ee_exit_steps: null pointer in the plans");
+    for (int32_t i = 0; i < n_exits; i++) {
+        const int32_t layer = (int32_t)exits[EXITS_HEADER + (size_t)i * EXIT_FIELDS + EXIT_LAYER];
+        const int32_t before = i == 0 ? 0 : (int32_t)exits[EXITS_HEADER + (size_t)(i - 1) * EXIT_FIELDS + EXIT_LAYER];
+        if (layer <= before || layer >= n_layers) return ee_fail("ee_exit_steps: exit %d after layer %d (layers 1 .. %d, increasing)", i, layer, n_layers - 1);
+    }
+    state[2] = 0;
+    for (int32_t t = 0; t < steps; t++) {
+        const int32_t complete = state[0], length = state[1], newest = length - 1;
+        if (complete < 0 || newest < complete || newest >= max_len) return ee_fail("ee_exit_steps: step %d: complete length %d, length %d, max_len %d", t, complete, length, max_len);
+        if (newest - complete + 1 > capacity) break; /* the caller's own pass takes this step, with room for the rows */
+        for (int32_t p = complete; p < newest; p++)
+            if (done[p] < 1 || done[p] >= n_layers) return ee_fail("ee_exit_steps: step %d: pending position %d has run %d layers", t, p, done[p]);
+        const int32_t* ids = t == 0 ? first_ids : out_ids + t - 1;
+        const float* uniform = uniforms ? uniforms + t : 0;
+        int32_t* token = out_ids + t;
+        int32_t n = 1, at = 0, exited = 0, next_exit = 0, row_layers = 0, scored = 0, heads = 0;
+        pos_host[0] = newest;
+        int32_t rc = ee_embedding_fwd(x, PTR(const void*, PLAN_EMBEDDING), I32(PLAN_EMBEDDING_DTYPE), ids, 1, dim, vocab);
+        while (!rc && !exited && at < n_layers) {
+            if (at > 0) /* rows that stopped after layer `at` join before the next one, in increasing position */
+                for (int32_t p = complete; p < newest && !rc; p++)
+                    if (done[p] == at) {
+                        pos_host[n] = p;
+                        rc = ee_copy(x + (size_t)n++ * dim, states + (size_t)p * dim, (int64_t)row_bytes, 0);
+                    }
+            /* the layers up to the next exit, or to where pending rows join */
+            int32_t to = next_exit < n_exits ? (int32_t)exits[EXITS_HEADER + (size_t)next_exit * EXIT_FIELDS + EXIT_LAYER] : n_layers;
+            for (int32_t p = complete; p < newest; p++)
+                if (done[p] > at && done[p] < to) to = done[p];
+            if (!rc) rc = ee_copy(pos, pos_host, (int64_t)n * (int64_t)sizeof(int32_t), 1);
+            if (!rc)
+                rc = ee_decoder_layers_loop((const int64_t*)(intptr_t)tables[2 * n], at, to - at, x, x, PTR(float*, PLAN_RESIDUAL), PTR(float*, PLAN_XN1), 0, PTR(float*, PLAN_Q),
+                                            PTR(float*, PLAN_K), PTR(float*, PLAN_V), PTR(float*, PLAN_ATT), 0, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE),
+                                            PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT), (int32_t)tables[2 * n + 1], 1, I32(PLAN_N_SEQ), max_len,
+                                            PTR(const int32_t*, PLAN_ROW_SEQ), pos, PTR(const float*, PLAN_INV_FREQ), n, dim, I32(PLAN_N_HEADS), I32(PLAN_N_KV_HEADS),
+                                            I32(PLAN_HEAD_DIM), I32(PLAN_HIDDEN), I32(PLAN_INTERLEAVED), eps, ee_plan_float(plan, PLAN_SCALE));
+            row_layers += n * (to - at);
+            at = to;
+            if (rc || next_exit >= n_exits || at != (int32_t)exits[EXITS_HEADER + (size_t)next_exit * EXIT_FIELDS + EXIT_LAYER]) continue;
+            const int32_t decision = ee_exit_decide(plan, exits, next_exit++, token, uniform, &scored, &heads);
+            if (decision < 0) rc = decision;
+            else if (decision > 0) { /* every row of the pass keeps its state and waits for a deeper pass */
+                exited = 1;
+                for (int32_t r = 0; r < n && !rc; r++) {
+                    done[pos_host[r]] = at;
+                    rc = ee_copy(states + (size_t)pos_host[r] * dim, x + (size_t)r * dim, (int64_t)row_bytes, 0);
+                }
+            }
+        }
+        if (!rc && !exited) { /* the final layer: every row of the pass is complete */
+            rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), 1, dim, eps);
+            if (!rc) rc = ee_gemm(0, 1, 1, vocab, dim, 1.0f, normed, dim, PTR(const void*, PLAN_CLASSIFIER), I32(PLAN_CLASSIFIER_DTYPE), dim, 0.0f, logits, vocab);
+            if (!rc) rc = ee_choose_token(plan, token, logits, uniform);
+            if (!rc) state[0] = length;
+        }
+        if (rc) return ee_fail_within("ee_exit_steps", "step", t);
+        int32_t* rec = record + (size_t)t * EE_EXIT_RECORD;
+        rec[0] = at;
+        rec[1] = state[0];
+        rec[2] = row_layers;
+        rec[3] = heads;
+        rec[4] = scored;
+        state[1] = length + 1;
+        state[2] = t + 1;
+    }
+#undef PTR
+#undef I32
+#undef XPTR
     return 0;
 }
 

@@ -11,7 +11,7 @@
 #      heads' gradients (2 ranks where there are 2+ GPUs; with one GPU a single CUDA process), against one CPU process
 #      on a small byte-level model made here; with 2+ GPUs also 2 pipeline stages, each holding only the tensors it
 #      uses on its GPU (printed); needs a JDK 17+ and ee-cli/target/ee.jar (or EE_JAR); then `ee generate --backend cuda`
-#      on that model: the native decode chunks against the step-by-step passes (-Deetune.chunks=false), the same text
+#      on that model: the native decode chunks (plain and early-exit) against the step-by-step passes (-Deetune.chunks=false), the same text
 #      greedy and sampled
 # and prints one PASS/FAIL line per step, then the timing table. Exit status 0 only if every step that ran passed.
 #
@@ -218,10 +218,11 @@ else
     # CUDA kernels round differently from the CPU ones (other summation orders): close, not equal
     python3 "$here/../dist/test/compare_runs.py" "$tune/cpu" "$tune/cuda1" 1e-3 | tee -a "$logs/tune.log" | sed 's/^/   /'
     if [ "${PIPESTATUS[0]}" -eq 0 ]; then record PASS "tune: one cuda process vs cpu" "$(elapsed)"; else record FAIL "tune: one cuda process vs cpu" "see $logs/tune.log"; fi
-    # plain decoding on the GPU runs in native chunks (ee_decode_steps), with -Deetune.chunks=false step by step: both
-    # must write the same text, greedy and sampled
+    # plain decoding on the GPU runs in native chunks (ee_decode_steps), early-exit decoding of one sequence too
+    # (ee_exit_steps: the cuda1 heads at a low softmax threshold, so that exits fire), with -Deetune.chunks=false step by
+    # step: both must write the same text, greedy and sampled
     gen_ok=1
-    for mode in "" "--temperature 0.8 --seed 3"; do
+    for mode in "" "--temperature 0.8 --seed 3" "--heads $tune/cuda1 --threshold 0.05" "--heads $tune/cuda1 --threshold 0.05 --temperature 0.8 --seed 3"; do
       for chunks in true false; do
         ee_run timeout 60 "$tune_java" -Deetune.chunks=$chunks -jar "$jar" generate --backend cuda --model "$tune/model" --prompt "public static" --max-tokens 96 \
           $mode >"$tune/gen-$chunks.txt" 2>>"$logs/generate.log" || gen_ok=0

@@ -33,7 +33,7 @@
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
     X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_decode_steps)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_decode_steps) X(ee_exit_steps)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -755,6 +755,53 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
             compare(name, logits, (size_t)rows * vocab, 1e-4);
             compare(name, kc3, (size_t)n_seq * max_len * kd, 1e-5);
             for (Pair* z : {&emb, &cls, &ids, &sp, &uni, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
+        }
+        /* eight early-exit steps of sequence 0 through ee_exit_steps: the 2-layer table, an mlp head after layer 1 scored by
+         * a gate (threshold 0.5 on small random weights, scores near 0.5: some steps exit, their rows wait and join layer 2 of a later pass) */
+        if (rows >= 3 && max_len >= 9) {
+            const int vocab = 37, steps = 8, units = 4, cap = rows;
+            Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(1, 0, vocab));
+            Pair gw1 = pair_of(randn((size_t)units * dim, 0.05f)), gb1 = pair_of(randn(units, 0.1f)), gw = pair_of(randn(units)), gb = pair_of(std::vector<float>{0.0f});
+            Pair seqs = pair_of(std::vector<int32_t>(cap, 0)), states = pair_out((size_t)max_len * dim * 4), out_ids = pair_out((size_t)steps * 4);
+            Pair normed = pair_out((size_t)dim * 4), logits = pair_out((size_t)vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out(4), chosen = pair_out(4);
+            Pair pre = pair_out((size_t)dim * 4), zb = pair_out((size_t)dim * 4);
+            Pair kc4 = pair_of(randn((size_t)n_seq * max_len * kd)), vc4 = pair_of(randn((size_t)n_seq * max_len * kd));
+            std::vector<int32_t> state_of[2], record_of[2];
+            both("exit_steps", [&](const Api& api, int w) {
+                std::vector<int64_t> table = two_layers(w, kc4, vc4), tables(2 * (cap + 1), 0);
+                for (int r = 1; r <= cap; r++) tables[2 * r] = (int64_t)(intptr_t)table.data(), tables[2 * r + 1] = w_dtype;
+                auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
+                auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
+                std::vector<int64_t> plan = {addr(table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
+                    addr(P(x)), addr(P(res)), addr(P(xn)), addr(P(q)), addr(P(k)), addr(P(v)), addr(P(att)), addr(P(xn)), addr(P(g)), addr(P(u)), addr(P(g)),
+                    addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(seqs)), addr(P(pos)), addr(P(invf)), cap, dim, heads, kv, head_dim, hidden, 1,
+                    bits(1e-5f), bits(scale), 0, bits(1.0f), bits(1.0f)};
+                std::vector<int32_t>& state = state_of[w];
+                state.assign(3 + max_len, 0);
+                state[1] = 1; /* position 0 is the newest token, nothing pending */
+                record_of[w].assign((size_t)steps * EE_EXIT_RECORD, -1);
+                std::vector<int32_t> pos_host(cap);
+                std::vector<int64_t> exits = {1, EE_EXIT_GATE, 0, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
+                    addr(pos_host.data()), addr(P(score)), addr(P(chosen)), addr(P(pre)), addr(P(zb)),
+                    1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
+                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.5f), 0};
+                if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
+                return api.ee_exit_steps(plan.data(), exits.data(), steps);
+            });
+            snprintf(name, sizeof name, "exit_steps rows %d: tokens", rows);
+            compare_exact<int32_t>(name, out_ids, steps);
+            if (have_cpu) {
+                int exited = 0;
+                for (int t = 0; t < state_of[0][2]; t++) exited += record_of[0][(size_t)t * EE_EXIT_RECORD] == 1;
+                printf("     exit_steps: %d of %d steps ran, %d exited after layer 1\n", state_of[0][2], steps, exited);
+                snprintf(name, sizeof name, "exit_steps rows %d: record and state", rows);
+                expect_equal(name, record_of[1], record_of[0]);
+                expect_equal(name, state_of[1], state_of[0]);
+            }
+            snprintf(name, sizeof name, "exit_steps: kept states, layer 1's K cache");
+            compare(name, states, (size_t)max_len * dim, 1e-4);
+            compare(name, kc4, (size_t)n_seq * max_len * kd, 1e-5);
+            for (Pair* z : {&emb, &lm, &cls, &ids, &gw1, &gb1, &gw, &gb, &seqs, &states, &out_ids, &normed, &logits, &pos, &score, &chosen, &pre, &zb, &kc4, &vc4}) free_pair(*z);
         }
         /* the second half alone, out apart from h */
         Pair ffo = pair_out((size_t)rows * dim * 4);

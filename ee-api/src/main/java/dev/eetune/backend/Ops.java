@@ -372,48 +372,197 @@ public final class Ops {
                              Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved, float eps, float scale,
                              Tensor uniforms, float temperature, float topP) {
         String op = "decodeSteps";
-        if (table.ops != this) throw new IllegalArgumentException(op + ": the table was made by another backend's ops (" + table.ops.backend.describe() + "), not this one's (" + backend.describe() + ")");
-        table.checkOpen(0, table.layers());
-        LayerShape shape = table.shape;
-        mine(op, embedding, finalNorm, classifier, firstIds, outIds, normed, logits);
-        // rowSeq stands in for the positions of one step: rowPos ([steps, rows]) is checked below
-        checkActivations(op, shape, x, x, residual, xn1, null, q, k, v, att, null, xn2, null, gate, up, act, rowSeq, rowSeq, invFreq);
-        int rows = rows(x), dim = shape.dim();
         if (steps < 0) throw new IllegalArgumentException(op + ": " + steps + " steps");
-        i32(op, firstIds, outIds, rowPos);
-        f32(op, finalNorm, normed, logits);
+        int rows = rows(x);
         if (firstIds.size() != rows || outIds.size() != (long) steps * rows || rowPos.size() != (long) steps * rows) {
             fail(op, "firstIds must be [rows], outIds and rowPos [steps, rows] for " + steps + " steps", x, firstIds, outIds, rowPos);
         }
+        if (uniforms != null && uniforms.size() != (long) steps * rows) fail(op, "uniforms must be [steps, rows] for " + steps + " steps", x, uniforms);
+        if (normed.size() != (long) rows * cols(x) || logits.size() != (long) rows * embedding.dim(0)) fail(op, "normed must be [rows, dim] and logits [rows, vocab]", normed, logits);
+        java.nio.ByteBuffer plan = decodePlan(op, table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act,
+            normed, logits, rowSeq, rowPos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, rows);
+        try {
+            check(op, this.k.ee_decode_steps(backend.host().address(plan), steps));
+        } finally {
+            java.lang.ref.Reference.reachabilityFence(plan);
+        }
+    }
+
+    /**
+     * ee_decode_steps' plan (also ee_exit_steps'): one host table of the call's arguments in the header's order, so that
+     * the downcall is (plan, steps); the arguments checked once here. rows = x's rows; the classifier is read for
+     * {@code classifierRows} rows at a time; rowPos is checked as I32 only (its shape is the caller's: [steps, rows] for
+     * decodeSteps, [rows] for exitSteps).
+     */
+    private java.nio.ByteBuffer decodePlan(String op, LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
+                                           Tensor outIds, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate,
+                                           Tensor up, Tensor act, Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved,
+                                           float eps, float scale, Tensor uniforms, float temperature, float topP, int classifierRows) {
+        if (table.ops != this) throw new IllegalArgumentException(op + ": the table was made by another backend's ops (" + table.ops.backend.describe() + "), not this one's (" + backend.describe() + ")");
+        table.checkOpen(0, table.layers());
+        LayerShape shape = table.shape;
+        mine(op, embedding, finalNorm, classifier, firstIds, outIds, normed, logits, rowPos);
+        // rowSeq stands in for the positions of one pass: rowPos is the caller's to check
+        checkActivations(op, shape, x, x, residual, xn1, null, q, k, v, att, null, xn2, null, gate, up, act, rowSeq, rowSeq, invFreq);
+        int rows = rows(x), dim = shape.dim();
+        i32(op, firstIds, outIds, rowPos);
+        f32(op, finalNorm, normed, logits);
         if (!embedding.dtype().isFloat() || !matrix(embedding, embedding.dim(0), dim)) fail(op, "the embedding must be a float [vocab, dim] matrix", embedding);
         int vocab = embedding.dim(0);
         if (finalNorm.size() != dim) fail(op, "finalNorm must be [dim]", finalNorm);
         boolean classifierOk = packedClassifier
-            ? rows <= PANELS_MAX_ROWS && matrix(classifier, panelRows(vocab), dim) && (classifier.dtype() == DType.F32 || classifier.dtype() == DType.BF16)
+            ? classifierRows <= PANELS_MAX_ROWS && matrix(classifier, panelRows(vocab), dim) && (classifier.dtype() == DType.F32 || classifier.dtype() == DType.BF16)
             : classifier.dtype().isFloat() && matrix(classifier, vocab, dim);
         if (!classifierOk) fail(op, "the classifier must be " + (packedClassifier ? "packed panels of " : "") + "[vocab, dim], vocab " + vocab + ", dim " + dim, classifier);
-        if (normed.size() != (long) rows * dim || logits.size() != (long) rows * vocab) fail(op, "normed must be [rows, dim] and logits [rows, vocab]", normed, logits);
+        if (normed.size() < dim || logits.size() < vocab) fail(op, "normed must hold a row of dim values and logits one of vocab", normed, logits); // the callers check the rows
         if (uniforms != null) {
             mine(op, uniforms);
             f32(op, uniforms);
             positive(op, temperature);
             if (!(topP > 0)) throw new IllegalArgumentException(op + ": top_p must be > 0, got " + topP);
-            if (uniforms.size() != (long) steps * rows) fail(op, "uniforms must be [steps, rows] for " + steps + " steps", x, uniforms);
         }
-        // the plan: one host table of the call's arguments (ee_decode_steps' order), so that the downcall is (plan, steps)
         long[] fields = {table.address, table.layers(), embedding.address(), embedding.dtype().code(), finalNorm.address(), classifier.address(),
             packedClassifier ? panelsDtype(classifier.dtype()) : classifier.dtype().code(), vocab, firstIds.address(), outIds.address(), x.address(), residual.address(),
             xn1.address(), q.address(), k.address(), v.address(), att.address(), xn2.address(), gate.address(), up.address(), act.address(), normed.address(), logits.address(),
             shape.wDtype(), shape.sequences(), shape.maxLen(), rowSeq.address(), rowPos.address(), invFreq.address(), rows, dim, shape.nHeads(), shape.nKvHeads(),
             shape.headDim(), shape.hidden(), interleaved ? 1 : 0, Float.floatToRawIntBits(eps), Float.floatToRawIntBits(scale), addr(uniforms),
             Float.floatToRawIntBits(temperature), Float.floatToRawIntBits(topP)};
-        java.nio.ByteBuffer plan = java.nio.ByteBuffer.allocateDirect(fields.length * Long.BYTES).order(java.nio.ByteOrder.nativeOrder());
-        for (int i = 0; i < fields.length; i++) plan.putLong(i * Long.BYTES, fields[i]);
+        return longs(fields);
+    }
+
+    /** A direct buffer of int64s in native order, whose address the library reads as a host table. */
+    private static java.nio.ByteBuffer longs(long[] values) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(values.length * Long.BYTES).order(java.nio.ByteOrder.nativeOrder());
+        for (int i = 0; i < values.length; i++) b.putLong(i * Long.BYTES, values[i]);
+        return b;
+    }
+
+    /** How an exit of {@link #exitSteps} decides (eetune.h's EE_EXIT_SOFTMAX, EE_EXIT_GATE, EE_EXIT_CASCADE). */
+    public enum ExitMethod { SOFTMAX, GATE, CASCADE }
+
+    /**
+     * One exit of {@link #exitSteps}, after backbone layer {@code layer} (1-based): its head (an embedding head has no
+     * norm, a norm head no MLP; an mlp head reads the layer's attention residual through {@code ffnNorm} and its own
+     * SwiGLU projections), its LM head [vocab, dim] and temperature, its gate (w1 and b1 null for a linear gate; all
+     * null with softmax decisions), the threshold and, for a cascade, the softmax confirmation.
+     */
+    public record ExitStep(int layer, Tensor headNorm, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown, Tensor lmHead, float temperature, Tensor gateW1,
+                           Tensor gateB1, Tensor gateW, Tensor gateB, float gateEps, float tau, float confirm) {
+        int kind() { return headNorm == null ? 0 : wGate == null ? 1 : 2; }
+    }
+
+    /**
+     * Early-exit decode steps of sequence {@code seq} in one native call (ee_exit_steps): the passes of
+     * {@code dev.eetune.infer.EarlyExitGenerator} for one sequence whose exits keep no cache of their own, step after
+     * step (docs/exact-kv-recomputation.md). {@code tablesByRows[r]} is the layer table a pass of r rows runs (r = 1 ..
+     * capacity, capacity = x's rows); {@code state} is {complete length, length, -, layers done per position ...} and
+     * is updated, state[2] being the steps run (fewer than {@code steps} where a pass would exceed capacity rows);
+     * {@code record} receives {@link #EXIT_RECORD} values per step (eetune.h). {@code states} [maxLen, dim] are the
+     * sequence's kept hidden states; pos I32 [capacity], score F32 [1], chosen I32 [1], pre and z F32 [1, dim] scratch;
+     * outIds and uniforms (null: greedy) [steps]; normed and logits [1, dim] and [1, vocab].
+     */
+    public void exitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
+                          int steps, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
+                          Tensor normed, Tensor logits, Tensor rowSeq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale, Tensor uniforms,
+                          float temperature, float topP, ExitMethod method, java.util.List<ExitStep> exits, int seq, Tensor states, int[] state, int[] record,
+                          Tensor score, Tensor chosen, Tensor pre, Tensor z) {
+        String op = "exitSteps";
+        int capacity = rows(x);
+        if (tablesByRows.length != capacity + 1) throw new IllegalArgumentException(op + ": " + tablesByRows.length + " tables for passes of 0 .. " + capacity + " rows");
+        for (int r = 1; r <= capacity; r++) {
+            if (!tablesByRows[r].shape.sameModel(tablesByRows[1].shape)) throw new IllegalArgumentException(op + ": the table for " + r + " rows is " + tablesByRows[r].shape + ", for 1 row " + tablesByRows[1].shape);
+        }
+        LayerShape shape = tablesByRows[1].shape;
+        int dim = shape.dim(), layers = tablesByRows[1].layers(), maxLen = shape.maxLen();
+        if (steps < 0) throw new IllegalArgumentException(op + ": " + steps + " steps");
+        if (firstIds.size() != 1 || outIds.size() != steps || pos.size() != capacity || (uniforms != null && uniforms.size() != steps)) {
+            fail(op, "firstIds must be [1], outIds and uniforms [steps], pos [capacity] for " + steps + " steps", x, firstIds, outIds, pos);
+        }
+        if (seq < 0 || seq >= shape.sequences()) throw new IllegalArgumentException(op + ": sequence " + seq + " of " + shape.sequences());
+        if (state.length != 3 + maxLen || record.length < steps * EXIT_RECORD) {
+            throw new IllegalArgumentException(op + ": state must hold 3 + max_len = " + (3 + maxLen) + " values, record " + EXIT_RECORD + " per step");
+        }
+        mine(op, states, score, chosen, pre, z);
+        if (normed.size() != dim || logits.size() != embedding.dim(0)) fail(op, "normed must be [1, dim] and logits [1, vocab]", normed, logits);
+        f32(op, states, score, pre, z);
+        i32(op, chosen);
+        if (!matrix(states, maxLen, dim) || score.size() < 1 || chosen.size() < 1 || pre.size() != dim || z.size() != dim) {
+            fail(op, "states must be [max_len, dim], score and chosen [1], pre and z [1, dim]", states, score, chosen, pre, z);
+        }
+        if (exits.size() > 30) throw new IllegalArgumentException(op + ": " + exits.size() + " exits, at most 30");
+        // the activations checked against the widest pass's table, the classifier for the one row that reaches it
+        java.nio.ByteBuffer plan = decodePlan(op, tablesByRows[capacity], embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att,
+            xn2, gate, up, act, normed, logits, rowSeq, pos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, 1);
+        int vocab = embedding.dim(0);
+        long[] tables = new long[2 * (capacity + 1)];
+        for (int r = 1; r <= capacity; r++) {
+            tablesByRows[r].checkOpen(0, layers);
+            if (tablesByRows[r].layers() != layers) throw new IllegalArgumentException(op + ": the table for " + r + " rows has " + tablesByRows[r].layers() + " layers, not " + layers);
+            tables[2 * r] = tablesByRows[r].address;
+            tables[2 * r + 1] = tablesByRows[r].shape.wDtype();
+        }
+        java.nio.ByteBuffer tableBuf = longs(tables);
+        java.nio.ByteBuffer stateBuf = ints(state), recordBuf = ints(new int[steps * EXIT_RECORD]), posHost = ints(new int[capacity]);
+        long[] fields = new long[EXIT_PLAN_HEADER + exits.size() * EXIT_PLAN_FIELDS];
+        long[] header = {exits.size(), method.ordinal(), seq, capacity, backend.host().address(tableBuf), backend.host().address(stateBuf), states.address(),
+            backend.host().address(recordBuf), pos.address(), backend.host().address(posHost), score.address(), chosen.address(), pre.address(), z.address()};
+        System.arraycopy(header, 0, fields, 0, EXIT_PLAN_HEADER);
+        int before = 0;
+        for (int i = 0; i < exits.size(); i++) {
+            ExitStep e = exits.get(i);
+            if (e.layer() <= before || e.layer() >= layers) throw new IllegalArgumentException(op + ": exit after layer " + e.layer() + ": exits must be in increasing layer order within 1.." + (layers - 1));
+            before = e.layer();
+            String at = op + " (exit after layer " + e.layer() + ")";
+            mine(at, e.headNorm(), e.ffnNorm(), e.wGate(), e.wUp(), e.wDown(), e.lmHead(), e.gateW1(), e.gateB1(), e.gateW(), e.gateB());
+            if (!e.lmHead().dtype().isFloat() || !matrix(e.lmHead(), vocab, dim)) fail(at, "the LM head must be a float [vocab, dim] matrix", e.lmHead());
+            positive(at, e.temperature());
+            if (e.headNorm() != null) {
+                f32(at, e.headNorm());
+                if (e.headNorm().size() != dim) fail(at, "the head's norm must be [dim]", e.headNorm());
+            }
+            int hidden = 0;
+            if (e.wGate() != null) {
+                if (e.headNorm() == null || e.ffnNorm() == null || e.wUp() == null || e.wDown() == null) throw new IllegalArgumentException(at + ": an MLP head needs its norm, the layer's ffn norm and three projections");
+                f32(at, e.ffnNorm());
+                hidden = e.wGate().dim(0);
+                if (e.ffnNorm().size() != dim || !e.wGate().dtype().isFloat() || e.wUp().dtype() != e.wGate().dtype() || e.wDown().dtype() != e.wGate().dtype()
+                    || !matrix(e.wGate(), hidden, dim) || !matrix(e.wUp(), hidden, dim) || !matrix(e.wDown(), dim, hidden)) {
+                    fail(at, "an MLP head needs ffnNorm [dim], w_gate and w_up [hidden, dim], w_down [dim, hidden] of one float dtype", e.ffnNorm(), e.wGate(), e.wUp(), e.wDown());
+                }
+            }
+            if (method != ExitMethod.SOFTMAX) {
+                if (e.gateW() == null) throw new IllegalArgumentException(at + ": " + method + " decisions need a gate");
+                checkGate(at, dim, e.gateW1(), e.gateB1(), e.gateW(), e.gateB(), null);
+            }
+            long[] f = {e.layer(), e.kind(), addr(e.headNorm()), addr(e.ffnNorm()), addr(e.wGate()), addr(e.wUp()), addr(e.wDown()), e.wGate() == null ? 0 : e.wGate().dtype().code(),
+                hidden, e.lmHead().address(), e.lmHead().dtype().code(), Float.floatToRawIntBits(e.temperature()), addr(e.gateW1()), addr(e.gateB1()), addr(e.gateW()),
+                addr(e.gateB()), e.gateW1() == null ? 0 : e.gateW1().dim(0), Float.floatToRawIntBits(e.gateEps()), Float.floatToRawIntBits(e.tau()),
+                Float.floatToRawIntBits(e.confirm())};
+            System.arraycopy(f, 0, fields, EXIT_PLAN_HEADER + i * EXIT_PLAN_FIELDS, EXIT_PLAN_FIELDS);
+        }
+        java.nio.ByteBuffer exitPlan = longs(fields);
         try {
-            check(op, this.k.ee_decode_steps(backend.host().address(plan), steps));
+            check(op, this.k.ee_exit_steps(backend.host().address(plan), backend.host().address(exitPlan), steps));
+            stateBuf.asIntBuffer().get(state);
+            recordBuf.asIntBuffer().get(record, 0, steps * EXIT_RECORD);
         } finally {
             java.lang.ref.Reference.reachabilityFence(plan);
+            java.lang.ref.Reference.reachabilityFence(exitPlan);
+            java.lang.ref.Reference.reachabilityFence(tableBuf);
+            java.lang.ref.Reference.reachabilityFence(posHost);
         }
+    }
+
+    /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_RECORD. */
+    private static final int EXIT_PLAN_HEADER = 14, EXIT_PLAN_FIELDS = 20;
+    /** Values per step in {@link #exitSteps}' record: exit layer, complete length after the step, rows x layers, heads run (bit per exit), gates scored (bit per exit). */
+    public static final int EXIT_RECORD = 5;
+
+    /** A direct buffer of int32s in native order holding {@code values}. */
+    private static java.nio.ByteBuffer ints(int[] values) {
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocateDirect(Math.max(1, values.length) * Integer.BYTES).order(java.nio.ByteOrder.nativeOrder());
+        b.asIntBuffer().put(values);
+        return b;
     }
 
     /**
@@ -440,7 +589,12 @@ public final class Ops {
     }
 
     /** What {@link #layerTable} checked: the layers' common shape and matrix dtype code (packed codes for panels). */
-    record LayerShape(int dim, int hidden, int nHeads, int nKvHeads, int headDim, int wDtype, int sequences, int maxLen) {}
+    record LayerShape(int dim, int hidden, int nHeads, int nKvHeads, int headDim, int wDtype, int sequences, int maxLen) {
+        /** The same layers over the same caches, plain or packed. */
+        boolean sameModel(LayerShape o) {
+            return dim == o.dim && hidden == o.hidden && nHeads == o.nHeads && nKvHeads == o.nKvHeads && headDim == o.headDim && sequences == o.sequences && maxLen == o.maxLen;
+        }
+    }
 
     /**
      * Decoder layers' weights and caches checked once ({@link Ops#layerTable}), for {@link Ops#decoderLayers}. Holds
@@ -564,16 +718,35 @@ public final class Ops {
      * units], or w · f + b for a linear gate (w1 and b1 null, w [1, dim]); b [1]. NaN for a row that is not finite.
      */
     public void gateScore(Tensor score, Tensor hidden, Tensor w1, Tensor b1, Tensor w, Tensor b, float eps) {
-        f32("gateScore", score, hidden, w, b);
+        f32("gateScore", score, hidden);
         int rows = rows(hidden), dim = cols(hidden), units = w1 == null ? 0 : w1.dim(0);
         if (score.size() != rows) fail("gateScore", "one score per row", score, hidden);
-        if ((w1 == null) != (b1 == null)) throw new IllegalArgumentException("gateScore: w1 and b1 are both given (an MLP gate) or both null (a linear gate)");
-        if (w1 != null) {
-            f32("gateScore", w1, b1);
-            if (!matrix(w1, units, dim) || b1.size() != units) fail("gateScore", "w1 must be [units, dim] and b1 [units]", hidden, w1, b1);
-        }
-        if (w.size() != (units == 0 ? dim : units) || b.size() != 1) fail("gateScore", "w must hold one weight per " + (units == 0 ? "feature" : "hidden unit") + " and b one value", hidden, w, b);
+        checkGate("gateScore", dim, w1, b1, w, b, hidden);
         check("gateScore", k.ee_gate_score(score.address(), hidden.address(), addr(w1), addr(b1), w.address(), b.address(), rows, dim, units, eps));
+    }
+
+    /**
+     * A gate's parameters for features of width {@code dim} ({@link #gateScore}): w1 [units, dim] and b1 [units] (both
+     * null: linear), w [units or dim], b [1]; {@code features} (may be null) is named in the error with them.
+     */
+    private void checkGate(String op, int dim, Tensor w1, Tensor b1, Tensor w, Tensor b, Tensor features) {
+        f32(op, w, b);
+        int units = w1 == null ? 0 : w1.dim(0);
+        if ((w1 == null) != (b1 == null)) throw new IllegalArgumentException(op + ": w1 and b1 are both given (an MLP gate) or both null (a linear gate)");
+        if (w1 != null) {
+            f32(op, w1, b1);
+            if (!matrix(w1, units, dim) || b1.size() != units) fail(op, "w1 must be [units, dim] and b1 [units]", withFirst(features, w1, b1));
+        }
+        if (w.size() != (units == 0 ? dim : units) || b.size() != 1) fail(op, "w must hold one weight per " + (units == 0 ? "feature" : "hidden unit") + " and b one value", withFirst(features, w, b));
+    }
+
+    /** {@code first} (when not null) and then {@code rest}, for an error message. */
+    private static Tensor[] withFirst(Tensor first, Tensor... rest) {
+        if (first == null) return rest;
+        Tensor[] all = new Tensor[rest.length + 1];
+        all[0] = first;
+        System.arraycopy(rest, 0, all, 1, rest.length);
+        return all;
     }
 
     // ---- softmax, argmax, sampling ---------------------------------------------------------------------------
@@ -682,9 +855,10 @@ public final class Ops {
 
     private static long addr(Tensor t) { return t == null ? 0 : t.address(); }
 
+    /** Every tensor given (nulls are the callers' to refuse) is on this backend. */
     private void mine(String op, Tensor... ts) {
         for (Tensor t : ts) {
-            if (t.backend() != backend) throw new IllegalArgumentException(op + ": tensor " + t.dtype() + t.shape() + " is on " + t.backend().name() + ", not " + backend.name());
+            if (t != null && t.backend() != backend) throw new IllegalArgumentException(op + ": tensor " + t.dtype() + t.shape() + " is on " + t.backend().name() + ", not " + backend.name());
         }
     }
 

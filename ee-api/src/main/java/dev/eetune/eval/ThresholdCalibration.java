@@ -312,28 +312,28 @@ public final class ThresholdCalibration {
 
     /**
      * Wall-clock decode speed of {@code policy} against the full model on {@code prompts} (greedy, batch 1, the same
-     * new tokens each): runs alternate full / early-exit {@code repeats} times after one warm-up of each. Returns
-     * {median speed-up, min, max, median full tok/s, median early-exit tok/s}.
+     * new tokens each), timed as the sweep times its modes ({@link ThresholdSweep#roundRobin}: warm-up rounds until
+     * both rates are steady, then {@code repeats} rounds alternating which goes first). Returns {median speed-up, min,
+     * max, median full tok/s, median early-exit tok/s}.
      */
     public static double[] wallClockSpeedup(EarlyExitModel ee, List<int[]> prompts, EarlyExitPolicy policy, int newTokens, int repeats) {
         LlamaModel m = ee.backbone();
         GenerationConfig cfg = GenerationConfig.greedy(newTokens, Set.of());
         int maxLen = prompts.stream().mapToInt(p -> p.length).max().orElse(1) + newTokens;
-        double[] ratio = new double[Math.max(1, repeats)], full = new double[ratio.length], early = new double[ratio.length];
+        int rounds = Math.max(1, repeats);
+        double[] ratio = new double[rounds], full, early;
         try (EarlyExitGenerator f = new EarlyExitGenerator(m, null, EarlyExitPolicy.none(), 1, maxLen);
              EarlyExitGenerator e = new EarlyExitGenerator(m, ee, policy, 1, maxLen)) {
-            tokensPerSecond(f, prompts, cfg);
-            tokensPerSecond(e, prompts, cfg);
-            for (int i = 0; i < ratio.length; i++) {
-                full[i] = tokensPerSecond(f, prompts, cfg);
-                early[i] = tokensPerSecond(e, prompts, cfg);
-                ratio[i] = early[i] / full[i];
-            }
+            double[][] rates = ThresholdSweep.roundRobin(List.of(() -> tokensPerSecond(f, prompts, cfg), () -> tokensPerSecond(e, prompts, cfg)),
+                ThresholdSweep.DEFAULT_MAX_WARMUP_ROUNDS, rounds, dev.eetune.progress.ProgressListener.NONE).rates();
+            full = rates[0];
+            early = rates[1];
+            for (int i = 0; i < rounds; i++) ratio[i] = early[i] / full[i];
         }
         Arrays.sort(ratio);
         Arrays.sort(full);
         Arrays.sort(early);
-        return new double[] {ratio[ratio.length / 2], ratio[0], ratio[ratio.length - 1], full[full.length / 2], early[early.length / 2]};
+        return new double[] {ratio[rounds / 2], ratio[0], ratio[rounds - 1], full[rounds / 2], early[rounds / 2]};
     }
 
     private static double tokensPerSecond(EarlyExitGenerator g, List<int[]> prompts, GenerationConfig cfg) {

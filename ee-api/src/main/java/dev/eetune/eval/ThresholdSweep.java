@@ -173,6 +173,48 @@ public final class ThresholdSweep {
     static final int MIN_WARMUP_ROUNDS = 2, DEFAULT_MAX_WARMUP_ROUNDS = 8;
     /** Warm-up has settled when no mode's rate moved by more than this share between two rounds. */
     static final double SETTLED = 0.10;
+
+    /** What {@link #roundRobin} measured: rates[run][round] of the timed rounds, the warm-up rounds run, whether the rates settled. */
+    public record RoundRobin(double[][] rates, int warmupRounds, boolean settled) {}
+
+    /**
+     * Times {@code runs} (each returns its rate) against one another: warm-up rounds of every run until no run's rate
+     * moves by more than {@link #SETTLED} between two rounds (at least {@link #MIN_WARMUP_ROUNDS}, at most
+     * {@code maxWarmupRounds}), then {@code repeats} timed rounds, each starting one run later, so that JIT compilation,
+     * caches and the machine's load fall on all runs alike. The one timing discipline of the sweep and of
+     * {@link ThresholdCalibration#wallClockSpeedup}.
+     */
+    public static RoundRobin roundRobin(List<java.util.function.DoubleSupplier> runs, int maxWarmupRounds, int repeats, ProgressListener progress) {
+        int n = runs.size();
+        long total = (long) (maxWarmupRounds + repeats) * n;
+        double[] previous = null;
+        int warmup = 0;
+        boolean settled = false;
+        while (warmup < maxWarmupRounds && !settled) {
+            double[] rates = new double[n];
+            for (int i = 0; i < n; i++) {
+                rates[i] = runs.get(i).getAsDouble();
+                progress.update((long) warmup * n + i + 1, total, "warm-up round " + (warmup + 1));
+            }
+            warmup++;
+            if (previous != null && warmup >= MIN_WARMUP_ROUNDS) {
+                settled = true;
+                for (int i = 0; i < n; i++) settled &= Math.abs(rates[i] - previous[i]) <= SETTLED * previous[i];
+            }
+            previous = rates;
+        }
+        long doneBefore = (long) maxWarmupRounds * n;
+        double[][] rates = new double[n][repeats];
+        for (int round = 0; round < repeats; round++) {
+            for (int j = 0; j < n; j++) {
+                int i = (round + j) % n; // round-robin: each round starts with the next run
+                rates[i][round] = runs.get(i).getAsDouble();
+                progress.update(doneBefore + (long) round * n + j + 1, total, "timed round " + (round + 1) + "/" + repeats);
+            }
+        }
+        return new RoundRobin(rates, warmup, settled);
+    }
+
     /** A row that cannot be faster (threshold 1.0) whose slowest round still beats the full model by this much is a failure. */
     static final double FAILURE_MARGIN = 0.03;
     /** A speed-up whose (max - min) / median exceeds this is noise, whatever its direction. */
@@ -203,33 +245,12 @@ public final class ThresholdSweep {
             for (int e : st.draftExits()) {
                 for (int k : st.draftLengths()) modes.add(new Mode("speculative@" + e + " k" + k, null, 1f, null, new SelfSpeculativeDecoder(ee, e, k, false, 0f, st.batch(), maxLen)));
             }
-            long total = (long) (st.maxWarmupRounds() + st.repeats()) * modes.size();
-            // warm-up: whole rounds until no mode's rate moves by more than SETTLED between two rounds
-            double[] previous = null;
-            int warmup = 0;
-            boolean settled = false;
-            while (warmup < st.maxWarmupRounds() && !settled) {
-                double[] rates = new double[modes.size()];
-                for (int i = 0; i < modes.size(); i++) {
-                    rates[i] = modes.get(i).timedRun(prompts, cfg, st.batch(), tokensPerRun);
-                    progress.update((long) warmup * modes.size() + i + 1, total, "warm-up round " + (warmup + 1));
-                }
-                warmup++;
-                if (previous != null && warmup >= MIN_WARMUP_ROUNDS) {
-                    settled = true;
-                    for (int i = 0; i < rates.length; i++) settled &= Math.abs(rates[i] - previous[i]) <= SETTLED * previous[i];
-                }
-                previous = rates;
-            }
-            long doneBefore = (long) st.maxWarmupRounds() * modes.size();
-            double[][] rates = new double[modes.size()][st.repeats()];
-            for (int round = 0; round < st.repeats(); round++) {
-                for (int j = 0; j < modes.size(); j++) {
-                    int i = (round + j) % modes.size(); // round-robin: each round starts with the next mode
-                    rates[i][round] = modes.get(i).timedRun(prompts, cfg, st.batch(), tokensPerRun);
-                    progress.update(doneBefore + (long) round * modes.size() + j + 1, total, "timed round " + (round + 1) + "/" + st.repeats());
-                }
-            }
+            List<java.util.function.DoubleSupplier> runs = new ArrayList<>();
+            for (Mode md : modes) runs.add(() -> md.timedRun(prompts, cfg, st.batch(), tokensPerRun));
+            RoundRobin timed = roundRobin(runs, st.maxWarmupRounds(), st.repeats(), progress);
+            double[][] rates = timed.rates();
+            int warmup = timed.warmupRounds();
+            boolean settled = timed.settled();
             Mode full = modes.get(0);
             ExitTrace teacher = ExitTrace.of(ee, full.out, prompts.stream().mapToInt(p -> p.length - 1).toArray());
             List<Row> rows = new ArrayList<>();

@@ -23,5 +23,8 @@ public record EmbeddingExit(ExitSpec spec, Parameter lmHead, float temperature) 
     public Tensor decodeInput(Scope s, ExitInput in, int firstRows) { return in.hidden().slice(0, firstRows); }
 
     @Override
+    public dev.eetune.backend.Ops.ExitStep decodeStep(ExitGate gate, float tau, float confirm) { return ExitHead.decodeStep(this, null, null, null, gate, tau, confirm); }
+
+    @Override
     public String toString() { return "EmbeddingExit[" + spec + ", T=" + temperature + "]"; }
 }

@@ -1,5 +1,6 @@
 package dev.eetune.exit;
 
+import dev.eetune.backend.Ops;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.nn.Parameter;
@@ -70,6 +71,20 @@ public sealed interface ExitHead permits EmbeddingExit, NormExit, MlpExit, Layer
         Tensor logits = s.allocate(DType.F32, firstRows, lmHead().value().dim(0));
         s.backend().ops().linear(logits, z, lmHead().value());
         return logits;
+    }
+
+    /**
+     * The head as one exit of a native decode chunk ({@link Ops#exitSteps}) deciding with {@code gate} (null for softmax
+     * decisions) at threshold {@code tau} (and the cascade's softmax confirmation {@code confirm}); null for a head with
+     * its own layer, whose cache the Java decoder keeps.
+     */
+    Ops.ExitStep decodeStep(ExitGate gate, float tau, float confirm);
+
+    /** {@link #decodeStep} of a head whose LM-head input is {@code headNorm}'s norm (null: none) of h, or of the MLP's output (mlp null: none). */
+    static Ops.ExitStep decodeStep(ExitHead h, Tensor headNorm, Tensor ffnNorm, dev.eetune.nn.SwiGluMlp mlp, ExitGate gate, float tau, float confirm) {
+        return new Ops.ExitStep(h.layer(), headNorm, ffnNorm, mlp == null ? null : mlp.gate().value(), mlp == null ? null : mlp.up().value(), mlp == null ? null : mlp.down().value(),
+            h.lmHead().value(), h.temperature(), gate == null || gate.hidden() == null ? null : gate.hidden().value(), gate == null || gate.hiddenBias() == null ? null : gate.hiddenBias().value(),
+            gate == null ? null : gate.weight().value(), gate == null ? null : gate.bias().value(), gate == null ? 0 : gate.eps(), tau, confirm);
     }
 
     /** Parameter-name prefix of the exit after layer L. */

@@ -49,6 +49,10 @@ public record LayerExit(ExitSpec spec, DecoderLayer decoderLayer, TransformerBlo
         return new Forward(z, (scope, dz) -> block.backward(scope, saved, HeadNorm.backward(scope, norm, pre, inv, dz, true), null));
     }
 
+    /** None: its own layer's cache is the Java decoder's to keep. */
+    @Override
+    public dev.eetune.backend.Ops.ExitStep decodeStep(ExitGate gate, float tau, float confirm) { return null; }
+
     @Override
     public Tensor decodeInput(Scope s, ExitInput in, int firstRows) {
         int rows = in.rows().count();

@@ -56,6 +56,9 @@ public record MlpExit(ExitSpec spec, DecoderLayer decoderLayer, Tensor ffnNormOf
         return HeadNorm.forward(s, norm, pre, null, decoderLayer.config().normEps());
     }
 
+    @Override
+    public dev.eetune.backend.Ops.ExitStep decodeStep(ExitGate gate, float tau, float confirm) { return ExitHead.decodeStep(this, norm.value(), ffnNormOfLayer, mlp, gate, tau, confirm); }
+
     private void feedForward(Tensor residual, Tensor pre, LayerActivations a) {
         decoderLayer.feedForward(ffnNormOfLayer, mlp.gate().value(), mlp.up().value(), mlp.down().value(), residual, pre, a);
     }

@@ -29,5 +29,8 @@ public record NormExit(ExitSpec spec, LlamaConfig config, Parameter norm, Parame
     }
 
     @Override
+    public dev.eetune.backend.Ops.ExitStep decodeStep(ExitGate gate, float tau, float confirm) { return ExitHead.decodeStep(this, norm.value(), null, null, gate, tau, confirm); }
+
+    @Override
     public String toString() { return "NormExit[" + spec + ", T=" + temperature + "]"; }
 }

@@ -2,6 +2,7 @@ package dev.eetune.infer;
 
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitGate;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.ExitInput;
 import dev.eetune.exit.ExitVisitor;
@@ -64,6 +65,12 @@ public final class EarlyExitGenerator implements Decoder {
     private final Tensor chosen, maxProb, uniforms;
     private final Tensor normed, logits; // [maxBatch, dim] and [maxBatch, vocab]: the final layer's outputs of a pass
     private boolean poisonSkippedKv;
+    private boolean chunks = CHUNKS;
+    /**
+     * The last native chunk's time per step, by live sequences (index 0: an early-exit chunk of one), kept across calls
+     * so that a call's first chunk is sized too (a short generation would otherwise spend its first chunks finding out).
+     */
+    private final long[] stepNanos;
     private Stats stats = Stats.EMPTY;
     private int[] complete = new int[0];
     private int[] nextLayer = new int[0]; // per sequence: the layer whose head (or the final layer) chose next[s]
@@ -139,6 +146,8 @@ public final class EarlyExitGenerator implements Decoder {
         this.maxLen = maxLen;
         this.cache = new KvCache(config, model.backend(), maxBatch, maxLen);
         this.doneLayers = new int[maxBatch][maxLen];
+        this.exitState = new int[3 + maxLen];
+        this.stepNanos = new long[maxBatch + 1];
         for (ExitHead h : this.exits.heads()) {
             if (h.hasOwnCache() && policy.evaluates(h.layer())) {
                 headCaches.put(h.layer(), KvCache.scratch(config, model.backend(), maxBatch, maxLen)); // one layer's worth
@@ -183,6 +192,9 @@ public final class EarlyExitGenerator implements Decoder {
     /** Per sequence of the last call: positions below this have K/V in every layer. */
     public int[] completeLengths() { return complete.clone(); }
 
+    /** Test hook: whether decoding may go in native chunks (default: unless {@code -Deetune.chunks=false}); off, every pass is a Java one. */
+    void nativeChunks(boolean on) { this.chunks = on && CHUNKS; }
+
     /** Test hook: after each exit, fill the skipped layers' cache slots of the exited rows with NaN (P4 in docs/exact-kv-recomputation.md §6). */
     public void poisonSkippedKv(boolean on) { this.poisonSkippedKv = on; }
 
@@ -198,19 +210,30 @@ public final class EarlyExitGenerator implements Decoder {
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
-        boolean plain = CHUNKS && !poisonSkippedKv && noExits();
+        boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
+        List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
+        if (exitSteps != null && !exitStepsPrepared) { // the call's one-time costs before the first token
+            nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0);
+            exitStepsPrepared = true;
+        }
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
         int[] emitted = new int[batch.size()];
-        long stepNanos = 0; // the last native chunk's time per step
         while (true) {
             int[] live = batch.live();
             if (live.length == 0) break;
             if (plain && tFirst != 0 && inNativeChunks(cfg, live.length)) { // after the prefill: every live sequence has one row to feed
-                stepNanos = nativeSteps(live, batch, cfg, fed, counters, stepNanos, emitted, layersOut);
+                stepNanos[live.length] = nativeSteps(live, batch, cfg, fed, counters, stepNanos[live.length], emitted, layersOut);
                 continue;
+            }
+            if (exitSteps != null && tFirst != 0 && live.length == 1) { // one sequence left: its passes in native chunks
+                long nanos = nativeExitSteps(live[0], exitSteps, batch, cfg, fed, counters, stepNanos[0], emitted, layersOut, Integer.MAX_VALUE);
+                if (nanos > 0) {
+                    stepNanos[0] = nanos;
+                    continue;
+                } // else its pending rows need a wider pass than a chunk holds: this one step by step
             }
             long before = counters.rowLayers;
             double headsBefore = counters.headLayers;
@@ -314,6 +337,116 @@ public final class EarlyExitGenerator implements Decoder {
                 if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = layers;
                 batch.emit(s, tokens[t * m + i]);
             }
+        }
+        return nanos;
+    }
+
+    /** The most rows a pass of a native early-exit chunk holds (the newest row and the pending ones: a prompt the prefill left pending, too). */
+    private static final int EXIT_CHUNK_ROWS = 64;
+    private java.util.Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
+    private boolean exitStepsPrepared;
+    private Tensor exitSeq, exitPos, exitScore, exitChosen, exitPre, exitZ; // the native early-exit chunks' buffers, made on first use
+    private final int[] exitState; // complete length, length, steps run, then layers done per position
+    private int[] exitRecord = new int[0];
+
+    /**
+     * The policy's exits as {@link Ops#exitSteps} takes them, or null where its passes stay in Java: softmax, gate or
+     * cascade decisions, every visited head one that may exit and keeps no cache of its own (both libraries run the
+     * same loop, layers.h; on the GPU each decision reads one value back to the host).
+     */
+    private List<Ops.ExitStep> exitSteps() {
+        if (exitStepList == null) exitStepList = java.util.Optional.ofNullable(makeExitSteps());
+        return exitStepList.orElse(null);
+    }
+
+    private List<Ops.ExitStep> makeExitSteps() {
+        ConfidenceMethod method = policy.confidence();
+        if (method != ConfidenceMethod.SOFTMAX && method != ConfidenceMethod.GATE && method != ConfidenceMethod.CASCADE) return null;
+        List<Ops.ExitStep> out = new ArrayList<>();
+        for (int l = 1; l < config.nLayers(); l++) {
+            if (evaluates[l] != canExit[l]) return null; // a head evaluated for its overhead only
+            if (!canExit[l]) continue;
+            ExitHead h = exits.head(l);
+            Ops.ExitStep step = h.decodeStep(method == ConfidenceMethod.SOFTMAX ? null : exits.gate(l), tau[l],
+                method == ConfidenceMethod.CASCADE ? policy.confirmThreshold(l) : 0f);
+            if (step == null) return null;
+            out.add(step);
+        }
+        if (canExit[config.nLayers()] || evaluates[config.nLayers()] || out.isEmpty() || out.size() > 30) return null;
+        return out;
+    }
+
+    /** The method of {@link #exitSteps} in the native call's terms. */
+    private Ops.ExitMethod exitMethod() {
+        switch (policy.confidence()) {
+            case SOFTMAX: return Ops.ExitMethod.SOFTMAX;
+            case GATE: return Ops.ExitMethod.GATE;
+            default: return Ops.ExitMethod.CASCADE;
+        }
+    }
+
+    /**
+     * Early-exit decoding of sequence {@code s}, the only one left, for a chunk of steps in one native call
+     * ({@link LlamaModel#exitSteps}): the tokens, exits, pending rows and cache that {@link #pass} gives step by step,
+     * without a step's Java. The chunk ends early where the pending rows would not fit a pass of
+     * {@link #EXIT_CHUNK_ROWS}; then this returns 0 and the step goes through {@link #pass}. Otherwise returns the
+     * chunk's time per step. As in {@link #nativeSteps}, a stop token inside the chunk ends the sequence there.
+     * {@code most} = 0 makes a call of no steps before the prefill, so that the call's one-time costs (binding the
+     * native function, the layer tables, the buffers) go to the time to the first token.
+     */
+    private long nativeExitSteps(int s, List<Ops.ExitStep> steps0, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted,
+                                 int[][] layersOut, int most) {
+        int cap = Math.min(EXIT_CHUNK_ROWS, maxLen), len = batch.length(s);
+        if (most > 0 && len - fed[s] > cap) return 0;
+        int steps = stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos));
+        steps = Math.min(Math.min(steps, most), batch.budget(s));
+        allocateStepBuffers();
+        ensure(cap);
+        ensureStates();
+        if (exitSeq == null) {
+            exitSeq = scope.allocate(DType.I32, EXIT_CHUNK_ROWS);
+            exitPos = scope.allocate(DType.I32, EXIT_CHUNK_ROWS);
+            exitScore = scope.allocate(DType.F32, 1);
+            exitChosen = scope.allocate(DType.I32, 1);
+            exitPre = scope.allocate(DType.F32, 1, config.dim());
+            exitZ = scope.allocate(DType.F32, 1, config.dim());
+        }
+        int[] seqs = new int[cap];
+        Arrays.fill(seqs, s);
+        float[] u = cfg.isGreedy() ? null : new float[steps];
+        if (u != null) for (int t = 0; t < steps; t++) u[t] = nextTokenUniform(cfg, s, len + t); // the sequence's length when step t chooses
+        exitState[0] = fed[s];
+        exitState[1] = len;
+        System.arraycopy(doneLayers[s], 0, exitState, 3, maxLen);
+        if (exitRecord.length < steps * Ops.EXIT_RECORD) exitRecord = new int[CHUNK_MAX_STEPS * Ops.EXIT_RECORD];
+        long t0 = System.nanoTime();
+        model.exitSteps(stepIds.slice(0, 1).copyFrom(new int[] {batch.token(s, len - 1)}), stepOut.slice(0, steps), steps, exitSeq.slice(0, cap).copyFrom(seqs),
+            exitPos.slice(0, cap), u == null ? null : stepUniforms.slice(0, steps).copyFrom(u), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits,
+            exitMethod(), steps0, s, states.slice(s * maxLen, (s + 1) * maxLen), exitState, exitRecord, exitScore, exitChosen, exitPre, exitZ);
+        int ran = exitState[2];
+        if (ran == 0 || most == 0) return 0;
+        long nanos = Math.max(1, (System.nanoTime() - t0) / ran);
+        System.arraycopy(exitState, 3, doneLayers[s], 0, maxLen);
+        int[] tokens = stepOut.slice(0, ran).toIntArray();
+        for (int t = 0; t < ran && batch.running(s); t++) {
+            int base = t * Ops.EXIT_RECORD, layer = exitRecord[base];
+            fed[s] = exitRecord[base + 1];
+            counters.rowLayers += exitRecord[base + 2];
+            for (int e = 0; e < steps0.size(); e++) {
+                ExitHead h = exits.head(steps0.get(e).layer());
+                if ((exitRecord[base + 3] & (1 << e)) != 0) {
+                    counters.headEvals++;
+                    counters.headLayers += ExitScores.headLayers(h, config);
+                }
+                if ((exitRecord[base + 4] & (1 << e)) != 0) {
+                    ExitGate g = exits.gate(h.layer());
+                    counters.headLayers += ExitScores.scoreLayers(policy.confidence(), config, g == null ? 0 : g.hiddenUnits());
+                }
+            }
+            nextLayer[s] = layer;
+            counters.exits[layer]++;
+            if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = layer;
+            batch.emit(s, tokens[t]);
         }
         return nanos;
     }
@@ -647,3 +780,4 @@ public final class EarlyExitGenerator implements Decoder {
         });
     }
 }
+

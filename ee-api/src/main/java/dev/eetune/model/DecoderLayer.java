@@ -83,6 +83,19 @@ public final class DecoderLayer {
             a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, rowPos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP);
     }
 
+    /**
+     * Early-exit decode steps of one sequence in one native call ({@link Ops#exitSteps}), passes of r rows over
+     * {@code tablesByRows[r]}; {@code a} (for x's rows), {@code normed} and {@code logits} are scratch.
+     */
+    public void exitSteps(Ops.LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
+                          int steps, Tensor x, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, LayerActivations a, Tensor normed, Tensor logits,
+                          Ops.ExitMethod method, java.util.List<Ops.ExitStep> exits, int seq, Tensor states, int[] state, int[] record, Tensor score, Tensor chosen, Tensor pre,
+                          Tensor z) {
+        x.backend().ops().exitSteps(tablesByRows, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, steps, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(),
+            a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, pos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP, method,
+            exits, seq, states, state, record, score, chosen, pre, z);
+    }
+
     /** One layer's tensors in {@link Ops#layerTable}'s order: its weights (as given: plain or packed), then its caches. */
     public static Tensor[] tableRow(LayerWeights w, KvCache.Layer cache) {
         return new Tensor[] {w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), cache.keys(), cache.values()};

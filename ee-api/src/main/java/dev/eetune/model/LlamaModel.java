@@ -274,6 +274,25 @@ public final class LlamaModel implements AutoCloseable {
             firstIds, outIds, steps, xs, rowSeq, rowPos, uniforms, temperature, topP, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
     }
 
+    /**
+     * Early-exit decode steps of sequence {@code seq} in one native call ({@link Ops#exitSteps}): the passes an
+     * early-exit decoder makes for one sequence whose exits keep no cache of their own, each pass of r rows over the
+     * layers {@link #layers} would run for r rows, the final choice as {@link #decodeSteps} makes it (so greedy only
+     * where {@link #screens}(1) is false). x's rows are the most a pass may hold; state and record as there. The
+     * layers leave their attention residual in the workspace's own buffer, not in x, for the heads that read it.
+     */
+    public void exitSteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, KvCache cache, Workspace ws,
+                          Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, int seq, Tensor states, int[] state, int[] record,
+                          Tensor score, Tensor chosen, Tensor pre, Tensor z) {
+        if (uniforms == null && screens(1)) throw new IllegalStateException("greedy exitSteps reads the whole classifier: this model's rows are screened (see greedyTokens)");
+        int capacity = x.dim(0);
+        Ops.LayerTable[] tables = new Ops.LayerTable[capacity + 1];
+        for (int r = 1; r <= capacity; r++) tables[r] = layerTable(cache, panels(r), 0, config.nLayers());
+        boolean panels = panels(1);
+        layer.exitSteps(tables, weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels, firstIds, outIds, steps, x, rowSeq, pos, uniforms,
+            temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, state, record, score, chosen, pre, z);
+    }
+
     /** Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole. */
     public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable(); }
 

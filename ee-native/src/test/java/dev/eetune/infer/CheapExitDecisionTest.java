@@ -163,6 +163,101 @@ class CheapExitDecisionTest {
     }
 
     /**
+     * Early-exit decoding of one sequence goes in native chunks (ee_exit_steps) where its exits keep no cache of their
+     * own: the same tokens, exit layers, counts, complete lengths and cache as the Java passes step by step, for softmax,
+     * gate and cascade decisions, embedding, norm and mlp heads, greedy and sampled, a stop token inside a chunk, and a
+     * batch whose last live sequence finishes in chunks.
+     */
+    @Test
+    void nativeChunksEqualTheStepByStepPasses() {
+        List<ExitSpec> specs = List.of(new ExitSpec(1, ExitArchitecture.EMBEDDING, ExitInit.COPY), new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY),
+            new ExitSpec(4, ExitArchitecture.NORM, ExitInit.COPY));
+        try (EarlyExitModel softmaxHeads = EarlyExitModel.attach(model, specs, 0)) {
+            float sm = scoreQuantile(ConfidenceMethod.SOFTMAX, 0.5);
+            List<Object[]> cases = List.of(new Object[] {heads, EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2, 4).withConfidence(ConfidenceMethod.GATE)},
+                new Object[] {heads, cascade(0.3, 0.4, 2, 4)},
+                new Object[] {heads, EarlyExitPolicy.global(sm, 2, 4)},
+                new Object[] {softmaxHeads, EarlyExitPolicy.global(sm, 1, 2, 4)});
+            for (Object[] c : cases) {
+                EarlyExitModel h = (EarlyExitModel) c[0];
+                EarlyExitPolicy policy = (EarlyExitPolicy) c[1];
+                for (boolean greedy : new boolean[] {true, false}) {
+                    GenerationConfig free = greedy ? GenerationConfig.greedy(70, Set.of()) : new GenerationConfig(70, 0.9f, 0.95f, 11L, Set.of());
+                    for (int batch : new int[] {1, 3}) {
+                        String what = policy + (greedy ? " greedy" : " sampled") + ", batch " + batch;
+                        List<int[]> ps = prompts.subList(0, batch);
+                        GenerationConfig cfg = free;
+                        List<GenerationResult> run = decode(h, policy, ps, free, false, null);
+                        // batch 1: a stop token inside the run, after some chunks; batch 3: sequences 0 and 1 stop early, so the last goes on alone
+                        int late = firstNewTokenAfter(run.get(0), ps.get(0).length, 30);
+                        Set<Integer> stop = batch == 1 ? (late < 0 ? Set.of() : Set.of(late))
+                            : Set.of(earlyTokenNotIn(run.get(0), ps.get(0).length, run.get(2)), earlyTokenNotIn(run.get(1), ps.get(1).length, run.get(2)));
+                        cfg = new GenerationConfig(70, free.temperature(), free.topP(), free.seed(), stop);
+                        Object[] stepwise = new Object[4], chunked = new Object[4];
+                        List<GenerationResult> want = decode(h, policy, ps, cfg, false, stepwise), got = decode(h, policy, ps, cfg, true, chunked);
+                        for (int s = 0; s < batch; s++) {
+                            assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
+                            assertThat(got.get(s).stopReason()).as("%s seq %d", what, s).isEqualTo(want.get(s).stopReason());
+                        }
+                        assertThat((int[][]) chunked[0]).as("%s: exit layers", what).isDeepEqualTo((int[][]) stepwise[0]);
+                        assertThat((int[]) chunked[1]).as("%s: complete lengths", what).containsExactly((int[]) stepwise[1]);
+                        EarlyExitGenerator.Stats a = (EarlyExitGenerator.Stats) stepwise[2], b = (EarlyExitGenerator.Stats) chunked[2];
+                        assertThat(b.exitCounts()).as(what).containsExactly(a.exitCounts());
+                        assertThat(b.rowLayers()).as(what).isEqualTo(a.rowLayers());
+                        assertThat(b.headEvaluations()).as(what).isEqualTo(a.headEvaluations());
+                        assertThat(b.headLayers()).as(what).isCloseTo(a.headLayers(), org.assertj.core.data.Offset.offset(1e-9));
+                        assertThat((long) chunked[3]).as("%s: native chunks ran", what).isPositive();
+                        assertThat((long) stepwise[3]).isZero();
+                        long exited = 0;
+                        for (int l = 1; l < model.config().nLayers(); l++) exited += b.exitCounts()[l];
+                        assertThat(exited).as("%s: exits fired", what).isPositive();
+                    }
+                }
+            }
+        }
+    }
+
+    /** The first token {@code r} generates at least {@code after} tokens past {@code from} that it had not generated before, or -1. */
+    private static int firstNewTokenAfter(GenerationResult r, int from, int after) {
+        Set<Integer> seen = new java.util.HashSet<>();
+        for (int i = from; i < r.tokens().length; i++) {
+            if (i >= from + after && !seen.contains(r.tokens()[i])) return r.tokens()[i];
+            seen.add(r.tokens()[i]);
+        }
+        return -1; // a greedy loop: no stop token (the sampled runs meet one)
+    }
+
+    /** The first token that {@code r} generates (from position {@code from}) and {@code other} does not. */
+    private static int earlyTokenNotIn(GenerationResult r, int from, GenerationResult other) {
+        Set<Integer> seen = new java.util.HashSet<>();
+        for (int t : other.tokens()) seen.add(t);
+        for (int i = from; i < r.tokens().length; i++) if (!seen.contains(r.tokens()[i])) return r.tokens()[i];
+        throw new AssertionError("every token of one sequence appears in the other");
+    }
+
+    /**
+     * Decodes with native chunks on or off; {@code out}: exit layers, complete lengths, stats, ee_exit_steps calls; the
+     * cache of every complete position checked against a fresh prefill.
+     */
+    private static List<GenerationResult> decode(EarlyExitModel h, EarlyExitPolicy policy, List<int[]> ps, GenerationConfig cfg, boolean chunks, Object[] out) {
+        try (EarlyExitGenerator g = new EarlyExitGenerator(model, h, policy, ps.size(), 128); dev.eetune.backend.KernelProfile profile = CPU.ops().profile()) {
+            g.nativeChunks(chunks);
+            List<GenerationResult> res = g.generate(ps, cfg, null);
+            if (out != null) {
+                out[0] = g.lastExitLayers();
+                out[1] = g.completeLengths();
+                out[2] = g.lastStats();
+                out[3] = profile.calls("ee_exit_steps");
+                int[] complete = g.completeLengths();
+                for (int s = 0; s < ps.size(); s++) {
+                    if (complete[s] > 0) EarlyExitGeneratorTest.assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), policy + " seq " + s);
+                }
+            }
+            return res;
+        }
+    }
+
+    /**
      * The next token of {@code prefix} by a stateless full-prefix pass that applies {@code policy}'s rule
      * ({@link EarlyExitPolicy#exits}: the cheap score and the head's max softmax probability of the last row) at each
      * enabled exit: what the decoder must produce.
