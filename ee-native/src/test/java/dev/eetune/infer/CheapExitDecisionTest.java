@@ -217,6 +217,34 @@ class CheapExitDecisionTest {
         }
     }
 
+    /** ee_exit_steps' plans are checked: in Java before the call (shapes, order, gates), in the library (the pending rows' state). */
+    @Test
+    void exitStepsRefusesBadPlansWithClearErrors() {
+        int dim = model.config().dim(), vocab = model.config().vocabSize(), maxLen = 32, cap = 4;
+        try (Scope s = Scope.of(CPU); Workspace ws = model.newWorkspace(); KvCache cache = new KvCache(model.config(), CPU, 1, maxLen)) {
+            ExitHead mlp = heads.head(2), norm = heads.head(4);
+            List<dev.eetune.backend.Ops.ExitStep> good = List.of(mlp.decodeStep(heads.gate(2), 0.5f, 0f), norm.decodeStep(heads.gate(4), 0.5f, 0f));
+            Tensor x = s.allocate(DType.F32, cap, dim), normed = s.allocate(DType.F32, 1, dim), logits = s.allocate(DType.F32, 1, vocab);
+            Tensor ids = s.of(new int[] {5}, 1), out = s.allocate(DType.I32, 4), seq = s.of(new int[cap], cap), pos = s.allocate(DType.I32, cap);
+            Tensor states = s.allocate(DType.F32, maxLen, dim), score = s.allocate(DType.F32, 1), chosen = s.allocate(DType.I32, 1);
+            Tensor pre = s.allocate(DType.F32, 1, dim), z = s.allocate(DType.F32, 1, dim);
+            java.util.function.BiConsumer<List<dev.eetune.backend.Ops.ExitStep>, int[]> run = (exits, state) -> model.exitSteps(ids, out, 4, seq, pos, null, 1f, 1f, cache, ws, x,
+                normed, logits, dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, state, new int[4 * dev.eetune.backend.Ops.EXIT_RECORD], score, chosen, pre, z);
+            int[] state = new int[3 + maxLen];
+            state[1] = 1;
+            run.accept(good, state); // a valid plan runs
+            assertThat(state[2]).as("steps run").isPositive();
+            assertThatThrownBy(() -> run.accept(List.of(good.get(1), good.get(0)), new int[3 + maxLen])).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("exitSteps: exit after layer 2: exits must be in increasing layer order");
+            assertThatThrownBy(() -> run.accept(List.of(mlp.decodeStep(null, 0.5f, 0f)), new int[3 + maxLen])).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("GATE decisions need a gate");
+            assertThatThrownBy(() -> run.accept(good, new int[maxLen])).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("state must hold 3 + max_len = 35 values");
+            int[] broken = new int[3 + maxLen];
+            broken[1] = 3; // positions 0 and 1 pending, but never through a layer
+            assertThatThrownBy(() -> run.accept(good, broken)).hasMessageContaining("ee_exit_steps").hasMessageContaining("pending position 0 has run 0 layers");
+        }
+    }
+
     /** The first token {@code r} generates at least {@code after} tokens past {@code from} that it had not generated before, or -1. */
     private static int firstNewTokenAfter(GenerationResult r, int from, int after) {
         Set<Integer> seen = new java.util.HashSet<>();
