@@ -470,7 +470,10 @@ public final class Ops {
         int capacity = rows(x);
         if (tablesByRows.length != capacity + 1) throw new IllegalArgumentException(op + ": " + tablesByRows.length + " tables for passes of 0 .. " + capacity + " rows");
         for (int r = 1; r <= capacity; r++) {
+            if (r > 1 && tablesByRows[r] == tablesByRows[r - 1]) continue; // checked
             if (!tablesByRows[r].shape.sameModel(tablesByRows[1].shape)) throw new IllegalArgumentException(op + ": the table for " + r + " rows is " + tablesByRows[r].shape + ", for 1 row " + tablesByRows[1].shape);
+            tablesByRows[r].checkOpen(0, tablesByRows[r].layers());
+            if (tablesByRows[r].layers() != tablesByRows[1].layers()) throw new IllegalArgumentException(op + ": the table for " + r + " rows has " + tablesByRows[r].layers() + " layers, not " + tablesByRows[1].layers());
         }
         LayerShape shape = tablesByRows[1].shape;
         int dim = shape.dim(), layers = tablesByRows[1].layers(), maxLen = shape.maxLen();
@@ -496,8 +499,6 @@ public final class Ops {
         int vocab = embedding.dim(0);
         long[] tables = new long[2 * (capacity + 1)];
         for (int r = 1; r <= capacity; r++) {
-            tablesByRows[r].checkOpen(0, layers);
-            if (tablesByRows[r].layers() != layers) throw new IllegalArgumentException(op + ": the table for " + r + " rows has " + tablesByRows[r].layers() + " layers, not " + layers);
             tables[2 * r] = tablesByRows[r].address;
             tables[2 * r + 1] = tablesByRows[r].shape.wDtype();
         }

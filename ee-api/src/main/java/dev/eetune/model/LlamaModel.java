@@ -287,7 +287,10 @@ public final class LlamaModel implements AutoCloseable {
         if (uniforms == null && screens(1)) throw new IllegalStateException("greedy exitSteps reads the whole classifier: this model's rows are screened (see greedyTokens)");
         int capacity = x.dim(0);
         Ops.LayerTable[] tables = new Ops.LayerTable[capacity + 1];
-        for (int r = 1; r <= capacity; r++) tables[r] = layerTable(cache, panels(r), 0, config.nLayers());
+        for (int r = 1; r <= capacity; r++) { // two tables at most (plain, packed): looked up where the choice changes
+            boolean p = panels(r);
+            tables[r] = r > 1 && p == panels(r - 1) ? tables[r - 1] : layerTable(cache, p, 0, config.nLayers());
+        }
         boolean panels = panels(1);
         layer.exitSteps(tables, weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels, firstIds, outIds, steps, x, rowSeq, pos, uniforms,
             temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, state, record, score, chosen, pre, z);
