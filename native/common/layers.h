@@ -122,9 +122,9 @@ static inline int32_t ee_choose_token(const int64_t* plan, int32_t* token, const
                    : ee_argmax(token, 0, logits, 1, vocab, 1.0f);
 }
 
-/* An exit head's logits for row 0 into the plan's logits: z = the hidden state (embedding head), its norm (norm head), or
- * the norm of the exit layer's attention residual through the head's MLP (mlp head); logits = z lm_head^T. The calls
- * and arguments of the Java heads' decodeInput and Ops.linear. */
+/* An exit head's logits for row 0 into the plan's logits: z = the hidden state h (embedding head), the head's norm of h
+ * (norm head), or the head's norm of r + mlp(ffn_norm(r)) with r the exit layer's attention residual (mlp head);
+ * logits = z lm_head^T. The calls and arguments of the Java heads' decodeInput and Ops.linear. */
 static inline int32_t ee_exit_head_logits(const int64_t* plan, const int64_t* exits, const int64_t* e) {
 #define PTR(type, field) ((type)(intptr_t)plan[field])
 #define EPTR(type, field) ((type)(intptr_t)e[field])

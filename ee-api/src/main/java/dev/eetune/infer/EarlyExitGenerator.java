@@ -23,6 +23,7 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * KV-cached decoding with confidence-based early exits and exact KV caches, for a batch of prompts of any lengths,
@@ -34,7 +35,9 @@ import java.util.Map;
  * pass (its rows keep their layer-L states and rejoin a later pass at layer L+1), the others continue. Sequences that
  * reach the last layer become complete. The cache therefore always equals the full model's, and with no confident
  * exit this is plain decoding; plain decoding proper (no head evaluated) runs its steps in chunks of one native call
- * each ({@link LlamaModel#decodeSteps}), with the same tokens and cache.
+ * each ({@link LlamaModel#decodeSteps}), with the same tokens and cache, and so does early-exit decoding of one
+ * sequence whose exits keep no cache of their own ({@link LlamaModel#exitSteps}: the decisions, heads and pending rows
+ * in the library).
  *
  * <p>Thread-safety: one thread at a time (it owns its caches and buffers); a call from a second thread while one runs
  * throws a {@link java.util.ConcurrentModificationException}. Many threads decode with one model and one set of heads,
@@ -343,7 +346,7 @@ public final class EarlyExitGenerator implements Decoder {
 
     /** The most rows a pass of a native early-exit chunk holds (the newest row and the pending ones: a prompt the prefill left pending, too). */
     private static final int EXIT_CHUNK_ROWS = 64;
-    private java.util.Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
+    private Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
     private boolean exitStepsPrepared;
     private Tensor exitSeq, exitPos, exitScore, exitChosen, exitPre, exitZ; // the native early-exit chunks' buffers, made on first use
     private final int[] exitState; // complete length, length, steps run, then layers done per position
@@ -355,7 +358,7 @@ public final class EarlyExitGenerator implements Decoder {
      * same loop, layers.h; on the GPU each decision reads one value back to the host).
      */
     private List<Ops.ExitStep> exitSteps() {
-        if (exitStepList == null) exitStepList = java.util.Optional.ofNullable(makeExitSteps());
+        if (exitStepList == null) exitStepList = Optional.ofNullable(makeExitSteps());
         return exitStepList.orElse(null);
     }
 
@@ -394,7 +397,7 @@ public final class EarlyExitGenerator implements Decoder {
      * {@code most} = 0 makes a call of no steps before the prefill, so that the call's one-time costs (binding the
      * native function, the layer tables, the buffers) go to the time to the first token.
      */
-    private long nativeExitSteps(int s, List<Ops.ExitStep> steps0, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted,
+    private long nativeExitSteps(int s, List<Ops.ExitStep> exitPlan, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted,
                                  int[][] layersOut, int most) {
         int cap = Math.min(EXIT_CHUNK_ROWS, maxLen), len = batch.length(s);
         if (most > 0 && len - fed[s] > cap) return 0;
@@ -422,7 +425,7 @@ public final class EarlyExitGenerator implements Decoder {
         long t0 = System.nanoTime();
         model.exitSteps(stepIds.slice(0, 1).copyFrom(new int[] {batch.token(s, len - 1)}), stepOut.slice(0, steps), steps, exitSeq.slice(0, cap).copyFrom(seqs),
             exitPos.slice(0, cap), u == null ? null : stepUniforms.slice(0, steps).copyFrom(u), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits,
-            exitMethod(), steps0, s, states.slice(s * maxLen, (s + 1) * maxLen), exitState, exitRecord, exitScore, exitChosen, exitPre, exitZ);
+            exitMethod(), exitPlan, s, states.slice(s * maxLen, (s + 1) * maxLen), exitState, exitRecord, exitScore, exitChosen, exitPre, exitZ);
         int ran = exitState[2];
         if (ran == 0 || most == 0) return 0;
         long nanos = Math.max(1, (System.nanoTime() - t0) / ran);
@@ -432,8 +435,8 @@ public final class EarlyExitGenerator implements Decoder {
             int base = t * Ops.EXIT_RECORD, layer = exitRecord[base];
             fed[s] = exitRecord[base + 1];
             counters.rowLayers += exitRecord[base + 2];
-            for (int e = 0; e < steps0.size(); e++) {
-                ExitHead h = exits.head(steps0.get(e).layer());
+            for (int e = 0; e < exitPlan.size(); e++) {
+                ExitHead h = exits.head(exitPlan.get(e).layer());
                 if ((exitRecord[base + 3] & (1 << e)) != 0) {
                     counters.headEvals++;
                     counters.headLayers += ExitScores.headLayers(h, config);
@@ -780,4 +783,3 @@ public final class EarlyExitGenerator implements Decoder {
         });
     }
 }
-
