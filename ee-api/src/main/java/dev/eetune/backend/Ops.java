@@ -577,15 +577,16 @@ public final class Ops {
         String op = "layerTable";
         if (layers.isEmpty()) throw new IllegalArgumentException(op + ": no layers");
         LayerShape shape = null;
-        java.nio.ByteBuffer table = java.nio.ByteBuffer.allocateDirect(layers.size() * LayerTable.COLS * Long.BYTES).order(java.nio.ByteOrder.nativeOrder());
+        long[] addresses = new long[layers.size() * LayerTable.COLS];
         for (int l = 0; l < layers.size(); l++) {
             Tensor[] t = layers.get(l);
             if (t.length != LayerTable.COLS) throw new IllegalArgumentException(op + ": layer " + l + " has " + t.length + " tensors, not " + LayerTable.COLS);
             LayerShape s = layerShape(op + " (layer " + l + ")", t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], panels, t[12], t[13], nHeads, nKvHeads, headDim);
             if (shape != null && !s.equals(shape)) throw new IllegalArgumentException(op + ": layer " + l + " is " + s + ", layer 0 " + shape);
             shape = s;
-            for (int c = 0; c < LayerTable.COLS; c++) table.putLong((l * LayerTable.COLS + c) * Long.BYTES, addr(t[c])); // absolute: the address is the position's
+            for (int c = 0; c < LayerTable.COLS; c++) addresses[l * LayerTable.COLS + c] = addr(t[c]);
         }
+        java.nio.ByteBuffer table = longs(addresses);
         return new LayerTable(this, shape, layers.toArray(new Tensor[0][]), table, backend.host().address(table));
     }
 

@@ -309,7 +309,7 @@ public final class EarlyExitGenerator implements Decoder {
      */
     private long nativeSteps(int[] live, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted, int[][] layersOut) {
         int m = live.length, layers = config.nLayers();
-        int steps = stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos));
+        int steps = chunkSteps(stepNanos);
         for (int s : live) steps = Math.min(steps, batch.budget(s));
         allocateStepBuffers();
         int[] ids = new int[m], pos = new int[steps * m];
@@ -335,10 +335,7 @@ public final class EarlyExitGenerator implements Decoder {
                 int s = live[i];
                 if (!batch.running(s)) continue;
                 fed[s] = batch.length(s);
-                nextLayer[s] = layers;
-                counters.exits[layers]++;
-                if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = layers;
-                batch.emit(s, tokens[t * m + i]);
+                emitChunkToken(s, tokens[t * m + i], layers, batch, counters, emitted, layersOut);
             }
         }
         return nanos;
@@ -348,6 +345,7 @@ public final class EarlyExitGenerator implements Decoder {
     private static final int EXIT_CHUNK_ROWS = 64;
     private Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
     private boolean exitStepsPrepared;
+    private double[] exitHeadLayers, exitScoreLayers; // per exit of the plan: a head evaluation's and a score's cost in layers (the Stats' head layers)
     private Tensor exitSeq, exitPos, exitScore, exitChosen, exitPre, exitZ; // the native early-exit chunks' buffers, made on first use
     private final int[] exitState; // complete length, length, steps run, then layers done per position
     private int[] exitRecord = new int[0];
@@ -376,6 +374,14 @@ public final class EarlyExitGenerator implements Decoder {
             out.add(step);
         }
         if (canExit[config.nLayers()] || evaluates[config.nLayers()] || out.isEmpty() || out.size() > 30) return null;
+        exitHeadLayers = new double[out.size()];
+        exitScoreLayers = new double[out.size()];
+        for (int e = 0; e < out.size(); e++) {
+            int l = out.get(e).layer();
+            ExitGate g = exits.gate(l);
+            exitHeadLayers[e] = ExitScores.headLayers(exits.head(l), config);
+            exitScoreLayers[e] = ExitScores.scoreLayers(method, config, g == null ? 0 : g.hiddenUnits());
+        }
         return out;
     }
 
@@ -401,8 +407,7 @@ public final class EarlyExitGenerator implements Decoder {
                                  int[][] layersOut, int most) {
         int cap = Math.min(EXIT_CHUNK_ROWS, maxLen), len = batch.length(s);
         if (most > 0 && len - fed[s] > cap) return 0;
-        int steps = stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos));
-        steps = Math.min(Math.min(steps, most), batch.budget(s));
+        int steps = Math.min(Math.min(chunkSteps(stepNanos), most), batch.budget(s));
         allocateStepBuffers();
         ensure(cap);
         ensureStates();
@@ -436,22 +441,26 @@ public final class EarlyExitGenerator implements Decoder {
             fed[s] = exitRecord[base + 1];
             counters.rowLayers += exitRecord[base + 2];
             for (int e = 0; e < exitPlan.size(); e++) {
-                ExitHead h = exits.head(exitPlan.get(e).layer());
                 if ((exitRecord[base + 3] & (1 << e)) != 0) {
                     counters.headEvals++;
-                    counters.headLayers += ExitScores.headLayers(h, config);
+                    counters.headLayers += exitHeadLayers[e];
                 }
-                if ((exitRecord[base + 4] & (1 << e)) != 0) {
-                    ExitGate g = exits.gate(h.layer());
-                    counters.headLayers += ExitScores.scoreLayers(policy.confidence(), config, g == null ? 0 : g.hiddenUnits());
-                }
+                if ((exitRecord[base + 4] & (1 << e)) != 0) counters.headLayers += exitScoreLayers[e];
             }
-            nextLayer[s] = layer;
-            counters.exits[layer]++;
-            if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = layer;
-            batch.emit(s, tokens[t]);
+            emitChunkToken(s, tokens[t], layer, batch, counters, emitted, layersOut);
         }
         return nanos;
+    }
+
+    /** Steps of the next native chunk: one to measure, then about {@link #CHUNK_NANOS} at the last chunk's time per step. */
+    private static int chunkSteps(long stepNanos) { return stepNanos <= 0 ? 1 : (int) Math.max(1, Math.min(CHUNK_MAX_STEPS, CHUNK_NANOS / stepNanos)); }
+
+    /** A token a native chunk chose for sequence s at {@code layer}: counted, recorded and emitted as a pass's is. */
+    private void emitChunkToken(int s, int token, int layer, DecodingBatch batch, Counters counters, int[] emitted, int[][] layersOut) {
+        nextLayer[s] = layer;
+        counters.exits[layer]++;
+        if (emitted[s] < layersOut[s].length) layersOut[s][emitted[s]++] = layer;
+        batch.emit(s, token);
     }
 
     private static final class Counters {
