@@ -54,6 +54,14 @@ static inline float ee_plan_float(const int64_t* plan, int field) {
     return f;
 }
 
+/* The next tokens of `rows` rows of logits [rows, vocab], into `tokens`: argmax (lowest index on ties), or top-p sampling
+ * with uniforms[r] at the plan's temperature and top_p */
+static inline int32_t ee_choose_tokens(const int64_t* plan, int32_t* tokens, const float* logits, const float* uniforms, int32_t rows) {
+    const int32_t vocab = (int32_t)plan[PLAN_VOCAB];
+    return uniforms ? ee_sample_top_p(tokens, logits, uniforms, rows, vocab, ee_plan_float(plan, PLAN_TEMPERATURE), ee_plan_float(plan, PLAN_TOP_P))
+                    : ee_argmax(tokens, 0, logits, rows, vocab, 1.0f);
+}
+
 /* ee_decode_steps, one definition for both libraries too: decode steps composed of the library's own calls, in the
  * order the Java decoder makes them for a step (embedding, the table's layers, final norm, classifier, argmax or
  * sampling). */
@@ -84,9 +92,7 @@ static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
                                         I32(PLAN_N_KV_HEADS), I32(PLAN_HEAD_DIM), I32(PLAN_HIDDEN), I32(PLAN_INTERLEAVED), eps, ee_plan_float(plan, PLAN_SCALE));
         if (!rc) rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), rows, dim, eps);
         if (!rc) rc = ee_gemm(0, 1, rows, vocab, dim, 1.0f, normed, dim, PTR(const void*, PLAN_CLASSIFIER), I32(PLAN_CLASSIFIER_DTYPE), dim, 0.0f, logits, vocab);
-        if (!rc)
-            rc = uniforms ? ee_sample_top_p(next, logits, uniforms + (size_t)t * rows, rows, vocab, ee_plan_float(plan, PLAN_TEMPERATURE), ee_plan_float(plan, PLAN_TOP_P))
-                          : ee_argmax(next, 0, logits, rows, vocab, 1.0f);
+        if (!rc) rc = ee_choose_tokens(plan, next, logits, uniforms ? uniforms + (size_t)t * rows : 0, rows);
         if (rc) return ee_fail_within("ee_decode_steps", "step", t);
     }
 #undef PTR
@@ -109,18 +115,14 @@ static_assert(EXITS_HEADER == EE_EXIT_PLAN_HEADER && EXIT_FIELDS == EE_EXIT_PLAN
 _Static_assert(EXITS_HEADER == EE_EXIT_PLAN_HEADER && EXIT_FIELDS == EE_EXIT_PLAN_FIELDS, "the exit plan's fields and eetune.h disagree");
 #endif
 
+/* The layer (1-based) after which exit i of the plan sits */
+static inline int32_t ee_exit_layer(const int64_t* exits, int32_t i) { return (int32_t)exits[EXITS_HEADER + (size_t)i * EXIT_FIELDS + EXIT_LAYER]; }
+
 /* EarlyExitPolicy.confident: a score (probability or gate output) reaches tau; NaN, or above 1 (a broken head), never does */
 static inline int ee_confident(float score, float tau) { return score >= tau && score <= 1.0f; }
 
 /* One value from the library's memory to the host (a device-to-host copy in the CUDA library) */
 static inline int32_t ee_read_value(void* dst, const void* src, int64_t bytes) { return ee_copy(dst, src, bytes, 2); }
-
-/* The next token of row 0 from logits [1, vocab], into `token`: argmax, or top-p sampling with `uniform` */
-static inline int32_t ee_choose_token(const int64_t* plan, int32_t* token, const float* logits, const float* uniform) {
-    const int32_t vocab = (int32_t)plan[PLAN_VOCAB];
-    return uniform ? ee_sample_top_p(token, logits, uniform, 1, vocab, ee_plan_float(plan, PLAN_TEMPERATURE), ee_plan_float(plan, PLAN_TOP_P))
-                   : ee_argmax(token, 0, logits, 1, vocab, 1.0f);
-}
 
 /* An exit head's logits for row 0 into the plan's logits: z = the hidden state h (embedding head), the head's norm of h
  * (norm head), or the head's norm of r + mlp(ffn_norm(r)) with r the exit layer's attention residual (mlp head);
@@ -176,7 +178,7 @@ static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, 
         if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
         if (!ee_confident(value, tau)) return 0;
     }
-    if (ee_choose_token(plan, token, logits, uniform)) return -1;
+    if (ee_choose_tokens(plan, token, logits, uniform, 1)) return -1;
     if (method == EE_EXIT_CASCADE) { /* the head's softmax confirms */
         if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
         if (!ee_confident(value, ee_plan_float(e, EXIT_CONFIRM))) return 0;
@@ -214,8 +216,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
         !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z))
         return ee_fail("ee_exit_steps: null pointer in the plans");
     for (int32_t i = 0; i < n_exits; i++) {
-        const int32_t layer = (int32_t)exits[EXITS_HEADER + (size_t)i * EXIT_FIELDS + EXIT_LAYER];
-        const int32_t before = i == 0 ? 0 : (int32_t)exits[EXITS_HEADER + (size_t)(i - 1) * EXIT_FIELDS + EXIT_LAYER];
+        const int32_t layer = ee_exit_layer(exits, i), before = i == 0 ? 0 : ee_exit_layer(exits, i - 1);
         if (layer <= before || layer >= n_layers) return ee_fail("ee_exit_steps: exit %d after layer %d (layers 1 .. %d, increasing)", i, layer, n_layers - 1);
     }
     state[2] = 0;
@@ -239,7 +240,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
                         rc = ee_copy(x + (size_t)n++ * dim, states + (size_t)p * dim, (int64_t)row_bytes, 0);
                     }
             /* the layers up to the next exit, or to where pending rows join */
-            int32_t to = next_exit < n_exits ? (int32_t)exits[EXITS_HEADER + (size_t)next_exit * EXIT_FIELDS + EXIT_LAYER] : n_layers;
+            int32_t to = next_exit < n_exits ? ee_exit_layer(exits, next_exit) : n_layers;
             for (int32_t p = complete; p < newest; p++)
                 if (done[p] > at && done[p] < to) to = done[p];
             if (!rc) rc = ee_copy(pos, pos_host, (int64_t)n * (int64_t)sizeof(int32_t), 1);
@@ -251,7 +252,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
                                             I32(PLAN_HEAD_DIM), I32(PLAN_HIDDEN), I32(PLAN_INTERLEAVED), eps, ee_plan_float(plan, PLAN_SCALE));
             row_layers += n * (to - at);
             at = to;
-            if (rc || next_exit >= n_exits || at != (int32_t)exits[EXITS_HEADER + (size_t)next_exit * EXIT_FIELDS + EXIT_LAYER]) continue;
+            if (rc || next_exit >= n_exits || at != ee_exit_layer(exits, next_exit)) continue;
             const int32_t decision = ee_exit_decide(plan, exits, next_exit++, token, uniform, &scored, &heads);
             if (decision < 0) rc = decision;
             else if (decision > 0) { /* every row of the pass keeps its state and waits for a deeper pass */
@@ -265,7 +266,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
         if (!rc && !exited) { /* the final layer: every row of the pass is complete */
             rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), 1, dim, eps);
             if (!rc) rc = ee_gemm(0, 1, 1, vocab, dim, 1.0f, normed, dim, PTR(const void*, PLAN_CLASSIFIER), I32(PLAN_CLASSIFIER_DTYPE), dim, 0.0f, logits, vocab);
-            if (!rc) rc = ee_choose_token(plan, token, logits, uniform);
+            if (!rc) rc = ee_choose_tokens(plan, token, logits, uniform, 1);
             if (!rc) state[0] = length;
         }
         if (rc) return ee_fail_within("ee_exit_steps", "step", t);
