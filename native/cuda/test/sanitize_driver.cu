@@ -756,10 +756,12 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
             compare(name, kc3, (size_t)n_seq * max_len * kd, 1e-5);
             for (Pair* z : {&emb, &cls, &ids, &sp, &uni, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
         }
-        /* eight early-exit steps of sequence 0 through ee_exit_steps: the 2-layer table, an mlp head after layer 1 scored by
-         * a gate (threshold 0.5 on small random weights, scores near 0.5: some steps exit, their rows wait and join layer 2 of a later pass) */
+        /* six early-exit steps of sequence 0 through ee_exit_steps, in two calls that continue one another: the 2-layer
+         * table, an mlp head after layer 1 scored by a gate; the first call's 2 steps at threshold 0 (every step exits: its
+         * row waits, having run layer 1), the second's 4 at threshold 2 (none exits: the first pass takes the 2 waiting
+         * rows into layer 2 beside the newest, 1 + 3 row-layers, and completes them) */
         if (rows >= 3 && max_len >= 9) {
-            const int vocab = 37, steps = 8, units = 4, cap = rows;
+            const int vocab = 37, steps = 6, first = 2, units = 4, cap = rows;
             Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(1, 0, vocab));
             Pair gw1 = pair_of(randn((size_t)units * dim, 0.05f)), gb1 = pair_of(randn(units, 0.1f)), gw = pair_of(randn(units)), gb = pair_of(std::vector<float>{0.0f});
             Pair seqs = pair_of(std::vector<int32_t>(cap, 0)), states = pair_out((size_t)max_len * dim * 4), out_ids = pair_out((size_t)steps * 4);
@@ -784,19 +786,32 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
                 std::vector<int64_t> exits = {1, EE_EXIT_GATE, 0, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
                     addr(pos_host.data()), addr(P(score)), addr(P(chosen)), addr(P(pre)), addr(P(zb)),
                     1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
-                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.5f), 0};
+                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0};
                 if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
-                return api.ee_exit_steps(plan.data(), exits.data(), steps);
+                int32_t rc = api.ee_exit_steps(plan.data(), exits.data(), first);
+                if (rc) return rc;
+                /* the second call goes on from the first one's last token, state and kept rows (eetune.h's field order: the
+                 * plan's first_ids 8 and out_ids 9, the exit plan's record 7 and its exit's tau 18) */
+                plan[8] = addr((int32_t*)P(out_ids) + first - 1);
+                plan[9] = addr((int32_t*)P(out_ids) + first);
+                exits[7] = addr(record_of[w].data() + (size_t)first * EE_EXIT_RECORD);
+                exits[EE_EXIT_PLAN_HEADER + 18] = bits(2.0f);
+                return api.ee_exit_steps(plan.data(), exits.data(), steps - first);
             });
             snprintf(name, sizeof name, "exit_steps rows %d: tokens", rows);
             compare_exact<int32_t>(name, out_ids, steps);
             if (have_cpu) {
-                int exited = 0;
-                for (int t = 0; t < state_of[0][2]; t++) exited += record_of[0][(size_t)t * EE_EXIT_RECORD] == 1;
-                printf("     exit_steps: %d of %d steps ran, %d exited after layer 1\n", state_of[0][2], steps, exited);
                 snprintf(name, sizeof name, "exit_steps rows %d: record and state", rows);
                 expect_equal(name, record_of[1], record_of[0]);
                 expect_equal(name, state_of[1], state_of[0]);
+                /* what the reference did: steps 0-1 exit after layer 1, step 2 takes their rows through layer 2 and completes them */
+                const int32_t* rec = record_of[0].data();
+                const bool joined = rec[0] == 1 && rec[EE_EXIT_RECORD] == 1 && rec[2 * EE_EXIT_RECORD] == 2 && rec[2 * EE_EXIT_RECORD + 1] == 3 &&
+                                    rec[2 * EE_EXIT_RECORD + 2] == 4 && state_of[0][0] == steps;
+                if (joined) passes++;
+                else failures++;
+                printf("%s %-44s exit layers %d %d %d, step 2: complete %d, %d row-layers\n", joined ? "PASS" : "FAIL", "exit_steps: two exits, then their rows join",
+                       rec[0], rec[EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD + 1], rec[2 * EE_EXIT_RECORD + 2]);
             }
             snprintf(name, sizeof name, "exit_steps: kept states, layer 1's K cache");
             compare(name, states, (size_t)max_len * dim, 1e-4);
