@@ -42,6 +42,8 @@ public final class LlamaModel implements AutoCloseable {
     private final boolean usePanels;
     /** The CPU runs the AVX-512 kernels ({@link #panels}). */
     private final boolean avx512;
+    /** The matrices' packed copies would take at most {@link #PANELS_MAX_BYTES} ({@link #panels}). */
+    private final boolean copyAffordable;
     /** The matrices are BF16 ({@link #panels}). */
     private final boolean bf16;
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
@@ -84,7 +86,8 @@ public final class LlamaModel implements AutoCloseable {
         this.avx512 = backend.features().contains(Backend.Feature.AVX512);
         this.bf16 = oneDtype && wt == DType.BF16;
         boolean packable = oneDtype && wt == DType.F32
-            || bf16 && !avx512 && config.dim() % 2 == 0 && config.hiddenDim() % 2 == 0 && matrixBytes <= BF16_PANELS_MAX_BYTES;
+            || bf16 && config.dim() % 2 == 0 && config.hiddenDim() % 2 == 0 && matrixBytes <= PANELS_MAX_BYTES;
+        this.copyAffordable = matrixBytes <= PANELS_MAX_BYTES;
         this.usePanels = fixedWeights && PANELS && packable && backend.device().isHost();
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
     }
@@ -102,27 +105,32 @@ public final class LlamaModel implements AutoCloseable {
      *     horizontal sum);
      * <li>up to {@link #MID_DIM} wide: 1-2 rows (single-sequence decode; 2-core Zen 2 at 15M: m = 1 1.26-1.36x, m = 2
      *     1.24-1.30x; AVX-512 at 15M: 1.08-1.17x), where the plain kernel's short GEMVs lose to its per-call costs; at
-     *     110M (768 wide) both reach the memory bandwidth (m = 1 1.00x on Zen 2) and the copy would cost 436 MB;
+     *     110M (768 wide) on AVX2 both reach the memory bandwidth (m = 1 1.00x on Zen 2), so wider models pack for 1-2
+     *     rows only on AVX-512, and only when the copies take at most {@link #PANELS_MAX_BYTES}: on a 2-core Zen 4
+     *     (AVX-512, 2026-12-03) the plain kernel's 16 weight rows side by side streamed 21-27 GB/s and the panels 28-32
+     *     (`eecpu_gemmbench 2 gemv110m`), and `ee generate` at 110M f32 decoded 50-61 tok/s plain against 72-77 packed
+     *     (bf16: 80-89 against 103-115), four and three alternations. The first decode step pays for the copy: in
+     *     this VM, whose first touch of fresh memory is slow, 0.5-0.7 s at 110M f32 (0.1 s bf16);
      * <li>on AVX-512, 8-16 rows at every width (m = 8 and 16 1.1-1.5x; fewer rows were not reliably faster: m = 2
      *     0.8-1.3x, m = 4 0.7-1.4x across runs). On AVX2 the packed kernel's passes over a block now prefetch the
      *     next one (Zen 2, 15M, `eecpu_gemmbench 2 gemv15m`: m = 4 0.95 -> 1.16x, m = 8 0.73 -> 1.07x, m = 16 0.76 ->
      *     1.03x), but a batch of 8 decoded no faster with the layers packed (three alternations, within the noise:
      *     the layers' matrices are a few panels per thread, too short for the prefetch), so batches there keep the plain weights.
-     * <li>BF16 checkpoints (ee_pack_panels_bf16) on AVX2 CPUs without AVX-512: 1-2 rows, when the copies take at most
-     *     {@link #BF16_PANELS_MAX_BYTES}. There the plain bf16 GEMV streams ~0.7x f32's bytes per second from memory
-     *     (8 weight rows side by side) and the packed one as fast as f32's packed one (docs/benchmarks.md).
+     * <li>BF16 checkpoints (ee_pack_panels_bf16): 1-2 rows, when the copies take at most {@link #PANELS_MAX_BYTES}.
+     *     The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core Zen 2 (8 weight rows side
+     *     by side) and ~0.8x on a Zen 4 (16 rows), the packed one about as fast as f32's packed one (docs/benchmarks.md).
      * </ul>
      */
     private boolean panels(int rows) {
         if (!usePanels || rows > Ops.PANELS_MAX_ROWS) return false;
         if (bf16) return rows <= 2;
-        return config.dim() <= SMALL_DIM || rows <= 2 && config.dim() <= MID_DIM || rows >= 8 && avx512;
+        return config.dim() <= SMALL_DIM || rows <= 2 && (config.dim() <= MID_DIM || avx512 && copyAffordable) || rows >= 8 && avx512;
     }
 
     private static final int SMALL_DIM = 128;
     private static final int MID_DIM = 512;
-    /** BF16 copies beyond this are not made: they would double a large checkpoint's memory. */
-    private static final long BF16_PANELS_MAX_BYTES = 1L << 30;
+    /** Wide f32 and bf16 checkpoints are packed for 1-2 rows only up to this size: beyond it the copies would double a large checkpoint's memory. */
+    private static final long PANELS_MAX_BYTES = 1L << 30;
 
     /**
      * Makes the packed copies that decode passes of {@code rows} rows read ({@link #panels}: every layer's and the
