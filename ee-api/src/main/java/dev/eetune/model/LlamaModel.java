@@ -90,6 +90,7 @@ public final class LlamaModel implements AutoCloseable {
         this.copyAffordable = matrixBytes <= PANELS_MAX_BYTES;
         this.usePanels = fixedWeights && PANELS && packable && backend.device().isHost();
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
+        this.screenRowsMax = avx512 ? 2 : Ops.PANELS_MAX_ROWS;
     }
 
     /**
@@ -305,7 +306,17 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /** Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole. */
-    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable(); }
+    public boolean screens(int rows) { return usePanels && rows <= screenRowsMax && !screenGivenUp && screenable(); }
+
+    /**
+     * The most rows {@link #greedyTokens} screens: every row count the panels serve on AVX2, 1-2 on AVX-512 CPUs. The
+     * bf16 panels' kernel is the AVX2 one everywhere, while f32 panels have an AVX-512 kernel, and from 3 rows the
+     * classifier's pass is bound by the FMAs, not the bytes: on a 2-core Zen 4 (2026-12-03) batches of 8 decoded faster
+     * unscreened (PeerReport 15M-f32-warm-b8, 2 threads, four alternations: 2,152 / 2,638 / 2,154 / 2,519 screened
+     * against 2,656 / 3,047 / 2,255 / 2,430 tok/s; `bench/batch.jsh` with one thread, CPU time per token at batch 8,
+     * six repeats each: 569-656 against 444-581 us). Tests raise it to reach the bf16 kernel's many-row passes.
+     */
+    int screenRowsMax;
 
     private boolean screenable() { return SCREEN && !bf16 && weights.lmHead().dtype() == DType.F32 && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
 
@@ -336,7 +347,8 @@ public final class LlamaModel implements AutoCloseable {
      * [rows, vocab] are scratch. Returns the tokens too.
      *
      * <p>Where the f32 classifier is large (8 MiB and more), decode runs on the CPU with fixed weights and the rows
-     * are at most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches), most of the classifier is not read: a packed bf16 copy (half
+     * are at most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches; on AVX-512 CPUs 2, see
+     * {@link #screenRowsMax}), most of the classifier is not read: a packed bf16 copy (half
      * the bytes) scores every token, a bound on how far each score can lie from its f32 logit leaves a few
      * candidates ({@link Ops#argmaxCandidates}), and only the candidates' 32-row panels are computed in f32, one row
      * at a time, by the kernel {@link #logits} uses for these rows (packed or plain), whose outputs for a row are the
@@ -350,7 +362,7 @@ public final class LlamaModel implements AutoCloseable {
      * logits; once more than 16 rows, and over a quarter of all, have, the model stops screening (flat logits, as of
      * an untrained model, would only pay for the screen on top).
      * Why: the classifier is 60% of the bytes a token streams at the 15M config (32000 x 288 f32), 22% at 110M
-     * (32000 x 768); at batch 8 the bf16 pass over 8 rows is also cheaper than the f32 one (2-core Zen 2, the 15M
+     * (32000 x 768); at batch 8 on AVX2 the bf16 pass over 8 rows is also cheaper than the f32 one (2-core Zen 2, the 15M
      * classifier from memory, medians of 3 runs: 1.31-1.36 against 1.91-2.02 ms); docs/benchmarks.md has the decode
      * figures.
      * {@code -Deetune.screen=false} turns it off (A/B).
