@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The `ee` launcher on JDK 25+ (its AOT cache): the first run of a build records the cache without adding anything of
-# the JVM's to the command's stdout (`ee ... > file` must hold the command's output only), writes the cache, and the
+# The `ee` launcher on JDK 25+ (its AOT cache): the first run of a build records the cache (on `ee aot-training`)
+# without adding anything of the JVM's or the training run's to the command's stdout (`ee ... > file` must hold the command's output only), writes the cache, and the
 # next run starts from it with the same output. Usage: .ci/launcher-check.sh JDK_HOME (after a build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ run() { # a tiny pretraining on the README: deterministic stdout, a few seconds
     --steps 3 --threads 1 --quiet --out "$tmp/model" > "$tmp/$1.out" 2> "$tmp/$1.err" || { cat "$tmp/$1.err" >&2; fail "ee pretrain ($1 run) failed"; }
 }
 run first
-grep -q "recording for the JVM's AOT cache" "$tmp/first.err" || fail "the first run did not record an AOT cache: $(cat "$tmp/first.err")"
+grep -q "recording the JVM's AOT cache" "$tmp/first.err" || fail "the first run did not record an AOT cache: $(cat "$tmp/first.err")"
 if grep -q AOTConfiguration "$tmp/first.out"; then fail "the JVM's AOT message is on stdout: $(grep AOTConfiguration "$tmp/first.out")"; fi
 ls ee-cli/target/aot/ee-*.aot >/dev/null 2>&1 || fail "no AOT cache written under ee-cli/target/aot"
 run second

@@ -16,7 +16,7 @@ import java.util.Map;
  */
 @Command(name = "ee", mixinStandardHelpOptions = true,
     description = "Early-exit LLMs on the JVM: load, tune exit heads, generate, evaluate, benchmark.",
-    subcommands = {DemoCommand.class, GenerateCommand.class, InspectCommand.class, TuneCommand.class, EvalCommand.class, PretrainCommand.class, SweepCommand.class, GatesCommand.class, CalibrateCommand.class, CommandLine.HelpCommand.class})
+    subcommands = {DemoCommand.class, GenerateCommand.class, InspectCommand.class, TuneCommand.class, EvalCommand.class, PretrainCommand.class, SweepCommand.class, GatesCommand.class, CalibrateCommand.class, AotTrainingCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     /** The command did what was asked. */
     public static final int OK = 0;
