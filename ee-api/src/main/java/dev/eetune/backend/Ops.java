@@ -167,17 +167,26 @@ public final class Ops {
     public Tensor packPanels(Tensor w, Scope scope) {
         mine("packPanels", w);
         if (w.rank() != 2) fail("packPanels", "the weight must be a matrix [out, in]", w);
+        if (w.dtype() != DType.BF16) f32("packPanels", w);
+        else if (w.dim(1) % 2 != 0) fail("packPanels", "a BF16 weight needs an even number of columns", w);
+        Tensor packed = scope.allocate(w.dtype(), panelRows(w.dim(0)), w.dim(1));
+        repackPanels(packed, w);
+        return packed;
+    }
+
+    /** Packs w again into {@code packed}, which {@link #packPanels} made from a weight of w's shape and dtype (w has changed since). */
+    public void repackPanels(Tensor packed, Tensor w) {
+        mine("repackPanels", packed, w);
+        if (w.rank() != 2 || !matrix(packed, panelRows(w.dim(0)), w.dim(1)) || packed.dtype() != w.dtype() || (w.dtype() != DType.F32 && w.dtype() != DType.BF16)) {
+            fail("repackPanels", "packed [out rounded up to " + PANEL_ROWS + ", in] from w [out, in], both F32 or both BF16", packed, w);
+        }
         int n = w.dim(0), in = w.dim(1);
         if (w.dtype() == DType.BF16) {
-            if (in % 2 != 0) fail("packPanels", "a BF16 weight needs an even number of columns", w);
-            Tensor packed = scope.allocate(DType.BF16, panelRows(n), in);
-            check("packPanels", k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in));
-            return packed;
+            if (in % 2 != 0) fail("repackPanels", "a BF16 weight needs an even number of columns", w);
+            check("repackPanels", k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in));
+        } else {
+            check("repackPanels", k.ee_pack_panels(packed.address(), w.address(), n, in, in));
         }
-        f32("packPanels", w);
-        Tensor packed = scope.allocate(DType.F32, panelRows(n), in);
-        check("packPanels", k.ee_pack_panels(packed.address(), w.address(), n, in, in));
-        return packed;
     }
 
     /** Weight rows per panel of {@link #packPanels} (EE_PANEL_ROWS), and the most rows a packed GEMM takes. */

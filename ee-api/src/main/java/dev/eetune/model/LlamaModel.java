@@ -128,10 +128,16 @@ public final class LlamaModel implements AutoCloseable {
         return config.dim() <= SMALL_DIM || rows <= 2 && (config.dim() <= MID_DIM || avx512 && copyAffordable) || rows >= 8 && avx512;
     }
 
+    /**
+     * Whether a decode pass of {@code rows} rows reads this model's matrices packed ({@link #panels}); exit heads
+     * follow the same rule for their own matrices (EarlyExitGenerator).
+     */
+    public boolean readsPanels(int rows) { return panels(rows); }
+
     private static final int SMALL_DIM = 128;
     private static final int MID_DIM = 512;
     /** Wide f32 and bf16 checkpoints are packed for 1-2 rows only up to this size: beyond it the copies would double a large checkpoint's memory. */
-    private static final long PANELS_MAX_BYTES = 1L << 30;
+    public static final long PANELS_MAX_BYTES = 1L << 30;
 
     /**
      * Makes the packed copies that decode passes of {@code rows} rows read ({@link #panels}: every layer's and the

@@ -89,6 +89,47 @@ class EarlyExitGeneratorTest {
     }
 
     @Test
+    void batchesReadTheHeadsPackedAndDecideAsWithThePlainHeads() {
+        // stories260K is 64 wide: its batches read packed matrices at every row count, and from 8 sequences the heads'
+        // LM matrices are packed at the start of each call (EarlyExitGenerator.packedHeads)
+        for (EarlyExitPolicy policy : new EarlyExitPolicy[] {EarlyExitPolicy.global(0.6f, 2, 3, 4), EarlyExitPolicy.global(1f, 2, 3, 4).evaluatingDisabledHeads()}) {
+            List<int[]> tokens = new ArrayList<>();
+            List<int[][]> layers = new ArrayList<>();
+            long[] packedRows = new long[2];
+            for (int on = 0; on < 2; on++) {
+                try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, 8, 128)) {
+                    g.packHeads(on == 1);
+                    for (int call = 0; call < 2; call++) { // the second call packs again into the same copies
+                        g.generate(prompts, greedy(30), null).forEach(r -> tokens.add(r.tokens()));
+                        layers.add(g.lastExitLayers());
+                    }
+                    packedRows[on] = g.packedHeadRows;
+                }
+            }
+            assertThat(packedRows[0]).as("rows from packed heads with packing off").isZero();
+            assertThat(packedRows[1]).as("rows from packed heads").isPositive();
+            for (int i = 0; i < 16; i++) assertThat(tokens.get(16 + i)).as("%s, call %d, %s", policy, i / 8, PROMPTS[i % 8]).containsExactly(tokens.get(i));
+            for (int c = 0; c < 2; c++) assertThat(layers.get(2 + c)).as("exit layers, %s, call %d", policy, c).isDeepEqualTo(layers.get(c));
+        }
+    }
+
+    @Test
+    void packedHeadsFollowAHeadChangedBetweenCalls() {
+        Tensor w = heads.head(4).lmHead().value();
+        float[] saved = w.toFloatArray();
+        try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, EarlyExitPolicy.global(0.6f, 4), 8, 128)) {
+            g.generate(prompts, greedy(20), null);
+            assertThat(g.lastStats().exitCounts()[4]).as("exits after layer 4 before the change").isPositive();
+            w.copyFrom(new float[saved.length]); // a zero head: every token 1/512, so it can no longer reach 0.6
+            g.generate(prompts, greedy(20), null);
+            assertThat(g.packedHeadRows).as("rows from packed heads").isPositive();
+            assertThat(g.lastStats().exitCounts()[4]).as("exits after layer 4 from a stale packed copy").isZero();
+        } finally {
+            w.copyFrom(saved);
+        }
+    }
+
+    @Test
     void kvCacheEqualsAFreshFullPrefillForSeveralThresholdsAndBatchSizes() {
         // copy-initialised heads fire a lot at low thresholds, leaving little complete; deeper exits leave more to compare
         EarlyExitPolicy[] policies = {EarlyExitPolicy.global(0.9f, 2, 3, 4), EarlyExitPolicy.global(0.6f, 3, 4), EarlyExitPolicy.global(0.3f, 4)};
