@@ -10,7 +10,9 @@ import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.model.LlamaConfig;
+import dev.eetune.model.HfCheckpointWriter;
 import dev.eetune.model.LlamaModel;
+import dev.eetune.tensor.DType;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -25,16 +27,22 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 
 /**
  * Early-exit decode vs full decode (speed only): the 15M config of {@link TuningStepBenchmark} (or, with
- * {@code -p size=110M}, the 110M one: dim 768, 12 layers, ffn 2048) with copy-initialised norm exits after a third and
+ * {@code -p size=110M}, the 110M one: dim 768, 12 layers, ffn 2048), random weights written to a temporary f32
+ * checkpoint and loaded from it, with copy-initialised norm exits after a third and
  * two thirds of the layers (2 and 4; 4 and 8) at thresholds 1.0 / 0.8 / 0.5 ("full" = no heads attached), batch 1 and 8,
  * 64 new tokens per sequence. The heads get temperature 0.1 so that a random-weight model's logit lens is confident
  * enough for exits to fire at all; the exit shares are printed at tear-down. Score: ms per generate call.
@@ -73,8 +81,10 @@ public class EarlyExitDecodeBenchmark {
     List<int[]> prompts = new ArrayList<>();
     int exitA, exitB;
 
+    Path checkpoint;
+
     @Setup(Level.Trial)
-    public void setUp() {
+    public void setUp() throws IOException {
         backend = Backends.cpu();
         BenchSupport.configure(backend, Backend.GemmPath.AUTO);
         LlamaConfig config = switch (size) {
@@ -82,7 +92,13 @@ public class EarlyExitDecodeBenchmark {
             case "110M" -> CONFIG_110M;
             default -> throw new IllegalArgumentException("size " + size + ": expected 15M or 110M");
         };
-        model = LlamaModel.random(config, backend, 7, 0.02f);
+        // written and loaded as a checkpoint, as users' models are: loaded weights are fixed, so decode reads them (and
+        // the heads of batches) packed and greedy decode screens the classifier, which a random in-memory model does not
+        checkpoint = Files.createTempDirectory("eetune-bench-ee-");
+        try (LlamaModel random = LlamaModel.random(config, backend, 7, 0.02f)) {
+            HfCheckpointWriter.write(random, checkpoint, DType.F32);
+        }
+        model = LlamaModel.load(checkpoint, backend);
         exitA = config.nLayers() / 3;
         exitB = 2 * config.nLayers() / 3;
         ee = EarlyExitModel.attach(model, List.of(new ExitSpec(exitA, ExitArchitecture.NORM, ExitInit.COPY), new ExitSpec(exitB, ExitArchitecture.NORM, ExitInit.COPY)), 1, 0.1f);
@@ -103,7 +119,7 @@ public class EarlyExitDecodeBenchmark {
     }
 
     @TearDown(Level.Trial)
-    public void tearDown() {
+    public void tearDown() throws IOException {
         EarlyExitGenerator.Stats s = gen.lastStats();
         long total = s.generatedTokens();
         System.out.printf(Locale.ROOT, "%n[early-exit decode] %s threshold %s batch %d: decode %.1f tok/s, exits @%d %.1f%% @%d %.1f%%, mean exit layer %.2f, %.2f layers/token%n",
@@ -111,5 +127,8 @@ public class EarlyExitDecodeBenchmark {
         gen.close();
         ee.close();
         model.close();
+        try (Stream<Path> files = Files.walk(checkpoint)) {
+            files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
+        }
     }
 }
