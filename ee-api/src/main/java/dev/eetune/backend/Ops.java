@@ -166,27 +166,32 @@ public final class Ops {
      */
     public Tensor packPanels(Tensor w, Scope scope) {
         mine("packPanels", w);
-        if (w.rank() != 2) fail("packPanels", "the weight must be a matrix [out, in]", w);
-        if (w.dtype() != DType.BF16) f32("packPanels", w);
-        else if (w.dim(1) % 2 != 0) fail("packPanels", "a BF16 weight needs an even number of columns", w);
+        packable("packPanels", w);
         Tensor packed = scope.allocate(w.dtype(), panelRows(w.dim(0)), w.dim(1));
-        repackPanels(packed, w);
+        pack("packPanels", packed, w);
         return packed;
     }
 
     /** Packs w again into {@code packed}, which {@link #packPanels} made from a weight of w's shape and dtype (w has changed since). */
     public void repackPanels(Tensor packed, Tensor w) {
         mine("repackPanels", packed, w);
-        if (w.rank() != 2 || !matrix(packed, panelRows(w.dim(0)), w.dim(1)) || packed.dtype() != w.dtype() || (w.dtype() != DType.F32 && w.dtype() != DType.BF16)) {
-            fail("repackPanels", "packed [out rounded up to " + PANEL_ROWS + ", in] from w [out, in], both F32 or both BF16", packed, w);
+        packable("repackPanels", w);
+        if (!matrix(packed, panelRows(w.dim(0)), w.dim(1)) || packed.dtype() != w.dtype()) {
+            fail("repackPanels", "packed [out rounded up to " + PANEL_ROWS + ", in] of w's dtype from w [out, in]", packed, w);
         }
+        pack("repackPanels", packed, w);
+    }
+
+    /** What ee_pack_panels and ee_pack_panels_bf16 take: a matrix [out, in], F32, or BF16 with {@code in} even. */
+    private void packable(String op, Tensor w) {
+        if (w.rank() != 2) fail(op, "the weight must be a matrix [out, in]", w);
+        if (w.dtype() != DType.BF16) f32(op, w);
+        else if (w.dim(1) % 2 != 0) fail(op, "a BF16 weight needs an even number of columns", w);
+    }
+
+    private void pack(String op, Tensor packed, Tensor w) {
         int n = w.dim(0), in = w.dim(1);
-        if (w.dtype() == DType.BF16) {
-            if (in % 2 != 0) fail("repackPanels", "a BF16 weight needs an even number of columns", w);
-            check("repackPanels", k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in));
-        } else {
-            check("repackPanels", k.ee_pack_panels(packed.address(), w.address(), n, in, in));
-        }
+        check(op, w.dtype() == DType.BF16 ? k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in) : k.ee_pack_panels(packed.address(), w.address(), n, in, in));
     }
 
     /** Weight rows per panel of {@link #packPanels} (EE_PANEL_ROWS), and the most rows a packed GEMM takes. */

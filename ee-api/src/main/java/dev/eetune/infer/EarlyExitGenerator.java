@@ -189,16 +189,15 @@ public final class EarlyExitGenerator implements Decoder {
      */
     private boolean packHeads(int rows) {
         if (!packHeadsEnabled || rows < 8 || !model.readsPanels(rows)) return false;
+        List<ExitHead> visited = exits.heads().stream().filter(h -> policy.evaluates(h.layer())).toList();
         long bytes = 0;
-        for (ExitHead h : exits.heads()) {
-            if (!policy.evaluates(h.layer())) continue;
+        for (ExitHead h : visited) {
             if (h.lmHead().value().dtype() != DType.F32) return false;
             bytes += h.lmHead().value().byteSize();
         }
         if (bytes == 0 || bytes > LlamaModel.PANELS_MAX_BYTES) return false;
         Ops ops = model.backend().ops();
-        for (ExitHead h : exits.heads()) {
-            if (!policy.evaluates(h.layer())) continue;
+        for (ExitHead h : visited) {
             Tensor w = h.lmHead().value();
             if (packedHeads[h.layer()] == null) packedHeads[h.layer()] = ops.packPanels(w, scope);
             else ops.repackPanels(packedHeads[h.layer()], w);

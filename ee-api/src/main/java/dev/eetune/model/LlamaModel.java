@@ -30,7 +30,7 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  */
 public final class LlamaModel implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LlamaModel.class);
-    /** {@code -Deetune.panels=false} keeps decode on the plain weights (for A/B measurements; see {@link #panels}). */
+    /** {@code -Deetune.panels=false} keeps decode on the plain weights (for A/B measurements; see {@link #readsPanels}). */
     private static final boolean PANELS = !"false".equalsIgnoreCase(System.getProperty("eetune.panels", "true").trim());
 
     private final LlamaConfig config;
@@ -38,13 +38,13 @@ public final class LlamaModel implements AutoCloseable {
     private final Backend backend;
     private final Scope scope;
     private final DecoderLayer layer;
-    /** Whether decode may read packed copies of the matrices ({@link #panels}). */
+    /** Whether decode may read packed copies of the matrices ({@link #readsPanels}). */
     private final boolean usePanels;
-    /** The CPU runs the AVX-512 kernels ({@link #panels}). */
+    /** The CPU runs the AVX-512 kernels ({@link #readsPanels}). */
     private final boolean avx512;
-    /** The matrices' packed copies would take at most {@link #PANELS_MAX_BYTES} ({@link #panels}). */
+    /** The matrices' packed copies would take at most {@link #PANELS_MAX_BYTES} ({@link #readsPanels}). */
     private final boolean copyAffordable;
-    /** The matrices are BF16 ({@link #panels}). */
+    /** The matrices are BF16 ({@link #readsPanels}). */
     private final boolean bf16;
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
     private final AtomicReferenceArray<LayerWeights> packedLayers;
@@ -94,7 +94,8 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Whether a pass over {@code rows} rows reads packed matrices: copies of a loaded f32 checkpoint's matrices made by
+     * Whether a pass over {@code rows} rows reads packed matrices (exit heads of batches follow the same rule for
+     * theirs, EarlyExitGenerator): copies of a loaded f32 checkpoint's matrices made by
      * ee_pack_panels (bf16: the last item below), which the small-batch GEMM streams as one sequence per thread instead
      * of a few weight rows side by side (`eecpu_gemmbench 2 gemv15m`, see docs/benchmarks.md). Each layer's copy (and
      * the classifier's) is made on the first pass that runs it, so a pipeline stage touches only its own layers; together they cost the f32
@@ -122,17 +123,11 @@ public final class LlamaModel implements AutoCloseable {
      *     by side) and ~0.8x on a Zen 4 (16 rows), the packed one about as fast as f32's packed one (docs/benchmarks.md).
      * </ul>
      */
-    private boolean panels(int rows) {
+    public boolean readsPanels(int rows) {
         if (!usePanels || rows > Ops.PANELS_MAX_ROWS) return false;
         if (bf16) return rows <= 2;
         return config.dim() <= SMALL_DIM || rows <= 2 && (config.dim() <= MID_DIM || avx512 && copyAffordable) || rows >= 8 && avx512;
     }
-
-    /**
-     * Whether a decode pass of {@code rows} rows reads this model's matrices packed ({@link #panels}); exit heads
-     * follow the same rule for their own matrices (EarlyExitGenerator).
-     */
-    public boolean readsPanels(int rows) { return panels(rows); }
 
     private static final int SMALL_DIM = 128;
     private static final int MID_DIM = 512;
@@ -140,7 +135,7 @@ public final class LlamaModel implements AutoCloseable {
     public static final long PANELS_MAX_BYTES = 1L << 30;
 
     /**
-     * Makes the packed copies that decode passes of {@code rows} rows read ({@link #panels}: every layer's and the
+     * Makes the packed copies that decode passes of {@code rows} rows read ({@link #readsPanels}: every layer's and the
      * classifier's) now rather than in those passes; does nothing where such passes read the plain weights or the
      * copies exist. Generators (EarlyExitGenerator, SelfSpeculativeDecoder) call it before their prefill, so that
      * the one-time packing (~75 ms at the 110M config in bf16 on a 2-core Zen 2) counts in the time to the first
@@ -148,7 +143,7 @@ public final class LlamaModel implements AutoCloseable {
      * own layers.
      */
     public void prepareDecode(int rows) {
-        if (!panels(rows)) return;
+        if (!readsPanels(rows)) return;
         for (int l = 0; l < config.nLayers(); l++) packedLayer(l);
         packedHead();
     }
@@ -253,7 +248,7 @@ public final class LlamaModel implements AutoCloseable {
             for (int l = from; l < to; l++) layer(l, x, rows, null, ws, l == to - 1 ? residual : null);
             return;
         }
-        layer.forward(layerTable(cache, panels(rows.count()), from, to), 0, to - from, x, rows, cache.layer(from), ws.activations(rows.count(), x, residual));
+        layer.forward(layerTable(cache, readsPanels(rows.count()), from, to), 0, to - from, x, rows, cache.layer(from), ws.activations(rows.count(), x, residual));
     }
 
     /** The table of layers [from, to) over {@code cache} (plain or packed matrices), which the cache keeps. */
@@ -283,7 +278,7 @@ public final class LlamaModel implements AutoCloseable {
                             Workspace ws, Tensor x, Tensor normed, Tensor logits) {
         int rows = (int) firstIds.size();
         if (uniforms == null && screens(rows)) throw new IllegalStateException("greedy decodeSteps reads the whole classifier: " + rows + " rows of this model are screened (see greedyTokens)");
-        boolean panels = panels(rows);
+        boolean panels = readsPanels(rows);
         Tensor xs = x.slice(0, rows);
         layer.decodeSteps(layerTable(cache, panels, 0, config.nLayers()), weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels,
             firstIds, outIds, steps, xs, rowSeq, rowPos, uniforms, temperature, topP, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
@@ -303,10 +298,10 @@ public final class LlamaModel implements AutoCloseable {
         int capacity = x.dim(0);
         Ops.LayerTable[] tables = new Ops.LayerTable[capacity + 1];
         for (int r = 1; r <= capacity; r++) { // two tables at most (plain, packed): looked up where the choice changes
-            boolean p = panels(r);
-            tables[r] = r > 1 && p == panels(r - 1) ? tables[r - 1] : layerTable(cache, p, 0, config.nLayers());
+            boolean p = readsPanels(r);
+            tables[r] = r > 1 && p == readsPanels(r - 1) ? tables[r - 1] : layerTable(cache, p, 0, config.nLayers());
         }
-        boolean panels = panels(1);
+        boolean panels = readsPanels(1);
         layer.exitSteps(tables, weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels, firstIds, outIds, steps, x, rowSeq, pos, uniforms,
             temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, state, record, score, chosen, pre, z);
     }
@@ -334,7 +329,7 @@ public final class LlamaModel implements AutoCloseable {
      * the layer's attention residual x + attn(x).
      */
     public void layer(int index, Tensor x, Workspace.Rows rows, KvCache cache, Workspace ws, Tensor residual) {
-        boolean panels = panels(rows.count());
+        boolean panels = readsPanels(rows.count());
         layer.forward(panels ? packedLayer(index) : weights.layers().get(index), panels, x, x, rows, cache == null ? null : cache.layer(index),
             ws.activations(rows.count(), x, residual));
     }
@@ -343,7 +338,7 @@ public final class LlamaModel implements AutoCloseable {
     public void logits(Tensor logits, Tensor hidden, Tensor normed) {
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
-        if (panels(normed.dim(0))) ops.linearPanels(logits, normed, packedHead());
+        if (readsPanels(normed.dim(0))) ops.linearPanels(logits, normed, packedHead());
         else ops.linear(logits, normed, weights.lmHead());
     }
 
@@ -398,7 +393,7 @@ public final class LlamaModel implements AutoCloseable {
             counts = countsT.toIntArray();
             groups = groupsT.toIntArray();
         }
-        boolean packed = panels(rows); // the classifier logits() reads for these rows
+        boolean packed = readsPanels(rows); // the classifier logits() reads for these rows
         Tensor head = packed ? packedHead() : weights.lmHead();
         for (int r = 0; r < rows; r++) {
             int best = -1;

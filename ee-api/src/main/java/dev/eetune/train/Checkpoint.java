@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.eetune.data.batch.BatchLoader;
+import dev.eetune.data.FileTrees;
 import dev.eetune.data.batch.DataPosition;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.model.io.JsonFiles;
@@ -107,7 +108,7 @@ public final class Checkpoint {
             TensorFiles.write(tmp.resolve("optimizer.safetensors"), moments, DType.F32, Map.of("adamw_steps", Integer.toString(opt.steps())));
             Files.writeString(tmp.resolve("state.json"), toJson(state), StandardCharsets.UTF_8);
             Path dir = root.resolve(name);
-            if (Files.exists(dir)) deleteTree(moveAside(dir)); // written again: a crash came before `latest` moved on, or a resume from an older one
+            if (Files.exists(dir)) FileTrees.delete(moveAside(dir)); // written again: a crash came before `latest` moved on, or a resume from an older one
             Files.move(tmp, dir, StandardCopyOption.ATOMIC_MOVE);
             Path latestTmp = Files.createTempFile(root, "latest", ".tmp");
             Files.writeString(latestTmp, name, StandardCharsets.UTF_8);
@@ -202,7 +203,7 @@ public final class Checkpoint {
      */
     public static void deleteStale(Path root) {
         try (Stream<Path> list = Files.list(root)) {
-            for (Path p : list.filter(p -> STALE.matcher(p.getFileName().toString()).matches()).toList()) deleteTree(p);
+            for (Path p : list.filter(p -> STALE.matcher(p.getFileName().toString()).matches()).toList()) FileTrees.delete(p);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot delete stale temporary checkpoint files in " + root + ": " + e, e);
         }
@@ -310,20 +311,15 @@ public final class Checkpoint {
         Path spare = keep == null ? null : keep.toAbsolutePath().normalize();
         for (Path p : complete.subList(Math.min(keepLast, complete.size()), complete.size())) {
             if (p.equals(written) || p.toAbsolutePath().normalize().equals(spare)) continue;
-            deleteTree(moveAside(p));
+            FileTrees.delete(moveAside(p));
         }
     }
 
     /** Renames a checkpoint folder to a stale name first, so that a crash while deleting it leaves only what {@link #deleteStale} removes. */
     private static Path moveAside(Path dir) throws IOException {
         Path aside = dir.resolveSibling(dir.getFileName() + ".tmp-deleting");
-        if (Files.exists(aside)) deleteTree(aside);
+        if (Files.exists(aside)) FileTrees.delete(aside);
         return Files.move(dir, aside, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    private static void deleteTree(Path dir) throws IOException {
-        try (Stream<Path> walk = Files.walk(dir)) {
-            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) Files.delete(p);
-        }
-    }
 }

@@ -1,8 +1,13 @@
 package dev.eetune.bench;
 
 import dev.eetune.backend.Backend;
+import dev.eetune.model.HfCheckpointWriter;
+import dev.eetune.model.LlamaConfig;
+import dev.eetune.model.LlamaModel;
+import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Tensor;
 
+import java.io.IOException;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
@@ -10,7 +15,7 @@ import java.util.Locale;
 import java.util.SplittableRandom;
 
 /**
- * Shared helpers of the benchmarks: thread count, GEMM path, data folder, and order statistics.
+ * Shared helpers of the benchmarks: thread count, GEMM path, data folder, loaded random models, and order statistics.
  *
  * <p>System properties (pass them to {@code java} before {@code -jar}; JMH forks inherit the host JVM's arguments):
  * <ul>
@@ -60,6 +65,18 @@ final class BenchSupport {
     }
 
     /** Fills a F32 tensor with uniform values in [-1, 1). */
+    /**
+     * A random-weight model (seed 7, std 0.02) written to {@code dir} as a Hugging Face checkpoint of {@code dtype} and
+     * loaded from it, as users' models are: loaded weights are fixed, so decode reads them packed and greedy decode
+     * screens the classifier, which an in-memory random model does not. The caller deletes {@code dir} after closing it.
+     */
+    static LlamaModel loadedRandom(LlamaConfig config, Backend backend, DType dtype, Path dir) throws IOException {
+        try (LlamaModel random = LlamaModel.random(config, backend, 7, 0.02f)) {
+            HfCheckpointWriter.write(random, dir, dtype);
+        }
+        return LlamaModel.load(dir, backend);
+    }
+
     static Tensor randomFill(Tensor t, long seed) {
         SplittableRandom r = new SplittableRandom(seed);
         float[] v = new float[Math.toIntExact(t.size())];

@@ -2,10 +2,10 @@ package dev.eetune.bench;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
+import dev.eetune.data.FileTrees;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.infer.GenerationResult;
 import dev.eetune.infer.Generator;
-import dev.eetune.model.HfCheckpointWriter;
 import dev.eetune.model.LayerWeights;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
@@ -33,7 +33,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
@@ -43,7 +42,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 /**
  * KV-cached greedy decoding with {@link Generator}: {@code batch} prompts of {@value #PROMPT_LEN} tokens (BOS + 7
@@ -153,10 +151,7 @@ public class DecodeBenchmark {
             case SYNTH_F32 -> llama = LlamaModel.random(synthetic15M(), backend, 7, 0.02f);
             case SYNTH_BF16 -> {
                 tmpDir = Files.createTempDirectory("eetune-bench-bf16-");
-                try (LlamaModel f32 = LlamaModel.random(synthetic15M(), backend, 7, 0.02f)) {
-                    HfCheckpointWriter.write(f32, tmpDir, DType.BF16);
-                }
-                llama = LlamaModel.load(tmpDir, backend);
+                llama = BenchSupport.loadedRandom(synthetic15M(), backend, DType.BF16, tmpDir);
             }
             default -> throw new IllegalArgumentException("unknown model '" + model + "' (expected " + STORIES260K + ", " + SYNTH_F32 + " or " + SYNTH_BF16 + ")");
         }
@@ -228,11 +223,7 @@ public class DecodeBenchmark {
         if (llama != null) llama.close();
         if (probeThreads != null) probeThreads.shutdownNow();
         if (probeScope != null) probeScope.close();
-        if (tmpDir != null) {
-            try (Stream<Path> s = Files.walk(tmpDir)) {
-                for (Path p : s.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(p);
-            }
-        }
+        if (tmpDir != null) FileTrees.delete(tmpDir);
     }
 
     private BenchSupport.Spread col(int i) { return BenchSupport.Spread.of(measured.stream().map(v -> v[i]).toList()); }

@@ -2,6 +2,7 @@ package dev.eetune.bench;
 
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
+import dev.eetune.data.FileTrees;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitArchitecture;
 import dev.eetune.exit.ExitInit;
@@ -10,7 +11,6 @@ import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.model.LlamaConfig;
-import dev.eetune.model.HfCheckpointWriter;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.tensor.DType;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -31,13 +31,11 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
-import java.util.stream.Stream;
 
 /**
  * Early-exit decode vs full decode (speed only): the 15M config of {@link TuningStepBenchmark} (or, with
@@ -92,13 +90,9 @@ public class EarlyExitDecodeBenchmark {
             case "110M" -> CONFIG_110M;
             default -> throw new IllegalArgumentException("size " + size + ": expected 15M or 110M");
         };
-        // written and loaded as a checkpoint, as users' models are: loaded weights are fixed, so decode reads them (and
-        // the heads of batches) packed and greedy decode screens the classifier, which a random in-memory model does not
+        // loaded as users' models are (packed weights, the classifier screen, packed heads of batches)
         checkpoint = Files.createTempDirectory("eetune-bench-ee-");
-        try (LlamaModel random = LlamaModel.random(config, backend, 7, 0.02f)) {
-            HfCheckpointWriter.write(random, checkpoint, DType.F32);
-        }
-        model = LlamaModel.load(checkpoint, backend);
+        model = BenchSupport.loadedRandom(config, backend, DType.F32, checkpoint);
         exitA = config.nLayers() / 3;
         exitB = 2 * config.nLayers() / 3;
         ee = EarlyExitModel.attach(model, List.of(new ExitSpec(exitA, ExitArchitecture.NORM, ExitInit.COPY), new ExitSpec(exitB, ExitArchitecture.NORM, ExitInit.COPY)), 1, 0.1f);
@@ -127,8 +121,6 @@ public class EarlyExitDecodeBenchmark {
         gen.close();
         ee.close();
         model.close();
-        try (Stream<Path> files = Files.walk(checkpoint)) {
-            files.sorted(Comparator.reverseOrder()).forEach(f -> f.toFile().delete());
-        }
+        FileTrees.delete(checkpoint);
     }
 }

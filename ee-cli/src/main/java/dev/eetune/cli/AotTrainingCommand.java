@@ -1,12 +1,12 @@
 package dev.eetune.cli;
 
+import dev.eetune.data.FileTrees;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.stream.Stream;
@@ -15,7 +15,7 @@ import java.util.stream.Stream;
  * The workload the {@code ee} launcher records its JDK 25 AOT cache on (JEP 483/514/515), hidden from the command list:
  * a tiny byte-level model pretrained for a few steps, `mlp` exit heads with gates tuned on it, and generation from it
  * plain, sampled and with early exits (softmax and gate decisions), all in a temporary folder on text made here, so it
- * needs nothing but the JDK (about 2.5 s on a 2-core Zen 4). Recording the user's first command instead made the cache
+ * needs nothing but the JDK (2.1 s on a 2-core Zen 4). Recording the user's first command instead made the cache
  * hold whatever that command loaded: after a first `ee inspect`, stories260K `ee generate` (1 thread, 2-core Zen 4, two
  * rounds of 5 runs) reached its first token in 738 ms median (608..851) from that cache and in 587 ms (488..709) from
  * one recorded on this run; with exit heads 811 (692..1001) against 614 (473..847) ms. After a first plain `ee
@@ -44,9 +44,7 @@ final class AotTrainingCommand implements Callable<Integer> {
             run(concat(generate, "--heads", heads.toString(), "--confidence", "gate", "--threshold", "0.3"));
             return Main.OK;
         } finally {
-            try (Stream<Path> files = Files.walk(dir)) {
-                files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-            }
+            FileTrees.delete(dir);
         }
     }
 
