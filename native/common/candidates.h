@@ -3,6 +3,8 @@
 #ifndef EE_CANDIDATES_H
 #define EE_CANDIDATES_H
 
+#include <math.h>
+
 #include "common.h"
 
 /* B_j = radius_j scale + 1e-30 (the 1e-30: underflow's absolute error) */
@@ -14,6 +16,20 @@ static inline int ee_argmax_candidates_check(int32_t* groups, int32_t* counts, c
         return ee_fail("ee_argmax_candidates: bad shape (rows %d, n %d, ld %d, group %d, max_groups %d)", rows, n, ld, group, max_groups);
     if (rows > 0 && (!groups || !counts || !scores || !radius || !scale)) return ee_fail("ee_argmax_candidates: null pointer");
     return 0;
+}
+
+static inline int ee_max_prob_upper_check(float* upper, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, float temperature) {
+    if (rows < 0 || n <= 0 || ld < n) return ee_fail("ee_max_prob_upper: bad shape (rows %d, n %d, ld %d)", rows, n, ld);
+    if (!(temperature > 0.0f)) return ee_fail("ee_max_prob_upper: temperature must be > 0, got %g", (double)temperature);
+    if (rows > 0 && (!upper || !scores || !radius || !scale)) return ee_fail("ee_max_prob_upper: null pointer");
+    return 0;
+}
+
+/* upper from the row's H and sum of exp((s_j - B_j - H) / temperature): raised for the f32 arguments' and
+ * exponentials' rounding (ee_max_prob_upper), +inf for a sum of 0 (every term below exp's range) */
+EE_HOST_DEVICE float ee_max_prob_upper_of(double sum, float top, float temperature) {
+    const double raise = 1.0 + 0x1p-14 + 0x1p-22 * fabs((double)top) / temperature;
+    return sum > 0.0 ? (float)(raise / sum) * (1.0f + 0x1p-23f) : INFINITY;
 }
 
 #endif /* EE_CANDIDATES_H */

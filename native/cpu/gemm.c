@@ -98,7 +98,7 @@ static int gemm_blas(const ee_gemm_args* g) {
 }
 
 int ee_gemm_run(const ee_gemm_args* g) {
-    if (g->b_dtype == EE_F32_PANELS || g->b_dtype == EE_BF16_PANELS) return ee_gemm_panels(g); /* the one kernel per layout, whatever the path */
+    if (ee_is_panels_dtype(g->b_dtype)) return ee_gemm_panels(g); /* the one kernel per layout, whatever the path */
     const int path = gemm_path;
     if (path != 1 && g->trans_b && g->m <= EE_GEMM_SMALL_M) return ee_gemm_small(g);
     const ee_cpu* cpu = ee_cpu_get();
@@ -107,7 +107,7 @@ int ee_gemm_run(const ee_gemm_args* g) {
 }
 
 int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb) {
-    const int panels = b_dtype == EE_F32_PANELS || b_dtype == EE_BF16_PANELS;
+    const int panels = ee_is_panels_dtype(b_dtype);
     if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M || (b_dtype == EE_BF16_PANELS && k % 2)))
         return ee_fail("%s: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k (even for bf16) and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
                        caller, b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);

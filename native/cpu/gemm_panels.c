@@ -15,6 +15,8 @@
  * Threads take contiguous runs of whole panels (one stream per thread), a thread done early the rest of another's.
  */
 #include "internal.h"
+
+#include <math.h>
 #if EE_X86
 #include <immintrin.h>
 #endif
@@ -425,13 +427,228 @@ static void panels_bf16_portable(void* p, int64_t q0, int64_t q1) {
     }
 }
 
+/* ---- 8-bit panels (EE_I8_PANELS): scores for greedy decode's screen, not logits ------------------------------------
+ * Panel q: 32 f32 scales, then k steps of 32 int8 (one row each). A step widens to 32 f32 lanes (sign-extend, convert:
+ * exact for |q| <= 127) that every row of A in the pass multiplies; the scales are applied once at the end. The
+ * order of the additions is free (the screen's bound holds for any order), so small passes run two chains over
+ * alternate steps: one chain of FMAs per accumulator would wait on its latency for every 32 bytes. Why 8 bits: the
+ * screen streams the whole classifier every token, 22-60% of a token's bytes at the 110M and 15M configs with a bf16
+ * copy; half of that is a quarter of the f32 bytes. */
+EE_INLINE int64_t panel_i8_bytes(int k) { return (int64_t)EE_PANEL_ROWS * (k + 4); }
+EE_INLINE const float* panel_i8_scales(const ee_gemm_args* g, int64_t q) { return (const float*)((const char*)g->b + q * panel_i8_bytes(g->k)); }
+EE_INLINE const int8_t* panel_i8_steps(const ee_gemm_args* g, int64_t q) { return (const int8_t*)(panel_i8_scales(g, q) + EE_PANEL_ROWS); }
+
+EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k) {
+    if (n < 0 || k < 0) {
+        ee_fail("ee_panels_i8_bytes: negative size %d x %d", n, k);
+        return -1;
+    }
+    return (int64_t)ee_ceil_div(n, EE_PANEL_ROWS) * panel_i8_bytes(k);
+}
+
+typedef struct {
+    char* dst;
+    float *resid, *norm;
+    const float* w;
+    int n, k, ldw;
+} pack_i8_job;
+
+/* Rounds to the nearest integer (ties to even) for |v| < 2^22, in plain arithmetic that vectorises (no SSE4.1 at the
+ * library's baseline) */
+#define ROUND_MAGIC 12582912.0f /* 1.5 * 2^23 */
+
+/* Row j of the copy: its scale, its values 32 bytes apart, ||w - scale q|| and ||w|| rounded up. Any q is a valid
+ * copy (resid says how far it is); 127 / max |w| rounds differently from w / scale in the last bit at most, and the
+ * residual is computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8 bits). */
+static void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out, int8_t* steps) {
+    const int k = job->k;
+    if (row >= job->n) {
+        *scale_out = 0.0f;
+        for (int c = 0; c < k; c++) steps[(size_t)c * EE_PANEL_ROWS] = 0;
+        return;
+    }
+    const float* w = job->w + row * job->ldw;
+    float top = 0.0f, bad = 0.0f;
+    for (int c = 0; c < k; c++) {
+        const float a = fabsf(w[c]);
+        top = a > top ? a : top;
+        bad += w[c] - w[c]; /* NaN where a value is not finite */
+    }
+    const int finite = bad == 0.0f;
+    const float scale = finite ? top / 127.0f : NAN, inv = finite && top > 0.0f ? 127.0f / top : 0.0f;
+    double err = 0.0, sum = 0.0;
+    for (int c = 0; c < k; c++) {
+        float v = (w[c] * inv + ROUND_MAGIC) - ROUND_MAGIC;
+        v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+        steps[(size_t)c * EE_PANEL_ROWS] = finite ? (int8_t)v : 0;
+        const double d = (double)w[c] - (double)(finite ? scale : 0.0f) * v;
+        err += d * d, sum += (double)w[c] * w[c];
+    }
+    *scale_out = scale;
+    /* the square roots and sums in double are within a few 2^-53 of exact: one float step up covers them */
+    if (job->resid) job->resid[row] = finite ? nextafterf((float)sqrt(err), INFINITY) : INFINITY;
+    if (job->norm) job->norm[row] = finite ? nextafterf((float)sqrt(sum), INFINITY) : INFINITY;
+}
+
+static void pack_i8_range(void* p, int64_t q0, int64_t q1) {
+    const pack_i8_job* job = p;
+    for (int64_t q = q0; q < q1; q++) {
+        float* scales = (float*)(job->dst + q * panel_i8_bytes(job->k));
+        int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS);
+        for (int j = 0; j < EE_PANEL_ROWS; j++) pack_i8_row(job, q * EE_PANEL_ROWS + j, scales + j, steps + j);
+    }
+}
+
+EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels_i8: size %d x %d with rows %d apart", n, k, ldw);
+    if (n == 0 || k == 0) return 0;
+    if (!dst || !w) return ee_fail("ee_pack_panels_i8: null pointer");
+    const pack_i8_job job = {dst, resid, norm, w, n, k, ldw};
+    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_i8_range, (void*)&job);
+    return 0;
+}
+
+#if EE_X86
+/* acc[i] += a[i * lda] times the step's 32 rows widened (two vectors), for MR rows of A */
+EE_INLINE EE_AVX512 void i8_step_512(const int MR, __m512 (*acc)[2], const int8_t* step, const float* a, size_t lda) {
+    const __m256i words = _mm256_loadu_si256((const __m256i*)step);
+    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(words)));
+    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(words, 1)));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        const __m512 ai = _mm512_set1_ps(a[i * lda]);
+        acc[i][0] = _mm512_fmadd_ps(ai, w0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(ai, w1, acc[i][1]);
+    }
+}
+
+/* rows i0 .. i0 + MR - 1 against panel q, CH chains over alternate steps (MR, CH constants once inlined) */
+EE_INLINE EE_AVX512 void panel_i8_512(const ee_gemm_args* g, const int MR, const int CH, int64_t q, int i0) {
+    const int8_t* w = panel_i8_steps(g, q);
+    const float* a = g->a + (size_t)i0 * g->lda;
+    __m512 acc[2][8][2];
+#pragma GCC unroll 2
+    for (int c = 0; c < CH; c++)
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) acc[c][i][0] = acc[c][i][1] = _mm512_setzero_ps();
+    int p = 0;
+    for (; p + CH <= g->k; p += CH)
+#pragma GCC unroll 2
+        for (int c = 0; c < CH; c++) i8_step_512(MR, acc[c], w + (size_t)(p + c) * EE_PANEL_ROWS, a + p + c, g->lda);
+    for (; p < g->k; p++) i8_step_512(MR, acc[0], w + (size_t)p * EE_PANEL_ROWS, a + p, g->lda); /* the odd step left by two chains */
+    const float* scales = panel_i8_scales(g, q);
+    const __m512 s0 = _mm512_loadu_ps(scales), s1 = _mm512_loadu_ps(scales + 16);
+    const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
+    for (int i = 0; i < MR; i++) {
+        _Alignas(64) float v[EE_PANEL_ROWS];
+        const __m512 sum0 = CH == 2 ? _mm512_add_ps(acc[0][i][0], acc[1][i][0]) : acc[0][i][0];
+        const __m512 sum1 = CH == 2 ? _mm512_add_ps(acc[0][i][1], acc[1][i][1]) : acc[0][i][1];
+        _mm512_store_ps(v, _mm512_mul_ps(s0, sum0));
+        _mm512_store_ps(v + 16, _mm512_mul_ps(s1, sum1));
+        store_row(g, v, i0 + i, j0, count);
+    }
+}
+
+EE_AVX512 static void panels_i8_512(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p;
+    for (int64_t q = q0; q < q1; q++)
+        for (int i0 = 0; i0 < g->m; i0 += 8) switch (ee_min(8, g->m - i0)) { /* rows past 8 re-read the panel from L1/L2 */
+            case 8: panel_i8_512(g, 8, 1, q, i0); break;
+            case 7: panel_i8_512(g, 7, 1, q, i0); break;
+            case 6: panel_i8_512(g, 6, 1, q, i0); break;
+            case 5: panel_i8_512(g, 5, 1, q, i0); break;
+            case 4: panel_i8_512(g, 4, 1, q, i0); break;
+            case 3: panel_i8_512(g, 3, 2, q, i0); break;
+            case 2: panel_i8_512(g, 2, 2, q, i0); break;
+            default: panel_i8_512(g, 1, 2, q, i0);
+            }
+}
+
+/* acc[i] += a[i * lda] times the step's 16 rows widened (two vectors), for MR rows of A */
+EE_INLINE EE_AVX2 void i8_step_256(const int MR, __m256 (*acc)[2], const int8_t* step, const float* a, size_t lda) {
+    const __m128i words = _mm_loadu_si128((const __m128i*)step);
+    const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(words)), w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(words, 8)));
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++) {
+        const __m256 ai = _mm256_broadcast_ss(a + i * lda);
+        acc[i][0] = _mm256_fmadd_ps(ai, w0, acc[i][0]);
+        acc[i][1] = _mm256_fmadd_ps(ai, w1, acc[i][1]);
+    }
+}
+
+/* AVX2: half a panel (16 rows: two 8-lane vectors) at a time, up to 4 rows of A per widening; one or two rows run two
+ * chains (8 accumulators at most, with the two widened vectors and a broadcast within the 16 registers). */
+EE_INLINE EE_AVX2 void panel_i8_256(const ee_gemm_args* g, const int MR, const int CH, int64_t q, int half, int i0, float (*out)[EE_PANEL_ROWS]) {
+    const int8_t* w = panel_i8_steps(g, q) + 16 * half;
+    const float* a = g->a + (size_t)i0 * g->lda;
+    __m256 acc[2][4][2];
+#pragma GCC unroll 2
+    for (int c = 0; c < CH; c++)
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) acc[c][i][0] = acc[c][i][1] = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + CH <= g->k; p += CH)
+#pragma GCC unroll 2
+        for (int c = 0; c < CH; c++) i8_step_256(MR, acc[c], w + (size_t)(p + c) * EE_PANEL_ROWS, a + p + c, g->lda);
+    for (; p < g->k; p++) i8_step_256(MR, acc[0], w + (size_t)p * EE_PANEL_ROWS, a + p, g->lda); /* the odd step left by two chains */
+    const float* scales = panel_i8_scales(g, q) + 16 * half;
+    const __m256 s0 = _mm256_loadu_ps(scales), s1 = _mm256_loadu_ps(scales + 8);
+    for (int i = 0; i < MR; i++) {
+        const __m256 sum0 = CH == 2 ? _mm256_add_ps(acc[0][i][0], acc[1][i][0]) : acc[0][i][0];
+        const __m256 sum1 = CH == 2 ? _mm256_add_ps(acc[0][i][1], acc[1][i][1]) : acc[0][i][1];
+        _mm256_storeu_ps(out[i0 + i] + 16 * half, _mm256_mul_ps(s0, sum0));
+        _mm256_storeu_ps(out[i0 + i] + 16 * half + 8, _mm256_mul_ps(s1, sum1));
+    }
+}
+
+EE_AVX2 static void panels_i8_256(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p;
+    float out[EE_PANELS_MAX_M][EE_PANEL_ROWS];
+    for (int64_t q = q0; q < q1; q++) {
+        for (int half = 0; half < 2; half++)
+            for (int i0 = 0; i0 < g->m; i0 += 4) switch (ee_min(4, g->m - i0)) {
+                case 4: panel_i8_256(g, 4, 1, q, half, i0, out); break;
+                case 3: panel_i8_256(g, 3, 1, q, half, i0, out); break;
+                case 2: panel_i8_256(g, 2, 2, q, half, i0, out); break;
+                default: panel_i8_256(g, 1, 2, q, half, i0, out);
+                }
+        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
+        for (int i = 0; i < g->m; i++) store_row(g, out[i], i, j0, count);
+    }
+}
+#endif
+
+/* portable 8-bit panels: one row of A at a time, one chain */
+static void panels_i8_portable(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p;
+    for (int64_t q = q0; q < q1; q++) {
+        const int8_t* w = panel_i8_steps(g, q);
+        const float* scales = panel_i8_scales(g, q);
+        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
+        for (int i = 0; i < g->m; i++) {
+            const float* a = g->a + (size_t)i * g->lda;
+            float acc[EE_PANEL_ROWS] = {0};
+            for (int c = 0; c < g->k; c++) {
+                const float ai = a[c];
+                const int8_t* wc = w + (size_t)c * EE_PANEL_ROWS;
+                for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * (float)wc[j];
+            }
+            for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] *= scales[j];
+            store_row(g, acc, i, j0, count);
+        }
+    }
+}
+
 int ee_gemm_panels(const ee_gemm_args* g) {
-    const int bf16 = g->b_dtype == EE_BF16_PANELS;
-    ee_range_fn kernel = bf16 ? panels_bf16_portable : panels_portable;
+    const int bf16 = g->b_dtype == EE_BF16_PANELS, i8 = g->b_dtype == EE_I8_PANELS;
+    ee_range_fn kernel = bf16 ? panels_bf16_portable : i8 ? panels_i8_portable : panels_portable;
 #if EE_X86
     const ee_cpu* cpu = ee_cpu_get();
     if (bf16) {
         if (cpu->avx2) kernel = panels_bf16_256;
+    } else if (i8) {
+        if (cpu->avx512) kernel = panels_i8_512;
+        else if (cpu->avx2) kernel = panels_i8_256;
     } else if (cpu->avx512) kernel = panels512;
     else if (cpu->avx2) kernel = panels256;
 #endif

@@ -4,6 +4,7 @@
 
 #include "candidates.h"
 #include "internal.h"
+#include "vexp.h"
 
 static int check_rows(const char* fn, int32_t rows, int32_t n, float temperature) {
     if (rows < 0 || n < 0) return ee_fail("%s: negative size", fn);
@@ -134,6 +135,93 @@ EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const floa
     if (ee_cpu_get()->avx2) kernel = candidates_rows_avx2;
 #endif
     ee_parallel_range(ee_threads_for(4.0 * rows * n), rows, kernel, &job);
+    return 0;
+}
+
+/* ---- ee_max_prob_upper ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    float* upper;
+    const float *scores, *radius, *scale;
+    int32_t ld, n;
+    float temperature;
+} upper_job;
+
+/* H = max_j (s_j + B_j), NaN where anything of the row is not finite (as candidates_row) */
+EE_INLINE float upper_top(const upper_job* jb, const float* s, float scale) {
+    float top = -INFINITY, bad = scale - scale;
+#pragma omp simd reduction(max : top) reduction(+ : bad)
+    for (int32_t j = 0; j < jb->n; j++) {
+        const float hi = s[j] + ee_candidate_bound(jb->radius[j], scale);
+        top = hi > top ? hi : top;
+        bad += hi - hi;
+    }
+    return bad == 0.0f ? top : NAN;
+}
+
+static double upper_sum_scalar(const upper_job* jb, const float* s, float scale, float top, float inv_t) {
+    double sum = 0.0;
+    for (int32_t j = 0; j < jb->n; j++) sum += expf((s[j] - ee_candidate_bound(jb->radius[j], scale) - top) * inv_t);
+    return sum;
+}
+
+#if EE_X86
+EE_AVX2 static double upper_sum_avx2(const upper_job* jb, const float* s, float scale, float top, float inv_t) {
+    const __m256 vscale = _mm256_set1_ps(scale), tiny = _mm256_set1_ps(1e-30f), vtop = _mm256_set1_ps(top), vinv = _mm256_set1_ps(inv_t);
+    __m256d sum = _mm256_setzero_pd();
+    int32_t j = 0;
+    for (; j + 8 <= jb->n; j += 8) {
+        const __m256 bound = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(jb->radius + j), vscale), tiny);
+        const __m256 e = exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), bound), vtop), vinv));
+        sum = _mm256_add_pd(sum, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(e)), _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1))));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, sum);
+    double total = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    for (; j < jb->n; j++) total += expf((s[j] - ee_candidate_bound(jb->radius[j], scale) - top) * inv_t);
+    return total;
+}
+
+EE_AVX512 static double upper_sum_avx512(const upper_job* jb, const float* s, float scale, float top, float inv_t) {
+    const __m512 vscale = _mm512_set1_ps(scale), tiny = _mm512_set1_ps(1e-30f), vtop = _mm512_set1_ps(top), vinv = _mm512_set1_ps(inv_t);
+    __m512d sum = _mm512_setzero_pd();
+    for (int32_t j = 0; j < jb->n; j += 16) {
+        const __mmask16 mask = jb->n - j >= 16 ? 0xffff : (__mmask16)((1u << (jb->n - j)) - 1);
+        const __m512 bound = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, jb->radius + j), vscale), tiny);
+        const __m512 x = _mm512_mul_ps(_mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, s + j), bound), vtop), vinv);
+        const __m512 e = _mm512_maskz_mov_ps(mask, exp16(x));
+        sum = _mm512_add_pd(sum, _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(e)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1)))));
+    }
+    return _mm512_reduce_add_pd(sum);
+}
+#endif
+
+static void upper_rows(void* ctx, int64_t r0, int64_t r1) {
+    const upper_job* jb = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        const float* s = jb->scores + r * jb->ld;
+        const float scale = jb->scale[r], top = upper_top(jb, s, scale), inv_t = 1.0f / jb->temperature;
+        if (top != top) { /* NaN: not finite */
+            jb->upper[r] = INFINITY;
+            continue;
+        }
+        double sum;
+#if EE_X86
+        const ee_cpu* cpu = ee_cpu_get();
+        if (cpu->avx512) sum = upper_sum_avx512(jb, s, scale, top, inv_t);
+        else if (cpu->avx2) sum = upper_sum_avx2(jb, s, scale, top, inv_t);
+        else
+#endif
+            sum = upper_sum_scalar(jb, s, scale, top, inv_t);
+        jb->upper[r] = ee_max_prob_upper_of(sum, top, jb->temperature);
+    }
+}
+
+EE_API int32_t ee_max_prob_upper(float* upper, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, float temperature) {
+    if (ee_max_prob_upper_check(upper, scores, ld, radius, scale, rows, n, temperature)) return 1;
+    if (rows == 0) return 0;
+    upper_job job = {upper, scores, radius, scale, ld, n, temperature};
+    ee_parallel_range(ee_threads_for(8.0 * rows * n), rows, upper_rows, &job);
     return 0;
 }
 

@@ -212,7 +212,7 @@ int ee_gemm_run(const ee_gemm_args* g) {
         gemm_scale_c_kernel<<<ee_grid_for((int64_t)g->m * g->n, 256), 256>>>(g->c, g->m, g->n, g->ldc, g->beta);
         return ee_launched("ee_gemm (scale C)");
     }
-    if (g->b_dtype == EE_F32_PANELS || g->b_dtype == EE_BF16_PANELS) return ee_gemm_panels(g); /* the one kernel per layout, whatever the path */
+    if (ee_is_panels_dtype(g->b_dtype)) return ee_gemm_panels(g); /* the one kernel per layout, whatever the path */
     if (gemm_path == 2) return gemm_fallback(g);
     if (cublas_ready()) return gemm_cublas(g);
     if (gemm_path == 1) return ee_fail("ee_gemm: %s", blas.problem);
@@ -221,7 +221,7 @@ int ee_gemm_run(const ee_gemm_args* g) {
 
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {
     if (m < 0 || n < 0 || k < 0) return ee_fail("ee_gemm: negative size (m %d, n %d, k %d)", m, n, k);
-    const int panels = b_dtype == EE_F32_PANELS || b_dtype == EE_BF16_PANELS;
+    const int panels = ee_is_panels_dtype(b_dtype);
     if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M || (b_dtype == EE_BF16_PANELS && k % 2)))
         return ee_fail("ee_gemm: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k (even for bf16) and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
                        b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);

@@ -1,6 +1,7 @@
 /*
- * Panel-packed f32 and bf16 weights (EE_F32_PANELS, EE_BF16_PANELS; the CPU twin is cpu/gemm_panels.c): the same
- * layouts and semantics (bf16: even and odd columns summed apart, then added, as on the CPU). On the
+ * Panel-packed f32, bf16 and 8-bit weights (EE_F32_PANELS, EE_BF16_PANELS, EE_I8_PANELS; the CPU twin is
+ * cpu/gemm_panels.c): the same layouts and semantics (bf16: even and odd columns summed apart, then added, as on the
+ * CPU; 8-bit: scale_j times the sum of a_p q_j[p]). On the
  * GPU the layout buys nothing (cuBLAS reads the plain weight), so the GEMM is one plain fp32 kernel: a thread per
  * output, consecutive threads on consecutive outputs of a panel, which read consecutive floats of each column step.
  */
@@ -50,6 +51,52 @@ EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, 
     return ee_launched("ee_pack_panels_bf16");
 }
 
+EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k) {
+    if (n < 0 || k < 0) {
+        ee_fail("ee_panels_i8_bytes: negative size %d x %d", n, k);
+        return -1;
+    }
+    return ee_ceil_div64(n, EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4);
+}
+
+/* one thread per row j (q = j / 32): the row's scale, its 8-bit values in the panel's column steps, resid[j] and norm[j]; the
+ * padding rows of the last panel get scale 0 and zeros */
+__global__ void pack_panels_i8_kernel(char* dst, float* resid, float* norm, const float* w, int n, int k, int ldw, int rows) {
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < rows; j += gridDim.x * blockDim.x) {
+        float* scales = (float*)(dst + (int64_t)(j / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4));
+        int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS) + j % EE_PANEL_ROWS;
+        const float* row = w + (int64_t)j * ldw;
+        float top = 0.0f;
+        bool finite = true;
+        for (int c = 0; j < n && c < k; c++) {
+            finite &= isfinite(row[c]);
+            top = fmaxf(top, fabsf(row[c]));
+        }
+        const float scale = j >= n ? 0.0f : !finite ? nanf("") : top / 127.0f, inv = j < n && finite && top > 0.0f ? 127.0f / top : 0.0f;
+        double err = 0.0, sum = 0.0;
+        for (int c = 0; c < k; c++) {
+            const float v = j < n && finite ? fminf(fmaxf(rintf(row[c] * inv), -127.0f), 127.0f) : 0.0f; /* as the CPU's rounding */
+            steps[(int64_t)c * EE_PANEL_ROWS] = (int8_t)v;
+            if (j < n) {
+                const double d = (double)row[c] - (double)(finite ? scale : 0.0f) * v;
+                err += d * d, sum += (double)row[c] * row[c];
+            }
+        }
+        scales[j % EE_PANEL_ROWS] = scale;
+        if (resid && j < n) resid[j] = finite ? nextafterf((float)sqrt(err), INFINITY) : INFINITY;
+        if (norm && j < n) norm[j] = finite ? nextafterf((float)sqrt(sum), INFINITY) : INFINITY;
+    }
+}
+
+EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels_i8: size %d x %d with rows %d apart", n, k, ldw);
+    if (n == 0 || k == 0) return 0;
+    if (!dst || !w) return ee_fail("ee_pack_panels_i8: null pointer");
+    const int rows = (int)(ee_ceil_div64(n, EE_PANEL_ROWS) * EE_PANEL_ROWS);
+    pack_panels_i8_kernel<<<ee_grid_for(rows, THREADS), THREADS>>>((char*)dst, resid, norm, w, n, k, ldw, rows);
+    return ee_launched("ee_pack_panels_i8");
+}
+
 /* C[i][j] = alpha A_i . W_j + beta C[i][j], W_j read from its panel; thread t of the grid: i = t / n, j = t % n */
 __global__ void gemm_panels_kernel(ee_gemm_args g) {
     const int64_t total = (int64_t)g.m * g.n;
@@ -82,8 +129,25 @@ __global__ void gemm_panels_bf16_kernel(ee_gemm_args g) {
     }
 }
 
+/* the same for 8-bit panels: the scale applied to the f32 sum */
+__global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
+    const int64_t total = (int64_t)g.m * g.n;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)(t / g.n), j = (int)(t % g.n);
+        const float* a = (const float*)g.a + (int64_t)i * g.lda;
+        const float* scales = (const float*)((const char*)g.b + (int64_t)(j / EE_PANEL_ROWS) * EE_PANEL_ROWS * (g.k + 4));
+        const int8_t* w = (const int8_t*)(scales + EE_PANEL_ROWS) + j % EE_PANEL_ROWS;
+        float acc = 0.0f;
+        for (int p = 0; p < g.k; p++) acc += a[p] * (float)w[(int64_t)p * EE_PANEL_ROWS];
+        acc *= scales[j % EE_PANEL_ROWS];
+        float* c = g.c + (int64_t)i * g.ldc + j;
+        *c = g.beta == 0.0f ? g.alpha * acc : g.alpha * acc + g.beta * *c;
+    }
+}
+
 int ee_gemm_panels(const ee_gemm_args* g) {
-    if (g->b_dtype == EE_BF16_PANELS) gemm_panels_bf16_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
+    if (g->b_dtype == EE_I8_PANELS) gemm_panels_i8_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
+    else if (g->b_dtype == EE_BF16_PANELS) gemm_panels_bf16_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
     else gemm_panels_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
     return ee_launched("ee_gemm (panel-packed B)");
 }

@@ -132,6 +132,38 @@ EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const floa
     return ee_launched("ee_argmax_candidates");
 }
 
+/* The twin of cpu/softmax.c's ee_max_prob_upper: one block per row, H and the finiteness by block reductions, the
+ * exponentials summed in double per thread and by a block reduction (another order than the CPU's: both are bounds). */
+__global__ void max_prob_upper_kernel(float* upper, const float* scores, int ld, const float* radius, const float* scale, int n, float temperature) {
+    __shared__ float fshared[32];
+    __shared__ double dshared[32];
+    const float* s = scores + (int64_t)blockIdx.x * ld;
+    const float sc = scale[blockIdx.x], inv_t = 1.0f / temperature;
+    float top = -INFINITY, bad = sc - sc;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        const float hi = s[j] + ee_candidate_bound(radius[j], sc);
+        top = hi > top ? hi : top;
+        bad += hi - hi;
+    }
+    top = ee_block_max(top, fshared);
+    bad = ee_block_sum(bad, fshared);
+    if (bad != 0.0f) { /* NaN */
+        if (threadIdx.x == 0) upper[blockIdx.x] = INFINITY;
+        return;
+    }
+    double sum = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sum += expf((s[j] - ee_candidate_bound(radius[j], sc) - top) * inv_t);
+    sum = ee_block_sum(sum, dshared);
+    if (threadIdx.x == 0) upper[blockIdx.x] = ee_max_prob_upper_of(sum, top, temperature);
+}
+
+EE_API int32_t ee_max_prob_upper(float* upper, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, float temperature) {
+    if (ee_max_prob_upper_check(upper, scores, ld, radius, scale, rows, n, temperature)) return 1;
+    if (rows == 0) return 0;
+    max_prob_upper_kernel<<<rows, THREADS>>>(upper, scores, ld, radius, scale, n, temperature);
+    return ee_launched("ee_max_prob_upper");
+}
+
 /* ---- top-p sampling ----------------------------------------------------------------------------------------------
  * The sorted order (probability descending, index ascending) is never materialised. Non-negative floats order like
  * their bit patterns, so with M(v) = sum of p over tokens whose bits are >= v, everything is a search over v:

@@ -247,13 +247,13 @@ typedef struct {
  * the classifier (vocab x dim), each y = x W^T. */
 typedef struct {
     int n, k;
-    const void* w[5]; /* the weight in f32, bf16, f16, f32 packed by ee_pack_panels, bf16 packed by ee_pack_panels_bf16 */
+    const void* w[6]; /* the weight in f32, bf16, f16, f32 packed by ee_pack_panels, bf16 by ee_pack_panels_bf16, 8-bit by ee_pack_panels_i8 */
 } matrix;
 
-enum { NFORMS = 5 }; /* weight forms */
-static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS, EE_BF16_PANELS};
-static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p", "bf16p"};
-static size_t form_bytes(int d) { return dtypes[d] == EE_F32 || dtypes[d] == EE_F32_PANELS ? 4 : 2; }
+enum { NFORMS = 6 }; /* weight forms */
+static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS, EE_BF16_PANELS, EE_I8_PANELS};
+static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p", "bf16p", "i8p"};
+static size_t form_bytes(int d) { return dtypes[d] == EE_F32 || dtypes[d] == EE_F32_PANELS ? 4 : dtypes[d] == EE_I8_PANELS ? 1 : 2; }
 
 static int model_matrices(const model* md, matrix* out) {
     int count = 0;
@@ -279,6 +279,9 @@ static int model_matrices(const model* md, matrix* out) {
         uint16_t* packed16 = aligned_alloc(64, (size_t)ee_panels_size(out[i].n, out[i].k) * sizeof(uint16_t));
         ee_pack_panels_bf16(packed16, out[i].w[1], out[i].n, out[i].k, out[i].k);
         out[i].w[4] = packed16;
+        char* packed8 = aligned_alloc(64, (size_t)ee_panels_i8_bytes(out[i].n, out[i].k));
+        ee_pack_panels_i8(packed8, NULL, NULL, w, out[i].n, out[i].k, out[i].k);
+        out[i].w[5] = packed8;
     }
     return count;
 }
@@ -310,7 +313,7 @@ static void gemv_section(int threads, double roof_gbs, int which) {
                             ee_gemm(0, 1, ms[b], mats[i].n, mats[i].k, 1.0f, x, mats[i].k, mats[i].w[d], dtypes[d], mats[i].k, 0.0f, y, mats[i].n);
                     if (t >= 0) sec[d][b][t] = (now_on(bench_clock) - t0) / passes;
                 }
-        printf("\ndecode GEMV, %s: %.1f M weights, %d threads, %s time; median (min..max) of %d trials (f32p, bf16p: packed by ee_pack_panels, ee_pack_panels_bf16)\n", md->name,
+        printf("\ndecode GEMV, %s: %.1f M weights, %d threads, %s time; median (min..max) of %d trials (f32p, bf16p, i8p: packed by ee_pack_panels, ee_pack_panels_bf16, ee_pack_panels_i8)\n", md->name,
                params / 1e6, threads, bench_clock == CLOCK_MONOTONIC ? "wall" : "CPU", TRIALS);
         printf("%-5s %3s %-24s %-26s %9s %11s\n", "dtype", "m", "weights GB/s", "tok/s (GEMV work only)", "vs m = 1", "vs roofline");
         for (int d = 0; d < NFORMS; d++)
@@ -329,9 +332,9 @@ static void gemv_section(int threads, double roof_gbs, int which) {
                 snprintf(cr, sizeof cr, "%.0f (%.0f..%.0f)", r.median, r.min, r.max);
                 printf("%-5s %3d %-24s %-26s %8.2fx %10.2fx\n", dtype_names[d], ms[b], cg, cr, r.median / spread_of(tps1).median, g.median / roof_gbs);
             }
-        /* the 16-bit weights' gain over f32 at m = 1: median (min..max) of the per-trial ratios */
+        /* the 16- and 8-bit weights' gain over f32 at m = 1: median (min..max) of the per-trial ratios */
         for (int d = 1; d < NFORMS; d++) {
-            if (dtypes[d] == EE_F32_PANELS) continue; /* 16-bit forms only; f32p against f32 follows per m */
+            if (dtypes[d] == EE_F32_PANELS) continue; /* narrower forms only; f32p against f32 follows per m */
             double ratio[TRIALS];
             for (int t = 0; t < TRIALS; t++) ratio[t] = sec[0][0][t] / sec[d][0][t];
             const spread r = spread_of(ratio);

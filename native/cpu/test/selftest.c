@@ -190,6 +190,134 @@ static void test_gemm_panels(unsigned* seed) {
     if (ee_pack_panels_bf16((uint16_t*)panel, (const uint16_t*)x, 8, 7, 7) == 0) printf("FAIL ee_pack_panels_bf16 accepted odd k\n"), failures++;
 }
 
+/* ee_gemm with 8-bit panels (EE_I8_PANELS) against the f32 weight they copy: each score within the bound the header
+ * gives, ||a|| (resid_j + g ||scale_j q_j||) (times alpha, plus beta C), for every m, the shapes of test_gemm_panels;
+ * the packing itself (scale = max |w| / 127, resid and norm rounded up, zero padding rows); a row with a NaN gets
+ * resid +inf; the calls it must refuse. */
+static void test_gemm_panels_i8(unsigned* seed) {
+    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            const int n = ns[ni], k = ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;
+            float* w = randn((size_t)n * ldw, seed);
+            if (n > 1) w[ldw + k / 2] = 40.0f; /* an outlier: row 1's scale, its other values coarse */
+            const int64_t bytes = ee_panels_i8_bytes(n, k);
+            if (bytes != (int64_t)((n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4)) printf("FAIL ee_panels_i8_bytes(%d, %d) = %lld\n", n, k, (long long)bytes), failures++;
+            char* packed = malloc((size_t)bytes);
+            float* resid = malloc((size_t)n * sizeof(float));
+            float* norm = malloc((size_t)n * sizeof(float));
+            memset(packed, 0x7f, (size_t)bytes); /* the padding rows must be written as zeros */
+            if (ee_pack_panels_i8(packed, resid, norm, w, n, k, ldw) != 0) printf("FAIL ee_pack_panels_i8: %s\n", ee_last_error()), failures++;
+            double* qnorm = malloc((size_t)n * sizeof(double));
+            for (int j = 0; j < (n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS * EE_PANEL_ROWS; j++) {
+                const float* scales = (const float*)(packed + (size_t)(j / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4));
+                const int8_t* q = (const int8_t*)(scales + EE_PANEL_ROWS) + j % EE_PANEL_ROWS;
+                const float scale = scales[j % EE_PANEL_ROWS];
+                double top = 0.0, err = 0.0, qq = 0.0, ww = 0.0;
+                int bad = j >= n && scale != 0.0f;
+                for (int p = 0; p < k; p++) {
+                    const int qp = q[(size_t)p * EE_PANEL_ROWS];
+                    if (j >= n) { bad |= qp != 0; continue; }
+                    top = fmax(top, fabs(w[(size_t)j * ldw + p]));
+                    const double d = w[(size_t)j * ldw + p] - (double)scale * qp;
+                    bad |= qp < -127 || qp > 127 || fabs(d) > scale * 0.50002;
+                    err += d * d, qq += (double)scale * qp * scale * qp, ww += (double)w[(size_t)j * ldw + p] * w[(size_t)j * ldw + p];
+                }
+                if (j < n) {
+                    bad |= scale != (float)(top / 127.0) && scale != (float)top / 127.0f;
+                    bad |= !(resid[j] >= sqrt(err)) || resid[j] > sqrt(err) * (1 + 1e-6) + 1e-30;
+                    bad |= !(norm[j] >= sqrt(ww)) || norm[j] > sqrt(ww) * (1 + 1e-6);
+                    qnorm[j] = sqrt(qq);
+                }
+                if (bad) {
+                    printf("FAIL ee_pack_panels_i8 %dx%d: row %d (scale %g, resid %g against %g)\n", n, k, j, scale, j < n ? resid[j] : 0.0, sqrt(err));
+                    failures++;
+                    break;
+                }
+            }
+            const double g = k * 0x1p-24 / (1 - k * 0x1p-24) + 0x1p-23;
+            for (int m = 1; m <= EE_PANELS_MAX_M; m++) {
+                float* a = randn((size_t)m * lda, seed);
+                float* c = randn((size_t)m * ldc, seed);
+                float* c0 = malloc((size_t)m * ldc * sizeof(float));
+                memcpy(c0, c, (size_t)m * ldc * sizeof(float));
+                const float beta = m % 2 ? 0.0f : 0.5f;
+                if (ee_gemm(0, 1, m, n, k, 0.75f, a, lda, packed, EE_I8_PANELS, k, beta, c, ldc) != 0) printf("FAIL gemm i8 panels: %s\n", ee_last_error()), failures++;
+                for (int i = 0, bad = 0; i < m && !bad; i++) {
+                    double anorm = 0.0;
+                    for (int p = 0; p < k; p++) anorm += (double)a[(size_t)i * lda + p] * a[(size_t)i * lda + p];
+                    anorm = sqrt(anorm);
+                    for (int j = 0; j < n && !bad; j++) {
+                        double exact = 0.0;
+                        for (int p = 0; p < k; p++) exact += (double)a[(size_t)i * lda + p] * w[(size_t)j * ldw + p];
+                        const double want = 0.75 * exact + (beta == 0.0f ? 0.0 : beta * (double)c0[(size_t)i * ldc + j]);
+                        const double bound = 0.75 * anorm * (resid[j] + g * qnorm[j]) + 1e-5 * (fabs(want) + 1);
+                        if (fabs(c[(size_t)i * ldc + j] - want) > bound) {
+                            printf("FAIL gemm with 8-bit panels %dx%dx%d beta %.1f: C[%d][%d] = %g, the f32 product %g, bound %g\n", m, n, k, beta, i, j, c[(size_t)i * ldc + j], want, bound);
+                            failures++, bad = 1;
+                        }
+                    }
+                }
+                free(a), free(c), free(c0);
+            }
+            free(w), free(packed), free(resid), free(norm), free(qnorm);
+        }
+    float row[8] = {1, 2, NAN, 4, 5, 6, 7, 8}, resid = 0.0f;
+    char panel[32 * 12];
+    if (ee_pack_panels_i8(panel, &resid, NULL, row, 1, 8, 8) != 0 || !isinf(resid) || !isnan(((float*)panel)[0])) printf("FAIL ee_pack_panels_i8 with a NaN: resid %g, scale %g\n", resid, ((float*)panel)[0]), failures++;
+    float x[8] = {0}, y[32];
+    if (ee_gemm(0, 1, 17, 32, 8, 1.0f, x, 8, panel, EE_I8_PANELS, 8, 0.0f, y, 32) == 0) printf("FAIL gemm i8 panels accepted m = 17\n"), failures++;
+    if (ee_gemm(0, 1, 1, 32, 8, 1.0f, x, 8, panel, EE_I8_PANELS, 9, 0.0f, y, 32) == 0) printf("FAIL gemm i8 panels accepted ldb != k\n"), failures++;
+    if (ee_pack_panels_i8(panel, NULL, NULL, row, 1, 8, 7) == 0) printf("FAIL ee_pack_panels_i8 accepted ldw < k\n"), failures++;
+}
+
+/* ee_max_prob_upper against the exact largest softmax probability in double: of values at the scores (radius 0: the
+ * bound within 0.1% of it) and of the values within the bounds that make it largest (the top one raised, all others
+ * lowered), at several temperatures and lengths past the vector widths; a NaN score or an infinite scale gives +inf;
+ * the calls it must refuse. */
+static void test_max_prob_upper(unsigned* seed) {
+    const int ns[] = {1, 5, 17, 1000, 32000};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+        for (int zero = 0; zero < 2; zero++) {
+            const int n = ns[ni], rows = 3, ld = n + 1;
+            float* s = randn((size_t)rows * ld, seed);
+            float* radius = randn((size_t)n, seed);
+            for (int j = 0; j < n; j++) radius[j] = zero ? 0.0f : 0.05f * fabsf(radius[j]);
+            for (int i = 0; i < rows * ld; i++) s[i] *= 4.0f; /* logits a few units apart */
+            const float scale[3] = {1.0f, 2.5f, 0.3f}, temps[3] = {1.0f, 0.5f, 2.0f};
+            for (int t = 0; t < 3; t++) {
+                float upper[3];
+                if (ee_max_prob_upper(upper, s, ld, radius, scale, rows, n, temps[t]) != 0) printf("FAIL ee_max_prob_upper: %s\n", ee_last_error()), failures++;
+                for (int r = 0; r < rows; r++) {
+                    const float* row = s + (size_t)r * ld;
+                    double worst = 0.0, exact; /* the top value raised by its bound, the others lowered: the largest max prob */
+                    int top = 0;
+                    for (int j = 1; j < n; j++) if (row[j] + radius[j] * scale[r] > row[top] + radius[top] * scale[r]) top = j;
+                    double m = -INFINITY, sum = 0.0;
+                    for (int j = 0; j < n; j++) m = fmax(m, row[j]);
+                    for (int j = 0; j < n; j++) sum += exp((row[j] - m) / temps[t]);
+                    exact = 1.0 / sum;
+                    const double hi = (double)row[top] + (double)radius[top] * scale[r];
+                    for (int j = 0; j < n; j++) worst += exp(((j == top ? hi : (double)row[j] - (double)radius[j] * scale[r]) - hi) / temps[t]);
+                    worst = 1.0 / worst;
+                    if (!(upper[r] >= worst) || !(upper[r] >= exact) || (zero && upper[r] > exact * 1.001)) {
+                        printf("FAIL ee_max_prob_upper n %d radius %s T %g row %d: upper %g, exact %g, largest within the bounds %g\n", n, zero ? "0" : "> 0", temps[t], r, upper[r], exact, worst);
+                        failures++;
+                    }
+                }
+            }
+            s[ld + n / 2] = NAN;
+            const float bad_scale[3] = {1.0f, 1.0f, INFINITY};
+            float upper[3];
+            ee_max_prob_upper(upper, s, ld, radius, bad_scale, rows, n, 1.0f);
+            if (!isinf(upper[1]) || !isinf(upper[2]) || isinf(upper[0])) printf("FAIL ee_max_prob_upper with a NaN / an infinite scale: %g %g %g\n", upper[0], upper[1], upper[2]), failures++;
+            free(s), free(radius);
+        }
+    float x[4] = {0}, r[4] = {0}, sc[1] = {1}, u[1];
+    if (ee_max_prob_upper(u, x, 4, r, sc, 1, 4, 0.0f) == 0) printf("FAIL ee_max_prob_upper accepted temperature 0\n"), failures++;
+    if (ee_max_prob_upper(u, x, 3, r, sc, 1, 4, 1.0f) == 0) printf("FAIL ee_max_prob_upper accepted ld < n\n"), failures++;
+}
+
 /* round to nearest even at the ties of each format, overflow, subnormals */
 /* A row of the decode GEMM's output is the same bits whatever rows share the call: the whole weight against 1 or 2
  * rows of A, and each 32-row slice of it (as the screened classifier recomputes candidates) against one row alone,
@@ -676,6 +804,8 @@ int main(void) {
     test_gemm(&seed);
     test_gemm_offsets(&seed);
     test_gemm_panels(&seed);
+    test_gemm_panels_i8(&seed);
+    test_max_prob_upper(&seed);
     test_gemm_rows_alone(&seed);
     test_rmsnorm(&seed);
     test_gate_score(&seed);

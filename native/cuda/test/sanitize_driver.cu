@@ -31,9 +31,9 @@
     X(ee_abi_version) X(ee_noop) X(ee_last_error) X(ee_features) X(ee_device_count) X(ee_set_gemm_path)             \
     X(ee_synchronize) X(ee_alloc) X(ee_free) X(ee_copy) X(ee_fill_bytes) X(ee_cast) X(ee_add) X(ee_axpby)            \
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
-    X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
+    X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_panels_i8_bytes) X(ee_pack_panels_i8) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
-    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_decode_steps) X(ee_exit_steps)
+    X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_max_prob_upper) X(ee_decode_steps) X(ee_exit_steps)
 
 struct Api {
 #define DECL(f) decltype(&::f) f;
@@ -550,6 +550,58 @@ static void check_attention_bwd(int batch, int seq, int heads, int kv, int dim) 
     for (Pair* x : {&q, &k, &v, &s, &p, &out, &lse, &dout, &dq, &dk, &dv}) free_pair(*x);
 }
 
+/* ee_pack_panels_i8 (the bytes, the residuals and norms: the same on both) and ee_gemm with the 8-bit panels, m = 1 .. EE_PANELS_MAX_M */
+static void check_gemm_panels_i8(int n, int k) {
+    char name[96];
+    const int ldw = k + 2, ldc = n + 1;
+    const int64_t bytes = gpu.ee_panels_i8_bytes(n, k);
+    if (have_cpu && cpu.ee_panels_i8_bytes(n, k) != bytes) printf("FAIL panels_i8_bytes %dx%d\n", n, k), failures++;
+    Pair wt = pair_of(randn((size_t)n * ldw)), packed = pair_out((size_t)bytes), resid = pair_out((size_t)n * 4), norm = pair_out((size_t)n * 4);
+    both("pack_panels_i8", [&](const Api& api, int w) { return api.ee_pack_panels_i8(P(packed), (float*)P(resid), (float*)P(norm), (float*)P(wt), n, k, ldw); });
+    snprintf(name, sizeof name, "pack_panels_i8 %dx%d bytes", n, k);
+    compare_exact<uint8_t>(name, packed, (size_t)bytes);
+    snprintf(name, sizeof name, "pack_panels_i8 %dx%d residuals", n, k);
+    compare(name, resid, n, 1e-6);
+    snprintf(name, sizeof name, "pack_panels_i8 %dx%d norms", n, k);
+    compare(name, norm, n, 1e-6);
+    for (int m = 1; m <= EE_PANELS_MAX_M; m += m < 8 ? 1 : 8) {
+        const float beta = m % 2 ? 0.0f : 0.5f;
+        Pair a = pair_of(randn((size_t)m * k)), c = beta == 0.0f ? pair_out((size_t)m * ldc * 4) : pair_of(randn((size_t)m * ldc));
+        both("gemm i8 panels", [&](const Api& api, int w) { return api.ee_gemm(0, 1, m, n, k, 0.75f, (float*)P(a), k, P(packed), EE_I8_PANELS, k, beta, (float*)P(c), ldc); });
+        snprintf(name, sizeof name, "gemm i8 panels %dx%dx%d beta %.1f", m, n, k, beta);
+        compare(name, c, (size_t)m * ldc, 1e-5);
+        free_pair(a);
+        free_pair(c);
+    }
+    for (Pair* x : {&wt, &packed, &resid, &norm}) free_pair(*x);
+}
+
+/* ee_max_prob_upper: the bound of rows of scores (another summation order on each side), a NaN row, an infinite scale */
+static void check_max_prob_upper(int rows, int n) {
+    char name[96];
+    std::vector<float> sv = randn((size_t)rows * n, 3.0f), rv = randn(n, 1.0f), scv = uniform(rows, 0.0f, 0.05f);
+    for (float& r : rv) r = std::fabs(r);
+    if (rows > 2) sv[(size_t)1 * n + n / 2] = NAN, scv[2] = INFINITY;
+    Pair sc = pair_of(sv), radius = pair_of(rv), scale = pair_of(scv), upper = pair_out(rows * 4);
+    both("max_prob_upper", [&](const Api& api, int w) { return api.ee_max_prob_upper((float*)P(upper), (float*)P(sc), n, (float*)P(radius), (float*)P(scale), rows, n, 0.8f); });
+    std::vector<float> g = download<float>(upper.g, rows), r = have_cpu ? download<float>(upper.c, rows) : g, gf, rf;
+    int infinite = 0;
+    for (int i = 0; i < rows; i++) {
+        if (std::isinf(g[i]) || std::isinf(r[i])) {
+            infinite += std::isinf(g[i]) && g[i] == r[i] ? 1 : 100;
+            continue;
+        }
+        gf.push_back(g[i]);
+        rf.push_back(r[i]);
+    }
+    snprintf(name, sizeof name, "max_prob_upper %dx%d (+inf rows)", rows, n);
+    if (infinite != (rows > 2 ? 2 : 0)) printf("FAIL %s: %d\n", name, infinite), failures++;
+    snprintf(name, sizeof name, "max_prob_upper %dx%d", rows, n);
+    if (have_cpu) expect_close(name, gf, rf, 1e-5);
+    else expect_finite(name, gf);
+    for (Pair* q : {&sc, &radius, &scale, &upper}) free_pair(*q);
+}
+
 /* Screened greedy decode's candidate groups: rows of few candidates (the groups compared), a NaN row and an
  * infinite scale (-1); then too few groups allowed (the counts compared: -1 rows' groups are unspecified) */
 static void check_argmax_candidates(int rows, int n, int group) {
@@ -849,6 +901,8 @@ static void run_checks(bool small) {
         check_attention_bwd(2, 19, 4, 2, 32);
         check_softmax(3, 301);
         check_argmax_candidates(4, 301, 32);
+        check_gemm_panels_i8(45, 19);
+        check_max_prob_upper(4, 301);
         check_cross_entropy(9, 48, 301, 4, EE_BF16, 0);
         check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);
         check_cross_entropy(1, 8, 1, 0, EE_F32, 0); /* one row, one word */
@@ -873,6 +927,9 @@ static void run_checks(bool small) {
     check_gemm_panels(97, 130, 1);
     check_argmax_candidates(9, 32000, 32);
     check_argmax_candidates(5, 1001, 7);
+    check_gemm_panels_i8(1, 1);
+    check_gemm_panels_i8(97, 130);
+    check_max_prob_upper(9, 32000);
     check_rope(7, 5, 64);
     check_rope(33, 4, 128);
     check_attention(3, 200, 40, 8, 2, 64);

@@ -16,7 +16,7 @@
  *     "ee_kv_write: row 3 has seq 7, outside the cache's 2 sequences" (the CPU kernels then write nothing; the CUDA
  *     kernels skip or write NaN to the rows they could not compute);
  *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3, EE_F32_PANELS = 4 (see ee_pack_panels),
- *     EE_BF16_PANELS = 5 (see ee_pack_panels_bf16);
+ *     EE_BF16_PANELS = 5 (see ee_pack_panels_bf16), EE_I8_PANELS = 6 (see ee_pack_panels_i8);
  *   - "accumulate" means the kernel adds into the output (callers zero it first when they need a fresh result);
  *   - functions returning int32_t return 0 on success and non-zero on failure, with ee_last_error() describing it.
  *     The CPU library finds every failure in the call that has it. CUDA kernels run asynchronously and cannot fail
@@ -45,11 +45,13 @@ extern "C" {
 #define EE_F32_PANELS 4
 /* A bf16 weight in ee_pack_panels_bf16's layout: where EE_F32_PANELS may be, with k even. */
 #define EE_BF16_PANELS 5
+/* An 8-bit copy of an f32 weight in ee_pack_panels_i8's layout, for scores that screen logits: where EE_F32_PANELS may be. */
+#define EE_I8_PANELS 6
 /* Weight rows per panel, and the most rows of A a panel-packed GEMM takes (decode batches). */
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 8
+#define EE_ABI_VERSION 9
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -158,6 +160,23 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
  * the columns apart, so that a panel is read as two streams).
  */
 EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
+
+/** Bytes that ee_pack_panels_i8 writes for an n x k weight: ceil(n / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4). */
+EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);
+
+/**
+ * dst = an 8-bit copy of the f32 weight w [n][k] (rows ldw apart) in panels (dtype EE_I8_PANELS), for scores that
+ * only have to lie within a known distance of the f32 products (greedy decode's screened classifier): row j is
+ * scale_j q_j with scale_j = max_p |w[j][p]| / 127 and q_j[p] = w[j][p] / scale_j rounded to the nearest integer
+ * (|q| <= 127; the last bit of the rounding may differ: resid measures the copy as stored). Panel q takes
+ * EE_PANEL_ROWS * (k + 4) bytes from byte q * EE_PANEL_ROWS * (k + 4): the panel's 32 scales (f32), then for each
+ * column p the 32 rows' q_j[p] (int8), 0 past n. resid and norm (each may be null) [n] receive ||w_j - scale_j q_j||_2
+ * and ||w_j||_2 rounded up (+inf for a row with a value that is not finite, whose scale is NaN). ee_gemm
+ * with this B computes scale_j times the f32 sum of a_p q_j[p] in any order, so that a score differs from the exact
+ * product a . w_j by at most ||a|| (resid_j + g ||scale_j q_j||) (Cauchy-Schwarz; g bounds the rounding of a k-term
+ * f32 sum, k 2^-24 / (1 - k 2^-24), and the final product's), whatever rows share the call. Half the bytes of bf16.
+ */
+EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw);
 
 /* ---- RoPE ----------------------------------------------------------------------------------------------------- */
 
@@ -324,6 +343,16 @@ EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* u
  * scale of the row is not finite (the caller then computes f in full).
  */
 EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, int32_t group, int32_t max_groups);
+
+/**
+ * For scores as ee_argmax_candidates takes them (each within B_j = radius[j] * scale[r] + 1e-30 of a value f_j the
+ * caller can compute exactly): upper[r] >= the largest probability of softmax(f / temperature) for every such f,
+ * namely 1 / sum_j exp((scores[j] - B_j - H) / temperature) with H = max_j (scores[j] + B_j), the sum taken in double
+ * over f32 exponentials and the result raised by a relative 2^-14 + 2^-22 |H| / temperature for their rounding; +inf where a
+ * score, radius or the scale of the row is not finite. A row whose upper is below a confidence threshold cannot pass
+ * it (EarlyExitGenerator's screened softmax exits).
+ */
+EE_API int32_t ee_max_prob_upper(float* upper, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, float temperature);
 
 /* ---- exit gates ------------------------------------------------------------------------------------------------ */
 

@@ -210,6 +210,48 @@ public final class Ops {
         check("linearPanels", k.ee_gemm(0, 1, rows, out, in, 1f, x.address(), in, packed.address(), panelsDtype(packed.dtype()), in, 0f, y.address(), out));
     }
 
+    /**
+     * An 8-bit copy of the F32 weight w [out, in] (ee_pack_panels_i8) in {@code scope}, a quarter of w's bytes, for
+     * scores that only have to lie near the products: {@code resid} and {@code norm} (F32 [out], each may be null)
+     * receive each row's ||w_j - scale_j q_j|| and ||w_j||, rounded up (+inf for a row with a value that is not finite).
+     */
+    public Int8Panels packInt8Panels(Tensor w, Tensor resid, Tensor norm, Scope scope) {
+        mine("packInt8Panels", w);
+        f32("packInt8Panels", w);
+        if (w.rank() != 2) fail("packInt8Panels", "the weight must be a matrix [out, in]", w);
+        Int8Panels packed = new Int8Panels(scope.allocate(DType.I32, Math.toIntExact(k.ee_panels_i8_bytes(w.dim(0), w.dim(1)) / Integer.BYTES)), w.dim(0), w.dim(1));
+        repackInt8Panels(packed, resid, norm, w);
+        return packed;
+    }
+
+    /** Packs w again into {@code packed}, which {@link #packInt8Panels} made from a weight of w's shape (w has changed since). */
+    public void repackInt8Panels(Int8Panels packed, Tensor resid, Tensor norm, Tensor w) {
+        mine("repackInt8Panels", w, packed.bytes());
+        f32("repackInt8Panels", w);
+        if (!matrix(w, packed.out(), packed.in())) fail("repackInt8Panels", "w [" + packed.out() + ", " + packed.in() + "] as " + packed + " was made from", w);
+        for (Tensor t : new Tensor[] {resid, norm}) {
+            if (t == null) continue;
+            mine("repackInt8Panels", t);
+            f32("repackInt8Panels", t);
+            if (t.size() != packed.out()) fail("repackInt8Panels", "one residual and one norm per row of w", t, w);
+        }
+        check("packInt8Panels", k.ee_pack_panels_i8(packed.bytes().address(), addr(resid), addr(norm), w.address(), packed.out(), packed.in(), packed.in()));
+    }
+
+    /** y [rows, out] = x [rows, in] times an {@link Int8Panels} copy's rows (scores near x w^T, see there; at most {@link #PANELS_MAX_ROWS} rows). */
+    public void linearPanels(Tensor y, Tensor x, Int8Panels w) {
+        mine("linearPanels", y, x, w.bytes());
+        f32("linearPanels", y, x);
+        int rows = rows(x);
+        if (rows(y) != rows || rows > PANELS_MAX_ROWS || cols(x) != w.in() || cols(y) != w.out()) {
+            fail("linearPanels", "y [rows, " + w.out() + "] = x [rows, " + w.in() + "] times " + w + ", rows <= " + PANELS_MAX_ROWS, y, x);
+        }
+        check("linearPanels", k.ee_gemm(0, 1, rows, w.out(), w.in(), 1f, x.address(), w.in(), w.bytes().address(), I8_PANELS, w.in(), 0f, y.address(), w.out()));
+    }
+
+    /** EE_I8_PANELS */
+    private static final int I8_PANELS = 6;
+
     /** EE_F32_PANELS or EE_BF16_PANELS: the ee_gemm dtype of a matrix packed from F32 or BF16 */
     private static int panelsDtype(DType packed) { return packed == DType.BF16 ? 5 : 4; }
 
@@ -801,6 +843,22 @@ public final class Ops {
         }
         check("argmaxCandidates", k.ee_argmax_candidates(groups.address(), counts.address(), scores.address(), n, radius.address(), scale.address(), rows, n, group,
             groups.dim(1)));
+    }
+
+    /**
+     * upper [rows] = a bound on the largest softmax probability at this temperature of any values within radius[j] *
+     * scale[r] (+ 1e-30) of scores [rows, n] (the native header's ee_max_prob_upper; +inf where an input of the row is
+     * not finite): a row whose bound is below a confidence threshold cannot pass it. Used by screened softmax exits
+     * ({@code EarlyExitGenerator}).
+     */
+    public void maxProbUpper(Tensor upper, Tensor scores, Tensor radius, Tensor scale, float temperature) {
+        f32("maxProbUpper", upper, scores, radius, scale);
+        positive("maxProbUpper", temperature);
+        int rows = rows(scores), n = cols(scores);
+        if (upper.size() != rows || radius.size() != n || scale.size() != rows) {
+            fail("maxProbUpper", "upper [rows], radius [n] and scale [rows] for scores [rows, n]", upper, scores, radius, scale);
+        }
+        check("maxProbUpper", k.ee_max_prob_upper(upper.address(), scores.address(), n, radius.address(), scale.address(), rows, n, temperature));
     }
 
     /** Top-p sampling with caller-supplied uniforms in [0, 1), one per row. */

@@ -1,5 +1,6 @@
 package dev.eetune.infer;
 
+import dev.eetune.backend.Int8Panels;
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitGate;
@@ -79,6 +80,34 @@ public final class EarlyExitGenerator implements Decoder {
     private boolean headsPacked, packHeadsEnabled = true;
     /** Rows whose head logits came from {@link #packedHeads} (tests). */
     long packedHeadRows;
+    /**
+     * Softmax exits' screens, by layer (null: none): each visited head's f32 LM matrix as an 8-bit copy
+     * ({@link Ops#packInt8Panels}, a quarter of its bytes) and the radius of its scores' bound
+     * ({@link LlamaModel#screenRadius}). A row whose bound on the head's largest probability
+     * ({@link Ops#maxProbUpper}) stays below the threshold cannot exit, so its exact logits are never computed; only
+     * where some row may pass does the head run in full. Made again at the start of every call that uses them
+     * ({@link #screenHeads}), heads being trainable, and used only in that call ({@link #headsScreened}). Why: a token
+     * that does not exit paid the whole head, two 32000 x 288 f32 matrices at the 15M config against a backbone of
+     * 24 MB and an 8-bit classifier screen of 9 MB.
+     */
+    private final HeadScreen[] headScreens;
+    private boolean headsScreened, screenHeadsEnabled = true;
+    /** Rows the head screens decided without the head's logits, and rows that needed them after a screen (tests). */
+    long screenedHeadRows, unscreenedHeadRows;
+
+    private record HeadScreen(Int8Panels scores, Tensor resid, Tensor norm, Tensor radius) {}
+
+    private static boolean any(boolean[] b) {
+        for (boolean v : b) if (v) return true;
+        return false;
+    }
+
+    /**
+     * The screen's bound raised by this much before it is compared with the threshold: ee_argmax's own probability
+     * (what decides without a screen) rounds too, well within 1% (an f32 sum of exponentials), so a row the screen
+     * keeps from exiting could not have passed with the head's exact logits either.
+     */
+    private static final float SCREEN_MARGIN = 1.01f;
     private boolean poisonSkippedKv;
     private boolean chunks = CHUNKS;
     /**
@@ -177,6 +206,70 @@ public final class EarlyExitGenerator implements Decoder {
         normed = scope.allocate(DType.F32, maxBatch, config.dim());
         logits = scope.allocate(DType.F32, maxBatch, config.vocabSize());
         packedHeads = new Tensor[config.nLayers() + 1];
+        headScreens = new HeadScreen[config.nLayers() + 1];
+    }
+
+    /** Test hook: whether softmax exits may screen their heads ({@link #headScreens}; default on). */
+    void screenHeads(boolean on) { this.screenHeadsEnabled = on; }
+
+    /**
+     * Makes the visited heads' screens for this call ({@link #headScreens}) where softmax exits decide, the call's
+     * {@code rows} sequences are at most {@link Ops#PANELS_MAX_ROWS}, the model runs on the CPU and every visited head's
+     * LM matrix is F32 and at least {@link LlamaModel#SCREEN_MIN_BYTES} (smaller ones stay in the caches); returns
+     * whether they are current for this call.
+     */
+    private boolean screenHeads(int rows) {
+        if (!screenHeadsEnabled || policy.confidence() != ConfidenceMethod.SOFTMAX || rows > Ops.PANELS_MAX_ROWS || !model.backend().device().isHost()) return false;
+        List<ExitHead> visited = exits.heads().stream().filter(h -> policy.evaluates(h.layer())).toList();
+        if (visited.isEmpty()) return false;
+        for (ExitHead h : visited) {
+            Tensor w = h.lmHead().value();
+            if (w.dtype() != DType.F32 || w.byteSize() < LlamaModel.SCREEN_MIN_BYTES) return false;
+        }
+        Ops ops = model.backend().ops();
+        for (ExitHead h : visited) {
+            Tensor w = h.lmHead().value();
+            HeadScreen sc = headScreens[h.layer()];
+            if (sc == null) {
+                Tensor resid = scope.allocate(DType.F32, w.dim(0)), norm = scope.allocate(DType.F32, w.dim(0));
+                sc = headScreens[h.layer()] = new HeadScreen(ops.packInt8Panels(w, resid, norm, scope), resid, norm, scope.allocate(DType.F32, w.dim(0)));
+            } else {
+                ops.repackInt8Panels(sc.scores(), sc.resid(), sc.norm(), w);
+            }
+            sc.radius().copyFrom(LlamaModel.screenRadius(sc.resid().toFloatArray(), sc.norm().toFloatArray(), w.dim(1)));
+        }
+        return true;
+    }
+
+    /**
+     * Which of rows 0..m-1 of z (the head's last input) may reach {@code tau}: all where the head has no screen for this
+     * call, else those whose screened bound ({@link #headScreens}) does.
+     */
+    private boolean[] mayPass(ExitHead h, Tensor z, int m, float tau, Scope step) {
+        boolean[] may = new boolean[m];
+        HeadScreen sc = headsScreened ? headScreens[h.layer()] : null;
+        if (sc == null) {
+            Arrays.fill(may, true);
+            return may;
+        }
+        Ops ops = model.backend().ops();
+        int dim = z.dim(1);
+        Tensor scores = step.allocate(DType.F32, m, sc.scores().out()), upper = step.allocate(DType.F32, m);
+        ops.linearPanels(scores, z, sc.scores());
+        float[] x = z.toFloatArray(), scale = new float[m];
+        for (int r = 0; r < m; r++) {
+            double ss = 0;
+            for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) x[i] * x[i];
+            scale[r] = Math.nextUp((float) Math.sqrt(ss));
+        }
+        ops.maxProbUpper(upper, scores, sc.radius(), step.allocate(DType.F32, m).copyFrom(scale), h.temperature());
+        float[] up = upper.toFloatArray();
+        for (int r = 0; r < m; r++) {
+            may[r] = !(up[r] * SCREEN_MARGIN < tau); // NaN or +inf: the exact logits decide
+            if (may[r]) unscreenedHeadRows++;
+            else screenedHeadRows++;
+        }
+        return may;
     }
 
     /** Test hook: whether batches may read the heads packed ({@link #packedHeads}; default on). */
@@ -266,6 +359,7 @@ public final class EarlyExitGenerator implements Decoder {
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
         headsPacked = packHeads(batch.size());
+        headsScreened = screenHeads(batch.size());
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
@@ -658,8 +752,9 @@ public final class EarlyExitGenerator implements Decoder {
             int layer = h.layer(), m = active.length, n = pass.rowCount();
             if (h.hasOwnCache()) counters.rowLayers += n; // its own layer, over every row
             double headCost = ExitScores.headLayers(h, config);
-            if (!canExit[layer]) { // a disabled head evaluated for its overhead
-                headLogits(step.allocate(DType.F32, m, h.lmHead().value().dim(0)), h.decodeInput(step, in, m), h);
+            if (!canExit[layer]) { // a disabled head evaluated for its overhead: what an enabled one pays when no row passes
+                Tensor z = h.decodeInput(step, in, m);
+                if (any(mayPass(h, z, m, Float.POSITIVE_INFINITY, step))) headLogits(step.allocate(DType.F32, m, h.lmHead().value().dim(0)), z, h);
                 counters.headEvals += m;
                 counters.headLayers += m * headCost;
                 return pass;
@@ -667,9 +762,11 @@ public final class EarlyExitGenerator implements Decoder {
             float tau = EarlyExitGenerator.this.tau[layer];
             int[] exiting, tokens; // indices into 0..m-1, and their tokens
             if (policy.confidence() == ConfidenceMethod.SOFTMAX) {
-                Tensor logits = headLogits(step.allocate(DType.F32, m, h.lmHead().value().dim(0)), h.decodeInput(step, in, m), h);
+                Tensor z = h.decodeInput(step, in, m);
                 counters.headEvals += m;
                 counters.headLayers += m * headCost;
+                if (!any(mayPass(h, z, m, tau, step))) return pass; // the screen: no row can reach tau
+                Tensor logits = headLogits(step.allocate(DType.F32, m, h.lmHead().value().dim(0)), z, h);
                 Tensor mp = maxProb.slice(0, m), am = chosen.slice(0, m);
                 model.backend().ops().argmax(am, mp, logits, h.temperature());
                 exiting = passing(mp.toFloatArray(), tau);

@@ -1,6 +1,7 @@
 package dev.eetune.model;
 
 import dev.eetune.backend.Backend;
+import dev.eetune.backend.Int8Panels;
 import dev.eetune.progress.ProgressListener;
 import dev.eetune.backend.Ops;
 import dev.eetune.tensor.DType;
@@ -90,7 +91,6 @@ public final class LlamaModel implements AutoCloseable {
         this.copyAffordable = matrixBytes <= PANELS_MAX_BYTES;
         this.usePanels = fixedWeights && PANELS && packable && backend.device().isHost();
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
-        this.screenRowsMax = avx512 ? 2 : Ops.PANELS_MAX_ROWS;
     }
 
     /**
@@ -306,20 +306,17 @@ public final class LlamaModel implements AutoCloseable {
             temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, state, record, score, chosen, pre, z);
     }
 
-    /** Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole. */
-    public boolean screens(int rows) { return usePanels && rows <= screenRowsMax && !screenGivenUp && screenable(); }
-
     /**
-     * The most rows {@link #greedyTokens} screens: every row count the panels serve on AVX2, 1-2 on AVX-512 CPUs. The
-     * bf16 panels' kernel is the AVX2 one everywhere, while f32 panels have an AVX-512 kernel, and from 3 rows the
-     * classifier's pass is bound by the FMAs, not the bytes: on a 2-core Zen 4 (2026-12-03) batches of 8 decoded faster
-     * unscreened (PeerReport 15M-f32-warm-b8, 2 threads, four alternations: 2,152 / 2,638 / 2,154 / 2,519 screened
-     * against 2,656 / 3,047 / 2,255 / 2,430 tok/s; `bench/batch.jsh` with one thread, CPU time per token at batch 8,
-     * six repeats each: 569-656 against 444-581 us). Tests raise it to reach the bf16 kernel's many-row passes.
+     * Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole:
+     * every row count the panels serve (a bf16 checkpoint: the 1-2 rows it reads packed). With the bf16 screen this
+     * model had before, AVX-512 CPUs screened only 1-2 rows (the bf16 panels' kernel is AVX2 only, and from 3 rows
+     * f32 panels on AVX-512 were faster); the 8-bit kernel has an AVX-512 form, and batches of 8 on the 15M config
+     * decode faster screened (2-core Zen 4, 2026-12-03, 1 thread, six alternations: 1,512-2,083 against 1,505-1,841
+     * tok/s, per pair 1.00-1.13x; 2 threads 0.66-1.23x, the last four 0.99-1.23x).
      */
-    int screenRowsMax;
+    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable() && (!bf16 || readsPanels(rows)); }
 
-    private boolean screenable() { return SCREEN && !bf16 && weights.lmHead().dtype() == DType.F32 && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
+    private boolean screenable() { return SCREEN && (bf16 || weights.lmHead().dtype() == DType.F32) && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
 
     /** What a layer table of a cache pairs: this model's plain or packed matrices of layers [from, to). */
     private record TableKey(LlamaModel model, boolean panels, int from, int to) {}
@@ -347,25 +344,29 @@ public final class LlamaModel implements AutoCloseable {
      * gives for row r of {@code hidden}, the lowest one on ties; {@code normed} [rows, dim] and {@code logits}
      * [rows, vocab] are scratch. Returns the tokens too.
      *
-     * <p>Where the f32 classifier is large (8 MiB and more), decode runs on the CPU with fixed weights and the rows
-     * are at most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches; on AVX-512 CPUs 2, see
-     * {@link #screenRowsMax}), most of the classifier is not read: a packed bf16 copy (half
-     * the bytes) scores every token, a bound on how far each score can lie from its f32 logit leaves a few
-     * candidates ({@link Ops#argmaxCandidates}), and only the candidates' 32-row panels are computed in f32, one row
-     * at a time, by the kernel {@link #logits} uses for these rows (packed or plain), whose outputs for a row are the
-     * same bits whatever rows of the weight and of x share the call (selftest checks both kernels for it), so the
-     * token is the same one, ties included.
-     * With s_j the bf16 kernel's score and f_j the f32 kernel's logit of token j over k = dim terms, |f_j - s_j| &le;
-     * (2^-7 + 2 g (1 + 2^-7)) sum_i |x_i w_ji| &le; B_j = c ||x|| ||w_j|| (2^-7: a bf16 copy's relative error, either
-     * rounding; g = k 2^-24 / (1 - k 2^-24): the rounding of a k-term dot product in any order; Cauchy-Schwarz for
-     * the sum). A token with s_j + B_j below max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the
-     * argmax. Rows with a non-finite value, or with candidates in more than an eighth of the panels, take the full f32
-     * logits; once more than 16 rows, and over a quarter of all, have, the model stops screening (flat logits, as of
-     * an untrained model, would only pay for the screen on top).
+     * <p>Where the classifier is large (8 MiB and more), decode runs on the CPU with fixed weights and the rows are at
+     * most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches; see {@link #screens}; a bf16
+     * checkpoint's 1-2 rows, where it reads its panels), most of the classifier is not read: an 8-bit copy (a quarter
+     * of the f32 bytes, {@link Ops#packInt8Panels}) scores every token, a bound on how far each score can lie from its
+     * logit leaves a few candidates ({@link Ops#argmaxCandidates}), and only the candidates' 32-row panels are computed
+     * exactly, one row at a time, by the kernel {@link #logits} uses for these rows (packed or plain), whose outputs
+     * for a row are the same bits whatever rows of the weight and of x share the call (selftest checks the kernels for
+     * it), so the token is the same one, ties included.
+     * With s_j the 8-bit kernel's score and f_j the exact kernel's logit of token j over k = dim terms, w_j the
+     * classifier's row (f32, or bf16 widened) and scale_j q_j its copy with residual norm r_j = ||w_j - scale_j q_j||:
+     * |f_j - x.w_j| &le; g ||x|| ||w_j|| (g = k 2^-24 / (1 - k 2^-24): the rounding of a k-term dot product in any
+     * order), |x.w_j - x.(scale_j q_j)| &le; ||x|| r_j (Cauchy-Schwarz), and |s_j - x.(scale_j q_j)| &le; (g + 2^-23)
+     * ||x|| ||scale_j q_j|| (the 8-bit kernel's sum and its product by the scale), with ||scale_j q_j|| &le; ||w_j|| +
+     * r_j; so |f_j - s_j| &le; B_j = ||x|| R_j, R_j = (r_j + (2g + 2^-21)(||w_j|| + r_j)) (1 + 1e-4), where 2^-21 - 2^-23
+     * and the last factor cover the float arithmetic of the bounds themselves (each of s_j + B_j, s_j - B_j and the
+     * product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| &le; (1 + 2g) ||x|| (||w_j|| + r_j)). A token with s_j +
+     * B_j below max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the argmax. Rows with a non-finite
+     * value, or with candidates in more than an eighth of the panels, take the full logits; once more than 16 rows, and
+     * over a quarter of all, have, the model stops screening (flat logits, as of an untrained model, would only pay for
+     * the screen on top).
      * Why: the classifier is 60% of the bytes a token streams at the 15M config (32000 x 288 f32), 22% at 110M
-     * (32000 x 768); at batch 8 on AVX2 the bf16 pass over 8 rows is also cheaper than the f32 one (2-core Zen 2, the 15M
-     * classifier from memory, medians of 3 runs: 1.31-1.36 against 1.91-2.02 ms); docs/benchmarks.md has the decode
-     * figures.
+     * (32000 x 768), and more of a bf16 checkpoint's; an 8-bit row's residual is about as small as the worst case of a
+     * bf16 copy (which this screen used before), at half its bytes; docs/benchmarks.md has the decode figures.
      * {@code -Deetune.screen=false} turns it off (A/B).
      */
     public int[] greedyTokens(Tensor tokens, Tensor hidden, Tensor normed, Tensor logits) {
@@ -378,7 +379,7 @@ public final class LlamaModel implements AutoCloseable {
         }
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
-        ops.linearPanels(logits, normed, sc.bf16());
+        ops.linearPanels(logits, normed, sc.scores());
         int dim = config.dim();
         float[] x = normed.toFloatArray(), scale = new float[rows];
         for (int r = 0; r < rows; r++) {
@@ -389,7 +390,7 @@ public final class LlamaModel implements AutoCloseable {
         int[] out = new int[rows], counts, groups;
         try (Scope tmp = scope.child()) {
             Tensor groupsT = tmp.allocate(DType.I32, rows, sc.maxPanels()), countsT = tmp.allocate(DType.I32, rows);
-            ops.argmaxCandidates(groupsT, countsT, logits, sc.scaledNorms(), tmp.allocate(DType.F32, rows).copyFrom(scale), Ops.PANEL_ROWS);
+            ops.argmaxCandidates(groupsT, countsT, logits, sc.radius(), tmp.allocate(DType.F32, rows).copyFrom(scale), Ops.PANEL_ROWS);
             counts = countsT.toIntArray();
             groups = groupsT.toIntArray();
         }
@@ -433,17 +434,27 @@ public final class LlamaModel implements AutoCloseable {
 
     /** {@code -Deetune.screen=false}: greedy decode computes every logit in f32 ({@link #greedyTokens}). */
     private static final boolean SCREEN = !"false".equalsIgnoreCase(System.getProperty("eetune.screen", "true").trim());
-    /** Classifiers below this are not screened: they stay in the caches, and the host work would cost more than it saves. */
-    static final long SCREEN_MIN_BYTES = 8L << 20;
+    /** Classifiers (and exit heads' LM matrices) below this are not screened: they stay in the caches, and the host work would cost more than it saves. */
+    public static final long SCREEN_MIN_BYTES = 8L << 20;
 
     /**
-     * The classifier's bf16 panels, the f32 rows' norms times the bound's constant (rounded up), the most candidate
-     * panels a row reads in f32. The constant carries 1 + 1e-4 for the float arithmetic of the bounds themselves: each
-     * of s_j + B_j, s_j - B_j and the product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| &le; B_j / 2^-7.
+     * The classifier's 8-bit copy, the bound's radius per token (R_j of {@link #greedyTokens}, rounded up), the most
+     * candidate panels a row reads exactly.
      */
-    private record Screen(Tensor bf16, Tensor scaledNorms, int maxPanels) {}
+    private record Screen(Int8Panels scores, Tensor radius, int maxPanels) {}
 
-    /** The screen, or null where greedy decode reads every f32 logit (not packed, not f32, small, or turned off). */
+    /**
+     * R_j of {@link #greedyTokens} for an 8-bit copy of rows with these residual norms and norms (rounded up), against
+     * an exact kernel summing {@code dim} terms; screened softmax exits (EarlyExitGenerator) use the same bound.
+     */
+    public static float[] screenRadius(float[] resid, float[] norm, int dim) {
+        double u = Math.scalb(1.0, -24), g = dim * u / (1 - dim * u);
+        float[] radius = new float[resid.length];
+        for (int j = 0; j < radius.length; j++) radius[j] = Math.nextUp((float) ((resid[j] + (2 * g + 8 * u) * (norm[j] + resid[j])) * (1 + 1e-4)));
+        return radius;
+    }
+
+    /** The screen, or null where greedy decode reads every logit (not packed, small, or turned off). */
     private Screen screen() {
         Screen sc = screen;
         if (sc != null || !screenable()) return sc;
@@ -452,26 +463,19 @@ public final class LlamaModel implements AutoCloseable {
                 Ops ops = backend.ops();
                 Tensor head = weights.lmHead();
                 int vocab = head.dim(0), dim = head.dim(1);
-                Tensor packed;
+                Int8Panels packed;
+                float[] resid, norm;
                 try (Scope tmp = scope.child()) {
-                    Tensor copy = tmp.allocate(DType.BF16, vocab, dim);
-                    ops.cast(copy, head);
-                    packed = ops.packPanels(copy, scope);
+                    Tensor f32 = head;
+                    if (head.dtype() != DType.F32) ops.cast(f32 = tmp.allocate(DType.F32, vocab, dim), head);
+                    Tensor residT = tmp.allocate(DType.F32, vocab), normT = tmp.allocate(DType.F32, vocab);
+                    packed = ops.packInt8Panels(f32, residT, normT, scope);
+                    resid = residT.toFloatArray();
+                    norm = normT.toFloatArray();
                 }
-                double u = Math.scalb(1.0, -24), g = dim * u / (1 - dim * u), c = (Math.scalb(1.0, -7) + 2 * g * (1 + Math.scalb(1.0, -7))) * (1 + 1e-4);
-                float[] norms = new float[vocab];
-                int block = Math.max(1, (1 << 20) / dim);
-                for (int r0 = 0; r0 < vocab; r0 += block) {
-                    int r1 = Math.min(vocab, r0 + block);
-                    float[] w = head.slice(r0, r1).toFloatArray();
-                    for (int j = r0; j < r1; j++) {
-                        double ss = 0;
-                        for (int i = (j - r0) * dim; i < (j - r0 + 1) * dim; i++) ss += (double) w[i] * w[i];
-                        norms[j] = Math.nextUp((float) (c * Math.sqrt(ss)));
-                    }
-                }
-                screen = new Screen(packed, scope.allocate(DType.F32, vocab).copyFrom(norms), Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
-                LOG.debug("made the classifier's bf16 screen for greedy decode");
+                float[] radius = screenRadius(resid, norm, dim);
+                screen = new Screen(packed, scope.allocate(DType.F32, vocab).copyFrom(radius), Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
+                LOG.debug("made the classifier's 8-bit screen for greedy decode");
             }
             return screen;
         }
