@@ -195,7 +195,7 @@ static void test_gemm_panels(unsigned* seed) {
  * the packing itself (scale = max |w| / 127, resid and norm rounded up, zero padding rows); a row with a NaN gets
  * resid +inf; the calls it must refuse. */
 static void test_gemm_panels_i8(unsigned* seed) {
-    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150};
+    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150, 1100}; /* 1100: rows rounded in two blocks */
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
         for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
             const int n = ns[ni], k = ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;

@@ -108,6 +108,14 @@ public final class EarlyExitGenerator implements Decoder {
      * keeps from exiting could not have passed with the head's exact logits either.
      */
     private static final float SCREEN_MARGIN = 1.01f;
+    /**
+     * Calls generating fewer new tokens keep the exact heads: making a 32000 x 288 head's copy costs ~8-14 ms (2-core
+     * Zen 4, 2 threads), about what the copy saves over five tokens of one sequence. Batches whose heads are read
+     * packed ({@link #packedHeads}) keep them too: at 8 rows the f32 pass is bound by its FMAs, not its bytes, and the
+     * screen only added its own work (EarlyExitDecodeBenchmark at threshold 1.0, batch 8: 446-467 against 408-411 ms
+     * a call).
+     */
+    static final int SCREEN_MIN_TOKENS = 32;
     private boolean poisonSkippedKv;
     private boolean chunks = CHUNKS;
     /**
@@ -359,7 +367,7 @@ public final class EarlyExitGenerator implements Decoder {
         long t0 = System.nanoTime(), tFirst = 0;
         model.prepareDecode(batch.size()); // in the time to the first token
         headsPacked = packHeads(batch.size());
-        headsScreened = screenHeads(batch.size());
+        headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;

@@ -65,7 +65,7 @@ class ScreenedSoftmaxExitTest {
         int exitsSeen = 0, keptSeen = 0;
         for (float tau : new float[] {0.02f, 0.05f, 0.2f}) {
             for (EarlyExitPolicy policy : new EarlyExitPolicy[] {EarlyExitPolicy.global(tau, 1, 2), EarlyExitPolicy.global(tau, 2).evaluatingDisabledHeads()}) {
-                for (GenerationConfig cfg : new GenerationConfig[] {GenerationConfig.greedy(24, Set.of()), new GenerationConfig(24, 0.9f, 0.95f, 5L, Set.of())}) {
+                for (GenerationConfig cfg : new GenerationConfig[] {GenerationConfig.greedy(40, Set.of()), new GenerationConfig(40, 0.9f, 0.95f, 5L, Set.of())}) {
                     for (List<int[]> prompts : List.of(PROMPTS.subList(0, 1), PROMPTS)) {
                         String what = policy + ", " + (cfg.isGreedy() ? "greedy" : "sampled") + ", batch " + prompts.size();
                         Run exact = run(policy, prompts, cfg, false), screened = run(policy, prompts, cfg, true);
@@ -84,11 +84,17 @@ class ScreenedSoftmaxExitTest {
     }
 
     @Test
+    void shortCallsKeepTheExactHeads() {
+        Run run = run(EarlyExitPolicy.global(0.2f, 1, 2), PROMPTS, GenerationConfig.greedy(EarlyExitGenerator.SCREEN_MIN_TOKENS - 1, Set.of()), true);
+        assertThat(run.screened() + run.unscreened()).as("rows screened in a call of %d new tokens", EarlyExitGenerator.SCREEN_MIN_TOKENS - 1).isZero();
+    }
+
+    @Test
     void aHeadChangedBetweenCallsIsScreenedAsItIsNow() {
         Tensor w = heads.head(2).lmHead().value();
         float[] saved = w.toFloatArray();
         EarlyExitPolicy policy = EarlyExitPolicy.global(0.02f, 2);
-        GenerationConfig cfg = GenerationConfig.greedy(24, Set.of());
+        GenerationConfig cfg = GenerationConfig.greedy(40, Set.of()); // EarlyExitGenerator.SCREEN_MIN_TOKENS and more
         try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, 4, 64)) {
             g.generate(PROMPTS, cfg, null);
             assertThat(g.lastStats().exitCounts()[2]).as("exits after layer 2 before the change").isPositive();
@@ -97,7 +103,7 @@ class ScreenedSoftmaxExitTest {
             w.copyFrom(sharp);
             long before = g.screenedHeadRows;
             g.generate(PROMPTS, cfg, null);
-            assertThat(g.lastStats().exitCounts()[2]).as("exits after layer 2 with the sharpened head").isEqualTo(4 * 24);
+            assertThat(g.lastStats().exitCounts()[2]).as("exits after layer 2 with the sharpened head").isEqualTo(4 * 40);
             w.copyFrom(new float[saved.length]); // a zero head: every token 1/32768, below 0.02
             g.generate(PROMPTS, cfg, null);
             assertThat(g.lastStats().exitCounts()[2]).as("exits after layer 2 from a zero head").isZero();
