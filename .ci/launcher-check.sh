@@ -23,4 +23,9 @@ grep -q "recording" "$tmp/second.err" && fail "the second run recorded again ins
 sed 's/[0-9]* tokens\/s//' "$tmp/first.out" > "$tmp/first.cmp"
 sed 's/[0-9]* tokens\/s//' "$tmp/second.out" > "$tmp/second.cmp"
 diff "$tmp/first.cmp" "$tmp/second.cmp" >&2 || fail "the run from the AOT cache printed something else than the first run"
-echo "launcher-check: PASS (first run recorded the AOT cache, stdout clean; second run used it, same output)"
+# the first run's own stderr and exit status come through after the recording (once lost to a redirection of the launcher's)
+rm -rf ee-cli/target/aot
+if JAVA_HOME=$jdk ./ee inspect --model "$tmp/missing.bin" > "$tmp/third.out" 2> "$tmp/third.err"; then fail "ee inspect of a missing file succeeded on the recording run"; fi
+grep -q "recording the JVM's AOT cache" "$tmp/third.err" || fail "the third run did not record an AOT cache: $(cat "$tmp/third.err")"
+grep -q "missing.bin" "$tmp/third.err" || fail "the recording run's own error message was lost: $(cat "$tmp/third.err")"
+echo "launcher-check: PASS (first run recorded the AOT cache, stdout clean; second run used it, same output; a recording run's errors come through)"
