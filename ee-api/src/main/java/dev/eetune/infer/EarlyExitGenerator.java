@@ -1,6 +1,5 @@
 package dev.eetune.infer;
 
-import dev.eetune.backend.Int8Panels;
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
 import dev.eetune.exit.ExitGate;
@@ -11,6 +10,7 @@ import dev.eetune.exit.Pass;
 import dev.eetune.model.KvCache;
 import dev.eetune.model.LlamaConfig;
 import dev.eetune.model.LlamaModel;
+import dev.eetune.model.ScoreScreen;
 import dev.eetune.model.Workspace;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
@@ -81,21 +81,18 @@ public final class EarlyExitGenerator implements Decoder {
     /** Rows whose head logits came from {@link #packedHeads} (tests). */
     long packedHeadRows;
     /**
-     * Softmax exits' screens, by layer (null: none): each visited head's f32 LM matrix as an 8-bit copy
-     * ({@link Ops#packInt8Panels}, a quarter of its bytes) and the radius of its scores' bound
-     * ({@link LlamaModel#screenRadius}). A row whose bound on the head's largest probability
+     * Softmax exits' screens, by layer (null: none): each visited head's f32 LM matrix as an 8-bit copy with its
+     * scores' bound ({@link ScoreScreen}, a quarter of the matrix's bytes). A row whose bound on the head's largest probability
      * ({@link Ops#maxProbUpper}) stays below the threshold cannot exit, so its exact logits are never computed; only
      * where some row may pass does the head run in full. Made again at the start of every call that uses them
      * ({@link #screenHeads}), heads being trainable, and used only in that call ({@link #headsScreened}). Why: a token
      * that does not exit paid the whole head, two 32000 x 288 f32 matrices at the 15M config against a backbone of
      * 24 MB and an 8-bit classifier screen of 9 MB.
      */
-    private final HeadScreen[] headScreens;
+    private final ScoreScreen[] headScreens;
     private boolean headsScreened, screenHeadsEnabled = true;
     /** Rows the head screens decided without the head's logits, and rows that needed them after a screen (tests). */
     long screenedHeadRows, unscreenedHeadRows;
-
-    private record HeadScreen(Int8Panels scores, Tensor resid, Tensor norm, Tensor radius) {}
 
     private static boolean any(boolean[] b) {
         for (boolean v : b) if (v) return true;
@@ -214,7 +211,7 @@ public final class EarlyExitGenerator implements Decoder {
         normed = scope.allocate(DType.F32, maxBatch, config.dim());
         logits = scope.allocate(DType.F32, maxBatch, config.vocabSize());
         packedHeads = new Tensor[config.nLayers() + 1];
-        headScreens = new HeadScreen[config.nLayers() + 1];
+        headScreens = new ScoreScreen[config.nLayers() + 1];
     }
 
     /** Test hook: whether softmax exits may screen their heads ({@link #headScreens}; default on). */
@@ -237,14 +234,8 @@ public final class EarlyExitGenerator implements Decoder {
         Ops ops = model.backend().ops();
         for (ExitHead h : visited) {
             Tensor w = h.lmHead().value();
-            HeadScreen sc = headScreens[h.layer()];
-            if (sc == null) {
-                Tensor resid = scope.allocate(DType.F32, w.dim(0)), norm = scope.allocate(DType.F32, w.dim(0));
-                sc = headScreens[h.layer()] = new HeadScreen(ops.packInt8Panels(w, resid, norm, scope), resid, norm, scope.allocate(DType.F32, w.dim(0)));
-            } else {
-                ops.repackInt8Panels(sc.scores(), sc.resid(), sc.norm(), w);
-            }
-            sc.radius().copyFrom(LlamaModel.screenRadius(sc.resid().toFloatArray(), sc.norm().toFloatArray(), w.dim(1)));
+            if (headScreens[h.layer()] == null) headScreens[h.layer()] = ScoreScreen.of(ops, w, scope);
+            else headScreens[h.layer()].repack(ops, w);
         }
         return true;
     }
@@ -255,22 +246,15 @@ public final class EarlyExitGenerator implements Decoder {
      */
     private boolean[] mayPass(ExitHead h, Tensor z, int m, float tau, Scope step) {
         boolean[] may = new boolean[m];
-        HeadScreen sc = headsScreened ? headScreens[h.layer()] : null;
+        ScoreScreen sc = headsScreened ? headScreens[h.layer()] : null;
         if (sc == null) {
             Arrays.fill(may, true);
             return may;
         }
         Ops ops = model.backend().ops();
-        int dim = z.dim(1);
         Tensor scores = step.allocate(DType.F32, m, sc.scores().out()), upper = step.allocate(DType.F32, m);
         ops.linearPanels(scores, z, sc.scores());
-        float[] x = z.toFloatArray(), scale = new float[m];
-        for (int r = 0; r < m; r++) {
-            double ss = 0;
-            for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) x[i] * x[i];
-            scale[r] = Math.nextUp((float) Math.sqrt(ss));
-        }
-        ops.maxProbUpper(upper, scores, sc.radius(), step.allocate(DType.F32, m).copyFrom(scale), h.temperature());
+        ops.maxProbUpper(upper, scores, sc.radius(), step.allocate(DType.F32, m).copyFrom(ScoreScreen.norms(z)), h.temperature());
         float[] up = upper.toFloatArray();
         for (int r = 0; r < m; r++) {
             may[r] = !(up[r] * SCREEN_MARGIN < tau); // NaN or +inf: the exact logits decide

@@ -1,7 +1,6 @@
 package dev.eetune.model;
 
 import dev.eetune.backend.Backend;
-import dev.eetune.backend.Int8Panels;
 import dev.eetune.progress.ProgressListener;
 import dev.eetune.backend.Ops;
 import dev.eetune.tensor.DType;
@@ -379,18 +378,12 @@ public final class LlamaModel implements AutoCloseable {
         }
         Ops ops = backend.ops();
         ops.rmsnorm(normed, null, hidden, weights.finalNorm(), config.normEps());
-        ops.linearPanels(logits, normed, sc.scores());
-        int dim = config.dim();
-        float[] x = normed.toFloatArray(), scale = new float[rows];
-        for (int r = 0; r < rows; r++) {
-            double ss = 0;
-            for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) x[i] * x[i];
-            scale[r] = Math.nextUp((float) Math.sqrt(ss));
-        }
+        ops.linearPanels(logits, normed, sc.copy().scores());
+        float[] scale = ScoreScreen.norms(normed);
         int[] out = new int[rows], counts, groups;
         try (Scope tmp = scope.child()) {
             Tensor groupsT = tmp.allocate(DType.I32, rows, sc.maxPanels()), countsT = tmp.allocate(DType.I32, rows);
-            ops.argmaxCandidates(groupsT, countsT, logits, sc.radius(), tmp.allocate(DType.F32, rows).copyFrom(scale), Ops.PANEL_ROWS);
+            ops.argmaxCandidates(groupsT, countsT, logits, sc.copy().radius(), tmp.allocate(DType.F32, rows).copyFrom(scale), Ops.PANEL_ROWS);
             counts = countsT.toIntArray();
             groups = groupsT.toIntArray();
         }
@@ -437,22 +430,8 @@ public final class LlamaModel implements AutoCloseable {
     /** Classifiers (and exit heads' LM matrices) below this are not screened: they stay in the caches, and the host work would cost more than it saves. */
     public static final long SCREEN_MIN_BYTES = 8L << 20;
 
-    /**
-     * The classifier's 8-bit copy, the bound's radius per token (R_j of {@link #greedyTokens}, rounded up), the most
-     * candidate panels a row reads exactly.
-     */
-    private record Screen(Int8Panels scores, Tensor radius, int maxPanels) {}
-
-    /**
-     * R_j of {@link #greedyTokens} for an 8-bit copy of rows with these residual norms and norms (rounded up), against
-     * an exact kernel summing {@code dim} terms; screened softmax exits (EarlyExitGenerator) use the same bound.
-     */
-    public static float[] screenRadius(float[] resid, float[] norm, int dim) {
-        double u = Math.scalb(1.0, -24), g = dim * u / (1 - dim * u);
-        float[] radius = new float[resid.length];
-        for (int j = 0; j < radius.length; j++) radius[j] = Math.nextUp((float) ((resid[j] + (2 * g + 8 * u) * (norm[j] + resid[j])) * (1 + 1e-4)));
-        return radius;
-    }
+    /** The classifier's screen and the most candidate panels a row reads exactly. */
+    private record Screen(ScoreScreen copy, int maxPanels) {}
 
     /** The screen, or null where greedy decode reads every logit (not packed, small, or turned off). */
     private Screen screen() {
@@ -460,21 +439,8 @@ public final class LlamaModel implements AutoCloseable {
         if (sc != null || !screenable()) return sc;
         synchronized (packedLayers) {
             if (screen == null) {
-                Ops ops = backend.ops();
-                Tensor head = weights.lmHead();
-                int vocab = head.dim(0), dim = head.dim(1);
-                Int8Panels packed;
-                float[] resid, norm;
-                try (Scope tmp = scope.child()) {
-                    Tensor f32 = head;
-                    if (head.dtype() != DType.F32) ops.cast(f32 = tmp.allocate(DType.F32, vocab, dim), head);
-                    Tensor residT = tmp.allocate(DType.F32, vocab), normT = tmp.allocate(DType.F32, vocab);
-                    packed = ops.packInt8Panels(f32, residT, normT, scope);
-                    resid = residT.toFloatArray();
-                    norm = normT.toFloatArray();
-                }
-                float[] radius = screenRadius(resid, norm, dim);
-                screen = new Screen(packed, scope.allocate(DType.F32, vocab).copyFrom(radius), Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
+                int vocab = weights.lmHead().dim(0);
+                screen = new Screen(ScoreScreen.of(backend.ops(), weights.lmHead(), scope), Math.max(1, (vocab + Ops.PANEL_ROWS - 1) / Ops.PANEL_ROWS / 8));
                 LOG.debug("made the classifier's 8-bit screen for greedy decode");
             }
             return screen;

@@ -1,0 +1,80 @@
+package dev.eetune.model;
+
+import dev.eetune.backend.Int8Panels;
+import dev.eetune.backend.Ops;
+import dev.eetune.tensor.DType;
+import dev.eetune.tensor.Scope;
+import dev.eetune.tensor.Tensor;
+
+/**
+ * An 8-bit copy of an LM matrix w [vocab, dim] ({@link Ops#packInt8Panels}) and the radius of its scores' bound: for
+ * any x, the score s_j = {@code scores} row j times x lies within ||x|| radius_j of the logit f_j an exact f32 kernel
+ * computes from w (R_j of {@link LlamaModel#greedyTokens}, which derives it). Greedy decode screens its classifier
+ * with one ({@link LlamaModel#greedyTokens}: {@link Ops#argmaxCandidates}), softmax exits their heads
+ * ({@code EarlyExitGenerator}: {@link Ops#maxProbUpper}).
+ *
+ * <p>Usage: {@code ScoreScreen s = ScoreScreen.of(ops, w, scope); ops.linearPanels(scores, x, s.scores());
+ * ops.maxProbUpper(upper, scores, s.radius(), scope.allocate(DType.F32, rows).copyFrom(ScoreScreen.norms(x)), t);}
+ */
+public final class ScoreScreen {
+    private final Int8Panels scores;
+    private final Tensor resid, norm, radius;
+
+    private ScoreScreen(Int8Panels scores, Tensor resid, Tensor norm, Tensor radius) {
+        this.scores = scores;
+        this.resid = resid;
+        this.norm = norm;
+        this.radius = radius;
+    }
+
+    /** The screen of w (F32, or BF16 widened exactly) in {@code scope}: the copy, a quarter of the f32 bytes, and vocab floats thrice. */
+    public static ScoreScreen of(Ops ops, Tensor w, Scope scope) {
+        int vocab = w.dim(0), dim = w.dim(1);
+        try (Scope tmp = scope.child()) {
+            Tensor f32 = w;
+            if (w.dtype() != DType.F32) ops.cast(f32 = tmp.allocate(DType.F32, vocab, dim), w);
+            Tensor resid = scope.allocate(DType.F32, vocab), norm = scope.allocate(DType.F32, vocab);
+            ScoreScreen s = new ScoreScreen(ops.packInt8Panels(f32, resid, norm, scope), resid, norm, scope.allocate(DType.F32, vocab));
+            s.measure();
+            return s;
+        }
+    }
+
+    /** Copies the F32 w again (of the shape {@link #of} had; it has changed since, as trainable heads do). */
+    public void repack(Ops ops, Tensor w) {
+        ops.repackInt8Panels(scores, resid, norm, w);
+        measure();
+    }
+
+    /** The copy, for {@link Ops#linearPanels(Tensor, Tensor, Int8Panels)}. */
+    public Int8Panels scores() { return scores; }
+
+    /** radius [vocab]: score j lies within ||x|| radius_j of the exact logit. */
+    public Tensor radius() { return radius; }
+
+    /**
+     * radius_j = (r_j + (2g + 2^-21)(||w_j|| + r_j))(1 + 1e-4), rounded up, from the copy's residual norms r_j and the
+     * rows' norms; g = dim 2^-24 / (1 - dim 2^-24). See {@link LlamaModel#greedyTokens} for why.
+     */
+    private void measure() {
+        float[] r = resid.toFloatArray(), n = norm.toFloatArray(), out = new float[r.length];
+        double u = Math.scalb(1.0, -24), g = scores.in() * u / (1 - scores.in() * u);
+        for (int j = 0; j < out.length; j++) out[j] = Math.nextUp((float) ((r[j] + (2 * g + 8 * u) * (n[j] + r[j])) * (1 + 1e-4)));
+        radius.copyFrom(out);
+    }
+
+    /** ||x_r|| rounded up for each row of x [rows, dim] (F32): the bound's scale per row. */
+    public static float[] norms(Tensor x) {
+        int rows = x.dim(0), dim = x.dim(1);
+        float[] v = x.toFloatArray(), out = new float[rows];
+        for (int r = 0; r < rows; r++) {
+            double ss = 0;
+            for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) v[i] * v[i];
+            out[r] = Math.nextUp((float) Math.sqrt(ss));
+        }
+        return out;
+    }
+
+    @Override
+    public String toString() { return "ScoreScreen[" + scores + "]"; }
+}
