@@ -354,7 +354,8 @@ public final class EarlyExitGenerator implements Decoder {
         headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
-        List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
+        // native exit steps read every head whole: where this call screens its heads, the passes here do (see headScreens)
+        List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && !headsScreened && inNativeChunks(cfg, 1) ? exitSteps() : null;
         if (exitSteps != null && !exitStepsPrepared) { // the call's one-time costs before the first token
             nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0);
             exitStepsPrepared = true;
