@@ -334,7 +334,7 @@ public final class ThresholdSweep {
                 generated += s.generatedTokens();
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
-            if (generator != null) eeStats = new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, headLayers, 0, 0);
+            if (generator != null) eeStats = new EarlyExitGenerator.Stats(prompts.size(), 0, (int) generated, exits, rowLayers, 0, 0, headLayers, 0, 0);
             return tokens / seconds;
         }
 

@@ -91,7 +91,7 @@ public final class EarlyExitGenerator implements Decoder {
      */
     private final ScoreScreen[] headScreens;
     private boolean headsScreened, screenHeadsEnabled = true;
-    /** Rows the head screens decided without the head's logits, and rows that needed them after a screen (tests). */
+    /** Rows the head screens decided without the head's logits (each call's share: {@link Stats#screenedHeadRows}), and rows that needed them after a screen (tests). */
     long screenedHeadRows, unscreenedHeadRows;
 
     private static boolean any(boolean[] b) {
@@ -132,8 +132,8 @@ public final class EarlyExitGenerator implements Decoder {
      * ({@link dev.eetune.exit.ExitCost}), and timing.
      */
     public record Stats(int sequences, int promptTokens, int generatedTokens, long[] exitCounts, long rowLayers, long headEvaluations,
-                        double headLayers, double prefillSeconds, double decodeSeconds) {
-        static final Stats EMPTY = new Stats(0, 0, 0, new long[1], 0, 0, 0, 0, 0);
+                        long screenedHeadRows, double headLayers, double prefillSeconds, double decodeSeconds) {
+        static final Stats EMPTY = new Stats(0, 0, 0, new long[1], 0, 0, 0, 0, 0, 0);
 
         public double decodeTokensPerSecond() { return decodeSeconds > 0 ? (generatedTokens - sequences) / decodeSeconds : 0; }
 
@@ -157,7 +157,8 @@ public final class EarlyExitGenerator implements Decoder {
         @Override
         public String toString() {
             return String.format(Locale.ROOT, "%d sequences, %d prompt tokens, %d generated; prefill %.1f ms (time to first token), decode %.1f tok/s, mean exit layer %.2f, %.2f layers/token",
-                sequences, promptTokens, generatedTokens, prefillSeconds * 1e3, decodeTokensPerSecond(), meanExitLayer(), layersPerToken());
+                sequences, promptTokens, generatedTokens, prefillSeconds * 1e3, decodeTokensPerSecond(), meanExitLayer(), layersPerToken())
+                + (screenedHeadRows > 0 ? String.format(Locale.ROOT, ", %d of %d head evaluations decided by the heads' 8-bit screens", screenedHeadRows, headEvaluations) : "");
         }
     }
 
@@ -348,7 +349,7 @@ public final class EarlyExitGenerator implements Decoder {
         int[] fed = new int[batch.size()];
         for (int[] d : doneLayers) Arrays.fill(d, 0);
         Counters counters = new Counters(config.nLayers());
-        long t0 = System.nanoTime(), tFirst = 0;
+        long t0 = System.nanoTime(), tFirst = 0, screened0 = screenedHeadRows;
         model.prepareDecode(batch.size()); // in the time to the first token
         headsPacked = packHeads(batch.size());
         headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
@@ -394,7 +395,7 @@ public final class EarlyExitGenerator implements Decoder {
         long t1 = System.nanoTime();
         long first = tFirst == 0 ? t1 : tFirst;
         stats = new Stats(batch.size(), batch.promptTokens(), batch.generatedTokens(), counters.exits, counters.rowLayers, counters.headEvals,
-            counters.headLayers, (first - t0) / 1e9, (t1 - first) / 1e9);
+            screenedHeadRows - screened0, counters.headLayers, (first - t0) / 1e9, (t1 - first) / 1e9);
         complete = fed;
         exitLayers = new int[batch.size()][];
         for (int s = 0; s < exitLayers.length; s++) exitLayers[s] = Arrays.copyOf(layersOut[s], emitted[s]);

@@ -103,10 +103,13 @@ class ScreenedSoftmaxExitTest {
             w.copyFrom(sharp);
             long before = g.screenedHeadRows;
             g.generate(PROMPTS, cfg, null);
+            assertThat(g.lastStats().screenedHeadRows()).as("the call's screened rows in its stats").isEqualTo(g.screenedHeadRows - before).isZero(); // every row may pass
             assertThat(g.lastStats().exitCounts()[2]).as("exits after layer 2 with the sharpened head").isEqualTo(4 * 40);
             w.copyFrom(new float[saved.length]); // a zero head: every token 1/32768, below 0.02
             g.generate(PROMPTS, cfg, null);
             assertThat(g.lastStats().exitCounts()[2]).as("exits after layer 2 from a zero head").isZero();
+            assertThat(g.lastStats().screenedHeadRows()).as("the call's screened rows in its stats").isEqualTo(g.lastStats().headEvaluations()).isPositive();
+            assertThat(g.lastStats().toString()).contains("decided by the heads' 8-bit screens");
             assertThat(g.screenedHeadRows - before).as("rows the screens decided").isPositive();
         } finally {
             w.copyFrom(saved);
