@@ -462,8 +462,8 @@ typedef struct {
 /* Row j of the copy: its scale, its values 32 bytes apart, ||w - scale q|| and ||w|| rounded up. Any q is a valid
  * copy (resid says how far it is); 127 / max |w| rounds differently from w / scale in the last bit at most, and the
  * residual is computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8 bits). The values
- * go to a contiguous row first, so that the arithmetic vectorises (the AVX2 build of this function: 24 -> see
- * docs/benchmarks.md), then 32 bytes apart into the panel. */
+ * go to a contiguous row first, so that the arithmetic vectorises, then 32 bytes apart into the panel and its AVX2 build
+ * (32000 x 288, 2 threads, from jshell: 20 ms a copy before both, 13.5 ms after). */
 EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out, int8_t* steps) {
     const int k = job->k;
     if (row >= job->n) {
@@ -502,8 +502,8 @@ EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out
     if (job->norm) job->norm[row] = finite ? nextafterf((float)sqrt(sum), INFINITY) : INFINITY;
 }
 
-static void pack_i8_range(void* p, int64_t q0, int64_t q1) {
-    const pack_i8_job* job = p;
+/* panels q0 .. q1 - 1, row by row; compiled once plainly and once for AVX2 (below), as candidates_rows in softmax.c */
+EE_INLINE void pack_i8_panels(const pack_i8_job* job, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++) {
         float* scales = (float*)(job->dst + q * panel_i8_bytes(job->k));
         int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS);
@@ -511,15 +511,10 @@ static void pack_i8_range(void* p, int64_t q0, int64_t q1) {
     }
 }
 
+static void pack_i8_range(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1); }
+
 #if EE_X86
-EE_AVX2 static void pack_i8_range_avx2(void* p, int64_t q0, int64_t q1) {
-    const pack_i8_job* job = p;
-    for (int64_t q = q0; q < q1; q++) {
-        float* scales = (float*)(job->dst + q * panel_i8_bytes(job->k));
-        int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS);
-        for (int j = 0; j < EE_PANEL_ROWS; j++) pack_i8_row(job, q * EE_PANEL_ROWS + j, scales + j, steps + j);
-    }
-}
+EE_AVX2 static void pack_i8_range_avx2(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1); }
 #endif
 
 EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw) {

@@ -94,11 +94,6 @@ public final class EarlyExitGenerator implements Decoder {
     /** Rows the head screens decided without the head's logits (each call's share: {@link Stats#screenedHeadRows}), and rows that needed them after a screen (tests). */
     long screenedHeadRows, unscreenedHeadRows;
 
-    private static boolean any(boolean[] b) {
-        for (boolean v : b) if (v) return true;
-        return false;
-    }
-
     /**
      * The screen's bound raised by this much before it is compared with the threshold: ee_argmax's own probability
      * (what decides without a screen) rounds too, well within 1% (an f32 sum of exponentials), so a row the screen
@@ -239,6 +234,12 @@ public final class EarlyExitGenerator implements Decoder {
             else headScreens[h.layer()].repack(ops, w);
         }
         return true;
+    }
+
+    /** Whether any row of {@link #mayPass}'s answer may pass. */
+    private static boolean any(boolean[] b) {
+        for (boolean v : b) if (v) return true;
+        return false;
     }
 
     /**
