@@ -428,13 +428,19 @@ static void panels_bf16_portable(void* p, int64_t q0, int64_t q1) {
 }
 
 /* ---- 8-bit panels (EE_I8_PANELS): scores for greedy decode's screen, not logits ------------------------------------
- * Panel q: 32 f32 scales, then k steps of 32 int8 (one row each). A step widens to 32 f32 lanes (sign-extend, convert:
- * exact for |q| <= 127) that every row of A in the pass multiplies; the scales are applied once at the end. The
- * order of the additions is free (the screen's bound holds for any order), so small passes run two chains over
- * alternate steps: one chain of FMAs per accumulator would wait on its latency for every 32 bytes. Why 8 bits: the
- * screen streams the whole classifier every token, 22-60% of a token's bytes at the 110M and 15M configs with a bf16
- * copy; half of that is a quarter of the f32 bytes. */
-EE_INLINE int64_t panel_i8_bytes(int k) { return (int64_t)EE_PANEL_ROWS * (k + 4); }
+ * Panel q: 32 f32 scales, then ceil(k / 2) steps of 32 column pairs: byte 2j + t of step s holds row j's q_j[2s + t]
+ * (0 past k). The rows of A are rounded to 16-bit integers once per call (quantize_a_i8), so that a step is integer
+ * pair products summed into 32-bit lanes: one vpdpwssd per row of A and 16 weight rows on AVX-512 VNNI (a pair of
+ * columns in each 32-bit lane, hence the layout), vpmaddwd + vpaddd on AVX2, where the f32 form needed two FMAs, a
+ * widening and a conversion. Integer sums are exact and the same in every order; they go to f32 every
+ * EE_I8_BLOCK_PAIRS steps, before they could overflow (256 pairs of |127 * 32767| each < 2^31), and the block sums
+ * are added in f32 in block order, then times the row's scale and A's: so every kernel here, and the CUDA twin,
+ * gives the same bits. Why: at 8 rows of A the f32 form was bound by its FMAs (27% of a 15M batch-8 step's samples).
+ * Why 8 bits: the screen streams the whole classifier every token, 22-60% of a token's bytes at the 110M and 15M
+ * configs with a bf16 copy; half of that is a quarter of the f32 bytes. */
+#define EE_I8_BLOCK_PAIRS 256
+EE_INLINE int i8_pairs(int k) { return (k + 1) / 2; }
+EE_INLINE int64_t panel_i8_bytes(int k) { return (int64_t)EE_PANEL_ROWS * (4 + 2 * i8_pairs(k)); }
 EE_INLINE const float* panel_i8_scales(const ee_gemm_args* g, int64_t q) { return (const float*)((const char*)g->b + q * panel_i8_bytes(g->k)); }
 EE_INLINE const int8_t* panel_i8_steps(const ee_gemm_args* g, int64_t q) { return (const int8_t*)(panel_i8_scales(g, q) + EE_PANEL_ROWS); }
 
@@ -459,16 +465,20 @@ typedef struct {
 /* Columns of a row rounded at a time (a stack buffer) */
 #define EE_PACK_I8_MAX_K 1024
 
-/* Row j of the copy: its scale, its values 32 bytes apart, ||w - scale q|| and ||w|| rounded up. Any q is a valid
- * copy (resid says how far it is); 127 / max |w| rounds differently from w / scale in the last bit at most, and the
- * residual is computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8 bits). The values
- * go to a contiguous row first, so that the arithmetic vectorises, then 32 bytes apart into the panel and its AVX2 build
- * (32000 x 288, 2 threads, from jshell: 20 ms a copy before both, 13.5 ms after). */
+/* Byte of column c in row slot `steps` (the panel's first step + 2j) */
+EE_INLINE size_t i8_at(int c) { return (size_t)(c >> 1) * 2 * EE_PANEL_ROWS + (c & 1); }
+
+/* Row j of the copy: its scale, its values, ||w - scale q|| and ||w|| rounded up. Any q is a valid copy (resid says
+ * how far it is); 127 / max |w| rounds differently from w / scale in the last bit at most, and the residual is
+ * computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8 bits). The values go to a
+ * contiguous row first, so that the arithmetic vectorises, then into the panel's steps and its AVX2 build (32000 x
+ * 288, 2 threads, from jshell: 20 ms a copy before both, 13.5 ms after). */
 EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out, int8_t* steps) {
     const int k = job->k;
+    if (k & 1) steps[i8_at(k)] = 0;
     if (row >= job->n) {
         *scale_out = 0.0f;
-        for (int c = 0; c < k; c++) steps[(size_t)c * EE_PANEL_ROWS] = 0;
+        for (int c = 0; c < k; c++) steps[i8_at(c)] = 0;
         return;
     }
     const float* w = job->w + row * job->ldw;
@@ -494,7 +504,7 @@ EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out
             const double d = (double)w[c] - (double)used * v;
             err += d * d, sum += (double)w[c] * w[c];
         }
-        for (int c = c0; c < c1; c++) steps[(size_t)c * EE_PANEL_ROWS] = q[c - c0];
+        for (int c = c0; c < c1; c++) steps[i8_at(c)] = q[c - c0];
     }
     *scale_out = scale;
     /* the square roots and sums in double are within a few 2^-53 of exact: one float step up covers them */
@@ -507,7 +517,7 @@ EE_INLINE void pack_i8_panels(const pack_i8_job* job, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++) {
         float* scales = (float*)(job->dst + q * panel_i8_bytes(job->k));
         int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS);
-        for (int j = 0; j < EE_PANEL_ROWS; j++) pack_i8_row(job, q * EE_PANEL_ROWS + j, scales + j, steps + j);
+        for (int j = 0; j < EE_PANEL_ROWS; j++) pack_i8_row(job, q * EE_PANEL_ROWS + j, scales + j, steps + 2 * j);
     }
 }
 
@@ -530,147 +540,200 @@ EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const flo
     return 0;
 }
 
-#if EE_X86
-/* acc[i] += a[i * lda] times the step's 32 rows widened (two vectors), for MR rows of A */
-EE_INLINE EE_AVX512 void i8_step_512(const int MR, __m512 (*acc)[2], const int8_t* step, const float* a, size_t lda) {
-    const __m256i words = _mm256_loadu_si256((const __m256i*)step);
-    const __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(words)));
-    const __m512 w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(words, 1)));
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++) {
-        const __m512 ai = _mm512_set1_ps(a[i * lda]);
-        acc[i][0] = _mm512_fmadd_ps(ai, w0, acc[i][0]);
-        acc[i][1] = _mm512_fmadd_ps(ai, w1, acc[i][1]);
-    }
-}
+/* A call's rows of A as 16-bit pairs (x[i * kp + s] holds a_i[2s] in its low, a_i[2s + 1] in its high half) and
+ * their scales: a_i ~ scale_i x_i, x = a / scale rounded to the nearest (|x| <= 32767), scale = max |a_i| / 32767;
+ * NaN for a row with a value that is not finite (its scores become NaN), 0 for a zero row. */
+typedef struct {
+    const ee_gemm_args* g;
+    const int32_t* x;
+    int kp;
+    float scale[EE_PANELS_MAX_M];
+} i8_job;
 
-/* rows i0 .. i0 + MR - 1 against panel q, CH chains over alternate steps (MR, CH constants once inlined) */
-EE_INLINE EE_AVX512 void panel_i8_512(const ee_gemm_args* g, const int MR, const int CH, int64_t q, int i0) {
-    const int8_t* w = panel_i8_steps(g, q);
-    const float* a = g->a + (size_t)i0 * g->lda;
-    __m512 acc[2][8][2];
-#pragma GCC unroll 2
-    for (int c = 0; c < CH; c++)
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; i++) acc[c][i][0] = acc[c][i][1] = _mm512_setzero_ps();
-    int p = 0;
-    for (; p + CH <= g->k; p += CH)
-#pragma GCC unroll 2
-        for (int c = 0; c < CH; c++) i8_step_512(MR, acc[c], w + (size_t)(p + c) * EE_PANEL_ROWS, a + p + c, g->lda);
-    for (; p < g->k; p++) i8_step_512(MR, acc[0], w + (size_t)p * EE_PANEL_ROWS, a + p, g->lda); /* the odd step left by two chains */
-    const float* scales = panel_i8_scales(g, q);
-    const __m512 s0 = _mm512_loadu_ps(scales), s1 = _mm512_loadu_ps(scales + 16);
-    const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
-    for (int i = 0; i < MR; i++) {
-        _Alignas(64) float v[EE_PANEL_ROWS];
-        const __m512 sum0 = CH == 2 ? _mm512_add_ps(acc[0][i][0], acc[1][i][0]) : acc[0][i][0];
-        const __m512 sum1 = CH == 2 ? _mm512_add_ps(acc[0][i][1], acc[1][i][1]) : acc[0][i][1];
-        _mm512_store_ps(v, _mm512_mul_ps(s0, sum0));
-        _mm512_store_ps(v + 16, _mm512_mul_ps(s1, sum1));
-        store_row(g, v, i0 + i, j0, count);
-    }
-}
-
-EE_AVX512 static void panels_i8_512(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
-    for (int64_t q = q0; q < q1; q++)
-        for (int i0 = 0; i0 < g->m; i0 += 8) switch (ee_min(8, g->m - i0)) { /* rows past 8 re-read the panel from L1/L2 */
-            case 8: panel_i8_512(g, 8, 1, q, i0); break;
-            case 7: panel_i8_512(g, 7, 1, q, i0); break;
-            case 6: panel_i8_512(g, 6, 1, q, i0); break;
-            case 5: panel_i8_512(g, 5, 1, q, i0); break;
-            case 4: panel_i8_512(g, 4, 1, q, i0); break;
-            case 3: panel_i8_512(g, 3, 2, q, i0); break;
-            case 2: panel_i8_512(g, 2, 2, q, i0); break;
-            default: panel_i8_512(g, 1, 2, q, i0);
-            }
-}
-
-/* acc[i] += a[i * lda] times the step's 16 rows widened (two vectors), for MR rows of A */
-EE_INLINE EE_AVX2 void i8_step_256(const int MR, __m256 (*acc)[2], const int8_t* step, const float* a, size_t lda) {
-    const __m128i words = _mm_loadu_si128((const __m128i*)step);
-    const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(words)), w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(words, 8)));
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++) {
-        const __m256 ai = _mm256_broadcast_ss(a + i * lda);
-        acc[i][0] = _mm256_fmadd_ps(ai, w0, acc[i][0]);
-        acc[i][1] = _mm256_fmadd_ps(ai, w1, acc[i][1]);
-    }
-}
-
-/* AVX2: half a panel (16 rows: two 8-lane vectors) at a time, up to 4 rows of A per widening; one or two rows run two
- * chains (8 accumulators at most, with the two widened vectors and a broadcast within the 16 registers). */
-EE_INLINE EE_AVX2 void panel_i8_256(const ee_gemm_args* g, const int MR, const int CH, int64_t q, int half, int i0, float (*out)[EE_PANEL_ROWS]) {
-    const int8_t* w = panel_i8_steps(g, q) + 16 * half;
-    const float* a = g->a + (size_t)i0 * g->lda;
-    __m256 acc[2][4][2];
-#pragma GCC unroll 2
-    for (int c = 0; c < CH; c++)
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; i++) acc[c][i][0] = acc[c][i][1] = _mm256_setzero_ps();
-    int p = 0;
-    for (; p + CH <= g->k; p += CH)
-#pragma GCC unroll 2
-        for (int c = 0; c < CH; c++) i8_step_256(MR, acc[c], w + (size_t)(p + c) * EE_PANEL_ROWS, a + p + c, g->lda);
-    for (; p < g->k; p++) i8_step_256(MR, acc[0], w + (size_t)p * EE_PANEL_ROWS, a + p, g->lda); /* the odd step left by two chains */
-    const float* scales = panel_i8_scales(g, q) + 16 * half;
-    const __m256 s0 = _mm256_loadu_ps(scales), s1 = _mm256_loadu_ps(scales + 8);
-    for (int i = 0; i < MR; i++) {
-        const __m256 sum0 = CH == 2 ? _mm256_add_ps(acc[0][i][0], acc[1][i][0]) : acc[0][i][0];
-        const __m256 sum1 = CH == 2 ? _mm256_add_ps(acc[0][i][1], acc[1][i][1]) : acc[0][i][1];
-        _mm256_storeu_ps(out[i0 + i] + 16 * half, _mm256_mul_ps(s0, sum0));
-        _mm256_storeu_ps(out[i0 + i] + 16 * half + 8, _mm256_mul_ps(s1, sum1));
-    }
-}
-
-EE_AVX2 static void panels_i8_256(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
-    float out[EE_PANELS_MAX_M][EE_PANEL_ROWS];
-    for (int64_t q = q0; q < q1; q++) {
-        for (int half = 0; half < 2; half++)
-            for (int i0 = 0; i0 < g->m; i0 += 4) switch (ee_min(4, g->m - i0)) {
-                case 4: panel_i8_256(g, 4, 1, q, half, i0, out); break;
-                case 3: panel_i8_256(g, 3, 1, q, half, i0, out); break;
-                case 2: panel_i8_256(g, 2, 2, q, half, i0, out); break;
-                default: panel_i8_256(g, 1, 2, q, half, i0, out);
-                }
-        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
-        for (int i = 0; i < g->m; i++) store_row(g, out[i], i, j0, count);
-    }
-}
-#endif
-
-/* portable 8-bit panels: one row of A at a time, one chain */
-static void panels_i8_portable(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
-    for (int64_t q = q0; q < q1; q++) {
-        const int8_t* w = panel_i8_steps(g, q);
-        const float* scales = panel_i8_scales(g, q);
-        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
-        for (int i = 0; i < g->m; i++) {
-            const float* a = g->a + (size_t)i * g->lda;
-            float acc[EE_PANEL_ROWS] = {0};
-            for (int c = 0; c < g->k; c++) {
-                const float ai = a[c];
-                const int8_t* wc = w + (size_t)c * EE_PANEL_ROWS;
-                for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * (float)wc[j];
-            }
-            for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] *= scales[j];
-            store_row(g, acc, i, j0, count);
+static void quantize_a_i8(const ee_gemm_args* g, int32_t* x, float* scale) {
+    const int kp = i8_pairs(g->k);
+    for (int i = 0; i < g->m; i++) {
+        const float* a = g->a + (size_t)i * g->lda;
+        float top = 0.0f, bad = 0.0f;
+        for (int p = 0; p < g->k; p++) {
+            const float v = fabsf(a[p]);
+            top = v > top ? v : top;
+            bad += a[p] - a[p];
+        }
+        const int finite = bad == 0.0f;
+        const float inv = finite && top > 0.0f ? 32767.0f / top : 0.0f;
+        scale[i] = finite ? top / 32767.0f : NAN;
+        uint16_t* halves = (uint16_t*)(x + (size_t)i * kp);
+        for (int p = 0; p < 2 * kp; p++) {
+            float v = p < g->k ? (a[p] * inv + ROUND_MAGIC) - ROUND_MAGIC : 0.0f;
+            v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v;
+            halves[p] = (uint16_t)(int16_t)(int)v; /* little-endian: column 2s in the low half */
         }
     }
 }
 
+/* y_j = (block sums in f32, in order) * scale_j * scale_i, then alpha and beta: the one rounding sequence of every kernel */
+EE_INLINE void store_i8_row(const i8_job* job, const float* sums, int64_t q, int i) {
+    const ee_gemm_args* g = job->g;
+    const float* scales = panel_i8_scales(g, q);
+    float v[EE_PANEL_ROWS];
+    for (int j = 0; j < EE_PANEL_ROWS; j++) v[j] = sums[j] * scales[j] * job->scale[i];
+    const int j0 = (int)q * EE_PANEL_ROWS;
+    store_row(g, v, i, j0, ee_min(EE_PANEL_ROWS, g->n - j0));
+}
+
+#if EE_X86
+#define EE_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
+
+/* acc[i] += row i's pair times the step's 32 column pairs (two vectors of 16 lanes), for MR rows of x */
+EE_INLINE EE_AVX512VNNI void i8_pair_512(const int MR, __m512i (*acc)[2], const int8_t* step, const int32_t* x, int kp) {
+    const __m512i bytes = _mm512_loadu_si512((const void*)step);
+    const __m512i w0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(bytes)), w1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(bytes, 1));
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        const __m512i xi = _mm512_set1_epi32(x[(size_t)i * kp]);
+        acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], xi, w0);
+        acc[i][1] = _mm512_dpwssd_epi32(acc[i][1], xi, w1);
+    }
+}
+
+/* rows i0 .. i0 + MR - 1 against panel q, CH chains over alternate steps (MR, CH constants once inlined): one chain of
+ * vpdpwssd per accumulator would wait on its latency for every 64 bytes at 1-3 rows */
+EE_INLINE EE_AVX512VNNI void panel_i8_512(const i8_job* job, const int MR, const int CH, int64_t q, int i0) {
+    const ee_gemm_args* g = job->g;
+    const int8_t* w = panel_i8_steps(g, q);
+    const int32_t* x = job->x + (size_t)i0 * job->kp;
+    _Alignas(64) float sums[8][EE_PANEL_ROWS];
+    for (int s0 = 0; s0 < job->kp; s0 += EE_I8_BLOCK_PAIRS) {
+        const int s1 = ee_min(job->kp, s0 + EE_I8_BLOCK_PAIRS);
+        __m512i acc[2][8][2];
+#pragma GCC unroll 2
+        for (int c = 0; c < CH; c++)
+#pragma GCC unroll 8
+            for (int i = 0; i < MR; i++) acc[c][i][0] = acc[c][i][1] = _mm512_setzero_si512();
+        int s = s0;
+        for (; s + CH <= s1; s += CH)
+#pragma GCC unroll 2
+            for (int c = 0; c < CH; c++) i8_pair_512(MR, acc[c], w + (size_t)(s + c) * 2 * EE_PANEL_ROWS, x + s + c, job->kp);
+        for (; s < s1; s++) i8_pair_512(MR, acc[0], w + (size_t)s * 2 * EE_PANEL_ROWS, x + s, job->kp); /* the odd step left by two chains */
+        for (int i = 0; i < MR; i++)
+            for (int h = 0; h < 2; h++) {
+                const __m512i sum = CH == 2 ? _mm512_add_epi32(acc[0][i][h], acc[1][i][h]) : acc[0][i][h]; /* exact: within a block */
+                const __m512 f = _mm512_cvtepi32_ps(sum);
+                _mm512_store_ps(sums[i] + 16 * h, s0 == 0 ? f : _mm512_add_ps(_mm512_load_ps(sums[i] + 16 * h), f));
+            }
+    }
+    for (int i = 0; i < MR; i++) store_i8_row(job, sums[i], q, i0 + i);
+}
+
+EE_AVX512VNNI static void panels_i8_512(void* p, int64_t q0, int64_t q1) {
+    const i8_job* job = p;
+    for (int64_t q = q0; q < q1; q++)
+        for (int i0 = 0; i0 < job->g->m; i0 += 8) switch (ee_min(8, job->g->m - i0)) { /* rows past 8 re-read the panel from L1/L2 */
+            case 8: panel_i8_512(job, 8, 1, q, i0); break;
+            case 7: panel_i8_512(job, 7, 1, q, i0); break;
+            case 6: panel_i8_512(job, 6, 1, q, i0); break;
+            case 5: panel_i8_512(job, 5, 1, q, i0); break;
+            case 4: panel_i8_512(job, 4, 1, q, i0); break;
+            case 3: panel_i8_512(job, 3, 2, q, i0); break;
+            case 2: panel_i8_512(job, 2, 2, q, i0); break;
+            default: panel_i8_512(job, 1, 2, q, i0);
+            }
+}
+
+/* AVX2 (and AVX-512 CPUs without VNNI): half a panel (16 rows, two vectors of 8 pairs) at a time, up to 4 rows of x per
+ * widening: 8 accumulators, the two widened vectors and a broadcast within the 16 registers. One chain: the adds
+ * take a cycle. */
+EE_INLINE EE_AVX2 void panel_i8_256(const i8_job* job, const int MR, int64_t q, int half, int i0, float (*sums)[EE_PANEL_ROWS]) {
+    const int8_t* w = panel_i8_steps(job->g, q) + 32 * half;
+    const int32_t* x = job->x + (size_t)i0 * job->kp;
+    for (int s0 = 0; s0 < job->kp; s0 += EE_I8_BLOCK_PAIRS) {
+        const int s1 = ee_min(job->kp, s0 + EE_I8_BLOCK_PAIRS);
+        __m256i acc[4][2];
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+        for (int s = s0; s < s1; s++) {
+            const int8_t* step = w + (size_t)s * 2 * EE_PANEL_ROWS;
+            const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)step)), w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i*)(step + 16)));
+#pragma GCC unroll 4
+            for (int i = 0; i < MR; i++) {
+                const __m256i xi = _mm256_set1_epi32(x[(size_t)i * job->kp + s]);
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(xi, w0));
+                acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xi, w1));
+            }
+        }
+        for (int i = 0; i < MR; i++)
+            for (int h = 0; h < 2; h++) {
+                float* out = sums[i0 + i] + 16 * half + 8 * h;
+                const __m256 f = _mm256_cvtepi32_ps(acc[i][h]);
+                _mm256_storeu_ps(out, s0 == 0 ? f : _mm256_add_ps(_mm256_loadu_ps(out), f));
+            }
+    }
+}
+
+EE_AVX2 static void panels_i8_256(void* p, int64_t q0, int64_t q1) {
+    const i8_job* job = p;
+    float sums[EE_PANELS_MAX_M][EE_PANEL_ROWS];
+    for (int64_t q = q0; q < q1; q++) {
+        for (int half = 0; half < 2; half++)
+            for (int i0 = 0; i0 < job->g->m; i0 += 4) switch (ee_min(4, job->g->m - i0)) {
+                case 4: panel_i8_256(job, 4, q, half, i0, sums); break;
+                case 3: panel_i8_256(job, 3, q, half, i0, sums); break;
+                case 2: panel_i8_256(job, 2, q, half, i0, sums); break;
+                default: panel_i8_256(job, 1, q, half, i0, sums);
+                }
+        for (int i = 0; i < job->g->m; i++) store_i8_row(job, sums[i], q, i);
+    }
+}
+#endif
+
+/* portable 8-bit panels: one row of x at a time */
+static void panels_i8_portable(void* p, int64_t q0, int64_t q1) {
+    const i8_job* job = p;
+    for (int64_t q = q0; q < q1; q++) {
+        const int8_t* w = panel_i8_steps(job->g, q);
+        for (int i = 0; i < job->g->m; i++) {
+            const int32_t* x = job->x + (size_t)i * job->kp;
+            float sums[EE_PANEL_ROWS];
+            for (int s0 = 0; s0 < job->kp; s0 += EE_I8_BLOCK_PAIRS) {
+                int32_t acc[EE_PANEL_ROWS] = {0};
+                for (int s = s0; s < ee_min(job->kp, s0 + EE_I8_BLOCK_PAIRS); s++) {
+                    const int32_t lo = (int16_t)(x[s] & 0xFFFF), hi = (int16_t)((uint32_t)x[s] >> 16);
+                    const int8_t* step = w + (size_t)s * 2 * EE_PANEL_ROWS;
+                    for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += lo * step[2 * j] + hi * step[2 * j + 1];
+                }
+                for (int j = 0; j < EE_PANEL_ROWS; j++) sums[j] = s0 == 0 ? (float)acc[j] : sums[j] + (float)acc[j];
+            }
+            store_i8_row(job, sums, q, i);
+        }
+    }
+}
+
+static int gemm_panels_i8(const ee_gemm_args* g) {
+    i8_job job = {g, 0, i8_pairs(g->k), {0}};
+    int32_t* x = ee_scratch(EE_SCRATCH_I8_A, (size_t)g->m * job.kp * sizeof(int32_t));
+    if (!x) return ee_fail("ee_gemm: out of memory");
+    quantize_a_i8(g, x, job.scale);
+    job.x = x;
+    ee_range_fn kernel = panels_i8_portable;
+#if EE_X86
+    const ee_cpu* cpu = ee_cpu_get();
+    if (cpu->avx512vnni) kernel = panels_i8_512;
+    else if (cpu->avx2) kernel = panels_i8_256;
+#endif
+    const int nt = ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), panels = ee_ceil_div(g->n, EE_PANEL_ROWS);
+    ee_parallel_range_stealing(nt, panels, ee_steal_block(panels, nt), kernel, &job);
+    return 0;
+}
+
 int ee_gemm_panels(const ee_gemm_args* g) {
-    const int bf16 = g->b_dtype == EE_BF16_PANELS, i8 = g->b_dtype == EE_I8_PANELS;
-    ee_range_fn kernel = bf16 ? panels_bf16_portable : i8 ? panels_i8_portable : panels_portable;
+    if (g->b_dtype == EE_I8_PANELS) return gemm_panels_i8(g);
+    const int bf16 = g->b_dtype == EE_BF16_PANELS;
+    ee_range_fn kernel = bf16 ? panels_bf16_portable : panels_portable;
 #if EE_X86
     const ee_cpu* cpu = ee_cpu_get();
     if (bf16) {
         if (cpu->avx2) kernel = panels_bf16_256;
-    } else if (i8) {
-        if (cpu->avx512) kernel = panels_i8_512;
-        else if (cpu->avx2) kernel = panels_i8_256;
     } else if (cpu->avx512) kernel = panels512;
     else if (cpu->avx2) kernel = panels256;
 #endif

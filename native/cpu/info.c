@@ -91,6 +91,7 @@ static void cpu_init(void) {
     int simd = !env_flag("EETUNE_NO_AVX2");
     cpu.avx2 = simd && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     cpu.avx512 = cpu.avx2 && !env_flag("EETUNE_NO_AVX512") && __builtin_cpu_supports("avx512f");
+    cpu.avx512vnni = cpu.avx512 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
 #endif
     load_blas();
     /* EETUNE_NUM_THREADS, else OMP_NUM_THREADS (which configured the OpenMP pool before ours), else every CPU */
@@ -176,7 +177,7 @@ EE_API int32_t ee_noop(int32_t x) { return x + 1; }
 
 EE_API int32_t ee_features(void) {
     const ee_cpu* c = ee_cpu_get();
-    return (c->avx2 ? 1 : 0) | (c->sgemm ? 2 : 0) | (c->avx512 ? 4 : 0) | (c->blas_older ? 16 : 0);
+    return (c->avx2 ? 1 : 0) | (c->sgemm ? 2 : 0) | (c->avx512 ? 4 : 0) | (c->blas_older ? 16 : 0) | (c->avx512vnni ? 32 : 0);
 }
 
 EE_API int32_t ee_device_count(void) { return 1; }

@@ -38,6 +38,7 @@ typedef void (*ee_sgemm_fn)(int, int, int, int, int, int, float, const float*, i
 typedef struct {
     int avx2;           /* AVX2 + FMA + F16C kernels selected (not with EETUNE_NO_AVX2=1) */
     int avx512;         /* AVX-512F kernels selected (not with EETUNE_NO_AVX2=1 or EETUNE_NO_AVX512=1) */
+    int avx512vnni;     /* and AVX-512 BW + VNNI: the 8-bit panels' integer kernel */
     ee_sgemm_fn sgemm;  /* cblas_sgemm of the OpenBLAS found at run time, or 0 */
     void (*blas_set_num_threads)(int);
     int blas_older;     /* OpenBLAS runs kernels older than this CPU's (see info.c): the automatic path skips it */
@@ -86,7 +87,7 @@ void* ee_alloc_host(size_t bytes);
 /* Per-thread reusable 64-byte aligned buffers, grown on demand and freed at thread exit; 0 if out of memory.
  * Called outside parallel regions, or inside one by code the region runs alone on its thread (the fused
  * cross-entropy's per-part ee_gemm_run); one slot per user so nested users never share a buffer. */
-enum { EE_SCRATCH_GEMM_A, EE_SCRATCH_GEMM_B, EE_SCRATCH_GEMM_SMALL, EE_SCRATCH_BLAS_B, EE_SCRATCH_CE_LOGITS, EE_SCRATCH_ROPE, EE_SCRATCH_SLOTS };
+enum { EE_SCRATCH_GEMM_A, EE_SCRATCH_GEMM_B, EE_SCRATCH_GEMM_SMALL, EE_SCRATCH_BLAS_B, EE_SCRATCH_CE_LOGITS, EE_SCRATCH_ROPE, EE_SCRATCH_I8_A, EE_SCRATCH_SLOTS };
 void* ee_scratch(int slot, size_t bytes);
 
 /* ---- vectorised row reductions (exp.c) --------------------------------------------------------------------------- */

@@ -51,20 +51,26 @@ EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, 
     return ee_launched("ee_pack_panels_bf16");
 }
 
+/* 8-bit panels (the CPU twin's comment in cpu/gemm_panels.c has the layout and why): 32 scales, then ceil(k / 2)
+ * steps of 32 column pairs, byte 2j + t of step s holding row j's q_j[2s + t] */
+__host__ __device__ inline int64_t i8_panel_bytes(int k) { return (int64_t)EE_PANEL_ROWS * (4 + 2 * ((k + 1) / 2)); }
+__host__ __device__ inline int64_t i8_at(int c) { return (int64_t)(c >> 1) * 2 * EE_PANEL_ROWS + (c & 1); }
+
 EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k) {
     if (n < 0 || k < 0) {
         ee_fail("ee_panels_i8_bytes: negative size %d x %d", n, k);
         return -1;
     }
-    return ee_ceil_div64(n, EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4);
+    return ee_ceil_div64(n, EE_PANEL_ROWS) * i8_panel_bytes(k);
 }
 
 /* one thread per row j (q = j / 32): the row's scale, its 8-bit values in the panel's column steps, resid[j] and norm[j]; the
  * padding rows of the last panel get scale 0 and zeros */
 __global__ void pack_panels_i8_kernel(char* dst, float* resid, float* norm, const float* w, int n, int k, int ldw, int rows) {
     for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < rows; j += gridDim.x * blockDim.x) {
-        float* scales = (float*)(dst + (int64_t)(j / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4));
-        int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS) + j % EE_PANEL_ROWS;
+        float* scales = (float*)(dst + (int64_t)(j / EE_PANEL_ROWS) * i8_panel_bytes(k));
+        int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS) + 2 * (j % EE_PANEL_ROWS);
+        if (k & 1) steps[i8_at(k)] = 0;
         const float* row = w + (int64_t)j * ldw;
         float top = 0.0f;
         bool finite = true;
@@ -76,7 +82,7 @@ __global__ void pack_panels_i8_kernel(char* dst, float* resid, float* norm, cons
         double err = 0.0, sum = 0.0;
         for (int c = 0; c < k; c++) {
             const float v = j < n && finite ? fminf(fmaxf(rintf(row[c] * inv), -127.0f), 127.0f) : 0.0f; /* as the CPU's rounding */
-            steps[(int64_t)c * EE_PANEL_ROWS] = (int8_t)v;
+            steps[i8_at(c)] = (int8_t)v;
             if (j < n) {
                 const double d = (double)row[c] - (double)(finite ? scale : 0.0f) * v;
                 err += d * d, sum += (double)row[c] * row[c];
@@ -129,19 +135,30 @@ __global__ void gemm_panels_bf16_kernel(ee_gemm_args g) {
     }
 }
 
-/* the same for 8-bit panels: the scale applied to the f32 sum */
+/* the same for 8-bit panels, in the CPU's rounding sequence (eetune.h, ee_pack_panels_i8): A's row rounded to 16-bit
+ * integers, exact integer sums in blocks of 512 columns, the blocks added in f32, times scale_j and A's scale. Each
+ * thread finds its row's max |a| itself: the screen's passes are a few rows. No add follows a product, so nothing is
+ * contracted to an FMA. */
 __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
     const int64_t total = (int64_t)g.m * g.n;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
         const int i = (int)(t / g.n), j = (int)(t % g.n);
         const float* a = (const float*)g.a + (int64_t)i * g.lda;
-        const float* scales = (const float*)((const char*)g.b + (int64_t)(j / EE_PANEL_ROWS) * EE_PANEL_ROWS * (g.k + 4));
-        const int8_t* w = (const int8_t*)(scales + EE_PANEL_ROWS) + j % EE_PANEL_ROWS;
-        float acc = 0.0f;
-        for (int p = 0; p < g.k; p++) acc += a[p] * (float)w[(int64_t)p * EE_PANEL_ROWS];
-        acc *= scales[j % EE_PANEL_ROWS];
+        const float* scales = (const float*)((const char*)g.b + (int64_t)(j / EE_PANEL_ROWS) * i8_panel_bytes(g.k));
+        const int8_t* w = (const int8_t*)(scales + EE_PANEL_ROWS) + 2 * (j % EE_PANEL_ROWS);
+        float top = 0.0f, bad = 0.0f;
+        for (int p = 0; p < g.k; p++) top = fmaxf(top, fabsf(a[p])), bad += a[p] - a[p];
+        const bool finite = bad == 0.0f;
+        const float inv = finite && top > 0.0f ? 32767.0f / top : 0.0f, sa = finite ? top / 32767.0f : nanf("");
+        float sum = 0.0f;
+        for (int p0 = 0; p0 < g.k; p0 += 512) {
+            int acc = 0;
+            for (int p = p0; p < g.k && p < p0 + 512; p++) acc += (int)fminf(fmaxf(rintf(a[p] * inv), -32767.0f), 32767.0f) * w[i8_at(p)];
+            sum = p0 == 0 ? (float)acc : sum + (float)acc;
+        }
+        const float v = sum * scales[j % EE_PANEL_ROWS] * sa;
         float* c = g.c + (int64_t)i * g.ldc + j;
-        *c = g.beta == 0.0f ? g.alpha * acc : g.alpha * acc + g.beta * *c;
+        *c = g.beta == 0.0f ? g.alpha * v : g.alpha * v + g.beta * *c;
     }
 }
 

@@ -194,6 +194,53 @@ static void test_gemm_panels(unsigned* seed) {
  * gives, ||a|| (resid_j + g ||scale_j q_j||) (times alpha, plus beta C), for every m, the shapes of test_gemm_panels;
  * the packing itself (scale = max |w| / 127, resid and norm rounded up, zero padding rows); a row with a NaN gets
  * resid +inf; the calls it must refuse. */
+/* The header's rounding sequence for 8-bit panels, written out plainly: row a to 16-bit integers, exact integer sums
+ * in blocks of 512 columns, the blocks added in f32, times scale_j and a's scale */
+static float i8_reference(const char* packed, const float* a, int j, int k) {
+    const size_t panel_bytes = (size_t)EE_PANEL_ROWS * (4 + 2 * ((k + 1) / 2));
+    const float* scales = (const float*)(packed + (size_t)(j / EE_PANEL_ROWS) * panel_bytes);
+    const int8_t* q = (const int8_t*)(scales + EE_PANEL_ROWS) + 2 * (j % EE_PANEL_ROWS);
+    float top = 0.0f;
+    for (int p = 0; p < k; p++) top = fmaxf(top, fabsf(a[p]));
+    const float inv = top > 0.0f ? 32767.0f / top : 0.0f, sa = top / 32767.0f;
+    float sum = 0.0f;
+    for (int p0 = 0; p0 < k; p0 += 512) {
+        int64_t acc = 0;
+        for (int p = p0; p < k && p < p0 + 512; p++) acc += (int64_t)fminf(fmaxf(rintf(a[p] * inv), -32767.0f), 32767.0f) * q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2];
+        sum = p0 == 0 ? (float)acc : sum + (float)acc;
+    }
+    return sum * scales[j % EE_PANEL_ROWS] * sa;
+}
+
+/* The 8-bit panels at their integer limits: every weight 127 steps and every A value 32767 of the same sign over
+ * 1100 columns (3 blocks: one 32-bit sum over all would overflow at 2^31), random rows, an A row with one value not
+ * finite (NaN scores) and a zero row (zeros); the kernel of this ISA gives the reference's bits (ctest runs each). */
+static void test_gemm_panels_i8_extremes(unsigned* seed) {
+    const int n = 40, ks[] = {1100, 33};
+    for (int t = 0; t < 2; t++) {
+        const int k = ks[t];
+        float* w = randn((size_t)n * k, seed);
+        for (int p = 0; p < k; p++) w[p] = 0.5f, w[k + p] = -0.25f; /* rows 0, 1: q = 127 and -127 throughout */
+        char* packed = malloc((size_t)ee_panels_i8_bytes(n, k));
+        if (ee_pack_panels_i8(packed, NULL, NULL, w, n, k, k) != 0) printf("FAIL ee_pack_panels_i8: %s\n", ee_last_error()), failures++;
+        const int m = 11;
+        float* a = randn((size_t)m * k, seed);
+        for (int p = 0; p < k; p++) a[p] = 3.0f, a[2 * k + p] = 0.0f;
+        a[3 * k + 5] = INFINITY;
+        float y[11 * 40];
+        if (ee_gemm(0, 1, m, n, k, 1.0f, a, k, packed, EE_I8_PANELS, k, 0.0f, y, n) != 0) printf("FAIL gemm i8 panels: %s\n", ee_last_error()), failures++;
+        /* row 0 against rows 0, 1: k * 127 * 32767 steps of (0.5 / 127) (3 / 32767), 1.5 k and -0.75 k up to rounding */
+        if (fabs(y[0] - 1.5 * k) > 1.5 * k * 1e-5 || fabs(y[1] + 0.75 * k) > 0.75 * k * 1e-5) printf("FAIL gemm i8 panels at the integer limits: %g, %g (%g, %g)\n", y[0], y[1], 1.5 * k, -0.75 * k), failures++;
+        for (int i = 0, bad = 0; i < m && !bad; i++)
+            for (int j = 0; j < n && !bad; j++) {
+                const float got = y[i * n + j], want = i == 3 ? NAN : i8_reference(packed, a + (size_t)i * k, j, k);
+                bad = i == 3 ? !isnan(got) : i == 2 ? got != 0.0f : memcmp(&got, &want, sizeof got) != 0;
+                if (bad) printf("FAIL gemm i8 panels k %d: C[%d][%d] = %.9g, the header's rounding sequence %.9g\n", k, i, j, got, want), failures++;
+            }
+        free(w), free(packed), free(a);
+    }
+}
+
 static void test_gemm_panels_i8(unsigned* seed) {
     const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150, 1100}; /* 1100: rows rounded in two blocks */
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
@@ -202,7 +249,8 @@ static void test_gemm_panels_i8(unsigned* seed) {
             float* w = randn((size_t)n * ldw, seed);
             if (n > 1) w[ldw + k / 2] = 40.0f; /* an outlier: row 1's scale, its other values coarse */
             const int64_t bytes = ee_panels_i8_bytes(n, k);
-            if (bytes != (int64_t)((n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4)) printf("FAIL ee_panels_i8_bytes(%d, %d) = %lld\n", n, k, (long long)bytes), failures++;
+            const size_t panel_bytes = (size_t)EE_PANEL_ROWS * (4 + 2 * ((k + 1) / 2));
+            if (bytes != (int64_t)((n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS) * (int64_t)panel_bytes) printf("FAIL ee_panels_i8_bytes(%d, %d) = %lld\n", n, k, (long long)bytes), failures++;
             char* packed = malloc((size_t)bytes);
             float* resid = malloc((size_t)n * sizeof(float));
             float* norm = malloc((size_t)n * sizeof(float));
@@ -210,13 +258,13 @@ static void test_gemm_panels_i8(unsigned* seed) {
             if (ee_pack_panels_i8(packed, resid, norm, w, n, k, ldw) != 0) printf("FAIL ee_pack_panels_i8: %s\n", ee_last_error()), failures++;
             double* qnorm = malloc((size_t)n * sizeof(double));
             for (int j = 0; j < (n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS * EE_PANEL_ROWS; j++) {
-                const float* scales = (const float*)(packed + (size_t)(j / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4));
-                const int8_t* q = (const int8_t*)(scales + EE_PANEL_ROWS) + j % EE_PANEL_ROWS;
+                const float* scales = (const float*)(packed + (size_t)(j / EE_PANEL_ROWS) * panel_bytes);
+                const int8_t* q = (const int8_t*)(scales + EE_PANEL_ROWS) + 2 * (j % EE_PANEL_ROWS); /* column p at (p / 2) * 64 + p % 2 */
                 const float scale = scales[j % EE_PANEL_ROWS];
                 double top = 0.0, err = 0.0, qq = 0.0, ww = 0.0;
-                int bad = j >= n && scale != 0.0f;
+                int bad = (j >= n && scale != 0.0f) || (k % 2 && q[(size_t)(k / 2) * 2 * EE_PANEL_ROWS + 1] != 0); /* the odd k's pad */
                 for (int p = 0; p < k; p++) {
-                    const int qp = q[(size_t)p * EE_PANEL_ROWS];
+                    const int qp = q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2];
                     if (j >= n) { bad |= qp != 0; continue; }
                     top = fmax(top, fabs(w[(size_t)j * ldw + p]));
                     const double d = w[(size_t)j * ldw + p] - (double)scale * qp;
@@ -235,7 +283,8 @@ static void test_gemm_panels_i8(unsigned* seed) {
                     break;
                 }
             }
-            const double g = k * 0x1p-24 / (1 - k * 0x1p-24) + 0x1p-23;
+            /* the header's bound: A rounded to 16 bits (c_k), the blocks' f32 rounding (g) */
+            const double ck = sqrt((double)k) / 64000, g = (k + 8) * 0x1p-24 / (1 - (k + 8) * 0x1p-24);
             for (int m = 1; m <= EE_PANELS_MAX_M; m++) {
                 float* a = randn((size_t)m * lda, seed);
                 float* c = randn((size_t)m * ldc, seed);
@@ -251,7 +300,7 @@ static void test_gemm_panels_i8(unsigned* seed) {
                         double exact = 0.0;
                         for (int p = 0; p < k; p++) exact += (double)a[(size_t)i * lda + p] * w[(size_t)j * ldw + p];
                         const double want = 0.75 * exact + (beta == 0.0f ? 0.0 : beta * (double)c0[(size_t)i * ldc + j]);
-                        const double bound = 0.75 * anorm * (resid[j] + g * qnorm[j]) + 1e-5 * (fabs(want) + 1);
+                        const double bound = 0.75 * anorm * (resid[j] + (ck + g * (1 + ck)) * qnorm[j]) + 1e-6 * fabs(want) + 1e-30;
                         if (fabs(c[(size_t)i * ldc + j] - want) > bound) {
                             printf("FAIL gemm with 8-bit panels %dx%dx%d beta %.1f: C[%d][%d] = %g, the f32 product %g, bound %g\n", m, n, k, beta, i, j, c[(size_t)i * ldc + j], want, bound);
                             failures++, bad = 1;
@@ -262,6 +311,7 @@ static void test_gemm_panels_i8(unsigned* seed) {
             }
             free(w), free(packed), free(resid), free(norm), free(qnorm);
         }
+    test_gemm_panels_i8_extremes(seed);
     float row[8] = {1, 2, NAN, 4, 5, 6, 7, 8}, resid = 0.0f;
     char panel[32 * 12];
     if (ee_pack_panels_i8(panel, &resid, NULL, row, 1, 8, 8) != 0 || !isinf(resid) || !isnan(((float*)panel)[0])) printf("FAIL ee_pack_panels_i8 with a NaN: resid %g, scale %g\n", resid, ((float*)panel)[0]), failures++;

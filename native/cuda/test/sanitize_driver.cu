@@ -902,6 +902,7 @@ static void run_checks(bool small) {
         check_softmax(3, 301);
         check_argmax_candidates(4, 301, 32);
         check_gemm_panels_i8(45, 19);
+        check_gemm_panels_i8(40, 1100); /* three blocks of integer sums */
         check_max_prob_upper(4, 301);
         check_cross_entropy(9, 48, 301, 4, EE_BF16, 0);
         check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);

@@ -51,7 +51,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 9
+#define EE_ABI_VERSION 10
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -63,7 +63,7 @@ EE_API int32_t ee_noop(int32_t x);
 EE_API const char* ee_last_error(void);
 /** Bit mask of what this library can use: 1 = AVX2+FMA kernels, 2 = OpenBLAS loaded, 4 = AVX-512, 8 = a CUDA device,
  * 16 = OpenBLAS runs kernels older than the CPU's (e.g. OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU), so the automatic
- * GEMM path uses the built-in kernel. */
+ * GEMM path uses the built-in kernel, 32 = AVX-512 VNNI (the 8-bit panels' integer kernel). */
 EE_API int32_t ee_features(void);
 /** Number of usable devices: 1 for the CPU library, the CUDA device count for the CUDA library (0 = none). */
 EE_API int32_t ee_device_count(void);
@@ -161,7 +161,7 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
  */
 EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
 
-/** Bytes that ee_pack_panels_i8 writes for an n x k weight: ceil(n / EE_PANEL_ROWS) * EE_PANEL_ROWS * (k + 4). */
+/** Bytes that ee_pack_panels_i8 writes for an n x k weight: ceil(n / EE_PANEL_ROWS) * EE_PANEL_ROWS * (4 + 2 ceil(k / 2)). */
 EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);
 
 /**
@@ -169,12 +169,16 @@ EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);
  * only have to lie within a known distance of the f32 products (greedy decode's screened classifier): row j is
  * scale_j q_j with scale_j = max_p |w[j][p]| / 127 and q_j[p] = w[j][p] / scale_j rounded to the nearest integer
  * (|q| <= 127; the last bit of the rounding may differ: resid measures the copy as stored). Panel q takes
- * EE_PANEL_ROWS * (k + 4) bytes from byte q * EE_PANEL_ROWS * (k + 4): the panel's 32 scales (f32), then for each
- * column p the 32 rows' q_j[p] (int8), 0 past n. resid and norm (each may be null) [n] receive ||w_j - scale_j q_j||_2
- * and ||w_j||_2 rounded up (+inf for a row with a value that is not finite, whose scale is NaN). ee_gemm
- * with this B computes scale_j times the f32 sum of a_p q_j[p] in any order, so that a score differs from the exact
- * product a . w_j by at most ||a|| (resid_j + g ||scale_j q_j||) (Cauchy-Schwarz; g bounds the rounding of a k-term
- * f32 sum, k 2^-24 / (1 - k 2^-24), and the final product's), whatever rows share the call. Half the bytes of bf16.
+ * EE_PANEL_ROWS * (4 + 2 ceil(k / 2)) bytes from byte q times that: the panel's 32 scales (f32), then for each pair
+ * of columns s the 32 rows' pairs, byte 2j + t holding q_j[2s + t] (0 past k and past n). resid and norm (each may be
+ * null) [n] receive ||w_j - scale_j q_j||_2 and ||w_j||_2 rounded up (+inf for a row with a value that is not finite,
+ * whose scale is NaN). ee_gemm with this B rounds each row a of A to a' = scale_a x (x = a / scale_a rounded to
+ * integers, |x| <= 32767, scale_a = max |a| / 32767; NaN rows of scores for an A row that is not finite), sums the
+ * integer products exactly in blocks of 512 columns, the blocks in f32, and multiplies by scale_j and scale_a, the
+ * same bits on the CPU and CUDA. A score then differs from the exact product a . w_j by at most
+ * ||a|| (resid_j + (c_k + g (1 + c_k)) ||scale_j q_j||), with c_k = sqrt(k) / 64000 (||a - a'|| / ||a||: half a step
+ * of 1 / 32767 of max |a| per column, with the rounding of a / scale_a) and g = (k + 8) 2^-24 / (1 - (k + 8) 2^-24)
+ * (the blocks' and products' f32 rounding), whatever rows share the call (Cauchy-Schwarz). Half the bytes of bf16.
  */
 EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw);
 

@@ -43,7 +43,9 @@ public abstract class Backend implements AutoCloseable {
          * OpenBLAS runs kernels older than the CPU's (e.g. {@code OPENBLAS_CORETYPE=Haswell} on an AVX-512 CPU, where the
          * built-in AVX-512 GEMM measured 2.5x faster), so {@link GemmPath#AUTO} uses the built-in kernel.
          */
-        OPENBLAS_OLDER_KERNELS(16);
+        OPENBLAS_OLDER_KERNELS(16),
+        /** AVX-512 BW and VNNI: the 8-bit screens' integer kernel (else an AVX2 form of it). */
+        AVX512_VNNI(32);
 
         private final int bit;
 
@@ -224,7 +226,7 @@ public abstract class Backend implements AutoCloseable {
         Set<Feature> f = features();
         StringBuilder sb = new StringBuilder(name()).append(" (").append(device()).append(", ").append(binding());
         if (f.contains(Feature.AVX2)) sb.append(", avx2");
-        if (f.contains(Feature.AVX512)) sb.append(", avx512");
+        if (f.contains(Feature.AVX512)) sb.append(f.contains(Feature.AVX512_VNNI) ? ", avx512 (vnni)" : ", avx512");
         if (f.contains(Feature.OPENBLAS)) sb.append(f.contains(Feature.OPENBLAS_OLDER_KERNELS) ? ", openblas with older kernels: built-in GEMM" : ", openblas");
         return sb.append(')').toString();
     }

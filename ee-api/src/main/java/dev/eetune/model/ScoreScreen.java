@@ -53,13 +53,15 @@ public final class ScoreScreen {
     public Tensor radius() { return radius; }
 
     /**
-     * radius_j = (r_j + (2g + 2^-21)(||w_j|| + r_j))(1 + 1e-4), rounded up, from the copy's residual norms r_j and the
-     * rows' norms; g = dim 2^-24 / (1 - dim 2^-24). See {@link LlamaModel#greedyTokens} for why.
+     * radius_j = (r_j + (c_k + (2g + 2^-21)(1 + c_k))(||w_j|| + r_j))(1 + 1e-4), rounded up, from the copy's residual
+     * norms r_j and the rows' norms; c_k = sqrt(k) / 64000 (the kernel's 16-bit rounding of x), g = (k + 8) 2^-24 /
+     * (1 - (k + 8) 2^-24), k = dim. See {@link LlamaModel#greedyTokens} for why.
      */
     private void measure() {
         float[] r = resid.toFloatArray(), n = norm.toFloatArray(), out = new float[r.length];
-        double u = Math.scalb(1.0, -24), g = scores.in() * u / (1 - scores.in() * u);
-        for (int j = 0; j < out.length; j++) out[j] = Math.nextUp((float) ((r[j] + (2 * g + 8 * u) * (n[j] + r[j])) * (1 + 1e-4)));
+        int k = scores.in();
+        double u = Math.scalb(1.0, -24), g = (k + 8) * u / (1 - (k + 8) * u), ck = Math.sqrt(k) / 64000;
+        for (int j = 0; j < out.length; j++) out[j] = Math.nextUp((float) ((r[j] + (ck + (2 * g + 8 * u) * (1 + ck)) * (n[j] + r[j])) * (1 + 1e-4)));
         radius.copyFrom(out);
     }
 
