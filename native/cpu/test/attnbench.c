@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
         {"decode 1 row, 201 pos, H8 KV4 hd8", 0, 0, 8, 4, 8, 1, 201},          /* stories260K */
         {"2 rows of 1 seq, 201 pos, H8 KV4 hd8", 0, 0, 8, 4, 8, 2, 201, 1},   /* its early-exit pass */
         {"2 rows of 1 seq, 201 pos, H6 KV6 hd48", 0, 0, 6, 6, 48, 2, 201, 1}, /* the 15M config's */
+        {"decode 8 rows, 201 pos, H6 KV6 hd48", 0, 0, 6, 6, 48, 8, 201},      /* the 15M config at batch 8 */
+        {"decode 8 rows, 201 pos, H12 KV12 hd64", 0, 0, 12, 12, 64, 8, 201}, /* the 110M config at batch 8 */
     };
     unsigned seed = 1;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
