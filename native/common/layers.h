@@ -3,6 +3,7 @@
 #ifndef EE_LAYERS_H
 #define EE_LAYERS_H
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -103,11 +104,12 @@ static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
 /* ee_exit_steps' exit plan: the header's fields, then each exit's (eetune.h gives the order) */
 enum {
     EXITS_COUNT, EXITS_METHOD, EXITS_SEQ, EXITS_CAPACITY, EXITS_TABLES, EXITS_STATE, EXITS_STATES, EXITS_RECORD, EXITS_POS, EXITS_POS_HOST, EXITS_SCORE, EXITS_CHOSEN,
-    EXITS_PRE, EXITS_Z, EXITS_HEADER
+    EXITS_PRE, EXITS_Z, EXITS_Z_HOST, EXITS_HEADER
 };
 enum {
     EXIT_LAYER, EXIT_KIND, EXIT_HEAD_NORM, EXIT_FFN_NORM, EXIT_W_GATE, EXIT_W_UP, EXIT_W_DOWN, EXIT_W_DTYPE, EXIT_MLP_HIDDEN, EXIT_LM_HEAD, EXIT_LM_DTYPE, EXIT_TEMPERATURE,
-    EXIT_GATE_W1, EXIT_GATE_B1, EXIT_GATE_W, EXIT_GATE_B, EXIT_GATE_UNITS, EXIT_GATE_EPS, EXIT_TAU, EXIT_CONFIRM, EXIT_FIELDS
+    EXIT_GATE_W1, EXIT_GATE_B1, EXIT_GATE_W, EXIT_GATE_B, EXIT_GATE_UNITS, EXIT_GATE_EPS, EXIT_TAU, EXIT_CONFIRM, EXIT_SCREEN, EXIT_RADIUS, EXIT_SCREEN_MARGIN,
+    EXIT_FIELDS
 };
 #ifdef __cplusplus
 static_assert(EXITS_HEADER == EE_EXIT_PLAN_HEADER && EXIT_FIELDS == EE_EXIT_PLAN_FIELDS, "the exit plan's fields and eetune.h disagree");
@@ -124,56 +126,85 @@ static inline int ee_confident(float score, float tau) { return score >= tau && 
 /* One value from the library's memory to the host (a device-to-host copy in the CUDA library) */
 static inline int32_t ee_read_value(void* dst, const void* src, int64_t bytes) { return ee_copy(dst, src, bytes, 2); }
 
-/* An exit head's logits for row 0 into the plan's logits: z = the hidden state h (embedding head), the head's norm of h
- * (norm head), or the head's norm of r + mlp(ffn_norm(r)) with r the exit layer's attention residual (mlp head);
- * logits = z lm_head^T. The calls and arguments of the Java heads' decodeInput and Ops.linear. */
-static inline int32_t ee_exit_head_logits(const int64_t* plan, const int64_t* exits, const int64_t* e) {
+/* An exit head's last input for row 0: z = the hidden state h (embedding head), the head's norm of h (norm head), or
+ * the head's norm of r + mlp(ffn_norm(r)) with r the exit layer's attention residual (mlp head); 0 on failure. The
+ * calls and arguments of the Java heads' decodeInput. */
+static inline const float* ee_exit_head_input(const int64_t* plan, const int64_t* exits, const int64_t* e) {
 #define PTR(type, field) ((type)(intptr_t)plan[field])
 #define EPTR(type, field) ((type)(intptr_t)e[field])
-    const int32_t dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
+    const int32_t dim = (int32_t)plan[PLAN_DIM];
     const float eps = ee_plan_float(plan, PLAN_EPS);
     const float* x = PTR(const float*, PLAN_X);
     float* z = (float*)(intptr_t)exits[EXITS_Z];
     float* pre = (float*)(intptr_t)exits[EXITS_PRE];
-    int32_t rc = 0;
     switch ((int32_t)e[EXIT_KIND]) {
-        case EE_HEAD_EMBEDDING: z = (float*)x; break;
-        case EE_HEAD_NORM: rc = ee_rmsnorm_fwd(z, 0, x, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps); break;
+        case EE_HEAD_EMBEDDING: return x;
+        case EE_HEAD_NORM: return ee_rmsnorm_fwd(z, 0, x, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps) ? 0 : z;
         case EE_HEAD_MLP:
-            rc = ee_feed_forward_fwd(PTR(const float*, PLAN_RESIDUAL), pre, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT),
-                                     EPTR(const float*, EXIT_FFN_NORM), EPTR(const void*, EXIT_W_GATE), EPTR(const void*, EXIT_W_UP), EPTR(const void*, EXIT_W_DOWN),
-                                     (int32_t)e[EXIT_W_DTYPE], 1, dim, (int32_t)e[EXIT_MLP_HIDDEN], eps);
-            if (!rc) rc = ee_rmsnorm_fwd(z, 0, pre, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps);
-            break;
-        default: return ee_fail("ee_exit_steps: exit after layer %d: head kind %d", (int32_t)e[EXIT_LAYER], (int32_t)e[EXIT_KIND]);
+            if (ee_feed_forward_fwd(PTR(const float*, PLAN_RESIDUAL), pre, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT),
+                                    EPTR(const float*, EXIT_FFN_NORM), EPTR(const void*, EXIT_W_GATE), EPTR(const void*, EXIT_W_UP), EPTR(const void*, EXIT_W_DOWN),
+                                    (int32_t)e[EXIT_W_DTYPE], 1, dim, (int32_t)e[EXIT_MLP_HIDDEN], eps))
+                return 0;
+            return ee_rmsnorm_fwd(z, 0, pre, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps) ? 0 : z;
+        default: ee_fail("ee_exit_steps: exit after layer %d: head kind %d", (int32_t)e[EXIT_LAYER], (int32_t)e[EXIT_KIND]); return 0;
     }
-    if (!rc) rc = ee_gemm(0, 1, 1, vocab, dim, 1.0f, z, dim, EPTR(const void*, EXIT_LM_HEAD), (int32_t)e[EXIT_LM_DTYPE], dim, 0.0f, PTR(float*, PLAN_LOGITS), vocab);
-    return rc;
 #undef PTR
 #undef EPTR
 }
 
+/* Whether the exit's 8-bit screen (EarlyExitGenerator.mayPass) lets row 0 of z reach tau: 1 = the head's exact logits
+ * decide, 0 = its largest probability is bounded below tau (its margin included), < 0 = failure. The scores go to
+ * the plan's logits, ||z|| rounded up (ScoreScreen.norms, in double on the host) to score[1], the bound to score[0]. */
+static inline int32_t ee_exit_screen_passes(const int64_t* plan, const int64_t* exits, const int64_t* e, const float* z, float tau) {
+    const int32_t dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
+    float* logits = (float*)(intptr_t)plan[PLAN_LOGITS];
+    float* score = (float*)(intptr_t)exits[EXITS_SCORE];
+    float* host = (float*)(intptr_t)exits[EXITS_Z_HOST];
+    if (ee_gemm(0, 1, 1, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[EXIT_SCREEN], EE_I8_PANELS, dim, 0.0f, logits, vocab) ||
+        ee_read_value(host, z, (int64_t)dim * (int64_t)sizeof(float)))
+        return -1;
+    double ss = 0.0;
+    for (int32_t i = 0; i < dim; i++) ss += (double)host[i] * host[i];
+    float norm = nextafterf((float)sqrt(ss), INFINITY), upper = 0.0f;
+    if (ee_copy(score + 1, &norm, (int64_t)sizeof norm, 1) ||
+        ee_max_prob_upper(score, logits, vocab, (const float*)(intptr_t)e[EXIT_RADIUS], score + 1, 1, vocab, ee_plan_float(e, EXIT_TEMPERATURE)) ||
+        ee_read_value(&upper, score, sizeof upper))
+        return -1;
+    return !(upper * ee_plan_float(e, EXIT_SCREEN_MARGIN) < tau); /* NaN or +inf: the exact logits decide */
+}
+
 /* ee_exit_steps' decision at exit e for row 0: 1 = the sequence exits with out_ids[t] chosen, 0 = it goes on, < 0 = failure.
- * Sets bit e of *scored and *heads for what ran. */
-static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, int32_t ei, int32_t* token, const float* uniform, int32_t* scored, int32_t* heads) {
+ * Sets bit e of *scored, *heads and *screened for what ran (a head its screen decided counts as run, as in the Java
+ * passes). */
+static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, int32_t ei, int32_t* token, const float* uniform, int32_t* scored, int32_t* heads,
+                                     int32_t* screened) {
     const int64_t* e = exits + EXITS_HEADER + (size_t)ei * EXIT_FIELDS;
-    const int32_t method = (int32_t)exits[EXITS_METHOD], vocab = (int32_t)plan[PLAN_VOCAB];
-    const float* logits = (const float*)(intptr_t)plan[PLAN_LOGITS];
+    const int32_t method = (int32_t)exits[EXITS_METHOD], dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
+    float* logits = (float*)(intptr_t)plan[PLAN_LOGITS];
     float* score = (float*)(intptr_t)exits[EXITS_SCORE];
     int32_t* chosen = (int32_t*)(intptr_t)exits[EXITS_CHOSEN];
     const float tau = ee_plan_float(e, EXIT_TAU), temperature = ee_plan_float(e, EXIT_TEMPERATURE);
     float value = 0;
     if (method != EE_EXIT_SOFTMAX) { /* the cheap score first: the head runs only where it passes */
         if (ee_gate_score(score, (const float*)(intptr_t)plan[PLAN_X], (const float*)(intptr_t)e[EXIT_GATE_W1], (const float*)(intptr_t)e[EXIT_GATE_B1],
-                          (const float*)(intptr_t)e[EXIT_GATE_W], (const float*)(intptr_t)e[EXIT_GATE_B], 1, (int32_t)plan[PLAN_DIM], (int32_t)e[EXIT_GATE_UNITS],
+                          (const float*)(intptr_t)e[EXIT_GATE_W], (const float*)(intptr_t)e[EXIT_GATE_B], 1, dim, (int32_t)e[EXIT_GATE_UNITS],
                           ee_plan_float(e, EXIT_GATE_EPS)) ||
             ee_read_value(&value, score, sizeof value))
             return -1;
         *scored |= 1 << ei;
         if (!ee_confident(value, tau)) return 0;
     }
-    if (ee_exit_head_logits(plan, exits, e)) return -1;
+    const float* z = ee_exit_head_input(plan, exits, e);
+    if (!z) return -1;
     *heads |= 1 << ei;
+    if (method == EE_EXIT_SOFTMAX && e[EXIT_SCREEN]) {
+        const int32_t passes = ee_exit_screen_passes(plan, exits, e, z, tau);
+        if (passes <= 0) {
+            if (passes == 0) *screened |= 1 << ei;
+            return passes;
+        }
+    }
+    if (ee_gemm(0, 1, 1, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[EXIT_LM_HEAD], (int32_t)e[EXIT_LM_DTYPE], dim, 0.0f, logits, vocab)) return -1;
     if (method == EE_EXIT_SOFTMAX) {
         if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
         if (!ee_confident(value, tau)) return 0;
@@ -213,11 +244,14 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
     if (steps < 0 || n_exits < 0 || n_exits > 30 || capacity < 1 || seq < 0 || seq >= I32(PLAN_N_SEQ))
         return ee_fail("ee_exit_steps: %d steps, %d exits, capacity %d, sequence %d of %d", steps, n_exits, capacity, seq, I32(PLAN_N_SEQ));
     if (!tables || !state || !record || !pos || !pos_host || !states || !first_ids || !out_ids || !XPTR(void*, EXITS_SCORE) || !XPTR(void*, EXITS_CHOSEN) ||
-        !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z))
+        !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z) || !XPTR(void*, EXITS_Z_HOST))
         return ee_fail("ee_exit_steps: null pointer in the plans");
     for (int32_t i = 0; i < n_exits; i++) {
         const int32_t layer = ee_exit_layer(exits, i), before = i == 0 ? 0 : ee_exit_layer(exits, i - 1);
         if (layer <= before || layer >= n_layers) return ee_fail("ee_exit_steps: exit %d after layer %d (layers 1 .. %d, increasing)", i, layer, n_layers - 1);
+        const int64_t* e = exits + EXITS_HEADER + (size_t)i * EXIT_FIELDS;
+        if (e[EXIT_SCREEN] && (!e[EXIT_RADIUS] || (int32_t)exits[EXITS_METHOD] != EE_EXIT_SOFTMAX))
+            return ee_fail("ee_exit_steps: exit after layer %d: a screen needs its radius and softmax decisions", layer);
     }
     state[2] = 0;
     for (int32_t t = 0; t < steps; t++) {
@@ -229,7 +263,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
         const int32_t* ids = t == 0 ? first_ids : out_ids + t - 1;
         const float* uniform = uniforms ? uniforms + t : 0;
         int32_t* token = out_ids + t;
-        int32_t n = 1, at = 0, exited = 0, next_exit = 0, row_layers = 0, scored = 0, heads = 0;
+        int32_t n = 1, at = 0, exited = 0, next_exit = 0, row_layers = 0, scored = 0, heads = 0, screened = 0;
         pos_host[0] = newest;
         int32_t rc = ee_embedding_fwd(x, PTR(const void*, PLAN_EMBEDDING), I32(PLAN_EMBEDDING_DTYPE), ids, 1, dim, vocab);
         while (!rc && !exited && at < n_layers) {
@@ -253,7 +287,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
             row_layers += n * (to - at);
             at = to;
             if (rc || next_exit >= n_exits || at != ee_exit_layer(exits, next_exit)) continue;
-            const int32_t decision = ee_exit_decide(plan, exits, next_exit++, token, uniform, &scored, &heads);
+            const int32_t decision = ee_exit_decide(plan, exits, next_exit++, token, uniform, &scored, &heads, &screened);
             if (decision < 0) rc = decision;
             else if (decision > 0) { /* every row of the pass keeps its state and waits for a deeper pass */
                 exited = 1;
@@ -276,6 +310,7 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
         rec[2] = row_layers;
         rec[3] = heads;
         rec[4] = scored;
+        rec[5] = screened;
         state[1] = length + 1;
         state[2] = t + 1;
     }

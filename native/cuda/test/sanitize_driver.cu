@@ -817,7 +817,7 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
             Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(1, 0, vocab));
             Pair gw1 = pair_of(randn((size_t)units * dim, 0.05f)), gb1 = pair_of(randn(units, 0.1f)), gw = pair_of(randn(units)), gb = pair_of(std::vector<float>{0.0f});
             Pair seqs = pair_of(std::vector<int32_t>(cap, 0)), states = pair_out((size_t)max_len * dim * 4), out_ids = pair_out((size_t)steps * 4);
-            Pair normed = pair_out((size_t)dim * 4), logits = pair_out((size_t)vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out(4), chosen = pair_out(4);
+            Pair normed = pair_out((size_t)dim * 4), logits = pair_out((size_t)vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out(8), chosen = pair_out(4);
             Pair pre = pair_out((size_t)dim * 4), zb = pair_out((size_t)dim * 4);
             Pair kc4 = pair_of(randn((size_t)n_seq * max_len * kd)), vc4 = pair_of(randn((size_t)n_seq * max_len * kd));
             std::vector<int32_t> state_of[2], record_of[2];
@@ -835,10 +835,11 @@ static void check_decoder_layer(int n_seq, int max_len, int rows, int dim, int h
                 state[1] = 1; /* position 0 is the newest token, nothing pending */
                 record_of[w].assign((size_t)steps * EE_EXIT_RECORD, -1);
                 std::vector<int32_t> pos_host(cap);
+                std::vector<float> z_host(dim);
                 std::vector<int64_t> exits = {1, EE_EXIT_GATE, 0, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
-                    addr(pos_host.data()), addr(P(score)), addr(P(chosen)), addr(P(pre)), addr(P(zb)),
+                    addr(pos_host.data()), addr(P(score)), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
                     1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
-                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0};
+                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f)};
                 if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
                 int32_t rc = api.ee_exit_steps(plan.data(), exits.data(), first);
                 if (rc) return rc;

@@ -51,7 +51,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 10
+#define EE_ABI_VERSION 11
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -288,16 +288,21 @@ EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
  * its w_dtype at [2r + 1]), state (host int32 [3 + max_len]: complete length, length, steps run, then each position's
  * layers done), states (the sequence's kept hidden states, float [max_len, dim]), record (host int32 [steps,
  * EE_EXIT_RECORD]), pos (int32 [capacity], the pass's positions: scratch on the library's side), pos_host (host int32
- * [capacity]: scratch), score (float [1]: scratch), chosen (int32 [1]: scratch), pre and z (float [1, dim]: scratch). */
-#define EE_EXIT_PLAN_HEADER 14
+ * [capacity]: scratch), score (float [2]: scratch), chosen (int32 [1]: scratch), pre and z (float [1, dim]: scratch),
+ * z_host (host float [dim]: scratch). */
+#define EE_EXIT_PLAN_HEADER 15
 /** Fields per exit, after the header, exits in increasing layer order: layer (1-based: the exit reads layer L's
  * output), kind (EE_HEAD_EMBEDDING, EE_HEAD_NORM, EE_HEAD_MLP), head_norm, ffn_norm, w_gate, w_up, w_down, w_dtype,
- * mlp_hidden, lm_head, lm_dtype, temperature, gate_w1, gate_b1, gate_w, gate_b, gate_units, gate_eps, tau, confirm
- * (temperature, gate_eps, tau and confirm as the bits of a float). */
-#define EE_EXIT_PLAN_FIELDS 20
+ * mlp_hidden, lm_head, lm_dtype, temperature, gate_w1, gate_b1, gate_w, gate_b, gate_units, gate_eps, tau, confirm,
+ * screen, radius, screen_margin (temperature, gate_eps, tau, confirm and screen_margin as the bits of a float).
+ * screen (0: none; softmax decisions only) is an 8-bit copy of lm_head (ee_pack_panels_i8) and radius [vocab] its
+ * scores' radius: the head's logits are computed only where ee_max_prob_upper's bound from the screen's scores and
+ * ||z|| (in double, rounded up) times screen_margin reaches tau. */
+#define EE_EXIT_PLAN_FIELDS 23
 /** Values per step in ee_exit_steps's record: the layer the token came from (n_layers: the final one), the complete
- * length after the step, the rows x layers the step ran, and bit e for each exit e whose head ran, and that scored. */
-#define EE_EXIT_RECORD 5
+ * length after the step, the rows x layers the step ran, bit e for each exit e whose head ran (or its screen decided),
+ * that scored, and whose screen decided without the head's logits. */
+#define EE_EXIT_RECORD 6
 #define EE_EXIT_SOFTMAX 0
 #define EE_EXIT_GATE 1
 #define EE_EXIT_CASCADE 2

@@ -500,11 +500,19 @@ public final class Ops {
      * One exit of {@link #exitSteps}, after backbone layer {@code layer} (1-based): its head (an embedding head has no
      * norm, a norm head no MLP; an mlp head reads the layer's attention residual through {@code ffnNorm} and its own
      * SwiGLU projections), its LM head [vocab, dim] and temperature, its gate (w1 and b1 null for a linear gate; all
-     * null with softmax decisions), the threshold and, for a cascade, the softmax confirmation.
+     * null with softmax decisions), the threshold and, for a cascade, the softmax confirmation; with softmax decisions
+     * optionally an 8-bit screen of the LM head and its scores' radius ({@code model.ScoreScreen}; null: none): the
+     * head's logits are computed only where the screen's bound on the largest probability, times {@code screenMargin},
+     * reaches the threshold.
      */
     public record ExitStep(int layer, Tensor headNorm, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown, Tensor lmHead, float temperature, Tensor gateW1,
-                           Tensor gateB1, Tensor gateW, Tensor gateB, float gateEps, float tau, float confirm) {
+                           Tensor gateB1, Tensor gateW, Tensor gateB, float gateEps, float tau, float confirm, Int8Panels screen, Tensor radius, float screenMargin) {
         int kind() { return headNorm == null ? 0 : wGate == null ? 1 : 2; }
+
+        /** This exit with the head's screen (see the record's description). */
+        public ExitStep screened(Int8Panels screen, Tensor radius, float screenMargin) {
+            return new ExitStep(layer, headNorm, ffnNorm, wGate, wUp, wDown, lmHead, temperature, gateW1, gateB1, gateW, gateB, gateEps, tau, confirm, screen, radius, screenMargin);
+        }
     }
 
     /**
@@ -514,7 +522,7 @@ public final class Ops {
      * capacity, capacity = x's rows); {@code state} is {complete length, length, -, layers done per position ...} and
      * is updated, state[2] being the steps run (fewer than {@code steps} where a pass would exceed capacity rows);
      * {@code record} receives {@link #EXIT_RECORD} values per step (eetune.h). {@code states} [maxLen, dim] are the
-     * sequence's kept hidden states; pos I32 [capacity], score F32 [1], chosen I32 [1], pre and z F32 [1, dim] scratch;
+     * sequence's kept hidden states; pos I32 [capacity], score F32 [2], chosen I32 [1], pre and z F32 [1, dim] scratch;
      * outIds and uniforms (null: greedy) [steps]; normed and logits [1, dim] and [1, vocab].
      */
     public void exitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
@@ -545,8 +553,8 @@ public final class Ops {
         if (normed.size() != dim || logits.size() != embedding.dim(0)) fail(op, "normed must be [1, dim] and logits [1, vocab]", normed, logits);
         f32(op, states, score, pre, z);
         i32(op, chosen);
-        if (!matrix(states, maxLen, dim) || score.size() < 1 || chosen.size() < 1 || pre.size() != dim || z.size() != dim) {
-            fail(op, "states must be [max_len, dim], score and chosen [1], pre and z [1, dim]", states, score, chosen, pre, z);
+        if (!matrix(states, maxLen, dim) || score.size() < 2 || chosen.size() < 1 || pre.size() != dim || z.size() != dim) {
+            fail(op, "states must be [max_len, dim], score [2], chosen [1], pre and z [1, dim]", states, score, chosen, pre, z);
         }
         if (exits.size() > 30) throw new IllegalArgumentException(op + ": " + exits.size() + " exits, at most 30");
         // the activations checked against the widest pass's table, the classifier for the one row that reaches it
@@ -559,10 +567,11 @@ public final class Ops {
             tables[2 * r + 1] = tablesByRows[r].shape.wDtype();
         }
         java.nio.ByteBuffer tableBuf = longs(tables);
-        java.nio.ByteBuffer stateBuf = ints(state), recordBuf = ints(new int[steps * EXIT_RECORD]), posHost = ints(new int[capacity]);
+        java.nio.ByteBuffer stateBuf = ints(state), recordBuf = ints(new int[steps * EXIT_RECORD]), posHost = ints(new int[capacity]), zHost = ints(new int[dim]);
         long[] fields = new long[EXIT_PLAN_HEADER + exits.size() * EXIT_PLAN_FIELDS];
         long[] header = {exits.size(), method.ordinal(), seq, capacity, backend.host().address(tableBuf), backend.host().address(stateBuf), states.address(),
-            backend.host().address(recordBuf), pos.address(), backend.host().address(posHost), score.address(), chosen.address(), pre.address(), z.address()};
+            backend.host().address(recordBuf), pos.address(), backend.host().address(posHost), score.address(), chosen.address(), pre.address(), z.address(),
+            backend.host().address(zHost)};
         System.arraycopy(header, 0, fields, 0, EXIT_PLAN_HEADER);
         int before = 0;
         for (int i = 0; i < exits.size(); i++) {
@@ -591,10 +600,18 @@ public final class Ops {
                 if (e.gateW() == null) throw new IllegalArgumentException(at + ": " + method + " decisions need a gate");
                 checkGate(at, dim, e.gateW1(), e.gateB1(), e.gateW(), e.gateB(), null);
             }
+            if (e.screen() != null) {
+                if (method != ExitMethod.SOFTMAX) throw new IllegalArgumentException(at + ": a head's screen serves softmax decisions only, not " + method);
+                mine(at, e.screen().bytes(), e.radius());
+                if (e.screen().out() != vocab || e.screen().in() != dim) throw new IllegalArgumentException(at + ": the screen is " + e.screen() + ", the head [" + vocab + ", " + dim + "]");
+                f32(at, e.radius());
+                if (e.radius().size() != vocab) fail(at, "the screen's radius must be [vocab]", e.radius());
+                positive(at, e.screenMargin());
+            }
             long[] f = {e.layer(), e.kind(), addr(e.headNorm()), addr(e.ffnNorm()), addr(e.wGate()), addr(e.wUp()), addr(e.wDown()), e.wGate() == null ? 0 : e.wGate().dtype().code(),
                 hidden, e.lmHead().address(), e.lmHead().dtype().code(), Float.floatToRawIntBits(e.temperature()), addr(e.gateW1()), addr(e.gateB1()), addr(e.gateW()),
                 addr(e.gateB()), e.gateW1() == null ? 0 : e.gateW1().dim(0), Float.floatToRawIntBits(e.gateEps()), Float.floatToRawIntBits(e.tau()),
-                Float.floatToRawIntBits(e.confirm())};
+                Float.floatToRawIntBits(e.confirm()), e.screen() == null ? 0 : e.screen().bytes().address(), addr(e.radius()), Float.floatToRawIntBits(e.screenMargin())};
             System.arraycopy(f, 0, fields, EXIT_PLAN_HEADER + i * EXIT_PLAN_FIELDS, EXIT_PLAN_FIELDS);
         }
         java.nio.ByteBuffer exitPlan = longs(fields);
@@ -607,13 +624,17 @@ public final class Ops {
             java.lang.ref.Reference.reachabilityFence(exitPlan);
             java.lang.ref.Reference.reachabilityFence(tableBuf);
             java.lang.ref.Reference.reachabilityFence(posHost);
+            java.lang.ref.Reference.reachabilityFence(zHost);
         }
     }
 
     /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_RECORD. */
-    private static final int EXIT_PLAN_HEADER = 14, EXIT_PLAN_FIELDS = 20;
-    /** Values per step in {@link #exitSteps}' record: exit layer, complete length after the step, rows x layers, heads run (bit per exit), gates scored (bit per exit). */
-    public static final int EXIT_RECORD = 5;
+    private static final int EXIT_PLAN_HEADER = 15, EXIT_PLAN_FIELDS = 23;
+    /**
+     * Values per step in {@link #exitSteps}' record: exit layer, complete length after the step, rows x layers, heads run
+     * or decided by their screen (bit per exit), gates scored (bit per exit), screens that decided (bit per exit).
+     */
+    public static final int EXIT_RECORD = 6;
 
     /** A direct buffer of int32s in native order holding {@code values}. */
     private static java.nio.ByteBuffer ints(int[] values) {

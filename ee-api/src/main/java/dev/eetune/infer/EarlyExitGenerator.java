@@ -93,6 +93,8 @@ public final class EarlyExitGenerator implements Decoder {
     private boolean headsScreened, screenHeadsEnabled = true;
     /** Rows the head screens decided without the head's logits (each call's share: {@link Stats#screenedHeadRows}), and rows that needed them after a screen (tests). */
     long screenedHeadRows, unscreenedHeadRows;
+    /** Steps run in native exit chunks ({@link #nativeExitSteps}; tests). */
+    long nativeExitStepsRun;
 
     /**
      * The screen's bound raised by this much before it is compared with the threshold: ee_argmax's own probability
@@ -356,8 +358,8 @@ public final class EarlyExitGenerator implements Decoder {
         headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
-        // native exit steps read every head whole: where this call screens its heads, the passes here do (see headScreens)
-        List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && !headsScreened && inNativeChunks(cfg, 1) ? exitSteps() : null;
+        List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
+        if (exitSteps != null && headsScreened) exitSteps = screened(exitSteps);
         if (exitSteps != null && !exitStepsPrepared) { // the call's one-time costs before the first token
             nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0);
             exitStepsPrepared = true;
@@ -527,6 +529,16 @@ public final class EarlyExitGenerator implements Decoder {
         return out;
     }
 
+    /** {@link #exitSteps} with this call's head screens ({@link #headScreens}), which the native steps use as {@link #mayPass} does. */
+    private List<Ops.ExitStep> screened(List<Ops.ExitStep> steps) {
+        List<Ops.ExitStep> out = new ArrayList<>(steps.size());
+        for (Ops.ExitStep e : steps) {
+            ScoreScreen sc = headScreens[e.layer()];
+            out.add(sc == null ? e : e.screened(sc.scores(), sc.radius(), SCREEN_MARGIN));
+        }
+        return out;
+    }
+
     /** The method of {@link #exitSteps} in the native call's terms. */
     private Ops.ExitMethod exitMethod() {
         switch (policy.confidence()) {
@@ -556,7 +568,7 @@ public final class EarlyExitGenerator implements Decoder {
         if (exitSeq == null) {
             exitSeq = scope.allocate(DType.I32, EXIT_CHUNK_ROWS);
             exitPos = scope.allocate(DType.I32, EXIT_CHUNK_ROWS);
-            exitScore = scope.allocate(DType.F32, 1);
+            exitScore = scope.allocate(DType.F32, 2);
             exitChosen = scope.allocate(DType.I32, 1);
             exitPre = scope.allocate(DType.F32, 1, config.dim());
             exitZ = scope.allocate(DType.F32, 1, config.dim());
@@ -574,6 +586,7 @@ public final class EarlyExitGenerator implements Decoder {
             exitPos.slice(0, cap), u == null ? null : stepUniforms.slice(0, steps).copyFrom(u), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits,
             exitMethod(), exitPlan, s, states.slice(s * maxLen, (s + 1) * maxLen), exitState, exitRecord, exitScore, exitChosen, exitPre, exitZ);
         int ran = exitState[2];
+        nativeExitStepsRun += ran;
         if (ran == 0 || most == 0) return 0;
         long nanos = Math.max(1, (System.nanoTime() - t0) / ran);
         System.arraycopy(exitState, 3, doneLayers[s], 0, maxLen);
@@ -588,6 +601,10 @@ public final class EarlyExitGenerator implements Decoder {
                     counters.headLayers += exitHeadLayers[e];
                 }
                 if ((exitRecord[base + 4] & (1 << e)) != 0) counters.headLayers += exitScoreLayers[e];
+                if (exitPlan.get(e).screen() != null && (exitRecord[base + 3] & (1 << e)) != 0) {
+                    if ((exitRecord[base + 5] & (1 << e)) != 0) screenedHeadRows++;
+                    else unscreenedHeadRows++;
+                }
             }
             emitChunkToken(s, tokens[t], layer, batch, counters, emitted, layersOut);
         }

@@ -226,7 +226,7 @@ class CheapExitDecisionTest {
             List<dev.eetune.backend.Ops.ExitStep> good = List.of(mlp.decodeStep(heads.gate(2), 0.5f, 0f), norm.decodeStep(heads.gate(4), 0.5f, 0f));
             Tensor x = s.allocate(DType.F32, cap, dim), normed = s.allocate(DType.F32, 1, dim), logits = s.allocate(DType.F32, 1, vocab);
             Tensor ids = s.of(new int[] {5}, 1), out = s.allocate(DType.I32, 4), seq = s.of(new int[cap], cap), pos = s.allocate(DType.I32, cap);
-            Tensor states = s.allocate(DType.F32, maxLen, dim), score = s.allocate(DType.F32, 1), chosen = s.allocate(DType.I32, 1);
+            Tensor states = s.allocate(DType.F32, maxLen, dim), score = s.allocate(DType.F32, 2), chosen = s.allocate(DType.I32, 1);
             Tensor pre = s.allocate(DType.F32, 1, dim), z = s.allocate(DType.F32, 1, dim);
             java.util.function.BiConsumer<List<dev.eetune.backend.Ops.ExitStep>, int[]> run = (exits, state) -> model.exitSteps(ids, out, 4, seq, pos, null, 1f, 1f, cache, ws, x,
                 normed, logits, dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, state, new int[4 * dev.eetune.backend.Ops.EXIT_RECORD], score, chosen, pre, z);
@@ -239,6 +239,9 @@ class CheapExitDecisionTest {
             assertThatThrownBy(() -> run.accept(List.of(mlp.decodeStep(null, 0.5f, 0f)), new int[3 + maxLen])).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("GATE decisions need a gate");
             assertThatThrownBy(() -> run.accept(good, new int[maxLen])).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("state must hold 3 + max_len = 35 values");
+            dev.eetune.model.ScoreScreen screen = dev.eetune.model.ScoreScreen.of(CPU.ops(), norm.lmHead().value(), s);
+            assertThatThrownBy(() -> run.accept(List.of(good.get(0), good.get(1).screened(screen.scores(), screen.radius(), 1.01f)), new int[3 + maxLen]))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("exit after layer 4): a head's screen serves softmax decisions only, not GATE");
             int[] broken = new int[3 + maxLen];
             broken[1] = 3; // positions 0 and 1 pending, but never through a layer
             assertThatThrownBy(() -> run.accept(good, broken)).hasMessageContaining("ee_exit_steps").hasMessageContaining("pending position 0 has run 0 layers");

@@ -24,7 +24,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * Softmax exits that screen their heads ({@code EarlyExitGenerator.headScreens}): the same tokens and exit layers as
  * with the heads' exact logits, at thresholds where some rows exit and others do not, greedy and sampled, one
- * sequence and a batch, and for a disabled head evaluated for its overhead; rows are decided by the screen alone; a
+ * sequence and a batch (a sampled single sequence in native exit steps, ee_exit_steps), and for a disabled head
+ * evaluated for its overhead; rows are decided by the screen alone; a
  * head changed between calls is screened as it is now. A random model 64 wide with a 32768-token vocabulary, so that
  * the heads (copies of its classifier, 8 MiB each) reach {@code LlamaModel.SCREEN_MIN_BYTES}.
  */
@@ -49,20 +50,20 @@ class ScreenedSoftmaxExitTest {
         model.close();
     }
 
-    record Run(List<int[]> tokens, int[][] layers, long screened, long unscreened, int exits) {}
+    record Run(List<int[]> tokens, int[][] layers, long screened, long unscreened, int exits, long nativeSteps) {}
 
     static Run run(EarlyExitPolicy policy, List<int[]> prompts, GenerationConfig cfg, boolean screen) {
         try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, policy, prompts.size(), 64)) {
             g.screenHeads(screen);
             List<int[]> tokens = g.generate(prompts, cfg, null).stream().map(GenerationResult::tokens).toList();
             long[] counts = g.lastStats().exitCounts();
-            return new Run(tokens, g.lastExitLayers(), g.screenedHeadRows, g.unscreenedHeadRows, (int) (counts[1] + counts[2]));
+            return new Run(tokens, g.lastExitLayers(), g.screenedHeadRows, g.unscreenedHeadRows, (int) (counts[1] + counts[2]), g.nativeExitStepsRun);
         }
     }
 
     @Test
     void screenedExitsDecideAsTheExactLogitsDo() {
-        int exitsSeen = 0, keptSeen = 0;
+        int exitsSeen = 0, keptSeen = 0, nativeScreened = 0;
         for (float tau : new float[] {0.02f, 0.05f, 0.2f}) {
             for (EarlyExitPolicy policy : new EarlyExitPolicy[] {EarlyExitPolicy.global(tau, 1, 2), EarlyExitPolicy.global(tau, 2).evaluatingDisabledHeads()}) {
                 for (GenerationConfig cfg : new GenerationConfig[] {GenerationConfig.greedy(40, Set.of()), new GenerationConfig(40, 0.9f, 0.95f, 5L, Set.of())}) {
@@ -74,6 +75,7 @@ class ScreenedSoftmaxExitTest {
                         assertThat(screened.layers()).as("exit layers, %s", what).isDeepEqualTo(exact.layers());
                         exitsSeen += screened.exits();
                         keptSeen += screened.screened() > 0 ? 1 : 0;
+                        nativeScreened += screened.nativeSteps() > 0 && screened.screened() > 0 ? 1 : 0; // sampled single sequences: ee_exit_steps screens
                         System.out.printf("tau %s, %s: %d exits, %d rows screened, %d after the screen%n", tau, what, screened.exits(), screened.screened(), screened.unscreened());
                     }
                 }
@@ -81,6 +83,7 @@ class ScreenedSoftmaxExitTest {
         }
         assertThat(exitsSeen).as("exits taken across the runs").isGreaterThan(20);
         assertThat(keptSeen).as("runs in which the screen decided rows").isGreaterThan(12);
+        assertThat(nativeScreened).as("runs whose native exit steps screened rows").isGreaterThanOrEqualTo(2);
     }
 
     @Test
