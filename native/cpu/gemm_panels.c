@@ -459,13 +459,14 @@ typedef struct {
     int n, k, ldw;
 } pack_i8_job;
 
-/* ROUNDED: the 8-bit packing and the rounding of A round the f32 product v * inv to the nearest integer (ties to even)
- * with lrintf (one conversion instruction inline, the library having no math errno): the same integers on every ISA
- * and on CUDA (rintf). Adding and subtracting 1.5 * 2^23 instead let the compiler fuse the product into an FMA where
- * the target has one (the AVX2 build, aarch64), which rounds the exact product: another integer near .5 (selftest
- * under qemu-aarch64 found one in 1100 x 11; the AVX2 and plain builds' copies of a 32000 x 288 matrix differed).
- * The price: the conversion does not vectorise (rintf went to libm at the baseline), 8.6 -> 10.7 ms a 32000 x 288
- * copy on AVX2 (best of 15, 2 threads, Zen 4). */
+/* ROUNDED: the 8-bit packing and the rounding of A take v * inv exactly (in double: 24 x 24 bits) and round it to the
+ * nearest integer, ties to even, by adding and subtracting 1.5 * 2^52: where the compiler fuses the product and the
+ * add into an FMA (AVX2 builds, aarch64) the result is the same, the product being exact either way, so every ISA
+ * and CUDA (rint of the double product) give the same integers, and the loop vectorises. Rounding an f32 product
+ * this way (1.5 * 2^23) gave other integers near .5 where the product was fused (CI's qemu-aarch64 selftest; the AVX2
+ * and plain builds' copies of a 32000 x 288 matrix differed), and lrintf of it does not vectorise (8.6 -> 10.7 ms a
+ * copy). */
+#define ROUND_MAGIC 0x1.8p52
 /* Columns of a row rounded at a time (a stack buffer) */
 #define EE_PACK_I8_MAX_K 1024
 
@@ -501,9 +502,9 @@ EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out
         const int c1 = ee_min(k, c0 + EE_PACK_I8_MAX_K);
 #pragma omp simd reduction(+ : err, sum)
         for (int c = c0; c < c1; c++) {
-            float v = (float)lrintf(w[c] * inv); /* w * inv rounded to f32, then to an integer (see ROUNDED) */
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            v = finite ? v : 0.0f;
+            double v = ((double)w[c] * inv + ROUND_MAGIC) - ROUND_MAGIC; /* see ROUNDED */
+            v = v > 127.0 ? 127.0 : v < -127.0 ? -127.0 : v;
+            v = finite ? v : 0.0;
             q[c - c0] = (int8_t)(int)v;
             const double d = (double)w[c] - (double)used * v;
             err += d * d, sum += (double)w[c] * w[c];
@@ -569,9 +570,9 @@ static void quantize_a_i8(const ee_gemm_args* g, int32_t* x, float* scale) {
         scale[i] = finite ? top / 32767.0f : NAN;
         uint16_t* halves = (uint16_t*)(x + (size_t)i * kp);
         for (int p = 0; p < 2 * kp; p++) {
-            long v = finite && p < g->k ? lrintf(a[p] * inv) : 0; /* see ROUNDED */
-            v = v > 32767 ? 32767 : v < -32767 ? -32767 : v;
-            halves[p] = (uint16_t)(int16_t)v; /* little-endian: column 2s in the low half */
+            double v = finite && p < g->k ? ((double)a[p] * inv + ROUND_MAGIC) - ROUND_MAGIC : 0.0; /* see ROUNDED */
+            v = v > 32767.0 ? 32767.0 : v < -32767.0 ? -32767.0 : v;
+            halves[p] = (uint16_t)(int16_t)(int)v; /* little-endian: column 2s in the low half */
         }
     }
 }

@@ -81,7 +81,7 @@ __global__ void pack_panels_i8_kernel(char* dst, float* resid, float* norm, cons
         const float scale = j >= n ? 0.0f : !finite ? nanf("") : top / 127.0f, inv = j < n && finite && top > 0.0f ? 127.0f / top : 0.0f;
         double err = 0.0, sum = 0.0;
         for (int c = 0; c < k; c++) {
-            const float v = j < n && finite ? fminf(fmaxf(rintf(row[c] * inv), -127.0f), 127.0f) : 0.0f; /* as the CPU's rounding */
+            const float v = j < n && finite ? (float)fmin(fmax(rint((double)row[c] * inv), -127.0), 127.0) : 0.0f; /* as the CPU's rounding: of the exact product */
             steps[i8_at(c)] = (int8_t)v;
             if (j < n) {
                 const double d = (double)row[c] - (double)(finite ? scale : 0.0f) * v;
@@ -137,8 +137,8 @@ __global__ void gemm_panels_bf16_kernel(ee_gemm_args g) {
 
 /* the same for 8-bit panels, in the CPU's rounding sequence (eetune.h, ee_pack_panels_i8): A's row rounded to 16-bit
  * integers, exact integer sums in blocks of 512 columns, the blocks added in f32, times scale_j and A's scale. Each
- * thread finds its row's max |a| itself: the screen's passes are a few rows. No add follows a product, so nothing is
- * contracted to an FMA. */
+ * thread finds its row's max |a| itself: the screen's passes are a few rows. A's values are rounded from the exact
+ * (double) product, as on the CPU. */
 __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
     const int64_t total = (int64_t)g.m * g.n;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
@@ -153,7 +153,7 @@ __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
         float sum = 0.0f;
         for (int p0 = 0; p0 < g.k; p0 += 512) {
             int acc = 0;
-            for (int p = p0; p < g.k && p < p0 + 512; p++) acc += (int)fminf(fmaxf(rintf(a[p] * inv), -32767.0f), 32767.0f) * w[i8_at(p)];
+            for (int p = p0; p < g.k && p < p0 + 512; p++) acc += (int)fmin(fmax(rint((double)a[p] * inv), -32767.0), 32767.0) * w[i8_at(p)];
             sum = p0 == 0 ? (float)acc : sum + (float)acc;
         }
         const float v = sum * scales[j % EE_PANEL_ROWS] * sa;

@@ -206,7 +206,7 @@ static float i8_reference(const char* packed, const float* a, int j, int k) {
     float sum = 0.0f;
     for (int p0 = 0; p0 < k; p0 += 512) {
         int64_t acc = 0;
-        for (int p = p0; p < k && p < p0 + 512; p++) acc += (int64_t)fminf(fmaxf(rintf(a[p] * inv), -32767.0f), 32767.0f) * q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2];
+        for (int p = p0; p < k && p < p0 + 512; p++) acc += (int64_t)fmin(fmax(rint((double)a[p] * inv), -32767.0), 32767.0) * q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2];
         sum = p0 == 0 ? (float)acc : sum + (float)acc;
     }
     return sum * scales[j % EE_PANEL_ROWS] * sa;
@@ -269,9 +269,10 @@ static void test_gemm_panels_i8(unsigned* seed) {
                     top = fmax(top, fabs(w[(size_t)j * ldw + p]));
                     const double d = w[(size_t)j * ldw + p] - (double)scale * qp;
                     bad |= qp < -127 || qp > 127 || fabs(d) > scale * 0.50002;
-                    if (j < n && p == k - 1) /* every value as the header rounds it (rint of the f32 product), on every ISA */
+                    if (j < n && p == k - 1) /* every value as the header rounds it (rint of the exact product), on every ISA */
                         for (int c = 0; c < k; c++) {
-                            const float inv = top > 0.0 ? 127.0f / (float)top : 0.0f, want = fminf(fmaxf(rintf(w[(size_t)j * ldw + c] * inv), -127.0f), 127.0f);
+                            const float inv = top > 0.0 ? 127.0f / (float)top : 0.0f;
+                            const double want = fmin(fmax(rint((double)w[(size_t)j * ldw + c] * inv), -127.0), 127.0);
                             bad |= q[(size_t)(c / 2) * 2 * EE_PANEL_ROWS + c % 2] != (int)want;
                         }
                     err += d * d, qq += (double)scale * qp * scale * qp, ww += (double)w[(size_t)j * ldw + p] * w[(size_t)j * ldw + p];

@@ -167,13 +167,13 @@ EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);
 /**
  * dst = an 8-bit copy of the f32 weight w [n][k] (rows ldw apart) in panels (dtype EE_I8_PANELS), for scores that
  * only have to lie within a known distance of the f32 products (greedy decode's screened classifier): row j is
- * scale_j q_j with scale_j = max_p |w[j][p]| / 127 and q_j[p] = w[j][p] (127 / max_p |w[j][p]|), both rounded to f32,
- * then to the nearest integer, ties to even (|q| <= 127; the same bytes on every ISA and on CUDA). Panel q takes
+ * scale_j q_j with scale_j = max_p |w[j][p]| / 127 and q_j[p] = w[j][p] times (127 / max_p |w[j][p]| in f32), the
+ * exact product rounded to the nearest integer, ties to even (|q| <= 127; the same bytes on every ISA and on CUDA). Panel q takes
  * EE_PANEL_ROWS * (4 + 2 ceil(k / 2)) bytes from byte q times that: the panel's 32 scales (f32), then for each pair
  * of columns s the 32 rows' pairs, byte 2j + t holding q_j[2s + t] (0 past k and past n). resid and norm (each may be
  * null) [n] receive ||w_j - scale_j q_j||_2 and ||w_j||_2 rounded up (+inf for a row with a value that is not finite,
- * whose scale is NaN). ee_gemm with this B rounds each row a of A to a' = scale_a x (x = a / scale_a rounded to
- * integers, |x| <= 32767, scale_a = max |a| / 32767; NaN rows of scores for an A row that is not finite), sums the
+ * whose scale is NaN). ee_gemm with this B rounds each row a of A to a' = scale_a x (x = a times 32767 / max |a|
+ * in f32, the exact product rounded to integers as above, |x| <= 32767, scale_a = max |a| / 32767; NaN rows of scores for an A row that is not finite), sums the
  * integer products exactly in blocks of 512 columns, the blocks in f32, and multiplies by scale_j and scale_a, the
  * same bits on the CPU and CUDA. A score then differs from the exact product a . w_j by at most
  * ||a|| (resid_j + (c_k + g (1 + c_k)) ||scale_j q_j||), with c_k = sqrt(k) / 64000 (||a - a'|| / ||a||: half a step
