@@ -462,11 +462,30 @@ typedef struct {
 /* ROUNDED: the 8-bit packing and the rounding of A take v * inv exactly (in double: 24 x 24 bits) and round it to the
  * nearest integer, ties to even, by adding and subtracting 1.5 * 2^52: where the compiler fuses the product and the
  * add into an FMA (AVX2 builds, aarch64) the result is the same, the product being exact either way, so every ISA
- * and CUDA (rint of the double product) give the same integers, and the loop vectorises. Rounding an f32 product
- * this way (1.5 * 2^23) gave other integers near .5 where the product was fused (CI's qemu-aarch64 selftest; the AVX2
- * and plain builds' copies of a 32000 x 288 matrix differed), and lrintf of it does not vectorise (8.6 -> 10.7 ms a
- * copy). */
+ * and CUDA (rint of the double product) give the same integers. Rounding an f32 product this way (1.5 * 2^23) gave
+ * other integers near .5 where the product was fused (CI's qemu-aarch64 selftest; the AVX2 and plain builds' copies
+ * of a 32000 x 288 matrix differed); lrintf of it was slower (a copy 10.3-10.6 against 8.6-9.1 ms, alternated; the
+ * rounding loop is scalar in every form, only the max above vectorises). */
 #define ROUND_MAGIC 0x1.8p52
+
+/* v * inv rounded to the nearest integer (see ROUNDED), within [-lim, lim] */
+EE_INLINE double round_scaled(float v, float inv, double lim) {
+    const double r = ((double)v * inv + ROUND_MAGIC) - ROUND_MAGIC;
+    return r > lim ? lim : r < -lim ? -lim : r;
+}
+
+/* max |v| over n values, and whether all of them are finite (the scale of a row of either 8-bit copy) */
+EE_INLINE float row_top(const float* v, int n, int* finite) {
+    float top = 0.0f, bad = 0.0f;
+#pragma omp simd reduction(max : top) reduction(+ : bad)
+    for (int c = 0; c < n; c++) {
+        const float a = fabsf(v[c]);
+        top = a > top ? a : top;
+        bad += v[c] - v[c]; /* NaN where a value is not finite */
+    }
+    *finite = bad == 0.0f;
+    return top;
+}
 /* Columns of a row rounded at a time (a stack buffer) */
 #define EE_PACK_I8_MAX_K 1024
 
@@ -476,8 +495,8 @@ EE_INLINE size_t i8_at(int c) { return (size_t)(c >> 1) * 2 * EE_PANEL_ROWS + (c
 /* Row j of the copy: its scale, its values, ||w - scale q|| and ||w|| rounded up. Any q is a valid copy (resid says
  * how far it is); 127 / max |w| rounds differently from w / scale in the last bit at most, and the residual is
  * computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8 bits). The values go to a
- * contiguous row first, so that the arithmetic vectorises, then into the panel's steps and its AVX2 build (32000 x
- * 288, 2 threads, from jshell: 20 ms a copy before both, 13.5 ms after). */
+ * contiguous row first, so that the arithmetic vectorises, then into the panel's steps; that and the AVX2 build took
+ * a 32000 x 288 copy from 20 to 13.5 ms (2 threads, from jshell, before the pair layout). */
 EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out, int8_t* steps) {
     const int k = job->k;
     if (k & 1) steps[i8_at(k)] = 0;
@@ -487,14 +506,8 @@ EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out
         return;
     }
     const float* w = job->w + row * job->ldw;
-    float top = 0.0f, bad = 0.0f;
-#pragma omp simd reduction(max : top) reduction(+ : bad)
-    for (int c = 0; c < k; c++) {
-        const float a = fabsf(w[c]);
-        top = a > top ? a : top;
-        bad += w[c] - w[c]; /* NaN where a value is not finite */
-    }
-    const int finite = bad == 0.0f;
+    int finite;
+    const float top = row_top(w, k, &finite);
     const float scale = finite ? top / 127.0f : NAN, inv = finite && top > 0.0f ? 127.0f / top : 0.0f, used = finite ? scale : 0.0f;
     int8_t q[EE_PACK_I8_MAX_K];
     double err = 0.0, sum = 0.0;
@@ -502,8 +515,7 @@ EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out
         const int c1 = ee_min(k, c0 + EE_PACK_I8_MAX_K);
 #pragma omp simd reduction(+ : err, sum)
         for (int c = c0; c < c1; c++) {
-            double v = ((double)w[c] * inv + ROUND_MAGIC) - ROUND_MAGIC; /* see ROUNDED */
-            v = v > 127.0 ? 127.0 : v < -127.0 ? -127.0 : v;
+            double v = round_scaled(w[c], inv, 127.0);
             v = finite ? v : 0.0;
             q[c - c0] = (int8_t)(int)v;
             const double d = (double)w[c] - (double)used * v;
@@ -559,19 +571,13 @@ static void quantize_a_i8(const ee_gemm_args* g, int32_t* x, float* scale) {
     const int kp = i8_pairs(g->k);
     for (int i = 0; i < g->m; i++) {
         const float* a = g->a + (size_t)i * g->lda;
-        float top = 0.0f, bad = 0.0f;
-        for (int p = 0; p < g->k; p++) {
-            const float v = fabsf(a[p]);
-            top = v > top ? v : top;
-            bad += a[p] - a[p];
-        }
-        const int finite = bad == 0.0f;
+        int finite;
+        const float top = row_top(a, g->k, &finite);
         const float inv = finite && top > 0.0f ? 32767.0f / top : 0.0f;
         scale[i] = finite ? top / 32767.0f : NAN;
         uint16_t* halves = (uint16_t*)(x + (size_t)i * kp);
         for (int p = 0; p < 2 * kp; p++) {
-            double v = finite && p < g->k ? ((double)a[p] * inv + ROUND_MAGIC) - ROUND_MAGIC : 0.0; /* see ROUNDED */
-            v = v > 32767.0 ? 32767.0 : v < -32767.0 ? -32767.0 : v;
+            const double v = finite && p < g->k ? round_scaled(a[p], inv, 32767.0) : 0.0;
             halves[p] = (uint16_t)(int16_t)(int)v; /* little-endian: column 2s in the low half */
         }
     }

@@ -269,15 +269,13 @@ static void test_gemm_panels_i8(unsigned* seed) {
                     top = fmax(top, fabs(w[(size_t)j * ldw + p]));
                     const double d = w[(size_t)j * ldw + p] - (double)scale * qp;
                     bad |= qp < -127 || qp > 127 || fabs(d) > scale * 0.50002;
-                    if (j < n && p == k - 1) /* every value as the header rounds it (rint of the exact product), on every ISA */
-                        for (int c = 0; c < k; c++) {
-                            const float inv = top > 0.0 ? 127.0f / (float)top : 0.0f;
-                            const double want = fmin(fmax(rint((double)w[(size_t)j * ldw + c] * inv), -127.0), 127.0);
-                            bad |= q[(size_t)(c / 2) * 2 * EE_PANEL_ROWS + c % 2] != (int)want;
-                        }
                     err += d * d, qq += (double)scale * qp * scale * qp, ww += (double)w[(size_t)j * ldw + p] * w[(size_t)j * ldw + p];
                 }
                 if (j < n) {
+                    /* every value as the header rounds it (rint of the exact product), on every ISA */
+                    const float inv = top > 0.0 ? 127.0f / (float)top : 0.0f;
+                    for (int p = 0; p < k; p++)
+                        bad |= q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2] != (int)fmin(fmax(rint((double)w[(size_t)j * ldw + p] * inv), -127.0), 127.0);
                     bad |= scale != (float)(top / 127.0) && scale != (float)top / 127.0f;
                     bad |= !(resid[j] >= sqrt(err)) || resid[j] > sqrt(err) * (1 + 1e-6) + 1e-30;
                     bad |= !(norm[j] >= sqrt(ww)) || norm[j] > sqrt(ww) * (1 + 1e-6);
