@@ -486,62 +486,148 @@ EE_INLINE float row_top(const float* v, int n, int* finite) {
     *finite = bad == 0.0f;
     return top;
 }
-/* Columns of a row rounded at a time (a stack buffer) */
-#define EE_PACK_I8_MAX_K 1024
+/* Columns of a panel's rows rounded at a time (a stack buffer of EE_PANEL_ROWS x this many bytes; even) */
+#define EE_PACK_I8_COLS 256
 
-/* Byte of column c in row slot `steps` (the panel's first step + 2j) */
-EE_INLINE size_t i8_at(int c) { return (size_t)(c >> 1) * 2 * EE_PANEL_ROWS + (c & 1); }
+/* out[c] = w[c] * inv rounded (see ROUNDED), c < n, and the sums of (w - used out)^2 and w^2 added to *err, *sum */
+typedef void (*round_row_fn)(const float* w, int n, float inv, float used, int8_t* out, double* err, double* sum);
 
-/* Row j of the copy: its scale, its values, ||w - scale q|| and ||w|| rounded up. Any q is a valid copy (resid says
- * how far it is); 127 / max |w| rounds differently from w / scale in the last bit at most, and the residual is
- * computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8 bits). The values go to a
- * contiguous row first, so that the arithmetic vectorises, then into the panel's steps; that and the AVX2 build took
- * a 32000 x 288 copy from 20 to 13.5 ms (2 threads, from jshell, before the pair layout). */
-EE_INLINE void pack_i8_row(const pack_i8_job* job, int64_t row, float* scale_out, int8_t* steps) {
-    const int k = job->k;
-    if (k & 1) steps[i8_at(k)] = 0;
-    if (row >= job->n) {
-        *scale_out = 0.0f;
-        for (int c = 0; c < k; c++) steps[i8_at(c)] = 0;
-        return;
+/* plain: `omp simd` made SSE2 code two doubles wide with its reductions spilled, 1.6x slower than this loop */
+static void round_row(const float* w, int n, float inv, float used, int8_t* out, double* err, double* sum) {
+    double e = 0.0, t = 0.0;
+    for (int c = 0; c < n; c++) {
+        const double v = round_scaled(w[c], inv, 127.0);
+        out[c] = (int8_t)(int)v;
+        const double d = (double)w[c] - (double)used * v;
+        e += d * d, t += (double)w[c] * w[c];
     }
-    const float* w = job->w + row * job->ldw;
-    int finite;
-    const float top = row_top(w, k, &finite);
-    const float scale = finite ? top / 127.0f : NAN, inv = finite && top > 0.0f ? 127.0f / top : 0.0f, used = finite ? scale : 0.0f;
-    int8_t q[EE_PACK_I8_MAX_K];
-    double err = 0.0, sum = 0.0;
-    for (int c0 = 0; c0 < k; c0 += EE_PACK_I8_MAX_K) {
-        const int c1 = ee_min(k, c0 + EE_PACK_I8_MAX_K);
-#pragma omp simd reduction(+ : err, sum)
-        for (int c = c0; c < c1; c++) {
-            double v = round_scaled(w[c], inv, 127.0);
-            v = finite ? v : 0.0;
-            q[c - c0] = (int8_t)(int)v;
-            const double d = (double)w[c] - (double)used * v;
-            err += d * d, sum += (double)w[c] * w[c];
-        }
-        for (int c = c0; c < c1; c++) steps[i8_at(c)] = q[c - c0];
-    }
-    *scale_out = scale;
-    /* the square roots and sums in double are within a few 2^-53 of exact: one float step up covers them */
-    if (job->resid) job->resid[row] = finite ? nextafterf((float)sqrt(err), INFINITY) : INFINITY;
-    if (job->norm) job->norm[row] = finite ? nextafterf((float)sqrt(sum), INFINITY) : INFINITY;
+    *err += e, *sum += t;
 }
-
-/* panels q0 .. q1 - 1, row by row; compiled once plainly and once for AVX2 (below), as candidates_rows in softmax.c */
-EE_INLINE void pack_i8_panels(const pack_i8_job* job, int64_t q0, int64_t q1) {
-    for (int64_t q = q0; q < q1; q++) {
-        float* scales = (float*)(job->dst + q * panel_i8_bytes(job->k));
-        int8_t* steps = (int8_t*)(scales + EE_PANEL_ROWS);
-        for (int j = 0; j < EE_PANEL_ROWS; j++) pack_i8_row(job, q * EE_PANEL_ROWS + j, scales + j, steps + 2 * j);
-    }
-}
-
-static void pack_i8_range(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1); }
 
 #if EE_X86
-EE_AVX2 static void pack_i8_range_avx2(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1); }
+/* round_row 16 columns at a time: GCC vectorises the plain loop two doubles wide (the float -> double -> int8 widths),
+ * half the copy's time. Rounding the exact double product to the nearest, ties to even, and clamping give round_scaled's
+ * integers. */
+EE_AVX512 static void round_row_512(const float* w, int n, float inv, float used, int8_t* out, double* err, double* sum) {
+    const __m512d iv = _mm512_set1_pd(inv), us = _mm512_set1_pd(used), lo = _mm512_set1_pd(-127.0), hi = _mm512_set1_pd(127.0);
+    __m512d e = _mm512_setzero_pd(), t = _mm512_setzero_pd();
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m256i q[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(w + c + 8 * h));
+            __m512d v = _mm512_roundscale_pd(_mm512_mul_pd(x, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_min_pd(_mm512_max_pd(v, lo), hi);
+            q[h] = _mm512_cvtpd_epi32(v);
+            const __m512d d = _mm512_sub_pd(x, _mm512_mul_pd(us, v));
+            e = _mm512_fmadd_pd(d, d, e), t = _mm512_fmadd_pd(x, x, t);
+        }
+        _mm_storeu_si128((__m128i*)(out + c), _mm512_cvtepi32_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(q[0]), q[1], 1)));
+    }
+    *err += _mm512_reduce_add_pd(e), *sum += _mm512_reduce_add_pd(t);
+    if (c < n) round_row(w + c, n - c, inv, used, out + c, err, sum);
+}
+
+EE_AVX2 static void round_row_256(const float* w, int n, float inv, float used, int8_t* out, double* err, double* sum) {
+    const __m256d iv = _mm256_set1_pd(inv), us = _mm256_set1_pd(used), lo = _mm256_set1_pd(-127.0), hi = _mm256_set1_pd(127.0);
+    __m256d e = _mm256_setzero_pd(), t = _mm256_setzero_pd();
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m128i q[4];
+        for (int h = 0; h < 4; h++) {
+            const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(w + c + 4 * h));
+            __m256d v = _mm256_round_pd(_mm256_mul_pd(x, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm256_min_pd(_mm256_max_pd(v, lo), hi);
+            q[h] = _mm256_cvtpd_epi32(v);
+            const __m256d d = _mm256_sub_pd(x, _mm256_mul_pd(us, v));
+            e = _mm256_fmadd_pd(d, d, e), t = _mm256_fmadd_pd(x, x, t);
+        }
+        _mm_storeu_si128((__m128i*)(out + c), _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3])));
+    }
+    __m128d e2 = _mm_add_pd(_mm256_castpd256_pd128(e), _mm256_extractf128_pd(e, 1)), t2 = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+    *err += _mm_cvtsd_f64(_mm_add_sd(e2, _mm_unpackhi_pd(e2, e2))), *sum += _mm_cvtsd_f64(_mm_add_sd(t2, _mm_unpackhi_pd(t2, t2)));
+    if (c < n) round_row(w + c, n - c, inv, used, out + c, err, sum);
+}
+#endif
+
+/* dst[s * EE_PANEL_ROWS + j] = the s-th 16-bit pair of block row j, s < pairs: on x86 8 x 8 pairs at a time in
+ * SSE2 registers (the scalar loop, one 256-byte stride per pair, took a third of a copy's time) */
+static void transpose_pairs(const int8_t (*block)[EE_PACK_I8_COLS], int pairs, uint16_t* dst) {
+    int s0 = 0;
+#if EE_X86
+    for (; s0 + 8 <= pairs; s0 += 8)
+        for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) {
+            __m128i r[8], a[8], b[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm_loadu_si128((const __m128i*)(block[j0 + i] + 2 * s0));
+            for (int i = 0; i < 4; i++) a[2 * i] = _mm_unpacklo_epi16(r[2 * i], r[2 * i + 1]), a[2 * i + 1] = _mm_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
+            for (int i = 0; i < 2; i++)
+                for (int h = 0; h < 2; h++) {
+                    b[4 * i + 2 * h] = _mm_unpacklo_epi32(a[4 * i + h], a[4 * i + 2 + h]);
+                    b[4 * i + 2 * h + 1] = _mm_unpackhi_epi32(a[4 * i + h], a[4 * i + 2 + h]);
+                }
+            /* b[0..3]: rows 0-3 at pairs 0-1, 2-3, 4-5, 6-7; b[4..7] the same for rows 4-7 */
+            for (int i = 0; i < 4; i++) {
+                _mm_storeu_si128((__m128i*)(dst + (size_t)(s0 + 2 * i) * EE_PANEL_ROWS + j0), _mm_unpacklo_epi64(b[i], b[4 + i]));
+                _mm_storeu_si128((__m128i*)(dst + (size_t)(s0 + 2 * i + 1) * EE_PANEL_ROWS + j0), _mm_unpackhi_epi64(b[i], b[4 + i]));
+            }
+        }
+#endif
+    for (int s = s0; s < pairs; s++)
+        for (int j = 0; j < EE_PANEL_ROWS; j++) {
+            uint16_t pair;
+            memcpy(&pair, block[j] + 2 * s, 2);
+            dst[(size_t)s * EE_PANEL_ROWS + j] = pair;
+        }
+}
+
+/* The copy of one panel (rows q*EE_PANEL_ROWS ..): each row's scale, its values, ||w - scale q|| and ||w|| rounded up.
+ * Any q is a valid copy (resid says how far it is); 127 / max |w| rounds differently from w / scale in the last bit
+ * at most, and the residual is computed from the q and scale stored: each w_p - scale q_p exactly in double (24 + 8
+ * bits). The rows' values go to contiguous rows first (round_row), then a block of columns of all the panel's rows is
+ * transposed into the steps as 16-bit pairs; writing each byte into its step as it was rounded (a 64-byte stride)
+ * and the plain loop's two-double vectors took a 32000 x 288 copy 8.7-9.1 ms. */
+EE_INLINE void pack_i8_panel(const pack_i8_job* job, int64_t q, round_row_fn round) {
+    const int k = job->k;
+    float* scales = (float*)(job->dst + q * panel_i8_bytes(k));
+    uint16_t* steps = (uint16_t*)(scales + EE_PANEL_ROWS); /* step s, row j: steps[s * EE_PANEL_ROWS + j] */
+    const int rows = (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS);
+    float inv[EE_PANEL_ROWS];
+    int finite[EE_PANEL_ROWS];
+    double err[EE_PANEL_ROWS] = {0}, sum[EE_PANEL_ROWS] = {0};
+    for (int j = 0; j < rows; j++) {
+        const float top = row_top(job->w + (q * EE_PANEL_ROWS + j) * job->ldw, k, &finite[j]);
+        scales[j] = finite[j] ? top / 127.0f : NAN;
+        inv[j] = finite[j] && top > 0.0f ? 127.0f / top : 0.0f;
+    }
+    for (int j = rows; j < EE_PANEL_ROWS; j++) scales[j] = 0.0f;
+    _Alignas(64) int8_t block[EE_PANEL_ROWS][EE_PACK_I8_COLS];
+    for (int c0 = 0; c0 < k; c0 += EE_PACK_I8_COLS) {
+        const int c1 = ee_min(k, c0 + EE_PACK_I8_COLS), pairs = (c1 - c0 + 1) / 2;
+        for (int j = 0; j < EE_PANEL_ROWS; j++) {
+            if ((c1 - c0) & 1) block[j][c1 - c0] = 0; /* the high half of an odd k's last pair */
+            if (j < rows && finite[j]) round(job->w + (q * EE_PANEL_ROWS + j) * job->ldw + c0, c1 - c0, inv[j], scales[j], block[j], &err[j], &sum[j]);
+            else memset(block[j], 0, (size_t)(c1 - c0));
+        }
+        transpose_pairs(block, pairs, steps + (size_t)(c0 / 2) * EE_PANEL_ROWS);
+    }
+    /* the square roots and sums in double are within a few 2^-53 of exact: one float step up covers them */
+    for (int j = 0; j < rows; j++) {
+        const int64_t row = q * EE_PANEL_ROWS + j;
+        if (job->resid) job->resid[row] = finite[j] ? nextafterf((float)sqrt(err[j]), INFINITY) : INFINITY;
+        if (job->norm) job->norm[row] = finite[j] ? nextafterf((float)sqrt(sum[j]), INFINITY) : INFINITY;
+    }
+}
+
+/* panels q0 .. q1 - 1 with the ISA's round_row */
+EE_INLINE void pack_i8_panels(const pack_i8_job* job, int64_t q0, int64_t q1, round_row_fn round) {
+    for (int64_t q = q0; q < q1; q++) pack_i8_panel(job, q, round);
+}
+
+static void pack_i8_range(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1, round_row); }
+
+#if EE_X86
+EE_AVX2 static void pack_i8_range_avx2(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1, round_row_256); }
+EE_AVX512 static void pack_i8_range_512(void* p, int64_t q0, int64_t q1) { pack_i8_panels(p, q0, q1, round_row_512); }
 #endif
 
 EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw) {
@@ -551,7 +637,8 @@ EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const flo
     const pack_i8_job job = {dst, resid, norm, w, n, k, ldw};
     ee_range_fn kernel = pack_i8_range;
 #if EE_X86
-    if (ee_cpu_get()->avx2) kernel = pack_i8_range_avx2;
+    if (ee_cpu_get()->avx512) kernel = pack_i8_range_512;
+    else if (ee_cpu_get()->avx2) kernel = pack_i8_range_avx2;
 #endif
     ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), kernel, (void*)&job);
     return 0;

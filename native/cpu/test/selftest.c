@@ -242,7 +242,7 @@ static void test_gemm_panels_i8_extremes(unsigned* seed) {
 }
 
 static void test_gemm_panels_i8(unsigned* seed) {
-    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150, 1100}; /* 1100: rows rounded in two blocks */
+    const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150, 301, 1100}; /* 301: an odd tail after a block of 256 columns; 1100: sums in three blocks */
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
         for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
             const int n = ns[ni], k = ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;
