@@ -103,8 +103,9 @@ public final class EarlyExitGenerator implements Decoder {
      */
     private static final float SCREEN_MARGIN = 1.01f;
     /**
-     * Calls generating fewer new tokens keep the exact heads: making a 32000 x 288 head's copy costs ~8-14 ms (2-core
-     * Zen 4, 2 threads), about what the copy saves over five tokens of one sequence. Batches whose heads are read
+     * Calls generating fewer new tokens keep the exact heads: making a 32000 x 288 head's copy costs 3.1-3.5 ms on
+     * AVX-512 and AVX2 (2-core Zen 4, 2 threads), about what the copy saves over two tokens of one sequence, and 9-11 ms
+     * with the portable kernels (aarch64, x86 without AVX2): five tokens' savings. Batches whose heads are read
      * packed ({@link #packedHeads}) keep them too: at 8 rows the f32 pass is bound by its FMAs, not its bytes, and the
      * screen only added its own work (EarlyExitDecodeBenchmark at threshold 1.0, batch 8: 446-467 against 408-411 ms
      * a call).
