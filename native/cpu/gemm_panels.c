@@ -29,31 +29,77 @@ EE_API int64_t ee_panels_size(int32_t n, int32_t k) {
     return (int64_t)ee_ceil_div(n, EE_PANEL_ROWS) * EE_PANEL_ROWS * k;
 }
 
+/* The rows j0 .. j0 + 7 of a panel as 32-bit words, dst[c * EE_PANEL_ROWS] = word c of row 0 (dst at the group's
+ * first row), for the words 0 .. w - 1 it handles (a multiple of 8); returns w. Row i starts at src + i * ld bytes. */
+typedef int (*words_8rows_fn)(uint32_t* dst, const char* src, size_t ld, int words);
+
+static int words_8rows_none(uint32_t* dst, const char* src, size_t ld, int words) { return 0; }
+
+#if EE_X86
+/* 8 x 8 words at a time: eight rows' loads transposed in registers (unpack, shuffle, permute), eight 32-byte stores;
+ * the scalar loop's stores, 128 bytes apart, made the packing of 110M's f32 layers 6 GB/s */
+EE_AVX2 static int words_8rows_avx2(uint32_t* dst, const char* src, size_t ld, int words) {
+    const int done = words & ~7;
+    for (int c = 0; c < done; c += 8) {
+        __m256 r[8], t[8], u[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps((const float*)(src + (size_t)i * ld) + c);
+        for (int i = 0; i < 4; i++) t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]), t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        for (int i = 0; i < 2; i++)
+            for (int h = 0; h < 2; h++) {
+                u[4 * i + 2 * h] = _mm256_shuffle_ps(t[4 * i + h], t[4 * i + 2 + h], _MM_SHUFFLE(1, 0, 1, 0));
+                u[4 * i + 2 * h + 1] = _mm256_shuffle_ps(t[4 * i + h], t[4 * i + 2 + h], _MM_SHUFFLE(3, 2, 3, 2));
+            }
+        /* u[0..3]: rows 0-3 at words (0, 4), (1, 5), (2, 6), (3, 7) of each 128-bit half; u[4..7] rows 4-7 */
+        for (int i = 0; i < 4; i++) {
+            _mm256_storeu_ps((float*)dst + (size_t)(c + i) * EE_PANEL_ROWS, _mm256_permute2f128_ps(u[i], u[4 + i], 0x20));
+            _mm256_storeu_ps((float*)dst + (size_t)(c + 4 + i) * EE_PANEL_ROWS, _mm256_permute2f128_ps(u[i], u[4 + i], 0x31));
+        }
+    }
+    return done;
+}
+#endif
+
+/* One panel as 32-bit words: dst[c * EE_PANEL_ROWS + j] = word c of row j (zero for j >= rows), c < words; row j
+ * starts at src + j * ld bytes. f32 panels are words of one float, bf16 panels words of a column pair. */
+static void pack_panel_words(uint32_t* dst, const char* src, size_t ld, int rows, int words, words_8rows_fn fast) {
+    for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) {
+        const int done = j0 + 8 <= rows ? fast(dst + j0, src + (size_t)j0 * ld, ld, words) : 0;
+        for (int j = j0; j < j0 + 8; j++)
+            for (int c = done; c < words; c++) {
+                uint32_t v = 0;
+                if (j < rows) memcpy(&v, src + (size_t)j * ld + 4 * (size_t)c, 4);
+                dst[(size_t)c * EE_PANEL_ROWS + j] = v;
+            }
+    }
+}
+
 typedef struct {
     void* dst;       /* float (f32 panels) or uint16_t (bf16 panels) */
     const void* w;   /* the same type */
     int n, k, ldw;
+    words_8rows_fn fast;
 } pack_job;
 
 static void pack_range(void* p, int64_t q0, int64_t q1) {
     const pack_job* job = p;
     for (int64_t q = q0; q < q1; q++)
-        for (int j = 0; j < EE_PANEL_ROWS; j++) {
-            const int64_t row = q * EE_PANEL_ROWS + j;
-            float* d = (float*)job->dst + q * job->k * EE_PANEL_ROWS + j;
-            if (row < job->n) {
-                const float* src = (const float*)job->w + row * job->ldw;
-                for (int c = 0; c < job->k; c++) d[(size_t)c * EE_PANEL_ROWS] = src[c];
-            } else
-                for (int c = 0; c < job->k; c++) d[(size_t)c * EE_PANEL_ROWS] = 0.0f;
-        }
+        pack_panel_words((uint32_t*)job->dst + q * job->k * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 4, (size_t)job->ldw * 4,
+                         (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k, job->fast);
+}
+
+/* the fastest words_8rows_fn this CPU runs */
+static words_8rows_fn words_8rows(void) {
+#if EE_X86
+    if (ee_cpu_get()->avx2) return words_8rows_avx2;
+#endif
+    return words_8rows_none;
 }
 
 EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw) {
     if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels: size %d x %d with rows %d apart", n, k, ldw);
     if (n == 0 || k == 0) return 0;
     if (!dst || !w) return ee_fail("ee_pack_panels: null pointer");
-    const pack_job job = {dst, w, n, k, ldw};
+    const pack_job job = {dst, w, n, k, ldw, words_8rows()};
     const int panels = ee_ceil_div(n, EE_PANEL_ROWS);
     ee_parallel_range(ee_threads_for((double)n * k), panels, pack_range, (void*)&job);
     return 0;
@@ -62,24 +108,16 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
 /* bf16 panels: word (q * k/2 + s) * 32 + j = w[q * 32 + j][2s] | w[q * 32 + j][2s + 1] << 16 (as uint16 pairs, low first) */
 static void pack_bf16_range(void* p, int64_t q0, int64_t q1) {
     const pack_job* job = p;
-    const uint16_t* w = (const uint16_t*)job->w;
-    uint16_t* dst = (uint16_t*)job->dst;
     for (int64_t q = q0; q < q1; q++)
-        for (int j = 0; j < EE_PANEL_ROWS; j++) {
-            const int64_t row = q * EE_PANEL_ROWS + j;
-            uint16_t* d = dst + q * job->k * EE_PANEL_ROWS + 2 * j;
-            for (int s = 0; s < job->k / 2; s++) {
-                d[(size_t)s * 2 * EE_PANEL_ROWS] = row < job->n ? w[row * job->ldw + 2 * s] : 0;
-                d[(size_t)s * 2 * EE_PANEL_ROWS + 1] = row < job->n ? w[row * job->ldw + 2 * s + 1] : 0;
-            }
-        }
+        pack_panel_words((uint32_t*)job->dst + q * (job->k / 2) * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 2, (size_t)job->ldw * 2,
+                         (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k / 2, job->fast);
 }
 
 EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
     if (n < 0 || k < 0 || ldw < k || k % 2) return ee_fail("ee_pack_panels_bf16: size %d x %d with rows %d apart (k must be even)", n, k, ldw);
     if (n == 0 || k == 0) return 0;
     if (!dst || !w) return ee_fail("ee_pack_panels_bf16: null pointer");
-    const pack_job job = {dst, w, n, k, ldw};
+    const pack_job job = {dst, w, n, k, ldw, words_8rows()};
     ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_bf16_range, (void*)&job);
     return 0;
 }
