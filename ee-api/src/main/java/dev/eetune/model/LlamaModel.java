@@ -111,7 +111,8 @@ public final class LlamaModel implements AutoCloseable {
      *     (AVX-512, 2026-12-03) the plain kernel's 16 weight rows side by side streamed 21-27 GB/s and the panels 28-32
      *     (`eecpu_gemmbench 2 gemv110m`), and `ee generate` at 110M f32 decoded 50-61 tok/s plain against 72-77 packed
      *     (bf16: 80-89 against 103-115), four and three alternations. The first decode step pays for the copy: in
-     *     this VM, whose first touch of fresh memory is slow, 0.5-0.7 s at 110M f32 (0.1 s bf16);
+     *     this VM, whose first touch of fresh memory is slow, 0.5-0.7 s at 110M f32 (0.1 s bf16) before the copy was
+     *     vectorised; since, the whole time to the first token after the call 0.23-0.43 s (docs/benchmarks.md, "The copies themselves");
      * <li>on AVX-512, 8-16 rows at every width (m = 8 and 16 1.1-1.5x; fewer rows were not reliably faster: m = 2
      *     0.8-1.3x, m = 4 0.7-1.4x across runs). On AVX2 the packed kernel's passes over a block now prefetch the
      *     next one (Zen 2, 15M, `eecpu_gemmbench 2 gemv15m`: m = 4 0.95 -> 1.16x, m = 8 0.73 -> 1.07x, m = 16 0.76 ->
