@@ -502,8 +502,8 @@ typedef struct {
  * add into an FMA (AVX2 builds, aarch64) the result is the same, the product being exact either way, so every ISA
  * and CUDA (rint of the double product) give the same integers. Rounding an f32 product this way (1.5 * 2^23) gave
  * other integers near .5 where the product was fused (CI's qemu-aarch64 selftest; the AVX2 and plain builds' copies
- * of a 32000 x 288 matrix differed); lrintf of it was slower (a copy 10.3-10.6 against 8.6-9.1 ms, alternated; the
- * rounding loop is scalar in every form, only the max above vectorises). */
+ * of a 32000 x 288 matrix differed); lrintf of it was slower (a copy 10.3-10.6 against 8.6-9.1 ms, alternated). The
+ * packing's AVX kernels (round_row_512, round_row_256) round the same exact product with a rounding instruction. */
 #define ROUND_MAGIC 0x1.8p52
 
 /* v * inv rounded to the nearest integer (see ROUNDED), within [-lim, lim] */
