@@ -8,19 +8,25 @@
 # eetune builds run as `java -jar ee-cli/target/ee.jar` (the same JVM options, no AOT cache; OLD's jar is used as it
 # is, never rebuilt). OpenBLAS picks its own kernel (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset, as in
 # docs/benchmarks.md). Wall-clock figures need a quiet machine.
-# Usage: bench/pretrain.sh [OUT]; env: ROUNDS (3), STEPS (60), THREADS (2), PYTHON (/tmp/torchenv/bin/python),
+# Usage: bench/pretrain.sh [OUT]; env: ROUNDS (3), STEPS (60), THREADS (2), PYTHON (the first of /usr/bin/python3 and
+#        python3 that imports torch: Debian's `apt-get install python3-torch`, 1.13.1 on bookworm, or a venv's),
 #        OLD (another checkout whose ./ee is run in the same rounds, e.g. /work/main), EE_PRETRAIN_ARGS (extra options)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$(mktemp -d)}
-rounds=${ROUNDS:-3} steps=${STEPS:-60} threads=${THREADS:-2} python=${PYTHON:-/tmp/torchenv/bin/python}
+rounds=${ROUNDS:-3} steps=${STEPS:-60} threads=${THREADS:-2} python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for p in /usr/bin/python3 "$(command -v python3 || true)"; do
+    if [ -x "$p" ] && "$p" -c 'import torch' 2>/dev/null; then python=$p; break; fi
+  done
+fi
 jdk=${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
 "$root/ee" --version > /dev/null # builds this checkout's jar when the sources changed
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 mkdir -p "$out"
 contenders=(new)
 [ -n "${OLD:-}" ] && contenders+=(old)
-[ -x "$python" ] && contenders+=(torch)
+if [ -n "$python" ]; then contenders+=(torch); else echo "# no python3 with torch: the PyTorch peer is left out" >&2; fi
 
 rate() { # CONTENDER ROUND: runs it once, prints its tok/s
   local who=$1 r=$2 jar=$root/ee-cli/target/ee.jar

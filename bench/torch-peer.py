@@ -8,7 +8,8 @@
             added to that residual, RMSNorm, LM head) after layers 2 and 4, seq 256 x batch 8; the frozen backbone runs
             to layer 4 under no_grad, the heads forward and backward, AdamW on the heads.
 
-What a PyTorch user would write: nn.Linear, F.scaled_dot_product_attention (causal), F.cross_entropy, torch.optim.AdamW
+What a PyTorch user would write: nn.Linear, F.scaled_dot_product_attention (causal; on PyTorch 1.x the explicit
+masked softmax), F.cross_entropy, torch.optim.AdamW
 (foreach), float32, eager (no torch.compile). Prints one line per repeat and the median:
     python3 bench/torch-peer.py pretrain --threads 2 --steps 20 --repeats 3
 """
@@ -42,6 +43,17 @@ def rope(x, cos, sin):  # x: (b, h, t, hd), pairs (2i, 2i+1) rotated as in llama
     return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
 
 
+def causal_attention(q, k, v):
+    """F.scaled_dot_product_attention (causal) where PyTorch has it (2.0+); else what a 1.13 user wrote (Debian
+    bookworm's python3-torch is 1.13): scores, the causal mask, softmax, times v."""
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    t = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)) / q.shape[-1] ** 0.5
+    mask = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+    return scores.masked_fill(mask, float("-inf")).softmax(-1) @ v
+
+
 class SwiGLU(nn.Module):
     def __init__(self, dim, hidden):
         super().__init__()
@@ -69,7 +81,7 @@ class Layer(nn.Module):
         b, t, d = x.shape
         h = self.attention_norm(x)
         q, k, v = (w(h).view(b, t, self.heads, d // self.heads).transpose(1, 2) for w in (self.wq, self.wk, self.wv))
-        o = F.scaled_dot_product_attention(rope(q, cos, sin), rope(k, cos, sin), v, is_causal=True)
+        o = causal_attention(rope(q, cos, sin), rope(k, cos, sin), v)
         return x + self.wo(o.transpose(1, 2).reshape(b, t, d))
 
     def forward(self, x, cos, sin):

@@ -47,7 +47,9 @@ import java.util.regex.Pattern;
  * {@code 110M-f32-warm}, {@code 110M-bf16-warm}, {@code 15M-f32-warm-b8}, {@code 15M-bf16-warm-b8} (warm: in this
  * JVM, after warm-up calls (3, and 2 s), tokens/s over all sequences). A peer file holds lines {@code work tok/s}. With
  * {@code --busy} every work is also measured while a competing process spins 2 threads, and the table adds the
- * loaded / quiet ratio (the issue's target: ≥ 0.4).
+ * loaded / quiet ratio (the issue's target: ≥ 0.4). Ratios of one eetune figure to another (loaded / quiet, and
+ * below the table bf16 / f32 at 110M and batch 8 / batch 1 at 15M where both works ran) are taken within each repeat
+ * and given as median (min..max) of those: see {@link #pairedRatio}.
  */
 public final class PeerReport {
     static final int NEW_TOKENS = 256;
@@ -205,9 +207,9 @@ public final class PeerReport {
         System.out.println();
         System.out.printf(Locale.ROOT, "Greedy decode, %d new tokens, tokens/s (median (min..max) of %d alternating repeats); %s; %d threads (stories260K: 1)%n",
             NEW_TOKENS, repeats, Backends.cpu().describe(), threads);
-        String head = String.format(Locale.ROOT, "| %-18s | %10s | %-26s | %-6s |%s%n", "work", "peer", "eetune", "ratio", busy ? " busy 2-thread load       | loaded/quiet |" : "");
+        String head = String.format(Locale.ROOT, "| %-18s | %10s | %-26s | %-6s |%s%n", "work", "peer", "eetune", "ratio", busy ? " busy 2-thread load       | loaded/quiet      |" : "");
         System.out.print(head);
-        System.out.println("|" + "-".repeat(20) + "|" + "-".repeat(12) + "|" + "-".repeat(28) + "|" + "-".repeat(8) + "|" + (busy ? "-".repeat(26) + "|" + "-".repeat(14) + "|" : ""));
+        System.out.println("|" + "-".repeat(20) + "|" + "-".repeat(12) + "|" + "-".repeat(28) + "|" + "-".repeat(8) + "|" + (busy ? "-".repeat(26) + "|" + "-".repeat(19) + "|" : ""));
         for (Work w : works) {
             BenchSupport.Spread q = BenchSupport.Spread.of(quiet.get(w.name()));
             Double p = peer.get(w.name());
@@ -215,9 +217,38 @@ public final class PeerReport {
             String row = String.format(Locale.ROOT, "| %-18s | %10s | %-26s | %-6s |", w.name(), p == null ? "—" : String.format(Locale.ROOT, "%.1f", p), q.format("%.1f"), ratio);
             if (busy) {
                 BenchSupport.Spread b = BenchSupport.Spread.of(loaded.get(w.name()));
-                row += String.format(Locale.ROOT, " %-24s | %-12s |", b.format("%.1f"), String.format(Locale.ROOT, "%.2f", b.median() / q.median()));
+                row += String.format(Locale.ROOT, " %-24s | %-17s |", b.format("%.1f"), pairedRatio(loaded.get(w.name()), quiet.get(w.name())).format("%.2f"));
             }
             System.out.println(row);
+        }
+        printPairedRatios(works, quiet);
+    }
+
+    /**
+     * Ratio of two works measured in the same repeats, repeat by repeat: median (min..max). On a machine whose speed
+     * drifts (a shared VM's memory bandwidth can change 1.5x within minutes) the two works of one repeat run within
+     * seconds of each other, so their ratio is steadier than the ratio of the two medians.
+     */
+    static BenchSupport.Spread pairedRatio(List<Double> numerator, List<Double> denominator) {
+        List<Double> r = new ArrayList<>();
+        for (int i = 0; i < Math.min(numerator.size(), denominator.size()); i++) r.add(numerator.get(i) / denominator.get(i));
+        return BenchSupport.Spread.of(r);
+    }
+
+    /** The issue's own-speed targets, each from works this run measured: bf16 over f32 at 110M, batch 8 over 1 at 15M. */
+    private static void printPairedRatios(List<Work> works, Map<String, List<Double>> quiet) {
+        List<String[]> pairs = new ArrayList<>();
+        for (String kind : List.of("cold", "warm")) pairs.add(new String[] {"110M-bf16-" + kind, "110M-f32-" + kind, "bf16 / f32 at 110M, " + kind + " (target >= 1.8)"});
+        for (String dt : List.of("f32", "bf16")) pairs.add(new String[] {"15M-" + dt + "-warm-b8", "15M-" + dt + "-warm", "batch 8 / batch 1 at 15M " + dt + ", warm (target >= 5)"});
+        boolean header = false;
+        for (String[] p : pairs) {
+            if (!quiet.containsKey(p[0]) || !quiet.containsKey(p[1])) continue;
+            if (!header) {
+                System.out.println();
+                System.out.println("Ratios within each repeat (the two works ran back to back), median (min..max):");
+                header = true;
+            }
+            System.out.printf(Locale.ROOT, "  %-52s %s%n", p[2] + ":", pairedRatio(quiet.get(p[0]), quiet.get(p[1])).format("%.2f"));
         }
     }
 
