@@ -331,8 +331,12 @@ public final class PeerReport {
         return p;
     }
 
-    /** Two threads spinning on arithmetic until the process is destroyed. */
+    /**
+     * Two threads spinning on arithmetic until the process is destroyed, or until the report that started it is gone
+     * (killed, so that its finally never ran): the load must not outlive the measurement.
+     */
     private static void busy() throws InterruptedException {
+        ProcessHandle.current().parent().ifPresent(report -> report.onExit().thenRun(() -> System.exit(0)));
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
             Thread t = new Thread(() -> {
