@@ -298,6 +298,14 @@ typedef struct {
     int h, n, both, first;
 } bf16_block;
 
+/* Row i of panel q's outputs: the two chains' sums added, stored as store_row does */
+EE_INLINE void store_chains(const ee_gemm_args* g, const float* lo, const float* hi, int i, int64_t q) {
+    float v[EE_PANEL_ROWS];
+    for (int j = 0; j < EE_PANEL_ROWS; j++) v[j] = lo[j] + hi[j];
+    const int j0 = (int)q * EE_PANEL_ROWS;
+    store_row(g, v, i, j0, ee_min(EE_PANEL_ROWS, g->n - j0));
+}
+
 /* One or two rows: a row at a time against the whole panel, 4 vectors x 2 chains. */
 EE_INLINE EE_AVX2 void panel_bf16_256(bf16_block b, int prefetch, float* lo, float* hi) {
     const uint32_t* w2 = b.w + (size_t)b.h * EE_PANEL_ROWS;
@@ -410,12 +418,88 @@ EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
                     }
             }
         }
-        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
-        for (int i = 0; i < g->m; i++) {
-            float v[EE_PANEL_ROWS];
-            for (int j = 0; j < EE_PANEL_ROWS; j++) v[j] = lo[i][j] + hi[i][j];
-            store_row(g, v, i, j0, count);
+        for (int i = 0; i < g->m; i++) store_chains(g, lo[i], hi[i], i, q);
+    }
+}
+
+/* AVX-512 twin of panel_bf16_256 for the decode of one or two sequences (m <= 2): a step's 32 words are two 16-lane
+ * vectors, and two panels run side by side (four streams from memory per thread, 8 accumulators of the 32 registers),
+ * each output's FMAs in panel_bf16_256's order: the same bits (selftest's "row alone" checks compare it with the
+ * chains of m >= 3). Why: on a 2-core Zen 4 the bf16 GEMV was bound by its core, not by memory, whenever the VM's
+ * memory was fast (f32 panels streamed 46 GB/s, bf16 32): in cache one thread 68 -> 75-80 GB/s; the 110M layers from
+ * memory, 2 threads, both builds in one process alternating per pass (/tmp harness, 40 passes, four runs): old / new
+ * time per pass 1.077, 1.009, 1.007, 1.056 (medians); `ee generate` 110M bf16, 7 alternations with the build before:
+ * 132.8/128.6/131.2/118.3/123.1/118.9/123.4 -> 143.8/145.2/133.0/129.7/123.7/127.9/120.5 tok/s. */
+EE_INLINE EE_AVX512 __m512 bf16_step_512(__m512 acc, __m512i word, __m512 ae, __m512 ao) {
+    const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(word, 16));
+    const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(word, _mm512_set1_epi32((int)0xFFFF0000u)));
+    return _mm512_fmadd_ps(ao, odd, _mm512_fmadd_ps(ae, even, acc));
+}
+
+/* NP (1 or 2) panels side by side, pstride words apart, over the same block (lo and hi: the panels' running sums) */
+EE_INLINE EE_AVX512 void panel_bf16_512(const int NP, bf16_block b, size_t pstride, int prefetch, float (*lo)[EE_PANEL_ROWS], float (*hi)[EE_PANEL_ROWS]) {
+    const float* a2 = b.a + 2 * (size_t)b.h;
+    __m512 p[2][2], q[2][2];
+#pragma GCC unroll 2
+    for (int t = 0; t < NP; t++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            p[t][v] = b.first ? _mm512_setzero_ps() : _mm512_load_ps(lo[t] + 16 * v);
+            q[t][v] = b.first ? _mm512_setzero_ps() : _mm512_load_ps(hi[t] + 16 * v);
         }
+    int s = 0;
+    for (; s < b.both; s++) {
+        const __m512 ae = _mm512_set1_ps(b.a[2 * s]), ao = _mm512_set1_ps(b.a[2 * s + 1]);
+        const __m512 be = _mm512_set1_ps(a2[2 * s]), bo = _mm512_set1_ps(a2[2 * s + 1]);
+#pragma GCC unroll 2
+        for (int t = 0; t < NP; t++) {
+            const uint32_t* w1 = b.w + t * pstride + (size_t)s * EE_PANEL_ROWS;
+            const uint32_t* w2 = w1 + (size_t)b.h * EE_PANEL_ROWS;
+            if (prefetch) {
+                prefetch_step(w1 + PANEL_PREFETCH * EE_PANEL_ROWS);
+                prefetch_step(w2 + PANEL_PREFETCH * EE_PANEL_ROWS);
+            }
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; v++) {
+                p[t][v] = bf16_step_512(p[t][v], _mm512_loadu_si512(w1 + 16 * v), ae, ao);
+                q[t][v] = bf16_step_512(q[t][v], _mm512_loadu_si512(w2 + 16 * v), be, bo);
+            }
+        }
+    }
+    for (; s < b.n; s++) {
+        const __m512 be = _mm512_set1_ps(a2[2 * s]), bo = _mm512_set1_ps(a2[2 * s + 1]);
+#pragma GCC unroll 2
+        for (int t = 0; t < NP; t++)
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; v++) q[t][v] = bf16_step_512(q[t][v], _mm512_loadu_si512(b.w + t * pstride + (size_t)(b.h + s) * EE_PANEL_ROWS + 16 * v), be, bo);
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < NP; t++)
+#pragma GCC unroll 2
+        for (int v = 0; v < 2; v++) {
+            _mm512_store_ps(lo[t] + 16 * v, p[t][v]);
+            _mm512_store_ps(hi[t] + 16 * v, q[t][v]);
+        }
+}
+
+EE_AVX512 static void panels_bf16_512(void* p, int64_t q0, int64_t q1) {
+    const ee_gemm_args* g = p; /* m <= 2 */
+    _Alignas(64) float lo[2][2][EE_PANEL_ROWS], hi[2][2][EE_PANEL_ROWS]; /* [row][panel] */
+    const int steps = g->k / 2, h = steps / 2, h2 = steps - h, blk = PANEL_BLOCK / 2;
+    const size_t pstride = (size_t)steps * EE_PANEL_ROWS;
+    for (int64_t q = q0; q < q1; q += 2) {
+        const int np = q + 1 < q1 ? 2 : 1;
+        const uint32_t* w = (const uint32_t*)g->b + q * pstride;
+        for (int s0 = 0; s0 < h2; s0 += blk) {
+            const int n = ee_min(h2, s0 + blk) - s0;
+            bf16_block b = {w + (size_t)s0 * EE_PANEL_ROWS, g->a + 2 * s0, h, n, h > s0 ? ee_min(n, h - s0) : 0, s0 == 0};
+            for (int i = 0; i < g->m; i++, b.a += g->lda) {
+                if (np == 2) panel_bf16_512(2, b, pstride, i == 0, lo[i], hi[i]);
+                else panel_bf16_512(1, b, pstride, i == 0, lo[i], hi[i]);
+            }
+        }
+        for (int t = 0; t < np; t++)
+            for (int i = 0; i < g->m; i++) store_chains(g, lo[i][t], hi[i][t], i, q + t);
     }
 }
 #endif
@@ -869,7 +953,8 @@ int ee_gemm_panels(const ee_gemm_args* g) {
 #if EE_X86
     const ee_cpu* cpu = ee_cpu_get();
     if (bf16) {
-        if (cpu->avx2) kernel = panels_bf16_256;
+        if (cpu->avx512 && g->m <= 2) kernel = panels_bf16_512;
+        else if (cpu->avx2) kernel = panels_bf16_256;
     } else if (cpu->avx512) kernel = panels512;
     else if (cpu->avx2) kernel = panels256;
 #endif
