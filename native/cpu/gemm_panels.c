@@ -266,8 +266,8 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
     }
 }
 
-/* bf16 panels on AVX2 (and AVX-512 CPUs): a step is two columns of the 32 rows, four vectors of 32-bit words; a
- * shift widens each word's low half (the even column) and a mask its high half (the odd one). Each output is summed in
+/* bf16 panels on AVX2 (and on AVX-512 CPUs from 3 rows; panels_bf16_512 below takes 1-2): a step is two columns of
+ * the 32 rows, four vectors of 32-bit words; a shift widens each word's low half (the even column) and a mask its high half (the odd one). Each output is summed in
  * two chains, one over the first half of the steps and one over the second (a step: its even column, then its odd
  * one, fused), added at the end, so that a panel is read as two streams from memory: with one stream per thread the
  * 110M layers' bf16 panels streamed 31-32 GB/s against the plain f32 GEMV's 37 on a 2-core Zen 2 (eight weight rows

@@ -309,7 +309,7 @@ public final class LlamaModel implements AutoCloseable {
     /**
      * Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole:
      * every row count the panels serve (a bf16 checkpoint: the 1-2 rows it reads packed). With the bf16 screen this
-     * model had before, AVX-512 CPUs screened only 1-2 rows (the bf16 panels' kernel is AVX2 only, and from 3 rows
+     * model had before, AVX-512 CPUs screened only 1-2 rows (the bf16 panels' kernel was AVX2 only then, and from 3 rows
      * f32 panels on AVX-512 were faster); the 8-bit kernel has an AVX-512 form, and batches of 8 on the 15M config
      * decode faster screened (2-core Zen 4, 2026-12-03, 1 thread, six alternations: 1,512-2,083 against 1,505-1,841
      * tok/s, per pair 1.00-1.13x; 2 threads 0.66-1.23x, the last four 0.99-1.23x).
