@@ -266,19 +266,19 @@ EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
     }
 }
 
-/* bf16 panels on AVX2 (and on AVX-512 CPUs from 3 rows; panels_bf16_512 below takes 1-2): a step is two columns of
- * the 32 rows, four vectors of 32-bit words; a shift widens each word's low half (the even column) and a mask its high half (the odd one). Each output is summed in
- * two chains, one over the first half of the steps and one over the second (a step: its even column, then its odd
- * one, fused), added at the end, so that a panel is read as two streams from memory: with one stream per thread the
- * 110M layers' bf16 panels streamed 31-32 GB/s against the plain f32 GEMV's 37 on a 2-core Zen 2 (eight weight rows
- * side by side: eight streams); two streams per thread 35-43 (a /tmp harness over the 12 layers' matrices, huge
- * pages, 2 threads, three alternations in each of two phases of the machine: 5.35-5.46 -> 3.96-3.97 ms and 5.63-5.65
- * -> 4.84-4.88 ms; with a prefetch 8 steps ahead as before 5.75-5.79). The price: at m = 8 the 15M classifier's
- * pass got slower (1.22-1.34 -> 1.40-1.49 ms; each chain now waits on two fused steps a step), partly won back by
- * running the chains one at a time from 3 rows (chain_bf16_256).
- * The halves are walked in blocks, the two chains' sums kept in `lo` and `hi` between blocks. Why a packed bf16 form:
- * the plain bf16 GEMV's 8 rows side by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a
- * prototype of this layout 13.2-13.6 against 10.2 GB/s (one thread, 32000 x 768). */
+/* bf16 panels on AVX2 (and on AVX-512 CPUs from 3 rows; panels_bf16_512 below takes 1-2): a step is two columns of the
+ * 32 rows, four vectors of 32-bit words; a shift widens each word's low half (the even column) and a mask its high half
+ * (the odd one). Each output is summed in two chains, one over the first half of the steps and one over the second (a
+ * step: its even column, then its odd one, fused), added at the end, so that a panel is read as two streams from
+ * memory: with one stream per thread the 110M layers' bf16 panels streamed 31-32 GB/s against the plain f32 GEMV's 37
+ * on a 2-core Zen 2 (eight weight rows side by side: eight streams); two streams per thread 35-43 (a /tmp harness over
+ * the 12 layers' matrices, huge pages, 2 threads, three alternations in each of two phases of the machine: 5.35-5.46 ->
+ * 3.96-3.97 ms and 5.63-5.65 -> 4.84-4.88 ms; with a prefetch 8 steps ahead as before 5.75-5.79). The price: at m = 8
+ * the 15M classifier's pass got slower (1.22-1.34 -> 1.40-1.49 ms; each chain now waits on two fused steps a step),
+ * partly won back by running the chains one at a time from 3 rows (chain_bf16_256). The halves are walked in blocks,
+ * the two chains' sums kept in `lo` and `hi` between blocks. Why a packed bf16 form: the plain bf16 GEMV's 8 rows side
+ * by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a prototype of this layout 13.2-13.6
+ * against 10.2 GB/s (one thread, 32000 x 768). */
 
 /* A vector of words widened to the f32 weights of its even column (low halves) and of its odd one (high halves) */
 EE_INLINE EE_AVX2 __m256 bf16_even(__m256i word) { return _mm256_castsi256_ps(_mm256_slli_epi32(word, 16)); }
