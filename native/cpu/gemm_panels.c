@@ -298,6 +298,11 @@ typedef struct {
     int h, n, both, first;
 } bf16_block;
 
+/* The block of a panel (words from w) whose chains start at steps s0 and h + s0, n steps of the second half long */
+EE_INLINE bf16_block bf16_block_at(const ee_gemm_args* g, const uint32_t* w, int s0, int h, int n) {
+    return (bf16_block){w + (size_t)s0 * EE_PANEL_ROWS, g->a + 2 * s0, h, n, h > s0 ? ee_min(n, h - s0) : 0, s0 == 0};
+}
+
 /* Row i of panel q's outputs: the two chains' sums added, stored as store_row does */
 EE_INLINE void store_chains(const ee_gemm_args* g, const float* lo, const float* hi, int i, int64_t q) {
     float v[EE_PANEL_ROWS];
@@ -391,7 +396,7 @@ EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
         const uint32_t* w = (const uint32_t*)g->b + q * steps * EE_PANEL_ROWS;
         for (int s0 = 0; s0 < h2; s0 += blk) {
             const int n = ee_min(h2, s0 + blk) - s0;
-            bf16_block b = {w + (size_t)s0 * EE_PANEL_ROWS, g->a + 2 * s0, h, n, h > s0 ? ee_min(n, h - s0) : 0, s0 == 0};
+            bf16_block b = bf16_block_at(g, w, s0, h, n);
             if (g->m <= 2) {
                 for (int i = 0; i < g->m; i++, b.a += g->lda) panel_bf16_256(b, i == 0, lo[i], hi[i]);
                 continue;
@@ -492,7 +497,7 @@ EE_AVX512 static void panels_bf16_512(void* p, int64_t q0, int64_t q1) {
         const uint32_t* w = (const uint32_t*)g->b + q * pstride;
         for (int s0 = 0; s0 < h2; s0 += blk) {
             const int n = ee_min(h2, s0 + blk) - s0;
-            bf16_block b = {w + (size_t)s0 * EE_PANEL_ROWS, g->a + 2 * s0, h, n, h > s0 ? ee_min(n, h - s0) : 0, s0 == 0};
+            bf16_block b = bf16_block_at(g, w, s0, h, n);
             for (int i = 0; i < g->m; i++, b.a += g->lda) {
                 if (np == 2) panel_bf16_512(2, b, pstride, i == 0, lo[i], hi[i]);
                 else panel_bf16_512(1, b, pstride, i == 0, lo[i], hi[i]);
