@@ -221,13 +221,13 @@ public final class PeerReport {
             }
             System.out.println(row);
         }
-        printPairedRatios(works, quiet);
+        printPairedRatios(quiet);
     }
 
     /**
      * Ratio of two works measured in the same repeats, repeat by repeat: median (min..max). On a machine whose speed
-     * drifts (a shared VM's memory bandwidth can change 1.5x within minutes) the two works of one repeat run within
-     * seconds of each other, so their ratio is steadier than the ratio of the two medians.
+     * drifts (a shared VM's memory bandwidth can change 1.5x within minutes) the two works of one repeat run in the same
+     * round of the alternation, so their ratio is steadier than the ratio of the two medians.
      */
     static BenchSupport.Spread pairedRatio(List<Double> numerator, List<Double> denominator) {
         List<Double> r = new ArrayList<>();
@@ -236,7 +236,7 @@ public final class PeerReport {
     }
 
     /** The issue's own-speed targets, each from works this run measured: bf16 over f32 at 110M, batch 8 over 1 at 15M. */
-    private static void printPairedRatios(List<Work> works, Map<String, List<Double>> quiet) {
+    private static void printPairedRatios(Map<String, List<Double>> quiet) {
         List<String[]> pairs = new ArrayList<>();
         for (String kind : List.of("cold", "warm")) pairs.add(new String[] {"110M-bf16-" + kind, "110M-f32-" + kind, "bf16 / f32 at 110M, " + kind + " (target >= 1.8)"});
         for (String dt : List.of("f32", "bf16")) pairs.add(new String[] {"15M-" + dt + "-warm-b8", "15M-" + dt + "-warm", "batch 8 / batch 1 at 15M " + dt + ", warm (target >= 5)"});
@@ -245,7 +245,7 @@ public final class PeerReport {
             if (!quiet.containsKey(p[0]) || !quiet.containsKey(p[1])) continue;
             if (!header) {
                 System.out.println();
-                System.out.println("Ratios within each repeat (the two works ran back to back), median (min..max):");
+                System.out.println("Ratios within each repeat (both works measured in the same round of the alternation), median (min..max):");
                 header = true;
             }
             System.out.printf(Locale.ROOT, "  %-52s %s%n", p[2] + ":", pairedRatio(quiet.get(p[0]), quiet.get(p[1])).format("%.2f"));
