@@ -54,7 +54,7 @@ int ee_cast_check(const void* dst, int32_t dst_dtype, const void* src, int32_t s
 
 EE_HOST_DEVICE int ee_is_float_dtype(int dtype) { return dtype == EE_F32 || dtype == EE_BF16 || dtype == EE_F16; }
 /* the weights ee_pack_panels, ee_pack_panels_bf16 and ee_pack_panels_i8 write (B of ee_gemm only) */
-EE_HOST_DEVICE int ee_is_panels_dtype(int dtype) { return dtype == EE_F32_PANELS || dtype == EE_BF16_PANELS || dtype == EE_I8_PANELS; }
+EE_HOST_DEVICE int ee_is_panels_dtype(int dtype) { return dtype == EE_F32_PANELS || dtype == EE_BF16_PANELS || dtype == EE_I8_PANELS || dtype == EE_F16_PANELS; }
 EE_HOST_DEVICE size_t ee_dtype_size(int dtype) { return dtype == EE_BF16 || dtype == EE_F16 ? 2 : 4; }
 
 #endif /* EE_COMMON_H */

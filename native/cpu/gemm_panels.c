@@ -105,6 +105,60 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
     return 0;
 }
 
+#if EE_X86
+/* dst[c * EE_PANEL_ROWS + i] = 16-bit unit c of row i, for 8 rows (src_stride bytes apart) of 8 units: eight 16-byte
+ * loads transposed in SSE2 registers (16-, 32-, then 64-bit interleaves), eight 16-byte stores */
+static void transpose_8x8_u16(uint16_t* dst, const char* src, size_t src_stride) {
+    __m128i r[8], a[8], b[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm_loadu_si128((const __m128i*)(src + (size_t)i * src_stride));
+    for (int i = 0; i < 4; i++) a[2 * i] = _mm_unpacklo_epi16(r[2 * i], r[2 * i + 1]), a[2 * i + 1] = _mm_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
+    /* a[0]: rows 0-1 at units 0-3, a[1]: rows 0-1 at 4-7, a[2], a[3]: rows 2-3, ... */
+    for (int i = 0; i < 2; i++)
+        for (int h = 0; h < 2; h++) {
+            b[4 * i + 2 * h] = _mm_unpacklo_epi32(a[4 * i + h], a[4 * i + 2 + h]);
+            b[4 * i + 2 * h + 1] = _mm_unpackhi_epi32(a[4 * i + h], a[4 * i + 2 + h]);
+        }
+    /* b[0..3]: rows 0-3 at units (0, 1), (2, 3), (4, 5), (6, 7); b[4..7]: rows 4-7 */
+    for (int i = 0; i < 4; i++) {
+        _mm_storeu_si128((__m128i*)(dst + (size_t)(2 * i) * EE_PANEL_ROWS), _mm_unpacklo_epi64(b[i], b[4 + i]));
+        _mm_storeu_si128((__m128i*)(dst + (size_t)(2 * i + 1) * EE_PANEL_ROWS), _mm_unpackhi_epi64(b[i], b[4 + i]));
+    }
+}
+#endif
+
+/* f16 panels: ee_pack_panels' layout with 16-bit elements, dst[c * EE_PANEL_ROWS + j] = half c of row j */
+static void pack_panel_halves(uint16_t* dst, const char* src, size_t ld, int rows, int halves) {
+    for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) {
+        int done = 0;
+#if EE_X86
+        if (j0 + 8 <= rows)
+            for (; done + 8 <= halves; done += 8) transpose_8x8_u16(dst + j0 + (size_t)done * EE_PANEL_ROWS, src + (size_t)j0 * ld + 2 * (size_t)done, ld);
+#endif
+        for (int j = j0; j < j0 + 8; j++)
+            for (int c = done; c < halves; c++) {
+                uint16_t v = 0;
+                if (j < rows) memcpy(&v, src + (size_t)j * ld + 2 * (size_t)c, 2);
+                dst[(size_t)c * EE_PANEL_ROWS + j] = v;
+            }
+    }
+}
+
+static void pack_f16_range(void* p, int64_t q0, int64_t q1) {
+    const pack_job* job = p;
+    for (int64_t q = q0; q < q1; q++)
+        pack_panel_halves((uint16_t*)job->dst + q * job->k * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 2, (size_t)job->ldw * 2,
+                          (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k);
+}
+
+EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels_f16: size %d x %d with rows %d apart", n, k, ldw);
+    if (n == 0 || k == 0) return 0;
+    if (!dst || !w) return ee_fail("ee_pack_panels_f16: null pointer");
+    const pack_job job = {dst, w, n, k, ldw, NULL};
+    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_f16_range, (void*)&job);
+    return 0;
+}
+
 /* bf16 panels: word (q * k/2 + s) * 32 + j = w[q * 32 + j][2s] | w[q * 32 + j][2s + 1] << 16 (as uint16 pairs, low first) */
 static void pack_bf16_range(void* p, int64_t q0, int64_t q1) {
     const pack_job* job = p;
@@ -128,19 +182,26 @@ EE_INLINE void store_row(const ee_gemm_args* g, const float* v, int i, int j0, i
     for (int j = 0; j < count; j++) c[j] = g->beta == 0.0f ? g->alpha * v[j] : g->alpha * v[j] + g->beta * c[j];
 }
 
-/* The panel of weight rows j0 .. j0 + 31 as stored by ee_pack_panels */
-EE_INLINE const float* panel_of(const ee_gemm_args* g, int64_t q) { return (const float*)g->b + q * g->k * EE_PANEL_ROWS; }
+/* Element index of the panel of weight rows q * 32 .. q * 32 + 31 as stored by ee_pack_panels (f32) or
+ * ee_pack_panels_f16 (f16): the kernels below read both, an f16 step widened by a conversion (`f16` is a constant once
+ * inlined), so that f16 panels give the f32 panels' sums on the widened weights */
+EE_INLINE size_t panel_at(const ee_gemm_args* g, int64_t q) { return (size_t)q * g->k * EE_PANEL_ROWS; }
 
 #if EE_X86
+/* 16 weights of an f32 or f16 panel from element i, widened to f32 */
+EE_INLINE EE_AVX512 __m512 panel_load512(const void* w, size_t i, const int f16) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)((const uint16_t*)w + i))) : _mm512_loadu_ps((const float*)w + i);
+}
+
 /* rows i0 .. i0 + MR - 1 of C against panel q; MR is a constant once inlined, so the 2 MR accumulators are registers */
-EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, int64_t q, int i0) {
-    const float* w = panel_of(g, q);
+EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, const int f16, int64_t q, int i0) {
+    const size_t w = panel_at(g, q);
     const float* a = g->a + (size_t)i0 * g->lda;
     __m512 acc[8][2];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int p = 0; p < g->k; p++) {
-        const __m512 w0 = _mm512_loadu_ps(w + (size_t)p * EE_PANEL_ROWS), w1 = _mm512_loadu_ps(w + (size_t)p * EE_PANEL_ROWS + 16);
+        const __m512 w0 = panel_load512(g->b, w + (size_t)p * EE_PANEL_ROWS, f16), w1 = panel_load512(g->b, w + (size_t)p * EE_PANEL_ROWS + 16, f16);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const __m512 ai = _mm512_set1_ps(a[(size_t)i * g->lda + p]);
@@ -160,20 +221,22 @@ EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, int64_t q
         }
 }
 
-EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
+EE_INLINE EE_AVX512 void panels512_as(const ee_gemm_args* g, const int f16, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++)
         for (int i0 = 0; i0 < g->m; i0 += 8) switch (ee_min(8, g->m - i0)) { /* rows past 8 re-read the panel from L1/L2 */
-            case 8: panel512(g, 8, q, i0); break;
-            case 7: panel512(g, 7, q, i0); break;
-            case 6: panel512(g, 6, q, i0); break;
-            case 5: panel512(g, 5, q, i0); break;
-            case 4: panel512(g, 4, q, i0); break;
-            case 3: panel512(g, 3, q, i0); break;
-            case 2: panel512(g, 2, q, i0); break;
-            default: panel512(g, 1, q, i0);
+            case 8: panel512(g, 8, f16, q, i0); break;
+            case 7: panel512(g, 7, f16, q, i0); break;
+            case 6: panel512(g, 6, f16, q, i0); break;
+            case 5: panel512(g, 5, f16, q, i0); break;
+            case 4: panel512(g, 4, f16, q, i0); break;
+            case 3: panel512(g, 3, f16, q, i0); break;
+            case 2: panel512(g, 2, f16, q, i0); break;
+            default: panel512(g, 1, f16, q, i0);
             }
 }
+
+EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) { panels512_as(p, 0, q0, q1); }
+EE_AVX512 static void panels512_f16(void* p, int64_t q0, int64_t q1) { panels512_as(p, 1, q0, q1); }
 
 /* AVX2: a step is four 8-lane vectors; 2 rows x 4 = 8 accumulators, the 4 weight vectors and a broadcast fit the 16
  * registers, so rows of A go two at a time. The panel is walked in blocks of PANEL_BLOCK steps (8 KiB) that every
@@ -202,8 +265,8 @@ typedef struct {
     int left, every, due;
 } prefetch_run;
 
-EE_INLINE prefetch_run prefetch_share(const void* next_block, int block, int pass, int passes, int steps) {
-    const int per = ee_ceil_div(2 * block, passes);
+EE_INLINE prefetch_run prefetch_share(const void* next_block, int lines, int pass, int passes, int steps) {
+    const int per = ee_ceil_div(lines, passes);
     return (prefetch_run){(const char*)next_block + (size_t)pass * per * 64, per, steps > per ? steps / per : 1, 0};
 }
 
@@ -220,7 +283,12 @@ EE_INLINE void prefetch_due(prefetch_run* run) {
  * above). */
 EE_INLINE int even_block(int steps, int most) { return steps > 0 ? ee_ceil_div(steps, ee_ceil_div(steps, most)) : most; }
 
-EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float* w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
+/* 8 weights of an f32 or f16 panel from element i, widened to f32 */
+EE_INLINE EE_AVX2 __m256 panel_load256(const void* w, size_t i, const int f16) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i))) : _mm256_loadu_ps((const float*)w + i);
+}
+
+EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const int f16, size_t w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
     const float* a = g->a + (size_t)i0 * g->lda;
     __m256 acc[2][4];
 #pragma GCC unroll 2
@@ -231,7 +299,7 @@ EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float
         prefetch_due(&ahead);
         __m256 wv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) wv[v] = _mm256_loadu_ps(w + (size_t)p * EE_PANEL_ROWS + 8 * v);
+        for (int v = 0; v < 4; v++) wv[v] = panel_load256(g->b, w + (size_t)p * EE_PANEL_ROWS + 8 * v, f16);
 #pragma GCC unroll 2
         for (int i = 0; i < MR; i++) {
             const __m256 ai = _mm256_broadcast_ss(a + (size_t)i * g->lda + p);
@@ -245,26 +313,29 @@ EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const float
         for (int v = 0; v < 4; v++) _mm256_store_ps(sums[i0 + i] + 8 * v, acc[i][v]);
 }
 
-EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
+EE_INLINE EE_AVX2 void panels256_as(const ee_gemm_args* g, const int f16, int64_t q0, int64_t q1) {
     _Alignas(32) float sums[EE_PANELS_MAX_M][EE_PANEL_ROWS];
     const int block = g->m <= 2 ? PANEL_BLOCK : even_block(g->k, PANEL_BLOCK);
+    const int step_lines = f16 ? 1 : 2; /* a step's 32 weights: 64 or 128 bytes */
     for (int64_t q = q0; q < q1; q++) {
-        const float* w = panel_of(g, q);
+        const size_t w = panel_at(g, q);
         for (int p0 = 0; p0 < g->k; p0 += block) {
             const int p1 = ee_min(g->k, p0 + block);
             const int passes = (g->m + 1) / 2;
-            const float* next = w + (size_t)(p0 + block) * EE_PANEL_ROWS;
+            const char* next = (const char*)g->b + (w + (size_t)(p0 + block) * EE_PANEL_ROWS) * (f16 ? 2 : 4);
             for (int i0 = 0; i0 < g->m; i0 += 2) { /* rows by two, the last one alone */
-                const prefetch_run ahead = g->m > 2 ? prefetch_share(next, block, i0 / 2, passes, p1 - p0) : (prefetch_run){0};
-                if (i0 + 2 <= g->m) panel256(g, 2, w, i0, p0, p1, ahead, sums);
-                else panel256(g, 1, w, i0, p0, p1, ahead, sums);
+                const prefetch_run ahead = g->m > 2 ? prefetch_share(next, step_lines * block, i0 / 2, passes, p1 - p0) : (prefetch_run){0};
+                if (i0 + 2 <= g->m) panel256(g, 2, f16, w, i0, p0, p1, ahead, sums);
+                else panel256(g, 1, f16, w, i0, p0, p1, ahead, sums);
             }
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) store_row(g, sums[i], i, j0, count);
     }
 }
+
+EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) { panels256_as(p, 0, q0, q1); }
+EE_AVX2 static void panels256_f16(void* p, int64_t q0, int64_t q1) { panels256_as(p, 1, q0, q1); }
 
 /* bf16 panels on AVX2 (and on AVX-512 CPUs from 3 rows; panels_bf16_512 below takes 1-2): a step is two columns of the
  * 32 rows, four vectors of 32-bit words; a shift widens each word's low half (the even column) and a mask its high half
@@ -409,7 +480,7 @@ EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
                 const int i0 = 4 * gi, rows = ee_min(4, g->m - i0);
                 for (int half = 0; half < 2; half++)
                     for (int chain = 0; chain < 2; chain++, pass++) {
-                        prefetch_run ahead[2] = {prefetch_share(next[0], blk, pass, passes, n), prefetch_share(next[1], blk, pass, passes, n)};
+                        prefetch_run ahead[2] = {prefetch_share(next[0], 2 * blk, pass, passes, n), prefetch_share(next[1], 2 * blk, pass, passes, n)};
                         const uint32_t* cw = (chain ? b.w + (size_t)b.h * EE_PANEL_ROWS : b.w) + 16 * half;
                         const float* ca = (chain ? b.a + 2 * (size_t)b.h : b.a) + (size_t)i0 * g->lda;
                         float* sums = (chain ? hi[i0] : lo[i0]) + 16 * half;
@@ -510,24 +581,33 @@ EE_AVX512 static void panels_bf16_512(void* p, int64_t q0, int64_t q1) {
 #endif
 
 /* portable: one row of A at a time against the panel, the 32 outputs in a stack array the compiler vectorizes */
-static void panels_portable(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
+EE_INLINE void panels_portable_as(const ee_gemm_args* g, const int f16, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++) {
-        const float* w = panel_of(g, q);
+        const size_t w = panel_at(g, q);
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
         for (int i = 0; i < g->m; i++) {
             const float* a = g->a + (size_t)i * g->lda;
             float acc[EE_PANEL_ROWS] = {0};
             for (int c = 0; c < g->k; c++) {
                 const float ai = a[c];
-                const float* wc = w + (size_t)c * EE_PANEL_ROWS;
+                const size_t wc = w + (size_t)c * EE_PANEL_ROWS;
+                if (f16) {
+                    const uint16_t* h = (const uint16_t*)g->b + wc;
 #pragma omp simd
-                for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * wc[j];
+                    for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * ee_f16_to_f32(h[j]);
+                } else {
+                    const float* f = (const float*)g->b + wc;
+#pragma omp simd
+                    for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * f[j];
+                }
             }
             store_row(g, acc, i, j0, count);
         }
     }
 }
+
+static void panels_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, 0, q0, q1); }
+static void panels_f16_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, 1, q0, q1); }
 
 /* portable bf16 panels: one row of A at a time, in the two chains of the AVX2 kernel (each step's even column, then
  * its odd one; the first half of the steps, the second half, added at the end) */
@@ -683,21 +763,7 @@ static void transpose_pairs(const int8_t (*block)[EE_PACK_I8_COLS], int pairs, u
     int s0 = 0;
 #if EE_X86
     for (; s0 + 8 <= pairs; s0 += 8)
-        for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) {
-            __m128i r[8], a[8], b[8];
-            for (int i = 0; i < 8; i++) r[i] = _mm_loadu_si128((const __m128i*)(block[j0 + i] + 2 * s0));
-            for (int i = 0; i < 4; i++) a[2 * i] = _mm_unpacklo_epi16(r[2 * i], r[2 * i + 1]), a[2 * i + 1] = _mm_unpackhi_epi16(r[2 * i], r[2 * i + 1]);
-            for (int i = 0; i < 2; i++)
-                for (int h = 0; h < 2; h++) {
-                    b[4 * i + 2 * h] = _mm_unpacklo_epi32(a[4 * i + h], a[4 * i + 2 + h]);
-                    b[4 * i + 2 * h + 1] = _mm_unpackhi_epi32(a[4 * i + h], a[4 * i + 2 + h]);
-                }
-            /* b[0..3]: rows 0-3 at pairs 0-1, 2-3, 4-5, 6-7; b[4..7] the same for rows 4-7 */
-            for (int i = 0; i < 4; i++) {
-                _mm_storeu_si128((__m128i*)(dst + (size_t)(s0 + 2 * i) * EE_PANEL_ROWS + j0), _mm_unpacklo_epi64(b[i], b[4 + i]));
-                _mm_storeu_si128((__m128i*)(dst + (size_t)(s0 + 2 * i + 1) * EE_PANEL_ROWS + j0), _mm_unpackhi_epi64(b[i], b[4 + i]));
-            }
-        }
+        for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) transpose_8x8_u16(dst + (size_t)s0 * EE_PANEL_ROWS + j0, (const char*)(block[j0] + 2 * s0), EE_PACK_I8_COLS);
 #endif
     for (int s = s0; s < pairs; s++)
         for (int j = 0; j < EE_PANEL_ROWS; j++) {
@@ -953,15 +1019,15 @@ static int gemm_panels_i8(const ee_gemm_args* g) {
 
 int ee_gemm_panels(const ee_gemm_args* g) {
     if (g->b_dtype == EE_I8_PANELS) return gemm_panels_i8(g);
-    const int bf16 = g->b_dtype == EE_BF16_PANELS;
-    ee_range_fn kernel = bf16 ? panels_bf16_portable : panels_portable;
+    const int bf16 = g->b_dtype == EE_BF16_PANELS, f16 = g->b_dtype == EE_F16_PANELS;
+    ee_range_fn kernel = bf16 ? panels_bf16_portable : f16 ? panels_f16_portable : panels_portable;
 #if EE_X86
     const ee_cpu* cpu = ee_cpu_get();
     if (bf16) {
         if (cpu->avx512 && g->m <= 2) kernel = panels_bf16_512;
         else if (cpu->avx2) kernel = panels_bf16_256;
-    } else if (cpu->avx512) kernel = panels512;
-    else if (cpu->avx2) kernel = panels256;
+    } else if (cpu->avx512) kernel = f16 ? panels512_f16 : panels512;
+    else if (cpu->avx2) kernel = f16 ? panels256_f16 : panels256;
 #endif
     const int nt = ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), panels = ee_ceil_div(g->n, EE_PANEL_ROWS);
     ee_parallel_range_stealing(nt, panels, ee_steal_block(panels, nt), kernel, (void*)g); /* as ee_gemm_small: see there */

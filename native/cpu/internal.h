@@ -128,7 +128,7 @@ int ee_gemm_small_group(const ee_gemm_args* gs, int count);
 int ee_gemm_group(const ee_gemm_args* gs, int count);
 /* ee_gemm's checks of B's dtype and, for the panel-packed dtypes, of the call's shape; 0 or ee_fail naming `caller`. */
 int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb);
-/* B packed by ee_pack_panels, ee_pack_panels_bf16 or ee_pack_panels_i8 (b_dtype EE_F32_PANELS, EE_BF16_PANELS or EE_I8_PANELS; trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M, checked by ee_gemm) */
+/* B packed by ee_pack_panels, ee_pack_panels_f16, ee_pack_panels_bf16 or ee_pack_panels_i8 (b_dtype EE_F32_PANELS, EE_F16_PANELS, EE_BF16_PANELS or EE_I8_PANELS; trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M, checked by ee_gemm) */
 int ee_gemm_panels(const ee_gemm_args* g);
 /* Work of that path for ee_threads_for, in EE_GEMM_WORK's units: each weight also has to be streamed from memory,
  * which costs at least as much as 8 of its FMAs (a 4-byte weight at ~15 GB/s per core vs 16-lane FMAs at ~3 GHz is

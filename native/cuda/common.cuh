@@ -93,7 +93,7 @@ typedef struct {
 
 /* Runs one GEMM on the current path (cuBLAS or the fallback kernel); the caller holds ee_op_lock. */
 int ee_gemm_run(const ee_gemm_args* g);
-/* B packed by ee_pack_panels, ee_pack_panels_bf16 or ee_pack_panels_i8 (b_dtype EE_F32_PANELS, EE_BF16_PANELS or EE_I8_PANELS, f32 A, trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M; checked by ee_gemm) */
+/* B packed by ee_pack_panels, ee_pack_panels_f16, ee_pack_panels_bf16 or ee_pack_panels_i8 (b_dtype EE_F32_PANELS, EE_F16_PANELS, EE_BF16_PANELS or EE_I8_PANELS, f32 A, trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M; checked by ee_gemm) */
 int ee_gemm_panels(const ee_gemm_args* g);
 /* 1 when GEMMs currently go through cuBLAS (so callers may prefer 16-bit operands), else 0. */
 int ee_gemm_uses_cublas(void);

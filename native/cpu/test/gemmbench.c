@@ -247,12 +247,12 @@ typedef struct {
  * the classifier (vocab x dim), each y = x W^T. */
 typedef struct {
     int n, k;
-    const void* w[6]; /* the weight in f32, bf16, f16, f32 packed by ee_pack_panels, bf16 by ee_pack_panels_bf16, 8-bit by ee_pack_panels_i8 */
+    const void* w[7]; /* the weight in f32, bf16, f16, f32 packed by ee_pack_panels, bf16 by ee_pack_panels_bf16, 8-bit by ee_pack_panels_i8, f16 by ee_pack_panels_f16 */
 } matrix;
 
-enum { NFORMS = 6 }; /* weight forms */
-static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS, EE_BF16_PANELS, EE_I8_PANELS};
-static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p", "bf16p", "i8p"};
+enum { NFORMS = 7 }; /* weight forms */
+static const int dtypes[NFORMS] = {EE_F32, EE_BF16, EE_F16, EE_F32_PANELS, EE_BF16_PANELS, EE_I8_PANELS, EE_F16_PANELS};
+static const char* dtype_names[NFORMS] = {"f32", "bf16", "f16", "f32p", "bf16p", "i8p", "f16p"};
 static size_t form_bytes(int d) { return dtypes[d] == EE_F32 || dtypes[d] == EE_F32_PANELS ? 4 : dtypes[d] == EE_I8_PANELS ? 1 : 2; }
 
 static int model_matrices(const model* md, matrix* out) {
@@ -282,6 +282,9 @@ static int model_matrices(const model* md, matrix* out) {
         char* packed8 = aligned_alloc(64, (size_t)ee_panels_i8_bytes(out[i].n, out[i].k));
         ee_pack_panels_i8(packed8, NULL, NULL, w, out[i].n, out[i].k, out[i].k);
         out[i].w[5] = packed8;
+        uint16_t* packedh = aligned_alloc(64, (size_t)ee_panels_size(out[i].n, out[i].k) * sizeof(uint16_t));
+        ee_pack_panels_f16(packedh, out[i].w[2], out[i].n, out[i].k, out[i].k);
+        out[i].w[6] = packedh;
     }
     return count;
 }

@@ -130,25 +130,40 @@ static void test_gemm_offsets(unsigned* seed) {
         }
 }
 
-/* ee_gemm with a panel-packed weight (EE_F32_PANELS, and EE_BF16_PANELS with k made even) against double loops: every
- * m the layout takes (1..16: each register tile and the rows re-read past 8 or 2), n below, at and past one 32-row
- * panel (the zero-padded last panel), odd k and k past the AVX2 kernels' 64-step blocks, rows of W and A with padding,
- * alpha and beta; and the calls it must refuse. */
+/* ee_gemm with a panel-packed weight (EE_F32_PANELS, EE_BF16_PANELS with k made even, EE_F16_PANELS) against double
+ * loops: every m the layout takes (1..16: each register tile and the rows re-read past 8 or 2), n below, at and past
+ * one 32-row panel (the zero-padded last panel), odd k and k past the AVX2 kernels' 64-step blocks, rows of W and A
+ * with padding, alpha and beta; f16 panels also against f32 panels of the widened weights, bit for bit (the layout
+ * and every product); and the calls it must refuse. */
 static void test_gemm_panels(unsigned* seed) {
     const int ns[] = {1, 31, 32, 33, 70}, ks[] = {1, 7, 33, 64, 65, 150};
-    for (int bf = 0; bf < 2; bf++)
+    static const int dtypes[3] = {EE_F32_PANELS, EE_BF16_PANELS, EE_F16_PANELS};
+    static const char* names[3] = {"f32", "bf16", "f16"};
+    for (int form = 0; form < 3; form++)
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
             for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                const int bf = form == 1, hf = form == 2, dtype = dtypes[form];
                 const int n = ns[ni], k = bf ? ks[ki] + ks[ki] % 2 : ks[ki], ldw = k + 3, lda = k + 1, ldc = n + 2;
                 float* w = randn((size_t)n * ldw, seed);
                 uint16_t* wb = malloc((size_t)n * ldw * sizeof(uint16_t));
-                ee_cast(wb, EE_BF16, w, EE_F32, (int64_t)n * ldw);
-                if (bf) ee_cast(w, EE_F32, wb, EE_BF16, (int64_t)n * ldw); /* the reference uses the bf16 values */
+                ee_cast(wb, hf ? EE_F16 : EE_BF16, w, EE_F32, (int64_t)n * ldw);
+                if (form) ee_cast(w, EE_F32, wb, hf ? EE_F16 : EE_BF16, (int64_t)n * ldw); /* the reference uses the 16-bit values */
                 const int64_t size = ee_panels_size(n, k);
                 if (size != (int64_t)((n + EE_PANEL_ROWS - 1) / EE_PANEL_ROWS) * EE_PANEL_ROWS * k) printf("FAIL ee_panels_size(%d, %d) = %lld\n", n, k, (long long)size), failures++;
                 void* packed = malloc((size_t)size * sizeof(float));
                 memset(packed, 0xff, (size_t)size * sizeof(float)); /* NaN: the padding rows must be written as zeros */
-                if ((bf ? ee_pack_panels_bf16(packed, wb, n, k, ldw) : ee_pack_panels(packed, w, n, k, ldw)) != 0) printf("FAIL ee_pack_panels%s: %s\n", bf ? "_bf16" : "", ee_last_error()), failures++;
+                if ((bf ? ee_pack_panels_bf16(packed, wb, n, k, ldw) : hf ? ee_pack_panels_f16(packed, wb, n, k, ldw) : ee_pack_panels(packed, w, n, k, ldw)) != 0)
+                    printf("FAIL ee_pack_panels (%s): %s\n", names[form], ee_last_error()), failures++;
+                /* f16: the f32 panels of the widened weights, the reference for the layout and for every product's bits */
+                float* widened = hf ? malloc((size_t)size * sizeof(float)) : NULL;
+                if (hf) {
+                    float* packed32 = malloc((size_t)size * sizeof(float));
+                    ee_pack_panels(packed32, w, n, k, ldw);
+                    ee_cast(widened, EE_F32, packed, EE_F16, size);
+                    if (memcmp(widened, packed32, (size_t)size * sizeof(float)) != 0) printf("FAIL ee_pack_panels_f16 %dx%d: not the f32 layout\n", n, k), failures++;
+                    memcpy(widened, packed32, (size_t)size * sizeof(float));
+                    free(packed32);
+                }
                 for (int m = 1; m <= EE_PANELS_MAX_M; m++) {
                     float* a = randn((size_t)m * lda, seed);
                     float* c = randn((size_t)m * ldc, seed);
@@ -161,15 +176,22 @@ static void test_gemm_panels(unsigned* seed) {
                             for (int p = 0; p < k; p++) acc += (double)a[(size_t)i * lda + p] * w[(size_t)j * ldw + p];
                             want[(size_t)i * n + j] = 0.75 * acc + (beta == 0.0f ? 0.0 : beta * (double)c[(size_t)i * ldc + j]);
                         }
-                    if (ee_gemm(0, 1, m, n, k, 0.75f, a, lda, packed, bf ? EE_BF16_PANELS : EE_F32_PANELS, k, beta, c, ldc) != 0) printf("FAIL gemm panels: %s\n", ee_last_error()), failures++;
+                    float* c32 = hf ? malloc((size_t)m * ldc * sizeof(float)) : NULL;
+                    if (hf) memcpy(c32, c, (size_t)m * ldc * sizeof(float));
+                    if (ee_gemm(0, 1, m, n, k, 0.75f, a, lda, packed, dtype, k, beta, c, ldc) != 0) printf("FAIL gemm panels: %s\n", ee_last_error()), failures++;
                     for (int i = 0; i < m; i++) memcpy(got + (size_t)i * n, c + (size_t)i * ldc, (size_t)n * sizeof(float));
                     char what[96];
-                    snprintf(what, sizeof what, "gemm with %s panel-packed B, %dx%dx%d beta %.1f", bf ? "bf16" : "f32", m, n, k, beta);
+                    snprintf(what, sizeof what, "gemm with %s panel-packed B, %dx%dx%d beta %.1f", names[form], m, n, k, beta);
                     check(what, got, want, (size_t)m * n, 1e-5);
+                    if (hf) {
+                        ee_gemm(0, 1, m, n, k, 0.75f, a, lda, widened, EE_F32_PANELS, k, beta, c32, ldc);
+                        if (memcmp(c32, c, (size_t)m * ldc * sizeof(float)) != 0) printf("FAIL %s: not the f32 panels' bits\n", what), failures++;
+                        free(c32);
+                    }
                     /* each row as alone (m = 1): the same bits, whatever rows share its kernel pass */
                     for (int i = 0; beta == 0.0f && i < m; i++) { /* (beta = 0: C holds the product alone) */
                         float alone[70];
-                        ee_gemm(0, 1, 1, n, k, 0.75f, a + (size_t)i * lda, lda, packed, bf ? EE_BF16_PANELS : EE_F32_PANELS, k, 0.0f, alone, n);
+                        ee_gemm(0, 1, 1, n, k, 0.75f, a + (size_t)i * lda, lda, packed, dtype, k, 0.0f, alone, n);
                         if (memcmp(alone, got + (size_t)i * n, (size_t)n * sizeof(float)) != 0) {
                             printf("FAIL %s: row %d differs from the row alone\n", what, i);
                             failures++;
@@ -178,7 +200,7 @@ static void test_gemm_panels(unsigned* seed) {
                     }
                     free(a), free(c), free(want), free(got);
                 }
-                free(w), free(wb), free(packed);
+                free(w), free(wb), free(packed), free(widened);
             }
     float x[17 * 8] = {0}, y[17 * 32], panel[32 * 8] = {0};
     if (ee_gemm(0, 1, 17, 32, 8, 1.0f, x, 8, panel, EE_F32_PANELS, 8, 0.0f, y, 32) == 0) printf("FAIL gemm panels accepted m = 17\n"), failures++;
@@ -188,6 +210,8 @@ static void test_gemm_panels(unsigned* seed) {
     if (ee_gemm(0, 1, 1, 32, 7, 1.0f, x, 7, panel, EE_BF16_PANELS, 7, 0.0f, y, 32) == 0) printf("FAIL gemm bf16 panels accepted odd k\n"), failures++;
     if (ee_pack_panels(panel, x, 8, 8, 7) == 0) printf("FAIL ee_pack_panels accepted ldw < k\n"), failures++;
     if (ee_pack_panels_bf16((uint16_t*)panel, (const uint16_t*)x, 8, 7, 7) == 0) printf("FAIL ee_pack_panels_bf16 accepted odd k\n"), failures++;
+    if (ee_pack_panels_f16((uint16_t*)panel, (const uint16_t*)x, 8, 8, 7) == 0) printf("FAIL ee_pack_panels_f16 accepted ldw < k\n"), failures++;
+    if (ee_gemm(0, 1, 17, 32, 8, 1.0f, x, 8, panel, EE_F16_PANELS, 8, 0.0f, y, 32) == 0) printf("FAIL gemm f16 panels accepted m = 17\n"), failures++;
 }
 
 /* ee_gemm with 8-bit panels (EE_I8_PANELS) against the f32 weight they copy: each score within the bound the header

@@ -31,7 +31,7 @@
     X(ee_abi_version) X(ee_noop) X(ee_last_error) X(ee_features) X(ee_device_count) X(ee_set_gemm_path)             \
     X(ee_synchronize) X(ee_alloc) X(ee_free) X(ee_copy) X(ee_fill_bytes) X(ee_cast) X(ee_add) X(ee_axpby)            \
     X(ee_add_bias) X(ee_scale) X(ee_sum_squares) X(ee_embedding_fwd) X(ee_embedding_bwd) X(ee_rmsnorm_fwd)          \
-    X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_panels_i8_bytes) X(ee_pack_panels_i8) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
+    X(ee_rmsnorm_bwd) X(ee_gemm) X(ee_panels_size) X(ee_pack_panels) X(ee_pack_panels_bf16) X(ee_pack_panels_f16) X(ee_panels_i8_bytes) X(ee_pack_panels_i8) X(ee_rope) X(ee_attention_fwd) X(ee_attention_bwd) X(ee_kv_write)                 \
     X(ee_gather_rows) X(ee_swiglu_fwd) X(ee_swiglu_bwd) X(ee_softmax) X(ee_argmax) X(ee_sample_top_p)             \
     X(ee_linear_cross_entropy) X(ee_adamw) X(ee_decoder_layer_fwd) X(ee_decoder_layers_fwd) X(ee_feed_forward_fwd) X(ee_gate_score) X(ee_argmax_candidates) X(ee_max_prob_upper) X(ee_decode_steps) X(ee_exit_steps)
 
@@ -428,40 +428,49 @@ static void check_gemm(int m, int n, int k, int path) {
     gpu.ee_set_gemm_path(0);
 }
 
-/* ee_pack_panels or ee_pack_panels_bf16 (the layout, zero padding) and ee_gemm with the packed weight, m = 1 ..
- * EE_PANELS_MAX_M (bf16: k even) */
-static void check_gemm_panels(int n, int k, int bf16) {
+/* ee_pack_panels, ee_pack_panels_bf16 or ee_pack_panels_f16 (the layout, zero padding) and ee_gemm with the packed
+ * weight, m = 1 .. EE_PANELS_MAX_M (bf16: k even); dtype EE_F32, EE_BF16 or EE_F16 */
+static void check_gemm_panels(int n, int k, int dtype) {
     char name[96];
     const int ldw = k + 2, ldc = n + 1;
+    const char* dt = dtype == EE_BF16 ? "bf16" : dtype == EE_F16 ? "f16" : "f32";
     const int64_t size = gpu.ee_panels_size(n, k);
     if (have_cpu && cpu.ee_panels_size(n, k) != size) {
         printf("FAIL panels_size %dx%d: %lld vs %lld\n", n, k, (long long)size, (long long)cpu.ee_panels_size(n, k));
         failures++;
     }
-    Pair wt = bf16 ? pair_of(bf16_of(randn((size_t)n * ldw))) : pair_of(randn((size_t)n * ldw)), packed = pair_out((size_t)size * 4);
-    if (bf16) {
-        both("pack_panels_bf16", [&](const Api& api, int w) { return api.ee_pack_panels_bf16((uint16_t*)P(packed), (uint16_t*)P(wt), n, k, ldw); });
-        std::vector<uint16_t> gp = download<uint16_t>(packed.g, (size_t)size);
-        snprintf(name, sizeof name, "pack_panels_bf16 %dx%d", n, k);
-        if (have_cpu && gp != download<uint16_t>(packed.c, (size_t)size)) printf("FAIL %s: the layouts differ\n", name), failures++;
-    } else {
+    Pair wt = dtype == EE_BF16 ? pair_of(bf16_of(randn((size_t)n * ldw))) : pair_of(randn((size_t)n * ldw)), packed = pair_out((size_t)size * 4);
+    if (dtype == EE_F16) { /* the f16 weight, rounded by each library's ee_cast (the same bits: common/dtype.h) */
+        Pair h = pair_out((size_t)n * ldw * 2);
+        both("cast f16", [&](const Api& api, int w) { return api.ee_cast(P(h), EE_F16, P(wt), EE_F32, (int64_t)n * ldw); });
+        free_pair(wt);
+        wt = h;
+    }
+    snprintf(name, sizeof name, "pack_panels %s %dx%d", dt, n, k);
+    if (dtype == EE_F32) {
         both("pack_panels", [&](const Api& api, int w) { return api.ee_pack_panels((float*)P(packed), (float*)P(wt), n, k, ldw); });
         std::vector<float> gp = download<float>(packed.g, (size_t)size);
-        snprintf(name, sizeof name, "pack_panels %dx%d", n, k);
         if (have_cpu) expect_equal(name, gp, download<float>(packed.c, (size_t)size));
         else expect_finite(name, gp);
+    } else {
+        both(name, [&](const Api& api, int w) {
+            return dtype == EE_BF16 ? api.ee_pack_panels_bf16((uint16_t*)P(packed), (uint16_t*)P(wt), n, k, ldw) : api.ee_pack_panels_f16((uint16_t*)P(packed), (uint16_t*)P(wt), n, k, ldw);
+        });
+        std::vector<uint16_t> gp = download<uint16_t>(packed.g, (size_t)size);
+        if (have_cpu && gp != download<uint16_t>(packed.c, (size_t)size)) printf("FAIL %s: the layouts differ\n", name), failures++;
     }
+    const int packed_dtype = dtype == EE_BF16 ? EE_BF16_PANELS : dtype == EE_F16 ? EE_F16_PANELS : EE_F32_PANELS;
     for (int m = 1; m <= EE_PANELS_MAX_M; m += m < 8 ? 1 : 8) {
         const float beta = m % 2 ? 0.0f : 0.5f;
         Pair a = pair_of(randn((size_t)m * k)), c = beta == 0.0f ? pair_out((size_t)m * ldc * 4) : pair_of(randn((size_t)m * ldc));
-        both("gemm panels", [&](const Api& api, int w) { return api.ee_gemm(0, 1, m, n, k, 0.75f, (float*)P(a), k, P(packed), bf16 ? EE_BF16_PANELS : EE_F32_PANELS, k, beta, (float*)P(c), ldc); });
+        both("gemm panels", [&](const Api& api, int w) { return api.ee_gemm(0, 1, m, n, k, 0.75f, (float*)P(a), k, P(packed), packed_dtype, k, beta, (float*)P(c), ldc); });
         std::vector<float> g = download<float>(c.g, (size_t)m * ldc), r = have_cpu ? download<float>(c.c, (size_t)m * ldc) : g, gs, rs;
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) {
                 gs.push_back(g[(size_t)i * ldc + j]);
                 rs.push_back(r[(size_t)i * ldc + j]);
             }
-        snprintf(name, sizeof name, "gemm %s panels %dx%dx%d beta %.1f", bf16 ? "bf16" : "f32", m, n, k, beta);
+        snprintf(name, sizeof name, "gemm %s panels %dx%dx%d beta %.1f", dt, m, n, k, beta);
         if (have_cpu) expect_close(name, gs, rs, 1e-5);
         else expect_finite(name, gs);
         free_pair(a);
@@ -895,8 +904,9 @@ static void run_checks(bool small) {
         check_gate(5, 67, 16);
         check_gemm(13, 21, 35, 0);
         check_gemm(13, 21, 35, 2);
-        check_gemm_panels(45, 19, 0);
-        check_gemm_panels(45, 20, 1);
+        check_gemm_panels(45, 19, EE_F32);
+        check_gemm_panels(45, 20, EE_BF16);
+        check_gemm_panels(45, 19, EE_F16);
         check_rope(5, 3, 16);
         check_attention(2, 70, 9, 8, 2, 32);
         check_attention_bwd(2, 19, 4, 2, 32);
@@ -923,10 +933,12 @@ static void run_checks(bool small) {
     check_gemm(37, 53, 129, 2);
     check_gemm(1, 300, 257, 0);
     check_gemm(130, 70, 1, 0);
-    check_gemm_panels(1, 1, 0);
-    check_gemm_panels(97, 130, 0);
-    check_gemm_panels(1, 2, 1);
-    check_gemm_panels(97, 130, 1);
+    check_gemm_panels(1, 1, EE_F32);
+    check_gemm_panels(97, 130, EE_F32);
+    check_gemm_panels(1, 2, EE_BF16);
+    check_gemm_panels(97, 130, EE_BF16);
+    check_gemm_panels(1, 1, EE_F16);
+    check_gemm_panels(97, 131, EE_F16);
     check_argmax_candidates(9, 32000, 32);
     check_argmax_candidates(5, 1001, 7);
     check_gemm_panels_i8(1, 1);

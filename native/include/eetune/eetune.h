@@ -16,7 +16,8 @@
  *     "ee_kv_write: row 3 has seq 7, outside the cache's 2 sequences" (the CPU kernels then write nothing; the CUDA
  *     kernels skip or write NaN to the rows they could not compute);
  *   - dtype codes: EE_F32 = 0, EE_BF16 = 1, EE_F16 = 2, EE_I32 = 3, EE_F32_PANELS = 4 (see ee_pack_panels),
- *     EE_BF16_PANELS = 5 (see ee_pack_panels_bf16), EE_I8_PANELS = 6 (see ee_pack_panels_i8);
+ *     EE_BF16_PANELS = 5 (see ee_pack_panels_bf16), EE_I8_PANELS = 6 (see ee_pack_panels_i8), EE_F16_PANELS = 7 (see
+ *     ee_pack_panels_f16);
  *   - "accumulate" means the kernel adds into the output (callers zero it first when they need a fresh result);
  *   - functions returning int32_t return 0 on success and non-zero on failure, with ee_last_error() describing it.
  *     The CPU library finds every failure in the call that has it. CUDA kernels run asynchronously and cannot fail
@@ -47,11 +48,13 @@ extern "C" {
 #define EE_BF16_PANELS 5
 /* An 8-bit copy of an f32 weight in ee_pack_panels_i8's layout, for scores that screen logits: where EE_F32_PANELS may be. */
 #define EE_I8_PANELS 6
+/* An f16 weight in ee_pack_panels_f16's layout: where EE_F32_PANELS may be. */
+#define EE_F16_PANELS 7
 /* Weight rows per panel, and the most rows of A a panel-packed GEMM takes (decode batches). */
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 11
+#define EE_ABI_VERSION 12
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -132,7 +135,7 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
  * and the order of the f32 additions (the small-m kernels sum even and odd k separately).
  * (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
  * b_dtype EE_F32_PANELS: B is a weight packed by ee_pack_panels (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M);
- * EE_BF16_PANELS: packed by ee_pack_panels_bf16 (the same, and k even).
+ * EE_BF16_PANELS: packed by ee_pack_panels_bf16 (the same, and k even); EE_F16_PANELS: packed by ee_pack_panels_f16.
  */
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc);
 
@@ -160,6 +163,15 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
  * the columns apart, so that a panel is read as two streams).
  */
 EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
+
+/**
+ * dst = the f16 weight w [n][k] (rows ldw apart) packed exactly as ee_pack_panels packs f32, element for element
+ * (dtype EE_F16_PANELS): dst[(q*k + p)*EE_PANEL_ROWS + j] = w[q*EE_PANEL_ROWS + j][p] (0 past n), so that a step is
+ * 32 halves a conversion widens to f32. dst holds ee_panels_size(n, k) f16 values and does not overlap w. The GEMM
+ * widens exactly and sums in f32 in the order of the f32 panels' GEMM: its results are those of ee_gemm with
+ * EE_F32_PANELS on the packed f32 copy of w widened to f32, bit for bit.
+ */
+EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
 
 /** Bytes that ee_pack_panels_i8 writes for an n x k weight: ceil(n / EE_PANEL_ROWS) * EE_PANEL_ROWS * (4 + 2 ceil(k / 2)). */
 EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);

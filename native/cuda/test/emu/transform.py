@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites a .cu file of libeecuda into C++ for the CPU emulation (see cuda_runtime.h beside this file):
-kernel<<<grid, block>>>(args); becomes ee_emu_launch(dim3(grid), dim3(block), [=]() { kernel(args); });"""
+kernel<<<grid, block>>>(args); becomes ee_emu_launch(dim3(grid), dim3(block), [=]() { kernel(args); }) (and
+kernel<T><<<...>>> likewise, with its template arguments)."""
 import re
 import sys
 
@@ -23,7 +24,7 @@ def split_top(s):
 
 def transform(src):
     out, i = [], 0
-    pat = re.compile(r'(\w+)\s*<<<')
+    pat = re.compile(r'(\w+(?:<[\w\s,:*]+>)?)\s*<<<')
     while True:
         m = pat.search(src, i)
         if not m:

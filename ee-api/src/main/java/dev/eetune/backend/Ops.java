@@ -160,8 +160,8 @@ public final class Ops {
     public void linear(Tensor y, Tensor x, Tensor w) { gemm(false, true, 1f, x, w, 0f, y); }
 
     /**
-     * The weight w [out, in] (F32, or BF16 with {@code in} even) packed for small-batch decode (ee_pack_panels,
-     * ee_pack_panels_bf16): a new tensor of w's dtype in {@code scope} of shape [out rounded up to {@link #PANEL_ROWS},
+     * The weight w [out, in] (F32, F16, or BF16 with {@code in} even) packed for small-batch decode (ee_pack_panels,
+     * ee_pack_panels_f16, ee_pack_panels_bf16): a new tensor of w's dtype in {@code scope} of shape [out rounded up to {@link #PANEL_ROWS},
      * in], for {@link #linearPanels} and {@link #decoderLayer} with {@code panels}. The same memory again as w.
      */
     public Tensor packPanels(Tensor w, Scope scope) {
@@ -182,16 +182,20 @@ public final class Ops {
         pack("repackPanels", packed, w);
     }
 
-    /** What ee_pack_panels and ee_pack_panels_bf16 take: a matrix [out, in], F32, or BF16 with {@code in} even. */
+    /** What ee_pack_panels, ee_pack_panels_f16 and ee_pack_panels_bf16 take: a matrix [out, in], F32, F16, or BF16 with {@code in} even. */
     private void packable(String op, Tensor w) {
         if (w.rank() != 2) fail(op, "the weight must be a matrix [out, in]", w);
-        if (w.dtype() != DType.BF16) f32(op, w);
-        else if (w.dim(1) % 2 != 0) fail(op, "a BF16 weight needs an even number of columns", w);
+        if (!w.dtype().isFloat()) fail(op, "the weight must be F32, F16 or BF16", w);
+        if (w.dtype() == DType.BF16 && w.dim(1) % 2 != 0) fail(op, "a BF16 weight needs an even number of columns", w);
     }
 
     private void pack(String op, Tensor packed, Tensor w) {
         int n = w.dim(0), in = w.dim(1);
-        check(op, w.dtype() == DType.BF16 ? k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in) : k.ee_pack_panels(packed.address(), w.address(), n, in, in));
+        check(op, switch (w.dtype()) {
+            case BF16 -> k.ee_pack_panels_bf16(packed.address(), w.address(), n, in, in);
+            case F16 -> k.ee_pack_panels_f16(packed.address(), w.address(), n, in, in);
+            default -> k.ee_pack_panels(packed.address(), w.address(), n, in, in);
+        });
     }
 
     /** Weight rows per panel of {@link #packPanels} (EE_PANEL_ROWS), and the most rows a packed GEMM takes. */
@@ -204,8 +208,8 @@ public final class Ops {
         mine("linearPanels", y, x, packed);
         f32("linearPanels", y, x);
         int rows = rows(x), in = cols(x), out = cols(y);
-        if (rows(y) != rows || rows > PANELS_MAX_ROWS || !matrix(packed, panelRows(out), in) || (packed.dtype() != DType.F32 && packed.dtype() != DType.BF16)) {
-            fail("linearPanels", "y [rows, out] = x [rows, in] times a packed F32 or BF16 [out rounded up to " + PANEL_ROWS + ", in], rows <= " + PANELS_MAX_ROWS, y, x, packed);
+        if (rows(y) != rows || rows > PANELS_MAX_ROWS || !matrix(packed, panelRows(out), in) || !packed.dtype().isFloat()) {
+            fail("linearPanels", "y [rows, out] = x [rows, in] times a packed F32, F16 or BF16 [out rounded up to " + PANEL_ROWS + ", in], rows <= " + PANELS_MAX_ROWS, y, x, packed);
         }
         check("linearPanels", k.ee_gemm(0, 1, rows, out, in, 1f, x.address(), in, packed.address(), panelsDtype(packed.dtype()), in, 0f, y.address(), out));
     }
@@ -252,8 +256,14 @@ public final class Ops {
     /** EE_I8_PANELS */
     private static final int I8_PANELS = 6;
 
-    /** EE_F32_PANELS or EE_BF16_PANELS: the ee_gemm dtype of a matrix packed from F32 or BF16 */
-    private static int panelsDtype(DType packed) { return packed == DType.BF16 ? 5 : 4; }
+    /** EE_F32_PANELS (4), EE_BF16_PANELS (5) or EE_F16_PANELS (7): the ee_gemm dtype of a matrix packed from F32, BF16 or F16 */
+    private static int panelsDtype(DType packed) {
+        return switch (packed) {
+            case BF16 -> 5;
+            case F16 -> 7;
+            default -> 4;
+        };
+    }
 
     // ---- RoPE and attention --------------------------------------------------------------------------------
 
@@ -467,7 +477,7 @@ public final class Ops {
         int vocab = embedding.dim(0);
         if (finalNorm.size() != dim) fail(op, "finalNorm must be [dim]", finalNorm);
         boolean classifierOk = packedClassifier
-            ? classifierRows <= PANELS_MAX_ROWS && matrix(classifier, panelRows(vocab), dim) && (classifier.dtype() == DType.F32 || classifier.dtype() == DType.BF16)
+            ? classifierRows <= PANELS_MAX_ROWS && matrix(classifier, panelRows(vocab), dim) && classifier.dtype().isFloat()
             : classifier.dtype().isFloat() && matrix(classifier, vocab, dim);
         if (!classifierOk) fail(op, "the classifier must be " + (packedClassifier ? "packed panels of " : "") + "[vocab, dim], vocab " + vocab + ", dim " + dim, classifier);
         if (normed.size() < dim || logits.size() < vocab) fail(op, "normed must hold a row of dim values and logits one of vocab", normed, logits); // the callers check the rows
@@ -716,7 +726,7 @@ public final class Ops {
         DType wt = wq.dtype();
         if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wq);
         typed(op, wt, wk, wv, wo);
-        if (panels && wt != DType.F32 && wt != DType.BF16) fail(op, "packed matrices are F32 or BF16", wq);
+        if (panels && !wt.isFloat()) fail(op, "packed matrices are F32, F16 or BF16", wq);
         if (nHeads <= 0 || nKvHeads <= 0 || headDim <= 0 || headDim % 2 != 0 || nHeads % nKvHeads != 0) {
             throw new IllegalArgumentException(op + ": " + nHeads + " query heads, " + nKvHeads + " KV heads of size " + headDim + " (even, heads a multiple of KV heads)");
         }
@@ -740,13 +750,13 @@ public final class Ops {
 
     /**
      * The feed-forward weights of {@link #feedForward} and of a layer: gate and up [hidden, dim], down [dim, hidden] in
-     * {@code wt} (packed, F32 or BF16 only: out rounded up to {@link #PANEL_ROWS}), ffnNorm [dim]. Returns hidden.
+     * {@code wt} (packed: out rounded up to {@link #PANEL_ROWS}), ffnNorm [dim]. Returns hidden.
      */
     private int feedForwardShape(String op, DType wt, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown, boolean panels, int dim) {
         f32(op, ffnNorm);
         if (!wt.isFloat()) fail(op, "matrices must be F32, BF16 or F16", wGate);
         typed(op, wt, wGate, wUp, wDown);
-        if (panels && wt != DType.F32 && wt != DType.BF16) fail(op, "packed matrices are F32 or BF16", wGate);
+        if (panels && !wt.isFloat()) fail(op, "packed matrices are F32, F16 or BF16", wGate);
         int hidden = wDown.rank() == 2 ? wDown.dim(1) : -1;
         // packed matrices ([out rounded up to PANEL_ROWS, in]) have as many rows as their panels hold
         long ho = panels ? panelRows(hidden) : hidden, dout = panels ? panelRows(dim) : dim;

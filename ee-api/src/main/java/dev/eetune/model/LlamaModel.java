@@ -45,7 +45,8 @@ public final class LlamaModel implements AutoCloseable {
     /** The matrices' packed copies would take at most {@link #PANELS_MAX_BYTES} ({@link #readsPanels}). */
     private final boolean copyAffordable;
     /** The matrices are BF16 ({@link #readsPanels}). */
-    private final boolean bf16;
+    /** A BF16 or F16 checkpoint (every matrix in that one dtype). */
+    private final boolean halfWidth;
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
     private final AtomicReferenceArray<LayerWeights> packedLayers;
     private volatile Tensor packedHead;
@@ -84,9 +85,9 @@ public final class LlamaModel implements AutoCloseable {
             }
         }
         this.avx512 = backend.features().contains(Backend.Feature.AVX512);
-        this.bf16 = oneDtype && wt == DType.BF16;
+        this.halfWidth = oneDtype && (wt == DType.BF16 || wt == DType.F16);
         boolean packable = oneDtype && wt == DType.F32
-            || bf16 && config.dim() % 2 == 0 && config.hiddenDim() % 2 == 0 && matrixBytes <= PANELS_MAX_BYTES;
+            || halfWidth && (wt == DType.F16 || config.dim() % 2 == 0 && config.hiddenDim() % 2 == 0) && matrixBytes <= PANELS_MAX_BYTES;
         this.copyAffordable = matrixBytes <= PANELS_MAX_BYTES;
         this.usePanels = fixedWeights && PANELS && packable && backend.device().isHost();
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());
@@ -118,20 +119,23 @@ public final class LlamaModel implements AutoCloseable {
      *     next one (Zen 2, 15M, `eecpu_gemmbench 2 gemv15m`: m = 4 0.95 -> 1.16x, m = 8 0.73 -> 1.07x, m = 16 0.76 ->
      *     1.03x), but a batch of 8 decoded no faster with the layers packed (three alternations, within the noise:
      *     the layers' matrices are a few panels per thread, too short for the prefetch), so batches there keep the plain weights.
-     * <li>BF16 checkpoints (ee_pack_panels_bf16): 1-2 rows, when the copies take at most {@link #PANELS_MAX_BYTES}.
-     *     The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core Zen 2 (8 weight rows side
-     *     by side) and ~0.8x on a Zen 4 (16 rows), the packed one about as fast as f32's packed one (docs/benchmarks.md).
+     * <li>BF16 and F16 checkpoints (ee_pack_panels_bf16, ee_pack_panels_f16): 1-2 rows, when the copies take at most
+     *     {@link #PANELS_MAX_BYTES}. The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core
+     *     Zen 2 (8 weight rows side by side) and ~0.8x on a Zen 4 (16 rows), the packed one about as fast as f32's
+     *     packed one (docs/benchmarks.md); f16 likewise (Zen 4, `eecpu_gemmbench 2 gemv110m`, m = 1: plain 22-24 GB/s,
+     *     packed 43-47 with the AVX-512 kernels and 31-40 with the AVX2 ones; `ee generate` at 110M, 4 alternations:
+     *     97 tok/s plain, 142 packed, medians).
      * </ul>
      */
     public boolean readsPanels(int rows) {
         if (!usePanels || rows > Ops.PANELS_MAX_ROWS) return false;
-        if (bf16) return rows <= 2;
+        if (halfWidth) return rows <= 2;
         return config.dim() <= SMALL_DIM || rows <= 2 && (config.dim() <= MID_DIM || avx512 && copyAffordable) || rows >= 8 && avx512;
     }
 
     private static final int SMALL_DIM = 128;
     private static final int MID_DIM = 512;
-    /** Wide f32 and bf16 checkpoints are packed for 1-2 rows only up to this size: beyond it the copies would double a large checkpoint's memory. */
+    /** Wide f32, bf16 and f16 checkpoints are packed for 1-2 rows only up to this size: beyond it the copies would double a large checkpoint's memory. */
     public static final long PANELS_MAX_BYTES = 1L << 30;
 
     /**
@@ -314,9 +318,9 @@ public final class LlamaModel implements AutoCloseable {
      * decode faster screened (2-core Zen 4, 2026-12-03, 1 thread, six alternations: 1,512-2,083 against 1,505-1,841
      * tok/s, per pair 1.00-1.13x; 2 threads 0.66-1.23x, the last four 0.99-1.23x).
      */
-    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable() && (!bf16 || readsPanels(rows)); }
+    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable() && (!halfWidth || readsPanels(rows)); }
 
-    private boolean screenable() { return SCREEN && (bf16 || weights.lmHead().dtype() == DType.F32) && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
+    private boolean screenable() { return SCREEN && (halfWidth || weights.lmHead().dtype() == DType.F32) && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
 
     /** What a layer table of a cache pairs: this model's plain or packed matrices of layers [from, to). */
     private record TableKey(LlamaModel model, boolean panels, int from, int to) {}

@@ -34,7 +34,7 @@ import java.util.regex.Pattern;
  * <pre>
  *   # 1. checkpoints (llama2.c legacy format, N(0, 0.02) weights): DIR/m15.bin (dim 288, 6 layers, 6 heads, ffn 768,
  *   #    vocab 32000, seq 256), DIR/m110.bin (dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000, seq 1024), and their
- *   #    bf16 Hugging Face copies DIR/m15-bf16/, DIR/m110-bf16/; prints the run.c commands
+ *   #    bf16 and f16 Hugging Face copies DIR/m15-bf16/, DIR/m110-bf16/, DIR/m15-f16/, DIR/m110-f16/; prints the run.c commands
  *   java -cp ee-bench/target/ee-bench.jar dev.eetune.bench.PeerReport write DIR
  *   # 2. the table: cold `ee generate` runs (alternating works, --repeats each) and warm in-process decode
  *   java --enable-native-access=ALL-UNNAMED -cp ee-bench/target/ee-bench.jar dev.eetune.bench.PeerReport measure DIR \
@@ -42,13 +42,14 @@ import java.util.regex.Pattern;
  *       --peer stories260K-cold=13000 [--peer-file peer.txt] [--threads 2] [--repeats 3] [--busy] [--works a,b]
  * </pre>
  * Works (their names are the peer keys): {@code stories260K-cold} (1 thread), {@code 15M-f32-cold},
- * {@code 110M-f32-cold}, {@code 15M-bf16-cold}, {@code 110M-bf16-cold} (cold: one {@code ./ee generate --timing}
- * process per repeat, 256 greedy tokens, its decode tok/s), and {@code stories260K-warm} (1 thread), {@code 15M-f32-warm}, {@code 15M-bf16-warm},
- * {@code 110M-f32-warm}, {@code 110M-bf16-warm}, {@code 15M-f32-warm-b8}, {@code 15M-bf16-warm-b8} (warm: in this
+ * {@code 110M-f32-cold}, {@code 15M-bf16-cold}, {@code 110M-bf16-cold}, {@code 15M-f16-cold}, {@code 110M-f16-cold}
+ * (cold: one {@code ./ee generate --timing} process per repeat, 256 greedy tokens, its decode tok/s), and
+ * {@code stories260K-warm} (1 thread), {@code 15M-f32-warm}, {@code 15M-bf16-warm}, {@code 15M-f16-warm},
+ * {@code 110M-f32-warm}, {@code 110M-bf16-warm}, {@code 110M-f16-warm}, {@code 15M-f32-warm-b8}, {@code 15M-bf16-warm-b8} (warm: in this
  * JVM, after warm-up calls (3, and 2 s), tokens/s over all sequences). A peer file holds lines {@code work tok/s}. With
  * {@code --busy} every work is also measured while a competing process spins 2 threads, and the table adds the
  * loaded / quiet ratio (the issue's target: ≥ 0.4). Ratios of one eetune figure to another (loaded / quiet, and
- * below the table bf16 / f32 at 110M and batch 8 / batch 1 at 15M where both works ran) are taken within each repeat
+ * below the table bf16 / f32 and f16 / f32 at 110M and batch 8 / batch 1 at 15M where both works ran) are taken within each repeat
  * and given as median (min..max) of those: see {@link #pairedRatio}.
  */
 public final class PeerReport {
@@ -91,11 +92,12 @@ public final class PeerReport {
         for (Shape s : List.of(M15, M110)) {
             Path bin = dir.resolve(s.name() + ".bin");
             writeLlama2c(bin, s, 1);
-            Path bf16 = dir.resolve(s.name() + "-bf16");
+            Path bf16 = dir.resolve(s.name() + "-bf16"), f16 = dir.resolve(s.name() + "-f16");
             try (LlamaModel m = LlamaModel.load(bin, backend)) {
                 HfCheckpointWriter.write(m, bf16, DType.BF16);
+                HfCheckpointWriter.write(m, f16, DType.F16);
             }
-            System.out.printf(Locale.ROOT, "wrote %s and %s%n", bin, bf16);
+            System.out.printf(Locale.ROOT, "wrote %s, %s and %s%n", bin, bf16, f16);
         }
         System.out.println("peer commands (tokenizer.bin from the llama2.c repository; unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE first):");
         for (Shape s : List.of(M15, M110)) {
@@ -169,12 +171,12 @@ public final class PeerReport {
         for (String m : List.of("15M", "110M")) {
             String base = dir.resolve("m" + m.replace("M", "")).toString();
             works.add(new Work(m + "-f32-cold", base + ".bin", true, 1, threads));
-            works.add(new Work(m + "-bf16-cold", base + "-bf16", true, 1, threads));
+            for (String dt : List.of("bf16", "f16")) works.add(new Work(m + "-" + dt + "-cold", base + "-" + dt, true, 1, threads));
         }
         for (String m : List.of("15M", "110M")) {
             String base = dir.resolve("m" + m.replace("M", "")).toString();
             works.add(new Work(m + "-f32-warm", base + ".bin", false, 1, threads));
-            works.add(new Work(m + "-bf16-warm", base + "-bf16", false, 1, threads));
+            for (String dt : List.of("bf16", "f16")) works.add(new Work(m + "-" + dt + "-warm", base + "-" + dt, false, 1, threads));
         }
         works.add(new Work("15M-f32-warm-b8", dir.resolve("m15.bin").toString(), false, 8, threads));
         works.add(new Work("15M-bf16-warm-b8", dir.resolve("m15-bf16").toString(), false, 8, threads));
@@ -239,6 +241,7 @@ public final class PeerReport {
     private static void printPairedRatios(Map<String, List<Double>> quiet) {
         List<String[]> pairs = new ArrayList<>();
         for (String kind : List.of("cold", "warm")) pairs.add(new String[] {"110M-bf16-" + kind, "110M-f32-" + kind, "bf16 / f32 at 110M, " + kind + " (target >= 1.8)"});
+        for (String kind : List.of("cold", "warm")) pairs.add(new String[] {"110M-f16-" + kind, "110M-f32-" + kind, "f16 / f32 at 110M, " + kind});
         for (String dt : List.of("f32", "bf16")) pairs.add(new String[] {"15M-" + dt + "-warm-b8", "15M-" + dt + "-warm", "batch 8 / batch 1 at 15M " + dt + ", warm (target >= 5)"});
         boolean header = false;
         for (String[] p : pairs) {

@@ -16,7 +16,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * {@link LlamaModel#greedyTokens}: the 8-bit screen of a large classifier picks the very token that the logits'
  * argmax picks, with the candidates computed by the packed f32 kernel (dim 64), the plain one (dim 576, past the
- * widths decoded from packed panels) or the packed bf16 one (a bf16 checkpoint), on random rows, on near-ties closer
+ * widths decoded from packed panels) or the packed bf16 or f16 one (a bf16 or f16 checkpoint), on random rows, on near-ties closer
  * than 8 bits can tell apart, on exact ties (lowest index) and on non-finite rows; and it does screen (few exact
  * panels read per row).
  */
@@ -24,11 +24,12 @@ class GreedyScreenTest {
     static final Backend CPU = Backends.cpu();
     static final int DIM = 64, VOCAB = 32768; // the give-up test's model: 8 MiB of f32 classifier
 
-    @ParameterizedTest(name = "dim {0}, vocab {1}, bf16 {4}")
-    @CsvSource({"64, 32768, 1500, 4, false", "576, 4096, 1500, 8, false", "128, 32768, 170, 4, true"}) // SCREEN_MIN_BYTES and more; bf16: 1-2 rows (60 + 120)
-    void theScreenPicksTheArgmaxOnRandomRowsNearTiesAndTies(int dim, int vocab, int minScreened, double maxPanelsPerRow, boolean bf16) {
+    @ParameterizedTest(name = "dim {0}, vocab {1}, {4}")
+    @CsvSource({"64, 32768, 1500, 4, F32", "576, 4096, 1500, 8, F32", "128, 32768, 170, 4, BF16", "128, 32768, 170, 4, F16"}) // SCREEN_MIN_BYTES and more; 16-bit: 1-2 rows (60 + 120)
+    void theScreenPicksTheArgmaxOnRandomRowsNearTiesAndTies(int dim, int vocab, int minScreened, double maxPanelsPerRow, DType matrices) {
+        boolean halfWidth = matrices != DType.F32;
         LlamaConfig c = RandomModels.config(dim, 1, 4, 4, 96, vocab, false, false, null);
-        assertThat((long) vocab * dim * (bf16 ? 2 : 4)).isGreaterThanOrEqualTo(LlamaModel.SCREEN_MIN_BYTES);
+        assertThat((long) vocab * dim * (halfWidth ? 2 : 4)).isGreaterThanOrEqualTo(LlamaModel.SCREEN_MIN_BYTES);
         try (LlamaModel base = LlamaModel.random(c, CPU, 11, 0.3f)) {
             // near-ties: rows 901 and 2000 = row 900 nudged below bf16's resolution; an exact tie: row 77 = row 900 (77 wins ties)
             Tensor head = base.weights().lmHead();
@@ -42,8 +43,8 @@ class GreedyScreenTest {
             }
             head.copyFrom(w);
             Scope fixed = Scope.of(CPU, "fixed");
-            LlamaWeights weights = bf16 ? bf16Matrices(base.weights(), fixed) : base.weights();
-            if (bf16) w = weights.lmHead().toFloatArray(); // the rows the exact logits use
+            LlamaWeights weights = halfWidth ? castMatrices(base.weights(), matrices, fixed) : base.weights();
+            if (halfWidth) w = weights.lmHead().toFloatArray(); // the rows the exact logits use
             try (LlamaModel m = new LlamaModel(c, weights, CPU, fixed, true); Scope s = Scope.of(CPU, "test")) {
                 assertThat(m.screens(1)).as("screens one row").isTrue();
                 for (int rows : new int[] {1, 2, 5, 8, 16}) { // from 3 rows the bf16 kernel's pairs of rows (5: a row alone at the end); 16: the most screened
@@ -73,19 +74,19 @@ class GreedyScreenTest {
         }
     }
 
-    /** The weights with every matrix of the layers and the classifier cast to BF16 in {@code scope} (a bf16 checkpoint's dtypes). */
-    static LlamaWeights bf16Matrices(LlamaWeights w, Scope scope) {
-        java.util.function.UnaryOperator<Tensor> bf16 = t -> {
-            Tensor out = scope.allocate(DType.BF16, t.dim(0), t.dim(1));
+    /** The weights with every matrix of the layers and the classifier cast to {@code dtype} in {@code scope} (a bf16 or f16 checkpoint's dtypes). */
+    static LlamaWeights castMatrices(LlamaWeights w, DType dtype, Scope scope) {
+        java.util.function.UnaryOperator<Tensor> cast = t -> {
+            Tensor out = scope.allocate(dtype, t.dim(0), t.dim(1));
             CPU.ops().cast(out, t);
             return out;
         };
         java.util.List<LayerWeights> layers = new java.util.ArrayList<>();
         for (LayerWeights l : w.layers()) {
-            layers.add(new LayerWeights(l.attnNorm(), bf16.apply(l.wq()), bf16.apply(l.wk()), bf16.apply(l.wv()), bf16.apply(l.wo()), l.bq(), l.bk(), l.bv(),
-                l.ffnNorm(), bf16.apply(l.wGate()), bf16.apply(l.wUp()), bf16.apply(l.wDown())));
+            layers.add(new LayerWeights(l.attnNorm(), cast.apply(l.wq()), cast.apply(l.wk()), cast.apply(l.wv()), cast.apply(l.wo()), l.bq(), l.bk(), l.bv(),
+                l.ffnNorm(), cast.apply(l.wGate()), cast.apply(l.wUp()), cast.apply(l.wDown())));
         }
-        return new LlamaWeights(w.tokenEmbedding(), layers, w.finalNorm(), bf16.apply(w.lmHead()));
+        return new LlamaWeights(w.tokenEmbedding(), layers, w.finalNorm(), cast.apply(w.lmHead()));
     }
 
     @Test

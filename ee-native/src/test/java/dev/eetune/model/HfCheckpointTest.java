@@ -31,10 +31,10 @@ class HfCheckpointTest {
     };
 
     @Test
-    void logitsOfRandomCheckpointsMatchTheReferenceForwardInF32AndBf16() throws IOException {
+    void logitsOfRandomCheckpointsMatchTheReferenceForwardInF32Bf16AndF16() throws IOException {
         Random r = new Random(7);
         for (LlamaConfig c : CONFIGS) {
-            for (DType dtype : new DType[] {DType.F32, DType.BF16}) {
+            for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.F16}) {
                 Path dir = Files.createTempDirectory(tmp, "ckpt");
                 try (LlamaModel written = RandomModels.random(c, CPU, r.nextLong())) {
                     HfCheckpointWriter.write(written, dir, dtype);

@@ -187,9 +187,9 @@ class DecoderLayerFusionTest {
 
     /**
      * Matrices packed by Ops.packPanels (F32: ee_pack_panels, EE_F32_PANELS; BF16: ee_pack_panels_bf16,
-     * EE_BF16_PANELS) give the plain layer's result up to the order of the f32 additions, for every row count up to 16
-     * with out sizes that leave partial panels; linearPanels likewise; more rows, an F16 weight or a BF16 one with an
-     * odd number of columns are refused with the op's name.
+     * EE_BF16_PANELS; F16: ee_pack_panels_f16, EE_F16_PANELS) give the plain layer's result up to the order of the f32
+     * additions, for every row count up to 16 with out sizes that leave partial panels; linearPanels likewise; more
+     * rows, an integer weight or a BF16 one with an odd number of columns are refused with the op's name.
      */
     @ParameterizedTest
     @MethodSource("bindings")
@@ -199,7 +199,7 @@ class DecoderLayerFusionTest {
         Ops ops = be.ops();
         Dims d = new Dims(48, 4, 2, 12, 70);
         int nSeq = 16, maxLen = 6;
-        for (DType dtype : new DType[] {DType.F32, DType.BF16})
+        for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.F16})
         try (Scope s = Scope.of(be)) {
             Weights w = Weights.random(s, r, d, dtype, true);
             Weights p = w.packed(ops, s);
@@ -232,8 +232,8 @@ class DecoderLayerFusionTest {
             }
             Tensor x17 = s.zeros(DType.F32, 17, d.dim()), y17 = s.zeros(DType.F32, 17, d.hidden());
             assertThatThrownBy(() -> ops.linearPanels(y17, x17, p.wGate())).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("linearPanels");
-            Tensor f16 = s.of(DType.F16, randn(r, 4 * d.dim()), 4, d.dim()), oddBf16 = s.of(DType.BF16, randn(r, 4 * 7), 4, 7);
-            assertThatThrownBy(() -> ops.packPanels(f16, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels");
+            Tensor ints = s.of(new int[4 * d.dim()], 4, d.dim()), oddBf16 = s.of(DType.BF16, randn(r, 4 * 7), 4, 7);
+            assertThatThrownBy(() -> ops.packPanels(ints, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels");
             assertThatThrownBy(() -> ops.packPanels(oddBf16, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels").hasMessageContaining("even");
         }
     }
