@@ -108,8 +108,8 @@ int ee_gemm_run(const ee_gemm_args* g) {
 
 int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb) {
     const int panels = ee_is_panels_dtype(b_dtype);
-    if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M || (b_dtype == EE_BF16_PANELS && k % 2)))
-        return ee_fail("%s: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k (even for bf16) and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
+    if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M))
+        return ee_fail("%s: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
                        caller, b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
     if (!ee_is_float_dtype(b_dtype) && !panels) return ee_fail("%s: unsupported B dtype %d", caller, b_dtype);
     return 0;

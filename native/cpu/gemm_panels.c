@@ -1,7 +1,7 @@
 /*
- * Decode-time GEMM against a panel-packed f32 weight (EE_F32_PANELS, see ee_pack_panels in eetune.h; the bf16 form,
- * EE_BF16_PANELS, further below): C = alpha A
- * W^T + beta C for m <= EE_PANELS_MAX_M rows of A. A panel is EE_PANEL_ROWS = 32 weight rows interleaved by column,
+ * Decode-time GEMM against a panel-packed weight (EE_F32_PANELS, see ee_pack_panels in eetune.h; EE_F16_PANELS and
+ * EE_BF16_PANELS are the same layout with 16-bit elements, which the kernels widen exactly): C = alpha A W^T + beta C
+ * for m <= EE_PANELS_MAX_M rows of A. A panel is EE_PANEL_ROWS = 32 weight rows interleaved by column,
  * so one step along k is 32 consecutive floats (two 64-byte vectors) and a whole panel is one sequential stream. The
  * kernel broadcasts A[i][p] and multiplies it into the step's two vectors: up to 8 rows x 2 vectors = 16
  * accumulators whose lanes are already 32 outputs, so nothing is summed across lanes at the end.
@@ -13,6 +13,13 @@
  * seems to suffer more from other processes' memory traffic). A prototype with other widths (same session, same
  * conditions) had 16-column panels slower at m = 8 (8 broadcasts per 8 FMAs) and 48 or 64 no faster than 32.
  * Threads take contiguous runs of whole panels (one stream per thread), a thread done early the rest of another's.
+ *
+ * bf16 panels used to hold column pairs (a 32-bit word per row and two columns, widened by a shift and a mask), read
+ * as two or four streams per thread by kernels of their own. The element layout streams better: the 110M layers at
+ * m = 1 on a 2-core Zen 4 (a /tmp harness alternating the two layouts and f32 panels per pass, 31 passes, six runs,
+ * the VM's memory at ~17.5 GB/s), pairs / element time per pass 1.07-1.17 (medians), the element layout at the plain
+ * read's bandwidth, f32 / element 1.76-1.85; and one kernel now serves f32, f16 and bf16, each 16-bit form giving the
+ * f32 panels' bits on its widened weights.
  */
 #include "internal.h"
 
@@ -60,7 +67,7 @@ EE_AVX2 static int words_8rows_avx2(uint32_t* dst, const char* src, size_t ld, i
 #endif
 
 /* One panel as 32-bit words: dst[c * EE_PANEL_ROWS + j] = word c of row j (zero for j >= rows), c < words; row j
- * starts at src + j * ld bytes. f32 panels are words of one float, bf16 panels words of a column pair. */
+ * starts at src + j * ld bytes (f32 panels). */
 static void pack_panel_words(uint32_t* dst, const char* src, size_t ld, int rows, int words, words_8rows_fn fast) {
     for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) {
         const int done = j0 + 8 <= rows ? fast(dst + j0, src + (size_t)j0 * ld, ld, words) : 0;
@@ -74,7 +81,7 @@ static void pack_panel_words(uint32_t* dst, const char* src, size_t ld, int rows
 }
 
 typedef struct {
-    void* dst;       /* float (f32 panels) or uint16_t (bf16 panels) */
+    void* dst;       /* float (f32 panels) or uint16_t (f16 and bf16 panels) */
     const void* w;   /* the same type */
     int n, k, ldw;
     words_8rows_fn fast;
@@ -126,7 +133,7 @@ static void transpose_8x8_u16(uint16_t* dst, const char* src, size_t src_stride)
 }
 #endif
 
-/* f16 panels: ee_pack_panels' layout with 16-bit elements, dst[c * EE_PANEL_ROWS + j] = half c of row j */
+/* f16 and bf16 panels: ee_pack_panels' layout with 16-bit elements, dst[c * EE_PANEL_ROWS + j] = half c of row j */
 static void pack_panel_halves(uint16_t* dst, const char* src, size_t ld, int rows, int halves) {
     for (int j0 = 0; j0 < EE_PANEL_ROWS; j0 += 8) {
         int done = 0;
@@ -143,38 +150,26 @@ static void pack_panel_halves(uint16_t* dst, const char* src, size_t ld, int row
     }
 }
 
-static void pack_f16_range(void* p, int64_t q0, int64_t q1) {
+static void pack_halves_range(void* p, int64_t q0, int64_t q1) {
     const pack_job* job = p;
     for (int64_t q = q0; q < q1; q++)
         pack_panel_halves((uint16_t*)job->dst + q * job->k * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 2, (size_t)job->ldw * 2,
                           (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k);
 }
 
-EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
-    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels_f16: size %d x %d with rows %d apart", n, k, ldw);
+/* ee_pack_panels_f16 and ee_pack_panels_bf16: the same copy of 16-bit elements */
+static int32_t pack_panels_halves(const char* name, uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("%s: size %d x %d with rows %d apart", name, n, k, ldw);
     if (n == 0 || k == 0) return 0;
-    if (!dst || !w) return ee_fail("ee_pack_panels_f16: null pointer");
+    if (!dst || !w) return ee_fail("%s: null pointer", name);
     const pack_job job = {dst, w, n, k, ldw, NULL};
-    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_f16_range, (void*)&job);
+    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_halves_range, (void*)&job);
     return 0;
 }
 
-/* bf16 panels: word (q * k/2 + s) * 32 + j = w[q * 32 + j][2s] | w[q * 32 + j][2s + 1] << 16 (as uint16 pairs, low first) */
-static void pack_bf16_range(void* p, int64_t q0, int64_t q1) {
-    const pack_job* job = p;
-    for (int64_t q = q0; q < q1; q++)
-        pack_panel_words((uint32_t*)job->dst + q * (job->k / 2) * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 2, (size_t)job->ldw * 2,
-                         (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k / 2, job->fast);
-}
+EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_halves("ee_pack_panels_f16", dst, w, n, k, ldw); }
 
-EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
-    if (n < 0 || k < 0 || ldw < k || k % 2) return ee_fail("ee_pack_panels_bf16: size %d x %d with rows %d apart (k must be even)", n, k, ldw);
-    if (n == 0 || k == 0) return 0;
-    if (!dst || !w) return ee_fail("ee_pack_panels_bf16: null pointer");
-    const pack_job job = {dst, w, n, k, ldw, words_8rows()};
-    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_bf16_range, (void*)&job);
-    return 0;
-}
+EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_halves("ee_pack_panels_bf16", dst, w, n, k, ldw); }
 
 /* C[i][j0 + j] = alpha v[j] + beta C (beta = 0 ignores C) for j < count */
 EE_INLINE void store_row(const ee_gemm_args* g, const float* v, int i, int j0, int count) {
@@ -182,26 +177,29 @@ EE_INLINE void store_row(const ee_gemm_args* g, const float* v, int i, int j0, i
     for (int j = 0; j < count; j++) c[j] = g->beta == 0.0f ? g->alpha * v[j] : g->alpha * v[j] + g->beta * c[j];
 }
 
-/* Element index of the panel of weight rows q * 32 .. q * 32 + 31 as stored by ee_pack_panels (f32) or
- * ee_pack_panels_f16 (f16): the kernels below read both, an f16 step widened by a conversion (`f16` is a constant once
- * inlined), so that f16 panels give the f32 panels' sums on the widened weights */
+/* Element index of the panel of weight rows q * 32 .. q * 32 + 31 as stored by ee_pack_panels (f32),
+ * ee_pack_panels_f16 or ee_pack_panels_bf16: the kernels below read all three, a 16-bit step widened exactly (`elem`
+ * is a constant once inlined), so that f16 and bf16 panels give the f32 panels' sums on the widened weights. */
 EE_INLINE size_t panel_at(const ee_gemm_args* g, int64_t q) { return (size_t)q * g->k * EE_PANEL_ROWS; }
+enum { ELEM_F32, ELEM_F16, ELEM_BF16 };
 
 #if EE_X86
-/* 16 weights of an f32 or f16 panel from element i, widened to f32 */
-EE_INLINE EE_AVX512 __m512 panel_load512(const void* w, size_t i, const int f16) {
-    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)((const uint16_t*)w + i))) : _mm512_loadu_ps((const float*)w + i);
+/* 16 weights of a panel from element i, widened to f32 (bf16: its bits are the f32's upper half) */
+EE_INLINE EE_AVX512 __m512 panel_load512(const void* w, size_t i, const int elem) {
+    if (elem == ELEM_F32) return _mm512_loadu_ps((const float*)w + i);
+    const __m256i h = _mm256_loadu_si256((const __m256i*)((const uint16_t*)w + i));
+    return elem == ELEM_F16 ? _mm512_cvtph_ps(h) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 /* rows i0 .. i0 + MR - 1 of C against panel q; MR is a constant once inlined, so the 2 MR accumulators are registers */
-EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, const int f16, int64_t q, int i0) {
+EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, const int elem, int64_t q, int i0) {
     const size_t w = panel_at(g, q);
     const float* a = g->a + (size_t)i0 * g->lda;
     __m512 acc[8][2];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int p = 0; p < g->k; p++) {
-        const __m512 w0 = panel_load512(g->b, w + (size_t)p * EE_PANEL_ROWS, f16), w1 = panel_load512(g->b, w + (size_t)p * EE_PANEL_ROWS + 16, f16);
+        const __m512 w0 = panel_load512(g->b, w + (size_t)p * EE_PANEL_ROWS, elem), w1 = panel_load512(g->b, w + (size_t)p * EE_PANEL_ROWS + 16, elem);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const __m512 ai = _mm512_set1_ps(a[(size_t)i * g->lda + p]);
@@ -221,22 +219,23 @@ EE_INLINE EE_AVX512 void panel512(const ee_gemm_args* g, const int MR, const int
         }
 }
 
-EE_INLINE EE_AVX512 void panels512_as(const ee_gemm_args* g, const int f16, int64_t q0, int64_t q1) {
+EE_INLINE EE_AVX512 void panels512_as(const ee_gemm_args* g, const int elem, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++)
         for (int i0 = 0; i0 < g->m; i0 += 8) switch (ee_min(8, g->m - i0)) { /* rows past 8 re-read the panel from L1/L2 */
-            case 8: panel512(g, 8, f16, q, i0); break;
-            case 7: panel512(g, 7, f16, q, i0); break;
-            case 6: panel512(g, 6, f16, q, i0); break;
-            case 5: panel512(g, 5, f16, q, i0); break;
-            case 4: panel512(g, 4, f16, q, i0); break;
-            case 3: panel512(g, 3, f16, q, i0); break;
-            case 2: panel512(g, 2, f16, q, i0); break;
-            default: panel512(g, 1, f16, q, i0);
+            case 8: panel512(g, 8, elem, q, i0); break;
+            case 7: panel512(g, 7, elem, q, i0); break;
+            case 6: panel512(g, 6, elem, q, i0); break;
+            case 5: panel512(g, 5, elem, q, i0); break;
+            case 4: panel512(g, 4, elem, q, i0); break;
+            case 3: panel512(g, 3, elem, q, i0); break;
+            case 2: panel512(g, 2, elem, q, i0); break;
+            default: panel512(g, 1, elem, q, i0);
             }
 }
 
-EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) { panels512_as(p, 0, q0, q1); }
-EE_AVX512 static void panels512_f16(void* p, int64_t q0, int64_t q1) { panels512_as(p, 1, q0, q1); }
+EE_AVX512 static void panels512(void* p, int64_t q0, int64_t q1) { panels512_as(p, ELEM_F32, q0, q1); }
+EE_AVX512 static void panels512_f16(void* p, int64_t q0, int64_t q1) { panels512_as(p, ELEM_F16, q0, q1); }
+EE_AVX512 static void panels512_bf16(void* p, int64_t q0, int64_t q1) { panels512_as(p, ELEM_BF16, q0, q1); }
 
 /* AVX2: a step is four 8-lane vectors; 2 rows x 4 = 8 accumulators, the 4 weight vectors and a broadcast fit the 16
  * registers, so rows of A go two at a time. The panel is walked in blocks of PANEL_BLOCK steps (8 KiB) that every
@@ -247,19 +246,13 @@ EE_AVX512 static void panels512_f16(void* p, int64_t q0, int64_t q1) { panels512
  * over half a panel were no faster); with the prefetch below m = 8 1.07x, m = 16 1.03x. */
 #define PANEL_BLOCK 64
 
-/* One or two rows of bf16 panels: the first row prefetches both streams PANEL_PREFETCH steps (512 bytes) ahead. */
-#define PANEL_PREFETCH 4
-EE_INLINE void prefetch_step(const void* step) {
-    _mm_prefetch((const char*)step, _MM_HINT_T0);
-    _mm_prefetch((const char*)step + 64, _MM_HINT_T0);
-}
 /* Blocks of 3 and more rows: the passes over a block in L1 leave the memory idle, so each pass prefetches its share
- * of the next block's lines (a step is 128 bytes, two lines, in both layouts), a line every few steps, and the
+ * of the next block's lines (a step is 128 bytes of f32, 64 of f16 or bf16), a line every few steps, and the
  * memory streams while the FMAs run. Before, the first pass alone prefetched the next block (bf16) or nothing (f32):
  * the time was about the sum of the stream's and the FMAs', not the larger of them. 2-core Zen 2, the 32000 x 288
  * classifier from memory at m = 8, 2 threads (a /tmp harness alternating builds, medians of 31): bf16 panels
- * 1.66-1.73 -> 1.36-1.38 ms, f32 panels 2.62-2.74 -> 1.61-1.64 ms (the plain f32 kernel: 1.94-1.99 ms). One or two
- * rows keep their own prefetch (bf16) or none (f32): there the first pass is the only one. */
+ * 1.66-1.73 -> 1.36-1.38 ms (bf16 panels of the column-pair layout they had then), f32 panels 2.62-2.74 -> 1.61-1.64
+ * ms (the plain f32 kernel: 1.94-1.99 ms). One or two rows prefetch nothing: there the first pass is the only one. */
 typedef struct {
     const char* line;
     int left, every, due;
@@ -283,12 +276,14 @@ EE_INLINE void prefetch_due(prefetch_run* run) {
  * above). */
 EE_INLINE int even_block(int steps, int most) { return steps > 0 ? ee_ceil_div(steps, ee_ceil_div(steps, most)) : most; }
 
-/* 8 weights of an f32 or f16 panel from element i, widened to f32 */
-EE_INLINE EE_AVX2 __m256 panel_load256(const void* w, size_t i, const int f16) {
-    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)w + i))) : _mm256_loadu_ps((const float*)w + i);
+/* 8 weights of a panel from element i, widened to f32 */
+EE_INLINE EE_AVX2 __m256 panel_load256(const void* w, size_t i, const int elem) {
+    if (elem == ELEM_F32) return _mm256_loadu_ps((const float*)w + i);
+    const __m128i h = _mm_loadu_si128((const __m128i*)((const uint16_t*)w + i));
+    return elem == ELEM_F16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const int f16, size_t w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
+EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const int elem, size_t w, int i0, int p0, int p1, prefetch_run ahead, float (*sums)[EE_PANEL_ROWS]) {
     const float* a = g->a + (size_t)i0 * g->lda;
     __m256 acc[2][4];
 #pragma GCC unroll 2
@@ -299,7 +294,7 @@ EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const int f
         prefetch_due(&ahead);
         __m256 wv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) wv[v] = panel_load256(g->b, w + (size_t)p * EE_PANEL_ROWS + 8 * v, f16);
+        for (int v = 0; v < 4; v++) wv[v] = panel_load256(g->b, w + (size_t)p * EE_PANEL_ROWS + 8 * v, elem);
 #pragma GCC unroll 2
         for (int i = 0; i < MR; i++) {
             const __m256 ai = _mm256_broadcast_ss(a + (size_t)i * g->lda + p);
@@ -313,20 +308,20 @@ EE_INLINE EE_AVX2 void panel256(const ee_gemm_args* g, const int MR, const int f
         for (int v = 0; v < 4; v++) _mm256_store_ps(sums[i0 + i] + 8 * v, acc[i][v]);
 }
 
-EE_INLINE EE_AVX2 void panels256_as(const ee_gemm_args* g, const int f16, int64_t q0, int64_t q1) {
+EE_INLINE EE_AVX2 void panels256_as(const ee_gemm_args* g, const int elem, int64_t q0, int64_t q1) {
     _Alignas(32) float sums[EE_PANELS_MAX_M][EE_PANEL_ROWS];
     const int block = g->m <= 2 ? PANEL_BLOCK : even_block(g->k, PANEL_BLOCK);
-    const int step_lines = f16 ? 1 : 2; /* a step's 32 weights: 64 or 128 bytes */
+    const int step_lines = elem == ELEM_F32 ? 2 : 1; /* a step's 32 weights: 128 or 64 bytes */
     for (int64_t q = q0; q < q1; q++) {
         const size_t w = panel_at(g, q);
         for (int p0 = 0; p0 < g->k; p0 += block) {
             const int p1 = ee_min(g->k, p0 + block);
             const int passes = (g->m + 1) / 2;
-            const char* next = (const char*)g->b + (w + (size_t)(p0 + block) * EE_PANEL_ROWS) * (f16 ? 2 : 4);
+            const char* next = (const char*)g->b + (w + (size_t)(p0 + block) * EE_PANEL_ROWS) * (elem == ELEM_F32 ? 4 : 2);
             for (int i0 = 0; i0 < g->m; i0 += 2) { /* rows by two, the last one alone */
                 const prefetch_run ahead = g->m > 2 ? prefetch_share(next, step_lines * block, i0 / 2, passes, p1 - p0) : (prefetch_run){0};
-                if (i0 + 2 <= g->m) panel256(g, 2, f16, w, i0, p0, p1, ahead, sums);
-                else panel256(g, 1, f16, w, i0, p0, p1, ahead, sums);
+                if (i0 + 2 <= g->m) panel256(g, 2, elem, w, i0, p0, p1, ahead, sums);
+                else panel256(g, 1, elem, w, i0, p0, p1, ahead, sums);
             }
         }
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
@@ -334,254 +329,14 @@ EE_INLINE EE_AVX2 void panels256_as(const ee_gemm_args* g, const int f16, int64_
     }
 }
 
-EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) { panels256_as(p, 0, q0, q1); }
-EE_AVX2 static void panels256_f16(void* p, int64_t q0, int64_t q1) { panels256_as(p, 1, q0, q1); }
+EE_AVX2 static void panels256(void* p, int64_t q0, int64_t q1) { panels256_as(p, ELEM_F32, q0, q1); }
+EE_AVX2 static void panels256_f16(void* p, int64_t q0, int64_t q1) { panels256_as(p, ELEM_F16, q0, q1); }
+EE_AVX2 static void panels256_bf16(void* p, int64_t q0, int64_t q1) { panels256_as(p, ELEM_BF16, q0, q1); }
 
-/* bf16 panels on AVX2 (and on AVX-512 CPUs from 3 rows; panels_bf16_512 below takes 1-2): a step is two columns of the
- * 32 rows, four vectors of 32-bit words; a shift widens each word's low half (the even column) and a mask its high half
- * (the odd one). Each output is summed in two chains, one over the first half of the steps and one over the second (a
- * step: its even column, then its odd one, fused), added at the end, so that a panel is read as two streams from
- * memory: with one stream per thread the 110M layers' bf16 panels streamed 31-32 GB/s against the plain f32 GEMV's 37
- * on a 2-core Zen 2 (eight weight rows side by side: eight streams); two streams per thread 35-43 (a /tmp harness over
- * the 12 layers' matrices, huge pages, 2 threads, three alternations in each of two phases of the machine: 5.35-5.46 ->
- * 3.96-3.97 ms and 5.63-5.65 -> 4.84-4.88 ms; with a prefetch 8 steps ahead as before 5.75-5.79). The price: at m = 8
- * the 15M classifier's pass got slower (1.22-1.34 -> 1.40-1.49 ms; each chain now waits on two fused steps a step),
- * partly won back by running the chains one at a time from 3 rows (chain_bf16_256). The halves are walked in blocks,
- * the two chains' sums kept in `lo` and `hi` between blocks. Why a packed bf16 form: the plain bf16 GEMV's 8 rows side
- * by side streamed ~0.7x f32's bytes per second from memory on a 2-core Zen 2; a prototype of this layout 13.2-13.6
- * against 10.2 GB/s (one thread, 32000 x 768). */
-
-/* A vector of words widened to the f32 weights of its even column (low halves) and of its odd one (high halves) */
-EE_INLINE EE_AVX2 __m256 bf16_even(__m256i word) { return _mm256_castsi256_ps(_mm256_slli_epi32(word, 16)); }
-EE_INLINE EE_AVX2 __m256 bf16_odd(__m256i word) { return _mm256_castsi256_ps(_mm256_and_si256(word, _mm256_set1_epi32((int)0xFFFF0000u))); }
-
-/* acc + the step's even column times ae, then its odd column times ao (the order every bf16 panel kernel keeps) */
-EE_INLINE EE_AVX2 __m256 bf16_step(__m256 acc, __m256i word, __m256 ae, __m256 ao) {
-    return _mm256_fmadd_ps(ao, bf16_odd(word), _mm256_fmadd_ps(ae, bf16_even(word), acc));
-}
-
-/* Where the two chains are in a block: the first half's steps from w (A's elements from a), the second half's h steps
- * further; n steps of the second half, the first `both` of them with the first half's too (the second half is one
- * step longer when a panel has an odd number of steps). */
-typedef struct {
-    const uint32_t* w;
-    const float* a;
-    int h, n, both, first;
-} bf16_block;
-
-/* The block of a panel (words from w) whose chains start at steps s0 and h + s0, n steps of the second half long */
-EE_INLINE bf16_block bf16_block_at(const ee_gemm_args* g, const uint32_t* w, int s0, int h, int n) {
-    return (bf16_block){w + (size_t)s0 * EE_PANEL_ROWS, g->a + 2 * s0, h, n, h > s0 ? ee_min(n, h - s0) : 0, s0 == 0};
-}
-
-/* Row i of panel q's outputs: the two chains' sums added, stored as store_row does */
-EE_INLINE void store_chains(const ee_gemm_args* g, const float* lo, const float* hi, int i, int64_t q) {
-    float v[EE_PANEL_ROWS];
-    for (int j = 0; j < EE_PANEL_ROWS; j++) v[j] = lo[j] + hi[j];
-    const int j0 = (int)q * EE_PANEL_ROWS;
-    store_row(g, v, i, j0, ee_min(EE_PANEL_ROWS, g->n - j0));
-}
-
-/* One or two rows: a row at a time against the whole panel, 4 vectors x 2 chains. */
-EE_INLINE EE_AVX2 void panel_bf16_256(bf16_block b, int prefetch, float* lo, float* hi) {
-    const uint32_t* w2 = b.w + (size_t)b.h * EE_PANEL_ROWS;
-    const float* a2 = b.a + 2 * (size_t)b.h;
-    __m256 p[4], q[4];
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; v++) {
-        p[v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(lo + 8 * v);
-        q[v] = b.first ? _mm256_setzero_ps() : _mm256_load_ps(hi + 8 * v);
-    }
-    int s = 0;
-    for (; s < b.both; s++) {
-        if (prefetch) {
-            prefetch_step(b.w + (size_t)(s + PANEL_PREFETCH) * EE_PANEL_ROWS);
-            prefetch_step(w2 + (size_t)(s + PANEL_PREFETCH) * EE_PANEL_ROWS);
-        }
-        const __m256 ae = _mm256_broadcast_ss(b.a + 2 * s), ao = _mm256_broadcast_ss(b.a + 2 * s + 1);
-        const __m256 be = _mm256_broadcast_ss(a2 + 2 * s), bo = _mm256_broadcast_ss(a2 + 2 * s + 1);
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) {
-            p[v] = bf16_step(p[v], _mm256_loadu_si256((const __m256i*)(b.w + (size_t)s * EE_PANEL_ROWS + 8 * v)), ae, ao);
-            q[v] = bf16_step(q[v], _mm256_loadu_si256((const __m256i*)(w2 + (size_t)s * EE_PANEL_ROWS + 8 * v)), be, bo);
-        }
-    }
-    for (; s < b.n; s++) {
-        const __m256 be = _mm256_broadcast_ss(a2 + 2 * s), bo = _mm256_broadcast_ss(a2 + 2 * s + 1);
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++) q[v] = bf16_step(q[v], _mm256_loadu_si256((const __m256i*)(w2 + (size_t)s * EE_PANEL_ROWS + 8 * v)), be, bo);
-    }
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; v++) {
-        _mm256_store_ps(lo + 8 * v, p[v]);
-        _mm256_store_ps(hi + 8 * v, q[v]);
-    }
-}
-
-/* From 3 rows: up to 4 rows against half the panel (16 outputs, two 8-word vectors), one of the two chains, over n
- * steps (w and a at the chain's first step; sums: the rows' running sums, 32 floats apart). Each word is widened to its
- * even column, which serves all MR rows, then to its odd one (bf16_step's order for every output). 8 accumulators, the
- * words, one widened vector and a broadcast fit the 16 registers, and a widening serves 4 rows, not 2. Before, 2 rows
- * ran both chains (8 accumulators too, a widening for 2 rows). 2-core Zen 2, the 32000 x 288 classifier from memory,
- * 2 threads (a /tmp harness calling ee_gemm, medians of 3 x 15), ms: m = 8 1.505 -> 1.358, m = 7 1.411 -> 1.221, m = 16
- * 2.686 -> 2.608, m = 3 0.792 -> 0.748, m = 4 0.825 -> 0.815; m = 5 1.030 -> 1.075 and m = 6 1.102 -> 1.124 (a group
- * of 1 or 2 rows left over: 2 or 4 chains of two FMAs a step, latency-bound). In cache (4096 x 288, one thread) m = 8
- * 0.33 ms either way, 0.30 without the prefetch bookkeeping. */
-EE_INLINE EE_AVX2 void chain_bf16_256(const int MR, const uint32_t* w, const float* a, size_t lda, int n, int first, prefetch_run ahead[2], float* sums) {
-    __m256 acc[4][2];
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) acc[i][v] = first ? _mm256_setzero_ps() : _mm256_load_ps(sums + i * EE_PANEL_ROWS + 8 * v);
-    for (int s = 0; s < n; s++) {
-        prefetch_due(&ahead[0]);
-        prefetch_due(&ahead[1]);
-        const __m256i x0 = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS)), x1 = _mm256_loadu_si256((const __m256i*)(w + (size_t)s * EE_PANEL_ROWS + 8));
-        const __m256 e0 = bf16_even(x0), e1 = bf16_even(x1);
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; i++) {
-            const __m256 ae = _mm256_broadcast_ss(a + i * lda + 2 * s);
-            acc[i][0] = _mm256_fmadd_ps(ae, e0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ae, e1, acc[i][1]);
-        }
-        const __m256 o0 = bf16_odd(x0), o1 = bf16_odd(x1);
-#pragma GCC unroll 4
-        for (int i = 0; i < MR; i++) {
-            const __m256 ao = _mm256_broadcast_ss(a + i * lda + 2 * s + 1);
-            acc[i][0] = _mm256_fmadd_ps(ao, o0, acc[i][0]);
-            acc[i][1] = _mm256_fmadd_ps(ao, o1, acc[i][1]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) _mm256_store_ps(sums + i * EE_PANEL_ROWS + 8 * v, acc[i][v]);
-}
-
-EE_AVX2 static void panels_bf16_256(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
-    _Alignas(32) float lo[EE_PANELS_MAX_M][EE_PANEL_ROWS], hi[EE_PANELS_MAX_M][EE_PANEL_ROWS];
-    const int steps = g->k / 2, h = steps / 2, h2 = steps - h; /* the chains' halves: [0, h) and [h, steps) */
-    const int blk = g->m <= 2 ? PANEL_BLOCK / 2 : even_block(h2, PANEL_BLOCK / 2); /* steps of each half a block */
-    for (int64_t q = q0; q < q1; q++) {
-        const uint32_t* w = (const uint32_t*)g->b + q * steps * EE_PANEL_ROWS;
-        for (int s0 = 0; s0 < h2; s0 += blk) {
-            const int n = ee_min(h2, s0 + blk) - s0;
-            bf16_block b = bf16_block_at(g, w, s0, h, n);
-            if (g->m <= 2) {
-                for (int i = 0; i < g->m; i++, b.a += g->lda) panel_bf16_256(b, i == 0, lo[i], hi[i]);
-                continue;
-            }
-            /* the next block of each half: in this panel, or the next panel's first */
-            const uint32_t* next[2] = {s0 + blk < h ? b.w + (size_t)blk * EE_PANEL_ROWS : w + (size_t)steps * EE_PANEL_ROWS,
-                                       s0 + blk < h2 ? b.w + (size_t)(h + blk) * EE_PANEL_ROWS : w + (size_t)(steps + h) * EE_PANEL_ROWS};
-            const int groups = ee_ceil_div(g->m, 4), passes = 4 * groups;
-            for (int gi = 0, pass = 0; gi < groups; gi++) { /* rows by four, the rest in the last group */
-                const int i0 = 4 * gi, rows = ee_min(4, g->m - i0);
-                for (int half = 0; half < 2; half++)
-                    for (int chain = 0; chain < 2; chain++, pass++) {
-                        prefetch_run ahead[2] = {prefetch_share(next[0], 2 * blk, pass, passes, n), prefetch_share(next[1], 2 * blk, pass, passes, n)};
-                        const uint32_t* cw = (chain ? b.w + (size_t)b.h * EE_PANEL_ROWS : b.w) + 16 * half;
-                        const float* ca = (chain ? b.a + 2 * (size_t)b.h : b.a) + (size_t)i0 * g->lda;
-                        float* sums = (chain ? hi[i0] : lo[i0]) + 16 * half;
-                        const int count = chain ? b.n : b.both;
-                        switch (rows) {
-                        case 4: chain_bf16_256(4, cw, ca, g->lda, count, b.first, ahead, sums); break;
-                        case 3: chain_bf16_256(3, cw, ca, g->lda, count, b.first, ahead, sums); break;
-                        case 2: chain_bf16_256(2, cw, ca, g->lda, count, b.first, ahead, sums); break;
-                        default: chain_bf16_256(1, cw, ca, g->lda, count, b.first, ahead, sums);
-                        }
-                    }
-            }
-        }
-        for (int i = 0; i < g->m; i++) store_chains(g, lo[i], hi[i], i, q);
-    }
-}
-
-/* AVX-512 twin of panel_bf16_256 for the decode of one or two sequences (m <= 2): a step's 32 words are two 16-lane
- * vectors, and two panels run side by side (four streams from memory per thread, 8 accumulators of the 32 registers),
- * each output's FMAs in panel_bf16_256's order: the same bits (selftest's "row alone" checks compare it with the
- * chains of m >= 3). Why: on a 2-core Zen 4 the bf16 GEMV was bound by its core, not by memory, whenever the VM's
- * memory was fast (f32 panels streamed 46 GB/s, bf16 32): in cache one thread 68 -> 75-80 GB/s; the 110M layers from
- * memory, 2 threads, both builds in one process alternating per pass (/tmp harness, 40 passes, four runs): old / new
- * time per pass 1.077, 1.009, 1.007, 1.056 (medians); `ee generate` 110M bf16, 7 alternations with the build before:
- * 132.8/128.6/131.2/118.3/123.1/118.9/123.4 -> 143.8/145.2/133.0/129.7/123.7/127.9/120.5 tok/s. */
-EE_INLINE EE_AVX512 __m512 bf16_step_512(__m512 acc, __m512i word, __m512 ae, __m512 ao) {
-    const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(word, 16));
-    const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(word, _mm512_set1_epi32((int)0xFFFF0000u)));
-    return _mm512_fmadd_ps(ao, odd, _mm512_fmadd_ps(ae, even, acc));
-}
-
-/* NP (1 or 2) panels side by side, pstride words apart, over the same block (lo and hi: the panels' running sums) */
-EE_INLINE EE_AVX512 void panel_bf16_512(const int NP, bf16_block b, size_t pstride, int prefetch, float (*lo)[EE_PANEL_ROWS], float (*hi)[EE_PANEL_ROWS]) {
-    const float* a2 = b.a + 2 * (size_t)b.h;
-    __m512 p[2][2], q[2][2];
-#pragma GCC unroll 2
-    for (int t = 0; t < NP; t++)
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
-            p[t][v] = b.first ? _mm512_setzero_ps() : _mm512_load_ps(lo[t] + 16 * v);
-            q[t][v] = b.first ? _mm512_setzero_ps() : _mm512_load_ps(hi[t] + 16 * v);
-        }
-    int s = 0;
-    for (; s < b.both; s++) {
-        const __m512 ae = _mm512_set1_ps(b.a[2 * s]), ao = _mm512_set1_ps(b.a[2 * s + 1]);
-        const __m512 be = _mm512_set1_ps(a2[2 * s]), bo = _mm512_set1_ps(a2[2 * s + 1]);
-#pragma GCC unroll 2
-        for (int t = 0; t < NP; t++) {
-            const uint32_t* w1 = b.w + t * pstride + (size_t)s * EE_PANEL_ROWS;
-            const uint32_t* w2 = w1 + (size_t)b.h * EE_PANEL_ROWS;
-            if (prefetch) {
-                prefetch_step(w1 + PANEL_PREFETCH * EE_PANEL_ROWS);
-                prefetch_step(w2 + PANEL_PREFETCH * EE_PANEL_ROWS);
-            }
-#pragma GCC unroll 2
-            for (int v = 0; v < 2; v++) {
-                p[t][v] = bf16_step_512(p[t][v], _mm512_loadu_si512(w1 + 16 * v), ae, ao);
-                q[t][v] = bf16_step_512(q[t][v], _mm512_loadu_si512(w2 + 16 * v), be, bo);
-            }
-        }
-    }
-    for (; s < b.n; s++) {
-        const __m512 be = _mm512_set1_ps(a2[2 * s]), bo = _mm512_set1_ps(a2[2 * s + 1]);
-#pragma GCC unroll 2
-        for (int t = 0; t < NP; t++)
-#pragma GCC unroll 2
-            for (int v = 0; v < 2; v++) q[t][v] = bf16_step_512(q[t][v], _mm512_loadu_si512(b.w + t * pstride + (size_t)(b.h + s) * EE_PANEL_ROWS + 16 * v), be, bo);
-    }
-#pragma GCC unroll 2
-    for (int t = 0; t < NP; t++)
-#pragma GCC unroll 2
-        for (int v = 0; v < 2; v++) {
-            _mm512_store_ps(lo[t] + 16 * v, p[t][v]);
-            _mm512_store_ps(hi[t] + 16 * v, q[t][v]);
-        }
-}
-
-EE_AVX512 static void panels_bf16_512(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p; /* m <= 2 */
-    _Alignas(64) float lo[2][2][EE_PANEL_ROWS], hi[2][2][EE_PANEL_ROWS]; /* [row][panel] */
-    const int steps = g->k / 2, h = steps / 2, h2 = steps - h, blk = PANEL_BLOCK / 2;
-    const size_t pstride = (size_t)steps * EE_PANEL_ROWS;
-    for (int64_t q = q0; q < q1; q += 2) {
-        const int np = q + 1 < q1 ? 2 : 1;
-        const uint32_t* w = (const uint32_t*)g->b + q * pstride;
-        for (int s0 = 0; s0 < h2; s0 += blk) {
-            const int n = ee_min(h2, s0 + blk) - s0;
-            bf16_block b = bf16_block_at(g, w, s0, h, n);
-            for (int i = 0; i < g->m; i++, b.a += g->lda) {
-                if (np == 2) panel_bf16_512(2, b, pstride, i == 0, lo[i], hi[i]);
-                else panel_bf16_512(1, b, pstride, i == 0, lo[i], hi[i]);
-            }
-        }
-        for (int t = 0; t < np; t++)
-            for (int i = 0; i < g->m; i++) store_chains(g, lo[i][t], hi[i][t], i, q + t);
-    }
-}
 #endif
 
 /* portable: one row of A at a time against the panel, the 32 outputs in a stack array the compiler vectorizes */
-EE_INLINE void panels_portable_as(const ee_gemm_args* g, const int f16, int64_t q0, int64_t q1) {
+EE_INLINE void panels_portable_as(const ee_gemm_args* g, const int elem, int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; q++) {
         const size_t w = panel_at(g, q);
         const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
@@ -591,10 +346,10 @@ EE_INLINE void panels_portable_as(const ee_gemm_args* g, const int f16, int64_t 
             for (int c = 0; c < g->k; c++) {
                 const float ai = a[c];
                 const size_t wc = w + (size_t)c * EE_PANEL_ROWS;
-                if (f16) {
+                if (elem != ELEM_F32) {
                     const uint16_t* h = (const uint16_t*)g->b + wc;
 #pragma omp simd
-                    for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * ee_f16_to_f32(h[j]);
+                    for (int j = 0; j < EE_PANEL_ROWS; j++) acc[j] += ai * (elem == ELEM_F16 ? ee_f16_to_f32(h[j]) : ee_bf16_to_f32(h[j]));
                 } else {
                     const float* f = (const float*)g->b + wc;
 #pragma omp simd
@@ -606,33 +361,9 @@ EE_INLINE void panels_portable_as(const ee_gemm_args* g, const int f16, int64_t 
     }
 }
 
-static void panels_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, 0, q0, q1); }
-static void panels_f16_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, 1, q0, q1); }
-
-/* portable bf16 panels: one row of A at a time, in the two chains of the AVX2 kernel (each step's even column, then
- * its odd one; the first half of the steps, the second half, added at the end) */
-static void panels_bf16_portable(void* p, int64_t q0, int64_t q1) {
-    const ee_gemm_args* g = p;
-    const int steps = g->k / 2, h = steps / 2;
-    for (int64_t q = q0; q < q1; q++) {
-        const uint32_t* w = (const uint32_t*)g->b + q * steps * EE_PANEL_ROWS;
-        const int j0 = (int)q * EE_PANEL_ROWS, count = ee_min(EE_PANEL_ROWS, g->n - j0);
-        for (int i = 0; i < g->m; i++) {
-            const float* a = g->a + (size_t)i * g->lda;
-            float lo[EE_PANEL_ROWS] = {0}, hi[EE_PANEL_ROWS] = {0};
-            for (int s = 0; s < steps; s++) {
-                const uint32_t* ws = w + (size_t)s * EE_PANEL_ROWS;
-                float* acc = s < h ? lo : hi;
-                for (int j = 0; j < EE_PANEL_ROWS; j++) {
-                    acc[j] += a[2 * s] * ee_bits_f32(ws[j] << 16);
-                    acc[j] += a[2 * s + 1] * ee_bits_f32(ws[j] & 0xFFFF0000u);
-                }
-            }
-            for (int j = 0; j < EE_PANEL_ROWS; j++) lo[j] += hi[j];
-            store_row(g, lo, i, j0, count);
-        }
-    }
-}
+static void panels_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, ELEM_F32, q0, q1); }
+static void panels_f16_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, ELEM_F16, q0, q1); }
+static void panels_bf16_portable(void* p, int64_t q0, int64_t q1) { panels_portable_as(p, ELEM_BF16, q0, q1); }
 
 /* ---- 8-bit panels (EE_I8_PANELS): scores for greedy decode's screen, not logits ------------------------------------
  * Panel q: 32 f32 scales, then ceil(k / 2) steps of 32 column pairs: byte 2j + t of step s holds row j's q_j[2s + t]
@@ -1019,15 +750,14 @@ static int gemm_panels_i8(const ee_gemm_args* g) {
 
 int ee_gemm_panels(const ee_gemm_args* g) {
     if (g->b_dtype == EE_I8_PANELS) return gemm_panels_i8(g);
-    const int bf16 = g->b_dtype == EE_BF16_PANELS, f16 = g->b_dtype == EE_F16_PANELS;
-    ee_range_fn kernel = bf16 ? panels_bf16_portable : f16 ? panels_f16_portable : panels_portable;
+    const int elem = g->b_dtype == EE_BF16_PANELS ? ELEM_BF16 : g->b_dtype == EE_F16_PANELS ? ELEM_F16 : ELEM_F32;
+    static const ee_range_fn portable[3] = {panels_portable, panels_f16_portable, panels_bf16_portable};
+    ee_range_fn kernel = portable[elem];
 #if EE_X86
+    static const ee_range_fn avx512[3] = {panels512, panels512_f16, panels512_bf16}, avx2[3] = {panels256, panels256_f16, panels256_bf16};
     const ee_cpu* cpu = ee_cpu_get();
-    if (bf16) {
-        if (cpu->avx512 && g->m <= 2) kernel = panels_bf16_512;
-        else if (cpu->avx2) kernel = panels_bf16_256;
-    } else if (cpu->avx512) kernel = f16 ? panels512_f16 : panels512;
-    else if (cpu->avx2) kernel = f16 ? panels256_f16 : panels256;
+    if (cpu->avx512) kernel = avx512[elem];
+    else if (cpu->avx2) kernel = avx2[elem];
 #endif
     const int nt = ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), panels = ee_ceil_div(g->n, EE_PANEL_ROWS);
     ee_parallel_range_stealing(nt, panels, ee_steal_block(panels, nt), kernel, (void*)g); /* as ee_gemm_small: see there */

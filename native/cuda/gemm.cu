@@ -222,8 +222,8 @@ int ee_gemm_run(const ee_gemm_args* g) {
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {
     if (m < 0 || n < 0 || k < 0) return ee_fail("ee_gemm: negative size (m %d, n %d, k %d)", m, n, k);
     const int panels = ee_is_panels_dtype(b_dtype);
-    if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M || (b_dtype == EE_BF16_PANELS && k % 2)))
-        return ee_fail("ee_gemm: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k (even for bf16) and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
+    if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M))
+        return ee_fail("ee_gemm: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
                        b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
     if (!ee_is_float_dtype(b_dtype) && !panels) return ee_fail("ee_gemm: unsupported B dtype %d", b_dtype);
     if (m == 0 || n == 0) return 0;

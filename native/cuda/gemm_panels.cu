@@ -1,7 +1,7 @@
 /*
  * Panel-packed f32, f16, bf16 and 8-bit weights (EE_F32_PANELS, EE_F16_PANELS, EE_BF16_PANELS, EE_I8_PANELS; the CPU
- * twin is cpu/gemm_panels.c): the same layouts and semantics (f16: f32's layout and sums on the widened weights; bf16:
- * even and odd columns summed apart, then added, as on the CPU; 8-bit: scale_j times the sum of a_p q_j[p]). On the
+ * twin is cpu/gemm_panels.c): the same layouts and semantics (f16 and bf16: f32's layout and sums on the widened
+ * weights; 8-bit: scale_j times the sum of a_p q_j[p]). On the
  * GPU the layout buys nothing (cuBLAS reads the plain weight), so the GEMM is one plain fp32 kernel: a thread per
  * output, consecutive threads on consecutive outputs of a panel, which read consecutive floats of each column step.
  */
@@ -17,7 +17,7 @@ EE_API int64_t ee_panels_size(int32_t n, int32_t k) {
     return ee_ceil_div64(n, EE_PANEL_ROWS) * EE_PANEL_ROWS * k;
 }
 
-/* element e of dst = w[q * 32 + j][p] with e = (q * k + p) * 32 + j, 0 past n (f32 or f16 elements alike) */
+/* element e of dst = w[q * 32 + j][p] with e = (q * k + p) * 32 + j, 0 past n (f32, f16 or bf16 elements alike) */
 template <typename T>
 __global__ void pack_panels_kernel(T* dst, const T* w, int n, int k, int ldw, int64_t total) {
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
@@ -40,22 +40,7 @@ EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, 
 
 EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels("ee_pack_panels_f16", dst, w, n, k, ldw); }
 
-/* bf16 pairs: word (q * k/2 + s) * 32 + j = w[q * 32 + j][2s] | w[q * 32 + j][2s + 1] << 16, 0 past n */
-__global__ void pack_panels_bf16_kernel(uint32_t* dst, const uint16_t* w, int n, int k, int ldw, int64_t words) {
-    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < words; e += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t j = e % EE_PANEL_ROWS, qs = e / EE_PANEL_ROWS, s = qs % (k / 2), row = qs / (k / 2) * EE_PANEL_ROWS + j;
-        dst[e] = row < n ? (uint32_t)w[row * ldw + 2 * s] | (uint32_t)w[row * ldw + 2 * s + 1] << 16 : 0u;
-    }
-}
-
-EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
-    if (n < 0 || k < 0 || ldw < k || k % 2) return ee_fail("ee_pack_panels_bf16: size %d x %d with rows %d apart (k must be even)", n, k, ldw);
-    if (n == 0 || k == 0) return 0;
-    if (!dst || !w) return ee_fail("ee_pack_panels_bf16: null pointer");
-    const int64_t words = ee_panels_size(n, k) / 2;
-    pack_panels_bf16_kernel<<<ee_grid_for(words, THREADS), THREADS>>>((uint32_t*)dst, w, n, k, ldw, words);
-    return ee_launched("ee_pack_panels_bf16");
-}
+EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels("ee_pack_panels_bf16", dst, w, n, k, ldw); }
 
 /* 8-bit panels (the CPU twin's comment in cpu/gemm_panels.c has the layout and why): 32 scales, then ceil(k / 2)
  * steps of 32 column pairs, byte 2j + t of step s holding row j's q_j[2s + t] */
@@ -109,41 +94,26 @@ EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const flo
     return ee_launched("ee_pack_panels_i8");
 }
 
-/* an element of an f32 or f16 panel as f32 */
-__device__ inline float panel_weight(float w) { return w; }
-__device__ inline float panel_weight(uint16_t w) { return ee_f16_to_f32(w); }
+/* an element of a panel as f32 (dtype: EE_F32_PANELS, EE_F16_PANELS or EE_BF16_PANELS) */
+template <int DTYPE>
+__device__ inline float panel_weight(const void* b, int64_t e) {
+    if (DTYPE == EE_F32_PANELS) return ((const float*)b)[e];
+    const uint16_t h = ((const uint16_t*)b)[e];
+    return DTYPE == EE_F16_PANELS ? ee_f16_to_f32(h) : ee_bf16_to_f32(h);
+}
 
-/* C[i][j] = alpha A_i . W_j + beta C[i][j], W_j read from its panel (f32 or f16 elements); thread t of the grid:
- * i = t / n, j = t % n */
-template <typename T>
+/* C[i][j] = alpha A_i . W_j + beta C[i][j], W_j read from its panel; thread t of the grid: i = t / n, j = t % n */
+template <int DTYPE>
 __global__ void gemm_panels_kernel(ee_gemm_args g) {
     const int64_t total = (int64_t)g.m * g.n;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
         const int i = (int)(t / g.n), j = (int)(t % g.n);
         const float* a = (const float*)g.a + (int64_t)i * g.lda;
-        const T* w = (const T*)g.b + (int64_t)(j / EE_PANEL_ROWS) * g.k * EE_PANEL_ROWS + j % EE_PANEL_ROWS;
+        const int64_t w = (int64_t)(j / EE_PANEL_ROWS) * g.k * EE_PANEL_ROWS + j % EE_PANEL_ROWS;
         float acc = 0.0f;
-        for (int p = 0; p < g.k; p++) acc += a[p] * panel_weight(w[(int64_t)p * EE_PANEL_ROWS]);
+        for (int p = 0; p < g.k; p++) acc += a[p] * panel_weight<DTYPE>(g.b, w + (int64_t)p * EE_PANEL_ROWS);
         float* c = g.c + (int64_t)i * g.ldc + j;
         *c = g.beta == 0.0f ? g.alpha * acc : g.alpha * acc + g.beta * *c;
-    }
-}
-
-/* the same for bf16 pairs */
-__global__ void gemm_panels_bf16_kernel(ee_gemm_args g) {
-    const int64_t total = (int64_t)g.m * g.n;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
-        const int i = (int)(t / g.n), j = (int)(t % g.n);
-        const float* a = (const float*)g.a + (int64_t)i * g.lda;
-        const uint32_t* w = (const uint32_t*)g.b + (int64_t)(j / EE_PANEL_ROWS) * (g.k / 2) * EE_PANEL_ROWS + j % EE_PANEL_ROWS;
-        float even = 0.0f, odd = 0.0f;
-        for (int s = 0; s < g.k / 2; s++) {
-            const uint32_t pair = w[(int64_t)s * EE_PANEL_ROWS];
-            even += a[2 * s] * __uint_as_float(pair << 16);
-            odd += a[2 * s + 1] * __uint_as_float(pair & 0xFFFF0000u);
-        }
-        float* c = g.c + (int64_t)i * g.ldc + j;
-        *c = g.beta == 0.0f ? g.alpha * (even + odd) : g.alpha * (even + odd) + g.beta * *c;
     }
 }
 
@@ -175,9 +145,10 @@ __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
 }
 
 int ee_gemm_panels(const ee_gemm_args* g) {
-    if (g->b_dtype == EE_I8_PANELS) gemm_panels_i8_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
-    else if (g->b_dtype == EE_BF16_PANELS) gemm_panels_bf16_kernel<<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
-    else if (g->b_dtype == EE_F16_PANELS) gemm_panels_kernel<uint16_t><<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
-    else gemm_panels_kernel<float><<<ee_grid_for((int64_t)g->m * g->n, THREADS), THREADS>>>(*g);
+    const int blocks = ee_grid_for((int64_t)g->m * g->n, THREADS);
+    if (g->b_dtype == EE_I8_PANELS) gemm_panels_i8_kernel<<<blocks, THREADS>>>(*g);
+    else if (g->b_dtype == EE_BF16_PANELS) gemm_panels_kernel<EE_BF16_PANELS><<<blocks, THREADS>>>(*g);
+    else if (g->b_dtype == EE_F16_PANELS) gemm_panels_kernel<EE_F16_PANELS><<<blocks, THREADS>>>(*g);
+    else gemm_panels_kernel<EE_F32_PANELS><<<blocks, THREADS>>>(*g);
     return ee_launched("ee_gemm (panel-packed B)");
 }

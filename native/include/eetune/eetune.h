@@ -44,7 +44,7 @@ extern "C" {
 /* An f32 weight in ee_pack_panels' layout: only as B of ee_gemm (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M) and as
  * the matrices of ee_decoder_layer_fwd with rows <= EE_PANELS_MAX_M. */
 #define EE_F32_PANELS 4
-/* A bf16 weight in ee_pack_panels_bf16's layout: where EE_F32_PANELS may be, with k even. */
+/* A bf16 weight in ee_pack_panels_bf16's layout: where EE_F32_PANELS may be. */
 #define EE_BF16_PANELS 5
 /* An 8-bit copy of an f32 weight in ee_pack_panels_i8's layout, for scores that screen logits: where EE_F32_PANELS may be. */
 #define EE_I8_PANELS 6
@@ -54,7 +54,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 12
+#define EE_ABI_VERSION 13
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -135,7 +135,7 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
  * and the order of the f32 additions (the small-m kernels sum even and odd k separately).
  * (The CUDA library's cuBLAS path rounds A to B's dtype for the tensor cores: see native/cuda/gemm.cu.)
  * b_dtype EE_F32_PANELS: B is a weight packed by ee_pack_panels (trans_a = 0, trans_b = 1, ldb = k, m <= EE_PANELS_MAX_M);
- * EE_BF16_PANELS: packed by ee_pack_panels_bf16 (the same, and k even); EE_F16_PANELS: packed by ee_pack_panels_f16.
+ * EE_BF16_PANELS and EE_F16_PANELS: packed by ee_pack_panels_bf16 and ee_pack_panels_f16 (the same).
  */
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc);
 
@@ -155,12 +155,10 @@ EE_API int64_t ee_panels_size(int32_t n, int32_t k);
 EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw);
 
 /**
- * dst = the bf16 weight w [n][k] (rows ldw apart, k even) packed as ee_pack_panels packs f32, but by pairs of
- * columns (dtype EE_BF16_PANELS): the 32-bit word (q*k/2 + s)*EE_PANEL_ROWS + j of dst holds w[q*EE_PANEL_ROWS + j][2s]
- * in its low and w[...][2s + 1] in its high half (0 past n), so that a shift and a mask widen a vector of words to the
- * f32 weights of even and odd columns. dst holds ee_panels_size(n, k) bf16 values and does not overlap w. On the CPU
- * the GEMM widens exactly and sums in f32, as ee_gemm does with w, in its own order (the first and the second half of
- * the columns apart, so that a panel is read as two streams).
+ * dst = the bf16 weight w [n][k] (rows ldw apart) packed exactly as ee_pack_panels packs f32, element for element
+ * (dtype EE_BF16_PANELS): dst[(q*k + p)*EE_PANEL_ROWS + j] = w[q*EE_PANEL_ROWS + j][p] (0 past n). dst holds
+ * ee_panels_size(n, k) bf16 values and does not overlap w. As for ee_pack_panels_f16, the GEMM widens exactly and its
+ * results are those of EE_F32_PANELS on the packed f32 copy of w widened to f32, bit for bit.
  */
 EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw);
 

@@ -160,8 +160,8 @@ public final class Ops {
     public void linear(Tensor y, Tensor x, Tensor w) { gemm(false, true, 1f, x, w, 0f, y); }
 
     /**
-     * The weight w [out, in] (F32, F16, or BF16 with {@code in} even) packed for small-batch decode (ee_pack_panels,
-     * ee_pack_panels_f16, ee_pack_panels_bf16): a new tensor of w's dtype in {@code scope} of shape [out rounded up to {@link #PANEL_ROWS},
+     * The weight w [out, in] (F32, F16 or BF16) packed for small-batch decode (ee_pack_panels, ee_pack_panels_f16,
+     * ee_pack_panels_bf16): a new tensor of w's dtype in {@code scope} of shape [out rounded up to {@link #PANEL_ROWS},
      * in], for {@link #linearPanels} and {@link #decoderLayer} with {@code panels}. The same memory again as w.
      */
     public Tensor packPanels(Tensor w, Scope scope) {
@@ -182,11 +182,10 @@ public final class Ops {
         pack("repackPanels", packed, w);
     }
 
-    /** What ee_pack_panels, ee_pack_panels_f16 and ee_pack_panels_bf16 take: a matrix [out, in], F32, F16, or BF16 with {@code in} even. */
+    /** What ee_pack_panels, ee_pack_panels_f16 and ee_pack_panels_bf16 take: a matrix [out, in], F32, F16 or BF16. */
     private void packable(String op, Tensor w) {
         if (w.rank() != 2) fail(op, "the weight must be a matrix [out, in]", w);
         if (!w.dtype().isFloat()) fail(op, "the weight must be F32, F16 or BF16", w);
-        if (w.dtype() == DType.BF16 && w.dim(1) % 2 != 0) fail(op, "a BF16 weight needs an even number of columns", w);
     }
 
     private void pack(String op, Tensor packed, Tensor w) {

@@ -87,7 +87,7 @@ public final class LlamaModel implements AutoCloseable {
         this.avx512 = backend.features().contains(Backend.Feature.AVX512);
         this.halfWidth = oneDtype && (wt == DType.BF16 || wt == DType.F16);
         boolean packable = oneDtype && wt == DType.F32
-            || halfWidth && (wt == DType.F16 || config.dim() % 2 == 0 && config.hiddenDim() % 2 == 0) && matrixBytes <= PANELS_MAX_BYTES;
+            || halfWidth && matrixBytes <= PANELS_MAX_BYTES;
         this.copyAffordable = matrixBytes <= PANELS_MAX_BYTES;
         this.usePanels = fixedWeights && PANELS && packable && backend.device().isHost();
         this.packedLayers = new AtomicReferenceArray<>(weights.layers().size());

@@ -47,7 +47,7 @@ class GreedyScreenTest {
             if (halfWidth) w = weights.lmHead().toFloatArray(); // the rows the exact logits use
             try (LlamaModel m = new LlamaModel(c, weights, CPU, fixed, true); Scope s = Scope.of(CPU, "test")) {
                 assertThat(m.screens(1)).as("screens one row").isTrue();
-                for (int rows : new int[] {1, 2, 5, 8, 16}) { // from 3 rows the bf16 kernel's pairs of rows (5: a row alone at the end); 16: the most screened
+                for (int rows : new int[] {1, 2, 5, 8, 16}) { // 5: AVX2 takes rows by two, the last alone; 16: the most screened
                     Tensor hidden = s.allocate(DType.F32, rows, dim), normed = s.allocate(DType.F32, rows, dim);
                     Tensor logits = s.allocate(DType.F32, rows, vocab), tokens = s.allocate(DType.I32, rows), want = s.allocate(DType.I32, rows);
                     for (int trial = 0; trial < 60; trial++) {

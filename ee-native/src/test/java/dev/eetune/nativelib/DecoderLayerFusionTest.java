@@ -188,8 +188,8 @@ class DecoderLayerFusionTest {
     /**
      * Matrices packed by Ops.packPanels (F32: ee_pack_panels, EE_F32_PANELS; BF16: ee_pack_panels_bf16,
      * EE_BF16_PANELS; F16: ee_pack_panels_f16, EE_F16_PANELS) give the plain layer's result up to the order of the f32
-     * additions, for every row count up to 16 with out sizes that leave partial panels; linearPanels likewise; more
-     * rows, an integer weight or a BF16 one with an odd number of columns are refused with the op's name.
+     * additions, for every row count up to 16 with out sizes that leave partial panels; linearPanels likewise (also
+     * with an odd number of columns); more rows or an integer weight are refused with the op's name.
      */
     @ParameterizedTest
     @MethodSource("bindings")
@@ -232,9 +232,13 @@ class DecoderLayerFusionTest {
             }
             Tensor x17 = s.zeros(DType.F32, 17, d.dim()), y17 = s.zeros(DType.F32, 17, d.hidden());
             assertThatThrownBy(() -> ops.linearPanels(y17, x17, p.wGate())).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("linearPanels");
-            Tensor ints = s.of(new int[4 * d.dim()], 4, d.dim()), oddBf16 = s.of(DType.BF16, randn(r, 4 * 7), 4, 7);
+            Tensor ints = s.of(new int[4 * d.dim()], 4, d.dim());
             assertThatThrownBy(() -> ops.packPanels(ints, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels");
-            assertThatThrownBy(() -> ops.packPanels(oddBf16, s)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("packPanels").hasMessageContaining("even");
+            Tensor odd = s.of(dtype, randn(r, 37 * 7), 37, 7), x = s.of(randn(r, 3 * 7), 3, 7), y = s.zeros(DType.F32, 3, 37), yp = s.zeros(DType.F32, 3, 37);
+            ops.linear(y, x, odd);
+            ops.linearPanels(yp, x, ops.packPanels(odd, s));
+            float[] want = y.toFloatArray(), got = yp.toFloatArray();
+            for (int i = 0; i < want.length; i++) assertThat(got[i]).as(dtype + " 7 columns, element " + i).isCloseTo(want[i], within(1e-5f * (1 + Math.abs(want[i]))));
         }
     }
 
