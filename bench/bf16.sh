@@ -20,6 +20,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${TMPDIR:-/tmp}/eetune-bf16-bench
 rm -rf "$WORK" && mkdir -p "$WORK/old-src" "$WORK/out"
 git -C "$ROOT" archive "$OLD" native | tar -x -C "$WORK/old-src"
+# this tree's jar loads only a library of its own ABI number: the old build claims it (the calls decode uses are the
+# ones the f32 and bf16 decodes make; a layout, such as bf16 panels', is the library's own, packing and GEMM alike)
+abi=$(sed -n 's/^#define EE_ABI_VERSION \([0-9]*\)$/\1/p' "$ROOT/native/include/eetune/eetune.h")
+sed -i "s/^#define EE_ABI_VERSION [0-9]*$/#define EE_ABI_VERSION $abi/" "$WORK/old-src/native/include/eetune/eetune.h"
 build() { cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build "$2" -j2 --target eecpu eecpu_gemmbench >/dev/null; }
 build "$WORK/old-src/native" "$WORK/old"
 build "$ROOT/native" "$WORK/new"
