@@ -84,15 +84,7 @@ typedef struct {
     void* dst;       /* float (f32 panels) or uint16_t (f16 and bf16 panels) */
     const void* w;   /* the same type */
     int n, k, ldw;
-    words_8rows_fn fast;
 } pack_job;
-
-static void pack_range(void* p, int64_t q0, int64_t q1) {
-    const pack_job* job = p;
-    for (int64_t q = q0; q < q1; q++)
-        pack_panel_words((uint32_t*)job->dst + q * job->k * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 4, (size_t)job->ldw * 4,
-                         (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k, job->fast);
-}
 
 /* the fastest words_8rows_fn this CPU runs */
 static words_8rows_fn words_8rows(void) {
@@ -102,15 +94,25 @@ static words_8rows_fn words_8rows(void) {
     return words_8rows_none;
 }
 
-EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw) {
-    if (n < 0 || k < 0 || ldw < k) return ee_fail("ee_pack_panels: size %d x %d with rows %d apart", n, k, ldw);
+static void pack_range(void* p, int64_t q0, int64_t q1) {
+    const pack_job* job = p;
+    const words_8rows_fn fast = words_8rows();
+    for (int64_t q = q0; q < q1; q++)
+        pack_panel_words((uint32_t*)job->dst + q * job->k * EE_PANEL_ROWS, (const char*)job->w + (size_t)q * EE_PANEL_ROWS * job->ldw * 4, (size_t)job->ldw * 4,
+                         (int)ee_min(EE_PANEL_ROWS, job->n - q * EE_PANEL_ROWS), job->k, fast);
+}
+
+/* Every ee_pack_panels*: the arguments checked, then `range` over the panels on the pool */
+static int32_t pack_panels_with(const char* name, void* dst, const void* w, int32_t n, int32_t k, int32_t ldw, ee_range_fn range) {
+    if (n < 0 || k < 0 || ldw < k) return ee_fail("%s: size %d x %d with rows %d apart", name, n, k, ldw);
     if (n == 0 || k == 0) return 0;
-    if (!dst || !w) return ee_fail("ee_pack_panels: null pointer");
-    const pack_job job = {dst, w, n, k, ldw, words_8rows()};
-    const int panels = ee_ceil_div(n, EE_PANEL_ROWS);
-    ee_parallel_range(ee_threads_for((double)n * k), panels, pack_range, (void*)&job);
+    if (!dst || !w) return ee_fail("%s: null pointer", name);
+    const pack_job job = {dst, w, n, k, ldw};
+    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), range, (void*)&job);
     return 0;
 }
+
+EE_API int32_t ee_pack_panels(float* dst, const float* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_with("ee_pack_panels", dst, w, n, k, ldw, pack_range); }
 
 #if EE_X86
 /* dst[c * EE_PANEL_ROWS + i] = 16-bit unit c of row i, for 8 rows (src_stride bytes apart) of 8 units: eight 16-byte
@@ -158,18 +160,9 @@ static void pack_halves_range(void* p, int64_t q0, int64_t q1) {
 }
 
 /* ee_pack_panels_f16 and ee_pack_panels_bf16: the same copy of 16-bit elements */
-static int32_t pack_panels_halves(const char* name, uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) {
-    if (n < 0 || k < 0 || ldw < k) return ee_fail("%s: size %d x %d with rows %d apart", name, n, k, ldw);
-    if (n == 0 || k == 0) return 0;
-    if (!dst || !w) return ee_fail("%s: null pointer", name);
-    const pack_job job = {dst, w, n, k, ldw, NULL};
-    ee_parallel_range(ee_threads_for((double)n * k), ee_ceil_div(n, EE_PANEL_ROWS), pack_halves_range, (void*)&job);
-    return 0;
-}
+EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_with("ee_pack_panels_f16", dst, w, n, k, ldw, pack_halves_range); }
 
-EE_API int32_t ee_pack_panels_f16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_halves("ee_pack_panels_f16", dst, w, n, k, ldw); }
-
-EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_halves("ee_pack_panels_bf16", dst, w, n, k, ldw); }
+EE_API int32_t ee_pack_panels_bf16(uint16_t* dst, const uint16_t* w, int32_t n, int32_t k, int32_t ldw) { return pack_panels_with("ee_pack_panels_bf16", dst, w, n, k, ldw, pack_halves_range); }
 
 /* C[i][j0 + j] = alpha v[j] + beta C (beta = 0 ignores C) for j < count */
 EE_INLINE void store_row(const ee_gemm_args* g, const float* v, int i, int j0, int count) {
