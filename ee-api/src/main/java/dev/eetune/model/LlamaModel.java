@@ -44,8 +44,7 @@ public final class LlamaModel implements AutoCloseable {
     private final boolean avx512;
     /** The matrices' packed copies would take at most {@link #PANELS_MAX_BYTES} ({@link #readsPanels}). */
     private final boolean copyAffordable;
-    /** The matrices are BF16 ({@link #readsPanels}). */
-    /** A BF16 or F16 checkpoint (every matrix in that one dtype). */
+    /** A BF16 or F16 checkpoint: every matrix in that one dtype ({@link #readsPanels}). */
     private final boolean halfWidth;
     /** The layers' matrices packed by {@link Ops#packPanels}, each made on the first pass that needs it. */
     private final AtomicReferenceArray<LayerWeights> packedLayers;
