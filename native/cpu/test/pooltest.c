@@ -1,11 +1,17 @@
 /*
  * Test of the thread pool (cpu/pool.c, compiled in: its functions are not exported by libeecpu): every tid runs once
  * per region, barriers separate phases, ranges cover [0, n) once, nested regions and regions of several threads at
- * once run alone, and regions spaced past the spin time (workers asleep) still complete. Exits non-zero on failure.
+ * once run alone, regions spaced past the spin time (workers asleep) still complete, and beside as many spinning
+ * processes as CPUs the pool notices that it is contended. Exits non-zero on failure.
  * Run by ctest, also under ASan + UBSan (.ci/native-checks.sh); eecpu_pooltest THREADS overrides the team size.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +222,45 @@ static void test_after_sleep(void) {
     }
 }
 
+/* ---- contention: one spinning process per CPU keeps preempting the pool's threads, and the pool must notice ---- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void busy_part(void* p, int tid, int nt) {
+    volatile double x = 1;
+    for (int i = 0; i < 20000; i++) x = x * 1.0000001 + 1e-9; /* tens of microseconds */
+}
+
+static void test_contention_is_noticed(void) {
+    cpu_set_t cpus;
+    const int n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    pid_t kids[n];
+    int started = 0;
+    for (; started < n; started++) {
+        const pid_t pid = fork();
+        if (pid < 0) break;
+        if (pid == 0) { /* spins until killed, or until the test is gone or 20 s have passed */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            alarm(20);
+            for (volatile double x = 1;;) x = x * 1.0000001 + 1e-9;
+        }
+        kids[started] = pid;
+    }
+    int seen = 0;
+    for (const double end = now_s() + 5; !seen && now_s() < end;) {
+        ee_parallel(team, busy_part, 0);
+        seen = ee_pool_contended();
+    }
+    for (int i = 0; i < started; i++) kill(kids[i], SIGKILL);
+    for (int i = 0; i < started; i++) waitpid(kids[i], NULL, 0);
+    expect(started == n, "contention: spinning processes started", started, n);
+    expect(seen, "contention: noticed beside one spinning process per CPU within 5 s", seen, n);
+}
+
 int main(int argc, char** argv) {
     if (argc > 1) team = atoi(argv[1]);
     if (team < 1 || team > EE_MAX_THREADS) {
@@ -233,6 +278,7 @@ int main(int argc, char** argv) {
     team = 2; /* fewer than the workers started: the others stay asleep */
     test_team(2);
     test_barrier();
+    test_contention_is_noticed();
     printf(failures ? "%d failure(s)\n" : "pool: all passed\n", failures);
     return failures != 0;
 }
