@@ -107,9 +107,10 @@ static int64_t now_ns(void) {
 
 /* ---- contention: whether other runnable threads keep preempting the pool's ----
  * A pool thread (a caller opening a region, a worker after its part) reads its count of involuntary context switches
- * at most once per WATCH_NS; a rise is a preemption. PREEMPTIONS_CONTENDED of them (any pool threads) within
- * CONTENDED_WINDOW_NS make the machine contended for the next CONTENDED_WINDOW_NS. Why counted: on a quiet 2-core VM
- * a JVM's own housekeeping threads preempt ours about every 50 ms, beside two busy threads every 1-4 ms. */
+ * at most once per WATCH_NS; a rise is a preemption. A preemption (of any pool thread) that comes within
+ * CONTENDED_WINDOW_NS of the PREEMPTIONS_CONTENDED-th before it makes the machine contended for the next
+ * CONTENDED_WINDOW_NS. Why counted: on a quiet 2-core VM a JVM's own housekeeping threads preempt ours about every
+ * 50 ms, beside two busy threads every 1-4 ms. */
 #define WATCH_NS 1000000
 #define PREEMPTIONS_CONTENDED 4
 #define CONTENDED_WINDOW_NS 20000000
