@@ -45,7 +45,8 @@
  * this process on nothing, while a thread that sleeps keeps it for the work (EEVDF places a woken sleeper by the lag
  * it kept). Measured on 2 cores (`ee generate`, 15M, 2 threads, beside two `yes`, paired with the 50 us spin, medians
  * of 8 alternations): 1.09x and 1.14x, quiet 0.99x and 1.01-1.05x (110M, 15M batch 8, stories260K); a fixed 10 us
- * spin gained as much busy but lost ~9% quiet; no spin at all when contended lost ~20% quiet (a JVM's warm-up is). */
+ * spin gained as much busy but lost ~9% quiet; no spin at all when contended (under a looser rule: one preemption,
+ * held 200 ms) gained 1.33x busy but lost ~20% quiet (a JVM's warm-up counts as contended). */
 #define SPIN_CONTENDED_NS 5000
 /* A check of the clock every this many pause instructions while spinning. */
 #define SPIN_CHECK 32
