@@ -233,6 +233,25 @@ static void compare(const char* what, const Pair& p, size_t n, double tol) {
     expect_close(what, g, download<float>(p.c, n), tol);
 }
 
+/* An m x n matrix at leading dimension ldc: only its entries (the padding columns keep their old contents). */
+static void compare_matrix(const char* what, const Pair& p, int m, int n, int ldc, double tol) {
+    std::vector<float> g = download<float>(p.g, (size_t)m * ldc), r = have_cpu ? download<float>(p.c, (size_t)m * ldc) : g, gs, rs;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            gs.push_back(g[(size_t)i * ldc + j]);
+            rs.push_back(r[(size_t)i * ldc + j]);
+        }
+    if (have_cpu) expect_close(what, gs, rs, tol);
+    else expect_finite(what, gs);
+}
+
+/* An output the call writes only in part (the rest keeps its poison): without the reference only "it ran" is known. */
+static void compare_partly_written(const char* what, const Pair& p, size_t n, double tol) {
+    if (have_cpu) return expect_close(what, download<float>(p.g, n), download<float>(p.c, n), tol);
+    passes++;
+    printf("PASS %-44s ran (partly written; no CPU reference)\n", what);
+}
+
 template <typename T>
 static void compare_exact(const char* what, const Pair& p, size_t n) {
     std::vector<T> g = download<T>(p.g, n);
@@ -404,20 +423,11 @@ static void check_gemm(int m, int n, int k, int path) {
                         api.ee_set_gemm_path(w ? path : 0);
                         return api.ee_gemm(ta, tb, m, n, k, 0.75f, (float*)P(a), lda, P(b), dt, ldb, beta, (float*)P(c), ldc);
                     });
-                    /* compare only the m x n entries (the padding columns keep their old contents) */
-                    std::vector<float> g = download<float>(c.g, (size_t)m * ldc), r = have_cpu ? download<float>(c.c, (size_t)m * ldc) : g;
-                    std::vector<float> gs, rs;
-                    for (int i = 0; i < m; i++)
-                        for (int j = 0; j < n; j++) {
-                            gs.push_back(g[(size_t)i * ldc + j]);
-                            rs.push_back(r[(size_t)i * ldc + j]);
-                        }
                     /* cuBLAS rounds f32 A to B's 16-bit dtype: a bf16-sized error is expected there */
                     double tol = path == 2 || dt == EE_F32 ? 1e-5 : dt == EE_BF16 ? 1e-2 : 2e-3;
                     snprintf(name, sizeof name, "gemm %s %s%s %dx%dx%d beta %.1f path %d", dt == EE_F32 ? "f32" : dt == EE_BF16 ? "bf16" : "f16",
                              ta ? "T" : "N", tb ? "T" : "N", m, n, k, beta, path);
-                    if (have_cpu) expect_close(name, gs, rs, tol);
-                    else expect_finite(name, gs);
+                    compare_matrix(name, c, m, n, ldc, tol);
                     free_pair(c);
                 }
                 free_pair(a);
@@ -464,15 +474,8 @@ static void check_gemm_panels(int n, int k, int dtype) {
         const float beta = m % 2 ? 0.0f : 0.5f;
         Pair a = pair_of(randn((size_t)m * k)), c = beta == 0.0f ? pair_out((size_t)m * ldc * 4) : pair_of(randn((size_t)m * ldc));
         both("gemm panels", [&](const Api& api, int w) { return api.ee_gemm(0, 1, m, n, k, 0.75f, (float*)P(a), k, P(packed), packed_dtype, k, beta, (float*)P(c), ldc); });
-        std::vector<float> g = download<float>(c.g, (size_t)m * ldc), r = have_cpu ? download<float>(c.c, (size_t)m * ldc) : g, gs, rs;
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) {
-                gs.push_back(g[(size_t)i * ldc + j]);
-                rs.push_back(r[(size_t)i * ldc + j]);
-            }
         snprintf(name, sizeof name, "gemm %s panels %dx%dx%d beta %.1f", dt, m, n, k, beta);
-        if (have_cpu) expect_close(name, gs, rs, 1e-5);
-        else expect_finite(name, gs);
+        compare_matrix(name, c, m, n, ldc, 1e-5);
         free_pair(a);
         free_pair(c);
     }
@@ -578,7 +581,7 @@ static void check_gemm_panels_i8(int n, int k) {
         Pair a = pair_of(randn((size_t)m * k)), c = beta == 0.0f ? pair_out((size_t)m * ldc * 4) : pair_of(randn((size_t)m * ldc));
         both("gemm i8 panels", [&](const Api& api, int w) { return api.ee_gemm(0, 1, m, n, k, 0.75f, (float*)P(a), k, P(packed), EE_I8_PANELS, k, beta, (float*)P(c), ldc); });
         snprintf(name, sizeof name, "gemm i8 panels %dx%dx%d beta %.1f", m, n, k, beta);
-        compare(name, c, (size_t)m * ldc, 1e-5);
+        compare_matrix(name, c, m, n, ldc, 1e-5);
         free_pair(a);
         free_pair(c);
     }
@@ -876,7 +879,7 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                        rec[0], rec[EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD + 1], rec[2 * EE_EXIT_RECORD + 2]);
             }
             snprintf(name, sizeof name, "exit_steps: kept states, layer 1's K cache");
-            compare(name, states, (size_t)max_len * dim, 1e-4);
+            compare_partly_written(name, states, (size_t)max_len * dim, 1e-4);
             compare(name, kc4, (size_t)n_seq * max_len * kd, 1e-5);
             for (Pair* z : {&emb, &lm, &cls, &ids, &gw1, &gb1, &gw, &gb, &seqs, &states, &out_ids, &normed, &logits, &pos, &score, &chosen, &pre, &zb, &kc4, &vc4}) free_pair(*z);
         }
