@@ -221,16 +221,23 @@ else
     python3 "$here/../dist/test/compare_runs.py" "$tune/cpu" "$tune/cuda1" 1e-3 | tee -a "$logs/tune.log" | sed 's/^/   /'
     if [ "${PIPESTATUS[0]}" -eq 0 ]; then record PASS "tune: one cuda process vs cpu" "$(elapsed)"; else record FAIL "tune: one cuda process vs cpu" "see $logs/tune.log"; fi
     # plain decoding on the GPU runs in native chunks (ee_decode_steps), early-exit decoding of one sequence too
-    # (ee_exit_steps: the cuda1 heads at a low softmax threshold, so that exits fire), with -Deetune.chunks=false step by
-    # step: both must write the same text, greedy and sampled
+    # (ee_exit_steps: the cuda1 heads at a low softmax threshold, so that exits fire; gate and saturation decisions),
+    # with -Deetune.chunks=false step by step: both must write the same text, greedy and sampled. The gates are trained
+    # on the GPU (ee gates --backend cuda) into a copy of the cuda1 heads.
     gen_ok=1
-    for mode in "" "--temperature 0.8 --seed 3" "--heads $tune/cuda1 --threshold 0.05" "--heads $tune/cuda1 --threshold 0.05 --temperature 0.8 --seed 3"; do
+    rm -rf "$tune/gated" && cp -r "$tune/cuda1" "$tune/gated"
+    ee_run timeout 120 "$tune_java" -jar "$jar" gates --backend cuda --model "$tune/model" --heads "$tune/gated" --data "$repo/docs" --tokenizer byte \
+      --cache-dir "$tune/cache" --seq-len 64 --windows 16 --threads 4 >>"$logs/generate.log" 2>&1 || gen_ok=0
+    for mode in "" "--temperature 0.8 --seed 3" "--heads $tune/cuda1 --threshold 0.05" "--heads $tune/cuda1 --threshold 0.05 --temperature 0.8 --seed 3" \
+        "--heads $tune/gated --confidence gate --threshold 0.3" "--heads $tune/gated --confidence gate --threshold 0.3 --temperature 0.8 --seed 3" \
+        "--heads $tune/gated --confidence saturation --threshold 0.95"; do
       for chunks in true false; do
         ee_run timeout 60 "$tune_java" -Deetune.chunks=$chunks -jar "$jar" generate --backend cuda --model "$tune/model" --prompt "public static" --max-tokens 96 \
           $mode >"$tune/gen-$chunks.txt" 2>>"$logs/generate.log" || gen_ok=0
       done
       cmp -s "$tune/gen-true.txt" "$tune/gen-false.txt" || gen_ok=0
     done
+    grep -E 'mean exit layer' "$logs/generate.log" | sed 's/.*confidence, /   /; s/: 1 sequences.*mean/: mean/' | sort | uniq -c
     if [ $gen_ok = 1 ]; then record PASS "generate on cuda: chunks = steps" "$(elapsed)"; else record FAIL "generate on cuda: chunks = steps" "see $logs/generate.log and $tune/gen-*.txt"; fi
     if [ "$nccl_ranks" -lt 2 ] || [ -z "${EETUNE_NCCL:-}" ] || [ ! -e "$tune/lib/libeedist.so" ]; then
       record SKIP "distributed tune on cuda (NCCL)" "needs 2 GPUs (found $gpus), mpirun, MPI headers at build time and NCCL; ran one CUDA process only"

@@ -70,8 +70,19 @@ inline T __shfl_xor_sync(unsigned, T v, int offset) {
     return out;
 }
 
+#define __align__(n) __attribute__((aligned(n)))
+
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
+/* A misaligned vector load faults on the GPU: here too, rather than working by luck on x86. */
 template <typename T>
-inline T __ldg(const T* p) { return *p; }
+inline T __ldg(const T* p) {
+    if ((uintptr_t)p % alignof(T) != 0) abort();
+    return *p;
+}
 
 inline float __uint_as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 inline uint32_t __float_as_uint(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
