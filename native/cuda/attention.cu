@@ -18,6 +18,7 @@
 #define THREADS 128
 #define WARPS (THREADS / 32)
 #define TILE 64
+#define KEYS 4                      /* key rows a warp loads together when scoring (the float4 path) */
 #define MAX_ACC 8                   /* outputs per thread: heads-in-block * head_dim <= THREADS * MAX_ACC */
 #define MAX_QD (THREADS * MAX_ACC)  /* 1024 */
 #define MAX_GROUP (MAX_QD / TILE)   /* 16 heads per block (score tile gsub x TILE <= 1024) */
@@ -119,26 +120,33 @@ __global__ void __launch_bounds__(THREADS, 8) attention_fwd_kernel(attn_fwd_args
     __syncthreads();
     for (int p0 = k_begin; p0 < k_end; p0 += TILE) {
         const int nb = min(TILE, k_end - p0);
-        for (int j = warp; j < nb; j += WARPS) { /* scores of key p0 + j for every head of the block */
-            const float* kr = kb + (int64_t)(p0 + j) * kv_width;
-            if (a.k_vec4) { /* the key row in one 16-byte load per lane, kept in registers for the group's heads */
-                const float4 kk = 4 * lane < D ? __ldg((const float4*)kr + lane) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (a.k_vec4) { /* KEYS consecutive key rows per warp, each one 16-byte load per lane, all in flight at once */
+            const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            for (int j0 = warp * KEYS; j0 < nb; j0 += WARPS * KEYS) {
+                float4 kk[KEYS];
+#pragma unroll
+                for (int u = 0; u < KEYS; u++)
+                    kk[u] = j0 + u < nb && 4 * lane < D ? __ldg((const float4*)(kb + (int64_t)(p0 + j0 + u) * kv_width) + lane) : zero;
+                for (int g = 0; g < hn; g++) {
+                    const float4 qq = 4 * lane < D ? ((const float4*)(q_s + g * D))[lane] : zero;
+                    float part[KEYS];
+#pragma unroll
+                    for (int u = 0; u < KEYS; u++) part[u] = ee_warp_sum(qq.x * kk[u].x + qq.y * kk[u].y + qq.z * kk[u].z + qq.w * kk[u].w);
+                    if (lane == 0)
+#pragma unroll
+                        for (int u = 0; u < KEYS; u++)
+                            if (j0 + u < nb) s_s[g * TILE + j0 + u] = a.scale * part[u];
+                }
+            }
+        } else {
+            for (int j = warp; j < nb; j += WARPS) { /* scores of key p0 + j for every head of the block */
+                const float* kr = kb + (int64_t)(p0 + j) * kv_width;
                 for (int g = 0; g < hn; g++) {
                     float part = 0.0f;
-                    if (4 * lane < D) {
-                        const float4 qq = ((const float4*)(q_s + g * D))[lane];
-                        part = qq.x * kk.x + qq.y * kk.y + qq.z * kk.z + qq.w * kk.w;
-                    }
+                    for (int d = lane; d < D; d += 32) part += q_s[g * D + d] * __ldg(kr + d);
                     part = ee_warp_sum(part);
                     if (lane == 0) s_s[g * TILE + j] = a.scale * part;
                 }
-                continue;
-            }
-            for (int g = 0; g < hn; g++) {
-                float part = 0.0f;
-                for (int d = lane; d < D; d += 32) part += q_s[g * D + d] * __ldg(kr + d);
-                part = ee_warp_sum(part);
-                if (lane == 0) s_s[g * TILE + j] = a.scale * part;
             }
         }
         __syncthreads();
@@ -167,6 +175,7 @@ __global__ void __launch_bounds__(THREADS, 8) attention_fwd_kernel(attn_fwd_args
 #pragma unroll
         for (int i = 0; i < MAX_ACC; i++)
             if (my_g[i] < hn) acc[i] *= c_s[my_g[i]];
+#pragma unroll 2 /* several value rows' loads in flight */
         for (int j = 0; j < nb; j++) {
             const float* vr = vb + (int64_t)(p0 + j) * kv_width;
 #pragma unroll

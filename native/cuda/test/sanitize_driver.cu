@@ -1099,6 +1099,51 @@ static void run_bench() {
         rows.push_back({"attention decode 8 seqs x 4096", t * 1e3, rate});
         release(kc), release(vc), release(q), release(o), release(sb), release(pb);
     }
+    /* one token's decode pass on the TinyLlama-1.1B shape (dim 2048, 22 layers, 32/4 heads of 64, ffn 5632, vocab
+     * 32000), bf16 weights, f32 KV cache at position 1023: the 22 ee_decoder_layer_fwd calls and the LM head GEMM,
+     * everything streamed from memory (2 GB a token against a 50 MB L2); the values do not matter for the timing */
+    {
+        const int dim = 2048, n_layers = 22, heads = 32, kvh = 4, hd = 64, hidden = 5632, vocab = 32000, L = 1024;
+        const int qd = heads * hd, kd = kvh * hd;
+        const size_t mats[7] = {(size_t)qd * dim, (size_t)kd * dim, (size_t)kd * dim, (size_t)dim * qd, (size_t)hidden * dim, (size_t)hidden * dim, (size_t)dim * hidden};
+        std::vector<std::vector<Buf>> w(n_layers);
+        std::vector<Buf> kc, vc;
+        double bytes = 0;
+        for (int l = 0; l < n_layers; l++) {
+            for (size_t n : mats) {
+                w[l].push_back(dev(n * 2));
+                gpu.ee_fill_bytes(w[l].back().p, 0x3c, (int64_t)n * 2);
+                bytes += n * 2.0;
+            }
+            kc.push_back(dev((size_t)L * kd * 4)), vc.push_back(dev((size_t)L * kd * 4));
+            gpu.ee_fill_bytes(kc.back().p, 0x3c, (int64_t)L * kd * 4), gpu.ee_fill_bytes(vc.back().p, 0x3c, (int64_t)L * kd * 4);
+            bytes += 2.0 * L * kd * 4;
+        }
+        Buf lm = dev((size_t)vocab * dim * 2), norm = dev((size_t)dim * 4), x = dev((size_t)dim * 4), logits = dev((size_t)vocab * 4);
+        gpu.ee_fill_bytes(lm.p, 0x3c, (int64_t)vocab * dim * 2);
+        bytes += (double)vocab * dim * 2;
+        fill(norm, dim, 1.0f), fill(x, dim, 1.0f);
+        Buf res = dev((size_t)dim * 4), xn = dev((size_t)dim * 4), i1 = dev(4), i2 = dev(4), q = dev((size_t)qd * 4), k = dev((size_t)kd * 4), v = dev((size_t)kd * 4);
+        Buf att = dev((size_t)qd * 4), lse = dev((size_t)heads * 4), g = dev((size_t)hidden * 4), u = dev((size_t)hidden * 4);
+        std::vector<float> half_freq(hd / 2);
+        for (int i = 0; i < hd / 2; i++) half_freq[i] = powf(10000.0f, -2.0f * i / hd);
+        Buf invf = upload(gpu, half_freq), sb = upload(gpu, std::vector<int32_t>{0}), pb = upload(gpu, std::vector<int32_t>{L - 1});
+        double t = time_it([&] {
+            for (int l = 0; l < n_layers; l++)
+                gpu.ee_decoder_layer_fwd((float*)x.p, (float*)x.p, (float*)res.p, (float*)xn.p, (float*)i1.p, (float*)q.p, (float*)k.p, (float*)v.p, (float*)att.p, (float*)lse.p,
+                    (float*)xn.p, (float*)i2.p, (float*)g.p, (float*)u.p, (float*)g.p, (float*)norm.p, w[l][0].p, w[l][1].p, w[l][2].p, w[l][3].p, 0, 0, 0, (float*)norm.p,
+                    w[l][4].p, w[l][5].p, w[l][6].p, EE_BF16, (float*)kc[l].p, (float*)vc[l].p, 1, 1, L, (int32_t*)sb.p, (int32_t*)pb.p, (float*)invf.p, 1, dim, heads, kvh, hd,
+                    hidden, 1, 1e-5f, 0.125f);
+            gpu.ee_gemm(0, 1, 1, vocab, dim, 1.0f, (float*)x.p, dim, lm.p, EE_BF16, dim, 0.0f, (float*)logits.p, vocab);
+        }, 5);
+        snprintf(rate, sizeof rate, "%.0f tok/s, %.0f GB/s of weights + K/V (%.0f%% of 4800)", 1.0 / t, bytes / t / 1e9, bytes / t / 4.8e12 * 100);
+        rows.push_back({"decode pass 1.1B shape bf16, batch 1", t * 1e3, rate});
+        for (auto& layer : w)
+            for (Buf& b : layer) release(b);
+        for (Buf& b : kc) release(b);
+        for (Buf& b : vc) release(b);
+        for (Buf* b : {&lm, &norm, &x, &logits, &res, &xn, &i1, &i2, &q, &k, &v, &att, &lse, &g, &u, &invf, &sb, &pb}) release(*b);
+    }
     /* fused linear + cross-entropy with backward: 4 GEMMs of rows x V x dim */
     for (int V : {32000, 128256}) {
         const int R = 4096, d = 4096;
