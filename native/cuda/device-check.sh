@@ -6,7 +6,8 @@
 #                                send/recv; under mpirun with one rank per GPU (2 where there are 2+), else one rank
 #   3. eecuda_check bench     : one table of timings (GEMM TFLOP/s, decode GEMM GB/s, attention, fused CE, copy, launch)
 #   4. compute-sanitizer memcheck, racecheck and synccheck on eecuda_check sanitize (every kernel once, small shapes)
-#   5. the Java GPU tests (ee-cuda, @Tag("gpu")) when a JDK 22+ and an offline Maven repository are there
+#   5. the Java GPU tests (ee-cuda, @Tag("gpu")) when a JDK 22+ and an offline Maven repository are there, or a JDK 22+
+#      and the folder native/cuda/test/java-gpu-bundle.sh makes (EE_GPU_TESTS)
 #   6. distributed tuning on the CUDA backend: `ee tune --backend cuda` under mpirun, one rank per GPU, NCCL summing the
 #      heads' gradients (2 ranks where there are 2+ GPUs; with one GPU a single CUDA process), against one CPU process
 #      on a small byte-level model made here; with 2+ GPUs also 2 pipeline stages, each holding only the tensors it
@@ -18,7 +19,8 @@
 #   usage: native/cuda/device-check.sh [BUILD_DIR]
 #   env:   OUT (logs are copied there), EE_SEED (repeat a check), EE_SKIP_JAVA=1, EE_SKIP_SANITIZER=1, EE_JAR, EETUNE_NCCL,
 #          JAVA_HOME / EE_JAVA_HOME (a JDK 22+), EE_M2 (an offline Maven repository), EETUNE_CUBLAS (a libcublas path),
-#          EE_CUDA_ARCHS (e.g. 90: build only the GPU's architecture, minutes less on a lease)
+#          EE_CUDA_ARCHS (e.g. 90: build only the GPU's architecture, minutes less on a lease), EE_GPU_TESTS (a folder
+#          from java-gpu-bundle.sh: the Java GPU tests without Maven)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -166,6 +168,16 @@ if [ "${EE_SKIP_JAVA:-0}" = 1 ]; then
   record SKIP "java gpu tests" "EE_SKIP_JAVA=1"
 elif [ -z "$java_home" ]; then
   record SKIP "java gpu tests" "no JDK 22+ here (set EE_JAVA_HOME); the native check above covers the kernels"
+elif [ -n "${EE_GPU_TESTS:-}" ]; then # the tests without Maven: native/cuda/test/java-gpu-bundle.sh made the folder
+  EETUNE_NATIVE_PATH="$build/cmake" timeout 300 "$EE_GPU_TESTS/run.sh" "$java_home/bin/java" >"$logs/java.log" 2>&1
+  rc=$?
+  summary=$(grep -oE '[0-9]+ tests (successful|failed|aborted)' "$logs/java.log" | sed 's/ tests//' | paste -sd, -)
+  if [ $rc -eq 0 ] && grep -qE '^\[ +0 tests aborted' "$logs/java.log"; then
+    record PASS "java gpu tests (bundle)" "$summary ($(elapsed))"
+  else
+    grep -E 'FAIL|Exception|tests ' "$logs/java.log" | head -20
+    record FAIL "java gpu tests (bundle)" "rc $rc: $summary"
+  fi
 elif [ ! -d "$m2" ] || [ ! -d "$HOME/.m2/wrapper" -a -z "$(command -v mvn || true)" ]; then
   record SKIP "java gpu tests" "no offline Maven repository ($m2) or Maven; carry one with EE_M2"
 else
