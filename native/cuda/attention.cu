@@ -67,7 +67,7 @@ struct attn_fwd_args {
     const int32_t* row_pos;
     int n_heads, n_kv_heads, head_dim, n_seq, max_len, group, gsub, n_sub;
     int splits, chunk;  /* splits > 1: block z owns keys [z * chunk, (z + 1) * chunk) and writes a partial result */
-    int k_vec4;         /* head_dim <= 128, a multiple of 4, K 16-byte aligned: a key row is one float4 per lane */
+    int k_vec4;         /* head_dim <= 128, a multiple of 4, K 16-byte aligned: a key row is at most one float4 per lane */
     float* part_ml;     /* [row][head][split][2]: running max and sum of exp */
     float* part_acc;    /* [row][head][split][head_dim]: unnormalised output */
     float scale;
@@ -258,7 +258,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     a.max_len = max_len;
     a.err = ee_index_error_record();
     a.part_ml = a.part_acc = 0;
-    a.k_vec4 = head_dim <= 128 && head_dim % 4 == 0 && (n_kv_heads * head_dim) % 4 == 0 && (uintptr_t)k_cache % 16 == 0;
+    a.k_vec4 = head_dim <= 128 && head_dim % 4 == 0 && (uintptr_t)k_cache % 16 == 0; /* then every key row is 16-byte aligned too */
     if (set_heads(a, "ee_attention_fwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
     choose_splits((int64_t)rows * n_kv_heads * a.n_sub, max_len, &a.splits, &a.chunk);
     if (a.splits == 1) {
