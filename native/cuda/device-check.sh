@@ -249,7 +249,7 @@ else
       done
       cmp -s "$tune/gen-true.txt" "$tune/gen-false.txt" || gen_ok=0
     done
-    grep -E 'mean exit layer' "$logs/generate.log" | sed 's/.*confidence, /   /; s/: 1 sequences.*mean/: mean/' | sort | uniq -c
+    grep -E 'confidence, thresholds' "$logs/generate.log" | sed 's/.*confidence, /   /; s/: 1 sequences.*mean/: mean/' | sort | uniq -c # exits fired?
     if [ $gen_ok = 1 ]; then record PASS "generate on cuda: chunks = steps" "$(elapsed)"; else record FAIL "generate on cuda: chunks = steps" "see $logs/generate.log and $tune/gen-*.txt"; fi
     if [ "$nccl_ranks" -lt 2 ] || [ -z "${EETUNE_NCCL:-}" ] || [ ! -e "$tune/lib/libeedist.so" ]; then
       record SKIP "distributed tune on cuda (NCCL)" "needs 2 GPUs (found $gpus), mpirun, MPI headers at build time and NCCL; ran one CUDA process only"

@@ -1,5 +1,6 @@
 package dev.eetune.infer;
 
+import java.util.Collections;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeMap;
@@ -17,8 +18,8 @@ import java.util.TreeMap;
 public record EarlyExitPolicy(Map<Integer, Float> thresholds, boolean evaluateDisabled, ConfidenceMethod confidence, Map<Integer, Float> confirm) {
     public EarlyExitPolicy {
         if (confidence == null) throw new IllegalArgumentException("confidence method must not be null");
-        thresholds = Map.copyOf(new TreeMap<>(thresholds));
-        confirm = Map.copyOf(new TreeMap<>(confirm));
+        thresholds = inLayerOrder(thresholds);
+        confirm = inLayerOrder(confirm);
         for (Map.Entry<Integer, Float> e : thresholds.entrySet()) {
             if (e.getKey() < 1) throw new IllegalArgumentException("exit layer must be >= 1, got " + e.getKey());
             if (!(e.getValue() >= 0)) throw new IllegalArgumentException("threshold of exit " + e.getKey() + " must be >= 0, got " + e.getValue());
@@ -30,6 +31,11 @@ public record EarlyExitPolicy(Map<Integer, Float> thresholds, boolean evaluateDi
             if (!thresholds.containsKey(e.getKey())) throw new IllegalArgumentException("confirmation threshold for exit " + e.getKey() + ", which has no threshold");
             if (!(e.getValue() >= 0)) throw new IllegalArgumentException("confirmation threshold of exit " + e.getKey() + " must be >= 0, got " + e.getValue());
         }
+    }
+
+    /** An immutable copy iterating in layer order (Map.copyOf alone iterates in an order that changes from run to run). */
+    private static Map<Integer, Float> inLayerOrder(Map<Integer, Float> m) {
+        return Collections.unmodifiableMap(new TreeMap<>(Map.copyOf(m))); // copyOf first: it refuses null keys and values
     }
 
     /** No confirmation thresholds (cascade: each exit confirms with its gate threshold). */
