@@ -9,8 +9,12 @@
 #   then:  EETUNE_NATIVE_PATH=DIR_WITH_LIBS OUT_DIR/run.sh [JAVA]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
-out=$(mkdir -p "$1" && cd "$1" && pwd)
-rm -rf "${out:?}"/*
+out=$(mkdir -p "${1:?usage: java-gpu-bundle.sh OUT_DIR}" && cd "$1" && pwd)
+if [ -n "$(ls -A "$out")" ] && [ ! -f "$out/run.sh" ]; then # only an earlier bundle is replaced
+  echo "java-gpu-bundle.sh: $out holds files that are not a bundle of this script; give an empty or new folder" >&2
+  exit 2
+fi
+rm -rf "$out/lib" "$out/test-classes" "$out/run.sh" "$out"/junit-platform-console-standalone-*.jar
 mkdir -p "$out/lib"
 cd "$repo"
 junit=$(sed -n 's|.*<junit.version>\([^<]*\)</junit.version>.*|\1|p' pom.xml)

@@ -1129,12 +1129,12 @@ static void run_bench() {
         for (int i = 0; i < hd / 2; i++) half_freq[i] = powf(10000.0f, -2.0f * i / hd);
         Buf invf = upload(gpu, half_freq), sb = upload(gpu, std::vector<int32_t>{0}), pb = upload(gpu, std::vector<int32_t>{L - 1});
         double t = time_it([&] {
-            for (int l = 0; l < n_layers; l++)
-                gpu.ee_decoder_layer_fwd((float*)x.p, (float*)x.p, (float*)res.p, (float*)xn.p, (float*)i1.p, (float*)q.p, (float*)k.p, (float*)v.p, (float*)att.p, (float*)lse.p,
+            for (int l = 0; l < n_layers; l++) /* a call that failed would time nothing: counted as a failure */
+                die_if(gpu.ee_decoder_layer_fwd((float*)x.p, (float*)x.p, (float*)res.p, (float*)xn.p, (float*)i1.p, (float*)q.p, (float*)k.p, (float*)v.p, (float*)att.p, (float*)lse.p,
                     (float*)xn.p, (float*)i2.p, (float*)g.p, (float*)u.p, (float*)g.p, (float*)norm.p, w[l][0].p, w[l][1].p, w[l][2].p, w[l][3].p, 0, 0, 0, (float*)norm.p,
                     w[l][4].p, w[l][5].p, w[l][6].p, EE_BF16, (float*)kc[l].p, (float*)vc[l].p, 1, 1, L, (int32_t*)sb.p, (int32_t*)pb.p, (float*)invf.p, 1, dim, heads, kvh, hd,
-                    hidden, 1, 1e-5f, 0.125f);
-            gpu.ee_gemm(0, 1, 1, vocab, dim, 1.0f, (float*)x.p, dim, lm.p, EE_BF16, dim, 0.0f, (float*)logits.p, vocab);
+                    hidden, 1, 1e-5f, 0.125f), gpu, "bench: decode pass layer");
+            die_if(gpu.ee_gemm(0, 1, 1, vocab, dim, 1.0f, (float*)x.p, dim, lm.p, EE_BF16, dim, 0.0f, (float*)logits.p, vocab), gpu, "bench: decode pass LM head");
         }, 5);
         snprintf(rate, sizeof rate, "%.0f tok/s, %.0f GB/s of weights + K/V (%.0f%% of 4800)", 1.0 / t, bytes / t / 1e9, bytes / t / 4.8e12 * 100);
         rows.push_back({"decode pass 1.1B shape bf16, batch 1", t * 1e3, rate});
