@@ -21,6 +21,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
@@ -310,36 +311,62 @@ public final class ThresholdCalibration {
         return (p + z2 / (2 * n) - z * Math.sqrt(p * (1 - p) / n + z2 / (4.0 * n * n))) / denom;
     }
 
+    /** A policy's wall-clock decode speed against the full model's: the median, least and greatest of the per-round ratios, and the median rates. */
+    public record WallClock(double speedup, double min, double max, double fullTokensPerSecond, double tokensPerSecond) {}
+
+    /** A timed run decodes its prompts again until at least this long has passed, so that one round is not timer noise. */
+    static final long MIN_RUN_NANOS = 250_000_000L;
+
+    /** {@link #wallClockSpeedups} of one policy. */
+    public static WallClock wallClockSpeedup(EarlyExitModel ee, List<int[]> prompts, EarlyExitPolicy policy, int newTokens, int repeats) {
+        return wallClockSpeedups(ee, prompts, List.of(policy), newTokens, repeats).get(0);
+    }
+
     /**
-     * Wall-clock decode speed of {@code policy} against the full model on {@code prompts} (greedy, batch 1, the same
-     * new tokens each), timed as the sweep times its modes ({@link ThresholdSweep#roundRobin}: warm-up rounds until
-     * both rates are steady, then {@code repeats} rounds alternating which goes first). Returns {median speed-up, min,
-     * max, median full tok/s, median early-exit tok/s}.
+     * Wall-clock decode speed of each of {@code policies} against the full model on {@code prompts} (greedy, batch 1,
+     * the same new tokens each), all timed in one {@link ThresholdSweep#roundRobin} (warm-up rounds until every rate is
+     * steady, then {@code repeats} rounds, each starting one decoder later), each run decoding the prompts again until
+     * {@link #MIN_RUN_NANOS} have passed. A policy's speed-up is the median over the rounds of its rate over the full
+     * model's in the same round: the machine's drift between rounds falls on both.
      */
-    public static double[] wallClockSpeedup(EarlyExitModel ee, List<int[]> prompts, EarlyExitPolicy policy, int newTokens, int repeats) {
+    public static List<WallClock> wallClockSpeedups(EarlyExitModel ee, List<int[]> prompts, List<EarlyExitPolicy> policies, int newTokens, int repeats) {
         LlamaModel m = ee.backbone();
         GenerationConfig cfg = GenerationConfig.greedy(newTokens, Set.of());
         int maxLen = prompts.stream().mapToInt(p -> p.length).max().orElse(1) + newTokens;
         int rounds = Math.max(1, repeats);
-        double[] ratio = new double[rounds], full, early;
-        try (EarlyExitGenerator f = new EarlyExitGenerator(m, null, EarlyExitPolicy.none(), 1, maxLen);
-             EarlyExitGenerator e = new EarlyExitGenerator(m, ee, policy, 1, maxLen)) {
-            double[][] rates = ThresholdSweep.roundRobin(List.of(() -> tokensPerSecond(f, prompts, cfg), () -> tokensPerSecond(e, prompts, cfg)),
-                ThresholdSweep.DEFAULT_MAX_WARMUP_ROUNDS, rounds, dev.eetune.progress.ProgressListener.NONE).rates();
-            full = rates[0];
-            early = rates[1];
-            for (int i = 0; i < rounds; i++) ratio[i] = early[i] / full[i];
+        List<EarlyExitGenerator> decoders = new ArrayList<>();
+        try {
+            decoders.add(new EarlyExitGenerator(m, null, EarlyExitPolicy.none(), 1, maxLen));
+            for (EarlyExitPolicy p : policies) decoders.add(new EarlyExitGenerator(m, ee, p, 1, maxLen));
+            List<java.util.function.DoubleSupplier> runs = new ArrayList<>();
+            for (EarlyExitGenerator g : decoders) runs.add(() -> tokensPerSecond(g, prompts, cfg));
+            double[][] rates = ThresholdSweep.roundRobin(runs, ThresholdSweep.DEFAULT_MAX_WARMUP_ROUNDS, rounds, dev.eetune.progress.ProgressListener.NONE).rates();
+            List<WallClock> out = new ArrayList<>();
+            for (int i = 1; i < rates.length; i++) {
+                double[] ratio = new double[rounds];
+                for (int r = 0; r < rounds; r++) ratio[r] = rates[i][r] / rates[0][r];
+                Arrays.sort(ratio);
+                out.add(new WallClock(ratio[rounds / 2], ratio[0], ratio[rounds - 1], median(rates[0]), median(rates[i])));
+            }
+            return out;
+        } finally {
+            for (EarlyExitGenerator g : decoders) g.close();
         }
-        Arrays.sort(ratio);
-        Arrays.sort(full);
-        Arrays.sort(early);
-        return new double[] {ratio[rounds / 2], ratio[0], ratio[rounds - 1], full[rounds / 2], early[rounds / 2]};
+    }
+
+    private static double median(double[] values) {
+        double[] v = values.clone();
+        Arrays.sort(v);
+        return v[v.length / 2];
     }
 
     private static double tokensPerSecond(EarlyExitGenerator g, List<int[]> prompts, GenerationConfig cfg) {
-        long t0 = System.nanoTime(), tokens = 0;
-        for (int[] p : prompts) tokens += g.generate(List.of(p), cfg, null).get(0).tokens().length - p.length;
-        return tokens / ((System.nanoTime() - t0) / 1e9);
+        long t0 = System.nanoTime(), tokens = 0, elapsed;
+        do {
+            for (int[] p : prompts) tokens += g.generate(List.of(p), cfg, null).get(0).tokens().length - p.length;
+            elapsed = System.nanoTime() - t0;
+        } while (elapsed < MIN_RUN_NANOS);
+        return tokens / (elapsed / 1e9);
     }
 
     /** Writes the result as {@link #FILE_NAME} in {@code dir}, atomically. */

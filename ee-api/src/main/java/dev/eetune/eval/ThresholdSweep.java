@@ -182,7 +182,7 @@ public final class ThresholdSweep {
      * moves by more than {@link #SETTLED} between two rounds (at least {@link #MIN_WARMUP_ROUNDS}, at most
      * {@code maxWarmupRounds}), then {@code repeats} timed rounds, each starting one run later, so that JIT compilation,
      * caches and the machine's load fall on all runs alike. The one timing discipline of the sweep and of
-     * {@link ThresholdCalibration#wallClockSpeedup}.
+     * {@link ThresholdCalibration#wallClockSpeedups}.
      */
     public static RoundRobin roundRobin(List<java.util.function.DoubleSupplier> runs, int maxWarmupRounds, int repeats, ProgressListener progress) {
         int n = runs.size();

@@ -62,33 +62,46 @@ final class CalibrateCommand implements Callable<Integer> {
                 r.calibration().projectedSpeedup(), r.heldOut().projectedSpeedup());
             List<int[]> timing = new ArrayList<>();
             for (int i = 0; i < Math.min(prompts, b.size()); i++) timing.add(Arrays.copyOf(b.get(i), Math.min(promptTokens, b.get(i).length)));
-            double[] s = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
-            System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d runs; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
-                s[0], s[1], s[2], repeats, s[3], s[4], timing.size(), maxTokens);
-            if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing);
+            if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing, r);
+            else {
+                ThresholdCalibration.WallClock s = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
+                System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d rounds; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
+                    s.speedup(), s.min(), s.max(), repeats, s.fullTokensPerSecond(), s.tokensPerSecond(), timing.size(), maxTokens);
+            }
             Path saved = ThresholdCalibration.save(file.toAbsolutePath().getParent(), r);
             System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");
         }
         return 0;
     }
 
-    private void compare(EarlyExitModel ee, ExitTrace ta, ExitTrace tb, ThresholdCalibration.Settings st, List<int[]> timing) {
+    /** Every method calibrated at the same target, timed in one round-robin against the full model; {@code main}: the run's own method. */
+    private void compare(EarlyExitModel ee, ExitTrace ta, ExitTrace tb, ThresholdCalibration.Settings st, List<int[]> timing, ThresholdCalibration.Result main) {
         int n = ee.backbone().config().nLayers();
         ExitArchitecture[] archs = ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new);
-        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%n%-11s %9s %10s %10s", "confidence", "TF-agree", "cost x", "wall x"));
-        for (CostProjection.Shape s : CostProjection.SHAPES) sb.append(String.format(Locale.ROOT, " %13s", s.name() + " x"));
-        sb.append("   (held-out split; cost x = (N + final LM head) / layers per token, heads, scores and the final LM head counted; thresholds");
-        sb.append(")\n");
+        List<ThresholdCalibration.Result> results = new ArrayList<>();
         for (ConfidenceMethod m : ConfidenceMethod.values()) {
             if (m.needsGates() && !ee.hasGates()) continue;
-            ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, m, st);
-            double[] wall = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
-            sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx", m.label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(), wall[0]));
+            results.add(m == main.method() ? main : ThresholdCalibration.calibrate(ee, ta, tb, m, st));
+        }
+        List<ThresholdCalibration.WallClock> walls = ThresholdCalibration.wallClockSpeedups(ee, timing, results.stream().map(ThresholdCalibration.Result::policy).toList(),
+            maxTokens, repeats);
+        ThresholdCalibration.WallClock w = walls.get(results.indexOf(main));
+        System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d rounds; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
+            w.speedup(), w.min(), w.max(), repeats, w.fullTokensPerSecond(), w.tokensPerSecond(), timing.size(), maxTokens);
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%n%-11s %9s %10s %10s %15s", "confidence", "TF-agree", "cost x", "wall x", "wall min..max"));
+        for (CostProjection.Shape s : CostProjection.SHAPES) sb.append(String.format(Locale.ROOT, " %13s", s.name() + " x"));
+        sb.append("   (held-out split; cost x = (N + final LM head) / layers per token, heads, scores and the final LM head counted; wall x: median over ")
+            .append(repeats).append(" rounds of the method's rate / the full model's in the same round, all methods in one round-robin; thresholds)\n");
+        for (int i = 0; i < results.size(); i++) {
+            ThresholdCalibration.Result r = results.get(i);
+            ThresholdCalibration.WallClock wall = walls.get(i);
+            sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %9.3fx %7.3f..%.3f", r.method().label(), 100 * r.heldOut().agreement(), r.heldOut().projectedSpeedup(),
+                wall.speedup(), wall.min(), wall.max()));
             for (CostProjection.Shape s : CostProjection.SHAPES) {
                 sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(tb, r.policy(), archs, n, s.config()).projectedSpeedup()));
             }
             sb.append("   ").append(r.thresholds());
-            if (m == ConfidenceMethod.CASCADE) sb.append(" softmax ").append(r.policy().confirm());
+            if (r.method() == ConfidenceMethod.CASCADE) sb.append(" softmax ").append(r.policy().confirm());
             sb.append('\n');
         }
         // the bound any cheap score could reach with these heads: a perfect gate exits exactly where the head agrees, at
@@ -102,7 +115,7 @@ final class CalibrateCommand implements Callable<Integer> {
         ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden());
         EarlyExitPolicy perfectGate = ThresholdCalibration.choose(oracle, ConfidenceMethod.GATE, st, ExitTrace.Costs.of(ee, ConfidenceMethod.GATE));
         ExitTrace.Decisions d = oracle.decide(perfectGate, ee);
-        sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s", "perfect", 100 * d.agreement(), d.projectedSpeedup(), "-"));
+        sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s %15s", "perfect", 100 * d.agreement(), d.projectedSpeedup(), "-", "-"));
         for (CostProjection.Shape s : CostProjection.SHAPES) {
             sb.append(String.format(Locale.ROOT, " %12.3fx", CostProjection.project(oracle, perfectGate, archs, n, s.config()).projectedSpeedup()));
         }
