@@ -93,12 +93,25 @@ typedef struct {
 
 /* Runs one GEMM on the current path (cuBLAS or the fallback kernel); the caller holds ee_op_lock. */
 int ee_gemm_run(const ee_gemm_args* g);
+/* ee_gemm's checks of B's dtype and layout for `caller`: 0, or 1 with the failure recorded. */
+int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb);
+/* The GEMMs of a layer that read one f32 A (q/k/v, gate/up), shapes and pointers valid as ee_gemm checks them. On the
+ * cuBLAS path with 16-bit B of one dtype A is rounded once for all of them instead of once per GEMM (one launch, not
+ * `count`): the same bits as `count` ee_gemm calls. Takes ee_op_lock. */
+int ee_gemm_group(const ee_gemm_args* gs, int count);
 /* B packed by ee_pack_panels, ee_pack_panels_f16, ee_pack_panels_bf16 or ee_pack_panels_i8 (b_dtype EE_F32_PANELS, EE_F16_PANELS, EE_BF16_PANELS or EE_I8_PANELS, f32 A, trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M; checked by ee_gemm) */
 int ee_gemm_panels(const ee_gemm_args* g);
 /* 1 when GEMMs currently go through cuBLAS (so callers may prefer 16-bit operands), else 0. */
 int ee_gemm_uses_cublas(void);
 /* dst (rows x cols, packed) = src (rows x cols, leading dimension ld) converted to dst_dtype. */
 int ee_cast_2d(void* dst, int dst_dtype, const void* src, int src_dtype, int64_t rows, int64_t cols, int64_t ld);
+
+/* ---- a layer's fused steps (rope.cu) ---------------------------------------------------------------------------- */
+
+/* ee_rope of q (n_heads) and k (n_kv_heads) at row_pos, then with write_kv ee_kv_write of k and v: one launch, the
+ * same bits and index reports; pointers checked by the caller (ee_decoder_layer_fwd). */
+int ee_rope_qk_kv(float* q, float* k, const float* v, float* k_cache, float* v_cache, int write_kv, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq,
+                  int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t interleaved, int32_t n_seq, int32_t max_len);
 
 /* ---- launch helpers ------------------------------------------------------------------------------------------- */
 

@@ -174,26 +174,19 @@ static int gemm_fallback(const ee_gemm_args* g) {
 
 static int cuda_type(int dtype) { return dtype == EE_BF16 ? EE_CUDA_R_16BF : dtype == EE_F16 ? EE_CUDA_R_16F : EE_CUDA_R_32F; }
 
-static int gemm_cublas(const ee_gemm_args* g0) {
-    ee_gemm_args g = *g0;
-    /* mixed dtypes: round the f32 operand to the 16-bit one's dtype (packed copy, same orientation) */
-    if (g.a_dtype != g.b_dtype) {
-        if (g.b_dtype != EE_F32) {
-            int64_t rows = g.trans_a ? g.k : g.m, cols = g.trans_a ? g.m : g.k;
-            void* a16 = ee_scratch(EE_SCRATCH_GEMM_A, (size_t)(rows * cols) * 2);
-            if (!a16 || ee_cast_2d(a16, g.b_dtype, g.a, g.a_dtype, rows, cols, g.lda)) return 1;
-            g.a = a16;
-            g.a_dtype = g.b_dtype;
-            g.lda = (int)cols;
-        } else {
-            int64_t rows = g.trans_b ? g.n : g.k, cols = g.trans_b ? g.k : g.n;
-            void* b16 = ee_scratch(EE_SCRATCH_GEMM_B, (size_t)(rows * cols) * 2);
-            if (!b16 || ee_cast_2d(b16, g.a_dtype, g.b, g.b_dtype, rows, cols, g.ldb)) return 1;
-            g.b = b16;
-            g.b_dtype = g.a_dtype;
-            g.ldb = (int)cols;
-        }
-    }
+/* g's f32 A rounded to B's 16-bit dtype: a packed copy (same orientation) in scratch, and g pointed at it */
+static int round_a(ee_gemm_args* g) {
+    int64_t rows = g->trans_a ? g->k : g->m, cols = g->trans_a ? g->m : g->k;
+    void* a16 = ee_scratch(EE_SCRATCH_GEMM_A, (size_t)(rows * cols) * 2);
+    if (!a16 || ee_cast_2d(a16, g->b_dtype, g->a, g->a_dtype, rows, cols, g->lda)) return 1;
+    g->a = a16;
+    g->a_dtype = g->b_dtype;
+    g->lda = (int)cols;
+    return 0;
+}
+
+/* One cublasGemmEx of operands of one dtype (or f32 C with 16-bit A and B). */
+static int cublas_gemm(const ee_gemm_args& g) {
     int compute = g.a_dtype == EE_F32 && blas.tf32 ? EE_CUBLAS_COMPUTE_32F_FAST_TF32 : EE_CUBLAS_COMPUTE_32F;
     cublasStatus_t st = blas.gemm_ex(blas.handle, g.trans_b ? EE_CUBLAS_OP_T : EE_CUBLAS_OP_N, g.trans_a ? EE_CUBLAS_OP_T : EE_CUBLAS_OP_N,
                                      g.n, g.m, g.k, &g.alpha, g.b, cuda_type(g.b_dtype), g.ldb, g.a, cuda_type(g.a_dtype), g.lda, &g.beta,
@@ -203,6 +196,24 @@ static int gemm_cublas(const ee_gemm_args* g0) {
                        g.trans_a, g.trans_b, g.a_dtype, g.b_dtype, st, blas.status_string ? ": " : "", blas.status_string ? blas.status_string(st) : "");
     }
     return ee_launched("ee_gemm (cuBLAS)");
+}
+
+static int gemm_cublas(const ee_gemm_args* g0) {
+    ee_gemm_args g = *g0;
+    /* mixed dtypes: round the f32 operand to the 16-bit one's dtype (packed copy, same orientation) */
+    if (g.a_dtype != g.b_dtype) {
+        if (g.b_dtype != EE_F32) {
+            if (round_a(&g)) return 1;
+        } else {
+            int64_t rows = g.trans_b ? g.n : g.k, cols = g.trans_b ? g.k : g.n;
+            void* b16 = ee_scratch(EE_SCRATCH_GEMM_B, (size_t)(rows * cols) * 2);
+            if (!b16 || ee_cast_2d(b16, g.a_dtype, g.b, g.b_dtype, rows, cols, g.ldb)) return 1;
+            g.b = b16;
+            g.b_dtype = g.a_dtype;
+            g.ldb = (int)cols;
+        }
+    }
+    return cublas_gemm(g);
 }
 
 int ee_gemm_run(const ee_gemm_args* g) {
@@ -219,13 +230,42 @@ int ee_gemm_run(const ee_gemm_args* g) {
     return gemm_fallback(g);
 }
 
+int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb) {
+    if (ee_is_panels_dtype(b_dtype) && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M))
+        return ee_fail("%s: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
+                       caller, b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
+    if (!ee_is_float_dtype(b_dtype) && !ee_is_panels_dtype(b_dtype)) return ee_fail("%s: unsupported B dtype %d", caller, b_dtype);
+    return 0;
+}
+
+int ee_gemm_group(const ee_gemm_args* gs, int count) {
+    ee_op_lock lock;
+    bool shared = count > 1 && gemm_path != 2 && cublas_ready();
+    for (int i = 0; i < count && shared; i++) {
+        const ee_gemm_args& g = gs[i];
+        shared = g.a == gs[0].a && g.lda == gs[0].lda && g.m == gs[0].m && g.k == gs[0].k && g.trans_a == gs[0].trans_a && g.a_dtype == EE_F32 &&
+                 g.b_dtype == gs[0].b_dtype && (g.b_dtype == EE_BF16 || g.b_dtype == EE_F16) && g.m > 0 && g.n > 0 && g.k > 0 && g.alpha != 0.0f;
+    }
+    if (!shared) {
+        for (int i = 0; i < count; i++)
+            if (ee_gemm_run(&gs[i])) return 1;
+        return 0;
+    }
+    ee_gemm_args g = gs[0];
+    if (round_a(&g)) return 1;
+    for (int i = 0; i < count; i++) {
+        ee_gemm_args gi = gs[i];
+        gi.a = g.a;
+        gi.a_dtype = g.a_dtype;
+        gi.lda = g.lda;
+        if (cublas_gemm(gi)) return 1;
+    }
+    return 0;
+}
+
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {
     if (m < 0 || n < 0 || k < 0) return ee_fail("ee_gemm: negative size (m %d, n %d, k %d)", m, n, k);
-    const int panels = ee_is_panels_dtype(b_dtype);
-    if (panels && (trans_a || !trans_b || ldb != k || m > EE_PANELS_MAX_M))
-        return ee_fail("ee_gemm: a panel-packed B (dtype %d) needs trans_a = 0, trans_b = 1, ldb = k and m <= %d; got trans %d/%d, ldb %d, k %d, m %d",
-                       b_dtype, EE_PANELS_MAX_M, trans_a, trans_b, ldb, k, m);
-    if (!ee_is_float_dtype(b_dtype) && !panels) return ee_fail("ee_gemm: unsupported B dtype %d", b_dtype);
+    if (ee_gemm_check_b("ee_gemm", trans_a, trans_b, m, k, b_dtype, ldb)) return 1;
     if (m == 0 || n == 0) return 0;
     if (lda < (trans_a ? m : k) || ldb < (trans_b ? k : n) || ldc < n || lda < 1 || ldb < 1)
         return ee_fail("ee_gemm: leading dimensions too small (lda %d, ldb %d, ldc %d for m %d, n %d, k %d, trans %d/%d)", lda, ldb, ldc, m, n, k, trans_a, trans_b);

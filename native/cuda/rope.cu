@@ -28,3 +28,52 @@ EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int3
     rope_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(x, pos, inv_freq, rows, n_heads, head_dim, interleaved, inverse ? -1.0 : 1.0);
     return ee_launched("ee_rope");
 }
+
+/* A layer's RoPE of q and k and, with write_kv, its cache writes of k and v, in one launch (ee_rope twice and
+ * ee_kv_write twice, cuda/layer.cu): thread (row, pair i) rotates pair i of every q and k head as rope_kernel does,
+ * then copies the pair's elements of k and v, which no other thread touches, to the caches as kv_write_kernel does,
+ * reporting a bad sequence or position the same way. The same bits as the four calls. */
+__global__ void rope_qk_kv_kernel(float* q, float* k, const float* v, float* k_cache, float* v_cache, const int32_t* row_seq, const int32_t* pos, const float* inv_freq,
+                                  int64_t rows, int n_heads, int n_kv_heads, int head_dim, int interleaved, int write_kv, int n_seq, int max_len, ee_index_error* err) {
+    const int half = head_dim / 2, stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
+    const int64_t q_width = (int64_t)n_heads * head_dim, kv_width = (int64_t)n_kv_heads * head_dim, total = rows * half;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = t / half;
+        int i = (int)(t - r * half);
+        const int p = pos[r];
+        double angle = (double)p * inv_freq[i];
+        double sn, cs;
+        sincos(angle, &sn, &cs);
+        float c = (float)cs, s = (float)sn;
+        const int64_t first = (int64_t)i * stride;
+        ee_rotate_heads(q + r * q_width + first, n_heads, head_dim, partner, c, s);
+        ee_rotate_heads(k + r * kv_width + first, n_kv_heads, head_dim, partner, c, s);
+        if (!write_kv) continue;
+        const int sq = row_seq[r];
+        if (sq < 0 || sq >= n_seq) {
+            if (i == 0) ee_report_index(err, EE_BAD_KV_SEQ, r, sq, n_seq);
+        } else if (p < 0 || p >= max_len) {
+            if (i == 0) ee_report_index(err, EE_BAD_KV_POS, r, p, max_len);
+        } else {
+            const int64_t dst = ((int64_t)sq * max_len + p) * kv_width + first, src = r * kv_width + first;
+            for (int h = 0; h < n_kv_heads; h++) {
+                const int64_t o = (int64_t)h * head_dim;
+                k_cache[dst + o] = k[src + o];
+                k_cache[dst + o + partner] = k[src + o + partner];
+                v_cache[dst + o] = v[src + o];
+                v_cache[dst + o + partner] = v[src + o + partner];
+            }
+        }
+    }
+}
+
+int ee_rope_qk_kv(float* q, float* k, const float* v, float* k_cache, float* v_cache, int write_kv, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq,
+                  int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t interleaved, int32_t n_seq, int32_t max_len) {
+    if (head_dim % 2) return ee_fail("ee_rope: head_dim %d is odd", head_dim);
+    if (write_kv && (n_seq <= 0 || max_len <= 0)) return ee_fail("ee_kv_write: bad shape (n_seq %d, max_len %d)", n_seq, max_len);
+    const int64_t total = (int64_t)rows * (head_dim / 2);
+    if (total == 0) return 0;
+    rope_qk_kv_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(q, k, v, k_cache, v_cache, row_seq, row_pos, inv_freq, rows, n_heads, n_kv_heads, head_dim, interleaved,
+                                                               write_kv, n_seq, max_len, write_kv ? ee_index_error_record() : 0);
+    return ee_launched("ee_decoder_layer_fwd (rope and K/V writes)");
+}
