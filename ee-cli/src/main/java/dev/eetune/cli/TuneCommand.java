@@ -88,7 +88,7 @@ final class TuneCommand implements Callable<Integer> {
     @Option(names = "--eval-batches", defaultValue = "16", description = "Validation batches for the final evaluation.") int evalBatches;
     @Option(names = "--gates", description = "After tuning, also train each exit's confidence gate (as `ee gates` does) on the validation "
         + "windows of --data, which the heads were not tuned on; saved with the heads (docs/exit-gates.md).") boolean gates;
-    @Option(names = "--gate-windows", defaultValue = "64", description = "With --gates: validation windows the gates train on (fewer if the split is smaller).") int gateWindows;
+    @Option(names = "--gate-windows", defaultValue = "512", description = "With --gates: validation windows the gates train on (fewer if the split is smaller).") int gateWindows;
     @Option(names = "--gate-hidden", defaultValue = "" + GateTrainer.Settings.DEFAULT_HIDDEN, description = "With --gates: hidden units per gate (0: linear).") int gateHidden;
     @Option(names = "--quiet", description = "No progress display.") boolean quiet;
     @Option(names = "--report", description = "Write an HTML report with charts (loss curves, validation loss per exit) into this folder.") Path report;
