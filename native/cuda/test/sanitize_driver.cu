@@ -66,6 +66,7 @@ static bool load(Api& api, const char* path, const char* name, bool* stale = nul
 }
 
 static Api gpu, cpu;
+static const char* gpu_path; /* libeecuda's file, for the emulation's launch counter */
 static bool have_cpu;
 static int failures, passes;
 static std::mt19937_64 rng;
@@ -729,7 +730,20 @@ static void check_index_errors() {
     expect_index_error("index error: cross-entropy target", "ee_linear_cross_entropy: row 1 has target 9, outside the vocabulary of 3", [&](const Api& api, int w) {
         return api.ee_linear_cross_entropy((float*)P(lse), 0, 0, 0, 0, (float*)P(src), P(src), EE_F32, (int32_t*)P(tg), 0, rows, width, rows, 0, 1.0f);
     }, sync);
-    for (Pair* q : {&cache, &src, &out, &good, &bad_seq, &bad_pos, &lse, &tg}) free_pair(*q);
+    /* a whole layer (cache width = 2 KV heads of 4): the CUDA library writes the cache in its fused RoPE kernel */
+    const int dim = width, hidden = 8, heads = 2, kv = 2, head_dim = 4;
+    Pair wa = pair_of(randn((size_t)dim * dim, 0.1f)), wf = pair_of(randn((size_t)hidden * dim, 0.1f)), norm = pair_of(uniform(dim, 0.5f, 1.5f));
+    Pair invf = pair_of(std::vector<float>{1.0f, 0.01f}), vcache = pair_out((size_t)n_seq * max_len * width * 4);
+    std::vector<Pair> scratch;
+    for (int i = 0; i < 12; i++) scratch.push_back(pair_out((size_t)rows * std::max(dim, hidden) * 4));
+    expect_index_error("index error: decoder_layer kv pos", "ee_kv_write: row 1 has pos -2, outside the cache's 4 positions", [&](const Api& api, int w) {
+        auto S = [&](int i) { return (float*)P(scratch[i]); };
+        return api.ee_decoder_layer_fwd((float*)P(src), S(0), S(1), S(2), S(3), S(4), S(5), S(6), S(7), S(8), S(9), S(10), S(11), S(4), S(11), (float*)P(norm),
+                                        P(wa), P(wa), P(wa), P(wa), 0, 0, 0, (float*)P(norm), P(wf), P(wf), P(wf), EE_F32, (float*)P(cache), (float*)P(vcache), 1, n_seq,
+                                        max_len, (int32_t*)P(good), (int32_t*)P(bad_pos), (float*)P(invf), rows, dim, heads, kv, head_dim, hidden, 0, 1e-5f, 0.5f);
+    }, sync);
+    for (Pair& q : scratch) free_pair(q);
+    for (Pair* q : {&cache, &src, &out, &good, &bad_seq, &bad_pos, &lse, &tg, &wa, &wf, &norm, &invf, &vcache}) free_pair(*q);
 }
 
 /* A whole layer in one call, cache path (with biases, GQA, out = x in place, xn1 = xn2 and act = gate aliased as
@@ -897,6 +911,97 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
         free_pair(*z);
 }
 
+/* Launches (kernels, device copies, cuBLAS GEMMs) so far, when libeecuda is the CPU emulation (test/emu counts
+ * them; the fake cuBLAS counts its GEMMs); -1 on a real GPU. */
+static long long emulated_launches() {
+    void* h = dlopen(gpu_path, RTLD_NOW | RTLD_NOLOAD);
+    auto kernels = h ? (long long (*)(void))dlsym(h, "ee_emu_launches") : nullptr;
+    if (!kernels) return -1;
+    const char* blas = getenv("EETUNE_CUBLAS");
+    void* b = blas && strcmp(blas, "none") ? dlopen(blas, RTLD_NOW | RTLD_NOLOAD) : nullptr;
+    auto gemms = b ? (long long (*)(void))dlsym(b, "ee_fake_cublas_gemms") : nullptr;
+    return kernels() + (gemms ? gemms() : 0);
+}
+
+/* The CUDA layer's fused steps (ee_gemm_group's one rounding of q/k/v's and gate/up's input, ee_rope_qk_kv) against
+ * the ops they replace, called one by one on the same library and GEMM path: the same bits in the output, the
+ * residual, lse and both caches. 16-bit weights, so that on the cuBLAS path (the fake one in the emulation, the real
+ * one on a device) the shared rounding runs. In the emulation also the launch budget of a decode layer. */
+static void check_layer_fusions(int n_seq, int max_len, int rows, int dim, int heads, int kv, int head_dim, int hidden) {
+    const int qd = heads * head_dim, kd = kv * head_dim;
+    auto bf16 = [&](size_t n) { return upload(gpu, bf16_of(randn(n, 0.1f))); };
+    auto f32 = [&](const std::vector<float>& v) { return upload(gpu, v); };
+    Buf wq = bf16((size_t)qd * dim), wk = bf16((size_t)kd * dim), wv = bf16((size_t)kd * dim), wo = bf16((size_t)dim * qd);
+    Buf wg = bf16((size_t)hidden * dim), wu = bf16((size_t)hidden * dim), wd = bf16((size_t)dim * hidden);
+    Buf n1 = f32(uniform(dim, 0.5f, 1.5f)), n2 = f32(uniform(dim, 0.5f, 1.5f)), bq = f32(randn(qd, 0.1f)), bk = f32(randn(kd, 0.1f)), bv = f32(randn(kd, 0.1f));
+    std::vector<float> half_freq((size_t)head_dim / 2);
+    for (int i = 0; i < head_dim / 2; i++) half_freq[i] = powf(10000.0f, -2.0f * i / head_dim);
+    std::vector<int32_t> seq(rows), pos(rows);
+    for (int r = 0; r < rows; r++) seq[r] = r % n_seq, pos[r] = max_len - 1 - r / n_seq;
+    Buf invf = f32(half_freq), s = upload(gpu, seq), p = upload(gpu, pos);
+    const std::vector<float> x0 = randn((size_t)rows * dim), k0 = randn((size_t)n_seq * max_len * kd), v0 = randn((size_t)n_seq * max_len * kd);
+    const float scale = 1.0f / sqrtf((float)head_dim), eps = 1e-5f;
+    struct Outs { std::vector<float> out, res, lse, kc, vc; };
+    auto run = [&](bool fused, bool biases) {
+        Buf x = f32(x0), out = make(gpu, (size_t)rows * dim * 4), res = make(gpu, (size_t)rows * dim * 4), kc = f32(k0), vc = f32(v0);
+        Buf xn1 = make(gpu, (size_t)rows * dim * 4), xn2 = make(gpu, (size_t)rows * dim * 4), i1 = make(gpu, (size_t)rows * 4), i2 = make(gpu, (size_t)rows * 4);
+        Buf q = make(gpu, (size_t)rows * qd * 4), k = make(gpu, (size_t)rows * kd * 4), v = make(gpu, (size_t)rows * kd * 4), att = make(gpu, (size_t)rows * qd * 4);
+        Buf lse = make(gpu, (size_t)rows * heads * 4), g = make(gpu, (size_t)rows * hidden * 4), u = make(gpu, (size_t)rows * hidden * 4), a = make(gpu, (size_t)rows * hidden * 4);
+        const float *b_q = biases ? (float*)bq.p : 0, *b_k = biases ? (float*)bk.p : 0, *b_v = biases ? (float*)bv.p : 0;
+        auto F = [](const Buf& b) { return (float*)b.p; };
+        int rc = 0;
+        long long before = emulated_launches();
+        if (fused) {
+            rc = gpu.ee_decoder_layer_fwd(F(x), F(out), F(res), F(xn1), F(i1), F(q), F(k), F(v), F(att), F(lse), F(xn2), F(i2), F(g), F(u), F(a), F(n1), wq.p, wk.p, wv.p,
+                                          wo.p, b_q, b_k, b_v, F(n2), wg.p, wu.p, wd.p, EE_BF16, F(kc), F(vc), 1, n_seq, max_len, (int32_t*)s.p, (int32_t*)p.p, F(invf),
+                                          rows, dim, heads, kv, head_dim, hidden, 1, eps, scale);
+        } else { /* cuda/layer.cu before the fusions, op by op */
+            rc |= gpu.ee_rmsnorm_fwd(F(xn1), F(i1), F(x), F(n1), rows, dim, eps);
+            rc |= gpu.ee_gemm(0, 1, rows, qd, dim, 1.0f, F(xn1), dim, wq.p, EE_BF16, dim, 0.0f, F(q), qd);
+            rc |= gpu.ee_gemm(0, 1, rows, kd, dim, 1.0f, F(xn1), dim, wk.p, EE_BF16, dim, 0.0f, F(k), kd);
+            rc |= gpu.ee_gemm(0, 1, rows, kd, dim, 1.0f, F(xn1), dim, wv.p, EE_BF16, dim, 0.0f, F(v), kd);
+            if (biases) rc |= gpu.ee_add_bias(F(q), b_q, rows, qd) | gpu.ee_add_bias(F(k), b_k, rows, kd) | gpu.ee_add_bias(F(v), b_v, rows, kd);
+            rc |= gpu.ee_rope(F(q), (int32_t*)p.p, F(invf), rows, heads, head_dim, 1, 0);
+            rc |= gpu.ee_rope(F(k), (int32_t*)p.p, F(invf), rows, kv, head_dim, 1, 0);
+            rc |= gpu.ee_kv_write(F(kc), F(k), (int32_t*)s.p, (int32_t*)p.p, rows, kd, n_seq, max_len);
+            rc |= gpu.ee_kv_write(F(vc), F(v), (int32_t*)s.p, (int32_t*)p.p, rows, kd, n_seq, max_len);
+            rc |= gpu.ee_attention_fwd(F(att), F(lse), F(q), F(kc), F(vc), (int32_t*)s.p, (int32_t*)p.p, rows, heads, kv, head_dim, n_seq, max_len, scale);
+            rc |= gpu.ee_copy(F(res), F(x), (int64_t)rows * dim * 4, 0);
+            rc |= gpu.ee_gemm(0, 1, rows, dim, qd, 1.0f, F(att), qd, wo.p, EE_BF16, qd, 1.0f, F(res), dim);
+            rc |= gpu.ee_rmsnorm_fwd(F(xn2), F(i2), F(res), F(n2), rows, dim, eps);
+            rc |= gpu.ee_gemm(0, 1, rows, hidden, dim, 1.0f, F(xn2), dim, wg.p, EE_BF16, dim, 0.0f, F(g), hidden);
+            rc |= gpu.ee_gemm(0, 1, rows, hidden, dim, 1.0f, F(xn2), dim, wu.p, EE_BF16, dim, 0.0f, F(u), hidden);
+            rc |= gpu.ee_swiglu_fwd(F(a), F(g), F(u), (int64_t)rows * hidden);
+            rc |= gpu.ee_copy(F(out), F(res), (int64_t)rows * dim * 4, 0);
+            rc |= gpu.ee_gemm(0, 1, rows, dim, hidden, 1.0f, F(a), hidden, wd.p, EE_BF16, hidden, 1.0f, F(out), dim);
+        }
+        long long launched = emulated_launches() - before;
+        die_if(rc | gpu.ee_synchronize(), gpu, fused ? "layer fusions: the fused layer" : "layer fusions: the ops one by one");
+        Outs o{download<float>(out, (size_t)rows * dim), download<float>(res, (size_t)rows * dim), download<float>(lse, (size_t)rows * heads),
+               download<float>(kc, (size_t)n_seq * max_len * kd), download<float>(vc, (size_t)n_seq * max_len * kd)};
+        for (Buf* b : {&x, &out, &res, &kc, &vc, &xn1, &xn2, &i1, &i2, &q, &k, &v, &att, &lse, &g, &u, &a}) release(*b);
+        return std::make_pair(o, launched);
+    };
+    char name[160];
+    for (int biases = 0; biases < 2; biases++) {
+        auto fused = run(true, biases), plain = run(false, biases);
+        const Outs &f = fused.first, &o = plain.first;
+        bool same = f.out == o.out && f.res == o.res && f.lse == o.lse && f.kc == o.kc && f.vc == o.vc;
+        snprintf(name, sizeof name, "layer fusions bf16 rows %d%s", rows, biases ? " biases" : "");
+        printf("%s %-44s %s\n", same ? "PASS" : "FAIL", name, same ? "the same bits as the ops one by one" : "differs from the ops one by one");
+        same ? passes++ : failures++;
+        /* the launch budget of a layer without biases: 2 norms, 4 roundings and 7 GEMMs on cuBLAS, RoPE with the cache
+         * writes, attention and its combine, SwiGLU, 2 residual copies */
+        if (!biases && fused.second >= 0) {
+            bool ok = fused.second <= 19;
+            snprintf(name, sizeof name, "layer launches rows %d", rows);
+            printf("%s %-44s %lld launches (the ops one by one: %lld; budget 19)\n", ok ? "PASS" : "FAIL", name, fused.second, plain.second);
+            ok ? passes++ : failures++;
+        }
+    }
+    for (Buf* b : {&wq, &wk, &wv, &wo, &wg, &wu, &wd, &n1, &n2, &bq, &bk, &bv, &invf, &s, &p}) release(*b);
+}
+
 /* 16-bit weights run on the exact fallback GEMM: the layers' composition is what check_decoder_layer_on_path checks,
  * at f32 tolerances; on cuBLAS a 16-bit GEMM rounds its f32 operand (gemm.cu's precision contract, which check_gemm
  * holds it to), and a few layers of that exceed those tolerances and change sampled tokens. */
@@ -932,6 +1037,7 @@ static void run_checks(bool small) {
         check_cross_entropy(1, 8, 1, 0, EE_F32, 0); /* one row, one word */
         check_decoder_layer(2, 9, 3, 48, 4, 2, 12, 70, EE_F32, false);
         check_decoder_layer(0, 5, 10, 32, 2, 2, 16, 40, EE_F32, true);
+        check_layer_fusions(2, 9, 1, 48, 4, 2, 12, 70);
         return;
     }
     for (int n : {1, 7, 4097, 1000003}) check_elementwise(n);
@@ -968,6 +1074,8 @@ static void run_checks(bool small) {
     check_decoder_layer(3, 40, 7, 288, 6, 6, 48, 768, EE_F32, false); /* the 15M config's shape, a few decode rows */
     check_decoder_layer(2, 33, 5, 64, 8, 4, 8, 172, EE_BF16, false);
     check_decoder_layer(0, 17, 34, 96, 4, 2, 24, 130, EE_F32, true);
+    check_layer_fusions(2, 33, 1, 64, 8, 4, 8, 172); /* decode: one row */
+    check_layer_fusions(3, 40, 7, 288, 6, 2, 48, 768);
     check_softmax(4, 32000);
     check_softmax(7, 1001);
     check_softmax(2, 128256);
@@ -1173,6 +1281,7 @@ int main(int argc, char** argv) {
     std::string mode = argv[1];
     setvbuf(stdout, 0, _IOLBF, 0);
     if (!load(gpu, argv[2], "libeecuda")) return 2;
+    gpu_path = argv[2];
     int devices = gpu.ee_device_count();
     if (devices <= 0) {
         printf("FAIL no CUDA device: %s\n", gpu.ee_last_error());

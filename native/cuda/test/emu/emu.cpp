@@ -80,7 +80,12 @@ void ee_emu_warp_exchange(uint64_t* value, int src_lane) {
     *value = v;
 }
 
+/* Kernel launches and device copies since load: what a real GPU pays a launch for (eecuda_check's launch budget) */
+static long long launches;
+extern "C" __attribute__((visibility("default"))) long long ee_emu_launches(void) { return launches; }
+
 void ee_emu_launch(dim3 grid, dim3 block, std::function<void()> fn) {
+    launches++;
     const int n = (int)(block.x * block.y * block.z);
     if (n <= 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
         fprintf(stderr, "emu: bad launch grid (%u, %u, %u) block (%u, %u, %u)\n", grid.x, grid.y, grid.z, block.x, block.y, block.z);
@@ -161,6 +166,7 @@ cudaError_t cudaFree(void* p) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+    launches++;
     memmove(dst, src, bytes);
     return cudaSuccess;
 }

@@ -43,8 +43,13 @@ __attribute__((visibility("default"))) int cublasCreate_v2(void** handle) {
 
 __attribute__((visibility("default"))) int cublasSetStream_v2(void*, void*) { return 0; }
 
+/* GEMMs run since load: each is a kernel launch of the real library (eecuda_check's launch budget) */
+static long long gemms;
+__attribute__((visibility("default"))) long long ee_fake_cublas_gemms(void) { return gemms; }
+
 __attribute__((visibility("default"))) int cublasGemmEx(void*, int transa, int transb, int m, int n, int k, const void* alpha, const void* A, int Atype, int lda,
                                                         const void* B, int Btype, int ldb, const void* beta, void* C, int Ctype, int ldc, int computeType, int) {
+    gemms++;
     if (Ctype != 0 || computeType != 68 || m < 0 || n < 0 || k < 0) return 7; /* CUBLAS_STATUS_INVALID_VALUE */
     if (lda < (transa ? k : m) || ldb < (transb ? n : k) || ldc < m) return 7;
     const float a = *(const float*)alpha, b = *(const float*)beta;
