@@ -19,6 +19,6 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
 EE_API int32_t ee_adamw(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bias1, float bias2, float grad_scale) {
     if (n <= 0) return n < 0 ? ee_fail("ee_adamw: negative count") : 0;
     if (!p || !g || !m || !v) return ee_fail("ee_adamw: null pointer");
-    adamw_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, 1.0f / bias1, 1.0f / bias2, grad_scale);
+    adamw_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, 1.0f / bias1, 1.0f / bias2, grad_scale);
     return ee_launched("ee_adamw");
 }

@@ -262,7 +262,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     if (set_heads(a, "ee_attention_fwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
     choose_splits((int64_t)rows * n_kv_heads * a.n_sub, max_len, &a.splits, &a.chunk);
     if (a.splits == 1) {
-        attention_fwd_kernel<<<dim3(rows, n_kv_heads * a.n_sub, 1), THREADS>>>(a);
+        attention_fwd_kernel<<<dim3(rows, n_kv_heads * a.n_sub, 1), THREADS, 0, ee_stream()>>>(a);
         return ee_launched("ee_attention_fwd");
     }
     ee_op_lock lock;
@@ -271,9 +271,9 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     if (!scratch) return 1;
     a.part_ml = scratch;
     a.part_acc = scratch + parts * 2;
-    attention_fwd_kernel<<<dim3(rows, n_kv_heads * a.n_sub, a.splits), THREADS>>>(a);
+    attention_fwd_kernel<<<dim3(rows, n_kv_heads * a.n_sub, a.splits), THREADS, 0, ee_stream()>>>(a);
     if (ee_launched("ee_attention_fwd (splits)")) return 1;
-    attention_combine_kernel<<<dim3(rows, n_heads), 128>>>(out, lse, a.part_ml, a.part_acc, n_heads, head_dim, a.splits);
+    attention_combine_kernel<<<dim3(rows, n_heads), 128, 0, ee_stream()>>>(out, lse, a.part_ml, a.part_acc, n_heads, head_dim, a.splits);
     return ee_launched("ee_attention_fwd (combine)");
 }
 
@@ -446,7 +446,7 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
     ee_op_lock lock;
     float* delta = (float*)ee_scratch(EE_SCRATCH_ATTN, (size_t)pairs * sizeof(float));
     if (!delta) return 1;
-    attention_delta_kernel<<<ee_grid_for(pairs * 32, 256), 256>>>(delta, dout, out, pairs, head_dim);
+    attention_delta_kernel<<<ee_grid_for(pairs * 32, 256), 256, 0, ee_stream()>>>(delta, dout, out, pairs, head_dim);
     if (ee_launched("ee_attention_bwd (delta)")) return 1;
     attn_bwd_args a;
     a.dq = dq;
@@ -460,8 +460,8 @@ EE_API int32_t ee_attention_bwd(float* dq, float* dk, float* dv, const float* do
     a.v = v;
     a.seq = seq;
     if (set_heads(a, "ee_attention_bwd", n_heads, n_kv_heads, head_dim, scale)) return 1;
-    attention_dq_kernel<<<dim3(rows, n_kv_heads * a.n_sub), THREADS>>>(a);
+    attention_dq_kernel<<<dim3(rows, n_kv_heads * a.n_sub), THREADS, 0, ee_stream()>>>(a);
     if (ee_launched("ee_attention_bwd (dq)")) return 1;
-    attention_dkv_kernel<<<dim3(rows, n_kv_heads), THREADS>>>(a);
+    attention_dkv_kernel<<<dim3(rows, n_kv_heads), THREADS, 0, ee_stream()>>>(a);
     return ee_launched("ee_attention_bwd (dk, dv)");
 }

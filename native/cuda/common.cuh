@@ -2,8 +2,10 @@
  * Private declarations shared by the CUDA kernels of libeecuda. Nothing here is exported: only the EE_API functions
  * of eetune.h are visible (-fvisibility=hidden).
  *
- * Execution model: every kernel and copy is issued on the legacy default stream (stream 0), so all work is ordered,
- * and a synchronous cudaMemcpy to the host (ee_copy direction 2) waits for everything issued before it. Kernels are
+ * Execution model: every kernel and copy is issued on ee_stream(), which is the legacy default stream (stream 0), so
+ * all work is ordered, and a synchronous cudaMemcpy to the host (ee_copy direction 2) waits for everything issued
+ * before it. Only while ee_decode_steps captures a CUDA graph (layer.cu, EETUNE_CUDA_GRAPHS=1) is ee_stream() the
+ * capturing stream of that thread; the graph then replays on the legacy stream, in order with everything else. Kernels are
  * asynchronous: a launch error is reported by the call that issued it, an error during execution by a later call
  * (ee_synchronize or a device-to-host copy). fp32 accumulation everywhere; no fast-math.
  */
@@ -64,6 +66,11 @@ enum {
     EE_SCRATCH_SLOTS
 };
 void* ee_scratch(int slot, size_t bytes);
+/* Bumped whenever a scratch buffer is reallocated: a captured graph that used the old one is stale. */
+int64_t ee_scratch_generation(void);
+/* The stream kernels and async copies go to (`<<<grid, block, 0, ee_stream()>>>`): 0 except while capturing. */
+cudaStream_t ee_stream(void);
+void ee_set_stream(cudaStream_t stream);
 
 /* Serialises calls that use scratch buffers or cuBLAS (one op's kernels must not interleave with another's). */
 struct ee_op_lock {

@@ -102,11 +102,11 @@ EE_API int32_t ee_linear_cross_entropy(float* loss, float* dx, float* dw, int32_
         const int32_t* tb = targets + r0;
         ee_gemm_args g = {0, 1, n, vocab, dim, inv_t, ab, a_dtype, dim, w, w_dtype, dim, 0.0f, logits, vocab};
         if (ee_gemm_run(&g)) return 1;
-        ce_row_kernel<<<n, THREADS>>>(lse, loss + r0, argmax_out ? argmax_out + r0 : 0, max_prob_out ? max_prob_out + r0 : 0, logits, vocab, tb, r0,
+        ce_row_kernel<<<n, THREADS, 0, ee_stream()>>>(lse, loss + r0, argmax_out ? argmax_out + r0 : 0, max_prob_out ? max_prob_out + r0 : 0, logits, vocab, tb, r0,
                                       ee_index_error_record());
         if (ee_launched("ee_linear_cross_entropy (loss)")) return 1;
         if (!backward) continue;
-        ce_grad_kernel<<<ee_grid_for((int64_t)n * vocab, THREADS), THREADS>>>(logits, g16, w_dtype, vocab, lse, tb, grad_weight + r0, inv_t, n);
+        ce_grad_kernel<<<ee_grid_for((int64_t)n * vocab, THREADS), THREADS, 0, ee_stream()>>>(logits, g16, w_dtype, vocab, lse, tb, grad_weight + r0, inv_t, n);
         if (ee_launched("ee_linear_cross_entropy (gradient)")) return 1;
         const void* gmat = g16 ? g16 : (const void*)logits;
         const int g_dtype = g16 ? w_dtype : EE_F32;

@@ -13,7 +13,7 @@
 #      on a small byte-level model made here; with 2+ GPUs also 2 pipeline stages, each holding only the tensors it
 #      uses on its GPU (printed); needs a JDK 17+ and ee-cli/target/ee.jar (or EE_JAR); then `ee generate --backend cuda`
 #      on that model: the native decode chunks (plain and early-exit) against the step-by-step passes (-Deetune.chunks=false), the same text
-#      greedy and sampled
+#      greedy and sampled (plain chunks also replayed from CUDA graphs, EETUNE_CUDA_GRAPHS=1)
 # and prints one PASS/FAIL line per step, then the timing table. Exit status 0 only if every step that ran passed.
 #
 #   usage: native/cuda/device-check.sh [BUILD_DIR]
@@ -248,6 +248,11 @@ else
           $mode >"$tune/gen-$chunks.txt" 2>>"$logs/generate.log" || gen_ok=0
       done
       cmp -s "$tune/gen-true.txt" "$tune/gen-false.txt" || gen_ok=0
+      case "$mode" in --heads*) ;; *) # plain decoding: its chunks replayed from a CUDA graph write the same text too
+        EETUNE_CUDA_GRAPHS=1 ee_run timeout 60 "$tune_java" -jar "$jar" generate --backend cuda --model "$tune/model" --prompt "public static" --max-tokens 96 \
+          $mode >"$tune/gen-graphs.txt" 2>>"$logs/generate.log" || gen_ok=0
+        cmp -s "$tune/gen-graphs.txt" "$tune/gen-false.txt" || gen_ok=0 ;;
+      esac
     done
     grep -E 'confidence, thresholds' "$logs/generate.log" | sed 's/.*confidence, /   /; s/: 1 sequences.*mean/: mean/' | sort | uniq -c # exits fired?
     if [ $gen_ok = 1 ]; then record PASS "generate on cuda: chunks = steps" "$(elapsed)"; else record FAIL "generate on cuda: chunks = steps" "see $logs/generate.log and $tune/gen-*.txt"; fi

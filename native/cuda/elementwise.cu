@@ -24,7 +24,7 @@ __global__ void cast_2d_kernel(void* dst, int dst_dtype, const void* src, int sr
 
 int ee_cast_2d(void* dst, int dst_dtype, const void* src, int src_dtype, int64_t rows, int64_t cols, int64_t ld) {
     if (rows <= 0 || cols <= 0) return 0;
-    cast_2d_kernel<<<ee_grid_for(rows * cols, THREADS), THREADS>>>(dst, dst_dtype, src, src_dtype, rows, cols, ld);
+    cast_2d_kernel<<<ee_grid_for(rows * cols, THREADS), THREADS, 0, ee_stream()>>>(dst, dst_dtype, src, src_dtype, rows, cols, ld);
     return ee_launched("cast_2d_kernel");
 }
 
@@ -32,10 +32,10 @@ EE_API int32_t ee_cast(void* dst, int32_t dst_dtype, const void* src, int32_t sr
     if (ee_cast_check(dst, dst_dtype, src, src_dtype, n)) return 1;
     if (n == 0) return 0;
     if (dst_dtype == src_dtype) {
-        cudaError_t e = cudaMemcpyAsync(dst, src, (size_t)n * ee_dtype_size(src_dtype), cudaMemcpyDeviceToDevice, 0);
+        cudaError_t e = cudaMemcpyAsync(dst, src, (size_t)n * ee_dtype_size(src_dtype), cudaMemcpyDeviceToDevice, ee_stream());
         return e == cudaSuccess ? 0 : ee_cuda_fail(e, "ee_cast");
     }
-    cast_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(dst, dst_dtype, src, src_dtype, n);
+    cast_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(dst, dst_dtype, src, src_dtype, n);
     return ee_launched("ee_cast");
 }
 
@@ -49,14 +49,14 @@ __global__ void axpby_kernel(float* out, const float* a, float alpha, const floa
 EE_API int32_t ee_add(float* out, const float* a, const float* b, int64_t n) {
     if (n <= 0) return n < 0 ? ee_fail("ee_add: negative count") : 0;
     if (!out || !a || !b) return ee_fail("ee_add: null pointer");
-    axpby_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(out, a, 1.0f, b, n, 1);
+    axpby_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(out, a, 1.0f, b, n, 1);
     return ee_launched("ee_add");
 }
 
 EE_API int32_t ee_axpby(float* out, const float* a, float alpha, const float* b, int64_t n) {
     if (n <= 0) return n < 0 ? ee_fail("ee_axpby: negative count") : 0;
     if (!out || !a || !b) return ee_fail("ee_axpby: null pointer");
-    axpby_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(out, a, alpha, b, n, 0);
+    axpby_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(out, a, alpha, b, n, 0);
     return ee_launched("ee_axpby");
 }
 
@@ -69,7 +69,7 @@ EE_API int32_t ee_add_bias(float* x, const float* bias, int32_t rows, int32_t n)
     if (rows <= 0 || n <= 0) return rows < 0 || n < 0 ? ee_fail("ee_add_bias: negative size") : 0;
     if (!x || !bias) return ee_fail("ee_add_bias: null pointer");
     int64_t total = (int64_t)rows * n;
-    add_bias_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(x, bias, total, n);
+    add_bias_kernel<<<ee_grid_for(total, THREADS), THREADS, 0, ee_stream()>>>(x, bias, total, n);
     return ee_launched("ee_add_bias");
 }
 
@@ -80,7 +80,7 @@ __global__ void scale_kernel(float* x, float s, int64_t n) {
 EE_API int32_t ee_scale(float* x, float s, int64_t n) {
     if (n <= 0) return n < 0 ? ee_fail("ee_scale: negative count") : 0;
     if (!x) return ee_fail("ee_scale: null pointer");
-    scale_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(x, s, n);
+    scale_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(x, s, n);
     return ee_launched("ee_scale");
 }
 
@@ -115,8 +115,8 @@ EE_API double ee_sum_squares(const float* x, int64_t n) {
     if (!partial) return NAN;
     int64_t want = ee_ceil_div64(n, 4 * THREADS);
     int blocks = (int)(want < SUM_BLOCKS_MAX ? want : SUM_BLOCKS_MAX); /* depends on n only: same result every run */
-    sum_squares_partial_kernel<<<blocks, THREADS>>>(partial, x, n);
-    sum_partials_kernel<<<1, THREADS>>>(partial + SUM_BLOCKS_MAX, partial, blocks);
+    sum_squares_partial_kernel<<<blocks, THREADS, 0, ee_stream()>>>(partial, x, n);
+    sum_partials_kernel<<<1, THREADS, 0, ee_stream()>>>(partial + SUM_BLOCKS_MAX, partial, blocks);
     if (ee_launched("ee_sum_squares")) return NAN;
     double total = NAN;
     cudaError_t e = cudaMemcpy(&total, partial + SUM_BLOCKS_MAX, sizeof total, cudaMemcpyDeviceToHost);

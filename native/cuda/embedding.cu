@@ -19,7 +19,7 @@ EE_API int32_t ee_embedding_fwd(float* out, const void* table, int32_t table_dty
     if (!ee_is_float_dtype(table_dtype)) return ee_fail("ee_embedding_fwd: unsupported table dtype %d", table_dtype);
     if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_fwd: negative size") : 0;
     if (!out || !table || !ids) return ee_fail("ee_embedding_fwd: null pointer");
-    embedding_fwd_kernel<<<ee_grid_for((int64_t)n * dim, THREADS), THREADS>>>(out, table, table_dtype, ids, n, dim, vocab, ee_index_error_record());
+    embedding_fwd_kernel<<<ee_grid_for((int64_t)n * dim, THREADS), THREADS, 0, ee_stream()>>>(out, table, table_dtype, ids, n, dim, vocab, ee_index_error_record());
     return ee_launched("ee_embedding_fwd");
 }
 
@@ -35,6 +35,6 @@ __global__ void embedding_bwd_kernel(float* dtable, const float* dout, const int
 EE_API int32_t ee_embedding_bwd(float* dtable, const float* dout, const int32_t* ids, int32_t n, int32_t dim, int32_t vocab) {
     if (n <= 0 || dim <= 0) return n < 0 || dim < 0 ? ee_fail("ee_embedding_bwd: negative size") : 0;
     if (!dtable || !dout || !ids) return ee_fail("ee_embedding_bwd: null pointer");
-    embedding_bwd_kernel<<<ee_grid_for((int64_t)n * dim, THREADS), THREADS>>>(dtable, dout, ids, n, dim, vocab, ee_index_error_record());
+    embedding_bwd_kernel<<<ee_grid_for((int64_t)n * dim, THREADS), THREADS, 0, ee_stream()>>>(dtable, dout, ids, n, dim, vocab, ee_index_error_record());
     return ee_launched("ee_embedding_bwd");
 }

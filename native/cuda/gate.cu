@@ -50,6 +50,6 @@ EE_API int32_t ee_gate_score(float* score, const float* hidden, const float* w1,
     if (rows < 0 || dim <= 0 || units < 0) return ee_fail("ee_gate_score: bad shape (rows %d, dim %d, units %d)", rows, dim, units);
     if (rows == 0) return 0;
     if (!score || !hidden || !w || !b || (units > 0 && (!w1 || !b1))) return ee_fail("ee_gate_score: null pointer");
-    gate_score_kernel<<<rows, THREADS>>>(score, hidden, w1, b1, w, b, dim, units, eps);
+    gate_score_kernel<<<rows, THREADS, 0, ee_stream()>>>(score, hidden, w1, b1, w, b, dim, units, eps);
     return ee_launched("ee_gate_score");
 }

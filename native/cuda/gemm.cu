@@ -71,7 +71,6 @@ static void cublas_load(void) {
             cudaGetLastError();
             return; /* the library stays loaded; the failure is about the device, another copy would not help */
         }
-        blas.set_stream(blas.handle, 0);
         blas.lib = lib;
         blas.ok = 1;
         const char* tf32 = getenv("EETUNE_CUDA_TF32");
@@ -168,7 +167,7 @@ __global__ void gemm_scale_c_kernel(float* c, int m, int n, int ldc, float beta)
 static int gemm_fallback(const ee_gemm_args* g) {
     dim3 grid((g->n + TN - 1) / TN, (g->m + TM - 1) / TM);
     if (grid.y > 65535) return ee_fail("ee_gemm: m = %d is too large for the fallback kernel", g->m);
-    gemm_tiled_kernel<<<grid, 256>>>(*g);
+    gemm_tiled_kernel<<<grid, 256, 0, ee_stream()>>>(*g);
     return ee_launched("ee_gemm (fallback kernel)");
 }
 
@@ -187,6 +186,7 @@ static int round_a(ee_gemm_args* g) {
 
 /* One cublasGemmEx of operands of one dtype (or f32 C with 16-bit A and B). */
 static int cublas_gemm(const ee_gemm_args& g) {
+    blas.set_stream(blas.handle, ee_stream()); /* the legacy stream, or the one a graph is captured on */
     int compute = g.a_dtype == EE_F32 && blas.tf32 ? EE_CUBLAS_COMPUTE_32F_FAST_TF32 : EE_CUBLAS_COMPUTE_32F;
     cublasStatus_t st = blas.gemm_ex(blas.handle, g.trans_b ? EE_CUBLAS_OP_T : EE_CUBLAS_OP_N, g.trans_a ? EE_CUBLAS_OP_T : EE_CUBLAS_OP_N,
                                      g.n, g.m, g.k, &g.alpha, g.b, cuda_type(g.b_dtype), g.ldb, g.a, cuda_type(g.a_dtype), g.lda, &g.beta,
@@ -220,7 +220,7 @@ int ee_gemm_run(const ee_gemm_args* g) {
     if (g->m <= 0 || g->n <= 0) return 0;
     if (g->k <= 0 || g->alpha == 0.0f) {
         if (g->beta == 1.0f) return 0;
-        gemm_scale_c_kernel<<<ee_grid_for((int64_t)g->m * g->n, 256), 256>>>(g->c, g->m, g->n, g->ldc, g->beta);
+        gemm_scale_c_kernel<<<ee_grid_for((int64_t)g->m * g->n, 256), 256, 0, ee_stream()>>>(g->c, g->m, g->n, g->ldc, g->beta);
         return ee_launched("ee_gemm (scale C)");
     }
     if (ee_is_panels_dtype(g->b_dtype)) return ee_gemm_panels(g); /* the one kernel per layout, whatever the path */

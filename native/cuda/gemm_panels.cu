@@ -32,7 +32,7 @@ static int32_t pack_panels(const char* name, T* dst, const T* w, int32_t n, int3
     if (n == 0 || k == 0) return 0;
     if (!dst || !w) return ee_fail("%s: null pointer", name);
     const int64_t total = ee_panels_size(n, k);
-    pack_panels_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(dst, w, n, k, ldw, total);
+    pack_panels_kernel<<<ee_grid_for(total, THREADS), THREADS, 0, ee_stream()>>>(dst, w, n, k, ldw, total);
     return ee_launched(name);
 }
 
@@ -90,7 +90,7 @@ EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const flo
     if (n == 0 || k == 0) return 0;
     if (!dst || !w) return ee_fail("ee_pack_panels_i8: null pointer");
     const int rows = (int)(ee_ceil_div64(n, EE_PANEL_ROWS) * EE_PANEL_ROWS);
-    pack_panels_i8_kernel<<<ee_grid_for(rows, THREADS), THREADS>>>((char*)dst, resid, norm, w, n, k, ldw, rows);
+    pack_panels_i8_kernel<<<ee_grid_for(rows, THREADS), THREADS, 0, ee_stream()>>>((char*)dst, resid, norm, w, n, k, ldw, rows);
     return ee_launched("ee_pack_panels_i8");
 }
 
@@ -146,9 +146,9 @@ __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
 
 int ee_gemm_panels(const ee_gemm_args* g) {
     const int blocks = ee_grid_for((int64_t)g->m * g->n, THREADS);
-    if (g->b_dtype == EE_I8_PANELS) gemm_panels_i8_kernel<<<blocks, THREADS>>>(*g);
-    else if (g->b_dtype == EE_BF16_PANELS) gemm_panels_kernel<EE_BF16_PANELS><<<blocks, THREADS>>>(*g);
-    else if (g->b_dtype == EE_F16_PANELS) gemm_panels_kernel<EE_F16_PANELS><<<blocks, THREADS>>>(*g);
-    else gemm_panels_kernel<EE_F32_PANELS><<<blocks, THREADS>>>(*g);
+    if (g->b_dtype == EE_I8_PANELS) gemm_panels_i8_kernel<<<blocks, THREADS, 0, ee_stream()>>>(*g);
+    else if (g->b_dtype == EE_BF16_PANELS) gemm_panels_kernel<EE_BF16_PANELS><<<blocks, THREADS, 0, ee_stream()>>>(*g);
+    else if (g->b_dtype == EE_F16_PANELS) gemm_panels_kernel<EE_F16_PANELS><<<blocks, THREADS, 0, ee_stream()>>>(*g);
+    else gemm_panels_kernel<EE_F32_PANELS><<<blocks, THREADS, 0, ee_stream()>>>(*g);
     return ee_launched("ee_gemm (panel-packed B)");
 }

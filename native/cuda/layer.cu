@@ -6,6 +6,9 @@
  * (ee_gemm_group) and RoPE with the cache writes is one kernel (ee_rope_qk_kv): 19 launches a layer instead of 25,
  * the same bits.
  */
+#include <stdlib.h>
+#include <vector>
+
 #include "common.cuh"
 #include "layers.h"
 
@@ -61,6 +64,131 @@ EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_
                                   row_pos, inv_freq, rows, dim, n_heads, n_kv_heads, head_dim, hidden, interleaved, eps, scale);
 }
 
-EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps) { return ee_decode_steps_loop(plan, steps); }
+/* ---- decode steps replayed from a CUDA graph (EETUNE_CUDA_GRAPHS=1) --------------------------------------------
+ *
+ * Decode at batch 1 is bound by launches (NOTES.md: 3.5-5 us each against a few us of work), so a step can be
+ * captured once as a graph and replayed: one launch instead of ~19 per layer. A graph holds fixed pointers, so the
+ * step reads its ids, positions and uniforms from fixed buffers that a first kernel fills from the plan's arrays at
+ * the step a device counter names, and a last kernel copies the chosen tokens out and advances the counter. The
+ * graph is the plan's one step as ee_decode_steps_loop makes it (the same ops, the same order: the same tokens), kept
+ * for the plan's fields, its layer table's contents, the GEMM path and the scratch buffers it captured; a plan is
+ * captured the second time it comes (the first, eager call sizes the scratch buffers, which must not grow inside a
+ * capture). Off unless EETUNE_CUDA_GRAPHS=1, until a device has timed it (device-check.sh runs both). */
+
+__global__ void step_in_kernel(int32_t* ids_now, int32_t* pos_now, float* uni_now, const int32_t* counter, const int32_t* first_ids, const int32_t* out_ids,
+                               const int32_t* row_pos, const float* uniforms, int rows) {
+    const int t = *counter;
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        ids_now[r] = t == 0 ? first_ids[r] : out_ids[(int64_t)(t - 1) * rows + r];
+        pos_now[r] = row_pos[(int64_t)t * rows + r];
+        if (uniforms) uni_now[r] = uniforms[(int64_t)t * rows + r];
+    }
+}
+
+__global__ void step_out_kernel(int32_t* out_ids, int32_t* counter, const int32_t* tok_now, int rows) {
+    const int t = *counter;
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) out_ids[(int64_t)t * rows + r] = tok_now[r];
+    __syncthreads(); /* every thread read the counter before it moves */
+    if (threadIdx.x == 0) *counter = t + 1;
+}
+
+namespace {
+struct StepGraph {
+    std::vector<int64_t> key;
+    int seen = 0, failed = 0;
+    long long used = 0;
+    cudaGraphExec_t exec = 0;
+    void* buffers = 0; /* counter, ids, positions, tokens, uniforms */
+};
+StepGraph graphs[4]; /* a few plans (generators) at once, the least recently used replaced */
+long long graph_uses;
+cudaStream_t capture_stream;
+
+void release(StepGraph& g) {
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+    if (g.buffers) cudaFree(g.buffers);
+    g = StepGraph();
+}
+
+std::vector<int64_t> graph_key(const int64_t* plan) {
+    std::vector<int64_t> key(plan, plan + EE_DECODE_PLAN_FIELDS);
+    const int64_t* table = (const int64_t*)(intptr_t)plan[PLAN_TABLE];
+    if (table) key.insert(key.end(), table, table + (size_t)plan[PLAN_N_LAYERS] * EE_LAYER_TABLE_COLS);
+    key.push_back(ee_scratch_generation());
+    key.push_back(ee_gemm_uses_cublas());
+    return key;
+}
+
+/* Captures g's step for `plan`: 0, or 1 when the step cannot be captured here (the eager loop then runs the call). */
+int capture(StepGraph& g, const int64_t* plan) {
+    const int32_t rows = (int32_t)plan[PLAN_ROWS];
+    const size_t slot = ((size_t)rows * 4 + 255) & ~(size_t)255;
+    if (!capture_stream && cudaStreamCreateWithFlags(&capture_stream, cudaStreamNonBlocking) != cudaSuccess) return cudaGetLastError(), 1;
+    if (cudaMalloc(&g.buffers, 256 + 4 * slot) != cudaSuccess) return cudaGetLastError(), 1;
+    char* b = (char*)g.buffers;
+    int32_t *counter = (int32_t*)b, *ids = (int32_t*)(b + 256), *pos = (int32_t*)(b + 256 + slot), *tok = (int32_t*)(b + 256 + 2 * slot);
+    float* uni = (float*)(b + 256 + 3 * slot);
+    const float* uniforms = (const float*)(intptr_t)plan[PLAN_UNIFORMS];
+    int64_t step[EE_DECODE_PLAN_FIELDS];
+    memcpy(step, plan, sizeof step);
+    step[PLAN_FIRST_IDS] = (int64_t)(intptr_t)ids;
+    step[PLAN_OUT_IDS] = (int64_t)(intptr_t)tok;
+    step[PLAN_ROW_POS] = (int64_t)(intptr_t)pos;
+    step[PLAN_UNIFORMS] = uniforms ? (int64_t)(intptr_t)uni : 0;
+    const int64_t generation = ee_scratch_generation();
+    cudaGetLastError();
+    if (cudaStreamBeginCapture(capture_stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) return cudaGetLastError(), 1;
+    ee_set_stream(capture_stream);
+    step_in_kernel<<<1, 256, 0, capture_stream>>>(ids, pos, uni, counter, (const int32_t*)(intptr_t)plan[PLAN_FIRST_IDS], (const int32_t*)(intptr_t)plan[PLAN_OUT_IDS],
+                                                 (const int32_t*)(intptr_t)plan[PLAN_ROW_POS], uniforms, rows);
+    int rc = cudaGetLastError() != cudaSuccess || ee_decode_steps_loop(step, 1);
+    if (!rc) {
+        step_out_kernel<<<1, 256, 0, capture_stream>>>((int32_t*)(intptr_t)plan[PLAN_OUT_IDS], counter, tok, rows);
+        rc = cudaGetLastError() != cudaSuccess;
+    }
+    ee_set_stream(0);
+    cudaGraph_t graph = 0;
+    rc |= cudaStreamEndCapture(capture_stream, &graph) != cudaSuccess || ee_scratch_generation() != generation;
+    if (!rc) rc = cudaGraphInstantiate(&g.exec, graph, 0) != cudaSuccess;
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError(); /* a failed capture leaves nothing behind: the eager call reports what the ops find */
+    return rc;
+}
+} // namespace
+
+/* The call through a graph: 0 done, 1 failed (error set), -1 not taken (the eager loop runs it). */
+static int32_t decode_steps_graph(const int64_t* plan, int32_t steps) {
+    const char* env = getenv("EETUNE_CUDA_GRAPHS");
+    if (!env || strcmp(env, "1") != 0 || steps < 1 || !plan || plan[PLAN_ROWS] < 1 || !plan[PLAN_FIRST_IDS] || !plan[PLAN_OUT_IDS] || !plan[PLAN_ROW_POS]) return -1;
+    ee_op_lock lock;
+    const std::vector<int64_t> key = graph_key(plan);
+    StepGraph* g = 0;
+    for (StepGraph& c : graphs)
+        if (c.key == key) g = &c;
+    if (!g) { /* first sight: remembered, run eagerly */
+        g = &graphs[0];
+        for (StepGraph& c : graphs)
+            if (c.used < g->used) g = &c;
+        release(*g);
+        g->key = key;
+        g->used = ++graph_uses;
+        return -1;
+    }
+    g->used = ++graph_uses;
+    if (g->failed) return -1;
+    if (!g->exec && capture(*g, plan)) {
+        g->failed = 1; /* opt-in, so say once why it is not used (the eager loop reports any error of the ops themselves) */
+        fprintf(stderr, "eetune: EETUNE_CUDA_GRAPHS=1, but this decode plan's step could not be captured as a CUDA graph; decoding it eagerly\n");
+        return -1;
+    }
+    cudaError_t e = cudaMemsetAsync(g->buffers, 0, sizeof(int32_t), 0);
+    for (int32_t t = 0; t < steps && e == cudaSuccess; t++) e = cudaGraphLaunch(g->exec, 0);
+    return e == cudaSuccess ? 0 : ee_cuda_fail(e, "ee_decode_steps (CUDA graph)");
+}
+
+EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps) {
+    const int32_t rc = decode_steps_graph(plan, steps);
+    return rc >= 0 ? rc : ee_decode_steps_loop(plan, steps);
+}
 
 EE_API int32_t ee_exit_steps(const int64_t* plan, const int64_t* exits, int32_t steps) { return ee_exit_steps_loop(plan, exits, steps); }

@@ -19,7 +19,7 @@ __global__ void rmsnorm_fwd_kernel(float* out, float* inv_rms, const float* x, c
 EE_API int32_t ee_rmsnorm_fwd(float* out, float* inv_rms, const float* x, const float* w, int32_t rows, int32_t dim, float eps) {
     if (rows <= 0 || dim <= 0) return rows < 0 || dim < 0 ? ee_fail("ee_rmsnorm_fwd: negative size") : 0;
     if (!out || !x || !w) return ee_fail("ee_rmsnorm_fwd: null pointer");
-    rmsnorm_fwd_kernel<<<rows, THREADS>>>(out, inv_rms, x, w, dim, eps);
+    rmsnorm_fwd_kernel<<<rows, THREADS, 0, ee_stream()>>>(out, inv_rms, x, w, dim, eps);
     return ee_launched("ee_rmsnorm_fwd");
 }
 
@@ -68,12 +68,12 @@ EE_API int32_t ee_rmsnorm_bwd(float* dx, float* dw, const float* dout, const flo
         float* partial = (float*)ee_scratch(EE_SCRATCH_REDUCE, (size_t)chunks * dim * sizeof(float));
         if (!partial) return 1;
         dim3 grid((dim + THREADS - 1) / THREADS, chunks);
-        rmsnorm_dw_partial_kernel<<<grid, THREADS>>>(partial, dout, x, inv_rms, rows, dim);
-        rmsnorm_dw_sum_kernel<<<(dim + THREADS - 1) / THREADS, THREADS>>>(dw, partial, chunks, dim);
+        rmsnorm_dw_partial_kernel<<<grid, THREADS, 0, ee_stream()>>>(partial, dout, x, inv_rms, rows, dim);
+        rmsnorm_dw_sum_kernel<<<(dim + THREADS - 1) / THREADS, THREADS, 0, ee_stream()>>>(dw, partial, chunks, dim);
         if (ee_launched("ee_rmsnorm_bwd (dw)")) return 1;
     }
     if (dx) {
-        rmsnorm_dx_kernel<<<rows, THREADS>>>(dx, dout, x, w, inv_rms, dim);
+        rmsnorm_dx_kernel<<<rows, THREADS, 0, ee_stream()>>>(dx, dout, x, w, inv_rms, dim);
         if (ee_launched("ee_rmsnorm_bwd (dx)")) return 1;
     }
     return 0;

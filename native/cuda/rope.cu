@@ -25,7 +25,7 @@ EE_API int32_t ee_rope(float* x, const int32_t* pos, const float* inv_freq, int3
     if (rows == 0 || n_heads == 0 || head_dim == 0) return 0;
     if (!x || !pos || !inv_freq) return ee_fail("ee_rope: null pointer");
     int64_t total = (int64_t)rows * (head_dim / 2);
-    rope_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(x, pos, inv_freq, rows, n_heads, head_dim, interleaved, inverse ? -1.0 : 1.0);
+    rope_kernel<<<ee_grid_for(total, THREADS), THREADS, 0, ee_stream()>>>(x, pos, inv_freq, rows, n_heads, head_dim, interleaved, inverse ? -1.0 : 1.0);
     return ee_launched("ee_rope");
 }
 
@@ -73,7 +73,7 @@ int ee_rope_qk_kv(float* q, float* k, const float* v, float* k_cache, float* v_c
     if (write_kv && (n_seq <= 0 || max_len <= 0)) return ee_fail("ee_kv_write: bad shape (n_seq %d, max_len %d)", n_seq, max_len);
     const int64_t total = (int64_t)rows * (head_dim / 2);
     if (total == 0) return 0;
-    rope_qk_kv_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(q, k, v, k_cache, v_cache, row_seq, row_pos, inv_freq, rows, n_heads, n_kv_heads, head_dim, interleaved,
+    rope_qk_kv_kernel<<<ee_grid_for(total, THREADS), THREADS, 0, ee_stream()>>>(q, k, v, k_cache, v_cache, row_seq, row_pos, inv_freq, rows, n_heads, n_kv_heads, head_dim, interleaved,
                                                                write_kv, n_seq, max_len, write_kv ? ee_index_error_record() : 0);
     return ee_launched("ee_decoder_layer_fwd (rope and K/V writes)");
 }

@@ -21,7 +21,7 @@ EE_API int32_t ee_kv_write(float* cache, const float* src, const int32_t* row_se
     if (rows < 0 || width < 0 || n_seq <= 0 || max_len <= 0) return ee_fail("ee_kv_write: bad shape (rows %d, width %d, n_seq %d, max_len %d)", rows, width, n_seq, max_len);
     if (rows == 0 || width == 0) return 0;
     if (!cache || !src || !row_seq || !row_pos) return ee_fail("ee_kv_write: null pointer");
-    kv_write_kernel<<<ee_grid_for((int64_t)rows * width, THREADS), THREADS>>>(cache, src, row_seq, row_pos, rows, width, n_seq, max_len, ee_index_error_record());
+    kv_write_kernel<<<ee_grid_for((int64_t)rows * width, THREADS), THREADS, 0, ee_stream()>>>(cache, src, row_seq, row_pos, rows, width, n_seq, max_len, ee_index_error_record());
     return ee_launched("ee_kv_write");
 }
 
@@ -46,14 +46,14 @@ EE_API int32_t ee_gather_rows(float* dst, const float* src, const int32_t* idx, 
     int64_t total = (int64_t)rows * width;
     bool disjoint = dst + total <= src; /* rows read start at src; anything at or above src may be read */
     if (disjoint) {
-        gather_rows_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(dst, src, idx, rows, width, src_rows, ee_index_error_record());
+        gather_rows_kernel<<<ee_grid_for(total, THREADS), THREADS, 0, ee_stream()>>>(dst, src, idx, rows, width, src_rows, ee_index_error_record());
         return ee_launched("ee_gather_rows");
     }
     ee_op_lock lock;
     float* tmp = (float*)ee_scratch(EE_SCRATCH_GEMM_A, (size_t)total * sizeof(float));
     if (!tmp) return 1;
-    gather_rows_kernel<<<ee_grid_for(total, THREADS), THREADS>>>(tmp, src, idx, rows, width, src_rows, ee_index_error_record());
+    gather_rows_kernel<<<ee_grid_for(total, THREADS), THREADS, 0, ee_stream()>>>(tmp, src, idx, rows, width, src_rows, ee_index_error_record());
     if (ee_launched("ee_gather_rows")) return 1;
-    cudaError_t e = cudaMemcpyAsync(dst, tmp, (size_t)total * sizeof(float), cudaMemcpyDeviceToDevice, 0);
+    cudaError_t e = cudaMemcpyAsync(dst, tmp, (size_t)total * sizeof(float), cudaMemcpyDeviceToDevice, ee_stream());
     return e == cudaSuccess ? 0 : ee_cuda_fail(e, "ee_gather_rows");
 }

@@ -143,7 +143,7 @@ EE_API int32_t ee_copy(void* dst, const void* src, int64_t bytes, int32_t direct
     if (!dst || !src) return ee_fail("ee_copy: null pointer");
     cudaError_t e;
     switch (direction) {
-    case 0: e = cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDeviceToDevice, 0); break;
+    case 0: e = cudaMemcpyAsync(dst, src, (size_t)bytes, cudaMemcpyDeviceToDevice, ee_stream()); break;
     case 1: e = cudaMemcpy(dst, src, (size_t)bytes, cudaMemcpyHostToDevice); break;
     case 2: e = cudaMemcpy(dst, src, (size_t)bytes, cudaMemcpyDeviceToHost); break;
     default: return ee_fail("ee_copy: unknown direction %d (0 = device, 1 = host to device, 2 = device to host)", direction);
@@ -160,7 +160,7 @@ EE_API int32_t ee_fill_bytes(void* dst, int32_t value, int64_t bytes) {
     if (bytes < 0) return ee_fail("ee_fill_bytes: negative size %lld", (long long)bytes);
     if (bytes == 0) return 0;
     if (!dst) return ee_fail("ee_fill_bytes: null pointer");
-    cudaError_t e = cudaMemsetAsync(dst, value & 0xff, (size_t)bytes, 0);
+    cudaError_t e = cudaMemsetAsync(dst, value & 0xff, (size_t)bytes, ee_stream());
     return e == cudaSuccess ? 0 : ee_cuda_fail(e, "ee_fill_bytes");
 }
 
@@ -173,12 +173,22 @@ ee_op_lock::~ee_op_lock() { op_mutex.unlock(); }
 
 static void* scratch_ptr[EE_SCRATCH_SLOTS];
 static size_t scratch_bytes[EE_SCRATCH_SLOTS];
+static int64_t scratch_generation;
+
+int64_t ee_scratch_generation(void) { return scratch_generation; }
+
+/* The stream of this thread's work: the legacy stream, except while layer.cu captures a graph on its own. */
+static thread_local cudaStream_t work_stream = 0;
+
+cudaStream_t ee_stream(void) { return work_stream; }
+void ee_set_stream(cudaStream_t stream) { work_stream = stream; }
 
 /* Growing frees the old buffer: cudaFree waits for the device, so work still reading it finishes first. */
 void* ee_scratch(int slot, size_t bytes) {
     if (bytes == 0) bytes = 1;
     if (scratch_bytes[slot] >= bytes) return scratch_ptr[slot];
     if (scratch_ptr[slot]) cudaFree(scratch_ptr[slot]);
+    scratch_generation++; /* graphs that captured the old buffer are stale */
     scratch_ptr[slot] = 0;
     scratch_bytes[slot] = 0;
     size_t rounded = (bytes + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1); /* whole MiB: fewer regrowths */

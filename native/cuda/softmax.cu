@@ -45,7 +45,7 @@ EE_API int32_t ee_softmax(float* out, const float* x, int32_t rows, int32_t n, f
     if (check_rows("ee_softmax", rows, n, temperature)) return 1;
     if (rows == 0 || n == 0) return 0;
     if (!out || !x) return ee_fail("ee_softmax: null pointer");
-    softmax_kernel<<<rows, THREADS>>>(out, x, n, 1.0f / temperature);
+    softmax_kernel<<<rows, THREADS, 0, ee_stream()>>>(out, x, n, 1.0f / temperature);
     return ee_launched("ee_softmax");
 }
 
@@ -74,7 +74,7 @@ EE_API int32_t ee_argmax(int32_t* idx, float* max_prob, const float* logits, int
     if (rows == 0) return 0;
     if (n == 0) return ee_fail("ee_argmax: empty rows");
     if (!idx || !logits) return ee_fail("ee_argmax: null pointer");
-    argmax_kernel<<<rows, THREADS>>>(idx, max_prob, logits, n, 1.0f / temperature);
+    argmax_kernel<<<rows, THREADS, 0, ee_stream()>>>(idx, max_prob, logits, n, 1.0f / temperature);
     return ee_launched("ee_argmax");
 }
 
@@ -128,7 +128,7 @@ EE_API int32_t ee_argmax_candidates(int32_t* groups, int32_t* counts, const floa
                                     int32_t group, int32_t max_groups) {
     if (ee_argmax_candidates_check(groups, counts, scores, ld, radius, scale, rows, n, group, max_groups)) return 1;
     if (rows == 0) return 0;
-    argmax_candidates_kernel<<<rows, THREADS>>>(groups, counts, scores, ld, radius, scale, n, group, max_groups);
+    argmax_candidates_kernel<<<rows, THREADS, 0, ee_stream()>>>(groups, counts, scores, ld, radius, scale, n, group, max_groups);
     return ee_launched("ee_argmax_candidates");
 }
 
@@ -160,7 +160,7 @@ __global__ void max_prob_upper_kernel(float* upper, const float* scores, int ld,
 EE_API int32_t ee_max_prob_upper(float* upper, const float* scores, int32_t ld, const float* radius, const float* scale, int32_t rows, int32_t n, float temperature) {
     if (ee_max_prob_upper_check(upper, scores, ld, radius, scale, rows, n, temperature)) return 1;
     if (rows == 0) return 0;
-    max_prob_upper_kernel<<<rows, THREADS>>>(upper, scores, ld, radius, scale, n, temperature);
+    max_prob_upper_kernel<<<rows, THREADS, 0, ee_stream()>>>(upper, scores, ld, radius, scale, n, temperature);
     return ee_launched("ee_max_prob_upper");
 }
 
@@ -295,6 +295,6 @@ EE_API int32_t ee_sample_top_p(int32_t* out, const float* logits, const float* u
     ee_op_lock lock;
     float* probs = (float*)ee_scratch(EE_SCRATCH_SAMPLE, (size_t)rows * n * sizeof(float));
     if (!probs) return 1;
-    sample_top_p_kernel<<<rows, SAMPLE_THREADS>>>(out, probs, logits, uniforms, n, 1.0f / temperature, top_p);
+    sample_top_p_kernel<<<rows, SAMPLE_THREADS, 0, ee_stream()>>>(out, probs, logits, uniforms, n, 1.0f / temperature, top_p);
     return ee_launched("ee_sample_top_p");
 }

@@ -13,7 +13,7 @@ __global__ void swiglu_fwd_kernel(float* out, const float* gate, const float* up
 EE_API int32_t ee_swiglu_fwd(float* out, const float* gate, const float* up, int64_t n) {
     if (n <= 0) return n < 0 ? ee_fail("ee_swiglu_fwd: negative count") : 0;
     if (!out || !gate || !up) return ee_fail("ee_swiglu_fwd: null pointer");
-    swiglu_fwd_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(out, gate, up, n);
+    swiglu_fwd_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(out, gate, up, n);
     return ee_launched("ee_swiglu_fwd");
 }
 
@@ -30,6 +30,6 @@ __global__ void swiglu_bwd_kernel(float* dgate, float* dup, const float* dout, c
 EE_API int32_t ee_swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n) {
     if (n <= 0) return n < 0 ? ee_fail("ee_swiglu_bwd: negative count") : 0;
     if (!dgate || !dup || !dout || !gate || !up) return ee_fail("ee_swiglu_bwd: null pointer");
-    swiglu_bwd_kernel<<<ee_grid_for(n, THREADS), THREADS>>>(dgate, dup, dout, gate, up, n);
+    swiglu_bwd_kernel<<<ee_grid_for(n, THREADS), THREADS, 0, ee_stream()>>>(dgate, dup, dout, gate, up, n);
     return ee_launched("ee_swiglu_bwd");
 }

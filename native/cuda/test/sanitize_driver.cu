@@ -78,6 +78,18 @@ static void die_if(int rc, const Api& api, const char* what) {
     }
 }
 
+/* Launches (kernels, device copies, cuBLAS GEMMs) so far, when libeecuda is the CPU emulation (test/emu counts
+ * them; the fake cuBLAS counts its GEMMs); -1 on a real GPU. */
+static long long emulated_launches() {
+    void* h = dlopen(gpu_path, RTLD_NOW | RTLD_NOLOAD);
+    auto kernels = h ? (long long (*)(void))dlsym(h, "ee_emu_launches") : nullptr;
+    if (!kernels) return -1;
+    const char* blas = getenv("EETUNE_CUBLAS");
+    void* b = blas && strcmp(blas, "none") ? dlopen(blas, RTLD_NOW | RTLD_NOLOAD) : nullptr;
+    auto gemms = b ? (long long (*)(void))dlsym(b, "ee_fake_cublas_gemms") : nullptr;
+    return kernels() + (gemms ? gemms() : 0);
+}
+
 /* ---- buffers on one backend ---------------------------------------------------------------------------------- */
 
 struct Buf {
@@ -808,6 +820,16 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
         free_pair(kc2), free_pair(vc2);
         /* three steps through ee_decode_steps' plan, greedy and sampled: the same 2-layer table, an embedding and a classifier */
         const int vocab = 37, steps = 3, per = (rows + n_seq - 1) / n_seq;
+        /* the plan over this layer's buffers on library w (eetune.h gives the fields' order); uni null: greedy */
+        auto decode_plan = [&](int w, const std::vector<int64_t>& table, const Pair& emb, const Pair& cls, const Pair& ids, const Pair& out_ids, const Pair& sp,
+                               const Pair& normed, const Pair& logits, const Pair* uni) {
+            auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
+            auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
+            return std::vector<int64_t>{addr((void*)table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
+                addr(P(x)), addr(P(res)), addr(P(xn)), addr(P(q)), addr(P(k)), addr(P(v)), addr(P(att)), addr(P(xn)), addr(P(g)), addr(P(u)), addr(P(g)),
+                addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(s)), addr(P(sp)), addr(P(invf)), rows, dim, heads, kv, head_dim, hidden, 1,
+                bits(1e-5f), bits(scale), uni ? addr(P(*uni)) : 0, bits(0.9f), bits(0.95f)};
+        };
         for (int sampled = 0; sampled < 2 && steps * per <= max_len; sampled++) {
             std::vector<int32_t> step_pos((size_t)steps * rows);
             for (int t = 0; t < steps; t++)
@@ -818,12 +840,7 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
             Pair kc3 = pair_of(randn((size_t)n_seq * max_len * kd)), vc3 = pair_of(randn((size_t)n_seq * max_len * kd));
             both("decode_steps", [&](const Api& api, int w) {
                 std::vector<int64_t> table = two_layers(w, kc3, vc3);
-                auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
-                auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
-                std::vector<int64_t> plan = {addr(table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
-                    addr(P(x)), addr(P(res)), addr(P(xn)), addr(P(q)), addr(P(k)), addr(P(v)), addr(P(att)), addr(P(xn)), addr(P(g)), addr(P(u)), addr(P(g)),
-                    addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(s)), addr(P(sp)), addr(P(invf)), rows, dim, heads, kv, head_dim, hidden, 1,
-                    bits(1e-5f), bits(scale), sampled ? addr(P(uni)) : 0, bits(0.9f), bits(0.95f)};
+                std::vector<int64_t> plan = decode_plan(w, table, emb, cls, ids, out_ids, sp, normed, logits, sampled ? &uni : nullptr);
                 if (plan.size() != EE_DECODE_PLAN_FIELDS) return (int32_t)-1;
                 return api.ee_decode_steps(plan.data(), steps);
             });
@@ -833,6 +850,55 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
             compare(name, logits, (size_t)rows * vocab, 1e-4);
             compare(name, kc3, (size_t)n_seq * max_len * kd, 1e-5);
             for (Pair* z : {&emb, &cls, &ids, &sp, &uni, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
+        }
+        /* chunks of steps through one plan, as the Java decoder makes them (the same id, position and token buffers,
+         * each chunk starting from the last one's tokens): with EETUNE_CUDA_GRAPHS=1 libeecuda runs the first chunk
+         * eagerly, captures the plan's step on the second and replays it after, and must choose the same tokens and
+         * write the same cache as the reference decoding eagerly. In the emulation only on its own GEMM kernels: the
+         * fake cuBLAS computes when called, not when a graph replays. */
+        const char* blas = getenv("EETUNE_CUBLAS");
+        const int chunks[] = {2, 3, 3}, total = 8;
+        if ((emulated_launches() < 0 || (blas && !strcmp(blas, "none"))) && total * per <= max_len) {
+            for (int sampled = 0; sampled < 2; sampled++) {
+                Pair emb = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(rows, 0, vocab)), sp = pair_out((size_t)3 * rows * 4);
+                Pair uni = pair_of(uniform((size_t)3 * rows, 0.0f, 1.0f)), out_ids = pair_out((size_t)3 * rows * 4), normed = pair_out((size_t)rows * dim * 4);
+                Pair logits = pair_out((size_t)rows * vocab * 4), kc3 = pair_of(randn((size_t)n_seq * max_len * kd)), vc3 = pair_of(randn((size_t)n_seq * max_len * kd));
+                std::vector<int32_t> tokens[2];
+                long long launched[3] = {-1, -1, -1}; /* launches of each GPU call, in the emulation */
+                setenv("EETUNE_CUDA_GRAPHS", "1", 1);
+                for (int w = 0; w < 2; w++) {
+                    const Api& api = w ? gpu : cpu;
+                    if (!w && !have_cpu) continue;
+                    std::vector<int64_t> table = two_layers(w, kc3, vc3);
+                    std::vector<int64_t> plan = decode_plan(w, table, emb, cls, ids, out_ids, sp, normed, logits, sampled ? &uni : nullptr);
+                    for (int c = 0, t0 = 0; c < 3; t0 += chunks[c++]) {
+                        std::vector<int32_t> pos((size_t)chunks[c] * rows);
+                        for (int t = 0; t < chunks[c]; t++)
+                            for (int r = 0; r < rows; r++) pos[(size_t)t * rows + r] = (t0 + t) * per + r / n_seq;
+                        die_if(api.ee_copy(P(sp), pos.data(), (int64_t)pos.size() * 4, 1), api, "decode chunks: positions");
+                        long long before = emulated_launches();
+                        die_if(api.ee_decode_steps(plan.data(), chunks[c]), api, "decode chunks");
+                        if (w) launched[c] = emulated_launches() - before;
+                        std::vector<int32_t> out(download<int32_t>(w ? out_ids.g : out_ids.c, (size_t)chunks[c] * rows));
+                        tokens[w].insert(tokens[w].end(), out.begin(), out.end());
+                        die_if(api.ee_copy(P(ids), out.data() + (size_t)(chunks[c] - 1) * rows, (int64_t)rows * 4, 1), api, "decode chunks: next ids");
+                    }
+                }
+                unsetenv("EETUNE_CUDA_GRAPHS");
+                snprintf(name, sizeof name, "decode chunks %s, CUDA graphs, rows %d: tokens", sampled ? "sampled" : "greedy", rows);
+                bool same = !have_cpu || tokens[0] == tokens[1];
+                printf("%s %-44s %s\n", same ? "PASS" : "FAIL", name, have_cpu ? (same ? "the reference's, 8 steps in 3 calls" : "differ from the reference's") : "(no reference)");
+                same ? passes++ : failures++;
+                if (launched[2] >= 0) { /* the third call replays the graph: no launch of its own but the graph's */
+                    bool replayed = launched[2] == 0 && launched[0] > 0;
+                    snprintf(name, sizeof name, "decode chunks %s, CUDA graphs: replayed", sampled ? "sampled" : "greedy");
+                    printf("%s %-44s launches per call %lld, %lld, %lld (eager, captured, replayed)\n", replayed ? "PASS" : "FAIL", name, launched[0], launched[1], launched[2]);
+                    replayed ? passes++ : failures++;
+                }
+                snprintf(name, sizeof name, "decode chunks, CUDA graphs: layer 1's K cache");
+                compare(name, kc3, (size_t)n_seq * max_len * kd, 1e-5);
+                for (Pair* z : {&emb, &cls, &ids, &sp, &uni, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
+            }
         }
         /* six early-exit steps of sequence 0 through ee_exit_steps, in two calls that continue one another: the 2-layer
          * table, an mlp head after layer 1 scored by a gate; the first call's 2 steps at threshold 0 (every step exits: its
@@ -909,18 +975,6 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
     }
     for (Pair* z : {&wq, &wk, &wv, &wo, &wg, &wu, &wd, &n1, &n2, &bq, &bk, &bv, &invf, &s, &p, &x, &kc, &vc, &xn, &res, &q, &k, &v, &att, &lse, &g, &u, &i1, &i2})
         free_pair(*z);
-}
-
-/* Launches (kernels, device copies, cuBLAS GEMMs) so far, when libeecuda is the CPU emulation (test/emu counts
- * them; the fake cuBLAS counts its GEMMs); -1 on a real GPU. */
-static long long emulated_launches() {
-    void* h = dlopen(gpu_path, RTLD_NOW | RTLD_NOLOAD);
-    auto kernels = h ? (long long (*)(void))dlsym(h, "ee_emu_launches") : nullptr;
-    if (!kernels) return -1;
-    const char* blas = getenv("EETUNE_CUBLAS");
-    void* b = blas && strcmp(blas, "none") ? dlopen(blas, RTLD_NOW | RTLD_NOLOAD) : nullptr;
-    auto gemms = b ? (long long (*)(void))dlsym(b, "ee_fake_cublas_gemms") : nullptr;
-    return kernels() + (gemms ? gemms() : 0);
 }
 
 /* The CUDA layer's fused steps (ee_gemm_group's one rounding of q/k/v's and gate/up's input, ee_rope_qk_kv) against
@@ -1035,7 +1089,7 @@ static void run_checks(bool small) {
         check_cross_entropy(9, 48, 301, 4, EE_BF16, 0);
         check_cross_entropy(9, 48, 301, 1000, EE_F32, 2);
         check_cross_entropy(1, 8, 1, 0, EE_F32, 0); /* one row, one word */
-        check_decoder_layer(2, 9, 3, 48, 4, 2, 12, 70, EE_F32, false);
+        check_decoder_layer(2, 17, 3, 48, 4, 2, 12, 70, EE_F32, false); /* room for 8 steps of 2 positions (decode chunks) */
         check_decoder_layer(0, 5, 10, 32, 2, 2, 16, 40, EE_F32, true);
         check_layer_fusions(2, 9, 1, 48, 4, 2, 12, 70);
         return;
@@ -1246,6 +1300,35 @@ static void run_bench() {
         }, 5);
         snprintf(rate, sizeof rate, "%.0f tok/s, %.0f GB/s of weights + K/V (%.0f%% of 4800)", 1.0 / t, bytes / t / 1e9, bytes / t / 4.8e12 * 100);
         rows.push_back({"decode pass 1.1B shape bf16, batch 1", t * 1e3, rate});
+        /* the same model decoding through ee_decode_steps (embedding, 22 layers, final norm, LM head, argmax; 16 steps a
+         * call at positions 1008..1023), eagerly and with EETUNE_CUDA_GRAPHS=1 (the plan's step captured once, then one
+         * graph launch a step): the launches' cost is the difference; both must choose the same tokens */
+        {
+            const int steps = 16;
+            std::vector<int64_t> table;
+            for (int l = 0; l < n_layers; l++)
+                for (void* ptr : {norm.p, w[l][0].p, w[l][1].p, w[l][2].p, w[l][3].p, (void*)0, (void*)0, (void*)0, norm.p, w[l][4].p, w[l][5].p, w[l][6].p, kc[l].p, vc[l].p})
+                    table.push_back((int64_t)(intptr_t)ptr);
+            std::vector<int32_t> positions(steps);
+            for (int i = 0; i < steps; i++) positions[i] = L - steps + i;
+            Buf first = upload(gpu, std::vector<int32_t>{1}), out = dev(steps * 4), sp = upload(gpu, positions), normed = dev((size_t)dim * 4);
+            auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
+            auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
+            std::vector<int64_t> plan = {addr(table.data()), n_layers, addr(lm.p), EE_BF16, addr(norm.p), addr(lm.p), EE_BF16, vocab, addr(first.p), addr(out.p),
+                addr(x.p), addr(res.p), addr(xn.p), addr(q.p), addr(k.p), addr(v.p), addr(att.p), addr(xn.p), addr(g.p), addr(u.p), addr(g.p), addr(normed.p),
+                addr(logits.p), EE_BF16, 1, L, addr(sb.p), addr(sp.p), addr(invf.p), 1, dim, heads, kvh, hd, hidden, 1, bits(1e-5f), bits(0.125f), 0, 0, 0};
+            std::vector<int32_t> tokens[2];
+            for (int graphs = 0; graphs < 2; graphs++) {
+                if (graphs) setenv("EETUNE_CUDA_GRAPHS", "1", 1);
+                double ts = time_it([&] { die_if(gpu.ee_decode_steps(plan.data(), steps), gpu, "bench: decode steps"); }, 3) / steps;
+                tokens[graphs] = download<int32_t>(out, steps);
+                unsetenv("EETUNE_CUDA_GRAPHS");
+                snprintf(rate, sizeof rate, "%.0f tok/s, %.0f GB/s (%.0f%% of 4800)", 1.0 / ts, bytes / ts / 1e9, bytes / ts / 4.8e12 * 100);
+                rows.push_back({graphs ? "decode steps 1.1B bf16 b1, CUDA graphs" : "decode steps 1.1B bf16 b1, eager", ts * 1e3, rate});
+            }
+            if (tokens[0] != tokens[1]) printf("FAIL bench: decode steps chose other tokens with CUDA graphs than eagerly\n"), failures++;
+            for (Buf* b : {&first, &out, &sp, &normed}) release(*b);
+        }
         for (auto& layer : w)
             for (Buf& b : layer) release(b);
         for (Buf& b : kc) release(b);

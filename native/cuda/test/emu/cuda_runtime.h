@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <functional>
+#include <tuple>
 
 struct dim3 {
     unsigned x, y, z;
@@ -25,7 +26,7 @@ struct dim3 {
 typedef struct ee_emu_stream* cudaStream_t;
 
 enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorInsufficientDriver = 35, cudaErrorNoDevice = 100,
-                   cudaErrorInvalidDevice = 101, cudaErrorNotReady = 600 };
+                   cudaErrorInvalidDevice = 101, cudaErrorNotReady = 600, cudaErrorStreamCaptureUnsupported = 900, cudaErrorStreamCaptureInvalidated = 901 };
 typedef cudaError_t cudaError;
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
@@ -49,7 +50,9 @@ extern dim3 ee_emu_grid, ee_emu_block, ee_emu_block_idx;
 void ee_emu_syncthreads(void);
 void ee_emu_syncwarp(void);
 void ee_emu_warp_exchange(uint64_t* value, int src_lane); /* all lanes of the warp: publish *value, read src_lane's */
-void ee_emu_launch(dim3 grid, dim3 block, std::function<void()> body);
+/* a kernel launch on `stream`: run now, or recorded while that stream captures a graph (work on another stream
+ * during a capture is refused, as the real runtime refuses the legacy stream then) */
+void ee_emu_launch(dim3 grid, dim3 block, std::function<void()> body, cudaStream_t stream = 0);
 
 #define threadIdx (ee_emu_current()->tid)
 #define blockIdx (ee_emu_block_idx)
@@ -114,6 +117,20 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream = 0);
 cudaError_t cudaMemset(void* dst, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream = 0);
+/* streams and graphs: work is done when its call returns, except on a stream that captures, where launches, async
+ * copies and memsets are recorded into the graph, in order, and replayed by cudaGraphLaunch */
+enum { cudaStreamDefault = 0, cudaStreamNonBlocking = 1 };
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
+typedef struct ee_emu_graph* cudaGraph_t;
+typedef struct ee_emu_graph* cudaGraphExec_t;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 /* for libeenccl (../../dist/nccl.cu): one device, and work is done when its call returns */
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaStreamQuery(cudaStream_t stream);

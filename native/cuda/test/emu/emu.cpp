@@ -84,8 +84,34 @@ void ee_emu_warp_exchange(uint64_t* value, int src_lane) {
 static long long launches;
 extern "C" __attribute__((visibility("default"))) long long ee_emu_launches(void) { return launches; }
 
-void ee_emu_launch(dim3 grid, dim3 block, std::function<void()> fn) {
+/* A graph: the recorded work, in order. While `capturing` is set, work on that stream is appended to `recording`. */
+struct ee_emu_graph {
+    std::vector<std::function<void()>> work;
+};
+static cudaStream_t capturing;
+static ee_emu_graph* recording;
+
+/* Work issued on `stream`: 0 to run it now; 1 when recorded (or refused: `last` then holds the error) */
+static int captured(cudaStream_t stream, std::function<void()> work) {
+    if (!capturing) return 0;
+    if (stream != capturing) { /* the real runtime invalidates the capture: the legacy stream during a capture */
+        last = cudaErrorStreamCaptureUnsupported;
+        recording = 0;
+        return 1;
+    }
+    if (recording) recording->work.push_back(std::move(work));
+    return 1;
+}
+
+static void run_launch(dim3 grid, dim3 block, std::function<void()> fn);
+
+void ee_emu_launch(dim3 grid, dim3 block, std::function<void()> fn, cudaStream_t stream) {
     launches++;
+    if (captured(stream, [=] { run_launch(grid, block, fn); })) return;
+    run_launch(grid, block, fn);
+}
+
+static void run_launch(dim3 grid, dim3 block, std::function<void()> fn) {
     const int n = (int)(block.x * block.y * block.z);
     if (n <= 0 || n > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
         fprintf(stderr, "emu: bad launch grid (%u, %u, %u) block (%u, %u, %u)\n", grid.x, grid.y, grid.z, block.x, block.y, block.z);
@@ -166,19 +192,77 @@ cudaError_t cudaFree(void* p) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
+    if (capturing) return cudaErrorStreamCaptureUnsupported; /* synchronous: not allowed while this thread captures */
     launches++;
     memmove(dst, src, bytes);
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) { return cudaMemcpy(dst, src, bytes, kind); }
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+    if (capturing && (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToHost)) return cudaErrorStreamCaptureUnsupported; /* not in our graphs */
+    launches++;
+    if (captured(stream, [=] { memmove(dst, src, bytes); })) return cudaGetLastError();
+    memmove(dst, src, bytes);
+    return cudaSuccess;
+}
 
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
+    if (capturing) return cudaErrorStreamCaptureUnsupported;
     memset(dst, value, bytes);
     return cudaSuccess;
 }
 
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+    if (captured(stream, [=] { memset(dst, value, bytes); })) return cudaGetLastError();
+    memset(dst, value, bytes);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
+    *stream = (cudaStream_t) new char;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+    delete (char*)stream;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+    if (!stream || capturing) return cudaErrorInvalidValue;
+    capturing = stream;
+    recording = new ee_emu_graph;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+    if (stream != capturing) return cudaErrorInvalidValue;
+    capturing = 0;
+    *graph = recording;
+    recording = 0;
+    return *graph ? cudaSuccess : cudaErrorStreamCaptureInvalidated;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+    *exec = new ee_emu_graph(*graph);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+    if (capturing) return cudaErrorStreamCaptureUnsupported;
+    for (auto& w : exec->work) w();
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+    delete exec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+    delete graph;
+    return cudaSuccess;
+}
 
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites a .cu file of libeecuda into C++ for the CPU emulation (see cuda_runtime.h beside this file):
-kernel<<<grid, block>>>(args); becomes ee_emu_launch(dim3(grid), dim3(block), [=]() { kernel(args); }) (and
+kernel<<<grid, block, shared, stream>>>(args); becomes ee_emu_launch(dim3(grid), dim3(block), a closure calling kernel with
+the args evaluated at the launch, stream) (and
 kernel<T><<<...>>> likewise, with its template arguments)."""
 import re
 import sys
@@ -44,7 +45,10 @@ def transform(src):
                     break
             k += 1
         args = src[j + 1:k]
-        out.append('ee_emu_launch(dim3(%s), dim3(%s), [=]() { %s(%s); })' % (cfg[0], cfg[1], m.group(1), args))
+        stream = cfg[3] if len(cfg) > 3 else '0'
+        # the arguments are evaluated at the launch, as CUDA copies them then: a graph replays the launch later
+        out.append('ee_emu_launch(dim3(%s), dim3(%s), [=, ee_args = std::make_tuple(%s)]() { std::apply([](auto... a) { %s(a...); }, ee_args); }, %s)'
+                   % (cfg[0], cfg[1], args, m.group(1), stream))
         i = k + 1
     text = ''.join(out)
     return re.sub(r'^\s*#pragma unroll.*$', '', text, flags=re.M)
