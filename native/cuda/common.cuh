@@ -106,6 +106,15 @@ int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, 
  * cuBLAS path with 16-bit B of one dtype A is rounded once for all of them instead of once per GEMM (one launch, not
  * `count`): the same bits as `count` ee_gemm calls. Takes ee_op_lock. */
 int ee_gemm_group(const ee_gemm_args* gs, int count);
+/* Where a layer's GEMMs will run on cuBLAS with 16-bit B of b_dtype: scratch for their f32 A of `elements` rounded to
+ * b_dtype, which the op writing A fills as it goes (ee_rmsnorm_rounded, ee_swiglu_rounded) instead of a cast launch;
+ * else 0. The caller holds ee_op_lock until ee_gemm_group_rounded has read it. */
+void* ee_gemm_rounded_input(int b_dtype, int64_t elements);
+/* ee_gemm_group of GEMMs (trans_a = 0, lda = k, f32 A) whose A is given already rounded to their B dtype in a16. */
+int ee_gemm_group_rounded(const ee_gemm_args* gs, int count, const void* a16);
+/* ee_rmsnorm_fwd and ee_swiglu_fwd writing also their output rounded to dtype16 into out16 (when out16 is not 0) */
+int ee_rmsnorm_rounded(float* out, float* inv_rms, const float* x, const float* w, int32_t rows, int32_t dim, float eps, void* out16, int dtype16);
+int ee_swiglu_rounded(float* out, const float* gate, const float* up, int64_t n, void* out16, int dtype16);
 /* B packed by ee_pack_panels, ee_pack_panels_f16, ee_pack_panels_bf16 or ee_pack_panels_i8 (b_dtype EE_F32_PANELS, EE_F16_PANELS, EE_BF16_PANELS or EE_I8_PANELS, f32 A, trans_a = 0, trans_b = 1, m <= EE_PANELS_MAX_M; checked by ee_gemm) */
 int ee_gemm_panels(const ee_gemm_args* g);
 /* 1 when GEMMs currently go through cuBLAS (so callers may prefer 16-bit operands), else 0. */

@@ -252,15 +252,24 @@ int ee_gemm_group(const ee_gemm_args* gs, int count) {
         return 0;
     }
     ee_gemm_args g = gs[0];
-    if (round_a(&g)) return 1;
+    return round_a(&g) || ee_gemm_group_rounded(gs, count, g.a);
+}
+
+int ee_gemm_group_rounded(const ee_gemm_args* gs, int count, const void* a16) {
+    ee_op_lock lock;
     for (int i = 0; i < count; i++) {
-        ee_gemm_args gi = gs[i];
-        gi.a = g.a;
-        gi.a_dtype = g.a_dtype;
-        gi.lda = g.lda;
-        if (cublas_gemm(gi)) return 1;
+        ee_gemm_args g = gs[i];
+        g.a = a16;
+        g.a_dtype = g.b_dtype;
+        g.lda = g.k;
+        if (cublas_gemm(g)) return 1;
     }
     return 0;
+}
+
+void* ee_gemm_rounded_input(int b_dtype, int64_t elements) {
+    if ((b_dtype != EE_BF16 && b_dtype != EE_F16) || !ee_gemm_uses_cublas()) return 0;
+    return ee_scratch(EE_SCRATCH_GEMM_A, (size_t)elements * 2);
 }
 
 EE_API int32_t ee_gemm(int32_t trans_a, int32_t trans_b, int32_t m, int32_t n, int32_t k, float alpha, const float* a, int32_t lda, const void* b, int32_t b_dtype, int32_t ldb, float beta, float* c, int32_t ldc) {

@@ -2,9 +2,10 @@
  * A whole decoder layer in one call (the CPU twin is cpu/layer.c): the composition of this library's ops, in the
  * order of ee_decoder_layer_fwd's contract, all queued on the one stream (each op validates and launches as when
  * called alone, so an index error is reported the same way, at the next synchronizing call). Decode at batch 1 is
- * bound by launches, not by the GPU (docs: native/cuda/NOTES.md), so q/k/v and gate/up round their shared input once
- * (ee_gemm_group) and RoPE with the cache writes is one kernel (ee_rope_qk_kv): 19 launches a layer instead of 25,
- * the same bits.
+ * bound by launches, not by the GPU (docs: native/cuda/NOTES.md), so on cuBLAS with 16-bit weights the norms and
+ * SwiGLU write their output rounded for the GEMMs that read it (q/k/v and gate/up sharing one copy: no cast launch),
+ * and RoPE with the cache writes is one kernel (ee_rope_qk_kv): 15 launches a layer instead of 25 (16 where the
+ * attention splits its keys), the same bits.
  */
 #include <stdlib.h>
 #include <vector>
@@ -27,13 +28,15 @@ EE_API int32_t ee_decoder_layer_fwd(const float* x, float* out, float* residual,
         return ee_fail("ee_decoder_layer_fwd: null pointer");
     const int32_t qd = n_heads * head_dim, kd = n_kv_heads * head_dim;
     const int64_t row_bytes = (int64_t)rows * dim * (int64_t)sizeof(float);
-    TRY(ee_rmsnorm_fwd(xn1, inv1, x, attn_norm, rows, dim, eps));
     TRY(ee_gemm_check_b("ee_decoder_layer_fwd", 0, 1, rows, dim, w_dtype, dim));
-    /* q, k, v (and below gate, up) read one normed A: rounded to the weights' dtype once for all of them */
+    ee_op_lock lock; /* a GEMM input's rounded copy in scratch is this call's until its GEMMs have read it */
+    /* q, k, v (and below gate, up) read one normed A: rounded to the weights' dtype once for all of them, by the norm */
+    void* a16 = ee_gemm_rounded_input(w_dtype, (int64_t)rows * dim);
+    TRY(ee_rmsnorm_rounded(xn1, inv1, x, attn_norm, rows, dim, eps, a16, w_dtype));
     const ee_gemm_args qkv[3] = {{0, 1, rows, qd, dim, 1.0f, xn1, EE_F32, dim, wq, w_dtype, dim, 0.0f, q, qd},
                                  {0, 1, rows, kd, dim, 1.0f, xn1, EE_F32, dim, wk, w_dtype, dim, 0.0f, k, kd},
                                  {0, 1, rows, kd, dim, 1.0f, xn1, EE_F32, dim, wv, w_dtype, dim, 0.0f, v, kd}};
-    TRY(ee_gemm_group(qkv, 3));
+    TRY(a16 ? ee_gemm_group_rounded(qkv, 3, a16) : ee_gemm_group(qkv, 3));
     if (bq) TRY(ee_add_bias(q, bq, rows, qd));
     if (bk) TRY(ee_add_bias(k, bk, rows, kd));
     if (bv) TRY(ee_add_bias(v, bv, rows, kd));
@@ -49,14 +52,17 @@ EE_API int32_t ee_feed_forward_fwd(const float* h, float* out, float* xn2, float
     if (rows == 0) return 0;
     if (!h || !out || !xn2 || !gate || !up || !act || !ffn_norm || !w_gate || !w_up || !w_down) return ee_fail("ee_feed_forward_fwd: null pointer");
     TRY(ee_gemm_check_b("ee_feed_forward_fwd", 0, 1, rows, dim, w_dtype, dim));
-    TRY(ee_rmsnorm_fwd(xn2, inv2, h, ffn_norm, rows, dim, eps));
+    ee_op_lock lock;
+    void* a16 = ee_gemm_rounded_input(w_dtype, (int64_t)rows * dim);
+    TRY(ee_rmsnorm_rounded(xn2, inv2, h, ffn_norm, rows, dim, eps, a16, w_dtype));
     const ee_gemm_args gate_up[2] = {{0, 1, rows, hidden, dim, 1.0f, xn2, EE_F32, dim, w_gate, w_dtype, dim, 0.0f, gate, hidden},
                                      {0, 1, rows, hidden, dim, 1.0f, xn2, EE_F32, dim, w_up, w_dtype, dim, 0.0f, up, hidden}};
-    TRY(ee_gemm_group(gate_up, 2));
-    TRY(ee_swiglu_fwd(act, gate, up, (int64_t)rows * hidden));
+    TRY(a16 ? ee_gemm_group_rounded(gate_up, 2, a16) : ee_gemm_group(gate_up, 2));
+    void* act16 = ee_gemm_rounded_input(w_dtype, (int64_t)rows * hidden); /* gate and up have read a16 (stream order) */
+    TRY(ee_swiglu_rounded(act, gate, up, (int64_t)rows * hidden, act16, w_dtype));
     if (out != h) TRY(ee_copy(out, h, (int64_t)rows * dim * (int64_t)sizeof(float), 0));
-    TRY(ee_gemm(0, 1, rows, dim, hidden, 1.0f, act, hidden, w_down, w_dtype, hidden, 1.0f, out, dim));
-    return 0;
+    const ee_gemm_args down = {0, 1, rows, dim, hidden, 1.0f, act, EE_F32, hidden, w_down, w_dtype, hidden, 1.0f, out, dim};
+    return act16 ? ee_gemm_group_rounded(&down, 1, act16) : ee_gemm(0, 1, rows, dim, hidden, 1.0f, act, hidden, w_down, w_dtype, hidden, 1.0f, out, dim);
 }
 
 EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_t count, const float* x, float* out, float* residual, float* xn1, float* inv1, float* q, float* k, float* v, float* att, float* lse, float* xn2, float* inv2, float* gate, float* up, float* act, int32_t w_dtype, int32_t write_kv, int32_t n_seq, int32_t max_len, const int32_t* row_seq, const int32_t* row_pos, const float* inv_freq, int32_t rows, int32_t dim, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t hidden, int32_t interleaved, float eps, float scale) {
@@ -67,7 +73,7 @@ EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_
 /* ---- decode steps replayed from a CUDA graph (EETUNE_CUDA_GRAPHS=1) --------------------------------------------
  *
  * Decode at batch 1 is bound by launches (NOTES.md: 3.5-5 us each against a few us of work), so a step can be
- * captured once as a graph and replayed: one launch instead of ~19 per layer. A graph holds fixed pointers, so the
+ * captured once as a graph and replayed: one launch instead of ~15 per layer. A graph holds fixed pointers, so the
  * step reads its ids, positions and uniforms from fixed buffers that a first kernel fills from the plan's arrays at
  * the step a device counter names, and a last kernel copies the chosen tokens out and advances the counter. The
  * graph is the plan's one step as ee_decode_steps_loop makes it (the same ops, the same order: the same tokens), kept

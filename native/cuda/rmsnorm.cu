@@ -3,8 +3,9 @@
 
 #define THREADS 256
 
-/* One block per row: inv = 1 / sqrt(mean(x^2) + eps); out = x * inv * w (out may alias x: the sum is taken first). */
-__global__ void rmsnorm_fwd_kernel(float* out, float* inv_rms, const float* x, const float* w, int dim, float eps) {
+/* One block per row: inv = 1 / sqrt(mean(x^2) + eps); out = x * inv * w (out may alias x: the sum is taken first);
+ * with out16 also out rounded to dtype16, as ee_cast_2d would round it (a layer's GEMMs then need no cast launch). */
+__global__ void rmsnorm_fwd_kernel(float* out, float* inv_rms, const float* x, const float* w, int dim, float eps, void* out16, int dtype16) {
     __shared__ double shared[32];
     const float* xr = x + (int64_t)blockIdx.x * dim;
     float* o = out + (int64_t)blockIdx.x * dim;
@@ -13,14 +14,22 @@ __global__ void rmsnorm_fwd_kernel(float* out, float* inv_rms, const float* x, c
     ss = ee_block_sum(ss, shared);
     float inv = (float)(1.0 / sqrt(ss / dim + eps));
     if (inv_rms && threadIdx.x == 0) inv_rms[blockIdx.x] = inv;
-    for (int j = threadIdx.x; j < dim; j += blockDim.x) o[j] = xr[j] * inv * w[j];
+    for (int j = threadIdx.x; j < dim; j += blockDim.x) {
+        const float y = xr[j] * inv * w[j];
+        o[j] = y;
+        if (out16) ee_store_f32(out16, dtype16, (int64_t)blockIdx.x * dim + j, y);
+    }
+}
+
+int ee_rmsnorm_rounded(float* out, float* inv_rms, const float* x, const float* w, int32_t rows, int32_t dim, float eps, void* out16, int dtype16) {
+    if (rows <= 0 || dim <= 0) return rows < 0 || dim < 0 ? ee_fail("ee_rmsnorm_fwd: negative size") : 0;
+    if (!out || !x || !w) return ee_fail("ee_rmsnorm_fwd: null pointer");
+    rmsnorm_fwd_kernel<<<rows, THREADS, 0, ee_stream()>>>(out, inv_rms, x, w, dim, eps, out16, dtype16);
+    return ee_launched("ee_rmsnorm_fwd");
 }
 
 EE_API int32_t ee_rmsnorm_fwd(float* out, float* inv_rms, const float* x, const float* w, int32_t rows, int32_t dim, float eps) {
-    if (rows <= 0 || dim <= 0) return rows < 0 || dim < 0 ? ee_fail("ee_rmsnorm_fwd: negative size") : 0;
-    if (!out || !x || !w) return ee_fail("ee_rmsnorm_fwd: null pointer");
-    rmsnorm_fwd_kernel<<<rows, THREADS, 0, ee_stream()>>>(out, inv_rms, x, w, dim, eps);
-    return ee_launched("ee_rmsnorm_fwd");
+    return ee_rmsnorm_rounded(out, inv_rms, x, w, rows, dim, eps, 0, 0);
 }
 
 /* dw partials: block (column tile, row chunk) sums dout * x * inv over its rows in row order. */

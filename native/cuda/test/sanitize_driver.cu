@@ -1044,12 +1044,13 @@ static void check_layer_fusions(int n_seq, int max_len, int rows, int dim, int h
         snprintf(name, sizeof name, "layer fusions bf16 rows %d%s", rows, biases ? " biases" : "");
         printf("%s %-44s %s\n", same ? "PASS" : "FAIL", name, same ? "the same bits as the ops one by one" : "differs from the ops one by one");
         same ? passes++ : failures++;
-        /* the launch budget of a layer without biases: 2 norms, 4 roundings and 7 GEMMs on cuBLAS, RoPE with the cache
-         * writes, attention and its combine, SwiGLU, 2 residual copies */
+        /* the launch budget of a layer without biases: 2 norms (writing the GEMMs' rounded input), 7 GEMMs and the
+         * rounding of attention's output on cuBLAS, RoPE with the cache writes, attention and its combine, SwiGLU, 2
+         * residual copies */
         if (!biases && fused.second >= 0) {
-            bool ok = fused.second <= 19;
+            bool ok = fused.second <= 16;
             snprintf(name, sizeof name, "layer launches rows %d", rows);
-            printf("%s %-44s %lld launches (the ops one by one: %lld; budget 19)\n", ok ? "PASS" : "FAIL", name, fused.second, plain.second);
+            printf("%s %-44s %lld launches (the ops one by one: %lld; budget 16)\n", ok ? "PASS" : "FAIL", name, fused.second, plain.second);
             ok ? passes++ : failures++;
         }
     }
