@@ -96,6 +96,7 @@ static int captured(cudaStream_t stream, std::function<void()> work) {
     if (!capturing) return 0;
     if (stream != capturing) { /* the real runtime invalidates the capture: the legacy stream during a capture */
         last = cudaErrorStreamCaptureUnsupported;
+        delete recording;
         recording = 0;
         return 1;
     }
