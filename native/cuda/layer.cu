@@ -101,7 +101,7 @@ __global__ void step_out_kernel(int32_t* out_ids, int32_t* counter, const int32_
 namespace {
 struct StepGraph {
     std::vector<int64_t> key;
-    int seen = 0, failed = 0;
+    int failed = 0;
     long long used = 0;
     cudaGraphExec_t exec = 0;
     void* buffers = 0; /* counter, ids, positions, tokens, uniforms */
@@ -165,7 +165,7 @@ int capture(StepGraph& g, const int64_t* plan) {
 /* The call through a graph: 0 done, 1 failed (error set), -1 not taken (the eager loop runs it). */
 static int32_t decode_steps_graph(const int64_t* plan, int32_t steps) {
     const char* env = getenv("EETUNE_CUDA_GRAPHS");
-    if (!env || strcmp(env, "1") != 0 || steps < 1 || !plan || plan[PLAN_ROWS] < 1 || !plan[PLAN_FIRST_IDS] || !plan[PLAN_OUT_IDS] || !plan[PLAN_ROW_POS]) return -1;
+    if (!env || strcmp(env, "1") != 0 || steps < 1 || !plan || plan[PLAN_ROWS] < 1 || plan[PLAN_N_LAYERS] < 0 || !plan[PLAN_FIRST_IDS] || !plan[PLAN_OUT_IDS] || !plan[PLAN_ROW_POS]) return -1;
     ee_op_lock lock;
     const std::vector<int64_t> key = graph_key(plan);
     StepGraph* g = 0;
