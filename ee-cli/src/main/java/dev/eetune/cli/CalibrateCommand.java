@@ -63,15 +63,16 @@ final class CalibrateCommand implements Callable<Integer> {
             List<int[]> timing = new ArrayList<>();
             for (int i = 0; i < Math.min(prompts, b.size()); i++) timing.add(Arrays.copyOf(b.get(i), Math.min(promptTokens, b.get(i).length)));
             if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing, r);
-            else {
-                ThresholdCalibration.WallClock s = ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats);
-                System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d rounds; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
-                    s.speedup(), s.min(), s.max(), repeats, s.fullTokensPerSecond(), s.tokensPerSecond(), timing.size(), maxTokens);
-            }
+            else printWallClock(ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats), timing.size());
             Path saved = ThresholdCalibration.save(file.toAbsolutePath().getParent(), r);
             System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");
         }
         return 0;
+    }
+
+    private void printWallClock(ThresholdCalibration.WallClock w, int promptCount) {
+        System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d rounds; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
+            w.speedup(), w.min(), w.max(), repeats, w.fullTokensPerSecond(), w.tokensPerSecond(), promptCount, maxTokens);
     }
 
     /** Every method calibrated at the same target, timed in one round-robin against the full model; {@code main}: the run's own method. */
@@ -79,15 +80,15 @@ final class CalibrateCommand implements Callable<Integer> {
         int n = ee.backbone().config().nLayers();
         ExitArchitecture[] archs = ee.heads().stream().map(ExitHead::architecture).toArray(ExitArchitecture[]::new);
         List<ThresholdCalibration.Result> results = new ArrayList<>();
+        int mainIndex = -1;
         for (ConfidenceMethod m : ConfidenceMethod.values()) {
             if (m.needsGates() && !ee.hasGates()) continue;
+            if (m == main.method()) mainIndex = results.size();
             results.add(m == main.method() ? main : ThresholdCalibration.calibrate(ee, ta, tb, m, st));
         }
         List<ThresholdCalibration.WallClock> walls = ThresholdCalibration.wallClockSpeedups(ee, timing, results.stream().map(ThresholdCalibration.Result::policy).toList(),
             maxTokens, repeats);
-        ThresholdCalibration.WallClock w = walls.get(results.indexOf(main));
-        System.out.printf(Locale.ROOT, "held-out wall-clock decode speed-up: %.3fx (min %.3f, max %.3f over %d rounds; full %.1f tok/s, early exit %.1f tok/s; %d prompts x %d tokens, batch 1)%n",
-            w.speedup(), w.min(), w.max(), repeats, w.fullTokensPerSecond(), w.tokensPerSecond(), timing.size(), maxTokens);
+        printWallClock(walls.get(mainIndex), timing.size());
         StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%n%-11s %9s %10s %10s %15s", "confidence", "TF-agree", "cost x", "wall x", "wall min..max"));
         for (CostProjection.Shape s : CostProjection.SHAPES) sb.append(String.format(Locale.ROOT, " %13s", s.name() + " x"));
         sb.append("   (held-out split; cost x = (N + final LM head) / layers per token, heads, scores and the final LM head counted; wall x: median over ")
