@@ -49,6 +49,21 @@ __device__ __forceinline__ void ee_report_index(ee_index_error* e, int kind, int
     }
 }
 
+/* The cell (seq * max_len + pos) of row r in a K/V cache, or -1 for a row outside it, reported once per row (by the
+ * thread passing `report`): ee_kv_write's check, shared by every kernel that writes the cache. */
+__device__ __forceinline__ int64_t ee_kv_cell(const int32_t* row_seq, const int32_t* row_pos, int64_t r, int n_seq, int max_len, ee_index_error* err, bool report) {
+    const int s = row_seq[r], p = row_pos[r];
+    if (s < 0 || s >= n_seq) {
+        if (report) ee_report_index(err, EE_BAD_KV_SEQ, r, s, n_seq);
+        return -1;
+    }
+    if (p < 0 || p >= max_len) {
+        if (report) ee_report_index(err, EE_BAD_KV_POS, r, p, max_len);
+        return -1;
+    }
+    return (int64_t)s * max_len + p;
+}
+
 /* ---- scratch and locking (runtime.cu) -------------------------------------------------------------------------- */
 
 /* Reusable device buffers, grown on demand and kept for the life of the process. Only valid while the caller holds
@@ -102,9 +117,8 @@ typedef struct {
 int ee_gemm_run(const ee_gemm_args* g);
 /* ee_gemm's checks of B's dtype and layout for `caller`: 0, or 1 with the failure recorded. */
 int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, int b_dtype, int ldb);
-/* The GEMMs of a layer that read one f32 A (q/k/v, gate/up), shapes and pointers valid as ee_gemm checks them. On the
- * cuBLAS path with 16-bit B of one dtype A is rounded once for all of them instead of once per GEMM (one launch, not
- * `count`): the same bits as `count` ee_gemm calls. Takes ee_op_lock. */
+/* The GEMMs of a layer, shapes and pointers valid as ee_gemm checks them, one after another (the CPU library's twin
+ * runs them in one parallel region). Takes ee_op_lock. */
 int ee_gemm_group(const ee_gemm_args* gs, int count);
 /* Where a layer's GEMMs will run on cuBLAS with 16-bit B of b_dtype: scratch for their f32 A of `elements` rounded to
  * b_dtype, which the op writing A fills as it goes (ee_rmsnorm_rounded, ee_swiglu_rounded) instead of a cast launch;

@@ -240,19 +240,9 @@ int ee_gemm_check_b(const char* caller, int trans_a, int trans_b, int m, int k, 
 
 int ee_gemm_group(const ee_gemm_args* gs, int count) {
     ee_op_lock lock;
-    bool shared = count > 1 && gemm_path != 2 && cublas_ready();
-    for (int i = 0; i < count && shared; i++) {
-        const ee_gemm_args& g = gs[i];
-        shared = g.a == gs[0].a && g.lda == gs[0].lda && g.m == gs[0].m && g.k == gs[0].k && g.trans_a == gs[0].trans_a && g.a_dtype == EE_F32 &&
-                 g.b_dtype == gs[0].b_dtype && (g.b_dtype == EE_BF16 || g.b_dtype == EE_F16) && g.m > 0 && g.n > 0 && g.k > 0 && g.alpha != 0.0f;
-    }
-    if (!shared) {
-        for (int i = 0; i < count; i++)
-            if (ee_gemm_run(&gs[i])) return 1;
-        return 0;
-    }
-    ee_gemm_args g = gs[0];
-    return round_a(&g) || ee_gemm_group_rounded(gs, count, g.a);
+    for (int i = 0; i < count; i++)
+        if (ee_gemm_run(&gs[i])) return 1;
+    return 0;
 }
 
 int ee_gemm_group_rounded(const ee_gemm_args* gs, int count, const void* a16) {

@@ -4,17 +4,23 @@
 
 #define THREADS 256
 
-/* One thread per (row, pair i): the angle and its sine/cosine in double (as the CPU library), applied to every head. */
+/* The rotation of pair i at position pos: the angle and its sine/cosine in double, as the CPU library computes them */
+__device__ __forceinline__ void rope_cos_sin(int pos, float inv_freq, double sign, float* c, float* s) {
+    double sn, cs;
+    sincos((double)pos * inv_freq, &sn, &cs);
+    *c = (float)cs;
+    *s = (float)(sign * sn);
+}
+
+/* One thread per (row, pair i), applied to every head. */
 __global__ void rope_kernel(float* x, const int32_t* pos, const float* inv_freq, int64_t rows, int n_heads, int head_dim, int interleaved, double sign) {
     const int half = head_dim / 2, stride = interleaved ? 2 : 1, partner = interleaved ? 1 : half;
     const int64_t width = (int64_t)n_heads * head_dim, total = rows * half;
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = t / half;
         int i = (int)(t - r * half);
-        double angle = (double)pos[r] * inv_freq[i];
-        double sn, cs;
-        sincos(angle, &sn, &cs);
-        float c = (float)cs, s = (float)(sign * sn);
+        float c, s;
+        rope_cos_sin(pos[r], inv_freq[i], sign, &c, &s);
         ee_rotate_heads(x + r * width + (int64_t)i * stride, n_heads, head_dim, partner, c, s);
     }
 }
@@ -40,22 +46,15 @@ __global__ void rope_qk_kv_kernel(float* q, float* k, const float* v, float* k_c
     for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total; t += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = t / half;
         int i = (int)(t - r * half);
-        const int p = pos[r];
-        double angle = (double)p * inv_freq[i];
-        double sn, cs;
-        sincos(angle, &sn, &cs);
-        float c = (float)cs, s = (float)sn;
+        float c, s;
+        rope_cos_sin(pos[r], inv_freq[i], 1.0, &c, &s);
         const int64_t first = (int64_t)i * stride;
         ee_rotate_heads(q + r * q_width + first, n_heads, head_dim, partner, c, s);
         ee_rotate_heads(k + r * kv_width + first, n_kv_heads, head_dim, partner, c, s);
         if (!write_kv) continue;
-        const int sq = row_seq[r];
-        if (sq < 0 || sq >= n_seq) {
-            if (i == 0) ee_report_index(err, EE_BAD_KV_SEQ, r, sq, n_seq);
-        } else if (p < 0 || p >= max_len) {
-            if (i == 0) ee_report_index(err, EE_BAD_KV_POS, r, p, max_len);
-        } else {
-            const int64_t dst = ((int64_t)sq * max_len + p) * kv_width + first, src = r * kv_width + first;
+        const int64_t cell = ee_kv_cell(row_seq, pos, r, n_seq, max_len, err, i == 0);
+        if (cell >= 0) {
+            const int64_t dst = cell * kv_width + first, src = r * kv_width + first;
             for (int h = 0; h < n_kv_heads; h++) {
                 const int64_t o = (int64_t)h * head_dim;
                 k_cache[dst + o] = k[src + o];

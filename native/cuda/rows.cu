@@ -6,14 +6,8 @@
 /* A row outside the cache is not written and is recorded for the next synchronizing call. */
 __global__ void kv_write_kernel(float* cache, const float* src, const int32_t* row_seq, const int32_t* row_pos, int64_t rows, int width, int n_seq, int max_len, ee_index_error* err) {
     ee_for_row_elements(rows, width, [&](int64_t i, int64_t r, int j) {
-        const int s = row_seq[r], p = row_pos[r];
-        if (s < 0 || s >= n_seq) {
-            if (j == 0) ee_report_index(err, EE_BAD_KV_SEQ, r, s, n_seq);
-        } else if (p < 0 || p >= max_len) {
-            if (j == 0) ee_report_index(err, EE_BAD_KV_POS, r, p, max_len);
-        } else {
-            cache[((int64_t)s * max_len + p) * width + j] = src[i];
-        }
+        const int64_t cell = ee_kv_cell(row_seq, row_pos, r, n_seq, max_len, err, j == 0);
+        if (cell >= 0) cache[cell * width + j] = src[i];
     });
 }
 
