@@ -436,21 +436,98 @@ public final class Ops {
                              Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
                              Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved, float eps, float scale,
                              Tensor uniforms, float temperature, float topP) {
+        if (steps < 0) throw new IllegalArgumentException("decodeSteps: " + steps + " steps");
+        if (outIds.size() != (long) steps * rows(x)) fail("decodeSteps", "outIds and rowPos must be [steps, rows] for " + steps + " steps", x, outIds);
+        prepareDecodeSteps(table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits, rowSeq,
+            rowPos, invFreq, interleaved, eps, scale, uniforms, temperature, topP).run(steps);
+    }
+
+    /**
+     * {@link #decodeSteps}' arguments checked and laid out once, for any number of chunks of up to outIds' size / rows
+     * steps ({@link DecodeStepsCall#run}; the caller writes firstIds, rowSeq, rowPos and the uniforms before each run).
+     */
+    public DecodeStepsCall prepareDecodeSteps(LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
+                                              Tensor outIds, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate,
+                                              Tensor up, Tensor act, Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved,
+                                              float eps, float scale, Tensor uniforms, float temperature, float topP) {
         String op = "decodeSteps";
-        if (steps < 0) throw new IllegalArgumentException(op + ": " + steps + " steps");
         int rows = rows(x);
-        if (firstIds.size() != rows || outIds.size() != (long) steps * rows || rowPos.size() != (long) steps * rows) {
-            fail(op, "firstIds must be [rows], outIds and rowPos [steps, rows] for " + steps + " steps", x, firstIds, outIds, rowPos);
+        long room = outIds.size();
+        if (firstIds.size() != rows || room % rows != 0 || rowPos.size() != room) {
+            fail(op, "firstIds must be [rows], outIds and rowPos [steps, rows]", x, firstIds, outIds, rowPos);
         }
-        if (uniforms != null && uniforms.size() != (long) steps * rows) fail(op, "uniforms must be [steps, rows] for " + steps + " steps", x, uniforms);
+        if (uniforms != null && uniforms.size() != room) fail(op, "uniforms must be [steps, rows] as outIds", x, outIds, uniforms);
         if (normed.size() != (long) rows * cols(x) || logits.size() != (long) rows * embedding.dim(0)) fail(op, "normed must be [rows, dim] and logits [rows, vocab]", normed, logits);
         java.nio.ByteBuffer plan = decodePlan(op, table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act,
             normed, logits, rowSeq, rowPos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, rows);
-        try {
-            check(op, this.k.ee_decode_steps(backend.host().address(plan), steps));
-        } finally {
-            java.lang.ref.Reference.reachabilityFence(plan);
+        return new DecodeStepsCall(rows, (int) (room / rows), new LayerTable[] {table}, held(embedding, finalNorm, classifier, firstIds, outIds, x, residual, xn1, q, k, v,
+            att, xn2, gate, up, act, normed, logits, rowSeq, rowPos, invFreq, uniforms), plan);
+    }
+
+    /**
+     * A native call prepared once for many runs (the chunks of a generation): the tensors and layer tables its host
+     * tables point into, checked to be open again on each run so that a run after any was closed fails instead of
+     * reading freed memory. Not thread-safe: one caller's, like the scratch tensors it writes.
+     */
+    public abstract class PreparedCall {
+        private final LayerTable[] tables;
+        private final Tensor[] tensors;
+
+        private PreparedCall(LayerTable[] tables, Tensor[] tensors) {
+            this.tables = tables;
+            this.tensors = tensors;
         }
+
+        /** Whether every tensor and layer table this call points into is still open (else a run fails: prepare another). */
+        public boolean isOpen() {
+            for (Tensor t : tensors) if (t.isClosed()) return false;
+            for (LayerTable t : tables) if (!t.isOpen()) return false;
+            return true;
+        }
+
+        void checkOpen() {
+            for (LayerTable t : tables) t.checkOpen(0, t.layers());
+            for (Tensor t : tensors) t.address(); // throws once closed
+        }
+
+        int tensorCount() { return tensors.length; }
+    }
+
+    private static Tensor[] held(Tensor... ts) {
+        return java.util.Arrays.stream(ts).filter(java.util.Objects::nonNull).toArray(Tensor[]::new);
+    }
+
+    /** An ee_decode_steps call prepared by {@link #prepareDecodeSteps}. */
+    public final class DecodeStepsCall extends PreparedCall {
+        private final int rows, maxSteps;
+        private final java.nio.ByteBuffer plan;
+
+        private DecodeStepsCall(int rows, int maxSteps, LayerTable[] tables, Tensor[] tensors, java.nio.ByteBuffer plan) {
+            super(tables, tensors);
+            this.rows = rows;
+            this.maxSteps = maxSteps;
+            this.plan = plan;
+        }
+
+        /** The rows (sequences) each step feeds. */
+        public int rows() { return rows; }
+
+        /** The most steps a run may take. */
+        public int maxSteps() { return maxSteps; }
+
+        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #decodeSteps} does. */
+        public void run(int steps) {
+            if (steps < 0 || steps > maxSteps) throw new IllegalArgumentException("decodeSteps: " + steps + " steps, this call holds 0.." + maxSteps);
+            checkOpen();
+            try {
+                check("decodeSteps", k.ee_decode_steps(backend.host().address(plan), steps));
+            } finally {
+                java.lang.ref.Reference.reachabilityFence(this); // its host tables, which the library reads
+            }
+        }
+
+        @Override
+        public String toString() { return "DecodeStepsCall[" + rows + " rows, up to " + maxSteps + " steps, " + tensorCount() + " tensors, " + backend.name() + "]"; }
     }
 
     /**
@@ -532,32 +609,48 @@ public final class Ops {
      * is updated, state[2] being the steps run (fewer than {@code steps} where a pass would exceed capacity rows);
      * {@code record} receives {@link #EXIT_RECORD} values per step (eetune.h). {@code states} [maxLen, dim] are the
      * sequence's kept hidden states; pos I32 [capacity], score F32 [2], chosen I32 [1], pre and z F32 [1, dim] scratch;
-     * outIds and uniforms (null: greedy) [steps]; normed and logits [1, dim] and [1, vocab].
+     * outIds and uniforms (null: greedy) [steps]; normed and logits [1, dim] and [1, vocab]. The same as
+     * {@link #prepareExitSteps} with outIds and uniforms of {@code steps} values, then {@link ExitStepsCall#run}.
      */
     public void exitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
                           int steps, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
                           Tensor normed, Tensor logits, Tensor rowSeq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale, Tensor uniforms,
                           float temperature, float topP, ExitMethod method, java.util.List<ExitStep> exits, int seq, Tensor states, int[] state, int[] record,
                           Tensor score, Tensor chosen, Tensor pre, Tensor z) {
+        if (steps < 0) throw new IllegalArgumentException("exitSteps: " + steps + " steps");
+        if (outIds.size() != steps) fail("exitSteps", "outIds and uniforms must be [steps] for " + steps + " steps", x, outIds);
+        prepareExitSteps(tablesByRows, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits,
+            rowSeq, pos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, method, exits, seq, states, score, chosen, pre, z).run(steps, state, record);
+    }
+
+    /**
+     * {@link #exitSteps}' arguments checked and laid out in host tables once, for any number of chunks of up to
+     * outIds' size steps ({@link ExitStepsCall#run}): the caller writes firstIds (and the uniforms) before each run. On
+     * a cold JVM this Java, run interpreted, cost ~0.1-0.2 ms a chunk and the layer tables' lookups up to 2 ms on the
+     * first chunk, against a stories260K step's ~25 us.
+     */
+    public ExitStepsCall prepareExitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
+                                          Tensor outIds, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up,
+                                          Tensor act, Tensor normed, Tensor logits, Tensor rowSeq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale,
+                                          Tensor uniforms, float temperature, float topP, ExitMethod method, java.util.List<ExitStep> exits, int seq, Tensor states,
+                                          Tensor score, Tensor chosen, Tensor pre, Tensor z) {
         String op = "exitSteps";
         int capacity = rows(x);
         if (tablesByRows.length != capacity + 1) throw new IllegalArgumentException(op + ": " + tablesByRows.length + " tables for passes of 0 .. " + capacity + " rows");
+        java.util.List<LayerTable> distinct = new java.util.ArrayList<>();
         for (int r = 1; r <= capacity; r++) {
             if (r > 1 && tablesByRows[r] == tablesByRows[r - 1]) continue; // checked
             if (!tablesByRows[r].shape.sameModel(tablesByRows[1].shape)) throw new IllegalArgumentException(op + ": the table for " + r + " rows is " + tablesByRows[r].shape + ", for 1 row " + tablesByRows[1].shape);
             tablesByRows[r].checkOpen(0, tablesByRows[r].layers());
             if (tablesByRows[r].layers() != tablesByRows[1].layers()) throw new IllegalArgumentException(op + ": the table for " + r + " rows has " + tablesByRows[r].layers() + " layers, not " + tablesByRows[1].layers());
+            if (!distinct.contains(tablesByRows[r])) distinct.add(tablesByRows[r]);
         }
         LayerShape shape = tablesByRows[1].shape;
-        int dim = shape.dim(), layers = tablesByRows[1].layers(), maxLen = shape.maxLen();
-        if (steps < 0) throw new IllegalArgumentException(op + ": " + steps + " steps");
-        if (firstIds.size() != 1 || outIds.size() != steps || pos.size() != capacity || (uniforms != null && uniforms.size() != steps)) {
-            fail(op, "firstIds must be [1], outIds and uniforms [steps], pos [capacity] for " + steps + " steps", x, firstIds, outIds, pos);
+        int dim = shape.dim(), layers = tablesByRows[1].layers(), maxLen = shape.maxLen(), maxSteps = (int) outIds.size();
+        if (firstIds.size() != 1 || pos.size() != capacity || (uniforms != null && uniforms.size() != maxSteps)) {
+            fail(op, "firstIds must be [1], outIds and uniforms [steps], pos [capacity]", x, firstIds, outIds, pos);
         }
         if (seq < 0 || seq >= shape.sequences()) throw new IllegalArgumentException(op + ": sequence " + seq + " of " + shape.sequences());
-        if (state.length != 3 + maxLen || record.length < steps * EXIT_RECORD) {
-            throw new IllegalArgumentException(op + ": state must hold 3 + max_len = " + (3 + maxLen) + " values, record " + EXIT_RECORD + " per step");
-        }
         mine(op, states, score, chosen, pre, z);
         if (normed.size() != dim || logits.size() != embedding.dim(0)) fail(op, "normed must be [1, dim] and logits [1, vocab]", normed, logits);
         f32(op, states, score, pre, z);
@@ -576,12 +669,14 @@ public final class Ops {
             tables[2 * r + 1] = tablesByRows[r].shape.wDtype();
         }
         java.nio.ByteBuffer tableBuf = longs(tables);
-        java.nio.ByteBuffer stateBuf = ints(state), recordBuf = ints(new int[steps * EXIT_RECORD]), posHost = ints(new int[capacity]), zHost = ints(new int[dim]);
+        java.nio.ByteBuffer stateBuf = ints(new int[3 + maxLen]), recordBuf = ints(new int[maxSteps * EXIT_RECORD]), posHost = ints(new int[capacity]), zHost = ints(new int[dim]);
         long[] fields = new long[EXIT_PLAN_HEADER + exits.size() * EXIT_PLAN_FIELDS];
         long[] header = {exits.size(), method.ordinal(), seq, capacity, backend.host().address(tableBuf), backend.host().address(stateBuf), states.address(),
             backend.host().address(recordBuf), pos.address(), backend.host().address(posHost), score.address(), chosen.address(), pre.address(), z.address(),
             backend.host().address(zHost)};
         System.arraycopy(header, 0, fields, 0, EXIT_PLAN_HEADER);
+        java.util.List<Tensor> held = new java.util.ArrayList<>(java.util.Arrays.asList(embedding, finalNorm, classifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2,
+            gate, up, act, normed, logits, rowSeq, pos, invFreq, uniforms, states, score, chosen, pre, z));
         int before = 0;
         for (int i = 0; i < exits.size(); i++) {
             ExitStep e = exits.get(i);
@@ -622,19 +717,61 @@ public final class Ops {
                 addr(e.gateB()), e.gateW1() == null ? 0 : e.gateW1().dim(0), Float.floatToRawIntBits(e.gateEps()), Float.floatToRawIntBits(e.tau()),
                 Float.floatToRawIntBits(e.confirm()), e.screen() == null ? 0 : e.screen().bytes().address(), addr(e.radius()), Float.floatToRawIntBits(e.screenMargin())};
             System.arraycopy(f, 0, fields, EXIT_PLAN_HEADER + i * EXIT_PLAN_FIELDS, EXIT_PLAN_FIELDS);
+            held.addAll(java.util.Arrays.asList(e.headNorm(), e.ffnNorm(), e.wGate(), e.wUp(), e.wDown(), e.lmHead(), e.gateW1(), e.gateB1(), e.gateW(), e.gateB(), e.radius(),
+                e.screen() == null ? null : e.screen().bytes()));
         }
-        java.nio.ByteBuffer exitPlan = longs(fields);
-        try {
-            check(op, this.k.ee_exit_steps(backend.host().address(plan), backend.host().address(exitPlan), steps));
-            stateBuf.asIntBuffer().get(state);
-            recordBuf.asIntBuffer().get(record, 0, steps * EXIT_RECORD);
-        } finally {
-            java.lang.ref.Reference.reachabilityFence(plan);
-            java.lang.ref.Reference.reachabilityFence(exitPlan);
-            java.lang.ref.Reference.reachabilityFence(tableBuf);
-            java.lang.ref.Reference.reachabilityFence(posHost);
-            java.lang.ref.Reference.reachabilityFence(zHost);
+        return new ExitStepsCall(seq, maxSteps, maxLen, distinct.toArray(new LayerTable[0]), held(held.toArray(new Tensor[0])), plan, longs(fields), tableBuf, stateBuf,
+            recordBuf, posHost, zHost);
+    }
+
+    /** An ee_exit_steps call prepared by {@link #prepareExitSteps}. */
+    public final class ExitStepsCall extends PreparedCall {
+        private final int seq, maxSteps, maxLen;
+        private final java.nio.ByteBuffer plan, exitPlan, stateBuf, recordBuf;
+        @SuppressWarnings("unused") // held: the plan points at them
+        private final java.nio.ByteBuffer tableBuf, posHost, zHost;
+
+        private ExitStepsCall(int seq, int maxSteps, int maxLen, LayerTable[] tables, Tensor[] tensors, java.nio.ByteBuffer plan, java.nio.ByteBuffer exitPlan,
+                              java.nio.ByteBuffer tableBuf, java.nio.ByteBuffer stateBuf, java.nio.ByteBuffer recordBuf, java.nio.ByteBuffer posHost, java.nio.ByteBuffer zHost) {
+            super(tables, tensors);
+            this.seq = seq;
+            this.maxSteps = maxSteps;
+            this.maxLen = maxLen;
+            this.plan = plan;
+            this.exitPlan = exitPlan;
+            this.tableBuf = tableBuf;
+            this.stateBuf = stateBuf;
+            this.recordBuf = recordBuf;
+            this.posHost = posHost;
+            this.zHost = zHost;
         }
+
+        /** The sequence whose steps this call runs. */
+        public int sequence() { return seq; }
+
+        /** The most steps a run may take (outIds' size). */
+        public int maxSteps() { return maxSteps; }
+
+        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #exitSteps} does, updating {@code state} and writing {@code record}. */
+        public void run(int steps, int[] state, int[] record) {
+            String op = "exitSteps";
+            if (steps < 0 || steps > maxSteps) throw new IllegalArgumentException(op + ": " + steps + " steps, this call holds 0.." + maxSteps);
+            if (state.length != 3 + maxLen || record.length < steps * EXIT_RECORD) {
+                throw new IllegalArgumentException(op + ": state must hold 3 + max_len = " + (3 + maxLen) + " values, record " + EXIT_RECORD + " per step");
+            }
+            checkOpen();
+            stateBuf.asIntBuffer().put(state);
+            try {
+                check(op, k.ee_exit_steps(backend.host().address(plan), backend.host().address(exitPlan), steps));
+                stateBuf.asIntBuffer().get(state);
+                recordBuf.asIntBuffer().get(record, 0, steps * EXIT_RECORD);
+            } finally {
+                java.lang.ref.Reference.reachabilityFence(this); // its host tables, which the library reads
+            }
+        }
+
+        @Override
+        public String toString() { return "ExitStepsCall[sequence " + seq + ", up to " + maxSteps + " steps, " + tensorCount() + " tensors, " + backend.name() + "]"; }
     }
 
     /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_RECORD. */
@@ -710,6 +847,11 @@ public final class Ops {
 
         private void checkOpen(int from, int to) {
             for (int l = from; l < to; l++) for (Tensor t : tensors[l]) if (t != null) t.address(); // throws once closed
+        }
+
+        private boolean isOpen() {
+            for (Tensor[] layer : tensors) for (Tensor t : layer) if (t != null && t.isClosed()) return false;
+            return true;
         }
 
         @Override

@@ -356,15 +356,15 @@ public final class EarlyExitGenerator implements Decoder {
         long t0 = System.nanoTime(), tFirst = 0, screened0 = screenedHeadRows;
         model.prepareDecode(batch.size()); // in the time to the first token
         headsPacked = packHeads(batch.size());
+        decodeCall = null;
+        exitCall = null;
         headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
         if (exitSteps != null && headsScreened) exitSteps = screened(exitSteps);
-        if (exitSteps != null && !exitStepsPrepared) { // the call's one-time costs before the first token
-            nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0);
-            exitStepsPrepared = true;
-        }
+        if (exitSteps != null) nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0); // the call's one-time costs before the first token
+
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
@@ -424,15 +424,24 @@ public final class EarlyExitGenerator implements Decoder {
     private boolean inNativeChunks(GenerationConfig cfg, int rows) { return !cfg.isGreedy() || !model.screens(rows); }
 
     /**
-     * The native steps' buffers and a call of no steps over {@code rows} rows, so that the call's
-     * one-time costs (binding the native function: 2-5 ms on a cold JVM) go to the time to the first token, as the
-     * packing of {@link LlamaModel#prepareDecode} does, not to the decode rate.
+     * The native steps' buffers and their prepared call over {@code rows} rows, run for no steps, so that the call's
+     * one-time costs (binding the native function: 2-5 ms on a cold JVM; the checks and tables) go to the time to the
+     * first token, as the packing of {@link LlamaModel#prepareDecode} does, not to the decode rate.
      */
     private void prepareNativeSteps(int rows, GenerationConfig cfg) {
-        allocateStepBuffers();
-        ensure(rows);
-        model.decodeSteps(stepIds.slice(0, rows), stepOut.slice(0, 0), 0, stepSeq.slice(0, rows), stepPos.slice(0, 0), cfg.isGreedy() ? null : stepUniforms.slice(0, 0),
-            cfg.temperature(), cfg.topP(), cache, ws, xa, normed, logits);
+        decodeCall(rows, cfg).run(0);
+    }
+
+    /** The chunks' prepared call over {@code rows} rows for this generation, made where the rows changed or a wider pass regrew the scratch. */
+    private Ops.DecodeStepsCall decodeCall(int rows, GenerationConfig cfg) {
+        if (decodeCall == null || decodeCall.rows() != rows || !decodeCall.isOpen()) {
+            allocateStepBuffers();
+            ensure(rows);
+            int room = CHUNK_MAX_STEPS * rows;
+            decodeCall = model.prepareDecodeSteps(stepIds.slice(0, rows), stepOut.slice(0, room), stepSeq.slice(0, rows), stepPos.slice(0, room),
+                cfg.isGreedy() ? null : stepUniforms.slice(0, room), cfg.temperature(), cfg.topP(), cache, ws, xa, normed, logits);
+        }
+        return decodeCall;
     }
 
     private void allocateStepBuffers() {
@@ -467,12 +476,15 @@ public final class EarlyExitGenerator implements Decoder {
                 if (u != null) u[t * m + i] = nextTokenUniform(cfg, s, p + t + 1); // the sequence's length when step t chooses
             }
         }
-        ensure(m);
-        Tensor out = stepOut.slice(0, steps * m);
+        Ops.DecodeStepsCall call = decodeCall(m, cfg);
+        stepIds.slice(0, m).copyFrom(ids);
+        stepSeq.slice(0, m).copyFrom(live);
+        stepPos.slice(0, steps * m).copyFrom(pos);
+        if (u != null) stepUniforms.slice(0, steps * m).copyFrom(u);
         long t0 = System.nanoTime();
-        model.decodeSteps(stepIds.slice(0, m).copyFrom(ids), out, steps, stepSeq.slice(0, m).copyFrom(live), stepPos.slice(0, steps * m).copyFrom(pos),
-            u == null ? null : stepUniforms.slice(0, steps * m).copyFrom(u), cfg.temperature(), cfg.topP(), cache, ws, xa, normed, logits);
+        call.run(steps);
         long nanos = (System.nanoTime() - t0) / steps;
+        Tensor out = stepOut.slice(0, steps * m);
         int[] tokens = out.toIntArray();
         counters.rowLayers += (long) steps * m * layers;
         for (int t = 0; t < steps; t++) {
@@ -489,7 +501,9 @@ public final class EarlyExitGenerator implements Decoder {
     /** The most rows a pass of a native early-exit chunk holds (the newest row and the pending ones: a prompt the prefill left pending, too). */
     private static final int EXIT_CHUNK_ROWS = 64;
     private Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
-    private boolean exitStepsPrepared;
+    /** The native chunks' prepared calls of this generation (plain: its rows and sampling; early exit: its exits, sampling and sequence). */
+    private Ops.DecodeStepsCall decodeCall;
+    private Ops.ExitStepsCall exitCall;
     private double[] exitHeadLayers, exitScoreLayers; // per exit of the plan: a head evaluation's and a score's cost in layers (the Stats' head layers)
     private Tensor exitSeq, exitPos, exitScore, exitChosen, exitPre, exitZ; // the native early-exit chunks' buffers, made on first use
     private final int[] exitState; // complete length, length, steps run, then layers done per position
@@ -556,7 +570,8 @@ public final class EarlyExitGenerator implements Decoder {
      * {@link #EXIT_CHUNK_ROWS}; then this returns 0 and the step goes through {@link #pass}. Otherwise returns the
      * chunk's time per step. As in {@link #nativeSteps}, a stop token inside the chunk ends the sequence there.
      * {@code most} = 0 makes a call of no steps before the prefill, so that the call's one-time costs (binding the
-     * native function, the layer tables, the buffers) go to the time to the first token.
+     * native function, the layer tables, the buffers, the prepared call the chunks reuse) go to the time to the first
+     * token.
      */
     private long nativeExitSteps(int s, List<Ops.ExitStep> exitPlan, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted,
                                  int[][] layersOut, int most) {
@@ -574,18 +589,25 @@ public final class EarlyExitGenerator implements Decoder {
             exitPre = scope.allocate(DType.F32, 1, config.dim());
             exitZ = scope.allocate(DType.F32, 1, config.dim());
         }
-        int[] seqs = new int[cap];
-        Arrays.fill(seqs, s);
-        float[] u = cfg.isGreedy() ? null : new float[steps];
-        if (u != null) for (int t = 0; t < steps; t++) u[t] = nextTokenUniform(cfg, s, len + t); // the sequence's length when step t chooses
+        if (exitCall == null || exitCall.sequence() != s || !exitCall.isOpen()) { // once per generation and sequence (and after a wider Java pass regrew the scratch)
+            int[] seqs = new int[cap];
+            Arrays.fill(seqs, s);
+            exitCall = model.prepareExitSteps(stepIds.slice(0, 1), stepOut.slice(0, CHUNK_MAX_STEPS), exitSeq.slice(0, cap).copyFrom(seqs), exitPos.slice(0, cap),
+                cfg.isGreedy() ? null : stepUniforms.slice(0, CHUNK_MAX_STEPS), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits, exitMethod(),
+                exitPlan, s, states.slice(s * maxLen, (s + 1) * maxLen), exitScore, exitChosen, exitPre, exitZ);
+        }
+        if (!cfg.isGreedy()) {
+            float[] u = new float[steps];
+            for (int t = 0; t < steps; t++) u[t] = nextTokenUniform(cfg, s, len + t); // the sequence's length when step t chooses
+            stepUniforms.slice(0, steps).copyFrom(u);
+        }
         exitState[0] = fed[s];
         exitState[1] = len;
         System.arraycopy(doneLayers[s], 0, exitState, 3, maxLen);
         if (exitRecord.length < steps * Ops.EXIT_RECORD) exitRecord = new int[CHUNK_MAX_STEPS * Ops.EXIT_RECORD];
         long t0 = System.nanoTime();
-        model.exitSteps(stepIds.slice(0, 1).copyFrom(new int[] {batch.token(s, len - 1)}), stepOut.slice(0, steps), steps, exitSeq.slice(0, cap).copyFrom(seqs),
-            exitPos.slice(0, cap), u == null ? null : stepUniforms.slice(0, steps).copyFrom(u), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits,
-            exitMethod(), exitPlan, s, states.slice(s * maxLen, (s + 1) * maxLen), exitState, exitRecord, exitScore, exitChosen, exitPre, exitZ);
+        stepIds.slice(0, 1).copyFrom(new int[] {batch.token(s, len - 1)});
+        exitCall.run(steps, exitState, exitRecord);
         int ran = exitState[2];
         nativeExitStepsRun += ran;
         if (ran == 0 || most == 0) return 0;

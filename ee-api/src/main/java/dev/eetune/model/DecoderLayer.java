@@ -71,29 +71,29 @@ public final class DecoderLayer {
     }
 
     /**
-     * {@code steps} decode steps over all of {@code table}'s layers in one native call ({@link Ops#decodeSteps}): the
+     * Decode steps over all of {@code table}'s layers prepared for native calls ({@link Ops#prepareDecodeSteps}): the
      * embedding of {@code firstIds} (then of each step's tokens), the layers writing K/V at {@code rowPos[t]}, the final
      * norm, the classifier and the next tokens into {@code outIds[t]} (greedy where {@code uniforms} is null, else
      * sampled with them); {@code a}, {@code normed} and {@code logits} are scratch.
      */
-    public void decodeSteps(Ops.LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
-                            int steps, Tensor x, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP, LayerActivations a, Tensor normed,
-                            Tensor logits) {
-        x.backend().ops().decodeSteps(table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, steps, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(),
+    public Ops.DecodeStepsCall prepareDecodeSteps(Ops.LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
+                                                  Tensor outIds, Tensor x, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP, LayerActivations a,
+                                                  Tensor normed, Tensor logits) {
+        return x.backend().ops().prepareDecodeSteps(table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(),
             a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, rowPos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP);
     }
 
     /**
-     * Early-exit decode steps of one sequence in one native call ({@link Ops#exitSteps}), passes of r rows over
-     * {@code tablesByRows[r]}; {@code a} (for x's rows), {@code normed} and {@code logits} are scratch.
+     * Early-exit decode steps of one sequence prepared for native calls ({@link Ops#prepareExitSteps}), passes of r
+     * rows over {@code tablesByRows[r]}; {@code a} (for x's rows), {@code normed} and {@code logits} are scratch.
      */
-    public void exitSteps(Ops.LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
-                          int steps, Tensor x, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, LayerActivations a, Tensor normed, Tensor logits,
-                          Ops.ExitMethod method, java.util.List<Ops.ExitStep> exits, int seq, Tensor states, int[] state, int[] record, Tensor score, Tensor chosen, Tensor pre,
-                          Tensor z) {
-        x.backend().ops().exitSteps(tablesByRows, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, steps, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(),
-            a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, pos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP, method,
-            exits, seq, states, state, record, score, chosen, pre, z);
+    public Ops.ExitStepsCall prepareExitSteps(Ops.LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
+                                              Tensor outIds, Tensor x, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, LayerActivations a,
+                                              Tensor normed, Tensor logits, Ops.ExitMethod method, java.util.List<Ops.ExitStep> exits, int seq, Tensor states, Tensor score,
+                                              Tensor chosen, Tensor pre, Tensor z) {
+        return x.backend().ops().prepareExitSteps(tablesByRows, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, a.residual(), a.xn1(), a.q(), a.k(),
+            a.v(), a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, pos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP,
+            method, exits, seq, states, score, chosen, pre, z);
     }
 
     /** One layer's tensors in {@link Ops#layerTable}'s order: its weights (as given: plain or packed), then its caches. */

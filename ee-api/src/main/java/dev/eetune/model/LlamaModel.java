@@ -279,12 +279,22 @@ public final class LlamaModel implements AutoCloseable {
      */
     public void decodeSteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP, KvCache cache,
                             Workspace ws, Tensor x, Tensor normed, Tensor logits) {
+        if (outIds.size() != steps * firstIds.size()) throw new IllegalArgumentException("decodeSteps: outIds holds " + outIds.size() + " values for " + steps + " steps of " + firstIds.size() + " rows");
+        prepareDecodeSteps(firstIds, outIds, rowSeq, rowPos, uniforms, temperature, topP, cache, ws, x, normed, logits).run(steps);
+    }
+
+    /**
+     * {@link #decodeSteps} checked and laid out once for runs of up to outIds' size / rows steps each (the caller writes
+     * firstIds, rowSeq, rowPos and the uniforms before each run): what a generator's chunks repeat, paid once.
+     */
+    public Ops.DecodeStepsCall prepareDecodeSteps(Tensor firstIds, Tensor outIds, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP,
+                                                  KvCache cache, Workspace ws, Tensor x, Tensor normed, Tensor logits) {
         int rows = (int) firstIds.size();
         if (uniforms == null && screens(rows)) throw new IllegalStateException("greedy decodeSteps reads the whole classifier: " + rows + " rows of this model are screened (see greedyTokens)");
         boolean panels = readsPanels(rows);
         Tensor xs = x.slice(0, rows);
-        layer.decodeSteps(layerTable(cache, panels, 0, config.nLayers()), weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels,
-            firstIds, outIds, steps, xs, rowSeq, rowPos, uniforms, temperature, topP, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
+        return layer.prepareDecodeSteps(layerTable(cache, panels, 0, config.nLayers()), weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(),
+            panels, firstIds, outIds, xs, rowSeq, rowPos, uniforms, temperature, topP, ws.activations(rows, xs, null), normed.slice(0, rows), logits.slice(0, rows));
     }
 
     /**
@@ -293,10 +303,23 @@ public final class LlamaModel implements AutoCloseable {
      * layers {@link #layers} would run for r rows, the final choice as {@link #decodeSteps} makes it (so greedy only
      * where {@link #screens}(1) is false). x's rows are the most a pass may hold; state and record as there. The
      * layers leave their attention residual in the workspace's own buffer, not in x, for the heads that read it.
+     * The same as {@link #prepareExitSteps} with outIds and uniforms of {@code steps} values, then one run.
      */
     public void exitSteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, KvCache cache, Workspace ws,
                           Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, int seq, Tensor states, int[] state, int[] record,
                           Tensor score, Tensor chosen, Tensor pre, Tensor z) {
+        if (outIds.size() != steps) throw new IllegalArgumentException("exitSteps: outIds holds " + outIds.size() + " values for " + steps + " steps");
+        prepareExitSteps(firstIds, outIds, rowSeq, pos, uniforms, temperature, topP, cache, ws, x, normed, logits, method, exits, seq, states, score, chosen, pre, z)
+            .run(steps, state, record);
+    }
+
+    /**
+     * {@link #exitSteps} checked and laid out once for runs of up to outIds' size steps each (the caller writes firstIds
+     * and the uniforms before each run): what a generator's chunks repeat, paid once per generation.
+     */
+    public Ops.ExitStepsCall prepareExitSteps(Tensor firstIds, Tensor outIds, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, KvCache cache,
+                                              Workspace ws, Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, int seq, Tensor states,
+                                              Tensor score, Tensor chosen, Tensor pre, Tensor z) {
         if (uniforms == null && screens(1)) throw new IllegalStateException("greedy exitSteps reads the whole classifier: this model's rows are screened (see greedyTokens)");
         int capacity = x.dim(0);
         Ops.LayerTable[] tables = new Ops.LayerTable[capacity + 1];
@@ -305,8 +328,9 @@ public final class LlamaModel implements AutoCloseable {
             tables[r] = r > 1 && p == readsPanels(r - 1) ? tables[r - 1] : layerTable(cache, p, 0, config.nLayers());
         }
         boolean panels = readsPanels(1);
-        layer.exitSteps(tables, weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels, firstIds, outIds, steps, x, rowSeq, pos, uniforms,
-            temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, state, record, score, chosen, pre, z);
+        return layer.prepareExitSteps(tables, weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels, firstIds, outIds, x, rowSeq, pos,
+            uniforms, temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, score, chosen,
+            pre, z);
     }
 
     /**

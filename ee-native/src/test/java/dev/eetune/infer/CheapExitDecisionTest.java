@@ -49,6 +49,7 @@ class CheapExitDecisionTest {
     static EarlyExitModel heads;
     static List<int[]> prompts = new ArrayList<>();
     static GateTrainer.Report gateReport;
+    static int[] storyTokens;
 
     @BeforeAll
     static void setUp() throws Exception {
@@ -59,6 +60,7 @@ class CheapExitDecisionTest {
         for (String p : EarlyExitGeneratorTest.PROMPTS) prompts.add(tok.encode(p));
         // gates trained on a little real held-out text: 8 windows of 65 tokens
         int[] all = tok.encode(Files.readString(TestData.tinyStoriesValid()).substring(0, 4000));
+        storyTokens = Arrays.copyOfRange(all, 8 * 65, all.length); // text the gates did not train on
         List<int[]> windows = new ArrayList<>();
         for (int i = 0; i < 8; i++) windows.add(Arrays.copyOfRange(all, i * 65, (i + 1) * 65));
         gateReport = GateTrainer.train(heads, windows, new GateTrainer.Settings(GateTrainer.Settings.DEFAULT_HIDDEN, 5, 64, 1e-2f, 0f, 1));
@@ -214,6 +216,96 @@ class CheapExitDecisionTest {
                     }
                 }
             }
+        }
+    }
+
+    /**
+     * A generator prepares its native chunks' calls once per generation (Ops.prepareDecodeSteps / prepareExitSteps)
+     * and reuses them: one generator driven through calls that change what a prepared call holds (greedy and sampled,
+     * the batch size, plain and early exit) gives what a fresh generator gives for each; and a prompt longer than a
+     * chunk's rows, whose prefill regrows the scratch the prepared calls point into, decodes in chunks with new ones as
+     * the passes step by step do.
+     */
+    @Test
+    void preparedChunkCallsAreRemadeWhereTheirArgumentsChange() {
+        EarlyExitPolicy gate = EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2, 4).withConfidence(ConfidenceMethod.GATE);
+        GenerationConfig greedy = GenerationConfig.greedy(40, Set.of()), sampled = new GenerationConfig(40, 0.9f, 0.95f, 7L, Set.of());
+        record Call(EarlyExitPolicy policy, List<int[]> prompts, GenerationConfig cfg) {}
+        for (EarlyExitPolicy policy : List.of(gate, EarlyExitPolicy.none())) {
+            List<Call> calls = List.of(new Call(policy, prompts.subList(0, 1), greedy), new Call(policy, prompts.subList(0, 3), sampled),
+                new Call(policy, prompts.subList(1, 2), sampled), new Call(policy, prompts.subList(0, 2), greedy));
+            try (EarlyExitGenerator reused = new EarlyExitGenerator(model, heads, policy, 3, 128)) {
+                for (Call c : calls) {
+                    List<GenerationResult> got = reused.generate(c.prompts(), c.cfg(), null), want = decode(heads, policy, c.prompts(), c.cfg(), true, null);
+                    for (int i = 0; i < want.size(); i++) assertThat(got.get(i).tokens()).as("%s, call %s, seq %d", policy, c, i).containsExactly(want.get(i).tokens());
+                }
+            }
+        }
+        // a prompt longer than a chunk's rows: its prefill, after the calls were prepared, regrows the scratch they point into
+        int[] longPrompt = Arrays.copyOf(storyTokens, 70);
+        EarlyExitPolicy oneExit = EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2).withConfidence(ConfidenceMethod.GATE); // rows complete often enough for chunks to follow
+        for (EarlyExitPolicy policy : List.of(oneExit, EarlyExitPolicy.none())) {
+            Object[] stepwise = new Object[4], chunked = new Object[4];
+            List<GenerationResult> want = decode(heads, policy, List.of(longPrompt), greedy, false, stepwise), got = decode(heads, policy, List.of(longPrompt), greedy, true, chunked);
+            assertThat(got.get(0).tokens()).as("%s, a 70-token prompt", policy).containsExactly(want.get(0).tokens());
+            assertThat((int[][]) chunked[0]).as("%s: exit layers", policy).isDeepEqualTo((int[][]) stepwise[0]);
+            assertThat((int[]) chunked[1]).as("%s: complete lengths", policy).containsExactly((int[]) stepwise[1]);
+            if (policy == oneExit) assertThat((long) chunked[3]).as("ee_exit_steps calls: the one before the prefill and chunks after it").isGreaterThan(1);
+        }
+    }
+
+    /**
+     * A prepared ee_exit_steps call: runs of 2 + 2 steps give what one run of 4 gives, more steps than it holds are
+     * refused, and once a tensor it points into is closed it says so (isOpen) and refuses to run instead of reading
+     * freed memory; the same for ee_decode_steps.
+     */
+    @Test
+    void preparedCallsRunInPiecesAndRefuseClosedTensors() {
+        int dim = model.config().dim(), vocab = model.config().vocabSize(), maxLen = 32, cap = 8;
+        try (Scope s = Scope.of(CPU); Workspace ws = model.newWorkspace(); KvCache cache = new KvCache(model.config(), CPU, 1, maxLen)) {
+            List<dev.eetune.backend.Ops.ExitStep> exits = List.of(heads.head(2).decodeStep(heads.gate(2), 0.5f, 0f), heads.head(4).decodeStep(heads.gate(4), 0.5f, 0f));
+            Tensor x = s.allocate(DType.F32, cap, dim), normed = s.allocate(DType.F32, 1, dim), logits = s.allocate(DType.F32, 1, vocab);
+            Tensor ids = s.allocate(DType.I32, 1), out = s.allocate(DType.I32, 4), seq = s.of(new int[cap], cap), pos = s.allocate(DType.I32, cap);
+            Tensor score = s.allocate(DType.F32, 2), chosen = s.allocate(DType.I32, 1), pre = s.allocate(DType.F32, 1, dim), z = s.allocate(DType.F32, 1, dim);
+            Scope statesScope = s.child();
+            Tensor states = statesScope.allocate(DType.F32, maxLen, dim);
+            dev.eetune.backend.Ops.ExitStepsCall call = model.prepareExitSteps(ids, out, seq, pos, null, 1f, 1f, cache, ws, x, normed, logits,
+                dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, score, chosen, pre, z);
+            int[] record = new int[4 * dev.eetune.backend.Ops.EXIT_RECORD];
+            int[] whole = new int[3 + maxLen];
+            whole[1] = 1;
+            ids.copyFrom(new int[] {5});
+            call.run(4, whole, record);
+            int[] tokens4 = out.toIntArray();
+            assertThat(whole[2]).as("steps run").isEqualTo(4);
+            int[] pieces = new int[3 + maxLen];
+            pieces[1] = 1;
+            ids.copyFrom(new int[] {5});
+            call.run(2, pieces, record);
+            int[] first = Arrays.copyOf(out.toIntArray(), 2);
+            ids.copyFrom(new int[] {first[1]});
+            call.run(2, pieces, record);
+            int[] second = Arrays.copyOf(out.toIntArray(), 2);
+            assertThat(new int[] {first[0], first[1], second[0], second[1]}).as("2 + 2 steps against 4").containsExactly(tokens4);
+            assertThat(Arrays.copyOfRange(pieces, 3, 3 + maxLen)).as("layers done per position").containsExactly(Arrays.copyOfRange(whole, 3, 3 + maxLen));
+            assertThat(pieces[0]).as("complete length").isEqualTo(whole[0]);
+            assertThatThrownBy(() -> call.run(5, new int[3 + maxLen], new int[5 * dev.eetune.backend.Ops.EXIT_RECORD])).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("5 steps, this call holds 0..4");
+            assertThat(call.isOpen()).isTrue();
+            statesScope.close();
+            assertThat(call.isOpen()).isFalse();
+            assertThatThrownBy(() -> call.run(1, new int[3 + maxLen], record)).isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
+
+            Scope outScope = s.child();
+            Tensor outs = outScope.allocate(DType.I32, 3), rowPos = outScope.allocate(DType.I32, 3);
+            dev.eetune.backend.Ops.DecodeStepsCall plain = model.prepareDecodeSteps(ids, outs, s.of(new int[1], 1), rowPos, null, 1f, 1f, cache, ws, x, normed, logits);
+            assertThat(plain.maxSteps()).isEqualTo(3);
+            rowPos.copyFrom(new int[] {0, 1, 2});
+            plain.run(3);
+            assertThatThrownBy(() -> plain.run(4)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("4 steps, this call holds 0..3");
+            outScope.close();
+            assertThat(plain.isOpen()).isFalse();
+            assertThatThrownBy(() -> plain.run(1)).isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
         }
     }
 
