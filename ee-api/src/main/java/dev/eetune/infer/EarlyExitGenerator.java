@@ -364,7 +364,6 @@ public final class EarlyExitGenerator implements Decoder {
         List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
         if (exitSteps != null && headsScreened) exitSteps = screened(exitSteps);
         if (exitSteps != null) nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0); // the call's one-time costs before the first token
-
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
