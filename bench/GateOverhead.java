@@ -5,7 +5,8 @@
 // backbone layer over 1, 2 and 3 rows, which is what an exit saves (a call) and what its deferred row costs (a row).
 // A plain Java program (`java -cp ee.jar bench/GateOverhead.java`), not JShell: the same FFM binding `ee` uses.
 // Run by bench/gates.sh OUT overhead; -D properties: model, heads (folder with heads.safetensors and thresholds.json),
-// tokenizer, rounds (prompt sets per timing, default 20), repeats (default 5), layerIters (default 20000).
+// tokenizer, rounds (prompt sets per timing, default 20), repeats (default 5), layerIters (default 20000), batch (prompts
+// decoded together, default 1: the 8 prompts in 8 / batch calls).
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
 import dev.eetune.backend.KernelProfile;
@@ -51,10 +52,12 @@ public class GateOverhead {
         EarlyExitPolicy calibrated = ThresholdCalibration.load(heads.resolve("thresholds.json"));
         Map<Integer, Float> never = new TreeMap<>();
         for (int l : calibrated.thresholds().keySet()) if (calibrated.canExit(l)) never.put(l, 0.999999f);
+        int batch = Integer.getInteger("batch", 1);
+        if (batch < 1 || prompts.size() % batch != 0) throw new IllegalArgumentException("-Dbatch=" + batch + ": must divide the " + prompts.size() + " prompts");
         Map<String, EarlyExitGenerator> decoders = new LinkedHashMap<>();
-        decoders.put("full model", new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), 1, 200));
-        decoders.put(calibrated.confidence().label() + " scored, never exits", new EarlyExitGenerator(model, exits, new EarlyExitPolicy(never, false, calibrated.confidence()), 1, 200));
-        decoders.put(calibrated.confidence().label() + " calibrated " + calibrated.thresholds(), new EarlyExitGenerator(model, exits, calibrated, 1, 200));
+        decoders.put("full model", new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), batch, 200));
+        decoders.put(calibrated.confidence().label() + " scored, never exits", new EarlyExitGenerator(model, exits, new EarlyExitPolicy(never, false, calibrated.confidence()), batch, 200));
+        decoders.put(calibrated.confidence().label() + " calibrated " + calibrated.thresholds(), new EarlyExitGenerator(model, exits, calibrated, batch, 200));
         GenerationConfig cfg = GenerationConfig.greedy(128, Set.of());
         int rounds = Integer.getInteger("rounds", 20), repeats = Integer.getInteger("repeats", 5);
         Map<String, List<double[]>> times = new LinkedHashMap<>();
@@ -62,11 +65,11 @@ public class GateOverhead {
         for (int rep = -2; rep < repeats; rep++) { // two warm-up rounds: the JIT compiles the decode loop
             for (Map.Entry<String, EarlyExitGenerator> e : decoders.entrySet()) {
                 long w0 = System.nanoTime(), c0 = THREAD.getCurrentThreadCpuTime(), tokens = 0;
-                for (int r = 0; r < rounds; r++) tokens += decode(e.getValue(), prompts, cfg);
+                for (int r = 0; r < rounds; r++) tokens += decode(e.getValue(), prompts, cfg, batch);
                 if (rep >= 0) times.computeIfAbsent(e.getKey(), k -> new ArrayList<>()).add(new double[] {(System.nanoTime() - w0) / 1e3 / tokens, (THREAD.getCurrentThreadCpuTime() - c0) / 1e3 / tokens});
                 if (rep == -1) {
                     try (KernelProfile kp = be.ops().profile()) {
-                        long n = decode(e.getValue(), prompts, cfg);
+                        long n = decode(e.getValue(), prompts, cfg, batch);
                         kernels.put(e.getKey(), n + " tokens: " + kp.summary().replaceAll("(?m)^(\\S+)\\s+\\S+ s\\s+(\\d+) calls.*$", "$1 $2").replace("\n", ", "));
                     }
                 }
@@ -74,7 +77,7 @@ public class GateOverhead {
         }
         List<double[]> full = times.get("full model");
         double fullWall = median(full, 0), fullCpu = median(full, 1);
-        System.out.printf("%-50s %24s %24s %7s %7s %15s  %s%n", "policy (batch 1, 1 thread, 8 prompts x 128 tokens)", "wall us/token", "cpu us/token", "wall x", "cpu x", "paired wall x",
+        System.out.printf("%-50s %24s %24s %7s %7s %15s  %s%n", "policy (batch " + batch + ", 1 thread, 8 prompts x 128 tokens)", "wall us/token", "cpu us/token", "wall x", "cpu x", "paired wall x",
             "layers/token, tokens per exit layer (last prompt)");
         for (Map.Entry<String, List<double[]>> e : times.entrySet()) {
             EarlyExitGenerator.Stats st = decoders.get(e.getKey()).lastStats();
@@ -90,9 +93,13 @@ public class GateOverhead {
         layerByRows(model, be, repeats);
     }
 
-    static long decode(EarlyExitGenerator g, List<int[]> prompts, GenerationConfig cfg) {
+    static long decode(EarlyExitGenerator g, List<int[]> prompts, GenerationConfig cfg, int batch) {
         long tokens = 0;
-        for (int[] p : prompts) tokens += g.generate(List.of(p), cfg, null).get(0).tokens().length - p.length;
+        for (int i = 0; i < prompts.size(); i += batch) {
+            List<int[]> group = prompts.subList(i, i + batch);
+            List<dev.eetune.infer.GenerationResult> res = g.generate(group, cfg, null);
+            for (int j = 0; j < batch; j++) tokens += res.get(j).tokens().length - group.get(j).length;
+        }
         return tokens;
     }
 
