@@ -419,32 +419,20 @@ public final class Ops {
     }
 
     /**
-     * {@code steps} decode steps of {@code rows} sequences in one native call (ee_decode_steps): step t embeds
+     * Decode steps of {@code rows} sequences, a run of them in one native call (ee_decode_steps): step t embeds
      * {@code firstIds} (t = 0) or the previous step's tokens, runs all of the table's layers writing K/V at
      * {@code rowPos[t]} (one {@code rowSeq} for every step), and writes {@code outIds[t]}: the next tokens from
      * {@code classifier}'s logits of {@code finalNorm}'s norm of the result, the argmax (lowest index on ties) where
      * {@code uniforms} is null, else sampled as {@link #sampleTopP} does with {@code uniforms[t]}. The same bits as
      * {@link #embedding}, {@link #decoderLayers}, {@link #rmsnorm}, {@link #linear} (or {@link #linearPanels} with
      * {@code packedClassifier}) and {@link #argmax} or {@link #sampleTopP} one after another, without the calls, checks
-     * and views per step.
+     * and views per step. The arguments are checked and laid out here once, for any number of runs of up to outIds'
+     * size / rows steps ({@link DecodeStepsCall#run}); the caller writes firstIds, rowSeq, rowPos and the uniforms
+     * before each run.
      *
-     * @param firstIds I32 [rows]; outIds and rowPos: I32 [steps, rows]; rowSeq: I32 [rows]
-     * @param uniforms F32 [steps, rows], or null for greedy decoding (then temperature and topP are not read)
+     * @param firstIds I32 [rows]; outIds and rowPos: I32 [steps, rows] for the most steps a run takes; rowSeq: I32 [rows]
+     * @param uniforms F32 [steps, rows] as outIds, or null for greedy decoding (then temperature and topP are not read)
      * @param normed F32 [rows, dim] and logits F32 [rows, vocab]: scratch, as the activations are
-     */
-    public void decodeSteps(LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds, int steps,
-                             Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
-                             Tensor normed, Tensor logits, Tensor rowSeq, Tensor rowPos, Tensor invFreq, boolean interleaved, float eps, float scale,
-                             Tensor uniforms, float temperature, float topP) {
-        if (steps < 0) throw new IllegalArgumentException("decodeSteps: " + steps + " steps");
-        if (outIds.size() != (long) steps * rows(x)) fail("decodeSteps", "outIds and rowPos must be [steps, rows] for " + steps + " steps", x, outIds);
-        prepareDecodeSteps(table, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits, rowSeq,
-            rowPos, invFreq, interleaved, eps, scale, uniforms, temperature, topP).run(steps);
-    }
-
-    /**
-     * {@link #decodeSteps}' arguments checked and laid out once, for any number of chunks of up to outIds' size / rows
-     * steps ({@link DecodeStepsCall#run}; the caller writes firstIds, rowSeq, rowPos and the uniforms before each run).
      */
     public DecodeStepsCall prepareDecodeSteps(LayerTable table, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
                                               Tensor outIds, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate,
@@ -515,7 +503,7 @@ public final class Ops {
         /** The most steps a run may take. */
         public int maxSteps() { return maxSteps; }
 
-        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #decodeSteps} does. */
+        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #prepareDecodeSteps} describes. */
         public void run(int steps) {
             if (steps < 0 || steps > maxSteps) throw new IllegalArgumentException("decodeSteps: " + steps + " steps, this call holds 0.." + maxSteps);
             checkOpen();
@@ -579,11 +567,11 @@ public final class Ops {
         return b;
     }
 
-    /** How an exit of {@link #exitSteps} decides (eetune.h's EE_EXIT_SOFTMAX, EE_EXIT_GATE, EE_EXIT_CASCADE). */
+    /** How an exit of {@link #prepareExitSteps} decides (eetune.h's EE_EXIT_SOFTMAX, EE_EXIT_GATE, EE_EXIT_CASCADE). */
     public enum ExitMethod { SOFTMAX, GATE, CASCADE }
 
     /**
-     * One exit of {@link #exitSteps}, after backbone layer {@code layer} (1-based): its head (an embedding head has no
+     * One exit of {@link #prepareExitSteps}, after backbone layer {@code layer} (1-based): its head (an embedding head has no
      * norm, a norm head no MLP; an mlp head reads the layer's attention residual through {@code ffnNorm} and its own
      * SwiGLU projections), its LM head [vocab, dim] and temperature, its gate (w1 and b1 null for a linear gate; all
      * null with softmax decisions), the threshold and, for a cascade, the softmax confirmation; with softmax decisions
@@ -602,32 +590,18 @@ public final class Ops {
     }
 
     /**
-     * Early-exit decode steps of sequence {@code seq} in one native call (ee_exit_steps): the passes of
+     * Early-exit decode steps of sequence {@code seq}, a run of them in one native call (ee_exit_steps): the passes of
      * {@code dev.eetune.infer.EarlyExitGenerator} for one sequence whose exits keep no cache of their own, step after
      * step (docs/exact-kv-recomputation.md). {@code tablesByRows[r]} is the layer table a pass of r rows runs (r = 1 ..
      * capacity, capacity = x's rows); {@code state} is {complete length, length, -, layers done per position ...} and
-     * is updated, state[2] being the steps run (fewer than {@code steps} where a pass would exceed capacity rows);
+     * is updated, state[2] being the steps run (fewer than a run's {@code steps} where a pass would exceed capacity rows);
      * {@code record} receives {@link #EXIT_RECORD} values per step (eetune.h). {@code states} [maxLen, dim] are the
      * sequence's kept hidden states; pos I32 [capacity], score F32 [2], chosen I32 [1], pre and z F32 [1, dim] scratch;
-     * outIds and uniforms (null: greedy) [steps]; normed and logits [1, dim] and [1, vocab]. The same as
-     * {@link #prepareExitSteps} with outIds and uniforms of {@code steps} values, then {@link ExitStepsCall#run}.
-     */
-    public void exitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds, Tensor outIds,
-                          int steps, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act,
-                          Tensor normed, Tensor logits, Tensor rowSeq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale, Tensor uniforms,
-                          float temperature, float topP, ExitMethod method, java.util.List<ExitStep> exits, int seq, Tensor states, int[] state, int[] record,
-                          Tensor score, Tensor chosen, Tensor pre, Tensor z) {
-        if (steps < 0) throw new IllegalArgumentException("exitSteps: " + steps + " steps");
-        if (outIds.size() != steps) fail("exitSteps", "outIds and uniforms must be [steps] for " + steps + " steps", x, outIds);
-        prepareExitSteps(tablesByRows, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits,
-            rowSeq, pos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, method, exits, seq, states, score, chosen, pre, z).run(steps, state, record);
-    }
-
-    /**
-     * {@link #exitSteps}' arguments checked and laid out in host tables once, for any number of chunks of up to
-     * outIds' size steps ({@link ExitStepsCall#run}): the caller writes firstIds (and the uniforms) before each run. On
-     * a cold JVM this Java, run interpreted, cost ~0.1-0.2 ms a chunk and the layer tables' lookups up to 2 ms on the
-     * first chunk, against a stories260K step's ~25 us.
+     * outIds and uniforms (null: greedy) [steps] for the most steps a run takes; normed and logits [1, dim] and [1,
+     * vocab]. The arguments are checked and laid out in host tables here once, for any number of runs of up to outIds'
+     * size steps ({@link ExitStepsCall#run}); the caller writes firstIds (and the uniforms) before each run. (Made per
+     * chunk, on a cold JVM this Java ran interpreted: ~0.1-0.2 ms a chunk, and the layer tables' lookups up to 2.7 ms
+     * on the first one, against a stories260K step's ~25 us.)
      */
     public ExitStepsCall prepareExitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
                                           Tensor outIds, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up,
@@ -752,7 +726,7 @@ public final class Ops {
         /** The most steps a run may take (outIds' size). */
         public int maxSteps() { return maxSteps; }
 
-        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #exitSteps} does, updating {@code state} and writing {@code record}. */
+        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #prepareExitSteps} describes, updating {@code state} and writing {@code record}. */
         public void run(int steps, int[] state, int[] record) {
             String op = "exitSteps";
             if (steps < 0 || steps > maxSteps) throw new IllegalArgumentException(op + ": " + steps + " steps, this call holds 0.." + maxSteps);
@@ -777,7 +751,7 @@ public final class Ops {
     /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_RECORD. */
     private static final int EXIT_PLAN_HEADER = 15, EXIT_PLAN_FIELDS = 23;
     /**
-     * Values per step in {@link #exitSteps}' record: exit layer, complete length after the step, rows x layers, heads run
+     * Values per step in {@link #prepareExitSteps}' record: exit layer, complete length after the step, rows x layers, heads run
      * or decided by their screen (bit per exit), gates scored (bit per exit), screens that decided (bit per exit).
      */
     public static final int EXIT_RECORD = 6;

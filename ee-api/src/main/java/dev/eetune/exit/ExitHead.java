@@ -74,7 +74,7 @@ public sealed interface ExitHead permits EmbeddingExit, NormExit, MlpExit, Layer
     }
 
     /**
-     * The head as one exit of a native decode chunk ({@link Ops#exitSteps}) deciding with {@code gate} (null for softmax
+     * The head as one exit of a native decode chunk ({@link Ops#prepareExitSteps}) deciding with {@code gate} (null for softmax
      * decisions) at threshold {@code tau} (and the cascade's softmax confirmation {@code confirm}); null for a head with
      * its own layer, whose cache the Java decoder keeps.
      */

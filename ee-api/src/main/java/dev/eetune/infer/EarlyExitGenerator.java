@@ -36,8 +36,8 @@ import java.util.Optional;
  * pass (its rows keep their layer-L states and rejoin a later pass at layer L+1), the others continue. Sequences that
  * reach the last layer become complete. The cache therefore always equals the full model's, and with no confident
  * exit this is plain decoding; plain decoding proper (no head evaluated) runs its steps in chunks of one native call
- * each ({@link LlamaModel#decodeSteps}), with the same tokens and cache, and so does early-exit decoding of one
- * sequence whose exits keep no cache of their own ({@link LlamaModel#exitSteps}: the decisions, heads and pending rows
+ * each ({@link LlamaModel#prepareDecodeSteps}), with the same tokens and cache, and so does early-exit decoding of one
+ * sequence whose exits keep no cache of their own ({@link LlamaModel#prepareExitSteps}: the decisions, heads and pending rows
  * in the library).
  *
  * <p>Thread-safety: one thread at a time (it owns its caches and buffers); a call from a second thread while one runs
@@ -454,7 +454,7 @@ public final class EarlyExitGenerator implements Decoder {
 
     /**
      * Plain decoding of the live sequences, each with only its newest token to feed, for a chunk of steps in one native
-     * call ({@link LlamaModel#decodeSteps}; sampling with the uniforms {@link #choose} would draw): the tokens and cache
+     * call ({@link LlamaModel#prepareDecodeSteps}; sampling with the uniforms {@link #choose} would draw): the tokens and cache
      * pass() gives step by step, without a step's Java (on a cold JVM that Java, interpreted, cost several times the
      * step at stories260K's size). The chunk stops at the smallest budget left and at about {@link #CHUNK_NANOS}; a
      * sequence that meets a stop token inside it keeps nothing of the later steps (its rows ran on: positions past its
@@ -509,7 +509,7 @@ public final class EarlyExitGenerator implements Decoder {
     private int[] exitRecord = new int[0];
 
     /**
-     * The policy's exits as {@link Ops#exitSteps} takes them, or null where its passes stay in Java: softmax, gate or
+     * The policy's exits as {@link Ops#prepareExitSteps} takes them, or null where its passes stay in Java: softmax, gate or
      * cascade decisions, every visited head one that may exit and keeps no cache of its own (both libraries run the
      * same loop, layers.h; on the GPU each decision reads one value back to the host).
      */
@@ -564,7 +564,7 @@ public final class EarlyExitGenerator implements Decoder {
 
     /**
      * Early-exit decoding of sequence {@code s}, the only one left, for a chunk of steps in one native call
-     * ({@link LlamaModel#exitSteps}): the tokens, exits, pending rows and cache that {@link #pass} gives step by step,
+     * ({@link LlamaModel#prepareExitSteps}): the tokens, exits, pending rows and cache that {@link #pass} gives step by step,
      * without a step's Java. The chunk ends early where the pending rows would not fit a pass of
      * {@link #EXIT_CHUNK_ROWS}; then this returns 0 and the step goes through {@link #pass}. Otherwise returns the
      * chunk's time per step. As in {@link #nativeSteps}, a stop token inside the chunk ends the sequence there.

@@ -264,28 +264,19 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * {@code steps} decode steps of {@code rows} sequences in one native call: step t feeds each sequence's token
-     * ({@code firstIds}, then the previous step's) at position {@code rowPos[t]} of sequence {@code rowSeq} through every
-     * layer (writing its K/V in {@code cache}) and writes the next token to {@code outIds[t]}: greedy where
-     * {@code uniforms} is null (the tokens {@link #greedyTokens} gives, where {@link #screens} is false: the classifier
-     * is read whole), else sampled from {@link #logits} as {@link Ops#sampleTopP} does with {@code uniforms[t]}. The
-     * tokens and cache a {@link #layers} call and the choice per step give. Why: at small sizes a step's Java (its views,
-     * checks and a few calls) costs as much as the step, and on a cold JVM much more, since it runs interpreted until
-     * compiled. {@code x}, {@code normed} and {@code logits} (at least [rows, dim], [rows, dim], [rows, vocab]) are
-     * scratch.
+     * Decode steps of {@code rows} sequences, prepared for runs of a chunk of steps in one native call each
+     * ({@link Ops.DecodeStepsCall#run}): step t feeds each sequence's token ({@code firstIds}, then the previous step's)
+     * at position {@code rowPos[t]} of sequence {@code rowSeq} through every layer (writing its K/V in {@code cache})
+     * and writes the next token to {@code outIds[t]}: greedy where {@code uniforms} is null (the tokens
+     * {@link #greedyTokens} gives, where {@link #screens} is false: the classifier is read whole), else sampled from
+     * {@link #logits} as {@link Ops#sampleTopP} does with {@code uniforms[t]}. The tokens and cache a {@link #layers}
+     * call and the choice per step give. Why: at small sizes a step's Java (its views, checks and a few calls) costs as
+     * much as the step, and on a cold JVM much more, since it runs interpreted until compiled; so the checks and host
+     * tables are made here once, and the caller writes firstIds, rowSeq, rowPos and the uniforms before each run.
+     * {@code x}, {@code normed} and {@code logits} (at least [rows, dim], [rows, dim], [rows, vocab]) are scratch.
      *
-     * @param firstIds I32 [rows]; outIds, rowPos: I32 [steps, rows]; rowSeq: I32 [rows]
-     * @param uniforms F32 [steps, rows], or null for greedy decoding (temperature and topP then unread)
-     */
-    public void decodeSteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP, KvCache cache,
-                            Workspace ws, Tensor x, Tensor normed, Tensor logits) {
-        if (outIds.size() != steps * firstIds.size()) throw new IllegalArgumentException("decodeSteps: outIds holds " + outIds.size() + " values for " + steps + " steps of " + firstIds.size() + " rows");
-        prepareDecodeSteps(firstIds, outIds, rowSeq, rowPos, uniforms, temperature, topP, cache, ws, x, normed, logits).run(steps);
-    }
-
-    /**
-     * {@link #decodeSteps} checked and laid out once for runs of up to outIds' size / rows steps each (the caller writes
-     * firstIds, rowSeq, rowPos and the uniforms before each run): what a generator's chunks repeat, paid once.
+     * @param firstIds I32 [rows]; outIds, rowPos: I32 [steps, rows] for the most steps a run takes; rowSeq: I32 [rows]
+     * @param uniforms F32 [steps, rows] as outIds, or null for greedy decoding (temperature and topP then unread)
      */
     public Ops.DecodeStepsCall prepareDecodeSteps(Tensor firstIds, Tensor outIds, Tensor rowSeq, Tensor rowPos, Tensor uniforms, float temperature, float topP,
                                                   KvCache cache, Workspace ws, Tensor x, Tensor normed, Tensor logits) {
@@ -298,24 +289,13 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Early-exit decode steps of sequence {@code seq} in one native call ({@link Ops#exitSteps}): the passes an
-     * early-exit decoder makes for one sequence whose exits keep no cache of their own, each pass of r rows over the
-     * layers {@link #layers} would run for r rows, the final choice as {@link #decodeSteps} makes it (so greedy only
-     * where {@link #screens}(1) is false). x's rows are the most a pass may hold; state and record as there. The
-     * layers leave their attention residual in the workspace's own buffer, not in x, for the heads that read it.
-     * The same as {@link #prepareExitSteps} with outIds and uniforms of {@code steps} values, then one run.
-     */
-    public void exitSteps(Tensor firstIds, Tensor outIds, int steps, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, KvCache cache, Workspace ws,
-                          Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, int seq, Tensor states, int[] state, int[] record,
-                          Tensor score, Tensor chosen, Tensor pre, Tensor z) {
-        if (outIds.size() != steps) throw new IllegalArgumentException("exitSteps: outIds holds " + outIds.size() + " values for " + steps + " steps");
-        prepareExitSteps(firstIds, outIds, rowSeq, pos, uniforms, temperature, topP, cache, ws, x, normed, logits, method, exits, seq, states, score, chosen, pre, z)
-            .run(steps, state, record);
-    }
-
-    /**
-     * {@link #exitSteps} checked and laid out once for runs of up to outIds' size steps each (the caller writes firstIds
-     * and the uniforms before each run): what a generator's chunks repeat, paid once per generation.
+     * Early-exit decode steps of sequence {@code seq}, prepared for runs of a chunk of steps in one native call each
+     * ({@link Ops.ExitStepsCall#run}, {@link Ops#prepareExitSteps}): the passes an early-exit decoder makes for one
+     * sequence whose exits keep no cache of their own, each pass of r rows over the layers {@link #layers} would run for
+     * r rows, the final choice as {@link #prepareDecodeSteps} makes it (so greedy only where {@link #screens}(1) is
+     * false). x's rows are the most a pass may hold. The layers leave their attention residual in the workspace's own
+     * buffer, not in x, for the heads that read it. The checks and host tables are made here once per generation; the
+     * caller writes firstIds and the uniforms before each run.
      */
     public Ops.ExitStepsCall prepareExitSteps(Tensor firstIds, Tensor outIds, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, KvCache cache,
                                               Workspace ws, Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, int seq, Tensor states,

@@ -320,8 +320,8 @@ class CheapExitDecisionTest {
             Tensor ids = s.of(new int[] {5}, 1), out = s.allocate(DType.I32, 4), seq = s.of(new int[cap], cap), pos = s.allocate(DType.I32, cap);
             Tensor states = s.allocate(DType.F32, maxLen, dim), score = s.allocate(DType.F32, 2), chosen = s.allocate(DType.I32, 1);
             Tensor pre = s.allocate(DType.F32, 1, dim), z = s.allocate(DType.F32, 1, dim);
-            java.util.function.BiConsumer<List<dev.eetune.backend.Ops.ExitStep>, int[]> run = (exits, state) -> model.exitSteps(ids, out, 4, seq, pos, null, 1f, 1f, cache, ws, x,
-                normed, logits, dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, state, new int[4 * dev.eetune.backend.Ops.EXIT_RECORD], score, chosen, pre, z);
+            java.util.function.BiConsumer<List<dev.eetune.backend.Ops.ExitStep>, int[]> run = (exits, state) -> model.prepareExitSteps(ids, out, seq, pos, null, 1f, 1f, cache, ws, x,
+                normed, logits, dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, score, chosen, pre, z).run(4, state, new int[4 * dev.eetune.backend.Ops.EXIT_RECORD]);
             int[] state = new int[3 + maxLen];
             state[1] = 1;
             run.accept(good, state); // a valid plan runs
