@@ -2,13 +2,18 @@
 # Cold `ee generate` of two builds side by side: stories260K, 256 tokens, 1 thread, the full model and with exit heads,
 # each a fresh `ee` process (AOT cache as the launcher makes it), the two builds alternated (order swapped every round).
 # Prints each run, then medians (min..max) per build and mode and the per-round ratios new/old.
-# Usage: bench/cold-ab.sh OLD_ROOT NEW_ROOT HEADS_DIR [ROUNDS]   (ROOTs: checkouts with a built ee-cli/target/ee.jar;
-# HEADS_DIR: tuned stories260K heads, e.g. bench/gates.sh's distill stage; thresholds.json beside them is used)
+# Usage: bench/cold-ab.sh OLD_ROOT NEW_ROOT HEADS_DIR [ROUNDS] [BATCH]   (ROOTs: checkouts with a built ee-cli/target/ee.jar;
+# HEADS_DIR: tuned stories260K heads, e.g. bench/gates.sh's distill stage; thresholds.json beside them is used; BATCH:
+# prompts decoded together, default 1, up to 8)
 set -euo pipefail
 old=${1:?usage: bench/cold-ab.sh OLD_ROOT NEW_ROOT HEADS_DIR [ROUNDS]}
 new=${2:?usage}
 heads=${3:?usage}
 rounds=${4:-8}
+batch=${5:-1}
+prompts=()
+IFS='|' read -ra all <<<"Once upon a time|The little dog|Tom and Lily went|One day, a girl|The sun was|Sam had a red ball|In the park|Mom said"
+for p in "${all[@]:0:$batch}"; do prompts+=(--prompt "$p"); done
 data=${EE_DATA:-$(cd "$(dirname "$0")/.." && pwd)/../shared/data}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -18,7 +23,7 @@ for i in $(seq "$rounds"); do
     root=$old; [ "$w" = new ] && root=$new
     for mode in full ee; do
       args=(); [ "$mode" = ee ] && args=(--heads "$heads")
-      run=$("$root/ee" generate --model "$data/stories260K/stories260K.bin" --tokenizer "$data/stories260K/tok512.bin" --prompt "Once upon a time" \
+      run=$("$root/ee" generate --model "$data/stories260K/stories260K.bin" --tokenizer "$data/stories260K/tok512.bin" "${prompts[@]}" \
         --max-tokens 256 --threads 1 --timing "${args[@]}" 2>&1 >/dev/null)
       decode=$(grep -o 'decode [0-9.]* tok/s' <<<"$run" | awk '{print $2}')
       first32=$(grep -o 'after it: [0-9.]*' <<<"$run" | awk '{print $3}')

@@ -24,6 +24,7 @@ Ops ops = m.backend().ops();
 List<ExitHead> heads = ee.heads();
 int h = heads.size(), dim = c.dim(), n = seqLen;
 DataOutputStream fmpo = new DataOutputStream(new BufferedOutputStream(new FileOutputStream(outDir + "/fmp.f32")));
+DataOutputStream toko = new DataOutputStream(new BufferedOutputStream(new FileOutputStream(outDir + "/tok.i32")));
 DataOutputStream[] hid = new DataOutputStream[h], prev = new DataOutputStream[h], mp = new DataOutputStream[h], ag = new DataOutputStream[h];
 for (int i = 0; i < h; i++) {
   int L = heads.get(i).layer();
@@ -58,6 +59,7 @@ for (int wi = 0; wi < windows; wi++) {
     ops.argmax(a, fp, logits, 1f);
     int[] fin = a.toIntArray();
     wf(fmpo, fp.toFloatArray());
+    { ByteBuffer b = ByteBuffer.allocate(n * 4).order(ByteOrder.LITTLE_ENDIAN); b.asIntBuffer().put(in); toko.write(b.array()); }
     for (int i = 0; i < h; i++) {
       wf(hid[i], hs[i]); wf(prev[i], ps[i]); wf(mp[i], mps[i]);
       byte[] y = new byte[n]; for (int r = 0; r < n; r++) y[r] = (byte) (am[i][r] == fin[r] ? 1 : 0); ag[i].write(y);
@@ -65,6 +67,7 @@ for (int wi = 0; wi < windows; wi++) {
   }
 }
 fmpo.close();
+toko.close();
 for (int i = 0; i < h; i++) { hid[i].close(); prev[i].close(); mp[i].close(); ag[i].close(); }
 System.out.println("dumped " + windows + " windows");
 /exit

@@ -103,12 +103,14 @@ methods['saturation'] = {L: cos(P[L].astype(np.float64), H[L].astype(np.float64)
 pos = np.arange(tot) % seq
 def earlier(v, fill): # v at the previous position of the same window
     o = np.roll(np.asarray(v, np.float64), 1, axis=0); o[pos == 0] = fill; return o
+TOK = np.fromfile(f"{d}/tok.i32", np.int32) if __import__('os').path.exists(f"{d}/tok.i32") else None; VOCAB = 512 if TOK is None else int(TOK.max()) + 1
 FMP = None # the final layer's max probability per position, read when an extra input first needs it
 def extra(L, name):
     global FMP
     if FMP is None: FMP = np.fromfile(f"{d}/fmp.f32", np.float32).astype(np.float64)
     return {'pos': lambda: np.log1p(pos)[:, None], 'prevfmp': lambda: earlier(FMP, 0.5)[:, None], 'prevlab': lambda: earlier(Y[L], 0.5)[:, None],
-            'curfmp': lambda: FMP[:, None], 'prevh': lambda: earlier(rms(H[L]), 0.0)}[name]()
+            'curfmp': lambda: FMP[:, None], 'prevh': lambda: earlier(rms(H[L]), 0.0), 'tok': lambda: np.eye(VOCAB)[TOK],
+            'prevtok': lambda: np.eye(VOCAB)[earlier(TOK, 0).astype(int)]}[name]()
 for kind in sys.argv[7].split(',') if len(sys.argv) > 7 else ['lin-rms', 'lin-rich', 'mlp16-rms', 'mlp16-rich', 'lin-rich-prev']:
     sc = {}; prev = None
     base, *extras = kind.split('+')

@@ -103,8 +103,8 @@ static inline int32_t ee_decode_steps_loop(const int64_t* plan, int32_t steps) {
 
 /* ee_exit_steps' exit plan: the header's fields, then each exit's (eetune.h gives the order) */
 enum {
-    EXITS_COUNT, EXITS_METHOD, EXITS_SEQ, EXITS_CAPACITY, EXITS_TABLES, EXITS_STATE, EXITS_STATES, EXITS_RECORD, EXITS_POS, EXITS_POS_HOST, EXITS_SCORE, EXITS_CHOSEN,
-    EXITS_PRE, EXITS_Z, EXITS_Z_HOST, EXITS_HEADER
+    EXITS_COUNT, EXITS_METHOD, EXITS_MAX_SEQ, EXITS_CAPACITY, EXITS_TABLES, EXITS_STATE, EXITS_STATES, EXITS_RECORD, EXITS_POS, EXITS_POS_HOST, EXITS_SEQ_HOST, EXITS_SCORE,
+    EXITS_SCORE_HOST, EXITS_CHOSEN, EXITS_PRE, EXITS_Z, EXITS_Z_HOST, EXITS_HEADER
 };
 enum {
     EXIT_LAYER, EXIT_KIND, EXIT_HEAD_NORM, EXIT_FFN_NORM, EXIT_W_GATE, EXIT_W_UP, EXIT_W_DOWN, EXIT_W_DTYPE, EXIT_MLP_HIDDEN, EXIT_LM_HEAD, EXIT_LM_DTYPE, EXIT_TEMPERATURE,
@@ -123,29 +123,34 @@ static inline int32_t ee_exit_layer(const int64_t* exits, int32_t i) { return (i
 /* EarlyExitPolicy.confident: a score (probability or gate output) reaches tau; NaN, or above 1 (a broken head), never does */
 static inline int ee_confident(float score, float tau) { return score >= tau && score <= 1.0f; }
 
-/* One value from the library's memory to the host (a device-to-host copy in the CUDA library) */
+/* Values from the library's memory to the host (a device-to-host copy in the CUDA library) */
 static inline int32_t ee_read_value(void* dst, const void* src, int64_t bytes) { return ee_copy(dst, src, bytes, 2); }
 
-/* An exit head's last input for row 0: z = the hidden state h (embedding head), the head's norm of h (norm head), or
- * the head's norm of r + mlp(ffn_norm(r)) with r the exit layer's attention residual (mlp head); 0 on failure. The
- * calls and arguments of the Java heads' decodeInput. */
-static inline const float* ee_exit_head_input(const int64_t* plan, const int64_t* exits, const int64_t* e) {
+/* Row `to` of a [rows, dim] buffer = row `from` (the library's memory; nothing where they are one row) */
+static inline int32_t ee_copy_row(float* buf, int32_t to, int32_t from, int32_t dim) {
+    return to == from ? 0 : ee_copy(buf + (size_t)to * dim, buf + (size_t)from * dim, (int64_t)dim * (int64_t)sizeof(float), 0);
+}
+
+/* An exit head's last input for rows 0..k-1 of (hidden, residual): z = the hidden state h (embedding head), the head's
+ * norm of h (norm head), or the head's norm of r + mlp(ffn_norm(r)) with r the exit layer's attention residual (mlp
+ * head); 0 on failure. The calls and arguments of the Java heads' decodeInput. `pre` may be the hidden state's or the
+ * residual's buffer (the MLP adds into its input there). */
+static inline const float* ee_exit_head_input(const int64_t* plan, const int64_t* exits, const int64_t* e, const float* hidden, const float* residual, int32_t k) {
 #define PTR(type, field) ((type)(intptr_t)plan[field])
 #define EPTR(type, field) ((type)(intptr_t)e[field])
     const int32_t dim = (int32_t)plan[PLAN_DIM];
     const float eps = ee_plan_float(plan, PLAN_EPS);
-    const float* x = PTR(const float*, PLAN_X);
     float* z = (float*)(intptr_t)exits[EXITS_Z];
     float* pre = (float*)(intptr_t)exits[EXITS_PRE];
     switch ((int32_t)e[EXIT_KIND]) {
-        case EE_HEAD_EMBEDDING: return x;
-        case EE_HEAD_NORM: return ee_rmsnorm_fwd(z, 0, x, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps) ? 0 : z;
+        case EE_HEAD_EMBEDDING: return hidden;
+        case EE_HEAD_NORM: return ee_rmsnorm_fwd(z, 0, hidden, EPTR(const float*, EXIT_HEAD_NORM), k, dim, eps) ? 0 : z;
         case EE_HEAD_MLP:
-            if (ee_feed_forward_fwd(PTR(const float*, PLAN_RESIDUAL), pre, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT),
+            if (ee_feed_forward_fwd(residual, pre, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT),
                                     EPTR(const float*, EXIT_FFN_NORM), EPTR(const void*, EXIT_W_GATE), EPTR(const void*, EXIT_W_UP), EPTR(const void*, EXIT_W_DOWN),
-                                    (int32_t)e[EXIT_W_DTYPE], 1, dim, (int32_t)e[EXIT_MLP_HIDDEN], eps))
+                                    (int32_t)e[EXIT_W_DTYPE], k, dim, (int32_t)e[EXIT_MLP_HIDDEN], eps))
                 return 0;
-            return ee_rmsnorm_fwd(z, 0, pre, EPTR(const float*, EXIT_HEAD_NORM), 1, dim, eps) ? 0 : z;
+            return ee_rmsnorm_fwd(z, 0, pre, EPTR(const float*, EXIT_HEAD_NORM), k, dim, eps) ? 0 : z;
         default: ee_fail("ee_exit_steps: exit after layer %d: head kind %d", (int32_t)e[EXIT_LAYER], (int32_t)e[EXIT_KIND]); return 0;
     }
 #undef PTR
@@ -173,65 +178,98 @@ static inline int32_t ee_exit_screen_passes(const int64_t* plan, const int64_t* 
     return !(upper * ee_plan_float(e, EXIT_SCREEN_MARGIN) < tau); /* NaN or +inf: the exact logits decide */
 }
 
-/* ee_exit_steps' decision at exit e for row 0: 1 = the sequence exits with out_ids[t] chosen, 0 = it goes on, < 0 = failure.
- * Sets bit e of *scored, *heads and *screened for what ran (a head its screen decided counts as run, as in the Java
- * passes). */
-static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, int32_t ei, int32_t* token, const float* uniform, int32_t* scored, int32_t* heads,
-                                     int32_t* screened) {
+/* A step's record for one sequence of the run (eetune.h's EE_EXIT_RECORD) */
+enum { REC_LAYER, REC_COMPLETE, REC_ROW_LAYERS, REC_HEADS, REC_SCORED, REC_SCREENED };
+
+/* ee_exit_steps' decision at exit ei for the newest rows 0..m-1 of the pass (of the run's sequences active[0..m-1]):
+ * sets leaves[i] = 1 and the token out[active[i]] for each row i that exits, and returns how many do (< 0 = failure).
+ * The calls of EarlyExitGenerator.PassVisitor.atExit: the cheap score of the m rows, then the head on the rows it
+ * passes (in place where they lead the pass, else gathered), or with softmax decisions the head on all m rows; each
+ * chosen row's token as ee_decode_steps chooses it (uniforms[active[i]] where sampling). Sets bit ei of each
+ * sequence's record (rec, EE_EXIT_RECORD per sequence) for its row's score, head and screen. */
+static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, int32_t ei, int32_t m, const int32_t* active, int32_t* leaves, int32_t* out,
+                                     const float* uniforms, int32_t* rec) {
+#define BIT(i, field) (rec[(size_t)active[i] * EE_EXIT_RECORD + (field)] |= 1 << ei)
     const int64_t* e = exits + EXITS_HEADER + (size_t)ei * EXIT_FIELDS;
     const int32_t method = (int32_t)exits[EXITS_METHOD], dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
+    float* x = (float*)(intptr_t)plan[PLAN_X];
+    float* residual = (float*)(intptr_t)plan[PLAN_RESIDUAL];
     float* logits = (float*)(intptr_t)plan[PLAN_LOGITS];
     float* score = (float*)(intptr_t)exits[EXITS_SCORE];
+    float* value = (float*)(intptr_t)exits[EXITS_SCORE_HOST];
     int32_t* chosen = (int32_t*)(intptr_t)exits[EXITS_CHOSEN];
     const float tau = ee_plan_float(e, EXIT_TAU), temperature = ee_plan_float(e, EXIT_TEMPERATURE);
-    float value = 0;
+    int32_t rows[EE_EXIT_MAX_ROWS], k = 0; /* the rows whose head runs, in increasing order */
     if (method != EE_EXIT_SOFTMAX) { /* the cheap score first: the head runs only where it passes */
-        if (ee_gate_score(score, (const float*)(intptr_t)plan[PLAN_X], (const float*)(intptr_t)e[EXIT_GATE_W1], (const float*)(intptr_t)e[EXIT_GATE_B1],
-                          (const float*)(intptr_t)e[EXIT_GATE_W], (const float*)(intptr_t)e[EXIT_GATE_B], 1, dim, (int32_t)e[EXIT_GATE_UNITS],
-                          ee_plan_float(e, EXIT_GATE_EPS)) ||
-            ee_read_value(&value, score, sizeof value))
+        if (ee_gate_score(score, x, (const float*)(intptr_t)e[EXIT_GATE_W1], (const float*)(intptr_t)e[EXIT_GATE_B1], (const float*)(intptr_t)e[EXIT_GATE_W],
+                          (const float*)(intptr_t)e[EXIT_GATE_B], m, dim, (int32_t)e[EXIT_GATE_UNITS], ee_plan_float(e, EXIT_GATE_EPS)) ||
+            ee_read_value(value, score, (int64_t)m * (int64_t)sizeof(float)))
             return -1;
-        *scored |= 1 << ei;
-        if (!ee_confident(value, tau)) return 0;
+        for (int32_t i = 0; i < m; i++) {
+            BIT(i, REC_SCORED);
+            if (ee_confident(value[i], tau)) rows[k++] = i;
+        }
+        if (k == 0) return 0;
+    } else {
+        for (int32_t i = 0; i < m; i++) rows[i] = i;
+        k = m;
     }
-    const float* z = ee_exit_head_input(plan, exits, e);
+    const float* z;
+    if (rows[k - 1] == k - 1) { /* rows 0..k-1: in place */
+        z = ee_exit_head_input(plan, exits, e, x, residual, k);
+    } else { /* the head's input rows gathered into `pre` (an mlp head reads the residual, the others the hidden state) */
+        float* pre = (float*)(intptr_t)exits[EXITS_PRE];
+        const float* src = (int32_t)e[EXIT_KIND] == EE_HEAD_MLP ? residual : x;
+        for (int32_t j = 0; j < k; j++)
+            if (ee_copy(pre + (size_t)j * dim, src + (size_t)rows[j] * dim, (int64_t)dim * (int64_t)sizeof(float), 0)) return -1;
+        z = (int32_t)e[EXIT_KIND] == EE_HEAD_MLP ? ee_exit_head_input(plan, exits, e, 0, pre, k) : ee_exit_head_input(plan, exits, e, pre, 0, k);
+    }
     if (!z) return -1;
-    *heads |= 1 << ei;
-    if (method == EE_EXIT_SOFTMAX && e[EXIT_SCREEN]) {
+    for (int32_t j = 0; j < k; j++) BIT(rows[j], REC_HEADS);
+    if (method == EE_EXIT_SOFTMAX && e[EXIT_SCREEN]) { /* one row: a run with screens holds one sequence */
         const int32_t passes = ee_exit_screen_passes(plan, exits, e, z, tau);
         if (passes <= 0) {
-            if (passes == 0) *screened |= 1 << ei;
+            if (passes == 0) BIT(0, REC_SCREENED);
             return passes;
         }
     }
-    if (ee_gemm(0, 1, 1, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[EXIT_LM_HEAD], (int32_t)e[EXIT_LM_DTYPE], dim, 0.0f, logits, vocab)) return -1;
-    if (method == EE_EXIT_SOFTMAX) {
-        if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
-        if (!ee_confident(value, tau)) return 0;
+    if (ee_gemm(0, 1, k, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[EXIT_LM_HEAD], (int32_t)e[EXIT_LM_DTYPE], dim, 0.0f, logits, vocab)) return -1;
+    /* softmax: the head's max probability decides; cascade: it confirms the score */
+    int32_t confirm[EE_EXIT_MAX_ROWS];
+    for (int32_t j = 0; j < k; j++) confirm[j] = 1;
+    if (method != EE_EXIT_GATE) {
+        const float bar = method == EE_EXIT_SOFTMAX ? tau : ee_plan_float(e, EXIT_CONFIRM);
+        if (ee_argmax(chosen, score, logits, k, vocab, temperature) || ee_read_value(value, score, (int64_t)k * (int64_t)sizeof(float))) return -1;
+        for (int32_t j = 0; j < k; j++) confirm[j] = ee_confident(value[j], bar);
     }
-    if (ee_choose_tokens(plan, token, logits, uniform, 1)) return -1;
-    if (method == EE_EXIT_CASCADE) { /* the head's softmax confirms */
-        if (ee_argmax(chosen, score, logits, 1, vocab, temperature) || ee_read_value(&value, score, sizeof value)) return -1;
-        if (!ee_confident(value, ee_plan_float(e, EXIT_CONFIRM))) return 0;
+    int32_t exiting = 0;
+    for (int32_t j = 0; j < k; j++) {
+        if (!confirm[j]) continue;
+        const int32_t i = rows[j], s = active[i];
+        if (ee_choose_tokens(plan, out + s, logits + (size_t)j * vocab, uniforms ? uniforms + s : 0, 1)) return -1;
+        leaves[i] = 1;
+        exiting++;
     }
-    return 1;
+    return exiting;
+#undef BIT
 }
 
 /* ee_exit_steps, one definition for both libraries: the Java decoder's pass (EarlyExitGenerator.pass and its visitor)
- * for one sequence, step after step, composed of the library's own calls in the same order. */
+ * for the run's sequences, step after step, composed of the library's own calls in the same order. */
 static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exits, int32_t steps) {
     if (!plan || !exits) return ee_fail("ee_exit_steps: null plan");
 #define PTR(type, field) ((type)(intptr_t)plan[field])
 #define I32(field) ((int32_t)plan[field])
 #define XPTR(type, field) ((type)(intptr_t)exits[field])
-    const int32_t n_exits = (int32_t)exits[EXITS_COUNT], capacity = (int32_t)exits[EXITS_CAPACITY], seq = (int32_t)exits[EXITS_SEQ];
+    const int32_t n_exits = (int32_t)exits[EXITS_COUNT], capacity = (int32_t)exits[EXITS_CAPACITY], max_seq = (int32_t)exits[EXITS_MAX_SEQ];
     const int32_t n_layers = I32(PLAN_N_LAYERS), dim = I32(PLAN_DIM), vocab = I32(PLAN_VOCAB), max_len = I32(PLAN_MAX_LEN);
     const int64_t* tables = XPTR(const int64_t*, EXITS_TABLES);
     int32_t* state = XPTR(int32_t*, EXITS_STATE);
-    int32_t* done = state + 3; /* per position: layers a pending row has been through */
     int32_t* record = XPTR(int32_t*, EXITS_RECORD);
     int32_t* pos = XPTR(int32_t*, EXITS_POS);
     int32_t* pos_host = XPTR(int32_t*, EXITS_POS_HOST);
+    int32_t* seq_host = XPTR(int32_t*, EXITS_SEQ_HOST);
+    int32_t* row_seq = PTR(int32_t*, PLAN_ROW_SEQ);
     float* states = XPTR(float*, EXITS_STATES);
     const int32_t* first_ids = PTR(const int32_t*, PLAN_FIRST_IDS);
     int32_t* out_ids = PTR(int32_t*, PLAN_OUT_IDS);
@@ -241,78 +279,129 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
     float* logits = PTR(float*, PLAN_LOGITS);
     const float eps = ee_plan_float(plan, PLAN_EPS);
     const size_t row_bytes = (size_t)dim * sizeof(float);
-    if (steps < 0 || n_exits < 0 || n_exits > 30 || capacity < 1 || seq < 0 || seq >= I32(PLAN_N_SEQ))
-        return ee_fail("ee_exit_steps: %d steps, %d exits, capacity %d, sequence %d of %d", steps, n_exits, capacity, seq, I32(PLAN_N_SEQ));
-    if (!tables || !state || !record || !pos || !pos_host || !states || !first_ids || !out_ids || !XPTR(void*, EXITS_SCORE) || !XPTR(void*, EXITS_CHOSEN) ||
-        !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z) || !XPTR(void*, EXITS_Z_HOST))
+    if (!state) return ee_fail("ee_exit_steps: null state");
+    const int32_t n = state[1];
+    if (steps < 0 || n_exits < 0 || n_exits > 30 || capacity < 1 || capacity > EE_EXIT_MAX_ROWS || max_seq < 1 || n < 1 || n > max_seq || n > capacity)
+        return ee_fail("ee_exit_steps: %d steps, %d exits, capacity %d, %d sequences of at most %d", steps, n_exits, capacity, n, max_seq);
+    if (!tables || !record || !pos || !pos_host || !seq_host || !row_seq || !states || !first_ids || !out_ids || !XPTR(void*, EXITS_SCORE) || !XPTR(void*, EXITS_SCORE_HOST) ||
+        !XPTR(void*, EXITS_CHOSEN) || !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z) || !XPTR(void*, EXITS_Z_HOST))
         return ee_fail("ee_exit_steps: null pointer in the plans");
     for (int32_t i = 0; i < n_exits; i++) {
         const int32_t layer = ee_exit_layer(exits, i), before = i == 0 ? 0 : ee_exit_layer(exits, i - 1);
         if (layer <= before || layer >= n_layers) return ee_fail("ee_exit_steps: exit %d after layer %d (layers 1 .. %d, increasing)", i, layer, n_layers - 1);
         const int64_t* e = exits + EXITS_HEADER + (size_t)i * EXIT_FIELDS;
-        if (e[EXIT_SCREEN] && (!e[EXIT_RADIUS] || (int32_t)exits[EXITS_METHOD] != EE_EXIT_SOFTMAX))
-            return ee_fail("ee_exit_steps: exit after layer %d: a screen needs its radius and softmax decisions", layer);
+        if (e[EXIT_SCREEN] && (!e[EXIT_RADIUS] || (int32_t)exits[EXITS_METHOD] != EE_EXIT_SOFTMAX || n > 1))
+            return ee_fail("ee_exit_steps: exit after layer %d: a screen needs its radius, softmax decisions and one sequence (%d here)", layer, n);
     }
-    state[2] = 0;
+    /* per sequence of the run: its block of the state (cache slot, complete length, length, then per position the layers
+     * a pending row has been through) */
+    int32_t* block[EE_EXIT_MAX_ROWS];
+    for (int32_t i = 0; i < n; i++) {
+        block[i] = state + 3 + (size_t)i * (3 + max_len);
+        if (block[i][0] < 0 || block[i][0] >= I32(PLAN_N_SEQ)) return ee_fail("ee_exit_steps: sequence %d: cache slot %d of %d", i, block[i][0], I32(PLAN_N_SEQ));
+        for (int32_t j = 0; j < i; j++)
+            if (block[j][0] == block[i][0]) return ee_fail("ee_exit_steps: sequences %d and %d share cache slot %d", j, i, block[i][0]);
+    }
+    state[0] = 0;
     for (int32_t t = 0; t < steps; t++) {
-        const int32_t complete = state[0], length = state[1], newest = length - 1;
-        if (complete < 0 || newest < complete || newest >= max_len) return ee_fail("ee_exit_steps: step %d: complete length %d, length %d, max_len %d", t, complete, length, max_len);
-        if (newest - complete + 1 > capacity) break; /* the caller's own pass takes this step, with room for the rows */
-        for (int32_t p = complete; p < newest; p++)
-            if (done[p] < 1 || done[p] >= n_layers) return ee_fail("ee_exit_steps: step %d: pending position %d has run %d layers", t, p, done[p]);
-        const int32_t* ids = t == 0 ? first_ids : out_ids + t - 1;
-        const float* uniform = uniforms ? uniforms + t : 0;
-        int32_t* token = out_ids + t;
-        int32_t n = 1, at = 0, exited = 0, next_exit = 0, row_layers = 0, scored = 0, heads = 0, screened = 0;
-        pos_host[0] = newest;
-        int32_t rc = ee_embedding_fwd(x, PTR(const void*, PLAN_EMBEDDING), I32(PLAN_EMBEDDING_DTYPE), ids, 1, dim, vocab);
-        while (!rc && !exited && at < n_layers) {
-            if (at > 0) /* rows that stopped after layer `at` join before the next one, in increasing position */
-                for (int32_t p = complete; p < newest && !rc; p++)
-                    if (done[p] == at) {
-                        pos_host[n] = p;
-                        rc = ee_copy(x + (size_t)n++ * dim, states + (size_t)p * dim, (int64_t)row_bytes, 0);
-                    }
+        int32_t total = 0;
+        for (int32_t i = 0; i < n; i++) {
+            const int32_t complete = block[i][1], newest = block[i][2] - 1;
+            const int32_t* done = block[i] + 3;
+            if (complete < 0 || newest < complete || newest >= max_len)
+                return ee_fail("ee_exit_steps: step %d, sequence %d: complete length %d, length %d, max_len %d", t, i, complete, newest + 1, max_len);
+            for (int32_t p = complete; p < newest; p++)
+                if (done[p] < 1 || done[p] >= n_layers) return ee_fail("ee_exit_steps: step %d, sequence %d: pending position %d has run %d layers", t, i, p, done[p]);
+            total += newest - complete + 1;
+        }
+        if (total > capacity) break; /* the caller's own pass takes this step, with room for the rows */
+        const int32_t* ids = t == 0 ? first_ids : out_ids + (size_t)(t - 1) * n;
+        const float* uniform = uniforms ? uniforms + (size_t)t * n : 0;
+        int32_t* tokens = out_ids + (size_t)t * n;
+        int32_t* rec = record + (size_t)t * max_seq * EE_EXIT_RECORD;
+        int32_t active[EE_EXIT_MAX_ROWS], leaves[EE_EXIT_MAX_ROWS], row_of[EE_EXIT_MAX_ROWS]; /* row_of: each row's sequence in the run */
+        int32_t m = n, rows = n, at = 0, next_exit = 0;
+        memset(rec, 0, (size_t)n * EE_EXIT_RECORD * sizeof(int32_t));
+        for (int32_t i = 0; i < n; i++) { /* the newest rows lead the pass, in the run's order */
+            active[i] = row_of[i] = i;
+            seq_host[i] = block[i][0];
+            pos_host[i] = block[i][2] - 1;
+            rec[(size_t)i * EE_EXIT_RECORD + REC_LAYER] = n_layers;
+        }
+        int32_t rc = ee_embedding_fwd(x, PTR(const void*, PLAN_EMBEDDING), I32(PLAN_EMBEDDING_DTYPE), ids, n, dim, vocab);
+        while (!rc && m > 0 && at < n_layers) {
+            if (at > 0) /* rows that stopped after layer `at` join before the next one: sequence by sequence, in increasing position */
+                for (int32_t a = 0; a < m && !rc; a++) {
+                    const int32_t* b = block[active[a]];
+                    for (int32_t p = b[1]; p < b[2] - 1 && !rc; p++)
+                        if (b[3 + p] == at) {
+                            row_of[rows] = active[a];
+                            seq_host[rows] = b[0];
+                            pos_host[rows] = p;
+                            rc = ee_copy(x + (size_t)rows++ * dim, states + ((size_t)b[0] * max_len + p) * dim, (int64_t)row_bytes, 0);
+                        }
+                }
             /* the layers up to the next exit, or to where pending rows join */
             int32_t to = next_exit < n_exits ? ee_exit_layer(exits, next_exit) : n_layers;
-            for (int32_t p = complete; p < newest; p++)
-                if (done[p] > at && done[p] < to) to = done[p];
-            if (!rc) rc = ee_copy(pos, pos_host, (int64_t)n * (int64_t)sizeof(int32_t), 1);
+            for (int32_t a = 0; a < m; a++)
+                for (int32_t p = block[active[a]][1]; p < block[active[a]][2] - 1; p++)
+                    if (block[active[a]][3 + p] > at && block[active[a]][3 + p] < to) to = block[active[a]][3 + p];
+            if (!rc) rc = ee_copy(pos, pos_host, (int64_t)rows * (int64_t)sizeof(int32_t), 1);
+            if (!rc) rc = ee_copy(row_seq, seq_host, (int64_t)rows * (int64_t)sizeof(int32_t), 1);
             if (!rc)
-                rc = ee_decoder_layers_loop((const int64_t*)(intptr_t)tables[2 * n], at, to - at, x, x, PTR(float*, PLAN_RESIDUAL), PTR(float*, PLAN_XN1), 0, PTR(float*, PLAN_Q),
-                                            PTR(float*, PLAN_K), PTR(float*, PLAN_V), PTR(float*, PLAN_ATT), 0, PTR(float*, PLAN_XN2), 0, PTR(float*, PLAN_GATE),
-                                            PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT), (int32_t)tables[2 * n + 1], 1, I32(PLAN_N_SEQ), max_len,
-                                            PTR(const int32_t*, PLAN_ROW_SEQ), pos, PTR(const float*, PLAN_INV_FREQ), n, dim, I32(PLAN_N_HEADS), I32(PLAN_N_KV_HEADS),
+                rc = ee_decoder_layers_loop((const int64_t*)(intptr_t)tables[4 * rows], at, to - at, x, x, PTR(float*, PLAN_RESIDUAL), PTR(float*, PLAN_XN1), 0,
+                                            PTR(float*, PLAN_Q), PTR(float*, PLAN_K), PTR(float*, PLAN_V), PTR(float*, PLAN_ATT), 0, PTR(float*, PLAN_XN2), 0,
+                                            PTR(float*, PLAN_GATE), PTR(float*, PLAN_UP), PTR(float*, PLAN_ACT), (int32_t)tables[4 * rows + 1], 1, I32(PLAN_N_SEQ),
+                                            max_len, row_seq, pos, PTR(const float*, PLAN_INV_FREQ), rows, dim, I32(PLAN_N_HEADS), I32(PLAN_N_KV_HEADS),
                                             I32(PLAN_HEAD_DIM), I32(PLAN_HIDDEN), I32(PLAN_INTERLEAVED), eps, ee_plan_float(plan, PLAN_SCALE));
-            row_layers += n * (to - at);
+            for (int32_t r = 0; r < rows; r++) rec[(size_t)row_of[r] * EE_EXIT_RECORD + REC_ROW_LAYERS] += to - at;
             at = to;
             if (rc || next_exit >= n_exits || at != ee_exit_layer(exits, next_exit)) continue;
-            const int32_t decision = ee_exit_decide(plan, exits, next_exit++, token, uniform, &scored, &heads, &screened);
-            if (decision < 0) rc = decision;
-            else if (decision > 0) { /* every row of the pass keeps its state and waits for a deeper pass */
-                exited = 1;
-                for (int32_t r = 0; r < n && !rc; r++) {
-                    done[pos_host[r]] = at;
-                    rc = ee_copy(states + (size_t)pos_host[r] * dim, x + (size_t)r * dim, (int64_t)row_bytes, 0);
+            for (int32_t i = 0; i < m; i++) leaves[i] = 0;
+            const int32_t exiting = ee_exit_decide(plan, exits, next_exit++, m, active, leaves, tokens, uniform, rec);
+            if (exiting < 0) rc = exiting;
+            if (exiting <= 0) continue;
+            /* the exiting sequences' rows keep their states and wait for a deeper pass; the others' rows close up, in order */
+            int32_t gone[EE_EXIT_MAX_ROWS] = {0}; /* by the run's sequence */
+            for (int32_t i = 0; i < m; i++)
+                if (leaves[i]) {
+                    gone[active[i]] = 1;
+                    rec[(size_t)active[i] * EE_EXIT_RECORD + REC_LAYER] = at;
+                }
+            int32_t kept = 0;
+            for (int32_t r = 0; r < rows && !rc; r++) {
+                if (gone[row_of[r]]) {
+                    block[row_of[r]][3 + pos_host[r]] = at;
+                    rc = ee_copy(states + ((size_t)seq_host[r] * max_len + pos_host[r]) * dim, x + (size_t)r * dim, (int64_t)row_bytes, 0);
+                } else {
+                    rc = ee_copy_row(x, kept, r, dim);
+                    row_of[kept] = row_of[r];
+                    seq_host[kept] = seq_host[r];
+                    pos_host[kept] = pos_host[r];
+                    kept++;
                 }
             }
+            int32_t still = 0;
+            for (int32_t i = 0; i < m; i++)
+                if (!leaves[i]) active[still++] = active[i];
+            m = still;
+            rows = kept;
         }
-        if (!rc && !exited) { /* the final layer: every row of the pass is complete */
-            rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), 1, dim, eps);
-            if (!rc) rc = ee_gemm(0, 1, 1, vocab, dim, 1.0f, normed, dim, PTR(const void*, PLAN_CLASSIFIER), I32(PLAN_CLASSIFIER_DTYPE), dim, 0.0f, logits, vocab);
-            if (!rc) rc = ee_choose_tokens(plan, token, logits, uniform, 1);
-            if (!rc) state[0] = length;
+        if (!rc && m > 0) { /* the final layer: every row of the pass is complete; rows 0..m-1 are the active sequences' newest */
+            rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), m, dim, eps);
+            if (!rc) rc = ee_gemm(0, 1, m, vocab, dim, 1.0f, normed, dim, (const void*)(intptr_t)tables[4 * m + 2], (int32_t)tables[4 * m + 3], dim, 0.0f, logits, vocab);
+            for (int32_t i = 0; i < m && !rc; i++) {
+                const int32_t s = active[i];
+                rc = ee_choose_tokens(plan, tokens + s, logits + (size_t)i * vocab, uniform ? uniform + s : 0, 1);
+                block[s][1] = block[s][2];
+            }
         }
         if (rc) return ee_fail_within("ee_exit_steps", "step", t);
-        int32_t* rec = record + (size_t)t * EE_EXIT_RECORD;
-        rec[0] = at;
-        rec[1] = state[0];
-        rec[2] = row_layers;
-        rec[3] = heads;
-        rec[4] = scored;
-        rec[5] = screened;
-        state[1] = length + 1;
-        state[2] = t + 1;
+        for (int32_t i = 0; i < n; i++) {
+            rec[(size_t)i * EE_EXIT_RECORD + REC_COMPLETE] = block[i][1];
+            block[i][2]++;
+        }
+        state[0] = t + 1;
     }
 #undef PTR
 #undef I32

@@ -908,14 +908,15 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
             const int vocab = 37, steps = 6, first = 2, units = 4, cap = rows;
             Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(1, 0, vocab));
             Pair gw1 = pair_of(randn((size_t)units * dim, 0.05f)), gb1 = pair_of(randn(units, 0.1f)), gw = pair_of(randn(units)), gb = pair_of(std::vector<float>{0.0f});
-            Pair seqs = pair_of(std::vector<int32_t>(cap, 0)), states = pair_out((size_t)max_len * dim * 4), out_ids = pair_out((size_t)steps * 4);
+            Pair seqs = pair_of(std::vector<int32_t>(cap, 0)), states = pair_out((size_t)n_seq * max_len * dim * 4), out_ids = pair_out((size_t)steps * 4);
             Pair normed = pair_out((size_t)dim * 4), logits = pair_out((size_t)vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out(8), chosen = pair_out(4);
             Pair pre = pair_out((size_t)dim * 4), zb = pair_out((size_t)dim * 4);
             Pair kc4 = pair_of(randn((size_t)n_seq * max_len * kd)), vc4 = pair_of(randn((size_t)n_seq * max_len * kd));
             std::vector<int32_t> state_of[2], record_of[2];
             both("exit_steps", [&](const Api& api, int w) {
-                std::vector<int64_t> table = two_layers(w, kc4, vc4), tables(2 * (cap + 1), 0);
-                for (int r = 1; r <= cap; r++) tables[2 * r] = (int64_t)(intptr_t)table.data(), tables[2 * r + 1] = w_dtype;
+                std::vector<int64_t> table = two_layers(w, kc4, vc4), tables(4 * (cap + 1), 0);
+                for (int r = 1; r <= cap; r++)
+                    tables[4 * r] = (int64_t)(intptr_t)table.data(), tables[4 * r + 1] = w_dtype, tables[4 * r + 2] = (int64_t)(intptr_t)P(cls), tables[4 * r + 3] = w_dtype;
                 auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
                 auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
                 std::vector<int64_t> plan = {addr(table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
@@ -923,13 +924,14 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                     addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(seqs)), addr(P(pos)), addr(P(invf)), cap, dim, heads, kv, head_dim, hidden, 1,
                     bits(1e-5f), bits(scale), 0, bits(1.0f), bits(1.0f)};
                 std::vector<int32_t>& state = state_of[w];
-                state.assign(3 + max_len, 0);
-                state[1] = 1; /* position 0 is the newest token, nothing pending */
+                state.assign(3 + 3 + max_len, 0);
+                state[1] = 1; /* one sequence, in cache slot 0: position 0 is the newest token, nothing pending */
+                state[5] = 1;
                 record_of[w].assign((size_t)steps * EE_EXIT_RECORD, -1);
-                std::vector<int32_t> pos_host(cap);
-                std::vector<float> z_host(dim);
-                std::vector<int64_t> exits = {1, EE_EXIT_GATE, 0, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
-                    addr(pos_host.data()), addr(P(score)), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
+                std::vector<int32_t> pos_host(cap), seq_host(cap);
+                std::vector<float> z_host(dim), score_host(1);
+                std::vector<int64_t> exits = {1, EE_EXIT_GATE, 1, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
+                    addr(pos_host.data()), addr(seq_host.data()), addr(P(score)), addr(score_host.data()), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
                     1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
                     addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f)};
                 if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
@@ -952,14 +954,14 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                 /* what the reference did: steps 0-1 exit after layer 1, step 2 takes their rows through layer 2 and completes them */
                 const int32_t* rec = record_of[0].data();
                 const bool joined = rec[0] == 1 && rec[EE_EXIT_RECORD] == 1 && rec[2 * EE_EXIT_RECORD] == 2 && rec[2 * EE_EXIT_RECORD + 1] == 3 &&
-                                    rec[2 * EE_EXIT_RECORD + 2] == 4 && state_of[0][0] == steps;
+                                    rec[2 * EE_EXIT_RECORD + 2] == 4 && state_of[0][4] == steps && state_of[0][0] == steps - first;
                 if (joined) passes++;
                 else failures++;
                 printf("%s %-44s exit layers %d %d %d, step 2: complete %d, %d row-layers\n", joined ? "PASS" : "FAIL", "exit_steps: two exits, then their rows join",
                        rec[0], rec[EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD + 1], rec[2 * EE_EXIT_RECORD + 2]);
             }
             snprintf(name, sizeof name, "exit_steps: kept states, layer 1's K cache");
-            compare_partly_written(name, states, (size_t)max_len * dim, 1e-4);
+            compare_partly_written(name, states, (size_t)n_seq * max_len * dim, 1e-4);
             compare(name, kc4, (size_t)n_seq * max_len * kd, 1e-5);
             for (Pair* z : {&emb, &lm, &cls, &ids, &gw1, &gb1, &gw, &gb, &seqs, &states, &out_ids, &normed, &logits, &pos, &score, &chosen, &pre, &zb, &kc4, &vc4}) free_pair(*z);
         }

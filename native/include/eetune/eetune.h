@@ -293,14 +293,24 @@ EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_
 EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
 
 /** Header fields of ee_exit_steps's exit plan (int64 each, pointers as addresses), in this order: count (exits that
- * follow), method (EE_EXIT_SOFTMAX, EE_EXIT_GATE or EE_EXIT_CASCADE), seq (the sequence's cache slot), capacity (the
- * most rows a pass may hold), tables (host int64 [2 (capacity + 1)]: for a pass of r rows, the layer table at [2r] and
- * its w_dtype at [2r + 1]), state (host int32 [3 + max_len]: complete length, length, steps run, then each position's
- * layers done), states (the sequence's kept hidden states, float [max_len, dim]), record (host int32 [steps,
- * EE_EXIT_RECORD]), pos (int32 [capacity], the pass's positions: scratch on the library's side), pos_host (host int32
- * [capacity]: scratch), score (float [2]: scratch), chosen (int32 [1]: scratch), pre and z (float [1, dim]: scratch),
- * z_host (host float [dim]: scratch). */
-#define EE_EXIT_PLAN_HEADER 15
+ * follow), method (EE_EXIT_SOFTMAX, EE_EXIT_GATE or EE_EXIT_CASCADE), max_seq (the most sequences a run takes), capacity
+ * (the most rows a pass may hold, at most EE_EXIT_MAX_ROWS), tables (host int64 [4 (capacity + 1)]: for a pass of r
+ * rows, the layer table at [4r], its w_dtype at [4r + 1], and the classifier r final rows read at [4r + 2] with its
+ * dtype at [4r + 3]), state (host int32 [3 + max_seq (3 + max_len)]: steps run, the run's sequences n, unused, then per
+ * sequence its cache slot, complete length, length and each position's layers done), states (every slot's kept hidden
+ * states, float [n_seq max_len, dim], row slot * max_len + position), record (host int32 [steps, max_seq,
+ * EE_EXIT_RECORD]), pos (int32 [capacity], the pass's positions: scratch on the
+ * library's side), pos_host and seq_host (host int32 [capacity]: scratch), score (float [max_seq + 1]: scratch),
+ * score_host (host float [max_seq]: scratch), chosen (int32 [max_seq]: scratch), pre and z (float [max_seq, dim]:
+ * scratch), z_host (host float [dim]: scratch). */
+#define EE_EXIT_PLAN_HEADER 17
+/** The most rows an ee_exit_steps pass holds (its capacity's bound). */
+#define EE_EXIT_MAX_ROWS 256
+/** Values per step and sequence in ee_exit_steps's record: the layer the sequence's token came from (n_layers: the
+ * final one), its complete length after the step, the layers its rows ran (rows x layers), bit e for each exit e
+ * whose head ran on its row (or whose screen decided), that scored its row, and whose screen decided without the
+ * head's logits. */
+#define EE_EXIT_RECORD 6
 /** Fields per exit, after the header, exits in increasing layer order: layer (1-based: the exit reads layer L's
  * output), kind (EE_HEAD_EMBEDDING, EE_HEAD_NORM, EE_HEAD_MLP), head_norm, ffn_norm, w_gate, w_up, w_down, w_dtype,
  * mlp_hidden, lm_head, lm_dtype, temperature, gate_w1, gate_b1, gate_w, gate_b, gate_units, gate_eps, tau, confirm,
@@ -309,10 +319,6 @@ EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
  * scores' radius: the head's logits are computed only where ee_max_prob_upper's bound from the screen's scores and
  * ||z|| (in double, rounded up) times screen_margin reaches tau. */
 #define EE_EXIT_PLAN_FIELDS 23
-/** Values per step in ee_exit_steps's record: the layer the token came from (n_layers: the final one), the complete
- * length after the step, the rows x layers the step ran, bit e for each exit e whose head ran (or its screen decided),
- * that scored, and whose screen decided without the head's logits. */
-#define EE_EXIT_RECORD 6
 #define EE_EXIT_SOFTMAX 0
 #define EE_EXIT_GATE 1
 #define EE_EXIT_CASCADE 2
@@ -321,18 +327,20 @@ EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
 #define EE_HEAD_MLP 2
 
 /**
- * Early-exit decoding of one sequence for up to `steps` steps in one call: what the Java decoder
- * (EarlyExitGenerator, docs/exact-kv-recomputation.md) does step by step with exits that keep no cache of their own,
- * from a decode plan (ee_decode_steps': its table, row_pos and rows unused; row_seq [capacity] holding seq; x and
- * the activations for capacity rows) and an exit plan (EE_EXIT_PLAN_HEADER + count EE_EXIT_PLAN_FIELDS fields). A
- * step feeds the newest token (first_ids[0], then out_ids[t - 1]) at position length - 1 as row 0 of a pass; the
- * pending positions complete .. length - 2 join it from `states` before the layer after the one they stopped at, in
- * increasing order; after each exit's layer row 0 is judged: softmax, the head's max probability at its temperature
- * reaches tau; gate, the gate's score does; cascade, both the score reaches tau and the head's max probability
- * `confirm` (a head runs only where needed). On an exit every row of the pass keeps its state and layer; otherwise
- * the final norm, classifier and choice. Tokens go to out_ids[t], chosen as ee_decode_steps does (argmax, or
- * ee_sample_top_p with uniforms[t]). A step whose pass would exceed capacity rows is not run: state[2] says how many
- * steps ran. The same bits as the Java decoder's calls.
+ * Early-exit decoding of n sequences (state[1], at most max_seq) for up to `steps` steps in one call: what the Java
+ * decoder (EarlyExitGenerator, docs/exact-kv-recomputation.md) does step by step with exits that keep no cache of their
+ * own, from a decode plan (ee_decode_steps': its table, row_pos and rows unused; row_seq [capacity] scratch; first_ids
+ * [max_seq]; x and the activations for capacity rows; normed and logits for max_seq rows) and an exit plan
+ * (EE_EXIT_PLAN_HEADER + count EE_EXIT_PLAN_FIELDS fields). A step feeds sequence i's newest token (first_ids[i], then
+ * out_ids[(t - 1) n + i]) at position length - 1 as row i of a pass; each active sequence's pending positions
+ * (complete .. length - 2) join it from `states` before the layer after the one they stopped at, sequence by sequence
+ * in increasing position; after each exit's layer the active sequences' newest rows are judged: softmax, the head's
+ * max probability at its temperature reaches tau; gate, the gate's score does; cascade, both the score reaches tau and
+ * the head's max probability `confirm` (a head runs only where needed, on the rows that need it). An exiting sequence's
+ * rows keep their states and layer and leave the pass; whoever reaches the end gets the final norm, classifier and
+ * choice. Tokens go to out_ids[t n + i], chosen as ee_decode_steps does (argmax, or ee_sample_top_p with uniforms[t n
+ * + i]). A step whose pass would exceed capacity rows is not run: state[0] says how many steps ran. Screens need n = 1.
+ * The same bits as the Java decoder's calls.
  */
 EE_API int32_t ee_exit_steps(const int64_t* plan, const int64_t* exits, int32_t steps);
 

@@ -540,10 +540,7 @@ public final class Ops {
         if (!embedding.dtype().isFloat() || !matrix(embedding, embedding.dim(0), dim)) fail(op, "the embedding must be a float [vocab, dim] matrix", embedding);
         int vocab = embedding.dim(0);
         if (finalNorm.size() != dim) fail(op, "finalNorm must be [dim]", finalNorm);
-        boolean classifierOk = packedClassifier
-            ? classifierRows <= PANELS_MAX_ROWS && matrix(classifier, panelRows(vocab), dim) && classifier.dtype().isFloat()
-            : classifier.dtype().isFloat() && matrix(classifier, vocab, dim);
-        if (!classifierOk) fail(op, "the classifier must be " + (packedClassifier ? "packed panels of " : "") + "[vocab, dim], vocab " + vocab + ", dim " + dim, classifier);
+        checkClassifier(op, classifier, packedClassifier, classifierRows, vocab, dim);
         if (normed.size() < dim || logits.size() < vocab) fail(op, "normed must hold a row of dim values and logits one of vocab", normed, logits); // the callers check the rows
         if (uniforms != null) {
             mine(op, uniforms);
@@ -558,6 +555,13 @@ public final class Ops {
             shape.headDim(), shape.hidden(), interleaved ? 1 : 0, Float.floatToRawIntBits(eps), Float.floatToRawIntBits(scale), addr(uniforms),
             Float.floatToRawIntBits(temperature), Float.floatToRawIntBits(topP)};
         return longs(fields);
+    }
+
+    /** A classifier [vocab, dim] as {@code rows} final rows read it: plain, or packed panels. */
+    private void checkClassifier(String op, Tensor classifier, boolean packed, int rows, int vocab, int dim) {
+        boolean ok = packed ? rows <= PANELS_MAX_ROWS && matrix(classifier, panelRows(vocab), dim) && classifier.dtype().isFloat()
+            : classifier.dtype().isFloat() && matrix(classifier, vocab, dim);
+        if (!ok) fail(op, "the classifier must be " + (packed ? "packed panels of " : "") + "[vocab, dim], vocab " + vocab + ", dim " + dim, classifier);
     }
 
     /** A direct buffer of int64s in native order, whose address the library reads as a host table. */
@@ -590,67 +594,89 @@ public final class Ops {
     }
 
     /**
-     * Early-exit decode steps of sequence {@code seq}, a run of them in one native call (ee_exit_steps): the passes of
-     * {@code dev.eetune.infer.EarlyExitGenerator} for one sequence whose exits keep no cache of their own, step after
-     * step (docs/exact-kv-recomputation.md). {@code tablesByRows[r]} is the layer table a pass of r rows runs (r = 1 ..
-     * capacity, capacity = x's rows); {@code state} is {complete length, length, -, layers done per position ...} and
-     * is updated, state[2] being the steps run (fewer than a run's {@code steps} where a pass would exceed capacity rows);
-     * {@code record} receives {@link #EXIT_RECORD} values per step (eetune.h). {@code states} [maxLen, dim] are the
-     * sequence's kept hidden states; pos I32 [capacity], score F32 [2], chosen I32 [1], pre and z F32 [1, dim] scratch;
-     * outIds and uniforms (null: greedy) [steps] for the most steps a run takes; normed and logits [1, dim] and [1,
-     * vocab]. The arguments are checked and laid out in host tables here once, for any number of runs of up to outIds'
-     * size steps ({@link ExitStepsCall#run}); the caller writes firstIds (and the uniforms) before each run. (Made per
-     * chunk, on a cold JVM this Java ran interpreted: ~0.1-0.2 ms a chunk, and the layer tables' lookups up to 2.7 ms
-     * on the first one, against a stories260K step's ~25 us.)
+     * What a pass of some number of rows reads in {@link #prepareExitSteps}: the layer table, and the classifier of the
+     * final rows (plain, or packed panels where the rows read panels).
      */
-    public ExitStepsCall prepareExitSteps(LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
-                                          Tensor outIds, Tensor x, Tensor residual, Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up,
-                                          Tensor act, Tensor normed, Tensor logits, Tensor rowSeq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale,
-                                          Tensor uniforms, float temperature, float topP, ExitMethod method, java.util.List<ExitStep> exits, int seq, Tensor states,
-                                          Tensor score, Tensor chosen, Tensor pre, Tensor z) {
+    public record PassTables(LayerTable layers, Tensor classifier, boolean packedClassifier) {}
+
+    /**
+     * Early-exit decode steps of up to firstIds' size sequences together, a run of them in one native call
+     * (ee_exit_steps): the passes of {@code dev.eetune.infer.EarlyExitGenerator} for sequences whose exits keep no cache
+     * of their own, step after step (docs/exact-kv-recomputation.md). {@code passesByRows[r]} is what a pass of r rows
+     * reads (r = 1 .. capacity, capacity = x's rows); a run's {@code state} is {steps run, its sequences n, -, then per
+     * sequence {cache slot, complete length, length, layers done per position ...}} and is updated, state[0] being the
+     * steps run (fewer than a run's {@code steps} where a pass would exceed capacity rows); {@code record} receives
+     * {@link #EXIT_RECORD} values per step and sequence it may hold (eetune.h). {@code states} [sequences * maxLen, dim] are every
+     * cache slot's kept hidden states; pos and rowSeq I32 [capacity], score F32 [max_seq + 1], chosen I32 [max_seq], pre
+     * and z F32 [max_seq, dim] scratch; outIds and uniforms (null: greedy) [steps * max_seq] for the most steps a run
+     * takes; normed and logits at least [max_seq, dim] and [max_seq, vocab]. The arguments are checked and laid out in
+     * host tables here once, for any number of runs ({@link ExitStepsCall#run}); the caller writes firstIds (and the
+     * uniforms) before each run. (Made per chunk, on a cold JVM this Java ran interpreted: ~0.1-0.2 ms a chunk, and the
+     * layer tables' lookups up to 2.7 ms on the first one, against a stories260K step's ~25 us.)
+     */
+    public ExitStepsCall prepareExitSteps(PassTables[] passesByRows, Tensor embedding, Tensor finalNorm, Tensor firstIds, Tensor outIds, Tensor x, Tensor residual,
+                                          Tensor xn1, Tensor q, Tensor k, Tensor v, Tensor att, Tensor xn2, Tensor gate, Tensor up, Tensor act, Tensor normed,
+                                          Tensor logits, Tensor rowSeq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale, Tensor uniforms,
+                                          float temperature, float topP, ExitMethod method, java.util.List<ExitStep> exits, Tensor states, Tensor score, Tensor chosen,
+                                          Tensor pre, Tensor z) {
         String op = "exitSteps";
         int capacity = rows(x);
-        if (tablesByRows.length != capacity + 1) throw new IllegalArgumentException(op + ": " + tablesByRows.length + " tables for passes of 0 .. " + capacity + " rows");
+        if (capacity > EXIT_MAX_ROWS) throw new IllegalArgumentException(op + ": passes of " + capacity + " rows, at most " + EXIT_MAX_ROWS);
+        if (passesByRows.length != capacity + 1) throw new IllegalArgumentException(op + ": " + passesByRows.length + " tables for passes of 0 .. " + capacity + " rows");
         java.util.List<LayerTable> distinct = new java.util.ArrayList<>();
+        LayerTable first = passesByRows[1].layers();
         for (int r = 1; r <= capacity; r++) {
-            if (r > 1 && tablesByRows[r] == tablesByRows[r - 1]) continue; // checked
-            if (!tablesByRows[r].shape.sameModel(tablesByRows[1].shape)) throw new IllegalArgumentException(op + ": the table for " + r + " rows is " + tablesByRows[r].shape + ", for 1 row " + tablesByRows[1].shape);
-            tablesByRows[r].checkOpen(0, tablesByRows[r].layers());
-            if (tablesByRows[r].layers() != tablesByRows[1].layers()) throw new IllegalArgumentException(op + ": the table for " + r + " rows has " + tablesByRows[r].layers() + " layers, not " + tablesByRows[1].layers());
-            if (!distinct.contains(tablesByRows[r])) distinct.add(tablesByRows[r]);
+            LayerTable t = passesByRows[r].layers();
+            if (r > 1 && t == passesByRows[r - 1].layers()) continue; // checked
+            if (t.ops != this) throw new IllegalArgumentException(op + ": the table for " + r + " rows was made by another backend's ops");
+            if (!t.shape.sameModel(first.shape)) throw new IllegalArgumentException(op + ": the table for " + r + " rows is " + t.shape + ", for 1 row " + first.shape);
+            t.checkOpen(0, t.layers());
+            if (t.layers() != first.layers()) throw new IllegalArgumentException(op + ": the table for " + r + " rows has " + t.layers() + " layers, not " + first.layers());
+            if (!distinct.contains(t)) distinct.add(t);
         }
-        LayerShape shape = tablesByRows[1].shape;
-        int dim = shape.dim(), layers = tablesByRows[1].layers(), maxLen = shape.maxLen(), maxSteps = (int) outIds.size();
-        if (firstIds.size() != 1 || pos.size() != capacity || (uniforms != null && uniforms.size() != maxSteps)) {
-            fail(op, "firstIds must be [1], outIds and uniforms [steps], pos [capacity]", x, firstIds, outIds, pos);
+        LayerShape shape = first.shape;
+        int dim = shape.dim(), layers = first.layers(), maxLen = shape.maxLen(), maxSeq = (int) firstIds.size(), vocab = embedding.dim(0);
+        if (maxSeq < 1 || maxSeq > capacity || outIds.size() % maxSeq != 0 || pos.size() != capacity || rowSeq.size() != capacity
+            || (uniforms != null && uniforms.size() != outIds.size())) {
+            fail(op, "firstIds must be [max_seq] (1 .. capacity), outIds and uniforms [steps * max_seq], pos and rowSeq [capacity]", x, firstIds, outIds, pos, rowSeq);
         }
-        if (seq < 0 || seq >= shape.sequences()) throw new IllegalArgumentException(op + ": sequence " + seq + " of " + shape.sequences());
+        int maxSteps = (int) (outIds.size() / maxSeq);
         mine(op, states, score, chosen, pre, z);
-        if (normed.size() != dim || logits.size() != embedding.dim(0)) fail(op, "normed must be [1, dim] and logits [1, vocab]", normed, logits);
+        if (normed.size() < (long) maxSeq * dim || logits.size() < (long) maxSeq * vocab) fail(op, "normed must hold [max_seq, dim] and logits [max_seq, vocab]", normed, logits);
         f32(op, states, score, pre, z);
         i32(op, chosen);
-        if (!matrix(states, maxLen, dim) || score.size() < 2 || chosen.size() < 1 || pre.size() != dim || z.size() != dim) {
-            fail(op, "states must be [max_len, dim], score [2], chosen [1], pre and z [1, dim]", states, score, chosen, pre, z);
+        if (!matrix(states, shape.sequences() * maxLen, dim) || score.size() < maxSeq + 1 || chosen.size() < maxSeq || pre.size() < (long) maxSeq * dim
+            || z.size() < (long) maxSeq * dim) {
+            fail(op, "states must be [sequences * max_len, dim], score [max_seq + 1], chosen [max_seq], pre and z [max_seq, dim]", states, score, chosen, pre, z);
         }
         if (exits.size() > 30) throw new IllegalArgumentException(op + ": " + exits.size() + " exits, at most 30");
-        // the activations checked against the widest pass's table, the classifier for the one row that reaches it
-        java.nio.ByteBuffer plan = decodePlan(op, tablesByRows[capacity], embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, residual, xn1, q, k, v, att,
-            xn2, gate, up, act, normed, logits, rowSeq, pos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, 1);
-        int vocab = embedding.dim(0);
-        long[] tables = new long[2 * (capacity + 1)];
+        // the activations checked against the widest pass's table, each pass's classifier for its final rows
+        java.nio.ByteBuffer plan = decodePlan(op, passesByRows[capacity].layers(), embedding, finalNorm, passesByRows[1].classifier(), passesByRows[1].packedClassifier(),
+            firstIds, outIds, x, residual, xn1, q, k, v, att, xn2, gate, up, act, normed, logits, rowSeq, pos, invFreq, interleaved, eps, scale, uniforms, temperature, topP, 1);
+        long[] tables = new long[4 * (capacity + 1)];
+        java.util.List<Tensor> held = new java.util.ArrayList<>(java.util.Arrays.asList(embedding, finalNorm, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2,
+            gate, up, act, normed, logits, rowSeq, pos, invFreq, uniforms, states, score, chosen, pre, z));
         for (int r = 1; r <= capacity; r++) {
-            tables[2 * r] = tablesByRows[r].address;
-            tables[2 * r + 1] = tablesByRows[r].shape.wDtype();
+            PassTables p = passesByRows[r];
+            if (r <= maxSeq) { // final rows: at most one per sequence
+                mine(op, p.classifier());
+                checkClassifier(op + " (" + r + " final rows)", p.classifier(), p.packedClassifier(), r, vocab, dim);
+                if (!held.contains(p.classifier())) held.add(p.classifier());
+            }
+            tables[4 * r] = p.layers().address;
+            tables[4 * r + 1] = p.layers().shape.wDtype();
+            tables[4 * r + 2] = p.classifier().address();
+            tables[4 * r + 3] = p.packedClassifier() ? panelsDtype(p.classifier().dtype()) : p.classifier().dtype().code();
         }
         java.nio.ByteBuffer tableBuf = longs(tables);
-        java.nio.ByteBuffer stateBuf = ints(new int[3 + maxLen]), recordBuf = ints(new int[maxSteps * EXIT_RECORD]), posHost = ints(new int[capacity]), zHost = ints(new int[dim]);
+        int stride = maxSeq * EXIT_RECORD;
+        java.nio.ByteBuffer stateBuf = ints(new int[3 + maxSeq * (3 + maxLen)]), recordBuf = ints(new int[maxSteps * stride]), posHost = ints(new int[capacity]),
+            seqHost = ints(new int[capacity]), scoreHost = ints(new int[maxSeq]), zHost = ints(new int[dim]);
         long[] fields = new long[EXIT_PLAN_HEADER + exits.size() * EXIT_PLAN_FIELDS];
-        long[] header = {exits.size(), method.ordinal(), seq, capacity, backend.host().address(tableBuf), backend.host().address(stateBuf), states.address(),
-            backend.host().address(recordBuf), pos.address(), backend.host().address(posHost), score.address(), chosen.address(), pre.address(), z.address(),
-            backend.host().address(zHost)};
+        long[] header = {exits.size(), method.ordinal(), maxSeq, capacity, backend.host().address(tableBuf), backend.host().address(stateBuf), states.address(),
+            backend.host().address(recordBuf), pos.address(), backend.host().address(posHost), backend.host().address(seqHost), score.address(),
+            backend.host().address(scoreHost), chosen.address(), pre.address(), z.address(), backend.host().address(zHost)};
         System.arraycopy(header, 0, fields, 0, EXIT_PLAN_HEADER);
-        java.util.List<Tensor> held = new java.util.ArrayList<>(java.util.Arrays.asList(embedding, finalNorm, classifier, firstIds, outIds, x, residual, xn1, q, k, v, att, xn2,
-            gate, up, act, normed, logits, rowSeq, pos, invFreq, uniforms, states, score, chosen, pre, z));
         int before = 0;
         for (int i = 0; i < exits.size(); i++) {
             ExitStep e = exits.get(i);
@@ -680,6 +706,7 @@ public final class Ops {
             }
             if (e.screen() != null) {
                 if (method != ExitMethod.SOFTMAX) throw new IllegalArgumentException(at + ": a head's screen serves softmax decisions only, not " + method);
+                if (maxSeq > 1) throw new IllegalArgumentException(at + ": a head's screen serves runs of one sequence, not " + maxSeq);
                 mine(at, e.screen().bytes(), e.radius());
                 if (e.screen().out() != vocab || e.screen().in() != dim) throw new IllegalArgumentException(at + ": the screen is " + e.screen() + ", the head [" + vocab + ", " + dim + "]");
                 f32(at, e.radius());
@@ -694,65 +721,82 @@ public final class Ops {
             held.addAll(java.util.Arrays.asList(e.headNorm(), e.ffnNorm(), e.wGate(), e.wUp(), e.wDown(), e.lmHead(), e.gateW1(), e.gateB1(), e.gateW(), e.gateB(), e.radius(),
                 e.screen() == null ? null : e.screen().bytes()));
         }
-        return new ExitStepsCall(seq, maxSteps, maxLen, distinct.toArray(new LayerTable[0]), held(held.toArray(new Tensor[0])), plan, longs(fields), tableBuf, stateBuf,
-            recordBuf, posHost, zHost);
+        return new ExitStepsCall(maxSeq, maxSteps, maxLen, shape.sequences(), stride, distinct.toArray(new LayerTable[0]), held(held.toArray(new Tensor[0])), plan,
+            longs(fields), new java.nio.ByteBuffer[] {tableBuf, posHost, seqHost, scoreHost, zHost}, stateBuf, recordBuf);
     }
 
     /** An ee_exit_steps call prepared by {@link #prepareExitSteps}. */
     public final class ExitStepsCall extends PreparedCall {
-        private final int seq, maxSteps, maxLen;
+        private final int maxSeq, maxSteps, maxLen, slots, stride;
         private final java.nio.ByteBuffer plan, exitPlan, stateBuf, recordBuf;
         @SuppressWarnings("unused") // held: the plan points at them
-        private final java.nio.ByteBuffer tableBuf, posHost, zHost;
+        private final java.nio.ByteBuffer[] hostScratch;
 
-        private ExitStepsCall(int seq, int maxSteps, int maxLen, LayerTable[] tables, Tensor[] tensors, java.nio.ByteBuffer plan, java.nio.ByteBuffer exitPlan,
-                              java.nio.ByteBuffer tableBuf, java.nio.ByteBuffer stateBuf, java.nio.ByteBuffer recordBuf, java.nio.ByteBuffer posHost, java.nio.ByteBuffer zHost) {
+        private ExitStepsCall(int maxSeq, int maxSteps, int maxLen, int slots, int stride, LayerTable[] tables, Tensor[] tensors, java.nio.ByteBuffer plan,
+                              java.nio.ByteBuffer exitPlan, java.nio.ByteBuffer[] hostScratch, java.nio.ByteBuffer stateBuf, java.nio.ByteBuffer recordBuf) {
             super(tables, tensors);
-            this.seq = seq;
+            this.maxSeq = maxSeq;
             this.maxSteps = maxSteps;
             this.maxLen = maxLen;
+            this.slots = slots;
+            this.stride = stride;
             this.plan = plan;
             this.exitPlan = exitPlan;
-            this.tableBuf = tableBuf;
+            this.hostScratch = hostScratch;
             this.stateBuf = stateBuf;
             this.recordBuf = recordBuf;
-            this.posHost = posHost;
-            this.zHost = zHost;
         }
 
-        /** The sequence whose steps this call runs. */
-        public int sequence() { return seq; }
+        /** The most sequences a run takes (firstIds' size). */
+        public int maxSequences() { return maxSeq; }
 
-        /** The most steps a run may take (outIds' size). */
+        /** The most steps a run may take. */
         public int maxSteps() { return maxSteps; }
 
-        /** Runs {@code steps} steps (at most {@link #maxSteps}) as {@link #prepareExitSteps} describes, updating {@code state} and writing {@code record}. */
+        /** Values per step in a run's record: {@link #EXIT_RECORD} per sequence it may hold. */
+        public int recordStride() { return stride; }
+
+        /** Values in a run's state: 3, then 3 + max_len per sequence. */
+        public int stateSize() { return 3 + maxSeq * (3 + maxLen); }
+
+        /**
+         * Runs {@code steps} steps (at most {@link #maxSteps}) of the {@code state[1]} sequences its blocks describe, as
+         * {@link #prepareExitSteps} says, updating {@code state} and writing {@code record}.
+         */
         public void run(int steps, int[] state, int[] record) {
             String op = "exitSteps";
             if (steps < 0 || steps > maxSteps) throw new IllegalArgumentException(op + ": " + steps + " steps, this call holds 0.." + maxSteps);
-            if (state.length != 3 + maxLen || record.length < steps * EXIT_RECORD) {
-                throw new IllegalArgumentException(op + ": state must hold 3 + max_len = " + (3 + maxLen) + " values, record " + EXIT_RECORD + " per step");
+            if (state.length != stateSize() || record.length < steps * stride) {
+                throw new IllegalArgumentException(op + ": state must hold 3 + " + maxSeq + " x (3 + max_len) = " + stateSize() + " values, record " + stride + " per step");
+            }
+            int n = state[1];
+            if (n < 1 || n > maxSeq) throw new IllegalArgumentException(op + ": " + n + " sequences, this call holds 1.." + maxSeq);
+            for (int i = 0; i < n; i++) {
+                int slot = state[3 + i * (3 + maxLen)];
+                if (slot < 0 || slot >= slots) throw new IllegalArgumentException(op + ": sequence " + i + " in cache slot " + slot + ", the cache has " + slots);
             }
             checkOpen();
             stateBuf.asIntBuffer().put(state);
             try {
                 check(op, k.ee_exit_steps(backend.host().address(plan), backend.host().address(exitPlan), steps));
                 stateBuf.asIntBuffer().get(state);
-                recordBuf.asIntBuffer().get(record, 0, steps * EXIT_RECORD);
+                recordBuf.asIntBuffer().get(record, 0, steps * stride);
             } finally {
                 java.lang.ref.Reference.reachabilityFence(this); // its host tables, which the library reads
             }
         }
 
         @Override
-        public String toString() { return "ExitStepsCall[sequence " + seq + ", up to " + maxSteps + " steps, " + tensorCount() + " tensors, " + backend.name() + "]"; }
+        public String toString() { return "ExitStepsCall[up to " + maxSeq + " sequences, " + maxSteps + " steps, " + tensorCount() + " tensors, " + backend.name() + "]"; }
     }
 
-    /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_RECORD. */
-    private static final int EXIT_PLAN_HEADER = 15, EXIT_PLAN_FIELDS = 23;
+    /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_MAX_ROWS. */
+    private static final int EXIT_PLAN_HEADER = 17, EXIT_PLAN_FIELDS = 23;
+    public static final int EXIT_MAX_ROWS = 256;
     /**
-     * Values per step in {@link #prepareExitSteps}' record: exit layer, complete length after the step, rows x layers, heads run
-     * or decided by their screen (bit per exit), gates scored (bit per exit), screens that decided (bit per exit).
+     * Values per step and sequence in {@link #prepareExitSteps}' record (eetune.h's EE_EXIT_RECORD): exit layer, complete
+     * length after the step, its rows x layers, heads run or decided by their screen on its row (bit per exit), gates
+     * scored (bit per exit), screens that decided (bit per exit).
      */
     public static final int EXIT_RECORD = 6;
 

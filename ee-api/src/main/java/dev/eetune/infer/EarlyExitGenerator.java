@@ -93,7 +93,7 @@ public final class EarlyExitGenerator implements Decoder {
     private boolean headsScreened, screenHeadsEnabled = true;
     /** Rows the head screens decided without the head's logits (each call's share: {@link Stats#screenedHeadRows}), and rows that needed them after a screen (tests). */
     long screenedHeadRows, unscreenedHeadRows;
-    /** Steps run in native exit chunks ({@link #nativeExitSteps}; tests). */
+    /** Tokens decoded in native exit chunks, a step of n sequences counting n ({@link #nativeExitSteps}; tests). */
     long nativeExitStepsRun;
 
     /**
@@ -194,7 +194,6 @@ public final class EarlyExitGenerator implements Decoder {
         this.maxLen = maxLen;
         this.cache = new KvCache(config, model.backend(), maxBatch, maxLen);
         this.doneLayers = new int[maxBatch][maxLen];
-        this.exitState = new int[3 + maxLen];
         this.stepNanos = new long[maxBatch + 1];
         for (ExitHead h : this.exits.heads()) {
             if (h.hasOwnCache() && policy.evaluates(h.layer())) {
@@ -355,15 +354,20 @@ public final class EarlyExitGenerator implements Decoder {
         Counters counters = new Counters(config.nLayers());
         long t0 = System.nanoTime(), tFirst = 0, screened0 = screenedHeadRows;
         model.prepareDecode(batch.size()); // in the time to the first token
-        headsPacked = packHeads(batch.size());
         decodeCall = null;
         exitCall = null;
-        headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
-        if (exitSteps != null && headsScreened) exitSteps = screened(exitSteps);
-        if (exitSteps != null) nativeExitSteps(0, exitSteps, batch, cfg, fed, counters, 0, null, null, 0); // the call's one-time costs before the first token
+        // a batch's passes go in native chunks too where every count of final rows is chosen there; their heads read the plain matrices, as the chunks do
+        int exitChunkSequences = exitSteps == null ? 0 : Math.min(nativeFinalRows(cfg, batch.size()), exitChunkRows(batch.size()));
+        headsPacked = exitChunkSequences <= 1 && packHeads(batch.size());
+        headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
+        if (exitSteps != null && headsScreened) {
+            exitSteps = screened(exitSteps);
+            exitChunkSequences = 1; // a screen decides for one row
+        }
+        if (exitSteps != null) nativeExitSteps(batch.live(), exitChunkSequences, exitSteps, batch, cfg, fed, counters, 0, null, null, 0); // the call's one-time costs before the first token
         int[] next = new int[batch.size()];
         nextLayer = new int[batch.size()];
         int[][] layersOut = new int[batch.size()][Math.min(cfg.maxNewTokens(), maxLen)];
@@ -375,12 +379,12 @@ public final class EarlyExitGenerator implements Decoder {
                 stepNanos[live.length] = nativeSteps(live, batch, cfg, fed, counters, stepNanos[live.length], emitted, layersOut);
                 continue;
             }
-            if (exitSteps != null && tFirst != 0 && live.length == 1) { // one sequence left: its passes in native chunks
-                long nanos = nativeExitSteps(live[0], exitSteps, batch, cfg, fed, counters, stepNanos[0], emitted, layersOut, Integer.MAX_VALUE);
+            if (exitSteps != null && tFirst != 0 && live.length <= exitChunkSequences) { // the passes in native chunks
+                long nanos = nativeExitSteps(live, exitChunkSequences, exitSteps, batch, cfg, fed, counters, stepNanos[live.length], emitted, layersOut, Integer.MAX_VALUE);
                 if (nanos > 0) {
-                    stepNanos[0] = nanos;
+                    stepNanos[live.length] = nanos;
                     continue;
-                } // else its pending rows need a wider pass than a chunk holds: this one step by step
+                } // else the pending rows need a wider pass than a chunk holds: this one step by step
             }
             long before = counters.rowLayers;
             double headsBefore = counters.headLayers;
@@ -497,15 +501,32 @@ public final class EarlyExitGenerator implements Decoder {
         return nanos;
     }
 
-    /** The most rows a pass of a native early-exit chunk holds (the newest row and the pending ones: a prompt the prefill left pending, too). */
-    private static final int EXIT_CHUNK_ROWS = 64;
+    /**
+     * The most rows a pass of a native early-exit chunk of one sequence holds (the newest row and the pending ones: a
+     * prompt the prefill left pending, too); of more sequences, {@link #EXIT_CHUNK_ROWS_PER_SEQUENCE} each, up to the
+     * library's bound. A step whose rows would not fit goes through {@link #pass}.
+     */
+    private static final int EXIT_CHUNK_ROWS = 64, EXIT_CHUNK_ROWS_PER_SEQUENCE = 32;
+
+    /** The rows a native early-exit chunk's passes hold for {@code sequences} sequences. */
+    private int exitChunkRows(int sequences) {
+        return Math.min(Ops.EXIT_MAX_ROWS, Math.min(maxBatch * maxLen, Math.max(EXIT_CHUNK_ROWS, EXIT_CHUNK_ROWS_PER_SEQUENCE * sequences)));
+    }
+
+    /** The most sequences whose final rows a native chunk chooses as a pass would: sampled, or greedy where no count of rows up to them is screened. */
+    private int nativeFinalRows(GenerationConfig cfg, int sequences) {
+        if (!cfg.isGreedy()) return sequences;
+        for (int r = 1; r <= sequences; r++) if (model.screens(r)) return r - 1;
+        return sequences;
+    }
     private Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
     /** The native chunks' prepared calls of this generation (plain: its rows and sampling; early exit: its exits, sampling and sequence). */
     private Ops.DecodeStepsCall decodeCall;
     private Ops.ExitStepsCall exitCall;
     private double[] exitHeadLayers, exitScoreLayers; // per exit of the plan: a head evaluation's and a score's cost in layers (the Stats' head layers)
-    private Tensor exitSeq, exitPos, exitScore, exitChosen, exitPre, exitZ; // the native early-exit chunks' buffers, made on first use
-    private final int[] exitState; // complete length, length, steps run, then layers done per position
+    private Tensor exitSeq, exitPos, exitScore, exitChosen, exitPre, exitZ; // the native early-exit chunks' buffers, made on first use (in exitBuffers)
+    private Scope exitBuffers;
+    private int[] exitState = new int[0]; // steps run, sequences, -, then per sequence: slot, complete length, length, layers done per position
     private int[] exitRecord = new int[0];
 
     /**
@@ -563,72 +584,88 @@ public final class EarlyExitGenerator implements Decoder {
     }
 
     /**
-     * Early-exit decoding of sequence {@code s}, the only one left, for a chunk of steps in one native call
-     * ({@link LlamaModel#prepareExitSteps}): the tokens, exits, pending rows and cache that {@link #pass} gives step by step,
-     * without a step's Java. The chunk ends early where the pending rows would not fit a pass of
-     * {@link #EXIT_CHUNK_ROWS}; then this returns 0 and the step goes through {@link #pass}. Otherwise returns the
-     * chunk's time per step. As in {@link #nativeSteps}, a stop token inside the chunk ends the sequence there.
-     * {@code most} = 0 makes a call of no steps before the prefill, so that the call's one-time costs (binding the
-     * native function, the layer tables, the buffers, the prepared call the chunks reuse) go to the time to the first
-     * token.
+     * Early-exit decoding of the live sequences for a chunk of steps in one native call ({@link LlamaModel#prepareExitSteps},
+     * prepared for up to {@code most} sequences once per generation): the tokens, exits, pending rows and cache that
+     * {@link #pass} gives step by step, without a step's Java. The chunk ends early where the pending rows would not
+     * fit a pass of its rows ({@link #exitChunkRows}); then this returns 0 and the step goes through {@link #pass}.
+     * Otherwise returns the chunk's time per step. As in {@link #nativeSteps}, a stop token inside the chunk ends the
+     * sequence there. {@code mostSteps} = 0 makes a call of no steps before the prefill, so that the call's one-time
+     * costs (binding the native function, the layer tables, the buffers, the prepared call the chunks reuse) go to the
+     * time to the first token.
      */
-    private long nativeExitSteps(int s, List<Ops.ExitStep> exitPlan, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos, int[] emitted,
-                                 int[][] layersOut, int most) {
-        int cap = Math.min(EXIT_CHUNK_ROWS, maxLen), len = batch.length(s);
-        if (most > 0 && len - fed[s] > cap) return 0;
-        int steps = Math.min(Math.min(chunkSteps(stepNanos), most), batch.budget(s));
+    private long nativeExitSteps(int[] live, int most, List<Ops.ExitStep> exitPlan, DecodingBatch batch, GenerationConfig cfg, int[] fed, Counters counters, long stepNanos,
+                                 int[] emitted, int[][] layersOut, int mostSteps) {
+        if (live.length == 0) return 0;
+        int n = mostSteps == 0 ? 1 : live.length, cap = exitChunkRows(most);
+        int pending = 0;
+        for (int i = 0; i < n; i++) pending += batch.length(live[i]) - fed[live[i]];
+        if (mostSteps > 0 && pending > cap) return 0;
+        int steps = Math.min(chunkSteps(stepNanos), mostSteps);
+        for (int i = 0; i < n; i++) steps = Math.min(steps, batch.budget(live[i]));
         allocateStepBuffers();
         ensure(cap);
         ensureStates();
-        if (exitSeq == null) {
-            exitSeq = scope.allocate(DType.I32, EXIT_CHUNK_ROWS);
-            exitPos = scope.allocate(DType.I32, EXIT_CHUNK_ROWS);
-            exitScore = scope.allocate(DType.F32, 2);
-            exitChosen = scope.allocate(DType.I32, 1);
-            exitPre = scope.allocate(DType.F32, 1, config.dim());
-            exitZ = scope.allocate(DType.F32, 1, config.dim());
-        }
-        if (exitCall == null || exitCall.sequence() != s || !exitCall.isOpen()) { // once per generation and sequence (and after a wider Java pass regrew the scratch)
-            int[] seqs = new int[cap];
-            Arrays.fill(seqs, s);
-            exitCall = model.prepareExitSteps(stepIds.slice(0, 1), stepOut.slice(0, CHUNK_MAX_STEPS), exitSeq.slice(0, cap).copyFrom(seqs), exitPos.slice(0, cap),
-                cfg.isGreedy() ? null : stepUniforms.slice(0, CHUNK_MAX_STEPS), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits, exitMethod(),
-                exitPlan, s, states.slice(s * maxLen, (s + 1) * maxLen), exitScore, exitChosen, exitPre, exitZ);
-        }
-        if (!cfg.isGreedy()) {
-            float[] u = new float[steps];
-            for (int t = 0; t < steps; t++) u[t] = nextTokenUniform(cfg, s, len + t); // the sequence's length when step t chooses
-            stepUniforms.slice(0, steps).copyFrom(u);
-        }
-        exitState[0] = fed[s];
-        exitState[1] = len;
-        System.arraycopy(doneLayers[s], 0, exitState, 3, maxLen);
-        if (exitRecord.length < steps * Ops.EXIT_RECORD) exitRecord = new int[CHUNK_MAX_STEPS * Ops.EXIT_RECORD];
-        long t0 = System.nanoTime();
-        stepIds.slice(0, 1).copyFrom(new int[] {batch.token(s, len - 1)});
-        exitCall.run(steps, exitState, exitRecord);
-        int ran = exitState[2];
-        nativeExitStepsRun += ran;
-        if (ran == 0 || most == 0) return 0;
-        long nanos = Math.max(1, (System.nanoTime() - t0) / ran);
-        System.arraycopy(exitState, 3, doneLayers[s], 0, maxLen);
-        int[] tokens = stepOut.slice(0, ran).toIntArray();
-        for (int t = 0; t < ran && batch.running(s); t++) {
-            int base = t * Ops.EXIT_RECORD, layer = exitRecord[base];
-            fed[s] = exitRecord[base + 1];
-            counters.rowLayers += exitRecord[base + 2];
-            for (int e = 0; e < exitPlan.size(); e++) {
-                if ((exitRecord[base + 3] & (1 << e)) != 0) {
-                    counters.headEvals++;
-                    counters.headLayers += exitHeadLayers[e];
-                }
-                if ((exitRecord[base + 4] & (1 << e)) != 0) counters.headLayers += exitScoreLayers[e];
-                if (exitPlan.get(e).screen() != null && (exitRecord[base + 3] & (1 << e)) != 0) {
-                    if ((exitRecord[base + 5] & (1 << e)) != 0) screenedHeadRows++;
-                    else unscreenedHeadRows++;
-                }
+        if (exitCall == null || !exitCall.isOpen()) { // once per generation (and after a wider Java pass regrew the scratch)
+            if (exitPos == null || exitPos.size() < cap) {
+                if (exitBuffers != null) exitBuffers.close();
+                exitBuffers = scope.child();
+                int rows = Math.max(cap, maxBatch);
+                exitSeq = exitBuffers.allocate(DType.I32, rows);
+                exitPos = exitBuffers.allocate(DType.I32, rows);
+                exitScore = exitBuffers.allocate(DType.F32, maxBatch + 1);
+                exitChosen = exitBuffers.allocate(DType.I32, maxBatch);
+                exitPre = exitBuffers.allocate(DType.F32, maxBatch, config.dim());
+                exitZ = exitBuffers.allocate(DType.F32, maxBatch, config.dim());
             }
-            emitChunkToken(s, tokens[t], layer, batch, counters, emitted, layersOut);
+            exitCall = model.prepareExitSteps(stepIds.slice(0, most), stepOut.slice(0, CHUNK_MAX_STEPS * most), exitSeq.slice(0, cap), exitPos.slice(0, cap),
+                cfg.isGreedy() ? null : stepUniforms.slice(0, CHUNK_MAX_STEPS * most), cfg.temperature(), cfg.topP(), cache, ws, xa.slice(0, cap), normed, logits,
+                exitMethod(), exitPlan, states, exitScore, exitChosen, exitPre, exitZ);
+            if (exitState.length != exitCall.stateSize()) exitState = new int[exitCall.stateSize()];
+        }
+        int[] ids = new int[n];
+        float[] u = cfg.isGreedy() ? null : new float[steps * n];
+        exitState[1] = n;
+        for (int i = 0; i < n; i++) {
+            int s = live[i], len = batch.length(s), at = 3 + i * (3 + maxLen);
+            ids[i] = batch.token(s, len - 1);
+            exitState[at] = s;
+            exitState[at + 1] = fed[s];
+            exitState[at + 2] = len;
+            System.arraycopy(doneLayers[s], 0, exitState, at + 3, maxLen);
+            if (u != null) for (int t = 0; t < steps; t++) u[t * n + i] = nextTokenUniform(cfg, s, len + t); // the sequence's length when step t chooses
+        }
+        if (u != null) stepUniforms.slice(0, steps * n).copyFrom(u);
+        int stride = exitCall.recordStride();
+        if (exitRecord.length < steps * stride) exitRecord = new int[CHUNK_MAX_STEPS * stride];
+        long t0 = System.nanoTime();
+        stepIds.slice(0, n).copyFrom(ids);
+        int[] state = exitState;
+        exitCall.run(steps, state, exitRecord);
+        int ran = state[0];
+        nativeExitStepsRun += (long) ran * n;
+        if (ran == 0 || mostSteps == 0) return 0;
+        long nanos = Math.max(1, (System.nanoTime() - t0) / ran);
+        for (int i = 0; i < n; i++) System.arraycopy(state, 3 + i * (3 + maxLen) + 3, doneLayers[live[i]], 0, maxLen);
+        int[] tokens = stepOut.slice(0, ran * n).toIntArray();
+        for (int t = 0; t < ran; t++) {
+            for (int i = 0; i < n; i++) {
+                int s = live[i], base = t * stride + i * Ops.EXIT_RECORD;
+                if (!batch.running(s)) continue; // stopped inside the chunk: what its rows ran after does not count
+                fed[s] = exitRecord[base + 1];
+                counters.rowLayers += exitRecord[base + 2];
+                for (int e = 0; e < exitPlan.size(); e++) {
+                    if ((exitRecord[base + 3] & (1 << e)) != 0) {
+                        counters.headEvals++;
+                        counters.headLayers += exitHeadLayers[e];
+                    }
+                    if ((exitRecord[base + 4] & (1 << e)) != 0) counters.headLayers += exitScoreLayers[e];
+                    if (exitPlan.get(e).screen() != null && (exitRecord[base + 3] & (1 << e)) != 0) {
+                        if ((exitRecord[base + 5] & (1 << e)) != 0) screenedHeadRows++;
+                        else unscreenedHeadRows++;
+                    }
+                }
+                emitChunkToken(s, tokens[t * n + i], exitRecord[base], batch, counters, emitted, layersOut);
+            }
         }
         return nanos;
     }

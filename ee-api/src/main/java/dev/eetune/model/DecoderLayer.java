@@ -84,16 +84,15 @@ public final class DecoderLayer {
     }
 
     /**
-     * Early-exit decode steps of one sequence prepared for native calls ({@link Ops#prepareExitSteps}), passes of r
-     * rows over {@code tablesByRows[r]}; {@code a} (for x's rows), {@code normed} and {@code logits} are scratch.
+     * Early-exit decode steps of up to firstIds' size sequences prepared for native calls ({@link Ops#prepareExitSteps}),
+     * passes of r rows over {@code passesByRows[r]}; {@code a} (for x's rows), {@code normed} and {@code logits} are scratch.
      */
-    public Ops.ExitStepsCall prepareExitSteps(Ops.LayerTable[] tablesByRows, Tensor embedding, Tensor finalNorm, Tensor classifier, boolean packedClassifier, Tensor firstIds,
-                                              Tensor outIds, Tensor x, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, LayerActivations a,
-                                              Tensor normed, Tensor logits, Ops.ExitMethod method, java.util.List<Ops.ExitStep> exits, int seq, Tensor states, Tensor score,
-                                              Tensor chosen, Tensor pre, Tensor z) {
-        return x.backend().ops().prepareExitSteps(tablesByRows, embedding, finalNorm, classifier, packedClassifier, firstIds, outIds, x, a.residual(), a.xn1(), a.q(), a.k(),
-            a.v(), a.att(), a.xn2(), a.gate(), a.up(), a.act(), normed, logits, rowSeq, pos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP,
-            method, exits, seq, states, score, chosen, pre, z);
+    public Ops.ExitStepsCall prepareExitSteps(Ops.PassTables[] passesByRows, Tensor embedding, Tensor finalNorm, Tensor firstIds, Tensor outIds, Tensor x, Tensor rowSeq,
+                                              Tensor pos, Tensor uniforms, float temperature, float topP, LayerActivations a, Tensor normed, Tensor logits,
+                                              Ops.ExitMethod method, java.util.List<Ops.ExitStep> exits, Tensor states, Tensor score, Tensor chosen, Tensor pre, Tensor z) {
+        return x.backend().ops().prepareExitSteps(passesByRows, embedding, finalNorm, firstIds, outIds, x, a.residual(), a.xn1(), a.q(), a.k(), a.v(), a.att(), a.xn2(),
+            a.gate(), a.up(), a.act(), normed, logits, rowSeq, pos, invFreq, c.ropeInterleaved(), c.normEps(), scale, uniforms, temperature, topP, method, exits, states,
+            score, chosen, pre, z);
     }
 
     /** One layer's tensors in {@link Ops#layerTable}'s order: its weights (as given: plain or packed), then its caches. */

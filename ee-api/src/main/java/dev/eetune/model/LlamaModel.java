@@ -289,28 +289,31 @@ public final class LlamaModel implements AutoCloseable {
     }
 
     /**
-     * Early-exit decode steps of sequence {@code seq}, prepared for runs of a chunk of steps in one native call each
-     * ({@link Ops.ExitStepsCall#run}, {@link Ops#prepareExitSteps}): the passes an early-exit decoder makes for one
-     * sequence whose exits keep no cache of their own, each pass of r rows over the layers {@link #layers} would run for
-     * r rows, the final choice as {@link #prepareDecodeSteps} makes it (so greedy only where {@link #screens}(1) is
-     * false). x's rows are the most a pass may hold. The layers leave their attention residual in the workspace's own
-     * buffer, not in x, for the heads that read it. The checks and host tables are made here once per generation; the
-     * caller writes firstIds and the uniforms before each run.
+     * Early-exit decode steps of up to firstIds' size sequences together, prepared for runs of a chunk of steps in one
+     * native call each ({@link Ops.ExitStepsCall#run}, {@link Ops#prepareExitSteps}): the passes an early-exit decoder
+     * makes for sequences whose exits keep no cache of their own, each pass of r rows over the layers {@link #layers}
+     * would run for r rows, the final rows' choice as {@link #prepareDecodeSteps} makes it (so greedy only where
+     * {@link #screens} is false for every count of final rows up to firstIds' size). x's rows are the most a pass may
+     * hold. The layers leave their attention residual in the workspace's own buffer, not in x, for the heads that read
+     * it. The checks and host tables are made here once per generation; the caller writes firstIds and the uniforms
+     * before each run.
      */
     public Ops.ExitStepsCall prepareExitSteps(Tensor firstIds, Tensor outIds, Tensor rowSeq, Tensor pos, Tensor uniforms, float temperature, float topP, KvCache cache,
-                                              Workspace ws, Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, int seq, Tensor states,
+                                              Workspace ws, Tensor x, Tensor normed, Tensor logits, Ops.ExitMethod method, List<Ops.ExitStep> exits, Tensor states,
                                               Tensor score, Tensor chosen, Tensor pre, Tensor z) {
-        if (uniforms == null && screens(1)) throw new IllegalStateException("greedy exitSteps reads the whole classifier: this model's rows are screened (see greedyTokens)");
+        int sequences = (int) firstIds.size();
+        for (int r = 1; r <= sequences && uniforms == null; r++) {
+            if (screens(r)) throw new IllegalStateException("greedy exitSteps reads the whole classifier: " + r + " rows of this model are screened (see greedyTokens)");
+        }
         int capacity = x.dim(0);
-        Ops.LayerTable[] tables = new Ops.LayerTable[capacity + 1];
+        Ops.PassTables[] passes = new Ops.PassTables[capacity + 1];
         for (int r = 1; r <= capacity; r++) { // two tables at most (plain, packed): looked up where the choice changes
             boolean p = readsPanels(r);
-            tables[r] = r > 1 && p == readsPanels(r - 1) ? tables[r - 1] : layerTable(cache, p, 0, config.nLayers());
+            passes[r] = r > 1 && p == passes[r - 1].packedClassifier() ? passes[r - 1]
+                : new Ops.PassTables(layerTable(cache, p, 0, config.nLayers()), p ? packedHead() : weights.lmHead(), p);
         }
-        boolean panels = readsPanels(1);
-        return layer.prepareExitSteps(tables, weights.tokenEmbedding(), weights.finalNorm(), panels ? packedHead() : weights.lmHead(), panels, firstIds, outIds, x, rowSeq, pos,
-            uniforms, temperature, topP, ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, 1), logits.slice(0, 1), method, exits, seq, states, score, chosen,
-            pre, z);
+        return layer.prepareExitSteps(passes, weights.tokenEmbedding(), weights.finalNorm(), firstIds, outIds, x, rowSeq, pos, uniforms, temperature, topP,
+            ws.activations(capacity, x, ws.residual(capacity)), normed.slice(0, sequences), logits.slice(0, sequences), method, exits, states, score, chosen, pre, z);
     }
 
     /**

@@ -168,7 +168,7 @@ class CheapExitDecisionTest {
      * Early-exit decoding of one sequence goes in native chunks (ee_exit_steps) where its exits keep no cache of their
      * own: the same tokens, exit layers, counts, complete lengths and cache as the Java passes step by step, for softmax,
      * gate and cascade decisions, embedding, norm and mlp heads, greedy and sampled, a stop token inside a chunk, and a
-     * batch whose last live sequence finishes in chunks.
+     * batch decoded together in chunks, two of whose sequences stop inside one (their rows run on there, uncounted).
      */
     @Test
     void nativeChunksEqualTheStepByStepPasses() {
@@ -195,26 +195,38 @@ class CheapExitDecisionTest {
                         Set<Integer> stop = batch == 1 ? (late < 0 ? Set.of() : Set.of(late))
                             : Set.of(earlyTokenNotIn(run.get(0), ps.get(0).length, run.get(2)), earlyTokenNotIn(run.get(1), ps.get(1).length, run.get(2)));
                         cfg = new GenerationConfig(70, free.temperature(), free.topP(), free.seed(), stop);
-                        Object[] stepwise = new Object[4], chunked = new Object[4];
+                        Object[] stepwise = new Object[5], chunked = new Object[5];
                         List<GenerationResult> want = decode(h, policy, ps, cfg, false, stepwise), got = decode(h, policy, ps, cfg, true, chunked);
                         for (int s = 0; s < batch; s++) {
                             assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
                             assertThat(got.get(s).stopReason()).as("%s seq %d", what, s).isEqualTo(want.get(s).stopReason());
                         }
-                        assertThat((int[][]) chunked[0]).as("%s: exit layers", what).isDeepEqualTo((int[][]) stepwise[0]);
-                        assertThat((int[]) chunked[1]).as("%s: complete lengths", what).containsExactly((int[]) stepwise[1]);
-                        EarlyExitGenerator.Stats a = (EarlyExitGenerator.Stats) stepwise[2], b = (EarlyExitGenerator.Stats) chunked[2];
-                        assertThat(b.exitCounts()).as(what).containsExactly(a.exitCounts());
-                        assertThat(b.rowLayers()).as(what).isEqualTo(a.rowLayers());
-                        assertThat(b.headEvaluations()).as(what).isEqualTo(a.headEvaluations());
-                        assertThat(b.headLayers()).as(what).isCloseTo(a.headLayers(), org.assertj.core.data.Offset.offset(1e-9));
-                        assertThat((long) chunked[3]).as("%s: native chunks ran", what).isPositive();
-                        assertThat((long) stepwise[3]).isZero();
-                        long exited = 0;
-                        for (int l = 1; l < model.config().nLayers(); l++) exited += b.exitCounts()[l];
-                        assertThat(exited).as("%s: exits fired", what).isPositive();
+                        assertSameDecoding(what, stepwise, chunked);
                     }
                 }
+            }
+        }
+    }
+
+    /**
+     * A batch's passes go in native chunks together (one ee_exit_steps run takes every live sequence): with no stop
+     * token the three sequences decode most of their tokens there, and give the tokens, exit layers, complete lengths,
+     * counts and cache of the Java passes step by step, for gate, cascade and softmax decisions, greedy and sampled.
+     */
+    @Test
+    void batchesDecodeTogetherInNativeChunks() {
+        List<int[]> ps = prompts.subList(0, 3);
+        // thresholds most positions miss, so that rows complete and the pending ones fit a chunk's passes
+        for (EarlyExitPolicy policy : List.of(EarlyExitPolicy.global(scoreQuantile(ConfidenceMethod.GATE, 0.8), 2, 4).withConfidence(ConfidenceMethod.GATE),
+            cascade(0.7, 0.5, 2, 4), EarlyExitPolicy.global(scoreQuantile(ConfidenceMethod.SOFTMAX, 0.8), 2, 4))) {
+            for (GenerationConfig cfg : List.of(GenerationConfig.greedy(50, Set.of()), new GenerationConfig(50, 0.9f, 0.95f, 5L, Set.of()))) {
+                String what = policy + (cfg.isGreedy() ? " greedy" : " sampled");
+                Object[] stepwise = new Object[5], chunked = new Object[5];
+                List<GenerationResult> want = decode(heads, policy, ps, cfg, false, stepwise), got = decode(heads, policy, ps, cfg, true, chunked);
+                for (int s = 0; s < ps.size(); s++) assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
+                assertSameDecoding(what, stepwise, chunked);
+                // 3 x 49 tokens after the prefill's: one sequence alone could take at most 49 of them
+                assertThat((long) chunked[4]).as("%s: tokens decoded in native chunks", what).isGreaterThan(2 * 49);
             }
         }
     }
@@ -245,7 +257,7 @@ class CheapExitDecisionTest {
         int[] longPrompt = Arrays.copyOf(storyTokens, 70);
         EarlyExitPolicy oneExit = EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2).withConfidence(ConfidenceMethod.GATE); // rows complete often enough for chunks to follow
         for (EarlyExitPolicy policy : List.of(oneExit, EarlyExitPolicy.none())) {
-            Object[] stepwise = new Object[4], chunked = new Object[4];
+            Object[] stepwise = new Object[5], chunked = new Object[5];
             List<GenerationResult> want = decode(heads, policy, List.of(longPrompt), greedy, false, stepwise), got = decode(heads, policy, List.of(longPrompt), greedy, true, chunked);
             assertThat(got.get(0).tokens()).as("%s, a 70-token prompt", policy).containsExactly(want.get(0).tokens());
             assertThat((int[][]) chunked[0]).as("%s: exit layers", policy).isDeepEqualTo((int[][]) stepwise[0]);
@@ -270,16 +282,14 @@ class CheapExitDecisionTest {
             Scope statesScope = s.child();
             Tensor states = statesScope.allocate(DType.F32, maxLen, dim);
             dev.eetune.backend.Ops.ExitStepsCall call = model.prepareExitSteps(ids, out, seq, pos, null, 1f, 1f, cache, ws, x, normed, logits,
-                dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, score, chosen, pre, z);
-            int[] record = new int[4 * dev.eetune.backend.Ops.EXIT_RECORD];
-            int[] whole = new int[3 + maxLen];
-            whole[1] = 1;
+                dev.eetune.backend.Ops.ExitMethod.GATE, exits, states, score, chosen, pre, z);
+            int[] record = new int[4 * call.recordStride()];
+            int[] whole = exitState(maxLen, 1, 0);
             ids.copyFrom(new int[] {5});
             call.run(4, whole, record);
             int[] tokens4 = out.toIntArray();
-            assertThat(whole[2]).as("steps run").isEqualTo(4);
-            int[] pieces = new int[3 + maxLen];
-            pieces[1] = 1;
+            assertThat(whole[0]).as("steps run").isEqualTo(4);
+            int[] pieces = exitState(maxLen, 1, 0);
             ids.copyFrom(new int[] {5});
             call.run(2, pieces, record);
             int[] first = Arrays.copyOf(out.toIntArray(), 2);
@@ -287,14 +297,14 @@ class CheapExitDecisionTest {
             call.run(2, pieces, record);
             int[] second = Arrays.copyOf(out.toIntArray(), 2);
             assertThat(new int[] {first[0], first[1], second[0], second[1]}).as("2 + 2 steps against 4").containsExactly(tokens4);
-            assertThat(Arrays.copyOfRange(pieces, 3, 3 + maxLen)).as("layers done per position").containsExactly(Arrays.copyOfRange(whole, 3, 3 + maxLen));
-            assertThat(pieces[0]).as("complete length").isEqualTo(whole[0]);
-            assertThatThrownBy(() -> call.run(5, new int[3 + maxLen], new int[5 * dev.eetune.backend.Ops.EXIT_RECORD])).isInstanceOf(IllegalArgumentException.class)
+            assertThat(Arrays.copyOfRange(pieces, 6, 6 + maxLen)).as("layers done per position").containsExactly(Arrays.copyOfRange(whole, 6, 6 + maxLen));
+            assertThat(pieces[4]).as("complete length").isEqualTo(whole[4]);
+            assertThatThrownBy(() -> call.run(5, exitState(maxLen, 1, 0), new int[5 * call.recordStride()])).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("5 steps, this call holds 0..4");
             assertThat(call.isOpen()).isTrue();
             statesScope.close();
             assertThat(call.isOpen()).isFalse();
-            assertThatThrownBy(() -> call.run(1, new int[3 + maxLen], record)).isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
+            assertThatThrownBy(() -> call.run(1, exitState(maxLen, 1, 0), record)).isInstanceOf(IllegalStateException.class).hasMessageContaining("used after it was closed");
 
             Scope outScope = s.child();
             Tensor outs = outScope.allocate(DType.I32, 3), rowPos = outScope.allocate(DType.I32, 3);
@@ -321,23 +331,53 @@ class CheapExitDecisionTest {
             Tensor states = s.allocate(DType.F32, maxLen, dim), score = s.allocate(DType.F32, 2), chosen = s.allocate(DType.I32, 1);
             Tensor pre = s.allocate(DType.F32, 1, dim), z = s.allocate(DType.F32, 1, dim);
             java.util.function.BiConsumer<List<dev.eetune.backend.Ops.ExitStep>, int[]> run = (exits, state) -> model.prepareExitSteps(ids, out, seq, pos, null, 1f, 1f, cache, ws, x,
-                normed, logits, dev.eetune.backend.Ops.ExitMethod.GATE, exits, 0, states, score, chosen, pre, z).run(4, state, new int[4 * dev.eetune.backend.Ops.EXIT_RECORD]);
-            int[] state = new int[3 + maxLen];
-            state[1] = 1;
+                normed, logits, dev.eetune.backend.Ops.ExitMethod.GATE, exits, states, score, chosen, pre, z).run(4, state, new int[4 * dev.eetune.backend.Ops.EXIT_RECORD]);
+            int[] state = exitState(maxLen, 1, 0);
             run.accept(good, state); // a valid plan runs
-            assertThat(state[2]).as("steps run").isPositive();
-            assertThatThrownBy(() -> run.accept(List.of(good.get(1), good.get(0)), new int[3 + maxLen])).isInstanceOf(IllegalArgumentException.class)
+            assertThat(state[0]).as("steps run").isPositive();
+            assertThatThrownBy(() -> run.accept(List.of(good.get(1), good.get(0)), exitState(maxLen, 1, 0))).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("exitSteps: exit after layer 2: exits must be in increasing layer order");
-            assertThatThrownBy(() -> run.accept(List.of(mlp.decodeStep(null, 0.5f, 0f)), new int[3 + maxLen])).isInstanceOf(IllegalArgumentException.class)
+            assertThatThrownBy(() -> run.accept(List.of(mlp.decodeStep(null, 0.5f, 0f)), exitState(maxLen, 1, 0))).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("GATE decisions need a gate");
-            assertThatThrownBy(() -> run.accept(good, new int[maxLen])).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("state must hold 3 + max_len = 35 values");
+            assertThatThrownBy(() -> run.accept(good, new int[maxLen])).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("state must hold 3 + 1 x (3 + max_len) = 38 values");
+            int[] two = exitState(maxLen, 1, 0);
+            two[1] = 2;
+            assertThatThrownBy(() -> run.accept(good, two)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("2 sequences, this call holds 1..1");
+            assertThatThrownBy(() -> run.accept(good, exitState(maxLen, 1, 3))).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("cache slot 3, the cache has 1");
             dev.eetune.model.ScoreScreen screen = dev.eetune.model.ScoreScreen.of(CPU.ops(), norm.lmHead().value(), s);
-            assertThatThrownBy(() -> run.accept(List.of(good.get(0), good.get(1).screened(screen.scores(), screen.radius(), 1.01f)), new int[3 + maxLen]))
+            assertThatThrownBy(() -> run.accept(List.of(good.get(0), good.get(1).screened(screen.scores(), screen.radius(), 1.01f)), exitState(maxLen, 1, 0)))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("exit after layer 4): a head's screen serves softmax decisions only, not GATE");
-            int[] broken = new int[3 + maxLen];
-            broken[1] = 3; // positions 0 and 1 pending, but never through a layer
-            assertThatThrownBy(() -> run.accept(good, broken)).hasMessageContaining("ee_exit_steps").hasMessageContaining("pending position 0 has run 0 layers");
+            int[] broken = exitState(maxLen, 3, 0); // positions 0 and 1 pending, but never through a layer
+            assertThatThrownBy(() -> run.accept(good, broken)).hasMessageContaining("ee_exit_steps").hasMessageContaining("sequence 0: pending position 0 has run 0 layers");
         }
+    }
+
+    /**
+     * What {@link #decode} recorded of the Java passes step by step and of the native chunks agrees: exit layers,
+     * complete lengths, counts; the chunks ran, the passes did not; exits fired.
+     */
+    private static void assertSameDecoding(String what, Object[] stepwise, Object[] chunked) {
+        assertThat((int[][]) chunked[0]).as("%s: exit layers", what).isDeepEqualTo((int[][]) stepwise[0]);
+        assertThat((int[]) chunked[1]).as("%s: complete lengths", what).containsExactly((int[]) stepwise[1]);
+        EarlyExitGenerator.Stats a = (EarlyExitGenerator.Stats) stepwise[2], b = (EarlyExitGenerator.Stats) chunked[2];
+        assertThat(b.exitCounts()).as(what).containsExactly(a.exitCounts());
+        assertThat(b.rowLayers()).as(what).isEqualTo(a.rowLayers());
+        assertThat(b.headEvaluations()).as(what).isEqualTo(a.headEvaluations());
+        assertThat(b.headLayers()).as(what).isCloseTo(a.headLayers(), org.assertj.core.data.Offset.offset(1e-9));
+        assertThat((long) chunked[3]).as("%s: native chunks ran", what).isPositive();
+        assertThat((long) stepwise[3]).isZero();
+        long exited = 0;
+        for (int l = 1; l < model.config().nLayers(); l++) exited += b.exitCounts()[l];
+        assertThat(exited).as("%s: exits fired", what).isPositive();
+    }
+
+    /** A prepared ee_exit_steps call's state for one sequence in cache slot {@code slot}, {@code length} tokens long, none complete. */
+    private static int[] exitState(int maxLen, int length, int slot) {
+        int[] state = new int[3 + 3 + maxLen];
+        state[1] = 1;
+        state[3] = slot;
+        state[5] = length;
+        return state;
     }
 
     /** The first token {@code r} generates at least {@code after} tokens past {@code from} that it had not generated before, or -1. */
@@ -371,6 +411,7 @@ class CheapExitDecisionTest {
                 out[1] = g.completeLengths();
                 out[2] = g.lastStats();
                 out[3] = profile.calls("ee_exit_steps");
+                out[4] = g.nativeExitStepsRun;
                 int[] complete = g.completeLengths();
                 for (int s = 0; s < ps.size(); s++) {
                     if (complete[s] > 0) EarlyExitGeneratorTest.assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), policy + " seq " + s);
