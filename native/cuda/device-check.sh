@@ -232,8 +232,8 @@ else
     # CUDA kernels round differently from the CPU ones (other summation orders): close, not equal
     python3 "$here/../dist/test/compare_runs.py" "$tune/cpu" "$tune/cuda1" 1e-3 | tee -a "$logs/tune.log" | sed 's/^/   /'
     if [ "${PIPESTATUS[0]}" -eq 0 ]; then record PASS "tune: one cuda process vs cpu" "$(elapsed)"; else record FAIL "tune: one cuda process vs cpu" "see $logs/tune.log"; fi
-    # plain decoding on the GPU runs in native chunks (ee_decode_steps), early-exit decoding of one sequence too
-    # (ee_exit_steps: the cuda1 heads at a low softmax threshold, so that exits fire; gate and saturation decisions),
+    # plain decoding on the GPU runs in native chunks (ee_decode_steps), early-exit decoding too, one sequence and a
+    # batch of two (ee_exit_steps: the cuda1 heads at a low softmax threshold, so that exits fire; gate and saturation decisions),
     # with -Deetune.chunks=false step by step: both must write the same text, greedy and sampled. The gates are trained
     # on the GPU (ee gates --backend cuda) into a copy of the cuda1 heads.
     gen_ok=1
@@ -242,7 +242,8 @@ else
       --cache-dir "$tune/cache" --seq-len 64 --windows 16 --threads 4 >>"$logs/generate.log" 2>&1 || gen_ok=0
     for mode in "" "--temperature 0.8 --seed 3" "--heads $tune/cuda1 --threshold 0.05" "--heads $tune/cuda1 --threshold 0.05 --temperature 0.8 --seed 3" \
         "--heads $tune/gated --confidence gate --threshold 0.3" "--heads $tune/gated --confidence gate --threshold 0.3 --temperature 0.8 --seed 3" \
-        "--heads $tune/gated --confidence saturation --threshold 0.95"; do
+        "--heads $tune/gated --confidence saturation --threshold 0.95" "--heads $tune/gated --confidence gate --threshold 0.3 --prompt class" \
+        "--heads $tune/cuda1 --threshold 0.05 --temperature 0.8 --seed 3 --prompt import"; do
       for chunks in true false; do
         ee_run timeout 60 "$tune_java" -Deetune.chunks=$chunks -jar "$jar" generate --backend cuda --model "$tune/model" --prompt "public static" --max-tokens 96 \
           $mode >"$tune/gen-$chunks.txt" 2>>"$logs/generate.log" || gen_ok=0
