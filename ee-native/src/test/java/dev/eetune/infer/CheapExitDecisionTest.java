@@ -201,7 +201,7 @@ class CheapExitDecisionTest {
                             assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
                             assertThat(got.get(s).stopReason()).as("%s seq %d", what, s).isEqualTo(want.get(s).stopReason());
                         }
-                        assertSameDecoding(what, stepwise, chunked);
+                        assertSameDecodingWithExits(what, stepwise, chunked);
                     }
                 }
             }
@@ -224,11 +224,53 @@ class CheapExitDecisionTest {
                 Object[] stepwise = new Object[5], chunked = new Object[5];
                 List<GenerationResult> want = decode(heads, policy, ps, cfg, false, stepwise), got = decode(heads, policy, ps, cfg, true, chunked);
                 for (int s = 0; s < ps.size(); s++) assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
-                assertSameDecoding(what, stepwise, chunked);
+                assertSameDecodingWithExits(what, stepwise, chunked);
                 // 3 x 49 tokens after the prefill's: one sequence alone could take at most 49 of them
                 assertThat((long) chunked[4]).as("%s: tokens decoded in native chunks", what).isGreaterThan(2 * 49);
             }
         }
+    }
+
+    /**
+     * Native chunks against the Java passes on random decodes (seeded): 32 draws of batch size (1-5), prompts, exits
+     * (after layers 2 and/or 4), decision method and per-exit thresholds, greedy or sampled, token budgets and a stop
+     * token taken from the step-by-step run; tokens, stop reasons, exit layers, complete lengths, counts and cache agree.
+     */
+    @Test
+    void chunksEqualTheStepsOnRandomDecodes() {
+        java.util.Random r = new java.util.Random(40);
+        ConfidenceMethod[] methods = {ConfidenceMethod.GATE, ConfidenceMethod.CASCADE, ConfidenceMethod.SOFTMAX};
+        int inChunks = 0;
+        for (int trial = 0; trial < 32; trial++) {
+            ConfidenceMethod method = methods[r.nextInt(methods.length)];
+            int[] layers = switch (r.nextInt(4)) { case 0 -> new int[] {2}; case 1 -> new int[] {4}; default -> new int[] {2, 4}; };
+            java.util.Map<Integer, Float> tau = new java.util.TreeMap<>(), confirm = new java.util.TreeMap<>();
+            for (int l : layers) {
+                tau.put(l, scoreQuantile(method == ConfidenceMethod.SOFTMAX ? ConfidenceMethod.SOFTMAX : ConfidenceMethod.GATE, 0.4 + 0.55 * r.nextDouble()));
+                if (method == ConfidenceMethod.CASCADE) confirm.put(l, scoreQuantile(ConfidenceMethod.SOFTMAX, 0.6 * r.nextDouble()));
+            }
+            EarlyExitPolicy policy = new EarlyExitPolicy(tau, false, method, confirm);
+            List<int[]> ps = new ArrayList<>(prompts);
+            java.util.Collections.shuffle(ps, r);
+            ps = ps.subList(0, 1 + r.nextInt(5));
+            int budget = 10 + r.nextInt(50);
+            GenerationConfig free = r.nextBoolean() ? GenerationConfig.greedy(budget, Set.of()) : new GenerationConfig(budget, 0.7f + 0.5f * r.nextFloat(), 0.9f, r.nextLong(), Set.of());
+            List<GenerationResult> run = decode(heads, policy, ps, free, false, null);
+            GenerationResult some = run.get(r.nextInt(run.size()));
+            int from = ps.get(run.indexOf(some)).length, generated = some.tokens().length - from;
+            Set<Integer> stop = r.nextBoolean() && generated > 1 ? Set.of(some.tokens()[from + r.nextInt(generated)]) : Set.of();
+            GenerationConfig cfg = new GenerationConfig(budget, free.temperature(), free.topP(), free.seed(), stop);
+            String what = "trial " + trial + ": " + policy + ", batch " + ps.size() + ", " + cfg;
+            Object[] stepwise = new Object[5], chunked = new Object[5];
+            List<GenerationResult> want = decode(heads, policy, ps, cfg, false, stepwise), got = decode(heads, policy, ps, cfg, true, chunked);
+            for (int q = 0; q < ps.size(); q++) {
+                assertThat(got.get(q).tokens()).as("%s seq %d", what, q).containsExactly(want.get(q).tokens());
+                assertThat(got.get(q).stopReason()).as("%s seq %d", what, q).isEqualTo(want.get(q).stopReason());
+            }
+            assertSameDecoding(what, stepwise, chunked);
+            if ((long) chunked[4] > 0) inChunks++;
+        }
+        assertThat(inChunks).as("draws that decoded tokens in native chunks").isGreaterThanOrEqualTo(20);
     }
 
     /**
@@ -354,7 +396,7 @@ class CheapExitDecisionTest {
 
     /**
      * What {@link #decode} recorded of the Java passes step by step and of the native chunks agrees: exit layers,
-     * complete lengths, counts; the chunks ran, the passes did not; exits fired.
+     * complete lengths, counts; the passes made no native chunk call.
      */
     private static void assertSameDecoding(String what, Object[] stepwise, Object[] chunked) {
         assertThat((int[][]) chunked[0]).as("%s: exit layers", what).isDeepEqualTo((int[][]) stepwise[0]);
@@ -364,8 +406,14 @@ class CheapExitDecisionTest {
         assertThat(b.rowLayers()).as(what).isEqualTo(a.rowLayers());
         assertThat(b.headEvaluations()).as(what).isEqualTo(a.headEvaluations());
         assertThat(b.headLayers()).as(what).isCloseTo(a.headLayers(), org.assertj.core.data.Offset.offset(1e-9));
-        assertThat((long) chunked[3]).as("%s: native chunks ran", what).isPositive();
         assertThat((long) stepwise[3]).isZero();
+    }
+
+    /** {@link #assertSameDecoding}, and the chunks ran and exits fired (so the comparison compared something). */
+    private static void assertSameDecodingWithExits(String what, Object[] stepwise, Object[] chunked) {
+        assertSameDecoding(what, stepwise, chunked);
+        EarlyExitGenerator.Stats b = (EarlyExitGenerator.Stats) chunked[2];
+        assertThat((long) chunked[3]).as("%s: native chunks ran", what).isPositive();
         long exited = 0;
         for (int l = 1; l < model.config().nLayers(); l++) exited += b.exitCounts()[l];
         assertThat(exited).as("%s: exits fired", what).isPositive();
