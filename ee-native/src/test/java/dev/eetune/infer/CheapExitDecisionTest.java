@@ -391,6 +391,20 @@ class CheapExitDecisionTest {
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("exit after layer 4): a head's screen serves softmax decisions only, not GATE");
             int[] broken = exitState(maxLen, 3, 0); // positions 0 and 1 pending, but never through a layer
             assertThatThrownBy(() -> run.accept(good, broken)).hasMessageContaining("ee_exit_steps").hasMessageContaining("sequence 0: pending position 0 has run 0 layers");
+            // two sequences in one call must be two cache slots
+            try (KvCache pair = new KvCache(model.config(), CPU, 2, maxLen)) {
+                Tensor ids2 = s.of(new int[] {5, 6}, 2), out2 = s.allocate(DType.I32, 8), states2 = s.allocate(DType.F32, 2 * maxLen, dim);
+                dev.eetune.backend.Ops.ExitStepsCall call = model.prepareExitSteps(ids2, out2, seq, pos, null, 1f, 1f, pair, ws, x, s.allocate(DType.F32, 2, dim),
+                    s.allocate(DType.F32, 2, vocab), dev.eetune.backend.Ops.ExitMethod.GATE, good, states2, s.allocate(DType.F32, 3), s.allocate(DType.I32, 2),
+                    s.allocate(DType.F32, 2, dim), s.allocate(DType.F32, 2, dim));
+                int[] same = new int[call.stateSize()];
+                same[1] = 2;
+                for (int i = 0; i < 2; i++) {
+                    same[3 + i * (3 + maxLen)] = 1;
+                    same[3 + i * (3 + maxLen) + 2] = 1;
+                }
+                assertThatThrownBy(() -> call.run(2, same, new int[2 * call.recordStride()])).hasMessageContaining("ee_exit_steps: sequences 0 and 1 share cache slot 1");
+            }
         }
     }
 
