@@ -5,11 +5,15 @@
 # mlpK-rms followed by extra inputs joined with '+', some of which a gate could never see (an upper bound on what the
 # input can add): pos (log position), prevfmp (the final layer's max probability at the previous position), prevlab
 # (whether the exit agreed at the previous position), curfmp (the final layer's max probability here), prevh
-# (rmsnorm(h) at the previous position); e.g. mlp16-rms+curfmp. The extras need fmp.f32 in the dump (gate-dump.jsh).
+# (rmsnorm(h) at the previous position), tok / prevtok (the input token / the previous one, one-hot; tok.i32 in the
+# dump); e.g. mlp16-rms+curfmp. The extras need fmp.f32 in the dump (gate-dump.jsh). A kind may end in '@mp' or
+# '@mpl': the gate fitted to the head's max probability (or to it where the head agrees, 0 elsewhere) instead of the
+# agreement label, a softer target from the head it stands in for. Env TRAIN_WINDOWS (default 64) sizes the fitting
+# split, A and B 32 windows each after it (dump at least TRAIN_WINDOWS + 64 windows: gate-dump.jsh -R-Dwindows=N).
 import numpy as np, sys, math, json
 d = sys.argv[1]; layers = [int(x) for x in sys.argv[2].split(',')]; N = int(sys.argv[3]); dim = int(sys.argv[4])
 head_cost = float(sys.argv[5]); gate_cost = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0014
-seq = 256; ntr, na, nb = 64*seq, 32*seq, 32*seq
+seq = 256; ntr, na, nb = int(__import__('os').environ.get('TRAIN_WINDOWS', 64))*seq, 32*seq, 32*seq
 H = {L: np.fromfile(f"{d}/h{L}.f32", np.float32).reshape(-1, dim) for L in layers}
 P = {L: np.fromfile(f"{d}/p{L}.f32", np.float32).reshape(-1, dim) for L in layers}
 MP = {L: np.fromfile(f"{d}/mp{L}.f32", np.float32) for L in layers}
@@ -113,12 +117,14 @@ def extra(L, name):
             'prevtok': lambda: np.eye(VOCAB)[earlier(TOK, 0).astype(int)]}[name]()
 for kind in sys.argv[7].split(',') if len(sys.argv) > 7 else ['lin-rms', 'lin-rich', 'mlp16-rms', 'mlp16-rich', 'lin-rich-prev']:
     sc = {}; prev = None
-    base, *extras = kind.split('+')
+    spec, _, target = kind.partition('@') # @mp: fit to the head's max probability, @mpl: to it where the head agrees (0 elsewhere)
+    base, *extras = spec.split('+')
     for L in layers:
         fk = 'rms' if base.endswith('rms') else 'rich'
         X = feats(L, fk, prev if base.endswith('prev') else None)
         if extras: X = np.hstack([X] + [extra(L, e) for e in extras])
-        Xtr, ytr = X[sl['tr']], Y[L][sl['tr']]
+        y = {'': Y[L], 'mp': MP[L].astype(np.float64), 'mpl': MP[L].astype(np.float64) * Y[L]}[target]
+        Xtr, ytr = X[sl['tr']], y[sl['tr']]
         if kind.startswith('lin'): f = fit_logistic(Xtr, ytr)
         else: f = fit_mlp(Xtr, ytr, k=int(base.split('-')[0][3:]))
         sc[L] = f(X); prev = sc[L]
