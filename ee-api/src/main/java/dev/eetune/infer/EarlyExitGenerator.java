@@ -520,7 +520,7 @@ public final class EarlyExitGenerator implements Decoder {
         return sequences;
     }
     private Optional<List<Ops.ExitStep>> exitStepList; // made on first use: the policy and heads are the generator's for life
-    /** The native chunks' prepared calls of this generation (plain: its rows and sampling; early exit: its exits, sampling and sequence). */
+    /** The native chunks' prepared calls of this generation (plain: its rows and sampling; early exit: its exits, sampling and most sequences). */
     private Ops.DecodeStepsCall decodeCall;
     private Ops.ExitStepsCall exitCall;
     private double[] exitHeadLayers, exitScoreLayers; // per exit of the plan: a head evaluation's and a score's cost in layers (the Stats' head layers)
@@ -639,13 +639,12 @@ public final class EarlyExitGenerator implements Decoder {
         if (exitRecord.length < steps * stride) exitRecord = new int[CHUNK_MAX_STEPS * stride];
         long t0 = System.nanoTime();
         stepIds.slice(0, n).copyFrom(ids);
-        int[] state = exitState;
-        exitCall.run(steps, state, exitRecord);
-        int ran = state[0];
+        exitCall.run(steps, exitState, exitRecord);
+        int ran = exitState[0];
         nativeExitStepsRun += (long) ran * n;
         if (ran == 0 || mostSteps == 0) return 0;
         long nanos = Math.max(1, (System.nanoTime() - t0) / ran);
-        for (int i = 0; i < n; i++) System.arraycopy(state, 3 + i * (3 + maxLen) + 3, doneLayers[live[i]], 0, maxLen);
+        for (int i = 0; i < n; i++) System.arraycopy(exitState, 3 + i * (3 + maxLen) + 3, doneLayers[live[i]], 0, maxLen);
         int[] tokens = stepOut.slice(0, ran * n).toIntArray();
         for (int t = 0; t < ran; t++) {
             for (int i = 0; i < n; i++) {
