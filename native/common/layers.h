@@ -109,7 +109,7 @@ enum {
 enum {
     EXIT_LAYER, EXIT_KIND, EXIT_HEAD_NORM, EXIT_FFN_NORM, EXIT_W_GATE, EXIT_W_UP, EXIT_W_DOWN, EXIT_W_DTYPE, EXIT_MLP_HIDDEN, EXIT_LM_HEAD, EXIT_LM_DTYPE, EXIT_TEMPERATURE,
     EXIT_GATE_W1, EXIT_GATE_B1, EXIT_GATE_W, EXIT_GATE_B, EXIT_GATE_UNITS, EXIT_GATE_EPS, EXIT_TAU, EXIT_CONFIRM, EXIT_SCREEN, EXIT_RADIUS, EXIT_SCREEN_MARGIN,
-    EXIT_FIELDS
+    EXIT_LM_PACKED, EXIT_FIELDS
 };
 #ifdef __cplusplus
 static_assert(EXITS_HEADER == EE_EXIT_PLAN_HEADER && EXIT_FIELDS == EE_EXIT_PLAN_FIELDS, "the exit plan's fields and eetune.h disagree");
@@ -233,7 +233,11 @@ static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, 
             return passes;
         }
     }
-    if (ee_gemm(0, 1, k, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[EXIT_LM_HEAD], (int32_t)e[EXIT_LM_DTYPE], dim, 0.0f, logits, vocab)) return -1;
+    /* the packed copy where k final rows read the classifier packed, as the Java decoder's headLogits chooses */
+    const int32_t packed = e[EXIT_LM_PACKED] && (int32_t)((const int64_t*)(intptr_t)exits[EXITS_TABLES])[4 * k + 3] >= EE_F32_PANELS;
+    if (ee_gemm(0, 1, k, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[packed ? EXIT_LM_PACKED : EXIT_LM_HEAD], packed ? EE_F32_PANELS : (int32_t)e[EXIT_LM_DTYPE], dim,
+                0.0f, logits, vocab))
+        return -1;
     /* softmax: the head's max probability decides; cascade: it confirms the score */
     int32_t confirm[EE_EXIT_MAX_ROWS];
     for (int32_t j = 0; j < k; j++) confirm[j] = 1;

@@ -933,7 +933,7 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                 std::vector<int64_t> exits = {1, EE_EXIT_GATE, 1, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
                     addr(pos_host.data()), addr(seq_host.data()), addr(P(score)), addr(score_host.data()), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
                     1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
-                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f)};
+                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f), 0};
                 if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
                 int32_t rc = api.ee_exit_steps(plan.data(), exits.data(), first);
                 if (rc) return rc;
@@ -1001,7 +1001,7 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                 std::vector<int64_t> exits = {1, EE_EXIT_GATE, nseq, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
                     addr(pos_host.data()), addr(seq_host.data()), addr(P(score)), addr(score_host.data()), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
                     1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
-                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f)};
+                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f), 0};
                 if (exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
                 int32_t rc = api.ee_exit_steps(plan.data(), exits.data(), first);
                 if (rc) return rc;

@@ -314,11 +314,13 @@ EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
 /** Fields per exit, after the header, exits in increasing layer order: layer (1-based: the exit reads layer L's
  * output), kind (EE_HEAD_EMBEDDING, EE_HEAD_NORM, EE_HEAD_MLP), head_norm, ffn_norm, w_gate, w_up, w_down, w_dtype,
  * mlp_hidden, lm_head, lm_dtype, temperature, gate_w1, gate_b1, gate_w, gate_b, gate_units, gate_eps, tau, confirm,
- * screen, radius, screen_margin (temperature, gate_eps, tau, confirm and screen_margin as the bits of a float).
- * screen (0: none; softmax decisions only) is an 8-bit copy of lm_head (ee_pack_panels_i8) and radius [vocab] its
- * scores' radius: the head's logits are computed only where ee_max_prob_upper's bound from the screen's scores and
- * ||z|| (in double, rounded up) times screen_margin reaches tau. */
-#define EE_EXIT_PLAN_FIELDS 23
+ * screen, radius, screen_margin, lm_packed (temperature, gate_eps, tau, confirm and screen_margin as the bits of a
+ * float). screen (0: none; softmax decisions only) is an 8-bit copy of lm_head (ee_pack_panels_i8) and radius [vocab]
+ * its scores' radius: the head's logits are computed only where ee_max_prob_upper's bound from the screen's scores and
+ * ||z|| (in double, rounded up) times screen_margin reaches tau. lm_packed (0: none) is an f32 lm_head packed in
+ * panels (ee_pack_panels): a head over k rows reads it where the classifier of k final rows is packed too (the
+ * tables' dtype at [4k + 3]), as the Java decoder's packed heads are read. */
+#define EE_EXIT_PLAN_FIELDS 24
 #define EE_EXIT_SOFTMAX 0
 #define EE_EXIT_GATE 1
 #define EE_EXIT_CASCADE 2

@@ -581,15 +581,24 @@ public final class Ops {
      * null with softmax decisions), the threshold and, for a cascade, the softmax confirmation; with softmax decisions
      * optionally an 8-bit screen of the LM head and its scores' radius ({@code model.ScoreScreen}; null: none): the
      * head's logits are computed only where the screen's bound on the largest probability, times {@code screenMargin},
-     * reaches the threshold.
+     * reaches the threshold; optionally the LM head packed in panels ({@link #packPanels}; null: none), which a head
+     * over k rows reads where k final rows read the classifier packed.
      */
     public record ExitStep(int layer, Tensor headNorm, Tensor ffnNorm, Tensor wGate, Tensor wUp, Tensor wDown, Tensor lmHead, float temperature, Tensor gateW1,
-                           Tensor gateB1, Tensor gateW, Tensor gateB, float gateEps, float tau, float confirm, Int8Panels screen, Tensor radius, float screenMargin) {
+                           Tensor gateB1, Tensor gateW, Tensor gateB, float gateEps, float tau, float confirm, Int8Panels screen, Tensor radius, float screenMargin,
+                           Tensor lmHeadPacked) {
         int kind() { return headNorm == null ? 0 : wGate == null ? 1 : 2; }
 
         /** This exit with the head's screen (see the record's description). */
         public ExitStep screened(Int8Panels screen, Tensor radius, float screenMargin) {
-            return new ExitStep(layer, headNorm, ffnNorm, wGate, wUp, wDown, lmHead, temperature, gateW1, gateB1, gateW, gateB, gateEps, tau, confirm, screen, radius, screenMargin);
+            return new ExitStep(layer, headNorm, ffnNorm, wGate, wUp, wDown, lmHead, temperature, gateW1, gateB1, gateW, gateB, gateEps, tau, confirm, screen, radius, screenMargin,
+                lmHeadPacked);
+        }
+
+        /** This exit reading its LM head's packed copy where the rows read panels (see the record's description). */
+        public ExitStep packed(Tensor lmHeadPacked) {
+            return new ExitStep(layer, headNorm, ffnNorm, wGate, wUp, wDown, lmHead, temperature, gateW1, gateB1, gateW, gateB, gateEps, tau, confirm, screen, radius, screenMargin,
+                lmHeadPacked);
         }
     }
 
@@ -713,13 +722,19 @@ public final class Ops {
                 if (e.radius().size() != vocab) fail(at, "the screen's radius must be [vocab]", e.radius());
                 positive(at, e.screenMargin());
             }
+            if (e.lmHeadPacked() != null) {
+                mine(at, e.lmHeadPacked());
+                checkClassifier(at + ": its packed LM head", e.lmHeadPacked(), true, 1, vocab, dim);
+                if (e.lmHead().dtype() != DType.F32 || e.lmHeadPacked().dtype() != DType.F32) fail(at, "a packed LM head serves an F32 one", e.lmHead(), e.lmHeadPacked());
+            }
             long[] f = {e.layer(), e.kind(), addr(e.headNorm()), addr(e.ffnNorm()), addr(e.wGate()), addr(e.wUp()), addr(e.wDown()), e.wGate() == null ? 0 : e.wGate().dtype().code(),
                 hidden, e.lmHead().address(), e.lmHead().dtype().code(), Float.floatToRawIntBits(e.temperature()), addr(e.gateW1()), addr(e.gateB1()), addr(e.gateW()),
                 addr(e.gateB()), e.gateW1() == null ? 0 : e.gateW1().dim(0), Float.floatToRawIntBits(e.gateEps()), Float.floatToRawIntBits(e.tau()),
-                Float.floatToRawIntBits(e.confirm()), e.screen() == null ? 0 : e.screen().bytes().address(), addr(e.radius()), Float.floatToRawIntBits(e.screenMargin())};
+                Float.floatToRawIntBits(e.confirm()), e.screen() == null ? 0 : e.screen().bytes().address(), addr(e.radius()), Float.floatToRawIntBits(e.screenMargin()),
+                addr(e.lmHeadPacked())};
             System.arraycopy(f, 0, fields, EXIT_PLAN_HEADER + i * EXIT_PLAN_FIELDS, EXIT_PLAN_FIELDS);
             held.addAll(java.util.Arrays.asList(e.headNorm(), e.ffnNorm(), e.wGate(), e.wUp(), e.wDown(), e.lmHead(), e.gateW1(), e.gateB1(), e.gateW(), e.gateB(), e.radius(),
-                e.screen() == null ? null : e.screen().bytes()));
+                e.screen() == null ? null : e.screen().bytes(), e.lmHeadPacked()));
         }
         return new ExitStepsCall(maxSeq, maxSteps, maxLen, shape.sequences(), stride, distinct.toArray(new LayerTable[0]), held(held.toArray(new Tensor[0])), plan,
             longs(fields), new java.nio.ByteBuffer[] {tableBuf, posHost, seqHost, scoreHost, zHost}, stateBuf, recordBuf);
@@ -791,7 +806,7 @@ public final class Ops {
     }
 
     /** eetune.h's EE_EXIT_PLAN_HEADER, EE_EXIT_PLAN_FIELDS and EE_EXIT_MAX_ROWS. */
-    private static final int EXIT_PLAN_HEADER = 17, EXIT_PLAN_FIELDS = 23;
+    private static final int EXIT_PLAN_HEADER = 17, EXIT_PLAN_FIELDS = 24;
     public static final int EXIT_MAX_ROWS = 256;
     /**
      * Values per step and sequence in {@link #prepareExitSteps}' record (eetune.h's EE_EXIT_RECORD): exit layer, complete

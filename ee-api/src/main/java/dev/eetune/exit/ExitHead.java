@@ -84,7 +84,7 @@ public sealed interface ExitHead permits EmbeddingExit, NormExit, MlpExit, Layer
     static Ops.ExitStep decodeStep(ExitHead h, Tensor headNorm, Tensor ffnNorm, dev.eetune.nn.SwiGluMlp mlp, ExitGate gate, float tau, float confirm) {
         return new Ops.ExitStep(h.layer(), headNorm, ffnNorm, mlp == null ? null : mlp.gate().value(), mlp == null ? null : mlp.up().value(), mlp == null ? null : mlp.down().value(),
             h.lmHead().value(), h.temperature(), gate == null || gate.hidden() == null ? null : gate.hidden().value(), gate == null || gate.hiddenBias() == null ? null : gate.hiddenBias().value(),
-            gate == null ? null : gate.weight().value(), gate == null ? null : gate.bias().value(), gate == null ? 0 : gate.eps(), tau, confirm, null, null, 0f);
+            gate == null ? null : gate.weight().value(), gate == null ? null : gate.bias().value(), gate == null ? 0 : gate.eps(), tau, confirm, null, null, 0f, null);
     }
 
     /** Parameter-name prefix of the exit after layer L. */

@@ -359,10 +359,11 @@ public final class EarlyExitGenerator implements Decoder {
         boolean plain = chunks && !poisonSkippedKv && noExits();
         if (plain && inNativeChunks(cfg, batch.size())) prepareNativeSteps(batch.size(), cfg);
         List<Ops.ExitStep> exitSteps = chunks && !poisonSkippedKv && !plain && inNativeChunks(cfg, 1) ? exitSteps() : null;
-        // a batch's passes go in native chunks too where every count of final rows is chosen there; their heads read the plain matrices, as the chunks do
+        // a batch's passes go in native chunks too where every count of final rows is chosen there, reading the heads as the passes do
         int exitChunkSequences = exitSteps == null ? 0 : Math.min(nativeFinalRows(cfg, batch.size()), exitChunkRows(batch.size()));
-        headsPacked = exitChunkSequences <= 1 && packHeads(batch.size());
+        headsPacked = packHeads(batch.size());
         headsScreened = !headsPacked && cfg.maxNewTokens() >= SCREEN_MIN_TOKENS && screenHeads(batch.size());
+        if (exitSteps != null && headsPacked) exitSteps = packed(exitSteps);
         if (exitSteps != null && headsScreened) {
             exitSteps = screened(exitSteps);
             exitChunkSequences = 1; // a screen decides for one row
@@ -571,6 +572,13 @@ public final class EarlyExitGenerator implements Decoder {
             ScoreScreen sc = headScreens[e.layer()];
             out.add(sc == null ? e : e.screened(sc.scores(), sc.radius(), SCREEN_MARGIN));
         }
+        return out;
+    }
+
+    /** {@link #exitSteps} reading this call's packed heads ({@link #packedHeads}) where the rows read panels, as {@link #headLogits} does. */
+    private List<Ops.ExitStep> packed(List<Ops.ExitStep> steps) {
+        List<Ops.ExitStep> out = new ArrayList<>(steps.size());
+        for (Ops.ExitStep e : steps) out.add(e.packed(packedHeads[e.layer()]));
         return out;
     }
 

@@ -232,7 +232,7 @@ class CheapExitDecisionTest {
     }
 
     /**
-     * Native chunks against the Java passes on random decodes (seeded): 32 draws of batch size (1-5), prompts, exits
+     * Native chunks against the Java passes on random decodes (seeded): 32 draws of batch size (1-8), prompts, exits
      * (after layers 2 and/or 4), decision method and per-exit thresholds, greedy or sampled, token budgets and a stop
      * token taken from the step-by-step run; tokens, stop reasons, exit layers, complete lengths, counts and cache agree.
      */
@@ -252,7 +252,7 @@ class CheapExitDecisionTest {
             EarlyExitPolicy policy = new EarlyExitPolicy(tau, false, method, confirm);
             List<int[]> ps = new ArrayList<>(prompts);
             java.util.Collections.shuffle(ps, r);
-            ps = ps.subList(0, 1 + r.nextInt(5));
+            ps = ps.subList(0, 1 + r.nextInt(8)); // 8: the heads packed (EarlyExitGenerator.packHeads)
             int budget = 10 + r.nextInt(50);
             GenerationConfig free = r.nextBoolean() ? GenerationConfig.greedy(budget, Set.of()) : new GenerationConfig(budget, 0.7f + 0.5f * r.nextFloat(), 0.9f, r.nextLong(), Set.of());
             List<GenerationResult> run = decode(heads, policy, ps, free, false, null);

@@ -118,7 +118,6 @@ class EarlyExitGeneratorTest {
         Tensor w = heads.head(4).lmHead().value();
         float[] saved = w.toFloatArray();
         try (EarlyExitGenerator g = new EarlyExitGenerator(model, heads, EarlyExitPolicy.global(0.6f, 4), 8, 128)) {
-            g.nativeChunks(false); // the packed copies serve the passes in Java (native chunks read the plain matrices)
             g.generate(prompts, greedy(20), null);
             assertThat(g.lastStats().exitCounts()[4]).as("exits after layer 4 before the change").isPositive();
             w.copyFrom(new float[saved.length]); // a zero head: every token 1/512, so it can no longer reach 0.6
