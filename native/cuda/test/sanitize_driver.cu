@@ -900,17 +900,22 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                 for (Pair* z : {&emb, &cls, &ids, &sp, &uni, &out_ids, &normed, &logits, &kc3, &vc3}) free_pair(*z);
             }
         }
-        /* six early-exit steps of sequence 0 through ee_exit_steps, in two calls that continue one another: the 2-layer
-         * table, an mlp head after layer 1 scored by a gate; the first call's 2 steps at threshold 0 (every step exits: its
-         * row waits, having run layer 1), the second's 4 at threshold 2 (none exits: the first pass takes the 2 waiting
-         * rows into layer 2 beside the newest, 1 + 3 row-layers, and completes them) */
-        if (rows >= 3 && max_len >= 9) {
-            const int vocab = 37, steps = 6, first = 2, units = 4, cap = rows;
-            Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(1, 0, vocab));
+        /* six early-exit steps through ee_exit_steps of one sequence (cache slot 0), then of two together (slots 1 and 0,
+         * in that order), in two calls that continue one another: the 2-layer table, an mlp head after layer 1 scored by
+         * a gate; the first call's 2 steps at threshold 0 (every sequence exits each step: its row waits, having run
+         * layer 1), the second's 4 at threshold 2 (none exits: the first pass takes each sequence's 2 waiting rows into
+         * layer 2 beside the newest, 1 + 3 row-layers per sequence, and completes them), in passes of up to 4 rows a
+         * sequence */
+        for (int nseq = 1; nseq <= 2 && rows >= 3 && max_len >= 9 && nseq <= n_seq; nseq++) {
+            const int vocab = 37, steps = 6, first = 2, units = 4, cap = 4 * nseq, stride = nseq * EE_EXIT_RECORD;
+            Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(nseq, 0, vocab));
             Pair gw1 = pair_of(randn((size_t)units * dim, 0.05f)), gb1 = pair_of(randn(units, 0.1f)), gw = pair_of(randn(units)), gb = pair_of(std::vector<float>{0.0f});
-            Pair seqs = pair_of(std::vector<int32_t>(cap, 0)), states = pair_out((size_t)n_seq * max_len * dim * 4), out_ids = pair_out((size_t)steps * 4);
-            Pair normed = pair_out((size_t)dim * 4), logits = pair_out((size_t)vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out(8), chosen = pair_out(4);
-            Pair pre = pair_out((size_t)dim * 4), zb = pair_out((size_t)dim * 4);
+            Pair seqs = pair_out((size_t)cap * 4), states = pair_out((size_t)n_seq * max_len * dim * 4), out_ids = pair_out((size_t)steps * nseq * 4);
+            Pair normed = pair_out((size_t)nseq * dim * 4), logits = pair_out((size_t)nseq * vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out((nseq + 1) * 4);
+            Pair chosen = pair_out(nseq * 4), pre = pair_out((size_t)nseq * dim * 4), zb = pair_out((size_t)nseq * dim * 4);
+            Pair xc = pair_out((size_t)cap * dim * 4), resc = pair_out((size_t)cap * dim * 4), xnc = pair_out((size_t)cap * dim * 4), qc = pair_out((size_t)cap * qd * 4);
+            Pair kcur = pair_out((size_t)cap * kd * 4), vcur = pair_out((size_t)cap * kd * 4), attc = pair_out((size_t)cap * qd * 4);
+            Pair gc = pair_out((size_t)cap * hidden * 4), uc = pair_out((size_t)cap * hidden * 4);
             Pair kc4 = pair_of(randn((size_t)n_seq * max_len * kd)), vc4 = pair_of(randn((size_t)n_seq * max_len * kd));
             std::vector<int32_t> state_of[2], record_of[2];
             both("exit_steps", [&](const Api& api, int w) {
@@ -920,81 +925,13 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                 auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
                 auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
                 std::vector<int64_t> plan = {addr(table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
-                    addr(P(x)), addr(P(res)), addr(P(xn)), addr(P(q)), addr(P(k)), addr(P(v)), addr(P(att)), addr(P(xn)), addr(P(g)), addr(P(u)), addr(P(g)),
-                    addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(seqs)), addr(P(pos)), addr(P(invf)), cap, dim, heads, kv, head_dim, hidden, 1,
-                    bits(1e-5f), bits(scale), 0, bits(1.0f), bits(1.0f)};
-                std::vector<int32_t>& state = state_of[w];
-                state.assign(3 + 3 + max_len, 0);
-                state[1] = 1; /* one sequence, in cache slot 0: position 0 is the newest token, nothing pending */
-                state[5] = 1;
-                record_of[w].assign((size_t)steps * EE_EXIT_RECORD, -1);
-                std::vector<int32_t> pos_host(cap), seq_host(cap);
-                std::vector<float> z_host(dim), score_host(1);
-                std::vector<int64_t> exits = {1, EE_EXIT_GATE, 1, cap, addr(tables.data()), addr(state.data()), addr(P(states)), addr(record_of[w].data()), addr(P(pos)),
-                    addr(pos_host.data()), addr(seq_host.data()), addr(P(score)), addr(score_host.data()), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
-                    1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
-                    addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f), 0};
-                if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
-                int32_t rc = api.ee_exit_steps(plan.data(), exits.data(), first);
-                if (rc) return rc;
-                /* the second call goes on from the first one's last token, state and kept rows (eetune.h's field order: the
-                 * plan's first_ids 8 and out_ids 9, the exit plan's record 7 and its exit's tau 18) */
-                plan[8] = addr((int32_t*)P(out_ids) + first - 1);
-                plan[9] = addr((int32_t*)P(out_ids) + first);
-                exits[7] = addr(record_of[w].data() + (size_t)first * EE_EXIT_RECORD);
-                exits[EE_EXIT_PLAN_HEADER + 18] = bits(2.0f);
-                return api.ee_exit_steps(plan.data(), exits.data(), steps - first);
-            });
-            snprintf(name, sizeof name, "exit_steps rows %d: tokens", rows);
-            compare_exact<int32_t>(name, out_ids, steps);
-            if (have_cpu) {
-                snprintf(name, sizeof name, "exit_steps rows %d: record and state", rows);
-                expect_equal(name, record_of[1], record_of[0]);
-                expect_equal(name, state_of[1], state_of[0]);
-                /* what the reference did: steps 0-1 exit after layer 1, step 2 takes their rows through layer 2 and completes them */
-                const int32_t* rec = record_of[0].data();
-                const bool joined = rec[0] == 1 && rec[EE_EXIT_RECORD] == 1 && rec[2 * EE_EXIT_RECORD] == 2 && rec[2 * EE_EXIT_RECORD + 1] == 3 &&
-                                    rec[2 * EE_EXIT_RECORD + 2] == 4 && state_of[0][4] == steps && state_of[0][0] == steps - first;
-                if (joined) passes++;
-                else failures++;
-                printf("%s %-44s exit layers %d %d %d, step 2: complete %d, %d row-layers\n", joined ? "PASS" : "FAIL", "exit_steps: two exits, then their rows join",
-                       rec[0], rec[EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD], rec[2 * EE_EXIT_RECORD + 1], rec[2 * EE_EXIT_RECORD + 2]);
-            }
-            snprintf(name, sizeof name, "exit_steps: kept states, layer 1's K cache");
-            compare_partly_written(name, states, (size_t)n_seq * max_len * dim, 1e-4);
-            compare(name, kc4, (size_t)n_seq * max_len * kd, 1e-5);
-            for (Pair* z : {&emb, &lm, &cls, &ids, &gw1, &gb1, &gw, &gb, &seqs, &states, &out_ids, &normed, &logits, &pos, &score, &chosen, &pre, &zb, &kc4, &vc4}) free_pair(*z);
-        }
-        /* the same six steps for two sequences together (cache slots 1 and 0, in that order), in passes of up to 8 rows:
-         * the first call's 2 steps exit both after layer 1 each time, the second call's first pass takes each
-         * sequence's 2 waiting rows into layer 2 beside the two newest (6 rows), then both go on one row each */
-        if (rows >= 3 && max_len >= 9 && n_seq >= 2) {
-            const int vocab = 37, steps = 6, first = 2, units = 4, cap = 8, nseq = 2;
-            Pair emb = weights((size_t)vocab * dim), lm = weights((size_t)vocab * dim), cls = weights((size_t)vocab * dim), ids = pair_of(randint(nseq, 0, vocab));
-            Pair gw1 = pair_of(randn((size_t)units * dim, 0.05f)), gb1 = pair_of(randn(units, 0.1f)), gw = pair_of(randn(units)), gb = pair_of(std::vector<float>{0.0f});
-            Pair seqs = pair_out((size_t)cap * 4), states = pair_out((size_t)n_seq * max_len * dim * 4), out_ids = pair_out((size_t)steps * nseq * 4);
-            Pair normed = pair_out((size_t)nseq * dim * 4), logits = pair_out((size_t)nseq * vocab * 4), pos = pair_out((size_t)cap * 4), score = pair_out((nseq + 1) * 4);
-            Pair chosen = pair_out(nseq * 4), pre = pair_out((size_t)nseq * dim * 4), zb = pair_out((size_t)nseq * dim * 4);
-            Pair x8 = pair_out((size_t)cap * dim * 4), res8 = pair_out((size_t)cap * dim * 4), xn8 = pair_out((size_t)cap * dim * 4), q8 = pair_out((size_t)cap * qd * 4);
-            Pair k8 = pair_out((size_t)cap * kd * 4), v8 = pair_out((size_t)cap * kd * 4), att8 = pair_out((size_t)cap * qd * 4);
-            Pair g8 = pair_out((size_t)cap * hidden * 4), u8 = pair_out((size_t)cap * hidden * 4);
-            Pair kc5 = pair_of(randn((size_t)n_seq * max_len * kd)), vc5 = pair_of(randn((size_t)n_seq * max_len * kd));
-            std::vector<int32_t> state_of[2], record_of[2];
-            const int stride = nseq * EE_EXIT_RECORD;
-            both("exit_steps 2 sequences", [&](const Api& api, int w) {
-                std::vector<int64_t> table = two_layers(w, kc5, vc5), tables(4 * (cap + 1), 0);
-                for (int r = 1; r <= cap; r++)
-                    tables[4 * r] = (int64_t)(intptr_t)table.data(), tables[4 * r + 1] = w_dtype, tables[4 * r + 2] = (int64_t)(intptr_t)P(cls), tables[4 * r + 3] = w_dtype;
-                auto bits = [](float f) { uint32_t b; memcpy(&b, &f, 4); return (int64_t)b; };
-                auto addr = [](void* ptr) { return (int64_t)(intptr_t)ptr; };
-                std::vector<int64_t> plan = {addr(table.data()), 2, addr(P(emb)), w_dtype, addr(P(n2)), addr(P(cls)), w_dtype, vocab, addr(P(ids)), addr(P(out_ids)),
-                    addr(P(x8)), addr(P(res8)), addr(P(xn8)), addr(P(q8)), addr(P(k8)), addr(P(v8)), addr(P(att8)), addr(P(xn8)), addr(P(g8)), addr(P(u8)), addr(P(g8)),
+                    addr(P(xc)), addr(P(resc)), addr(P(xnc)), addr(P(qc)), addr(P(kcur)), addr(P(vcur)), addr(P(attc)), addr(P(xnc)), addr(P(gc)), addr(P(uc)), addr(P(gc)),
                     addr(P(normed)), addr(P(logits)), w_dtype, n_seq, max_len, addr(P(seqs)), addr(P(pos)), addr(P(invf)), cap, dim, heads, kv, head_dim, hidden, 1,
                     bits(1e-5f), bits(scale), 0, bits(1.0f), bits(1.0f)};
                 std::vector<int32_t>& state = state_of[w];
                 state.assign(3 + nseq * (3 + max_len), 0);
                 state[1] = nseq;
-                for (int i = 0; i < nseq; i++) state[3 + i * (3 + max_len)] = nseq - 1 - i, state[3 + i * (3 + max_len) + 2] = 1; /* slots 1, 0; length 1 */
+                for (int i = 0; i < nseq; i++) state[3 + i * (3 + max_len)] = nseq - 1 - i, state[3 + i * (3 + max_len) + 2] = 1; /* slots ..., 1, 0; length 1 */
                 record_of[w].assign((size_t)steps * stride, -1);
                 std::vector<int32_t> pos_host(cap), seq_host(cap);
                 std::vector<float> z_host(dim), score_host(nseq);
@@ -1002,34 +939,41 @@ static void check_decoder_layer_on_path(int n_seq, int max_len, int rows, int di
                     addr(pos_host.data()), addr(seq_host.data()), addr(P(score)), addr(score_host.data()), addr(P(chosen)), addr(P(pre)), addr(P(zb)), addr(z_host.data()),
                     1, EE_HEAD_MLP, addr(P(n2)), addr(P(n2)), addr(P(wg)), addr(P(wu)), addr(P(wd)), w_dtype, hidden, addr(P(lm)), w_dtype, bits(1.0f),
                     addr(P(gw1)), addr(P(gb1)), addr(P(gw)), addr(P(gb)), units, bits(1e-5f), bits(0.0f), 0, 0, 0, bits(1.0f), 0};
-                if (exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
+                if (plan.size() != EE_DECODE_PLAN_FIELDS || exits.size() != EE_EXIT_PLAN_HEADER + EE_EXIT_PLAN_FIELDS) return (int32_t)-1;
                 int32_t rc = api.ee_exit_steps(plan.data(), exits.data(), first);
                 if (rc) return rc;
-                plan[8] = addr((int32_t*)P(out_ids) + (first - 1) * nseq); /* first_ids, out_ids, record, tau: as above */
+                /* the second call goes on from the first one's last tokens, state and kept rows (eetune.h's field order: the
+                 * plan's first_ids 8 and out_ids 9, the exit plan's record 7 and its exit's tau 18) */
+                plan[8] = addr((int32_t*)P(out_ids) + (first - 1) * nseq);
                 plan[9] = addr((int32_t*)P(out_ids) + first * nseq);
                 exits[7] = addr(record_of[w].data() + (size_t)first * stride);
                 exits[EE_EXIT_PLAN_HEADER + 18] = bits(2.0f);
                 return api.ee_exit_steps(plan.data(), exits.data(), steps - first);
             });
-            compare_exact<int32_t>("exit_steps 2 sequences: tokens", out_ids, (size_t)steps * nseq);
+            snprintf(name, sizeof name, "exit_steps %d sequence(s): tokens", nseq);
+            compare_exact<int32_t>(name, out_ids, (size_t)steps * nseq);
             if (have_cpu) {
-                expect_equal("exit_steps 2 sequences: record and state", record_of[1], record_of[0]);
-                expect_equal("exit_steps 2 sequences: record and state", state_of[1], state_of[0]);
+                snprintf(name, sizeof name, "exit_steps %d sequence(s): record and state", nseq);
+                expect_equal(name, record_of[1], record_of[0]);
+                expect_equal(name, state_of[1], state_of[0]);
+                /* what the reference did, per sequence: steps 0-1 exit after layer 1, step 2 takes their rows through layer 2 and completes them */
                 bool joined = state_of[0][0] == steps - first;
-                for (int i = 0; i < nseq; i++) { /* per sequence as for one: exits after layer 1 twice, then 1 + 3 row-layers completing 3 positions */
+                for (int i = 0; i < nseq; i++) {
                     const int32_t* rec = record_of[0].data() + i * EE_EXIT_RECORD;
                     joined = joined && rec[0] == 1 && rec[stride] == 1 && rec[2 * stride] == 2 && rec[2 * stride + 1] == 3 && rec[2 * stride + 2] == 4 &&
                              state_of[0][3 + i * (3 + max_len) + 1] == steps;
                 }
                 if (joined) passes++;
                 else failures++;
-                printf("%s %-44s steps run %d, sequence 0 step 2: layer %d, complete %d, %d row-layers\n", joined ? "PASS" : "FAIL", "exit_steps: two sequences' rows join",
-                       state_of[0][0], record_of[0][2 * stride], record_of[0][2 * stride + 1], record_of[0][2 * stride + 2]);
+                snprintf(name, sizeof name, "exit_steps %d sequence(s): rows join", nseq);
+                printf("%s %-44s steps run %d, sequence 0 step 2: layer %d, complete %d, %d row-layers\n", joined ? "PASS" : "FAIL", name, state_of[0][0],
+                       record_of[0][2 * stride], record_of[0][2 * stride + 1], record_of[0][2 * stride + 2]);
             }
-            compare_partly_written("exit_steps 2 sequences: kept states", states, (size_t)n_seq * max_len * dim, 1e-4);
-            compare("exit_steps 2 sequences: layer 1's K cache", kc5, (size_t)n_seq * max_len * kd, 1e-5);
-            for (Pair* z : {&emb, &lm, &cls, &ids, &gw1, &gb1, &gw, &gb, &seqs, &states, &out_ids, &normed, &logits, &pos, &score, &chosen, &pre, &zb, &x8, &res8, &xn8, &q8,
-                            &k8, &v8, &att8, &g8, &u8, &kc5, &vc5})
+            snprintf(name, sizeof name, "exit_steps %d sequence(s): kept states, layer 1's K cache", nseq);
+            compare_partly_written(name, states, (size_t)n_seq * max_len * dim, 1e-4);
+            compare(name, kc4, (size_t)n_seq * max_len * kd, 1e-5);
+            for (Pair* z : {&emb, &lm, &cls, &ids, &gw1, &gb1, &gw, &gb, &seqs, &states, &out_ids, &normed, &logits, &pos, &score, &chosen, &pre, &zb, &xc, &resc, &xnc, &qc,
+                            &kcur, &vcur, &attc, &gc, &uc, &kc4, &vc4})
                 free_pair(*z);
         }
         /* the second half alone, out apart from h */
