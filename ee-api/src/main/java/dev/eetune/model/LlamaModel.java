@@ -118,8 +118,9 @@ public final class LlamaModel implements AutoCloseable {
      *     next one (Zen 2, 15M, `eecpu_gemmbench 2 gemv15m`: m = 4 0.95 -> 1.16x, m = 8 0.73 -> 1.07x, m = 16 0.76 ->
      *     1.03x), but a batch of 8 decoded no faster with the layers packed (three alternations, within the noise:
      *     the layers' matrices are a few panels per thread, too short for the prefetch), so batches there keep the plain weights.
-     * <li>BF16 and F16 checkpoints (ee_pack_panels_bf16, ee_pack_panels_f16): 1-2 rows, when the copies take at most
-     *     {@link #PANELS_MAX_BYTES}. The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core
+     * <li>BF16 and F16 checkpoints (ee_pack_panels_bf16, ee_pack_panels_f16): 1-2 rows, and on AVX-512 8-16 rows as
+     *     f32 (15M bf16 batch 8, screened, 2-core Zen 4, three alternations of 3 repeats: 3,873-4,496 tok/s plain against
+     *     4,724-5,323 packed), when the copies take at most {@link #PANELS_MAX_BYTES}. The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core
      *     Zen 2 (8 weight rows side by side) and ~0.8x on a Zen 4 (16 rows), the packed one about as fast as f32's
      *     packed one (docs/benchmarks.md); f16 likewise (Zen 4, `eecpu_gemmbench 2 gemv110m`, m = 1: plain 22-24 GB/s,
      *     packed 43-47 with the AVX-512 kernels and 31-40 with the AVX2 ones; `ee generate` at 110M, 4 alternations:
@@ -128,7 +129,7 @@ public final class LlamaModel implements AutoCloseable {
      */
     public boolean readsPanels(int rows) {
         if (!usePanels || rows > Ops.PANELS_MAX_ROWS) return false;
-        if (halfWidth) return rows <= 2;
+        if (halfWidth) return rows <= 2 || rows >= 8 && avx512;
         return config.dim() <= SMALL_DIM || rows <= 2 && (config.dim() <= MID_DIM || avx512 && copyAffordable) || rows >= 8 && avx512;
     }
 
@@ -318,13 +319,14 @@ public final class LlamaModel implements AutoCloseable {
 
     /**
      * Whether {@link #greedyTokens} screens the classifier for this many rows (see there) instead of reading it whole:
-     * every row count the panels serve (a bf16 checkpoint: the 1-2 rows it reads packed). With the bf16 screen this
+     * every row count the panels serve, and a bf16 or f16 checkpoint's every row count (15M bf16 batch 8, 2-core Zen 4:
+     * 2,858-2,875 tok/s reading the classifier whole, 4,119-4,251 screened, two alternations). With the bf16 screen this
      * model had before, AVX-512 CPUs screened only 1-2 rows (the bf16 panels' kernel was AVX2 only then, and from 3 rows
      * f32 panels on AVX-512 were faster); the 8-bit kernel has an AVX-512 form, and batches of 8 on the 15M config
      * decode faster screened (2-core Zen 4, 2026-12-03, 1 thread, six alternations: 1,512-2,083 against 1,505-1,841
      * tok/s, per pair 1.00-1.13x; 2 threads 0.66-1.23x, the last four 0.99-1.23x).
      */
-    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable() && (!halfWidth || readsPanels(rows)); }
+    public boolean screens(int rows) { return usePanels && rows <= Ops.PANELS_MAX_ROWS && !screenGivenUp && screenable(); }
 
     private boolean screenable() { return SCREEN && (halfWidth || weights.lmHead().dtype() == DType.F32) && weights.lmHead().byteSize() >= SCREEN_MIN_BYTES; }
 
@@ -355,8 +357,7 @@ public final class LlamaModel implements AutoCloseable {
      * [rows, vocab] are scratch. Returns the tokens too.
      *
      * <p>Where the classifier is large (8 MiB and more), decode runs on the CPU with fixed weights and the rows are at
-     * most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches; see {@link #screens}; a bf16
-     * checkpoint's 1-2 rows, where it reads its panels), most of the classifier is not read: an 8-bit copy (a quarter
+     * most {@link Ops#PANELS_MAX_ROWS} (single-sequence decode and its batches; see {@link #screens}), most of the classifier is not read: an 8-bit copy (a quarter
      * of the f32 bytes, {@link Ops#packInt8Panels}) scores every token, a bound on how far each score can lie from its
      * logit leaves a few candidates ({@link Ops#argmaxCandidates}), and only the candidates' 32-row panels are computed
      * exactly, one row at a time, by the kernel {@link #logits} uses for these rows (packed or plain), whose outputs
