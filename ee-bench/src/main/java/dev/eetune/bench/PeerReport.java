@@ -45,11 +45,11 @@ import java.util.regex.Pattern;
  * {@code 110M-f32-cold}, {@code 15M-bf16-cold}, {@code 110M-bf16-cold}, {@code 15M-f16-cold}, {@code 110M-f16-cold}
  * (cold: one {@code ./ee generate --timing} process per repeat, 256 greedy tokens, its decode tok/s), and
  * {@code stories260K-warm} (1 thread), {@code 15M-f32-warm}, {@code 15M-bf16-warm}, {@code 15M-f16-warm},
- * {@code 110M-f32-warm}, {@code 110M-bf16-warm}, {@code 110M-f16-warm}, {@code 15M-f32-warm-b8}, {@code 15M-bf16-warm-b8}, {@code 15M-f16-warm-b8} (warm: in this
+ * {@code 110M-f32-warm}, {@code 110M-bf16-warm}, {@code 110M-f16-warm}, and each warm work at batch 8 ({@code 15M-f32-warm-b8} ... {@code 110M-f16-warm-b8}) (warm: in this
  * JVM, after warm-up calls (3, and 2 s), tokens/s over all sequences). A peer file holds lines {@code work tok/s}. With
  * {@code --busy} every work is also measured while a competing process spins 2 threads, and the table adds the
  * loaded / quiet ratio (the issue's target: ≥ 0.4). Ratios of one eetune figure to another (loaded / quiet, and
- * below the table bf16 / f32 and f16 / f32 at 110M and batch 8 / batch 1 at 15M where both works ran) are taken within each repeat
+ * below the table bf16 / f32 and f16 / f32 at 110M and batch 8 / batch 1 at 15M and 110M where both works ran) are taken within each repeat
  * and given as median (min..max) of those: see {@link #pairedRatio}.
  */
 public final class PeerReport {
@@ -173,13 +173,13 @@ public final class PeerReport {
             works.add(new Work(m + "-f32-cold", base + ".bin", true, 1, threads));
             for (String dt : List.of("bf16", "f16")) works.add(new Work(m + "-" + dt + "-cold", base + "-" + dt, true, 1, threads));
         }
-        for (String m : List.of("15M", "110M")) {
-            String base = dir.resolve("m" + m.replace("M", "")).toString();
-            works.add(new Work(m + "-f32-warm", base + ".bin", false, 1, threads));
-            for (String dt : List.of("bf16", "f16")) works.add(new Work(m + "-" + dt + "-warm", base + "-" + dt, false, 1, threads));
+        for (int batch : new int[] {1, 8}) {
+            for (String m : List.of("15M", "110M")) {
+                String base = dir.resolve("m" + m.replace("M", "")).toString();
+                for (String dt : List.of("f32", "bf16", "f16"))
+                    works.add(new Work(m + "-" + dt + "-warm" + (batch > 1 ? "-b" + batch : ""), dt.equals("f32") ? base + ".bin" : base + "-" + dt, false, batch, threads));
+            }
         }
-        works.add(new Work("15M-f32-warm-b8", dir.resolve("m15.bin").toString(), false, 8, threads));
-        for (String dt : List.of("bf16", "f16")) works.add(new Work("15M-" + dt + "-warm-b8", dir.resolve("m15-" + dt).toString(), false, 8, threads));
         if (only != null) {
             Set<String> names = only;
             works.removeIf(w -> !names.contains(w.name()));
@@ -242,7 +242,10 @@ public final class PeerReport {
         List<String[]> pairs = new ArrayList<>();
         for (String kind : List.of("cold", "warm")) pairs.add(new String[] {"110M-bf16-" + kind, "110M-f32-" + kind, "bf16 / f32 at 110M, " + kind + " (target >= 1.8)"});
         for (String kind : List.of("cold", "warm")) pairs.add(new String[] {"110M-f16-" + kind, "110M-f32-" + kind, "f16 / f32 at 110M, " + kind});
-        for (String dt : List.of("f32", "bf16", "f16")) pairs.add(new String[] {"15M-" + dt + "-warm-b8", "15M-" + dt + "-warm", "batch 8 / batch 1 at 15M " + dt + ", warm (target >= 5)"});
+        for (String m : List.of("15M", "110M")) {
+            for (String dt : List.of("f32", "bf16", "f16"))
+                pairs.add(new String[] {m + "-" + dt + "-warm-b8", m + "-" + dt + "-warm", "batch 8 / batch 1 at " + m + " " + dt + ", warm" + (m.equals("15M") ? " (target >= 5)" : "")});
+        }
         boolean header = false;
         for (String[] p : pairs) {
             if (!quiet.containsKey(p[0]) || !quiet.containsKey(p[1])) continue;
