@@ -16,7 +16,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * {@link LlamaModel#greedyTokens}: the 8-bit screen of a large classifier picks the very token that the logits'
  * argmax picks, with the candidates computed by the packed f32 kernel (dim 64), the plain one (dim 576, past the
- * widths decoded from packed panels) or the packed bf16 or f16 one (a bf16 or f16 checkpoint), on random rows, on near-ties closer
+ * widths decoded from packed panels) or the bf16 or f16 one (a bf16 or f16 checkpoint: packed panels at 1-2 rows, and
+ * at 8-16 on AVX-512; plain at the others), on random rows, on near-ties closer
  * than 8 bits can tell apart, on exact ties (lowest index) and on non-finite rows; and it does screen (few exact
  * panels read per row).
  */
@@ -44,7 +45,20 @@ class GreedyScreenTest {
             head.copyFrom(w);
             Scope fixed = Scope.of(CPU, "fixed");
             LlamaWeights weights = halfWidth ? castMatrices(base.weights(), matrices, fixed) : base.weights();
-            if (halfWidth) w = weights.lmHead().toFloatArray(); // the rows the exact logits use
+            int a = 3, b = -1; // 16-bit: row 3001 = row 3000 with one unit in the last place more at a and less at b
+            if (halfWidth) {
+                w = weights.lmHead().toFloatArray(); // the rows the exact logits use
+                // the nudge above vanished in the cast; here rows whose dot products with h are equal in exact
+                // arithmetic (h[b] = h[a], the same exponent at a and b) and differ only in how a kernel rounds, so
+                // the screen's candidates must come from the very kernel (and bits) the full logits use
+                for (int i = a + 1; i < dim && b < 0; i++) if (Math.getExponent(w[3000 * dim + i]) == Math.getExponent(w[3000 * dim + a])) b = i;
+                float unit = Math.ulp(w[3000 * dim + a]) * (matrices == DType.BF16 ? 1 << 16 : 1 << 13);
+                System.arraycopy(w, 3000 * dim, w, 3001 * dim, dim);
+                w[3001 * dim + a] += unit;
+                w[3001 * dim + b] -= unit;
+                weights.lmHead().copyFrom(w);
+                assertThat(weights.lmHead().toFloatArray()).as("the nudged row is exact in %s", matrices).isEqualTo(w);
+            }
             try (LlamaModel m = new LlamaModel(c, weights, CPU, fixed, true); Scope s = Scope.of(CPU, "test")) {
                 assertThat(m.screens(1)).as("screens one row").isTrue();
                 for (int rows : new int[] {1, 2, 5, 8, 16}) { // 5: AVX2 takes rows by two, the last alone; 16: the most screened
@@ -58,6 +72,7 @@ class GreedyScreenTest {
                             int target = trial % 3 == 0 ? 900 : trial % 3 == 1 ? 3000 : -1;
                             h[i] = target < 0 ? (float) r.nextGaussian() : w[target * dim + col] + 1e-3f * row;
                         }
+                        if (halfWidth && trial % 3 == 1) for (int row = 0; row < rows; row++) h[row * dim + b] = h[row * dim + a];
                         if (trial == 59) h[dim - 1] = Float.NaN; // a non-finite row takes the full logits
                         hidden.copyFrom(h);
                         m.logits(logits, hidden, normed);
