@@ -44,7 +44,7 @@ class GreedyScreenTest {
             }
             head.copyFrom(w);
             Scope fixed = Scope.of(CPU, "fixed");
-            LlamaWeights weights = halfWidth ? castMatrices(base.weights(), matrices, fixed) : base.weights();
+            LlamaWeights weights = halfWidth ? RandomModels.castMatrices(base.weights(), matrices, fixed) : base.weights();
             int a = 3, b = -1; // 16-bit: row 3001 = row 3000 with one unit in the last place more at a and less at b
             if (halfWidth) {
                 w = weights.lmHead().toFloatArray(); // the rows the exact logits use
@@ -87,21 +87,6 @@ class GreedyScreenTest {
                 assertThat((double) m.exactPanels.get() / m.screenedRows.get()).as("exact panels read per screened row").isLessThan(maxPanelsPerRow);
             }
         }
-    }
-
-    /** The weights with every matrix of the layers and the classifier cast to {@code dtype} in {@code scope} (a bf16 or f16 checkpoint's dtypes). */
-    static LlamaWeights castMatrices(LlamaWeights w, DType dtype, Scope scope) {
-        java.util.function.UnaryOperator<Tensor> cast = t -> {
-            Tensor out = scope.allocate(dtype, t.dim(0), t.dim(1));
-            CPU.ops().cast(out, t);
-            return out;
-        };
-        java.util.List<LayerWeights> layers = new java.util.ArrayList<>();
-        for (LayerWeights l : w.layers()) {
-            layers.add(new LayerWeights(l.attnNorm(), cast.apply(l.wq()), cast.apply(l.wk()), cast.apply(l.wv()), cast.apply(l.wo()), l.bq(), l.bk(), l.bv(),
-                l.ffnNorm(), cast.apply(l.wGate()), cast.apply(l.wUp()), cast.apply(l.wDown())));
-        }
-        return new LlamaWeights(w.tokenEmbedding(), layers, w.finalNorm(), cast.apply(w.lmHead()));
     }
 
     @Test
