@@ -443,12 +443,17 @@ EE_INLINE void fwd_block(float* out, float* lse, const float* q, const int32_t* 
 #define LANE_KEYS 128
 #define LANE_QUERIES 16
 
-/* t[d] = column d of 16 rows of 8 floats (row j at base + j * stride), keys in lanes in order: rows j and j + 8 share
- * a register, then the 8 x 8 transpose of unpacks and shuffles runs in both 256-bit halves at once. */
-EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stride) {
+/* t[d] = column d of 16 rows of 8 floats (row j at base + j * stride; rows from valid on are zeros, not read), keys in
+ * lanes in order: rows j and j + 8 share a register, then the 8 x 8 transpose of unpacks and shuffles runs in both
+ * 256-bit halves at once. */
+EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stride, int valid) {
     __m512 r[8], u[8], w[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(base + i * stride))), _mm256_castps_pd(_mm256_loadu_ps(base + (i + 8) * stride)), 1));
+    const float *lo = base, *hi = base + 8 * stride;
+    for (int i = 0; i < 8; i++, lo += stride, hi += stride) {
+        __asm__("" : "+r"(lo), "+r"(hi)); /* walk the rows: GCC would keep 16 row offsets in stack slots and reload them */
+        const __m256 a = i < valid ? _mm256_loadu_ps(lo) : _mm256_setzero_ps(), b = i + 8 < valid ? _mm256_loadu_ps(hi) : _mm256_setzero_ps();
+        r[i] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(a)), _mm256_castps_pd(b), 1));
+    }
     for (int i = 0; i < 8; i += 2) u[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), u[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     for (int i = 0; i < 8; i += 4) {
         w[i] = _mm512_shuffle_ps(u[i], u[i + 2], 0x44), w[i + 1] = _mm512_shuffle_ps(u[i], u[i + 2], 0xEE);
@@ -461,9 +466,13 @@ EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stri
 
 /* t[d] = column d of 8 rows of 8 floats (row j at base + j * stride): the 8 x 8 transpose of unpacks, shuffles and
  * 128-bit lane swaps. */
-EE_INLINE EE_AVX2 void transpose8x8(__m256* t, const float* base, size_t stride) {
+EE_INLINE EE_AVX2 void transpose8x8(__m256* t, const float* base, size_t stride, int valid) {
     __m256 r[8], u[8], w[8];
-    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(base + i * stride);
+    const float* row = base;
+    for (int i = 0; i < 8; i++, row += stride) {
+        __asm__("" : "+r"(row)); /* walk the rows, as transpose16x8 */
+        r[i] = i < valid ? _mm256_loadu_ps(row) : _mm256_setzero_ps();
+    }
     for (int i = 0; i < 8; i += 2) u[i] = _mm256_unpacklo_ps(r[i], r[i + 1]), u[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     for (int i = 0; i < 8; i += 4) {
         w[i] = _mm256_shuffle_ps(u[i], u[i + 2], 0x44), w[i + 1] = _mm256_shuffle_ps(u[i], u[i + 2], 0xEE);
@@ -489,7 +498,7 @@ EE_INLINE EE_AVX2 float hmax8(v8 a) {
 #define LSEL vsel
 #define LMAX vmax
 #define LSPLAT vsplat
-#define LTRANSPOSE8(t, base, stride) transpose16x8((__m512*)(t), base, stride)
+#define LTRANSPOSE8(t, base, stride, valid) transpose16x8((__m512*)(t), base, stride, valid)
 #define LREDUCE_MAX(a) _mm512_reduce_max_ps((__m512)(a))
 #define LREDUCE_ADD(a) _mm512_reduce_add_ps((__m512)(a))
 #include "attention_lanes.h"
@@ -503,7 +512,7 @@ EE_INLINE EE_AVX2 float hmax8(v8 a) {
 #define LSEL vsel8
 #define LMAX vmax8
 #define LSPLAT vsplat8
-#define LTRANSPOSE8(t, base, stride) transpose8x8((__m256*)(t), base, stride)
+#define LTRANSPOSE8(t, base, stride, valid) transpose8x8((__m256*)(t), base, stride, valid)
 #define LREDUCE_MAX(a) hmax8(a)
 #define LREDUCE_ADD(a) hsum8(a)
 #include "attention_lanes.h"

@@ -3,7 +3,7 @@
  * width with these macros set (and undefined again at the end):
  *   LV, LVI        the float and int vector types of LW lanes;     LTARGET  the function attribute (EE_AVX512, EE_AVX2)
  *   LNAME(x)       x with the width's suffix;                      LEXP, LSEL, LMAX, LSPLAT  exp, select, max, splat
- *   LTRANSPOSE8(t, base, stride)  t[d] = column d of LW rows of 8 floats;  LREDUCE_MAX, LREDUCE_ADD  across the lanes
+ *   LTRANSPOSE8(t, base, stride, valid)  t[d] = column d of LW rows of 8 floats, rows from valid on read as zero (not read);  LREDUCE_MAX, LREDUCE_ADD  across the lanes
  *
  * The per-(row, head) path pays a horizontal sum per key and head, as much as the products when a head is 8 floats,
  * and the slot path fills few of its 16 lanes with one or two rows. Here the queries of one KV head -- rows r of one
@@ -63,12 +63,8 @@ EE_INLINE LTARGET void LNAME(lanes_transpose)(LV* kt, const float* k, size_t kv_
     for (int j = 0; j < ns; j++) {
         const int32_t first = j0 + LW * j, valid = ee_min(LW, n_valid - first);
         const float* kb = k + (size_t)first * kv_width;
-        if (D == 8 && valid == LW) { /* stories260K's heads: a transpose in registers */
-            LTRANSPOSE8(kt + j * D, kb, kv_width);
-        } else if (D == 8) { /* the last, partial step: its rows copied beside zeros, then the same transpose */
-            float rows8[LW * 8] __attribute__((aligned(64))) = {0};
-            for (int i = 0; i < valid; i++) memcpy(rows8 + i * 8, kb + (size_t)i * kv_width, 8 * sizeof(float));
-            LTRANSPOSE8(kt + j * D, rows8, 8);
+        if (D == 8) { /* stories260K's heads: a transpose in registers */
+            LTRANSPOSE8(kt + j * D, kb, kv_width, valid);
         } else {
             for (int d = 0; d < D; d++) {
                 LV c = (LV){0};
