@@ -119,8 +119,8 @@ public final class LlamaModel implements AutoCloseable {
      *     1.03x), but a batch of 8 decoded no faster with the layers packed (three alternations, within the noise:
      *     the layers' matrices are a few panels per thread, too short for the prefetch), so batches there keep the plain weights.
      * <li>BF16 and F16 checkpoints (ee_pack_panels_bf16, ee_pack_panels_f16): 1-2 rows, and on AVX-512 8-16 rows as
-     *     f32 (15M bf16 batch 8, screened, 2-core Zen 4, three alternations of 3 repeats: 3,873-4,496 tok/s plain against
-     *     4,724-5,323 packed), when the copies take at most {@link #PANELS_MAX_BYTES}. The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core
+     *     f32 (15M bf16 batch 8, screened, 2-core Zen 4, three alternations, medians of 3 repeats: 3,978 / 4,301 / 4,273 tok/s
+     *     plain against 4,330 / 5,044 / 4,996 packed), when the copies take at most {@link #PANELS_MAX_BYTES}. The plain bf16 GEMV streams ~0.7x f32's bytes per second from memory on a 2-core
      *     Zen 2 (8 weight rows side by side) and ~0.8x on a Zen 4 (16 rows), the packed one about as fast as f32's
      *     packed one (docs/benchmarks.md); f16 likewise (Zen 4, `eecpu_gemmbench 2 gemv110m`, m = 1: plain 22-24 GB/s,
      *     packed 43-47 with the AVX-512 kernels and 31-40 with the AVX2 ones; `ee generate` at 110M, 4 alternations:
