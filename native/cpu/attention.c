@@ -464,8 +464,8 @@ EE_INLINE EE_AVX512 void transpose16x8(__m512* t, const float* base, size_t stri
     for (int i = 0; i < 4; i++) t[i] = _mm512_permutex2var_ps(w[i], low, w[i + 4]), t[i + 4] = _mm512_permutex2var_ps(w[i], high, w[i + 4]);
 }
 
-/* t[d] = column d of 8 rows of 8 floats (row j at base + j * stride): the 8 x 8 transpose of unpacks, shuffles and
- * 128-bit lane swaps. */
+/* t[d] = column d of 8 rows of 8 floats (row j at base + j * stride; rows from valid on are zeros, not read): the 8 x 8
+ * transpose of unpacks, shuffles and 128-bit lane swaps. */
 EE_INLINE EE_AVX2 void transpose8x8(__m256* t, const float* base, size_t stride, int valid) {
     __m256 r[8], u[8], w[8];
     const float* row = base;
