@@ -17,8 +17,8 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
-import java.util.Set;
 
+import static dev.eetune.infer.EarlyExitGeneratorTest.greedy;
 import static org.assertj.core.api.Assertions.assertThat;
 
 /**
@@ -30,8 +30,6 @@ import static org.assertj.core.api.Assertions.assertThat;
 class HalfWidthBatchDecodeTest {
     static final Backend CPU = Backends.cpu();
     static final LlamaConfig CONFIG = RandomModels.config(128, 3, 4, 2, 256, 32768, false, false, null);
-
-    static GenerationConfig greedy(int n) { return GenerationConfig.greedy(n, Set.of()); }
 
     static List<int[]> tokens(Decoder d, List<int[]> prompts, int n) {
         return d.generate(prompts, greedy(n), null).stream().map(GenerationResult::tokens).toList();
