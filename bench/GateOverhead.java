@@ -1,11 +1,11 @@
 // Where the early-exit decode's time goes at batch 1 (docs/exit-gates.md, "The wall-clock bound at batch 1"), in one
-// warm JVM, one thread: (1) per-token wall and CPU time of the full model, of the gate scored at every calibrated exit
+// warm JVM, one thread unless -Dthreads says otherwise (the CPU times are the calling thread's): (1) per-token wall and CPU time of the full model, of the gate scored at every calibrated exit
 // but never exiting (tau 0.999999: the decision's pure overhead) and of the calibrated thresholds, rounds of the three
 // interleaved, median [range], and the median [range] of each repeat's full-model time over the policy's; (2) native calls per 1,024 tokens of each (KernelProfile); (3) the CPU time of one
 // backbone layer over 1, 2 and 3 rows, which is what an exit saves (a call) and what its deferred row costs (a row).
 // A plain Java program (`java -cp ee.jar bench/GateOverhead.java`), not JShell: the same FFM binding `ee` uses.
 // Run by bench/gates.sh OUT overhead; -D properties: model, heads (folder with heads.safetensors and thresholds.json),
-// tokenizer, rounds (prompt sets per timing, default 20), repeats (default 5), layerIters (default 20000), batch (prompts
+// tokenizer, threads (default 1), rounds (prompt sets per timing, default 20), repeats (default 5), layerIters (default 20000), batch (prompts
 // decoded together, default 1: the 8 prompts in 8 / batch calls).
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
@@ -42,7 +42,7 @@ public class GateOverhead {
     public static void main(String[] args) {
         Locale.setDefault(Locale.ROOT);
         Backend be = Backends.cpu();
-        be.setThreads(1);
+        int threads = be.setThreads(Integer.getInteger("threads", 1));
         LlamaModel model = LlamaModel.load(Path.of(System.getProperty("model")), be);
         Path heads = Path.of(System.getProperty("heads"));
         EarlyExitModel exits = EarlyExitModel.load(model, heads.resolve("heads.safetensors"));
@@ -77,7 +77,7 @@ public class GateOverhead {
         }
         List<double[]> full = times.get("full model");
         double fullWall = median(full, 0), fullCpu = median(full, 1);
-        System.out.printf("%-50s %24s %24s %7s %7s %15s  %s%n", "policy (batch " + batch + ", 1 thread, 8 prompts x 128 tokens)", "wall us/token", "cpu us/token", "wall x", "cpu x", "paired wall x",
+        System.out.printf("%-50s %24s %24s %7s %7s %15s  %s%n", "policy (batch " + batch + ", " + threads + " thread(s), 8 prompts x 128 tokens)", "wall us/token", "cpu us/token", "wall x", "cpu x", "paired wall x",
             "layers/token, tokens per exit layer (last prompt)");
         for (Map.Entry<String, List<double[]>> e : times.entrySet()) {
             EarlyExitGenerator.Stats st = decoders.get(e.getKey()).lastStats();

@@ -15,6 +15,7 @@ import java.util.Random;
 import static dev.eetune.nativelib.Bindings.randn;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.assertj.core.api.Assertions.catchThrowable;
 import static org.assertj.core.api.Assertions.within;
 
 /**
@@ -123,8 +124,14 @@ class DecoderLayerFusionTest {
 
     private static void fused(Ops ops, Dims d, Weights w, Tensor x, Tensor out, Buffers a, Tensor keys, Tensor values, boolean writeKv,
                               Tensor seq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale) {
+        fused(ops, d, w, false, x, out, a, keys, values, writeKv, seq, pos, invFreq, interleaved, eps, scale);
+    }
+
+    /** {@link Ops#decoderLayer} with a's buffers; {@code packed}: w's matrices are packed panels. */
+    private static void fused(Ops ops, Dims d, Weights w, boolean packed, Tensor x, Tensor out, Buffers a, Tensor keys, Tensor values, boolean writeKv,
+                              Tensor seq, Tensor pos, Tensor invFreq, boolean interleaved, float eps, float scale) {
         ops.decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
-            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), false,
+            w.attnNorm(), w.wq(), w.wk(), w.wv(), w.wo(), w.bq(), w.bk(), w.bv(), w.ffnNorm(), w.wGate(), w.wUp(), w.wDown(), packed,
             keys, values, writeKv, seq, pos, invFreq, d.heads(), d.kvHeads(), d.headDim(), interleaved, eps, scale);
     }
 
@@ -186,6 +193,80 @@ class DecoderLayerFusionTest {
     }
 
     /**
+     * A layer over 8-16 rows of a small model runs its row-wise parts as slices of the rows on several threads
+     * (ee_decoder_layer_fwd, layer_splits_rows): the same bits as on one thread -- outputs, every buffer, the caches --
+     * for plain and packed f32, bf16 and f16 matrices, rows of three sequences that attend to rows of the other slice,
+     * with and without a KV write; and a row's bad cache index is reported by its row in the call, with nothing written.
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void rowSlicesGiveOneThreadsBits(Binding binding) {
+        Random r = Bindings.random("decoderLayer slices");
+        Backend be = CpuLibrary.backend(binding);
+        Ops ops = be.ops();
+        int nSeq = 3, maxLen = 12;
+        try {
+            for (Dims d : new Dims[] {new Dims(64, 8, 4, 8, 172), new Dims(32, 4, 2, 8, 90)}) {
+                for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+                    for (boolean packed : new boolean[] {false, true}) {
+                        for (int rows : new int[] {8, 11, 16}) {
+                            for (boolean writeKv : new boolean[] {true, false}) {
+                                try (Scope s = Scope.of(be)) {
+                                    Weights plain = Weights.random(s, r, d, dtype, false), w = packed ? plain.packed(ops, s) : plain;
+                                    int[] seq = new int[rows], pos = new int[rows];
+                                    int seqs = writeKv ? nSeq : 1, len = writeKv ? maxLen : rows;
+                                    for (int i = 0; i < rows; i++) { // a sequence's rows lie in both halves of the call
+                                        seq[i] = writeKv ? i % nSeq : 0;
+                                        pos[i] = writeKv ? 4 + i / nSeq : i;
+                                    }
+                                    float[] x0 = randn(r, rows * d.dim()), k0 = randn(r, nSeq * maxLen * d.kd()), v0 = randn(r, nSeq * maxLen * d.kd());
+                                    Tensor seqT = s.of(seq, rows), posT = s.of(pos, rows), inv = invFreq(s, d.headDim());
+                                    List<List<float[]>> got = new java.util.ArrayList<>();
+                                    for (int threads = 1; threads <= 2; threads++) {
+                                        assertThat(be.setThreads(threads)).isEqualTo(threads);
+                                        Tensor x = s.of(x0, rows, d.dim()), out = s.zeros(DType.F32, rows, d.dim());
+                                        Buffers a = Buffers.of(s, d, rows, x, true, false, !writeKv);
+                                        Tensor kc = writeKv ? s.of(k0, nSeq, maxLen, d.kd()) : a.k().reshape(seqs, len, d.kd());
+                                        Tensor vc = writeKv ? s.of(v0, nSeq, maxLen, d.kd()) : a.v().reshape(seqs, len, d.kd());
+                                        fused(ops, d, w, packed, x, out, a, kc, vc, writeKv, seqT, posT, inv, false, 1e-5f, 0.3f);
+                                        List<float[]> all = new java.util.ArrayList<>(List.of(out.toFloatArray(), kc.toFloatArray(), vc.toFloatArray()));
+                                        for (Tensor t : a.all()) all.add(t.toFloatArray());
+                                        got.add(all);
+                                    }
+                                    String what = d + " " + dtype + (packed ? " packed" : "") + " rows " + rows + (writeKv ? "" : " without a KV write");
+                                    for (int i = 0; i < got.get(0).size(); i++) assertThat(got.get(1).get(i)).as(what + ": array " + i).isEqualTo(got.get(0).get(i));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            try (Scope s = Scope.of(be)) {
+                Dims d = new Dims(64, 8, 4, 8, 172);
+                int rows = 12;
+                Weights w = Weights.random(s, r, d, DType.F32, false);
+                int[] seq = new int[rows], pos = new int[rows];
+                for (int i = 0; i < rows; i++) pos[i] = i;
+                seq[rows - 1] = nSeq; // outside the cache
+                float[] k0 = randn(r, nSeq * maxLen * d.kd());
+                Tensor x = s.of(randn(r, rows * d.dim()), rows, d.dim()), kc = s.of(k0, nSeq, maxLen, d.kd()), vc = s.of(k0, nSeq, maxLen, d.kd());
+                Buffers a = Buffers.of(s, d, rows, x, true, false, false);
+                String[] messages = new String[2];
+                for (int threads = 1; threads <= 2; threads++) {
+                    assertThat(be.setThreads(threads)).isEqualTo(threads);
+                    Throwable t = catchThrowable(() -> fused(ops, d, w, x, x, a, kc, vc, true, s.of(seq, rows), s.of(pos, rows), invFreq(s, d.headDim()), false, 1e-5f, 0.3f));
+                    assertThat(t).as("%d thread(s)", threads).isInstanceOf(IllegalStateException.class).hasMessageContaining("ee_kv_write: row 11 has seq 3");
+                    messages[threads - 1] = t.getMessage();
+                }
+                assertThat(messages[1]).isEqualTo(messages[0]);
+                assertThat(kc.toFloatArray()).as("the K cache after the refusal").isEqualTo(k0);
+            }
+        } finally {
+            be.setThreads(0);
+        }
+    }
+
+    /**
      * Matrices packed by Ops.packPanels (F32: ee_pack_panels, EE_F32_PANELS; BF16: ee_pack_panels_bf16,
      * EE_BF16_PANELS; F16: ee_pack_panels_f16, EE_F16_PANELS) give the plain layer's result up to the order of the f32
      * additions, for every row count up to 16 with out sizes that leave partial panels; linearPanels likewise (also
@@ -218,9 +299,7 @@ class DecoderLayerFusionTest {
                     Buffers a = Buffers.of(s, d, rows, x, true, false, false);
                     Tensor kc = s.of(k0, nSeq, maxLen, d.kd()), vc = s.of(v0, nSeq, maxLen, d.kd());
                     Weights m = f == 0 ? w : p;
-                    ops.decoderLayer(x, out, a.residual(), a.xn1(), a.inv1(), a.q(), a.k(), a.v(), a.att(), a.lse(), a.xn2(), a.inv2(), a.gate(), a.up(), a.act(),
-                        m.attnNorm(), m.wq(), m.wk(), m.wv(), m.wo(), m.bq(), m.bk(), m.bv(), m.ffnNorm(), m.wGate(), m.wUp(), m.wDown(), f == 1,
-                        kc, vc, true, seqT, posT, inv, d.heads(), d.kvHeads(), d.headDim(), false, 1e-5f, 0.3f);
+                    fused(ops, d, m, f == 1, x, out, a, kc, vc, true, seqT, posT, inv, false, 1e-5f, 0.3f);
                     outs[f] = out.toFloatArray();
                 }
                 for (int i = 0; i < outs[0].length; i++) assertThat(outs[1][i]).as(dtype + " rows " + rows + " element " + i).isCloseTo(outs[0][i], within(1e-4f * (1 + Math.abs(outs[0][i]))));

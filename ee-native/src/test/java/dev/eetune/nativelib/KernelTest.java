@@ -100,6 +100,44 @@ class KernelTest {
         }
     }
 
+    /**
+     * The decode path computes each row alike whatever the rows beside it: a GEMM of 16 rows equals, bit for bit, the
+     * same rows in slices of every size 1-15, for plain and packed f32, bf16 and f16 weights, n and k off the tiles and
+     * steps. ee_decoder_layer_fwd relies on it when it runs a batch's rows as slices on several threads
+     * (DecoderLayerFusionTest.rowSlicesGiveOneThreadsBits): the bits do not depend on the thread count.
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void decodePathRowsDoNotDependOnTheirNeighbours(Binding binding) {
+        Random r = Bindings.random("gemm slices");
+        Backend be = backend(binding);
+        Ops ops = be.ops();
+        int rows = Ops.PANELS_MAX_ROWS;
+        for (DType bt : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+            for (int[] nk : new int[][] {{37, 95}, {172, 64}, {64, 172}, {300, 97}}) {
+                int n = nk[0], k = nk[1];
+                try (Scope sc = Scope.of(be)) {
+                    Tensor w = sc.of(bt, randn(r, n * k), n, k), packed = ops.packPanels(w, sc), x = sc.of(randn(r, rows * k), rows, k);
+                    for (boolean panels : new boolean[] {false, true}) {
+                        Tensor all = sc.zeros(DType.F32, rows, n);
+                        if (panels) ops.linearPanels(all, x, packed);
+                        else ops.linear(all, x, w);
+                        float[] want = all.toFloatArray();
+                        for (int m = 1; m < rows; m++) {
+                            Tensor y = sc.zeros(DType.F32, rows, n);
+                            for (int r0 = 0; r0 < rows; r0 += m) {
+                                int r1 = Math.min(rows, r0 + m);
+                                if (panels) ops.linearPanels(y.slice(r0, r1), x.slice(r0, r1), packed);
+                                else ops.linear(y.slice(r0, r1), x.slice(r0, r1), w);
+                            }
+                            assertThat(y.toFloatArray()).as("%s%s n=%d k=%d in slices of %d rows", bt, panels ? " packed" : "", n, k, m).isEqualTo(want);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private static float[] abs(float[] v) {
         float[] a = new float[v.length];
         for (int i = 0; i < v.length; i++) a[i] = Math.abs(v[i]);
