@@ -256,11 +256,16 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
  * keys-in-lanes kernel). On AVX-512 the slot path costs the same for 2-16 slots (head_dim 8, position 200: 8.1-8.4 us)
  * and beat the per-(row, head) path from 3 slots with a warm cache, from ~5 with the cache evicted (head_dim 48/64, as
  * in 15M/110M decode). The keys-in-lanes kernel (all queries of a run of rows sharing one transpose of the keys) beats
- * the slot path at head_dim 8 below 6 slots and loses from 8 up (stories260K's 8 heads of 8 in groups of 2, one
- * thread, att harness, 4 alternations: 3 rows at position 40 2.3 vs 1.9 us, at 120 3.4 vs 4.8; 4 rows 2.8 vs 2.0 at 40,
- * 4.4 vs 4.9 at 120; 5-7 rows worse at every position), so 6 slots stays the switch on AVX-512. (On AVX2 tiny heads
- * never take the slot path: see ee_attention_fwd.) */
+ * the slot path at head_dim 8 below LANES_MIN_SLOTS slots. (On AVX2 tiny heads never take the slot path: see
+ * ee_attention_fwd.) */
 #define MIN_SLOTS 6
+/* The same switch for tiny heads on AVX-512, between the keys-in-lanes kernel and the slot path. Since the lanes
+ * kernel's transposes walk the rows with running pointers, 3 rows of a sequence (6 slots) go faster through it at all
+ * but the earliest positions (stories260K's 8 heads of 8 in groups of 2, one thread, 2-core Zen 4, `ee_attention_fwd`
+ * harness, four alternations: position 30 / 70 / 130 / 200 1.95-2.05 / 2.85-2.91 / 4.67-4.95 / 6.02-6.35 us against
+ * the slot path's 1.72 / 3.39-3.43 / 5.89-5.94 / 8.82-8.89), while the slot path takes 8 rows of 2 heads for about the
+ * price of 3 (3.47-3.71 us for 4-8 rows at position 70). */
+#define LANES_MIN_SLOTS 8
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -710,7 +715,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     /* On AVX2 the slot path of tiny heads is an order of magnitude slower than the keys-in-lanes kernel (3 rows of
      * stories260K at position 200: 76 against 7.6 us on AVX-512's slot path; lanes on AVX2 1 row 2.9, 2 rows 4.8), so
      * there every row takes the lanes kernel. */
-    if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs) {
+    if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)(c.lanes ? LANES_MIN_SLOTS : MIN_SLOTS) * runs) {
         /* decode-like (about one row per sequence): with the lanes kernel (rows, KV head) per task; wide cache rows
          * by chunks of keys (attend_chunk); else one (row, head) per task, the heads of a row after another so that a
          * sequence's cache rows are used while they are in cache, and a batch with at least two rows per thread a row

@@ -216,9 +216,10 @@ class KernelTest {
     void attentionOverKvCache(Binding binding) {
         Random r = Bindings.random("attention");
         Backend be = backend(binding);
-        // rows, heads, KV heads, head size, sequences, cache length (past 64: several key blocks on the decode path)
+        // rows, heads, KV heads, head size, sequences, cache length (past 64: several key blocks on the decode path);
+        // 3 and 4 rows of one sequence at stories260K's heads: either side of the keys-in-lanes / slot switch on AVX-512
         for (int[] s : new int[][] {{1, 1, 1, 4, 1, 40}, {3, 4, 2, 8, 2, 40}, {9, 8, 4, 16, 3, 40}, {20, 6, 3, 10, 2, 40}, {33, 4, 4, 64, 1, 40},
-                                    {2, 8, 4, 8, 2, 300}, {3, 6, 6, 48, 3, 150}, {1, 2, 1, 26, 1, 129}}) {
+                                    {2, 8, 4, 8, 2, 300}, {3, 8, 4, 8, 1, 300}, {4, 8, 4, 8, 1, 300}, {3, 6, 6, 48, 3, 150}, {1, 2, 1, 26, 1, 129}}) {
             int rows = s[0], heads = s[1], kvHeads = s[2], hd = s[3], nSeq = s[4], maxLen = s[5];
             int[] seq = new int[rows], pos = new int[rows];
             for (int i = 0; i < rows; i++) {
