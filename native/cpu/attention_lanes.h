@@ -4,6 +4,7 @@
  *   LV, LVI        the float and int vector types of LW lanes;     LTARGET  the function attribute (EE_AVX512, EE_AVX2)
  *   LNAME(x)       x with the width's suffix;                      LEXP, LSEL, LMAX, LSPLAT  exp, select, max, splat
  *   LTRANSPOSE8(t, base, stride, valid)  t[d] = column d of LW rows of 8 floats, rows from valid on read as zero (not read);  LREDUCE_MAX, LREDUCE_ADD  across the lanes
+ *   LREDUCE_ADD8(s, v)  s[i] = LREDUCE_ADD(v[i]) for 8 vectors, the same bits
  *
  * The per-(row, head) path pays a horizontal sum per key and head, as much as the products when a head is 8 floats,
  * and the slot path fills few of its 16 lanes with one or two rows. Here the queries of one KV head -- rows r of one
@@ -53,7 +54,15 @@ EE_INLINE LTARGET void LNAME(lanes_merge)(const LNAME(lane_state) * st, float* o
     const float m = LREDUCE_MAX(st->max);
     const LV w = LEXP(st->max - m);
     const float sum = LREDUCE_ADD(st->sum * w), inv_sum = 1.0f / sum;
-    for (int d = 0; d < D; d++) out[d] = LREDUCE_ADD(st->acc[d] * w) * inv_sum;
+    int d = 0;
+    for (; d + 8 <= D; d += 8) { /* eight columns' sums at once */
+        LV x[8];
+        float sums[8];
+        for (int i = 0; i < 8; i++) x[i] = st->acc[d + i] * w;
+        LREDUCE_ADD8(sums, x);
+        for (int i = 0; i < 8; i++) out[d + i] = sums[i] * inv_sum;
+    }
+    for (; d < D; d++) out[d] = LREDUCE_ADD(st->acc[d] * w) * inv_sum;
     if (lse) *lse = m + logf(sum);
 }
 
@@ -120,3 +129,4 @@ LTARGET static void LNAME(attend_lanes)(float* out, float* lse, const float* q, 
 #undef LTRANSPOSE8
 #undef LREDUCE_MAX
 #undef LREDUCE_ADD
+#undef LREDUCE_ADD8
