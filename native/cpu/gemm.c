@@ -13,6 +13,8 @@ EE_API int32_t ee_set_gemm_path(int32_t path) {
     return 0;
 }
 
+int ee_gemm_decode_path(int32_t b_dtype) { return ee_is_panels_dtype(b_dtype) || gemm_path != 1; }
+
 /* Columns of op(B) and depth converted per sgemm call when B is bf16/f16: bounded scratch, never a full f32 copy. */
 #define BLAS_PANEL_N 256
 #define BLAS_PANEL_K 4096

@@ -122,6 +122,9 @@ int ee_gemm_run(const ee_gemm_args* g);
 int ee_gemm_blocked(const ee_gemm_args* g);
 /* The decode path for m <= EE_GEMM_SMALL_M with trans_b = 1: each weight row is read once, parallel over n. */
 #define EE_GEMM_SMALL_M 16
+/* 1 when such GEMMs against a b_dtype weight take the decode path (gemm_small.c, or the panels' kernels), whose rows are
+ * each computed alike whatever rows are beside them; 0 while ee_set_gemm_path forces OpenBLAS (gemm.c). */
+int ee_gemm_decode_path(int32_t b_dtype);
 int ee_gemm_small(const ee_gemm_args* g);
 /* GEMMs that share m, k, A and trans_a (a layer's q/k/v, gate/up) in one parallel region, the same results as one
  * ee_gemm_run each: the small path's tiles of all of them split between the threads when it applies, else one by one. */

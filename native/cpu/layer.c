@@ -102,12 +102,14 @@ static void layer_slice(void* p, int64_t r0, int64_t r1) {
  * 7: 15.9-16.1 / 31.6-31.7 us with the ops' own regions, 13.3-13.4 / 24.7-24.8 in slices. Not for the 2-7 rows of an
  * early exit's deferred rows at batch 1: those regions come a token or more apart, the workers sleep in between, and
  * waking one cost more than the slices saved (the whole layer in slices from 2 rows: 22.5 -> 27.9 us a token,
- * docs/exit-gates.md). Up to EE_GEMM_SMALL_M rows, where every slice takes the same kernels as the whole call. */
+ * docs/exit-gates.md). Up to EE_GEMM_SMALL_M rows on the decode path, where every slice takes the same kernels as the
+ * whole call (not while OpenBLAS is forced for every GEMM). */
 #define LAYER_SLICES_MIN_ROWS 8
 
 static int layer_splits_rows(const layer_args* a, int32_t rows) {
     const int32_t widest = a->hidden > a->n_heads * a->head_dim ? a->hidden : a->n_heads * a->head_dim;
-    return rows >= LAYER_SLICES_MIN_ROWS && rows <= EE_GEMM_SMALL_M && ee_num_threads() >= 2 && ee_threads_for(EE_GEMV_WORK(rows, widest, a->dim)) == 1;
+    return rows >= LAYER_SLICES_MIN_ROWS && rows <= EE_GEMM_SMALL_M && ee_gemm_decode_path(a->w_dtype) && ee_num_threads() >= 2 &&
+           ee_threads_for(EE_GEMV_WORK(rows, widest, a->dim)) == 1;
 }
 
 /* The rows' cache indices, checked as the layer's first user of them does on the whole call (ee_kv_write, or

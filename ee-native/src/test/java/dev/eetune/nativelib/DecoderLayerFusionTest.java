@@ -206,41 +206,46 @@ class DecoderLayerFusionTest {
         Ops ops = be.ops();
         int nSeq = 3, maxLen = 12;
         try {
-            for (Dims d : new Dims[] {new Dims(64, 8, 4, 8, 172), new Dims(32, 4, 2, 8, 90)}) {
-                for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.F16}) {
-                    for (boolean packed : new boolean[] {false, true}) {
-                        for (int rows : new int[] {8, 11, 16}) {
-                            for (boolean writeKv : new boolean[] {true, false}) {
-                                try (Scope s = Scope.of(be)) {
-                                    Weights plain = Weights.random(s, r, d, dtype, false), w = packed ? plain.packed(ops, s) : plain;
-                                    int[] seq = new int[rows], pos = new int[rows];
-                                    int seqs = writeKv ? nSeq : 1, len = writeKv ? maxLen : rows;
-                                    for (int i = 0; i < rows; i++) { // a sequence's rows lie in both halves of the call
-                                        seq[i] = writeKv ? i % nSeq : 0;
-                                        pos[i] = writeKv ? 4 + i / nSeq : i;
+            // also with OpenBLAS forced for every GEMM (where it is loaded), whose rows may depend on the rows beside them
+            for (Backend.GemmPath path : new Backend.GemmPath[] {Backend.GemmPath.AUTO, Backend.GemmPath.BLAS}) {
+                if (!usePath(be, path)) continue;
+                for (Dims d : new Dims[] {new Dims(64, 8, 4, 8, 172), new Dims(32, 4, 2, 8, 90)}) {
+                    for (DType dtype : new DType[] {DType.F32, DType.BF16, DType.F16}) {
+                        for (boolean packed : new boolean[] {false, true}) {
+                            for (int rows : new int[] {8, 11, 16}) {
+                                for (boolean writeKv : new boolean[] {true, false}) {
+                                    try (Scope s = Scope.of(be)) {
+                                        Weights plain = Weights.random(s, r, d, dtype, false), w = packed ? plain.packed(ops, s) : plain;
+                                        int[] seq = new int[rows], pos = new int[rows];
+                                        int seqs = writeKv ? nSeq : 1, len = writeKv ? maxLen : rows;
+                                        for (int i = 0; i < rows; i++) { // a sequence's rows lie in both halves of the call
+                                            seq[i] = writeKv ? i % nSeq : 0;
+                                            pos[i] = writeKv ? 4 + i / nSeq : i;
+                                        }
+                                        float[] x0 = randn(r, rows * d.dim()), k0 = randn(r, nSeq * maxLen * d.kd()), v0 = randn(r, nSeq * maxLen * d.kd());
+                                        Tensor seqT = s.of(seq, rows), posT = s.of(pos, rows), inv = invFreq(s, d.headDim());
+                                        List<List<float[]>> got = new java.util.ArrayList<>();
+                                        for (int threads = 1; threads <= 2; threads++) {
+                                            assertThat(be.setThreads(threads)).isEqualTo(threads);
+                                            Tensor x = s.of(x0, rows, d.dim()), out = s.zeros(DType.F32, rows, d.dim());
+                                            Buffers a = Buffers.of(s, d, rows, x, true, false, !writeKv);
+                                            Tensor kc = writeKv ? s.of(k0, nSeq, maxLen, d.kd()) : a.k().reshape(seqs, len, d.kd());
+                                            Tensor vc = writeKv ? s.of(v0, nSeq, maxLen, d.kd()) : a.v().reshape(seqs, len, d.kd());
+                                            fused(ops, d, w, packed, x, out, a, kc, vc, writeKv, seqT, posT, inv, false, 1e-5f, 0.3f);
+                                            List<float[]> all = new java.util.ArrayList<>(List.of(out.toFloatArray(), kc.toFloatArray(), vc.toFloatArray()));
+                                            for (Tensor t : a.all()) all.add(t.toFloatArray());
+                                            got.add(all);
+                                        }
+                                        String what = path + " " + d + " " + dtype + (packed ? " packed" : "") + " rows " + rows + (writeKv ? "" : " without a KV write");
+                                        for (int i = 0; i < got.get(0).size(); i++) assertThat(got.get(1).get(i)).as(what + ": array " + i).isEqualTo(got.get(0).get(i));
                                     }
-                                    float[] x0 = randn(r, rows * d.dim()), k0 = randn(r, nSeq * maxLen * d.kd()), v0 = randn(r, nSeq * maxLen * d.kd());
-                                    Tensor seqT = s.of(seq, rows), posT = s.of(pos, rows), inv = invFreq(s, d.headDim());
-                                    List<List<float[]>> got = new java.util.ArrayList<>();
-                                    for (int threads = 1; threads <= 2; threads++) {
-                                        assertThat(be.setThreads(threads)).isEqualTo(threads);
-                                        Tensor x = s.of(x0, rows, d.dim()), out = s.zeros(DType.F32, rows, d.dim());
-                                        Buffers a = Buffers.of(s, d, rows, x, true, false, !writeKv);
-                                        Tensor kc = writeKv ? s.of(k0, nSeq, maxLen, d.kd()) : a.k().reshape(seqs, len, d.kd());
-                                        Tensor vc = writeKv ? s.of(v0, nSeq, maxLen, d.kd()) : a.v().reshape(seqs, len, d.kd());
-                                        fused(ops, d, w, packed, x, out, a, kc, vc, writeKv, seqT, posT, inv, false, 1e-5f, 0.3f);
-                                        List<float[]> all = new java.util.ArrayList<>(List.of(out.toFloatArray(), kc.toFloatArray(), vc.toFloatArray()));
-                                        for (Tensor t : a.all()) all.add(t.toFloatArray());
-                                        got.add(all);
-                                    }
-                                    String what = d + " " + dtype + (packed ? " packed" : "") + " rows " + rows + (writeKv ? "" : " without a KV write");
-                                    for (int i = 0; i < got.get(0).size(); i++) assertThat(got.get(1).get(i)).as(what + ": array " + i).isEqualTo(got.get(0).get(i));
                                 }
                             }
                         }
                     }
                 }
             }
+            be.setGemmPath(Backend.GemmPath.AUTO);
             try (Scope s = Scope.of(be)) {
                 Dims d = new Dims(64, 8, 4, 8, 172);
                 int rows = 12;
@@ -263,6 +268,17 @@ class DecoderLayerFusionTest {
             }
         } finally {
             be.setThreads(0);
+            be.setGemmPath(Backend.GemmPath.AUTO);
+        }
+    }
+
+    /** Whether the backend now runs its GEMMs on {@code path} (false where that path is not available, e.g. no OpenBLAS). */
+    private static boolean usePath(Backend be, Backend.GemmPath path) {
+        try {
+            be.setGemmPath(path);
+            return true;
+        } catch (IllegalStateException | IllegalArgumentException e) {
+            return false;
         }
     }
 
