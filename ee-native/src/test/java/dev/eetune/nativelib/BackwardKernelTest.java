@@ -350,7 +350,9 @@ class BackwardKernelTest {
 
                 assertThat(lossError(gotLoss, refLoss, lossScale)).as(at + " loss").isLessThan(F32_TOL);
                 assertGrad(at + " dx", gotDx, null, fdx, scaleDx, ix);
-                assertGrad(at + " dw (accumulated)", gotDw, dw0, fdw, scaleDw, iw);
+                // a target row of dw is rounded twice onto what it held: the GEMM's update and then the one-hot term
+                // (cross_entropy.c), so half an ulp of the stored value per rounding
+                assertGrad(at + " dw (accumulated)", gotDw, dw0, fdw, scaleDw, iw, 1.0, GRAD_TOL);
                 assertThat(allFinite(gotDx)).as(at + " dx finite everywhere").isTrue();
                 for (int i = 0; i < rows; i++) {
                     if (targets[i] >= 0) continue;
