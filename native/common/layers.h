@@ -258,10 +258,70 @@ static inline int32_t ee_exit_decide(const int64_t* plan, const int64_t* exits, 
 #undef BIT
 }
 
+/* The tokens of the active sequences' newest rows 0..m-1 of the plan's x, which ran the last layer: the final norm, the
+ * classifier (packed where m rows read it packed), the choice (uniforms[active[i]] where sampling) into out[active[i]] */
+static inline int32_t ee_exit_final_tokens(const int64_t* plan, const int64_t* exits, int32_t m, const int32_t* active, int32_t* out, const float* uniforms) {
+    const int32_t dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
+    const int64_t* tables = (const int64_t*)(intptr_t)exits[EXITS_TABLES];
+    float* normed = (float*)(intptr_t)plan[PLAN_NORMED];
+    float* logits = (float*)(intptr_t)plan[PLAN_LOGITS];
+    if (ee_rmsnorm_fwd(normed, 0, (const float*)(intptr_t)plan[PLAN_X], (const float*)(intptr_t)plan[PLAN_FINAL_NORM], m, dim, ee_plan_float(plan, PLAN_EPS)) ||
+        ee_gemm(0, 1, m, vocab, dim, 1.0f, normed, dim, (const void*)(intptr_t)tables[4 * m + 2], (int32_t)tables[4 * m + 3], dim, 0.0f, logits, vocab))
+        return 1;
+    for (int32_t i = 0; i < m; i++)
+        if (ee_choose_tokens(plan, out + active[i], logits + (size_t)i * vocab, uniforms ? uniforms + active[i] : 0, 1)) return 1;
+    return 0;
+}
+
+/* ee_exit_steps' checks of its plans and of the run's sequences (both loops, before any step): 0, or the failure;
+ * block[i] = sequence i's block of the state (cache slot, complete length, length, then per position the layers a
+ * pending row has been through) */
+static inline int32_t ee_exit_steps_check(const int64_t* plan, const int64_t* exits, int32_t steps, int32_t** block) {
+    if (!plan || !exits) return ee_fail("ee_exit_steps: null plan");
+    const int32_t n_exits = (int32_t)exits[EXITS_COUNT], capacity = (int32_t)exits[EXITS_CAPACITY], max_seq = (int32_t)exits[EXITS_MAX_SEQ];
+    const int32_t n_layers = (int32_t)plan[PLAN_N_LAYERS], max_len = (int32_t)plan[PLAN_MAX_LEN];
+    int32_t* state = (int32_t*)(intptr_t)exits[EXITS_STATE];
+    if (!state) return ee_fail("ee_exit_steps: null state");
+    const int32_t n = state[1];
+    if (steps < 0 || n_exits < 0 || n_exits > 30 || capacity < 1 || capacity > EE_EXIT_MAX_ROWS || max_seq < 1 || n < 1 || n > max_seq || n > capacity)
+        return ee_fail("ee_exit_steps: %d steps, %d exits, capacity %d, %d sequences of at most %d", steps, n_exits, capacity, n, max_seq);
+#define NUL(field) (!exits[field])
+    if (NUL(EXITS_TABLES) || NUL(EXITS_RECORD) || NUL(EXITS_POS) || NUL(EXITS_POS_HOST) || NUL(EXITS_SEQ_HOST) || !plan[PLAN_ROW_SEQ] || NUL(EXITS_STATES) ||
+        !plan[PLAN_FIRST_IDS] || !plan[PLAN_OUT_IDS] || NUL(EXITS_SCORE) || NUL(EXITS_SCORE_HOST) || NUL(EXITS_CHOSEN) || NUL(EXITS_PRE) || NUL(EXITS_Z) || NUL(EXITS_Z_HOST))
+        return ee_fail("ee_exit_steps: null pointer in the plans");
+#undef NUL
+    for (int32_t i = 0; i < n_exits; i++) {
+        const int32_t layer = ee_exit_layer(exits, i), before = i == 0 ? 0 : ee_exit_layer(exits, i - 1);
+        if (layer <= before || layer >= n_layers) return ee_fail("ee_exit_steps: exit %d after layer %d (layers 1 .. %d, increasing)", i, layer, n_layers - 1);
+        const int64_t* e = exits + EXITS_HEADER + (size_t)i * EXIT_FIELDS;
+        if (e[EXIT_SCREEN] && (!e[EXIT_RADIUS] || (int32_t)exits[EXITS_METHOD] != EE_EXIT_SOFTMAX || n > 1))
+            return ee_fail("ee_exit_steps: exit after layer %d: a screen needs its radius, softmax decisions and one sequence (%d here)", layer, n);
+    }
+    for (int32_t i = 0; i < n; i++) {
+        block[i] = state + 3 + (size_t)i * (3 + max_len);
+        if (block[i][0] < 0 || block[i][0] >= (int32_t)plan[PLAN_N_SEQ]) return ee_fail("ee_exit_steps: sequence %d: cache slot %d of %d", i, block[i][0], (int32_t)plan[PLAN_N_SEQ]);
+        for (int32_t j = 0; j < i; j++)
+            if (block[j][0] == block[i][0]) return ee_fail("ee_exit_steps: sequences %d and %d share cache slot %d", j, i, block[i][0]);
+    }
+    return 0;
+}
+
+/* Sequence i's block before step t: a complete length, a length within the cache, pending rows that have run some
+ * but not all layers; 0, or the failure */
+static inline int32_t ee_exit_block_check(const int32_t* block, int32_t t, int32_t i, int32_t n_layers, int32_t max_len) {
+    const int32_t complete = block[1], newest = block[2] - 1;
+    if (complete < 0 || newest < complete || newest >= max_len)
+        return ee_fail("ee_exit_steps: step %d, sequence %d: complete length %d, length %d, max_len %d", t, i, complete, newest + 1, max_len);
+    for (int32_t p = complete; p < newest; p++)
+        if (block[3 + p] < 1 || block[3 + p] >= n_layers) return ee_fail("ee_exit_steps: step %d, sequence %d: pending position %d has run %d layers", t, i, p, block[3 + p]);
+    return 0;
+}
+
 /* ee_exit_steps, one definition for both libraries: the Java decoder's pass (EarlyExitGenerator.pass and its visitor)
  * for the run's sequences, step after step, composed of the library's own calls in the same order. */
 static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exits, int32_t steps) {
-    if (!plan || !exits) return ee_fail("ee_exit_steps: null plan");
+    int32_t* block[EE_EXIT_MAX_ROWS];
+    if (ee_exit_steps_check(plan, exits, steps, block)) return 1;
 #define PTR(type, field) ((type)(intptr_t)plan[field])
 #define I32(field) ((int32_t)plan[field])
 #define XPTR(type, field) ((type)(intptr_t)exits[field])
@@ -279,44 +339,15 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
     int32_t* out_ids = PTR(int32_t*, PLAN_OUT_IDS);
     const float* uniforms = PTR(const float*, PLAN_UNIFORMS);
     float* x = PTR(float*, PLAN_X);
-    float* normed = PTR(float*, PLAN_NORMED);
-    float* logits = PTR(float*, PLAN_LOGITS);
     const float eps = ee_plan_float(plan, PLAN_EPS);
     const size_t row_bytes = (size_t)dim * sizeof(float);
-    if (!state) return ee_fail("ee_exit_steps: null state");
     const int32_t n = state[1];
-    if (steps < 0 || n_exits < 0 || n_exits > 30 || capacity < 1 || capacity > EE_EXIT_MAX_ROWS || max_seq < 1 || n < 1 || n > max_seq || n > capacity)
-        return ee_fail("ee_exit_steps: %d steps, %d exits, capacity %d, %d sequences of at most %d", steps, n_exits, capacity, n, max_seq);
-    if (!tables || !record || !pos || !pos_host || !seq_host || !row_seq || !states || !first_ids || !out_ids || !XPTR(void*, EXITS_SCORE) || !XPTR(void*, EXITS_SCORE_HOST) ||
-        !XPTR(void*, EXITS_CHOSEN) || !XPTR(void*, EXITS_PRE) || !XPTR(void*, EXITS_Z) || !XPTR(void*, EXITS_Z_HOST))
-        return ee_fail("ee_exit_steps: null pointer in the plans");
-    for (int32_t i = 0; i < n_exits; i++) {
-        const int32_t layer = ee_exit_layer(exits, i), before = i == 0 ? 0 : ee_exit_layer(exits, i - 1);
-        if (layer <= before || layer >= n_layers) return ee_fail("ee_exit_steps: exit %d after layer %d (layers 1 .. %d, increasing)", i, layer, n_layers - 1);
-        const int64_t* e = exits + EXITS_HEADER + (size_t)i * EXIT_FIELDS;
-        if (e[EXIT_SCREEN] && (!e[EXIT_RADIUS] || (int32_t)exits[EXITS_METHOD] != EE_EXIT_SOFTMAX || n > 1))
-            return ee_fail("ee_exit_steps: exit after layer %d: a screen needs its radius, softmax decisions and one sequence (%d here)", layer, n);
-    }
-    /* per sequence of the run: its block of the state (cache slot, complete length, length, then per position the layers
-     * a pending row has been through) */
-    int32_t* block[EE_EXIT_MAX_ROWS];
-    for (int32_t i = 0; i < n; i++) {
-        block[i] = state + 3 + (size_t)i * (3 + max_len);
-        if (block[i][0] < 0 || block[i][0] >= I32(PLAN_N_SEQ)) return ee_fail("ee_exit_steps: sequence %d: cache slot %d of %d", i, block[i][0], I32(PLAN_N_SEQ));
-        for (int32_t j = 0; j < i; j++)
-            if (block[j][0] == block[i][0]) return ee_fail("ee_exit_steps: sequences %d and %d share cache slot %d", j, i, block[i][0]);
-    }
     state[0] = 0;
     for (int32_t t = 0; t < steps; t++) {
         int32_t total = 0;
         for (int32_t i = 0; i < n; i++) {
-            const int32_t complete = block[i][1], newest = block[i][2] - 1;
-            const int32_t* done = block[i] + 3;
-            if (complete < 0 || newest < complete || newest >= max_len)
-                return ee_fail("ee_exit_steps: step %d, sequence %d: complete length %d, length %d, max_len %d", t, i, complete, newest + 1, max_len);
-            for (int32_t p = complete; p < newest; p++)
-                if (done[p] < 1 || done[p] >= n_layers) return ee_fail("ee_exit_steps: step %d, sequence %d: pending position %d has run %d layers", t, i, p, done[p]);
-            total += newest - complete + 1;
+            if (ee_exit_block_check(block[i], t, i, n_layers, max_len)) return 1;
+            total += block[i][2] - block[i][1];
         }
         if (total > capacity) break; /* the caller's own pass takes this step, with room for the rows */
         const int32_t* ids = t == 0 ? first_ids : out_ids + (size_t)(t - 1) * n;
@@ -392,13 +423,8 @@ static inline int32_t ee_exit_steps_loop(const int64_t* plan, const int64_t* exi
             rows = kept;
         }
         if (!rc && m > 0) { /* the final layer: every row of the pass is complete; rows 0..m-1 are the active sequences' newest */
-            rc = ee_rmsnorm_fwd(normed, 0, x, PTR(const float*, PLAN_FINAL_NORM), m, dim, eps);
-            if (!rc) rc = ee_gemm(0, 1, m, vocab, dim, 1.0f, normed, dim, (const void*)(intptr_t)tables[4 * m + 2], (int32_t)tables[4 * m + 3], dim, 0.0f, logits, vocab);
-            for (int32_t i = 0; i < m && !rc; i++) {
-                const int32_t s = active[i];
-                rc = ee_choose_tokens(plan, tokens + s, logits + (size_t)i * vocab, uniform ? uniform + s : 0, 1);
-                block[s][1] = block[s][2];
-            }
+            rc = ee_exit_final_tokens(plan, exits, m, active, tokens, uniform);
+            for (int32_t i = 0; i < m; i++) block[active[i]][1] = block[active[i]][2];
         }
         if (rc) return ee_fail_within("ee_exit_steps", "step", t);
         for (int32_t i = 0; i < n; i++) {

@@ -252,20 +252,20 @@ EE_AVX512 static void attend_bwd_avx512(ATTEND_BWD_ARGS) { ATTEND_BWD_CALL; }
 #define LANES 16     /* query slots per block: the lanes of one v16 */
 #define DMAX 128     /* largest head_dim of the slot path (stack buffers are DMAX x 16 floats) */
 #define KB 64        /* keys per block */
-/* Fewer slots than this in a forward block: rows go to the per-(row, head) path (or, for tiny heads on AVX-512, the
- * keys-in-lanes kernel). On AVX-512 the slot path costs the same for 2-16 slots (head_dim 8, position 200: 8.1-8.4 us)
- * and beat the per-(row, head) path from 3 slots with a warm cache, from ~5 with the cache evicted (head_dim 48/64, as
- * in 15M/110M decode). The keys-in-lanes kernel (all queries of a run of rows sharing one transpose of the keys) beats
- * the slot path at head_dim 8 below LANES_MIN_SLOTS slots. (On AVX2 tiny heads never take the slot path: see
- * ee_attention_fwd.) */
+/* Fewer slots than this in a forward block: rows go to the per-(row, head) path. On AVX-512 the slot path costs the
+ * same for 2-16 slots (head_dim 8, position 200: 8.1-8.4 us) and beat the per-(row, head) path from 3 slots with a warm
+ * cache, from ~5 with the cache evicted (head_dim 48/64, as in 15M/110M decode). */
 #define MIN_SLOTS 6
-/* The same switch for tiny heads on AVX-512, between the keys-in-lanes kernel and the slot path. Since the lanes
- * kernel's transposes walk the rows with running pointers, 3 rows of a sequence (6 slots) go faster through it at all
- * but the earliest positions (stories260K's 8 heads of 8 in groups of 2, one thread, 2-core Zen 4, `ee_attention_fwd`
- * harness, four alternations: position 30 / 70 / 130 / 200 1.95-2.05 / 2.85-2.91 / 4.67-4.95 / 6.02-6.35 us against
- * the slot path's 1.72 / 3.39-3.43 / 5.89-5.94 / 8.82-8.89), while the slot path takes 8 rows of 2 heads for about the
- * price of 3 (3.47-3.71 us for 4-8 rows at position 70). */
-#define LANES_MIN_SLOTS 8
+/* Tiny heads (the keys-in-lanes kernel, all queries of a run of rows sharing one transpose of the keys) take that kernel
+ * for every call whose sequences have at most this many rows each: it computes each query alike whatever queries share
+ * the transpose, so a decode pass's rows get the bits they get alone (ee_attention_rows_alike: the early-exit pipeline
+ * and the deferred rows regroup rows freely). Longer runs (prompts) take the slot path, which costs about the same for
+ * 2-16 slots: at 4 and more rows of a sequence it is the faster one (stories260K's 8 heads of 8 in groups of 2, one
+ * thread, 2-core Zen 4, position 30 / 70 / 200: 4 rows 1.90 / 3.60 / 9.02 us against the lanes kernel's 2.49 / 3.40 /
+ * 7.61, 8 rows 2.31 / 3.98 / 9.40 against 4.83 / 6.44 / 13.79, 16 rows 4.96 / 8.28 / 19.13 against 9.83 / 13.43 /
+ * 28.30), a price paid by the few decode passes that hold 4-16 rows of one sequence (many deferred rows, a
+ * self-speculative verification, a short prompt). On AVX2 every row of tiny heads takes the lanes kernel. */
+#define LANES_ALIKE_ROWS 16
 
 /* only inside always-inline functions, so the vector ABI warning does not apply */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -719,18 +719,32 @@ static void slot_shape(int group, int* head_chunks, int* heads_per_chunk, int* r
     *rows_per_block = LANES / *heads_per_chunk;
 }
 
+int32_t ee_attention_rows_alike(int32_t n_heads, int32_t n_kv_heads, int32_t head_dim) {
+#if EE_X86
+    const ee_cpu* cpu = ee_cpu_get();
+    if (head_dim > LANES_MAX_D || n_kv_heads <= 0 || n_heads % n_kv_heads || !(cpu->avx512 || cpu->avx2)) return 0;
+    return cpu->avx512 ? LANES_ALIKE_ROWS : INT32_MAX; /* AVX2: every row of tiny heads takes the keys-in-lanes kernel */
+#else
+    (void)n_heads, (void)n_kv_heads, (void)head_dim;
+    return 0;
+#endif
+}
+
 EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const float* k_cache, const float* v_cache, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_seq, int32_t max_len, float scale) {
     if (rows < 0 || n_heads <= 0 || n_kv_heads <= 0 || head_dim <= 0 || n_seq <= 0 || max_len <= 0 || n_heads % n_kv_heads)
         return ee_fail("ee_attention_fwd: bad shape (heads %d, kv heads %d, head_dim %d, n_seq %d, max_len %d)", n_heads, n_kv_heads, head_dim, n_seq, max_len);
     if (rows == 0) return 0;
     if (!out || !q || !k_cache || !v_cache || !row_seq || !row_pos) return ee_fail("ee_attention_fwd: null pointer");
     double keys = 0.0;
-    int32_t runs = 0; /* maximal groups of consecutive rows of one sequence */
-    for (int32_t r = 0; r < rows; r++) {
+    int32_t runs = 0, longest = 0; /* maximal groups of consecutive rows of one sequence, the most rows of one */
+    for (int32_t r = 0, run = 0; r < rows; r++) {
         if (row_seq[r] < 0 || row_seq[r] >= n_seq) return ee_fail_index(EE_BAD_ATTENTION_SEQ, r, row_seq[r], n_seq, "");
         if (row_pos[r] < 0 || row_pos[r] >= max_len) return ee_fail_index(EE_BAD_ATTENTION_POS, r, row_pos[r], max_len, "");
         keys += row_pos[r] + 1;
-        runs += r == 0 || row_seq[r] != row_seq[r - 1];
+        const int starts = r == 0 || row_seq[r] != row_seq[r - 1];
+        runs += starts;
+        run = starts ? 1 : run + 1;
+        if (run > longest) longest = run;
     }
     fwd_ctx c = {.out = out, .lse = lse, .q = q, .k_cache = k_cache, .v_cache = v_cache, .row_seq = row_seq, .row_pos = row_pos, .rows = rows, .n_heads = n_heads,
         .n_kv_heads = n_kv_heads, .D = head_dim, .max_len = max_len, .scale = scale};
@@ -743,7 +757,7 @@ EE_API int32_t ee_attention_fwd(float* out, float* lse, const float* q, const fl
     /* On AVX2 the slot path of tiny heads is an order of magnitude slower than the keys-in-lanes kernel (3 rows of
      * stories260K at position 200: 76 against 7.6 us on AVX-512's slot path; lanes on AVX2 1 row 2.9, 2 rows 4.8), so
      * there every row takes the lanes kernel. */
-    if (head_dim > DMAX || (c.lanes && !cpu->avx512) || (int64_t)rows * c.heads_per_chunk < (int64_t)(c.lanes ? LANES_MIN_SLOTS : MIN_SLOTS) * runs) {
+    if (head_dim > DMAX || (c.lanes && (!cpu->avx512 || longest <= LANES_ALIKE_ROWS)) || (!c.lanes && (int64_t)rows * c.heads_per_chunk < (int64_t)MIN_SLOTS * runs)) {
         /* decode-like (about one row per sequence): with the lanes kernel (rows, KV head) per task; wide cache rows
          * by chunks of keys (attend_chunk); else one (row, head) per task, the heads of a row after another so that a
          * sequence's cache rows are used while they are in cache, and a batch with at least two rows per thread a row

@@ -102,6 +102,18 @@ int64_t ee_row_argmax(const float* x, int64_t n);
  * be x). Arguments are expected to be <= 0, as they are after subtracting a max or a log-sum-exp. */
 double ee_row_exp(float* y, const float* x, int64_t n, float shift, float mul, float scale);
 
+/* ---- early-exit decoding (exit_pipeline.c) -------------------------------------------------------------------- */
+
+/* ee_exit_steps: one sequence of a small model on two threads as a pipeline (exit_pipeline.c), else ee_exit_steps_loop */
+int32_t ee_exit_steps_run(const int64_t* plan, const int64_t* exits, int32_t steps);
+
+/* ---- attention (attention.c) ---------------------------------------------------------------------------------- */
+
+/* The most rows of one sequence that a decode pass may give ee_attention_fwd while each row's output stays the bits it
+ * gets alone (the keys-in-lanes kernel of tiny heads computes each query alike in any group of rows; the slot path and
+ * the per-row paths do not promise it); 0 where no such kernel serves these heads on this CPU. */
+int32_t ee_attention_rows_alike(int32_t n_heads, int32_t n_kv_heads, int32_t head_dim);
+
 /* ---- GEMM (gemm.c, gemm_kernel.c, gemm_small.c) --------------------------------------------------------------- */
 
 /* One C = alpha op(A) op(B) + beta C problem, as in ee_gemm; m, n, k > 0 and alpha != 0 by the time it runs. */

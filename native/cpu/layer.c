@@ -176,4 +176,4 @@ EE_API int32_t ee_decoder_layers_fwd(const int64_t* table, int32_t first, int32_
 
 EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps) { return ee_decode_steps_loop(plan, steps); }
 
-EE_API int32_t ee_exit_steps(const int64_t* plan, const int64_t* exits, int32_t steps) { return ee_exit_steps_loop(plan, exits, steps); }
+EE_API int32_t ee_exit_steps(const int64_t* plan, const int64_t* exits, int32_t steps) { return ee_exit_steps_run(plan, exits, steps); }

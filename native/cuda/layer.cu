@@ -198,3 +198,5 @@ EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps) {
 }
 
 EE_API int32_t ee_exit_steps(const int64_t* plan, const int64_t* exits, int32_t steps) { return ee_exit_steps_loop(plan, exits, steps); }
+
+EE_API int64_t ee_exit_pipeline_steps(void) { return 0; /* the pipeline is the CPU library's (cpu/exit_pipeline.c) */ }

@@ -54,7 +54,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 13
+#define EE_ABI_VERSION 14
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -342,9 +342,15 @@ EE_API int32_t ee_decode_steps(const int64_t* plan, int32_t steps);
  * rows keep their states and layer and leave the pass; whoever reaches the end gets the final norm, classifier and
  * choice. Tokens go to out_ids[t n + i], chosen as ee_decode_steps does (argmax, or ee_sample_top_p with uniforms[t n
  * + i]). A step whose pass would exceed capacity rows is not run: state[0] says how many steps ran. Screens need n = 1.
- * The same bits as the Java decoder's calls.
+ * The same bits as the Java decoder's calls. On the CPU, one sequence of a small model with two or more threads runs as
+ * a pipeline (the deeper layers of each row on a second thread while the exits are decided, cpu/exit_pipeline.c; not
+ * when EETUNE_NO_EXIT_PIPELINE is set or other processes keep the cores busy): the same tokens and cache, but every
+ * position is complete when the call returns (complete length = length - 1 after each step, and a step's record
+ * counts all layers of its row, plus in the first step the layers still owed by the rows pending before it).
  */
 EE_API int32_t ee_exit_steps(const int64_t* plan, const int64_t* exits, int32_t steps);
+/** Steps ee_exit_steps has run as a pipeline in this process (0 in the CUDA library): for tests and benchmarks. */
+EE_API int64_t ee_exit_pipeline_steps(void);
 
 /* ---- softmax, argmax, sampling --------------------------------------------------------------------------------- */
 

@@ -194,6 +194,12 @@ public abstract class Backend implements AutoCloseable {
      */
     public int setThreads(int n) { return kernels.ee_set_num_threads(n); }
 
+    /**
+     * Steps of one-sequence early-exit decoding that this process has run as a two-thread pipeline (ee_exit_steps: a
+     * small model's deeper layers on a second thread while the exits are decided; 0 on CUDA). For tests and benchmarks.
+     */
+    public long exitPipelineSteps() { return kernels.ee_exit_pipeline_steps(); }
+
     /** Chooses the GEMM implementation; throws when this library cannot use it (BLAS without a BLAS found). */
     public void setGemmPath(GemmPath path) {
         if (kernels.ee_set_gemm_path(path.ordinal()) != 0) throw new IllegalStateException(name() + ": GEMM path " + path + ": " + lastError());

@@ -336,6 +336,9 @@ public final class EarlyExitGenerator implements Decoder {
     /** Per sequence of the last call: positions below this have K/V in every layer. */
     public int[] completeLengths() { return complete.clone(); }
 
+    /** Test hook: per position of sequence {@code seq}, the layers its row has run while pending (0: none, or complete). */
+    int[] doneLayers(int seq) { return doneLayers[seq].clone(); }
+
     /** Test hook: whether decoding may go in native chunks (default: unless {@code -Deetune.chunks=false}); off, every pass is a Java one. */
     void nativeChunks(boolean on) { this.chunks = on && CHUNKS; }
 

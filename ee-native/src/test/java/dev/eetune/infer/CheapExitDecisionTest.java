@@ -172,15 +172,8 @@ class CheapExitDecisionTest {
      */
     @Test
     void nativeChunksEqualTheStepByStepPasses() {
-        List<ExitSpec> specs = List.of(new ExitSpec(1, ExitArchitecture.EMBEDDING, ExitInit.COPY), new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY),
-            new ExitSpec(4, ExitArchitecture.NORM, ExitInit.COPY));
-        try (EarlyExitModel softmaxHeads = EarlyExitModel.attach(model, specs, 0)) {
-            float sm = scoreQuantile(ConfidenceMethod.SOFTMAX, 0.5);
-            List<Object[]> cases = List.of(new Object[] {heads, EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2, 4).withConfidence(ConfidenceMethod.GATE)},
-                new Object[] {heads, cascade(0.3, 0.4, 2, 4)},
-                new Object[] {heads, EarlyExitPolicy.global(sm, 2, 4)},
-                new Object[] {softmaxHeads, EarlyExitPolicy.global(sm, 1, 2, 4)});
-            for (Object[] c : cases) {
+        try (EarlyExitModel softmaxHeads = softmaxHeads()) {
+            for (Object[] c : chunkCases(softmaxHeads)) {
                 EarlyExitModel h = (EarlyExitModel) c[0];
                 EarlyExitPolicy policy = (EarlyExitPolicy) c[1];
                 for (boolean greedy : new boolean[] {true, false}) {
@@ -195,7 +188,7 @@ class CheapExitDecisionTest {
                         Set<Integer> stop = batch == 1 ? (late < 0 ? Set.of() : Set.of(late))
                             : Set.of(earlyTokenNotIn(run.get(0), ps.get(0).length, run.get(2)), earlyTokenNotIn(run.get(1), ps.get(1).length, run.get(2)));
                         cfg = new GenerationConfig(70, free.temperature(), free.topP(), free.seed(), stop);
-                        Object[] stepwise = new Object[5], chunked = new Object[5];
+                        Object[] stepwise = new Object[8], chunked = new Object[8];
                         List<GenerationResult> want = decode(h, policy, ps, cfg, false, stepwise), got = decode(h, policy, ps, cfg, true, chunked);
                         for (int s = 0; s < batch; s++) {
                             assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
@@ -206,6 +199,70 @@ class CheapExitDecisionTest {
                 }
             }
         }
+    }
+
+    /**
+     * One sequence's native chunks run as a two-thread pipeline when two threads are set (cpu/exit_pipeline.c: the
+     * deeper layers of each row on the second thread while the exits are decided): the same tokens, exit layers,
+     * counts and heads as the serial chunks on one thread, the K/V of every complete position equal to a fresh
+     * prefill's and, bit for bit, to the serial chunks', and the same row-layers once those the pending rows still owe
+     * are added (the pipeline completes its rows within each call, the serial loop leaves exited rows pending), for the
+     * cases of {@link #nativeChunksEqualTheStepByStepPasses}, greedy and sampled. A run the machine's load kept off the pipeline (other processes
+     * busy: the serial loop) is repeated.
+     */
+    @Test
+    void exitPipelineGivesTheSerialChunksDecoding() {
+        try (EarlyExitModel softmaxHeads = softmaxHeads()) {
+            for (Object[] c : chunkCases(softmaxHeads)) {
+                EarlyExitModel h = (EarlyExitModel) c[0];
+                EarlyExitPolicy policy = (EarlyExitPolicy) c[1];
+                for (GenerationConfig cfg : List.of(GenerationConfig.greedy(90, Set.of()), new GenerationConfig(90, 0.9f, 0.95f, 13L, Set.of()))) {
+                    String what = policy + (cfg.isGreedy() ? " greedy" : " sampled");
+                    Object[] serial = new Object[8], piped = new Object[8];
+                    List<GenerationResult> want, got = null;
+                    try {
+                        assertThat(CPU.setThreads(1)).isEqualTo(1);
+                        want = decode(h, policy, prompts.subList(0, 1), cfg, true, serial);
+                        assertThat(CPU.setThreads(2)).isEqualTo(2);
+                        for (int attempt = 0; attempt < 40 && (got == null || (long) piped[5] == 0); attempt++) {
+                            if (attempt > 0) sleep(50); // the pool counts the machine as busy for 20 ms after the last preemptions
+                            got = decode(h, policy, prompts.subList(0, 1), cfg, true, piped);
+                        }
+                    } finally {
+                        CPU.setThreads(0);
+                    }
+                    assertThat((long) serial[5]).as("%s: one thread runs no pipeline", what).isZero();
+                    assertThat((long) piped[5]).as("%s: steps run as a pipeline", what).isPositive();
+                    assertThat(got.get(0).tokens()).as(what).containsExactly(want.get(0).tokens());
+                    assertThat((int[][]) piped[0]).as("%s: exit layers", what).isDeepEqualTo((int[][]) serial[0]);
+                    EarlyExitGenerator.Stats a = (EarlyExitGenerator.Stats) serial[2], b = (EarlyExitGenerator.Stats) piped[2];
+                    assertThat(b.exitCounts()).as(what).containsExactly(a.exitCounts());
+                    assertThat(b.headEvaluations()).as(what).isEqualTo(a.headEvaluations());
+                    assertThat(b.headLayers()).as(what).isCloseTo(a.headLayers(), org.assertj.core.data.Offset.offset(1e-9));
+                    assertThat(b.generatedTokens() - b.exitCounts()[model.config().nLayers()]).as("%s: exits fired", what).isPositive();
+                    assertThat(b.rowLayers() + (long) piped[6]).as("%s: row-layers run and owed", what).isEqualTo(a.rowLayers() + (long) serial[6]);
+                    assertThat(((int[]) piped[1])[0]).as("%s: complete length", what).isGreaterThanOrEqualTo(((int[]) serial[1])[0]);
+                    @SuppressWarnings("unchecked") List<float[]> wantKv = (List<float[]>) serial[7], haveKv = (List<float[]>) piped[7];
+                    for (int i = 0; i < wantKv.size(); i++) // the same bits: each layer runs a row alike whatever rows share the call
+                        assertThat(Arrays.copyOf(haveKv.get(i), wantKv.get(i).length)).as("%s: layer %d %s", what, i / 2, i % 2 == 0 ? "keys" : "values").isEqualTo(wantKv.get(i));
+                }
+            }
+        }
+    }
+
+    /** Heads for softmax decisions at exits 1, 2 and 4 (embedding, mlp, norm), beside the gated ones. */
+    private static EarlyExitModel softmaxHeads() {
+        return EarlyExitModel.attach(model, List.of(new ExitSpec(1, ExitArchitecture.EMBEDDING, ExitInit.COPY), new ExitSpec(2, ExitArchitecture.MLP, ExitInit.COPY),
+            new ExitSpec(4, ExitArchitecture.NORM, ExitInit.COPY)), 0);
+    }
+
+    /** Heads and policies the native chunks are checked with: gate, cascade and softmax decisions; embedding, norm and mlp heads. */
+    private static List<Object[]> chunkCases(EarlyExitModel softmaxHeads) {
+        float sm = scoreQuantile(ConfidenceMethod.SOFTMAX, 0.5);
+        return List.of(new Object[] {heads, EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2, 4).withConfidence(ConfidenceMethod.GATE)},
+            new Object[] {heads, cascade(0.3, 0.4, 2, 4)},
+            new Object[] {heads, EarlyExitPolicy.global(sm, 2, 4)},
+            new Object[] {softmaxHeads, EarlyExitPolicy.global(sm, 1, 2, 4)});
     }
 
     /**
@@ -221,7 +278,7 @@ class CheapExitDecisionTest {
             cascade(0.7, 0.5, 2, 4), EarlyExitPolicy.global(scoreQuantile(ConfidenceMethod.SOFTMAX, 0.8), 2, 4))) {
             for (GenerationConfig cfg : List.of(GenerationConfig.greedy(50, Set.of()), new GenerationConfig(50, 0.9f, 0.95f, 5L, Set.of()))) {
                 String what = policy + (cfg.isGreedy() ? " greedy" : " sampled");
-                Object[] stepwise = new Object[5], chunked = new Object[5];
+                Object[] stepwise = new Object[8], chunked = new Object[8];
                 List<GenerationResult> want = decode(heads, policy, ps, cfg, false, stepwise), got = decode(heads, policy, ps, cfg, true, chunked);
                 for (int s = 0; s < ps.size(); s++) assertThat(got.get(s).tokens()).as("%s seq %d", what, s).containsExactly(want.get(s).tokens());
                 assertSameDecodingWithExits(what, stepwise, chunked);
@@ -261,7 +318,7 @@ class CheapExitDecisionTest {
             Set<Integer> stop = r.nextBoolean() && generated > 1 ? Set.of(some.tokens()[from + r.nextInt(generated)]) : Set.of();
             GenerationConfig cfg = new GenerationConfig(budget, free.temperature(), free.topP(), free.seed(), stop);
             String what = "trial " + trial + ": " + policy + ", batch " + ps.size() + ", " + cfg;
-            Object[] stepwise = new Object[5], chunked = new Object[5];
+            Object[] stepwise = new Object[8], chunked = new Object[8];
             List<GenerationResult> want = decode(heads, policy, ps, cfg, false, stepwise), got = decode(heads, policy, ps, cfg, true, chunked);
             for (int q = 0; q < ps.size(); q++) {
                 assertThat(got.get(q).tokens()).as("%s seq %d", what, q).containsExactly(want.get(q).tokens());
@@ -299,7 +356,7 @@ class CheapExitDecisionTest {
         int[] longPrompt = Arrays.copyOf(storyTokens, 70);
         EarlyExitPolicy oneExit = EarlyExitPolicy.global(medianScore(ConfidenceMethod.GATE), 2).withConfidence(ConfidenceMethod.GATE); // rows complete often enough for chunks to follow
         for (EarlyExitPolicy policy : List.of(oneExit, EarlyExitPolicy.none())) {
-            Object[] stepwise = new Object[5], chunked = new Object[5];
+            Object[] stepwise = new Object[8], chunked = new Object[8];
             List<GenerationResult> want = decode(heads, policy, List.of(longPrompt), greedy, false, stepwise), got = decode(heads, policy, List.of(longPrompt), greedy, true, chunked);
             assertThat(got.get(0).tokens()).as("%s, a 70-token prompt", policy).containsExactly(want.get(0).tokens());
             assertThat((int[][]) chunked[0]).as("%s: exit layers", policy).isDeepEqualTo((int[][]) stepwise[0]);
@@ -389,6 +446,17 @@ class CheapExitDecisionTest {
             dev.eetune.model.ScoreScreen screen = dev.eetune.model.ScoreScreen.of(CPU.ops(), norm.lmHead().value(), s);
             assertThatThrownBy(() -> run.accept(List.of(good.get(0), good.get(1).screened(screen.scores(), screen.radius(), 1.01f)), exitState(maxLen, 1, 0)))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("exit after layer 4): a head's screen serves softmax decisions only, not GATE");
+            for (int threads : new int[] {1, 2}) { // serially and as a pipeline: the same clear error at the cache's end
+                try {
+                    CPU.setThreads(threads);
+                    int[] nearEnd = exitState(maxLen, maxLen - 1, 0);
+                    nearEnd[4] = maxLen - 2; // complete up to the newest position
+                    assertThatThrownBy(() -> run.accept(good, nearEnd)).as("%d thread(s)", threads).hasMessageContaining("ee_exit_steps: step 2, sequence 0")
+                        .hasMessageContaining("length 33, max_len 32");
+                } finally {
+                    CPU.setThreads(0);
+                }
+            }
             int[] broken = exitState(maxLen, 3, 0); // positions 0 and 1 pending, but never through a layer
             assertThatThrownBy(() -> run.accept(good, broken)).hasMessageContaining("ee_exit_steps").hasMessageContaining("sequence 0: pending position 0 has run 0 layers");
             // two sequences in one call must be two cache slots
@@ -414,10 +482,16 @@ class CheapExitDecisionTest {
      */
     private static void assertSameDecoding(String what, Object[] stepwise, Object[] chunked) {
         assertThat((int[][]) chunked[0]).as("%s: exit layers", what).isDeepEqualTo((int[][]) stepwise[0]);
-        assertThat((int[]) chunked[1]).as("%s: complete lengths", what).containsExactly((int[]) stepwise[1]);
         EarlyExitGenerator.Stats a = (EarlyExitGenerator.Stats) stepwise[2], b = (EarlyExitGenerator.Stats) chunked[2];
+        if ((long) chunked[5] == 0) {
+            assertThat((int[]) chunked[1]).as("%s: complete lengths", what).containsExactly((int[]) stepwise[1]);
+            assertThat(b.rowLayers()).as(what).isEqualTo(a.rowLayers());
+        } else { // the pipeline completes its rows within the call, the passes may leave exited ones pending
+            int[] want = (int[]) stepwise[1], got = (int[]) chunked[1];
+            for (int s = 0; s < want.length; s++) assertThat(got[s]).as("%s: complete length of seq %d", what, s).isGreaterThanOrEqualTo(want[s]);
+            assertThat(b.rowLayers()).as(what).isGreaterThanOrEqualTo(a.rowLayers());
+        }
         assertThat(b.exitCounts()).as(what).containsExactly(a.exitCounts());
-        assertThat(b.rowLayers()).as(what).isEqualTo(a.rowLayers());
         assertThat(b.headEvaluations()).as(what).isEqualTo(a.headEvaluations());
         assertThat(b.headLayers()).as(what).isCloseTo(a.headLayers(), org.assertj.core.data.Offset.offset(1e-9));
         assertThat((long) stepwise[3]).isZero();
@@ -431,6 +505,15 @@ class CheapExitDecisionTest {
         long exited = 0;
         for (int l = 1; l < model.config().nLayers(); l++) exited += b.exitCounts()[l];
         assertThat(exited).as("%s: exits fired", what).isPositive();
+    }
+
+    private static void sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new AssertionError(e);
+        }
     }
 
     /** A prepared ee_exit_steps call's state for one sequence in cache slot {@code slot}, {@code length} tokens long, none complete. */
@@ -461,10 +544,12 @@ class CheapExitDecisionTest {
     }
 
     /**
-     * Decodes with native chunks on or off; {@code out}: exit layers, complete lengths, stats, ee_exit_steps calls; the
-     * cache of every complete position checked against a fresh prefill.
+     * Decodes with native chunks on or off; {@code out}: exit layers, complete lengths, stats, ee_exit_steps calls,
+     * tokens decoded in chunks, steps run as a pipeline, the row-layers the pending rows still owe; the cache of every
+     * complete position checked against a fresh prefill.
      */
     private static List<GenerationResult> decode(EarlyExitModel h, EarlyExitPolicy policy, List<int[]> ps, GenerationConfig cfg, boolean chunks, Object[] out) {
+        long pipelined = CPU.exitPipelineSteps();
         try (EarlyExitGenerator g = new EarlyExitGenerator(model, h, policy, ps.size(), 128); dev.eetune.backend.KernelProfile profile = CPU.ops().profile()) {
             g.nativeChunks(chunks);
             List<GenerationResult> res = g.generate(ps, cfg, null);
@@ -474,6 +559,19 @@ class CheapExitDecisionTest {
                 out[2] = g.lastStats();
                 out[3] = profile.calls("ee_exit_steps");
                 out[4] = g.nativeExitStepsRun;
+                out[5] = CPU.exitPipelineSteps() - pipelined;
+                long owed = 0;
+                for (int s = 0; s < ps.size(); s++) {
+                    int[] done = g.doneLayers(s);
+                    for (int p = g.completeLengths()[s]; p < res.get(s).tokens().length - 1; p++) owed += model.config().nLayers() - done[p];
+                }
+                out[6] = owed;
+                List<float[]> kv = new ArrayList<>(); // sequence 0's K/V of its complete positions, layer by layer
+                for (int l = 0; l < model.config().nLayers(); l++) {
+                    kv.add(g.cache().keys(l).get(0).slice(0, g.completeLengths()[0]).toFloatArray());
+                    kv.add(g.cache().values(l).get(0).slice(0, g.completeLengths()[0]).toFloatArray());
+                }
+                out[7] = kv;
                 int[] complete = g.completeLengths();
                 for (int s = 0; s < ps.size(); s++) {
                     if (complete[s] > 0) EarlyExitGeneratorTest.assertCacheMatchesFreshPrefill(model, g.cache(), s, Arrays.copyOf(res.get(s).tokens(), complete[s]), policy + " seq " + s);

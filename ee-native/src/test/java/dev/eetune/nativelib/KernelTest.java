@@ -6,6 +6,7 @@ import dev.eetune.backend.spi.Binding;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
+import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -132,6 +133,50 @@ class KernelTest {
                             }
                             assertThat(y.toFloatArray()).as("%s%s n=%d k=%d in slices of %d rows", bt, panels ? " packed" : "", n, k, m).isEqualTo(want);
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * A decode pass's attention computes each row alike whatever rows share the call, for tiny heads (the keys-in-lanes
+     * kernel): the rows of one sequence (up to 16, and two sequences side by side) equal, bit for bit, the same rows in
+     * calls of every smaller size. The early-exit pipeline (cpu/exit_pipeline.c) and the deferred rows of the serial
+     * loop group a sequence's rows differently, and give the same bits because of it (and of the GEMMs' rows above).
+     * Heads this CPU serves with another kernel promise nothing (ee_attention_rows_alike) and are not checked.
+     */
+    @ParameterizedTest
+    @MethodSource("bindings")
+    void tinyHeadAttentionRowsDoNotDependOnTheirNeighbours(Binding binding) {
+        Random r = Bindings.random("attention slices");
+        Backend be = backend(binding);
+        Assumptions.assumeTrue(be.features().contains(Backend.Feature.AVX2), "the keys-in-lanes kernel needs AVX2 or AVX-512; this CPU (or EETUNE_NO_AVX2) runs the portable kernels");
+        int maxLen = 256, rows = 16;
+        for (int[] shape : new int[][] {{8, 4, 8}, {4, 4, 16}, {6, 2, 4}}) { // heads, KV heads, head_dim
+            int heads = shape[0], kvHeads = shape[1], hd = shape[2];
+            for (int nSeq : new int[] {1, 2}) {
+                try (Scope sc = Scope.of(be)) {
+                    Tensor kc = sc.of(randn(r, nSeq * maxLen * kvHeads * hd), nSeq, maxLen, kvHeads * hd), vc = sc.of(randn(r, nSeq * maxLen * kvHeads * hd), nSeq, maxLen, kvHeads * hd);
+                    Tensor q = sc.of(randn(r, rows * heads * hd), rows, heads * hd);
+                    int[] seq = new int[rows], pos = new int[rows];
+                    int start = r.nextInt(maxLen - rows);
+                    for (int i = 0; i < rows; i++) { // nSeq = 2: the first half one sequence, the second another
+                        seq[i] = nSeq == 2 && i >= rows / 2 ? 1 : 0;
+                        pos[i] = start + (nSeq == 2 ? i % (rows / 2) : i);
+                    }
+                    Tensor all = sc.zeros(DType.F32, rows, heads * hd);
+                    be.ops().attention(all, null, q, kc, vc, sc.of(seq, rows), sc.of(pos, rows), heads, kvHeads, hd, 0.3f);
+                    float[] want = all.toFloatArray();
+                    for (int m = 1; m < rows; m++) {
+                        Tensor y = sc.zeros(DType.F32, rows, heads * hd);
+                        for (int r0 = 0; r0 < rows; r0 += m) {
+                            int r1 = Math.min(rows, r0 + m);
+                            be.ops().attention(y.slice(r0, r1), null, q.slice(r0, r1), kc, vc, sc.of(Arrays.copyOfRange(seq, r0, r1), r1 - r0),
+                                sc.of(Arrays.copyOfRange(pos, r0, r1), r1 - r0), heads, kvHeads, hd, 0.3f);
+                        }
+                        assertThat(y.toFloatArray()).as("%d/%d heads of %d, %d sequence(s) from position %d, in calls of %d rows", heads, kvHeads, hd, nSeq, start, m)
+                            .isEqualTo(want);
                     }
                 }
             }
