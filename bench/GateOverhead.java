@@ -1,7 +1,8 @@
 // Where the early-exit decode's time goes at batch 1 (docs/exit-gates.md, "The wall-clock bound at batch 1"), in one
 // warm JVM, one thread unless -Dthreads says otherwise (the CPU times are the calling thread's): (1) per-token wall and CPU time of the full model, of the gate scored at every calibrated exit
 // but never exiting (tau 0.999999: the decision's pure overhead) and of the calibrated thresholds, rounds of the three
-// interleaved, median [range], and the median [range] of each repeat's full-model time over the policy's; (2) native calls per 1,024 tokens of each (KernelProfile); (3) the CPU time of one
+// interleaved, median [range], the median [range] of each repeat's full-model time over the policy's, and the share of
+// tokens decoded as ee_exit_steps' two-thread pipeline (-Dthreads=2 and up); (2) native calls per 1,024 tokens of each (KernelProfile); (3) the CPU time of one
 // backbone layer over 1, 2 and 3 rows, which is what an exit saves (a call) and what its deferred row costs (a row).
 // A plain Java program (`java -cp ee.jar bench/GateOverhead.java`), not JShell: the same FFM binding `ee` uses.
 // Run by bench/gates.sh OUT overhead; -D properties: model, heads (folder with heads.safetensors and thresholds.json),
@@ -64,9 +65,11 @@ public class GateOverhead {
         Map<String, String> kernels = new LinkedHashMap<>();
         for (int rep = -2; rep < repeats; rep++) { // two warm-up rounds: the JIT compiles the decode loop
             for (Map.Entry<String, EarlyExitGenerator> e : decoders.entrySet()) {
-                long w0 = System.nanoTime(), c0 = THREAD.getCurrentThreadCpuTime(), tokens = 0;
+                long w0 = System.nanoTime(), c0 = THREAD.getCurrentThreadCpuTime(), p0 = be.exitPipelineSteps(), tokens = 0;
                 for (int r = 0; r < rounds; r++) tokens += decode(e.getValue(), prompts, cfg, batch);
-                if (rep >= 0) times.computeIfAbsent(e.getKey(), k -> new ArrayList<>()).add(new double[] {(System.nanoTime() - w0) / 1e3 / tokens, (THREAD.getCurrentThreadCpuTime() - c0) / 1e3 / tokens});
+                if (rep >= 0)
+                    times.computeIfAbsent(e.getKey(), k -> new ArrayList<>()).add(new double[] {(System.nanoTime() - w0) / 1e3 / tokens, (THREAD.getCurrentThreadCpuTime() - c0) / 1e3 / tokens,
+                        (double) (be.exitPipelineSteps() - p0) / tokens});
                 if (rep == -1) {
                     try (KernelProfile kp = be.ops().profile()) {
                         long n = decode(e.getValue(), prompts, cfg, batch);
@@ -77,16 +80,18 @@ public class GateOverhead {
         }
         List<double[]> full = times.get("full model");
         double fullWall = median(full, 0), fullCpu = median(full, 1);
-        System.out.printf("%-50s %24s %24s %7s %7s %15s  %s%n", "policy (batch " + batch + ", " + threads + " thread(s), 8 prompts x 128 tokens)", "wall us/token", "cpu us/token", "wall x", "cpu x", "paired wall x",
-            "layers/token, tokens per exit layer (last prompt)");
+        // cpu: the calling thread's (a pipelined decode also keeps a second thread busy); pipelined: the tokens decoded as
+        // ee_exit_steps' two-thread pipeline (Backend.exitPipelineSteps), median over the repeats
+        System.out.printf("%-50s %24s %24s %7s %7s %15s %9s  %s%n", "policy (batch " + batch + ", " + threads + " thread(s), 8 prompts x 128 tokens)", "wall us/token",
+            "caller cpu us/token", "wall x", "cpu x", "paired wall x", "pipelined", "layers/token, tokens per exit layer (last prompt)");
         for (Map.Entry<String, List<double[]>> e : times.entrySet()) {
             EarlyExitGenerator.Stats st = decoders.get(e.getKey()).lastStats();
             // the machine's speed drifts between phases seconds long: the ratio of each repeat's adjacent timings is steadier
             List<double[]> paired = new ArrayList<>();
             for (int i = 0; i < e.getValue().size(); i++) paired.add(new double[] {full.get(i)[0] / e.getValue().get(i)[0]});
-            System.out.printf("%-50s %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] %6.3fx %6.3fx %6.3fx [%.2f-%.2f]  %.2f %s%n", e.getKey(), median(e.getValue(), 0), min(e.getValue(), 0), max(e.getValue(), 0),
-                median(e.getValue(), 1), min(e.getValue(), 1), max(e.getValue(), 1), fullWall / median(e.getValue(), 0), fullCpu / median(e.getValue(), 1),
-                median(paired, 0), min(paired, 0), max(paired, 0), st.layersPerToken(), Arrays.toString(st.exitCounts()));
+            System.out.printf("%-50s %8.1f [%6.1f-%6.1f] %8.1f [%6.1f-%6.1f] %6.3fx %6.3fx %6.3fx [%.2f-%.2f] %8.0f%%  %.2f %s%n", e.getKey(), median(e.getValue(), 0), min(e.getValue(), 0),
+                max(e.getValue(), 0), median(e.getValue(), 1), min(e.getValue(), 1), max(e.getValue(), 1), fullWall / median(e.getValue(), 0), fullCpu / median(e.getValue(), 1),
+                median(paired, 0), min(paired, 0), max(paired, 0), 100 * median(e.getValue(), 2), st.layersPerToken(), Arrays.toString(st.exitCounts()));
         }
         System.out.println("native calls per policy (one prompt set, KernelProfile):");
         kernels.forEach((k, v) -> System.out.println("  " + k + ": " + v));

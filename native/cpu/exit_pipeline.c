@@ -25,6 +25,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 #include "layers.h"
@@ -62,13 +63,11 @@ typedef struct {
     layer_scratch front, back;
 } exit_pipeline;
 
-static inline void relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
+/* A waiting thread's poll, without pause instructions: in a VM a vCPU looping on PAUSE exits to the hypervisor
+ * (pause-loop exiting), and the waits here are a few microseconds within one chunk. Measured with GateOverhead, 2
+ * threads, stories260K's calibrated gates on a 2-core Zen 4 VM, three alternations: pause 22.6 / 20.4 / 20.6 us a token
+ * (paired 1.04 / 1.12 / 1.10x the full model), plain polling 20.5 / 20.7 / 20.5 (1.10 / 1.10 / 1.12x). */
+static inline void relax(void) { __asm__ volatile("" ::: "memory"); }
 
 static void lock(exit_pipeline* p) {
     while (atomic_flag_test_and_set_explicit(&p->lock, memory_order_acquire)) relax();
@@ -138,11 +137,59 @@ static int run_step(exit_pipeline* p, layer_scratch* s, int32_t below) {
     return 1;
 }
 
+/* A thread that polls without progress (the version unchanged) yields its core after YIELD_NS, and the front that
+ * waits STALL_NS for the other thread (a layer takes microseconds: that thread was descheduled, other processes want
+ * the cores) turns the pipeline off for a while: BACKOFF_NS, doubled up to BACKOFF_MAX_NS while each stall comes within
+ * 2 BACKOFF_NS of the last pause's end (sustained contention). Beside two busy processes a pipelined decode had fallen to 0.3x of its quiet speed
+ * where the serial loop keeps 0.44x (docs/exit-gates.md); on a quiet machine a stall comes now and then (a JVM's own
+ * threads), and a fixed 100 ms off at 200 us stalls had left only 51-66% of a quiet decode pipelined. */
+#define YIELD_NS 50000
+#define STALL_NS 300000
+#define BACKOFF_NS 20000000
+#define BACKOFF_MAX_NS 1000000000
+static _Atomic int64_t backoff_until, backoff_ns = BACKOFF_NS;
+
+static void back_off(int64_t now) {
+    const int64_t until = atomic_load_explicit(&backoff_until, memory_order_relaxed), last = atomic_load_explicit(&backoff_ns, memory_order_relaxed);
+    const int64_t next = now - until < 2 * BACKOFF_NS ? (2 * last < BACKOFF_MAX_NS ? 2 * last : BACKOFF_MAX_NS) : BACKOFF_NS;
+    atomic_store_explicit(&backoff_ns, next, memory_order_relaxed);
+    atomic_store_explicit(&backoff_until, now + next, memory_order_relaxed);
+}
+
+typedef struct {
+    uint64_t version; /* the last version seen, and since when */
+    int64_t since;
+    int polls;
+} poll_clock;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One poll that found nothing to do: how long the version has stood still, checked every 256 polls (0 in between) */
+static int64_t poll_idle(exit_pipeline* p, poll_clock* c) {
+    relax();
+    if ((++c->polls & 255) != 0) return 0;
+    const uint64_t v = atomic_load_explicit(&p->version, memory_order_relaxed);
+    const int64_t now = now_ns();
+    if (v != c->version || c->since == 0) {
+        c->version = v;
+        c->since = now;
+        return 0;
+    }
+    if (now - c->since > YIELD_NS) sched_yield();
+    return now - c->since;
+}
+
 /* The front waits until *word >= target, running layers meanwhile (below `below`: those the awaited row needs first,
  * so that the front is not held up by a layer it need not have run); 0, or -1 on a failure */
 static int front_wait(exit_pipeline* p, _Atomic int64_t* word, int64_t target, int32_t below) {
     uint64_t idle_at = UINT64_MAX; /* the version at which no layer could run */
-    for (int spins = 0; atomic_load_explicit(word, memory_order_acquire) < target; spins++) {
+    poll_clock clock = {0, 0, 0};
+    int stalled = 0;
+    while (atomic_load_explicit(word, memory_order_acquire) < target) {
         if (atomic_load_explicit(&p->failed, memory_order_acquire)) return -1;
         const uint64_t v = atomic_load_explicit(&p->version, memory_order_acquire);
         if (v != idle_at) {
@@ -151,8 +198,10 @@ static int front_wait(exit_pipeline* p, _Atomic int64_t* word, int64_t target, i
             if (rc == 0) idle_at = v;
             continue;
         }
-        relax();
-        if ((spins & 4095) == 4095) sched_yield(); /* the other thread may be waiting for this core */
+        if (poll_idle(p, &clock) > STALL_NS && !stalled) {
+            stalled = 1;
+            back_off(now_ns());
+        }
     }
     return 0;
 }
@@ -160,10 +209,11 @@ static int front_wait(exit_pipeline* p, _Atomic int64_t* word, int64_t target, i
 /* The second thread: runs layers until the front stops it */
 static void back_main(exit_pipeline* p) {
     uint64_t idle_at = UINT64_MAX;
+    poll_clock clock = {0, 0, 0};
     while (!atomic_load_explicit(&p->stop, memory_order_acquire) && !atomic_load_explicit(&p->failed, memory_order_relaxed)) {
         const uint64_t v = atomic_load_explicit(&p->version, memory_order_acquire);
         if (v == idle_at) {
-            relax();
+            poll_idle(p, &clock);
         } else if (run_step(p, &p->back, INT32_MAX) == 0) {
             idle_at = v;
         }
@@ -295,7 +345,9 @@ static int pipeline_disabled(void) {
 static int pipeline_applies(const int64_t* plan, const int64_t* exits, int32_t steps, const int32_t* block, int32_t* group) {
     const int32_t n_exits = (int32_t)exits[EXITS_COUNT], n_layers = (int32_t)plan[PLAN_N_LAYERS];
     const int32_t* state = (const int32_t*)(intptr_t)exits[EXITS_STATE];
-    if (steps < 1 || state[1] != 1 || n_exits < 1 || n_layers >= 64 || ee_num_threads() < 2 || pipeline_disabled() || ee_pool_contended()) return 0;
+    if (steps < 1 || state[1] != 1 || n_exits < 1 || n_layers >= 64 || ee_num_threads() < 2 || pipeline_disabled() || ee_pool_contended() ||
+        now_ns() < atomic_load_explicit(&backoff_until, memory_order_relaxed))
+        return 0;
     const int32_t dim = (int32_t)plan[PLAN_DIM], qd = (int32_t)(plan[PLAN_N_HEADS] * plan[PLAN_HEAD_DIM]), hidden = (int32_t)plan[PLAN_HIDDEN];
     const int32_t widest = hidden > qd ? hidden : qd;
     if (ee_threads_for(EE_GEMV_WORK(1, widest, dim)) != 1) return 0; /* a layer's ops would use both cores themselves */

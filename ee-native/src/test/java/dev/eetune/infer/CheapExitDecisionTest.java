@@ -208,10 +208,12 @@ class CheapExitDecisionTest {
      * prefill's and, bit for bit, to the serial chunks', and the same row-layers once those the pending rows still owe
      * are added (the pipeline completes its rows within each call, the serial loop leaves exited rows pending), for the
      * cases of {@link #nativeChunksEqualTheStepByStepPasses}, greedy and sampled. A run the machine's load kept off the pipeline (other processes
-     * busy: the serial loop) is repeated.
+     * busy: the serial loop) is repeated. Needs AVX2 (on the portable kernels ee_exit_steps runs serially).
      */
     @Test
     void exitPipelineGivesTheSerialChunksDecoding() {
+        org.junit.jupiter.api.Assumptions.assumeTrue(CPU.features().contains(dev.eetune.backend.Backend.Feature.AVX2),
+            "the pipeline needs the keys-in-lanes attention (AVX2 or AVX-512); this CPU (or EETUNE_NO_AVX2) runs the portable kernels");
         try (EarlyExitModel softmaxHeads = softmaxHeads()) {
             for (Object[] c : chunkCases(softmaxHeads)) {
                 EarlyExitModel h = (EarlyExitModel) c[0];
