@@ -360,8 +360,9 @@ static int pipeline_applies(const int64_t* plan, const int64_t* exits, int32_t s
     for (int32_t r = 1; r <= alike; r++)
         if (!ee_gemm_decode_path((int32_t)tables[4 * r + 1])) return 0;
     *group = alike;
-    /* rows pending from earlier passes wait at or after the first exit, their layers never increasing */
-    if (block[2] - 1 - block[1] >= RING_ROWS) return 0;
+    /* rows pending from earlier passes wait at or after the first exit, their layers never increasing (a block the
+     * serial loop refuses goes there, for its error) */
+    if (ee_exit_block_check(block, 0, 0, n_layers, (int32_t)plan[PLAN_MAX_LEN]) || block[2] - 1 - block[1] >= RING_ROWS) return 0;
     for (int32_t q = block[1]; q < block[2] - 1; q++)
         if (block[3 + q] < ee_exit_layer(exits, 0) || (q > block[1] && block[3 + q] > block[3 + q - 1])) return 0;
     return 1;

@@ -455,6 +455,11 @@ class CheapExitDecisionTest {
                     nearEnd[4] = maxLen - 2; // complete up to the newest position
                     assertThatThrownBy(() -> run.accept(good, nearEnd)).as("%d thread(s)", threads).hasMessageContaining("ee_exit_steps: step 2, sequence 0")
                         .hasMessageContaining("length 33, max_len 32");
+                    int[] overrun = exitState(maxLen, 3, 0); // position 1 pending after every layer: not a pending row
+                    overrun[4] = 1;
+                    overrun[6 + 1] = model.config().nLayers();
+                    assertThatThrownBy(() -> run.accept(good, overrun)).as("%d thread(s)", threads)
+                        .hasMessageContaining("ee_exit_steps: step 0, sequence 0: pending position 1 has run " + model.config().nLayers() + " layers");
                 } finally {
                     CPU.setThreads(0);
                 }
