@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cold `ee generate` of two builds side by side: stories260K, 256 tokens, 1 thread, the full model and with exit heads,
+# Cold `ee generate` of two builds side by side: stories260K, 256 tokens, 1 thread (THREADS=N for more), the full model and with exit heads,
 # each a fresh `ee` process (AOT cache as the launcher makes it), the two builds alternated (order swapped every round).
 # Prints each run, then medians (min..max) per build and mode and the per-round ratios new/old.
 # Usage: bench/cold-ab.sh OLD_ROOT NEW_ROOT HEADS_DIR [ROUNDS] [BATCH]   (ROOTs: checkouts with a built ee-cli/target/ee.jar;
@@ -24,7 +24,7 @@ for i in $(seq "$rounds"); do
     for mode in full ee; do
       args=(); [ "$mode" = ee ] && args=(--heads "$heads")
       run=$("$root/ee" generate --model "$data/stories260K/stories260K.bin" --tokenizer "$data/stories260K/tok512.bin" "${prompts[@]}" \
-        --max-tokens 256 --threads 1 --timing "${args[@]}" 2>&1 >/dev/null)
+        --max-tokens 256 --threads "${THREADS:-1}" --timing "${args[@]}" 2>&1 >/dev/null)
       decode=$(grep -o 'decode [0-9.]* tok/s' <<<"$run" | awk '{print $2}')
       first32=$(grep -o 'after it: [0-9.]*' <<<"$run" | awk '{print $3}')
       ttft=$(grep -o '[0-9.]* ms after the call' <<<"$run" | awk '{print $1}')
