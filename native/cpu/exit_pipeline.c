@@ -19,7 +19,8 @@
  * step's record counts all layers of the row it adds. Used where a layer's ops would run on one thread anyway (a small
  * model), two threads are configured, other processes are not keeping the cores busy (ee_pool_contended) and
  * EETUNE_NO_EXIT_PIPELINE is unset; elsewhere the serial loop. Measured (docs/exit-gates.md): stories260K, the
- * calibrated gates of the 95% point, 2-core Zen 4: 1.00-1.04x the full model serially, 1.10-1.14x as a pipeline.
+ * calibrated gates of the 95% point, 2-core Zen 4, warm: 0.96-1.05x the full model serially, 1.08-1.13x as a pipeline
+ * (cold from the command line no measurable gain).
  */
 #include <sched.h>
 #include <stdatomic.h>
