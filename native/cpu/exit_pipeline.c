@@ -26,7 +26,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 #include "layers.h"
@@ -163,18 +162,12 @@ typedef struct {
     int polls;
 } poll_clock;
 
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* One poll that found nothing to do: how long the version has stood still, checked every 256 polls (0 in between) */
 static int64_t poll_idle(exit_pipeline* p, poll_clock* c) {
     relax();
     if ((++c->polls & 255) != 0) return 0;
     const uint64_t v = atomic_load_explicit(&p->version, memory_order_relaxed);
-    const int64_t now = now_ns();
+    const int64_t now = ee_now_ns();
     if (v != c->version || c->since == 0) {
         c->version = v;
         c->since = now;
@@ -201,7 +194,7 @@ static int front_wait(exit_pipeline* p, _Atomic int64_t* word, int64_t target, i
         }
         if (poll_idle(p, &clock) > STALL_NS && !stalled) {
             stalled = 1;
-            back_off(now_ns());
+            back_off(ee_now_ns());
         }
     }
     return 0;
@@ -347,7 +340,7 @@ static int pipeline_applies(const int64_t* plan, const int64_t* exits, int32_t s
     const int32_t n_exits = (int32_t)exits[EXITS_COUNT], n_layers = (int32_t)plan[PLAN_N_LAYERS];
     const int32_t* state = (const int32_t*)(intptr_t)exits[EXITS_STATE];
     if (steps < 1 || state[1] != 1 || n_exits < 1 || n_layers >= 64 || ee_num_threads() < 2 || pipeline_disabled() || ee_pool_contended() ||
-        now_ns() < atomic_load_explicit(&backoff_until, memory_order_relaxed))
+        ee_now_ns() < atomic_load_explicit(&backoff_until, memory_order_relaxed))
         return 0;
     const int32_t dim = (int32_t)plan[PLAN_DIM], qd = (int32_t)(plan[PLAN_N_HEADS] * plan[PLAN_HEAD_DIM]), hidden = (int32_t)plan[PLAN_HIDDEN];
     const int32_t widest = hidden > qd ? hidden : qd;

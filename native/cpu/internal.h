@@ -78,6 +78,8 @@ void ee_parallel_range(int nt, int64_t n, ee_range_fn fn, void* ctx);
 void ee_parallel_range_stealing(int nt, int64_t n, int64_t block, ee_range_fn fn, void* ctx);
 /* 1 while other processes keep preempting the pool's threads (waits then spin only briefly before they sleep) */
 int ee_pool_contended(void);
+/* CLOCK_MONOTONIC in nanoseconds (the pool's spin limits, the exit pipeline's stall clock) */
+int64_t ee_now_ns(void);
 /* The block for it: about 8 per thread, enough that a held-up thread's remainder is split fine. */
 EE_INLINE int64_t ee_steal_block(int64_t n, int nt) { return n / (8 * (int64_t)nt) + 1; }
 /* The configured thread count (ee_set_num_threads; by default the CPUs this process may run on). */

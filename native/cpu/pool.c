@@ -100,7 +100,7 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static int64_t now_ns(void) {
+int64_t ee_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -123,7 +123,7 @@ static __thread int64_t next_watch;
 static __thread long switches_seen = -1;
 
 static void watch_preemption(void) {
-    const int64_t now = now_ns();
+    const int64_t now = ee_now_ns();
     if (now < next_watch) return;
     next_watch = now + WATCH_NS;
     struct rusage ru;
@@ -138,20 +138,20 @@ static void watch_preemption(void) {
 
 static int contended_at(int64_t now) { return now < atomic_load_explicit(&contended_until, memory_order_relaxed); }
 
-int ee_pool_contended(void) { return contended_at(now_ns()); }
+int ee_pool_contended(void) { return contended_at(ee_now_ns()); }
 
 /* Spins until *word != value or the spin time has passed; returns the last value read. */
 static uint32_t spin_while_equal(_Atomic uint32_t* word, uint32_t value) {
     uint32_t v = atomic_load_explicit(word, memory_order_acquire);
     if (v != value) return v;
-    const int64_t start = now_ns(), end = start + (contended_at(start) ? SPIN_CONTENDED_NS : SPIN_NS);
+    const int64_t start = ee_now_ns(), end = start + (contended_at(start) ? SPIN_CONTENDED_NS : SPIN_NS);
     for (;;) {
         for (int i = 0; i < SPIN_CHECK; i++) {
             cpu_relax();
             v = atomic_load_explicit(word, memory_order_acquire);
             if (v != value) return v;
         }
-        if (now_ns() > end) return v;
+        if (ee_now_ns() > end) return v;
     }
 }
 
