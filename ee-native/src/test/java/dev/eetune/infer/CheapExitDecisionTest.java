@@ -361,16 +361,16 @@ class CheapExitDecisionTest {
             Object[] stepwise = new Object[8], chunked = new Object[8];
             List<GenerationResult> want = decode(heads, policy, List.of(longPrompt), greedy, false, stepwise), got = decode(heads, policy, List.of(longPrompt), greedy, true, chunked);
             assertThat(got.get(0).tokens()).as("%s, a 70-token prompt", policy).containsExactly(want.get(0).tokens());
-            assertThat((int[][]) chunked[0]).as("%s: exit layers", policy).isDeepEqualTo((int[][]) stepwise[0]);
-            assertThat((int[]) chunked[1]).as("%s: complete lengths", policy).containsExactly((int[]) stepwise[1]);
+            assertSameDecoding(policy + ", a 70-token prompt", stepwise, chunked);
             if (policy == oneExit) assertThat((long) chunked[3]).as("ee_exit_steps calls: the one before the prefill and chunks after it").isGreaterThan(1);
         }
     }
 
     /**
-     * A prepared ee_exit_steps call: runs of 2 + 2 steps give what one run of 4 gives, more steps than it holds are
-     * refused, and once a tensor it points into is closed it says so (isOpen) and refuses to run instead of reading
-     * freed memory; the same for ee_decode_steps.
+     * A prepared ee_exit_steps call: runs of 2 + 2 steps give what one run of 4 gives (the same tokens; on one thread the
+     * same state too, while on two the pipeline, which may stand aside for a busy machine in one run and not the other,
+     * completes every row), more steps than it holds are refused, and once a tensor it points into is closed it says so
+     * (isOpen) and refuses to run instead of reading freed memory; the same for ee_decode_steps.
      */
     @Test
     void preparedCallsRunInPiecesAndRefuseClosedTensors() {
@@ -385,21 +385,30 @@ class CheapExitDecisionTest {
             dev.eetune.backend.Ops.ExitStepsCall call = model.prepareExitSteps(ids, out, seq, pos, null, 1f, 1f, cache, ws, x, normed, logits,
                 dev.eetune.backend.Ops.ExitMethod.GATE, exits, states, score, chosen, pre, z);
             int[] record = new int[4 * call.recordStride()];
-            int[] whole = exitState(maxLen, 1, 0);
-            ids.copyFrom(new int[] {5});
-            call.run(4, whole, record);
-            int[] tokens4 = out.toIntArray();
-            assertThat(whole[0]).as("steps run").isEqualTo(4);
-            int[] pieces = exitState(maxLen, 1, 0);
-            ids.copyFrom(new int[] {5});
-            call.run(2, pieces, record);
-            int[] first = Arrays.copyOf(out.toIntArray(), 2);
-            ids.copyFrom(new int[] {first[1]});
-            call.run(2, pieces, record);
-            int[] second = Arrays.copyOf(out.toIntArray(), 2);
-            assertThat(new int[] {first[0], first[1], second[0], second[1]}).as("2 + 2 steps against 4").containsExactly(tokens4);
-            assertThat(Arrays.copyOfRange(pieces, 6, 6 + maxLen)).as("layers done per position").containsExactly(Arrays.copyOfRange(whole, 6, 6 + maxLen));
-            assertThat(pieces[4]).as("complete length").isEqualTo(whole[4]);
+            for (int threads : new int[] {1, 2}) {
+                int[] whole = exitState(maxLen, 1, 0), pieces = exitState(maxLen, 1, 0);
+                int[] tokens4, first, second;
+                try {
+                    CPU.setThreads(threads);
+                    ids.copyFrom(new int[] {5});
+                    call.run(4, whole, record);
+                    tokens4 = out.toIntArray();
+                    ids.copyFrom(new int[] {5});
+                    call.run(2, pieces, record);
+                    first = Arrays.copyOf(out.toIntArray(), 2);
+                    ids.copyFrom(new int[] {first[1]});
+                    call.run(2, pieces, record);
+                    second = Arrays.copyOf(out.toIntArray(), 2);
+                } finally {
+                    CPU.setThreads(0);
+                }
+                assertThat(whole[0]).as("%d thread(s): steps run", threads).isEqualTo(4);
+                assertThat(new int[] {first[0], first[1], second[0], second[1]}).as("%d thread(s): 2 + 2 steps against 4", threads).containsExactly(tokens4);
+                if (threads == 1) {
+                    assertThat(Arrays.copyOfRange(pieces, 6, 6 + maxLen)).as("layers done per position").containsExactly(Arrays.copyOfRange(whole, 6, 6 + maxLen));
+                    assertThat(pieces[4]).as("complete length").isEqualTo(whole[4]);
+                }
+            }
             assertThatThrownBy(() -> call.run(5, exitState(maxLen, 1, 0), new int[5 * call.recordStride()])).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("5 steps, this call holds 0..4");
             assertThat(call.isOpen()).isTrue();
