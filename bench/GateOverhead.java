@@ -7,7 +7,8 @@
 // A plain Java program (`java -cp ee.jar bench/GateOverhead.java`), not JShell: the same FFM binding `ee` uses.
 // Run by bench/gates.sh OUT overhead; -D properties: model, heads (folder with heads.safetensors and thresholds.json),
 // tokenizer, threads (default 1), rounds (prompt sets per timing, default 20), repeats (default 5), layerIters (default 20000), batch (prompts
-// decoded together, default 1: the 8 prompts in 8 / batch calls).
+// decoded together, default 1: the 8 prompts in 8 / batch calls), tokens (new tokens per prompt, default 128; up to the
+// model's context less the longest prompt: at later positions a layer's attention costs more beside the heads).
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
 import dev.eetune.backend.KernelProfile;
@@ -55,11 +56,14 @@ public class GateOverhead {
         for (int l : calibrated.thresholds().keySet()) if (calibrated.canExit(l)) never.put(l, 0.999999f);
         int batch = Integer.getInteger("batch", 1);
         if (batch < 1 || prompts.size() % batch != 0) throw new IllegalArgumentException("-Dbatch=" + batch + ": must divide the " + prompts.size() + " prompts");
+        int newTokens = Integer.getInteger("tokens", 128), maxLen = newTokens + prompts.stream().mapToInt(p -> p.length).max().orElseThrow();
+        if (newTokens < 1 || maxLen > model.config().maxSeqLen())
+            throw new IllegalArgumentException("-Dtokens=" + newTokens + ": 1 to " + (model.config().maxSeqLen() - maxLen + newTokens) + " (the model's context less the longest prompt)");
         Map<String, EarlyExitGenerator> decoders = new LinkedHashMap<>();
-        decoders.put("full model", new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), batch, 200));
-        decoders.put(calibrated.confidence().label() + " scored, never exits", new EarlyExitGenerator(model, exits, new EarlyExitPolicy(never, false, calibrated.confidence()), batch, 200));
-        decoders.put(calibrated.confidence().label() + " calibrated " + calibrated.thresholds(), new EarlyExitGenerator(model, exits, calibrated, batch, 200));
-        GenerationConfig cfg = GenerationConfig.greedy(128, Set.of());
+        decoders.put("full model", new EarlyExitGenerator(model, null, EarlyExitPolicy.none(), batch, maxLen));
+        decoders.put(calibrated.confidence().label() + " scored, never exits", new EarlyExitGenerator(model, exits, new EarlyExitPolicy(never, false, calibrated.confidence()), batch, maxLen));
+        decoders.put(calibrated.confidence().label() + " calibrated " + calibrated.thresholds(), new EarlyExitGenerator(model, exits, calibrated, batch, maxLen));
+        GenerationConfig cfg = GenerationConfig.greedy(newTokens, Set.of());
         int rounds = Integer.getInteger("rounds", 20), repeats = Integer.getInteger("repeats", 5);
         Map<String, List<double[]>> times = new LinkedHashMap<>();
         Map<String, String> kernels = new LinkedHashMap<>();
@@ -82,7 +86,7 @@ public class GateOverhead {
         double fullWall = median(full, 0), fullCpu = median(full, 1);
         // cpu: the calling thread's (a pipelined decode also keeps a second thread busy); pipelined: the tokens decoded as
         // ee_exit_steps' two-thread pipeline (Backend.exitPipelineSteps), median over the repeats
-        System.out.printf("%-50s %24s %24s %7s %7s %15s %9s  %s%n", "policy (batch " + batch + ", " + threads + " thread(s), 8 prompts x 128 tokens)", "wall us/token",
+        System.out.printf("%-50s %24s %24s %7s %7s %15s %9s  %s%n", "policy (batch " + batch + ", " + threads + " thread(s), 8 prompts x " + newTokens + " tokens)", "wall us/token",
             "caller cpu us/token", "wall x", "cpu x", "paired wall x", "pipelined", "layers/token, tokens per exit layer (last prompt)");
         for (Map.Entry<String, List<double[]>> e : times.entrySet()) {
             EarlyExitGenerator.Stats st = decoders.get(e.getKey()).lastStats();

@@ -42,7 +42,8 @@ import java.util.TreeMap;
  * floor q on each exit's takings' agreement, down from 1 by {@link #PRECISION_STEP} — the Lagrangian skips operating
  * points where an exit's fixed cost makes the gain jump. Each keeps the last level before the first whose whole
  * agreement on the calibration trace falls below the target by a one-sided lower confidence bound (Wilson score,
- * {@code z}); the cheaper of the two on the calibration trace is used (none: every exit disabled), then
+ * {@code z}, over the trace's effective positions: its windows, not its tokens, are the independent draws;
+ * {@link ExitTrace.Decisions#agreementBound}); the cheaper of the two on the calibration trace is used (none: every exit disabled), then
  * {@link #refine refined} one exit at a time up to the target. Also reads and
  * writes the thresholds file kept beside the heads. Stateless: thread-safe.
  */
@@ -98,16 +99,17 @@ public final class ThresholdCalibration {
                 }
             }
             sb.append("; enabled: ").append(enabledExits().isEmpty() ? "none (the full model)" : enabledExits().toString());
-            sb.append('\n').append(String.format(Locale.ROOT, "%-12s %9s %10s %7s", "split", "positions", "TF-agree", "layers"));
+            sb.append('\n').append(String.format(Locale.ROOT, "%-12s %9s %10s %9s %9s %7s", "split", "positions", "TF-agree", "bound", "effective", "layers"));
             for (int l : layers) sb.append(String.format(Locale.ROOT, " %6s", "@" + l));
             sb.append(String.format(Locale.ROOT, " %6s%n", "final"));
-            row(sb, "calibration", calibrationPositions, calibration);
-            row(sb, "held-out", heldOutPositions, heldOut);
+            row(sb, "calibration", calibrationPositions, calibration, settings.z());
+            row(sb, "held-out", heldOutPositions, heldOut, settings.z());
+            sb.append("(bound: the agreement's one-sided lower confidence bound at z over the effective positions, the positions over the design effect of their windows)\n");
             return sb.toString();
         }
 
-        private static void row(StringBuilder sb, String name, int n, ExitTrace.Decisions d) {
-            sb.append(String.format(Locale.ROOT, "%-12s %9d %9.2f%% %7.3f", name, n, 100 * d.agreement(), d.layersPerToken()));
+        private static void row(StringBuilder sb, String name, int n, ExitTrace.Decisions d, double z) {
+            sb.append(String.format(Locale.ROOT, "%-12s %9d %9.2f%% %8.2f%% %9.0f %7.3f", name, n, 100 * d.agreement(), 100 * d.agreementBound(z), d.effectivePositions(), d.layersPerToken()));
             for (double s : d.exitShare()) sb.append(String.format(Locale.ROOT, " %5.1f%%", 100 * s));
             sb.append('\n');
         }
@@ -126,8 +128,8 @@ public final class ThresholdCalibration {
         Map<Integer, Float> off = new TreeMap<>();
         for (int l : trace.layers()) off.put(l, 1f);
         EarlyExitPolicy full = new EarlyExitPolicy(off, false, method); // every exit disabled: the full model
-        EarlyExitPolicy byPrice = scan(trace, st, full, PRICE_LEVELS, level -> atLevel(trace, method, PRICE_MAX / Math.pow(PRICE_STEP, level), 0, st.minExits(), costs));
-        EarlyExitPolicy byPrecision = scan(trace, st, full, PRECISION_LEVELS, level -> atLevel(trace, method, 0, 1 - PRECISION_STEP * level, st.minExits(), costs));
+        EarlyExitPolicy byPrice = scan(trace, st, costs, full, PRICE_LEVELS, level -> atLevel(trace, method, PRICE_MAX / Math.pow(PRICE_STEP, level), 0, st.minExits(), costs));
+        EarlyExitPolicy byPrecision = scan(trace, st, costs, full, PRECISION_LEVELS, level -> atLevel(trace, method, 0, 1 - PRECISION_STEP * level, st.minExits(), costs));
         return refine(trace, st, trace.decide(byPrice, costs).layersPerToken() <= trace.decide(byPrecision, costs).layersPerToken() ? byPrice : byPrecision, costs);
     }
 
@@ -164,7 +166,7 @@ public final class ThresholdCalibration {
                     EarlyExitPolicy p = new EarlyExitPolicy(thresholds, false, current.confidence(), confirm);
                     ExitTrace.Decisions d = trace.decide(p, costs);
                     double saved = now.layersPerToken() - d.layersPerToken(), lost = now.agreement() - d.agreement();
-                    if (!(saved > 0) || lowerBound((int) Math.round(d.agreement() * n), n, st.z()) < st.target()) continue;
+                    if (!(saved > 0) || d.agreementBound(st.z()) < st.target()) continue;
                     double ratio = saved / Math.max(lost, 1e-12);
                     if (ratio > bestRatio) {
                         bestRatio = ratio;
@@ -211,12 +213,11 @@ public final class ThresholdCalibration {
     }
 
     /** The last of levels 0, 1, .. before the first whose agreement on {@code trace} has its lower bound below the target. */
-    private static EarlyExitPolicy scan(ExitTrace trace, Settings st, EarlyExitPolicy none, int levels, java.util.function.IntFunction<EarlyExitPolicy> atLevel) {
+    private static EarlyExitPolicy scan(ExitTrace trace, Settings st, ExitTrace.Costs costs, EarlyExitPolicy none, int levels, java.util.function.IntFunction<EarlyExitPolicy> atLevel) {
         EarlyExitPolicy best = none;
-        int n = trace.positions();
         for (int level = 0; level <= levels; level++) {
             EarlyExitPolicy p = atLevel.apply(level);
-            if (lowerBound((int) Math.round(trace.agreement(p) * n), n, st.z()) < st.target()) break;
+            if (trace.decide(p, costs).agreementBound(st.z()) < st.target()) break;
             best = p;
         }
         return best;
@@ -303,9 +304,8 @@ public final class ThresholdCalibration {
         return out;
     }
 
-    /** Wilson score lower bound of a binomial proportion (the plain rate at z = 0). */
-    static double lowerBound(int successes, int n, double z) {
-        double p = (double) successes / n;
+    /** Wilson score lower bound of a proportion {@code p} seen over {@code n} independent trials (the plain rate at z = 0). */
+    static double lowerBound(double p, double n, double z) {
         if (z == 0) return p;
         double z2 = z * z, denom = 1 + z2 / n;
         return (p + z2 / (2 * n) - z * Math.sqrt(p * (1 - p) / n + z2 / (4.0 * n * n))) / denom;

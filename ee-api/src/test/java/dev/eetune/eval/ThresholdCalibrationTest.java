@@ -158,9 +158,77 @@ class ThresholdCalibrationTest {
 
     @Test
     void wilsonBoundIsBelowTheRateAndTightensWithMoreData() {
-        assertThat(ThresholdCalibration.lowerBound(95, 100, 1.645)).isLessThan(0.95).isGreaterThan(0.89);
-        assertThat(ThresholdCalibration.lowerBound(9500, 10000, 1.645)).isGreaterThan(ThresholdCalibration.lowerBound(95, 100, 1.645));
-        assertThat(ThresholdCalibration.lowerBound(95, 100, 0)).isEqualTo(0.95);
+        assertThat(ThresholdCalibration.lowerBound(0.95, 100, 1.645)).isLessThan(0.95).isGreaterThan(0.89);
+        assertThat(ThresholdCalibration.lowerBound(0.95, 10000, 1.645)).isGreaterThan(ThresholdCalibration.lowerBound(0.95, 100, 1.645));
+        assertThat(ThresholdCalibration.lowerBound(0.95, 100, 0)).isEqualTo(0.95);
+    }
+
+    /**
+     * A rate over windows is worth as many independent positions as the spread of the windows' own rates allows:
+     * windows that each agree wholly or not at all are worth one draw each (W - 1 by the unbiased variance), windows of
+     * one rate all their positions, and never more than the positions.
+     */
+    @Test
+    void windowsAreTheIndependentDraws() {
+        int w = 40, m = 50;
+        int[] windows = new int[w];
+        java.util.Arrays.fill(windows, m);
+        long[] whole = new long[w], even = new long[w];
+        for (int i = 0; i < w; i++) {
+            whole[i] = i % 2 == 0 ? m : 0;
+            even[i] = 45;
+        }
+        assertThat(ExitTrace.effectivePositions(whole, windows)).isCloseTo(w - 1, org.assertj.core.data.Offset.offset(1e-9));
+        assertThat(ExitTrace.effectivePositions(even, windows)).isEqualTo(w * m);
+        long[] one = {45};
+        assertThat(ExitTrace.effectivePositions(one, new int[] {m})).as("one window: nothing to tell the spread by").isEqualTo(m);
+    }
+
+    /**
+     * Windows that differ in how easy their text is (a window's offset moves every position's chance to agree): the
+     * trace that knows its windows bounds the agreement lower than one taking its positions as independent, so its
+     * calibration is stricter, and on twenty more traces of the same kind it falls short of the target less often.
+     */
+    @Test
+    void calibrationOnWindowsOfDifferentTextsHoldsOnOthers() {
+        double target = 0.9;
+        ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(target, 1.645, 20);
+        ExitTrace.Costs c = costs(ExitArchitecture.NORM, ConfidenceMethod.GATE);
+        ExitTrace a = clustered(21, 100, 80), positionsOnly = new ExitTrace(a.layers(), a.softmax(), a.gate(), a.saturation(), a.agrees(), a.gateHidden());
+        EarlyExitPolicy windowed = ThresholdCalibration.choose(a, ConfidenceMethod.GATE, st, c), independent = ThresholdCalibration.choose(positionsOnly, ConfidenceMethod.GATE, st, c);
+        ExitTrace.Decisions byWindows = a.decide(windowed, c);
+        assertThat(byWindows.effectivePositions()).as("effective positions of 8000").isLessThan(4000);
+        assertThat(byWindows.agreementBound(1.645)).isGreaterThanOrEqualTo(target);
+        assertThat(a.agreement(windowed)).as("stricter").isGreaterThan(a.agreement(independent));
+        int shortWindowed = 0, shortIndependent = 0;
+        for (int k = 0; k < 20; k++) {
+            ExitTrace b = clustered(100 + k, 100, 80);
+            if (b.agreement(windowed) < target) shortWindowed++;
+            if (b.agreement(independent) < target) shortIndependent++;
+        }
+        assertThat(shortWindowed).as("held-out traces below the target, windows known (positions taken as independent: %d)", shortIndependent)
+            .isLessThan(shortIndependent).isLessThanOrEqualTo(4);
+    }
+
+    /** {@code w} windows of {@code m} positions; a window's texts shift every position's chance to agree by one offset (sd 0.15). */
+    static ExitTrace clustered(long seed, int w, int m) {
+        Random r = new Random(seed);
+        int n = w * m;
+        float[][] score = new float[2][n];
+        boolean[][] agrees = new boolean[2][n];
+        int[] windows = new int[w];
+        for (int i = 0; i < w; i++) {
+            windows[i] = m;
+            double offset = 0.15 * r.nextGaussian();
+            for (int j = 0; j < m; j++) {
+                for (int h = 0; h < 2; h++) {
+                    int p = i * m + j;
+                    score[h][p] = r.nextFloat();
+                    agrees[h][p] = r.nextFloat() < score[h][p] + offset;
+                }
+            }
+        }
+        return new ExitTrace(EXITS, score, score, score, agrees, 16, windows);
     }
 
     @Test
@@ -168,7 +236,7 @@ class ThresholdCalibrationTest {
         ExitTrace a = synthetic(4, 5000);
         ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
         EarlyExitPolicy t = ThresholdCalibration.choose(a, ConfidenceMethod.SATURATION, st, costs(ExitArchitecture.NORM, ConfidenceMethod.SATURATION));
-        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(t), new double[3], 3, 3);
+        ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(t), new double[3], 3, 3, 5000);
         Path file = ThresholdCalibration.save(dir, new ThresholdCalibration.Result(st, t, d, d, 5000, 5000));
         EarlyExitPolicy p = ThresholdCalibration.load(file);
         assertThat(p.confidence()).isEqualTo(ConfidenceMethod.SATURATION);
@@ -203,8 +271,7 @@ class ThresholdCalibrationTest {
             EarlyExitPolicy refined = ThresholdCalibration.refine(a, st, start, c);
             ExitTrace.Decisions before = a.decide(start, c), after = a.decide(refined, c);
             assertThat(after.layersPerToken()).as("%s: cheaper", m).isLessThan(before.layersPerToken() - 0.1);
-            int n = a.positions();
-            assertThat(ThresholdCalibration.lowerBound((int) Math.round(after.agreement() * n), n, 1.645)).as("%s: target kept", m).isGreaterThanOrEqualTo(0.9);
+            assertThat(after.agreementBound(1.645)).as("%s: target kept", m).isGreaterThanOrEqualTo(0.9);
             assertThat(after.agreement()).as("%s: budget spent", m).isLessThan(0.9 + 0.012);
             assertThat(refined.canExit(2)).isFalse();
             EarlyExitPolicy unreachable = ThresholdCalibration.refine(a, new ThresholdCalibration.Settings(1.0, 1.645, 20), start, c);

@@ -34,8 +34,10 @@ final class CalibrateCommand implements Callable<Integer> {
     @Option(names = "--agreement", defaultValue = "0.95", description = "Target teacher-forced agreement with the full model.") double agreement;
     @Option(names = "--confidence", description = "softmax | gate | saturation | cascade (gate, then softmax confirms) (default: gate when the heads have gates, else softmax).") String confidence;
     @Option(names = "--skip-windows", defaultValue = "64", description = "Windows of --data to skip first: those `ee gates` trained on.") long skip;
-    @Option(names = "--windows", defaultValue = "32", description = "Windows per split: the calibration split, then the held-out one.") int windows;
-    @Option(names = "--z", defaultValue = "1.645", description = "One-sided Wilson bound's z on each exit's agreement (0: the plain rate).") double z;
+    @Option(names = "--windows", defaultValue = "128", description = "Windows per split (calibration, held-out), spread evenly over --data after "
+        + "--skip-windows and dealt to the two splits in turn.") int windows;
+    @Option(names = "--z", defaultValue = "1.645", description = "z of the one-sided Wilson bound the calibration split's whole agreement must keep at the target, "
+        + "over its effective positions (windows are the independent draws; 0: the plain rate).") double z;
     @Option(names = "--min-exits", defaultValue = "20", description = "Fewest calibration positions an exit must take to be enabled.") int minExits;
     @Option(names = "--prompts", defaultValue = "8", description = "Held-out windows whose first --prompt-tokens tokens time the decoder.") int prompts;
     @Option(names = "--prompt-tokens", defaultValue = "16", description = "Tokens per prompt for the wall-clock check (--compare).") int promptTokens;
@@ -51,7 +53,8 @@ final class CalibrateCommand implements Callable<Integer> {
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             ConfidenceMethod method = confidence != null ? ConfidenceMethod.parse(confidence) : ee.hasGates() ? ConfidenceMethod.GATE : ConfidenceMethod.SOFTMAX;
-            List<int[]> a = text.windows(tok, skip, windows), b = text.windows(tok, skip + windows, windows);
+            List<List<int[]>> splits = text.spread(tok, skip, windows, 2);
+            List<int[]> a = splits.get(0), b = splits.get(1);
             int[] zeros = new int[windows];
             ExitTrace ta = ExitTrace.of(ee, a, zeros), tb = ExitTrace.of(ee, b, zeros);
             ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, method, new ThresholdCalibration.Settings(agreement, z, minExits));
@@ -113,7 +116,7 @@ final class CalibrateCommand implements Callable<Integer> {
             perfect[i] = new float[agrees[i].length];
             for (int p = 0; p < agrees[i].length; p++) perfect[i][p] = agrees[i][p] ? 0.99f : 0.01f;
         }
-        ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden());
+        ExitTrace oracle = new ExitTrace(tb.layers(), perfect, perfect, perfect, agrees, tb.gateHidden(), tb.windows());
         EarlyExitPolicy perfectGate = ThresholdCalibration.choose(oracle, ConfidenceMethod.GATE, st, ExitTrace.Costs.of(ee, ConfidenceMethod.GATE));
         ExitTrace.Decisions d = oracle.decide(perfectGate, ee);
         sb.append(String.format(Locale.ROOT, "%-11s %8.2f%% %9.3fx %10s %15s", "perfect", 100 * d.agreement(), d.projectedSpeedup(), "-", "-"));

@@ -12,7 +12,7 @@ import java.util.List;
 /**
  * Held-out text for the passes after tuning ({@code ee gates}, {@code ee calibrate}): consecutive windows of
  * --seq-len + 1 tokens of --data. {@code ee gates} reads windows 0 .. --windows - 1 and {@code ee calibrate} by default
- * the ones after those, so gates are never calibrated on the text they were trained on.
+ * windows spread over the ones after those, so gates are never calibrated on the text they were trained on.
  */
 final class HeldOutText {
     @Option(names = "--data", required = true, description = "Held-out text (not the tuning data): text file, .jsonl, directory or .zip.") Path data;
@@ -23,13 +23,36 @@ final class HeldOutText {
 
     /** Windows {@code from} .. from + count - 1, each seqLen + 1 tokens; fails naming --data when there are fewer. */
     List<int[]> windows(Tokenizer tok, long from, int count) {
+        PackedSequences w = packed(tok);
+        needs(w, from + count, "windows " + from + ".." + (from + count - 1));
+        return sequences(w, seqLen, from, count);
+    }
+
+    /**
+     * {@code parts} splits of {@code count} windows each, spread evenly over the windows from {@code from} to the end
+     * of --data and dealt in turn (the k-th chosen window goes to split k mod parts): each split samples the whole
+     * text, so a split calibrated on and a split checked on come from the same text even where it changes along the
+     * file (on TinyStories' validation head, blocks of 128 windows agree 92.0-95.2% under one set of thresholds:
+     * docs/exit-gates.md). Fails naming --data when fewer than parts x count windows follow {@code from}.
+     */
+    List<List<int[]>> spread(Tokenizer tok, long from, int count, int parts) {
+        PackedSequences w = packed(tok);
+        long chosen = (long) count * parts, left = w.size() - from;
+        needs(w, from + chosen, parts + " x " + count + " windows after the first " + from);
+        List<List<int[]>> out = new ArrayList<>();
+        for (int i = 0; i < parts; i++) out.add(new ArrayList<>());
+        for (long k = 0; k < chosen; k++) out.get((int) (k % parts)).addAll(sequences(w, seqLen, from + k * left / chosen, 1));
+        return out;
+    }
+
+    private PackedSequences packed(Tokenizer tok) {
         if (seqLen < 2) throw new IllegalArgumentException("--seq-len must be >= 2, got " + seqLen);
         TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet);
-        PackedSequences w = PackedSequences.of(tokens, seqLen, false);
-        if (from + count > w.size()) {
-            throw new IllegalArgumentException("--data " + data + ": " + w.size() + " windows of " + seqLen + " tokens, but windows " + from + ".." + (from + count - 1) + " are needed");
-        }
-        return sequences(w, seqLen, from, count);
+        return PackedSequences.of(tokens, seqLen, false);
+    }
+
+    private void needs(PackedSequences w, long windows, String what) {
+        if (windows > w.size()) throw new IllegalArgumentException("--data " + data + ": " + w.size() + " windows of " + seqLen + " tokens, but " + what + " are needed");
     }
 
     /** Windows {@code from} .. from + count - 1 of {@code w} as whole sequences of seqLen + 1 tokens (inputs, then the last target). */

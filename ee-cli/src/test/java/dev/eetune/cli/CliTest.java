@@ -157,7 +157,7 @@ class CliTest {
         r = ee("calibrate", "--model", model, "--heads", out.toString(), "--data", valid, "--skip-windows", "4", "--windows", "4", "--seq-len", "32",
             "--agreement", "0.6", "--min-exits", "1", "--prompts", "1", "--max-tokens", "4", "--repeats", "1", "--compare", "--cache-dir", cache);
         assertThat(r[0]).as(r[2]).isEqualTo("0");
-        assertThat(r[1]).contains("confidence gate").contains("held-out").contains("Llama-3-8B").contains("saturation").contains("cascade").contains("enabled:")
+        assertThat(r[1]).contains("confidence gate").contains("held-out").contains("effective").contains("Llama-3-8B").contains("saturation").contains("cascade").contains("enabled:")
             .contains("held-out wall-clock decode speed-up").contains("wall min..max").contains("all methods in one round-robin");
         assertThat(out.resolve("thresholds.json")).exists();
         r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString());
