@@ -38,7 +38,7 @@ final class HeldOutText {
     List<List<int[]>> spread(Tokenizer tok, long from, int count, int parts) {
         PackedSequences w = packed(tok);
         long chosen = (long) count * parts, left = w.size() - from;
-        needs(w, from + chosen, parts + " x " + count + " windows after the first " + from);
+        needs(w, from + chosen, parts + " x " + count + " windows after the first " + from + " (fewer --windows, --skip-windows or a shorter --seq-len fit)");
         List<List<int[]>> out = new ArrayList<>();
         for (int i = 0; i < parts; i++) out.add(new ArrayList<>());
         for (long k = 0; k < chosen; k++) out.get((int) (k % parts)).addAll(sequences(w, seqLen, from + k * left / chosen, 1));

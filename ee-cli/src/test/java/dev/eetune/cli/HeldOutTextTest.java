@@ -42,6 +42,6 @@ class HeldOutTextTest {
         }
         int from = all - 5; // 5 windows left, 6 asked for
         assertThatThrownBy(() -> t.spread(tok, from, 3, 2)).isInstanceOf(IllegalArgumentException.class)
-            .hasMessageContaining("--data " + t.data).hasMessageContaining("2 x 3 windows after the first " + from);
+            .hasMessageContaining("--data " + t.data).hasMessageContaining("2 x 3 windows after the first " + from).hasMessageContaining("fewer --windows");
     }
 }
