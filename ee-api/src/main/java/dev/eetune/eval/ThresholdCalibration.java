@@ -15,12 +15,17 @@ import dev.eetune.infer.ExitScores;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.model.LlamaModel;
 import dev.eetune.model.io.JsonFields;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
@@ -29,7 +34,10 @@ import java.util.Set;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.TreeMap;
+import java.util.TreeSet;
+import java.util.zip.CRC32C;
 
 /**
  * Per-exit thresholds chosen for a target teacher-forced agreement at the least cost (docs/exit-gates.md, "Calibrated
@@ -53,6 +61,7 @@ public final class ThresholdCalibration {
     /** The file beside the heads that holds calibrated thresholds. */
     public static final String FILE_NAME = "thresholds.json";
     private static final ObjectMapper JSON = new ObjectMapper();
+    private static final Logger LOG = LoggerFactory.getLogger(ThresholdCalibration.class);
 
     /** The highest price of a disagreement tried (layers per disagreeing token): in effect "no disagreement". */
     static final double PRICE_MAX = 1e4;
@@ -369,11 +378,19 @@ public final class ThresholdCalibration {
         return tokens / (elapsed / 1e9);
     }
 
-    /** Writes the result as {@link #FILE_NAME} in {@code dir}, atomically. */
-    public static Path save(Path dir, Result r) {
+    /** Where {@link #save} writes the thresholds of the heads in {@code headsFile}: {@link #FILE_NAME} beside it. */
+    public static Path fileFor(Path headsFile) { return headsFile.toAbsolutePath().getParent().resolve(FILE_NAME); }
+
+    /**
+     * Writes the result, calibrated for the heads in {@code headsFile}, as {@link #FILE_NAME} beside that file,
+     * atomically, with the heads file's size and CRC-32C ({@link #saved} refuses the thresholds once the heads change).
+     */
+    public static Path save(Path headsFile, Result r) {
+        HeadsFingerprint heads = HeadsFingerprint.of(headsFile);
         ObjectNode m = JSON.createObjectNode();
         m.put("format", FORMAT).put("version", VERSION).put("confidence", r.method().label()).put("agreement_target", r.settings().target())
             .put("z", r.settings().z()).put("min_exits", r.settings().minExits());
+        m.putObject("heads").put("bytes", heads.bytes()).put("crc32c", heads.crc32c());
         ObjectNode t = m.putObject("thresholds");
         for (Map.Entry<Integer, Float> e : r.thresholds().entrySet()) t.put(Integer.toString(e.getKey()), e.getValue());
         if (r.method() == ConfidenceMethod.CASCADE) {
@@ -382,7 +399,7 @@ public final class ThresholdCalibration {
         }
         m.putObject("calibration").put("positions", r.calibrationPositions()).put("agreement", r.calibration().agreement()).put("layers_per_token", r.calibration().layersPerToken());
         m.putObject("held_out").put("positions", r.heldOutPositions()).put("agreement", r.heldOut().agreement()).put("layers_per_token", r.heldOut().layersPerToken());
-        Path file = dir.resolve(FILE_NAME), tmp = dir.resolve(FILE_NAME + ".tmp");
+        Path file = fileFor(headsFile), tmp = file.resolveSibling(FILE_NAME + ".tmp");
         try {
             Files.writeString(tmp, JSON.writerWithDefaultPrettyPrinter().writeValueAsString(m), StandardCharsets.UTF_8);
             Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
@@ -392,8 +409,43 @@ public final class ThresholdCalibration {
         return file;
     }
 
-    /** Reads a thresholds file written by {@link #save}: the policy it describes, every field checked. */
-    public static EarlyExitPolicy load(Path file) {
+    /**
+     * The thresholds {@code ee calibrate} saved for these heads ({@link #fileFor}), or empty where there are none. Refuses
+     * thresholds calibrated for other heads -- the heads file's size or CRC-32C differ from those recorded when they
+     * were saved (the heads were tuned again, or their gates trained again, since) -- and thresholds for a layer
+     * without an exit: either would silently give a policy no calibration stands behind. A file written before the
+     * heads were recorded (2026-12-05) is used unchecked, with a warning.
+     */
+    public static Optional<EarlyExitPolicy> saved(EarlyExitModel ee, Path headsFile) {
+        Path file = fileFor(headsFile);
+        if (!Files.isRegularFile(file)) return Optional.empty();
+        JsonNode m = readJson(file);
+        JsonNode recorded = m.get("heads");
+        if (recorded == null) {
+            LOG.warn("{} does not record the heads it was calibrated for (written by an older `ee calibrate`): not checked against {}", file, headsFile);
+        } else {
+            JsonFields h = new JsonFields(file + ": heads", recorded);
+            HeadsFingerprint then = new HeadsFingerprint(h.requiredLong("bytes"), h.requiredText("crc32c")), now = HeadsFingerprint.of(headsFile);
+            if (!then.equals(now)) {
+                throw new IllegalArgumentException(file + ": calibrated for heads of " + then + ", but " + headsFile + " now holds " + now
+                    + ": the heads changed since (`ee tune` or `ee gates` wrote them again); run `ee calibrate --heads " + headsFile + "` again, or give --threshold");
+            }
+        }
+        EarlyExitPolicy p = policy(file, m);
+        Set<Integer> exits = new TreeSet<>();
+        for (ExitHead head : ee.heads()) exits.add(head.layer());
+        for (Map<Integer, Float> t : List.of(p.thresholds(), p.confirm())) {
+            for (int layer : t.keySet()) {
+                if (!exits.contains(layer)) throw new IllegalArgumentException(file + ": a threshold for layer " + layer + ", but the heads in " + headsFile + " exit after layers " + exits);
+            }
+        }
+        return Optional.of(p);
+    }
+
+    /** Reads a thresholds file written by {@link #save}: the policy it describes, every field checked (not whose heads: {@link #saved}). */
+    public static EarlyExitPolicy load(Path file) { return policy(file, readJson(file)); }
+
+    private static JsonNode readJson(Path file) {
         JsonNode m;
         try {
             m = JSON.readTree(Files.readString(file, StandardCharsets.UTF_8));
@@ -401,6 +453,10 @@ public final class ThresholdCalibration {
             throw new IllegalArgumentException(file + ": not readable JSON: " + e.getMessage(), e);
         }
         if (m == null || !m.isObject()) throw new IllegalArgumentException(file + ": not a JSON object");
+        return m;
+    }
+
+    private static EarlyExitPolicy policy(Path file, JsonNode m) {
         JsonFields f = new JsonFields(file.toString(), m);
         String format = f.requiredText("format");
         if (!format.equals(FORMAT)) throw new IllegalArgumentException(file + ": format '" + format + "', expected '" + FORMAT + "'");
@@ -424,6 +480,28 @@ public final class ThresholdCalibration {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(file + ": " + e.getMessage(), e);
         }
+    }
+
+    /** What a thresholds file records of the heads file it was calibrated for: any rewrite of the heads changes it. */
+    record HeadsFingerprint(long bytes, String crc32c) {
+        static HeadsFingerprint of(Path file) {
+            CRC32C crc = new CRC32C();
+            long bytes = 0;
+            try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+                ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20);
+                for (int n; (n = ch.read(buf)) >= 0; buf.clear()) {
+                    buf.flip();
+                    crc.update(buf);
+                    bytes += n;
+                }
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot read " + file + ": " + e.getMessage(), e);
+            }
+            return new HeadsFingerprint(bytes, String.format(Locale.ROOT, "%08x", crc.getValue()));
+        }
+
+        @Override
+        public String toString() { return String.format(Locale.ROOT, "%,d bytes with CRC-32C %s", bytes, crc32c); }
     }
 
     /** A JSON object of exit layer number -> threshold (>= 0, finite), each bad entry named. */

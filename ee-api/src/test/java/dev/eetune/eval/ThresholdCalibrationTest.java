@@ -237,7 +237,8 @@ class ThresholdCalibrationTest {
         ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.9, 1.645, 20);
         EarlyExitPolicy t = ThresholdCalibration.choose(a, ConfidenceMethod.SATURATION, st, costs(ExitArchitecture.NORM, ConfidenceMethod.SATURATION));
         ExitTrace.Decisions d = new ExitTrace.Decisions(a.agreement(t), new double[3], 3, 3, 5000);
-        Path file = ThresholdCalibration.save(dir, new ThresholdCalibration.Result(st, t, d, d, 5000, 5000));
+        Path heads = Files.writeString(dir.resolve("heads.safetensors"), "the heads");
+        Path file = ThresholdCalibration.save(heads, new ThresholdCalibration.Result(st, t, d, d, 5000, 5000));
         EarlyExitPolicy p = ThresholdCalibration.load(file);
         assertThat(p.confidence()).isEqualTo(ConfidenceMethod.SATURATION);
         assertThat(p.thresholds()).isEqualTo(t.thresholds());
@@ -251,7 +252,7 @@ class ThresholdCalibrationTest {
         Files.writeString(file, "[1,2");
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString());
         EarlyExitPolicy c = new EarlyExitPolicy(Map.of(1, 0.6f, 2, 1f), false, ConfidenceMethod.CASCADE, Map.of(1, 0.75f));
-        ThresholdCalibration.save(dir, new ThresholdCalibration.Result(st, c, d, d, 5000, 5000));
+        ThresholdCalibration.save(heads, new ThresholdCalibration.Result(st, c, d, d, 5000, 5000));
         assertThat(ThresholdCalibration.load(file)).isEqualTo(c);
         Files.writeString(file, Files.readString(file).replace("confirm_thresholds", "confirm"));
         assertThatThrownBy(() -> ThresholdCalibration.load(file)).hasMessageContaining(file.toString()).hasMessageContaining("confirm_thresholds");

@@ -67,7 +67,7 @@ final class CalibrateCommand implements Callable<Integer> {
             for (int i = 0; i < Math.min(prompts, b.size()); i++) timing.add(Arrays.copyOf(b.get(i), Math.min(promptTokens, b.get(i).length)));
             if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing, r);
             else printWallClock(ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats), timing.size());
-            Path saved = ThresholdCalibration.save(file.toAbsolutePath().getParent(), r);
+            Path saved = ThresholdCalibration.save(file, r);
             System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");
         }
         return 0;

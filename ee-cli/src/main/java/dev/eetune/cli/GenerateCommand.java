@@ -23,10 +23,10 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.stream.Collectors;
 import java.util.List;
-import java.nio.file.Files;
 import dev.eetune.eval.ThresholdCalibration;
 import dev.eetune.infer.ConfidenceMethod;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.concurrent.Callable;
 
 /** {@code ee generate}: prints prompt + continuation to stdout (streamed for one prompt), timing to stderr. */
@@ -145,6 +145,9 @@ final class GenerateCommand implements Callable<Integer> {
             GenerationConfig cfg = new GenerationConfig(budget, temperature, temperature == 0 ? 1f : topP, seed, tok.stopTokens());
             boolean stream = ids.size() == 1;
             try (EarlyExitModel ee = heads == null ? null : EarlyExitModel.load(model, EvalCommand.headsFile(heads))) {
+                int[] layers = activeExits != null ? activeExits.stream().mapToInt(Integer::intValue).toArray()
+                    : ee == null ? new int[0] : ee.heads().stream().mapToInt(h -> h.layer()).toArray();
+                EarlyExitPolicy policy = speculative || ee == null ? EarlyExitPolicy.none() : policy(ee, layers); // before any output: a bad file is refused first
                 int[] prev = new int[ids.size()];
                 for (int i = 0; i < ids.size(); i++) prev[i] = ids.get(i)[ids.get(i).length - 1];
                 if (stream) out.print(tok.decode(ids.get(0)));
@@ -169,9 +172,6 @@ final class GenerateCommand implements Callable<Integer> {
                         stats = "self-speculative, drafting with exit " + e + ": " + d.lastStats();
                     }
                 } else {
-                    int[] layers = activeExits != null ? activeExits.stream().mapToInt(Integer::intValue).toArray()
-                        : ee == null ? new int[0] : ee.heads().stream().mapToInt(h -> h.layer()).toArray();
-                    EarlyExitPolicy policy = ee == null ? EarlyExitPolicy.none() : policy(layers);
                     try (EarlyExitGenerator g = new EarlyExitGenerator(model, ee, policy, ids.size(), maxLen)) {
                         results = g.generate(ids, cfg, listener);
                         stats = (ee == null ? "" : "early exit, " + policy.confidence().label() + " confidence, thresholds " + policy.thresholds() + ": ") + g.lastStats();
@@ -193,11 +193,12 @@ final class GenerateCommand implements Callable<Integer> {
      * --threshold (default 0.8) at each of {@code layers} with --confidence (default softmax); without --threshold, the
      * calibrated thresholds beside the heads when there are any (restricted to --exits when given).
      */
-    private EarlyExitPolicy policy(int[] layers) {
-        Path calibrated = EvalCommand.headsFile(heads).toAbsolutePath().getParent().resolve(ThresholdCalibration.FILE_NAME);
+    private EarlyExitPolicy policy(EarlyExitModel ee, int[] layers) {
+        Path headsFile = EvalCommand.headsFile(heads), calibrated = ThresholdCalibration.fileFor(headsFile);
         ConfidenceMethod method = confidence == null ? null : ConfidenceMethod.parse(confidence);
-        if (threshold == null && Files.isRegularFile(calibrated)) {
-            EarlyExitPolicy p = ThresholdCalibration.load(calibrated);
+        Optional<EarlyExitPolicy> saved = threshold == null ? ThresholdCalibration.saved(ee, headsFile) : Optional.empty();
+        if (saved.isPresent()) {
+            EarlyExitPolicy p = saved.get();
             if (method != null && method != p.confidence()) {
                 throw new IllegalArgumentException("--confidence " + method.label() + ", but " + calibrated + " holds thresholds for " + p.confidence().label() + " confidence: give --threshold too");
             }

@@ -77,10 +77,10 @@ final class SweepCommand implements Callable<Integer> {
     }
 
     /** The thresholds `ee calibrate` saved beside the heads; a clear error when there are none. */
-    private EarlyExitPolicy calibratedPolicy() {
-        Path file = EvalCommand.headsFile(heads).toAbsolutePath().getParent().resolve(ThresholdCalibration.FILE_NAME);
-        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("--calibrated: no " + file + ": run `ee calibrate --heads " + heads + "` first");
-        return ThresholdCalibration.load(file);
+    private EarlyExitPolicy calibratedPolicy(EarlyExitModel ee) {
+        Path headsFile = EvalCommand.headsFile(heads);
+        return ThresholdCalibration.saved(ee, headsFile).orElseThrow(() -> new IllegalArgumentException(
+            "--calibrated: no " + ThresholdCalibration.fileFor(headsFile) + ": run `ee calibrate --heads " + heads + "` first"));
     }
 
     /** Runs the sweep with progress. */
@@ -95,6 +95,8 @@ final class SweepCommand implements Callable<Integer> {
         if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
+            List<ConfidenceMethod> methods = confidence.stream().map(ConfidenceMethod::parse).distinct().toList();
+            EarlyExitPolicy calibratedPolicy = calibrated ? calibratedPolicy(ee) : null;
             List<int[]> prompts = new ArrayList<>();
             if (source.prompts != null) {
                 for (String line : Files.readAllLines(source.prompts, StandardCharsets.UTF_8)) if (!line.isBlank()) prompts.add(tok.encode(line.strip()));
@@ -107,7 +109,7 @@ final class SweepCommand implements Callable<Integer> {
             System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " timed rounds");
             ThresholdSweep.Result r = sweep(ee, prompts, new ThresholdSweep.Settings(taus, maxTokens, batch, repeats,
                 draftExits == null ? new int[0] : draftExits.stream().mapToInt(Integer::intValue).toArray(), draftLens.stream().mapToInt(Integer::intValue).toArray(), warmupRounds,
-                confidence.stream().map(ConfidenceMethod::parse).distinct().toList(), calibrated ? calibratedPolicy() : null), quiet);
+                methods, calibratedPolicy), quiet);
             System.out.println(r.toTable());
             if (csv != null) Files.writeString(csv, r.toCsv());
             if (json != null) Files.writeString(json, r.toJson());

@@ -189,6 +189,19 @@ class CliTest {
         assertThat(calibrated.get("mode").asText()).isEqualTo("calibrated");
         assertThat(calibrated.get("confidence").asText()).isEqualTo("cascade");
         assertThat(calibrated.get("threshold").isNull()).isTrue();
+        // gates trained again: the thresholds beside the heads were calibrated for the old ones and are refused, before any output
+        r = ee("gates", "--model", model, "--heads", out.toString(), "--data", valid, "--windows", "4", "--seq-len", "32", "--epochs", "3", "--cache-dir", cache);
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString());
+        assertThat(r[0]).as("stale thresholds").isNotEqualTo("0");
+        assertThat(r[1]).as("nothing generated").isEmpty();
+        assertThat(r[2]).contains("thresholds.json").contains("the heads changed").contains("ee calibrate");
+        r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", valid, "--prompt-count", "1", "--max-tokens", "4", "--repeats", "1",
+            "--thresholds", "1.0", "--calibrated", "--cache-dir", cache);
+        assertThat(r[0]).as("stale thresholds").isNotEqualTo("0");
+        assertThat(r[2]).contains("the heads changed");
+        r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString(), "--threshold", "0.9", "--confidence", "gate");
+        assertThat(r[0]).as(r[2]).isEqualTo("0");
     }
 
     @Test

@@ -6,6 +6,9 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.eetune.backend.Backend;
 import dev.eetune.backend.Backends;
+import dev.eetune.eval.ExitTrace;
+import dev.eetune.eval.ThresholdCalibration;
+import dev.eetune.infer.ConfidenceMethod;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.GenerationConfig;
@@ -63,6 +66,42 @@ class HeadFileTest {
     private void refused(Path file, String... parts) {
         var t = assertThatThrownBy(() -> EarlyExitModel.load(model, file)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining(file.toString());
         for (String p : parts) t.hasMessageContaining(p);
+    }
+
+    /**
+     * The thresholds `ee calibrate` saves beside the heads hold only for those heads: once the heads file is written
+     * again (tuned again, new gates) they are refused, naming both files, as are thresholds for a layer without an exit;
+     * a thresholds file from before the heads were recorded still loads.
+     */
+    @Test
+    void savedThresholdsAreRefusedOnceTheHeadsChange() throws IOException {
+        Path file = dir.resolve("heads.safetensors");
+        ThresholdCalibration.Settings st = new ThresholdCalibration.Settings(0.95, 1.645, 20);
+        ExitTrace.Decisions d = new ExitTrace.Decisions(0.96, new double[3], 2.5, 3, 5000);
+        EarlyExitPolicy policy = new EarlyExitPolicy(Map.of(1, 0.7f, 2, 1f), false, ConfidenceMethod.GATE, Map.of());
+        try (EarlyExitModel ee = EarlyExitModel.attach(model, List.of(new ExitSpec(1, ExitArchitecture.MLP, ExitInit.RANDOM), new ExitSpec(2, ExitArchitecture.NORM, ExitInit.COPY)), 3)) {
+            ee.attachGates(4, 5);
+            ee.save(file, DType.F32);
+            assertThat(ThresholdCalibration.saved(ee, file)).as("nothing calibrated yet").isEmpty();
+            Path saved = ThresholdCalibration.save(file, new ThresholdCalibration.Result(st, policy, d, d, 5000, 5000));
+            assertThat(saved).isEqualTo(ThresholdCalibration.fileFor(file));
+            assertThat(ThresholdCalibration.saved(ee, file)).contains(policy);
+
+            ee.attachGates(4, 6); // gates trained again: the same shapes, other values
+            ee.save(file, DType.F32);
+            assertThatThrownBy(() -> ThresholdCalibration.saved(ee, file)).hasMessageContaining(saved.toString()).hasMessageContaining(file.toString())
+                .hasMessageContaining("CRC-32C").hasMessageContaining("ee calibrate");
+            assertThat(ThresholdCalibration.load(saved)).as("the policy alone still reads").isEqualTo(policy);
+
+            ThresholdCalibration.save(file, new ThresholdCalibration.Result(st, new EarlyExitPolicy(Map.of(1, 0.7f, 3, 0.9f), false, ConfidenceMethod.GATE, Map.of()), d, d, 5000, 5000));
+            assertThatThrownBy(() -> ThresholdCalibration.saved(ee, file)).hasMessageContaining("layer 3").hasMessageContaining("[1, 2]");
+
+            ThresholdCalibration.save(file, new ThresholdCalibration.Result(st, policy, d, d, 5000, 5000));
+            ObjectNode old = (ObjectNode) JSON.readTree(saved.toFile());
+            old.remove("heads");
+            Files.writeString(saved, old.toString());
+            assertThat(ThresholdCalibration.saved(ee, file)).as("written before the heads were recorded").contains(policy);
+        }
     }
 
     @Test

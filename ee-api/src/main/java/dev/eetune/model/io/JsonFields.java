@@ -14,6 +14,12 @@ public record JsonFields(String where, JsonNode node) {
         return v == null ? fallback : intValue(name, v);
     }
 
+    public long requiredLong(String name) {
+        JsonNode v = required(name);
+        if (!v.isIntegralNumber() || !v.canConvertToLong()) throw new IllegalArgumentException(where + ": field '" + name + "' must be an integer, got " + v);
+        return v.asLong();
+    }
+
     public float requiredFloat(String name) { return floatValue(name, required(name)); }
 
     public float optionalFloat(String name, float fallback) {
