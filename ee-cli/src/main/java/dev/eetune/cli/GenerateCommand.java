@@ -3,6 +3,7 @@ package dev.eetune.cli;
 import dev.eetune.infer.GenerationConfig;
 import dev.eetune.infer.GenerationResult;
 import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.infer.Decoder;
 import dev.eetune.infer.EarlyExitGenerator;
 import dev.eetune.infer.EarlyExitPolicy;
 import dev.eetune.infer.SelfSpeculativeDecoder;
@@ -147,41 +148,36 @@ final class GenerateCommand implements Callable<Integer> {
             try (EarlyExitModel ee = heads == null ? null : EarlyExitModel.load(model, EvalCommand.headsFile(heads))) {
                 int[] layers = activeExits != null ? activeExits.stream().mapToInt(Integer::intValue).toArray()
                     : ee == null ? new int[0] : ee.heads().stream().mapToInt(h -> h.layer()).toArray();
-                EarlyExitPolicy policy = speculative || ee == null ? EarlyExitPolicy.none() : policy(ee, layers); // before any output: a bad file is refused first
-                int[] prev = new int[ids.size()];
-                for (int i = 0; i < ids.size(); i++) prev[i] = ids.get(i)[ids.get(i).length - 1];
-                if (stream) out.print(tok.decode(ids.get(0)));
-                TokenListener listener = stream ? (s, t) -> {
-                    if (!tok.stopTokens().contains(t)) out.print(tok.decodeToken(prev[s], t));
-                    prev[s] = t;
-                    long now = System.nanoTime();
-                    if (now - flushed[0] > 20_000_000L) {
-                        out.flush();
-                        flushed[0] = now;
-                    }
-                } : null;
-                FirstTokens first = timing ? new FirstTokens(listener) : null;
-                if (first != null) listener = first;
-                long callStart = System.nanoTime();
-                List<GenerationResult> results;
-                String stats;
-                if (speculative) {
-                    int e = draftExit != null ? draftExit : ee.heads().get(0).layer();
-                    try (SelfSpeculativeDecoder d = new SelfSpeculativeDecoder(ee, e, draftLen, adaptive, 0f, ids.size(), maxLen)) {
-                        results = d.generate(ids, cfg, listener);
-                        stats = "self-speculative, drafting with exit " + e + ": " + d.lastStats();
-                    }
-                } else {
-                    try (EarlyExitGenerator g = new EarlyExitGenerator(model, ee, policy, ids.size(), maxLen)) {
-                        results = g.generate(ids, cfg, listener);
-                        stats = (ee == null ? "" : "early exit, " + policy.confidence().label() + " confidence, thresholds " + policy.thresholds() + ": ") + g.lastStats();
-                    }
+                EarlyExitPolicy policy = speculative || ee == null ? EarlyExitPolicy.none() : policy(ee, layers);
+                int drafter = speculative ? (draftExit != null ? draftExit : ee.heads().get(0).layer()) : 0;
+                // the decoder before any output: what it refuses (a stale thresholds file, gates missing) is said first
+                try (Decoder decoder = speculative ? new SelfSpeculativeDecoder(ee, drafter, draftLen, adaptive, 0f, ids.size(), maxLen)
+                    : new EarlyExitGenerator(model, ee, policy, ids.size(), maxLen)) {
+                    int[] prev = new int[ids.size()];
+                    for (int i = 0; i < ids.size(); i++) prev[i] = ids.get(i)[ids.get(i).length - 1];
+                    if (stream) out.print(tok.decode(ids.get(0)));
+                    TokenListener listener = stream ? (s, t) -> {
+                        if (!tok.stopTokens().contains(t)) out.print(tok.decodeToken(prev[s], t));
+                        prev[s] = t;
+                        long now = System.nanoTime();
+                        if (now - flushed[0] > 20_000_000L) {
+                            out.flush();
+                            flushed[0] = now;
+                        }
+                    } : null;
+                    FirstTokens first = timing ? new FirstTokens(listener) : null;
+                    if (first != null) listener = first;
+                    long callStart = System.nanoTime();
+                    List<GenerationResult> results = decoder.generate(ids, cfg, listener);
+                    String stats = decoder instanceof SelfSpeculativeDecoder d ? "self-speculative, drafting with exit " + drafter + ": " + d.lastStats()
+                        : (ee == null ? "" : "early exit, " + policy.confidence().label() + " confidence, thresholds " + policy.thresholds() + ": ")
+                            + ((EarlyExitGenerator) decoder).lastStats();
+                    if (stream) out.println();
+                    else for (GenerationResult r : results) out.println(tok.decode(r.tokens()));
+                    out.flush();
+                    System.err.println(model + "\n" + stats);
+                    if (first != null) System.err.println(first.summary(callStart));
                 }
-                if (stream) out.println();
-                else for (GenerationResult r : results) out.println(tok.decode(r.tokens()));
-                out.flush();
-                System.err.println(model + "\n" + stats);
-                if (first != null) System.err.println(first.summary(callStart));
             }
         } finally {
             out.flush(); // what was generated before a failure
