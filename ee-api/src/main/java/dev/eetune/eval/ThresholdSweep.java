@@ -161,8 +161,8 @@ public final class ThresholdSweep {
         public Settings {
             confidence = List.copyOf(confidence);
             if (confidence.isEmpty()) throw new IllegalArgumentException("at least one confidence method");
-            if (newTokens < 1 || batch < 1 || repeats < 1) throw new IllegalArgumentException("newTokens, batch and repeats must be >= 1");
-            if (maxWarmupRounds < MIN_WARMUP_ROUNDS) throw new IllegalArgumentException("maxWarmupRounds must be >= " + MIN_WARMUP_ROUNDS);
+            if (newTokens < 1 || batch < 1 || repeats < 1) throw new IllegalArgumentException("newTokens, batch and repeats must be >= 1, got " + newTokens + ", " + batch + ", " + repeats);
+            if (maxWarmupRounds < MIN_WARMUP_ROUNDS) throw new IllegalArgumentException("maxWarmupRounds (--max-warmup-rounds) must be >= " + MIN_WARMUP_ROUNDS + ", got " + maxWarmupRounds);
         }
 
         public Settings(float[] thresholds, int newTokens, int batch, int repeats, int[] draftExits, int[] draftLengths) {
