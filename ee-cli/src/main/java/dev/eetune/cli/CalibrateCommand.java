@@ -48,7 +48,13 @@ final class CalibrateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (windows < 1) throw new IllegalArgumentException("--windows must be >= 1, got " + windows);
+        OptionChecks.atLeast("--windows", windows, 1);
+        OptionChecks.atLeast("--min-exits", minExits, 1);
+        OptionChecks.atLeast("--prompts", prompts, 1);
+        OptionChecks.atLeast("--prompt-tokens", promptTokens, 1);
+        OptionChecks.atLeast("--max-tokens", maxTokens, 1);
+        OptionChecks.atLeast("--repeats", repeats, 1);
+        ThresholdCalibration.Settings settings = new ThresholdCalibration.Settings(agreement, z, minExits); // --agreement and --z too, before any work
         Path file = EvalCommand.headsFile(heads);
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
@@ -57,7 +63,7 @@ final class CalibrateCommand implements Callable<Integer> {
             List<int[]> a = splits.get(0), b = splits.get(1);
             int[] zeros = new int[windows];
             ExitTrace ta = ExitTrace.of(ee, a, zeros), tb = ExitTrace.of(ee, b, zeros);
-            ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, method, new ThresholdCalibration.Settings(agreement, z, minExits));
+            ThresholdCalibration.Result r = ThresholdCalibration.calibrate(ee, ta, tb, method, settings);
             int[] layers = ee.heads().stream().mapToInt(ExitHead::layer).toArray();
             System.out.print(r.toTable(layers));
             int n = backbone.config().nLayers();
@@ -65,7 +71,7 @@ final class CalibrateCommand implements Callable<Integer> {
                 r.calibration().projectedSpeedup(), r.heldOut().projectedSpeedup());
             List<int[]> timing = new ArrayList<>();
             for (int i = 0; i < Math.min(prompts, b.size()); i++) timing.add(Arrays.copyOf(b.get(i), Math.min(promptTokens, b.get(i).length)));
-            if (compare) compare(ee, ta, tb, new ThresholdCalibration.Settings(agreement, z, minExits), timing, r);
+            if (compare) compare(ee, ta, tb, settings, timing, r);
             else printWallClock(ThresholdCalibration.wallClockSpeedup(ee, timing, r.policy(), maxTokens, repeats), timing.size());
             Path saved = ThresholdCalibration.save(file, r);
             System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");

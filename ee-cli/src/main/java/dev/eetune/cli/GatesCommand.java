@@ -30,7 +30,7 @@ final class GatesCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (windows < 1) throw new IllegalArgumentException("--windows must be >= 1, got " + windows);
+        OptionChecks.atLeast("--windows", windows, 1);
         Path file = EvalCommand.headsFile(heads);
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());

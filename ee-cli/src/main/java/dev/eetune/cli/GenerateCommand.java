@@ -130,6 +130,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if ((speculative || activeExits != null) && heads == null) throw Main.usage(spec, "--speculative and --active-exits need --heads");
+        OptionChecks.atLeast("--max-tokens", maxTokens, 1);
         // System.out behind a buffer, flushed at most every 20 ms while tokens stream and at the end: System.out flushes
         // (a system call) on every write, at stories260K's 150 us a token
         PrintStream out = new PrintStream(new BufferedOutputStream(System.out, 1 << 13), false, StandardCharsets.UTF_8);

@@ -46,7 +46,7 @@ final class HeldOutText {
     }
 
     private PackedSequences packed(Tokenizer tok) {
-        if (seqLen < 2) throw new IllegalArgumentException("--seq-len must be >= 2, got " + seqLen);
+        OptionChecks.atLeast("--seq-len", seqLen, 2);
         TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet);
         return PackedSequences.of(tokens, seqLen, false);
     }

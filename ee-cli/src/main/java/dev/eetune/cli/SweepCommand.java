@@ -93,9 +93,11 @@ final class SweepCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         // the options first, by their names: loading and tokenizing come before the sweep's own checks
-        for (Object[] o : new Object[][] {{"--prompt-count", promptCount}, {"--prompt-tokens", promptTokens}, {"--max-tokens", maxTokens}, {"--batch", batch}, {"--repeats", repeats}}) {
-            if ((int) o[1] < 1) throw new IllegalArgumentException(o[0] + " must be >= 1, got " + o[1]);
-        }
+        OptionChecks.atLeast("--prompt-count", promptCount, 1);
+        OptionChecks.atLeast("--prompt-tokens", promptTokens, 1);
+        OptionChecks.atLeast("--max-tokens", maxTokens, 1);
+        OptionChecks.atLeast("--batch", batch, 1);
+        OptionChecks.atLeast("--repeats", repeats, 1);
         for (float t : thresholds) if (!(t >= 0) || Float.isInfinite(t)) throw new IllegalArgumentException("--thresholds: each must be >= 0 and finite, got " + t);
         if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {

@@ -115,6 +115,13 @@ class CliTest {
             assertThat(r[0]).isEqualTo("1");
             assertThat(r[2]).contains(bad[2]).doesNotContain("\tat ");
         }
+        for (String[] bad : new String[][] {{"--prompts", "0"}, {"--max-tokens", "0"}, {"--repeats", "0"}, {"--prompt-tokens", "0"}, {"--min-exits", "0"}}) {
+            r = ee("calibrate", "--model", junk.toString(), "--heads", tmp.resolve("none").toString(), "--data", junk.toString(), bad[0], bad[1]);
+            assertThat(r[0]).isEqualTo("1");
+            assertThat(r[2]).contains(bad[0] + " must be >= 1, got 0").doesNotContain("\tat ");
+        }
+        r = ee("generate", "--model", junk.toString(), "--prompt", "x", "--max-tokens", "-1");
+        assertThat(r[2]).contains("--max-tokens must be >= 1, got -1");
     }
 
     @Test

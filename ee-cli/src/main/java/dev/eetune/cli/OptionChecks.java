@@ -1,0 +1,11 @@
+package dev.eetune.cli;
+
+/** Checks of option values by the options' names, made before a command loads or computes anything. */
+final class OptionChecks {
+    private OptionChecks() {}
+
+    /** Fails naming {@code option} unless {@code value >= min}. */
+    static void atLeast(String option, long value, long min) {
+        if (value < min) throw new IllegalArgumentException(option + " must be >= " + min + ", got " + value);
+    }
+}
