@@ -49,6 +49,7 @@ final class CalibrateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         OptionChecks.atLeast("--windows", windows, 1);
+        OptionChecks.atLeast("--skip-windows", skip, 0);
         OptionChecks.atLeast("--min-exits", minExits, 1);
         OptionChecks.atLeast("--prompts", prompts, 1);
         OptionChecks.atLeast("--prompt-tokens", promptTokens, 1);
@@ -59,7 +60,7 @@ final class CalibrateCommand implements Callable<Integer> {
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             ConfidenceMethod method = confidence != null ? ConfidenceMethod.parse(confidence) : ee.hasGates() ? ConfidenceMethod.GATE : ConfidenceMethod.SOFTMAX;
-            List<List<int[]>> splits = text.spread(tok, skip, windows, 2);
+            List<List<int[]>> splits = text.spread(tok, backbone.config().maxSeqLen(), skip, windows, 2);
             List<int[]> a = splits.get(0), b = splits.get(1);
             int[] zeros = new int[windows];
             ExitTrace ta = ExitTrace.of(ee, a, zeros), tb = ExitTrace.of(ee, b, zeros);

@@ -34,7 +34,7 @@ final class GatesCommand implements Callable<Integer> {
         Path file = EvalCommand.headsFile(heads);
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
-            List<int[]> seqs = text.windows(tok, 0, windows);
+            List<int[]> seqs = text.windows(tok, backbone.config().maxSeqLen(), 0, windows);
             GateTrainer.Report r = GateTrainer.train(ee, seqs, new GateTrainer.Settings(hidden, epochs, 256, lr, weightDecay, seed));
             ee.save(file, DType.F32);
             System.out.println(r.toTable());

@@ -21,9 +21,12 @@ final class HeldOutText {
     @Option(names = "--seq-len", defaultValue = "256", description = "Tokens of context per window.") int seqLen;
     @Option(names = "--quiet", description = "No progress display.") boolean quiet;
 
-    /** Windows {@code from} .. from + count - 1, each seqLen + 1 tokens; fails naming --data when there are fewer. */
-    List<int[]> windows(Tokenizer tok, long from, int count) {
-        PackedSequences w = packed(tok);
+    /**
+     * Windows {@code from} .. from + count - 1, each seqLen + 1 tokens; fails naming --data when there are fewer, and
+     * --seq-len where it exceeds the model's {@code context}.
+     */
+    List<int[]> windows(Tokenizer tok, int context, long from, int count) {
+        PackedSequences w = packed(tok, context);
         needs(w, from + count, "windows " + from + ".." + (from + count - 1));
         return sequences(w, seqLen, from, count);
     }
@@ -33,10 +36,11 @@ final class HeldOutText {
      * of --data and dealt in turn (the k-th chosen window goes to split k mod parts): each split samples the whole
      * text, so a split calibrated on and a split checked on come from the same text even where it changes along the
      * file (on TinyStories' validation head, blocks of 128 windows agree 92.0-95.2% under one set of thresholds:
-     * docs/exit-gates.md). Fails naming --data when fewer than parts x count windows follow {@code from}.
+     * docs/exit-gates.md). Fails naming --data when fewer than parts x count windows follow {@code from}, and --seq-len
+     * where it exceeds the model's {@code context}.
      */
-    List<List<int[]>> spread(Tokenizer tok, long from, int count, int parts) {
-        PackedSequences w = packed(tok);
+    List<List<int[]>> spread(Tokenizer tok, int context, long from, int count, int parts) {
+        PackedSequences w = packed(tok, context);
         long chosen = (long) count * parts, left = w.size() - from;
         needs(w, from + chosen, parts + " x " + count + " windows after the first " + from + " (fewer --windows, --skip-windows or a shorter --seq-len fit)");
         List<List<int[]>> out = new ArrayList<>();
@@ -45,8 +49,9 @@ final class HeldOutText {
         return out;
     }
 
-    private PackedSequences packed(Tokenizer tok) {
+    private PackedSequences packed(Tokenizer tok, int context) {
         OptionChecks.atLeast("--seq-len", seqLen, 2);
+        if (seqLen > context) throw new IllegalArgumentException("--seq-len " + seqLen + " exceeds the model's context of " + context + " tokens");
         TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet);
         return PackedSequences.of(tokens, seqLen, false);
     }

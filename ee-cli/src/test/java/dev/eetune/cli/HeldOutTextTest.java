@@ -26,22 +26,24 @@ class HeldOutTextTest {
         int all = 0;
         while (true) { // the windows the text holds
             try {
-                t.windows(tok, all, 1);
+                t.windows(tok, 512, all, 1);
                 all++;
             } catch (IllegalArgumentException e) {
                 break;
             }
         }
         assertThat(all).isGreaterThan(40);
-        List<List<int[]>> splits = t.spread(tok, 4, 5, 2);
+        List<List<int[]>> splits = t.spread(tok, 512, 4, 5, 2);
         assertThat(splits).hasSize(2).allSatisfy(s -> assertThat(s).hasSize(5));
         long left = all - 4;
         for (int k = 0; k < 10; k++) { // the k-th chosen window: 4 + k x left / 10, to split k mod 2
-            int[] want = t.windows(tok, 4 + k * left / 10, 1).get(0);
+            int[] want = t.windows(tok, 512, 4 + k * left / 10, 1).get(0);
             assertThat(splits.get(k % 2).get(k / 2)).as("chosen window %d", k).containsExactly(want);
         }
         int from = all - 5; // 5 windows left, 6 asked for
-        assertThatThrownBy(() -> t.spread(tok, from, 3, 2)).isInstanceOf(IllegalArgumentException.class)
+        assertThatThrownBy(() -> t.spread(tok, 512, from, 3, 2)).isInstanceOf(IllegalArgumentException.class)
             .hasMessageContaining("--data " + t.data).hasMessageContaining("2 x 3 windows after the first " + from).hasMessageContaining("fewer --windows");
+        assertThatThrownBy(() -> t.windows(tok, 15, 0, 1)).as("windows longer than the model's context")
+            .hasMessageContaining("--seq-len 16 exceeds the model's context of 15");
     }
 }
