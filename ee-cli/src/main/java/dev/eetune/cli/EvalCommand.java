@@ -49,7 +49,11 @@ final class EvalCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        OptionChecks.atLeast("--seq-len", seqLen, 2);
+        OptionChecks.atLeast("--batch", batch, 1);
+        OptionChecks.atLeast("--batches", batches, 1);
         try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, headsFile(heads))) {
+            OptionChecks.withinContext("--seq-len", seqLen, backbone.config().maxSeqLen());
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             PackedSequences windows = PackedSequences.of(DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet), seqLen, true);
             ExitEvaluator.Report r = evaluate(ee, new BatchLoader(windows, batch, 0), batches, "evaluating", quiet);

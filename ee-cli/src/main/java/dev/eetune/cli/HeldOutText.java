@@ -51,7 +51,7 @@ final class HeldOutText {
 
     private PackedSequences packed(Tokenizer tok, int context) {
         OptionChecks.atLeast("--seq-len", seqLen, 2);
-        if (seqLen > context) throw new IllegalArgumentException("--seq-len " + seqLen + " exceeds the model's context of " + context + " tokens");
+        OptionChecks.withinContext("--seq-len", seqLen, context);
         TokenFile tokens = DataOptions.tokens(data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet);
         return PackedSequences.of(tokens, seqLen, false);
     }

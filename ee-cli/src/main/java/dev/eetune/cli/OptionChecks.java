@@ -8,4 +8,9 @@ final class OptionChecks {
     static void atLeast(String option, long value, long min) {
         if (value < min) throw new IllegalArgumentException(option + " must be >= " + min + ", got " + value);
     }
+
+    /** Fails naming {@code option} where {@code tokens} would not fit the model's {@code context}. */
+    static void withinContext(String option, long tokens, int context) {
+        if (tokens > context) throw new IllegalArgumentException(option + " " + tokens + " exceeds the model's context of " + context + " tokens");
+    }
 }

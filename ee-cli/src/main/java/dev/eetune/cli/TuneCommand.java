@@ -132,7 +132,10 @@ final class TuneCommand implements Callable<Integer> {
         Parallelism dp = launched;
         boolean leads = dp.leads();
         if (gates && dp.stages() > 1) throw new IllegalArgumentException("--gates needs every layer on one rank; with --pipeline-stages " + dp.stages() + " train them afterwards with `ee gates`");
-        if (gates) OptionChecks.atLeast("--gate-windows", gateWindows, 1);
+        if (gates) {
+            OptionChecks.atLeast("--gate-windows", gateWindows, 1);
+            OptionChecks.atLeast("--gate-hidden", gateHidden, 0); // else refused only when the gates' training starts, after the tuning
+        }
         int microBatches = this.microBatches != null ? this.microBatches : dp.replicas();
         ExitArchitecture a = ExitArchitecture.parse(arch);
         ExitInit in = ExitInit.parse(init);

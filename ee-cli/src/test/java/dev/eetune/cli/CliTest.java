@@ -122,6 +122,8 @@ class CliTest {
         }
         r = ee("generate", "--model", junk.toString(), "--prompt", "x", "--max-tokens", "-1");
         assertThat(r[2]).contains("--max-tokens must be >= 1, got -1");
+        r = ee("eval", "--model", junk.toString(), "--heads", tmp.resolve("none").toString(), "--data", junk.toString(), "--batches", "0");
+        assertThat(r[2]).contains("--batches must be >= 1, got 0");
     }
 
     @Test
@@ -138,6 +140,9 @@ class CliTest {
             "--cache-dir", tmp.resolve("cache").toString());
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).contains("perplexity").contains("final");
+        r = ee("eval", "--model", model, "--heads", out.toString(), "--data", TestData.tinyStoriesValid().toString(), "--seq-len", "600");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("--seq-len 600 exceeds the model's context of 512 tokens");
         r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", data, "--prompt-count", "2", "--max-tokens", "8", "--repeats", "1",
             "--thresholds", "1.0,0.5", "--draft-exits", "4", "--csv", tmp.resolve("s.csv").toString(), "--json", tmp.resolve("s.json").toString());
         assertThat(r[0]).as(r[2]).isEqualTo("0");
@@ -270,6 +275,9 @@ class CliTest {
             assertThat(r[0]).as(threads).isEqualTo("2");
             assertThat(r[2]).as(threads).contains("Invalid value for option '--threads'").contains(threads);
         }
+        r = tune(out, "--gates", "--gate-hidden", "-1");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("--gate-hidden must be >= 0, got -1");
         assertThat(tmp.resolve("cache")).doesNotExist();
     }
 
