@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -78,6 +79,12 @@ final class CalibrateCommand implements Callable<Integer> {
             System.out.println("thresholds written to " + saved + " (`ee generate --heads` uses them when --threshold is not given)");
         }
         return 0;
+    }
+
+    /** After heads were written again: thresholds beside them belong to the heads replaced (ThresholdCalibration.saved refuses them). */
+    static void noteOutdatedThresholds(Path headsFile) {
+        Path t = ThresholdCalibration.fileFor(headsFile);
+        if (Files.isRegularFile(t)) System.err.println("note: " + t + " was calibrated for the heads just replaced: run `ee calibrate --heads " + headsFile.toAbsolutePath().getParent() + "` again before `ee generate` uses it");
     }
 
     private void printWallClock(ThresholdCalibration.WallClock w, int promptCount) {

@@ -39,6 +39,7 @@ final class GatesCommand implements Callable<Integer> {
             ee.save(file, DType.F32);
             System.out.println(r.toTable());
             System.out.println("gates written into " + file);
+            CalibrateCommand.noteOutdatedThresholds(file);
         }
         return 0;
     }

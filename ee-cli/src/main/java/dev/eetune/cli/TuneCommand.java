@@ -177,6 +177,7 @@ final class TuneCommand implements Callable<Integer> {
                             if (leads) { // evaluating would touch every layer: a pipeline stage holds only its own
                                 ee.save(out.resolve("heads.safetensors"), DType.F32);
                                 System.out.println("heads written to " + out.resolve("heads.safetensors") + " (a pipeline run does not evaluate: use ee eval)");
+                                CalibrateCommand.noteOutdatedThresholds(out.resolve("heads.safetensors"));
                             }
                             return dp;
                         }
@@ -196,6 +197,7 @@ final class TuneCommand implements Callable<Integer> {
                         Files.writeString(out.resolve("eval.txt"), table);
                         System.out.println(table);
                         System.out.println("heads written to " + out.resolve("heads.safetensors"));
+                        CalibrateCommand.noteOutdatedThresholds(out.resolve("heads.safetensors"));
                         if (report != null) {
                             Path html = new HtmlReport("ee tune: " + ee).lossCurves(curves).validationLoss(after).text("Before tuning", table).write(report);
                             System.out.println("report: " + html);

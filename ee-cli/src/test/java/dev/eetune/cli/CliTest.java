@@ -211,6 +211,7 @@ class CliTest {
         // gates trained again: the thresholds beside the heads were calibrated for the old ones and are refused, before any output
         r = ee("gates", "--model", model, "--heads", out.toString(), "--data", valid, "--windows", "4", "--seq-len", "32", "--epochs", "3", "--cache-dir", cache);
         assertThat(r[0]).as(r[2]).isEqualTo("0");
+        assertThat(r[2]).contains("thresholds.json was calibrated for the heads just replaced").contains("ee calibrate");
         r = ee("generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "8", "--heads", out.toString());
         assertThat(r[0]).as("stale thresholds").isNotEqualTo("0");
         assertThat(r[1]).as("nothing generated").isEmpty();
