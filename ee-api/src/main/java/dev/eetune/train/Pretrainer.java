@@ -45,6 +45,7 @@ public final class Pretrainer implements AutoCloseable {
     public Pretrainer(LlamaConfig config, Backend backend, long seed, float std, int[] exitLayers, double exitWeight) {
         this.c = config.validate();
         if (c.qkvBias()) throw new IllegalArgumentException("pretraining supports bias-free Llama layers only");
+        if (!(exitWeight >= 0) || Double.isInfinite(exitWeight)) throw new IllegalArgumentException("exit loss weight must be >= 0 and finite, got " + exitWeight);
         this.backend = backend;
         this.ps = new ParameterSet(backend);
         Random r = new Random(seed);

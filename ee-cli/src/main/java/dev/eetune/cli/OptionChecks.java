@@ -9,6 +9,13 @@ final class OptionChecks {
         if (value < min) throw new IllegalArgumentException(option + " must be >= " + min + ", got " + value);
     }
 
+    /** Fails naming {@code option} unless {@code value} is finite and >= 0 (or > 0 where {@code positive}); NaN never passes. */
+    static void finite(String option, double value, boolean positive) {
+        if (!(positive ? value > 0 : value >= 0) || Double.isInfinite(value)) {
+            throw new IllegalArgumentException(option + " must be " + (positive ? "> 0" : ">= 0") + " and finite, got " + value);
+        }
+    }
+
     /** Fails naming {@code option} where {@code tokens} would not fit the model's {@code context}. */
     static void withinContext(String option, long tokens, int context) {
         if (tokens > context) throw new IllegalArgumentException(option + " " + tokens + " exceeds the model's context of " + context + " tokens");

@@ -64,11 +64,11 @@ final class PretrainCommand implements Callable<Integer> {
         Tokenizer tok = byteLevel ? new ByteTokenizer() : Tokenizer.load(tokenizer);
         Backend backend = Backends.cpu();
         if (threads > 0) backend.setThreads(threads);
+        Pretraining.Settings st = new Pretraining.Settings(dim, layers, heads, kvHeads != null ? kvHeads : heads, hidden, seqLen, batch, lr, warmup, weightDecay, clip,
+            exits == null ? new int[0] : exits.stream().mapToInt(Integer::intValue).toArray(), exitWeight, seed, valFraction, evalEvery, budget.minutes, budget.steps);
         OutputDir.create(out, "--out");
         if (report != null) OutputDir.create(report, "--report");
         TokenFile tokens = DataOptions.tokens(corpus, glob, tok, out.resolve("data"), quiet);
-        Pretraining.Settings st = new Pretraining.Settings(dim, layers, heads, kvHeads != null ? kvHeads : heads, hidden, seqLen, batch, lr, warmup, weightDecay, clip,
-            exits == null ? new int[0] : exits.stream().mapToInt(Integer::intValue).toArray(), exitWeight, seed, valFraction, evalEvery, budget.minutes, budget.steps);
         Pretraining.Outcome o = Pretraining.run(st, tok, tokenizer, tokens, corpus.getFileName().toString(), backend, out, quiet);
         System.out.println(o.summary() + "; checkpoint in " + out);
         if (report != null) {

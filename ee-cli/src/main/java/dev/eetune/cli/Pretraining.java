@@ -33,6 +33,29 @@ final class Pretraining {
     /** The architecture and optimisation of a run; {@code minutes} or {@code steps} (exactly one non-null) is the budget. */
     record Settings(int dim, int layers, int attentionHeads, int kvHeads, Integer hidden, int seqLen, int batch, float lr, int warmup, float weightDecay, float clip,
                     int[] exits, double exitWeight, long seed, double valFraction, int evalEverySeconds, Double minutes, Integer steps) {
+        /** Checks every setting by its `ee pretrain` option, before the corpus is read */
+        Settings {
+            OptionChecks.atLeast("--dim", dim, 1);
+            OptionChecks.atLeast("--layers", layers, 1);
+            OptionChecks.atLeast("--attention-heads", attentionHeads, 1);
+            OptionChecks.atLeast("--kv-heads", kvHeads, 1);
+            if (hidden != null) OptionChecks.atLeast("--hidden", hidden, 1);
+            OptionChecks.atLeast("--seq-len", seqLen, 2);
+            OptionChecks.atLeast("--batch", batch, 1);
+            OptionChecks.finite("--lr", lr, true);
+            OptionChecks.atLeast("--warmup", warmup, 0);
+            OptionChecks.finite("--weight-decay", weightDecay, false);
+            OptionChecks.finite("--clip", clip, false);
+            OptionChecks.finite("--exit-weight", exitWeight, false);
+            OptionChecks.atLeast("--eval-every", evalEverySeconds, 1);
+            if (!(valFraction > 0 && valFraction < 1)) throw new IllegalArgumentException("--val-fraction must be in (0, 1), got " + valFraction);
+            if (minutes != null) OptionChecks.finite("--minutes", minutes, true);
+            if (steps != null) OptionChecks.atLeast("--steps", steps, 1);
+            if (dim % attentionHeads != 0) throw new IllegalArgumentException("--dim " + dim + " must be a multiple of --attention-heads " + attentionHeads);
+            if (attentionHeads % kvHeads != 0) throw new IllegalArgumentException("--attention-heads " + attentionHeads + " must be a multiple of --kv-heads " + kvHeads);
+            for (int l : exits) if (l < 1 || l >= layers) throw new IllegalArgumentException("--exits: layer " + l + " must be in 1.." + (layers - 1));
+        }
+
         LlamaConfig config(int vocab) {
             LlamaConfig standard = LlamaConfig.llama(dim, layers, attentionHeads, vocab, Math.max(seqLen, 512));
             return LlamaConfig.llama(dim, hidden != null ? hidden : standard.hiddenDim(), layers, attentionHeads, kvHeads, vocab, standard.maxSeqLen());

@@ -333,4 +333,21 @@ class CliTest {
         assertThat(r[0]).as(r[2]).isEqualTo("0");
         assertThat(r[1]).startsWith("public");
     }
+
+    /** Every setting is checked by its option before the corpus is read (a NaN --exit-weight had trained on, its loss NaN; --minutes 0 saved an untrained model). */
+    @Test
+    void pretrainRefusesBadSettingsByName() throws IOException {
+        Path corpus = Files.writeString(tmp.resolve("corpus.txt"), "x".repeat(1000));
+        for (String[] bad : new String[][] {{"--exit-weight", "NaN", "--exit-weight must be >= 0 and finite, got NaN"}, {"--dim", "0", "--dim must be >= 1, got 0"},
+            {"--kv-heads", "3", "--attention-heads 4 must be a multiple of --kv-heads 3"}, {"--val-fraction", "1.5", "--val-fraction must be in (0, 1)"},
+            {"--lr", "-1", "--lr must be > 0"}, {"--exits", "9", "--exits: layer 9 must be in 1..7"}}) {
+            Path out = tmp.resolve("p" + bad[0]);
+            String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--steps", "1", "--out", out.toString(), "--exits", "2", bad[0], bad[1]);
+            assertThat(r[0]).as(bad[0]).isEqualTo("1");
+            assertThat(r[2]).contains(bad[2]).doesNotContain("\tat ");
+            assertThat(out).as("refused before anything was written").doesNotExist();
+        }
+        String[] r = ee("pretrain", "--corpus", corpus.toString(), "--byte-level", "--minutes", "0", "--out", tmp.resolve("p0").toString());
+        assertThat(r[2]).contains("--minutes must be > 0 and finite, got 0.0");
+    }
 }

@@ -13,10 +13,19 @@ import java.util.Arrays;
 import java.util.Random;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 /** Whole-model gradients of full-parameter training (with a norm exit) against finite differences in double. */
 class PretrainerGradientTest {
     static final Backend CPU = Backends.cpu();
+
+    @Test
+    void aBadExitWeightIsRefused() {
+        LlamaConfig c = RandomModels.config(16, 3, 4, 2, 24, 19, false, false, null);
+        for (double w : new double[] {Double.NaN, -0.5, Double.POSITIVE_INFINITY}) {
+            assertThatThrownBy(() -> new Pretrainer(c, CPU, 1, 0.3f, new int[] {1}, w)).as("exit weight %s", w).hasMessageContaining("exit loss weight");
+        }
+    }
 
     @Test
     void everyParameterGradientMatchesFiniteDifferences() {
