@@ -23,6 +23,10 @@ public final class AdamW implements AutoCloseable {
 
     public AdamW(List<Parameter> params, float beta1, float beta2, float eps, float weightDecay) {
         if (params.isEmpty()) throw new IllegalArgumentException("AdamW: no parameters to optimise");
+        if (!(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1 && eps > 0 && Float.isFinite(eps))) {
+            throw new IllegalArgumentException("AdamW: betas must lie in [0, 1) and eps be > 0 and finite, got " + beta1 + ", " + beta2 + ", " + eps);
+        }
+        if (!(weightDecay >= 0) || Float.isInfinite(weightDecay)) throw new IllegalArgumentException("AdamW: weight decay must be >= 0 and finite, got " + weightDecay);
         this.params = List.copyOf(params);
         this.beta1 = beta1;
         this.beta2 = beta2;
@@ -32,6 +36,9 @@ public final class AdamW implements AutoCloseable {
         this.scope = Scope.of(be);
         for (Parameter p : params) state.put(p.name(), new Tensor[] {scope.zeros(DType.F32, p.value().shape().dims()), scope.zeros(DType.F32, p.value().shape().dims())});
     }
+
+    /** The gradient scale of {@link #step} that clips a global gradient norm {@code norm} to {@code clip} (0: no clipping). */
+    public static float clipScale(double norm, float clip) { return clip > 0 && norm > clip ? (float) (clip / norm) : 1f; }
 
     /** EE-Tuning's defaults: β = (0.9, 0.95), ε = 1e-8. */
     public static AdamW withDefaults(List<Parameter> params, float weightDecay) { return new AdamW(params, 0.9f, 0.95f, 1e-8f, weightDecay); }

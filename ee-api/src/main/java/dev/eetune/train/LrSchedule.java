@@ -10,13 +10,16 @@ public record LrSchedule(float peak, int warmupSteps, int totalSteps, Decay deca
     public enum Decay {
         COSINE, LINEAR, CONSTANT;
 
-        public static Decay parse(String s) { return valueOf(s.trim().toUpperCase(Locale.ROOT)); }
+        public static Decay parse(String s) {
+            for (Decay d : values()) if (d.name().equalsIgnoreCase(s.trim())) return d;
+            throw new IllegalArgumentException("learning-rate decay '" + s + "': expected cosine, linear or constant");
+        }
     }
 
     public LrSchedule {
-        if (!(peak > 0)) throw new IllegalArgumentException("learning rate must be > 0, got " + peak);
+        if (!(peak > 0) || Float.isInfinite(peak)) throw new IllegalArgumentException("learning rate must be > 0 and finite, got " + peak);
         if (warmupSteps < 0 || totalSteps < 1) throw new IllegalArgumentException("warm-up " + warmupSteps + " and total steps " + totalSteps + " must be >= 0 and >= 1");
-        if (floor < 0 || floor > peak) throw new IllegalArgumentException("LR floor " + floor + " must lie in [0, " + peak + "]");
+        if (!(floor >= 0 && floor <= peak)) throw new IllegalArgumentException("LR floor " + floor + " must lie in [0, " + peak + "]");
     }
 
     public static LrSchedule cosine(float peak, int warmupSteps, int totalSteps, float floor) {

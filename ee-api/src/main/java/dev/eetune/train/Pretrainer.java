@@ -151,7 +151,7 @@ public final class Pretrainer implements AutoCloseable {
     public void zeroGrad() { ps.zeroGrad(); }
 
     /**
-     * One optimizer step over {@code microBatches} batches with global-norm clipping; a non-finite loss or gradient
+     * One optimizer step over {@code microBatches} batches with global-norm clipping to {@code clip} (0: none); a non-finite loss or gradient
      * skips the update. Losses in the report: the final layer's, then each exit's.
      */
     public StepReport trainStep(dev.eetune.data.batch.BatchLoader data, AdamW opt, int step, float lr, float clip, int microBatches) {
@@ -168,7 +168,7 @@ public final class Pretrainer implements AutoCloseable {
         double norm = opt.gradNorm();
         boolean finite = Double.isFinite(norm);
         for (double l : losses) finite &= Double.isFinite(l);
-        if (finite) opt.step(lr, norm > clip ? (float) (clip / norm) : 1f);
+        if (finite) opt.step(lr, AdamW.clipScale(norm, clip));
         return new StepReport(step + 1, losses, lr, norm, tokens, (System.nanoTime() - t0) / 1e9, !finite);
     }
 

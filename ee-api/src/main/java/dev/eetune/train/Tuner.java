@@ -50,6 +50,9 @@ public final class Tuner implements AutoCloseable {
     /** {@code data} may be null when batches are fed through {@link #accumulateGradients} by the caller. */
     public Tuner(EarlyExitModel model, TunerConfig cfg, BatchLoader data, AdamW opt, List<TuningListener> listeners) {
         if (model.heads().isEmpty()) throw new IllegalArgumentException("no exit heads to tune");
+        if (cfg.exitWeights() != null && cfg.exitWeights().length != model.heads().size()) {
+            throw new IllegalArgumentException(cfg.exitWeights().length + " exit weights for " + model.heads().size() + " exits: give one per exit");
+        }
         if (data != null && data.batchSize() != cfg.batchSize()) throw new IllegalArgumentException("data batch size " + data.batchSize() + " differs from the tuner's " + cfg.batchSize());
         this.model = model;
         this.backbone = model.backbone();
@@ -198,7 +201,7 @@ public final class Tuner implements AutoCloseable {
         double norm = Math.sqrt(sumSquares);
         float lr = cfg.lr().at(step);
         boolean skipped = nonFinite.length() > 0;
-        if (!skipped) opt.step(lr, norm > cfg.clipNorm() ? (float) (cfg.clipNorm() / norm) : 1f);
+        if (!skipped) opt.step(lr, AdamW.clipScale(norm, cfg.clipNorm()));
         step++;
         nonFiniteSteps = skipped ? nonFiniteSteps + 1 : 0;
         if (nonFiniteSteps >= cfg.maxNonFiniteSteps()) {

@@ -22,7 +22,17 @@ public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches
         if (steps < 1 || batchSize < 1 || seqLen < 1 || microBatches < 1) {
             throw new IllegalArgumentException("steps " + steps + ", batch " + batchSize + ", seq-len " + seqLen + ", micro-batches " + microBatches + " must all be >= 1");
         }
-        if (!(clipNorm > 0)) throw new IllegalArgumentException("clip norm must be > 0, got " + clipNorm);
+        if (!(clipNorm >= 0)) throw new IllegalArgumentException("clip norm must be >= 0 (0 = no clipping), got " + clipNorm);
+        if (weightWarmupSteps < 0) throw new IllegalArgumentException("exit-weight warm-up steps must be >= 0, got " + weightWarmupSteps);
+        if (exitWeights != null) {
+            exitWeights = exitWeights.clone();
+            boolean any = false;
+            for (int i = 0; i < exitWeights.length; i++) {
+                if (!(exitWeights[i] >= 0) || Double.isInfinite(exitWeights[i])) throw new IllegalArgumentException("exit weight " + i + " must be >= 0 and finite, got " + exitWeights[i]);
+                any |= exitWeights[i] > 0;
+            }
+            if (!any) throw new IllegalArgumentException("exit weights " + java.util.Arrays.toString(exitWeights) + ": at least one must be > 0, or nothing is tuned");
+        }
         if (checkpointEvery < 0) throw new IllegalArgumentException("checkpoint interval must be >= 0 (0 = only at the end), got " + checkpointEvery);
         if (maxNonFiniteSteps < 1) throw new IllegalArgumentException("max non-finite steps must be >= 1, got " + maxNonFiniteSteps);
         if (keepLast < 0) throw new IllegalArgumentException("checkpoints to keep must be >= 0 (0 = all), got " + keepLast);
@@ -34,7 +44,7 @@ public record TunerConfig(int steps, int batchSize, int seqLen, int microBatches
     public static final int DEFAULT_KEEP_LAST = 3;
 
     /**
-     * EE-Tuning-like defaults: AdamW lr with 5% warm-up and cosine decay to 10%, clip 1.0, no weight decay; stop after
+     * EE-Tuning-like defaults: AdamW lr with 5% warm-up and cosine decay to 10%, clip 1.0 (0: no clipping), no weight decay; stop after
      * {@value #DEFAULT_MAX_NON_FINITE_STEPS} non-finite steps in a row; keep {@value #DEFAULT_KEEP_LAST} checkpoints.
      */
     public static TunerConfig defaults(int steps, int batchSize, int seqLen, float lr) {

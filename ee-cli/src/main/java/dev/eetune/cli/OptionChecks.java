@@ -16,6 +16,11 @@ final class OptionChecks {
         }
     }
 
+    /** Fails naming {@code option} unless 0 < value < 1. */
+    static void fraction(String option, double value) {
+        if (!(value > 0 && value < 1)) throw new IllegalArgumentException(option + " must be in (0, 1), got " + value);
+    }
+
     /** Fails naming {@code option} where {@code tokens} would not fit the model's {@code context}. */
     static void withinContext(String option, long tokens, int context) {
         if (tokens > context) throw new IllegalArgumentException(option + " " + tokens + " exceeds the model's context of " + context + " tokens");

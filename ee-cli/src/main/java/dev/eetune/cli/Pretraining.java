@@ -48,7 +48,7 @@ final class Pretraining {
             OptionChecks.finite("--clip", clip, false);
             OptionChecks.finite("--exit-weight", exitWeight, false);
             OptionChecks.atLeast("--eval-every", evalEverySeconds, 1);
-            if (!(valFraction > 0 && valFraction < 1)) throw new IllegalArgumentException("--val-fraction must be in (0, 1), got " + valFraction);
+            OptionChecks.fraction("--val-fraction", valFraction);
             if (minutes != null) OptionChecks.finite("--minutes", minutes, true);
             if (steps != null) OptionChecks.atLeast("--steps", steps, 1);
             if (dim % attentionHeads != 0) throw new IllegalArgumentException("--dim " + dim + " must be a multiple of --attention-heads " + attentionHeads);

@@ -132,6 +132,11 @@ final class TuneCommand implements Callable<Integer> {
         Parallelism dp = launched;
         boolean leads = dp.leads();
         if (gates && dp.stages() > 1) throw new IllegalArgumentException("--gates needs every layer on one rank; with --pipeline-stages " + dp.stages() + " train them afterwards with `ee gates`");
+        OptionChecks.atLeast("--eval-batches", evalBatches, 1);
+        if (exitWeights != null && exitWeights.size() != exits.size()) {
+            throw new IllegalArgumentException("--exit-weights: " + exitWeights.size() + " weight(s) for " + exits.size() + " --exits; give one per exit");
+        }
+        if (dataOpts.valData == null) OptionChecks.fraction("--val-fraction", dataOpts.valFraction);
         if (gates) {
             OptionChecks.atLeast("--gate-windows", gateWindows, 1);
             OptionChecks.atLeast("--gate-hidden", gateHidden, 0); // else refused only when the gates' training starts, after the tuning

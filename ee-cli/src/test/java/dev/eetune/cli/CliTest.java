@@ -279,7 +279,15 @@ class CliTest {
         r = tune(out, "--gates", "--gate-hidden", "-1");
         assertThat(r[0]).isEqualTo("1");
         assertThat(r[2]).contains("--gate-hidden must be >= 0, got -1");
-        assertThat(tmp.resolve("cache")).doesNotExist();
+        // settings that would have trained on silently (NaN or negative weights, a NaN floor) or failed deep inside
+        for (String[] bad : new String[][] {{"--exit-weights", "1,NaN", "exit weight 1 must be >= 0 and finite, got NaN"}, {"--exit-weights", "1,-1", "exit weight 1"},
+            {"--exit-weights", "1", "--exit-weights: 1 weight(s) for 2 --exits"}, {"--weight-decay", "-1", "weight decay must be >= 0"},
+            {"--min-lr", "NaN", "LR floor NaN"}, {"--decay", "bogus", "expected cosine, linear or constant"}, {"--val-fraction", "2", "--val-fraction must be in (0, 1)"}}) {
+            r = tune(out, bad[0], bad[1]);
+            assertThat(r[0]).as(bad[0] + " " + bad[1]).isEqualTo("1");
+            assertThat(r[2]).as(bad[0] + " " + bad[1]).contains(bad[2]).doesNotContain("\tat ");
+        }
+        assertThat(tmp.resolve("cache")).as("all refused before tokenizing").doesNotExist();
     }
 
     @Test
