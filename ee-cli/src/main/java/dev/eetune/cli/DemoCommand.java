@@ -75,7 +75,17 @@ final class DemoCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         if ((model == null) != (data == null)) throw new IllegalArgumentException("--model and --data go together (or give neither to pretrain the demo's own model)");
-        if (!(minutes > 0)) throw new IllegalArgumentException("--minutes must be > 0, got " + minutes);
+        // every option before the minutes of pretraining: what only the pretrained model can tell (its layers) excepted
+        Pretraining.Settings pretraining = backbone(minutes, seed);
+        OptionChecks.atLeast("--tune-steps", tuneSteps, 1);
+        OptionChecks.atLeast("--repeats", repeats, 1);
+        OptionChecks.atLeast("--prompt-count", promptCount, 1);
+        OptionChecks.atLeast("--max-tokens", maxTokens, 1);
+        for (float t : thresholds) OptionChecks.finite("--thresholds", t, false);
+        ExitArchitecture a = ExitArchitecture.parse(arch);
+        if (model == null && exits != null) {
+            for (int l : exits) if (l < 1 || l >= pretraining.layers()) throw new IllegalArgumentException("--exits: layer " + l + " must be in 1.." + (pretraining.layers() - 1) + " of the demo's model");
+        }
         long t0 = System.nanoTime();
         Path work = OutputDir.create(out != null ? out : Path.of(System.getProperty("java.io.tmpdir"), "ee-demo"), "--out");
         if (report != null) OutputDir.create(report, "--report");
@@ -95,7 +105,7 @@ final class DemoCommand implements Callable<Integer> {
             backbonePath = work.resolve("backbone");
             OutputDir.create(backbonePath, "--out");
             section("1. Pretraining a byte-level Llama on " + src + (g == null ? "" : " (" + g + ")") + " for " + minutes + " minutes");
-            Pretraining.Outcome o = Pretraining.run(backbone(minutes, seed), tok, null, tokens, src.getFileName().toString(), backend, backbonePath, quiet);
+            Pretraining.Outcome o = Pretraining.run(pretraining, tok, null, tokens, src.getFileName().toString(), backend, backbonePath, quiet);
             System.out.println(o.summary());
             html.text("Backbone", o.summary()).lossCurves(o.curves());
         } else {
@@ -111,7 +121,6 @@ final class DemoCommand implements Callable<Integer> {
             }
             int n = backboneModel.config().nLayers();
             List<Integer> exitLayers = exits != null ? exits : model == null ? List.of(2, 4) : List.of(Math.max(1, n / 4), Math.max(1, n / 2)).stream().distinct().toList();
-            ExitArchitecture a = ExitArchitecture.parse(arch);
             List<ExitSpec> specs = exitLayers.stream().map(l -> new ExitSpec(l, a, ExitInit.COPY)).toList();
             int seqLen = Math.min(256, backboneModel.config().maxSeqLen());
             PackedSequences.Split windows = PackedSequences.of(tokens, seqLen, true).split(0.05);

@@ -60,6 +60,19 @@ class DemoTest {
         assertThat(r[2]).contains("--model and --data go together");
     }
 
+    /** Options are checked before the minutes of pretraining (these had failed only after it). */
+    @Test
+    void badOptionsAreRefusedBeforePretraining() {
+        for (String[] bad : new String[][] {{"--tune-steps", "0", "--tune-steps must be >= 1"}, {"--thresholds", "-1", "--thresholds must be >= 0"},
+            {"--arch", "bogus", "unknown exit architecture 'bogus'"}, {"--exits", "9", "--exits: layer 9 must be in 1..7"}, {"--repeats", "0", "--repeats must be >= 1"}}) {
+            Path work = tmp.resolve("bad" + bad[0]);
+            String[] r = ee("demo", "--corpus", tmp.resolve("missing.zip").toString(), "--out", work.toString(), bad[0], bad[1]);
+            assertThat(r[0]).as(bad[0]).isEqualTo("1");
+            assertThat(r[2]).as(bad[0]).contains(bad[2]);
+            assertThat(work).as("nothing started").doesNotExist();
+        }
+    }
+
     static Path chromium() {
         for (String name : new String[] {"chromium", "chromium-browser", "google-chrome"}) {
             for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) {
