@@ -140,6 +140,12 @@ final class GenerateCommand implements Callable<Integer> {
             List<int[]> ids = new ArrayList<>();
             for (String p : prompts) ids.add(tok.encode(p));
             int longest = ids.stream().mapToInt(a -> a.length).max().orElse(1);
+            for (int i = 0; i < ids.size(); i++) {
+                if (ids.get(i).length >= model.config().maxSeqLen()) {
+                    throw new IllegalArgumentException("--prompt " + (i + 1) + " is " + ids.get(i).length + " tokens: it leaves no room in the model's context of "
+                        + model.config().maxSeqLen() + " tokens; shorten it");
+                }
+            }
             // the caches hold what this run needs, never the whole context (in long: --max-tokens may be huge)
             int maxLen = (int) Math.min(model.config().maxSeqLen(), (long) longest + maxTokens);
             int budget = Math.max(0, maxLen - longest);

@@ -122,6 +122,10 @@ class CliTest {
         }
         r = ee("generate", "--model", junk.toString(), "--prompt", "x", "--max-tokens", "-1");
         assertThat(r[2]).contains("--max-tokens must be >= 1, got -1");
+        r = ee("generate", "--model", TestData.stories260K().toString(), "--prompt", "Once upon a time ".repeat(200), "--max-tokens", "4");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[1]).as("nothing echoed").isEmpty();
+        assertThat(r[2]).contains("--prompt 1 is").contains("no room in the model's context of 512 tokens");
         r = ee("eval", "--model", junk.toString(), "--heads", tmp.resolve("none").toString(), "--data", junk.toString(), "--batches", "0");
         assertThat(r[2]).contains("--batches must be >= 1, got 0");
     }
