@@ -111,6 +111,12 @@ final class SweepCommand implements Callable<Integer> {
                 prompts.addAll(heldOutPrompts(DataOptions.tokens(source.data, glob, tok, cacheDir != null ? cacheDir : DataOptions.userCache(), quiet), promptCount, promptTokens, tok.bos()));
             }
             if (prompts.isEmpty()) throw new IllegalArgumentException("no prompts found");
+            int longest = prompts.stream().mapToInt(p -> p.length).max().orElse(0);
+            int context = backbone.config().maxSeqLen();
+            if ((long) longest + maxTokens > context) {
+                throw new IllegalArgumentException("the longest prompt (" + longest + " tokens) and --max-tokens " + maxTokens + " exceed the model's context of " + context
+                    + " tokens: fewer --prompt-tokens or --max-tokens");
+            }
             float[] taus = new float[thresholds.size()];
             for (int i = 0; i < taus.length; i++) taus[i] = thresholds.get(i);
             System.err.println(ee + "\nsweeping " + prompts.size() + " prompts x " + maxTokens + " tokens, batch " + batch + ", " + repeats + " timed rounds");

@@ -147,6 +147,9 @@ class CliTest {
         r = ee("eval", "--model", model, "--heads", out.toString(), "--data", TestData.tinyStoriesValid().toString(), "--seq-len", "600");
         assertThat(r[0]).isEqualTo("1");
         assertThat(r[2]).contains("--seq-len 600 exceeds the model's context of 512 tokens");
+        r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", data, "--max-tokens", "600");
+        assertThat(r[0]).isEqualTo("1");
+        assertThat(r[2]).contains("and --max-tokens 600 exceed the model's context of 512 tokens");
         r = ee("sweep", "--model", model, "--heads", out.toString(), "--data", data, "--prompt-count", "2", "--max-tokens", "8", "--repeats", "1",
             "--thresholds", "1.0,0.5", "--draft-exits", "4", "--csv", tmp.resolve("s.csv").toString(), "--json", tmp.resolve("s.json").toString());
         assertThat(r[0]).as(r[2]).isEqualTo("0");
