@@ -45,6 +45,7 @@ public final class GateTrainer {
             if (hiddenUnits < 0) throw new IllegalArgumentException("gate hidden units must be >= 0, got " + hiddenUnits);
             if (epochs < 1 || batchRows < 1) throw new IllegalArgumentException("epochs " + epochs + " and batch rows " + batchRows + " must be >= 1");
             if (!(lr > 0) || Float.isInfinite(lr)) throw new IllegalArgumentException("learning rate must be positive and finite, got " + lr);
+            if (!(weightDecay >= 0) || Float.isInfinite(weightDecay)) throw new IllegalArgumentException("weight decay must be >= 0 and finite, got " + weightDecay);
         }
 
         public static Settings defaults() { return new Settings(DEFAULT_HIDDEN, 30, 256, 1e-2f, 0f, 1234); }

@@ -31,11 +31,12 @@ final class GatesCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         OptionChecks.atLeast("--windows", windows, 1);
+        GateTrainer.Settings settings = new GateTrainer.Settings(hidden, epochs, 256, lr, weightDecay, seed); // checked before any work
         Path file = EvalCommand.headsFile(heads);
         try (LlamaModel backbone = model.loadModel(text.quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, file)) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
             List<int[]> seqs = text.windows(tok, backbone.config().maxSeqLen(), 0, windows);
-            GateTrainer.Report r = GateTrainer.train(ee, seqs, new GateTrainer.Settings(hidden, epochs, 256, lr, weightDecay, seed));
+            GateTrainer.Report r = GateTrainer.train(ee, seqs, settings);
             ee.save(file, DType.F32);
             System.out.println(r.toTable());
             System.out.println("gates written into " + file);

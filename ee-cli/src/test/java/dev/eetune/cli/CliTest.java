@@ -128,6 +128,8 @@ class CliTest {
         assertThat(r[2]).contains("--prompt 1 is").contains("no room in the model's context of 512 tokens");
         r = ee("eval", "--model", junk.toString(), "--heads", tmp.resolve("none").toString(), "--data", junk.toString(), "--batches", "0");
         assertThat(r[2]).contains("--batches must be >= 1, got 0");
+        r = ee("gates", "--model", junk.toString(), "--heads", tmp.resolve("none").toString(), "--data", junk.toString(), "--weight-decay", "NaN");
+        assertThat(r[2]).contains("weight decay must be >= 0 and finite, got NaN");
     }
 
     @Test
