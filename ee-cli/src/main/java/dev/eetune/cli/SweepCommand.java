@@ -98,7 +98,7 @@ final class SweepCommand implements Callable<Integer> {
         OptionChecks.atLeast("--max-tokens", maxTokens, 1);
         OptionChecks.atLeast("--batch", batch, 1);
         OptionChecks.atLeast("--repeats", repeats, 1);
-        for (float t : thresholds) if (!(t >= 0) || Float.isInfinite(t)) throw new IllegalArgumentException("--thresholds: each must be >= 0 and finite, got " + t);
+        for (float t : thresholds) OptionChecks.finite("--thresholds", t, false);
         if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());
