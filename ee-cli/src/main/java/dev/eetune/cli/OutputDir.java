@@ -8,7 +8,7 @@ import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-/** Output folders of commands, checked before any work starts. */
+/** Output folders (and files) of commands, checked before any work starts. */
 final class OutputDir {
     private OutputDir() {}
 
@@ -28,5 +28,17 @@ final class OutputDir {
         }
         if (!Files.isWritable(dir)) throw new IllegalArgumentException(what + "the folder is not writable (permission denied)");
         return dir;
+    }
+
+    /**
+     * An output file given as {@code option} (null: none), checked before the work whose results it takes: not a
+     * folder, in a writable folder that exists; fails saying which.
+     */
+    static void checkFile(Path file, String option) {
+        if (file == null) return;
+        Path parent = file.toAbsolutePath().getParent();
+        if (Files.isDirectory(file)) throw new IllegalArgumentException(option + " " + file + ": is a folder, not a file");
+        if (!Files.isDirectory(parent)) throw new IllegalArgumentException(option + " " + file + ": no folder " + parent);
+        if (!Files.isWritable(parent) || Files.exists(file) && !Files.isWritable(file)) throw new IllegalArgumentException(option + " " + file + ": not writable (permission denied)");
     }
 }

@@ -99,6 +99,8 @@ final class SweepCommand implements Callable<Integer> {
         OptionChecks.atLeast("--batch", batch, 1);
         OptionChecks.atLeast("--repeats", repeats, 1);
         for (float t : thresholds) OptionChecks.finite("--thresholds", t, false);
+        OutputDir.checkFile(csv, "--csv");
+        OutputDir.checkFile(json, "--json");
         if (report != null) OutputDir.create(report, "--report");
         try (LlamaModel backbone = model.loadModel(quiet); EarlyExitModel ee = EarlyExitModel.load(backbone, EvalCommand.headsFile(heads))) {
             Tokenizer tok = model.loadTokenizer(backbone.config().vocabSize());

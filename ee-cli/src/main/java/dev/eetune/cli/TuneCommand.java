@@ -152,6 +152,7 @@ final class TuneCommand implements Callable<Integer> {
             checkpointEvery, out.resolve("checkpoints"), 10, maxNonFiniteSteps, keepLast);
         OutputDir.create(out, "--out");
         if (report != null) OutputDir.create(report, "--report");
+        OutputDir.checkFile(lossCsv, "--loss-csv"); // after --out: it may go there
         try (LlamaModel backbone = model.loadModel(quiet)) {
             cfg.requireFits(backbone.config());
             dp = launched.forBackend(backbone.backend(), Duration.ofSeconds(distTimeout));

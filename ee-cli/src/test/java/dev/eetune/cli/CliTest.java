@@ -110,7 +110,8 @@ class CliTest {
         assertThat(r[2]).contains("junk.bin").doesNotContain("\tat ");
         // sweep options are checked by their names before the model loads (a missing heads file would fail later)
         for (String[] bad : new String[][] {{"--max-tokens", "0", "--max-tokens must be >= 1, got 0"}, {"--batch", "-1", "--batch must be >= 1"},
-            {"--thresholds", "0.5,NaN", "--thresholds must be >= 0 and finite, got NaN"}}) {
+            {"--thresholds", "0.5,NaN", "--thresholds must be >= 0 and finite, got NaN"}, {"--csv", tmp.toString(), "is a folder, not a file"},
+            {"--json", tmp.resolve("no/such/folder/s.json").toString(), "no folder"}}) {
             r = ee("sweep", "--model", junk.toString(), "--heads", tmp.resolve("none").toString(), "--prompts", junk.toString(), bad[0], bad[1]);
             assertThat(r[0]).isEqualTo("1");
             assertThat(r[2]).contains(bad[2]).doesNotContain("\tat ");
@@ -296,6 +297,8 @@ class CliTest {
             assertThat(r[0]).as(bad[0] + " " + bad[1]).isEqualTo("1");
             assertThat(r[2]).as(bad[0] + " " + bad[1]).contains(bad[2]).doesNotContain("\tat ");
         }
+        r = tune(out, "--loss-csv", tmp.toString());
+        assertThat(r[2]).contains("--loss-csv " + tmp + ": is a folder, not a file");
         assertThat(tmp.resolve("cache")).as("all refused before tokenizing").doesNotExist();
     }
 
