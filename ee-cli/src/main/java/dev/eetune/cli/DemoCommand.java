@@ -83,9 +83,7 @@ final class DemoCommand implements Callable<Integer> {
         OptionChecks.atLeast("--max-tokens", maxTokens, 1);
         for (float t : thresholds) OptionChecks.finite("--thresholds", t, false);
         ExitArchitecture a = ExitArchitecture.parse(arch);
-        if (model == null && exits != null) {
-            for (int l : exits) if (l < 1 || l >= pretraining.layers()) throw new IllegalArgumentException("--exits: layer " + l + " must be in 1.." + (pretraining.layers() - 1) + " of the demo's model");
-        }
+        if (model == null && exits != null) OptionChecks.exitLayers(exits, pretraining.layers());
         long t0 = System.nanoTime();
         Path work = OutputDir.create(out != null ? out : Path.of(System.getProperty("java.io.tmpdir"), "ee-demo"), "--out");
         if (report != null) OutputDir.create(report, "--report");

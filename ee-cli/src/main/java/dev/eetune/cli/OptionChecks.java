@@ -21,6 +21,11 @@ final class OptionChecks {
         if (!(value > 0 && value < 1)) throw new IllegalArgumentException(option + " must be in (0, 1), got " + value);
     }
 
+    /** Fails naming --exits unless each layer has one after it in a model of {@code layers} layers (1 .. layers - 1). */
+    static void exitLayers(Iterable<Integer> exits, int layers) {
+        for (int l : exits) if (l < 1 || l >= layers) throw new IllegalArgumentException("--exits: layer " + l + " must be in 1.." + (layers - 1) + " of a " + layers + "-layer model");
+    }
+
     /** Fails naming {@code option} where {@code tokens} would not fit the model's {@code context}. */
     static void withinContext(String option, long tokens, int context) {
         if (tokens > context) throw new IllegalArgumentException(option + " " + tokens + " exceeds the model's context of " + context + " tokens");

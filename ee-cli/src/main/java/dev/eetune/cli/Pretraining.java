@@ -20,6 +20,7 @@ import dev.eetune.train.StepReport;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 
@@ -53,7 +54,7 @@ final class Pretraining {
             if (steps != null) OptionChecks.atLeast("--steps", steps, 1);
             if (dim % attentionHeads != 0) throw new IllegalArgumentException("--dim " + dim + " must be a multiple of --attention-heads " + attentionHeads);
             if (attentionHeads % kvHeads != 0) throw new IllegalArgumentException("--attention-heads " + attentionHeads + " must be a multiple of --kv-heads " + kvHeads);
-            for (int l : exits) if (l < 1 || l >= layers) throw new IllegalArgumentException("--exits: layer " + l + " must be in 1.." + (layers - 1));
+            OptionChecks.exitLayers(Arrays.stream(exits).boxed().toList(), layers);
         }
 
         LlamaConfig config(int vocab) {
