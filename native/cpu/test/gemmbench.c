@@ -15,14 +15,17 @@
  *             f32 28 bytes past a cache line (llama2.c's header), bf16 8 bytes past one (the test copy's safetensors
  *             header) and bf16 on a line; 30 passes interleaved across the three, min and median ms per step (the
  *             min is the figure least touched by other processes on a shared machine);
+ *   peak      arithmetic peak per core with `threads` threads, each running independent accumulator chains: f32 FMAs
+ *             (AVX-512, else AVX2) and 16-bit integer pair products into 32-bit sums (the 8-bit panels' step:
+ *             vpdpwssd with AVX-512 VNNI, else vpmaddwd + vpaddd), in GMAC/s: the floors a batch's GEMMs are held to;
  *   ce        the tuning step's fused linear + cross-entropy (2048 rows, dim 288, vocab 32000) against three
  *             cblas_sgemm calls of its shapes; ROW_BLOCK numbers after `ce` add runs with that row-block cap.
  * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
  * them alike; "spread" is min..max of the trials.
- * Usage: eecpu_gemmbench [threads] [roofline] [blas] [cpu] [pretrain] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]
+ * Usage: eecpu_gemmbench [threads] [roofline] [blas] [cpu] [pretrain] [gemv | gemv15m | gemv110m] [step110m] [peak] [ce [ROW_BLOCK...]]
  */
 #include <dlfcn.h>
-#include <emmintrin.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -479,13 +482,100 @@ static void step110m_section(int threads) {
     free(x), free(y);
 }
 
+/* ---- peak --------------------------------------------------------------------------------------------------------- */
+
+/* 12 independent chains of T (distinct starting values INIT(i), or the compiler merges them), enough to cover the
+ * FMA latency (4 cycles) times two pipes; `iters` steps of all 12, the sums then kept in peak_sink */
+static volatile char peak_sink[12 * 64];
+#define PEAK_CHAINS(T, INIT, STEP)                                                                                    \
+    do {                                                                                                              \
+        T a0 = INIT(0), a1 = INIT(1), a2 = INIT(2), a3 = INIT(3), a4 = INIT(4), a5 = INIT(5), a6 = INIT(6), a7 = INIT(7), a8 = INIT(8), \
+          a9 = INIT(9), a10 = INIT(10), a11 = INIT(11);                                                               \
+        for (long it = 0; it < iters; it++) {                                                                         \
+            STEP(a0); STEP(a1); STEP(a2); STEP(a3); STEP(a4); STEP(a5); STEP(a6); STEP(a7); STEP(a8); STEP(a9); STEP(a10); STEP(a11); \
+        }                                                                                                             \
+        const T all[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};                                         \
+        memcpy((char*)peak_sink, all, sizeof all);                                                                    \
+    } while (0)
+
+#define F512(i) _mm512_set1_ps((float)(i))
+#define I512(i) _mm512_set1_epi32(i)
+#define F256(i) _mm256_set1_ps((float)(i))
+#define I256(i) _mm256_set1_epi32(i)
+
+/* kind 0: f32 FMAs; 1: 16-bit pair products into 32-bit sums */
+__attribute__((target("avx512f,avx512vnni"))) static void peak_512(long iters, int kind) {
+    const __m512 x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
+    const __m512i u = _mm512_set1_epi16(3), v = _mm512_set1_epi16(5);
+#define FMA(a) a = _mm512_fmadd_ps(a, x, y)
+#define PAIRS(a) a = _mm512_dpwssd_epi32(a, u, v)
+    if (kind == 0) PEAK_CHAINS(__m512, F512, FMA);
+    else PEAK_CHAINS(__m512i, I512, PAIRS);
+#undef FMA
+#undef PAIRS
+}
+
+__attribute__((target("avx2,fma"))) static void peak_256(long iters, int kind) {
+    const __m256 x = _mm256_set1_ps(1.0000001f), y = _mm256_set1_ps(0.9999999f);
+    const __m256i v = _mm256_set1_epi16(5);
+#define FMA(a) a = _mm256_fmadd_ps(a, x, y)
+#define PAIRS(a) a = _mm256_add_epi32(a, _mm256_madd_epi16(a, v)) /* a as the 16-bit pairs: u, v alone would be hoisted */
+    if (kind == 0) PEAK_CHAINS(__m256, F256, FMA);
+    else PEAK_CHAINS(__m256i, I256, PAIRS);
+#undef FMA
+#undef PAIRS
+}
+
+static int peak_wide(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni"); }
+
+typedef struct {
+    long iters;
+    int kind;
+} peak_part;
+
+static void* peak_run(void* p) {
+    const peak_part* r = p;
+    if (peak_wide()) peak_512(r->iters, r->kind);
+    else peak_256(r->iters, r->kind);
+    return 0;
+}
+
+/* MACs per core per second of one kind, the threads started together */
+static spread peak_of(int threads, int kind) {
+    const int lanes = (peak_wide() ? 16 : 8) * (kind ? 2 : 1); /* MACs per instruction */
+    const long iters = 20000000L;
+    double gmacs[TRIALS];
+    for (int t = 0; t < TRIALS; t++) {
+        pthread_t th[256];
+        peak_part parts[256];
+        const double t0 = now();
+        for (int i = 0; i < threads; i++) {
+            parts[i] = (peak_part){iters, kind};
+            pthread_create(&th[i], 0, peak_run, &parts[i]);
+        }
+        for (int i = 0; i < threads; i++) pthread_join(th[i], 0);
+        gmacs[t] = 12.0 * iters * lanes / (now() - t0) / 1e9;
+    }
+    return spread_of(gmacs);
+}
+
+static void peak_section(int threads) {
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        printf("peak: needs AVX2 and FMA\n");
+        return;
+    }
+    const spread f = peak_of(threads, 0), i = peak_of(threads, 1);
+    printf("peak per core, %d threads: f32 FMA %.1f GMAC/s (%.1f..%.1f, %s); 16-bit pairs %.1f GMAC/s (%.1f..%.1f, %s)\n", threads, f.median, f.min, f.max,
+           peak_wide() ? "AVX-512" : "AVX2", i.median, i.min, i.max, peak_wide() ? "vpdpwssd" : "vpmaddwd + vpaddd");
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, 0, _IOLBF, 0); /* each line as soon as it is measured, also into a file */
     int first = 1, threads = 0;
     if (argc > 1 && atoi(argv[1]) > 0) threads = atoi(argv[first++]);
     threads = ee_set_num_threads(threads);
     int want_ce = 0, row_blocks[14] = {0}, n_row_blocks = 1; /* row block 0: the library's own choice */
-    int want_roof = argc == first, want_blas = argc == first, want_pretrain = argc == first, want_gemv = argc == first ? 3 : 0, want_step = 0;
+    int want_roof = argc == first, want_blas = argc == first, want_pretrain = argc == first, want_gemv = argc == first ? 3 : 0, want_step = 0, want_peak = 0;
     for (int i = first; i < argc; i++) {
         if (!strcmp(argv[i], "roofline")) want_roof = 1;
         else if (!strcmp(argv[i], "blas")) want_blas = 1;
@@ -497,8 +587,9 @@ int main(int argc, char** argv) {
         else if (!strcmp(argv[i], "gemv15m")) want_gemv |= 1;
         else if (!strcmp(argv[i], "gemv110m")) want_gemv |= 2;
         else if (!strcmp(argv[i], "step110m")) want_step = 1;
+        else if (!strcmp(argv[i], "peak")) want_peak = 1;
         else {
-            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [cpu] [pretrain] [gemv | gemv15m | gemv110m] [step110m] [ce [ROW_BLOCK...]]\n");
+            fprintf(stderr, "usage: eecpu_gemmbench [threads] [roofline] [blas] [cpu] [pretrain] [gemv | gemv15m | gemv110m] [step110m] [peak] [ce [ROW_BLOCK...]]\n");
             return 2;
         }
     }
@@ -513,6 +604,7 @@ int main(int argc, char** argv) {
     if (want_pretrain) pretrain_section(threads);
     if (want_gemv) gemv_section(threads, roof, want_gemv);
     if (want_step) step110m_section(threads);
+    if (want_peak) peak_section(threads);
     if (want_ce) ce_section(threads, row_blocks, n_row_blocks);
     return 0;
 }
