@@ -106,6 +106,15 @@ static void* read_sum(void* p) {
     return 0;
 }
 
+/* Seconds from starting fn on each of `threads` parts (`size` bytes apart from `parts`) to the last one's end */
+static double timed_threads(int threads, void* (*fn)(void*), void* parts, size_t size) {
+    pthread_t th[256];
+    const double t0 = now();
+    for (int i = 0; i < threads; i++) pthread_create(&th[i], 0, fn, (char*)parts + (size_t)i * size);
+    for (int i = 0; i < threads; i++) pthread_join(th[i], 0);
+    return now() - t0;
+}
+
 /* GB/s of reading 512 MiB with `threads` threads, each summing its own contiguous part */
 static spread roofline(int threads) {
     const size_t n = (size_t)128 << 20;
@@ -113,15 +122,9 @@ static spread roofline(int threads) {
     for (size_t i = 0; i < n; i++) x[i] = 1.0f;
     double gbs[TRIALS];
     for (int t = 0; t < TRIALS; t++) {
-        pthread_t th[256];
         read_part parts[256];
-        const double t0 = now();
-        for (int i = 0; i < threads; i++) {
-            parts[i] = (read_part){x + n * i / threads / 16 * 16, (n * (i + 1) / threads - n * i / threads) / 16 * 16, 0};
-            pthread_create(&th[i], 0, read_sum, &parts[i]);
-        }
-        for (int i = 0; i < threads; i++) pthread_join(th[i], 0);
-        gbs[t] = n * sizeof(float) / (now() - t0) / 1e9;
+        for (int i = 0; i < threads; i++) parts[i] = (read_part){x + n * i / threads / 16 * 16, (n * (i + 1) / threads - n * i / threads) / 16 * 16, 0};
+        gbs[t] = n * sizeof(float) / timed_threads(threads, read_sum, parts, sizeof parts[0]) / 1e9;
     }
     free(x);
     return spread_of(gbs);
@@ -546,15 +549,9 @@ static spread peak_of(int threads, int kind) {
     const long iters = 20000000L;
     double gmacs[TRIALS];
     for (int t = 0; t < TRIALS; t++) {
-        pthread_t th[256];
         peak_part parts[256];
-        const double t0 = now();
-        for (int i = 0; i < threads; i++) {
-            parts[i] = (peak_part){iters, kind};
-            pthread_create(&th[i], 0, peak_run, &parts[i]);
-        }
-        for (int i = 0; i < threads; i++) pthread_join(th[i], 0);
-        gmacs[t] = 12.0 * iters * lanes / (now() - t0) / 1e9;
+        for (int i = 0; i < threads; i++) parts[i] = (peak_part){iters, kind};
+        gmacs[t] = 12.0 * iters * lanes / timed_threads(threads, peak_run, parts, sizeof parts[0]) / 1e9;
     }
     return spread_of(gmacs);
 }
