@@ -1,8 +1,9 @@
 // Batch decode vs batch 1 on one model (issue 10: batch 8 >= 5x batch 1 at the 15M config): the same 8 prompts
 // decoded one at a time and all together, alternating, after warm-up calls. Prints per repeat, per batch, the decode
-// tok/s over all sequences (wall) and the process's CPU time per decoded token, then the median (min..max) of the wall figures; with threads=1 the CPU time does not
-// depend on other processes' load the way wall time does (their cache and memory traffic still count). Run by
-// bench/batch.sh; -R-D properties: model, threads (2), tokens (200 new per prompt), repeats (3).
+// tok/s over all sequences (wall) and the process's CPU time per decoded token, then the median (min..max) of the wall
+// figures; with threads=1 the CPU time does not depend on other processes' load the way wall time does (their cache
+// and memory traffic still count). Run by bench/batch.sh; -R-D properties: model, threads (2), tokens (200 new per
+// prompt), repeats (3).
 import dev.eetune.backend.*;
 import dev.eetune.model.*;
 import dev.eetune.infer.*;

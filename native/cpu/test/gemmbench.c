@@ -16,8 +16,9 @@
  *             header) and bf16 on a line; 30 passes interleaved across the three, min and median ms per step (the
  *             min is the figure least touched by other processes on a shared machine);
  *   peak      arithmetic peak per core with `threads` threads, each running independent accumulator chains: f32 FMAs
- *             (AVX-512, else AVX2) and 16-bit integer pair products into 32-bit sums (the 8-bit panels' step:
- *             vpdpwssd with AVX-512 VNNI, else vpmaddwd + vpaddd), in GMAC/s: the floors a batch's GEMMs are held to;
+ *             and 16-bit integer pair products into 32-bit sums (the 8-bit panels' step), in GMAC/s, with AVX-512
+ *             (vpdpwssd) where the CPU has AVX-512 VNNI, else AVX2 (vpmaddwd + vpaddd): the floors a batch's GEMMs are
+ *             held to;
  *   ce        the tuning step's fused linear + cross-entropy (2048 rows, dim 288, vocab 32000) against three
  *             cblas_sgemm calls of its shapes; ROW_BLOCK numbers after `ce` add runs with that row-block cap.
  * Every figure is the median of 5 trials interleaved across the variants, so that load from other processes hits
@@ -488,8 +489,7 @@ static void step110m_section(int threads) {
 /* ---- peak --------------------------------------------------------------------------------------------------------- */
 
 /* 12 independent chains of T (distinct starting values INIT(i), or the compiler merges them), enough to cover the
- * FMA latency (4 cycles) times two pipes; `iters` steps of all 12, the sums then kept in peak_sink */
-static volatile char peak_sink[12 * 64];
+ * FMA latency (4 cycles) times two pipes; `iters` steps of all 12, the sums then kept in the thread's `sink` */
 #define PEAK_CHAINS(T, INIT, STEP)                                                                                    \
     do {                                                                                                              \
         T a0 = INIT(0), a1 = INIT(1), a2 = INIT(2), a3 = INIT(3), a4 = INIT(4), a5 = INIT(5), a6 = INIT(6), a7 = INIT(7), a8 = INIT(8), \
@@ -498,7 +498,7 @@ static volatile char peak_sink[12 * 64];
             STEP(a0); STEP(a1); STEP(a2); STEP(a3); STEP(a4); STEP(a5); STEP(a6); STEP(a7); STEP(a8); STEP(a9); STEP(a10); STEP(a11); \
         }                                                                                                             \
         const T all[12] = {a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11};                                         \
-        memcpy((char*)peak_sink, all, sizeof all);                                                                    \
+        memcpy(sink, all, sizeof all);                                                                                \
     } while (0)
 
 #define F512(i) _mm512_set1_ps((float)(i))
@@ -507,7 +507,7 @@ static volatile char peak_sink[12 * 64];
 #define I256(i) _mm256_set1_epi32(i)
 
 /* kind 0: f32 FMAs; 1: 16-bit pair products into 32-bit sums */
-__attribute__((target("avx512f,avx512vnni"))) static void peak_512(long iters, int kind) {
+__attribute__((target("avx512f,avx512vnni"))) static void peak_512(long iters, int kind, char* sink) {
     const __m512 x = _mm512_set1_ps(1.0000001f), y = _mm512_set1_ps(0.9999999f);
     const __m512i u = _mm512_set1_epi16(3), v = _mm512_set1_epi16(5);
 #define FMA(a) a = _mm512_fmadd_ps(a, x, y)
@@ -518,7 +518,7 @@ __attribute__((target("avx512f,avx512vnni"))) static void peak_512(long iters, i
 #undef PAIRS
 }
 
-__attribute__((target("avx2,fma"))) static void peak_256(long iters, int kind) {
+__attribute__((target("avx2,fma"))) static void peak_256(long iters, int kind, char* sink) {
     const __m256 x = _mm256_set1_ps(1.0000001f), y = _mm256_set1_ps(0.9999999f);
     const __m256i v = _mm256_set1_epi16(5);
 #define FMA(a) a = _mm256_fmadd_ps(a, x, y)
@@ -534,12 +534,13 @@ static int peak_wide(void) { return __builtin_cpu_supports("avx512f") && __built
 typedef struct {
     long iters;
     int kind;
+    char sink[12 * 64];
 } peak_part;
 
 static void* peak_run(void* p) {
-    const peak_part* r = p;
-    if (peak_wide()) peak_512(r->iters, r->kind);
-    else peak_256(r->iters, r->kind);
+    peak_part* r = p;
+    if (peak_wide()) peak_512(r->iters, r->kind, r->sink);
+    else peak_256(r->iters, r->kind, r->sink);
     return 0;
 }
 
@@ -550,7 +551,7 @@ static spread peak_of(int threads, int kind) {
     double gmacs[TRIALS];
     for (int t = 0; t < TRIALS; t++) {
         peak_part parts[256];
-        for (int i = 0; i < threads; i++) parts[i] = (peak_part){iters, kind};
+        for (int i = 0; i < threads; i++) parts[i] = (peak_part){.iters = iters, .kind = kind};
         gmacs[t] = 12.0 * iters * lanes / timed_threads(threads, peak_run, parts, sizeof parts[0]) / 1e9;
     }
     return spread_of(gmacs);
