@@ -145,7 +145,7 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
      * The teacher-forced outcome of a policy: agreement with the final layer, the share of positions per exit (the
      * last entry: the final layer), and the cost per token in layers, heads and scores included
      * ({@link ExitCost}): backbone layers up to the exit, plus at every active exit reached either the head (softmax)
-     * or the score, and the head where the score passes (and a {@code layer} head's own layer), plus the backbone's LM
+     * or the score, and the head where the score passes (a {@code layer} head's own layer: its K/V for every row), plus the backbone's LM
      * head for a token that reaches the last layer; {@code fullCost}: the full model's, N layers and its LM head;
      * {@code effectivePositions}: how many independent positions the agreement is worth ({@link #effectivePositions(long[], int[])}).
      */
@@ -190,7 +190,8 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
 
     /**
      * What an exit costs and saves, in layers: {@code nLayers} of the model, per exit the layer it follows, the cost
-     * of a visit (its score, and a {@code layer} head's own layer) and of its head per row it runs for;
+     * of a visit (its score, and a {@code layer} head's own layer, or only its K/V with a cheap score) and of its head
+     * per row it runs for (with a cheap score, a {@code layer} head's own layer too);
      * {@code finalHead}: the backbone's LM head, paid by a token that reaches the last layer (and saved by one that exits).
      */
     public record Costs(int nLayers, int[] layers, double[] visit, double[] head, double finalHead) {
@@ -213,8 +214,11 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
             double[] visit = new double[layers.length], head = new double[layers.length];
             double score = ExitScores.scoreLayers(method, c, gateHidden), layer = ExitCost.layerMacs(c);
             for (int i = 0; i < layers.length; i++) {
-                visit[i] = score + (archs[i] == ExitArchitecture.LAYER ? 1 : 0);
-                head[i] = ExitCost.headMacs(archs[i], c) / layer;
+                // a layer head's own layer: every row writes its K/V there; with a cheap score only the rows the head
+                // runs for pay the rest of it (softmax runs the head, so the whole layer, for every row)
+                boolean own = archs[i] == ExitArchitecture.LAYER, cheap = method.isCheap();
+                visit[i] = score + (own ? (cheap ? ExitCost.kvLayers(c) : 1) : 0);
+                head[i] = ExitCost.headMacs(archs[i], c) / layer + (own && cheap ? 1 : 0);
             }
             return new Costs(c.nLayers(), layers.clone(), visit, head, ExitCost.finalHeadMacs(c) / layer);
         }

@@ -65,6 +65,13 @@ public sealed interface ExitHead permits EmbeddingExit, NormExit, MlpExit, Layer
      */
     Tensor decodeInput(Scope s, ExitInput in, int firstRows);
 
+    /**
+     * Decoding with a cheap decision, for a head with its own layer: writes the K/V of every row of the pass into
+     * {@code in.ownCache()} without running the head, so that a row that does not take the head pays only its K/V;
+     * the rows that take it then run {@link #decodeInput} over themselves alone. Nothing for other heads.
+     */
+    default void writeOwnCache(Scope s, ExitInput in) {}
+
     /** Decoding: the head's logits [firstRows, vocab] (see {@link #decodeInput}). */
     default Tensor decodeLogits(Scope s, ExitInput in, int firstRows) {
         Tensor z = decodeInput(s, in, firstRows);

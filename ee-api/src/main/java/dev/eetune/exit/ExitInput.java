@@ -10,4 +10,10 @@ import dev.eetune.tensor.Tensor;
  * rows, the head's own K/V cache (decoding with a LAYER head; null for dense rows) and the pass's workspace.
  * Thread-safety: one pass's view, used by the thread running the pass.
  */
-public record ExitInput(Tensor hidden, Tensor attnResidual, Workspace.Rows rows, KvCache.Layer ownCache, Workspace workspace) {}
+public record ExitInput(Tensor hidden, Tensor attnResidual, Workspace.Rows rows, KvCache.Layer ownCache, Workspace workspace) {
+
+    /** Rows 0..k-1 of a packed pass, with the same cache and workspace. */
+    public ExitInput firstRows(int k) {
+        return new ExitInput(hidden.slice(0, k), attnResidual == null ? null : attnResidual.slice(0, k), rows.first(k), ownCache, workspace);
+    }
+}

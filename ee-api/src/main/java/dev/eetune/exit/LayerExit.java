@@ -62,5 +62,10 @@ public record LayerExit(ExitSpec spec, DecoderLayer decoderLayer, TransformerBlo
     }
 
     @Override
+    public void writeOwnCache(Scope s, ExitInput in) {
+        decoderLayer.writeKv(block.weights(), in.hidden(), in.rows(), in.ownCache(), in.workspace().activations(in.rows().count(), in.hidden(), null));
+    }
+
+    @Override
     public String toString() { return "LayerExit[" + spec + ", T=" + temperature + "]"; }
 }

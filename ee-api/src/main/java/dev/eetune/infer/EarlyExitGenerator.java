@@ -2,6 +2,7 @@ package dev.eetune.infer;
 
 import dev.eetune.backend.Ops;
 import dev.eetune.exit.EarlyExitModel;
+import dev.eetune.exit.ExitCost;
 import dev.eetune.exit.ExitGate;
 import dev.eetune.exit.ExitHead;
 import dev.eetune.exit.ExitInput;
@@ -824,15 +825,16 @@ public final class EarlyExitGenerator implements Decoder {
         /**
          * Each active sequence's newest row (rows 0..active-1, in order) is judged; confident ones leave with the
          * head's token. With softmax confidence the head runs for every such row; with a cheap method only for the
-         * rows whose score passes (a head with its own layer still runs that layer over every row, for its cache); with
-         * cascade confidence those rows then exit only if the head's max softmax probability also reaches the exit's
-         * confirmation threshold.
+         * rows whose score passes (a head with its own layer writes every row's K/V there, for its cache, and runs the
+         * rest of that layer for the passing rows only); with cascade confidence those rows then exit only if the
+         * head's max softmax probability also reaches the exit's confirmation threshold.
          */
         @Override
         public Pass atExit(ExitHead h, ExitInput in, Pass pass) {
             int layer = h.layer(), m = active.length, n = pass.rowCount();
-            if (h.hasOwnCache()) counters.rowLayers += n; // its own layer, over every row
             double headCost = ExitScores.headLayers(h, config);
+            boolean cheap = policy.confidence() != ConfidenceMethod.SOFTMAX && canExit[layer];
+            if (h.hasOwnCache() && !cheap) counters.rowLayers += n; // its own layer, over every row
             if (!canExit[layer]) { // a disabled head evaluated for its overhead: what an enabled one pays when no row passes
                 Tensor z = h.decodeInput(step, in, m);
                 if (any(mayPass(h, z, m, Float.POSITIVE_INFINITY, step))) headLogits(step.allocate(DType.F32, m, h.lmHead().value().dim(0)), z, h);
@@ -859,25 +861,29 @@ public final class EarlyExitGenerator implements Decoder {
                 float[] score = ExitScores.cheap(policy.confidence(), exits.gate(layer), h, maxProb, in, before, m); // maxProb: free until the cascade's confirmation
                 counters.headLayers += m * ExitScores.scoreLayers(policy.confidence(), config, exits.gate(layer) == null ? 0 : exits.gate(layer).hiddenUnits());
                 exiting = passing(score, tau);
-                Tensor z = h.hasOwnCache() ? h.decodeInput(step, in, m) : null;
-                if (exiting.length == 0) return pass;
+                h.writeOwnCache(step, in); // a head with its own layer: every row's K/V; the layer itself below, for the passing rows
                 int k = exiting.length;
+                if (h.hasOwnCache()) {
+                    counters.rowLayers += k;
+                    counters.headLayers += n * ExitCost.kvLayers(config);
+                }
+                if (k == 0) return pass;
                 boolean leading = exiting[k - 1] == k - 1; // the passing rows are rows 0..k-1 (always at batch 1): no gather
-                if (z == null && leading) {
-                    z = h.decodeInput(step, in, k);
-                } else if (z == null) { // the head runs on the passing rows only
+                Tensor z;
+                if (leading) {
+                    z = h.decodeInput(step, in.firstRows(k), k);
+                } else { // the head runs on the passing rows only
                     Tensor idx = indices(exiting, k);
                     Tensor hid = step.allocate(DType.F32, k, config.dim());
                     model.backend().ops().gatherRows(hid, in.hidden(), idx);
                     Tensor res = null;
                     if (in.attnResidual() != null) model.backend().ops().gatherRows(res = step.allocate(DType.F32, k, config.dim()), in.attnResidual(), idx);
-                    z = h.decodeInput(step, new ExitInput(hid, res, in.rows(), null, in.workspace()), k);
-                } else if (!leading) {
-                    Tensor zk = step.allocate(DType.F32, k, config.dim());
-                    model.backend().ops().gatherRows(zk, z, indices(exiting, k));
-                    z = zk;
-                } else {
-                    z = z.slice(0, k);
+                    List<Row> taking = new ArrayList<>();
+                    for (int i : exiting) taking.add(rows.get(i));
+                    Workspace.Rows all = in.rows();
+                    Workspace.Rows sub = new Workspace.Rows(k, null, step.allocate(DType.I32, k).copyFrom(seqs(taking)), step.allocate(DType.I32, k).copyFrom(positions(taking)),
+                        0, 0, all.sequenceBound(), all.positionBound());
+                    z = h.decodeInput(step, new ExitInput(hid, res, sub, in.ownCache(), in.workspace()), k);
                 }
                 // the final layer's logits buffer: free until this pass's last layer, and k <= maxBatch rows
                 Tensor logits = EarlyExitGenerator.this.logits.slice(0, k);

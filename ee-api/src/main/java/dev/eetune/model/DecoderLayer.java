@@ -60,6 +60,26 @@ public final class DecoderLayer {
     }
 
     /**
+     * Writes the K/V of {@code rows} at this layer into {@code cache} and computes nothing else: the attention norm,
+     * the k and v projections with their biases and k's rotation, the calls {@link #forward} makes before its
+     * attention (ee_decoder_layer_fwd's first part), so the cache holds the same bits. Why: a layer exit head's own
+     * cache must hold every row, but only the rows that take the head need its attention and MLP; the K/V cost
+     * {@code 2 dim kvDim} of a layer's multiply-adds. Scratch: {@code a.xn1()}, {@code a.k()}, {@code a.v()}.
+     */
+    public void writeKv(LayerWeights w, Tensor x, Workspace.Rows rows, KvCache.Layer cache, LayerActivations a) {
+        rows.checkFits(cache);
+        Ops ops = x.backend().ops();
+        ops.rmsnorm(a.xn1(), null, x, w.attnNorm(), c.normEps());
+        ops.linear(a.k(), a.xn1(), w.wk());
+        ops.linear(a.v(), a.xn1(), w.wv());
+        if (w.bk() != null) ops.addBias(a.k(), w.bk());
+        if (w.bv() != null) ops.addBias(a.v(), w.bv());
+        ops.rope(a.k(), rows.pos(), invFreq, c.nKvHeads(), c.headDim(), c.ropeInterleaved(), false);
+        ops.kvWrite(cache.keys(), a.k(), rows.seq(), rows.pos());
+        ops.kvWrite(cache.values(), a.v(), rows.seq(), rows.pos());
+    }
+
+    /**
      * Layers [from, to) of {@code table} ({@link #tableRow}s over one cache) over packed rows in one native call, x
      * updated in place: the same bits as {@link #forward} layer by layer with the table's weights and caches.
      * {@code a.residual()} is left holding the last layer's x + attn(x).

@@ -155,6 +155,12 @@ public final class Workspace implements AutoCloseable {
     public record Rows(int count, Tensor tokens, Tensor seq, Tensor pos, int batch, int seqLen, int sequenceBound, int positionBound) {
         public boolean isDense() { return batch > 0; }
 
+        /** Rows 0..k-1 of packed rows (the bounds stay: they still bound them). */
+        public Rows first(int k) {
+            if (isDense() || k < 0 || k > count) throw new IllegalArgumentException("first " + k + " of " + count + (isDense() ? " dense" : "") + " rows");
+            return new Rows(k, tokens == null ? null : tokens.slice(0, k), seq.slice(0, k), pos.slice(0, k), 0, 0, sequenceBound, positionBound);
+        }
+
         /** Throws unless every row fits {@code cache} [sequences, maxLen, ...]. */
         public void checkFits(KvCache.Layer cache) {
             if (sequenceBound > cache.sequences() || positionBound > cache.maxLen()) {

@@ -78,6 +78,22 @@ class ThresholdCalibrationTest {
      * row. The calibration keeps exit 1 and switches exit 2 off; with {@code norm} heads (0.72 layers, gaining 1.0 per
      * exiting token) both pay and both stay on.
      */
+    /**
+     * A layer head's own layer in the cost model: with softmax decisions every row runs it; with a cheap score a row
+     * pays its K/V there (2 dim kvDim of a layer's multiply-adds) and only the rows the head runs for pay the rest.
+     */
+    @Test
+    void aLayerHeadCostsTheRowsThatDoNotTakeItOnlyTheirKv() {
+        double kv = dev.eetune.exit.ExitCost.kvLayers(SHAPE);
+        assertThat(kv).isEqualTo(2.0 * 64 * 32 / dev.eetune.exit.ExitCost.layerMacs(SHAPE)).isBetween(0.05, 0.1);
+        for (ConfidenceMethod m : ConfidenceMethod.values()) {
+            ExitTrace.Costs layer = costs(ExitArchitecture.LAYER, m), lmOnly = costs(ExitArchitecture.EMBEDDING, m);
+            boolean cheap = m != ConfidenceMethod.SOFTMAX;
+            assertThat(layer.visit()[0] - lmOnly.visit()[0]).as("%s: a visit", m).isCloseTo(cheap ? kv : 1, org.assertj.core.data.Offset.offset(1e-12));
+            assertThat(layer.head()[0] - lmOnly.head()[0]).as("%s: a row the head runs for", m).isCloseTo(cheap ? 1 : 0, org.assertj.core.data.Offset.offset(1e-12));
+        }
+    }
+
     @Test
     void anExitThatSavesLessThanItCostsIsSwitchedOff() {
         int n = 4000;

@@ -140,6 +140,42 @@ class CheapExitDecisionTest {
         }
     }
 
+    /**
+     * With a cheap decision a layer head writes the K/V of every row into its own cache and runs the rest of its layer
+     * only for the rows that take the head ({@code ExitHead.writeOwnCache}): the K/V it writes alone are the bits its
+     * whole layer writes, for rows of two sequences at several positions.
+     */
+    @Test
+    void aLayerHeadsKvAloneAreTheBitsItsWholeLayerWrites() {
+        ExitHead layerHead = heads.heads().stream().filter(ExitHead::hasOwnCache).findFirst().orElseThrow();
+        int dim = model.config().dim(), rows = 6;
+        float[] hidden = new float[rows * dim];
+        java.util.Random r = new java.util.Random(3);
+        for (int i = 0; i < hidden.length; i++) hidden[i] = (float) r.nextGaussian();
+        int[] seqs = {0, 0, 1, 1, 1, 0}, positions = {0, 1, 0, 1, 2, 2};
+        try (Scope s = Scope.of(CPU); Workspace ws = model.newWorkspace(); KvCache whole = new KvCache(model.config(), CPU, 2, 8);
+             KvCache kvOnly = new KvCache(model.config(), CPU, 2, 8)) {
+            for (KvCache c : List.of(whole, kvOnly)) for (Tensor t : List.of(c.layer(0).keys(), c.layer(0).values())) t.copyFrom(new float[Math.toIntExact(t.size())]);
+            Tensor h = s.allocate(DType.F32, rows, dim).copyFrom(hidden);
+            Workspace.Rows rs = ws.rows(seqs, positions);
+            layerHead.decodeInput(s, new ExitInput(h, null, rs, whole.layer(0), ws), rows);
+            layerHead.writeOwnCache(s, new ExitInput(h, null, rs, kvOnly.layer(0), ws));
+            assertThat(h.toFloatArray()).as("the pass's hidden states are left alone").containsExactly(hidden);
+            for (boolean keys : new boolean[] {true, false}) {
+                float[] want = (keys ? whole.layer(0).keys() : whole.layer(0).values()).toFloatArray(), have = (keys ? kvOnly.layer(0).keys() : kvOnly.layer(0).values()).toFloatArray();
+                int[] wantBits = new int[want.length], haveBits = new int[have.length];
+                int written = 0;
+                for (int i = 0; i < want.length; i++) {
+                    wantBits[i] = Float.floatToRawIntBits(want[i]);
+                    haveBits[i] = Float.floatToRawIntBits(have[i]);
+                    if (want[i] != 0) written++;
+                }
+                assertThat(haveBits).as(keys ? "keys" : "values").containsExactly(wantBits);
+                assertThat(written).as("values written").isEqualTo(rows * model.config().nKvHeads() * model.config().headDim());
+            }
+        }
+    }
+
     @Test
     void kvCacheStaysExactAndBatchesEqualSequencesAlone() {
         for (ConfidenceMethod m : new ConfidenceMethod[] {ConfidenceMethod.GATE, ConfidenceMethod.SATURATION, ConfidenceMethod.CASCADE}) {
