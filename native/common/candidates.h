@@ -7,6 +7,30 @@
 
 #include "common.h"
 
+/* The share of a row's norm that the 8-bit screen's radii allow for the kernel's rounding of the row (ScoreScreen) */
+#define EE_SCREEN_ROUNDING (1.0 / 128)
+
+/* The scale of the 8-bit screen's bound for a row x of k values (A of ee_gemm with EE_I8_PANELS): E = max(||x||,
+ * ||x - x'|| / EE_SCREEN_ROUNDING) rounded up, x' = scale_x q the row as the kernels round it (eetune.h,
+ * ee_pack_panels_i8), so that ||x|| <= E and ||x - x'|| <= E / 128; every score then lies within E radius_j of its logit
+ * (ScoreScreen.norms computes the same on the Java side). NaN or +inf for a row with a value that is not finite. */
+static inline float ee_screen_scale(const float* x, int32_t k) {
+    float top = 0.0f;
+    double ss = 0.0;
+    for (int32_t p = 0; p < k; p++) {
+        top = fabsf(x[p]) > top ? fabsf(x[p]) : top;
+        ss += (double)x[p] * x[p];
+    }
+    if (!isfinite(ss)) return (float)ss;
+    const float inv = top > 0.0f ? 127.0f / top : 0.0f, scale = top / 127.0f;
+    double ee = 0.0;
+    for (int32_t p = 0; p < k; p++) {
+        const double q = fmin(fmax(rint((double)x[p] * inv), -127.0), 127.0), d = (double)x[p] - (double)scale * q;
+        ee += d * d;
+    }
+    return nextafterf((float)fmax(sqrt(ss), sqrt(ee) / EE_SCREEN_ROUNDING), INFINITY);
+}
+
 /* B_j = radius_j scale + 1e-30 (the 1e-30: underflow's absolute error) */
 EE_HOST_DEVICE float ee_candidate_bound(float radius, float scale) { return radius * scale + 1e-30f; }
 

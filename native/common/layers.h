@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "candidates.h"
 #include "common.h"
 
 /* The failure of a call inside `fn`'s loop, its message prefixed with where: "fn: unit i: message" */
@@ -159,7 +160,7 @@ static inline const float* ee_exit_head_input(const int64_t* plan, const int64_t
 
 /* Whether the exit's 8-bit screen (EarlyExitGenerator.mayPass) lets row 0 of z reach tau: 1 = the head's exact logits
  * decide, 0 = its largest probability is bounded below tau (its margin included), < 0 = failure. The scores go to
- * the plan's logits, ||z|| rounded up (ScoreScreen.norms, in double on the host) to score[1], the bound to score[0]. */
+ * the plan's logits, the bound's scale (ee_screen_scale, on the host) to score[1], the bound to score[0]. */
 static inline int32_t ee_exit_screen_passes(const int64_t* plan, const int64_t* exits, const int64_t* e, const float* z, float tau) {
     const int32_t dim = (int32_t)plan[PLAN_DIM], vocab = (int32_t)plan[PLAN_VOCAB];
     float* logits = (float*)(intptr_t)plan[PLAN_LOGITS];
@@ -168,9 +169,7 @@ static inline int32_t ee_exit_screen_passes(const int64_t* plan, const int64_t* 
     if (ee_gemm(0, 1, 1, vocab, dim, 1.0f, z, dim, (const void*)(intptr_t)e[EXIT_SCREEN], EE_I8_PANELS, dim, 0.0f, logits, vocab) ||
         ee_read_value(host, z, (int64_t)dim * (int64_t)sizeof(float)))
         return -1;
-    double ss = 0.0;
-    for (int32_t i = 0; i < dim; i++) ss += (double)host[i] * host[i];
-    float norm = nextafterf((float)sqrt(ss), INFINITY), upper = 0.0f;
+    float norm = ee_screen_scale(host, dim), upper = 0.0f;
     if (ee_copy(score + 1, &norm, (int64_t)sizeof norm, 1) ||
         ee_max_prob_upper(score, logits, vocab, (const float*)(intptr_t)e[EXIT_RADIUS], score + 1, 1, vocab, ee_plan_float(e, EXIT_TEMPERATURE)) ||
         ee_read_value(&upper, score, sizeof upper))

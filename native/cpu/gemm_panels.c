@@ -360,13 +360,17 @@ static void panels_bf16_portable(void* p, int64_t q0, int64_t q1) { panels_porta
 
 /* ---- 8-bit panels (EE_I8_PANELS): scores for greedy decode's screen, not logits ------------------------------------
  * Panel q: 32 f32 scales, then ceil(k / 2) steps of 32 column pairs: byte 2j + t of step s holds row j's q_j[2s + t]
- * (0 past k). The rows of A are rounded to 16-bit integers once per call (quantize_a_i8), so that a step is integer
- * pair products summed into 32-bit lanes: one vpdpwssd per row of A and 16 weight rows on AVX-512 VNNI (a pair of
- * columns in each 32-bit lane, hence the layout), vpmaddwd + vpaddd on AVX2, where the f32 form needed two FMAs, a
- * widening and a conversion. Integer sums are exact and the same in every order; they go to f32 every
- * EE_I8_BLOCK_PAIRS steps, before they could overflow (256 pairs of |127 * 32767| each < 2^31), and the block sums
- * are added in f32 in block order, then times the row's scale and A's: so every kernel here, and the CUDA twin,
- * gives the same bits. Why: at 8 rows of A the f32 form was bound by its FMAs (27% of a 15M batch-8 step's samples).
+ * (0 past k). The rows of A are rounded to 8-bit integers too, once per call (quantize_a_i8), so that a step is
+ * integer products summed into 32-bit lanes: on AVX-512 VNNI two steps interleaved (vpunpck[lh]wd) give each 32-bit
+ * lane four columns of one row, one vpdpbusd per row of A and 16 weight rows (A's bytes offset by 128 to make them
+ * unsigned, the offset's 128 sum(q) taken off once per block); vpmaddwd + vpaddd on the pairs on AVX2, where the f32
+ * form needed two FMAs, a widening and a conversion. Integer sums are exact and the same in every order; they go to
+ * f32 every EE_I8_BLOCK_PAIRS steps (far from overflowing: 512 columns of 255 * 127 < 2^31), and the block sums are
+ * added in f32 in block order, then times the row's scale and A's: so every kernel here, and the CUDA twin, gives the
+ * same bits. Why: at 8 rows of A the f32 form was bound by its FMAs (27% of a 15M batch-8 step's samples); 8-bit A
+ * against 16-bit halves the VNNI kernel's instructions (vpdpbusd does as many per cycle as vpdpwssd, on twice the
+ * products; the weights' widening goes): bench/screen-ab.c, 32000 x 288 on a Zen 4, 1.44x at 1 row and 1.71x at 8
+ * on one core. The bound pays for it with A's rounding error, which callers measure per row (ee_screen_scale).
  * Why 8 bits: the screen streams the whole classifier every token, 22-60% of a token's bytes at the 110M and 15M
  * configs with a bf16 copy; half of that is a quarter of the f32 bytes. */
 #define EE_I8_BLOCK_PAIRS 256
@@ -561,28 +565,34 @@ EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const flo
     return 0;
 }
 
-/* A call's rows of A as 16-bit pairs (x[i * kp + s] holds a_i[2s] in its low, a_i[2s + 1] in its high half) and
- * their scales: a_i ~ scale_i x_i, x = a / scale rounded to the nearest (|x| <= 32767), scale = max |a_i| / 32767;
- * NaN for a row with a value that is not finite (its scores become NaN), 0 for a zero row. */
+/* A call's rows of A rounded to 8-bit integers: a_i ~ scale_i x_i, x = a times 127 / max |a_i| (in f32) rounded to
+ * the nearest as the weights are (|x| <= 127), scale = max |a_i| / 127; NaN for a row with a value that is not finite
+ * (its scores become NaN), 0 for a zero row. As 16-bit pairs (x[i * kp + s] holds x_i[2s] in its low, x_i[2s + 1] in
+ * its high half) for the pair kernels, and for the VNNI kernel as quads of unsigned bytes x + 128
+ * (xq[i * kq + t] holds x_i[4t .. 4t + 3], 128 past k). */
 typedef struct {
     const ee_gemm_args* g;
     const int32_t* x;
-    int kp;
+    const uint32_t* xq;
+    int kp, kq;
     float scale[EE_PANELS_MAX_M];
 } i8_job;
 
-static void quantize_a_i8(const ee_gemm_args* g, int32_t* x, float* scale) {
-    const int kp = i8_pairs(g->k);
+static void quantize_a_i8(const ee_gemm_args* g, int32_t* x, uint32_t* xq, float* scale) {
+    const int kp = i8_pairs(g->k), kq = (kp + 1) / 2;
     for (int i = 0; i < g->m; i++) {
         const float* a = g->a + (size_t)i * g->lda;
         int finite;
         const float top = row_top(a, g->k, &finite);
-        const float inv = finite && top > 0.0f ? 32767.0f / top : 0.0f;
-        scale[i] = finite ? top / 32767.0f : NAN;
-        uint16_t* halves = (uint16_t*)(x + (size_t)i * kp);
-        for (int p = 0; p < 2 * kp; p++) {
-            const double v = finite && p < g->k ? round_scaled(a[p], inv, 32767.0) : 0.0;
-            halves[p] = (uint16_t)(int16_t)(int)v; /* little-endian: column 2s in the low half */
+        const float inv = finite && top > 0.0f ? 127.0f / top : 0.0f;
+        scale[i] = finite ? top / 127.0f : NAN;
+        int16_t* halves = (int16_t*)(x + (size_t)i * kp);
+        for (int p = 0; p < 2 * kp; p++) halves[p] = (int16_t)(finite && p < g->k ? round_scaled(a[p], inv, 127.0) : 0.0); /* little-endian: column 2s low */
+        if (!xq) continue;
+        for (int t = 0; t < kq; t++) {
+            uint32_t quad = 0;
+            for (int c = 0; c < 4; c++) quad |= (uint32_t)(uint8_t)((4 * t + c < 2 * kp ? halves[4 * t + c] : 0) + 128) << (8 * c);
+            xq[(size_t)i * kq + t] = quad;
         }
     }
 }
@@ -600,43 +610,54 @@ EE_INLINE void store_i8_row(const i8_job* job, const float* sums, int64_t q, int
 #if EE_X86
 #define EE_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
 
-/* acc[i] += row i's pair times the step's 32 column pairs (two vectors of 16 lanes), for MR rows of x */
-EE_INLINE EE_AVX512VNNI void i8_pair_512(const int MR, __m512i (*acc)[2], const int8_t* step, const int32_t* x, int kp) {
-    const __m512i bytes = _mm512_loadu_si512((const void*)step);
-    const __m512i w0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(bytes)), w1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(bytes, 1));
+/* acc[i] += row i's quad times steps 2t and 2t + 1 (each read under its mask: a zero mask reads nothing and gives
+ * zeros, as for an odd k's last step): four columns of 16 weight rows in each of two vectors, lane l of 128-bit part L
+ * holding row 8L + l (w0) and 8L + 4 + l (w1); acc[MR] += the weights' sums there (what A's offset of 128 adds) */
+EE_INLINE EE_AVX512VNNI void i8_quad_512(const int MR, __m512i (*acc)[2], const int8_t* steps, __mmask32 first, __mmask32 second, const uint32_t* xq, int kq) {
+    const __m512i a = _mm512_maskz_loadu_epi16(first, steps), b = _mm512_maskz_loadu_epi16(second, steps + 2 * EE_PANEL_ROWS);
+    const __m512i w0 = _mm512_unpacklo_epi16(a, b), w1 = _mm512_unpackhi_epi16(a, b), ones = _mm512_set1_epi8(1);
+    acc[MR][0] = _mm512_dpbusd_epi32(acc[MR][0], ones, w0);
+    acc[MR][1] = _mm512_dpbusd_epi32(acc[MR][1], ones, w1);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) {
-        const __m512i xi = _mm512_set1_epi32(x[(size_t)i * kp]);
-        acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], xi, w0);
-        acc[i][1] = _mm512_dpwssd_epi32(acc[i][1], xi, w1);
+        const __m512i xi = _mm512_set1_epi32((int)xq[(size_t)i * kq]);
+        acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], xi, w0);
+        acc[i][1] = _mm512_dpbusd_epi32(acc[i][1], xi, w1);
     }
 }
 
-/* rows i0 .. i0 + MR - 1 against panel q, CH chains over alternate steps (MR, CH constants once inlined): one chain of
- * vpdpwssd per accumulator would wait on its latency for every 64 bytes at 1-3 rows */
+/* rows i0 .. i0 + MR - 1 against panel q, CH chains over alternate quads (MR, CH constants once inlined): one chain of
+ * vpdpbusd per accumulator would wait on its latency for every 128 bytes at 1-3 rows */
 EE_INLINE EE_AVX512VNNI void panel_i8_512(const i8_job* job, const int MR, const int CH, int64_t q, int i0) {
     const ee_gemm_args* g = job->g;
     const int8_t* w = panel_i8_steps(g, q);
-    const int32_t* x = job->x + (size_t)i0 * job->kp;
+    const uint32_t* xq = job->xq + (size_t)i0 * job->kq;
+    const __m512i rows_lo = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), rows_hi = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4); /* back to row order */
     _Alignas(64) float sums[8][EE_PANEL_ROWS];
     for (int s0 = 0; s0 < job->kp; s0 += EE_I8_BLOCK_PAIRS) {
-        const int s1 = ee_min(job->kp, s0 + EE_I8_BLOCK_PAIRS);
-        __m512i acc[2][8][2];
+        const int t0 = s0 / 2, t1 = (ee_min(job->kp, s0 + EE_I8_BLOCK_PAIRS) + 1) / 2; /* s0 is even: a block's quads are its own */
+        /* per chain c, from row c (MR + 1): MR rows, then the weights' sums (9 rows at most: chains only below 4 rows;
+         * one array small enough for the compiler to keep in registers) */
+        __m512i acc[9][2];
+#pragma GCC unroll 9
+        for (int i = 0; i < CH * (MR + 1); i++) acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+        /* the quads the chains leave over go first (the integer sums do not depend on the order), so that the main
+         * loop flows into the epilogue: after it, their merges made GCC copy and spill the accumulators every step */
+        int lo = t0, hi = t1;
+        if (2 * hi > job->kp) hi--, i8_quad_512(MR, acc, w + (size_t)hi * 4 * EE_PANEL_ROWS, ~0u, 0u, xq + hi, job->kq); /* an odd k's last pair alone */
+        if ((hi - lo) % CH) i8_quad_512(MR, acc, w + (size_t)lo * 4 * EE_PANEL_ROWS, ~0u, ~0u, xq + lo, job->kq), lo++;
+        for (int t = lo; t < hi; t += CH)
 #pragma GCC unroll 2
-        for (int c = 0; c < CH; c++)
-#pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) acc[c][i][0] = acc[c][i][1] = _mm512_setzero_si512();
-        int s = s0;
-        for (; s + CH <= s1; s += CH)
-#pragma GCC unroll 2
-            for (int c = 0; c < CH; c++) i8_pair_512(MR, acc[c], w + (size_t)(s + c) * 2 * EE_PANEL_ROWS, x + s + c, job->kp);
-        for (; s < s1; s++) i8_pair_512(MR, acc[0], w + (size_t)s * 2 * EE_PANEL_ROWS, x + s, job->kp); /* the odd step left by two chains */
-        for (int i = 0; i < MR; i++)
-            for (int h = 0; h < 2; h++) {
-                const __m512i sum = CH == 2 ? _mm512_add_epi32(acc[0][i][h], acc[1][i][h]) : acc[0][i][h]; /* exact: within a block */
-                const __m512 f = _mm512_cvtepi32_ps(sum);
-                _mm512_store_ps(sums[i] + 16 * h, s0 == 0 ? f : _mm512_add_ps(_mm512_load_ps(sums[i] + 16 * h), f));
-            }
+            for (int c = 0; c < CH; c++) i8_quad_512(MR, acc + c * (MR + 1), w + (size_t)(t + c) * 4 * EE_PANEL_ROWS, ~0u, ~0u, xq + t + c, job->kq);
+        __m512i offset[2];
+        for (int h = 0; h < 2; h++) offset[h] = _mm512_slli_epi32(CH == 2 ? _mm512_add_epi32(acc[MR][h], acc[2 * MR + 1][h]) : acc[MR][h], 7);
+        for (int i = 0; i < MR; i++) {
+            __m512i part[2]; /* exact: within a block */
+            for (int h = 0; h < 2; h++) part[h] = _mm512_sub_epi32(CH == 2 ? _mm512_add_epi32(acc[i][h], acc[MR + 1 + i][h]) : acc[i][h], offset[h]);
+            const __m512 f0 = _mm512_cvtepi32_ps(_mm512_permutex2var_epi64(part[0], rows_lo, part[1])), f1 = _mm512_cvtepi32_ps(_mm512_permutex2var_epi64(part[0], rows_hi, part[1]));
+            _mm512_store_ps(sums[i], s0 == 0 ? f0 : _mm512_add_ps(_mm512_load_ps(sums[i]), f0));
+            _mm512_store_ps(sums[i] + 16, s0 == 0 ? f1 : _mm512_add_ps(_mm512_load_ps(sums[i] + 16), f1));
+        }
     }
     for (int i = 0; i < MR; i++) store_i8_row(job, sums[i], q, i0 + i);
 }
@@ -725,17 +746,19 @@ static void panels_i8_portable(void* p, int64_t q0, int64_t q1) {
 }
 
 static int gemm_panels_i8(const ee_gemm_args* g) {
-    i8_job job = {g, 0, i8_pairs(g->k), {0}};
-    int32_t* x = ee_scratch(EE_SCRATCH_I8_A, (size_t)g->m * job.kp * sizeof(int32_t));
-    if (!x) return ee_fail("ee_gemm: out of memory");
-    quantize_a_i8(g, x, job.scale);
-    job.x = x;
+    i8_job job = {g, 0, 0, i8_pairs(g->k), (i8_pairs(g->k) + 1) / 2, {0}};
     ee_range_fn kernel = panels_i8_portable;
+    int quads = 0;
 #if EE_X86
     const ee_cpu* cpu = ee_cpu_get();
-    if (cpu->avx512vnni) kernel = panels_i8_512;
+    if (cpu->avx512vnni) kernel = panels_i8_512, quads = 1;
     else if (cpu->avx2) kernel = panels_i8_256;
 #endif
+    int32_t* x = ee_scratch(EE_SCRATCH_I8_A, (size_t)g->m * (job.kp + (quads ? job.kq : 0)) * sizeof(int32_t));
+    if (!x) return ee_fail("ee_gemm: out of memory");
+    uint32_t* xq = quads ? (uint32_t*)(x + (size_t)g->m * job.kp) : 0;
+    quantize_a_i8(g, x, xq, job.scale);
+    job.x = x, job.xq = xq;
     const int nt = ee_threads_for(EE_GEMV_WORK(g->m, g->n, g->k)), panels = ee_ceil_div(g->n, EE_PANEL_ROWS);
     ee_parallel_range_stealing(nt, panels, ee_steal_block(panels, nt), kernel, &job);
     return 0;

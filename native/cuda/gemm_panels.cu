@@ -117,7 +117,7 @@ __global__ void gemm_panels_kernel(ee_gemm_args g) {
     }
 }
 
-/* the same for 8-bit panels, in the CPU's rounding sequence (eetune.h, ee_pack_panels_i8): A's row rounded to 16-bit
+/* the same for 8-bit panels, in the CPU's rounding sequence (eetune.h, ee_pack_panels_i8): A's row rounded to 8-bit
  * integers, exact integer sums in blocks of 512 columns, the blocks added in f32, times scale_j and A's scale. Each
  * thread finds its row's max |a| itself: the screen's passes are a few rows. A's values are rounded from the exact
  * (double) product, as on the CPU. */
@@ -131,11 +131,11 @@ __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
         float top = 0.0f, bad = 0.0f;
         for (int p = 0; p < g.k; p++) top = fmaxf(top, fabsf(a[p])), bad += a[p] - a[p];
         const bool finite = bad == 0.0f;
-        const float inv = finite && top > 0.0f ? 32767.0f / top : 0.0f, sa = finite ? top / 32767.0f : nanf("");
+        const float inv = finite && top > 0.0f ? 127.0f / top : 0.0f, sa = finite ? top / 127.0f : nanf("");
         float sum = 0.0f;
         for (int p0 = 0; p0 < g.k; p0 += 512) {
             int acc = 0;
-            for (int p = p0; p < g.k && p < p0 + 512; p++) acc += (int)fmin(fmax(rint((double)a[p] * inv), -32767.0), 32767.0) * w[i8_at(p)];
+            for (int p = p0; p < g.k && p < p0 + 512; p++) acc += (int)fmin(fmax(rint((double)a[p] * inv), -127.0), 127.0) * w[i8_at(p)];
             sum = p0 == 0 ? (float)acc : sum + (float)acc;
         }
         const float v = sum * scales[j % EE_PANEL_ROWS] * sa;

@@ -226,7 +226,7 @@ static void test_gemm_panels(unsigned* seed) {
  * gives, ||a|| (resid_j + g ||scale_j q_j||) (times alpha, plus beta C), for every m, the shapes of test_gemm_panels;
  * the packing itself (scale = max |w| / 127, resid and norm rounded up, zero padding rows); a row with a NaN gets
  * resid +inf; the calls it must refuse. */
-/* The header's rounding sequence for 8-bit panels, written out plainly: row a to 16-bit integers, exact integer sums
+/* The header's rounding sequence for 8-bit panels, written out plainly: row a to 8-bit integers, exact integer sums
  * in blocks of 512 columns, the blocks added in f32, times scale_j and a's scale */
 static float i8_reference(const char* packed, const float* a, int j, int k) {
     const size_t panel_bytes = (size_t)EE_PANEL_ROWS * (4 + 2 * ((k + 1) / 2));
@@ -234,19 +234,19 @@ static float i8_reference(const char* packed, const float* a, int j, int k) {
     const int8_t* q = (const int8_t*)(scales + EE_PANEL_ROWS) + 2 * (j % EE_PANEL_ROWS);
     float top = 0.0f;
     for (int p = 0; p < k; p++) top = fmaxf(top, fabsf(a[p]));
-    const float inv = top > 0.0f ? 32767.0f / top : 0.0f, sa = top / 32767.0f;
+    const float inv = top > 0.0f ? 127.0f / top : 0.0f, sa = top / 127.0f;
     float sum = 0.0f;
     for (int p0 = 0; p0 < k; p0 += 512) {
         int64_t acc = 0;
-        for (int p = p0; p < k && p < p0 + 512; p++) acc += (int64_t)fmin(fmax(rint((double)a[p] * inv), -32767.0), 32767.0) * q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2];
+        for (int p = p0; p < k && p < p0 + 512; p++) acc += (int64_t)fmin(fmax(rint((double)a[p] * inv), -127.0), 127.0) * q[(size_t)(p / 2) * 2 * EE_PANEL_ROWS + p % 2];
         sum = p0 == 0 ? (float)acc : sum + (float)acc;
     }
     return sum * scales[j % EE_PANEL_ROWS] * sa;
 }
 
-/* The 8-bit panels at their integer limits: every weight 127 steps and every A value 32767 of the same sign over
- * 1100 columns (3 blocks: one 32-bit sum over all would overflow at 2^31), random rows, an A row with one value not
- * finite (NaN scores) and a zero row (zeros); the kernel of this ISA gives the reference's bits (ctest runs each). */
+/* The 8-bit panels at their integer limits: every weight 127 steps and every A value 127 of the same sign over 1100
+ * columns (3 blocks; the VNNI kernel's offset A bytes at 255), random rows, an A row with one value not finite (NaN
+ * scores) and a zero row (zeros); the kernel of this ISA gives the reference's bits (ctest runs each). */
 static void test_gemm_panels_i8_extremes(unsigned* seed) {
     const int n = 40, ks[] = {1100, 33};
     for (int t = 0; t < 2; t++) {
@@ -261,7 +261,7 @@ static void test_gemm_panels_i8_extremes(unsigned* seed) {
         a[3 * k + 5] = INFINITY;
         float y[11 * 40];
         if (ee_gemm(0, 1, m, n, k, 1.0f, a, k, packed, EE_I8_PANELS, k, 0.0f, y, n) != 0) printf("FAIL gemm i8 panels: %s\n", ee_last_error()), failures++;
-        /* row 0 against rows 0, 1: k * 127 * 32767 steps of (0.5 / 127) (3 / 32767), 1.5 k and -0.75 k up to rounding */
+        /* row 0 against rows 0, 1: k * 127 * 127 steps of (0.5 / 127) (3 / 127), 1.5 k and -0.75 k up to rounding */
         if (fabs(y[0] - 1.5 * k) > 1.5 * k * 1e-5 || fabs(y[1] + 0.75 * k) > 0.75 * k * 1e-5) printf("FAIL gemm i8 panels at the integer limits: %g, %g (%g, %g)\n", y[0], y[1], 1.5 * k, -0.75 * k), failures++;
         for (int i = 0, bad = 0; i < m && !bad; i++)
             for (int j = 0; j < n && !bad; j++) {
@@ -319,8 +319,8 @@ static void test_gemm_panels_i8(unsigned* seed) {
                     break;
                 }
             }
-            /* the header's bound: A rounded to 16 bits (c_k), the blocks' f32 rounding (g) */
-            const double ck = sqrt((double)k) / 64000, g = (k + 8) * 0x1p-24 / (1 - (k + 8) * 0x1p-24);
+            /* the header's bound: A's rounding to 8 bits (||a - a'||), the blocks' f32 rounding (g) */
+            const double g = (k + 8) * 0x1p-24 / (1 - (k + 8) * 0x1p-24);
             for (int m = 1; m <= EE_PANELS_MAX_M; m++) {
                 float* a = randn((size_t)m * lda, seed);
                 float* c = randn((size_t)m * ldc, seed);
@@ -329,14 +329,19 @@ static void test_gemm_panels_i8(unsigned* seed) {
                 const float beta = m % 2 ? 0.0f : 0.5f;
                 if (ee_gemm(0, 1, m, n, k, 0.75f, a, lda, packed, EE_I8_PANELS, k, beta, c, ldc) != 0) printf("FAIL gemm i8 panels: %s\n", ee_last_error()), failures++;
                 for (int i = 0, bad = 0; i < m && !bad; i++) {
-                    double anorm = 0.0;
-                    for (int p = 0; p < k; p++) anorm += (double)a[(size_t)i * lda + p] * a[(size_t)i * lda + p];
-                    anorm = sqrt(anorm);
+                    double anorm = 0.0, enorm = 0.0, top = 0.0;
+                    for (int p = 0; p < k; p++) anorm += (double)a[(size_t)i * lda + p] * a[(size_t)i * lda + p], top = fmax(top, fabs(a[(size_t)i * lda + p]));
+                    const float inv = top > 0.0 ? 127.0f / (float)top : 0.0f, sa = (float)top / 127.0f;
+                    for (int p = 0; p < k; p++) {
+                        const double e = a[(size_t)i * lda + p] - (double)sa * fmin(fmax(rint((double)a[(size_t)i * lda + p] * inv), -127.0), 127.0);
+                        enorm += e * e;
+                    }
+                    anorm = sqrt(anorm), enorm = sqrt(enorm);
                     for (int j = 0; j < n && !bad; j++) {
                         double exact = 0.0;
                         for (int p = 0; p < k; p++) exact += (double)a[(size_t)i * lda + p] * w[(size_t)j * ldw + p];
                         const double want = 0.75 * exact + (beta == 0.0f ? 0.0 : beta * (double)c0[(size_t)i * ldc + j]);
-                        const double bound = 0.75 * anorm * (resid[j] + (ck + g * (1 + ck)) * qnorm[j]) + 1e-6 * fabs(want) + 1e-30;
+                        const double bound = 0.75 * (anorm * resid[j] + (enorm + g * (anorm + enorm)) * qnorm[j]) + 1e-6 * fabs(want) + 1e-30;
                         if (fabs(c[(size_t)i * ldc + j] - want) > bound) {
                             printf("FAIL gemm with 8-bit panels %dx%dx%d beta %.1f: C[%d][%d] = %g, the f32 product %g, bound %g\n", m, n, k, beta, i, j, c[(size_t)i * ldc + j], want, bound);
                             failures++, bad = 1;

@@ -54,7 +54,7 @@ extern "C" {
 #define EE_PANEL_ROWS 32
 #define EE_PANELS_MAX_M 16
 
-#define EE_ABI_VERSION 14
+#define EE_ABI_VERSION 15
 
 /* ---- library information ------------------------------------------------------------------------------------ */
 
@@ -182,13 +182,13 @@ EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);
  * EE_PANEL_ROWS * (4 + 2 ceil(k / 2)) bytes from byte q times that: the panel's 32 scales (f32), then for each pair
  * of columns s the 32 rows' pairs, byte 2j + t holding q_j[2s + t] (0 past k and past n). resid and norm (each may be
  * null) [n] receive ||w_j - scale_j q_j||_2 and ||w_j||_2 rounded up (+inf for a row with a value that is not finite,
- * whose scale is NaN). ee_gemm with this B rounds each row a of A to a' = scale_a x (x = a times 32767 / max |a|
- * in f32, the exact product rounded to integers as above, |x| <= 32767, scale_a = max |a| / 32767; NaN rows of scores for an A row that is not finite), sums the
- * integer products exactly in blocks of 512 columns, the blocks in f32, and multiplies by scale_j and scale_a, the
- * same bits on the CPU and CUDA. A score then differs from the exact product a . w_j by at most
- * ||a|| (resid_j + (c_k + g (1 + c_k)) ||scale_j q_j||), with c_k = sqrt(k) / 64000 (||a - a'|| / ||a||: half a step
- * of 1 / 32767 of max |a| per column, with the rounding of a / scale_a) and g = (k + 8) 2^-24 / (1 - (k + 8) 2^-24)
- * (the blocks' and products' f32 rounding), whatever rows share the call (Cauchy-Schwarz). Half the bytes of bf16.
+ * whose scale is NaN). ee_gemm with this B rounds each row a of A to a' = scale_a x the same way (x = a times 127 /
+ * max |a| in f32, the exact product rounded to integers, |x| <= 127, scale_a = max |a| / 127; NaN rows of scores for
+ * an A row that is not finite), sums the integer products exactly in blocks of 512 columns, the blocks in f32, and
+ * multiplies by scale_j and scale_a, the same bits on the CPU and CUDA. A score then differs from the exact product
+ * a . w_j by at most ||a|| resid_j + (||a - a'|| + g (||a|| + ||a - a'||)) ||scale_j q_j||, with g = (k + 8) 2^-24 /
+ * (1 - (k + 8) 2^-24) (the blocks' and products' f32 rounding), whatever rows share the call (Cauchy-Schwarz; the
+ * middle term is A's own rounding). Half the bytes of bf16.
  */
 EE_API int32_t ee_pack_panels_i8(void* dst, float* resid, float* norm, const float* w, int32_t n, int32_t k, int32_t ldw);
 

@@ -367,13 +367,14 @@ public final class LlamaModel implements AutoCloseable {
      * classifier's row (f32, or bf16 widened) and scale_j q_j its copy with residual norm r_j = ||w_j - scale_j q_j||:
      * |f_j - x.w_j| &le; g ||x|| ||w_j|| (g = (k + 8) 2^-24 / (1 - (k + 8) 2^-24), more than the rounding of a k-term dot
      * product in any order), |x.w_j - x.(scale_j q_j)| &le; ||x|| r_j (Cauchy-Schwarz), and the 8-bit kernel rounds x
-     * to x' = scale_x times 16-bit integers with ||x - x'|| &le; c_k ||x||, c_k = sqrt(k) / 64000 (half a step of
-     * max |x| / 32767 per term, and the rounding of x / scale_x), then sums exactly in integers and rounds only the
-     * blocks' f32 sum and the products by the scales: |s_j - x.(scale_j q_j)| &le; (c_k + g (1 + c_k)) ||x||
-     * ||scale_j q_j||, with ||scale_j q_j|| &le; ||w_j|| + r_j; so |f_j - s_j| &le; B_j = ||x|| R_j, R_j = (r_j + (c_k +
-     * (2g + 2^-21)(1 + c_k))(||w_j|| + r_j)) (1 + 1e-4) ({@link ScoreScreen}), where 2^-21
+     * to x' = scale_x times 8-bit integers, sums exactly in integers and rounds only the blocks' f32 sum and the
+     * products by the scales: |s_j - x.(scale_j q_j)| &le; (||x - x'|| + g ||x'||) ||scale_j q_j||, with ||scale_j q_j||
+     * &le; ||w_j|| + r_j. With E = max(||x||, ||x - x'|| / c), c = 1/128, rounded up ({@link ScoreScreen#norms}: the
+     * rounding error is measured per row, as x' is known), ||x|| &le; E, ||x - x'|| &le; c E and ||x'|| &le; (1 + c) E,
+     * so |f_j - s_j| &le; B_j = E R_j, R_j = (r_j + (c + (2g + 2^-21)(1 + c))(||w_j|| + r_j)) (1 + 1e-4)
+     * ({@link ScoreScreen}), where 2^-21
      * and the last factor cover the float arithmetic of the bounds themselves (each of s_j + B_j, s_j - B_j and the
-     * product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| &le; (1 + 2g) ||x|| (||w_j|| + r_j)). A token with s_j +
+     * product rounds by at most 2^-24 (|s_j| + B_j), and |s_j| &le; (1 + 2g) (1 + c) E (||w_j|| + r_j)). A token with s_j +
      * B_j below max_l (s_l - B_l) has f_j below some candidate's f_l, so it cannot be the argmax. Rows with a non-finite
      * value, or with candidates in more than an eighth of the panels, take the full logits; once more than 16 rows, and
      * over a quarter of all, have, the model stops screening (flat logits, as of an untrained model, would only pay for

@@ -52,27 +52,49 @@ public final class ScoreScreen {
     /** radius [vocab]: score j lies within ||x|| radius_j of the exact logit. */
     public Tensor radius() { return radius; }
 
+    /** The share of a row's norm the radii allow for the kernel's rounding of the row (c below; EE_SCREEN_ROUNDING). */
+    static final double ROUNDING = 1.0 / 128;
+
     /**
-     * radius_j = (r_j + (c_k + (2g + 2^-21)(1 + c_k))(||w_j|| + r_j))(1 + 1e-4), rounded up, from the copy's residual
-     * norms r_j and the rows' norms; c_k = sqrt(k) / 64000 (the kernel's 16-bit rounding of x), g = (k + 8) 2^-24 /
-     * (1 - (k + 8) 2^-24), k = dim. See {@link LlamaModel#greedyTokens} for why.
+     * radius_j = (r_j + (c + (2g + 2^-21)(1 + c))(||w_j|| + r_j))(1 + 1e-4), rounded up, from the copy's residual
+     * norms r_j and the rows' norms; c = 1/128 (the share of a row's scale {@link #norms} leaves to the kernel's 8-bit
+     * rounding of it), g = (k + 8) 2^-24 / (1 - (k + 8) 2^-24), k = dim. See {@link LlamaModel#greedyTokens} for why.
      */
     private void measure() {
         float[] r = resid.toFloatArray(), n = norm.toFloatArray(), out = new float[r.length];
         int k = scores.in();
-        double u = Math.scalb(1.0, -24), g = (k + 8) * u / (1 - (k + 8) * u), ck = Math.sqrt(k) / 64000;
-        for (int j = 0; j < out.length; j++) out[j] = Math.nextUp((float) ((r[j] + (ck + (2 * g + 8 * u) * (1 + ck)) * (n[j] + r[j])) * (1 + 1e-4)));
+        double u = Math.scalb(1.0, -24), g = (k + 8) * u / (1 - (k + 8) * u), c = ROUNDING;
+        for (int j = 0; j < out.length; j++) out[j] = Math.nextUp((float) ((r[j] + (c + (2 * g + 8 * u) * (1 + c)) * (n[j] + r[j])) * (1 + 1e-4)));
         radius.copyFrom(out);
     }
 
-    /** ||x_r|| rounded up for each row of x [rows, dim] (F32): the bound's scale per row. */
+    /**
+     * The bound's scale for each row x of x [rows, dim] (F32): E = max(||x||, 128 ||x - x'||) rounded up, x' the row as
+     * the 8-bit kernel rounds it (x times 127 / max |x| in f32, the exact product rounded to the nearest, ties to even,
+     * times max |x| / 127), so that ||x|| &le; E and ||x - x'|| &le; E / 128: every score lies within E radius_j of its
+     * logit. The native exit steps compute the same (ee_screen_scale in native/common/candidates.h). NaN or +inf for a
+     * row with a value that is not finite.
+     */
     public static float[] norms(Tensor x) {
         int rows = x.dim(0), dim = x.dim(1);
         float[] v = x.toFloatArray(), out = new float[rows];
         for (int r = 0; r < rows; r++) {
-            double ss = 0;
-            for (int i = r * dim; i < (r + 1) * dim; i++) ss += (double) v[i] * v[i];
-            out[r] = Math.nextUp((float) Math.sqrt(ss));
+            float top = 0;
+            double ss = 0, ee = 0;
+            for (int i = r * dim; i < (r + 1) * dim; i++) {
+                top = Math.max(top, Math.abs(v[i]));
+                ss += (double) v[i] * v[i];
+            }
+            if (!Double.isFinite(ss)) {
+                out[r] = (float) ss;
+                continue;
+            }
+            float inv = top > 0 ? 127f / top : 0f, scale = top / 127f;
+            for (int i = r * dim; i < (r + 1) * dim; i++) {
+                double d = v[i] - (double) scale * Math.min(127, Math.max(-127, Math.rint((double) v[i] * inv)));
+                ee += d * d;
+            }
+            out[r] = Math.nextUp((float) Math.max(Math.sqrt(ss), Math.sqrt(ee) / ROUNDING));
         }
         return out;
     }

@@ -15,9 +15,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 /**
  * {@link ScoreScreen}'s radius against the kernels it bounds: every 8-bit score lies within ||x|| radius_j of the f32
  * logit ({@code ops.linear}), for rows of x that are Gaussian, dominated by one outlier, or the kernel's worst case
- * for its 16-bit rounding of x (one value at the top, every other one half a step, signed as weight row 0, whose
+ * for its 8-bit rounding of x (one value at the top, every other one half a step, signed as weight row 0, whose
  * values the 8-bit copy holds exactly), at dims of one and of three blocks of integer sums; the worst case uses
- * 78-90% of its radius (the rest is the f32 rounding terms' share), so leaving out the rounding of x fails.
+ * most of its radius (the rest is the f32 rounding terms' share), so leaving out the rounding of x fails.
  */
 class ScoreScreenTest {
     static final Backend CPU = Backends.cpu();
@@ -31,8 +31,8 @@ class ScoreScreenTest {
         for (int i = 0; i < w.length; i++) w[i] = i < dim ? (r.nextBoolean() ? 1f : -1f) : (float) r.nextGaussian() * (i % 97 == 0 ? 8 : 1); // some outliers: coarse rows
         for (int i = 0; i < x.length; i++) {
             int row = i / dim, col = i % dim;
-            // row 2: 32767 (the 16-bit step is then 1) and +-0.5 with w[0]'s signs, which the kernel rounds to 0 (ties to even)
-            x[i] = row == 2 ? (col == 0 ? 32767f : 0.5f * w[col]) : row % 2 == 0 ? (float) r.nextGaussian() : col == 5 ? 300f : (float) r.nextGaussian() * 0.01f;
+            // row 2: 127 (the 8-bit step is then 1) and +-0.5 with w[0]'s signs, which the kernel rounds to 0 (ties to even)
+            x[i] = row == 2 ? (col == 0 ? 127f : 0.5f * w[col]) : row % 2 == 0 ? (float) r.nextGaussian() : col == 5 ? 300f : (float) r.nextGaussian() * 0.01f;
         }
         try (Scope s = Scope.of(CPU, "score-screen")) {
             Tensor wt = s.allocate(DType.F32, vocab, dim).copyFrom(w), xt = s.allocate(DType.F32, rows, dim).copyFrom(x);
