@@ -8,8 +8,8 @@ import dev.eetune.tensor.Tensor;
 
 /**
  * An 8-bit copy of an LM matrix w [vocab, dim] ({@link Ops#packInt8Panels}) and the radius of its scores' bound: for
- * any x, the score s_j = {@code scores} row j times x lies within ||x|| radius_j of the logit f_j an exact f32 kernel
- * computes from w (R_j of {@link LlamaModel#greedyTokens}, which derives it). Greedy decode screens its classifier
+ * any x, the score s_j = {@code scores} row j times x lies within E radius_j of the logit f_j an exact f32 kernel
+ * computes from w, E the row's scale {@link #norms} gives (R_j of {@link LlamaModel#greedyTokens}, which derives it). Greedy decode screens its classifier
  * with one ({@link LlamaModel#greedyTokens}: {@link Ops#argmaxCandidates}), softmax exits their heads
  * ({@code EarlyExitGenerator}: {@link Ops#maxProbUpper}).
  *
@@ -49,7 +49,7 @@ public final class ScoreScreen {
     /** The copy, for {@link Ops#linearPanels(Tensor, Tensor, Int8Panels)}. */
     public Int8Panels scores() { return scores; }
 
-    /** radius [vocab]: score j lies within ||x|| radius_j of the exact logit. */
+    /** radius [vocab]: score j lies within E radius_j of the exact logit, E from {@link #norms}. */
     public Tensor radius() { return radius; }
 
     /** The share of a row's norm the radii allow for the kernel's rounding of the row (c below; EE_SCREEN_ROUNDING). */
