@@ -13,7 +13,8 @@
 /* The scale of the 8-bit screen's bound for a row x of k values (A of ee_gemm with EE_I8_PANELS): E = max(||x||,
  * ||x - x'|| / EE_SCREEN_ROUNDING) rounded up, x' = scale_x q the row as the kernels round it (eetune.h,
  * ee_pack_panels_i8), so that ||x|| <= E and ||x - x'|| <= E / 128; every score then lies within E radius_j of its logit
- * (ScoreScreen.norms computes the same on the Java side). NaN or +inf for a row with a value that is not finite. */
+ * (ScoreScreen.norms computes the same on the Java side). NaN or +inf for a row with a value that is not finite or a
+ * max |x| too small to scale (below 127 / FLT_MAX). */
 static inline float ee_screen_scale(const float* x, int32_t k) {
     float top = 0.0f;
     double ss = 0.0;
@@ -23,6 +24,7 @@ static inline float ee_screen_scale(const float* x, int32_t k) {
     }
     if (!isfinite(ss)) return (float)ss;
     const float inv = top > 0.0f ? 127.0f / top : 0.0f, scale = top / 127.0f;
+    if (!isfinite(inv)) return NAN; /* too small to scale: the kernels give NaN scores, the exact logits decide */
     double ee = 0.0;
     for (int32_t p = 0; p < k; p++) {
         const double q = fmin(fmax(rint((double)x[p] * inv), -127.0), 127.0), d = (double)x[p] - (double)scale * q;

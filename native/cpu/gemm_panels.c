@@ -409,6 +409,10 @@ EE_INLINE double round_scaled(float v, float inv, double lim) {
     return r > lim ? lim : r < -lim ? -lim : r;
 }
 
+/* Whether a row with this max |v| can be scaled to 8 bits: 127 / max |v| overflows f32 below 127 / FLT_MAX (such a row
+ * is treated as one with a value that is not finite: NaN scale, +inf residual, NaN scores; the exact logits decide) */
+EE_INLINE int i8_scalable(float top) { return top == 0.0f || isfinite(127.0f / top); }
+
 /* max |v| over n values, and whether all of them are finite (the scale of a row of either 8-bit copy) */
 EE_INLINE float row_top(const float* v, int n, int* finite) {
     float top = 0.0f, bad = 0.0f;
@@ -517,6 +521,7 @@ EE_INLINE void pack_i8_panel(const pack_i8_job* job, int64_t q, round_row_fn rou
     double err[EE_PANEL_ROWS] = {0}, sum[EE_PANEL_ROWS] = {0};
     for (int j = 0; j < rows; j++) {
         const float top = row_top(job->w + (q * EE_PANEL_ROWS + j) * job->ldw, k, &finite[j]);
+        finite[j] = finite[j] && i8_scalable(top);
         scales[j] = finite[j] ? top / 127.0f : NAN;
         inv[j] = finite[j] && top > 0.0f ? 127.0f / top : 0.0f;
     }
@@ -584,6 +589,7 @@ static void quantize_a_i8(const ee_gemm_args* g, int32_t* x, uint32_t* xq, float
         const float* a = g->a + (size_t)i * g->lda;
         int finite;
         const float top = row_top(a, g->k, &finite);
+        finite = finite && i8_scalable(top);
         const float inv = finite && top > 0.0f ? 127.0f / top : 0.0f;
         scale[i] = finite ? top / 127.0f : NAN;
         int16_t* halves = (int16_t*)(x + (size_t)i * kp);

@@ -69,6 +69,7 @@ __global__ void pack_panels_i8_kernel(char* dst, float* resid, float* norm, cons
             finite &= isfinite(row[c]);
             top = fmaxf(top, fabsf(row[c]));
         }
+        finite = finite && (top == 0.0f || isfinite(127.0f / top)); /* as the CPU's i8_scalable */
         const float scale = j >= n ? 0.0f : !finite ? nanf("") : top / 127.0f, inv = j < n && finite && top > 0.0f ? 127.0f / top : 0.0f;
         double err = 0.0, sum = 0.0;
         for (int c = 0; c < k; c++) {
@@ -130,7 +131,7 @@ __global__ void gemm_panels_i8_kernel(ee_gemm_args g) {
         const int8_t* w = (const int8_t*)(scales + EE_PANEL_ROWS) + 2 * (j % EE_PANEL_ROWS);
         float top = 0.0f, bad = 0.0f;
         for (int p = 0; p < g.k; p++) top = fmaxf(top, fabsf(a[p])), bad += a[p] - a[p];
-        const bool finite = bad == 0.0f;
+        const bool finite = bad == 0.0f && (top == 0.0f || isfinite(127.0f / top)); /* as the CPU's i8_scalable */
         const float inv = finite && top > 0.0f ? 127.0f / top : 0.0f, sa = finite ? top / 127.0f : nanf("");
         float sum = 0.0f;
         for (int p0 = 0; p0 < g.k; p0 += 512) {

@@ -259,14 +259,15 @@ static void test_gemm_panels_i8_extremes(unsigned* seed) {
         float* a = randn((size_t)m * k, seed);
         for (int p = 0; p < k; p++) a[p] = 3.0f, a[2 * k + p] = 0.0f;
         a[3 * k + 5] = INFINITY;
+        for (int p = 0; p < k; p++) a[4 * k + p] = p % 3 ? 1e-37f : -2e-37f; /* row 4: too small to scale (127 / max |a| overflows): NaN */
         float y[11 * 40];
         if (ee_gemm(0, 1, m, n, k, 1.0f, a, k, packed, EE_I8_PANELS, k, 0.0f, y, n) != 0) printf("FAIL gemm i8 panels: %s\n", ee_last_error()), failures++;
         /* row 0 against rows 0, 1: k * 127 * 127 steps of (0.5 / 127) (3 / 127), 1.5 k and -0.75 k up to rounding */
         if (fabs(y[0] - 1.5 * k) > 1.5 * k * 1e-5 || fabs(y[1] + 0.75 * k) > 0.75 * k * 1e-5) printf("FAIL gemm i8 panels at the integer limits: %g, %g (%g, %g)\n", y[0], y[1], 1.5 * k, -0.75 * k), failures++;
         for (int i = 0, bad = 0; i < m && !bad; i++)
             for (int j = 0; j < n && !bad; j++) {
-                const float got = y[i * n + j], want = i == 3 ? NAN : i8_reference(packed, a + (size_t)i * k, j, k);
-                bad = i == 3 ? !isnan(got) : i == 2 ? got != 0.0f : memcmp(&got, &want, sizeof got) != 0;
+                const float got = y[i * n + j], want = i == 3 || i == 4 ? NAN : i8_reference(packed, a + (size_t)i * k, j, k);
+                bad = i == 3 || i == 4 ? !isnan(got) : i == 2 ? got != 0.0f : memcmp(&got, &want, sizeof got) != 0;
                 if (bad) printf("FAIL gemm i8 panels k %d: C[%d][%d] = %.9g, the header's rounding sequence %.9g\n", k, i, j, got, want), failures++;
             }
         free(w), free(packed), free(a);
@@ -356,6 +357,8 @@ static void test_gemm_panels_i8(unsigned* seed) {
     float row[8] = {1, 2, NAN, 4, 5, 6, 7, 8}, resid = 0.0f;
     char panel[32 * 12];
     if (ee_pack_panels_i8(panel, &resid, NULL, row, 1, 8, 8) != 0 || !isinf(resid) || !isnan(((float*)panel)[0])) printf("FAIL ee_pack_panels_i8 with a NaN: resid %g, scale %g\n", resid, ((float*)panel)[0]), failures++;
+    for (int c = 0; c < 8; c++) row[c] = c % 2 ? 1e-38f : -3e-38f; /* too small to scale to 8 bits: as a row that is not finite */
+    if (ee_pack_panels_i8(panel, &resid, NULL, row, 1, 8, 8) != 0 || !isinf(resid) || !isnan(((float*)panel)[0])) printf("FAIL ee_pack_panels_i8 with a tiny row: resid %g, scale %g\n", resid, ((float*)panel)[0]), failures++;
     float x[8] = {0}, y[32];
     if (ee_gemm(0, 1, 17, 32, 8, 1.0f, x, 8, panel, EE_I8_PANELS, 8, 0.0f, y, 32) == 0) printf("FAIL gemm i8 panels accepted m = 17\n"), failures++;
     if (ee_gemm(0, 1, 1, 32, 8, 1.0f, x, 8, panel, EE_I8_PANELS, 9, 0.0f, y, 32) == 0) printf("FAIL gemm i8 panels accepted ldb != k\n"), failures++;

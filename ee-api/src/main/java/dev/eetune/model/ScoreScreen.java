@@ -73,7 +73,7 @@ public final class ScoreScreen {
      * the 8-bit kernel rounds it (x times 127 / max |x| in f32, the exact product rounded to the nearest, ties to even,
      * times max |x| / 127), so that ||x|| &le; E and ||x - x'|| &le; E / 128: every score lies within E radius_j of its
      * logit. The native exit steps compute the same (ee_screen_scale in native/common/candidates.h). NaN or +inf for a
-     * row with a value that is not finite.
+     * row with a value that is not finite or a max |x| too small to scale (below 127 / Float.MAX_VALUE).
      */
     public static float[] norms(Tensor x) {
         int rows = x.dim(0), dim = x.dim(1);
@@ -90,6 +90,10 @@ public final class ScoreScreen {
                 continue;
             }
             float inv = top > 0 ? 127f / top : 0f, scale = top / 127f;
+            if (Float.isInfinite(inv)) { // too small to scale: the kernels give NaN scores, the exact logits decide
+                out[r] = Float.NaN;
+                continue;
+            }
             for (int i = r * dim; i < (r + 1) * dim; i++) {
                 double d = v[i] - (double) scale * Math.min(127, Math.max(-127, Math.rint((double) v[i] * inv)));
                 ee += d * d;

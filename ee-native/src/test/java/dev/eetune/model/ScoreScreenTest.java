@@ -52,4 +52,22 @@ class ScoreScreenTest {
             assertThat(adversarial).as("the share of row 0's radius the worst case for x's rounding uses").isGreaterThan(0.7);
         }
     }
+
+    /** A row the 8-bit kernels cannot scale (max |x| below 127 / Float.MAX_VALUE) or with a value that is not finite gets no finite bound scale: its exact logits decide. */
+    @org.junit.jupiter.api.Test
+    void rowsThatCannotBeScaledGetNoFiniteScale() {
+        int dim = 8;
+        float[] x = new float[3 * dim];
+        for (int c = 0; c < dim; c++) {
+            x[c] = c % 2 == 0 ? 1e-38f : -3e-38f;
+            x[dim + c] = c == 3 ? Float.NaN : 1f;
+            x[2 * dim + c] = c;
+        }
+        try (Scope s = Scope.of(CPU, "score-screen-scale")) {
+            float[] e = ScoreScreen.norms(s.allocate(DType.F32, 3, dim).copyFrom(x));
+            assertThat(e[0]).as("a tiny row").isNaN();
+            assertThat(e[1]).as("a row with a NaN").isNaN();
+            assertThat(e[2]).as("an ordinary row: at least its norm").isFinite().isGreaterThanOrEqualTo((float) Math.sqrt(140));
+        }
+    }
 }
