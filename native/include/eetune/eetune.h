@@ -184,7 +184,7 @@ EE_API int64_t ee_panels_i8_bytes(int32_t n, int32_t k);
  * null) [n] receive ||w_j - scale_j q_j||_2 and ||w_j||_2 rounded up (+inf for a row with a value that is not finite,
  * whose scale is NaN). ee_gemm with this B rounds each row a of A to a' = scale_a x the same way (x = a times 127 /
  * max |a| in f32, the exact product rounded to integers, |x| <= 127, scale_a = max |a| / 127; NaN rows of scores for
- * an A row that is not finite), sums the integer products exactly in blocks of 512 columns, the blocks in f32, and
+ * an A row that is not finite or too small to scale, max |a| below 127 / FLT_MAX, as for such a weight row), sums the integer products exactly in blocks of 512 columns, the blocks in f32, and
  * multiplies by scale_j and scale_a, the same bits on the CPU and CUDA. A score then differs from the exact product
  * a . w_j by at most ||a|| resid_j + (||a - a'|| + g (||a|| + ||a - a'||)) ||scale_j q_j||, with g = (k + 8) 2^-24 /
  * (1 - (k + 8) 2^-24) (the blocks' and products' f32 rounding), whatever rows share the call (Cauchy-Schwarz; the
