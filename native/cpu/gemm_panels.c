@@ -616,11 +616,11 @@ EE_INLINE void store_i8_row(const i8_job* job, const float* sums, int64_t q, int
 #if EE_X86
 #define EE_AVX512VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx2,fma,f16c")))
 
-/* acc[i] += row i's quad times steps 2t and 2t + 1 (each read under its mask: a zero mask reads nothing and gives
- * zeros, as for an odd k's last step): four columns of 16 weight rows in each of two vectors, lane l of 128-bit part L
+/* acc[i] += row i's quad times steps 2t and 2t + 1 (zeros for the second where there is none: an odd k's last step):
+ * four columns of 16 weight rows in each of two vectors, lane l of 128-bit part L
  * holding row 8L + l (w0) and 8L + 4 + l (w1); acc[MR] += the weights' sums there (what A's offset of 128 adds) */
-EE_INLINE EE_AVX512VNNI void i8_quad_512(const int MR, __m512i (*acc)[2], const int8_t* steps, __mmask32 first, __mmask32 second, const uint32_t* xq, int kq) {
-    const __m512i a = _mm512_maskz_loadu_epi16(first, steps), b = _mm512_maskz_loadu_epi16(second, steps + 2 * EE_PANEL_ROWS);
+EE_INLINE EE_AVX512VNNI void i8_quad_512(const int MR, __m512i (*acc)[2], const int8_t* steps, const int second, const uint32_t* xq, int kq) {
+    const __m512i a = _mm512_loadu_si512((const void*)steps), b = _mm512_maskz_loadu_epi16(second ? ~0u : 0u, steps + 2 * EE_PANEL_ROWS); /* masked off: nothing read */
     const __m512i w0 = _mm512_unpacklo_epi16(a, b), w1 = _mm512_unpackhi_epi16(a, b), ones = _mm512_set1_epi8(1);
     acc[MR][0] = _mm512_dpbusd_epi32(acc[MR][0], ones, w0);
     acc[MR][1] = _mm512_dpbusd_epi32(acc[MR][1], ones, w1);
@@ -650,11 +650,11 @@ EE_INLINE EE_AVX512VNNI void panel_i8_512(const i8_job* job, const int MR, const
         /* the quads the chains leave over go first (the integer sums do not depend on the order), so that the main
          * loop flows into the epilogue: after it, their merges made GCC copy and spill the accumulators every step */
         int lo = t0, hi = t1;
-        if (2 * hi > job->kp) hi--, i8_quad_512(MR, acc, w + (size_t)hi * 4 * EE_PANEL_ROWS, ~0u, 0u, xq + hi, job->kq); /* an odd k's last pair alone */
-        if ((hi - lo) % CH) i8_quad_512(MR, acc, w + (size_t)lo * 4 * EE_PANEL_ROWS, ~0u, ~0u, xq + lo, job->kq), lo++;
+        if (2 * hi > job->kp) hi--, i8_quad_512(MR, acc, w + (size_t)hi * 4 * EE_PANEL_ROWS, 0, xq + hi, job->kq); /* an odd k's last pair alone */
+        if ((hi - lo) % CH) i8_quad_512(MR, acc, w + (size_t)lo * 4 * EE_PANEL_ROWS, 1, xq + lo, job->kq), lo++;
         for (int t = lo; t < hi; t += CH)
 #pragma GCC unroll 2
-            for (int c = 0; c < CH; c++) i8_quad_512(MR, acc + c * (MR + 1), w + (size_t)(t + c) * 4 * EE_PANEL_ROWS, ~0u, ~0u, xq + t + c, job->kq);
+            for (int c = 0; c < CH; c++) i8_quad_512(MR, acc + c * (MR + 1), w + (size_t)(t + c) * 4 * EE_PANEL_ROWS, 1, xq + t + c, job->kq);
         __m512i offset[2];
         for (int h = 0; h < 2; h++) offset[h] = _mm512_slli_epi32(CH == 2 ? _mm512_add_epi32(acc[MR][h], acc[2 * MR + 1][h]) : acc[MR][h], 7);
         for (int i = 0; i < MR; i++) {

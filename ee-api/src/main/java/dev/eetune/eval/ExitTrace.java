@@ -213,10 +213,11 @@ public record ExitTrace(int[] layers, float[][] softmax, float[][] gate, float[]
         public static Costs of(LlamaConfig c, ExitArchitecture[] archs, int[] layers, ConfidenceMethod method, int gateHidden) {
             double[] visit = new double[layers.length], head = new double[layers.length];
             double score = ExitScores.scoreLayers(method, c, gateHidden), layer = ExitCost.layerMacs(c);
+            boolean cheap = method.isCheap();
             for (int i = 0; i < layers.length; i++) {
                 // a layer head's own layer: every row writes its K/V there; with a cheap score only the rows the head
                 // runs for pay the rest of it (softmax runs the head, so the whole layer, for every row)
-                boolean own = archs[i] == ExitArchitecture.LAYER, cheap = method.isCheap();
+                boolean own = archs[i] == ExitArchitecture.LAYER;
                 visit[i] = score + (own ? (cheap ? ExitCost.kvLayers(c) : 1) : 0);
                 head[i] = ExitCost.headMacs(archs[i], c) / layer + (own && cheap ? 1 : 0);
             }

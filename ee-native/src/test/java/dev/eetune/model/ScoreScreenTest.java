@@ -5,6 +5,7 @@ import dev.eetune.backend.Backends;
 import dev.eetune.tensor.DType;
 import dev.eetune.tensor.Scope;
 import dev.eetune.tensor.Tensor;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -54,7 +55,7 @@ class ScoreScreenTest {
     }
 
     /** A row the 8-bit kernels cannot scale (max |x| below 127 / Float.MAX_VALUE) or with a value that is not finite gets no finite bound scale: its exact logits decide. */
-    @org.junit.jupiter.api.Test
+    @Test
     void rowsThatCannotBeScaledGetNoFiniteScale() {
         int dim = 8;
         float[] x = new float[3 * dim];
